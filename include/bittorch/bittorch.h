@@ -1,0 +1,8 @@
+#pragma once
+
+// Umbrella header: everything a BitTorch user needs.
+#include <bittorch/nn/functional/ternary_linear.h>
+#include <bittorch/nn/modules/ternary_linear.h>
+#include <bittorch/nn/options/ternary_linear.h>
+#include <bittorch/quant/ternarize.h>
+#include <bittorch/version.h>

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <bittorch/nn/options/ternary_linear.h>
+#include <bittorch/quant/ternarize.h>
+
+#include <torch/nn/cloneable.h>
+#include <torch/nn/pimpl.h>
+
+#include <ostream>
+
+namespace bittorch::nn {
+
+/// A drop-in for torch::nn::Linear whose forward uses ternary weights {-1, 0, +1} times a
+/// per-channel (or global) scale, computed on every call from the full-precision master
+/// `weight`, which the optimizer updates through a straight-through estimator.
+class TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinearImpl> {
+ public:
+  TernaryLinearImpl(int64_t in_features, int64_t out_features)
+      : TernaryLinearImpl(TernaryLinearOptions(in_features, out_features)) {}
+  explicit TernaryLinearImpl(const TernaryLinearOptions& options_);
+
+  void reset() override;
+  /// Same initialization as torch::nn::Linear: Kaiming-uniform weight (a = sqrt(5)) and a
+  /// bias uniform in +-1/sqrt(in_features).
+  void reset_parameters();
+  void pretty_print(std::ostream& stream) const override;
+
+  /// Input [*, in_features] -> output [*, out_features].
+  at::Tensor forward(const at::Tensor& input);
+
+  /// The ternary codes (weight's dtype, values in {-1, 0, 1}) and scale that forward uses.
+  quant::TernarizedWeight get_quantized_weight() const;
+
+  TernaryLinearOptions options;
+  /// Full-precision master weight [out_features, in_features].
+  at::Tensor weight;
+  /// [out_features], or undefined when options.bias() is false.
+  at::Tensor bias;
+};
+
+TORCH_MODULE(TernaryLinear);
+
+}  // namespace bittorch::nn

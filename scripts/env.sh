@@ -1,0 +1,10 @@
+# Sourced by the scripts: where the pinned LibTorch lives and how CMake finds it.
+BITTORCH_TORCH_VERSION="2.11.0"
+BITTORCH_CACHE="${BITTORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bittorch}"
+BITTORCH_VENV="${BITTORCH_VENV:-${BITTORCH_CACHE}/venv-torch-${BITTORCH_TORCH_VERSION}}"
+BITTORCH_PYTHON="${BITTORCH_VENV}/bin/python"
+
+# CMake prefix of the Torch package inside the virtual environment.
+torch_cmake_prefix() {
+  "${BITTORCH_PYTHON}" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)'
+}

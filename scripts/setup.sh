@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything BitTorch needs to build and test, idempotently:
+#   - Debian packages: compiler tools, spdlog, cxxopts, GoogleTest, zlib, gnuplot,
+#     the Fashion-MNIST data set;
+#   - LibTorch from the pinned pip wheel torch==2.11.0 (CUDA 13.0 build) in a virtual
+#     environment outside the checkout, keyed by the torch version, so reruns and CI reuse it.
+# Prints nothing but progress; the environment's location is given by scripts/env.sh.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=env.sh
+source "${here}/env.sh"
+
+die() { echo "setup.sh: error: $*" >&2; exit 1; }
+
+apt_packages=(build-essential cmake ninja-build pkg-config zlib1g-dev
+              libspdlog-dev libcxxopts-dev libgtest-dev libbenchmark-dev
+              gnuplot-nox dataset-fashion-mnist)
+
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup.sh: installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || die "need root or sudo to install: ${missing[*]}"
+    sudo_cmd=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq || die "apt-get update failed"
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install failed for: ${missing[*]}"
+fi
+
+if [[ ! -f "${BITTORCH_VENV}/.complete" ]]; then
+  command -v python3 >/dev/null || die "python3 is required to install the torch wheel"
+  echo "setup.sh: installing torch==${BITTORCH_TORCH_VERSION} into ${BITTORCH_VENV} (one time, a few GB)"
+  rm -rf "${BITTORCH_VENV}"
+  mkdir -p "$(dirname "${BITTORCH_VENV}")"
+  python3 -m venv "${BITTORCH_VENV}" || die "python3 -m venv failed (install python3-venv)"
+  "${BITTORCH_VENV}/bin/python" -m pip install -q --no-cache-dir \
+    "torch==${BITTORCH_TORCH_VERSION}" numpy || die "pip install torch==${BITTORCH_TORCH_VERSION} failed"
+  "${BITTORCH_VENV}/bin/python" -c 'import torch; print("setup.sh: torch", torch.__version__)' \
+    || die "the installed torch does not import"
+  touch "${BITTORCH_VENV}/.complete"
+fi
+echo "setup.sh: ready (Torch at $(torch_cmake_prefix))"

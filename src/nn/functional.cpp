@@ -1,0 +1,53 @@
+#include <bittorch/nn/functional/ternary_linear.h>
+
+#include "ops/ops.h"
+
+#include <torch/autograd.h>
+#include <torch/nn/functional/linear.h>
+
+namespace bittorch::nn::functional {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The unfused path: codes * scale as an autograd node of its own whose gradient is the
+// straight-through estimator (grad_w = scale * grad_w_eff), then torch's own linear.
+class DequantizeSte : public torch::autograd::Function<DequantizeSte> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight,
+                            const TernaryLinearFuncOptions& options, at::ScalarType dtype) {
+    auto [codes, scale] = quant::ternarize(weight, options.ternarize_options());
+    ctx->save_for_backward({scale});
+    return (codes.to(scale.scalar_type()) * scale.unsqueeze(1)).to(dtype);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const at::Tensor scale = ctx->get_saved_variables()[0];
+    const at::Tensor& grad = grad_outputs[0];
+    return {(grad.to(scale.scalar_type()) * scale.unsqueeze(1)).to(grad.scalar_type()),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
+                          const at::Tensor& bias, const TernaryLinearFuncOptions& options) {
+  if (!options.quantize()) {
+    return torch::nn::functional::linear(input, weight, bias);
+  }
+  if (!options.use_cuda_kernel()) {
+    TORCH_CHECK(input.scalar_type() == weight.scalar_type(),
+                "bittorch::ternary_linear: expected input and weight of the same dtype, but got "
+                "input ", input.scalar_type(), " and weight ", weight.scalar_type());
+    return torch::nn::functional::linear(
+        input, DequantizeSte::apply(weight, options, input.scalar_type()), bias);
+  }
+  return ops::ternary_linear(input, weight,
+                             bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
+                             options.threshold_factor(), options.per_channel(),
+                             quant::to_string(options.scale_mode()));
+}
+
+}  // namespace bittorch::nn::functional

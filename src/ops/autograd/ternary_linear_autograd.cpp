@@ -1,0 +1,84 @@
+// Autograd implementation of the bittorch:: ops. The forward and backward of the
+// straight-through estimator are dispatcher ops themselves, so each backend (CPU, CUDA,
+// Meta) provides its own and this file stays backend-agnostic.
+
+#include "ops/ops.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <string>
+
+namespace bittorch::ops {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
+                            const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                            double threshold_factor, bool per_channel,
+                            const std::string& scale_mode) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    auto [output, codes, scale] = ternary_linear_forward(input, weight, bias, threshold_factor,
+                                                         per_channel, scale_mode);
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    // The scale is a constant of the estimator (detached), so only the codes and the
+    // scale are kept, never the master weight.
+    ctx->save_for_backward({input, codes, scale});
+    return output;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    // An absent bias is no input of the autograd node, so index 2 exists only with a bias.
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const std::array<bool, 3> output_mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                             has_bias && ctx->needs_input_grad(2)};
+    auto [grad_input, grad_weight, grad_bias] =
+        ternary_linear_backward(grad_outputs[0], saved[0], saved[1], saved[2], output_mask);
+    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor ternary_linear_autograd(const at::Tensor& input, const at::Tensor& weight,
+                                   const std::optional<at::Tensor>& bias,
+                                   double threshold_factor, bool per_channel,
+                                   c10::string_view scale_mode) {
+  return TernaryLinearFunction::apply(input, weight, bias, threshold_factor, per_channel,
+                                      std::string(scale_mode));
+}
+
+// Quantization has no useful gradient: its outputs never require grad.
+std::tuple<at::Tensor, at::Tensor> ternarize_autograd(const at::Tensor& weight,
+                                                      double threshold_factor, bool per_channel,
+                                                      c10::string_view scale_mode) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return ternarize(weight, threshold_factor, per_channel, scale_mode);
+}
+
+// Below autograd (inference mode, or a backend asked directly), ternary_linear is the
+// output of the backend's forward.
+at::Tensor ternary_linear_no_autograd(const at::Tensor& input, const at::Tensor& weight,
+                                      const std::optional<at::Tensor>& bias,
+                                      double threshold_factor, bool per_channel,
+                                      c10::string_view scale_mode) {
+  return std::get<0>(
+      ternary_linear_forward(input, weight, bias, threshold_factor, per_channel, scale_mode));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, Autograd, m) {
+  m.impl("ternary_linear", &ternary_linear_autograd);
+  m.impl("ternarize", &ternarize_autograd);
+}
+
+TORCH_LIBRARY_IMPL(bittorch, CompositeExplicitAutograd, m) {
+  m.impl("ternary_linear", &ternary_linear_no_autograd);
+}
+
+}  // namespace bittorch::ops

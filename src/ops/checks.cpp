@@ -1,0 +1,66 @@
+#include "ops/checks.h"
+
+#include <c10/util/Exception.h>
+
+namespace bittorch::ops {
+namespace {
+
+void check_floating(const char* op, const char* name, const at::Tensor& tensor) {
+  TORCH_CHECK(tensor.defined(), op, ": expected ", name, " to be a tensor, but got an undefined one");
+  TORCH_CHECK(at::isFloatingType(tensor.scalar_type()), op, ": expected ", name,
+              " to be floating point (float32, float64, float16 or bfloat16), but got ",
+              tensor.scalar_type());
+}
+
+}  // namespace
+
+at::ScalarType scale_dtype(at::ScalarType weight_dtype) {
+  return at::isReducedFloatingType(weight_dtype) ? at::kFloat : weight_dtype;
+}
+
+quant::ScaleMode check_ternarize_args(const char* op, const at::Tensor& weight,
+                                      double threshold_factor, c10::string_view scale_mode) {
+  check_floating(op, "weight", weight);
+  TORCH_CHECK(weight.dim() == 2, op,
+              ": expected weight to be 2-D [out_features, in_features], but got a ", weight.dim(),
+              "-D tensor of shape ", weight.sizes());
+  TORCH_CHECK(weight.size(0) >= 1 && weight.size(1) >= 1, op,
+              ": expected a weight with at least one row and one column, but got shape ",
+              weight.sizes());
+  TORCH_CHECK(threshold_factor >= 0.0 && threshold_factor <= 1.0, op,
+              ": expected threshold_factor in [0, 1], but got ", threshold_factor);
+  return quant::scale_mode_from_string(std::string_view(scale_mode.data(), scale_mode.size()));
+}
+
+quant::ScaleMode check_linear_args(const char* op, const at::Tensor& input,
+                                   const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                   double threshold_factor, c10::string_view scale_mode) {
+  const auto mode = check_ternarize_args(op, weight, threshold_factor, scale_mode);
+  check_floating(op, "input", input);
+  TORCH_CHECK(input.dim() >= 1, op, ": expected input of shape [*, in_features], but got a 0-D tensor");
+  TORCH_CHECK(input.device() == weight.device(), op,
+              ": expected input and weight on the same device, but got input on ", input.device(),
+              " and weight on ", weight.device());
+  TORCH_CHECK(input.scalar_type() == weight.scalar_type(), op,
+              ": expected input and weight of the same dtype, but got input ", input.scalar_type(),
+              " and weight ", weight.scalar_type());
+  TORCH_CHECK(input.size(-1) == weight.size(1), op, ": expected input's last dimension to be ",
+              "in_features = ", weight.size(1), ", but got input of shape ", input.sizes());
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), op,
+                ": expected bias of shape [", weight.size(0), "] (out_features), but got ",
+                bias->sizes());
+    TORCH_CHECK(bias->device() == weight.device() && bias->scalar_type() == weight.scalar_type(),
+                op, ": expected bias on ", weight.device(), " with dtype ", weight.scalar_type(),
+                " like weight, but got ", bias->device(), " and ", bias->scalar_type());
+  }
+  return mode;
+}
+
+std::vector<int64_t> linear_output_shape(const at::Tensor& input, int64_t out_features) {
+  std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end());
+  shape.back() = out_features;
+  return shape;
+}
+
+}  // namespace bittorch::ops

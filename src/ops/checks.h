@@ -1,0 +1,32 @@
+#pragma once
+
+// Argument checks shared by every backend of the bittorch:: ops, so that CPU, CUDA and
+// Meta reject the same inputs with the same messages.
+
+#include <bittorch/quant/ternarize.h>
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <optional>
+
+namespace bittorch::ops {
+
+/// A 2-D, non-empty, floating-point weight and valid quantization settings; returns the
+/// parsed scale mode.
+quant::ScaleMode check_ternarize_args(const char* op, const at::Tensor& weight,
+                                      double threshold_factor, c10::string_view scale_mode);
+
+/// check_ternarize_args plus input [*, in_features] and bias [out_features], all of one
+/// dtype and on one device.
+quant::ScaleMode check_linear_args(const char* op, const at::Tensor& input,
+                                   const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                   double threshold_factor, c10::string_view scale_mode);
+
+/// The dtype scales are kept in: float32 for float16/bfloat16 weights, else the weight's.
+at::ScalarType scale_dtype(at::ScalarType weight_dtype);
+
+/// The output shape of a linear layer: input's shape with the last dimension replaced.
+std::vector<int64_t> linear_output_shape(const at::Tensor& input, int64_t out_features);
+
+}  // namespace bittorch::ops

@@ -1,0 +1,81 @@
+// CPU implementation of the bittorch:: ops: the plain reference, written with ATen ops
+// straight from the formulas. The CUDA kernels are checked against it.
+
+#include "ops/checks.h"
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+namespace bittorch::ops {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> ternarize_cpu(const at::Tensor& weight,
+                                                 double threshold_factor, bool per_channel,
+                                                 c10::string_view scale_mode) {
+  const auto mode =
+      check_ternarize_args("bittorch::ternarize", weight, threshold_factor, scale_mode);
+  // Scales are computed in at least float32 so that the 1e-8 floor is representable.
+  const at::Tensor w = weight.to(scale_dtype(weight.scalar_type()));
+  const at::Tensor abs_w = w.abs();
+  const bool use_max = mode == quant::ScaleMode::Max;
+  at::Tensor scale = per_channel ? (use_max ? abs_w.amax(1) : abs_w.mean(1))
+                                 : (use_max ? abs_w.max() : abs_w.mean()).reshape({1});
+  scale = scale.clamp_min(1e-8);
+  const at::Tensor row_scale = scale.unsqueeze(1);
+  const at::Tensor codes = use_max ? w.sign() * (abs_w > row_scale * threshold_factor)
+                                   : (w / row_scale).round().clamp(-1, 1);
+  return {codes.to(weight.scalar_type()), scale};
+}
+
+// codes * scale[:, None] in `dtype`.
+at::Tensor dequantize(const at::Tensor& codes, const at::Tensor& scale, at::ScalarType dtype) {
+  return (codes.to(scale.scalar_type()) * scale.unsqueeze(1)).to(dtype);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cpu(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    double threshold_factor, bool per_channel, c10::string_view scale_mode) {
+  check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor,
+                    scale_mode);
+  auto [codes, scale] = ternarize_cpu(weight, threshold_factor, per_channel, scale_mode);
+  at::Tensor output = at::linear(input, dequantize(codes, scale, input.scalar_type()), bias);
+  return {std::move(output), std::move(codes), std::move(scale)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& codes,
+    const at::Tensor& scale, std::array<bool, 3> output_mask) {
+  const int64_t out_features = codes.size(0);
+  const int64_t in_features = codes.size(1);
+  at::Tensor grad_input, grad_weight, grad_bias;
+  if (output_mask[0]) {
+    grad_input = grad_output.matmul(dequantize(codes, scale, grad_output.scalar_type()));
+  }
+  const at::Tensor grad_rows = grad_output.reshape({-1, out_features});
+  if (output_mask[1]) {
+    const at::Tensor grad_unscaled = grad_rows.t().mm(input.reshape({-1, in_features}));
+    grad_weight = (grad_unscaled.to(scale.scalar_type()) * scale.unsqueeze(1)).to(codes.scalar_type());
+  }
+  if (output_mask[2]) {
+    grad_bias = grad_rows.sum(0);
+  }
+  return {std::move(grad_input), std::move(grad_weight), std::move(grad_bias)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
+  m.impl("ternarize", &ternarize_cpu);
+  m.impl("_ternary_linear_forward", &ternary_linear_forward_cpu);
+  m.impl("_ternary_linear_backward", &ternary_linear_backward_cpu);
+}
+
+// The reference is written with device-agnostic ATen ops, so it also serves CUDA tensors
+// until src/ops/cuda/ provides kernels of its own.
+TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
+  m.impl("ternarize", &ternarize_cpu);
+  m.impl("_ternary_linear_forward", &ternary_linear_forward_cpu);
+  m.impl("_ternary_linear_backward", &ternary_linear_backward_cpu);
+}
+
+}  // namespace bittorch::ops

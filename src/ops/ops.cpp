@@ -1,0 +1,52 @@
+#include "ops/ops.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+
+namespace bittorch::ops {
+namespace {
+
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> find_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> ternarize(const at::Tensor& weight, double threshold_factor,
+                                             bool per_channel, c10::string_view scale_mode) {
+  static const auto op =
+      find_op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, double, bool,
+                                                 c10::string_view)>("bittorch::ternarize");
+  return op.call(weight, threshold_factor, per_channel, scale_mode);
+}
+
+at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
+                          const std::optional<at::Tensor>& bias, double threshold_factor,
+                          bool per_channel, c10::string_view scale_mode) {
+  static const auto op =
+      find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                         double, bool, c10::string_view)>("bittorch::ternary_linear");
+  return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    double threshold_factor, bool per_channel, c10::string_view scale_mode) {
+  static const auto op =
+      find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+          const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, double, bool,
+          c10::string_view)>("bittorch::_ternary_linear_forward");
+  return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& codes,
+    const at::Tensor& scale, std::array<bool, 3> output_mask) {
+  static const auto op =
+      find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+          const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+          std::array<bool, 3>)>("bittorch::_ternary_linear_backward");
+  return op.call(grad_output, input, codes, scale, output_mask);
+}
+
+}  // namespace bittorch::ops

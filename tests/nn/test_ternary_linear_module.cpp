@@ -1,0 +1,170 @@
+#include <bittorch/bittorch.h>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "reference.h"
+
+namespace {
+
+using bittorch::nn::TernaryLinear;
+using bittorch::nn::TernaryLinearOptions;
+using bittorch::quant::ScaleMode;
+using bittorch::testing::throws_error_mentioning;
+
+TEST(TernaryLinearModule, DefaultOptions) {
+  const TernaryLinearOptions options(3, 4);
+  EXPECT_EQ(options.in_features(), 3);
+  EXPECT_EQ(options.out_features(), 4);
+  EXPECT_TRUE(options.bias());
+  EXPECT_EQ(options.threshold_factor(), 0.05);
+  EXPECT_TRUE(options.per_channel());
+  EXPECT_TRUE(options.quantize());
+  EXPECT_TRUE(options.use_cuda_kernel());
+  EXPECT_EQ(options.scale_mode(), ScaleMode::Max);
+}
+
+TEST(TernaryLinearModule, ParametersAndInitMatchTorchLinear) {
+  torch::manual_seed(10);
+  torch::nn::Linear linear(13, 5);
+  torch::manual_seed(10);
+  TernaryLinear ternary(13, 5);
+  EXPECT_TRUE(torch::equal(ternary->weight, linear->weight));
+  EXPECT_TRUE(torch::equal(ternary->bias, linear->bias));
+  EXPECT_EQ(ternary->named_parameters().keys(), linear->named_parameters().keys());
+  TernaryLinear no_bias(TernaryLinearOptions(13, 5).bias(false));
+  EXPECT_FALSE(no_bias->bias.defined());
+  EXPECT_EQ(no_bias->parameters().size(), 1u);
+}
+
+TEST(TernaryLinearModule, ForwardUsesTheQuantizedWeight) {
+  torch::manual_seed(11);
+  for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
+    for (bool per_channel : {true, false}) {
+      TernaryLinear layer(TernaryLinearOptions(9, 4).scale_mode(mode).per_channel(per_channel));
+      const auto input = torch::randn({6, 9});
+      const auto [codes, scale] = layer->get_quantized_weight();
+      EXPECT_EQ(codes.scalar_type(), torch::kFloat);
+      EXPECT_TRUE(((codes == -1) | (codes == 0) | (codes == 1)).all().item<bool>());
+      EXPECT_EQ(scale.sizes(), torch::IntArrayRef({per_channel ? 4 : 1}));
+      const auto expected = torch::nn::functional::linear(input, codes * scale.unsqueeze(1), layer->bias);
+      EXPECT_TRUE(torch::allclose(layer(input), expected, 1e-5, 1e-6));
+    }
+  }
+}
+
+TEST(TernaryLinearModule, GlobalScalingTrainsForwardAndBackward) {
+  torch::manual_seed(12);
+  TernaryLinear layer(TernaryLinearOptions(8, 3).per_channel(false));
+  const auto input = torch::randn({4, 2, 8});
+  layer(input).sum().backward();
+  ASSERT_TRUE(layer->weight.grad().defined());
+  EXPECT_TRUE(torch::isfinite(layer->weight.grad()).all().item<bool>());
+  EXPECT_EQ(layer->weight.grad().sizes(), layer->weight.sizes());
+}
+
+TEST(TernaryLinearModule, WithoutQuantizationEqualsTorchLinear) {
+  torch::manual_seed(13);
+  torch::nn::Linear linear(6, 3);
+  TernaryLinear ternary(TernaryLinearOptions(6, 3).quantize(false));
+  {
+    torch::NoGradGuard no_grad;
+    ternary->weight.copy_(linear->weight);
+    ternary->bias.copy_(linear->bias);
+  }
+  const auto input = torch::randn({5, 6});
+  const auto grad = torch::randn({5, 3});
+  const auto y_ours = ternary(input);
+  const auto y_theirs = linear(input);
+  y_ours.backward(grad);
+  y_theirs.backward(grad);
+  EXPECT_TRUE(torch::equal(y_ours, y_theirs));
+  EXPECT_TRUE(torch::equal(ternary->weight.grad(), linear->weight.grad()));
+  EXPECT_TRUE(torch::equal(ternary->bias.grad(), linear->bias.grad()));
+}
+
+TEST(TernaryLinearModule, RejectsBadOptions) {
+  EXPECT_TRUE(throws_error_mentioning([] { TernaryLinear(0, 3); }, {"in_features", ">= 1", "0"}));
+  EXPECT_TRUE(throws_error_mentioning([] { TernaryLinear(3, -1); }, {"out_features", "-1"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [] { TernaryLinear(TernaryLinearOptions(3, 2).threshold_factor(1.01)); },
+      {"threshold_factor in [0, 1]", "1.01"}));
+  TernaryLinear layer(3, 2);
+  EXPECT_TRUE(throws_error_mentioning([&] { layer(torch::randn({4, 5})); }, {"in_features = 3", "[4, 5]"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { layer(torch::ones({4, 3}, torch::kInt)); }, {"floating point", "Int"}));
+}
+
+TEST(TernaryLinearModule, PrettyPrint) {
+  std::ostringstream stream;
+  stream << *TernaryLinear(TernaryLinearOptions(4, 2).scale_mode(ScaleMode::AbsMean).bias(false));
+  EXPECT_EQ(stream.str(),
+            "bittorch::nn::TernaryLinear(in_features=4, out_features=2, bias=false, "
+            "scale_mode=absmean, threshold_factor=0.05, per_channel=true, quantize=true)");
+}
+
+TEST(TernaryLinearModule, CloneIsDeep) {
+  torch::manual_seed(14);
+  TernaryLinear layer(TernaryLinearOptions(5, 3).threshold_factor(0.2));
+  auto copy = std::dynamic_pointer_cast<bittorch::nn::TernaryLinearImpl>(layer->clone());
+  ASSERT_TRUE(copy);
+  EXPECT_TRUE(torch::equal(copy->weight, layer->weight));
+  EXPECT_EQ(copy->options.threshold_factor(), 0.2);
+  {
+    torch::NoGradGuard no_grad;
+    copy->weight.add_(1.0);
+  }
+  EXPECT_FALSE(torch::equal(copy->weight, layer->weight));
+  EXPECT_NE(copy->weight.data_ptr(), layer->weight.data_ptr());
+}
+
+struct TwoLayerNet : torch::nn::Module {
+  TwoLayerNet()
+      : fc1(register_module("fc1", TernaryLinear(4, 16))),
+        fc2(register_module("fc2", TernaryLinear(TernaryLinearOptions(16, 1).scale_mode(ScaleMode::AbsMean)))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return fc2(torch::relu(fc1(x))); }
+  TernaryLinear fc1, fc2;
+};
+
+TEST(TernaryLinearModule, SaveLoadRoundTripsBitExactly) {
+  torch::manual_seed(15);
+  auto model = std::make_shared<TwoLayerNet>();
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("bittorch_roundtrip_" + std::to_string(::getpid()) + ".pt");
+  torch::save(model, path.string());
+  auto loaded = std::make_shared<TwoLayerNet>();  // different random init
+  torch::load(loaded, path.string());
+  std::filesystem::remove(path);
+  const auto original = model->named_parameters();
+  const auto restored = loaded->named_parameters();
+  ASSERT_EQ(original.size(), restored.size());
+  for (const auto& item : original) {
+    EXPECT_TRUE(torch::equal(item.value(), restored[item.key()])) << item.key();
+  }
+  const auto input = torch::randn({3, 4});
+  EXPECT_TRUE(torch::equal(model->forward(input), loaded->forward(input)));
+}
+
+TEST(TernaryLinearModule, TwoLayerModelLearnsASyntheticTask) {
+  torch::manual_seed(16);
+  auto model = std::make_shared<TwoLayerNet>();
+  // Target: a fixed random linear function of the inputs.
+  const auto x = torch::randn({256, 4});
+  const auto y = x.mm(torch::randn({4, 1}));
+  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
+  const auto loss_at = [&] { return torch::mse_loss(model->forward(x), y); };
+  const double initial = loss_at().item<double>();
+  for (int step = 0; step < 300; ++step) {
+    optimizer.zero_grad();
+    auto loss = loss_at();
+    loss.backward();
+    optimizer.step();
+  }
+  const double final_loss = loss_at().item<double>();
+  EXPECT_LT(final_loss, 0.25 * initial) << "initial " << initial << " final " << final_loss;
+}
+
+}  // namespace

@@ -1,0 +1,281 @@
+// The bittorch::ternary_linear op through its functional front end: forward and
+// straight-through gradients against the double-precision reference of reference.h.
+
+#include <bittorch/bittorch.h>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "reference.h"
+
+namespace {
+
+namespace F = bittorch::nn::functional;
+using bittorch::quant::ScaleMode;
+using bittorch::testing::reference_scale_dtype;
+using bittorch::testing::reference_ternarize;
+using bittorch::testing::reference_ternary_linear;
+using bittorch::testing::throws_error_mentioning;
+
+// Tolerances per dtype, relative to the magnitude of the result (|x| |w| sqrt(K)).
+double tolerance(torch::Dtype dtype) {
+  switch (dtype) {
+    case torch::kDouble: return 1e-12;
+    case torch::kFloat: return 1e-5;
+    case torch::kHalf: return 2e-3;
+    default: return 1.6e-2;  // bfloat16: 8 bits of mantissa
+  }
+}
+
+void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, torch::Dtype dtype,
+                  const std::string& what) {
+  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+  if (expected.numel() == 0) return;
+  const auto a = actual.to(torch::kDouble);
+  const double magnitude = std::max(1.0, expected.abs().max().item<double>());
+  const double max_error = (a - expected).abs().max().item<double>();
+  EXPECT_LE(max_error, tolerance(dtype) * magnitude) << what;
+}
+
+struct LinearCase {
+  std::vector<int64_t> input_shape;  // last dimension is in_features
+  int64_t out_features;
+};
+
+std::string describe(const LinearCase& c, torch::Dtype dtype, ScaleMode mode, bool per_channel,
+                     bool with_bias) {
+  std::ostringstream s;
+  s << "input " << torch::IntArrayRef(c.input_shape) << " out " << c.out_features << " dtype "
+    << dtype << " mode " << bittorch::quant::to_string(mode) << " per_channel " << per_channel
+    << " bias " << with_bias;
+  return s.str();
+}
+
+const std::vector<LinearCase> kShapes = {
+    {{1, 1}, 1},     {{1, 1}, 7},     {{3, 1}, 3},       {{1, 3}, 1},     {{2, 7}, 5},
+    {{4, 5}, 9},     {{3, 13}, 11},   {{8, 33}, 17},     {{16, 63}, 31},  {{5, 100}, 3},
+    {{1, 129}, 65},  {{2, 3, 6}, 4},  {{2, 2, 2, 9}, 5}, {{7}, 3},        {{0, 8}, 4},
+    {{2, 0, 5}, 3},  {{64, 128}, 96}, {{33, 257}, 130},
+};
+
+class TernaryLinearMatchesReference
+    : public ::testing::TestWithParam<std::tuple<torch::Dtype, ScaleMode, bool>> {};
+
+TEST_P(TernaryLinearMatchesReference, ForwardAndGradients) {
+  const auto [dtype, mode, per_channel] = GetParam();
+  torch::manual_seed(3);
+  for (const auto& c : kShapes) {
+    for (bool with_bias : {true, false}) {
+      const int64_t in_features = c.input_shape.back();
+      const auto input = torch::randn(c.input_shape).to(dtype).requires_grad_();
+      const auto weight = (torch::randn({c.out_features, in_features}) * 0.2).to(dtype).requires_grad_();
+      const auto bias = with_bias ? torch::randn({c.out_features}).to(dtype).requires_grad_() : torch::Tensor();
+      const auto options = F::TernaryLinearFuncOptions().scale_mode(mode).per_channel(per_channel).threshold_factor(0.1);
+      const auto output = F::ternary_linear(input, weight, bias, options);
+      const auto grad_output = torch::randn(output.sizes()).to(dtype);
+      output.backward(grad_output);
+
+      const auto q = reference_ternarize(weight.detach(), 0.1, per_channel, mode == ScaleMode::AbsMean,
+                                         reference_scale_dtype(dtype));
+      // Inputs are rounded to `dtype` already; the reference computes in double from them.
+      const auto ref = reference_ternary_linear(input.detach(), weight.detach(), bias.defined() ? bias.detach() : bias,
+                                                grad_output, q);
+      const auto what = describe(c, dtype, mode, per_channel, with_bias);
+      ASSERT_EQ(output.scalar_type(), dtype) << what;
+      expect_close(output, ref.output, dtype, what + " output");
+      expect_close(input.grad(), ref.grad_input, dtype, what + " grad_input");
+      expect_close(weight.grad(), ref.grad_weight, dtype, what + " grad_weight");
+      if (with_bias) expect_close(bias.grad(), ref.grad_bias, dtype, what + " grad_bias");
+    }
+  }
+}
+
+std::string case_name(
+    const ::testing::TestParamInfo<std::tuple<torch::Dtype, ScaleMode, bool>>& info) {
+  return std::string(c10::toString(std::get<0>(info.param))) + "_" +
+         bittorch::quant::to_string(std::get<1>(info.param)) +
+         (std::get<2>(info.param) ? "_per_channel" : "_global");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    DtypesModesGranularities, TernaryLinearMatchesReference,
+    ::testing::Combine(::testing::Values(torch::kFloat, torch::kDouble, torch::kHalf, torch::kBFloat16),
+                       ::testing::Values(ScaleMode::Max, ScaleMode::AbsMean),
+                       ::testing::Bool()),
+    case_name);
+
+TEST(TernaryLinear, NonContiguousInput) {
+  torch::manual_seed(4);
+  const auto base = torch::randn({9, 6});
+  const auto input = base.t();  // [6, 9], non-contiguous
+  const auto weight = torch::randn({5, 9});
+  const auto output = F::ternary_linear(input, weight);
+  const auto expected = F::ternary_linear(input.contiguous(), weight);
+  EXPECT_TRUE(torch::equal(output, expected));
+}
+
+// Central finite differences of sum(y * r) against autograd, in float64.
+void expect_gradients_match_finite_differences(const F::TernaryLinearFuncOptions& options,
+                                               bool check_weight_and_bias) {
+  torch::manual_seed(5);
+  auto input = torch::randn({3, 4}, torch::kDouble).requires_grad_();
+  auto weight = torch::randn({2, 4}, torch::kDouble).requires_grad_();
+  auto bias = torch::randn({2}, torch::kDouble).requires_grad_();
+  const auto r = torch::randn({3, 2}, torch::kDouble);
+  const auto loss = [&] { return (F::ternary_linear(input, weight, bias, options) * r).sum(); };
+  loss().backward();
+  std::vector<torch::Tensor> params = {input};
+  if (check_weight_and_bias) params.insert(params.end(), {weight, bias});
+  const double eps = 1e-6;
+  for (auto& p : params) {
+    auto flat = p.detach().view({-1});
+    const auto grad = p.grad().view({-1});
+    for (int64_t i = 0; i < flat.numel(); ++i) {
+      torch::NoGradGuard no_grad;
+      const double original = flat[i].item<double>();
+      flat[i] = original + eps;
+      const double plus = loss().item<double>();
+      flat[i] = original - eps;
+      const double minus = loss().item<double>();
+      flat[i] = original;
+      EXPECT_NEAR(grad[i].item<double>(), (plus - minus) / (2 * eps), 1e-7) << "element " << i;
+    }
+  }
+}
+
+TEST(TernaryLinear, FiniteDifferencesWithoutQuantization) {
+  expect_gradients_match_finite_differences(F::TernaryLinearFuncOptions().quantize(false), true);
+}
+
+// With quantization the layer is linear in x, so finite differences hold for grad_x; grad_w
+// is the straight-through estimate, checked against the formula elsewhere.
+TEST(TernaryLinear, FiniteDifferencesOfInputGradientWithQuantization) {
+  for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
+    expect_gradients_match_finite_differences(F::TernaryLinearFuncOptions().scale_mode(mode), false);
+  }
+}
+
+TEST(TernaryLinear, StraightThroughEstimatorFormula) {
+  torch::manual_seed(6);
+  for (bool per_channel : {true, false}) {
+    auto input = torch::randn({5, 6}, torch::kDouble).requires_grad_();
+    auto weight = torch::randn({4, 6}, torch::kDouble).requires_grad_();
+    auto bias = torch::randn({4}, torch::kDouble).requires_grad_();
+    const auto options = F::TernaryLinearFuncOptions().per_channel(per_channel);
+    const auto grad_output = torch::randn({5, 4}, torch::kDouble);
+    F::ternary_linear(input, weight, bias, options).backward(grad_output);
+    const auto [codes, scale] = bittorch::quant::ternarize(weight.detach(), options.ternarize_options());
+    const auto row_scale = per_channel ? scale.unsqueeze(1) : scale;
+    EXPECT_TRUE(torch::allclose(input.grad(), grad_output.mm(codes * row_scale)));
+    EXPECT_TRUE(torch::allclose(weight.grad(), row_scale * grad_output.t().mm(input.detach())));
+    EXPECT_TRUE(torch::allclose(bias.grad(), grad_output.sum(0)));
+  }
+}
+
+TEST(TernaryLinear, WithoutQuantizationIsTorchLinearBitForBit) {
+  torch::manual_seed(7);
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{4, 7}, {2, 3, 7}, {7}}) {
+    auto input = torch::randn(shape).requires_grad_();
+    auto weight = torch::randn({5, 7}).requires_grad_();
+    auto bias = torch::randn({5}).requires_grad_();
+    const auto ours = F::ternary_linear(input, weight, bias, F::TernaryLinearFuncOptions().quantize(false));
+    const auto grad = torch::randn(ours.sizes());
+    auto [gx, gw, gb] = [&] {
+      ours.backward(grad);
+      auto r = std::make_tuple(input.grad().clone(), weight.grad().clone(), bias.grad().clone());
+      input.mutable_grad().reset(); weight.mutable_grad().reset(); bias.mutable_grad().reset();
+      return r;
+    }();
+    const auto theirs = torch::nn::functional::linear(input, weight, bias);
+    theirs.backward(grad);
+    EXPECT_TRUE(torch::equal(ours, theirs));
+    EXPECT_TRUE(torch::equal(gx, input.grad()));
+    EXPECT_TRUE(torch::equal(gw, weight.grad()));
+    EXPECT_TRUE(torch::equal(gb, bias.grad()));
+  }
+}
+
+TEST(TernaryLinear, UnfusedPathMatchesTheOp) {
+  torch::manual_seed(8);
+  for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
+    for (bool per_channel : {true, false}) {
+      const auto options = F::TernaryLinearFuncOptions().scale_mode(mode).per_channel(per_channel);
+      auto x1 = torch::randn({6, 10}).requires_grad_();
+      auto w1 = torch::randn({3, 10}).requires_grad_();
+      auto b1 = torch::randn({3}).requires_grad_();
+      auto x2 = x1.detach().clone().requires_grad_();
+      auto w2 = w1.detach().clone().requires_grad_();
+      auto b2 = b1.detach().clone().requires_grad_();
+      const auto y1 = F::ternary_linear(x1, w1, b1, options);
+      const auto y2 = F::ternary_linear(x2, w2, b2, F::TernaryLinearFuncOptions(options).use_cuda_kernel(false));
+      const auto g = torch::randn(y1.sizes());
+      y1.backward(g);
+      y2.backward(g);
+      EXPECT_TRUE(torch::allclose(y1, y2));
+      EXPECT_TRUE(torch::allclose(x1.grad(), x2.grad()));
+      EXPECT_TRUE(torch::allclose(w1.grad(), w2.grad()));
+      EXPECT_TRUE(torch::allclose(b1.grad(), b2.grad()));
+    }
+  }
+}
+
+TEST(TernaryLinear, InferenceModeAndNoGrad) {
+  torch::manual_seed(9);
+  const auto input = torch::randn({3, 4});
+  auto weight = torch::randn({2, 4}).requires_grad_();
+  const auto with_grad = F::ternary_linear(input, weight);
+  {
+    torch::NoGradGuard no_grad;
+    const auto y = F::ternary_linear(input, weight);
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_TRUE(torch::equal(y, with_grad.detach()));
+  }
+  {
+    c10::InferenceMode inference;
+    const auto y = F::ternary_linear(input, weight);
+    EXPECT_TRUE(torch::equal(y, with_grad.detach()));
+  }
+}
+
+TEST(TernaryLinear, MetaTensorsGiveShapes) {
+  const auto meta = torch::TensorOptions().device(torch::kMeta);
+  auto input = torch::empty({2, 5, 7}, meta).requires_grad_();
+  auto weight = torch::empty({3, 7}, meta).requires_grad_();
+  auto bias = torch::empty({3}, meta).requires_grad_();
+  const auto y = F::ternary_linear(input, weight, bias);
+  EXPECT_TRUE(y.is_meta());
+  EXPECT_EQ(y.sizes(), torch::IntArrayRef({2, 5, 3}));
+  y.backward(torch::empty_like(y));
+  EXPECT_EQ(input.grad().sizes(), input.sizes());
+  EXPECT_EQ(weight.grad().sizes(), weight.sizes());
+  EXPECT_EQ(bias.grad().sizes(), bias.sizes());
+}
+
+TEST(TernaryLinear, RejectsBadInputs) {
+  const auto weight = torch::randn({3, 4});
+  const auto bias = torch::randn({3});
+  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::randn({2, 5}), weight, bias); },
+                                      {"in_features = 4", "[2, 5]"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::ones({2, 4}, torch::kLong), weight); },
+                                      {"input", "floating point", "Long"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::ones({2, 4}, torch::kBool), weight); },
+                                      {"input", "floating point", "Bool"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::randn({2, 4}, torch::kDouble), weight); },
+                                      {"same dtype", "Double", "Float"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] { F::ternary_linear(torch::randn({2, 4}, torch::kDouble), weight, {}, F::TernaryLinearFuncOptions().use_cuda_kernel(false)); },
+      {"same dtype", "Double", "Float"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] { F::ternary_linear(torch::empty({2, 4}, torch::TensorOptions().device(torch::kMeta)), weight); },
+      {"same device", "meta", "cpu"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::randn({2, 4}), torch::randn({3, 4, 1})); },
+                                      {"weight to be 2-D", "3-D"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::randn({2, 4}), weight, torch::randn({4})); },
+                                      {"bias of shape [3]", "[4]"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] { F::ternary_linear(torch::randn({2, 4}), weight, bias, F::TernaryLinearFuncOptions().threshold_factor(2)); },
+      {"threshold_factor in [0, 1]", "2"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::tensor(1.0f), weight); }, {"0-D"}));
+}
+
+}  // namespace

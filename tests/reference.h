@@ -1,0 +1,118 @@
+#pragma once
+
+// An independent reference for the tests, written from the formulas of the BitTorch spec
+// with element loops in double precision. It shares no code with the library.
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace bittorch::testing {
+
+struct ReferenceTernary {
+  torch::Tensor codes;  // double, values in {-1, 0, 1}
+  torch::Tensor scale;  // double, [rows] per channel or [1] global
+};
+
+/// max:     scale = max|w|, code = sign(w) if |w| > threshold_factor * scale else 0
+/// absmean: scale = mean|w|, code = clamp(round_half_even(w / scale), -1, 1)
+/// Scales are floored at 1e-8. Scales are rounded to `scale_dtype` before use, as the
+/// library keeps them in that dtype.
+inline ReferenceTernary reference_ternarize(const torch::Tensor& weight, double threshold_factor,
+                                            bool per_channel, bool absmean,
+                                            torch::Dtype scale_dtype) {
+  const auto w = weight.to(torch::kDouble).contiguous();
+  const int64_t rows = w.size(0), cols = w.size(1);
+  const auto acc = w.accessor<double, 2>();
+  const int64_t groups = per_channel ? rows : 1;
+  const int64_t rows_per_group = per_channel ? 1 : rows;
+  std::vector<double> scales(groups);
+  for (int64_t g = 0; g < groups; ++g) {
+    double max_abs = 0.0, sum_abs = 0.0;
+    for (int64_t r = g * rows_per_group; r < (g + 1) * rows_per_group; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        max_abs = std::max(max_abs, std::abs(acc[r][c]));
+        sum_abs += std::abs(acc[r][c]);
+      }
+    }
+    const double raw = absmean ? sum_abs / static_cast<double>(rows_per_group * cols) : max_abs;
+    scales[g] = std::max(raw, 1e-8);
+  }
+  auto scale = torch::tensor(scales, torch::kDouble).to(scale_dtype).to(torch::kDouble);
+  const auto scale_acc = scale.accessor<double, 1>();
+  auto codes = torch::zeros({rows, cols}, torch::kDouble);
+  auto codes_acc = codes.accessor<double, 2>();
+  for (int64_t r = 0; r < rows; ++r) {
+    // The library divides and compares in the scale dtype; do the same rounding here.
+    const double s = scale_acc[per_channel ? r : 0];
+    for (int64_t c = 0; c < cols; ++c) {
+      const double v = acc[r][c];
+      if (absmean) {
+        const double q = std::nearbyint(v / s);  // round half to even
+        codes_acc[r][c] = std::clamp(q, -1.0, 1.0);
+      } else {
+        codes_acc[r][c] = std::abs(v) > threshold_factor * s ? (v > 0 ? 1.0 : -1.0) : 0.0;
+      }
+    }
+  }
+  return {codes, scale};
+}
+
+/// The dtype the library keeps scales in.
+inline torch::Dtype reference_scale_dtype(torch::Dtype weight_dtype) {
+  return (weight_dtype == torch::kHalf || weight_dtype == torch::kBFloat16) ? torch::kFloat
+                                                                           : weight_dtype;
+}
+
+/// Forward and gradients of y = x @ (codes * scale)^T + b by the straight-through
+/// estimator, all in double.
+struct ReferenceLinear {
+  torch::Tensor output, grad_input, grad_weight, grad_bias;
+};
+
+inline ReferenceLinear reference_ternary_linear(const torch::Tensor& input,
+                                                const torch::Tensor& weight,
+                                                const torch::Tensor& bias,
+                                                const torch::Tensor& grad_output,
+                                                const ReferenceTernary& q) {
+  const int64_t out_features = weight.size(0), in_features = weight.size(1);
+  const auto w_eff = q.codes * q.scale.unsqueeze(1);
+  const auto x = input.to(torch::kDouble).reshape({-1, in_features});
+  auto y = x.mm(w_eff.t());
+  if (bias.defined()) y = y + bias.to(torch::kDouble);
+  std::vector<int64_t> out_shape(input.sizes().begin(), input.sizes().end());
+  out_shape.back() = out_features;
+  ReferenceLinear ref;
+  ref.output = y.reshape(out_shape);
+  if (grad_output.defined()) {
+    const auto g = grad_output.to(torch::kDouble).reshape({-1, out_features});
+    ref.grad_input = g.mm(w_eff).reshape(input.sizes());
+    ref.grad_weight = q.scale.unsqueeze(1) * g.t().mm(x);
+    ref.grad_bias = g.sum(0);
+  }
+  return ref;
+}
+
+/// Runs `statement` and expects a c10::Error whose message contains every one of `needles`.
+template <typename Statement>
+::testing::AssertionResult throws_error_mentioning(Statement&& statement,
+                                                   const std::vector<std::string>& needles) {
+  try {
+    statement();
+  } catch (const c10::Error& error) {
+    const std::string message = error.what_without_backtrace();
+    for (const auto& needle : needles) {
+      if (message.find(needle) == std::string::npos) {
+        return ::testing::AssertionFailure()
+               << "error message \"" << message << "\" does not mention \"" << needle << "\"";
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure() << "no c10::Error was thrown";
+}
+
+}  // namespace bittorch::testing
