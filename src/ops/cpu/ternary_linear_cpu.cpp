@@ -18,8 +18,10 @@ std::tuple<at::Tensor, at::Tensor> ternarize_cpu(const at::Tensor& weight,
   const at::Tensor w = weight.to(scale_dtype(weight.scalar_type()));
   const at::Tensor abs_w = w.abs();
   const bool use_max = mode == quant::ScaleMode::Max;
-  at::Tensor scale = per_channel ? (use_max ? abs_w.amax(1) : abs_w.mean(1))
-                                 : (use_max ? abs_w.max() : abs_w.mean()).reshape({1});
+  // Means are taken in double, so that every backend rounds them to the same float.
+  const auto mean_abs = [&](auto... dim) { return abs_w.to(at::kDouble).mean(dim...).to(w.scalar_type()); };
+  at::Tensor scale = per_channel ? (use_max ? abs_w.amax(1) : mean_abs(1))
+                                 : (use_max ? abs_w.max() : mean_abs()).reshape({1});
   scale = scale.clamp_min(1e-8);
   const at::Tensor row_scale = scale.unsqueeze(1);
   const at::Tensor codes = use_max ? w.sign() * (abs_w > row_scale * threshold_factor)
@@ -65,14 +67,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cpu(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
-  m.impl("ternarize", &ternarize_cpu);
-  m.impl("_ternary_linear_forward", &ternary_linear_forward_cpu);
-  m.impl("_ternary_linear_backward", &ternary_linear_backward_cpu);
-}
-
-// The reference is written with device-agnostic ATen ops, so it also serves CUDA tensors
-// until src/ops/cuda/ provides kernels of its own.
-TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
   m.impl("ternarize", &ternarize_cpu);
   m.impl("_ternary_linear_forward", &ternary_linear_forward_cpu);
   m.impl("_ternary_linear_backward", &ternary_linear_backward_cpu);

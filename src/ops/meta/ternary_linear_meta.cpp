@@ -30,7 +30,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_meta(
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_meta(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& codes,
-    const at::Tensor& scale, std::array<bool, 3> output_mask) {
+    const at::Tensor& /*scale*/, std::array<bool, 3> output_mask) {
   return {output_mask[0] ? at::empty_like(input) : at::Tensor(),
           output_mask[1] ? at::empty_like(codes) : at::Tensor(),
           output_mask[2] ? at::empty({codes.size(0)}, grad_output.options()) : at::Tensor()};

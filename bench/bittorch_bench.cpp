@@ -1,0 +1,181 @@
+// bittorch-bench: TernaryLinear against torch::nn::Linear on one GPU, in one run.
+//
+// For each rows M and (in, out) shape: the forward alone (no grad) and a training step
+// (forward + backward, weight quantization included) of
+//   bf16_autocast  torch::nn::Linear, FP32 parameters under BF16 autocast (the baseline)
+//   bf16           torch::nn::Linear in pure BF16
+//   fp32           torch::nn::Linear in FP32
+//   ternary        bittorch::nn::TernaryLinear, FP32 master weights under BF16 autocast
+// Method: CUDA events around each repeat, warm-up first, L2 flushed (a buffer twice the L2
+// size overwritten) before each repeat, median of --repeats. Ratios are time / baseline
+// time measured in the same run. Prints a table and writes JSON.
+
+#include <bittorch/bittorch.h>
+
+#include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <cuda_runtime.h>
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+
+namespace {
+
+struct Variant {
+  std::string name;
+  bool autocast;
+  torch::Dtype param_dtype;
+  bool ternary;
+};
+
+const std::vector<Variant> kVariants = {
+    {"bf16_autocast", true, torch::kFloat, false},
+    {"bf16", false, torch::kBFloat16, false},
+    {"fp32", false, torch::kFloat, false},
+    {"ternary", true, torch::kFloat, true},
+};
+
+struct AutocastScope {
+  explicit AutocastScope(bool on) : on_(on) {
+    if (on_) {
+      at::autocast::set_autocast_enabled(at::kCUDA, true);
+      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    }
+  }
+  ~AutocastScope() {
+    if (on_) {
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+      at::autocast::clear_cache();  // a new region every step, as in a training loop
+    }
+  }
+  bool on_;
+};
+
+double median_ms(const std::function<void()>& body, int warmup, int repeats, torch::Tensor& flush) {
+  for (int i = 0; i < warmup; ++i) body();
+  std::vector<double> times;
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  for (int i = 0; i < repeats; ++i) {
+    flush.zero_();
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+    start.record(stream);
+    body();
+    stop.record(stream);
+    stop.synchronize();
+    times.push_back(start.elapsed_time(stop));
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cxxopts::Options options("bittorch-bench", "TernaryLinear against torch::nn::Linear on one GPU");
+  // clang-format off
+  options.add_options()
+    ("rows", "Rows M (comma-separated)", cxxopts::value<std::vector<int64_t>>()->default_value("1,16,256,4096,16384"))
+    ("shapes", "in x out shapes (comma-separated)", cxxopts::value<std::vector<std::string>>()->default_value("4096x4096,4096x11008,11008x4096,8192x8192"))
+    ("repeats", "Timed repeats per figure (median)", cxxopts::value<int>()->default_value("20"))
+    ("warmup", "Untimed repeats first", cxxopts::value<int>()->default_value("3"))
+    ("json", "Write the results to PATH", cxxopts::value<std::string>()->default_value(""))
+    ("commit", "Commit to record in the JSON", cxxopts::value<std::string>()->default_value(""))
+    ("h,help", "Print this help");
+  // clang-format on
+  try {
+    const auto args = options.parse(argc, argv);
+    if (args.count("help")) {
+      std::cout << options.help() << std::endl;
+      return 0;
+    }
+    if (!torch::cuda::is_available()) {
+      std::cerr << "bittorch-bench: no CUDA GPU available\n";
+      return 1;
+    }
+    const int repeats = args["repeats"].as<int>(), warmup = args["warmup"].as<int>();
+    if (repeats < 1 || warmup < 0) throw std::invalid_argument("--repeats >= 1 and --warmup >= 0");
+    const torch::Device device(torch::kCUDA);
+    const auto* props = at::cuda::getCurrentDeviceProperties();
+    int driver = 0;
+    cudaDriverGetVersion(&driver);
+    auto flush = torch::empty({2 * static_cast<int64_t>(props->l2CacheSize) / 4}, torch::TensorOptions(device).dtype(torch::kFloat));
+
+    nlohmann::json results = nlohmann::json::array();
+    std::printf("%-6s %-12s %-14s %12s %12s %9s\n", "M", "in x out", "variant", "forward ms", "train ms", "fwd/trn x");
+    for (const auto& shape : args["shapes"].as<std::vector<std::string>>()) {
+      const auto x_pos = shape.find('x');
+      if (x_pos == std::string::npos) throw std::invalid_argument("shape '" + shape + "' is not INxOUT");
+      const int64_t in = std::stoll(shape.substr(0, x_pos)), out = std::stoll(shape.substr(x_pos + 1));
+      for (const int64_t m : args["rows"].as<std::vector<int64_t>>()) {
+        double base_fwd = 0, base_train = 0;
+        for (const auto& variant : kVariants) {
+          torch::manual_seed(0);
+          std::shared_ptr<torch::nn::Module> layer;
+          std::function<torch::Tensor(const torch::Tensor&)> forward;
+          if (variant.ternary) {
+            bittorch::nn::TernaryLinear t(in, out);
+            layer = t.ptr();
+            forward = [t](const torch::Tensor& x) mutable { return t(x); };
+          } else {
+            torch::nn::Linear l(in, out);
+            layer = l.ptr();
+            forward = [l](const torch::Tensor& x) mutable { return l(x); };
+          }
+          layer->to(device, variant.param_dtype);
+          const auto input_dtype = variant.autocast ? torch::kBFloat16 : variant.param_dtype;
+          const auto x = torch::randn({m, in}, torch::TensorOptions(device).dtype(input_dtype)).requires_grad_();
+          const auto fwd_ms = median_ms([&] {
+            torch::NoGradGuard no_grad;
+            AutocastScope autocast(variant.autocast);
+            forward(x);
+          }, warmup, repeats, flush);
+          const auto train_ms = median_ms([&] {
+            for (auto& p : layer->parameters()) p.mutable_grad().reset();
+            x.mutable_grad().reset();
+            torch::Tensor y;
+            {
+              AutocastScope autocast(variant.autocast);
+              y = forward(x);
+            }
+            y.backward(torch::ones_like(y));
+          }, warmup, repeats, flush);
+          if (variant.name == "bf16_autocast") {
+            base_fwd = fwd_ms;
+            base_train = train_ms;
+          }
+          std::printf("%-6lld %-12s %-14s %12.4f %12.4f %4.2f/%4.2f\n", static_cast<long long>(m), shape.c_str(),
+                      variant.name.c_str(), fwd_ms, train_ms, fwd_ms / base_fwd, train_ms / base_train);
+          std::fflush(stdout);
+          results.push_back({{"rows", m}, {"in_features", in}, {"out_features", out}, {"variant", variant.name},
+                             {"forward_ms", fwd_ms}, {"train_step_ms", train_ms},
+                             {"forward_ratio_to_bf16_autocast", fwd_ms / base_fwd},
+                             {"train_step_ratio_to_bf16_autocast", train_ms / base_train}});
+        }
+      }
+    }
+    if (const auto path = args["json"].as<std::string>(); !path.empty()) {
+      const nlohmann::json doc = {
+          {"gpu", props->name}, {"cuda_driver_version", driver}, {"torch", TORCH_VERSION},
+          {"commit", args["commit"].as<std::string>()}, {"repeats", repeats}, {"warmup", warmup},
+          {"method", "CUDA events per repeat, L2 flushed before each, median; ratios against bf16_autocast in the same run"},
+          {"results", results}};
+      std::ofstream(path) << doc.dump(2) << "\n";
+    }
+    return 0;
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::cerr << "bittorch-bench: error: " << e.what() << "\nUsage: bittorch-bench [OPTION...]\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "bittorch-bench: error: " << e.what_without_backtrace() << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "bittorch-bench: error: " << e.what() << "\n";
+  }
+  return 1;
+}

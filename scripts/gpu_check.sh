@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Everything the GPU machine has to do, in one run: build (with bittorch-bench), the whole
+# test suite including the CUDA tests, compute-sanitizer memcheck and racecheck on the CUDA
+# test binary, the benchmark, and the MNIST comparison on the GPU and on the CPU.
+# Results go to $OUT (default: ./gpu-out). Needs torch in python3 (the GPU image has it).
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${OUT:-${root}/gpu-out}"
+mkdir -p "$out"
+cd "$root"
+python="$(command -v python3)"
+status=0
+step() { echo "=== $* ==="; }
+
+step configure and build
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BENCH=ON \
+  -DBITTORCH_PYTHON="$python" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
+ninja -C build-gpu -j16 >"$out/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$out/build.log" | head -60; exit 1; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
+
+step CUDA tests
+./build-gpu/tests/bittorch_cuda_tests 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure" | head -40
+[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+
+step whole test suite
+(cd build-gpu && ctest -j8 --output-on-failure) >"$out/ctest.log" 2>&1 || status=1
+grep -E "tests passed|Failed|\*\*\*" "$out/ctest.log" | head -20
+
+step compute-sanitizer
+subset='DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/float_max_per_channel:DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/BFloat16_absmean_global:TernarizeCuda.*:TernaryLinearCuda.*'
+for tool in memcheck racecheck; do
+  compute-sanitizer --tool "$tool" --error-exitcode 3 ./build-gpu/tests/bittorch_cuda_tests \
+    --gtest_filter="$subset" >"$out/sanitizer_$tool.log" 2>&1
+  code=$?
+  echo "$tool: exit $code; $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/sanitizer_$tool.log" | tail -1)"
+  [[ $code -eq 0 ]] || status=1
+done
+
+step benchmark
+./build-gpu/bench/bittorch-bench --json "$out/bench.json" --commit "$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+  2>&1 | tee "$out/bench.txt" || status=1
+
+step MNIST on the GPU and the CPU
+./build-gpu/apps/mnist/bittorch-mnist --compare --cuda --no-progress --metrics-json "$out/mnist_gpu.json" 2>&1 | tail -4
+./build-gpu/apps/mnist/bittorch-mnist --compare --no-progress --metrics-json "$out/mnist_cpu.json" 2>&1 | tail -4
+exit $status

@@ -1,0 +1,29 @@
+// Autocast implementation: under torch::autocast on CUDA, ternary_linear runs in the
+// autocast dtype (bfloat16 or float16), as torch::nn::Linear does; the FP32 master weight
+// is cast with autocast's per-region cache.
+
+#include "ops/ops.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/library.h>
+
+namespace bittorch::ops {
+namespace {
+
+at::Tensor ternary_linear_autocast(const at::Tensor& input, const at::Tensor& weight,
+                                   const std::optional<at::Tensor>& bias, double threshold_factor,
+                                   bool per_channel, c10::string_view scale_mode) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+  const auto dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+  const auto cast = [&](const at::Tensor& t) { return at::autocast::cached_cast(dtype, t, c10::DeviceType::CUDA); };
+  return ternary_linear(cast(input), cast(weight), bias ? std::optional(cast(*bias)) : std::nullopt,
+                        threshold_factor, per_channel, scale_mode);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, AutocastCUDA, m) {
+  m.impl("ternary_linear", &ternary_linear_autocast);
+}
+
+}  // namespace bittorch::ops
