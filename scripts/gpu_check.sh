@@ -16,6 +16,7 @@ step configure and build
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BENCH=ON \
   -DBITTORCH_PYTHON="$python" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
 ninja -C build-gpu -j16 >"$out/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$out/build.log" | head -60; exit 1; }
+rm -f "$out/configure.log" "$out/build.log"  # only 8 files come back from the GPU machine
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 
 step CUDA tests
@@ -33,6 +34,7 @@ for tool in memcheck racecheck; do
     --gtest_filter="$subset" >"$out/sanitizer_$tool.log" 2>&1
   code=$?
   echo "$tool: exit $code; $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/sanitizer_$tool.log" | tail -1)"
+  grep -E "^=========" "$out/sanitizer_$tool.log" | head -40
   [[ $code -eq 0 ]] || status=1
 done
 
@@ -42,5 +44,5 @@ step benchmark
 
 step MNIST on the GPU and the CPU
 ./build-gpu/apps/mnist/bittorch-mnist --compare --cuda --no-progress --metrics-json "$out/mnist_gpu.json" 2>&1 | tail -4
-./build-gpu/apps/mnist/bittorch-mnist --compare --no-progress --metrics-json "$out/mnist_cpu.json" 2>&1 | tail -4
+./build-gpu/apps/mnist/bittorch-mnist --compare --no-progress 2>&1 | tail -4
 exit $status

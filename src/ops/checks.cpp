@@ -12,7 +12,15 @@ void check_floating(const char* op, const char* name, const at::Tensor& tensor) 
               tensor.scalar_type());
 }
 
+thread_local bool autocast_master_weight = false;
+
 }  // namespace
+
+AutocastMasterWeightScope::AutocastMasterWeightScope() : previous_(autocast_master_weight) {
+  autocast_master_weight = true;
+}
+
+AutocastMasterWeightScope::~AutocastMasterWeightScope() { autocast_master_weight = previous_; }
 
 at::ScalarType scale_dtype(at::ScalarType weight_dtype) {
   return at::isReducedFloatingType(weight_dtype) ? at::kFloat : weight_dtype;
@@ -41,7 +49,9 @@ quant::ScaleMode check_linear_args(const char* op, const at::Tensor& input,
   TORCH_CHECK(input.device() == weight.device(), op,
               ": expected input and weight on the same device, but got input on ", input.device(),
               " and weight on ", weight.device());
-  TORCH_CHECK(input.scalar_type() == weight.scalar_type(), op,
+  const bool master_weight = autocast_master_weight && weight.scalar_type() == at::kFloat &&
+                             at::isReducedFloatingType(input.scalar_type());
+  TORCH_CHECK(input.scalar_type() == weight.scalar_type() || master_weight, op,
               ": expected input and weight of the same dtype, but got input ", input.scalar_type(),
               " and weight ", weight.scalar_type());
   TORCH_CHECK(input.size(-1) == weight.size(1), op, ": expected input's last dimension to be ",
@@ -50,9 +60,9 @@ quant::ScaleMode check_linear_args(const char* op, const at::Tensor& input,
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), op,
                 ": expected bias of shape [", weight.size(0), "] (out_features), but got ",
                 bias->sizes());
-    TORCH_CHECK(bias->device() == weight.device() && bias->scalar_type() == weight.scalar_type(),
-                op, ": expected bias on ", weight.device(), " with dtype ", weight.scalar_type(),
-                " like weight, but got ", bias->device(), " and ", bias->scalar_type());
+    TORCH_CHECK(bias->device() == input.device() && bias->scalar_type() == input.scalar_type(),
+                op, ": expected bias on ", input.device(), " with dtype ", input.scalar_type(),
+                " like input, but got ", bias->device(), " and ", bias->scalar_type());
   }
   return mode;
 }

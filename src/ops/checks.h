@@ -23,6 +23,20 @@ quant::ScaleMode check_linear_args(const char* op, const at::Tensor& input,
                                    const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                                    double threshold_factor, c10::string_view scale_mode);
 
+/// While alive on this thread, check_linear_args also accepts a float32 (master) weight with
+/// a float16/bfloat16 input: the CUDA autocast implementation quantizes the FP32 master
+/// weight straight into the autocast dtype instead of casting it first.
+class AutocastMasterWeightScope {
+ public:
+  AutocastMasterWeightScope();
+  ~AutocastMasterWeightScope();
+  AutocastMasterWeightScope(const AutocastMasterWeightScope&) = delete;
+  AutocastMasterWeightScope& operator=(const AutocastMasterWeightScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 /// The dtype scales are kept in: float32 for float16/bfloat16 weights, else the weight's.
 at::ScalarType scale_dtype(at::ScalarType weight_dtype);
 

@@ -49,9 +49,10 @@ def main():
             }
             for name, ok in checks.items():
                 status = "ok" if ok else "MISMATCH"
-                print(f"{scale_mode:8s} per_channel={per_channel!s:5s} {name:12s} {status}")
+                print(f"{scale_mode:8s} per_channel={per_channel!s:5s} {name:12s} {status}", flush=True)
                 failures += not ok
     # Schema defaults and errors reach Python too.
+    print("schema defaults and errors", flush=True)
     y = torch.ops.bittorch.ternary_linear(torch.randn(2, 4), torch.randn(3, 4))
     assert y.shape == (2, 3), y.shape
     try:

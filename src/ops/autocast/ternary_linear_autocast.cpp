@@ -1,7 +1,9 @@
 // Autocast implementation: under torch::autocast on CUDA, ternary_linear runs in the
-// autocast dtype (bfloat16 or float16), as torch::nn::Linear does; the FP32 master weight
-// is cast with autocast's per-region cache.
+// autocast dtype (bfloat16 or float16), as torch::nn::Linear does. The input and bias are
+// cast; an FP32 master weight is not: the quantization kernel reads it and writes its
+// ternary operand in the autocast dtype directly, saving the cast pass over the weight.
 
+#include "ops/checks.h"
 #include "ops/ops.h"
 
 #include <ATen/autocast_mode.h>
@@ -16,7 +18,9 @@ at::Tensor ternary_linear_autocast(const at::Tensor& input, const at::Tensor& we
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
   const auto dtype = at::autocast::get_autocast_dtype(at::kCUDA);
   const auto cast = [&](const at::Tensor& t) { return at::autocast::cached_cast(dtype, t, c10::DeviceType::CUDA); };
-  return ternary_linear(cast(input), cast(weight), bias ? std::optional(cast(*bias)) : std::nullopt,
+  const AutocastMasterWeightScope master_weight;
+  const at::Tensor kept_weight = weight.scalar_type() == at::kFloat ? weight : cast(weight);
+  return ternary_linear(cast(input), kept_weight, bias ? std::optional(cast(*bias)) : std::nullopt,
                         threshold_factor, per_channel, scale_mode);
 }
 

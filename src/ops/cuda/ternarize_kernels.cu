@@ -20,7 +20,7 @@ struct MaxOp {
   __device__ double operator()(double a, double b) const { return fmax(a, b); }
 };
 
-// Per row: max|w| (Max) or sum|w| in double (AbsMean; double so that the mean rounds to the
+// Per row (the global scale's first step): max|w| (Max) or sum|w| in double (AbsMean; double so that the mean rounds to the
 // same float as the CPU reference's double mean). One block per row, fixed thread-to-element
 // assignment and a fixed reduction tree: the same bits on every run.
 template <typename scalar_t, bool kMax>
@@ -39,21 +39,13 @@ __global__ void row_abs_statistic(const scalar_t* __restrict__ weight, int64_t c
   if (threadIdx.x == 0) row_statistic[blockIdx.x] = total;
 }
 
-// scale[g] from the row statistics: per row (groups == rows) or over all rows (groups == 1,
-// one block). `count` is the number of weights behind one group's statistic.
+// The global scale from the row statistics, in one block with a fixed reduction order.
+// `count` is the number of weights.
 template <typename acc_t, bool kMax>
 __global__ void finish_scale(const double* __restrict__ row_statistic, int64_t rows,
-                             int64_t groups, double count, acc_t* __restrict__ scale) {
+                             double count, acc_t* __restrict__ scale) {
   using BlockReduce = cub::BlockReduce<double, kReduceThreads>;
   __shared__ typename BlockReduce::TempStorage storage;
-  if (groups == rows) {
-    const int64_t r = blockIdx.x * int64_t{kReduceThreads} + threadIdx.x;
-    if (r < rows) {
-      const double s = kMax ? row_statistic[r] : row_statistic[r] / count;
-      scale[r] = max(static_cast<acc_t>(s), static_cast<acc_t>(1e-8));
-    }
-    return;
-  }
   double acc = 0.0;
   for (int64_t r = threadIdx.x; r < rows; r += kReduceThreads) {
     acc = kMax ? fmax(acc, row_statistic[r]) : acc + row_statistic[r];
@@ -66,58 +58,93 @@ __global__ void finish_scale(const double* __restrict__ row_statistic, int64_t r
   }
 }
 
-// The codes, elementwise, with the reference's arithmetic in acc_t (float for float16,
+// The code of one weight with the reference's arithmetic in acc_t (float for float16,
 // bfloat16 and float32 weights): Max compares |w| with scale * threshold_factor, AbsMean
-// rounds w / scale half to even.
-template <typename scalar_t, typename acc_t, typename out_t, bool kMax, bool kDequantize>
-__global__ void write_codes(const scalar_t* __restrict__ weight, const acc_t* __restrict__ scale,
-                            int64_t cols, int64_t numel, bool per_channel,
-                            acc_t threshold_factor, out_t* __restrict__ codes) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < numel;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const acc_t s = scale[per_channel ? i / cols : 0];
-    const acc_t w = static_cast<acc_t>(weight[i]);
-    acc_t code;
-    if (kMax) {
-      code = fabs(w) > s * threshold_factor ? (w > 0 ? acc_t(1) : acc_t(-1)) : acc_t(0);
-    } else {
-      code = fmin(fmax(nearbyint(w / s), acc_t(-1)), acc_t(1));
-    }
-    codes[i] = static_cast<out_t>(kDequantize ? code * s : code);
+// rounds w / scale half to even. With kDequantize, code * scale.
+template <typename acc_t, bool kMax, bool kDequantize>
+__device__ __forceinline__ acc_t quantize_one(acc_t w, acc_t s, acc_t threshold_factor) {
+  acc_t code;
+  if (kMax) {
+    code = fabs(w) > s * threshold_factor ? (w > 0 ? acc_t(1) : acc_t(-1)) : acc_t(0);
+  } else {
+    code = fmin(fmax(nearbyint(w / s), acc_t(-1)), acc_t(1));
+  }
+  return kDequantize ? code * s : code;
+}
+
+// Per channel, in one pass: each block reduces its row, then writes the row's codes while
+// the row is still in cache.
+template <typename weight_t, typename acc_t, typename out_t, bool kMax, bool kDequantize>
+__global__ void quantize_rows(const weight_t* __restrict__ weight, int64_t cols,
+                              acc_t threshold_factor, acc_t* __restrict__ scale,
+                              out_t* __restrict__ codes) {
+  using BlockReduce = cub::BlockReduce<double, kReduceThreads>;
+  __shared__ typename BlockReduce::TempStorage storage;
+  __shared__ acc_t row_scale;
+  const weight_t* row = weight + blockIdx.x * cols;
+  double acc = 0.0;
+  for (int64_t c = threadIdx.x; c < cols; c += kReduceThreads) {
+    const double v = fabs(static_cast<double>(row[c]));
+    acc = kMax ? fmax(acc, v) : acc + v;
+  }
+  const double total = kMax ? BlockReduce(storage).Reduce(acc, MaxOp())
+                            : BlockReduce(storage).Sum(acc);
+  if (threadIdx.x == 0) {
+    const double s = kMax ? total : total / static_cast<double>(cols);
+    row_scale = max(static_cast<acc_t>(s), static_cast<acc_t>(1e-8));
+    scale[blockIdx.x] = row_scale;
+  }
+  __syncthreads();
+  const acc_t s = row_scale;
+  out_t* out = codes + blockIdx.x * cols;
+  for (int64_t c = threadIdx.x; c < cols; c += kReduceThreads) {
+    out[c] = static_cast<out_t>(
+        quantize_one<acc_t, kMax, kDequantize>(static_cast<acc_t>(row[c]), s, threshold_factor));
   }
 }
 
-template <typename weight_t, bool kMax>
-void launch(const at::Tensor& weight, double threshold_factor, bool per_channel, bool dequantize,
+// Global scale: the codes of every weight against scale[0].
+template <typename weight_t, typename acc_t, typename out_t, bool kMax, bool kDequantize>
+__global__ void write_codes_global(const weight_t* __restrict__ weight,
+                                   const acc_t* __restrict__ scale, int64_t numel,
+                                   acc_t threshold_factor, out_t* __restrict__ codes) {
+  const acc_t s = scale[0];
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < numel;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    codes[i] = static_cast<out_t>(
+        quantize_one<acc_t, kMax, kDequantize>(static_cast<acc_t>(weight[i]), s, threshold_factor));
+  }
+}
+
+template <typename weight_t, bool kMax, bool kDequantize>
+void launch(const at::Tensor& weight, double threshold_factor, bool per_channel,
             at::Tensor& codes, at::Tensor& scale) {
   using acc_t = at::opmath_type<weight_t>;
   const int64_t rows = weight.size(0), cols = weight.size(1), numel = weight.numel();
   const auto stream = at::cuda::getCurrentCUDAStream();
-  auto row_statistic = at::empty({rows}, weight.options().dtype(at::kDouble));
-  row_abs_statistic<weight_t, kMax><<<rows, kReduceThreads, 0, stream>>>(
-      weight.data_ptr<weight_t>(), cols, row_statistic.data_ptr<double>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const int64_t groups = per_channel ? rows : 1;
-  const int64_t scale_blocks = per_channel ? (rows + kReduceThreads - 1) / kReduceThreads : 1;
-  finish_scale<acc_t, kMax><<<scale_blocks, kReduceThreads, 0, stream>>>(
-      row_statistic.data_ptr<double>(), rows, groups,
-      static_cast<double>(per_channel ? cols : numel), scale.data_ptr<acc_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const int threads = 256;
-  const int64_t blocks = std::min<int64_t>((numel + threads - 1) / threads,
-                                           at::cuda::getCurrentDeviceProperties()->multiProcessorCount * 16);
   const auto* w = weight.data_ptr<weight_t>();
-  const acc_t* s = scale.data_ptr<acc_t>();
   const auto threshold = static_cast<acc_t>(threshold_factor);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, codes.scalar_type(), "write_codes", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, codes.scalar_type(), "ternarize_cuda_codes", [&] {
     auto* out = codes.data_ptr<scalar_t>();
-    if (dequantize) {
-      write_codes<weight_t, acc_t, scalar_t, kMax, true><<<blocks, threads, 0, stream>>>(
-          w, s, cols, numel, per_channel, threshold, out);
-    } else {
-      write_codes<weight_t, acc_t, scalar_t, kMax, false><<<blocks, threads, 0, stream>>>(
-          w, s, cols, numel, per_channel, threshold, out);
+    if (per_channel) {
+      quantize_rows<weight_t, acc_t, scalar_t, kMax, kDequantize><<<rows, kReduceThreads, 0, stream>>>(
+          w, cols, threshold, scale.data_ptr<acc_t>(), out);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
     }
+    auto row_statistic = at::empty({rows}, weight.options().dtype(at::kDouble));
+    row_abs_statistic<weight_t, kMax><<<rows, kReduceThreads, 0, stream>>>(
+        w, cols, row_statistic.data_ptr<double>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    finish_scale<acc_t, kMax><<<1, kReduceThreads, 0, stream>>>(
+        row_statistic.data_ptr<double>(), rows, static_cast<double>(numel), scale.data_ptr<acc_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const int threads = 256;
+    const int64_t blocks = std::min<int64_t>(
+        (numel + threads - 1) / threads,
+        at::cuda::getCurrentDeviceProperties()->multiProcessorCount * int64_t{16});
+    write_codes_global<weight_t, acc_t, scalar_t, kMax, kDequantize><<<blocks, threads, 0, stream>>>(
+        w, scale.data_ptr<acc_t>(), numel, threshold, out);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -133,11 +160,11 @@ std::tuple<at::Tensor, at::Tensor> ternarize(const at::Tensor& weight_in, double
                          weight.options().dtype(scale_dtype(weight.scalar_type())));
   auto codes = at::empty(weight.sizes(), weight.options().dtype(codes_dtype));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, weight.scalar_type(), "ternarize_cuda", [&] {
-    if (mode == quant::ScaleMode::Max) {
-      launch<scalar_t, true>(weight, threshold_factor, per_channel, dequantize, codes, scale);
-    } else {
-      launch<scalar_t, false>(weight, threshold_factor, per_channel, dequantize, codes, scale);
-    }
+    const bool max_mode = mode == quant::ScaleMode::Max;
+    if (max_mode && dequantize) launch<scalar_t, true, true>(weight, threshold_factor, per_channel, codes, scale);
+    if (max_mode && !dequantize) launch<scalar_t, true, false>(weight, threshold_factor, per_channel, codes, scale);
+    if (!max_mode && dequantize) launch<scalar_t, false, true>(weight, threshold_factor, per_channel, codes, scale);
+    if (!max_mode && !dequantize) launch<scalar_t, false, false>(weight, threshold_factor, per_channel, codes, scale);
   });
   return {codes, scale};
 }

@@ -1,9 +1,10 @@
 #pragma once
 
-// Fused ternary quantization on the GPU: the per-row (or global) scale and the codes of a
-// weight matrix, in two deterministic passes (a fixed-order block reduction per row, then
-// one elementwise pass), with the CPU reference's arithmetic so that the codes are
-// bit-identical to it.
+// Fused ternary quantization on the GPU: the scale and the codes of a weight matrix. Per
+// channel it is one pass (a block reduces its row, then writes the row's codes); a global
+// scale takes row sums, one final reduction and an elementwise pass. Reductions run in a
+// fixed order (deterministic) and the arithmetic is the CPU reference's, so that the codes
+// and scales are bit-identical to it.
 
 #include <bittorch/quant/ternarize.h>
 

@@ -75,9 +75,10 @@ TEST_P(CudaMatchesCpu, ForwardAndGradients) {
     const auto b = torch::randn({shape.out_features}).to(dtype);
     std::vector<torch::Tensor> results;
     for (const auto& device : {torch::Device(torch::kCPU), torch::Device(torch::kCUDA)}) {
-      auto xd = x.to(device).requires_grad_();
-      auto wd = w.to(device).requires_grad_();
-      auto bd = b.to(device).requires_grad_();
+      // Copies, so that the CPU and the CUDA run have leaves of their own.
+      auto xd = x.to(device, false, true).requires_grad_();
+      auto wd = w.to(device, false, true).requires_grad_();
+      auto bd = b.to(device, false, true).requires_grad_();
       const auto y = F::ternary_linear(xd, wd, bd, options);
       y.backward(torch::ones_like(y).mul_(0.5).add_(y.detach().sign().mul_(0.25)));
       results.insert(results.end(), {y.detach(), xd.grad(), wd.grad(), bd.grad()});
