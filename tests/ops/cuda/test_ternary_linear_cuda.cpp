@@ -1,5 +1,5 @@
-// The CUDA implementation against the CPU reference implementation of the same ops (and,
-// for quantization, bit for bit). Every test skips with a message where no GPU exists.
+// The CUDA implementation against the CPU reference implementation of the same ops, run in
+// float64 on the same inputs (and, for quantization, bit for bit in the same dtype). Every test skips with a message where no GPU exists.
 
 #include <bittorch/bittorch.h>
 
@@ -35,7 +35,7 @@ void expect_close(const torch::Tensor& cuda, const torch::Tensor& cpu, torch::Dt
                   const std::string& what) {
   ASSERT_TRUE(cuda.is_cuda()) << what;
   ASSERT_EQ(cuda.sizes(), cpu.sizes()) << what;
-  ASSERT_EQ(cuda.scalar_type(), cpu.scalar_type()) << what;
+  ASSERT_EQ(cuda.scalar_type(), dtype) << what;
   if (cpu.numel() == 0) return;
   const auto expected = cpu.to(torch::kDouble);
   const double magnitude = std::max(1.0, expected.abs().max().item<double>());
@@ -73,14 +73,18 @@ TEST_P(CudaMatchesCpu, ForwardAndGradients) {
     const auto x = torch::randn(shape.input).to(dtype);
     const auto w = (torch::randn({shape.out_features, in_features}) * 0.1).to(dtype);
     const auto b = torch::randn({shape.out_features}).to(dtype);
+    auto grad_shape = shape.input;
+    grad_shape.back() = shape.out_features;
+    const auto grad = torch::randn(grad_shape).to(dtype);
+    // The CPU reference runs in float64 on the same (rounded) values; the CUDA run in `dtype`.
     std::vector<torch::Tensor> results;
-    for (const auto& device : {torch::Device(torch::kCPU), torch::Device(torch::kCUDA)}) {
-      // Copies, so that the CPU and the CUDA run have leaves of their own.
-      auto xd = x.to(device, false, true).requires_grad_();
-      auto wd = w.to(device, false, true).requires_grad_();
-      auto bd = b.to(device, false, true).requires_grad_();
+    for (const auto& [device, run_dtype] : {std::pair{torch::Device(torch::kCPU), torch::kDouble},
+                                            std::pair{torch::Device(torch::kCUDA), dtype}}) {
+      auto xd = x.to(device, run_dtype, false, true).requires_grad_();
+      auto wd = w.to(device, run_dtype, false, true).requires_grad_();
+      auto bd = b.to(device, run_dtype, false, true).requires_grad_();
       const auto y = F::ternary_linear(xd, wd, bd, options);
-      y.backward(torch::ones_like(y).mul_(0.5).add_(y.detach().sign().mul_(0.25)));
+      y.backward(grad.to(device, run_dtype));
       results.insert(results.end(), {y.detach(), xd.grad(), wd.grad(), bd.grad()});
     }
     expect_close(results[4], results[0], dtype, what.str() + " output");
