@@ -1,5 +1,5 @@
-// The CUDA implementation against the CPU reference implementation of the same ops, run in
-// float64 on the same inputs (and, for quantization, bit for bit in the same dtype). Every test skips with a message where no GPU exists.
+// The CUDA implementation against the CPU reference: quantization bit for bit, and the
+// layer's forward and gradients against the float64 reference of reference.h. Every test skips with a message where no GPU exists.
 
 #include <bittorch/bittorch.h>
 
@@ -31,13 +31,12 @@ double tolerance(torch::Dtype dtype) {
   }
 }
 
-void expect_close(const torch::Tensor& cuda, const torch::Tensor& cpu, torch::Dtype dtype,
+void expect_close(const torch::Tensor& cuda, const torch::Tensor& expected, torch::Dtype dtype,
                   const std::string& what) {
   ASSERT_TRUE(cuda.is_cuda()) << what;
-  ASSERT_EQ(cuda.sizes(), cpu.sizes()) << what;
+  ASSERT_EQ(cuda.sizes(), expected.sizes()) << what;
   ASSERT_EQ(cuda.scalar_type(), dtype) << what;
-  if (cpu.numel() == 0) return;
-  const auto expected = cpu.to(torch::kDouble);
+  if (expected.numel() == 0) return;
   const double magnitude = std::max(1.0, expected.abs().max().item<double>());
   const double error = (cuda.cpu().to(torch::kDouble) - expected).abs().max().item<double>();
   EXPECT_LE(error, tolerance(dtype) * magnitude) << what << ": max error " << error;
@@ -76,21 +75,20 @@ TEST_P(CudaMatchesCpu, ForwardAndGradients) {
     auto grad_shape = shape.input;
     grad_shape.back() = shape.out_features;
     const auto grad = torch::randn(grad_shape).to(dtype);
-    // The CPU reference runs in float64 on the same (rounded) values; the CUDA run in `dtype`.
-    std::vector<torch::Tensor> results;
-    for (const auto& [device, run_dtype] : {std::pair{torch::Device(torch::kCPU), torch::kDouble},
-                                            std::pair{torch::Device(torch::kCUDA), dtype}}) {
-      auto xd = x.to(device, run_dtype, false, true).requires_grad_();
-      auto wd = w.to(device, run_dtype, false, true).requires_grad_();
-      auto bd = b.to(device, run_dtype, false, true).requires_grad_();
-      const auto y = F::ternary_linear(xd, wd, bd, options);
-      y.backward(grad.to(device, run_dtype));
-      results.insert(results.end(), {y.detach(), xd.grad(), wd.grad(), bd.grad()});
-    }
-    expect_close(results[4], results[0], dtype, what.str() + " output");
-    expect_close(results[5], results[1], dtype, what.str() + " grad_input");
-    expect_close(results[6], results[2], dtype, what.str() + " grad_weight");
-    expect_close(results[7], results[3], dtype, what.str() + " grad_bias");
+    // The reference: the codes and scale of the CPU quantizer in `dtype` (bit-identical to
+    // the CUDA quantizer, TernarizeCuda.BitIdenticalToCpu), then the layer in float64.
+    const auto q = bittorch::quant::ternarize(w, options.ternarize_options());
+    const auto ref = bittorch::testing::reference_ternary_linear(
+        x, w, b, grad, {q.codes.to(torch::kDouble), q.scale.to(torch::kDouble)});
+    auto xd = x.cuda().requires_grad_();
+    auto wd = w.cuda().requires_grad_();
+    auto bd = b.cuda().requires_grad_();
+    const auto y = F::ternary_linear(xd, wd, bd, options);
+    y.backward(grad.cuda());
+    expect_close(y, ref.output, dtype, what.str() + " output");
+    expect_close(xd.grad(), ref.grad_input, dtype, what.str() + " grad_input");
+    expect_close(wd.grad(), ref.grad_weight, dtype, what.str() + " grad_weight");
+    expect_close(bd.grad(), ref.grad_bias, dtype, what.str() + " grad_bias");
   }
 }
 
