@@ -27,7 +27,9 @@ double tolerance(torch::Dtype dtype) {
   switch (dtype) {
     case torch::kFloat: return 2e-5;
     case torch::kHalf: return 4e-3;
-    default: return 2e-2;  // bfloat16
+    // bfloat16: 8 bits of mantissa, and PyTorch lets cuBLAS reduce split-K partial sums in
+    // bfloat16 by default (allow_bf16_reduced_precision_reduction).
+    default: return 4e-2;
   }
 }
 
