@@ -23,19 +23,25 @@ struct MaxOp {
 // Per row (the global scale's first step): max|w| (Max) or sum|w| in double (AbsMean; double so that the mean rounds to the
 // same float as the CPU reference's double mean). One block per row, fixed thread-to-element
 // assignment and a fixed reduction tree: the same bits on every run.
+using BlockReduce = cub::BlockReduce<double, kReduceThreads>;
+
+// max|w| or sum|w| of one row by the whole block; the result is valid in thread 0.
 template <typename scalar_t, bool kMax>
-__global__ void row_abs_statistic(const scalar_t* __restrict__ weight, int64_t cols,
-                                  double* __restrict__ row_statistic) {
-  using BlockReduce = cub::BlockReduce<double, kReduceThreads>;
-  __shared__ typename BlockReduce::TempStorage storage;
-  const scalar_t* row = weight + blockIdx.x * cols;
+__device__ double block_row_statistic(const scalar_t* __restrict__ row, int64_t cols,
+                                      typename BlockReduce::TempStorage& storage) {
   double acc = 0.0;
   for (int64_t c = threadIdx.x; c < cols; c += kReduceThreads) {
     const double v = fabs(static_cast<double>(row[c]));
     acc = kMax ? fmax(acc, v) : acc + v;
   }
-  const double total = kMax ? BlockReduce(storage).Reduce(acc, MaxOp())
-                            : BlockReduce(storage).Sum(acc);
+  return kMax ? BlockReduce(storage).Reduce(acc, MaxOp()) : BlockReduce(storage).Sum(acc);
+}
+
+template <typename scalar_t, bool kMax>
+__global__ void row_abs_statistic(const scalar_t* __restrict__ weight, int64_t cols,
+                                  double* __restrict__ row_statistic) {
+  __shared__ typename BlockReduce::TempStorage storage;
+  const double total = block_row_statistic<scalar_t, kMax>(weight + blockIdx.x * cols, cols, storage);
   if (threadIdx.x == 0) row_statistic[blockIdx.x] = total;
 }
 
@@ -44,7 +50,6 @@ __global__ void row_abs_statistic(const scalar_t* __restrict__ weight, int64_t c
 template <typename acc_t, bool kMax>
 __global__ void finish_scale(const double* __restrict__ row_statistic, int64_t rows,
                              double count, acc_t* __restrict__ scale) {
-  using BlockReduce = cub::BlockReduce<double, kReduceThreads>;
   __shared__ typename BlockReduce::TempStorage storage;
   double acc = 0.0;
   for (int64_t r = threadIdx.x; r < rows; r += kReduceThreads) {
@@ -78,17 +83,10 @@ template <typename weight_t, typename acc_t, typename out_t, bool kMax, bool kDe
 __global__ void quantize_rows(const weight_t* __restrict__ weight, int64_t cols,
                               acc_t threshold_factor, acc_t* __restrict__ scale,
                               out_t* __restrict__ codes) {
-  using BlockReduce = cub::BlockReduce<double, kReduceThreads>;
   __shared__ typename BlockReduce::TempStorage storage;
   __shared__ acc_t row_scale;
   const weight_t* row = weight + blockIdx.x * cols;
-  double acc = 0.0;
-  for (int64_t c = threadIdx.x; c < cols; c += kReduceThreads) {
-    const double v = fabs(static_cast<double>(row[c]));
-    acc = kMax ? fmax(acc, v) : acc + v;
-  }
-  const double total = kMax ? BlockReduce(storage).Reduce(acc, MaxOp())
-                            : BlockReduce(storage).Sum(acc);
+  const double total = block_row_statistic<weight_t, kMax>(row, cols, storage);
   if (threadIdx.x == 0) {
     const double s = kMax ? total : total / static_cast<double>(cols);
     row_scale = max(static_cast<acc_t>(s), static_cast<acc_t>(1e-8));
