@@ -40,13 +40,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& codes,
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand,
     const at::Tensor& scale, std::array<bool, 3> output_mask) {
   static const auto op =
       find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
           const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
           std::array<bool, 3>)>("bittorch::_ternary_linear_backward");
-  return op.call(grad_output, input, codes, scale, output_mask);
+  return op.call(grad_output, input, operand, scale, output_mask);
 }
 
 }  // namespace bittorch::ops

@@ -21,8 +21,8 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias, double threshold_factor,
                           bool per_channel, c10::string_view scale_mode);
 
-/// Forward without autograd: (output, codes, scale). `codes` are in the backend's own
-/// compact form and only meant to be handed back to ternary_linear_backward.
+/// Forward without autograd: (output, operand, scale), where operand = codes * scale in the
+/// input's dtype, to be handed back to ternary_linear_backward.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     double threshold_factor, bool per_channel, c10::string_view scale_mode);
@@ -30,7 +30,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
 /// (grad_input, grad_weight, grad_bias) by the straight-through estimator; an entry whose
 /// output_mask is false comes back undefined.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& codes,
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand,
     const at::Tensor& scale, std::array<bool, 3> output_mask);
 
 }  // namespace bittorch::ops

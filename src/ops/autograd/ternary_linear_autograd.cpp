@@ -23,12 +23,12 @@ class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunc
                             double threshold_factor, bool per_channel,
                             const std::string& scale_mode) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, codes, scale] = ternary_linear_forward(input, weight, bias, threshold_factor,
+    auto [output, operand, scale] = ternary_linear_forward(input, weight, bias, threshold_factor,
                                                          per_channel, scale_mode);
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
-    // The scale is a constant of the estimator (detached), so only the codes and the
+    // The scale is a constant of the estimator (detached): the quantized operand and the
     // scale are kept, never the master weight.
-    ctx->save_for_backward({input, codes, scale});
+    ctx->save_for_backward({input, operand, scale});
     return output;
   }
 

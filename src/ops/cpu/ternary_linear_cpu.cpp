@@ -1,6 +1,8 @@
 // CPU implementation of the bittorch:: ops: the plain reference, written with ATen ops
 // straight from the formulas. The CUDA kernels are checked against it.
 
+#include "ops/cpu/ternary_linear_cpu.h"
+
 #include "ops/checks.h"
 
 #include <ATen/ATen.h>
@@ -40,36 +42,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cpu(
   check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor,
                     scale_mode);
   auto [codes, scale] = ternarize_cpu(weight, threshold_factor, per_channel, scale_mode);
-  at::Tensor output = at::linear(input, dequantize(codes, scale, input.scalar_type()), bias);
-  return {std::move(output), std::move(codes), std::move(scale)};
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cpu(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& codes,
-    const at::Tensor& scale, std::array<bool, 3> output_mask) {
-  const int64_t out_features = codes.size(0);
-  const int64_t in_features = codes.size(1);
-  at::Tensor grad_input, grad_weight, grad_bias;
-  if (output_mask[0]) {
-    grad_input = grad_output.matmul(dequantize(codes, scale, grad_output.scalar_type()));
-  }
-  const at::Tensor grad_rows = grad_output.reshape({-1, out_features});
-  if (output_mask[1]) {
-    const at::Tensor grad_unscaled = grad_rows.t().mm(input.reshape({-1, in_features}));
-    grad_weight = (grad_unscaled.to(scale.scalar_type()) * scale.unsqueeze(1)).to(codes.scalar_type());
-  }
-  if (output_mask[2]) {
-    grad_bias = grad_rows.sum(0);
-  }
-  return {std::move(grad_input), std::move(grad_weight), std::move(grad_bias)};
+  // The backward needs the operand, not the codes: keep that.
+  at::Tensor operand = dequantize(codes, scale, input.scalar_type());
+  at::Tensor output = at::linear(input, operand, bias);
+  return {std::move(output), std::move(operand), std::move(scale)};
 }
 
 }  // namespace
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand,
+    const at::Tensor& scale, std::array<bool, 3> output_mask) {
+  const int64_t out_features = operand.size(0);
+  const int64_t in_features = operand.size(1);
+  at::Tensor grad_input, grad_weight, grad_bias;
+  if (output_mask[0]) grad_input = grad_output.matmul(operand);
+  const at::Tensor grad_rows = grad_output.reshape({-1, out_features});
+  if (output_mask[1]) {
+    grad_weight = grad_rows.t().mm(input.reshape({-1, in_features}));
+    grad_weight.mul_(scale.unsqueeze(1));  // in the scale's precision, rounded once
+  }
+  if (output_mask[2]) grad_bias = grad_rows.sum(0);
+  return {std::move(grad_input), std::move(grad_weight), std::move(grad_bias)};
+}
+
 TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
   m.impl("ternarize", &ternarize_cpu);
   m.impl("_ternary_linear_forward", &ternary_linear_forward_cpu);
-  m.impl("_ternary_linear_backward", &ternary_linear_backward_cpu);
+  m.impl("_ternary_linear_backward", &ternary_linear_backward_reference);
 }
 
 }  // namespace bittorch::ops

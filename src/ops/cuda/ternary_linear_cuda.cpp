@@ -5,6 +5,7 @@
 // operand the CPU reference builds.
 
 #include "ops/checks.h"
+#include "ops/cpu/ternary_linear_cpu.h"
 #include "ops/cuda/ternarize_kernels.cuh"
 
 #include <ATen/ATen.h>
@@ -39,16 +40,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cuda(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand,
     const at::Tensor& scale, std::array<bool, 3> output_mask) {
   const c10::cuda::CUDAGuard device_guard(grad_output.device());
-  const int64_t out_features = operand.size(0), in_features = operand.size(1);
-  at::Tensor grad_input, grad_weight, grad_bias;
-  if (output_mask[0]) grad_input = grad_output.matmul(operand);
-  const at::Tensor grad_rows = grad_output.reshape({-1, out_features});
-  if (output_mask[1]) {
-    grad_weight = grad_rows.t().mm(input.reshape({-1, in_features}));
-    grad_weight.mul_(scale.unsqueeze(1));  // in the scale's precision, rounded once
-  }
-  if (output_mask[2]) grad_bias = grad_rows.sum(0);
-  return {std::move(grad_input), std::move(grad_weight), std::move(grad_bias)};
+  return ternary_linear_backward_reference(grad_output, input, operand, scale, output_mask);
 }
 
 }  // namespace

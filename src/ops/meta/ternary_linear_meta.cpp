@@ -23,17 +23,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_meta(
     double threshold_factor, bool per_channel, c10::string_view scale_mode) {
   check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor,
                     scale_mode);
-  auto [codes, scale] = ternarize_meta(weight, threshold_factor, per_channel, scale_mode);
+  auto scale = std::get<1>(ternarize_meta(weight, threshold_factor, per_channel, scale_mode));
   return {at::empty(linear_output_shape(input, weight.size(0)), input.options()),
-          std::move(codes), std::move(scale)};
+          at::empty(weight.sizes(), weight.options().dtype(input.scalar_type())), std::move(scale)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_meta(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& codes,
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand,
     const at::Tensor& /*scale*/, std::array<bool, 3> output_mask) {
   return {output_mask[0] ? at::empty_like(input) : at::Tensor(),
-          output_mask[1] ? at::empty_like(codes) : at::Tensor(),
-          output_mask[2] ? at::empty({codes.size(0)}, grad_output.options()) : at::Tensor()};
+          output_mask[1] ? at::empty_like(operand) : at::Tensor(),
+          output_mask[2] ? at::empty({operand.size(0)}, grad_output.options()) : at::Tensor()};
 }
 
 }  // namespace
