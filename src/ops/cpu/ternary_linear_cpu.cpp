@@ -11,11 +11,10 @@
 namespace bittorch::ops {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor> ternarize_cpu(const at::Tensor& weight,
-                                                 double threshold_factor, bool per_channel,
-                                                 c10::string_view scale_mode) {
-  const auto mode =
-      check_ternarize_args("bittorch::ternarize", weight, threshold_factor, scale_mode);
+// The quantizer, on checked arguments.
+std::tuple<at::Tensor, at::Tensor> ternarize_reference(const at::Tensor& weight,
+                                                       double threshold_factor, bool per_channel,
+                                                       quant::ScaleMode mode) {
   // Scales are computed in at least float32 so that the 1e-8 floor is representable.
   const at::Tensor w = weight.to(scale_dtype(weight.scalar_type()));
   const at::Tensor abs_w = w.abs();
@@ -31,6 +30,14 @@ std::tuple<at::Tensor, at::Tensor> ternarize_cpu(const at::Tensor& weight,
   return {codes.to(weight.scalar_type()), scale};
 }
 
+std::tuple<at::Tensor, at::Tensor> ternarize_cpu(const at::Tensor& weight,
+                                                 double threshold_factor, bool per_channel,
+                                                 c10::string_view scale_mode) {
+  const auto mode =
+      check_ternarize_args("bittorch::ternarize", weight, threshold_factor, scale_mode);
+  return ternarize_reference(weight, threshold_factor, per_channel, mode);
+}
+
 // codes * scale[:, None] in `dtype`.
 at::Tensor dequantize(const at::Tensor& codes, const at::Tensor& scale, at::ScalarType dtype) {
   return (codes.to(scale.scalar_type()) * scale.unsqueeze(1)).to(dtype);
@@ -39,9 +46,9 @@ at::Tensor dequantize(const at::Tensor& codes, const at::Tensor& scale, at::Scal
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cpu(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     double threshold_factor, bool per_channel, c10::string_view scale_mode) {
-  check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor,
-                    scale_mode);
-  auto [codes, scale] = ternarize_cpu(weight, threshold_factor, per_channel, scale_mode);
+  const auto mode = check_linear_args("bittorch::ternary_linear", input, weight, bias,
+                                      threshold_factor, scale_mode);
+  auto [codes, scale] = ternarize_reference(weight, threshold_factor, per_channel, mode);
   // The backward needs the operand, not the codes: keep that.
   at::Tensor operand = dequantize(codes, scale, input.scalar_type());
   at::Tensor output = at::linear(input, operand, bias);
