@@ -6,6 +6,7 @@
 //   bf16           torch::nn::Linear in pure BF16
 //   fp32           torch::nn::Linear in FP32
 //   ternary        bittorch::nn::TernaryLinear, FP32 master weights under BF16 autocast
+//   ternary_a8     the same with activation_bits(8) (FP8 e4m3 on sm_89+, INT8 on sm_80)
 // Method: CUDA events around each repeat, warm-up first, L2 flushed (a buffer twice the L2
 // size overwritten) before each repeat, median of --repeats. Ratios are time / baseline
 // time measured in the same run. Prints a table and writes JSON.
@@ -33,6 +34,7 @@ struct Variant {
   bool autocast;
   torch::Dtype param_dtype;
   bool ternary;
+  int64_t activation_bits = 0;
 };
 
 const std::vector<Variant> kVariants = {
@@ -40,6 +42,7 @@ const std::vector<Variant> kVariants = {
     {"bf16", false, torch::kBFloat16, false},
     {"fp32", false, torch::kFloat, false},
     {"ternary", true, torch::kFloat, true},
+    {"ternary_a8", true, torch::kFloat, true, 8},
 };
 
 struct AutocastScope {
@@ -120,7 +123,7 @@ int main(int argc, char** argv) {
           std::shared_ptr<torch::nn::Module> layer;
           std::function<torch::Tensor(const torch::Tensor&)> forward;
           if (variant.ternary) {
-            bittorch::nn::TernaryLinear t(in, out);
+            bittorch::nn::TernaryLinear t(bittorch::nn::TernaryLinearOptions(in, out).activation_bits(variant.activation_bits));
             layer = t.ptr();
             forward = [t](const torch::Tensor& x) mutable { return t(x); };
           } else {

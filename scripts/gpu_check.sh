@@ -3,6 +3,8 @@
 # test suite including the CUDA tests, compute-sanitizer memcheck and racecheck on the CUDA
 # test binary, the benchmark, and the MNIST comparison on the GPU and on the CPU.
 # Results go to $OUT (default: ./gpu-out). Needs torch in python3 (the GPU image has it).
+# BITTORCH_GPU_STEPS picks the steps after the build (default: all of
+# "tests sanitizer bench mnist"); BITTORCH_BENCH_ARGS is passed on to bittorch-bench.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${OUT:-${root}/gpu-out}"
@@ -10,15 +12,18 @@ mkdir -p "$out"
 cd "$root"
 python="$(command -v python3)"
 status=0
+steps="${BITTORCH_GPU_STEPS:-tests sanitizer bench mnist}"
 step() { echo "=== $* ==="; }
+wants() { [[ " $steps " == *" $1 "* ]]; }
 
 step configure and build
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BENCH=ON \
   -DBITTORCH_PYTHON="$python" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
 ninja -C build-gpu -j16 >"$out/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$out/build.log" | head -60; exit 1; }
 rm -f "$out/configure.log" "$out/build.log"  # only 8 files come back from the GPU machine
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 
+if wants tests; then
 step CUDA tests
 ./build-gpu/tests/bittorch_cuda_tests 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure" | head -40
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
@@ -26,9 +31,14 @@ step CUDA tests
 step whole test suite
 (cd build-gpu && ctest -j8 --output-on-failure) >"$out/ctest.log" 2>&1 || status=1
 grep -E "tests passed|Failed|\*\*\*" "$out/ctest.log" | head -20
+fi
 
+if wants sanitizer; then
 step compute-sanitizer
-subset='DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/float_max_per_channel:DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/BFloat16_absmean_global:TernarizeCuda.*:TernaryLinearCuda.*'
+subset='DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/float_max_per_channel:DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/BFloat16_absmean_global'
+subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/BFloat16_float8_e4m3_per_channel'
+subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/float_int8_global'
+subset+=':TernarizeCuda.*:QuantizeActivationsCuda.*:TernaryLinearCuda.*:TernaryLinearCudaModule.*'
 for tool in memcheck racecheck; do
   compute-sanitizer --tool "$tool" --error-exitcode 3 ./build-gpu/tests/bittorch_cuda_tests \
     --gtest_filter="$subset" >"$out/sanitizer_$tool.log" 2>&1
@@ -37,12 +47,19 @@ for tool in memcheck racecheck; do
   grep -E "^=========" "$out/sanitizer_$tool.log" | head -40
   [[ $code -eq 0 ]] || status=1
 done
+fi
 
+if wants bench; then
 step benchmark
-./build-gpu/bench/bittorch-bench --json "$out/bench.json" --commit "$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+# shellcheck disable=SC2086
+./build-gpu/bench/bittorch-bench ${BITTORCH_BENCH_ARGS:-} --json "$out/bench.json" --commit "$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   2>&1 | tee "$out/bench.txt" || status=1
+fi
 
+if wants mnist; then
 step MNIST on the GPU and the CPU
 ./build-gpu/apps/mnist/bittorch-mnist --compare --cuda --no-progress --metrics-json "$out/mnist_gpu.json" 2>&1 | tail -4
 ./build-gpu/apps/mnist/bittorch-mnist --compare --no-progress 2>&1 | tail -4
+./build-gpu/apps/mnist/bittorch-mnist --cuda --activation-bits 8 --no-progress --metrics-json "$out/mnist_gpu_a8.json" 2>&1 | tail -3
+fi
 exit $status

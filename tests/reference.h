@@ -3,6 +3,7 @@
 // An independent reference for the tests, written from the formulas of the BitTorch spec
 // with element loops in double precision. It shares no code with the library.
 
+#include <c10/util/Float8_e4m3fn.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -67,8 +68,42 @@ inline torch::Dtype reference_scale_dtype(torch::Dtype weight_dtype) {
                                                                            : weight_dtype;
 }
 
+/// Per-row 8-bit activations, in float32 arithmetic as the spec states it:
+/// scale = max(absmax, 1e-5) / max_code (127 int8, 448 FP8 e4m3), value = x / scale clamped
+/// to +-max_code, then rounded half to even to an integer (int8) or to the nearest FP8 e4m3
+/// number. Values and scales are returned in double.
+struct ReferenceActivations {
+  torch::Tensor values;  // input's shape
+  torch::Tensor scale;   // input's shape with the last dimension 1
+};
+
+inline ReferenceActivations reference_quantize_activations(const torch::Tensor& input, bool int8) {
+  const int64_t cols = input.size(-1);
+  const auto x = input.to(torch::kFloat).contiguous().reshape({-1, cols});
+  const auto acc = x.accessor<float, 2>();
+  const float max_code = int8 ? 127.0F : 448.0F;
+  auto values = torch::zeros(x.sizes(), torch::kDouble);
+  auto scale = torch::zeros({x.size(0), 1}, torch::kDouble);
+  auto values_acc = values.accessor<double, 2>();
+  for (int64_t r = 0; r < x.size(0); ++r) {
+    float absmax = 0.0F;
+    for (int64_t c = 0; c < cols; ++c) absmax = std::max(absmax, std::abs(acc[r][c]));
+    const float s = std::max(absmax, 1e-5F) / max_code;
+    scale[r][0] = s;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = std::clamp(acc[r][c] / s, -max_code, max_code);
+      values_acc[r][c] = int8 ? std::nearbyint(v) : static_cast<float>(c10::Float8_e4m3fn(v));
+    }
+  }
+  auto scale_shape = input.sizes().vec();
+  scale_shape.back() = 1;
+  return {values.reshape(input.sizes()), scale.reshape(scale_shape)};
+}
+
 /// Forward and gradients of y = x @ (codes * scale)^T + b by the straight-through
-/// estimator, all in double.
+/// estimator, all in double. With `activations`, the forward uses them in place of x
+/// (y = (values @ codes^T) * activation_scale * scale + b) and the gradients are the same
+/// (straight-through for the activation quantizer too, grad_w from the unquantized x).
 struct ReferenceLinear {
   torch::Tensor output, grad_input, grad_weight, grad_bias;
 };
@@ -77,11 +112,15 @@ inline ReferenceLinear reference_ternary_linear(const torch::Tensor& input,
                                                 const torch::Tensor& weight,
                                                 const torch::Tensor& bias,
                                                 const torch::Tensor& grad_output,
-                                                const ReferenceTernary& q) {
+                                                const ReferenceTernary& q,
+                                                const ReferenceActivations* activations = nullptr) {
   const int64_t out_features = weight.size(0), in_features = weight.size(1);
   const auto w_eff = q.codes * q.scale.unsqueeze(1);
   const auto x = input.to(torch::kDouble).reshape({-1, in_features});
-  auto y = x.mm(w_eff.t());
+  auto y = activations == nullptr
+               ? x.mm(w_eff.t())
+               : activations->values.reshape({-1, in_features}).mm(q.codes.t()) *
+                     activations->scale.reshape({-1, 1}) * q.scale;
   if (bias.defined()) y = y + bias.to(torch::kDouble);
   std::vector<int64_t> out_shape(input.sizes().begin(), input.sizes().end());
   out_shape.back() = out_features;

@@ -51,7 +51,9 @@ void add_ternary_recipe_options(cxxopts::Options& options, const std::string& de
       "scale-mode", "Ternary scale mode: max or absmean",
       cxxopts::value<std::string>()->default_value(default_scale_mode))(
       "threshold-factor", "Ternary threshold factor (max scale mode), in [0, 1]",
-      cxxopts::value<double>()->default_value(fmt::format("{}", default_threshold_factor)));
+      cxxopts::value<double>()->default_value(fmt::format("{}", default_threshold_factor)))(
+      "activation-bits", "Ternary layers' activations: 0 (unquantized) or 8 (FP8 on CUDA sm_89+, else INT8)",
+      cxxopts::value<int64_t>()->default_value("0"));
 }
 
 TernaryRecipe parse_ternary_recipe(const cxxopts::ParseResult& args) {
@@ -65,6 +67,10 @@ TernaryRecipe parse_ternary_recipe(const cxxopts::ParseResult& args) {
     throw UsageError("--scale-mode must be max or absmean, not '" + scale_mode + "'");
   }
   recipe.scale_mode = quant::scale_mode_from_string(scale_mode);
+  recipe.activation_bits = args["activation-bits"].as<int64_t>();
+  if (recipe.activation_bits != 0 && recipe.activation_bits != 8) {
+    throw UsageError("--activation-bits must be 0 or 8, not " + std::to_string(recipe.activation_bits));
+  }
   return recipe;
 }
 

@@ -19,7 +19,7 @@ struct UsageError : std::runtime_error {
 
 struct TernaryRecipe;
 
-/// Adds --scale-mode and --threshold-factor with the app's own defaults.
+/// Adds --scale-mode, --threshold-factor (with the app's own defaults) and --activation-bits.
 void add_ternary_recipe_options(cxxopts::Options& options, const std::string& default_scale_mode,
                                 double default_threshold_factor);
 /// Reads them back; a bad value is a UsageError.

@@ -16,7 +16,8 @@ torch::nn::Sequential make_mlp(const std::vector<int64_t>& sizes,
     if (ternary) {
       model->push_back(nn::TernaryLinear(nn::TernaryLinearOptions(sizes[i], sizes[i + 1])
                                              .scale_mode(ternary->scale_mode)
-                                             .threshold_factor(ternary->threshold_factor)));
+                                             .threshold_factor(ternary->threshold_factor)
+                                             .activation_bits(ternary->activation_bits)));
     } else {
       model->push_back(torch::nn::Linear(sizes[i], sizes[i + 1]));
     }

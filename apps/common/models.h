@@ -13,6 +13,8 @@ namespace bittorch::apps {
 struct TernaryRecipe {
   quant::ScaleMode scale_mode = quant::ScaleMode::Max;
   double threshold_factor = 0.05;
+  /// 0, or 8 for 8-bit activations (see TernaryLinearOptions::activation_bits).
+  int64_t activation_bits = 0;
 };
 
 /// An MLP with `sizes` = {in, hidden..., out} and ReLU between its layers: all layers

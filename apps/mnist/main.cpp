@@ -113,6 +113,7 @@ RunMetrics train(const std::string& kind, const Config& config, const Split& tra
   if (ternary) {
     run.extra["scale_mode"] = bittorch::quant::to_string(config.recipe.scale_mode);
     run.extra["threshold_factor"] = config.recipe.threshold_factor;
+    run.extra["activation_bits"] = config.recipe.activation_bits;
   }
   spdlog::info("{}: training {} epochs, lr {}, {} training and {} test samples on {}", kind,
                config.epochs, lr, train_split.size(), test.size(), device.str());

@@ -4,5 +4,6 @@
 #include <bittorch/nn/functional/ternary_linear.h>
 #include <bittorch/nn/modules/ternary_linear.h>
 #include <bittorch/nn/options/ternary_linear.h>
+#include <bittorch/quant/activations.h>
 #include <bittorch/quant/ternarize.h>
 #include <bittorch/version.h>

@@ -1,5 +1,7 @@
 #include <bittorch/nn/functional/ternary_linear.h>
 
+#include <bittorch/quant/activations.h>
+
 #include "ops/ops.h"
 
 #include <torch/autograd.h>
@@ -30,6 +32,21 @@ class DequantizeSte : public torch::autograd::Function<DequantizeSte> {
   }
 };
 
+// The unfused path's activation quantization: forward dequantize(quantize(x)) in x's dtype,
+// backward the identity (straight-through).
+class QuantizeActivationsSte : public torch::autograd::Function<QuantizeActivationsSte> {
+ public:
+  static at::Tensor forward(AutogradContext* /*ctx*/, const at::Tensor& input,
+                            quant::ActivationFormat format) {
+    auto [values, scale] = quant::quantize_activations(input, format);
+    return (values.to(at::kFloat) * scale).to(input.scalar_type());
+  }
+
+  static variable_list backward(AutogradContext* /*ctx*/, variable_list grad_outputs) {
+    return {grad_outputs[0], at::Tensor()};
+  }
+};
+
 }  // namespace
 
 at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
@@ -37,17 +54,23 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
   if (!options.quantize()) {
     return torch::nn::functional::linear(input, weight, bias);
   }
+  const auto activation_format =
+      quant::activation_format_for(options.activation_bits(), input.device());
   if (!options.use_cuda_kernel()) {
     TORCH_CHECK(input.scalar_type() == weight.scalar_type(),
                 "bittorch::ternary_linear: expected input and weight of the same dtype, but got "
                 "input ", input.scalar_type(), " and weight ", weight.scalar_type());
+    const at::Tensor used_input = activation_format == quant::ActivationFormat::None
+                                      ? input
+                                      : QuantizeActivationsSte::apply(input, activation_format);
     return torch::nn::functional::linear(
-        input, DequantizeSte::apply(weight, options, input.scalar_type()), bias);
+        used_input, DequantizeSte::apply(weight, options, input.scalar_type()), bias);
   }
   return ops::ternary_linear(input, weight,
                              bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
                              options.threshold_factor(), options.per_channel(),
-                             quant::to_string(options.scale_mode()));
+                             quant::to_string(options.scale_mode()),
+                             quant::to_string(activation_format));
 }
 
 }  // namespace bittorch::nn::functional

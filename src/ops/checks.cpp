@@ -14,6 +14,23 @@ void check_floating(const char* op, const char* name, const at::Tensor& tensor) 
 
 thread_local bool autocast_master_weight = false;
 
+void check_input(const char* op, const at::Tensor& input) {
+  check_floating(op, "input", input);
+  TORCH_CHECK(input.dim() >= 1, op, ": expected input of shape [*, in_features], but got a 0-D tensor");
+}
+
+quant::ActivationFormat parse_activation_format(c10::string_view format) {
+  return quant::activation_format_from_string(std::string_view(format.data(), format.size()));
+}
+
+// 8-bit activations are quantized from float32 arithmetic: float64 inputs are refused
+// rather than silently narrowed.
+void check_quantizable_input(const char* op, const at::Tensor& input) {
+  const auto dtype = input.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, op,
+              ": 8-bit activations need a float32, float16 or bfloat16 input, but got ", dtype);
+}
+
 }  // namespace
 
 AutocastMasterWeightScope::AutocastMasterWeightScope() : previous_(autocast_master_weight) {
@@ -40,12 +57,26 @@ quant::ScaleMode check_ternarize_args(const char* op, const at::Tensor& weight,
   return quant::scale_mode_from_string(std::string_view(scale_mode.data(), scale_mode.size()));
 }
 
-quant::ScaleMode check_linear_args(const char* op, const at::Tensor& input,
-                                   const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                                   double threshold_factor, c10::string_view scale_mode) {
+quant::ActivationFormat check_activation_args(const char* op, const at::Tensor& input,
+                                              c10::string_view format) {
+  check_input(op, input);
+  const auto parsed = parse_activation_format(format);
+  TORCH_CHECK(parsed != quant::ActivationFormat::None, op,
+              ": expected format \"int8\" or \"float8_e4m3\", but got \"none\"");
+  TORCH_CHECK(input.size(-1) >= 1, op,
+              ": expected an input with at least one feature (last dimension), but got shape ",
+              input.sizes());
+  check_quantizable_input(op, input);
+  return parsed;
+}
+
+LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                             const std::optional<at::Tensor>& bias, double threshold_factor,
+                             c10::string_view scale_mode, c10::string_view activation_format) {
   const auto mode = check_ternarize_args(op, weight, threshold_factor, scale_mode);
-  check_floating(op, "input", input);
-  TORCH_CHECK(input.dim() >= 1, op, ": expected input of shape [*, in_features], but got a 0-D tensor");
+  check_input(op, input);
+  const auto format = parse_activation_format(activation_format);
+  if (format != quant::ActivationFormat::None) check_quantizable_input(op, input);
   TORCH_CHECK(input.device() == weight.device(), op,
               ": expected input and weight on the same device, but got input on ", input.device(),
               " and weight on ", weight.device());
@@ -64,7 +95,7 @@ quant::ScaleMode check_linear_args(const char* op, const at::Tensor& input,
                 op, ": expected bias on ", input.device(), " with dtype ", input.scalar_type(),
                 " like input, but got ", bias->device(), " and ", bias->scalar_type());
   }
-  return mode;
+  return {mode, format};
 }
 
 std::vector<int64_t> linear_output_shape(const at::Tensor& input, int64_t out_features) {

@@ -3,6 +3,7 @@
 // Argument checks shared by every backend of the bittorch:: ops, so that CPU, CUDA and
 // Meta reject the same inputs with the same messages.
 
+#include <bittorch/quant/activations.h>
 #include <bittorch/quant/ternarize.h>
 
 #include <ATen/core/Tensor.h>
@@ -17,11 +18,23 @@ namespace bittorch::ops {
 quant::ScaleMode check_ternarize_args(const char* op, const at::Tensor& weight,
                                       double threshold_factor, c10::string_view scale_mode);
 
+/// An input [*, features] of float32, float16 or bfloat16 and an 8-bit activation format
+/// ("int8" or "float8_e4m3"); returns the parsed format.
+quant::ActivationFormat check_activation_args(const char* op, const at::Tensor& input,
+                                              c10::string_view format);
+
+/// The parsed settings of a checked ternary_linear call.
+struct LinearArgs {
+  quant::ScaleMode scale_mode;
+  quant::ActivationFormat activation_format;
+};
+
 /// check_ternarize_args plus input [*, in_features] and bias [out_features], all of one
-/// dtype and on one device.
-quant::ScaleMode check_linear_args(const char* op, const at::Tensor& input,
-                                   const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                                   double threshold_factor, c10::string_view scale_mode);
+/// dtype and on one device, and an activation format ("none" or one check_activation_args
+/// accepts).
+LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                             const std::optional<at::Tensor>& bias, double threshold_factor,
+                             c10::string_view scale_mode, c10::string_view activation_format);
 
 /// While alive on this thread, check_linear_args also accepts a float32 (master) weight with
 /// a float16/bfloat16 input: the CUDA autocast implementation quantizes the FP32 master

@@ -20,23 +20,36 @@ std::tuple<at::Tensor, at::Tensor> ternarize(const at::Tensor& weight, double th
   return op.call(weight, threshold_factor, per_channel, scale_mode);
 }
 
+std::tuple<at::Tensor, at::Tensor> quantize_activations(const at::Tensor& input,
+                                                        c10::string_view format) {
+  static const auto op =
+      find_op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, c10::string_view)>(
+          "bittorch::quantize_activations");
+  return op.call(input, format);
+}
+
 at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias, double threshold_factor,
-                          bool per_channel, c10::string_view scale_mode) {
+                          bool per_channel, c10::string_view scale_mode,
+                          c10::string_view activation_format) {
   static const auto op =
       find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                         double, bool, c10::string_view)>("bittorch::ternary_linear");
-  return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode);
+                         double, bool, c10::string_view, c10::string_view)>(
+          "bittorch::ternary_linear");
+  return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode,
+                 activation_format);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    double threshold_factor, bool per_channel, c10::string_view scale_mode) {
+    double threshold_factor, bool per_channel, c10::string_view scale_mode,
+    c10::string_view activation_format, bool keep_operand) {
   static const auto op =
       find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
           const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, double, bool,
-          c10::string_view)>("bittorch::_ternary_linear_forward");
-  return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode);
+          c10::string_view, c10::string_view, bool)>("bittorch::_ternary_linear_forward");
+  return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode,
+                 activation_format, keep_operand);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(

@@ -123,7 +123,7 @@ def case_mnist_bad_flags():
     cases = [["--epochs=-1"], ["--batch-size", "0"], ["--dataset", "cifar"], ["--device", "tpu"],
              ["--scale-mode", "median"], ["--threshold-factor", "1.5"], ["--lr", "0"],
              ["--bogus"], ["--epochs", "ten"], ["--log-level", "loud"], ["--compare", "--no-ternary"],
-             ["--epochs", "0"]]
+             ["--epochs", "0"], ["--activation-bits", "4"]]
     try:
         import torch
         has_gpu = torch.cuda.is_available()
@@ -143,7 +143,8 @@ def case_help_lists_every_flag():
     output = run(MNIST, "--help")
     for flag in ["--epochs", "--batch-size", "--lr", "--seed", "--data-dir", "--dataset",
                  "--no-ternary", "--compare", "--cuda", "--device", "--threshold-factor",
-                 "--scale-mode", "--save", "--load", "--metrics-json", "--log-level", "--no-progress"]:
+                 "--scale-mode", "--activation-bits", "--save", "--load", "--metrics-json", "--log-level",
+                 "--no-progress"]:
         assert flag in output, f"{flag} missing from --help:\n{output}"
     assert "(default: 128)" in output, output
     output = run(XOR, "--help")

@@ -93,6 +93,8 @@ TEST(TernaryLinearModule, RejectsBadOptions) {
   EXPECT_TRUE(throws_error_mentioning(
       [] { TernaryLinear(TernaryLinearOptions(3, 2).threshold_factor(1.01)); },
       {"threshold_factor in [0, 1]", "1.01"}));
+  EXPECT_TRUE(throws_error_mentioning([] { TernaryLinear(TernaryLinearOptions(3, 2).activation_bits(16)); },
+                                      {"activation_bits", "0 (off) or 8", "16"}));
   TernaryLinear layer(3, 2);
   EXPECT_TRUE(throws_error_mentioning([&] { layer(torch::randn({4, 5})); }, {"in_features = 3", "[4, 5]"}));
   EXPECT_TRUE(throws_error_mentioning([&] { layer(torch::ones({4, 3}, torch::kInt)); }, {"floating point", "Int"}));
@@ -103,7 +105,28 @@ TEST(TernaryLinearModule, PrettyPrint) {
   stream << *TernaryLinear(TernaryLinearOptions(4, 2).scale_mode(ScaleMode::AbsMean).bias(false));
   EXPECT_EQ(stream.str(),
             "bittorch::nn::TernaryLinear(in_features=4, out_features=2, bias=false, "
-            "scale_mode=absmean, threshold_factor=0.05, per_channel=true, quantize=true)");
+            "scale_mode=absmean, threshold_factor=0.05, per_channel=true, quantize=true, "
+            "activation_bits=0)");
+}
+
+// TernaryLinearCUDA's CPU-side behaviour (its CUDA results are in the CUDA tests): the same
+// parameters and initialization as TernaryLinear, and a clear error for CPU tensors.
+TEST(TernaryLinearCUDAModule, SameParametersAndAClearErrorOnTheCpu) {
+  using bittorch::nn::TernaryLinearCUDA;
+  using bittorch::nn::TernaryLinearCUDAOptions;
+  torch::manual_seed(12);
+  TernaryLinearCUDA cuda_layer(TernaryLinearCUDAOptions(6, 4).activation_bits(8));
+  torch::manual_seed(12);
+  TernaryLinear layer(6, 4);
+  EXPECT_TRUE(torch::equal(cuda_layer->weight, layer->weight));
+  EXPECT_TRUE(torch::equal(cuda_layer->bias, layer->bias));
+  EXPECT_TRUE(throws_error_mentioning([&] { cuda_layer(torch::randn({2, 6})); },
+                                      {"TernaryLinearCUDA", "CUDA device", "cpu", "TernaryLinear"}));
+  EXPECT_TRUE(throws_error_mentioning([] { TernaryLinearCUDA(TernaryLinearCUDAOptions(6, 4).activation_bits(4)); },
+                                      {"activation_bits", "4"}));
+  std::ostringstream stream;
+  stream << *cuda_layer;
+  EXPECT_NE(stream.str().find("bittorch::nn::TernaryLinearCUDA(in_features=6, out_features=4"), std::string::npos);
 }
 
 TEST(TernaryLinearModule, CloneIsDeep) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "ops/ops.h"
 #include "reference.h"
 
 namespace {
@@ -103,6 +104,85 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(ScaleMode::Max, ScaleMode::AbsMean),
                        ::testing::Bool()),
     case_name);
+
+// 8-bit activations (W1.58A8) on the CPU: the op against the reference, for both formats
+// (the CPU runs FP8 e4m3 too, when asked for it by name).
+class EightBitActivationsMatchReference
+    : public ::testing::TestWithParam<std::tuple<torch::Dtype, bittorch::quant::ActivationFormat, bool>> {};
+
+TEST_P(EightBitActivationsMatchReference, ForwardAndGradients) {
+  const auto [dtype, format, per_channel] = GetParam();
+  torch::manual_seed(6);
+  const auto format_name = bittorch::quant::to_string(format);
+  for (const auto& c : kShapes) {
+    for (bool with_bias : {true, false}) {
+      const int64_t in_features = c.input_shape.back();
+      const auto input = torch::randn(c.input_shape).to(dtype).requires_grad_();
+      const auto weight = (torch::randn({c.out_features, in_features}) * 0.2).to(dtype).requires_grad_();
+      const auto bias = with_bias ? torch::randn({c.out_features}).to(dtype).requires_grad_() : torch::Tensor();
+      const auto output = bittorch::ops::ternary_linear(
+          input, weight, with_bias ? std::optional(bias) : std::nullopt, 0.1, per_channel, "max", format_name);
+      const auto grad_output = torch::randn(output.sizes()).to(dtype);
+      output.backward(grad_output);
+
+      const auto q = reference_ternarize(weight.detach(), 0.1, per_channel, false, reference_scale_dtype(dtype));
+      const auto activations = bittorch::testing::reference_quantize_activations(
+          input.detach(), format == bittorch::quant::ActivationFormat::Int8);
+      const auto ref = reference_ternary_linear(input.detach(), weight.detach(), bias.defined() ? bias.detach() : bias,
+                                                grad_output, q, &activations);
+      const auto what = describe(c, dtype, ScaleMode::Max, per_channel, with_bias) + " " + format_name;
+      ASSERT_EQ(output.scalar_type(), dtype) << what;
+      expect_close(output, ref.output, dtype, what + " output");
+      expect_close(input.grad(), ref.grad_input, dtype, what + " grad_input");
+      expect_close(weight.grad(), ref.grad_weight, dtype, what + " grad_weight");
+      if (with_bias) expect_close(bias.grad(), ref.grad_bias, dtype, what + " grad_bias");
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    DtypesFormatsGranularities, EightBitActivationsMatchReference,
+    ::testing::Combine(::testing::Values(torch::kFloat, torch::kHalf, torch::kBFloat16),
+                       ::testing::Values(bittorch::quant::ActivationFormat::Int8,
+                                         bittorch::quant::ActivationFormat::Float8E4M3),
+                       ::testing::Bool()),
+    [](const auto& info) {
+      return std::string(c10::toString(std::get<0>(info.param))) + "_" +
+             bittorch::quant::to_string(std::get<1>(info.param)) +
+             (std::get<2>(info.param) ? "_per_channel" : "_global");
+    });
+
+TEST(TernaryLinear, ActivationBitsOptionUsesInt8OnTheCpu) {
+  torch::manual_seed(7);
+  const auto input = torch::randn({6, 40});
+  const auto weight = torch::randn({9, 40});
+  const auto bias = torch::randn({9});
+  const auto options = F::TernaryLinearFuncOptions().activation_bits(8);
+  const auto by_option = F::ternary_linear(input, weight, bias, options);
+  const auto by_name = bittorch::ops::ternary_linear(input, weight, bias, 0.05, true, "max", "int8");
+  EXPECT_TRUE(torch::equal(by_option, by_name));
+  EXPECT_FALSE(torch::allclose(by_option, F::ternary_linear(input, weight, bias), 0, 1e-6));
+  // The unfused path (quantize, dequantize, torch linear) agrees to float32 rounding.
+  const auto unfused = F::ternary_linear(input, weight, bias, F::TernaryLinearFuncOptions(options).use_cuda_kernel(false));
+  EXPECT_TRUE(torch::allclose(unfused, by_option, 1e-5, 1e-5));
+  // Straight-through: the gradients are those of the 16-bit layer.
+  auto x1 = input.clone().requires_grad_(), x2 = input.clone().requires_grad_();
+  auto w1 = weight.clone().requires_grad_(), w2 = weight.clone().requires_grad_();
+  F::ternary_linear(x1, w1, bias, options).sum().backward();
+  F::ternary_linear(x2, w2, bias).sum().backward();
+  EXPECT_TRUE(torch::allclose(x1.grad(), x2.grad()));
+  EXPECT_TRUE(torch::allclose(w1.grad(), w2.grad()));
+}
+
+TEST(TernaryLinear, EightBitWithoutInputGradient) {
+  // The first layer of a network: no grad for the input, so the forward keeps no operand.
+  const auto input = torch::randn({4, 12});
+  auto weight = torch::randn({3, 12}).requires_grad_();
+  F::ternary_linear(input, weight, {}, F::TernaryLinearFuncOptions().activation_bits(8)).sum().backward();
+  auto reference_weight = weight.detach().clone().requires_grad_();
+  F::ternary_linear(input, reference_weight).sum().backward();
+  EXPECT_TRUE(torch::allclose(weight.grad(), reference_weight.grad()));
+}
 
 TEST(TernaryLinear, NonContiguousInput) {
   torch::manual_seed(4);
@@ -249,6 +329,12 @@ TEST(TernaryLinear, MetaTensorsGiveShapes) {
   EXPECT_EQ(input.grad().sizes(), input.sizes());
   EXPECT_EQ(weight.grad().sizes(), weight.sizes());
   EXPECT_EQ(bias.grad().sizes(), bias.sizes());
+  // 8-bit activations: the same shapes.
+  auto input8 = torch::empty({2, 5, 7}, meta).requires_grad_();
+  const auto y8 = bittorch::ops::ternary_linear(input8, weight, bias, 0.05, true, "max", "float8_e4m3");
+  EXPECT_EQ(y8.sizes(), torch::IntArrayRef({2, 5, 3}));
+  y8.backward(torch::empty_like(y8));
+  EXPECT_EQ(input8.grad().sizes(), input8.sizes());
 }
 
 TEST(TernaryLinear, RejectsBadInputs) {
@@ -276,6 +362,18 @@ TEST(TernaryLinear, RejectsBadInputs) {
       [&] { F::ternary_linear(torch::randn({2, 4}), weight, bias, F::TernaryLinearFuncOptions().threshold_factor(2)); },
       {"threshold_factor in [0, 1]", "2"}));
   EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::tensor(1.0f), weight); }, {"0-D"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] { F::ternary_linear(torch::randn({2, 4}), weight, bias, F::TernaryLinearFuncOptions().activation_bits(4)); },
+      {"activation_bits", "4"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        F::ternary_linear(torch::randn({2, 4}, torch::kDouble), weight.to(torch::kDouble), {},
+                          F::TernaryLinearFuncOptions().activation_bits(8));
+      },
+      {"8-bit activations", "Double"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] { bittorch::ops::ternary_linear(torch::randn({2, 4}), weight, bias, 0.05, true, "max", "int4"); },
+      {"activation_format", "int4"}));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "ops/ops.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -21,13 +22,17 @@ class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunc
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
                             const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                             double threshold_factor, bool per_channel,
-                            const std::string& scale_mode) {
+                            const std::string& scale_mode, const std::string& activation_format,
+                            bool keep_operand) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, operand, scale] = ternary_linear_forward(input, weight, bias, threshold_factor,
-                                                         per_channel, scale_mode);
+    auto [output, operand, scale] =
+        ternary_linear_forward(input, weight, bias, threshold_factor, per_channel, scale_mode,
+                               activation_format, keep_operand);
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
     // The scale is a constant of the estimator (detached): the quantized operand and the
-    // scale are kept, never the master weight.
+    // scale are kept, never the master weight. With 8-bit activations the backward is the
+    // same: straight-through for both quantizers, grad_w from the unquantized input (as
+    // torchao's BitNet training does), grad_x from the operand (kept only if needed).
     ctx->save_for_backward({input, operand, scale});
     return output;
   }
@@ -40,19 +45,24 @@ class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunc
                                              has_bias && ctx->needs_input_grad(2)};
     auto [grad_input, grad_weight, grad_bias] =
         ternary_linear_backward(grad_outputs[0], saved[0], saved[1], saved[2], output_mask);
-    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_input,   grad_weight,  grad_bias,    at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 at::Tensor ternary_linear_autograd(const at::Tensor& input, const at::Tensor& weight,
                                    const std::optional<at::Tensor>& bias,
                                    double threshold_factor, bool per_channel,
-                                   c10::string_view scale_mode) {
+                                   c10::string_view scale_mode,
+                                   c10::string_view activation_format) {
+  // Only grad_input needs the operand; inside forward, grad mode is already off.
+  const bool keep_operand = at::GradMode::is_enabled() && input.requires_grad();
   return TernaryLinearFunction::apply(input, weight, bias, threshold_factor, per_channel,
-                                      std::string(scale_mode));
+                                      std::string(scale_mode), std::string(activation_format),
+                                      keep_operand);
 }
 
-// Quantization has no useful gradient: its outputs never require grad.
+// Quantization has no useful gradient: the outputs of these never require grad.
 std::tuple<at::Tensor, at::Tensor> ternarize_autograd(const at::Tensor& weight,
                                                       double threshold_factor, bool per_channel,
                                                       c10::string_view scale_mode) {
@@ -60,14 +70,22 @@ std::tuple<at::Tensor, at::Tensor> ternarize_autograd(const at::Tensor& weight,
   return ternarize(weight, threshold_factor, per_channel, scale_mode);
 }
 
+std::tuple<at::Tensor, at::Tensor> quantize_activations_autograd(const at::Tensor& input,
+                                                                 c10::string_view format) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return quantize_activations(input, format);
+}
+
 // Below autograd (inference mode, or a backend asked directly), ternary_linear is the
 // output of the backend's forward.
 at::Tensor ternary_linear_no_autograd(const at::Tensor& input, const at::Tensor& weight,
                                       const std::optional<at::Tensor>& bias,
                                       double threshold_factor, bool per_channel,
-                                      c10::string_view scale_mode) {
-  return std::get<0>(
-      ternary_linear_forward(input, weight, bias, threshold_factor, per_channel, scale_mode));
+                                      c10::string_view scale_mode,
+                                      c10::string_view activation_format) {
+  return std::get<0>(ternary_linear_forward(input, weight, bias, threshold_factor, per_channel,
+                                            scale_mode, activation_format,
+                                            /*keep_operand=*/false));
 }
 
 }  // namespace
@@ -75,6 +93,7 @@ at::Tensor ternary_linear_no_autograd(const at::Tensor& input, const at::Tensor&
 TORCH_LIBRARY_IMPL(bittorch, Autograd, m) {
   m.impl("ternary_linear", &ternary_linear_autograd);
   m.impl("ternarize", &ternarize_autograd);
+  m.impl("quantize_activations", &quantize_activations_autograd);
 }
 
 TORCH_LIBRARY_IMPL(bittorch, CompositeExplicitAutograd, m) {

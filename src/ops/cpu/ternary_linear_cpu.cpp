@@ -43,12 +43,27 @@ at::Tensor dequantize(const at::Tensor& codes, const at::Tensor& scale, at::Scal
   return (codes.to(scale.scalar_type()) * scale.unsqueeze(1)).to(dtype);
 }
 
+std::tuple<at::Tensor, at::Tensor> quantize_activations_cpu(const at::Tensor& input,
+                                                            c10::string_view format) {
+  const auto parsed = check_activation_args("bittorch::quantize_activations", input, format);
+  return quantize_activations_reference(input, parsed);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cpu(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    double threshold_factor, bool per_channel, c10::string_view scale_mode) {
-  const auto mode = check_linear_args("bittorch::ternary_linear", input, weight, bias,
-                                      threshold_factor, scale_mode);
-  auto [codes, scale] = ternarize_reference(weight, threshold_factor, per_channel, mode);
+    double threshold_factor, bool per_channel, c10::string_view scale_mode,
+    c10::string_view activation_format, bool keep_operand) {
+  const auto args = check_linear_args("bittorch::ternary_linear", input, weight, bias,
+                                      threshold_factor, scale_mode, activation_format);
+  auto [codes, scale] = ternarize_reference(weight, threshold_factor, per_channel, args.scale_mode);
+  if (args.activation_format != quant::ActivationFormat::None) {
+    auto [values, input_scale] = quantize_activations_reference(input, args.activation_format);
+    // Products of 8-bit values and ternary codes, summed in float32: exact for int8.
+    const at::Tensor accumulator = at::matmul(values.to(at::kFloat), codes.to(at::kFloat).t());
+    at::Tensor output = scale_accumulator(accumulator, input_scale, scale, bias, input.scalar_type());
+    at::Tensor operand = keep_operand ? dequantize(codes, scale, input.scalar_type()) : at::Tensor();
+    return {std::move(output), std::move(operand), std::move(scale)};
+  }
   // The backward needs the operand, not the codes: keep that.
   at::Tensor operand = dequantize(codes, scale, input.scalar_type());
   at::Tensor output = at::linear(input, operand, bias);
@@ -57,17 +72,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cpu(
 
 }  // namespace
 
+std::tuple<at::Tensor, at::Tensor> quantize_activations_reference(const at::Tensor& input,
+                                                                  quant::ActivationFormat format) {
+  const at::Tensor x = input.to(at::kFloat);
+  const at::Tensor scale =
+      x.abs().amax(-1, /*keepdim=*/true).clamp_min(kMinActivationAbsMax).div(max_activation_code(format));
+  // Division, not a multiplication by the reciprocal: the CUDA kernel rounds the same way.
+  const at::Tensor scaled = x / scale;
+  const float max_code = max_activation_code(format);
+  at::Tensor values = format == quant::ActivationFormat::Int8
+                          ? scaled.round().clamp(-max_code, max_code).to(at::kChar)
+                          : scaled.clamp(-max_code, max_code).to(at::kFloat8_e4m3fn);
+  return {std::move(values), scale};
+}
+
+at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& input_scale,
+                             const at::Tensor& weight_scale, const std::optional<at::Tensor>& bias,
+                             at::ScalarType dtype) {
+  at::Tensor output = accumulator.to(at::kFloat).mul_(input_scale).mul_(weight_scale.to(at::kFloat));
+  if (bias.has_value() && bias->defined()) output.add_(bias->to(at::kFloat));
+  return output.to(dtype);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand,
     const at::Tensor& scale, std::array<bool, 3> output_mask) {
-  const int64_t out_features = operand.size(0);
-  const int64_t in_features = operand.size(1);
+  // The operand is undefined when grad_input is not wanted (8-bit activations).
+  const int64_t out_features = grad_output.size(-1);
+  const int64_t in_features = input.size(-1);
   at::Tensor grad_input, grad_weight, grad_bias;
   if (output_mask[0]) grad_input = grad_output.matmul(operand);
   const at::Tensor grad_rows = grad_output.reshape({-1, out_features});
   if (output_mask[1]) {
-    grad_weight = grad_rows.t().mm(input.reshape({-1, in_features}));
-    grad_weight.mul_(scale.unsqueeze(1));  // in the scale's precision, rounded once
+    // Times the scale in the scale's precision, written in the type both promote to (float32
+    // for a float16/bfloat16 operand): one pass that also spares the FP32 master weight of
+    // mixed-precision training the cast of its gradient.
+    grad_weight = grad_rows.t().mm(input.reshape({-1, in_features})) * scale.unsqueeze(1);
   }
   if (output_mask[2]) grad_bias = grad_rows.sum(0);
   return {std::move(grad_input), std::move(grad_weight), std::move(grad_bias)};
@@ -75,6 +115,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference
 
 TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
   m.impl("ternarize", &ternarize_cpu);
+  m.impl("quantize_activations", &quantize_activations_cpu);
   m.impl("_ternary_linear_forward", &ternary_linear_forward_cpu);
   m.impl("_ternary_linear_backward", &ternary_linear_backward_reference);
 }

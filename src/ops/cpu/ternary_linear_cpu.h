@@ -1,15 +1,41 @@
 #pragma once
 
+#include <bittorch/quant/activations.h>
+
 #include <ATen/core/Tensor.h>
 
 #include <array>
+#include <optional>
 #include <tuple>
 
 namespace bittorch::ops {
 
+/// Rows whose absmax is below this are quantized as if it were this (as BitNet does), so
+/// that an all-zero row has a finite scale.
+constexpr float kMinActivationAbsMax = 1e-5F;
+
+/// The largest 8-bit code of a format: 127 (int8) or 448 (FP8 e4m3).
+constexpr float max_activation_code(quant::ActivationFormat format) {
+  return format == quant::ActivationFormat::Int8 ? 127.0F : 448.0F;
+}
+
+/// Per-row 8-bit quantization of an input on checked arguments, in float32 arithmetic:
+/// scale = max(absmax, kMinActivationAbsMax) / max_code, values = x / scale rounded to the
+/// format. The CUDA kernel is bit-identical to it.
+std::tuple<at::Tensor, at::Tensor> quantize_activations_reference(const at::Tensor& input,
+                                                                  quant::ActivationFormat format);
+
+/// The 8-bit forward's epilogue: accumulator [*, out] (sums of value * code) times the
+/// input's row scales [*, 1] and the weight scale [out] or [1], plus bias, in float32, then
+/// rounded once to `dtype`. Device-agnostic ATen code, shared by CPU and CUDA.
+at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& input_scale,
+                             const at::Tensor& weight_scale, const std::optional<at::Tensor>& bias,
+                             at::ScalarType dtype);
+
 /// The backward of the straight-through estimator from the forward's ternary operand
 /// (codes * scale in the activations' dtype): grad_x = grad_y @ operand,
-/// grad_w = scale[:, None] * (grad_y^T @ x), grad_b = sum of grad_y. Device-agnostic ATen
+/// grad_w = scale[:, None] * (grad_y^T @ x) (in the dtype operand and scale promote to),
+/// grad_b = sum of grad_y. Device-agnostic ATen
 /// code: the CPU and the CUDA backends both use it (on CUDA its products are cuBLAS calls).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand,

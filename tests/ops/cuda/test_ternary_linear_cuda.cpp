@@ -4,17 +4,20 @@
 #include <bittorch/bittorch.h>
 
 #include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include "ops/ops.h"
 #include "reference.h"
 
 namespace {
 
 namespace F = bittorch::nn::functional;
+using bittorch::quant::ActivationFormat;
 using bittorch::quant::ScaleMode;
 
 #define SKIP_WITHOUT_CUDA()                                                         \
@@ -33,15 +36,21 @@ double tolerance(torch::Dtype dtype) {
   }
 }
 
+// FP8 products accumulate in reduced precision (cuBLASLt's fast accumulation, as FP8
+// training recipes use for the forward): about 1e-3 of the magnitude.
+double tolerance(torch::Dtype dtype, ActivationFormat format) {
+  return format == ActivationFormat::Float8E4M3 ? std::max(tolerance(dtype), 2e-3) : tolerance(dtype);
+}
+
 void expect_close(const torch::Tensor& cuda, const torch::Tensor& expected, torch::Dtype dtype,
-                  const std::string& what) {
+                  const std::string& what, ActivationFormat format = ActivationFormat::None) {
   ASSERT_TRUE(cuda.is_cuda()) << what;
   ASSERT_EQ(cuda.sizes(), expected.sizes()) << what;
   ASSERT_EQ(cuda.scalar_type(), dtype) << what;
   if (expected.numel() == 0) return;
   const double magnitude = std::max(1.0, expected.abs().max().item<double>());
   const double error = (cuda.cpu().to(torch::kDouble) - expected).abs().max().item<double>();
-  EXPECT_LE(error, tolerance(dtype) * magnitude) << what << ": max error " << error;
+  EXPECT_LE(error, tolerance(dtype, format) * magnitude) << what << ": max error " << error;
 }
 
 struct Shape {
@@ -106,13 +115,107 @@ INSTANTIATE_TEST_SUITE_P(DtypesModesGranularities, CudaMatchesCpu,
                                             ::testing::Bool()),
                          case_name);
 
+// 8-bit activations: the fused CUDA op (cuBLASLt FP8 or INT8 where the shape allows, the
+// exact bfloat16 fallback elsewhere) against the float64 reference on the same quantized
+// values (bit-identical on both devices, QuantizeActivationsCuda.BitIdenticalToCpu).
+class EightBitCudaMatchesCpu
+    : public ::testing::TestWithParam<std::tuple<torch::Dtype, ActivationFormat, bool>> {};
+
+TEST_P(EightBitCudaMatchesCpu, ForwardAndGradients) {
+  SKIP_WITHOUT_CUDA();
+  const auto [dtype, format, per_channel] = GetParam();
+  torch::manual_seed(24);
+  const auto format_name = bittorch::quant::to_string(format);
+  // The kShapes plus shapes the 8-bit GEMMs take (K and N multiples of 16, more than 16 rows).
+  auto shapes = kShapes;
+  // One row with K = 11008 has no cuBLASLt FP8 kernel on an H100: the fallback runs.
+  shapes.insert(shapes.end(), {{{17, 32}, 16}, {{64, 256}, 128}, {{300, 1024}, 512}, {{2, 40, 4096}, 64}, {{1, 11008}, 4096}});
+  for (const auto& shape : shapes) {
+    const int64_t in_features = shape.input.back();
+    std::ostringstream what;
+    what << format_name << " input " << torch::IntArrayRef(shape.input) << " out " << shape.out_features;
+    const auto x = torch::randn(shape.input).to(dtype);
+    const auto w = (torch::randn({shape.out_features, in_features}) * 0.1).to(dtype);
+    const auto b = torch::randn({shape.out_features}).to(dtype);
+    auto grad_shape = shape.input;
+    grad_shape.back() = shape.out_features;
+    const auto grad = torch::randn(grad_shape).to(dtype);
+    const auto q = bittorch::quant::ternarize(w, bittorch::quant::TernarizeOptions().per_channel(per_channel).threshold_factor(0.1));
+    const auto activations = bittorch::testing::reference_quantize_activations(x, format == ActivationFormat::Int8);
+    const auto ref = bittorch::testing::reference_ternary_linear(
+        x, w, b, grad, {q.codes.to(torch::kDouble), q.scale.to(torch::kDouble)}, &activations);
+    auto xd = x.cuda().requires_grad_();
+    auto wd = w.cuda().requires_grad_();
+    auto bd = b.cuda().requires_grad_();
+    const auto y = bittorch::ops::ternary_linear(xd, wd, bd, 0.1, per_channel, "max", format_name);
+    y.backward(grad.cuda());
+    expect_close(y, ref.output, dtype, what.str() + " output", format);
+    expect_close(xd.grad(), ref.grad_input, dtype, what.str() + " grad_input");
+    expect_close(wd.grad(), ref.grad_weight, dtype, what.str() + " grad_weight");
+    expect_close(bd.grad(), ref.grad_bias, dtype, what.str() + " grad_bias");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(DtypesFormatsGranularities, EightBitCudaMatchesCpu,
+                         ::testing::Combine(::testing::Values(torch::kFloat, torch::kHalf, torch::kBFloat16),
+                                            ::testing::Values(ActivationFormat::Int8, ActivationFormat::Float8E4M3),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(c10::toString(std::get<0>(info.param))) + "_" +
+                                  bittorch::quant::to_string(std::get<1>(info.param)) +
+                                  (std::get<2>(info.param) ? "_per_channel" : "_global");
+                         });
+
+TEST(QuantizeActivationsCuda, BitIdenticalToCpu) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(25);
+  for (const auto format : {ActivationFormat::Int8, ActivationFormat::Float8E4M3}) {
+    for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
+      for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 1}, {3, 7}, {0, 8}, {2, 3, 33}, {64, 4096}, {5, 13001}, {4, 30000}, {1000, 64}}) {
+        auto x = (torch::randn(shape) * torch::logspace(-4, 4, shape.back())).to(dtype);
+        const auto cpu = bittorch::quant::quantize_activations(x, format);
+        const auto gpu = bittorch::quant::quantize_activations(x.cuda(), format);
+        std::ostringstream what;
+        what << bittorch::quant::to_string(format) << " " << dtype << " " << torch::IntArrayRef(shape);
+        EXPECT_TRUE(torch::equal(gpu.values.cpu().view(torch::kChar), cpu.values.view(torch::kChar))) << what.str();
+        EXPECT_TRUE(torch::equal(gpu.scale.cpu(), cpu.scale)) << what.str();
+      }
+    }
+  }
+}
+
+TEST(TernaryLinearCuda, ActivationBitsPicksTheFormatOfTheDevice) {
+  SKIP_WITHOUT_CUDA();
+  const auto format = bittorch::quant::activation_format_for(8, torch::kCUDA);
+  const auto* props = at::cuda::getCurrentDeviceProperties();
+  EXPECT_EQ(format, props->major * 10 + props->minor >= 89 ? ActivationFormat::Float8E4M3 : ActivationFormat::Int8);
+  const auto x = torch::randn({32, 64}, torch::kCUDA), w = torch::randn({48, 64}, torch::kCUDA);
+  EXPECT_TRUE(torch::equal(F::ternary_linear(x, w, {}, F::TernaryLinearFuncOptions().activation_bits(8)),
+                           bittorch::ops::ternary_linear(x, w, {}, 0.05, true, "max", bittorch::quant::to_string(format))));
+}
+
+TEST(TernaryLinearCudaModule, MatchesTernaryLinearAndRefusesCpuInputs) {
+  SKIP_WITHOUT_CUDA();
+  for (const int64_t bits : {0, 8}) {
+    torch::manual_seed(26);
+    bittorch::nn::TernaryLinearCUDA cuda_layer(bittorch::nn::TernaryLinearCUDAOptions(64, 32).activation_bits(bits));
+    torch::manual_seed(26);
+    bittorch::nn::TernaryLinear layer(bittorch::nn::TernaryLinearOptions(64, 32).activation_bits(bits));
+    cuda_layer->to(torch::kCUDA);
+    layer->to(torch::kCUDA);
+    const auto x = torch::randn({16, 64}, torch::kCUDA);
+    EXPECT_TRUE(torch::equal(cuda_layer(x), layer(x))) << "activation_bits " << bits;
+    EXPECT_THROW(cuda_layer(x.cpu()), c10::Error);
+  }
+}
+
 TEST(TernarizeCuda, BitIdenticalToCpu) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(21);
   for (auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16, torch::kDouble}) {
     for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
       for (bool per_channel : {true, false}) {
-        for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 1}, {3, 7}, {65, 129}, {4096, 4096}, {11008, 37}}) {
+        for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 1}, {3, 7}, {65, 129}, {4096, 4096}, {11008, 37}, {7, 30000}, {5, 11008}}) {
           for (double threshold_factor : {0.0, 0.05, 0.5, 1.0}) {
             const auto w = torch::randn(shape).to(dtype);
             const auto opts = bittorch::quant::TernarizeOptions().scale_mode(mode).per_channel(per_channel).threshold_factor(threshold_factor);
@@ -155,6 +258,12 @@ TEST(TernaryLinearCuda, DeterministicAcrossRuns) {
   expect_all_equal(step(torch::kCUDA), step(torch::kCUDA));
 }
 
+TEST(TernaryLinearCuda, EightBitDeterministicAcrossRuns) {
+  SKIP_WITHOUT_CUDA();
+  const auto options = F::TernaryLinearFuncOptions().activation_bits(8);
+  expect_all_equal(step(torch::kCUDA, options), step(torch::kCUDA, options));
+}
+
 TEST(TernaryLinearCuda, SecondStreamGivesTheSameResults) {
   SKIP_WITHOUT_CUDA();
   const auto on_default = step(torch::kCUDA);
@@ -185,9 +294,11 @@ TEST(TernaryLinearCuda, NonContiguousInput) {
   EXPECT_TRUE(torch::allclose(F::ternary_linear(base.t(), w), F::ternary_linear(base.t().contiguous(), w)));
 }
 
-TEST(TernaryLinearCuda, AutocastRunsInTheAutocastDtype) {
+class AutocastRunsInTheAutocastDtype : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(AutocastRunsInTheAutocastDtype, WithActivationBits) {
   SKIP_WITHOUT_CUDA();
-  bittorch::nn::TernaryLinear layer(64, 32);
+  bittorch::nn::TernaryLinear layer(bittorch::nn::TernaryLinearOptions(64, 32).activation_bits(GetParam()));
   layer->to(torch::kCUDA);
   const auto x = torch::randn({8, 64}, torch::kCUDA);
   torch::Tensor y;
@@ -199,11 +310,15 @@ TEST(TernaryLinearCuda, AutocastRunsInTheAutocastDtype) {
     at::autocast::clear_cache();
   }
   EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
-  const auto reference = layer(x);
+  // The same layer in float32 on the bfloat16-rounded input: with 8-bit activations both
+  // quantize it to the same values.
+  const auto reference = layer(x.to(torch::kBFloat16).to(torch::kFloat));
   EXPECT_TRUE(torch::allclose(y.to(torch::kFloat), reference, 2e-2, 2e-2));
   y.to(torch::kFloat).sum().backward();
   EXPECT_EQ(layer->weight.grad().scalar_type(), torch::kFloat);
 }
+
+INSTANTIATE_TEST_SUITE_P(ActivationBits, AutocastRunsInTheAutocastDtype, ::testing::Values(0, 8));
 
 TEST(TernaryLinearCuda, ModelLearnsOnTheGpu) {
   SKIP_WITHOUT_CUDA();

@@ -40,4 +40,31 @@ class TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinearImpl> {
 
 TORCH_MODULE(TernaryLinear);
 
+/// TernaryLinear for CUDA only: always the fused CUDA op, and a clear error (not a CPU
+/// fallback) when its input or parameters are not on a CUDA device. Move it with
+/// `.to(torch::kCUDA)` after construction.
+class TernaryLinearCUDAImpl : public torch::nn::Cloneable<TernaryLinearCUDAImpl> {
+ public:
+  TernaryLinearCUDAImpl(int64_t in_features, int64_t out_features)
+      : TernaryLinearCUDAImpl(TernaryLinearCUDAOptions(in_features, out_features)) {}
+  explicit TernaryLinearCUDAImpl(const TernaryLinearCUDAOptions& options_);
+
+  void reset() override;
+  /// The initialization of TernaryLinear (and torch::nn::Linear).
+  void reset_parameters();
+  void pretty_print(std::ostream& stream) const override;
+
+  /// Input [*, in_features] on a CUDA device -> output [*, out_features].
+  at::Tensor forward(const at::Tensor& input);
+
+  /// The ternary codes and scale that forward uses.
+  quant::TernarizedWeight get_quantized_weight() const;
+
+  TernaryLinearCUDAOptions options;
+  at::Tensor weight;
+  at::Tensor bias;
+};
+
+TORCH_MODULE(TernaryLinearCUDA);
+
 }  // namespace bittorch::nn

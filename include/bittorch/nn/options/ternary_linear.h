@@ -30,6 +30,25 @@ struct TernaryLinearOptions {
   /// bittorch::ternary_linear op and its CUDA kernels. Same results; meant for checking.
   TORCH_ARG(bool, use_cuda_kernel) = true;
   TORCH_ARG(quant::ScaleMode, scale_mode) = quant::ScaleMode::Max;
+  /// 8: quantize the input per row to 8 bits before the product (W1.58A8; FP8 e4m3 on CUDA
+  /// GPUs of compute capability 8.9 and later, INT8 elsewhere), straight-through in the
+  /// backward. 0 (default): the input stays in its dtype.
+  TORCH_ARG(int64_t, activation_bits) = 0;
+};
+
+/// Options for `TernaryLinearCUDA`: those of `TernaryLinearOptions` without the
+/// use_cuda_kernel switch (it always runs the fused CUDA op).
+struct TernaryLinearCUDAOptions {
+  TernaryLinearCUDAOptions(int64_t in_features, int64_t out_features);
+
+  TORCH_ARG(int64_t, in_features);
+  TORCH_ARG(int64_t, out_features);
+  TORCH_ARG(bool, bias) = true;
+  TORCH_ARG(double, threshold_factor) = 0.05;
+  TORCH_ARG(bool, per_channel) = true;
+  TORCH_ARG(bool, quantize) = true;
+  TORCH_ARG(quant::ScaleMode, scale_mode) = quant::ScaleMode::Max;
+  TORCH_ARG(int64_t, activation_bits) = 0;
 };
 
 namespace functional {
@@ -40,12 +59,14 @@ struct TernaryLinearFuncOptions {
   TernaryLinearFuncOptions() = default;
   /// The functional options that a module with `options` uses.
   /* implicit */ TernaryLinearFuncOptions(const TernaryLinearOptions& options);
+  /* implicit */ TernaryLinearFuncOptions(const TernaryLinearCUDAOptions& options);
 
   TORCH_ARG(double, threshold_factor) = 0.05;
   TORCH_ARG(bool, per_channel) = true;
   TORCH_ARG(bool, quantize) = true;
   TORCH_ARG(bool, use_cuda_kernel) = true;
   TORCH_ARG(quant::ScaleMode, scale_mode) = quant::ScaleMode::Max;
+  TORCH_ARG(int64_t, activation_bits) = 0;
 
  public:
   /// The quantizer settings among these options.

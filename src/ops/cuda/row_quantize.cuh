@@ -1,0 +1,119 @@
+#pragma once
+
+// The skeleton both quantization kernels share (ternary weights, 8-bit activations): one
+// block per row reads the row once with 16-byte loads, keeping up to kCachedPacks packs per
+// thread in registers, reduces a statistic of |x| (max or sum, in double, in a fixed order:
+// deterministic), turns it into the row's scale, then writes the row's outputs from the
+// registers (longer rows re-read their tail, from L2). Few registers per thread, so that
+// enough blocks share an SM to keep HBM busy.
+//
+// A Quantizer provides:
+//   bool max_statistic;                                  max|x| (true) or sum|x|
+//   scale_t finish_row(int64_t row, double total, int64_t cols);   stores and returns the scale
+//   template <int N> void write(int64_t index, const Pack<in_t, N>& x, scale_t scale);
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/util/Exception.h>
+
+#include <cub/block/block_reduce.cuh>
+
+#include <cstdint>
+
+namespace bittorch::ops::cuda {
+
+/// N consecutive elements, moved as one aligned load or store.
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Pack {
+  T v[N];
+};
+
+constexpr int kRowThreads = 256;
+constexpr int kCachedPacks = 4;  // 4 x 16 bytes per thread: 4,096 float32 columns per row
+constexpr int kMinRowBlocksPerSm = 4;
+
+using RowReduce = cub::BlockReduce<double, kRowThreads>;
+
+struct MaxOp {
+  __device__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+
+template <typename in_t, int N>
+__device__ __forceinline__ double accumulate(double acc, const Pack<in_t, N>& pack, bool max_statistic) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const double v = fabs(static_cast<double>(pack.v[i]));
+    acc = max_statistic ? fmax(acc, v) : acc + v;
+  }
+  return acc;
+}
+
+template <typename in_t, int N, typename Quantizer>
+__global__ void __launch_bounds__(kRowThreads, kMinRowBlocksPerSm) quantize_rows_kernel(const in_t* __restrict__ input, int64_t cols,
+                                                  Quantizer quantizer) {
+  using InPack = Pack<in_t, N>;
+  __shared__ typename RowReduce::TempStorage storage;
+  __shared__ typename Quantizer::scale_t row_scale;
+  const int64_t row = blockIdx.x;
+  const auto* packs = reinterpret_cast<const InPack*>(input + row * cols);
+  const int64_t num_packs = cols / N;
+
+  InPack cache[kCachedPacks];
+  double acc = 0.0;
+#pragma unroll
+  for (int j = 0; j < kCachedPacks; ++j) {
+    const int64_t p = threadIdx.x + int64_t{j} * kRowThreads;
+    if (p < num_packs) {
+      cache[j] = packs[p];
+      acc = accumulate(acc, cache[j], quantizer.max_statistic);
+    }
+  }
+  for (int64_t p = threadIdx.x + int64_t{kCachedPacks} * kRowThreads; p < num_packs; p += kRowThreads) {
+    acc = accumulate(acc, packs[p], quantizer.max_statistic);
+  }
+  const double total = quantizer.max_statistic ? RowReduce(storage).Reduce(acc, MaxOp())
+                                               : RowReduce(storage).Sum(acc);
+  if (threadIdx.x == 0) row_scale = quantizer.finish_row(row, total, cols);
+  __syncthreads();
+  const auto scale = row_scale;
+#pragma unroll
+  for (int j = 0; j < kCachedPacks; ++j) {
+    const int64_t p = threadIdx.x + int64_t{j} * kRowThreads;
+    if (p < num_packs) quantizer.write(row * cols + p * N, cache[j], scale);
+  }
+  for (int64_t p = threadIdx.x + int64_t{kCachedPacks} * kRowThreads; p < num_packs; p += kRowThreads) {
+    quantizer.write(row * cols + p * N, packs[p], scale);
+  }
+}
+
+/// Elements per 16-byte pack of in_t.
+template <typename in_t>
+constexpr int pack_size() {
+  return static_cast<int>(16 / sizeof(in_t));
+}
+
+/// Whether rows of `cols` elements starting at `data` can be read in whole packs (and
+/// outputs of at most in_t's width written in packs of as many elements).
+template <typename in_t>
+bool packs_fit(const in_t* data, int64_t cols) {
+  return cols % pack_size<in_t>() == 0 && reinterpret_cast<std::uintptr_t>(data) % 16 == 0;
+}
+
+/// Runs `quantizer` over `rows` rows of `cols` contiguous elements on the current stream.
+template <typename in_t, typename Quantizer>
+void quantize_rows(const in_t* input, int64_t rows, int64_t cols, const Quantizer& quantizer) {
+  if (rows == 0) return;
+  TORCH_CHECK(rows <= std::numeric_limits<int32_t>::max(), "bittorch: more rows (", rows,
+              ") than one CUDA grid can hold");
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  if (packs_fit(input, cols)) {
+    quantize_rows_kernel<in_t, pack_size<in_t>(), Quantizer>
+        <<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(input, cols, quantizer);
+  } else {
+    quantize_rows_kernel<in_t, 1, Quantizer>
+        <<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(input, cols, quantizer);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace bittorch::ops::cuda
