@@ -4,7 +4,8 @@
 # test binary, the benchmark, and the MNIST comparison on the GPU and on the CPU.
 # Results go to $OUT (default: ./gpu-out). Needs torch in python3 (the GPU image has it).
 # BITTORCH_GPU_STEPS picks the steps after the build (default: all of
-# "tests sanitizer bench mnist"); BITTORCH_BENCH_ARGS is passed on to bittorch-bench.
+# "tests sanitizer bench mnist"); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
+# BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${OUT:-${root}/gpu-out}"
@@ -52,7 +53,7 @@ fi
 if wants bench; then
 step benchmark
 # shellcheck disable=SC2086
-./build-gpu/bench/bittorch-bench ${BITTORCH_BENCH_ARGS:-} --json "$out/bench.json" --commit "$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+./build-gpu/bench/bittorch-bench ${BITTORCH_BENCH_ARGS:-} --json "$out/bench.json" --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
   2>&1 | tee "$out/bench.txt" || status=1
 fi
 
