@@ -13,6 +13,8 @@
 
 #include <bittorch/bittorch.h>
 
+#include "bench_common.h"
+
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
@@ -113,9 +115,7 @@ int main(int argc, char** argv) {
     nlohmann::json results = nlohmann::json::array();
     std::printf("%-6s %-12s %-14s %12s %12s %9s\n", "M", "in x out", "variant", "forward ms", "train ms", "fwd/trn x");
     for (const auto& shape : args["shapes"].as<std::vector<std::string>>()) {
-      const auto x_pos = shape.find('x');
-      if (x_pos == std::string::npos) throw std::invalid_argument("shape '" + shape + "' is not INxOUT");
-      const int64_t in = std::stoll(shape.substr(0, x_pos)), out = std::stoll(shape.substr(x_pos + 1));
+      const auto [in, out] = bittorch::bench::parse_shape(shape);
       for (const int64_t m : args["rows"].as<std::vector<int64_t>>()) {
         double base_fwd = 0, base_train = 0;
         for (const auto& variant : kVariants) {

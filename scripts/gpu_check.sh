@@ -4,7 +4,7 @@
 # test binary, the benchmark, and the MNIST comparison on the GPU and on the CPU.
 # Results go to $OUT (default: ./gpu-out). Needs torch in python3 (the GPU image has it).
 # BITTORCH_GPU_STEPS picks the steps after the build (default: all of
-# "tests sanitizer bench mnist"); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
+# "tests sanitizer bench packed mnist"); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +13,7 @@ mkdir -p "$out"
 cd "$root"
 python="$(command -v python3)"
 status=0
-steps="${BITTORCH_GPU_STEPS:-tests sanitizer bench mnist}"
+steps="${BITTORCH_GPU_STEPS:-tests sanitizer bench packed mnist}"
 step() { echo "=== $* ==="; }
 wants() { [[ " $steps " == *" $1 "* ]]; }
 
@@ -39,7 +39,7 @@ step compute-sanitizer
 subset='DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/float_max_per_channel:DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/BFloat16_absmean_global'
 subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/BFloat16_float8_e4m3_per_channel'
 subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/float_int8_global'
-subset+=':TernarizeCuda.*:QuantizeActivationsCuda.*:TernaryLinearCuda.*:TernaryLinearCudaModule.*'
+subset+=':TernarizeCuda.*:QuantizeActivationsCuda.*:TernaryLinearCuda.*:TernaryLinearCudaModule.*:PackedLinearCuda.*'
 for tool in memcheck racecheck; do
   compute-sanitizer --tool "$tool" --error-exitcode 3 ./build-gpu/tests/bittorch_cuda_tests \
     --gtest_filter="$subset" >"$out/sanitizer_$tool.log" 2>&1
@@ -55,6 +55,13 @@ step benchmark
 # shellcheck disable=SC2086
 ./build-gpu/bench/bittorch-bench ${BITTORCH_BENCH_ARGS:-} --json "$out/bench.json" --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
   2>&1 | tee "$out/bench.txt" || status=1
+fi
+
+if wants packed; then
+step packed inference benchmark
+./build-gpu/bench/bittorch-bench-packed --json "$out/bench_packed.json" \
+  --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
+  2>&1 | tee "$out/bench_packed.txt" || status=1
 fi
 
 if wants mnist; then

@@ -2,8 +2,11 @@
 
 // Umbrella header: everything a BitTorch user needs.
 #include <bittorch/nn/functional/ternary_linear.h>
+#include <bittorch/nn/modules/packed_ternary_linear.h>
 #include <bittorch/nn/modules/ternary_linear.h>
+#include <bittorch/nn/options/packed_ternary_linear.h>
 #include <bittorch/nn/options/ternary_linear.h>
 #include <bittorch/quant/activations.h>
+#include <bittorch/quant/packing.h>
 #include <bittorch/quant/ternarize.h>
 #include <bittorch/version.h>

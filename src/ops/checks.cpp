@@ -98,6 +98,38 @@ LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::
   return {mode, format};
 }
 
+quant::ActivationFormat check_packed_linear_args(const char* op, const at::Tensor& input,
+                                                 const at::Tensor& packed, const at::Tensor& scale,
+                                                 const std::optional<at::Tensor>& bias,
+                                                 int64_t in_features,
+                                                 c10::string_view activation_format) {
+  check_input(op, input);
+  check_quantizable_input(op, input);
+  TORCH_CHECK(in_features >= 1 && input.size(-1) == in_features, op,
+              ": expected input's last dimension to be in_features = ", in_features,
+              ", but got input of shape ", input.sizes());
+  TORCH_CHECK(packed.defined() && packed.dim() == 2 && packed.scalar_type() == at::kInt &&
+                  packed.size(0) >= 1 && packed.size(1) == (in_features + 15) / 16,
+              op, ": expected packed int32 codes [out_features, ", (in_features + 15) / 16,
+              "], but got ", packed.defined() ? packed.sizes() : c10::IntArrayRef{}, " ",
+              packed.defined() ? packed.scalar_type() : at::kInt);
+  const int64_t out_features = packed.size(0);
+  TORCH_CHECK(scale.defined() && scale.dim() == 1 && scale.scalar_type() == at::kFloat &&
+                  (scale.size(0) == out_features || scale.size(0) == 1),
+              op, ": expected a float32 scale of shape [", out_features, "] or [1]");
+  TORCH_CHECK(packed.device() == input.device() && scale.device() == input.device(), op,
+              ": expected input, packed codes and scale on one device, but got ", input.device(),
+              ", ", packed.device(), " and ", scale.device());
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out_features &&
+                    bias->device() == input.device() && bias->scalar_type() == input.scalar_type(),
+                op, ": expected bias [", out_features, "] on ", input.device(), " with dtype ",
+                input.scalar_type(), ", but got ", bias->sizes(), " on ", bias->device(), " with ",
+                bias->scalar_type());
+  }
+  return parse_activation_format(activation_format);
+}
+
 std::vector<int64_t> linear_output_shape(const at::Tensor& input, int64_t out_features) {
   std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end());
   shape.back() = out_features;

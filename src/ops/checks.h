@@ -36,6 +36,15 @@ LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::
                              const std::optional<at::Tensor>& bias, double threshold_factor,
                              c10::string_view scale_mode, c10::string_view activation_format);
 
+/// A packed_ternary_linear call: input [*, in_features] of float32/float16/bfloat16, packed
+/// int32 [out, ceil(in_features / 16)], scale float32 [out] or [1], bias [out] in the input's
+/// dtype, all on one device; returns the parsed activation format.
+quant::ActivationFormat check_packed_linear_args(const char* op, const at::Tensor& input,
+                                                 const at::Tensor& packed, const at::Tensor& scale,
+                                                 const std::optional<at::Tensor>& bias,
+                                                 int64_t in_features,
+                                                 c10::string_view activation_format);
+
 /// While alive on this thread, check_linear_args also accepts a float32 (master) weight with
 /// a float16/bfloat16 input: the CUDA autocast implementation quantizes the FP32 master
 /// weight straight into the autocast dtype instead of casting it first.

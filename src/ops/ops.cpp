@@ -52,6 +52,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
                  activation_format, keep_operand);
 }
 
+at::Tensor packed_ternary_linear(const at::Tensor& input, const at::Tensor& packed,
+                                 const at::Tensor& scale, const std::optional<at::Tensor>& bias,
+                                 int64_t in_features, c10::string_view activation_format) {
+  static const auto op =
+      find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                         const std::optional<at::Tensor>&, int64_t, c10::string_view)>(
+          "bittorch::packed_ternary_linear");
+  return op.call(input, packed, scale, bias, in_features, activation_format);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand,
     const at::Tensor& scale, std::array<bool, 3> output_mask) {

@@ -27,6 +27,12 @@ TORCH_LIBRARY(bittorch, m) {
       "_ternary_linear_forward(Tensor input, Tensor weight, Tensor? bias, "
       "float threshold_factor, bool per_channel, str scale_mode, str activation_format, "
       "bool keep_operand) -> (Tensor output, Tensor operand, Tensor scale)");
+  // Inference on packed weights (docs/packed-format.md): y = (x @ codes^T) * scale + bias
+  // with codes unpacked from `packed` (int32 [out, ceil(in_features / 16)]), scale float32
+  // [out] or [1]; activation_format as for ternary_linear. Not differentiable.
+  m.def(
+      "packed_ternary_linear(Tensor input, Tensor packed, Tensor scale, Tensor? bias, "
+      "int in_features, str activation_format=\"none\") -> Tensor");
   m.def(
       "_ternary_linear_backward(Tensor grad_output, Tensor input, Tensor operand, Tensor scale, "
       "bool[3] output_mask) -> (Tensor grad_input, Tensor grad_weight, Tensor grad_bias)");

@@ -76,6 +76,15 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_autograd(const at::Tenso
   return quantize_activations(input, format);
 }
 
+// Inference only: the output never requires grad.
+at::Tensor packed_ternary_linear_autograd(const at::Tensor& input, const at::Tensor& packed,
+                                          const at::Tensor& scale,
+                                          const std::optional<at::Tensor>& bias,
+                                          int64_t in_features, c10::string_view activation_format) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return packed_ternary_linear(input, packed, scale, bias, in_features, activation_format);
+}
+
 // Below autograd (inference mode, or a backend asked directly), ternary_linear is the
 // output of the backend's forward.
 at::Tensor ternary_linear_no_autograd(const at::Tensor& input, const at::Tensor& weight,
@@ -94,6 +103,7 @@ TORCH_LIBRARY_IMPL(bittorch, Autograd, m) {
   m.impl("ternary_linear", &ternary_linear_autograd);
   m.impl("ternarize", &ternarize_autograd);
   m.impl("quantize_activations", &quantize_activations_autograd);
+  m.impl("packed_ternary_linear", &packed_ternary_linear_autograd);
 }
 
 TORCH_LIBRARY_IMPL(bittorch, CompositeExplicitAutograd, m) {

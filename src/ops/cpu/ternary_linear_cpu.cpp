@@ -89,7 +89,9 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_reference(const at::Tens
 at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& input_scale,
                              const at::Tensor& weight_scale, const std::optional<at::Tensor>& bias,
                              at::ScalarType dtype) {
-  at::Tensor output = accumulator.to(at::kFloat).mul_(input_scale).mul_(weight_scale.to(at::kFloat));
+  at::Tensor output = accumulator.to(at::kFloat);
+  if (input_scale.defined()) output.mul_(input_scale);
+  output.mul_(weight_scale.to(at::kFloat));
   if (bias.has_value() && bias->defined()) output.add_(bias->to(at::kFloat));
   return output.to(dtype);
 }

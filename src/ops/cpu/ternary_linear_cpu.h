@@ -25,9 +25,9 @@ constexpr float max_activation_code(quant::ActivationFormat format) {
 std::tuple<at::Tensor, at::Tensor> quantize_activations_reference(const at::Tensor& input,
                                                                   quant::ActivationFormat format);
 
-/// The 8-bit forward's epilogue: accumulator [*, out] (sums of value * code) times the
-/// input's row scales [*, 1] and the weight scale [out] or [1], plus bias, in float32, then
-/// rounded once to `dtype`. Device-agnostic ATen code, shared by CPU and CUDA.
+/// The epilogue of products with ternary codes: accumulator [*, out] (sums of value * code)
+/// times the input's row scales [*, 1] (if defined: 8-bit activations) and the weight scale
+/// [out] or [1], plus bias, in float32, then rounded once to `dtype`. Device-agnostic ATen code, shared by CPU and CUDA.
 at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& input_scale,
                              const at::Tensor& weight_scale, const std::optional<at::Tensor>& bias,
                              at::ScalarType dtype);

@@ -6,14 +6,15 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <c10/util/Float8_e4m3fn.h>
+#include <cuda_fp8.h>
 
 namespace bittorch::ops::cuda {
 namespace {
 
 // scale = max(absmax, floor) / max_code and values = x / scale rounded to the format, in
-// float32, exactly as the CPU reference; FP8 through c10's own conversion, which is the one
-// the reference's .to(float8_e4m3fn) uses.
+// float32, exactly as the CPU reference. FP8 through the hardware conversion (round to
+// nearest even, like c10's conversion that the reference's .to(float8_e4m3fn) uses; the
+// value is already clamped to the finite range, so saturation never differs).
 template <typename in_t>
 struct ActivationQuantizer {
   using scale_t = float;
@@ -36,7 +37,7 @@ struct ActivationQuantizer {
     for (int i = 0; i < N; ++i) {
       const float v = fminf(fmaxf(static_cast<float>(x.v[i]) / s, -max_code), max_code);
       bytes.v[i] = int8 ? static_cast<uint8_t>(static_cast<int8_t>(nearbyintf(v)))
-                        : c10::Float8_e4m3fn(v).x;
+                        : static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
     }
     *reinterpret_cast<Pack<uint8_t, N>*>(values + index) = bytes;
   }

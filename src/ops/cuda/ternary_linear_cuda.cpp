@@ -13,6 +13,7 @@
 #include "ops/checks.h"
 #include "ops/cpu/ternary_linear_cpu.h"
 #include "ops/cuda/activation_kernels.cuh"
+#include "ops/cuda/eight_bit_product.h"
 #include "ops/cuda/ternarize_kernels.cuh"
 
 #include <ATen/ATen.h>
@@ -72,8 +73,8 @@ Fp8ShapesWithoutKernel& fp8_shapes_without_kernel() {
   return shapes;
 }
 
-// y = (values @ codes^T) * input_scale * weight_scale + bias in `dtype`, for 8-bit values
-// [*, K] with row scales [*, 1] and 8-bit ternary codes [N, K] of the same format.
+}  // namespace
+
 at::Tensor eight_bit_product(const at::Tensor& values, const at::Tensor& input_scale,
                              const at::Tensor& codes, const at::Tensor& weight_scale,
                              const std::optional<at::Tensor>& bias, quant::ActivationFormat format,
@@ -112,6 +113,8 @@ at::Tensor eight_bit_product(const at::Tensor& values, const at::Tensor& input_s
   }
   return output.view(linear_output_shape(values, out_features));
 }
+
+namespace {
 
 // Returns (output, operand, scale): the backward reuses the operand, so the weight is
 // quantized once per step and never copied to a dense FP32 matrix.

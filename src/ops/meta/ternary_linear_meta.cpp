@@ -54,9 +54,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_meta(
           output_mask[2] ? at::empty({grad_output.size(-1)}, grad_output.options()) : at::Tensor()};
 }
 
+at::Tensor packed_ternary_linear_meta(const at::Tensor& input, const at::Tensor& packed,
+                                      const at::Tensor& scale, const std::optional<at::Tensor>& bias,
+                                      int64_t in_features, c10::string_view activation_format) {
+  check_packed_linear_args("bittorch::packed_ternary_linear", input, packed, scale, bias,
+                           in_features, activation_format);
+  return at::empty(linear_output_shape(input, packed.size(0)), input.options());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, Meta, m) {
+  m.impl("packed_ternary_linear", &packed_ternary_linear_meta);
   m.impl("ternarize", &ternarize_meta);
   m.impl("quantize_activations", &quantize_activations_meta);
   m.impl("_ternary_linear_forward", &ternary_linear_forward_meta);

@@ -1,0 +1,122 @@
+// PackedTernaryLinear and bittorch::pack on the CPU: the packed layer reproduces the
+// TernaryLinear it came from.
+
+#include <bittorch/bittorch.h>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "ops/ops.h"
+#include "reference.h"
+
+namespace {
+
+using bittorch::nn::PackedTernaryLinear;
+using bittorch::nn::TernaryLinear;
+using bittorch::nn::TernaryLinearOptions;
+using bittorch::testing::throws_error_mentioning;
+
+// Relative to the output's magnitude: the packed layer sums x * code and scales once, the
+// TernaryLinear sums x * (code * scale rounded to the dtype).
+double tolerance(torch::Dtype dtype) {
+  return dtype == torch::kFloat ? 1e-5 : dtype == torch::kHalf ? 4e-3 : 3e-2;
+}
+
+void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, torch::Dtype dtype,
+                  const std::string& what) {
+  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+  ASSERT_EQ(actual.scalar_type(), dtype) << what;
+  if (expected.numel() == 0) return;
+  const auto e = expected.to(torch::kDouble);
+  const double magnitude = std::max(1.0, e.abs().max().item<double>());
+  const double error = (actual.to(torch::kDouble) - e).abs().max().item<double>();
+  EXPECT_LE(error, tolerance(dtype) * magnitude) << what << ": max error " << error;
+}
+
+struct Case {
+  std::vector<int64_t> input;
+  int64_t out_features;
+};
+
+const std::vector<Case> kCases = {{{1, 1}, 1},   {{3, 5}, 7},    {{2, 16}, 3},   {{4, 17}, 9},
+                                  {{9, 37}, 5},  {{1, 64}, 65},  {{2, 3, 40}, 6}, {{0, 8}, 4},
+                                  {{11, 100}, 33}, {{1, 784}, 256}, {{70, 129}, 17}, {{8}, 3}};
+
+TEST(PackedTernaryLinear, EqualsTheTernaryLinearItCameFrom) {
+  torch::manual_seed(41);
+  for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
+    for (const int64_t bits : {0, 8}) {
+      for (const bool per_channel : {true, false}) {
+        for (const auto& c : kCases) {
+          const int64_t in = c.input.back();
+          TernaryLinear layer(TernaryLinearOptions(in, c.out_features)
+                                  .per_channel(per_channel)
+                                  .bias(c.out_features % 2 == 1)
+                                  .activation_bits(bits));
+          layer->to(dtype);  // both layers quantize the same (rounded) weight
+          PackedTernaryLinear packed(*layer);
+          const auto x = torch::randn(c.input);
+          const auto expected = layer(x.to(dtype));
+          const auto what = c10::str("input ", c10::IntArrayRef(c.input), " out ", c.out_features, " ",
+                                     dtype, " bits ", bits, " per_channel ", per_channel);
+          expect_close(packed(x.to(dtype)), expected, dtype, what);
+        }
+      }
+    }
+  }
+}
+
+TEST(PackedTernaryLinear, HoldsNoFullPrecisionWeight) {
+  TernaryLinear layer(784, 256);
+  PackedTernaryLinear packed(*layer);
+  EXPECT_TRUE(packed->parameters().empty());
+  std::vector<std::string> names;
+  for (const auto& item : packed->named_buffers()) names.push_back(item.key());
+  EXPECT_EQ(names, (std::vector<std::string>{"packed", "scale", "bias"}));
+  EXPECT_EQ(packed->packed.scalar_type(), torch::kInt);
+  EXPECT_EQ(packed->weight_bytes(), 256 * (784 / 16) * 4 + 256 * 4);
+  EXPECT_FALSE(packed(torch::randn({2, 784}).requires_grad_()).requires_grad());
+}
+
+TEST(PackedTernaryLinear, SaveLoadRoundTripIsBitExact) {
+  PackedTernaryLinear packed(*TernaryLinear(30, 7));
+  std::stringstream stream;
+  torch::save(packed, stream);
+  PackedTernaryLinear restored(bittorch::nn::PackedTernaryLinearOptions(30, 7));
+  torch::load(restored, stream);
+  const auto x = torch::randn({5, 30});
+  EXPECT_TRUE(torch::equal(restored(x), packed(x)));
+  EXPECT_TRUE(torch::equal(restored->packed, packed->packed));
+}
+
+TEST(Pack, ConvertsEveryTernaryLinearOfASequentialIntoACopy) {
+  torch::manual_seed(42);
+  torch::nn::Sequential model(TernaryLinear(20, 16), torch::nn::ReLU(), TernaryLinear(16, 8),
+                              torch::nn::Linear(8, 3));
+  auto packed = bittorch::pack(model);
+  ASSERT_EQ(packed->size(), 4U);
+  EXPECT_NE(packed[0]->as<bittorch::nn::PackedTernaryLinearImpl>(), nullptr);
+  EXPECT_NE(packed[2]->as<bittorch::nn::PackedTernaryLinearImpl>(), nullptr);
+  EXPECT_NE(packed[3]->as<torch::nn::LinearImpl>(), nullptr);
+  EXPECT_NE(packed[3]->as<torch::nn::LinearImpl>(), model[3]->as<torch::nn::LinearImpl>());  // cloned
+  EXPECT_NE(model[0]->as<bittorch::nn::TernaryLinearImpl>(), nullptr);  // the original is untouched
+  const auto x = torch::randn({6, 20});
+  EXPECT_TRUE(torch::allclose(packed->forward(x), model->forward(x), 1e-5, 1e-5));
+}
+
+TEST(PackedTernaryLinear, RejectsBadInputs) {
+  PackedTernaryLinear packed(*TernaryLinear(12, 4));
+  EXPECT_TRUE(throws_error_mentioning([&] { packed(torch::randn({2, 13})); }, {"in_features = 12", "[2, 13]"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { packed(torch::randn({2, 12}, torch::kDouble)); },
+                                      {"float32, float16 or bfloat16", "Double"}));
+  EXPECT_TRUE(throws_error_mentioning([] { PackedTernaryLinear(*TernaryLinear(TernaryLinearOptions(3, 2).quantize(false))); },
+                                      {"quantize(false)"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [] {
+        bittorch::ops::packed_ternary_linear(torch::randn({2, 12}), torch::zeros({4, 2}, torch::kInt),
+                                             torch::ones({4}), std::nullopt, 12, "none");
+      },
+      {"[out_features, 1]", "[4, 2]"}));
+}
+
+}  // namespace
