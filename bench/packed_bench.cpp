@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   cxxopts::Options options("bittorch-bench-packed", "Packed ternary inference against torch::nn::Linear");
   // clang-format off
   options.add_options()
-    ("rows", "GPU batch sizes M (comma-separated)", cxxopts::value<std::vector<int64_t>>()->default_value("1,16,64,256,1024"))
+    ("rows", "GPU batch sizes M (comma-separated)", cxxopts::value<std::vector<int64_t>>()->default_value("1,4,16,64,256"))
     ("shapes", "GPU in x out shapes (comma-separated)", cxxopts::value<std::vector<std::string>>()->default_value("4096x4096,8192x8192,8192x28672"))
     ("cpu-shapes", "CPU in x out shapes at batch 1 (empty: no CPU part)", cxxopts::value<std::vector<std::string>>()->default_value("4096x4096,4096x11008"))
     ("repeats", "Timed repeats per figure (median)", cxxopts::value<int>()->default_value("20"))

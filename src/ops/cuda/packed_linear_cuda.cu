@@ -1,6 +1,6 @@
 // CUDA kernels of bittorch::packed_ternary_linear.
 //
-// Up to kMaxGemvRows input rows: a GEMV-style kernel that streams the 2-bit codes once per
+// Up to kMaxGemvRows (4) input rows: a GEMV-style kernel that streams the 2-bit codes once per
 // tile of kRows input rows (each warp owns kOutPerWarp output rows; lanes read consecutive
 // 16-byte chunks, coalesced), turns each code into -1/0/+1 in registers and accumulates
 // code * x in float32, then applies the scales and bias. More rows: the codes are expanded
@@ -28,11 +28,18 @@ namespace {
 
 constexpr int kWarps = 8;
 constexpr int kOutPerWarp = 2;
-constexpr int64_t kMaxGemvRows = 64;
+// Beyond 4 rows the GEMV's arithmetic costs more than expanding the codes for cuBLAS.
+constexpr int64_t kMaxGemvRows = 4;
 
 __device__ __forceinline__ float code_at(uint32_t word, int i) {
   return static_cast<float>(static_cast<int32_t>(word << (30 - 2 * i)) >> 30);
 }
+
+// 16 elements, stored with one 16-byte-aligned vector write per 16 bytes.
+template <typename T>
+struct alignas(16) Pack16 {
+  T v[16];
+};
 
 // 16 consecutive elements (16-element aligned) as floats, in 16-byte loads.
 template <typename in_t>
@@ -118,23 +125,38 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// The codes of a packed matrix expanded to [out, in]: code * scale[n] in out_t (with_scale),
-// or the code itself (int8 / FP8 bytes through `code_bytes`).
+// The codes of a packed matrix expanded to [out, in]: code * scale[n] in out_t, or for int8 /
+// FP8 outputs the code itself. One thread per word (16 codes); rows of a multiple of 16
+// columns are written in 16-byte stores.
 template <typename out_t>
+__device__ __forceinline__ out_t expanded(float code, float scale) {
+  if constexpr (std::is_same_v<out_t, int8_t>) {
+    return static_cast<int8_t>(code);
+  } else if constexpr (std::is_same_v<out_t, c10::Float8_e4m3fn>) {
+    return c10::Float8_e4m3fn(code);
+  } else {
+    return static_cast<out_t>(code * scale);
+  }
+}
+
+template <typename out_t, bool kWholeWords>
 __global__ void expand_packed_kernel(const uint32_t* __restrict__ packed, int64_t words,
-                                     int64_t in_features, int64_t numel,
+                                     int64_t in_features, int64_t total_words,
                                      const float* __restrict__ scale, bool per_channel,
                                      out_t* __restrict__ out) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < numel;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t n = i / in_features, k = i % in_features;
-    const float code = code_at(packed[n * words + k / 16], static_cast<int>(k % 16));
-    if constexpr (std::is_same_v<out_t, int8_t>) {
-      out[i] = static_cast<int8_t>(code);
-    } else if constexpr (std::is_same_v<out_t, c10::Float8_e4m3fn>) {
-      out[i] = c10::Float8_e4m3fn(code);
+  for (int64_t t = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; t < total_words;
+       t += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t n = t / words, w = t % words;
+    const uint32_t word = packed[t];
+    const float s = scale[per_channel ? n : 0];
+    out_t* row = out + n * in_features + w * 16;
+    if constexpr (kWholeWords) {
+      Pack16<out_t> values;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) values.v[i] = expanded<out_t>(code_at(word, i), s);
+      *reinterpret_cast<Pack16<out_t>*>(row) = values;
     } else {
-      out[i] = static_cast<out_t>(code * scale[per_channel ? n : 0]);
+      for (int i = 0; i < 16 && w * 16 + i < in_features; ++i) row[i] = expanded<out_t>(code_at(word, i), s);
     }
   }
 }
@@ -142,15 +164,22 @@ __global__ void expand_packed_kernel(const uint32_t* __restrict__ packed, int64_
 template <typename out_t>
 at::Tensor expand_packed(const at::Tensor& packed, int64_t in_features, const at::Tensor& scale,
                          at::ScalarType dtype) {
-  const int64_t out_features = packed.size(0);
+  const int64_t out_features = packed.size(0), words = packed.size(1);
   auto out = at::empty({out_features, in_features}, packed.options().dtype(dtype));
-  const int64_t numel = out.numel();
+  const int64_t total_words = out_features * words;
   const int threads = 256;
-  const int64_t blocks = std::min<int64_t>((numel + threads - 1) / threads,
+  const int64_t blocks = std::min<int64_t>((total_words + threads - 1) / threads,
                                            at::cuda::getCurrentDeviceProperties()->multiProcessorCount * int64_t{32});
-  expand_packed_kernel<out_t><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
-      reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), packed.size(1), in_features, numel,
-      scale.data_ptr<float>(), scale.size(0) > 1, reinterpret_cast<out_t*>(out.data_ptr()));
+  const auto* codes = reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>());
+  auto* out_data = reinterpret_cast<out_t*>(out.data_ptr());
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  if (in_features % 16 == 0) {
+    expand_packed_kernel<out_t, true><<<blocks, threads, 0, stream>>>(
+        codes, words, in_features, total_words, scale.data_ptr<float>(), scale.size(0) > 1, out_data);
+  } else {
+    expand_packed_kernel<out_t, false><<<blocks, threads, 0, stream>>>(
+        codes, words, in_features, total_words, scale.data_ptr<float>(), scale.size(0) > 1, out_data);
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
@@ -184,8 +213,7 @@ void gemv(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at:
           const at::Tensor& row_scale, const std::optional<at::Tensor>& bias, at::Tensor& out) {
   if (rows == 1) return launch_gemv<in_t, out_t, 1>(x, rows, packed, scale, row_scale, bias, out);
   if (rows == 2) return launch_gemv<in_t, out_t, 2>(x, rows, packed, scale, row_scale, bias, out);
-  if (rows <= 4) return launch_gemv<in_t, out_t, 4>(x, rows, packed, scale, row_scale, bias, out);
-  launch_gemv<in_t, out_t, 8>(x, rows, packed, scale, row_scale, bias, out);
+  launch_gemv<in_t, out_t, 4>(x, rows, packed, scale, row_scale, bias, out);
 }
 
 at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor& packed_in,

@@ -1,5 +1,5 @@
 // The packed layer on CUDA against the CPU kernel (itself tested against TernaryLinear), for
-// the GEMV path (up to 64 rows) and the expanded-operand path (more rows).
+// the GEMV path (up to 4 rows) and the expanded-operand path (more rows).
 
 #include <bittorch/bittorch.h>
 
@@ -26,7 +26,7 @@ double tolerance(torch::Dtype dtype, const std::string& format) {
 TEST(PackedLinearCuda, MatchesTheCpuKernel) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(50);
-  const std::vector<int64_t> row_counts = {0, 1, 2, 3, 5, 8, 9, 16, 33, 64, 65, 300};
+  const std::vector<int64_t> row_counts = {0, 1, 2, 3, 4, 5, 8, 16, 33, 65, 300};
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {15, 7}, {16, 16}, {17, 3}, {64, 65},
                                                            {100, 33}, {784, 256}, {4096, 64}, {1000, 130}};
   for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
