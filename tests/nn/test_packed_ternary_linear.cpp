@@ -78,6 +78,28 @@ TEST(PackedTernaryLinear, HoldsNoFullPrecisionWeight) {
   EXPECT_FALSE(packed(torch::randn({2, 784}).requires_grad_()).requires_grad());
 }
 
+TEST(PackedTernaryLinear, MnistModelIsAtLeast15_5xSmallerPackedAnd19xInTrits) {
+  torch::nn::Sequential model(TernaryLinear(784, 256), torch::nn::ReLU(), TernaryLinear(256, 128),
+                              torch::nn::ReLU(), TernaryLinear(128, 10));
+  int64_t fp32_bytes = 0, packed_bytes = 0, trit_bytes = 0;
+  for (const auto& p : model->named_parameters()) {
+    if (p.key().find("weight") != std::string::npos) fp32_bytes += p.value().numel() * 4;
+  }
+  auto packed = bittorch::pack(model);
+  for (const auto& child : packed->children()) {
+    if (const auto* layer = child->as<bittorch::nn::PackedTernaryLinearImpl>()) {
+      packed_bytes += layer->weight_bytes();
+      trit_bytes += bittorch::quant::pack_trits(bittorch::quant::unpack_ternary(layer->packed, layer->options.in_features())).numel() +
+                    layer->scale.numel() * 4;
+    }
+  }
+  EXPECT_EQ(fp32_bytes, 939008);
+  EXPECT_EQ(packed_bytes, 60264);  // docs/packed-format.md
+  EXPECT_EQ(trit_bytes, 48527);
+  EXPECT_GE(static_cast<double>(fp32_bytes) / packed_bytes, 15.5);
+  EXPECT_GE(static_cast<double>(fp32_bytes) / trit_bytes, 19.0);
+}
+
 TEST(PackedTernaryLinear, SaveLoadRoundTripIsBitExact) {
   PackedTernaryLinear packed(*TernaryLinear(30, 7));
   std::stringstream stream;
