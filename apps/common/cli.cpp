@@ -124,4 +124,10 @@ void write_file_atomically(const std::string& path, const std::string& contents)
   std::filesystem::rename(temporary, path);
 }
 
+int64_t file_size_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  TORCH_CHECK(in, "cannot open '", path, "'");
+  return static_cast<int64_t>(in.tellg());
+}
+
 }  // namespace bittorch::apps

@@ -44,4 +44,7 @@ bool stdout_is_terminal();
 /// interrupted run never leaves a half-written file.
 void write_file_atomically(const std::string& path, const std::string& contents);
 
+/// The size of the file at `path` in bytes; a c10::Error if it cannot be opened.
+int64_t file_size_bytes(const std::string& path);
+
 }  // namespace bittorch::apps

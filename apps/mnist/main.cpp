@@ -2,6 +2,7 @@
 // or torch::nn::Linear layers, or both side by side (--compare).
 
 #include "common/cli.h"
+#include "common/evaluation.h"
 #include "common/idx_dataset.h"
 #include "common/metrics.h"
 #include "common/models.h"
@@ -25,11 +26,10 @@ using namespace bittorch::apps;
 constexpr const char* kDefaultScaleMode = "max";
 constexpr double kDefaultThresholdFactor = 0.2;
 
-constexpr double kMean = 0.1307, kStd = 0.3081;
 const std::vector<int64_t> kLayerSizes = {784, 256, 128, 10};
 
 struct Config {
-  std::string dataset, data_dir, metrics_json, save_path, load_path;
+  std::string dataset, data_dir, metrics_json, save_path, load_path, export_path;
   int64_t epochs = 5, batch_size = 128, train_limit = 0, test_limit = 0;
   double lr = 1e-3, ternary_lr = 1e-3;
   uint64_t seed = 42;
@@ -37,46 +37,6 @@ struct Config {
   bool progress = true;
   bool cosine_decay = false;
 };
-
-// Inputs flattened and normalised once, on the training device.
-struct Split {
-  torch::Tensor inputs, targets;
-  int64_t size() const { return inputs.size(0); }
-};
-
-Split load_split(const Config& config, IdxDataset::Split split, torch::Device device) {
-  const std::string how_to_get =
-      config.dataset == "mnist"
-          ? "the embedded 10k set is data/mnist-10k in the BitTorch repository; for the full "
-            "set run scripts/download_mnist.sh DIR and pass --data-dir DIR"
-          : "install Fashion-MNIST with `apt-get install dataset-fashion-mnist` (it goes to "
-            "/usr/share/datasets/fashion-mnist/) or pass --data-dir DIR";
-  IdxDataset dataset(config.data_dir, split, how_to_get);
-  const int64_t limit = split == IdxDataset::Split::Train ? config.train_limit : config.test_limit;
-  const int64_t n = limit > 0 ? std::min<int64_t>(limit, *dataset.size()) : *dataset.size();
-  auto inputs = dataset.images().slice(0, 0, n).reshape({n, -1}).sub(kMean).div(kStd);
-  return {inputs.to(device), dataset.targets().slice(0, 0, n).to(device)};
-}
-
-struct Evaluation {
-  double loss = 0, accuracy = 0;
-};
-
-Evaluation evaluate(torch::nn::Sequential& model, const Split& test) {
-  torch::NoGradGuard no_grad;
-  model->eval();
-  auto loss_sum = torch::zeros({}, test.inputs.options());
-  auto correct = torch::zeros({}, test.targets.options());
-  for (int64_t start = 0; start < test.size(); start += 1000) {
-    const auto x = test.inputs.slice(0, start, start + 1000);
-    const auto y = test.targets.slice(0, start, start + 1000);
-    const auto logits = model->forward(x);
-    loss_sum += torch::nn::functional::cross_entropy(
-        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    correct += logits.argmax(1).eq(y).sum();
-  }
-  return {loss_sum.item<double>() / test.size(), 100.0 * correct.item<double>() / test.size()};
-}
 
 // This epoch's batches: the indices of a RandomSampler reseeded from the run's seed and the
 // epoch, so that every model sees the same batches in the same order.
@@ -172,6 +132,18 @@ RunMetrics train(const std::string& kind, const Config& config, const Split& tra
     if (layer.zero_fraction) entry["zero_fraction"] = *layer.zero_fraction;
     run.extra["weights"].push_back(entry);
   }
+  if (ternary && !config.export_path.empty()) {
+    // Exported, read back and evaluated: the accuracy bittorch-infer will print for this file.
+    bittorch::save_packed(model, config.export_path);
+    auto packed = bittorch::load_packed(config.export_path);
+    packed->to(device);
+    const auto exported = evaluate(packed, test);
+    const int64_t file_bytes = file_size_bytes(config.export_path);
+    spdlog::info("ternary: exported {} ({} bytes); packed model test accuracy {:.2f}%", config.export_path,
+                 file_bytes, exported.accuracy);
+    run.extra["export"] = {{"path", config.export_path}, {"file_bytes", file_bytes},
+                           {"packed_test_accuracy", exported.accuracy}};
+  }
   if (!config.save_path.empty()) {
     model->to(torch::kCPU);
     save_checkpoint(model, kind, config.save_path);
@@ -233,6 +205,7 @@ int main(int argc, char** argv) {
     ("device", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))
     ("train-limit", "Use only the first N training images (0: all)", cxxopts::value<int64_t>()->default_value("0"))
     ("test-limit", "Use only the first N test images (0: all)", cxxopts::value<int64_t>()->default_value("0"))
+    ("export", "Write the trained ternary model as a packed model file to PATH (see bittorch-infer)", cxxopts::value<std::string>()->default_value(""))
     ("save", "Write the trained model's checkpoint to PATH (atomically)", cxxopts::value<std::string>()->default_value(""))
     ("load", "Start from the checkpoint at PATH (evaluate it with --epochs 0)", cxxopts::value<std::string>()->default_value(""))
     ("metrics-json", "Write per-epoch metrics of every model to PATH", cxxopts::value<std::string>()->default_value(""))
@@ -255,6 +228,7 @@ int main(int argc, char** argv) {
     config.train_limit = args["train-limit"].as<int64_t>();
     config.test_limit = args["test-limit"].as<int64_t>();
     config.save_path = args["save"].as<std::string>();
+    config.export_path = args["export"].as<std::string>();
     config.load_path = args["load"].as<std::string>();
     config.metrics_json = args["metrics-json"].as<std::string>();
     config.progress = !args.count("no-progress");
@@ -271,14 +245,10 @@ int main(int argc, char** argv) {
     if (config.batch_size < 1) throw UsageError("--batch-size must be >= 1");
     if (!(config.lr > 0) || !(config.ternary_lr > 0)) throw UsageError("--lr and --ternary-lr must be > 0");
     if (config.train_limit < 0 || config.test_limit < 0) throw UsageError("--train-limit and --test-limit must be >= 0");
-    if (config.dataset == "mnist") {
-      if (config.data_dir.empty()) config.data_dir = BITTORCH_EMBEDDED_MNIST_DIR;
-    } else if (config.dataset == "fashion-mnist") {
-      if (config.data_dir.empty()) config.data_dir = "/usr/share/datasets/fashion-mnist";
-    } else {
-      throw UsageError("--dataset must be mnist or fashion-mnist, not '" + config.dataset + "'");
-    }
+    const std::string default_dir = default_data_dir(config.dataset);
+    if (config.data_dir.empty()) config.data_dir = default_dir;
     if (compare && fp32_only) throw UsageError("--compare and --no-ternary exclude each other");
+    if (fp32_only && !config.export_path.empty()) throw UsageError("--export writes the ternary model: drop --no-ternary");
     if (compare && (!config.save_path.empty() || !config.load_path.empty())) {
       throw UsageError("--save and --load work on one model: drop --compare");
     }
@@ -287,8 +257,8 @@ int main(int argc, char** argv) {
     }
     const auto device = select_device(args.count("cuda") ? "cuda" : args["device"].as<std::string>());
 
-    const auto train_split = load_split(config, IdxDataset::Split::Train, device);
-    const auto test_split = load_split(config, IdxDataset::Split::Test, device);
+    const auto train_split = load_split(config.dataset, config.data_dir, IdxDataset::Split::Train, config.train_limit, device);
+    const auto test_split = load_split(config.dataset, config.data_dir, IdxDataset::Split::Test, config.test_limit, device);
     std::vector<std::string> kinds;
     if (compare || fp32_only) kinds.push_back("fp32");
     if (!fp32_only) kinds.push_back("ternary");

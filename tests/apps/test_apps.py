@@ -12,6 +12,7 @@ import tempfile
 BIN, DATA, SCRIPTS = sys.argv[1], sys.argv[2], sys.argv[3]
 XOR = os.path.join(BIN, "xor", "bittorch-xor")
 MNIST = os.path.join(BIN, "mnist", "bittorch-mnist")
+INFER = os.path.join(BIN, "infer", "bittorch-infer")
 FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 # A small slice keeps the cases fast.
@@ -171,6 +172,37 @@ def case_checkpoint_round_trip():
             assert path in output and "corrupted" in output, output
         output = run(MNIST, "--epochs", "0", "--load", path + ".none", *SMALL, expect_code=1)
         assert "does not exist" in output, output
+
+
+def case_export_and_infer():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.btp")
+        output = run(MNIST, "--epochs", "1", "--export", path, *SMALL)
+        exported = re.search(r"packed model test accuracy ([\d.]+)%", output)
+        assert exported, output
+        assert os.listdir(tmp) == ["model.btp"], os.listdir(tmp)  # no temporary left behind
+        output = run(INFER, "--model", path, "--test-limit", "1000")
+        accuracy = re.search(r"^test accuracy\s+([\d.]+)%", output, re.M)
+        assert accuracy and accuracy.group(1) == exported.group(1), (exported.group(1), output)
+        memory = re.search(r"weight memory .*\(([\d.]+)x smaller\)", output)
+        file_ratio = re.search(r"file size .*: ([\d.]+)x smaller", output)
+        assert memory and float(memory.group(1)) >= 15.5, output
+        assert file_ratio and float(file_ratio.group(1)) >= 19.0, output
+        # A truncated file, a corrupted one, a missing one, no --model.
+        with open(path, "rb") as f:
+            contents = f.read()
+        flipped = bytearray(contents)
+        flipped[len(flipped) // 2] ^= 0x40
+        for broken in (contents[: len(contents) // 2], bytes(flipped), b"BTPACK"):
+            with open(path, "wb") as f:
+                f.write(broken)
+            output = run(INFER, "--model", path, expect_code=1)
+            assert path in output and ("checksum" in output or "truncated" in output), output
+            assert "terminate called" not in output, output
+        output = run(INFER, "--model", path + ".none", expect_code=1)
+        assert "cannot open" in output, output
+        output = run(INFER, expect_code=2)
+        assert "--model" in output, output
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <ostream>
+#include <string>
 
 namespace bittorch::nn {
 
@@ -49,5 +50,15 @@ namespace bittorch {
 /// layer's device) and every other module cloned; `model` is left as it was. Modules of your
 /// own that hold TernaryLinear members build PackedTernaryLinear(*layer) themselves.
 torch::nn::Sequential pack(const torch::nn::Sequential& model);
+
+/// Writes `model` (PackedTernaryLinear, TernaryLinear - packed on the way - and ReLU modules)
+/// as a packed model file: 1.6 bits per weight, a header and a CRC-32 (docs/packed-format.md).
+/// Written through a temporary file and a rename.
+void save_packed(const torch::nn::Sequential& model, const std::string& path);
+
+/// Reads a file written by save_packed into a Sequential of PackedTernaryLinear and ReLU
+/// modules (on the CPU). A missing, truncated, corrupted, other-version or inconsistent file
+/// is a c10::Error that says which.
+torch::nn::Sequential load_packed(const std::string& path);
 
 }  // namespace bittorch

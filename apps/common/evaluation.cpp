@@ -1,0 +1,50 @@
+#include "common/evaluation.h"
+
+#include "common/cli.h"
+
+#include <torch/torch.h>
+
+namespace bittorch::apps {
+namespace {
+
+constexpr double kMean = 0.1307, kStd = 0.3081;
+
+}  // namespace
+
+std::string default_data_dir(const std::string& dataset) {
+  if (dataset == "mnist") return BITTORCH_EMBEDDED_MNIST_DIR;
+  if (dataset == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
+  throw UsageError("--dataset must be mnist or fashion-mnist, not '" + dataset + "'");
+}
+
+Split load_split(const std::string& dataset_name, const std::string& data_dir, IdxDataset::Split split,
+                 int64_t limit, torch::Device device) {
+  const std::string how_to_get =
+      dataset_name == "mnist"
+          ? "the embedded 10k set is data/mnist-10k in the BitTorch repository; for the full "
+            "set run scripts/download_mnist.sh DIR and pass --data-dir DIR"
+          : "install Fashion-MNIST with `apt-get install dataset-fashion-mnist` (it goes to "
+            "/usr/share/datasets/fashion-mnist/) or pass --data-dir DIR";
+  IdxDataset dataset(data_dir, split, how_to_get);
+  const int64_t n = limit > 0 ? std::min<int64_t>(limit, *dataset.size()) : *dataset.size();
+  auto inputs = dataset.images().slice(0, 0, n).reshape({n, -1}).sub(kMean).div(kStd);
+  return {inputs.to(device), dataset.targets().slice(0, 0, n).to(device)};
+}
+
+Evaluation evaluate(torch::nn::Sequential& model, const Split& test) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  auto loss_sum = torch::zeros({}, test.inputs.options());
+  auto correct = torch::zeros({}, test.targets.options());
+  for (int64_t start = 0; start < test.size(); start += 1000) {
+    const auto x = test.inputs.slice(0, start, start + 1000);
+    const auto y = test.targets.slice(0, start, start + 1000);
+    const auto logits = model->forward(x);
+    loss_sum += torch::nn::functional::cross_entropy(
+        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    correct += logits.argmax(1).eq(y).sum();
+  }
+  return {loss_sum.item<double>() / test.size(), 100.0 * correct.item<double>() / test.size()};
+}
+
+}  // namespace bittorch::apps

@@ -1,0 +1,68 @@
+// bittorch-infer: evaluates a packed model file (bittorch-mnist --export) on the MNIST or
+// Fashion-MNIST test set and prints its accuracy, its file size and its weight memory
+// against FP32.
+
+#include "common/cli.h"
+#include "common/evaluation.h"
+
+#include <bittorch/bittorch.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <iostream>
+
+using namespace bittorch::apps;
+
+int main(int argc, char** argv) {
+  cxxopts::Options options("bittorch-infer", "Evaluate a packed ternary model file (bittorch-mnist --export)");
+  // clang-format off
+  options.add_options()
+    ("model", "Packed model file", cxxopts::value<std::string>())
+    ("dataset", "mnist or fashion-mnist", cxxopts::value<std::string>()->default_value("mnist"))
+    ("data-dir", "Directory with the test IDX files (default: the embedded MNIST, or the Debian Fashion-MNIST)",
+                 cxxopts::value<std::string>()->default_value(""))
+    ("test-limit", "Use only the first N test images (0: all)", cxxopts::value<int64_t>()->default_value("0"))
+    ("device", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))
+    ("log-level", "trace, debug, info, warn, error, critical or off", cxxopts::value<std::string>()->default_value("info"))
+    ("h,help", "Print this help");
+  // clang-format on
+  return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
+    set_log_level(args["log-level"].as<std::string>());
+    if (!args.count("model")) throw UsageError("--model PATH is required");
+    const auto path = args["model"].as<std::string>();
+    const auto dataset = args["dataset"].as<std::string>();
+    const std::string default_dir = default_data_dir(dataset);
+    const auto data_dir = args["data-dir"].as<std::string>().empty() ? default_dir : args["data-dir"].as<std::string>();
+    const int64_t limit = args["test-limit"].as<int64_t>();
+    if (limit < 0) throw UsageError("--test-limit must be >= 0");
+    const auto device = select_device(args["device"].as<std::string>());
+
+    auto model = bittorch::load_packed(path);
+    // Weight bytes in FP32, in memory (2-bit codes + scales) and in the file (1.6-bit codes + scales).
+    int64_t fp32_bytes = 0, packed_bytes = 0, file_weight_bytes = 0, layers = 0;
+    for (const auto& child : model->children()) {
+      if (const auto* layer = child->as<bittorch::nn::PackedTernaryLinearImpl>()) {
+        fp32_bytes += layer->options.in_features() * layer->options.out_features() * 4;
+        packed_bytes += layer->weight_bytes();
+        file_weight_bytes += (layer->options.in_features() * layer->options.out_features() + 4) / 5 +
+                             layer->scale.numel() * 4;
+        ++layers;
+      }
+    }
+    model->to(device);
+    const auto test = load_split(dataset, data_dir, IdxDataset::Split::Test, limit, device);
+    const auto result = evaluate(model, test);
+    const int64_t file_bytes = file_size_bytes(path);
+    std::cout << fmt::format("model            {} ({} packed layers)\n", path, layers)
+              << fmt::format("test accuracy    {:.2f}% on {} {} test images ({})\n", result.accuracy, test.size(),
+                             dataset, device.str())
+              << fmt::format("file size        {} bytes, of which {} are weights (codes and scales): {:.2f}x smaller "
+                             "than the FP32 weights\n", file_bytes, file_weight_bytes,
+                             static_cast<double>(fp32_bytes) / file_weight_bytes)
+              << fmt::format("weight memory    {} bytes packed against {} in FP32 ({:.2f}x smaller)\n",
+                             packed_bytes, fp32_bytes, static_cast<double>(fp32_bytes) / packed_bytes);
+    return 0;
+  });
+}
