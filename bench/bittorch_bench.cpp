@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     ("commit", "Commit to record in the JSON", cxxopts::value<std::string>()->default_value(""))
     ("h,help", "Print this help");
   // clang-format on
-  try {
+  return bittorch::bench::run_reporting_errors("bittorch-bench", [&] {
     const auto args = options.parse(argc, argv);
     if (args.count("help")) {
       std::cout << options.help() << std::endl;
@@ -172,13 +172,5 @@ int main(int argc, char** argv) {
       std::ofstream(path) << doc.dump(2) << "\n";
     }
     return 0;
-  } catch (const cxxopts::exceptions::exception& e) {
-    std::cerr << "bittorch-bench: error: " << e.what() << "\nUsage: bittorch-bench [OPTION...]\n";
-    return 2;
-  } catch (const c10::Error& e) {
-    std::cerr << "bittorch-bench: error: " << e.what_without_backtrace() << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "bittorch-bench: error: " << e.what() << "\n";
-  }
-  return 1;
+  });
 }

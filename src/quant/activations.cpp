@@ -5,7 +5,7 @@
 #include <c10/util/Exception.h>
 
 #ifdef BITTORCH_CUDA_KERNELS
-#include <ATen/cuda/CUDAContext.h>
+#include "ops/cuda/eight_bit_product.h"
 #endif
 
 namespace bittorch::quant {
@@ -36,10 +36,8 @@ ActivationFormat activation_format_for(int64_t activation_bits, const c10::Devic
               activation_bits);
   if (activation_bits == 0) return ActivationFormat::None;
 #ifdef BITTORCH_CUDA_KERNELS
-  if (device.is_cuda()) {
-    const auto* props = at::cuda::getDeviceProperties(
-        device.has_index() ? device.index() : at::cuda::current_device());
-    if (props->major * 10 + props->minor >= 89) return ActivationFormat::Float8E4M3;
+  if (device.is_cuda() && ops::cuda::has_fp8_tensor_cores(device.has_index() ? device.index() : -1)) {
+    return ActivationFormat::Float8E4M3;
   }
 #endif
   return ActivationFormat::Int8;

@@ -6,10 +6,14 @@
 #include <bittorch/quant/activations.h>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <optional>
 
 namespace bittorch::ops::cuda {
+
+/// Whether CUDA device `device` (-1: the current one) has FP8 tensor cores (sm_89 and later).
+bool has_fp8_tensor_cores(c10::DeviceIndex device = -1);
 
 /// y = (values @ codes^T) * input_scale * weight_scale + bias in `dtype`, for 8-bit values
 /// [*, K] with row scales [*, 1] and 8-bit ternary codes [N, K] of the same format (int8 or

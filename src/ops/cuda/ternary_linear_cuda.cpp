@@ -42,11 +42,6 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_cuda(const at::Tensor& i
   return quantize_activation_rows(input, parsed);
 }
 
-bool has_fp8_tensor_cores() {
-  const auto* props = at::cuda::getCurrentDeviceProperties();
-  return props->major * 10 + props->minor >= 89;
-}
-
 // cuBLASLt has no FP8 kernel for a few shapes that meet the documented size rules (seen on an
 // H100: one row with in_features = 11008). Such a call fails before it launches anything; the
 // shape is remembered and runs the fallback product from then on.
@@ -74,6 +69,11 @@ Fp8ShapesWithoutKernel& fp8_shapes_without_kernel() {
 }
 
 }  // namespace
+
+bool has_fp8_tensor_cores(c10::DeviceIndex device) {
+  const auto* props = at::cuda::getDeviceProperties(device < 0 ? at::cuda::current_device() : device);
+  return props->major * 10 + props->minor >= 89;
+}
 
 at::Tensor eight_bit_product(const at::Tensor& values, const at::Tensor& input_scale,
                              const at::Tensor& codes, const at::Tensor& weight_scale,
