@@ -1,10 +1,11 @@
 // CUDA kernels of bittorch::packed_ternary_linear.
 //
-// Up to kMaxGemvRows (4) input rows: a GEMV-style kernel that streams the 2-bit codes once per
-// tile of kRows input rows (each warp owns kOutPerWarp output rows; lanes read consecutive
-// 16-byte chunks, coalesced), turns each code into -1/0/+1 in registers and accumulates
-// code * x in float32, then applies the scales and bias. More rows: the codes are expanded
-// to the layer's operand (bfloat16 codes * scale, or 8-bit codes) and the product is cuBLAS's.
+// float16 / bfloat16 activations, and 8-bit activations, up to kMaxMmaRows rows: a
+// tensor-core kernel that decodes the 2-bit codes straight into mma fragments (below).
+// float32 activations up to kMaxGemvRows rows: a GEMV that turns each code into -1/0/+1 in
+// registers and accumulates code * x in float32 (tensor cores would round the input).
+// More rows: the codes are expanded to the layer's operand (codes * scale in the input dtype,
+// or 8-bit codes) and the product is cuBLAS's.
 
 #include "ops/checks.h"
 #include "ops/cpu/ternary_linear_cpu.h"
@@ -19,14 +20,27 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/util/Float8_e4m3fn.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <type_traits>
+
+// The activation dtypes the op accepts (check_packed_linear_args): float32, float16, bfloat16.
+#define BITTORCH_DISPATCH_ACTIVATION_TYPES(TYPE, NAME, ...)                                  \
+  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)                   \
+                                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)                \
+                                         AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
 
 namespace bittorch::ops::cuda {
 namespace {
 
-constexpr int kWarps = 8;
+// ---- float32 GEMV ----------------------------------------------------------------------
+
+constexpr int kGemvWarps = 8;
 constexpr int kOutPerWarp = 2;
 // Beyond 4 rows the GEMV's arithmetic costs more than expanding the codes for cuBLAS.
 constexpr int64_t kMaxGemvRows = 4;
@@ -41,31 +55,18 @@ struct alignas(16) Pack16 {
   T v[16];
 };
 
-// 16 consecutive elements (16-element aligned) as floats, in 16-byte loads.
-template <typename in_t>
-__device__ __forceinline__ void load16(const in_t* p, float (&v)[16]) {
-  constexpr int kPerLoad = static_cast<int>(16 / sizeof(in_t));
-#pragma unroll
-  for (int q = 0; q < 16 / kPerLoad; ++q) {
-    const uint4 raw = reinterpret_cast<const uint4*>(p)[q];
-    const auto* elements = reinterpret_cast<const in_t*>(&raw);
-#pragma unroll
-    for (int t = 0; t < kPerLoad; ++t) v[q * kPerLoad + t] = static_cast<float>(elements[t]);
-  }
-}
-
-// out[m, n] = (sum_k code[n, k] * x[m, k]) * row_scale[m] * scale[n] + bias[n] for the
-// kRows rows of this block's tile. x rows are `x_stride` elements apart and padded to whole
-// words with zeros; kWordsPerLoad is 4 (16-byte loads, rows of a multiple of 4 words) or 1.
-template <typename in_t, typename out_t, int kRows, int kWordsPerLoad>
-__global__ void __launch_bounds__(kWarps * 32)
-    packed_gemv_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows,
+// out[m, n] = (sum_k code[n, k] * x[m, k]) * scale[n] + bias[n] for the kRows rows of this
+// block's tile. Each warp owns kOutPerWarp output features; lanes read consecutive 16-byte
+// chunks of codes (coalesced). x rows are `x_stride` elements apart and padded to whole words
+// with zeros; kWordsPerLoad is 4 (16-byte loads, rows of a multiple of 4 words) or 1.
+template <int kRows, int kWordsPerLoad>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    packed_gemv_kernel(const float* __restrict__ x, int64_t x_stride, int64_t rows,
                        const uint32_t* __restrict__ packed, int64_t words, int64_t out_features,
-                       const float* __restrict__ scale, bool per_channel,
-                       const float* __restrict__ row_scale, const out_t* __restrict__ bias,
-                       out_t* __restrict__ out) {
+                       const float* __restrict__ scale, bool per_channel, const float* __restrict__ bias,
+                       float* __restrict__ out) {
   const int lane = threadIdx.x % 32;
-  const int64_t n0 = (int64_t{blockIdx.x} * kWarps + threadIdx.x / 32) * kOutPerWarp;
+  const int64_t n0 = (int64_t{blockIdx.x} * kGemvWarps + threadIdx.x / 32) * kOutPerWarp;
   const int64_t m0 = int64_t{blockIdx.y} * kRows;
   if (n0 >= out_features) return;
   float acc[kOutPerWarp][kRows] = {};
@@ -96,12 +97,17 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         if (m0 + r >= rows) break;
-        float xv[16];
-        load16(x + (m0 + r) * x_stride + k0, xv);
+        const auto* xv = reinterpret_cast<const float4*>(x + (m0 + r) * x_stride + k0);
 #pragma unroll
-        for (int o = 0; o < kOutPerWarp; ++o) {
+        for (int v = 0; v < 4; ++v) {
+          const float4 x4 = xv[v];
 #pragma unroll
-          for (int i = 0; i < 16; ++i) acc[o][r] = fmaf(codes[o][i], xv[i], acc[o][r]);
+          for (int o = 0; o < kOutPerWarp; ++o) {
+            acc[o][r] = fmaf(codes[o][4 * v], x4.x, acc[o][r]);
+            acc[o][r] = fmaf(codes[o][4 * v + 1], x4.y, acc[o][r]);
+            acc[o][r] = fmaf(codes[o][4 * v + 2], x4.z, acc[o][r]);
+            acc[o][r] = fmaf(codes[o][4 * v + 3], x4.w, acc[o][r]);
+          }
         }
       }
     }
@@ -115,15 +121,372 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffU, v, offset);
       const int64_t n = n0 + o, m = m0 + r;
       if (lane == 0 && n < out_features && m < rows) {
-        float y = v;
-        if (row_scale != nullptr) y *= row_scale[m];
-        y *= scale[per_channel ? n : 0];
-        if (bias != nullptr) y += static_cast<float>(bias[n]);
-        out[m * out_features + n] = static_cast<out_t>(y);
+        out[m * out_features + n] = v * scale[per_channel ? n : 0] + (bias != nullptr ? bias[n] : 0.0F);
       }
     }
   }
 }
+
+// ---- Tensor-core path (float16 / bfloat16 activations, and 8-bit activations) ----------
+//
+// mma.sync m16n8k16 with the weights as the A operand (16 output features) and the input
+// rows as B (8 rows per n-tile), float32 accumulators. Each lane decodes its own codes into
+// A fragments in registers: the K order inside an mma is free as long as A and B agree, so a
+// lane takes the four fragment columns it owns from one 32-bit word (16 codes) of its own and
+// the matching 16 input elements, and no codes move between lanes. Pair f (f = 0..7) of a word
+// is {code f, code f + 8}: both sit at the same bit offset of the two 16-bit halves, so one
+// masked XOR turns them into a 16-bit float pair (see CodeDecoder). A warp issues the code
+// loads of kStages chunks (16 words of 16 rows) before it decodes the first, so that many
+// loads are in flight per multiprocessor.
+//
+// Two kernels share that loop. Up to 8 rows (packed_mma_kernel): a block owns 16 output
+// features, its warps take interleaved chunks of K and add their partial sums through shared
+// memory; the few input rows stay in L1. More rows (packed_mma_split_kernel): the warps of a
+// block own different output features over the same range of K, so they read the same input
+// (once from L2 per block), and blocks over different ranges of K add their sums into a
+// float32 buffer that a last kernel scales.
+
+constexpr int kWordsPerChunk = 16;  // 4 lanes of a row group x 4 words
+// Beyond this many rows the expanded operand + cuBLAS (tensor-core GEMM with tiles in shared
+// memory) is faster.
+constexpr int64_t kMaxMmaRows = 64;
+
+// The mma operand type: bfloat16 activations stay bfloat16; float16 and 8-bit activations
+// (int8 and e4m3 values are exact in float16) use float16.
+template <typename in_t>
+using mma_operand_t = std::conditional_t<std::is_same_v<in_t, c10::BFloat16>, __nv_bfloat16, __half>;
+
+__device__ __forceinline__ uint32_t half_fma_pair(uint32_t a, uint32_t b, uint32_t c) {
+  const __half2 r = __hfma2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b),
+                            *reinterpret_cast<const __half2*>(&c));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+
+__device__ __forceinline__ uint32_t half_pair(float value) {
+  const __half2 r = __float2half2_rn(value);
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+
+// Codes to mma pairs. A field u (2 bits) XOR 0b10 gives u' = value + 2 in {1, 2, 3}; a word is
+// read at shifts 0, 6 and 12 so that the fields of pairs 0-2, 3-5 and 6-7 sit at mantissa bits
+// 2e (e = 0, 1, 2) of both halves.
+//
+// bfloat16: the exponent of 2^(7 - 2e) makes mantissa bit 2e worth 1, so one masked XOR gives
+// 2^(7 - 2e) + 2 + value. The products then carry a term independent of the codes: the same
+// mma over an all-zero word (kZeroPairs) yields it, and it is subtracted at the end (offset
+// accumulators). Sums stay within float32's exact range for 16-bit inputs, not for int8.
+// float16 (also 8-bit inputs, whose sums must stay exact): the field is read at base 1024
+// (mantissa LSB worth 1), 1024 + u' * 4^e, and one fused multiply-add maps that to the value.
+template <typename mma_t>
+struct CodeDecoder;
+
+template <>
+struct CodeDecoder<__nv_bfloat16> {
+  static constexpr bool kHasOffset = true;
+  // Field position e: 2^(7 - 2e) with u' = 2 (a zero code) in both halves.
+  __device__ __forceinline__ static constexpr uint32_t zero_field(int e) {
+    return e == 0 ? 0x43024302U : (e == 1 ? 0x42084208U : 0x41204120U);
+  }
+
+  // Pair f of an all-zero word.
+  __device__ __forceinline__ static constexpr uint32_t zero_pair(int f) { return zero_field(f < 3 ? f : (f < 6 ? f - 3 : f - 6)); }
+
+  // pairs[f] = {code f, code f + 8} of `word`, plus the offset.
+  __device__ __forceinline__ void decode(uint32_t word, uint32_t (&pairs)[8]) const {
+#pragma unroll
+    for (int f = 0; f < 8; ++f) {
+      const int group = f < 3 ? 0 : (f < 6 ? 1 : 2);
+      const int e = f - 3 * group;
+      pairs[f] = ((word >> (6 * group)) & (0x00030003U << (2 * e))) ^ zero_field(e);
+    }
+  }
+};
+
+template <>
+struct CodeDecoder<__half> {
+  static constexpr bool kHasOffset = false;
+  uint32_t scale[3], offset[3];
+
+  __device__ CodeDecoder() {
+#pragma unroll
+    for (int e = 0; e < 3; ++e) {
+      const float s = 1.0F / static_cast<float>(1 << (2 * e));
+      scale[e] = half_pair(s);
+      offset[e] = half_pair(-(1024.0F * s + 2.0F));
+    }
+  }
+
+  __device__ __forceinline__ static uint32_t zero_pair(int) { return 0; }
+
+  // pairs[f] = {code f, code f + 8} of `word`.
+  __device__ __forceinline__ void decode(uint32_t word, uint32_t (&pairs)[8]) const {
+#pragma unroll
+    for (int f = 0; f < 8; ++f) {
+      const int group = f < 3 ? 0 : (f < 6 ? 1 : 2);
+      const int e = f - 3 * group;
+      const uint32_t field = (word >> (6 * group)) & (0x00030003U << (2 * e));
+      pairs[f] = half_fma_pair(field ^ (0x64006400U | (0x00020002U << (2 * e))), scale[e], offset[e]);
+    }
+  }
+};
+
+// 16 consecutive input elements as loaded (16-byte vectors).
+template <typename in_t>
+struct InputWord {
+  uint4 raw[sizeof(in_t)];
+};
+
+// b[f] = {x[f], x[f + 8]} of 16 consecutive elements as mma pairs.
+template <typename in_t>
+__device__ __forceinline__ void pair_inputs(const InputWord<in_t>& x, uint32_t (&b)[8]) {
+  if constexpr (sizeof(in_t) == 2) {
+    const uint32_t* low = reinterpret_cast<const uint32_t*>(&x.raw[0]);   // x[0..7]
+    const uint32_t* high = reinterpret_cast<const uint32_t*>(&x.raw[1]);  // x[8..15]
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+      b[2 * m] = __byte_perm(low[m], high[m], 0x5410);
+      b[2 * m + 1] = __byte_perm(low[m], high[m], 0x7632);
+    }
+  } else {
+    const uint32_t* words = reinterpret_cast<const uint32_t*>(&x.raw[0]);  // x[4m .. 4m + 3]
+#pragma unroll
+    for (int f = 0; f < 8; ++f) {
+      const int m = f / 4, j = f % 4;
+      if constexpr (std::is_same_v<in_t, int8_t>) {
+        // Bytes j of words m and m + 2 into the low bytes of the halves; b + 128 in the low
+        // mantissa bits of 1024.0 gives 1024 + 128 + b exactly.
+        const uint32_t bytes = __byte_perm(words[m], words[m + 2], j | ((4 + j) << 8));
+        b[f] = half_fma_pair((bytes & 0x00FF00FFU) ^ 0x64806480U, half_pair(1.0F), half_pair(-1152.0F));
+      } else {
+        const uint32_t bytes = __byte_perm(words[m], words[m + 2], j | ((4 + j) << 4));
+        const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(bytes & 0xFFFFU), __NV_E4M3);
+        b[f] = *reinterpret_cast<const uint32_t*>(&h);
+      }
+    }
+  }
+}
+
+template <typename mma_t>
+__device__ __forceinline__ void mma_16x8x16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                            uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same_v<mma_t, __half>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+
+// Word q (0..3) of lane `quad` in chunk `chunk`: with kStridedWords the four lanes of a row
+// group read consecutive words (their inputs are consecutive: fewer cache lines per load of
+// many input rows), else each lane reads four consecutive words (one 16-byte code load).
+template <bool kStridedWords>
+__device__ __forceinline__ int64_t word_index(int64_t chunk, int quad, int q) {
+  return chunk * kWordsPerChunk + (kStridedWords ? 4 * q + quad : 4 * quad + q);
+}
+
+// The four words (64 codes) of a lane in `chunk`, zero past the row or for an invalid chunk.
+template <bool kStridedWords>
+__device__ __forceinline__ uint4 load_code_words(const uint32_t* __restrict__ row, int64_t chunk, bool valid,
+                                                 int quad, int64_t words, bool vector_loads) {
+  const int64_t first = valid ? word_index<kStridedWords>(chunk, quad, 0) : words;
+  if (!kStridedWords && vector_loads) {  // rows of a multiple of 4 words: 16-byte aligned, all or none in range
+    return first < words ? __ldg(reinterpret_cast<const uint4*>(row + first)) : make_uint4(0, 0, 0, 0);
+  }
+  constexpr int kStep = kStridedWords ? 4 : 1;
+  uint4 v;
+  v.x = first < words ? __ldg(row + first) : 0U;
+  v.y = first + kStep < words ? __ldg(row + first + kStep) : 0U;
+  v.z = first + 2 * kStep < words ? __ldg(row + first + 2 * kStep) : 0U;
+  v.w = first + 3 * kStep < words ? __ldg(row + first + 3 * kStep) : 0U;
+  return v;
+}
+
+// What one warp accumulates: kRowTiles x 16 output features (rows `features` of the packed
+// matrix) times kNTiles x 8 input rows (from `first_row`), over chunks [begin, end) of K taken
+// every `step`. x rows are x_stride elements apart, padded with zeros to words * 16 columns
+// and 16-byte aligned. acc holds the sums without the decoder's offset.
+template <typename in_t, int kNTiles, int kRowTiles, int kStages>
+struct WarpProduct {
+  using mma_t = mma_operand_t<in_t>;
+  const uint32_t* code_rows[kRowTiles][2];
+  const in_t* x_rows[kNTiles];
+  bool has_row[kNTiles];
+  float acc[kRowTiles][kNTiles][4] = {};
+  float offset[kNTiles][4] = {};
+
+  __device__ WarpProduct(const in_t* x, int64_t x_stride, int64_t rows, int64_t first_row,
+                         const uint32_t* packed, int64_t words, int64_t out_features, int64_t first_feature) {
+    const int group = threadIdx.x % 32 / 4;
+#pragma unroll
+    for (int r = 0; r < kRowTiles; ++r) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // a missing feature repeats a real one; its outputs are not written
+        code_rows[r][h] = packed + min(first_feature + 16 * r + 8 * h + group, out_features - 1) * words;
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < kNTiles; ++t) {
+      has_row[t] = first_row + 8 * t + group < rows;
+      x_rows[t] = x + (has_row[t] ? first_row + 8 * t + group : 0) * x_stride;
+    }
+  }
+
+  // The code loads of kStages chunks are issued before the first of them is decoded.
+  __device__ __forceinline__ void run(int64_t begin, int64_t end, int64_t step, int64_t words, bool vector_loads) {
+    constexpr bool kStridedWords = kNTiles > 1;
+    const CodeDecoder<mma_t> decoder;
+    const int quad = threadIdx.x % 4;
+    for (int64_t first = begin; first < end; first += kStages * step) {
+      uint32_t codes[kStages][kRowTiles][2][4];
+#pragma unroll
+      for (int s = 0; s < kStages; ++s) {
+        const int64_t chunk = first + s * step;
+#pragma unroll
+        for (int r = 0; r < kRowTiles; ++r) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const uint4 v = load_code_words<kStridedWords>(code_rows[r][h], chunk, chunk < end, quad, words, vector_loads);
+            codes[s][r][h][0] = v.x;
+            codes[s][r][h][1] = v.y;
+            codes[s][r][h][2] = v.z;
+            codes[s][r][h][3] = v.w;
+          }
+        }
+      }
+#pragma unroll
+      for (int s = 0; s < kStages; ++s) {
+        const int64_t chunk = first + s * step;
+        if (chunk >= end) break;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const int64_t word = word_index<kStridedWords>(chunk, quad, q);
+          uint32_t a[kRowTiles][2][8];
+#pragma unroll
+          for (int r = 0; r < kRowTiles; ++r) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) decoder.decode(codes[s][r][h][q], a[r][h]);
+          }
+#pragma unroll
+          for (int t = 0; t < kNTiles; ++t) {
+            InputWord<in_t> input;
+            const auto* src = reinterpret_cast<const uint4*>(x_rows[t] + word * 16);
+            const bool present = has_row[t] && word < words;
+#pragma unroll
+            for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v) input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
+            uint32_t b[8];
+            pair_inputs<in_t>(input, b);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+#pragma unroll
+              for (int r = 0; r < kRowTiles; ++r) {
+                mma_16x8x16<mma_t>(acc[r][t], a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1],
+                                   b[2 * i], b[2 * i + 1]);
+              }
+              if constexpr (CodeDecoder<mma_t>::kHasOffset) {
+                const uint32_t z0 = CodeDecoder<mma_t>::zero_pair(2 * i), z1 = CodeDecoder<mma_t>::zero_pair(2 * i + 1);
+                mma_16x8x16<mma_t>(offset[t], z0, z0, z1, z1, b[2 * i], b[2 * i + 1]);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // Accumulator i of a lane: output feature first_feature + 16r + group (+ 8 for i >= 2),
+  // input row first_row + 8t + 2 * quad + i % 2; the offset depends on the row only.
+  __device__ __forceinline__ float sum(int r, int t, int i) const {
+    return CodeDecoder<mma_t>::kHasOffset ? acc[r][t][i] - offset[t][i] : acc[r][t][i];
+  }
+};
+
+// y = sum (* row_scale[m]) * scale[n] (+ bias[n]) in out_t.
+template <typename out_t>
+__device__ __forceinline__ out_t scaled_output(float sum, int64_t m, int64_t n, const float* __restrict__ row_scale,
+                                               const float* __restrict__ scale, bool per_channel,
+                                               const out_t* __restrict__ bias) {
+  if (row_scale != nullptr) sum *= row_scale[m];
+  sum *= scale[per_channel ? n : 0];
+  if (bias != nullptr) sum += static_cast<float>(bias[n]);
+  return static_cast<out_t>(sum);
+}
+
+// Up to 8 rows: block = 16 output features, warps interleaved over the chunks of K.
+template <typename in_t, typename out_t, int kWarps, int kStages>
+__global__ void __launch_bounds__(kWarps * 32)
+    packed_mma_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows,
+                      const uint32_t* __restrict__ packed, int64_t words, int64_t out_features,
+                      bool vector_loads, const float* __restrict__ scale, bool per_channel,
+                      const float* __restrict__ row_scale, const out_t* __restrict__ bias,
+                      out_t* __restrict__ out) {
+  __shared__ float partial[kWarps][4][32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t n0 = int64_t{blockIdx.x} * 16;
+  WarpProduct<in_t, 1, 1, kStages> product(x, x_stride, rows, 0, packed, words, out_features, n0);
+  product.run(warp, (words + kWordsPerChunk - 1) / kWordsPerChunk, kWarps, words, vector_loads);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) partial[warp][i][lane] = product.sum(0, 0, i);
+  __syncthreads();
+  if (threadIdx.x >= 4 * 32) return;
+  const int i = threadIdx.x / 32, owner = threadIdx.x % 32;
+  const int64_t n = n0 + owner / 4 + 8 * (i / 2), m = 2 * (owner % 4) + i % 2;
+  if (n >= out_features || m >= rows) return;
+  float sum = 0.0F;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) sum += partial[w][i][owner];
+  out[m * out_features + n] = scaled_output(sum, m, n, row_scale, scale, per_channel, bias);
+}
+
+// More rows: block = kWarps * 16 * kRowTiles output features x 8 * kNTiles input rows x one
+// range of K; sums go into `sums` (float32 [rows, out_features], zeroed) by atomic adds.
+// blockIdx.x = (feature block * k_splits + k split) * slices + slice: the blocks that read
+// the same codes run together, so repeats come from L2.
+template <typename in_t, int kNTiles, int kRowTiles, int kWarps, int kStages>
+__global__ void __launch_bounds__(kWarps * 32, 2)
+    packed_mma_split_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows, int64_t slices,
+                            int64_t k_splits, int64_t chunks_per_split, const uint32_t* __restrict__ packed,
+                            int64_t words, int64_t out_features, bool vector_loads, float* __restrict__ sums) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t slice = blockIdx.x % slices, split = blockIdx.x / slices % k_splits;
+  const int64_t n0 = (blockIdx.x / slices / k_splits * kWarps + warp) * 16 * kRowTiles, m0 = slice * 8 * kNTiles;
+  if (n0 >= out_features) return;
+  WarpProduct<in_t, kNTiles, kRowTiles, kStages> product(x, x_stride, rows, m0, packed, words, out_features, n0);
+  const int64_t chunks = (words + kWordsPerChunk - 1) / kWordsPerChunk;
+  const int64_t begin = split * chunks_per_split;
+  product.run(begin, min(begin + chunks_per_split, chunks), 1, words, vector_loads);
+#pragma unroll
+  for (int r = 0; r < kRowTiles; ++r) {
+#pragma unroll
+    for (int t = 0; t < kNTiles; ++t) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int64_t n = n0 + 16 * r + lane / 4 + 8 * (i / 2), m = m0 + 8 * t + 2 * (lane % 4) + i % 2;
+        if (n < out_features && m < rows) atomicAdd(sums + m * out_features + n, product.sum(r, t, i));
+      }
+    }
+  }
+}
+
+template <typename out_t>
+__global__ void scale_sums_kernel(const float* __restrict__ sums, int64_t rows, int64_t out_features,
+                                  const float* __restrict__ row_scale, const float* __restrict__ scale,
+                                  bool per_channel, const out_t* __restrict__ bias, out_t* __restrict__ out) {
+  for (int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; index < rows * out_features;
+       index += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t m = index / out_features, n = index % out_features;
+    out[index] = scaled_output(sums[index], m, n, row_scale, scale, per_channel, bias);
+  }
+}
+
+// ---- expanded operand for cuBLAS ---------------------------------------------------------
 
 // The codes of a packed matrix expanded to [out, in]: code * scale[n] in out_t, or for int8 /
 // FP8 outputs the code itself. One thread per word (16 codes); rows of a multiple of 16
@@ -184,36 +547,95 @@ at::Tensor expand_packed(const at::Tensor& packed, int64_t in_features, const at
   return out;
 }
 
-template <typename in_t, typename out_t, int kRows>
+template <int kRows>
 void launch_gemv(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
-                 const at::Tensor& row_scale, const std::optional<at::Tensor>& bias, at::Tensor& out) {
+                 const float* bias, at::Tensor& out) {
   const int64_t out_features = packed.size(0), words = packed.size(1);
-  const dim3 grid(static_cast<unsigned>((out_features + kWarps * kOutPerWarp - 1) / (kWarps * kOutPerWarp)),
+  const dim3 grid(static_cast<unsigned>((out_features + kGemvWarps * kOutPerWarp - 1) / (kGemvWarps * kOutPerWarp)),
                   static_cast<unsigned>((rows + kRows - 1) / kRows));
   const auto* codes = reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>());
-  const bool vector_loads = words % 4 == 0;
-  const auto* bias_data = bias.has_value() && bias->defined() ? bias->data_ptr<out_t>() : nullptr;
-  const auto* row_scale_data = row_scale.defined() ? row_scale.data_ptr<float>() : nullptr;
   const auto stream = at::cuda::getCurrentCUDAStream();
-  const auto* x_data = reinterpret_cast<const in_t*>(x.data_ptr());
-  if (vector_loads) {
-    packed_gemv_kernel<in_t, out_t, kRows, 4><<<grid, kWarps * 32, 0, stream>>>(
-        x_data, x.size(1), rows, codes, words, out_features, scale.data_ptr<float>(), scale.size(0) > 1,
-        row_scale_data, bias_data, out.data_ptr<out_t>());
-  } else {
-    packed_gemv_kernel<in_t, out_t, kRows, 1><<<grid, kWarps * 32, 0, stream>>>(
-        x_data, x.size(1), rows, codes, words, out_features, scale.data_ptr<float>(), scale.size(0) > 1,
-        row_scale_data, bias_data, out.data_ptr<out_t>());
-  }
+  const auto kernel = words % 4 == 0 ? packed_gemv_kernel<kRows, 4> : packed_gemv_kernel<kRows, 1>;
+  kernel<<<grid, kGemvWarps * 32, 0, stream>>>(x.data_ptr<float>(), x.size(1), rows, codes, words, out_features,
+                                               scale.data_ptr<float>(), scale.size(0) > 1, bias,
+                                               out.data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <typename in_t, typename out_t>
 void gemv(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
-          const at::Tensor& row_scale, const std::optional<at::Tensor>& bias, at::Tensor& out) {
-  if (rows == 1) return launch_gemv<in_t, out_t, 1>(x, rows, packed, scale, row_scale, bias, out);
-  if (rows == 2) return launch_gemv<in_t, out_t, 2>(x, rows, packed, scale, row_scale, bias, out);
-  launch_gemv<in_t, out_t, 4>(x, rows, packed, scale, row_scale, bias, out);
+          const float* bias, at::Tensor& out) {
+  if (rows == 1) return launch_gemv<1>(x, rows, packed, scale, bias, out);
+  if (rows == 2) return launch_gemv<2>(x, rows, packed, scale, bias, out);
+  launch_gemv<4>(x, rows, packed, scale, bias, out);
+}
+
+// Up to 8 rows: packed_mma_kernel. More: packed_mma_split_kernel with 16 rows per slice (each
+// decoded fragment serves two n-tiles) and enough splits of K for about four blocks per
+// multiprocessor, then scale_sums_kernel.
+template <typename in_t, typename out_t>
+void tensor_core_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
+                         const at::Tensor& row_scale, const out_t* bias, at::Tensor& out) {
+  const int64_t out_features = packed.size(0), words = packed.size(1);
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto* x_data = reinterpret_cast<const in_t*>(x.data_ptr());
+  const auto* codes = reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>());
+  const float* row_scale_data = row_scale.defined() ? row_scale.data_ptr<float>() : nullptr;
+  const bool vector_loads = words % 4 == 0, per_channel = scale.size(0) > 1;
+  if (rows <= 8) {
+    constexpr int kWarps = 4, kStages = 4;
+    packed_mma_kernel<in_t, out_t, kWarps, kStages><<<static_cast<unsigned>((out_features + 15) / 16), kWarps * 32, 0, stream>>>(
+        x_data, x.size(1), rows, codes, words, out_features, vector_loads, scale.data_ptr<float>(), per_channel,
+        row_scale_data, bias, out.data_ptr<out_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
+  constexpr int kNTiles = 2, kRowTiles = 1, kWarps = 8, kStages = 2;
+  const int64_t slices = (rows + 8 * kNTiles - 1) / (8 * kNTiles);
+  const int64_t feature_blocks = (out_features + 16 * kRowTiles * kWarps - 1) / (16 * kRowTiles * kWarps);
+  const int64_t chunks = (words + kWordsPerChunk - 1) / kWordsPerChunk;
+  const int64_t wanted_blocks = 4 * int64_t{at::cuda::getCurrentDeviceProperties()->multiProcessorCount};
+  const int64_t wanted_splits = std::clamp<int64_t>(wanted_blocks / (feature_blocks * slices), 1, chunks);
+  const int64_t chunks_per_split = (chunks + wanted_splits - 1) / wanted_splits;
+  const int64_t k_splits = (chunks + chunks_per_split - 1) / chunks_per_split;
+  at::Tensor sums = at::zeros({rows, out_features}, x.options().dtype(at::kFloat));
+  packed_mma_split_kernel<in_t, kNTiles, kRowTiles, kWarps, kStages>
+      <<<static_cast<unsigned>(feature_blocks * k_splits * slices), kWarps * 32, 0, stream>>>(
+          x_data, x.size(1), rows, slices, k_splits, chunks_per_split, codes, words, out_features, vector_loads,
+          sums.data_ptr<float>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const int64_t outputs = rows * out_features;
+  scale_sums_kernel<out_t><<<static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, wanted_blocks * 4)), 256, 0, stream>>>(
+      sums.data_ptr<float>(), rows, out_features, row_scale_data, scale.data_ptr<float>(), per_channel, bias,
+      out.data_ptr<out_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// out = x @ codes^T * scale (* row_scale) + bias with the kernel of the activations' format
+// and dtype.
+template <typename out_t>
+void packed_product(quant::ActivationFormat format, const at::Tensor& x, int64_t rows, const at::Tensor& packed,
+                    const at::Tensor& scale, const at::Tensor& row_scale, const out_t* bias, at::Tensor& out) {
+  if (format == quant::ActivationFormat::Int8) {
+    tensor_core_product<int8_t, out_t>(x, rows, packed, scale, row_scale, bias, out);
+  } else if (format == quant::ActivationFormat::Float8E4M3) {
+    tensor_core_product<c10::Float8_e4m3fn, out_t>(x, rows, packed, scale, row_scale, bias, out);
+  } else if constexpr (std::is_same_v<out_t, float>) {
+    gemv(x, rows, packed, scale, bias, out);
+  } else {
+    tensor_core_product<out_t, out_t>(x, rows, packed, scale, row_scale, bias, out);
+  }
+}
+
+// The kernels read whole words of 16 elements in 16-byte loads: `rows` itself where it has
+// that layout, else a copy padded with zeros.
+at::Tensor word_aligned_rows(const at::Tensor& rows, int64_t words) {
+  const int64_t columns = words * quant::kCodesPerWord;
+  if (rows.size(1) == columns && rows.is_contiguous() && reinterpret_cast<uintptr_t>(rows.data_ptr()) % 16 == 0) {
+    return rows;
+  }
+  at::Tensor padded = at::zeros({rows.size(0), columns}, rows.options());
+  padded.narrow(1, 0, rows.size(1)).copy_(rows);
+  return padded;
 }
 
 at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor& packed_in,
@@ -229,7 +651,8 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const auto dtype = input.scalar_type();
   const auto out_shape = linear_output_shape(input, out_features);
   const bool eight_bit = format != quant::ActivationFormat::None;
-  if (rows > kMaxGemvRows) {
+  const bool tensor_cores = eight_bit || dtype != at::kFloat;
+  if (rows > (tensor_cores ? kMaxMmaRows : kMaxGemvRows)) {
     if (eight_bit) {
       const auto [values, input_scale] = quantize_activation_rows(rows_in, format);
       const at::Tensor codes = format == quant::ActivationFormat::Int8
@@ -238,34 +661,24 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
       return eight_bit_product(values, input_scale, codes, scale, bias, format, dtype).view(out_shape);
     }
     at::Tensor operand;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "bittorch_expand_packed", [&] {
+    BITTORCH_DISPATCH_ACTIVATION_TYPES(dtype, "bittorch_expand_packed", [&] {
       operand = expand_packed<scalar_t>(packed, in_features, scale, dtype);
     });
     return at::linear(rows_in, operand, bias).view(out_shape);
   }
-  // The GEMV reads whole words: the input padded with zeros to words * 16 columns.
-  at::Tensor x;
-  at::Tensor row_scale;
-  if (eight_bit) {
-    auto [values, input_scale] = quantize_activation_rows(rows_in, format);
-    row_scale = input_scale;
-    x = at::zeros({rows, words * quant::kCodesPerWord}, values.options());
-    x.narrow(1, 0, in_features).copy_(values);
-  } else {
-    x = at::zeros({rows, words * quant::kCodesPerWord}, rows_in.options());
-    x.narrow(1, 0, in_features).copy_(rows_in);
-  }
   at::Tensor out = at::empty({rows, out_features}, input.options());
   if (rows == 0) return out.view(out_shape);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "bittorch_packed_gemv", [&] {
-    using out_t = scalar_t;
-    if (format == quant::ActivationFormat::Int8) {
-      gemv<int8_t, out_t>(x, rows, packed, scale, row_scale, bias, out);
-    } else if (format == quant::ActivationFormat::Float8E4M3) {
-      gemv<c10::Float8_e4m3fn, out_t>(x, rows, packed, scale, row_scale, bias, out);
-    } else {
-      gemv<out_t, out_t>(x, rows, packed, scale, row_scale, bias, out);
-    }
+  at::Tensor x, row_scale;
+  if (eight_bit) {
+    auto [values, input_scale] = quantize_activation_rows(rows_in, format);
+    x = word_aligned_rows(values, words);
+    row_scale = input_scale;
+  } else {
+    x = word_aligned_rows(rows_in, words);
+  }
+  BITTORCH_DISPATCH_ACTIVATION_TYPES(dtype, "bittorch_packed_linear", [&] {
+    const scalar_t* bias_data = bias.has_value() && bias->defined() ? bias->data_ptr<scalar_t>() : nullptr;
+    packed_product<scalar_t>(format, x, rows, packed, scale, row_scale, bias_data, out);
   });
   return out.view(out_shape);
 }

@@ -1,5 +1,7 @@
 // The packed layer on CUDA against the CPU kernel (itself tested against TernaryLinear), for
-// the GEMV path (up to 4 rows) and the expanded-operand path (more rows).
+// every path: the tensor-core kernel (16-bit and 8-bit activations, each tile configuration,
+// row counts that leave partial tiles and slices), the float32 GEMV (up to 4 rows) and the
+// expanded operand with cuBLAS (more rows).
 
 #include <bittorch/bittorch.h>
 
@@ -26,9 +28,12 @@ double tolerance(torch::Dtype dtype, const std::string& format) {
 TEST(PackedLinearCuda, MatchesTheCpuKernel) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(50);
-  const std::vector<int64_t> row_counts = {0, 1, 2, 3, 4, 5, 8, 16, 33, 65, 300};
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {15, 7}, {16, 16}, {17, 3}, {64, 65},
-                                                           {100, 33}, {784, 256}, {4096, 64}, {1000, 130}};
+  const std::vector<int64_t> row_counts = {0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 33, 64, 65, 256, 300};
+  // in_features: below one word, not a multiple of 4 words (scalar code loads), more chunks
+  // than warps; out_features: partial 16- and 32-feature tiles.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1},     {15, 7},    {16, 16},   {17, 3},
+                                                           {64, 65},   {100, 33},  {784, 256}, {4096, 64},
+                                                           {1000, 130}, {1040, 50}, {8192, 40}};
   for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
     for (const std::string format : {"none", "int8", "float8_e4m3"}) {
       for (const auto& [in, out] : shapes) {
@@ -50,6 +55,26 @@ TEST(PackedLinearCuda, MatchesTheCpuKernel) {
           EXPECT_LE(error, tolerance(dtype, format) * magnitude) << what << ": max error " << error;
         }
       }
+    }
+  }
+}
+
+TEST(PackedLinearCuda, StridedAndMisalignedInputsGiveTheSameResults) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(52);
+  const auto packed = bittorch::quant::pack_ternary(torch::randint(-1, 2, {48, 256}, torch::kChar)).cuda();
+  const auto scale = torch::rand({48}, torch::kCUDA) + 0.1;
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    for (const int64_t rows : {1, 20}) {
+      const auto wide = torch::randn({rows, 257}, torch::TensorOptions(dtype).device(torch::kCUDA));
+      const auto shifted = wide.narrow(1, 1, 256);  // rows 257 apart, first element 1 past alignment
+      const auto transposed = wide.narrow(1, 0, 256).t().contiguous().t();
+      const auto expected = bittorch::ops::packed_ternary_linear(shifted.contiguous(), packed, scale, std::nullopt, 256, "none");
+      EXPECT_TRUE(torch::equal(bittorch::ops::packed_ternary_linear(shifted, packed, scale, std::nullopt, 256, "none"), expected));
+      const auto from_transposed = bittorch::ops::packed_ternary_linear(transposed, packed, scale, std::nullopt, 256, "none");
+      const auto expected_transposed =
+          bittorch::ops::packed_ternary_linear(transposed.contiguous(), packed, scale, std::nullopt, 256, "none");
+      EXPECT_TRUE(torch::equal(from_transposed, expected_transposed));
     }
   }
 }
