@@ -13,9 +13,12 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -89,12 +92,11 @@ constexpr auto avx2_table(std::integer_sequence<int, kRows...>) {
 // INT8 activations (W1.58A8), the bitnet.cpp way: 128 codes (32 bytes) at a time are split by
 // shifts into four vectors of 2-bit fields, mapped to int8 -1/0/+1 by a byte shuffle, and
 // applied to the activations with a sign instruction; products are summed exactly in int32.
-// The four vectors hold codes 4j + f of the block (f = 0..3), so the activations are first
-// reordered the same way (x_blocks); the tail after the last whole block uses x in its own
-// order.
+// The four vectors hold codes 4j + f of the block (f = 0..3), so each row of activations is
+// laid out that way (position f * 32 + j of a block holds activation 4j + f); the words after
+// the last whole block follow in their own order.
 __attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes, int64_t blocks,
-                                                       int64_t tail_words, const int8_t* x_blocks,
-                                                       const int8_t* x) {
+                                                       int64_t tail_words, const int8_t* x) {
   const __m256i field_mask = _mm256_set1_epi8(3);
   // Field 00 -> 0, 01 -> 1, 11 -> -1 (10 never occurs in a valid matrix).
   const __m256i to_code = _mm256_setr_epi8(0, 1, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -107,7 +109,7 @@ __attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes,
     for (int f = 0; f < 4; ++f) {
       const __m256i fields = _mm256_and_si256(_mm256_srli_epi16(bytes, 2 * f), field_mask);
       const __m256i codes = _mm256_shuffle_epi8(to_code, fields);
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x_blocks + (b * 4 + f) * 32));
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + (b * 4 + f) * 32));
       const __m256i products = _mm256_sign_epi8(xv, codes);
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, products), ones16));
     }
@@ -117,8 +119,9 @@ __attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes,
   int32_t sum = 0;
   for (int32_t lane : lanes) sum += lane;
   const auto* tail = reinterpret_cast<const uint32_t*>(code_bytes + blocks * 32);
+  const int8_t* x_tail = x + blocks * 128;
   for (int64_t w = 0; w < tail_words; ++w) {
-    for (int i = 0; i < 16; ++i) sum += code_at(tail[w], i) * x[(blocks * 8 + w) * 16 + i];
+    for (int i = 0; i < 16; ++i) sum += code_at(tail[w], i) * x_tail[w * 16 + i];
   }
   return sum;
 }
@@ -140,36 +143,61 @@ void dot_rows(const uint32_t* codes, int64_t words, const float* x, int64_t stri
 }
 
 #if defined(__x86_64__)
-// The INT8-activation layer through dot_int8_avx2: values int8 [M, K], row scales [M, 1].
-at::Tensor int8_avx2(const at::Tensor& values, const at::Tensor& input_scale, const at::Tensor& packed,
-                     const at::Tensor& scale, const std::optional<at::Tensor>& bias, at::ScalarType dtype) {
-  const int64_t rows = values.size(0), in_features = values.size(1);
+// The INT8-activation layer in one pass over the input and one parallel pass over the codes:
+// each row quantized as quantize_activations_reference does (same float operations, so the
+// same values and scale) straight into dot_int8_avx2's layout, and each sum scaled as
+// scale_accumulator does ((sum * input scale) * weight scale + bias, then the output dtype).
+at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& scale,
+                     const std::optional<at::Tensor>& bias) {
+  const at::Tensor x = input.to(at::kFloat).contiguous();
+  const int64_t rows = x.size(0), in_features = x.size(1);
   const int64_t out_features = packed.size(0), words = packed.size(1);
   const int64_t blocks = words / 8, tail_words = words % 8;  // 8 words = 128 codes = 32 bytes
-  // Activations padded to whole words, and each block's 128 reordered as the decode yields
-  // them: position f * 32 + j holds activation 4j + f.
-  at::Tensor x = at::zeros({rows, words * quant::kCodesPerWord}, values.options());
-  x.narrow(1, 0, in_features).copy_(values);
-  const at::Tensor x_blocks = x.narrow(1, 0, blocks * 128)
-                                  .reshape({rows, blocks, 32, 4})
-                                  .transpose(2, 3)
-                                  .contiguous();
-  at::Tensor sums = at::empty({rows, out_features}, values.options().dtype(at::kInt));
-  const at::Tensor codes = packed.contiguous();
-  const auto* code_bytes = reinterpret_cast<const uint8_t*>(codes.data_ptr<int32_t>());
-  const auto* x_data = x.data_ptr<int8_t>();
-  const auto* x_block_data = x_blocks.data_ptr<int8_t>();
-  auto* sum_data = sums.data_ptr<int32_t>();
-  const int64_t stride = x.size(1);
-  at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      for (int64_t m = 0; m < rows; ++m) {
-        sum_data[m * out_features + n] = dot_int8_avx2(code_bytes + n * words * 4, blocks, tail_words,
-                                                       x_block_data + m * blocks * 128, x_data + m * stride);
+  const int64_t stride = words * quant::kCodesPerWord;
+  at::Tensor values = at::zeros({rows, stride}, x.options().dtype(at::kChar));
+  std::vector<float> input_scale(static_cast<size_t>(rows));
+  const float max_code = max_activation_code(quant::ActivationFormat::Int8);
+  const float* x_data = x.data_ptr<float>();
+  int8_t* value_data = values.data_ptr<int8_t>();
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m) {
+      const float* row = x_data + m * in_features;
+      float absmax = 0.0F;
+      for (int64_t k = 0; k < in_features; ++k) absmax = std::max(absmax, std::abs(row[k]));
+      const float row_scale = std::max(absmax, kMinActivationAbsMax) / max_code;
+      input_scale[m] = row_scale;
+      int8_t* out = value_data + m * stride;
+      for (int64_t k = 0; k < in_features; ++k) {
+        const float q = std::min(std::max(std::nearbyint(row[k] / row_scale), -max_code), max_code);
+        const int64_t block = k / 128, within = k % 128;
+        const int64_t position = block < blocks ? block * 128 + (within % 4) * 32 + within / 4 : k;
+        out[position] = static_cast<int8_t>(q);
       }
     }
   });
-  return scale_accumulator(sums, input_scale, scale, bias, dtype);
+  const at::Tensor codes = packed.contiguous();
+  const at::Tensor weight_scale = scale.to(at::kFloat).contiguous();
+  const at::Tensor bias_float = bias.has_value() && bias->defined() ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const auto* code_bytes = reinterpret_cast<const uint8_t*>(codes.data_ptr<int32_t>());
+  const float* weight_scale_data = weight_scale.data_ptr<float>();
+  const float* bias_data = bias_float.defined() ? bias_float.data_ptr<float>() : nullptr;
+  const bool per_channel = weight_scale.numel() > 1;
+  at::Tensor output = at::empty({rows, out_features}, input.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "bittorch_packed_int8_cpu", [&] {
+    scalar_t* out_data = output.data_ptr<scalar_t>();
+    at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        for (int64_t m = 0; m < rows; ++m) {
+          const int32_t sum = dot_int8_avx2(code_bytes + n * words * 4, blocks, tail_words, value_data + m * stride);
+          float y = static_cast<float>(sum) * input_scale[m];
+          y = y * weight_scale_data[per_channel ? n : 0];
+          if (bias_data != nullptr) y = y + bias_data[n];
+          out_data[m * out_features + n] = static_cast<scalar_t>(y);
+        }
+      }
+    });
+  });
+  return output;
 }
 #endif
 
@@ -181,17 +209,16 @@ at::Tensor packed_ternary_linear_cpu(const at::Tensor& input, const at::Tensor& 
   const int64_t out_features = packed.size(0), words = packed.size(1);
   const at::Tensor rows_in = input.reshape({-1, in_features});
   const int64_t num_rows = rows_in.size(0);
+#if defined(__x86_64__)
+  if (format == quant::ActivationFormat::Int8 && kHasAvx2) {
+    return int8_avx2(rows_in, packed, scale, bias).view(linear_output_shape(input, out_features));
+  }
+#endif
   at::Tensor input_scale;
   at::Tensor values = rows_in;
   if (format != quant::ActivationFormat::None) {
     std::tie(values, input_scale) = quantize_activations_reference(rows_in, format);
   }
-#if defined(__x86_64__)
-  if (format == quant::ActivationFormat::Int8 && kHasAvx2) {
-    return int8_avx2(values, input_scale, packed, scale, bias, input.scalar_type())
-        .view(linear_output_shape(input, out_features));
-  }
-#endif
   // Rows padded with zeros to whole words, so that the kernels never test for the end.
   at::Tensor x = at::zeros({num_rows, words * quant::kCodesPerWord}, input.options().dtype(at::kFloat));
   x.narrow(1, 0, in_features).copy_(values);
