@@ -136,15 +136,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 // the matching 16 input elements, and no codes move between lanes. Pair f (f = 0..7) of a word
 // is {code f, code f + 8}: both sit at the same bit offset of the two 16-bit halves, so one
 // masked XOR turns them into a 16-bit float pair (see CodeDecoder). A warp issues the code
-// loads of kStages chunks (16 words of 16 rows) before it decodes the first, so that many
-// loads are in flight per multiprocessor.
+// loads of kStages chunks (16 words of 16 rows) before it decodes the first.
 //
-// Two kernels share that loop. Up to 8 rows (packed_mma_kernel): a block owns 16 output
-// features, its warps take interleaved chunks of K and add their partial sums through shared
-// memory; the few input rows stay in L1. More rows (packed_mma_split_kernel): the warps of a
-// block own different output features over the same range of K, so they read the same input
-// (once from L2 per block), and blocks over different ranges of K add their sums into a
-// float32 buffer that a last kernel scales.
+// Two kernels share that loop (WarpProduct). Up to 8 rows (packed_mma_kernel): a block owns
+// one tile of output features, its warps take interleaved chunks of K and add their partial
+// sums through shared memory; the few input rows stay in L1. More rows
+// (packed_mma_split_kernel): the warps of a block own different output features over the same
+// range of K, whose inputs the block reads once and stages as mma pairs in shared memory, and
+// blocks over different ranges of K add their sums into a float32 buffer that a last kernel
+// scales.
 
 constexpr int kWordsPerChunk = 16;  // 4 lanes of a row group x 4 words
 // Beyond this many rows the expanded operand + cuBLAS (tensor-core GEMM with tiles in shared
@@ -167,14 +167,23 @@ __device__ __forceinline__ uint32_t half_pair(float value) {
   return *reinterpret_cast<const uint32_t*>(&r);
 }
 
+// (word & mask) ^ bits in one instruction (the compiler splits the C++ form in two).
+template <uint32_t kMask>
+__device__ __forceinline__ uint32_t mask_xor(uint32_t word, uint32_t bits) {
+  uint32_t out;
+  asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(out) : "r"(word), "n"(kMask), "r"(bits));
+  return out;
+}
+
 // Codes to mma pairs. A field u (2 bits) XOR 0b10 gives u' = value + 2 in {1, 2, 3}; a word is
 // read at shifts 0, 6 and 12 so that the fields of pairs 0-2, 3-5 and 6-7 sit at mantissa bits
 // 2e (e = 0, 1, 2) of both halves.
 //
 // bfloat16: the exponent of 2^(7 - 2e) makes mantissa bit 2e worth 1, so one masked XOR gives
-// 2^(7 - 2e) + 2 + value. The products then carry a term independent of the codes: the same
-// mma over an all-zero word (kZeroPairs) yields it, and it is subtracted at the end (offset
-// accumulators). Sums stay within float32's exact range for 16-bit inputs, not for int8.
+// 2^(7 - 2e) + 2 + value. The products then carry a term that does not depend on the codes;
+// row 15 of every 16-row mma tile is an all-zero word (kHasOffset), whose sums are exactly that
+// term, and it is subtracted at the end. Sums stay within float32's exact range for 16-bit
+// inputs, not for int8.
 // float16 (also 8-bit inputs, whose sums must stay exact): the field is read at base 1024
 // (mantissa LSB worth 1), 1024 + u' * 4^e, and one fused multiply-add maps that to the value.
 template <typename mma_t>
@@ -183,21 +192,19 @@ struct CodeDecoder;
 template <>
 struct CodeDecoder<__nv_bfloat16> {
   static constexpr bool kHasOffset = true;
-  // Field position e: 2^(7 - 2e) with u' = 2 (a zero code) in both halves.
-  __device__ __forceinline__ static constexpr uint32_t zero_field(int e) {
-    return e == 0 ? 0x43024302U : (e == 1 ? 0x42084208U : 0x41204120U);
-  }
-
-  // Pair f of an all-zero word.
-  __device__ __forceinline__ static constexpr uint32_t zero_pair(int f) { return zero_field(f < 3 ? f : (f < 6 ? f - 3 : f - 6)); }
 
   // pairs[f] = {code f, code f + 8} of `word`, plus the offset.
   __device__ __forceinline__ void decode(uint32_t word, uint32_t (&pairs)[8]) const {
+    const uint32_t shifted[3] = {word, word >> 6, word >> 12};
+    // 2^(7 - 2e) with u' = 2 (a zero code) in both halves, e = 0, 1, 2.
+    constexpr uint32_t kZero[3] = {0x43024302U, 0x42084208U, 0x41204120U};
 #pragma unroll
     for (int f = 0; f < 8; ++f) {
       const int group = f < 3 ? 0 : (f < 6 ? 1 : 2);
       const int e = f - 3 * group;
-      pairs[f] = ((word >> (6 * group)) & (0x00030003U << (2 * e))) ^ zero_field(e);
+      pairs[f] = e == 0   ? mask_xor<0x00030003U>(shifted[group], kZero[0])
+                 : e == 1 ? mask_xor<0x000C000CU>(shifted[group], kZero[1])
+                          : mask_xor<0x00300030U>(shifted[group], kZero[2]);
     }
   }
 };
@@ -216,19 +223,26 @@ struct CodeDecoder<__half> {
     }
   }
 
-  __device__ __forceinline__ static uint32_t zero_pair(int) { return 0; }
-
   // pairs[f] = {code f, code f + 8} of `word`.
   __device__ __forceinline__ void decode(uint32_t word, uint32_t (&pairs)[8]) const {
+    const uint32_t shifted[3] = {word, word >> 6, word >> 12};
 #pragma unroll
     for (int f = 0; f < 8; ++f) {
       const int group = f < 3 ? 0 : (f < 6 ? 1 : 2);
       const int e = f - 3 * group;
-      const uint32_t field = (word >> (6 * group)) & (0x00030003U << (2 * e));
-      pairs[f] = half_fma_pair(field ^ (0x64006400U | (0x00020002U << (2 * e))), scale[e], offset[e]);
+      const uint32_t bits = e == 0   ? mask_xor<0x00030003U>(shifted[group], 0x64026402U)
+                            : e == 1 ? mask_xor<0x000C000CU>(shifted[group], 0x64086408U)
+                                     : mask_xor<0x00300030U>(shifted[group], 0x64206420U);
+      pairs[f] = half_fma_pair(bits, scale[e], offset[e]);
     }
   }
 };
+
+// Output features per 16-row mma tile: 15 where row 15 carries the decoder's offset.
+template <typename in_t>
+constexpr int tile_features() {
+  return CodeDecoder<mma_operand_t<in_t>>::kHasOffset ? 15 : 16;
+}
 
 // 16 consecutive input elements as loaded (16-byte vectors).
 template <typename in_t>
@@ -292,45 +306,47 @@ __device__ __forceinline__ int64_t word_index(int64_t chunk, int quad, int q) {
   return chunk * kWordsPerChunk + (kStridedWords ? 4 * q + quad : 4 * quad + q);
 }
 
-// The four words (64 codes) of a lane in `chunk`, zero past the row or for an invalid chunk.
-template <bool kStridedWords>
-__device__ __forceinline__ uint4 load_code_words(const uint32_t* __restrict__ row, int64_t chunk, bool valid,
-                                                 int quad, int64_t words, bool vector_loads) {
-  const int64_t first = valid ? word_index<kStridedWords>(chunk, quad, 0) : words;
-  if (!kStridedWords && vector_loads) {  // rows of a multiple of 4 words: 16-byte aligned, all or none in range
-    return first < words ? __ldg(reinterpret_cast<const uint4*>(row + first)) : make_uint4(0, 0, 0, 0);
-  }
-  constexpr int kStep = kStridedWords ? 4 : 1;
+// Code loads bypass L1 (each code is read once), which then keeps the input rows that every
+// block on the multiprocessor reads.
+__device__ __forceinline__ uint4 load_streaming(const uint4* p) {
   uint4 v;
-  v.x = first < words ? __ldg(row + first) : 0U;
-  v.y = first + kStep < words ? __ldg(row + first + kStep) : 0U;
-  v.z = first + 2 * kStep < words ? __ldg(row + first + 2 * kStep) : 0U;
-  v.w = first + 3 * kStep < words ? __ldg(row + first + 3 * kStep) : 0U;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
   return v;
 }
 
-// What one warp accumulates: kRowTiles x 16 output features (rows `features` of the packed
-// matrix) times kNTiles x 8 input rows (from `first_row`), over chunks [begin, end) of K taken
-// every `step`. x rows are x_stride elements apart, padded with zeros to words * 16 columns
-// and 16-byte aligned. acc holds the sums without the decoder's offset.
-template <typename in_t, int kNTiles, int kRowTiles, int kStages>
+__device__ __forceinline__ uint32_t load_streaming(const uint32_t* p) {
+  uint32_t v;
+  asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];\n" : "=r"(v) : "l"(p));
+  return v;
+}
+
+// What one warp accumulates: one 16-row mma tile of output features (tile_features of them
+// from first_feature, and the offset row) times kNTiles x 8 input rows (from first_row), over
+// chunks [begin, end) of K taken every `step`. x rows are x_stride elements apart, padded with
+// zeros to words * 16 columns and 16-byte aligned.
+template <typename in_t, int kNTiles, int kStages>
 struct WarpProduct {
   using mma_t = mma_operand_t<in_t>;
-  const uint32_t* code_rows[kRowTiles][2];
+  // Several n-tiles: the block has staged its inputs as mma pairs in shared memory
+  // (stage_inputs); one: each lane reads its row's inputs from global memory (L1).
+  static constexpr bool kStagedInputs = kNTiles > 1;
+  static constexpr bool kStridedWords = kStagedInputs;
+  static constexpr int kFeatures = tile_features<in_t>();
+  const uint32_t* code_rows[2];  // fragment rows group and group + 8; null: the offset row
   const in_t* x_rows[kNTiles];
   bool has_row[kNTiles];
-  float acc[kRowTiles][kNTiles][4] = {};
-  float offset[kNTiles][4] = {};
+  float acc[kNTiles][4] = {};
 
   __device__ WarpProduct(const in_t* x, int64_t x_stride, int64_t rows, int64_t first_row,
                          const uint32_t* packed, int64_t words, int64_t out_features, int64_t first_feature) {
     const int group = threadIdx.x % 32 / 4;
 #pragma unroll
-    for (int r = 0; r < kRowTiles; ++r) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {  // a missing feature repeats a real one; its outputs are not written
-        code_rows[r][h] = packed + min(first_feature + 16 * r + 8 * h + group, out_features - 1) * words;
-      }
+    for (int h = 0; h < 2; ++h) {  // a missing feature repeats a real one; its outputs are not written
+      code_rows[h] = 8 * h + group < kFeatures
+                         ? packed + min(first_feature + 8 * h + group, out_features - 1) * words
+                         : nullptr;
     }
 #pragma unroll
     for (int t = 0; t < kNTiles; ++t) {
@@ -339,61 +355,73 @@ struct WarpProduct {
     }
   }
 
-  // The code loads of kStages chunks are issued before the first of them is decoded.
-  __device__ __forceinline__ void run(int64_t begin, int64_t end, int64_t step, int64_t words, bool vector_loads) {
-    constexpr bool kStridedWords = kNTiles > 1;
+  // The four words (64 codes) of this lane in `chunk`; zero past the row, for the offset row
+  // and for chunks past the end.
+  __device__ __forceinline__ uint4 load_codes(const uint32_t* row, int64_t chunk, bool in_range, int quad,
+                                              int64_t words, bool vector_loads) const {
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (row == nullptr || !in_range) return v;
+    const int64_t first = word_index<kStridedWords>(chunk, quad, 0);
+    constexpr int kStep = kStridedWords ? 4 : 1;
+    if ((chunk + 1) * kWordsPerChunk <= words) {  // a whole chunk
+      if (!kStridedWords && vector_loads) return load_streaming(reinterpret_cast<const uint4*>(row + first));
+      v.x = load_streaming(row + first);
+      v.y = load_streaming(row + first + kStep);
+      v.z = load_streaming(row + first + 2 * kStep);
+      v.w = load_streaming(row + first + 3 * kStep);
+      return v;
+    }
+    if (first < words) v.x = load_streaming(row + first);
+    if (first + kStep < words) v.y = load_streaming(row + first + kStep);
+    if (first + 2 * kStep < words) v.z = load_streaming(row + first + 2 * kStep);
+    if (first + 3 * kStep < words) v.w = load_streaming(row + first + 3 * kStep);
+    return v;
+  }
+
+  // The code loads of kStages chunks are issued before the first of them is decoded. `staged`
+  // (kStagedInputs): the pairs of words [begin * 16, end * 16) of the 8 * kNTiles input rows.
+  __device__ __forceinline__ void run(int64_t begin, int64_t end, int64_t step, int64_t words, bool vector_loads,
+                                      const uint4* staged = nullptr) {
     const CodeDecoder<mma_t> decoder;
-    const int quad = threadIdx.x % 4;
+    const int quad = threadIdx.x % 4, group = threadIdx.x % 32 / 4;
+    const int64_t staged_words = (end - begin) * kWordsPerChunk;
     for (int64_t first = begin; first < end; first += kStages * step) {
-      uint32_t codes[kStages][kRowTiles][2][4];
+      uint4 codes[kStages][2];
 #pragma unroll
       for (int s = 0; s < kStages; ++s) {
         const int64_t chunk = first + s * step;
 #pragma unroll
-        for (int r = 0; r < kRowTiles; ++r) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const uint4 v = load_code_words<kStridedWords>(code_rows[r][h], chunk, chunk < end, quad, words, vector_loads);
-            codes[s][r][h][0] = v.x;
-            codes[s][r][h][1] = v.y;
-            codes[s][r][h][2] = v.z;
-            codes[s][r][h][3] = v.w;
-          }
-        }
+        for (int h = 0; h < 2; ++h) codes[s][h] = load_codes(code_rows[h], chunk, chunk < end, quad, words, vector_loads);
       }
 #pragma unroll
       for (int s = 0; s < kStages; ++s) {
         const int64_t chunk = first + s * step;
         if (chunk >= end) break;
+        const bool whole_chunk = (chunk + 1) * kWordsPerChunk <= words;
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
           const int64_t word = word_index<kStridedWords>(chunk, quad, q);
-          uint32_t a[kRowTiles][2][8];
-#pragma unroll
-          for (int r = 0; r < kRowTiles; ++r) {
-#pragma unroll
-            for (int h = 0; h < 2; ++h) decoder.decode(codes[s][r][h][q], a[r][h]);
-          }
+          uint32_t a[2][8];
+          decoder.decode(reinterpret_cast<const uint32_t*>(&codes[s][0])[q], a[0]);
+          decoder.decode(reinterpret_cast<const uint32_t*>(&codes[s][1])[q], a[1]);
 #pragma unroll
           for (int t = 0; t < kNTiles; ++t) {
-            InputWord<in_t> input;
-            const auto* src = reinterpret_cast<const uint4*>(x_rows[t] + word * 16);
-            const bool present = has_row[t] && word < words;
-#pragma unroll
-            for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v) input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
             uint32_t b[8];
-            pair_inputs<in_t>(input, b);
+            if constexpr (kStagedInputs) {
+              const uint4* pairs = staged + ((8 * t + group) * staged_words + word - begin * kWordsPerChunk) * 2;
+              *reinterpret_cast<uint4*>(&b[0]) = pairs[0];
+              *reinterpret_cast<uint4*>(&b[4]) = pairs[1];
+            } else {
+              InputWord<in_t> input;
+              const auto* src = reinterpret_cast<const uint4*>(x_rows[t] + word * 16);
+              const bool present = has_row[t] && (whole_chunk || word < words);
+#pragma unroll
+              for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v) input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
+              pair_inputs<in_t>(input, b);
+            }
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-#pragma unroll
-              for (int r = 0; r < kRowTiles; ++r) {
-                mma_16x8x16<mma_t>(acc[r][t], a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1],
-                                   b[2 * i], b[2 * i + 1]);
-              }
-              if constexpr (CodeDecoder<mma_t>::kHasOffset) {
-                const uint32_t z0 = CodeDecoder<mma_t>::zero_pair(2 * i), z1 = CodeDecoder<mma_t>::zero_pair(2 * i + 1);
-                mma_16x8x16<mma_t>(offset[t], z0, z0, z1, z1, b[2 * i], b[2 * i + 1]);
-              }
+              mma_16x8x16<mma_t>(acc[t], a[0][2 * i], a[1][2 * i], a[0][2 * i + 1], a[1][2 * i + 1], b[2 * i], b[2 * i + 1]);
             }
           }
         }
@@ -401,10 +429,20 @@ struct WarpProduct {
     }
   }
 
-  // Accumulator i of a lane: output feature first_feature + 16r + group (+ 8 for i >= 2),
-  // input row first_row + 8t + 2 * quad + i % 2; the offset depends on the row only.
-  __device__ __forceinline__ float sum(int r, int t, int i) const {
-    return CodeDecoder<mma_t>::kHasOffset ? acc[r][t][i] - offset[t][i] : acc[r][t][i];
+  // Takes the offset row's sums off the others (all lanes must call it). Accumulator i of a
+  // lane: tile row group + 8 * (i / 2) (feature first_feature + that row, if below
+  // kFeatures), input row first_row + 8t + 2 * quad + i % 2.
+  __device__ __forceinline__ void remove_offset() {
+    if constexpr (CodeDecoder<mma_t>::kHasOffset) {
+      const int offset_lane = 28 + threadIdx.x % 4;  // group 7: accumulators 2, 3 are row 15
+#pragma unroll
+      for (int t = 0; t < kNTiles; ++t) {
+        const float offset[2] = {__shfl_sync(0xffffffffU, acc[t][2], offset_lane),
+                                 __shfl_sync(0xffffffffU, acc[t][3], offset_lane)};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[t][i] -= offset[i % 2];
+      }
+    }
   }
 };
 
@@ -419,7 +457,7 @@ __device__ __forceinline__ out_t scaled_output(float sum, int64_t m, int64_t n, 
   return static_cast<out_t>(sum);
 }
 
-// Up to 8 rows: block = 16 output features, warps interleaved over the chunks of K.
+// Up to 8 rows: block = one mma tile of output features, warps interleaved over the chunks of K.
 template <typename in_t, typename out_t, int kWarps, int kStages>
 __global__ void __launch_bounds__(kWarps * 32)
     packed_mma_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows,
@@ -427,50 +465,69 @@ __global__ void __launch_bounds__(kWarps * 32)
                       bool vector_loads, const float* __restrict__ scale, bool per_channel,
                       const float* __restrict__ row_scale, const out_t* __restrict__ bias,
                       out_t* __restrict__ out) {
+  using Product = WarpProduct<in_t, 1, kStages>;
   __shared__ float partial[kWarps][4][32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t n0 = int64_t{blockIdx.x} * 16;
-  WarpProduct<in_t, 1, 1, kStages> product(x, x_stride, rows, 0, packed, words, out_features, n0);
+  const int64_t n0 = int64_t{blockIdx.x} * Product::kFeatures;
+  Product product(x, x_stride, rows, 0, packed, words, out_features, n0);
   product.run(warp, (words + kWordsPerChunk - 1) / kWordsPerChunk, kWarps, words, vector_loads);
+  product.remove_offset();
 #pragma unroll
-  for (int i = 0; i < 4; ++i) partial[warp][i][lane] = product.sum(0, 0, i);
+  for (int i = 0; i < 4; ++i) partial[warp][i][lane] = product.acc[0][i];
   __syncthreads();
   if (threadIdx.x >= 4 * 32) return;
   const int i = threadIdx.x / 32, owner = threadIdx.x % 32;
-  const int64_t n = n0 + owner / 4 + 8 * (i / 2), m = 2 * (owner % 4) + i % 2;
-  if (n >= out_features || m >= rows) return;
+  const int tile_row = owner / 4 + 8 * (i / 2);
+  const int64_t n = n0 + tile_row, m = 2 * (owner % 4) + i % 2;
+  if (tile_row >= Product::kFeatures || n >= out_features || m >= rows) return;
   float sum = 0.0F;
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) sum += partial[w][i][owner];
   out[m * out_features + n] = scaled_output(sum, m, n, row_scale, scale, per_channel, bias);
 }
 
-// More rows: block = kWarps * 16 * kRowTiles output features x 8 * kNTiles input rows x one
-// range of K; sums go into `sums` (float32 [rows, out_features], zeroed) by atomic adds.
+// More rows: block = kWarps mma tiles of output features x 8 * kNTiles input rows x one range
+// of K; sums go into `sums` (float32 [rows, out_features], zeroed) by atomic adds.
 // blockIdx.x = (feature block * k_splits + k split) * slices + slice: the blocks that read
 // the same codes run together, so repeats come from L2.
-template <typename in_t, int kNTiles, int kRowTiles, int kWarps, int kStages>
+template <typename in_t, int kNTiles, int kWarps, int kStages>
 __global__ void __launch_bounds__(kWarps * 32, 2)
     packed_mma_split_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows, int64_t slices,
                             int64_t k_splits, int64_t chunks_per_split, const uint32_t* __restrict__ packed,
                             int64_t words, int64_t out_features, bool vector_loads, float* __restrict__ sums) {
+  using Product = WarpProduct<in_t, kNTiles, kStages>;
+  extern __shared__ uint4 staged[];  // [8 * kNTiles rows][words of the split][2]: mma pairs
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t slice = blockIdx.x % slices, split = blockIdx.x / slices % k_splits;
-  const int64_t n0 = (blockIdx.x / slices / k_splits * kWarps + warp) * 16 * kRowTiles, m0 = slice * 8 * kNTiles;
-  if (n0 >= out_features) return;
-  WarpProduct<in_t, kNTiles, kRowTiles, kStages> product(x, x_stride, rows, m0, packed, words, out_features, n0);
+  const int64_t n0 = (blockIdx.x / slices / k_splits * kWarps + warp) * Product::kFeatures, m0 = slice * 8 * kNTiles;
   const int64_t chunks = (words + kWordsPerChunk - 1) / kWordsPerChunk;
-  const int64_t begin = split * chunks_per_split;
-  product.run(begin, min(begin + chunks_per_split, chunks), 1, words, vector_loads);
+  const int64_t begin = split * chunks_per_split, end = min(begin + chunks_per_split, chunks);
+  // The block's inputs, read once (coalesced) and paired once for all its warps.
+  const int64_t staged_words = (end - begin) * kWordsPerChunk;
+  for (int64_t item = threadIdx.x; item < 8 * kNTiles * staged_words; item += kWarps * 32) {
+    const int64_t r = item / staged_words, word = begin * kWordsPerChunk + item % staged_words;
+    InputWord<in_t> input;
+    const bool present = m0 + r < rows && word < words;
+    const auto* src = reinterpret_cast<const uint4*>(x + (present ? m0 + r : 0) * x_stride + word * 16);
 #pragma unroll
-  for (int r = 0; r < kRowTiles; ++r) {
+    for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v) input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
+    uint32_t b[8];
+    pair_inputs<in_t>(input, b);
+    staged[item * 2] = *reinterpret_cast<const uint4*>(&b[0]);
+    staged[item * 2 + 1] = *reinterpret_cast<const uint4*>(&b[4]);
+  }
+  __syncthreads();
+  if (n0 >= out_features) return;  // whole warps: remove_offset's shuffles see all lanes
+  Product product(x, x_stride, rows, m0, packed, words, out_features, n0);
+  product.run(begin, end, 1, words, vector_loads, staged);
+  product.remove_offset();
 #pragma unroll
-    for (int t = 0; t < kNTiles; ++t) {
+  for (int t = 0; t < kNTiles; ++t) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int64_t n = n0 + 16 * r + lane / 4 + 8 * (i / 2), m = m0 + 8 * t + 2 * (lane % 4) + i % 2;
-        if (n < out_features && m < rows) atomicAdd(sums + m * out_features + n, product.sum(r, t, i));
-      }
+    for (int i = 0; i < 4; ++i) {
+      const int tile_row = lane / 4 + 8 * (i / 2);
+      const int64_t n = n0 + tile_row, m = m0 + 8 * t + 2 * (lane % 4) + i % 2;
+      if (tile_row < Product::kFeatures && n < out_features && m < rows) atomicAdd(sums + m * out_features + n, product.acc[t][i]);
     }
   }
 }
@@ -569,9 +626,41 @@ void gemv(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at:
   launch_gemv<4>(x, rows, packed, scale, bias, out);
 }
 
-// Up to 8 rows: packed_mma_kernel. More: packed_mma_split_kernel with 16 rows per slice (each
-// decoded fragment serves two n-tiles) and enough splits of K for about four blocks per
-// multiprocessor, then scale_sums_kernel.
+template <typename in_t, typename out_t, int kNTiles>
+void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
+                   const float* row_scale, const out_t* bias, at::Tensor& out) {
+  const int64_t out_features = packed.size(0), words = packed.size(1);
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  constexpr int kWarps = 8, kStages = 2;
+  // Staged inputs per chunk of K: 8 * kNTiles rows x 16 words x 32 bytes of pairs.
+  constexpr int64_t kStagedBytesPerChunk = 8 * kNTiles * kWordsPerChunk * 32;
+  constexpr int64_t kMaxChunksPerSplit = 48 * 1024 / kStagedBytesPerChunk;  // the default shared-memory limit
+  const int64_t slices = (rows + 8 * kNTiles - 1) / (8 * kNTiles);
+  const int64_t block_features = int64_t{tile_features<in_t>()} * kWarps;
+  const int64_t feature_blocks = (out_features + block_features - 1) / block_features;
+  const int64_t chunks = (words + kWordsPerChunk - 1) / kWordsPerChunk;
+  const int64_t wanted_blocks = 4 * int64_t{at::cuda::getCurrentDeviceProperties()->multiProcessorCount};
+  const int64_t wanted_splits = std::clamp<int64_t>(wanted_blocks / (feature_blocks * slices), 1, chunks);
+  const int64_t chunks_per_split = std::min((chunks + wanted_splits - 1) / wanted_splits, kMaxChunksPerSplit);
+  const int64_t k_splits = (chunks + chunks_per_split - 1) / chunks_per_split;
+  at::Tensor sums = at::zeros({rows, out_features}, x.options().dtype(at::kFloat));
+  packed_mma_split_kernel<in_t, kNTiles, kWarps, kStages>
+      <<<static_cast<unsigned>(feature_blocks * k_splits * slices), kWarps * 32,
+         static_cast<size_t>(chunks_per_split * kStagedBytesPerChunk), stream>>>(
+          reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows, slices, k_splits, chunks_per_split,
+          reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
+          sums.data_ptr<float>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const int64_t outputs = rows * out_features;
+  scale_sums_kernel<out_t><<<static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, wanted_blocks * 4)), 256, 0, stream>>>(
+      sums.data_ptr<float>(), rows, out_features, row_scale, scale.data_ptr<float>(), scale.size(0) > 1, bias,
+      out.data_ptr<out_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Up to 8 rows: packed_mma_kernel. More: packed_mma_split_kernel with 16 rows per slice (32
+// beyond 16 rows; each decoded fragment serves every n-tile) and enough splits of K for about
+// four blocks per multiprocessor, then scale_sums_kernel.
 template <typename in_t, typename out_t>
 void tensor_core_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
                          const at::Tensor& row_scale, const out_t* bias, at::Tensor& out) {
@@ -582,32 +671,17 @@ void tensor_core_product(const at::Tensor& x, int64_t rows, const at::Tensor& pa
   const float* row_scale_data = row_scale.defined() ? row_scale.data_ptr<float>() : nullptr;
   const bool vector_loads = words % 4 == 0, per_channel = scale.size(0) > 1;
   if (rows <= 8) {
-    constexpr int kWarps = 4, kStages = 4;
-    packed_mma_kernel<in_t, out_t, kWarps, kStages><<<static_cast<unsigned>((out_features + 15) / 16), kWarps * 32, 0, stream>>>(
+    constexpr int kWarps = 4, kStages = 3;
+    constexpr int kFeatures = tile_features<in_t>();
+    packed_mma_kernel<in_t, out_t, kWarps, kStages>
+        <<<static_cast<unsigned>((out_features + kFeatures - 1) / kFeatures), kWarps * 32, 0, stream>>>(
         x_data, x.size(1), rows, codes, words, out_features, vector_loads, scale.data_ptr<float>(), per_channel,
         row_scale_data, bias, out.data_ptr<out_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
-  constexpr int kNTiles = 2, kRowTiles = 1, kWarps = 8, kStages = 2;
-  const int64_t slices = (rows + 8 * kNTiles - 1) / (8 * kNTiles);
-  const int64_t feature_blocks = (out_features + 16 * kRowTiles * kWarps - 1) / (16 * kRowTiles * kWarps);
-  const int64_t chunks = (words + kWordsPerChunk - 1) / kWordsPerChunk;
-  const int64_t wanted_blocks = 4 * int64_t{at::cuda::getCurrentDeviceProperties()->multiProcessorCount};
-  const int64_t wanted_splits = std::clamp<int64_t>(wanted_blocks / (feature_blocks * slices), 1, chunks);
-  const int64_t chunks_per_split = (chunks + wanted_splits - 1) / wanted_splits;
-  const int64_t k_splits = (chunks + chunks_per_split - 1) / chunks_per_split;
-  at::Tensor sums = at::zeros({rows, out_features}, x.options().dtype(at::kFloat));
-  packed_mma_split_kernel<in_t, kNTiles, kRowTiles, kWarps, kStages>
-      <<<static_cast<unsigned>(feature_blocks * k_splits * slices), kWarps * 32, 0, stream>>>(
-          x_data, x.size(1), rows, slices, k_splits, chunks_per_split, codes, words, out_features, vector_loads,
-          sums.data_ptr<float>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const int64_t outputs = rows * out_features;
-  scale_sums_kernel<out_t><<<static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, wanted_blocks * 4)), 256, 0, stream>>>(
-      sums.data_ptr<float>(), rows, out_features, row_scale_data, scale.data_ptr<float>(), per_channel, bias,
-      out.data_ptr<out_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  if (rows <= 16) return split_product<in_t, out_t, 2>(x, rows, packed, scale, row_scale_data, bias, out);
+  split_product<in_t, out_t, 4>(x, rows, packed, scale, row_scale_data, bias, out);
 }
 
 // out = x @ codes^T * scale (* row_scale) + bias with the kernel of the activations' format
