@@ -238,10 +238,11 @@ struct CodeDecoder<__half> {
   }
 };
 
-// Output features per 16-row mma tile: 15 where row 15 carries the decoder's offset.
-template <typename in_t>
+// Output features of kTiles 16-row mma tiles: one row fewer where row 15 of the first carries
+// the decoder's offset.
+template <typename in_t, int kTiles = 1>
 constexpr int tile_features() {
-  return CodeDecoder<mma_operand_t<in_t>>::kHasOffset ? 15 : 16;
+  return 16 * kTiles - (CodeDecoder<mma_operand_t<in_t>>::kHasOffset ? 1 : 0);
 }
 
 // 16 consecutive input elements as loaded (16-byte vectors).
@@ -322,31 +323,40 @@ __device__ __forceinline__ uint32_t load_streaming(const uint32_t* p) {
   return v;
 }
 
-// What one warp accumulates: one 16-row mma tile of output features (tile_features of them
+// What one warp accumulates: kTiles 16-row mma tiles of output features (kFeatures of them
 // from first_feature, and the offset row) times kNTiles x 8 input rows (from first_row), over
 // chunks [begin, end) of K taken every `step`. x rows are x_stride elements apart, padded with
 // zeros to words * 16 columns and 16-byte aligned.
-template <typename in_t, int kNTiles, int kStages>
+template <typename in_t, int kNTiles, int kStages, int kTiles>
 struct WarpProduct {
   using mma_t = mma_operand_t<in_t>;
   // Several n-tiles: the block has staged its inputs as mma pairs in shared memory
   // (stage_inputs); one: each lane reads its row's inputs from global memory (L1).
   static constexpr bool kStagedInputs = kNTiles > 1;
   static constexpr bool kStridedWords = kStagedInputs;
-  static constexpr int kFeatures = tile_features<in_t>();
-  const uint32_t* code_rows[2];  // fragment rows group and group + 8; null: the offset row
+  static constexpr bool kHasOffset = CodeDecoder<mma_t>::kHasOffset;
+  // Output features: kTiles mma tiles of 16 rows, less the offset row (row 15 of tile 0).
+  static constexpr int kFeatures = tile_features<in_t, kTiles>();
+  const uint32_t* code_rows[kTiles][2];  // fragment rows group and group + 8; null: the offset row
   const in_t* x_rows[kNTiles];
   bool has_row[kNTiles];
-  float acc[kNTiles][4] = {};
+  float acc[kTiles][kNTiles][4] = {};
+
+  // The feature of fragment row `index` (16 * tile + row) of the warp, -1 for the offset row.
+  __device__ __forceinline__ static constexpr int feature_of(int index) {
+    return !kHasOffset ? index : (index < 15 ? index : (index == 15 ? -1 : index - 1));
+  }
 
   __device__ WarpProduct(const in_t* x, int64_t x_stride, int64_t rows, int64_t first_row,
                          const uint32_t* packed, int64_t words, int64_t out_features, int64_t first_feature) {
     const int group = threadIdx.x % 32 / 4;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {  // a missing feature repeats a real one; its outputs are not written
-      code_rows[h] = 8 * h + group < kFeatures
-                         ? packed + min(first_feature + 8 * h + group, out_features - 1) * words
-                         : nullptr;
+    for (int r = 0; r < kTiles; ++r) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // a missing feature repeats a real one; its outputs are not written
+        const int feature = feature_of(16 * r + 8 * h + group);
+        code_rows[r][h] = feature >= 0 ? packed + min(first_feature + feature, out_features - 1) * words : nullptr;
+      }
     }
 #pragma unroll
     for (int t = 0; t < kNTiles; ++t) {
@@ -386,12 +396,17 @@ struct WarpProduct {
     const int quad = threadIdx.x % 4, group = threadIdx.x % 32 / 4;
     const int64_t staged_words = (end - begin) * kWordsPerChunk;
     for (int64_t first = begin; first < end; first += kStages * step) {
-      uint4 codes[kStages][2];
+      uint4 codes[kStages][kTiles][2];
 #pragma unroll
       for (int s = 0; s < kStages; ++s) {
         const int64_t chunk = first + s * step;
 #pragma unroll
-        for (int h = 0; h < 2; ++h) codes[s][h] = load_codes(code_rows[h], chunk, chunk < end, quad, words, vector_loads);
+        for (int r = 0; r < kTiles; ++r) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            codes[s][r][h] = load_codes(code_rows[r][h], chunk, chunk < end, quad, words, vector_loads);
+          }
+        }
       }
 #pragma unroll
       for (int s = 0; s < kStages; ++s) {
@@ -401,9 +416,12 @@ struct WarpProduct {
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
           const int64_t word = word_index<kStridedWords>(chunk, quad, q);
-          uint32_t a[2][8];
-          decoder.decode(reinterpret_cast<const uint32_t*>(&codes[s][0])[q], a[0]);
-          decoder.decode(reinterpret_cast<const uint32_t*>(&codes[s][1])[q], a[1]);
+          uint32_t a[kTiles][2][8];
+#pragma unroll
+          for (int r = 0; r < kTiles; ++r) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) decoder.decode(reinterpret_cast<const uint32_t*>(&codes[s][r][h])[q], a[r][h]);
+          }
 #pragma unroll
           for (int t = 0; t < kNTiles; ++t) {
             uint32_t b[8];
@@ -421,7 +439,11 @@ struct WarpProduct {
             }
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-              mma_16x8x16<mma_t>(acc[t], a[0][2 * i], a[1][2 * i], a[0][2 * i + 1], a[1][2 * i + 1], b[2 * i], b[2 * i + 1]);
+#pragma unroll
+              for (int r = 0; r < kTiles; ++r) {
+                mma_16x8x16<mma_t>(acc[r][t], a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1],
+                                   b[2 * i], b[2 * i + 1]);
+              }
             }
           }
         }
@@ -429,18 +451,21 @@ struct WarpProduct {
     }
   }
 
-  // Takes the offset row's sums off the others (all lanes must call it). Accumulator i of a
-  // lane: tile row group + 8 * (i / 2) (feature first_feature + that row, if below
-  // kFeatures), input row first_row + 8t + 2 * quad + i % 2.
+  // Takes the offset row's sums off the others (all lanes must call it). Accumulator i of
+  // tile r of a lane: fragment row 16r + group + 8 * (i / 2) (feature first_feature +
+  // feature_of(that), if below out_features), input row first_row + 8t + 2 * quad + i % 2.
   __device__ __forceinline__ void remove_offset() {
-    if constexpr (CodeDecoder<mma_t>::kHasOffset) {
-      const int offset_lane = 28 + threadIdx.x % 4;  // group 7: accumulators 2, 3 are row 15
+    if constexpr (kHasOffset) {
+      const int offset_lane = 28 + threadIdx.x % 4;  // group 7: accumulators 2, 3 of tile 0 are row 15
 #pragma unroll
       for (int t = 0; t < kNTiles; ++t) {
-        const float offset[2] = {__shfl_sync(0xffffffffU, acc[t][2], offset_lane),
-                                 __shfl_sync(0xffffffffU, acc[t][3], offset_lane)};
+        const float offset[2] = {__shfl_sync(0xffffffffU, acc[0][t][2], offset_lane),
+                                 __shfl_sync(0xffffffffU, acc[0][t][3], offset_lane)};
 #pragma unroll
-        for (int i = 0; i < 4; ++i) acc[t][i] -= offset[i % 2];
+        for (int r = 0; r < kTiles; ++r) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[r][t][i] -= offset[i % 2];
+        }
       }
     }
   }
@@ -458,32 +483,36 @@ __device__ __forceinline__ out_t scaled_output(float sum, int64_t m, int64_t n, 
 }
 
 // Up to 8 rows: block = one mma tile of output features, warps interleaved over the chunks of K.
-template <typename in_t, typename out_t, int kWarps, int kStages>
+template <typename in_t, typename out_t, int kWarps, int kStages, int kTiles>
 __global__ void __launch_bounds__(kWarps * 32)
     packed_mma_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows,
                       const uint32_t* __restrict__ packed, int64_t words, int64_t out_features,
                       bool vector_loads, const float* __restrict__ scale, bool per_channel,
                       const float* __restrict__ row_scale, const out_t* __restrict__ bias,
                       out_t* __restrict__ out) {
-  using Product = WarpProduct<in_t, 1, kStages>;
-  __shared__ float partial[kWarps][4][32];
+  using Product = WarpProduct<in_t, 1, kStages, kTiles>;
+  __shared__ float partial[kWarps][kTiles * 4][32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t n0 = int64_t{blockIdx.x} * Product::kFeatures;
   Product product(x, x_stride, rows, 0, packed, words, out_features, n0);
   product.run(warp, (words + kWordsPerChunk - 1) / kWordsPerChunk, kWarps, words, vector_loads);
   product.remove_offset();
 #pragma unroll
-  for (int i = 0; i < 4; ++i) partial[warp][i][lane] = product.acc[0][i];
-  __syncthreads();
-  if (threadIdx.x >= 4 * 32) return;
-  const int i = threadIdx.x / 32, owner = threadIdx.x % 32;
-  const int tile_row = owner / 4 + 8 * (i / 2);
-  const int64_t n = n0 + tile_row, m = 2 * (owner % 4) + i % 2;
-  if (tile_row >= Product::kFeatures || n >= out_features || m >= rows) return;
-  float sum = 0.0F;
+  for (int r = 0; r < kTiles; ++r) {
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) sum += partial[w][i][owner];
-  out[m * out_features + n] = scaled_output(sum, m, n, row_scale, scale, per_channel, bias);
+    for (int i = 0; i < 4; ++i) partial[warp][4 * r + i][lane] = product.acc[r][0][i];
+  }
+  __syncthreads();
+  for (int index = threadIdx.x; index < kTiles * 4 * 32; index += kWarps * 32) {
+    const int r = index / 128, i = index / 32 % 4, owner = index % 32;
+    const int feature = Product::feature_of(16 * r + owner / 4 + 8 * (i / 2));
+    const int64_t n = n0 + feature, m = 2 * (owner % 4) + i % 2;
+    if (feature < 0 || n >= out_features || m >= rows) continue;
+    float sum = 0.0F;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += partial[w][4 * r + i][owner];
+    out[m * out_features + n] = scaled_output(sum, m, n, row_scale, scale, per_channel, bias);
+  }
 }
 
 // More rows: block = kWarps mma tiles of output features x 8 * kNTiles input rows x one range
@@ -495,7 +524,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
     packed_mma_split_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows, int64_t slices,
                             int64_t k_splits, int64_t chunks_per_split, const uint32_t* __restrict__ packed,
                             int64_t words, int64_t out_features, bool vector_loads, float* __restrict__ sums) {
-  using Product = WarpProduct<in_t, kNTiles, kStages>;
+  using Product = WarpProduct<in_t, kNTiles, kStages, 1>;
   extern __shared__ uint4 staged[];  // [8 * kNTiles rows][words of the split][2]: mma pairs
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t slice = blockIdx.x % slices, split = blockIdx.x / slices % k_splits;
@@ -525,9 +554,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   for (int t = 0; t < kNTiles; ++t) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int tile_row = lane / 4 + 8 * (i / 2);
-      const int64_t n = n0 + tile_row, m = m0 + 8 * t + 2 * (lane % 4) + i % 2;
-      if (tile_row < Product::kFeatures && n < out_features && m < rows) atomicAdd(sums + m * out_features + n, product.acc[t][i]);
+      const int feature = Product::feature_of(lane / 4 + 8 * (i / 2));
+      const int64_t n = n0 + feature, m = m0 + 8 * t + 2 * (lane % 4) + i % 2;
+      if (feature >= 0 && n < out_features && m < rows) atomicAdd(sums + m * out_features + n, product.acc[0][t][i]);
     }
   }
 }
@@ -626,6 +655,21 @@ void gemv(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at:
   launch_gemv<4>(x, rows, packed, scale, bias, out);
 }
 
+template <typename in_t, typename out_t, int kTiles, int kStages>
+void small_batch_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
+                         const float* row_scale, const out_t* bias, at::Tensor& out) {
+  const int64_t out_features = packed.size(0), words = packed.size(1);
+  constexpr int kWarps = 4;
+  constexpr int kFeatures = tile_features<in_t, kTiles>();
+  packed_mma_kernel<in_t, out_t, kWarps, kStages, kTiles>
+      <<<static_cast<unsigned>((out_features + kFeatures - 1) / kFeatures), kWarps * 32, 0,
+         at::cuda::getCurrentCUDAStream()>>>(
+          reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows,
+          reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
+          scale.data_ptr<float>(), scale.size(0) > 1, row_scale, bias, out.data_ptr<out_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 template <typename in_t, typename out_t, int kNTiles>
 void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
                    const float* row_scale, const out_t* bias, at::Tensor& out) {
@@ -658,27 +702,22 @@ void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, 
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// Up to 8 rows: packed_mma_kernel. More: packed_mma_split_kernel with 16 rows per slice (32
+// Up to 8 rows: packed_mma_kernel (small_batch_product). More: packed_mma_split_kernel with 16 rows per slice (32
 // beyond 16 rows; each decoded fragment serves every n-tile) and enough splits of K for about
 // four blocks per multiprocessor, then scale_sums_kernel.
 template <typename in_t, typename out_t>
 void tensor_core_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
                          const at::Tensor& row_scale, const out_t* bias, at::Tensor& out) {
-  const int64_t out_features = packed.size(0), words = packed.size(1);
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  const auto* x_data = reinterpret_cast<const in_t*>(x.data_ptr());
-  const auto* codes = reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>());
+  const int64_t out_features = packed.size(0);
   const float* row_scale_data = row_scale.defined() ? row_scale.data_ptr<float>() : nullptr;
-  const bool vector_loads = words % 4 == 0, per_channel = scale.size(0) > 1;
   if (rows <= 8) {
-    constexpr int kWarps = 4, kStages = 3;
-    constexpr int kFeatures = tile_features<in_t>();
-    packed_mma_kernel<in_t, out_t, kWarps, kStages>
-        <<<static_cast<unsigned>((out_features + kFeatures - 1) / kFeatures), kWarps * 32, 0, stream>>>(
-        x_data, x.size(1), rows, codes, words, out_features, vector_loads, scale.data_ptr<float>(), per_channel,
-        row_scale_data, bias, out.data_ptr<out_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return;
+    // Two tiles per warp share each input fragment, but halve the blocks: only where there
+    // are still about six blocks per multiprocessor.
+    const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+    if (out_features >= 6 * multiprocessors * tile_features<in_t, 2>()) {
+      return small_batch_product<in_t, out_t, 2, 2>(x, rows, packed, scale, row_scale_data, bias, out);
+    }
+    return small_batch_product<in_t, out_t, 1, 3>(x, rows, packed, scale, row_scale_data, bias, out);
   }
   if (rows <= 16) return split_product<in_t, out_t, 2>(x, rows, packed, scale, row_scale_data, bias, out);
   split_product<in_t, out_t, 4>(x, rows, packed, scale, row_scale_data, bias, out);

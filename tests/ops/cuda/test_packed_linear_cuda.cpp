@@ -59,6 +59,30 @@ TEST(PackedLinearCuda, MatchesTheCpuKernel) {
   }
 }
 
+TEST(PackedLinearCuda, WideLayersMatchTheCpuKernel) {
+  SKIP_WITHOUT_CUDA();
+  // Enough output features for two mma tiles per warp in the small-batch kernel (chosen from
+  // about six blocks per multiprocessor: any GPU up to 176 multiprocessors).
+  torch::manual_seed(53);
+  const int64_t in = 100, out = 32768 + 5;
+  const auto packed = bittorch::quant::pack_ternary(torch::randint(-1, 2, {out, in}, torch::kChar));
+  const auto scale = torch::rand({out}) + 0.1;
+  for (const auto dtype : {torch::kHalf, torch::kBFloat16}) {
+    for (const std::string format : {"none", "int8"}) {
+      const auto bias = torch::randn({out}).to(dtype);
+      for (const int64_t rows : {1, 5, 8}) {
+        const auto x = torch::randn({rows, in}).to(dtype);
+        const auto cpu = bittorch::ops::packed_ternary_linear(x, packed, scale, bias, in, format);
+        const auto gpu =
+            bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), bias.cuda(), in, format);
+        const double magnitude = std::max(1.0, cpu.to(torch::kDouble).abs().max().item<double>());
+        const double error = (gpu.cpu().to(torch::kDouble) - cpu.to(torch::kDouble)).abs().max().item<double>();
+        EXPECT_LE(error, tolerance(dtype, format) * magnitude) << dtype << " " << format << " rows " << rows;
+      }
+    }
+  }
+}
+
 TEST(PackedLinearCuda, StridedAndMisalignedInputsGiveTheSameResults) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(52);
