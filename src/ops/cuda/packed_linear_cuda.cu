@@ -483,8 +483,9 @@ __device__ __forceinline__ out_t scaled_output(float sum, int64_t m, int64_t n, 
 }
 
 // Up to 8 rows: block = one mma tile of output features, warps interleaved over the chunks of K.
+// At most 96 registers for one tile per warp: five blocks per multiprocessor (100 gives four).
 template <typename in_t, typename out_t, int kWarps, int kStages, int kTiles>
-__global__ void __launch_bounds__(kWarps * 32)
+__global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
     packed_mma_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows,
                       const uint32_t* __restrict__ packed, int64_t words, int64_t out_features,
                       bool vector_loads, const float* __restrict__ scale, bool per_channel,
