@@ -51,10 +51,10 @@ void PackedTernaryLinearImpl::pretty_print(std::ostream& stream) const {
 
 at::Tensor PackedTernaryLinearImpl::forward(const at::Tensor& input) {
   const auto format = quant::activation_format_for(options.activation_bits(), input.device());
-  // The float32 bias goes in as it is: the kernels add it in float32 (no cast per call).
-  return ops::packed_ternary_linear(input, packed, scale,
-                                    bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
-                                    options.in_features(), quant::to_string(format));
+  return ops::packed_ternary_linear(
+      input, packed, scale,
+      bias.defined() ? std::optional<at::Tensor>(bias.to(input.scalar_type())) : std::nullopt,
+      options.in_features(), quant::to_string(format));
 }
 
 int64_t PackedTernaryLinearImpl::weight_bytes() const {

@@ -121,11 +121,11 @@ quant::ActivationFormat check_packed_linear_args(const char* op, const at::Tenso
               ": expected input, packed codes and scale on one device, but got ", input.device(),
               ", ", packed.device(), " and ", scale.device());
   if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out_features && bias->device() == input.device() &&
-                    (bias->scalar_type() == input.scalar_type() || bias->scalar_type() == at::kFloat),
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out_features &&
+                    bias->device() == input.device() && bias->scalar_type() == input.scalar_type(),
                 op, ": expected bias [", out_features, "] on ", input.device(), " with dtype ",
-                input.scalar_type(), " or float32, but got ", bias->sizes(), " on ", bias->device(),
-                " with ", bias->scalar_type());
+                input.scalar_type(), ", but got ", bias->sizes(), " on ", bias->device(), " with ",
+                bias->scalar_type());
   }
   return parse_activation_format(activation_format);
 }

@@ -38,7 +38,7 @@ LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::
 
 /// A packed_ternary_linear call: input [*, in_features] of float32/float16/bfloat16, packed
 /// int32 [out, ceil(in_features / 16)], scale float32 [out] or [1], bias [out] in the input's
-/// dtype or float32, all on one device; returns the parsed activation format.
+/// dtype, all on one device; returns the parsed activation format.
 quant::ActivationFormat check_packed_linear_args(const char* op, const at::Tensor& input,
                                                  const at::Tensor& packed, const at::Tensor& scale,
                                                  const std::optional<at::Tensor>& bias,

@@ -34,8 +34,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
     double threshold_factor, bool per_channel, c10::string_view scale_mode,
     c10::string_view activation_format, bool keep_operand);
 
-/// The packed inference layer; see bittorch::nn::PackedTernaryLinear. bias: the input's dtype
-/// or float32.
+/// The packed inference layer; see bittorch::nn::PackedTernaryLinear.
 at::Tensor packed_ternary_linear(const at::Tensor& input, const at::Tensor& packed,
                                  const at::Tensor& scale, const std::optional<at::Tensor>& bias,
                                  int64_t in_features, c10::string_view activation_format);

@@ -139,25 +139,6 @@ TEST(PackedTernaryLinear, RejectsBadInputs) {
                                              torch::ones({4}), std::nullopt, 12, "none");
       },
       {"[out_features, 1]", "[4, 2]"}));
-  EXPECT_TRUE(throws_error_mentioning(
-      [] {
-        bittorch::ops::packed_ternary_linear(torch::randn({2, 12}, torch::kBFloat16), torch::zeros({4, 1}, torch::kInt),
-                                             torch::ones({4}), torch::zeros({4}, torch::kDouble), 12, "none");
-      },
-      {"BFloat16 or float32", "Double"}));
-}
-
-TEST(PackedTernaryLinear, Float32BiasEqualsTheBiasInTheInputDtype) {
-  torch::manual_seed(42);
-  const auto packed = bittorch::quant::pack_ternary(torch::randint(-1, 2, {9, 40}, torch::kChar));
-  const auto scale = torch::rand({9}) + 0.1;
-  const auto bias = torch::randn({9}).to(torch::kBFloat16);  // exact in both dtypes
-  const auto x = torch::randn({3, 40}).to(torch::kBFloat16);
-  for (const std::string format : {"none", "int8"}) {
-    EXPECT_TRUE(torch::equal(bittorch::ops::packed_ternary_linear(x, packed, scale, bias.to(torch::kFloat), 40, format),
-                             bittorch::ops::packed_ternary_linear(x, packed, scale, bias, 40, format)))
-        << format;
-  }
 }
 
 }  // namespace

@@ -475,10 +475,10 @@ struct WarpProduct {
 template <typename out_t>
 __device__ __forceinline__ out_t scaled_output(float sum, int64_t m, int64_t n, const float* __restrict__ row_scale,
                                                const float* __restrict__ scale, bool per_channel,
-                                               const float* __restrict__ bias) {
+                                               const out_t* __restrict__ bias) {
   if (row_scale != nullptr) sum *= row_scale[m];
   sum *= scale[per_channel ? n : 0];
-  if (bias != nullptr) sum += bias[n];
+  if (bias != nullptr) sum += static_cast<float>(bias[n]);
   return static_cast<out_t>(sum);
 }
 
@@ -489,7 +489,7 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
     packed_mma_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows,
                       const uint32_t* __restrict__ packed, int64_t words, int64_t out_features,
                       bool vector_loads, const float* __restrict__ scale, bool per_channel,
-                      const float* __restrict__ row_scale, const float* __restrict__ bias,
+                      const float* __restrict__ row_scale, const out_t* __restrict__ bias,
                       out_t* __restrict__ out) {
   using Product = WarpProduct<in_t, 1, kStages, kTiles>;
   __shared__ float partial[kWarps][kTiles * 4][32];
@@ -512,7 +512,7 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
     float sum = 0.0F;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) sum += partial[w][4 * r + i][owner];
-    out[m * out_features + n] = scaled_output<out_t>(sum, m, n, row_scale, scale, per_channel, bias);
+    out[m * out_features + n] = scaled_output(sum, m, n, row_scale, scale, per_channel, bias);
   }
 }
 
@@ -565,11 +565,11 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
 template <typename out_t>
 __global__ void scale_sums_kernel(const float* __restrict__ sums, int64_t rows, int64_t out_features,
                                   const float* __restrict__ row_scale, const float* __restrict__ scale,
-                                  bool per_channel, const float* __restrict__ bias, out_t* __restrict__ out) {
+                                  bool per_channel, const out_t* __restrict__ bias, out_t* __restrict__ out) {
   for (int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; index < rows * out_features;
        index += int64_t{gridDim.x} * blockDim.x) {
     const int64_t m = index / out_features, n = index % out_features;
-    out[index] = scaled_output<out_t>(sums[index], m, n, row_scale, scale, per_channel, bias);
+    out[index] = scaled_output(sums[index], m, n, row_scale, scale, per_channel, bias);
   }
 }
 
@@ -658,7 +658,7 @@ void gemv(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at:
 
 template <typename in_t, typename out_t, int kTiles, int kStages>
 void small_batch_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
-                         const float* row_scale, const float* bias, at::Tensor& out) {
+                         const float* row_scale, const out_t* bias, at::Tensor& out) {
   const int64_t out_features = packed.size(0), words = packed.size(1);
   constexpr int kWarps = 4;
   constexpr int kFeatures = tile_features<in_t, kTiles>();
@@ -673,7 +673,7 @@ void small_batch_product(const at::Tensor& x, int64_t rows, const at::Tensor& pa
 
 template <typename in_t, typename out_t, int kNTiles>
 void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
-                   const float* row_scale, const float* bias, at::Tensor& out) {
+                   const float* row_scale, const out_t* bias, at::Tensor& out) {
   const int64_t out_features = packed.size(0), words = packed.size(1);
   const auto stream = at::cuda::getCurrentCUDAStream();
   constexpr int kWarps = 8, kStages = 2;
@@ -708,7 +708,7 @@ void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, 
 // four blocks per multiprocessor, then scale_sums_kernel.
 template <typename in_t, typename out_t>
 void tensor_core_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
-                         const at::Tensor& row_scale, const float* bias, at::Tensor& out) {
+                         const at::Tensor& row_scale, const out_t* bias, at::Tensor& out) {
   const int64_t out_features = packed.size(0);
   const float* row_scale_data = row_scale.defined() ? row_scale.data_ptr<float>() : nullptr;
   if (rows <= 8) {
@@ -728,7 +728,7 @@ void tensor_core_product(const at::Tensor& x, int64_t rows, const at::Tensor& pa
 // and dtype.
 template <typename out_t>
 void packed_product(quant::ActivationFormat format, const at::Tensor& x, int64_t rows, const at::Tensor& packed,
-                    const at::Tensor& scale, const at::Tensor& row_scale, const float* bias, at::Tensor& out) {
+                    const at::Tensor& scale, const at::Tensor& row_scale, const out_t* bias, at::Tensor& out) {
   if (format == quant::ActivationFormat::Int8) {
     tensor_core_product<int8_t, out_t>(x, rows, packed, scale, row_scale, bias, out);
   } else if (format == quant::ActivationFormat::Float8E4M3) {
@@ -766,21 +766,19 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const auto out_shape = linear_output_shape(input, out_features);
   const bool eight_bit = format != quant::ActivationFormat::None;
   const bool tensor_cores = eight_bit || dtype != at::kFloat;
-  const bool has_bias = bias.has_value() && bias->defined();
   if (rows > (tensor_cores ? kMaxMmaRows : kMaxGemvRows)) {
-    const std::optional<at::Tensor> bias_in_dtype = has_bias ? std::optional<at::Tensor>(bias->to(dtype)) : std::nullopt;
     if (eight_bit) {
       const auto [values, input_scale] = quantize_activation_rows(rows_in, format);
       const at::Tensor codes = format == quant::ActivationFormat::Int8
                                    ? expand_packed<int8_t>(packed, in_features, scale, at::kChar)
                                    : expand_packed<c10::Float8_e4m3fn>(packed, in_features, scale, at::kFloat8_e4m3fn);
-      return eight_bit_product(values, input_scale, codes, scale, bias_in_dtype, format, dtype).view(out_shape);
+      return eight_bit_product(values, input_scale, codes, scale, bias, format, dtype).view(out_shape);
     }
     at::Tensor operand;
     BITTORCH_DISPATCH_ACTIVATION_TYPES(dtype, "bittorch_expand_packed", [&] {
       operand = expand_packed<scalar_t>(packed, in_features, scale, dtype);
     });
-    return at::linear(rows_in, operand, bias_in_dtype).view(out_shape);
+    return at::linear(rows_in, operand, bias).view(out_shape);
   }
   at::Tensor out = at::empty({rows, out_features}, input.options());
   if (rows == 0) return out.view(out_shape);
@@ -792,10 +790,8 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   } else {
     x = word_aligned_rows(rows_in, words);
   }
-  // The kernels add the bias in float32.
-  const at::Tensor bias_float = has_bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
-  const float* bias_data = has_bias ? bias_float.data_ptr<float>() : nullptr;
   BITTORCH_DISPATCH_ACTIVATION_TYPES(dtype, "bittorch_packed_linear", [&] {
+    const scalar_t* bias_data = bias.has_value() && bias->defined() ? bias->data_ptr<scalar_t>() : nullptr;
     packed_product<scalar_t>(format, x, rows, packed, scale, row_scale, bias_data, out);
   });
   return out.view(out_shape);
