@@ -25,7 +25,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <iostream>
 
@@ -104,6 +103,8 @@ int main(int argc, char** argv) {
       std::cerr << "bittorch-bench: no CUDA GPU available\n";
       return 1;
     }
+    // The results file is checked before the long run, not after it.
+    if (const auto path = args["json"].as<std::string>(); !path.empty()) bittorch::io::check_writable_path(path, "--json");
     const int repeats = args["repeats"].as<int>(), warmup = args["warmup"].as<int>();
     if (repeats < 1 || warmup < 0) throw std::invalid_argument("--repeats >= 1 and --warmup >= 0");
     const torch::Device device(torch::kCUDA);
@@ -169,7 +170,7 @@ int main(int argc, char** argv) {
           {"commit", args["commit"].as<std::string>()}, {"repeats", repeats}, {"warmup", warmup},
           {"method", "CUDA events per repeat, L2 flushed before each, median; ratios against bf16_autocast in the same run"},
           {"results", results}};
-      std::ofstream(path) << doc.dump(2) << "\n";
+      bittorch::io::write_file_atomically(path, doc.dump(2) + "\n");
     }
     return 0;
   });

@@ -26,7 +26,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <iostream>
 
@@ -91,6 +90,8 @@ int main(int argc, char** argv) {
       std::cout << options.help() << std::endl;
       return 0;
     }
+    // The results file is checked before the long run, not after it.
+    if (const auto path = args["json"].as<std::string>(); !path.empty()) bittorch::io::check_writable_path(path, "--json");
     const int repeats = args["repeats"].as<int>();
     if (repeats < 1) throw std::invalid_argument("--repeats must be >= 1");
     torch::NoGradGuard no_grad;
@@ -172,7 +173,7 @@ int main(int argc, char** argv) {
           "GPU: CUDA graph of 64 forwards over layer copies holding > 2x L2, median of repeats; "
           "CPU: wall clock per forward, median of repeats, same threads";
       doc["results"] = results;
-      std::ofstream(path) << doc.dump(2) << "\n";
+      bittorch::io::write_file_atomically(path, doc.dump(2) + "\n");
     }
     return 0;
   });

@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -54,7 +55,7 @@ class Reader {
   }
   const char* take(size_t size, const char* what) {
     if (size > bytes_.size() - offset_) {
-      throw PackedFileError(std::string("truncated file: ") + what + " runs past the end (byte " +
+      throw TruncatedFileError(std::string("truncated file: ") + what + " runs past the end (byte " +
                             std::to_string(offset_) + " of " + std::to_string(bytes_.size()) + ")");
     }
     const char* data = bytes_.data() + offset_;
@@ -69,6 +70,66 @@ class Reader {
 };
 
 int64_t trit_bytes(int64_t in_features, int64_t out_features) { return (in_features * out_features + 4) / 5; }
+
+// `count` float32 values of module `name`, each finite.
+std::vector<float> read_finite_floats(Reader& r, size_t count, const std::string& name, const char* what) {
+  std::vector<float> values(count);
+  std::memcpy(values.data(), r.take(count * sizeof(float), what), count * sizeof(float));
+  for (size_t i = 0; i < count; ++i) {
+    if (!std::isfinite(values[i])) {
+      throw PackedFileError("module '" + name + "' has a non-finite " + what + " (" + std::to_string(values[i]) +
+                            " at row " + std::to_string(i) + ")");
+    }
+  }
+  return values;
+}
+
+// The records after the header (magic and version), up to the checksum.
+std::vector<PackedModuleRecord> parse_records(std::string_view records_bytes) {
+  Reader r(records_bytes);
+  const auto count = r.get<uint32_t>("module count");
+  if (count > kMaxModules) throw PackedFileError("implausible module count " + std::to_string(count));
+  std::vector<PackedModuleRecord> records;
+  for (uint32_t i = 0; i < count; ++i) {
+    PackedModuleRecord m;
+    const auto kind = r.get<uint8_t>("module kind");
+    if (kind != static_cast<uint8_t>(ModuleKind::PackedTernaryLinear) && kind != static_cast<uint8_t>(ModuleKind::ReLU)) {
+      throw PackedFileError("module " + std::to_string(i) + " has unknown kind " + std::to_string(kind));
+    }
+    m.kind = static_cast<ModuleKind>(kind);
+    const auto name_size = r.get<uint32_t>("name length");
+    if (name_size > kMaxNameBytes) throw PackedFileError("module " + std::to_string(i) + " has an implausible name length");
+    m.name.assign(r.take(name_size, "module name"), name_size);
+    if (m.kind == ModuleKind::PackedTernaryLinear) {
+      m.in_features = r.get<int64_t>("in_features");
+      m.out_features = r.get<int64_t>("out_features");
+      if (m.in_features < 1 || m.out_features < 1 || m.in_features > kMaxFeatures || m.out_features > kMaxFeatures ||
+          m.in_features * m.out_features > kMaxWeights) {
+        throw PackedFileError("module '" + m.name + "' has an invalid shape " + std::to_string(m.out_features) + "x" +
+                              std::to_string(m.in_features));
+      }
+      m.activation_bits = r.get<uint8_t>("activation_bits");
+      if (m.activation_bits != 0 && m.activation_bits != 8) {
+        throw PackedFileError("module '" + m.name + "' has activation_bits " + std::to_string(m.activation_bits));
+      }
+      const auto has_bias = r.get<uint8_t>("bias flag");
+      if (has_bias > 1) throw PackedFileError("module '" + m.name + "' has an invalid bias flag");
+      const auto scale_dtype = r.get<uint8_t>("scale dtype");
+      if (scale_dtype != kScaleDtypeFloat32) {
+        throw PackedFileError("module '" + m.name + "' has scale dtype " + std::to_string(scale_dtype) +
+                              ", which this version does not read (1: float32)");
+      }
+      const auto code_bytes = static_cast<size_t>(trit_bytes(m.in_features, m.out_features));
+      m.trits = std::string_view(r.take(code_bytes, "ternary codes"), code_bytes);
+      const auto out = static_cast<size_t>(m.out_features);
+      m.scale = read_finite_floats(r, out, m.name, "scale");
+      if (has_bias == 1) m.bias = read_finite_floats(r, out, m.name, "bias");
+    }
+    records.push_back(std::move(m));
+  }
+  if (r.remaining() != 0) throw PackedFileError(std::to_string(r.remaining()) + " unexpected bytes after the last module");
+  return records;
+}
 
 }  // namespace
 
@@ -109,58 +170,21 @@ std::vector<PackedModuleRecord> parse_packed_file(std::string_view bytes) {
                           std::to_string(kPackedFileVersion) + ")");
   }
   const std::string_view body = bytes.substr(0, bytes.size() - sizeof(uint32_t));
+  const std::string_view records = body.substr(sizeof(kPackedFileMagic) + sizeof(uint32_t));
   uint32_t stored_crc;
   std::memcpy(&stored_crc, bytes.data() + body.size(), sizeof(uint32_t));
-  if (crc32_of(body) != stored_crc) throw PackedFileError("checksum mismatch: the file is corrupted");
-
-  Reader r(body.substr(sizeof(kPackedFileMagic) + sizeof(uint32_t)));
-  const auto count = r.get<uint32_t>("module count");
-  if (count > kMaxModules) throw PackedFileError("implausible module count " + std::to_string(count));
-  std::vector<PackedModuleRecord> records;
-  for (uint32_t i = 0; i < count; ++i) {
-    PackedModuleRecord m;
-    const auto kind = r.get<uint8_t>("module kind");
-    if (kind != static_cast<uint8_t>(ModuleKind::PackedTernaryLinear) && kind != static_cast<uint8_t>(ModuleKind::ReLU)) {
-      throw PackedFileError("module " + std::to_string(i) + " has unknown kind " + std::to_string(kind));
+  if (crc32_of(body) != stored_crc) {
+    // A file cut short fails its checksum too: say which it is where the contents run past
+    // the end of the file.
+    try {
+      parse_records(records);
+    } catch (const TruncatedFileError& error) {
+      throw TruncatedFileError(std::string(error.what()) + "; the file is shorter than its contents");
+    } catch (const PackedFileError&) {
     }
-    m.kind = static_cast<ModuleKind>(kind);
-    const auto name_size = r.get<uint32_t>("name length");
-    if (name_size > kMaxNameBytes) throw PackedFileError("module " + std::to_string(i) + " has an implausible name length");
-    m.name.assign(r.take(name_size, "module name"), name_size);
-    if (m.kind == ModuleKind::PackedTernaryLinear) {
-      m.in_features = r.get<int64_t>("in_features");
-      m.out_features = r.get<int64_t>("out_features");
-      if (m.in_features < 1 || m.out_features < 1 || m.in_features > kMaxFeatures || m.out_features > kMaxFeatures ||
-          m.in_features * m.out_features > kMaxWeights) {
-        throw PackedFileError("module '" + m.name + "' has an invalid shape " + std::to_string(m.out_features) + "x" +
-                              std::to_string(m.in_features));
-      }
-      m.activation_bits = r.get<uint8_t>("activation_bits");
-      if (m.activation_bits != 0 && m.activation_bits != 8) {
-        throw PackedFileError("module '" + m.name + "' has activation_bits " + std::to_string(m.activation_bits));
-      }
-      const auto has_bias = r.get<uint8_t>("bias flag");
-      if (has_bias > 1) throw PackedFileError("module '" + m.name + "' has an invalid bias flag");
-      const auto scale_dtype = r.get<uint8_t>("scale dtype");
-      if (scale_dtype != kScaleDtypeFloat32) {
-        throw PackedFileError("module '" + m.name + "' has scale dtype " + std::to_string(scale_dtype) +
-                              ", which this version does not read (1: float32)");
-      }
-      const auto code_bytes = static_cast<size_t>(trit_bytes(m.in_features, m.out_features));
-      const char* codes = r.take(code_bytes, "ternary codes");
-      m.trits.assign(codes, codes + code_bytes);
-      const auto out = static_cast<size_t>(m.out_features);
-      m.scale.resize(out);
-      std::memcpy(m.scale.data(), r.take(out * sizeof(float), "scales"), out * sizeof(float));
-      if (has_bias == 1) {
-        m.bias.resize(out);
-        std::memcpy(m.bias.data(), r.take(out * sizeof(float), "bias"), out * sizeof(float));
-      }
-    }
-    records.push_back(std::move(m));
+    throw PackedFileError("checksum mismatch: the file is corrupted");
   }
-  if (r.remaining() != 0) throw PackedFileError(std::to_string(r.remaining()) + " unexpected bytes after the last module");
-  return records;
+  return parse_records(records);
 }
 
 }  // namespace bittorch::io

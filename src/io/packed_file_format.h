@@ -21,6 +21,12 @@ class PackedFileError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A file that ends before its contents do.
+class TruncatedFileError : public PackedFileError {
+ public:
+  using PackedFileError::PackedFileError;
+};
+
 enum class ModuleKind : uint8_t { PackedTernaryLinear = 1, ReLU = 2 };
 
 struct PackedModuleRecord {
@@ -30,7 +36,10 @@ struct PackedModuleRecord {
   int64_t in_features = 0;
   int64_t out_features = 0;
   int64_t activation_bits = 0;
-  std::vector<uint8_t> trits;  // ceil(in * out / 5) bytes, five codes per byte
+  /// ceil(in * out / 5) bytes, five codes per byte: a view into the bytes the record was
+  /// parsed from (or, for writing, into storage the caller keeps), so that loading a model
+  /// never holds its codes twice.
+  std::string_view trits;
   std::vector<float> scale;    // [out]
   std::vector<float> bias;     // [out] or empty
 };
@@ -39,7 +48,9 @@ struct PackedModuleRecord {
 std::string write_packed_file(const std::vector<PackedModuleRecord>& records);
 
 /// The records of a file; any malformation (truncation, bad magic, version, sizes, kinds,
-/// checksum, trailing bytes) is a PackedFileError naming it. Reads nothing outside `bytes`.
+/// checksum, non-finite scales or biases, trailing bytes) is a PackedFileError naming it. A
+/// file whose checksum fails is reported as truncated (TruncatedFileError) where its contents
+/// run past its end, else as corrupted. Reads nothing outside `bytes`.
 std::vector<PackedModuleRecord> parse_packed_file(std::string_view bytes);
 
 }  // namespace bittorch::io

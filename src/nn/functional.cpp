@@ -2,7 +2,7 @@
 
 #include <bittorch/quant/activations.h>
 
-#include "ops/ops.h"
+#include <bittorch/ops.h>
 
 #include <torch/autograd.h>
 #include <torch/nn/functional/linear.h>

@@ -2,6 +2,8 @@
 #include <bittorch/nn/modules/ternary_linear.h>
 #include <bittorch/quant/activations.h>
 
+#include "nn/checked_load.h"
+
 #include <torch/nn/init.h>
 
 #include <cmath>
@@ -83,6 +85,10 @@ quant::TernarizedWeight TernaryLinearImpl::get_quantized_weight() const {
   return quantized(weight, options);
 }
 
+void TernaryLinearImpl::load(torch::serialize::InputArchive& archive) {
+  load_checking_shapes(*this, archive, "bittorch::nn::TernaryLinear");
+}
+
 TernaryLinearCUDAImpl::TernaryLinearCUDAImpl(const TernaryLinearCUDAOptions& options_)
     : options(options_) {
   // NOLINTNEXTLINE(clang-analyzer-optin.cplusplus.VirtualCall)
@@ -113,6 +119,10 @@ at::Tensor TernaryLinearCUDAImpl::forward(const at::Tensor& input) {
 
 quant::TernarizedWeight TernaryLinearCUDAImpl::get_quantized_weight() const {
   return quantized(weight, options);
+}
+
+void TernaryLinearCUDAImpl::load(torch::serialize::InputArchive& archive) {
+  load_checking_shapes(*this, archive, "bittorch::nn::TernaryLinearCUDA");
 }
 
 }  // namespace bittorch::nn

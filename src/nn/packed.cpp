@@ -2,7 +2,10 @@
 #include <bittorch/quant/activations.h>
 #include <bittorch/quant/packing.h>
 
-#include "ops/ops.h"
+#include <bittorch/ops.h>
+
+#include "nn/checked_load.h"
+#include "ops/checks.h"
 
 #include <torch/nn/modules/container/any.h>
 
@@ -61,6 +64,10 @@ int64_t PackedTernaryLinearImpl::weight_bytes() const {
   return packed.numel() * packed.element_size() + scale.numel() * scale.element_size();
 }
 
+void PackedTernaryLinearImpl::load(torch::serialize::InputArchive& archive) {
+  load_checking_shapes(*this, archive, "bittorch::nn::PackedTernaryLinear");
+}
+
 }  // namespace bittorch::nn
 
 namespace bittorch {
@@ -73,6 +80,7 @@ torch::nn::Sequential pack(const torch::nn::Sequential& model) {
     const auto& name = names.at(index++);
     const auto module = any.ptr();
     if (const auto layer = std::dynamic_pointer_cast<nn::TernaryLinearImpl>(module)) {
+      ops::check_finite(("bittorch::pack: layer '" + name + "'").c_str(), "weight", layer->weight);
       nn::PackedTernaryLinear packed_layer(*layer);
       packed_layer->to(layer->weight.device());
       packed->push_back(std::string(name), packed_layer.ptr());

@@ -59,6 +59,11 @@ class AutocastMasterWeightScope {
   bool previous_;
 };
 
+/// A c10::Error from `op` naming `name` when `tensor` holds NaN or +-Inf: how many, and the
+/// first one's index and value. Reads the tensor (a device synchronisation on a GPU): for
+/// quantization that is not on the training path.
+void check_finite(const char* op, const char* name, const at::Tensor& tensor);
+
 /// The dtype scales are kept in: float32 for float16/bfloat16 weights, else the weight's.
 at::ScalarType scale_dtype(at::ScalarType weight_dtype);
 

@@ -1,4 +1,4 @@
-#include "ops/ops.h"
+#include <bittorch/ops.h>
 
 #include <ATen/core/dispatch/Dispatcher.h>
 

@@ -1,4 +1,5 @@
-// Packing with plain ATen ops: the same code runs on CPU and CUDA tensors.
+// The 2-bit format with plain ATen ops (the same code runs on CPU and CUDA tensors); the
+// file format with byte loops on the CPU, which need no intermediate tensors.
 
 #include <bittorch/quant/packing.h>
 
@@ -23,6 +24,53 @@ at::Tensor powers(int64_t base, int64_t count, const at::TensorOptions& options)
   return at::pow(at::full({count}, base, options.dtype(at::kLong)), at::arange(count, options.dtype(at::kLong)));
 }
 
+void check_packed(const char* op, const at::Tensor& packed, int64_t in_features) {
+  TORCH_CHECK(packed.defined() && packed.dim() == 2 && packed.scalar_type() == at::kInt, op,
+              ": expected int32 packed codes [out_features, words]");
+  TORCH_CHECK(in_features >= 1 && packed.size(1) == packed_words(in_features), op, ": in_features ",
+              in_features, " needs ", packed_words(in_features), " words per row, but the matrix has ",
+              packed.size(1));
+}
+
+// The file format: five codes per byte, byte = sum over i < 5 of (code_i + 1) * 3^i.
+constexpr int kTritsPerByte = 5;
+constexpr uint32_t kMaxTritByte = 242;  // 3^5 - 1
+
+constexpr int64_t trit_bytes(int64_t numel) { return (numel + kTritsPerByte - 1) / kTritsPerByte; }
+
+// The bytes of `numel` codes, code_at(index) called once per index in order; the last byte
+// is padded with zero codes.
+template <typename CodeAt>
+std::vector<uint8_t> encode_trits(int64_t numel, CodeAt&& code_at) {
+  std::vector<uint8_t> bytes(static_cast<size_t>(trit_bytes(numel)));
+  for (int64_t b = 0, index = 0; b < static_cast<int64_t>(bytes.size()); ++b) {
+    uint32_t value = 0;
+    for (uint32_t i = 0, place = 1; i < kTritsPerByte; ++i, ++index, place *= 3) {
+      value += static_cast<uint32_t>((index < numel ? code_at(index) : 0) + 1) * place;
+    }
+    bytes[b] = static_cast<uint8_t>(value);
+  }
+  return bytes;
+}
+
+// Calls visit(code) for each of the `numel` codes of `bytes` in order, after checking each
+// byte and the padding.
+template <typename Visit>
+void decode_trits(const char* op, const uint8_t* bytes, int64_t numel, Visit&& visit) {
+  for (int64_t b = 0, index = 0; b < trit_bytes(numel); ++b) {
+    uint32_t value = bytes[b];
+    TORCH_CHECK(value <= kMaxTritByte, op, ": corrupted codes (a byte above 242 at byte ", b, ")");
+    for (int i = 0; i < kTritsPerByte; ++i, ++index, value /= 3) {
+      const int code = static_cast<int>(value % 3) - 1;
+      if (index < numel) {
+        visit(code);
+      } else {
+        TORCH_CHECK(code == 0, op, ": corrupted codes (nonzero padding)");
+      }
+    }
+  }
+}
+
 }  // namespace
 
 at::Tensor pack_ternary(const at::Tensor& codes) {
@@ -41,11 +89,7 @@ at::Tensor pack_ternary(const at::Tensor& codes) {
 
 at::Tensor unpack_ternary(const at::Tensor& packed, int64_t in_features) {
   const char* op = "bittorch::quant::unpack_ternary";
-  TORCH_CHECK(packed.defined() && packed.dim() == 2 && packed.scalar_type() == at::kInt, op,
-              ": expected int32 packed codes [out_features, words]");
-  TORCH_CHECK(in_features >= 1 && packed.size(1) == packed_words(in_features), op, ": in_features ",
-              in_features, " needs ", packed_words(in_features), " words per row, but the matrix has ",
-              packed.size(1));
+  check_packed(op, packed, in_features);
   const int64_t rows = packed.size(0);
   const auto long_options = packed.options().dtype(at::kLong);
   const at::Tensor word = packed.to(at::kLong).bitwise_and(0xFFFFFFFFLL).unsqueeze(-1);
@@ -62,28 +106,65 @@ at::Tensor unpack_ternary(const at::Tensor& packed, int64_t in_features) {
 
 at::Tensor pack_trits(const at::Tensor& codes) {
   check_codes("bittorch::quant::pack_trits", codes);
-  const int64_t numel = codes.numel();
-  const int64_t bytes = (numel + 4) / 5;
-  const auto long_options = codes.options().dtype(at::kLong);
-  at::Tensor digits = at::ones({bytes * 5}, long_options);  // code 0 is digit 1
-  digits.narrow(0, 0, numel).copy_(codes.reshape({-1}).to(at::kLong) + 1);
-  return (digits.view({bytes, 5}) * powers(3, 5, long_options)).sum(-1).to(at::kByte);
+  const at::Tensor values = codes.to(at::kChar).cpu().contiguous();
+  const int8_t* data = values.data_ptr<int8_t>();
+  const auto bytes = encode_trits(values.numel(), [&](int64_t index) { return data[index]; });
+  return at::tensor(bytes, at::TensorOptions().dtype(at::kByte)).to(codes.device());
 }
 
 at::Tensor unpack_trits(const at::Tensor& bytes, int64_t numel) {
   const char* op = "bittorch::quant::unpack_trits";
   TORCH_CHECK(bytes.defined() && bytes.dim() == 1 && bytes.scalar_type() == at::kByte, op,
               ": expected a 1-D uint8 tensor");
-  TORCH_CHECK(numel >= 0 && bytes.size(0) == (numel + 4) / 5, op, ": ", numel, " codes need ",
-              (numel + 4) / 5, " bytes, but got ", bytes.size(0));
-  const auto long_options = bytes.options().dtype(at::kLong);
-  const at::Tensor values = bytes.to(at::kLong);
-  TORCH_CHECK(!(values > 242).any().item<bool>(), op, ": corrupted codes (a byte above 242)");
-  const at::Tensor digits = values.unsqueeze(-1).div(powers(3, 5, long_options), "floor").remainder(3).view({-1});
-  const int64_t padding = digits.size(0) - numel;
-  TORCH_CHECK(padding == 0 || !digits.narrow(0, numel, padding).ne(1).any().item<bool>(), op,
-              ": corrupted codes (nonzero padding)");
-  return (digits.narrow(0, 0, numel) - 1).to(at::kChar);
+  TORCH_CHECK(numel >= 0 && bytes.size(0) == trit_bytes(numel), op, ": ", numel, " codes need ",
+              trit_bytes(numel), " bytes, but got ", bytes.size(0));
+  const at::Tensor host = bytes.cpu().contiguous();
+  at::Tensor codes = at::empty({numel}, host.options().dtype(at::kChar));
+  int8_t* out = codes.data_ptr<int8_t>();
+  decode_trits(op, host.data_ptr<uint8_t>(), numel, [&](int code) { *out++ = static_cast<int8_t>(code); });
+  return codes.to(bytes.device());
+}
+
+void packed_from_trits(const uint8_t* bytes, int64_t size, int64_t in_features, at::Tensor& packed) {
+  const char* op = "bittorch::quant::packed_from_trits";
+  check_packed(op, packed, in_features);
+  TORCH_CHECK(packed.device().is_cpu() && packed.is_contiguous(), op, ": expected a contiguous CPU matrix");
+  const int64_t out_features = packed.size(0), words = packed.size(1);
+  TORCH_CHECK(size == trit_bytes(out_features * in_features), op, ": ", out_features, "x", in_features,
+              " codes need ", trit_bytes(out_features * in_features), " bytes, but got ", size);
+  packed.zero_();
+  auto* word = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  int64_t column = 0;
+  decode_trits(op, bytes, out_features * in_features, [&](int code) {
+    word[column / kCodesPerWord] |= (static_cast<uint32_t>(code) & 3U) << (2 * (column % kCodesPerWord));
+    if (++column == in_features) {
+      column = 0;
+      word += words;
+    }
+  });
+}
+
+std::vector<uint8_t> trits_from_packed(const at::Tensor& packed, int64_t in_features) {
+  const char* op = "bittorch::quant::trits_from_packed";
+  check_packed(op, packed, in_features);
+  const at::Tensor host = packed.cpu().contiguous();
+  const int64_t words = host.size(1);
+  const auto* word = reinterpret_cast<const uint32_t*>(host.data_ptr<int32_t>());
+  for (int64_t row = 0; row < host.size(0); ++row) {
+    const uint32_t last = word[row * words + words - 1];
+    const int used = static_cast<int>(in_features - (words - 1) * kCodesPerWord);
+    TORCH_CHECK(used == kCodesPerWord || (last >> (2 * used)) == 0, op, ": corrupted packed codes (nonzero padding)");
+  }
+  int64_t column = 0;
+  return encode_trits(host.size(0) * in_features, [&](int64_t /*index*/) {
+    const uint32_t field = (word[column / kCodesPerWord] >> (2 * (column % kCodesPerWord))) & 3U;
+    TORCH_CHECK(field != 2U, op, ": corrupted packed codes (a field 10)");
+    if (++column == in_features) {
+      column = 0;
+      word += words;
+    }
+    return field == 3U ? -1 : static_cast<int>(field);
+  });
 }
 
 }  // namespace bittorch::quant

@@ -1,6 +1,6 @@
 #include <bittorch/quant/ternarize.h>
 
-#include "ops/ops.h"
+#include <bittorch/ops.h>
 
 #include <c10/util/Exception.h>
 

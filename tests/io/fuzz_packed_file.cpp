@@ -24,6 +24,8 @@ using bittorch::io::PackedModuleRecord;
 
 std::string valid_file(std::mt19937_64& rng) {
   std::vector<PackedModuleRecord> records;
+  std::vector<std::string> codes;
+  codes.reserve(3);  // the records' views stay valid
   const int layers = 1 + static_cast<int>(rng() % 3);
   for (int i = 0; i < layers; ++i) {
     PackedModuleRecord linear;
@@ -32,8 +34,9 @@ std::string valid_file(std::mt19937_64& rng) {
     linear.in_features = 1 + static_cast<int64_t>(rng() % 40);
     linear.out_features = 1 + static_cast<int64_t>(rng() % 12);
     linear.activation_bits = rng() % 2 == 0 ? 0 : 8;
-    linear.trits.resize((linear.in_features * linear.out_features + 4) / 5);
-    for (auto& byte : linear.trits) byte = static_cast<uint8_t>(rng() % 243);
+    codes.emplace_back(static_cast<size_t>((linear.in_features * linear.out_features + 4) / 5), '\0');
+    for (auto& byte : codes.back()) byte = static_cast<char>(rng() % 243);
+    linear.trits = codes.back();
     linear.scale.assign(linear.out_features, 0.5F);
     if (rng() % 2 == 0) linear.bias.assign(linear.out_features, -1.0F);
     records.push_back(linear);

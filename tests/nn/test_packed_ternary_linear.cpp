@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "ops/ops.h"
 #include "reference.h"
 
 namespace {
@@ -139,6 +138,56 @@ TEST(PackedTernaryLinear, RejectsBadInputs) {
                                              torch::ones({4}), std::nullopt, 12, "none");
       },
       {"[out_features, 1]", "[4, 2]"}));
+}
+
+// Loading a saved layer into one of another size is refused; the layer keeps its tensors.
+TEST(PackedTernaryLinear, LoadRefusesAnotherShape) {
+  PackedTernaryLinear packed(*TernaryLinear(30, 7));
+  std::stringstream stream;
+  torch::save(packed, stream);
+  PackedTernaryLinear other(bittorch::nn::PackedTernaryLinearOptions(40, 7));
+  EXPECT_TRUE(throws_error_mentioning([&] { torch::load(other, stream); },
+                                      {"PackedTernaryLinear", "'packed'", "[7, 2]", "[7, 3]"}));
+  EXPECT_EQ(other->packed.sizes(), torch::IntArrayRef({7, 3}));
+}
+
+TEST(Pack, RefusesNonFiniteWeightsNamingTheLayer) {
+  torch::nn::Sequential model(TernaryLinear(6, 4), torch::nn::ReLU(), TernaryLinear(4, 2));
+  {
+    torch::NoGradGuard no_grad;
+    model[2]->as<bittorch::nn::TernaryLinearImpl>()->weight[1][3] = -INFINITY;
+  }
+  EXPECT_TRUE(throws_error_mentioning([&] { bittorch::pack(model); },
+                                      {"bittorch::pack", "layer '2'", "weight", "1 non-finite value", "-inf", "[1, 3]"}));
+}
+
+// NaN and +-Inf inputs reach the outputs as in the unpacked layer: NaN wherever it is NaN,
+// non-finite wherever it is (the unpacked layer multiplies zero codes too: 0 * Inf is NaN).
+// With 8-bit activations a row holding one has no finite scale: all its outputs are NaN.
+// CTest runs this once more through the portable loop (BITTORCH_NO_AVX2=1).
+TEST(PackedTernaryLinear, NonFiniteInputsPropagateAsInTheUnpackedLayer) {
+  torch::manual_seed(43);
+  for (const int64_t bits : {0, 8}) {
+    for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      TernaryLinear layer(TernaryLinearOptions(40, 9).activation_bits(bits));
+      layer->to(dtype);
+      PackedTernaryLinear packed(*layer);
+      auto x = torch::randn({5, 40}).to(dtype);
+      x[0][3] = std::nanf("");
+      x[1][5] = INFINITY;
+      x[2][7] = -INFINITY;
+      x[3][0] = INFINITY;
+      x[3][1] = -INFINITY;  // row 4 stays finite
+      const auto expected = layer(x).to(torch::kDouble);
+      const auto actual = packed(x).to(torch::kDouble);
+      const auto what = c10::str("bits ", bits, " ", dtype);
+      EXPECT_TRUE(torch::equal(torch::isfinite(actual), torch::isfinite(expected))) << what << "\n" << actual << expected;
+      EXPECT_TRUE(torch::equal(torch::isnan(actual), torch::isnan(expected))) << what << "\n" << actual << expected;
+      EXPECT_TRUE(torch::isnan(actual[0]).all().item<bool>()) << what;
+      if (bits == 8) EXPECT_TRUE(torch::isnan(actual.slice(0, 0, 4)).all().item<bool>()) << what;
+      expect_close(packed(x.slice(0, 4)), layer(x.slice(0, 4)), dtype, what + " finite row");
+    }
+  }
 }
 
 }  // namespace

@@ -4,7 +4,6 @@
 #include <torch/torch.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <sstream>
 
 #include "reference.h"
@@ -155,12 +154,10 @@ struct TwoLayerNet : torch::nn::Module {
 TEST(TernaryLinearModule, SaveLoadRoundTripsBitExactly) {
   torch::manual_seed(15);
   auto model = std::make_shared<TwoLayerNet>();
-  const auto path = std::filesystem::temp_directory_path() /
-                    ("bittorch_roundtrip_" + std::to_string(::getpid()) + ".pt");
-  torch::save(model, path.string());
+  std::stringstream stream;
+  torch::save(model, stream);
   auto loaded = std::make_shared<TwoLayerNet>();  // different random init
-  torch::load(loaded, path.string());
-  std::filesystem::remove(path);
+  torch::load(loaded, stream);
   const auto original = model->named_parameters();
   const auto restored = loaded->named_parameters();
   ASSERT_EQ(original.size(), restored.size());
@@ -188,6 +185,36 @@ TEST(TernaryLinearModule, TwoLayerModelLearnsASyntheticTask) {
   }
   const double final_loss = loss_at().item<double>();
   EXPECT_LT(final_loss, 0.25 * initial) << "initial " << initial << " final " << final_loss;
+}
+
+// torch::load of a 784x256 layer into a TernaryLinear(100, 10) used to succeed and leave
+// options and weight disagreeing: refused now, and the layer keeps its tensors.
+TEST(TernaryLinearModule, LoadRefusesAWeightOfAnotherShape) {
+  std::stringstream stream;
+  torch::save(TernaryLinear(784, 256), stream);
+  TernaryLinear small(100, 10);
+  const auto before = small->weight.clone();
+  EXPECT_TRUE(throws_error_mentioning([&] { torch::load(small, stream); },
+                                      {"TernaryLinear", "'weight'", "[256, 784]", "[10, 100]"}));
+  EXPECT_TRUE(torch::equal(small->weight, before));
+  std::stringstream no_bias;
+  torch::save(TernaryLinear(TernaryLinearOptions(4, 3).bias(false)), no_bias);
+  TernaryLinear with_bias(4, 3);
+  EXPECT_TRUE(throws_error_mentioning([&] { torch::load(with_bias, no_bias); }, {"no parameter 'bias'"}));
+  std::stringstream cuda_stream;
+  torch::save(bittorch::nn::TernaryLinearCUDA(8, 4), cuda_stream);
+  bittorch::nn::TernaryLinearCUDA cuda_layer(8, 5);
+  EXPECT_TRUE(throws_error_mentioning([&] { torch::load(cuda_layer, cuda_stream); }, {"TernaryLinearCUDA", "[4, 8]"}));
+}
+
+TEST(TernaryLinearModule, QuantizedWeightRefusesNonFiniteWeights) {
+  TernaryLinear layer(5, 3);
+  {
+    torch::NoGradGuard no_grad;
+    layer->weight[2][1] = std::nanf("");
+  }
+  EXPECT_TRUE(throws_error_mentioning([&] { layer->get_quantized_weight(); },
+                                      {"bittorch::ternarize", "weight", "non-finite", "nan", "[2, 1]"}));
 }
 
 }  // namespace

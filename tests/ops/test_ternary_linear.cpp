@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "ops/ops.h"
 #include "reference.h"
 
 namespace {
@@ -184,14 +183,61 @@ TEST(TernaryLinear, EightBitWithoutInputGradient) {
   EXPECT_TRUE(torch::allclose(weight.grad(), reference_weight.grad()));
 }
 
+// A transposed input against its contiguous copy and against the reference. Not bit for bit:
+// the BLAS that torch's linear calls may take another kernel for another layout (seen on an
+// AMD EPYC: 5e-7 apart in float32), so within the float32 tolerance.
 TEST(TernaryLinear, NonContiguousInput) {
   torch::manual_seed(4);
-  const auto base = torch::randn({9, 6});
-  const auto input = base.t();  // [6, 9], non-contiguous
-  const auto weight = torch::randn({5, 9});
-  const auto output = F::ternary_linear(input, weight);
-  const auto expected = F::ternary_linear(input.contiguous(), weight);
-  EXPECT_TRUE(torch::equal(output, expected));
+  for (const auto dtype : {torch::kFloat, torch::kDouble}) {
+    const auto base = torch::randn({9, 6}, dtype);
+    const auto input = base.t();  // [6, 9], non-contiguous
+    ASSERT_FALSE(input.is_contiguous());
+    const auto weight = torch::randn({5, 9}, dtype);
+    const auto output = F::ternary_linear(input, weight);
+    const auto ref = reference_ternary_linear(input, weight, {}, {},
+                                              reference_ternarize(weight, 0.05, true, false, reference_scale_dtype(dtype)));
+    expect_close(output, ref.output, dtype, c10::str("transposed input, ", dtype));
+    expect_close(output, F::ternary_linear(input.contiguous(), weight).to(torch::kDouble), dtype,
+                 c10::str("transposed against contiguous, ", dtype));
+  }
+}
+
+// The quantizer refuses non-finite weights, naming how many and the first one; the fused
+// training op does not read the weight to check it (that would synchronise every step), so
+// there a NaN weight gives NaN outputs in its row's column, as the unfused formula does.
+TEST(TernaryLinear, NonFiniteWeights) {
+  for (const auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
+    auto weight = torch::randn({3, 4});
+    weight[1][2] = std::nanf("");
+    const auto options = bittorch::quant::TernarizeOptions().scale_mode(mode);
+    EXPECT_TRUE(throws_error_mentioning([&] { bittorch::quant::ternarize(weight, options); },
+                                        {"bittorch::ternarize", "weight", "1 non-finite value", "nan", "[1, 2]"}));
+    const auto y = F::ternary_linear(torch::randn({5, 4}), weight, {}, F::TernaryLinearFuncOptions().scale_mode(mode));
+    EXPECT_TRUE(torch::isnan(y.select(1, 1)).all().item<bool>()) << y;
+    EXPECT_TRUE(torch::isfinite(y.select(1, 0)).all().item<bool>()) << y;
+    weight[1][2] = INFINITY;
+    weight[2][0] = -INFINITY;
+    EXPECT_TRUE(throws_error_mentioning([&] { bittorch::quant::ternarize(weight, options); },
+                                        {"2 non-finite values", "inf", "[1, 2]"}));
+  }
+}
+
+// A NaN or Inf in an input row makes that row's outputs non-finite, with 16-bit and with
+// 8-bit activations (there all NaN: the row has no finite scale); other rows are unaffected.
+TEST(TernaryLinear, NonFiniteInputsReachTheirRowOnly) {
+  torch::manual_seed(12);
+  const auto weight = torch::randn({6, 10});
+  for (const char* format : {"none", "int8", "float8_e4m3"}) {
+    auto x = torch::randn({3, 10});
+    const auto clean = bittorch::ops::ternary_linear(x, weight, std::nullopt, 0.05, true, "max", format);
+    x[0][4] = std::nanf("");
+    x[1][9] = INFINITY;
+    const auto y = bittorch::ops::ternary_linear(x, weight, std::nullopt, 0.05, true, "max", format);
+    EXPECT_TRUE(torch::isnan(y[0]).all().item<bool>()) << format << y;
+    EXPECT_FALSE(torch::isfinite(y[1]).any().item<bool>()) << format << y;
+    if (std::string(format) != "none") EXPECT_TRUE(torch::isnan(y[1]).all().item<bool>()) << format << y;
+    EXPECT_TRUE(torch::equal(y[2], clean[2])) << format;
+  }
 }
 
 // Central finite differences of sum(y * r) against autograd, in float64.

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "reference.h"
 
 namespace {
@@ -40,6 +42,27 @@ TEST(QuantizeActivations, EqualsTheReferenceBitForBit) {
         EXPECT_TRUE(torch::equal(q.scale.to(torch::kDouble), ref.scale)) << what.str();
       }
     }
+  }
+}
+
+// A row holding NaN gets a NaN scale, one holding +-Inf an infinite one, and both all-zero
+// values, so that the layer's outputs of that row are NaN; other rows are untouched.
+TEST(QuantizeActivations, NonFiniteRowsGetANonFiniteScaleAndZeroValues) {
+  torch::manual_seed(32);
+  for (const auto format : {ActivationFormat::Int8, ActivationFormat::Float8E4M3}) {
+    auto x = torch::randn({4, 37});
+    x[0][5] = std::nanf("");
+    x[1][0] = INFINITY;
+    x[2][36] = -INFINITY;
+    const auto q = bittorch::quant::quantize_activations(x, format);
+    const auto what = bittorch::quant::to_string(format);
+    EXPECT_TRUE(std::isnan(q.scale[0][0].item<float>())) << what;
+    EXPECT_TRUE(std::isinf(q.scale[1][0].item<float>())) << what;
+    EXPECT_TRUE(std::isinf(q.scale[2][0].item<float>())) << what;
+    EXPECT_TRUE(torch::equal(q.values.slice(0, 0, 3).to(torch::kFloat), torch::zeros({3, 37}))) << what;
+    const auto ref = reference_quantize_activations(x.slice(0, 3), format == ActivationFormat::Int8);
+    EXPECT_TRUE(torch::equal(q.values.slice(0, 3).to(torch::kDouble), ref.values)) << what;
+    EXPECT_TRUE(torch::equal(q.scale.slice(0, 3).to(torch::kDouble), ref.scale)) << what;
   }
 }
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <bittorch/export.h>
+
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
@@ -23,13 +25,13 @@ enum class ActivationFormat {
 };
 
 /// "none", "int8" or "float8_e4m3", the spelling the dispatcher ops take.
-std::string to_string(ActivationFormat format);
+BITTORCH_API std::string to_string(ActivationFormat format);
 /// Parses the spellings above; anything else is a c10::Error naming the accepted values.
-ActivationFormat activation_format_from_string(std::string_view name);
+BITTORCH_API ActivationFormat activation_format_from_string(std::string_view name);
 
 /// The format `activation_bits` (0 = off, or 8) means on `device`: FP8 e4m3 on CUDA devices of
 /// compute capability 8.9 and later, INT8 on older GPUs and on the CPU; None for 0.
-ActivationFormat activation_format_for(int64_t activation_bits, const c10::Device& device);
+BITTORCH_API ActivationFormat activation_format_for(int64_t activation_bits, const c10::Device& device);
 
 /// An input split into 8-bit codes and their per-row scales: input ~= values * scale.
 struct QuantizedActivations {
@@ -41,6 +43,6 @@ struct QuantizedActivations {
 
 /// Quantizes `input` [*, features] (float32, float16 or bfloat16) per row to `format`
 /// (Int8 or Float8E4M3; calls the bittorch::quantize_activations op). Not differentiable.
-QuantizedActivations quantize_activations(const at::Tensor& input, ActivationFormat format);
+BITTORCH_API QuantizedActivations quantize_activations(const at::Tensor& input, ActivationFormat format);
 
 }  // namespace bittorch::quant

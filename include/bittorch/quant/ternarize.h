@@ -1,5 +1,6 @@
 #pragma once
 
+#include <bittorch/export.h>
 
 #include <ATen/core/Tensor.h>
 #include <torch/arg.h>
@@ -19,9 +20,9 @@ enum class ScaleMode {
 };
 
 /// "max" or "absmean", the spelling the dispatcher ops take.
-std::string to_string(ScaleMode mode);
+BITTORCH_API std::string to_string(ScaleMode mode);
 /// Parses "max" or "absmean"; anything else is a c10::Error naming the accepted values.
-ScaleMode scale_mode_from_string(std::string_view name);
+BITTORCH_API ScaleMode scale_mode_from_string(std::string_view name);
 
 struct TernarizeOptions {
   /// Fraction of the scale below which a weight becomes 0 (ScaleMode::Max only), in [0, 1].
@@ -42,7 +43,6 @@ struct TernarizedWeight {
 
 /// Ternarizes a 2-D weight [out_features, in_features] (calls the bittorch::ternarize op).
 /// Not differentiable: the returned tensors never require grad.
-TernarizedWeight ternarize(const at::Tensor& weight,
-                                        const TernarizeOptions& options = {});
+BITTORCH_API TernarizedWeight ternarize(const at::Tensor& weight, const TernarizeOptions& options = {});
 
 }  // namespace bittorch::quant

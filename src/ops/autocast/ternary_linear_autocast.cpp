@@ -4,7 +4,7 @@
 // ternary operand in the autocast dtype directly, saving the cast pass over the weight.
 
 #include "ops/checks.h"
-#include "ops/ops.h"
+#include <bittorch/ops.h>
 
 #include <ATen/autocast_mode.h>
 #include <torch/library.h>

@@ -2,7 +2,7 @@
 // straight-through estimator are dispatcher ops themselves, so each backend (CPU, CUDA,
 // Meta) provides its own and this file stays backend-agnostic.
 
-#include "ops/ops.h"
+#include <bittorch/ops.h>
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>

@@ -35,20 +35,17 @@ inline int code_at(uint32_t word, int i) {
 }
 
 // sums[m] = sum_k code[k] * x[m][k] over one packed row of `words` words, for `rows` input
-// rows `stride` floats apart (each padded to words * 16 with zeros).
+// rows `stride` floats apart (each padded to words * 16 with zeros). Every code multiplies its
+// input, zeros included, so that NaN and Inf inputs propagate as in the unpacked layer
+// (0 * Inf is NaN); the products are exact, so this equals a masked sum for finite inputs.
 void dot_rows_portable(const uint32_t* codes, int64_t words, const float* x, int64_t stride,
                        int64_t rows, float* sums) {
   for (int64_t m = 0; m < rows; ++m) sums[m] = 0.0F;
   for (int64_t w = 0; w < words; ++w) {
     const uint32_t word = codes[w];
-    if (word == 0) continue;
     for (int i = 0; i < 16; ++i) {
-      const int code = code_at(word, i);
-      if (code == 0) continue;
-      for (int64_t m = 0; m < rows; ++m) {
-        const float v = x[m * stride + w * 16 + i];
-        sums[m] += code > 0 ? v : -v;
-      }
+      const auto code = static_cast<float>(code_at(word, i));
+      for (int64_t m = 0; m < rows; ++m) sums[m] += code * x[m * stride + w * 16 + i];
     }
   }
 }
@@ -60,19 +57,16 @@ __attribute__((target("avx2"))) void dot_rows_avx2(const uint32_t* codes, int64_
   __m256 acc[kRows];
   for (int m = 0; m < kRows; ++m) acc[m] = _mm256_setzero_ps();
   const __m256i shifts = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-  const __m256i low_bit = _mm256_set1_epi32(1);
-  const __m256i sign_bit = _mm256_set1_epi32(static_cast<int32_t>(0x80000000U));
   for (int64_t w = 0; w < words; ++w) {
     const uint32_t word = codes[w];
-    if (word == 0) continue;
     for (int half = 0; half < 2; ++half) {
+      // Each lane's field in its top two bits, shifted back with the sign: -1, 0 or +1, as a
+      // float that multiplies the input (see dot_rows_portable).
       const __m256i fields = _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int32_t>(word >> (16 * half))), shifts);
-      // Bit 0 of a field says nonzero, bit 1 says negative: a lane mask and a sign to flip.
-      const __m256 nonzero = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(fields, low_bit), low_bit));
-      const __m256 sign = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(fields, 30), sign_bit));
+      const __m256 code = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(fields, 30), 30));
       for (int m = 0; m < kRows; ++m) {
         const __m256 v = _mm256_loadu_ps(x + m * stride + w * 16 + half * 8);
-        acc[m] = _mm256_add_ps(acc[m], _mm256_and_ps(_mm256_xor_ps(v, sign), nonzero));
+        acc[m] = _mm256_add_ps(acc[m], _mm256_mul_ps(v, code));
       }
     }
   }
@@ -162,13 +156,19 @@ at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
     for (int64_t m = begin; m < end; ++m) {
       const float* row = x_data + m * in_features;
+      // NaN-propagating, as the reference's amax and clamp_min: a NaN or +-Inf makes the
+      // row's scale non-finite, its values 0 and its outputs NaN.
       float absmax = 0.0F;
-      for (int64_t k = 0; k < in_features; ++k) absmax = std::max(absmax, std::abs(row[k]));
-      const float row_scale = std::max(absmax, kMinActivationAbsMax) / max_code;
+      for (int64_t k = 0; k < in_features; ++k) {
+        const float a = std::abs(row[k]);
+        if (std::isnan(a) || a > absmax) absmax = a;
+      }
+      const float row_scale = std::max(absmax, kMinActivationAbsMax) / max_code;  // keeps a NaN
       input_scale[m] = row_scale;
       int8_t* out = value_data + m * stride;
       for (int64_t k = 0; k < in_features; ++k) {
-        const float q = std::min(std::max(std::nearbyint(row[k] / row_scale), -max_code), max_code);
+        const float scaled = row[k] / row_scale;
+        const float q = std::isfinite(scaled) ? std::min(std::max(std::nearbyint(scaled), -max_code), max_code) : 0.0F;
         const int64_t block = k / 128, within = k % 128;
         const int64_t position = block < blocks ? block * 128 + (within % 4) * 32 + within / 4 : k;
         out[position] = static_cast<int8_t>(q);

@@ -35,6 +35,7 @@ std::tuple<at::Tensor, at::Tensor> ternarize_cpu(const at::Tensor& weight,
                                                  c10::string_view scale_mode) {
   const auto mode =
       check_ternarize_args("bittorch::ternarize", weight, threshold_factor, scale_mode);
+  check_finite("bittorch::ternarize", "weight", weight);
   return ternarize_reference(weight, threshold_factor, per_channel, mode);
 }
 
@@ -75,10 +76,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cpu(
 std::tuple<at::Tensor, at::Tensor> quantize_activations_reference(const at::Tensor& input,
                                                                   quant::ActivationFormat format) {
   const at::Tensor x = input.to(at::kFloat);
+  // amax and clamp_min propagate NaN: a row holding NaN gets a NaN scale, one holding +-Inf
+  // an infinite one, so that every output of that row is NaN (0 * Inf) as in the unquantized
+  // layer. Its values are 0 (x / scale is NaN or 0 there).
   const at::Tensor scale =
       x.abs().amax(-1, /*keepdim=*/true).clamp_min(kMinActivationAbsMax).div(max_activation_code(format));
   // Division, not a multiplication by the reciprocal: the CUDA kernel rounds the same way.
-  const at::Tensor scaled = x / scale;
+  const at::Tensor scaled = at::nan_to_num(x / scale, 0.0, 0.0, 0.0);
   const float max_code = max_activation_code(format);
   at::Tensor values = format == quant::ActivationFormat::Int8
                           ? scaled.round().clamp(-max_code, max_code).to(at::kChar)

@@ -24,8 +24,9 @@ struct ActivationQuantizer {
   float* scale;
   uint8_t* values;
 
+  // A row holding NaN (+-Inf) gets a NaN (infinite) scale and values 0, as in the reference.
   __device__ float finish_row(int64_t row, double total, int64_t /*cols*/) const {
-    const float s = fmaxf(static_cast<float>(total), kMinActivationAbsMax) / max_code;
+    const float s = floor_keeping_nan(static_cast<float>(total), kMinActivationAbsMax) / max_code;
     scale[row] = s;
     return s;
   }
@@ -35,7 +36,8 @@ struct ActivationQuantizer {
     Pack<uint8_t, N> bytes;
 #pragma unroll
     for (int i = 0; i < N; ++i) {
-      const float v = fminf(fmaxf(static_cast<float>(x.v[i]) / s, -max_code), max_code);
+      const float scaled = static_cast<float>(x.v[i]) / s;
+      const float v = isfinite(scaled) ? fminf(fmaxf(scaled, -max_code), max_code) : 0.0F;
       bytes.v[i] = int8 ? static_cast<uint8_t>(static_cast<int8_t>(nearbyintf(v)))
                         : static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
     }

@@ -790,8 +790,10 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   } else {
     x = word_aligned_rows(rows_in, words);
   }
+  // The kernels read the bias as a dense vector: a strided one (a view) is copied first.
+  const at::Tensor dense_bias = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
   BITTORCH_DISPATCH_ACTIVATION_TYPES(dtype, "bittorch_packed_linear", [&] {
-    const scalar_t* bias_data = bias.has_value() && bias->defined() ? bias->data_ptr<scalar_t>() : nullptr;
+    const scalar_t* bias_data = dense_bias.defined() ? dense_bias.data_ptr<scalar_t>() : nullptr;
     packed_product<scalar_t>(format, x, rows, packed, scale, row_scale, bias_data, out);
   });
   return out.view(out_shape);

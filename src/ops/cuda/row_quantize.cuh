@@ -34,8 +34,18 @@ constexpr int kMinRowBlocksPerSm = 4;
 
 using RowReduce = cub::BlockReduce<double, kRowThreads>;
 
+// max that keeps a NaN, as the CPU reference's amax does (fmax drops it): a row holding NaN
+// gets a NaN statistic, and so a NaN scale and NaN outputs, never finite ones.
+__device__ __forceinline__ double max_keeping_nan(double a, double b) { return (a > b || isnan(a)) ? a : b; }
+
+/// `value` floored at `floor`, a NaN kept (as the reference's clamp_min).
+template <typename T>
+__device__ __forceinline__ T floor_keeping_nan(T value, T floor) {
+  return isnan(value) || value > floor ? value : floor;
+}
+
 struct MaxOp {
-  __device__ double operator()(double a, double b) const { return fmax(a, b); }
+  __device__ double operator()(double a, double b) const { return max_keeping_nan(a, b); }
 };
 
 template <typename in_t, int N>
@@ -43,7 +53,7 @@ __device__ __forceinline__ double accumulate(double acc, const Pack<in_t, N>& pa
 #pragma unroll
   for (int i = 0; i < N; ++i) {
     const double v = fabs(static_cast<double>(pack.v[i]));
-    acc = max_statistic ? fmax(acc, v) : acc + v;
+    acc = max_statistic ? max_keeping_nan(acc, v) : acc + v;
   }
   return acc;
 }

@@ -70,7 +70,7 @@ struct RowTernaryQuantizer {
 
   __device__ scale_t finish_row(int64_t row, double total, int64_t cols) const {
     const double s = max_statistic ? total : total / static_cast<double>(cols);
-    const scale_t floored = max(static_cast<scale_t>(s), static_cast<scale_t>(1e-8));
+    const scale_t floored = floor_keeping_nan(static_cast<scale_t>(s), static_cast<scale_t>(1e-8));
     scale[row] = floored;
     return floored;
   }
@@ -103,12 +103,12 @@ __global__ void finish_global_scale(const double* __restrict__ row_statistic, in
   __shared__ typename RowReduce::TempStorage storage;
   double acc = 0.0;
   for (int64_t r = threadIdx.x; r < rows; r += kRowThreads) {
-    acc = max_statistic ? fmax(acc, row_statistic[r]) : acc + row_statistic[r];
+    acc = max_statistic ? max_keeping_nan(acc, row_statistic[r]) : acc + row_statistic[r];
   }
   const double total = max_statistic ? RowReduce(storage).Reduce(acc, MaxOp()) : RowReduce(storage).Sum(acc);
   if (threadIdx.x == 0) {
     const double s = max_statistic ? total : total / count;
-    scale[0] = max(static_cast<acc_t>(s), static_cast<acc_t>(1e-8));
+    scale[0] = floor_keeping_nan(static_cast<acc_t>(s), static_cast<acc_t>(1e-8));
   }
 }
 

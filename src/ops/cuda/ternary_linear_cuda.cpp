@@ -32,6 +32,7 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> ternarize_cuda(const at::Tensor& weight, double threshold_factor,
                                                   bool per_channel, c10::string_view scale_mode) {
   const auto mode = check_ternarize_args("bittorch::ternarize", weight, threshold_factor, scale_mode);
+  check_finite("bittorch::ternarize", "weight", weight);
   auto q = ternarize(weight, threshold_factor, per_channel, mode, {weight.scalar_type(), std::nullopt});
   return {q.codes, q.scale};
 }

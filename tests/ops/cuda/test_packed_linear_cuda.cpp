@@ -11,7 +11,6 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
-#include "ops/ops.h"
 
 namespace {
 

@@ -14,7 +14,7 @@ namespace bittorch::nn::functional {
 /// or undefined. With `options.activation_bits(8)` x is first quantized per row to 8 bits
 /// (see bittorch::quant::activation_format_for), straight-through in the backward.
 /// With `options.quantize(false)` this is torch::nn::functional::linear.
-at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
+BITTORCH_API at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
                                        const at::Tensor& bias = {},
                                        const TernaryLinearFuncOptions& options = {});
 

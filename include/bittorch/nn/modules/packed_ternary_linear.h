@@ -15,7 +15,7 @@ namespace bittorch::nn {
 /// Inference-only TernaryLinear on packed weights (docs/packed-format.md): 2 bits per
 /// weight, a float32 scale per output row and the bias, all buffers; no full-precision
 /// weight. Built from a trained TernaryLinear, whose outputs it reproduces.
-class PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedTernaryLinearImpl> {
+class BITTORCH_API PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedTernaryLinearImpl> {
  public:
   explicit PackedTernaryLinearImpl(const PackedTernaryLinearOptions& options_);
   /// Packs `layer`'s quantized weight (its current master weight through its quantizer).
@@ -30,6 +30,9 @@ class PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedTernaryLinearI
 
   /// Bytes of the weights in memory: packed codes and scales (the bias excluded).
   int64_t weight_bytes() const;
+
+  /// torch::load, with the shape checks of TernaryLinear.
+  void load(torch::serialize::InputArchive& archive) override;
 
   PackedTernaryLinearOptions options;
   /// int32 [out_features, ceil(in_features / 16)].
@@ -48,17 +51,20 @@ namespace bittorch {
 
 /// A copy of `model` with every TernaryLinear replaced by a PackedTernaryLinear (on the
 /// layer's device) and every other module cloned; `model` is left as it was. Modules of your
-/// own that hold TernaryLinear members build PackedTernaryLinear(*layer) themselves.
-torch::nn::Sequential pack(const torch::nn::Sequential& model);
+/// own that hold TernaryLinear members build PackedTernaryLinear(*layer) themselves. A layer
+/// whose weight holds NaN or Inf is a c10::Error naming it.
+BITTORCH_API torch::nn::Sequential pack(const torch::nn::Sequential& model);
 
 /// Writes `model` (PackedTernaryLinear, TernaryLinear - packed on the way - and ReLU modules)
-/// as a packed model file: 1.6 bits per weight, a header and a CRC-32 (docs/packed-format.md).
-/// Written through a temporary file and a rename.
-void save_packed(const torch::nn::Sequential& model, const std::string& path);
+/// as a packed model file: 1.6 bits per weight, a header and a CRC-32 (docs/packed-format.md),
+/// through bittorch::io::write_file_atomically. A non-finite weight, scale or bias is a
+/// c10::Error naming the layer.
+BITTORCH_API void save_packed(const torch::nn::Sequential& model, const std::string& path);
 
 /// Reads a file written by save_packed into a Sequential of PackedTernaryLinear and ReLU
-/// modules (on the CPU). A missing, truncated, corrupted, other-version or inconsistent file
-/// is a c10::Error that says which.
-torch::nn::Sequential load_packed(const std::string& path);
+/// modules (on the CPU), in about the memory of the loaded model plus the file's size. A
+/// missing, non-regular (a directory, a FIFO, a device), truncated, corrupted, other-version
+/// or inconsistent file, or one with non-finite scales, is a c10::Error that says which.
+BITTORCH_API torch::nn::Sequential load_packed(const std::string& path);
 
 }  // namespace bittorch

@@ -5,6 +5,7 @@
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
+#include <torch/serialize/input-archive.h>
 
 #include <ostream>
 
@@ -13,7 +14,7 @@ namespace bittorch::nn {
 /// A drop-in for torch::nn::Linear whose forward uses ternary weights {-1, 0, +1} times a
 /// per-channel (or global) scale, computed on every call from the full-precision master
 /// `weight`, which the optimizer updates through a straight-through estimator.
-class TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinearImpl> {
+class BITTORCH_API TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinearImpl> {
  public:
   TernaryLinearImpl(int64_t in_features, int64_t out_features)
       : TernaryLinearImpl(TernaryLinearOptions(in_features, out_features)) {}
@@ -28,8 +29,13 @@ class TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinearImpl> {
   /// Input [*, in_features] -> output [*, out_features].
   at::Tensor forward(const at::Tensor& input);
 
-  /// The ternary codes (weight's dtype, values in {-1, 0, 1}) and scale that forward uses.
+  /// The ternary codes (weight's dtype, values in {-1, 0, 1}) and scale that forward uses. A
+  /// weight holding NaN or Inf is a c10::Error.
   quant::TernarizedWeight get_quantized_weight() const;
+
+  /// torch::load into this layer: a stored weight or bias whose shape disagrees with the
+  /// options is a c10::Error, and the layer is left as it was.
+  void load(torch::serialize::InputArchive& archive) override;
 
   TernaryLinearOptions options;
   /// Full-precision master weight [out_features, in_features].
@@ -43,7 +49,7 @@ TORCH_MODULE(TernaryLinear);
 /// TernaryLinear for CUDA only: always the fused CUDA op, and a clear error (not a CPU
 /// fallback) when its input or parameters are not on a CUDA device. Move it with
 /// `.to(torch::kCUDA)` after construction.
-class TernaryLinearCUDAImpl : public torch::nn::Cloneable<TernaryLinearCUDAImpl> {
+class BITTORCH_API TernaryLinearCUDAImpl : public torch::nn::Cloneable<TernaryLinearCUDAImpl> {
  public:
   TernaryLinearCUDAImpl(int64_t in_features, int64_t out_features)
       : TernaryLinearCUDAImpl(TernaryLinearCUDAOptions(in_features, out_features)) {}
@@ -59,6 +65,9 @@ class TernaryLinearCUDAImpl : public torch::nn::Cloneable<TernaryLinearCUDAImpl>
 
   /// The ternary codes and scale that forward uses.
   quant::TernarizedWeight get_quantized_weight() const;
+
+  /// torch::load, with the shape checks of TernaryLinear.
+  void load(torch::serialize::InputArchive& archive) override;
 
   TernaryLinearCUDAOptions options;
   at::Tensor weight;

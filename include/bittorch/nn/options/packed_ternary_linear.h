@@ -1,5 +1,7 @@
 #pragma once
 
+#include <bittorch/export.h>
+
 #include <torch/arg.h>
 
 #include <cstdint>
@@ -7,7 +9,7 @@
 namespace bittorch::nn {
 
 /// Options for `PackedTernaryLinear`.
-struct PackedTernaryLinearOptions {
+struct BITTORCH_API PackedTernaryLinearOptions {
   PackedTernaryLinearOptions(int64_t in_features, int64_t out_features);
 
   TORCH_ARG(int64_t, in_features);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <bittorch/export.h>
 #include <bittorch/quant/ternarize.h>
 
 #include <torch/arg.h>
@@ -12,7 +13,7 @@ namespace bittorch::nn {
 ///
 ///   bittorch::nn::TernaryLinear layer(
 ///       bittorch::nn::TernaryLinearOptions(784, 256).scale_mode(bittorch::quant::ScaleMode::AbsMean));
-struct TernaryLinearOptions {
+struct BITTORCH_API TernaryLinearOptions {
   TernaryLinearOptions(int64_t in_features, int64_t out_features);
 
   TORCH_ARG(int64_t, in_features);
@@ -38,7 +39,7 @@ struct TernaryLinearOptions {
 
 /// Options for `TernaryLinearCUDA`: those of `TernaryLinearOptions` without the
 /// use_cuda_kernel switch (it always runs the fused CUDA op).
-struct TernaryLinearCUDAOptions {
+struct BITTORCH_API TernaryLinearCUDAOptions {
   TernaryLinearCUDAOptions(int64_t in_features, int64_t out_features);
 
   TORCH_ARG(int64_t, in_features);
@@ -55,7 +56,7 @@ namespace functional {
 
 /// Options for `bittorch::nn::functional::ternary_linear`: the quantization part of
 /// `TernaryLinearOptions`, without the shapes.
-struct TernaryLinearFuncOptions {
+struct BITTORCH_API TernaryLinearFuncOptions {
   TernaryLinearFuncOptions() = default;
   /// The functional options that a module with `options` uses.
   /* implicit */ TernaryLinearFuncOptions(const TernaryLinearOptions& options);

@@ -1,0 +1,232 @@
+// Reading and writing whole files with POSIX calls: atomic, durable replacement for writers,
+// and readers that refuse anything but a regular file before they read a byte.
+
+#include <bittorch/io/files.h>
+
+#include <c10/util/Exception.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+// No std::filesystem here: LibTorch's libraries export std::filesystem symbols of their own
+// build, which calls from this library would bind to.
+
+namespace bittorch::io {
+namespace {
+
+// A file's directory and name.
+struct FilePath {
+  std::string directory, name;
+  std::string full() const { return directory + "/" + name; }
+};
+
+std::string error_text(int code) { return std::strerror(code); }
+
+// What kind of file a stat result describes, for messages.
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// Closes a descriptor when it goes out of scope.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  int get() const { return fd_; }
+  // Closes now, reporting the error close() gives (a delayed write error on some filesystems).
+  int close() {
+    const int result = ::close(fd_);
+    fd_ = -1;
+    return result;
+  }
+
+ private:
+  int fd_;
+};
+
+// Writes all of `bytes`; returns 0 or the errno of the failure.
+int write_all(int fd, std::string_view bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t written = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    done += static_cast<size_t>(written);
+  }
+  return ::fsync(fd) == 0 ? 0 : errno;
+}
+
+// ".name.tmp-<random>" beside `target`: hidden, and unlikely to collide (callers retry).
+std::string temporary_name(const FilePath& target) {
+  static std::atomic<uint64_t> counter{0};
+  thread_local std::mt19937_64 random(std::random_device{}() ^ static_cast<uint64_t>(::getpid()));
+  const uint64_t tag = random() ^ (counter++ << 48);
+  char suffix[32];
+  std::snprintf(suffix, sizeof(suffix), ".tmp-%012llx", static_cast<unsigned long long>(tag & 0xFFFFFFFFFFFFULL));
+  return target.directory + "/." + target.name + suffix;
+}
+
+// Gives the unnamed file `fd` the name `temporary`; false where the system cannot (no /proc).
+bool link_unnamed(int fd, const FilePath& target, std::string& temporary) {
+  const std::string proc_path = "/proc/self/fd/" + std::to_string(fd);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    temporary = temporary_name(target);
+    if (::linkat(AT_FDCWD, proc_path.c_str(), AT_FDCWD, temporary.c_str(), AT_SYMLINK_FOLLOW) == 0) return true;
+    if (errno != EEXIST) return false;
+  }
+  return false;
+}
+
+// Opens a new, uniquely named file beside `target`; -1 with errno set on failure.
+int create_named(const FilePath& target, std::string& temporary) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    temporary = temporary_name(target);
+    const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  return -1;
+}
+
+void sync_directory(const std::string& directory) {
+  FileDescriptor fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  // A directory that cannot be opened or synced (some network filesystems) has already
+  // received the rename; durability is then up to the filesystem.
+  if (fd.get() >= 0) ::fsync(fd.get());
+}
+
+// The file a path names, following a symbolic link to what it points to.
+FilePath resolved(const std::string& path) {
+  std::string target = path;
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) == 0 && S_ISLNK(info.st_mode)) {
+    char real[PATH_MAX];
+    if (::realpath(path.c_str(), real) != nullptr) target = real;  // a dangling link is replaced itself
+  }
+  const size_t slash = target.rfind('/');
+  if (slash == std::string::npos) return {".", target};
+  return {slash == 0 ? "/" : target.substr(0, slash), target.substr(slash + 1)};
+}
+
+// Opens `path` for reading and checks that it is a regular file; returns the descriptor and
+// its size.
+std::pair<int, int64_t> open_regular(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO with no writer must not hang before the check below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  TORCH_CHECK(fd >= 0, "cannot open '", path, "': ", error_text(errno));
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    const int code = errno;
+    ::close(fd);
+    TORCH_CHECK(S_ISREG(info.st_mode), "'", path, "' is ", file_kind(info.st_mode), ", not a regular file");
+    TORCH_CHECK(false, "cannot read '", path, "': ", error_text(code));
+  }
+  return {fd, static_cast<int64_t>(info.st_size)};
+}
+
+}  // namespace
+
+void check_writable_path(const std::string& path, std::string_view what) {
+  TORCH_CHECK(!path.empty(), what, ": the output path is empty");
+  const FilePath target = resolved(path);
+  TORCH_CHECK(!target.name.empty() && target.name != "." && target.name != "..", what, ": '", path,
+              "' names a directory; give the path of a file to write");
+  struct stat info {};
+  if (::stat(target.full().c_str(), &info) == 0) {
+    TORCH_CHECK(S_ISREG(info.st_mode), what, ": '", path, "' is ", file_kind(info.st_mode),
+                "; give the path of a file to write");
+  }
+  const std::string& directory = target.directory;
+  struct stat directory_info {};
+  TORCH_CHECK(::stat(directory.c_str(), &directory_info) == 0, what, ": the directory '", directory,
+              "' of '", path, "' does not exist (", error_text(errno), ")");
+  TORCH_CHECK(S_ISDIR(directory_info.st_mode), what, ": '", directory, "' in '", path,
+              "' is not a directory");
+  TORCH_CHECK(::access(directory.c_str(), W_OK | X_OK) == 0, what, ": cannot write to the directory '",
+              directory, "' of '", path, "' (", error_text(errno), ")");
+}
+
+void write_file_atomically(const std::string& path, std::string_view bytes) {
+  check_writable_path(path, "bittorch::io::write_file_atomically");
+  const FilePath target = resolved(path);
+  const std::string& directory = target.directory;
+  std::string temporary;
+  bool named = false;
+  // An unnamed file first: if the process dies before the rename, the kernel frees it.
+  int fd = ::open(directory.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  const bool unnamed = fd >= 0;
+  if (!unnamed) {
+    fd = create_named(target, temporary);
+    TORCH_CHECK(fd >= 0, "cannot create a temporary file in '", directory, "' to write '", path,
+                "': ", error_text(errno));
+    named = true;
+  }
+  FileDescriptor file(fd);
+  const auto fail = [&](int code, const char* doing) {
+    if (file.get() >= 0) file.close();
+    if (named) ::unlink(temporary.c_str());
+    TORCH_CHECK(false, "cannot write '", path, "': ", doing, " failed: ", error_text(code));
+  };
+  if (const int code = write_all(file.get(), bytes); code != 0) fail(code, "writing");
+  if (unnamed) {
+    if (!link_unnamed(file.get(), target, temporary)) {
+      // No /proc to name the unnamed file through: write a named one instead.
+      file.close();
+      const int named_fd = create_named(target, temporary);
+      if (named_fd < 0) fail(errno, "creating a temporary file");
+      named = true;
+      FileDescriptor named_file(named_fd);
+      if (const int code = write_all(named_file.get(), bytes); code != 0) {
+        named_file.close();
+        fail(code, "writing");
+      }
+      if (named_file.close() != 0) fail(errno, "closing");
+    } else {
+      named = true;
+    }
+  }
+  if (file.get() >= 0 && file.close() != 0) fail(errno, "closing");
+  if (::rename(temporary.c_str(), target.full().c_str()) != 0) fail(errno, "renaming the temporary file");
+  sync_directory(directory);
+}
+
+std::string read_regular_file(const std::string& path) {
+  const auto [fd, size] = open_regular(path);
+  FileDescriptor file(fd);
+  std::string bytes(static_cast<size_t>(size), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t got = ::read(file.get(), bytes.data() + done, bytes.size() - done);
+    if (got < 0 && errno == EINTR) continue;
+    TORCH_CHECK(got >= 0, "cannot read '", path, "': ", error_text(errno));
+    TORCH_CHECK(got > 0, "'", path, "' became shorter while it was read (", done, " of ", size, " bytes)");
+    done += static_cast<size_t>(got);
+  }
+  return bytes;
+}
+
+int64_t regular_file_size(const std::string& path) {
+  const auto [fd, size] = open_regular(path);
+  ::close(fd);
+  return size;
+}
+
+}  // namespace bittorch::io
