@@ -1,133 +1,181 @@
 #include "common/cli.h"
 
-#include "common/models.h"
+#include <bittorch/io/files.h>
+#include <bittorch/version.h>
 
+#include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>  // also the stderr sinks
 #include <spdlog/spdlog.h>
 #include <torch/cuda.h>
+#include <torch/headeronly/version.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <iostream>
 
 namespace bittorch::apps {
+namespace {
+
+void set_log_level(const std::string& level) {
+  const auto parsed = spdlog::level::from_str(level);
+  // from_str maps unknown names to "off"; only "off" itself may mean off.
+  if (parsed == spdlog::level::off && level != "off") {
+    throw UsageError("--log-level must be trace, debug, info, warn, error, critical or off, not '" + level + "'");
+  }
+  spdlog::set_level(parsed);
+}
+
+std::string flag_text(const cxxopts::ParseResult& args, const std::string& name) {
+  return args[name].as<std::string>();
+}
+
+}  // namespace
+
+void add_common_options(cxxopts::Options& options) {
+  // clang-format off
+  options.add_options()
+    ("device", "cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("cpu"))
+    ("cuda", "Same as --device cuda")
+    ("threads", "CPU threads (0: LibTorch's default, one per core)", cxxopts::value<std::string>()->default_value("0"))
+    ("log-level", "trace, debug, info, warn, error, critical or off (logs go to stderr)",
+     cxxopts::value<std::string>()->default_value("info"))
+    ("version", "Print the version and exit")
+    ("h,help", "Print this help and exit");
+  // clang-format on
+}
 
 int run_app(cxxopts::Options& options, int argc, char** argv,
             const std::function<int(const cxxopts::ParseResult&)>& body) {
+  // Logs (and progress) on stderr; stdout carries only the results.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("bittorch"));
   const auto usage = [&](const std::string& message) {
     std::cerr << options.program() << ": error: " << message << "\n"
               << "Usage: " << options.program() << " [OPTION...]  (" << options.program()
               << " --help lists them)\n";
     return 2;
   };
+  // Fatal errors are printed directly, not logged: --log-level off must not hide them.
+  const auto fatal = [&](const std::string& message) {
+    std::cerr << options.program() << ": error: " << message << std::endl;
+    return 1;
+  };
   try {
-    const auto parsed = options.parse(argc, argv);
-    if (parsed.count("help")) {
+    const auto args = options.parse(argc, argv);
+    if (args.count("help")) {
       std::cout << options.help() << std::endl;
       return 0;
     }
-    if (!parsed.unmatched().empty()) {
-      return usage("unexpected argument '" + parsed.unmatched().front() + "'");
+    if (args.count("version")) {
+      std::cout << fmt::format("{} (BitTorch {}, LibTorch {}.{}.{})", options.program(), BITTORCH_VERSION,
+                               TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)
+                << std::endl;
+      return 0;
     }
-    return body(parsed);
+    if (!args.unmatched().empty()) return usage("unexpected argument '" + args.unmatched().front() + "'");
+    set_log_level(args["log-level"].as<std::string>());
+    if (const int64_t threads = integer_flag(args, "threads", 0); threads > 0) {
+      at::set_num_threads(static_cast<int>(threads));
+    }
+    return body(args);
   } catch (const cxxopts::exceptions::exception& error) {
     return usage(error.what());
   } catch (const UsageError& error) {
     return usage(error.what());
   } catch (const c10::Error& error) {
-    spdlog::error("{}", error.what_without_backtrace());
+    return fatal(error.what_without_backtrace());
   } catch (const std::exception& error) {
-    spdlog::error("{}", error.what());
+    return fatal(error.what());
   }
-  return 1;
 }
 
-void add_ternary_recipe_options(cxxopts::Options& options, const std::string& default_scale_mode,
-                                double default_threshold_factor) {
-  options.add_options()(
-      "scale-mode", "Ternary scale mode: max or absmean",
-      cxxopts::value<std::string>()->default_value(default_scale_mode))(
-      "threshold-factor", "Ternary threshold factor (max scale mode), in [0, 1]",
-      cxxopts::value<double>()->default_value(fmt::format("{}", default_threshold_factor)))(
-      "activation-bits", "Ternary layers' activations: 0 (unquantized) or 8 (FP8 on CUDA sm_89+, else INT8)",
-      cxxopts::value<int64_t>()->default_value("0"));
-}
-
-TernaryRecipe parse_ternary_recipe(const cxxopts::ParseResult& args) {
-  TernaryRecipe recipe;
-  recipe.threshold_factor = args["threshold-factor"].as<double>();
-  if (!(recipe.threshold_factor >= 0 && recipe.threshold_factor <= 1)) {
-    throw UsageError("--threshold-factor must be in [0, 1]");
-  }
-  const auto scale_mode = args["scale-mode"].as<std::string>();
-  if (scale_mode != "max" && scale_mode != "absmean") {
-    throw UsageError("--scale-mode must be max or absmean, not '" + scale_mode + "'");
-  }
-  recipe.scale_mode = quant::scale_mode_from_string(scale_mode);
-  recipe.activation_bits = args["activation-bits"].as<int64_t>();
-  if (recipe.activation_bits != 0 && recipe.activation_bits != 8) {
-    throw UsageError("--activation-bits must be 0 or 8, not " + std::to_string(recipe.activation_bits));
-  }
-  return recipe;
-}
-
-void set_log_level(const std::string& level) {
-  const auto parsed = spdlog::level::from_str(level);
-  // from_str maps unknown names to "off"; only "off" itself may mean off.
-  if (parsed == spdlog::level::off && level != "off") {
-    throw UsageError("--log-level must be trace, debug, info, warn, error, critical or off, not '" +
-                     level + "'");
-  }
-  spdlog::set_level(parsed);
-}
-
-torch::Device select_device(const std::string& name) {
-  if (name != "cpu" && name.rfind("cuda", 0) != 0) {
-    throw UsageError("--device must be cpu or cuda, not '" + name + "'");
-  }
+torch::Device selected_device(const cxxopts::ParseResult& args) {
+  const std::string name = args.count("cuda") ? "cuda" : flag_text(args, "device");
+  const std::string flag = args.count("cuda") ? "--cuda" : "--device " + name;
+  if (name != "cpu" && name.rfind("cuda", 0) != 0) throw UsageError("--device must be cpu or cuda, not '" + name + "'");
   std::optional<torch::Device> device;
   try {
     device.emplace(name);
   } catch (const c10::Error&) {
-    throw UsageError("--device must be cpu or cuda, not '" + name + "'");
+    throw UsageError("--device must be cpu, cuda or cuda:N, not '" + name + "'");
   }
   if (device->is_cuda()) {
-    if (!torch::cuda::is_available()) {
-      throw UsageError("a CUDA device was asked for (--cuda or --device " + name +
-                       "), but no CUDA GPU is available");
-    }
-    if (device->has_index() &&
-        device->index() >= static_cast<int>(torch::cuda::device_count())) {
-      throw UsageError("--device " + name + ": only " +
-                       std::to_string(torch::cuda::device_count()) + " CUDA device(s)");
+    if (!torch::cuda::is_available()) throw UsageError(flag + ": no CUDA GPU is available");
+    if (device->has_index() && device->index() >= static_cast<int>(torch::cuda::device_count())) {
+      throw UsageError(flag + ": only " + std::to_string(torch::cuda::device_count()) + " CUDA device(s)");
     }
   }
   return *device;
 }
 
-bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1; }
-
-void write_file_atomically(const std::string& path, const std::string& contents) {
-  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << contents;
-    out.flush();
-    if (!out) {
-      std::remove(temporary.c_str());
-      throw std::runtime_error("cannot write " + path);
-    }
+double number_flag(const cxxopts::ParseResult& args, const std::string& name) {
+  const std::string text = flag_text(args, name);
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || std::isspace(static_cast<unsigned char>(text[0]))) {
+    throw UsageError("--" + name + ": '" + text + "' is not a number");
   }
-  std::filesystem::rename(temporary, path);
+  if (!std::isfinite(value) || errno == ERANGE) throw UsageError("--" + name + ": '" + text + "' is not a finite number");
+  return value;
 }
 
-int64_t file_size_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  TORCH_CHECK(in, "cannot open '", path, "'");
-  return static_cast<int64_t>(in.tellg());
+double positive_flag(const cxxopts::ParseResult& args, const std::string& name) {
+  const double value = number_flag(args, name);
+  if (!(value > 0)) throw UsageError("--" + name + " must be > 0, not " + flag_text(args, name));
+  return value;
 }
+
+int64_t integer_flag(const cxxopts::ParseResult& args, const std::string& name, int64_t minimum) {
+  const std::string text = flag_text(args, name);
+  int64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error == std::errc::result_out_of_range) throw UsageError("--" + name + ": '" + text + "' is out of range");
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+    throw UsageError("--" + name + ": '" + text + "' is not an integer");
+  }
+  if (value < minimum) throw UsageError("--" + name + " must be >= " + std::to_string(minimum) + ", not " + text);
+  return value;
+}
+
+std::string choice_flag(const cxxopts::ParseResult& args, const std::string& name,
+                        const std::vector<std::string>& choices) {
+  const std::string value = flag_text(args, name);
+  for (const auto& choice : choices) {
+    if (value == choice) return value;
+  }
+  std::string list;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    list += (i == 0 ? "" : (i + 1 == choices.size() ? " or " : ", ")) + choices[i];
+  }
+  throw UsageError("--" + name + " must be " + list + ", not '" + value + "'");
+}
+
+void check_output_flags(const cxxopts::ParseResult& args, const std::vector<std::string>& names) {
+  std::vector<std::pair<std::string, std::string>> paths;
+  for (const auto& name : names) {
+    const std::string path = flag_text(args, name);
+    if (path.empty()) continue;
+    try {
+      io::check_writable_path(path, "--" + name);
+    } catch (const c10::Error& error) {
+      throw UsageError(error.what_without_backtrace());
+    }
+    for (const auto& [other_name, other_path] : paths) {
+      struct stat a {}, b {};
+      const bool same = other_path == path || (::stat(path.c_str(), &a) == 0 && ::stat(other_path.c_str(), &b) == 0 &&
+                                               a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+      if (same) throw UsageError("--" + name + " and --" + other_name + " name the same file '" + path + "'");
+    }
+    paths.emplace_back(name, path);
+  }
+}
+
+bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
 
 }  // namespace bittorch::apps

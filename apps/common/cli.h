@@ -1,7 +1,8 @@
 #pragma once
 
-// What every BitTorch app does the same way: command-line parsing with usage errors,
-// logging set-up, device selection and the top-level error handling.
+// What every BitTorch app does the same way: command-line parsing with usage errors that
+// name the flag, the flags every app shares (--device/--cuda, --threads, --log-level,
+// --version, --help), logging to stderr, output-path checks and the top-level error handling.
 
 #include <cxxopts.hpp>
 #include <torch/types.h>
@@ -9,6 +10,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace bittorch::apps {
 
@@ -17,34 +19,39 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-struct TernaryRecipe;
+/// Adds the flags every app has: --device cpu|cuda[:N] (default cpu), --cuda (= --device
+/// cuda), --threads N (CPU threads; default: LibTorch's, one per core), --log-level, --version
+/// and --help.
+void add_common_options(cxxopts::Options& options);
 
-/// Adds --scale-mode, --threshold-factor (with the app's own defaults) and --activation-bits.
-void add_ternary_recipe_options(cxxopts::Options& options, const std::string& default_scale_mode,
-                                double default_threshold_factor);
-/// Reads them back; a bad value is a UsageError.
-TernaryRecipe parse_ternary_recipe(const cxxopts::ParseResult& args);
-
-/// Parses argv, prints --help and exits 0 when asked, then runs `body`. Usage errors exit
-/// with 2 and the usage line, any other error (a c10::Error included) with 1 and its
-/// message: never an uncaught exception.
+/// Parses argv, answers --help and --version (stdout, exit 0), sets the log level (logs go to
+/// stderr) and the thread count, then runs `body`. Usage errors exit with 2 and the usage line,
+/// any other error (a c10::Error included) with 1 and its message on stderr, also with
+/// --log-level off: never an uncaught exception.
 int run_app(cxxopts::Options& options, int argc, char** argv,
             const std::function<int(const cxxopts::ParseResult&)>& body);
 
-/// Sets spdlog's level from trace|debug|info|warn|error|critical|off.
-void set_log_level(const std::string& level);
+/// The device --device or --cuda asks for; a CUDA device without a GPU is a usage error.
+torch::Device selected_device(const cxxopts::ParseResult& args);
 
-/// "cpu" or "cuda" (optionally "cuda:N"); a CUDA device without a GPU is a usage error.
-torch::Device select_device(const std::string& name);
+/// --name as a finite number; "--name: 'abc' is not a number" otherwise.
+double number_flag(const cxxopts::ParseResult& args, const std::string& name);
+/// --name as a number > 0.
+double positive_flag(const cxxopts::ParseResult& args, const std::string& name);
+/// --name as an integer >= minimum; "--name: '1.5' is not an integer" or "--name must be >= 1,
+/// not 0" otherwise.
+int64_t integer_flag(const cxxopts::ParseResult& args, const std::string& name, int64_t minimum);
+/// --name as a string, one of `choices`; "--name must be a or b, not 'c'" otherwise.
+std::string choice_flag(const cxxopts::ParseResult& args, const std::string& name,
+                        const std::vector<std::string>& choices);
 
-/// Whether stdout is a terminal (progress bars) rather than a file or pipe (log lines).
-bool stdout_is_terminal();
+/// Checks every output path flag among `names` that is set (bittorch::io::check_writable_path:
+/// not a directory or device, directory exists and is writable) and that no two are the same
+/// file, before any work starts: a run's results are never lost to a bad path after training.
+void check_output_flags(const cxxopts::ParseResult& args, const std::vector<std::string>& names);
 
-/// Writes `contents` to `path` through a temporary file and a rename, so that an
-/// interrupted run never leaves a half-written file.
-void write_file_atomically(const std::string& path, const std::string& contents);
-
-/// The size of the file at `path` in bytes; a c10::Error if it cannot be opened.
-int64_t file_size_bytes(const std::string& path);
+/// Whether stderr, where progress goes, is a terminal (a progress bar) rather than a file or
+/// pipe (log lines).
+bool stderr_is_terminal();
 
 }  // namespace bittorch::apps

@@ -2,17 +2,42 @@
 
 #include "common/cli.h"
 
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
 
 namespace bittorch::apps {
 namespace {
 
 constexpr double kMean = 0.1307, kStd = 0.3081;
 
+bool is_directory(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
+// The embedded MNIST set: installed beside the executable (<prefix>/share/bittorch/mnist-10k
+// for <prefix>/bin/app), else the source checkout's data/mnist-10k (a build tree).
+std::string embedded_mnist_dir() {
+  char executable[PATH_MAX];
+  const ssize_t length = ::readlink("/proc/self/exe", executable, sizeof(executable) - 1);
+  if (length > 0) {
+    std::string bin(executable, static_cast<size_t>(length));
+    bin = bin.substr(0, bin.rfind('/'));
+    const std::string installed = bin.substr(0, bin.rfind('/')) + "/" + BITTORCH_INSTALLED_DATA_SUBDIR + "/mnist-10k";
+    if (is_directory(installed)) return installed;
+  }
+  return BITTORCH_SOURCE_MNIST_DIR;
+}
+
 }  // namespace
 
 std::string default_data_dir(const std::string& dataset) {
-  if (dataset == "mnist") return BITTORCH_EMBEDDED_MNIST_DIR;
+  if (dataset == "mnist") return embedded_mnist_dir();
   if (dataset == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
   throw UsageError("--dataset must be mnist or fashion-mnist, not '" + dataset + "'");
 }
@@ -21,14 +46,16 @@ Split load_split(const std::string& dataset_name, const std::string& data_dir, I
                  int64_t limit, torch::Device device) {
   const std::string how_to_get =
       dataset_name == "mnist"
-          ? "the embedded 10k set is data/mnist-10k in the BitTorch repository; for the full "
-            "set run scripts/download_mnist.sh DIR and pass --data-dir DIR"
+          ? "the embedded 10k set is data/mnist-10k in the BitTorch repository (installed under "
+            "share/bittorch/mnist-10k); for the full set run scripts/download_mnist.sh DIR and pass --data-dir DIR"
           : "install Fashion-MNIST with `apt-get install dataset-fashion-mnist` (it goes to "
             "/usr/share/datasets/fashion-mnist/) or pass --data-dir DIR";
-  IdxDataset dataset(data_dir, split, how_to_get);
-  const int64_t n = limit > 0 ? std::min<int64_t>(limit, *dataset.size()) : *dataset.size();
-  auto inputs = dataset.images().slice(0, 0, n).reshape({n, -1}).sub(kMean).div(kStd);
-  return {inputs.to(device), dataset.targets().slice(0, 0, n).to(device)};
+  IdxDataset dataset(data_dir, split, limit, how_to_get);
+  const auto n = static_cast<int64_t>(*dataset.size());
+  spdlog::info("{} {} set: {} samples from {}", dataset_name, split == IdxDataset::Split::Train ? "training" : "test", n,
+               data_dir);
+  auto inputs = dataset.images().reshape({n, -1}).sub(kMean).div(kStd);
+  return {inputs.to(device), dataset.targets().to(device)};
 }
 
 Evaluation evaluate(torch::nn::Sequential& model, const Split& test) {

@@ -13,13 +13,15 @@ namespace bittorch::apps {
 /// torch::data::datasets::MNIST, which cannot be used itself: it insists on exactly 60,000
 /// training images, and the embedded default set has 10,000.
 ///
-/// Missing, truncated or corrupted files and wrong magic numbers are c10::Errors naming the
-/// file and `how_to_get` it.
+/// The files are streamed: only the first `limit` samples (0: all) are kept in memory, and
+/// no file is read past the size its header declares (one byte beyond, to tell that it is
+/// longer). Missing, non-regular, truncated, over-long or corrupted files and wrong magic
+/// numbers are c10::Errors naming the file and `how_to_get` it.
 class IdxDataset : public torch::data::datasets::Dataset<IdxDataset> {
  public:
   enum class Split { Train, Test };
 
-  IdxDataset(const std::string& root, Split split, const std::string& how_to_get);
+  IdxDataset(const std::string& root, Split split, int64_t limit, const std::string& how_to_get);
 
   torch::data::Example<> get(size_t index) override;
   std::optional<size_t> size() const override;

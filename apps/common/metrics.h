@@ -20,10 +20,14 @@ struct RunMetrics {
   nlohmann::json extra = nlohmann::json::object();
 
   double mean_epoch_seconds() const;
+  /// The epochs as a JSON array ([{"epoch", "train_loss", "test_loss", "test_accuracy",
+  /// "seconds"}]), and back (checkpoints carry them across a resume).
+  nlohmann::json epochs_json() const;
+  void set_epochs(const nlohmann::json& epochs);
 };
 
 /// {"dataset", "device", "runs": [{"model", "final_test_accuracy", "epochs": [...], ...}]},
-/// written atomically.
+/// written atomically (bittorch::io::write_file_atomically).
 void write_metrics_json(const std::string& path, const std::string& dataset,
                         const std::string& device, const std::vector<RunMetrics>& runs);
 

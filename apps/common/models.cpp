@@ -2,12 +2,32 @@
 
 #include "common/cli.h"
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
-#include <filesystem>
-#include <sstream>
-
 namespace bittorch::apps {
+
+void add_ternary_recipe_options(cxxopts::Options& options, const std::string& default_scale_mode,
+                                double default_threshold_factor) {
+  options.add_options()(
+      "scale-mode", "Ternary scale mode: max or absmean",
+      cxxopts::value<std::string>()->default_value(default_scale_mode))(
+      "threshold-factor", "Ternary threshold factor (max scale mode), in [0, 1]",
+      cxxopts::value<std::string>()->default_value(fmt::format("{}", default_threshold_factor)))(
+      "activation-bits", "Ternary layers' activations: 0 (unquantized) or 8 (FP8 on CUDA sm_89+, else INT8)",
+      cxxopts::value<std::string>()->default_value("0"));
+}
+
+TernaryRecipe parse_ternary_recipe(const cxxopts::ParseResult& args) {
+  TernaryRecipe recipe;
+  recipe.threshold_factor = number_flag(args, "threshold-factor");
+  if (!(recipe.threshold_factor >= 0 && recipe.threshold_factor <= 1)) {
+    throw UsageError("--threshold-factor must be in [0, 1], not " + args["threshold-factor"].as<std::string>());
+  }
+  recipe.scale_mode = quant::scale_mode_from_string(choice_flag(args, "scale-mode", {"max", "absmean"}));
+  recipe.activation_bits = std::stoll(choice_flag(args, "activation-bits", {"0", "8"}));
+  return recipe;
+}
 
 torch::nn::Sequential make_mlp(const std::vector<int64_t>& sizes,
                                const std::optional<TernaryRecipe>& ternary) {
@@ -24,6 +44,32 @@ torch::nn::Sequential make_mlp(const std::vector<int64_t>& sizes,
     if (i + 2 < sizes.size()) model->push_back(torch::nn::ReLU());
   }
   return model;
+}
+
+nlohmann::json describe_layers(const torch::nn::Sequential& model) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& child : model->named_children()) {
+    nlohmann::json layer = {{"name", child.key()}};
+    if (const auto* ternary = child.value()->as<nn::TernaryLinear>()) {
+      const auto& o = ternary->options;
+      layer.update({{"type", "TernaryLinear"}, {"in_features", o.in_features()}, {"out_features", o.out_features()},
+                    {"bias", o.bias()}, {"quantize", o.quantize()}, {"scale_mode", quant::to_string(o.scale_mode())},
+                    {"threshold_factor", o.threshold_factor()}, {"per_channel", o.per_channel()},
+                    {"activation_bits", o.activation_bits()}});
+    } else if (const auto* linear = child.value()->as<torch::nn::Linear>()) {
+      const auto& o = linear->options;
+      layer.update({{"type", "Linear"}, {"in_features", o.in_features()}, {"out_features", o.out_features()},
+                    {"bias", o.bias()}});
+    } else {
+      // "torch::nn::ReLUImpl" -> "ReLU"
+      std::string type = child.value()->name();
+      type = type.substr(type.rfind(':') + 1);
+      if (type.size() > 4 && type.compare(type.size() - 4, 4, "Impl") == 0) type.resize(type.size() - 4);
+      layer["type"] = type;
+    }
+    layers.push_back(std::move(layer));
+  }
+  return layers;
 }
 
 std::vector<LayerWeights> describe_weights(const torch::nn::Sequential& model) {
@@ -46,38 +92,6 @@ std::vector<LayerWeights> describe_weights(const torch::nn::Sequential& model) {
     layers.push_back(layer);
   }
   return layers;
-}
-
-void save_checkpoint(const torch::nn::Sequential& model, const std::string& kind,
-                     const std::string& path) {
-  torch::serialize::OutputArchive archive;
-  model->save(archive);
-  archive.write("bittorch_model_kind", c10::IValue(kind));
-  std::ostringstream bytes;
-  archive.save_to(bytes);
-  write_file_atomically(path, bytes.str());
-}
-
-void load_checkpoint(torch::nn::Sequential& model, const std::string& kind, const std::string& path) {
-  TORCH_CHECK(std::filesystem::is_regular_file(path), "checkpoint ", path, " does not exist");
-  torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(path);
-  } catch (const c10::Error& error) {
-    TORCH_CHECK(false, "checkpoint ", path, " is corrupted or not a BitTorch checkpoint (",
-                error.what_without_backtrace(), ")");
-  }
-  c10::IValue stored_kind;
-  TORCH_CHECK(archive.try_read("bittorch_model_kind", stored_kind) && stored_kind.isString(),
-              "checkpoint ", path, " is not a BitTorch app checkpoint (no model kind recorded)");
-  TORCH_CHECK(stored_kind.toStringRef() == kind, "checkpoint ", path, " holds a '",
-              stored_kind.toStringRef(), "' model, but a '", kind, "' model was asked for");
-  try {
-    model->load(archive);
-  } catch (const c10::Error& error) {
-    TORCH_CHECK(false, "checkpoint ", path, " does not match the model (",
-                error.what_without_backtrace(), ")");
-  }
 }
 
 }  // namespace bittorch::apps

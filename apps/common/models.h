@@ -1,6 +1,8 @@
 #pragma once
 
 #include <bittorch/bittorch.h>
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
 #include <torch/nn/modules/container/sequential.h>
 
 #include <optional>
@@ -17,10 +19,21 @@ struct TernaryRecipe {
   int64_t activation_bits = 0;
 };
 
+/// Adds --scale-mode, --threshold-factor (with the app's own defaults) and --activation-bits.
+void add_ternary_recipe_options(cxxopts::Options& options, const std::string& default_scale_mode,
+                                double default_threshold_factor);
+/// Reads them back; a bad value is a UsageError naming the flag.
+TernaryRecipe parse_ternary_recipe(const cxxopts::ParseResult& args);
+
 /// An MLP with `sizes` = {in, hidden..., out} and ReLU between its layers: all layers
 /// TernaryLinear when `ternary` is given, else torch::nn::Linear.
 torch::nn::Sequential make_mlp(const std::vector<int64_t>& sizes,
                                const std::optional<TernaryRecipe>& ternary);
+
+/// Every layer of `model` with what fixes its tensors and its arithmetic: its type, shape,
+/// bias and, for ternary layers, the quantization settings. Checkpoints record it and compare
+/// it on loading.
+nlohmann::json describe_layers(const torch::nn::Sequential& model);
 
 /// Weight memory of one linear layer, FP32 against 2 bits per weight plus FP32 scales.
 struct LayerWeights {
@@ -32,14 +45,5 @@ struct LayerWeights {
 };
 
 std::vector<LayerWeights> describe_weights(const torch::nn::Sequential& model);
-
-/// Saves the model's parameters with `kind` (which model it is) through a temporary file
-/// and a rename, so that an interrupted run never leaves a half-written checkpoint.
-void save_checkpoint(const torch::nn::Sequential& model, const std::string& kind,
-                     const std::string& path);
-
-/// Loads a checkpoint written by save_checkpoint into `model`; a corrupted file, another
-/// kind of model or other shapes are c10::Errors saying so.
-void load_checkpoint(torch::nn::Sequential& model, const std::string& kind, const std::string& path);
 
 }  // namespace bittorch::apps

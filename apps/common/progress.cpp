@@ -31,8 +31,8 @@ void EpochProgress::update(int64_t samples_done, double mean_loss) {
                            std::string(filled, '#'), std::string(kWidth - filled, '.'),
                            100 * fraction, mean_loss, rate)
                    .c_str(),
-               stdout);
-    std::fflush(stdout);
+               stderr);
+    std::fflush(stderr);
     return;
   }
   while (next_quarter_ <= 4 && fraction >= next_quarter_ / 4.0) {
@@ -43,8 +43,8 @@ void EpochProgress::update(int64_t samples_done, double mean_loss) {
 
 void EpochProgress::finish() {
   if (interactive_) {
-    std::fputs("\n", stdout);
-    std::fflush(stdout);
+    std::fputs("\n", stderr);
+    std::fflush(stderr);
   }
 }
 

@@ -6,8 +6,9 @@
 
 namespace bittorch::apps {
 
-/// Progress of one epoch: a bar redrawn in place with the running loss and samples/s when
-/// stdout is a terminal, else a log line at every quarter of the epoch (readable CI logs).
+/// Progress of one epoch, on stderr: a bar redrawn in place with the running loss and
+/// samples/s when stderr is a terminal, else a log line at every quarter of the epoch
+/// (readable CI logs).
 class EpochProgress {
  public:
   EpochProgress(std::string label, int64_t total_samples, bool interactive);

@@ -17,27 +17,23 @@ using namespace bittorch::apps;
 
 int main(int argc, char** argv) {
   cxxopts::Options options("bittorch-infer", "Evaluate a packed ternary model file (bittorch-mnist --export)");
+  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
   // clang-format off
   options.add_options()
-    ("model", "Packed model file", cxxopts::value<std::string>())
-    ("dataset", "mnist or fashion-mnist", cxxopts::value<std::string>()->default_value("mnist"))
-    ("data-dir", "Directory with the test IDX files (default: the embedded MNIST, or the Debian Fashion-MNIST)",
-                 cxxopts::value<std::string>()->default_value(""))
-    ("test-limit", "Use only the first N test images (0: all)", cxxopts::value<int64_t>()->default_value("0"))
-    ("device", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))
-    ("log-level", "trace, debug, info, warn, error, critical or off", cxxopts::value<std::string>()->default_value("info"))
-    ("h,help", "Print this help");
+    ("model", "Packed model file (required)", text(""))
+    ("dataset", "mnist or fashion-mnist", text("mnist"))
+    ("data-dir", "Directory with the test IDX files (default: the embedded MNIST, or the Debian Fashion-MNIST)", text(""))
+    ("test-limit", "Use only the first N test images (0: all)", text("0"));
   // clang-format on
+  add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
-    set_log_level(args["log-level"].as<std::string>());
-    if (!args.count("model")) throw UsageError("--model PATH is required");
     const auto path = args["model"].as<std::string>();
-    const auto dataset = args["dataset"].as<std::string>();
-    const std::string default_dir = default_data_dir(dataset);
-    const auto data_dir = args["data-dir"].as<std::string>().empty() ? default_dir : args["data-dir"].as<std::string>();
-    const int64_t limit = args["test-limit"].as<int64_t>();
-    if (limit < 0) throw UsageError("--test-limit must be >= 0");
-    const auto device = select_device(args["device"].as<std::string>());
+    if (path.empty()) throw UsageError("--model PATH is required");
+    const auto dataset = choice_flag(args, "dataset", {"mnist", "fashion-mnist"});
+    const auto data_dir = args["data-dir"].as<std::string>().empty() ? default_data_dir(dataset)
+                                                                      : args["data-dir"].as<std::string>();
+    const int64_t limit = integer_flag(args, "test-limit", 0);
+    const auto device = selected_device(args);
 
     auto model = bittorch::load_packed(path);
     // Weight bytes in FP32, in memory (2-bit codes + scales) and in the file (1.6-bit codes + scales).
@@ -54,7 +50,7 @@ int main(int argc, char** argv) {
     model->to(device);
     const auto test = load_split(dataset, data_dir, IdxDataset::Split::Test, limit, device);
     const auto result = evaluate(model, test);
-    const int64_t file_bytes = file_size_bytes(path);
+    const int64_t file_bytes = bittorch::io::regular_file_size(path);
     std::cout << fmt::format("model            {} ({} packed layers)\n", path, layers)
               << fmt::format("test accuracy    {:.2f}% on {} {} test images ({})\n", result.accuracy, test.size(),
                              dataset, device.str())

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <iostream>
 
 namespace {
@@ -50,7 +51,10 @@ XorResult train(const std::string& kind, const XorData& data, int64_t steps, dou
     loss.backward();
     optimizer.step();
     if (step % 500 == 0 || step == steps) {
-      spdlog::info("{} step {}/{}: loss {:.4f}", kind, step, steps, loss.item<double>());
+      const double value = loss.item<double>();
+      TORCH_CHECK(std::isfinite(value), kind, " step ", step, ": the loss became ", value,
+                  ": training diverged (learning rate ", lr, "; try a lower --lr)");
+      spdlog::info("{} step {}/{}: loss {:.4f}", kind, step, steps, value);
     }
   }
   torch::NoGradGuard no_grad;
@@ -63,33 +67,29 @@ XorResult train(const std::string& kind, const XorData& data, int64_t steps, dou
 
 int main(int argc, char** argv) {
   cxxopts::Options options("bittorch-xor", "Learn XOR with a 2-4-1 MLP of ternary (or FP32) layers");
+  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
   // clang-format off
   options.add_options()
-    ("steps", "Full-batch training steps", cxxopts::value<int64_t>()->default_value("2000"))
-    ("lr", "Adam learning rate", cxxopts::value<double>()->default_value("0.01"))
-    ("seed", "Random seed (data and initial weights)", cxxopts::value<uint64_t>()->default_value("0"))
-    ("cuda", "Train on the GPU")
-    ("compare", "Train an FP32 torch::nn::Linear model and a ternary one on the same data")
-    ("log-level", "trace, debug, info, warn, error, critical or off", cxxopts::value<std::string>()->default_value("info"))
-    ("h,help", "Print this help");
+    ("steps", "Full-batch training steps", text("2000"))
+    ("lr", "Adam learning rate", text("0.01"))
+    ("seed", "Random seed (data and initial weights)", text("0"))
+    ("compare", "Train an FP32 torch::nn::Linear model and a ternary one on the same data");
   // clang-format on
   add_ternary_recipe_options(options, "max", 0.05);
+  add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
-    set_log_level(args["log-level"].as<std::string>());
-    const auto steps = args["steps"].as<int64_t>();
-    const auto lr = args["lr"].as<double>();
-    const auto seed = args["seed"].as<uint64_t>();
+    const auto steps = integer_flag(args, "steps", 1);
+    const auto lr = positive_flag(args, "lr");
+    const auto seed = static_cast<uint64_t>(integer_flag(args, "seed", 0));
     const auto recipe = parse_ternary_recipe(args);
-    if (steps < 1) throw UsageError("--steps must be >= 1");
-    if (!(lr > 0)) throw UsageError("--lr must be > 0");
-    const auto device = select_device(args.count("cuda") ? "cuda" : "cpu");
+    const auto device = selected_device(args);
     const auto data = make_xor_data(seed, device);
     std::vector<std::string> kinds;
     if (args.count("compare")) kinds.push_back("fp32");
     kinds.push_back("ternary");
-    std::cout << fmt::format("\n{:<8}  {:>10}  {:>9}\n", "model", "final loss", "accuracy");
     std::vector<XorResult> results;
     for (const auto& kind : kinds) results.push_back(train(kind, data, steps, lr, seed, recipe, device));
+    std::cout << fmt::format("\n{:<8}  {:>10}  {:>9}\n", "model", "final loss", "accuracy");
     for (const auto& r : results) {
       std::cout << fmt::format("{:<8}  {:>10.4f}  {:>8.1f}%\n", r.model, r.loss, r.accuracy);
     }

@@ -3,11 +3,17 @@ what they print, write and return. Usage: test_apps.py BIN_DIR DATA_DIR SCRIPTS_
 import gzip
 import json
 import os
+import random
 import re
+import resource
 import shutil
+import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import time
+import zlib
 
 BIN, DATA, SCRIPTS = sys.argv[1], sys.argv[2], sys.argv[3]
 XOR = os.path.join(BIN, "xor", "bittorch-xor")
@@ -19,12 +25,18 @@ FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 SMALL = ["--train-limit", "2000", "--test-limit", "1000", "--no-progress"]
 
 
-def run(*args, expect_code=0):
-    result = subprocess.run(list(args), capture_output=True, text=True, timeout=600)
-    output = result.stdout + result.stderr
+def run_split(*args, expect_code=0, **kwargs):
+    """Runs a command; returns (stdout, stderr) after checking its exit code."""
+    kwargs.setdefault("timeout", 600)
+    result = subprocess.run(list(args), capture_output=True, text=True, **kwargs)
     assert result.returncode == expect_code, (
-        f"{' '.join(args)} exited {result.returncode}, expected {expect_code}:\n{output}")
-    return output
+        f"{' '.join(args)} exited {result.returncode}, expected {expect_code}:\n{result.stdout}{result.stderr}")
+    return result.stdout, result.stderr
+
+
+def run(*args, expect_code=0, **kwargs):
+    stdout, stderr = run_split(*args, expect_code=expect_code, **kwargs)
+    return stdout + stderr
 
 
 def table_accuracy(output, model):
@@ -120,58 +132,326 @@ def case_mnist_bad_data():
         assert "dataset-fashion-mnist" in output, output
 
 
-def case_mnist_bad_flags():
-    cases = [["--epochs=-1"], ["--batch-size", "0"], ["--dataset", "cifar"], ["--device", "tpu"],
-             ["--scale-mode", "median"], ["--threshold-factor", "1.5"], ["--lr", "0"],
-             ["--bogus"], ["--epochs", "ten"], ["--log-level", "loud"], ["--compare", "--no-ternary"],
-             ["--epochs", "0"], ["--activation-bits", "4"]]
+def has_gpu():
     try:
         import torch
-        has_gpu = torch.cuda.is_available()
+        return torch.cuda.is_available()
     except ImportError:
-        has_gpu = os.path.exists("/dev/nvidia0")
-    if not has_gpu:
-        cases.append(["--cuda"])
-        cases.append(["--device", "cuda"])
-    for flags in cases:
+        return os.path.exists("/dev/nvidia0")
+
+
+def case_mnist_bad_flags():
+    # Each bad value exits 2 with the usage line and a message that names the flag.
+    cases = {("--epochs=-1",): "--epochs must be >= 0", ("--batch-size", "0"): "--batch-size must be >= 1",
+             ("--dataset", "cifar"): "--dataset must be mnist or fashion-mnist", ("--device", "tpu"): "--device",
+             ("--scale-mode", "median"): "--scale-mode must be max or absmean",
+             ("--threshold-factor", "1.5"): "--threshold-factor must be in [0, 1]", ("--lr", "0"): "--lr must be > 0",
+             ("--lr", "abc"): "--lr: 'abc' is not a number", ("--lr", "nan"): "--lr: 'nan' is not a finite number",
+             ("--bogus",): "bogus", ("--epochs", "ten"): "--epochs: 'ten' is not an integer",
+             ("--epochs", "99999999999999999999"): "--epochs: '99999999999999999999' is out of range",
+             ("--log-level", "loud"): "--log-level", ("--compare", "--no-ternary"): "exclude each other",
+             ("--epochs", "0"): "--epochs 0 only makes sense with --load", ("--activation-bits", "4"): "--activation-bits",
+             ("--threads", "-2"): "--threads must be >= 0", ("--stop-after-epoch", "1"): "--stop-after-epoch needs --save",
+             ("--load", "a", "--resume", "b"): "exclude each other"}
+    if not has_gpu():
+        cases[("--cuda",)] = "no CUDA GPU"
+        cases[("--device", "cuda")] = "no CUDA GPU"
+    for flags, message in cases.items():
         output = run(MNIST, *flags, expect_code=2)
         assert "Usage: bittorch-mnist" in output and "error:" in output, f"{flags}: {output}"
+        assert message in output, f"{flags}: '{message}' not in {output}"
     output = run(XOR, "--steps", "0", expect_code=2)
-    assert "Usage: bittorch-xor" in output, output
+    assert "Usage: bittorch-xor" in output and "--steps must be >= 1" in output, output
+    output = run(INFER, "--test-limit", "x", "--model", "m", expect_code=2)
+    assert "--test-limit: 'x' is not an integer" in output, output
+
+
+def case_cli_conventions():
+    """Results on stdout, logs and errors on stderr, fatal errors even with --log-level off,
+    and the flags every app shares."""
+    stdout, stderr = run_split(MNIST, "--epochs", "1", *SMALL)
+    assert re.search(r"^ternary\s+[\d.]+%", stdout, re.M), stdout
+    assert "[info]" not in stdout and "[info]" in stderr, (stdout, stderr)
+    stdout, stderr = run_split(MNIST, "--data-dir", "/nonexistent", "--log-level", "off", expect_code=1)
+    assert stdout == "" and "bittorch-mnist: error:" in stderr and "/nonexistent" in stderr, (stdout, stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = os.path.join(tmp, "m.btp")
+        run(MNIST, "--epochs", "1", "--export", model, *SMALL)
+        for app, flags in ((MNIST, ["--epochs", "1", *SMALL]), (XOR, ["--steps", "50"]),
+                           (INFER, ["--model", model, "--test-limit", "200"])):
+            name = os.path.basename(app)
+            stdout, _ = run_split(app, "--version")
+            assert re.match(rf"{name} \(BitTorch \d+\.\d+\.\d+, LibTorch 2\.11\.\d+\)", stdout), stdout
+            help_text, _ = run_split(app, "--help")
+            for flag in ("--device", "--cuda", "--threads", "--log-level", "--version", "--help"):
+                assert flag in help_text, f"{name} --help lacks {flag}"
+            run(app, *flags, "--device", "cpu", "--threads", "1", "--log-level", "warn")
+            if not has_gpu():
+                for gpu_flags in (["--cuda"], ["--device", "cuda"], ["--device", "cuda:0"]):
+                    output = run(app, *flags, *gpu_flags, expect_code=2)
+                    assert "no CUDA GPU" in output, output
 
 
 def case_help_lists_every_flag():
     output = run(MNIST, "--help")
-    for flag in ["--epochs", "--batch-size", "--lr", "--seed", "--data-dir", "--dataset",
-                 "--no-ternary", "--compare", "--cuda", "--device", "--threshold-factor",
-                 "--scale-mode", "--activation-bits", "--save", "--load", "--metrics-json", "--log-level",
-                 "--no-progress"]:
+    for flag in ["--epochs", "--batch-size", "--lr", "--ternary-lr", "--lr-schedule", "--seed", "--data-dir", "--dataset",
+                 "--no-ternary", "--compare", "--cuda", "--device", "--threshold-factor", "--scale-mode",
+                 "--activation-bits", "--train-limit", "--test-limit", "--save", "--load", "--resume",
+                 "--stop-after-epoch", "--export", "--metrics-json", "--log-level", "--no-progress", "--threads",
+                 "--version"]:
         assert flag in output, f"{flag} missing from --help:\n{output}"
     assert "(default: 128)" in output, output
     output = run(XOR, "--help")
-    for flag in ["--steps", "--lr", "--seed", "--cuda", "--compare"]:
+    for flag in ["--steps", "--lr", "--seed", "--cuda", "--device", "--compare", "--scale-mode"]:
         assert flag in output, output
+
+
+def checkpoint_sections(contents):
+    """(metadata JSON, archive bytes) of a checkpoint file's bytes (apps/common/checkpoint.h)."""
+    assert contents[:8] == b"BTCKPT\r\n"
+    (json_size,) = struct.unpack_from("<Q", contents, 12)
+    metadata = json.loads(contents[20:20 + json_size])
+    return metadata, 20 + json_size
+
+
+def rewritten_checkpoint(contents, edit):
+    """The checkpoint with its metadata changed by edit(metadata) and a valid checksum."""
+    metadata, archive_at = checkpoint_sections(contents)
+    edit(metadata)
+    text = json.dumps(metadata).encode()
+    body = contents[:12] + struct.pack("<Q", len(text)) + text + contents[archive_at:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
 
 
 def case_checkpoint_round_trip():
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.pt")
-        trained = table_accuracy(run(MNIST, "--epochs", "1", "--save", path, *SMALL), "ternary")
+        # One thread: with more, MKL's products are not bit-reproducible from run to run.
+        trained = table_accuracy(run(MNIST, "--epochs", "1", "--save", path, "--threads", "1", *SMALL), "ternary")
         assert os.listdir(tmp) == ["model.pt"], os.listdir(tmp)  # no temporary left behind
-        loaded = table_accuracy(run(MNIST, "--epochs", "0", "--load", path, *SMALL), "ternary")
+        loaded = table_accuracy(run(MNIST, "--epochs", "0", "--load", path, "--threads", "1", *SMALL), "ternary")
         assert loaded == trained, (trained, loaded)
-        # Another kind of model, a corrupted file, a missing file.
-        output = run(MNIST, "--no-ternary", "--epochs", "0", "--load", path, *SMALL, expect_code=1)
-        assert "holds a 'ternary' model" in output, output
         with open(path, "rb") as f:
             contents = f.read()
-        for broken in (contents[: len(contents) // 2], b"not a checkpoint at all"):
-            with open(path, "wb") as f:
-                f.write(broken)
-            output = run(MNIST, "--epochs", "0", "--load", path, *SMALL, expect_code=1)
-            assert path in output and "corrupted" in output, output
+        metadata, _ = checkpoint_sections(contents)
+        assert metadata["epochs_done"] == 1 and metadata["model"]["kind"] == "ternary", metadata
+        assert [layer["type"] for layer in metadata["model"]["layers"]] == [
+            "TernaryLinear", "ReLU", "TernaryLinear", "ReLU", "TernaryLinear"], metadata
+        bad = os.path.join(tmp, "bad.pt")
+
+        def expect_refused(data, *needles, flags=()):
+            with open(bad, "wb") as f:
+                f.write(data)
+            output = run(MNIST, "--epochs", "0", "--load", bad, *flags, *SMALL, expect_code=1)
+            for needle in (bad, *needles):
+                assert needle in output, f"'{needle}' not in:\n{output}"
+            assert "terminate called" not in output, output
+
+        # Another kind of model, other quantization settings, other layer sizes.
+        output = run(MNIST, "--no-ternary", "--epochs", "0", "--load", path, *SMALL, expect_code=1)
+        assert "field model.kind" in output and '"ternary"' in output and '"fp32"' in output, output
+        output = run(MNIST, "--threshold-factor", "0.3", "--epochs", "0", "--load", path, *SMALL, expect_code=1)
+        assert "field model.layers[0].threshold_factor is 0.2" in output and "0.3" in output, output
+        output = run(MNIST, "--scale-mode", "absmean", "--epochs", "0", "--load", path, *SMALL, expect_code=1)
+        assert "scale_mode" in output, output
+
+        def wider(metadata):
+            metadata["model"]["layers"][0]["out_features"] = 300
+        expect_refused(rewritten_checkpoint(contents, wider), "field model.layers[0].out_features is 300", "256")
+
+        newer = bytearray(contents)
+        newer[8] = 2  # the format version; the checksum covers it, so fix that too
+        newer[-4:] = struct.pack("<I", zlib.crc32(bytes(newer[:-4])))
+        expect_refused(bytes(newer), "format version 2")
+        # A NaN written into the tensors, a flipped byte, a cut-short file, garbage.
+        _, archive_at = checkpoint_sections(contents)
+        nan_in_tensors = bytearray(contents)
+        middle = (archive_at + len(contents)) // 2
+        nan_in_tensors[middle:middle + 4] = struct.pack("<f", float("nan"))
+        expect_refused(bytes(nan_in_tensors), "corrupted")
+        expect_refused(contents[: len(contents) // 2], "truncated")
+        expect_refused(b"not a checkpoint at all", "not a BitTorch checkpoint")
         output = run(MNIST, "--epochs", "0", "--load", path + ".none", *SMALL, expect_code=1)
-        assert "does not exist" in output, output
+        assert "cannot open" in output and path + ".none" in output, output
+        # Not a regular file: refused at once.
+        os.mkfifo(os.path.join(tmp, "fifo"))
+        for not_a_file in ("/dev/zero", tmp, os.path.join(tmp, "fifo")):
+            output = run(MNIST, "--epochs", "0", "--load", not_a_file, *SMALL, expect_code=1, timeout=60)
+            assert "not a regular file" in output, output
+
+
+def metrics_without_time(path):
+    with open(path) as f:
+        doc = json.load(f)
+    return [[{k: v for k, v in e.items() if k != "seconds"} for e in r["epochs"]] for r in doc["runs"]]
+
+
+def case_resume_equals_an_uninterrupted_run():
+    """Training N epochs equals training k, saving, and resuming for N - k: the same losses and
+    accuracies to the last bit, with the cosine schedule (the run stopped early) and with a
+    constant one (the run extended). On one thread: with more, MKL's products differ from run
+    to run in the last bits (one uninterrupted run in about 12 differs from the others), and a
+    resumed run then agrees with an uninterrupted one only as well as two of those agree."""
+    with tempfile.TemporaryDirectory() as tmp:
+        f = lambda name: os.path.join(tmp, name)
+        for schedule in ("cosine", "constant"):
+            common = ["--lr-schedule", schedule, "--threads", "1", *SMALL]
+            run(MNIST, "--epochs", "3", "--metrics-json", f("whole.json"), *common)
+            if schedule == "cosine":
+                run(MNIST, "--epochs", "3", "--stop-after-epoch", "1", "--save", f("ck.pt"), *common)
+            else:
+                run(MNIST, "--epochs", "1", "--save", f("ck.pt"), *common)
+            output = run(MNIST, "--epochs", "3", "--resume", f("ck.pt"), "--save", f("ck.pt"),
+                         "--metrics-json", f("resumed.json"), *common)
+            assert "resuming" in output, output
+            whole, resumed = metrics_without_time(f("whole.json")), metrics_without_time(f("resumed.json"))
+            assert len(whole[0]) == 3 and whole == resumed, (schedule, whole, resumed)
+        # Resuming with other settings would train another run: refused, naming the setting.
+        output = run(MNIST, "--epochs", "3", "--resume", f("ck.pt"), "--batch-size", "64", "--lr-schedule", "constant",
+                     *SMALL, expect_code=1)
+        assert "field settings.batch_size is 128" in output and "64" in output, output
+        output = run(MNIST, "--epochs", "3", "--resume", f("ck.pt"), "--lr", "0.002", "--lr-schedule", "constant",
+                     *SMALL, expect_code=1)
+        assert "field settings.lr is 0.001" in output and "0.002" in output, output
+
+
+def case_training_divergence_stops_the_run():
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = os.path.join(tmp, "m.json")
+        output = run(MNIST, "--epochs", "2", "--lr", "1e12", "--metrics-json", metrics, *SMALL, expect_code=1)
+        assert "diverged" in output and "--lr" in output, output
+        assert not os.path.exists(metrics) or "null" not in open(metrics).read()
+    output = run(XOR, "--lr", "1e30", "--steps", "500", expect_code=1)
+    assert "diverged" in output, output
+
+
+def case_output_paths_are_checked_before_training():
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        for flags, needle in ((["--save", os.path.join(tmp, "no", "such", "dir", "m.pt")], "--save"),
+                              (["--metrics-json", tmp], "is a directory"),
+                              (["--export", "/dev/null"], "character device"),
+                              (["--save", os.path.join(tmp, "a"), "--export", os.path.join(tmp, "a")], "same file")):
+            output = run(MNIST, *flags, expect_code=2)
+            assert needle in output and "Usage" in output, (flags, output)
+            assert "epoch" not in output, output  # nothing was trained
+        assert time.monotonic() - started < 60
+        assert os.listdir(tmp) == [], os.listdir(tmp)
+
+
+def limit_file_size(limit):
+    def apply():
+        # A full disk, as far as the program can tell: writes past `limit` bytes fail (EFBIG).
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def case_failed_writes_keep_the_earlier_file():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.pt")
+        run(MNIST, "--epochs", "1", "--save", path, *SMALL)
+        with open(path, "rb") as f:
+            before = f.read()
+        output = run(MNIST, "--epochs", "1", "--save", path, "--seed", "7", *SMALL, expect_code=1,
+                     preexec_fn=limit_file_size(len(before) // 2))
+        assert path in output and "File too large" in output, output
+        assert os.listdir(tmp) == ["model.pt"], os.listdir(tmp)  # the temporary file was removed
+        with open(path, "rb") as f:
+            assert f.read() == before
+        run(MNIST, "--epochs", "0", "--load", path, *SMALL)
+
+
+def case_killed_runs_leave_whole_files():
+    """SIGKILL at random moments of a run that saves a checkpoint every epoch: what is left is
+    the last whole checkpoint (or none), never a partial file or a temporary one."""
+    rng = random.Random(5)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.pt")
+        for attempt in range(8):
+            process = subprocess.Popen([MNIST, "--epochs", "20", "--save", path, "--train-limit", "1000",
+                                        "--test-limit", "200", "--no-progress"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(1.0, 4.0))
+            process.kill()
+            process.wait()
+            assert set(os.listdir(tmp)) <= {"model.pt"}, (attempt, os.listdir(tmp))
+            if os.path.exists(path):
+                run(MNIST, "--epochs", "0", "--load", path, "--test-limit", "200", "--no-progress")
+
+
+def write_idx(path, magic, count, dims, payload_bytes):
+    """A gzipped IDX file whose header announces `count` items, followed by `payload_bytes`
+    bytes of zeros (streamed, so that large payloads cost no memory here)."""
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(struct.pack(">II", magic, count) + b"".join(struct.pack(">I", d) for d in dims))
+        chunk = bytes(1 << 20)
+        for start in range(0, payload_bytes, len(chunk)):
+            f.write(chunk[: min(len(chunk), payload_bytes - start)])
+
+
+def peak_memory_mb(*args):
+    """Runs a command in a child process and returns its peak resident memory in MB."""
+    code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True); "
+            "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+            "sys.stderr.write(r.stderr.decode())")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
+    returncode, peak_kb = result.stdout.split()
+    return int(returncode), int(peak_kb) / 1024, result.stderr
+
+
+def case_data_limits_bound_memory():
+    """--train-limit keeps only what it keeps (a set announcing 200,000 images, 157 MB of
+    pixels, costs no more memory than a small one), and no file is read past the size its
+    header announces."""
+    with tempfile.TemporaryDirectory() as tmp:
+        big = os.path.join(tmp, "big")
+        shutil.copytree(DATA, big)
+        for name in FILES[:2]:
+            os.chmod(os.path.join(big, name), 0o644)
+        count = 200_000
+        write_idx(os.path.join(big, FILES[0]), 0x803, count, (28, 28), count * 784)
+        write_idx(os.path.join(big, FILES[1]), 0x801, count, (), count)
+        flags = ["--epochs", "1", "--train-limit", "100", "--test-limit", "100", "--no-progress"]
+        code, small_mb, err = peak_memory_mb(MNIST, *flags)
+        assert code == 0, err
+        code, big_mb, err = peak_memory_mb(MNIST, "--data-dir", big, *flags)
+        assert code == 0, err
+        print(f"peak memory with the embedded set {small_mb:.0f} MB, with a 200,000-image set {big_mb:.0f} MB")
+        assert big_mb < small_mb + 100, (small_mb, big_mb)
+        # The header announces 10 images; the stream holds 200 MB more: refused after one byte too many.
+        long = os.path.join(tmp, "long")
+        shutil.copytree(DATA, long)
+        os.chmod(os.path.join(long, FILES[2]), 0o644)
+        write_idx(os.path.join(long, FILES[2]), 0x803, 10, (28, 28), 200 << 20)
+        os.chmod(os.path.join(long, FILES[3]), 0o644)
+        write_idx(os.path.join(long, FILES[3]), 0x801, 10, (), 10)
+        started = time.monotonic()
+        output = run(MNIST, "--data-dir", long, *SMALL, expect_code=1)
+        assert "longer than the 10 items its header announces" in output, output
+        assert time.monotonic() - started < 30
+
+
+def case_installed_apps_run():
+    """`cmake --install`: the installed programs find libbittorch and LibTorch (RPATH) and the
+    installed data, from any working directory, with the source checkout's data out of reach."""
+    build_dir = os.path.dirname(BIN)
+    cmake = os.environ.get("CMAKE_COMMAND", "cmake")
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = os.path.join(tmp, "prefix")
+        run(cmake, "--install", build_dir, "--prefix", prefix)
+        env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+        installed_data = os.path.join(prefix, "share", "bittorch", "mnist-10k")
+        assert set(FILES) <= set(os.listdir(installed_data)), os.listdir(installed_data)
+        mnist = os.path.join(prefix, "bin", "bittorch-mnist")
+        model = os.path.join(tmp, "m.btp")
+        output = run(mnist, "--epochs", "1", "--train-limit", "500", "--test-limit", "200", "--no-progress",
+                     "--export", model, cwd=tmp, env=env)
+        assert f"samples from {installed_data}" in output, output
+        output = run(os.path.join(prefix, "bin", "bittorch-infer"), "--model", model, "--test-limit", "200",
+                     cwd="/", env=env)
+        assert "test accuracy" in output, output
+        run(os.path.join(prefix, "bin", "bittorch-xor"), "--steps", "10", cwd="/", env=env)
 
 
 def case_export_and_infer():

@@ -1,0 +1,183 @@
+#include "common/checkpoint.h"
+
+#include "common/models.h"
+
+#include <bittorch/io/files.h>
+
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <sstream>
+#include <string_view>
+
+namespace bittorch::apps {
+namespace {
+
+constexpr char kMagic[8] = {'B', 'T', 'C', 'K', 'P', 'T', '\r', '\n'};
+
+uint32_t crc32_of(std::string_view bytes) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (size_t offset = 0; offset < bytes.size();) {
+    const auto chunk = static_cast<uInt>(std::min<size_t>(bytes.size() - offset, 1u << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + offset), chunk);
+    offset += chunk;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+template <typename T>
+void append(std::string& out, T value) {
+  char raw[sizeof(T)];
+  std::memcpy(raw, &value, sizeof(T));
+  out.append(raw, sizeof(T));
+}
+
+// Reads the sections of a checkpoint's bytes, naming the file in every error.
+class SectionReader {
+ public:
+  SectionReader(const std::string& path, std::string_view bytes) : path_(path), bytes_(bytes) {}
+
+  template <typename T>
+  T get(const char* what) {
+    T value;
+    std::memcpy(&value, take(sizeof(T), what).data(), sizeof(T));
+    return value;
+  }
+  std::string_view take(uint64_t size, const char* what) {
+    TORCH_CHECK(size <= bytes_.size() - offset_, "checkpoint '", path_, "' is truncated: its ", what,
+                " runs past the end of the file (", bytes_.size(), " bytes)");
+    const std::string_view data = bytes_.substr(offset_, size);
+    offset_ += size;
+    return data;
+  }
+  size_t offset() const { return offset_; }
+
+ private:
+  const std::string& path_;
+  std::string_view bytes_;
+  size_t offset_ = 0;
+};
+
+nlohmann::json metadata_json(const CheckpointMetadata& m) {
+  return {{"model", m.model},       {"settings", m.settings}, {"epochs_done", m.epochs_done},
+          {"steps_done", m.steps_done}, {"metrics", m.metrics}};
+}
+
+// The field `key` of the stored metadata, if `valid` says it has the right type.
+template <typename Valid>
+nlohmann::json field(const std::string& path, const nlohmann::json& metadata, const char* key, Valid valid) {
+  TORCH_CHECK(metadata.contains(key) && valid(metadata.at(key)), "checkpoint '", path, "' has no valid field '",
+              key, "' in its metadata");
+  return metadata.at(key);
+}
+
+}  // namespace
+
+nlohmann::json model_description(const torch::nn::Sequential& model, const std::string& kind) {
+  return {{"kind", kind}, {"layers", describe_layers(model)}};
+}
+
+void check_same_fields(const std::string& path, const std::string& prefix, const nlohmann::json& stored,
+                       const nlohmann::json& expected) {
+  if (stored.is_object() && expected.is_object()) {
+    for (const auto& [key, value] : expected.items()) {
+      TORCH_CHECK(stored.contains(key), "checkpoint '", path, "': field ", prefix, ".", key,
+                  " is missing; this run has ", value.dump());
+      check_same_fields(path, prefix + "." + key, stored.at(key), value);
+    }
+    for (const auto& [key, value] : stored.items()) {
+      TORCH_CHECK(expected.contains(key), "checkpoint '", path, "': field ", prefix, ".", key, " is ", value.dump(),
+                  ", which this run does not have");
+    }
+    return;
+  }
+  if (stored.is_array() && expected.is_array() && stored.size() == expected.size()) {
+    for (size_t i = 0; i < stored.size(); ++i) {
+      check_same_fields(path, prefix + "[" + std::to_string(i) + "]", stored[i], expected[i]);
+    }
+    return;
+  }
+  TORCH_CHECK(stored == expected, "checkpoint '", path, "': field ", prefix, " is ", stored.dump(),
+              " in the checkpoint, but ", expected.dump(), " in this run");
+}
+
+void save_checkpoint(const std::string& path, const torch::nn::Sequential& model,
+                     const torch::optim::Optimizer* optimizer, const CheckpointMetadata& metadata) {
+  torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
+  model->save(model_archive);
+  archive.write("model", model_archive);
+  if (optimizer != nullptr) {
+    optimizer->save(optimizer_archive);
+    archive.write("optimizer", optimizer_archive);
+  }
+  std::ostringstream tensors;
+  archive.save_to(tensors);
+  const std::string json = metadata_json(metadata).dump();
+  const std::string archive_bytes = tensors.str();
+  std::string bytes(kMagic, sizeof(kMagic));
+  append<uint32_t>(bytes, kCheckpointVersion);
+  append<uint64_t>(bytes, json.size());
+  bytes += json;
+  append<uint64_t>(bytes, archive_bytes.size());
+  bytes += archive_bytes;
+  append<uint32_t>(bytes, crc32_of(bytes));
+  io::write_file_atomically(path, bytes);
+}
+
+CheckpointMetadata load_checkpoint(const std::string& path, torch::nn::Sequential& model,
+                                   torch::optim::Optimizer* optimizer, const std::string& kind,
+                                   torch::Device device) {
+  const std::string bytes = io::read_regular_file(path);
+  SectionReader reader(path, bytes);
+  TORCH_CHECK(bytes.size() >= sizeof(kMagic) && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0,
+              "checkpoint '", path, "' is not a BitTorch checkpoint (no BTCKPT magic; checkpoints of "
+              "BitTorch 0.2.0 and earlier cannot be read)");
+  reader.take(sizeof(kMagic), "magic");
+  const auto version = reader.get<uint32_t>("format version");
+  TORCH_CHECK(version == kCheckpointVersion, "checkpoint '", path, "' has format version ", version,
+              ", which this build does not read (it reads ", kCheckpointVersion, ")");
+  const std::string_view json = reader.take(reader.get<uint64_t>("metadata length"), "metadata");
+  const std::string_view archive_bytes = reader.take(reader.get<uint64_t>("tensor archive length"), "tensor archive");
+  const size_t body = reader.offset();
+  const auto stored_crc = reader.get<uint32_t>("checksum");
+  TORCH_CHECK(reader.offset() == bytes.size(), "checkpoint '", path, "' has ", bytes.size() - reader.offset(),
+              " unexpected bytes after its checksum");
+  TORCH_CHECK(crc32_of(std::string_view(bytes).substr(0, body)) == stored_crc, "checkpoint '", path,
+              "' is corrupted: its checksum does not match its contents");
+
+  nlohmann::json metadata;
+  try {
+    metadata = nlohmann::json::parse(json);
+  } catch (const nlohmann::json::exception& error) {
+    TORCH_CHECK(false, "checkpoint '", path, "' has unreadable metadata: ", error.what());
+  }
+  TORCH_CHECK(metadata.is_object(), "checkpoint '", path, "' has unreadable metadata");
+  CheckpointMetadata m;
+  const auto is_object = [](const nlohmann::json& j) { return j.is_object(); };
+  const auto is_count = [](const nlohmann::json& j) { return j.is_number_integer() && j.get<int64_t>() >= 0; };
+  m.model = field(path, metadata, "model", is_object);
+  m.settings = field(path, metadata, "settings", is_object);
+  m.epochs_done = field(path, metadata, "epochs_done", is_count).get<int64_t>();
+  m.steps_done = field(path, metadata, "steps_done", is_count).get<int64_t>();
+  m.metrics = field(path, metadata, "metrics", [](const nlohmann::json& j) { return j.is_array(); });
+  check_same_fields(path, "model", m.model, model_description(model, kind));
+
+  torch::serialize::InputArchive archive, model_archive, optimizer_archive;
+  try {
+    archive.load_from(archive_bytes.data(), archive_bytes.size(), device);
+    archive.read("model", model_archive);
+    model->load(model_archive);
+    if (optimizer != nullptr) {
+      TORCH_CHECK(archive.try_read("optimizer", optimizer_archive), "it holds no optimizer state");
+      optimizer->load(optimizer_archive);
+    }
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, "checkpoint '", path, "': its tensors do not match its metadata: ",
+                error.what_without_backtrace());
+  }
+  return m;
+}
+
+}  // namespace bittorch::apps
