@@ -20,6 +20,7 @@ wants() { [[ " $steps " == *" $1 "* ]]; }
 step configure and build
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BENCH=ON \
   -DBITTORCH_PYTHON="$python" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
+grep "BitTorch:" "$out/configure.log"
 ninja -C build-gpu -j16 >"$out/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$out/build.log" | head -60; exit 1; }
 rm -f "$out/configure.log" "$out/build.log"  # only 8 files come back from the GPU machine
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
@@ -32,6 +33,7 @@ step CUDA tests
 step whole test suite
 (cd build-gpu && ctest -j8 --output-on-failure) >"$out/ctest.log" 2>&1 || status=1
 grep -E "tests passed|Failed|\*\*\*" "$out/ctest.log" | head -20
+(cd build-gpu && ctest -R "python_torch_ops|exported_symbols" -V) 2>&1 | grep -E "exported symbols|C\+\+ runtime|errors on|cuda |mismatches|FAILED" | head -20
 fi
 
 if wants sanitizer; then

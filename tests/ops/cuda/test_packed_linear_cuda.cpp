@@ -146,4 +146,58 @@ TEST(PackedLinearCuda, SecondStreamGivesTheSameResults) {
   EXPECT_TRUE(torch::equal(on_second, on_default));
 }
 
+// NaN and +-Inf inputs through every CUDA path (GEMV, small-batch and split tensor-core
+// kernels, expanded operand): non-finite wherever the unpacked layer's output is, NaN wherever
+// it is NaN (the tensor-core kernels may give NaN where it gives +-Inf: their codes carry an
+// offset that an infinite input turns into Inf - Inf).
+TEST(PackedLinearCuda, NonFiniteInputsPropagate) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(53);
+  const int64_t in = 96, out = 40;
+  const auto codes = torch::randint(-1, 2, {out, in}, torch::kChar);
+  const auto packed = bittorch::quant::pack_ternary(codes);
+  const auto scale = torch::rand({out}) + 0.1;
+  const auto weight = codes.to(torch::kFloat) * scale.unsqueeze(1);
+  for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
+    for (const std::string format : {"none", "int8", "float8_e4m3"}) {
+      for (const int64_t rows : {1, 3, 8, 16, 40, 100}) {
+        auto x = torch::randn({rows, in});
+        x[0][7] = std::nanf("");
+        if (rows > 1) x[1][20] = INFINITY;
+        if (rows > 2) x[2][95] = -INFINITY;
+        x = x.to(dtype);
+        const auto gpu = bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), std::nullopt, in,
+                                                              format).cpu().to(torch::kFloat);
+        // The unpacked layer in float32: 8-bit activations make a non-finite row all NaN.
+        auto expected = torch::matmul(x.to(torch::kFloat), weight.t());
+        if (format != "none") expected.masked_fill_(torch::isfinite(x).all(1, true).logical_not(), NAN);
+        const auto what = c10::str(dtype, " ", format, " rows ", rows);
+        EXPECT_TRUE(torch::equal(torch::isfinite(gpu), torch::isfinite(expected))) << what << gpu.slice(0, 0, 3);
+        EXPECT_TRUE(torch::isnan(gpu).logical_or(torch::isnan(expected).logical_not()).all().item<bool>()) << what;
+        EXPECT_TRUE(torch::isnan(gpu[0]).all().item<bool>()) << what;
+      }
+    }
+  }
+}
+
+// A strided bias (a view) is read element by element, not as if it were dense.
+TEST(PackedLinearCuda, StridedBias) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(54);
+  const auto codes = torch::randint(-1, 2, {24, 64}, torch::kChar);
+  const auto packed = bittorch::quant::pack_ternary(codes).cuda();
+  const auto scale = (torch::rand({24}) + 0.1).cuda();
+  for (const auto dtype : {torch::kFloat, torch::kHalf}) {
+    const auto wide = torch::randn({48}).to(dtype).cuda();
+    const auto strided = wide.slice(0, 0, 48, 2);
+    ASSERT_FALSE(strided.is_contiguous());
+    for (const int64_t rows : {1, 6, 20}) {
+      const auto x = torch::randn({rows, 64}).to(dtype).cuda();
+      EXPECT_TRUE(torch::equal(bittorch::ops::packed_ternary_linear(x, packed, scale, strided, 64, "none"),
+                               bittorch::ops::packed_ternary_linear(x, packed, scale, strided.contiguous(), 64, "none")))
+          << dtype << " rows " << rows;
+    }
+  }
+}
+
 }  // namespace

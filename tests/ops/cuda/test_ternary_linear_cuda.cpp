@@ -18,6 +18,7 @@ namespace {
 namespace F = bittorch::nn::functional;
 using bittorch::quant::ActivationFormat;
 using bittorch::quant::ScaleMode;
+using bittorch::testing::throws_error_mentioning;
 
 #define SKIP_WITHOUT_CUDA()                                                         \
   if (!torch::cuda::is_available()) {                                               \
@@ -178,6 +179,52 @@ TEST(QuantizeActivationsCuda, BitIdenticalToCpu) {
         what << bittorch::quant::to_string(format) << " " << dtype << " " << torch::IntArrayRef(shape);
         EXPECT_TRUE(torch::equal(gpu.values.cpu().view(torch::kChar), cpu.values.view(torch::kChar))) << what.str();
         EXPECT_TRUE(torch::equal(gpu.scale.cpu(), cpu.scale)) << what.str();
+      }
+    }
+  }
+}
+
+// Rows holding NaN or +-Inf: a NaN or infinite scale and zero values, as on the CPU (the CUDA
+// row statistic keeps a NaN, where fmax would drop it), bit for bit.
+TEST(QuantizeActivationsCuda, NonFiniteRowsAsOnTheCpu) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(27);
+  for (const auto format : {ActivationFormat::Int8, ActivationFormat::Float8E4M3}) {
+    for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
+      for (const int64_t cols : {7, 64, 5000}) {
+        auto x = torch::randn({4, cols});
+        x[0][cols / 2] = std::nanf("");
+        x[1][0] = INFINITY;
+        x[2][cols - 1] = -INFINITY;
+        x = x.to(dtype);
+        const auto cpu = bittorch::quant::quantize_activations(x, format);
+        const auto gpu = bittorch::quant::quantize_activations(x.cuda(), format);
+        const auto what = c10::str(bittorch::quant::to_string(format), " ", dtype, " cols ", cols);
+        EXPECT_TRUE(torch::equal(gpu.values.cpu().view(torch::kChar), cpu.values.view(torch::kChar))) << what;
+        EXPECT_TRUE(torch::allclose(gpu.scale.cpu(), cpu.scale, 0, 0, /*equal_nan=*/true)) << what << gpu.scale << cpu.scale;
+        EXPECT_TRUE(std::isnan(gpu.scale[0][0].item<float>()) && std::isinf(gpu.scale[1][0].item<float>())) << what;
+      }
+    }
+  }
+}
+
+// The quantizer refuses a non-finite weight on the GPU too; the fused training op (which does
+// not read the weight to check it) gives NaN in that row's output column, as on the CPU.
+TEST(TernaryLinearCuda, NonFiniteWeights) {
+  SKIP_WITHOUT_CUDA();
+  for (const auto* mode : {"max", "absmean"}) {
+    for (const bool per_channel : {true, false}) {
+      auto weight = torch::randn({6, 64});
+      weight[2][5] = std::nanf("");
+      const auto x = torch::randn({3, 64});
+      EXPECT_TRUE(throws_error_mentioning([&] { bittorch::ops::ternarize(weight.cuda(), 0.05, per_channel, mode); },
+                                          {"non-finite", "[2, 5]"}));
+      for (const auto* format : {"none", "int8", "float8_e4m3"}) {
+        const auto cpu = bittorch::ops::ternary_linear(x, weight, std::nullopt, 0.05, per_channel, mode, format);
+        const auto gpu = bittorch::ops::ternary_linear(x.cuda(), weight.cuda(), std::nullopt, 0.05, per_channel, mode, format).cpu();
+        const auto what = c10::str(mode, " per_channel ", per_channel, " ", format);
+        EXPECT_TRUE(torch::equal(torch::isnan(gpu), torch::isnan(cpu))) << what << gpu << cpu;
+        EXPECT_TRUE(torch::isnan(gpu.select(1, 2)).all().item<bool>()) << what << gpu;
       }
     }
   }
