@@ -4,7 +4,7 @@
 # test binary, the benchmark, and the MNIST comparison on the GPU and on the CPU.
 # Results go to $OUT (default: ./gpu-out). Needs torch in python3 (the GPU image has it).
 # BITTORCH_GPU_STEPS picks the steps after the build (default: all of
-# "tests sanitizer bench packed mnist"); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
+# "tests sanitizer bench packed mnist"; "cudatests" runs the CUDA test binary alone); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,11 +25,13 @@ ninja -C build-gpu -j16 >"$out/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "
 rm -f "$out/configure.log" "$out/build.log"  # only 8 files come back from the GPU machine
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 
-if wants tests; then
+if wants tests || wants cudatests; then
 step CUDA tests
 ./build-gpu/tests/bittorch_cuda_tests 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure" | head -40
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+fi
 
+if wants tests; then
 step whole test suite
 (cd build-gpu && ctest -j8 --output-on-failure) >"$out/ctest.log" 2>&1 || status=1
 grep -E "tests passed|Failed|\*\*\*" "$out/ctest.log" | head -20

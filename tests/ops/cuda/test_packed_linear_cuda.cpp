@@ -180,7 +180,9 @@ TEST(PackedLinearCuda, NonFiniteInputsPropagate) {
   }
 }
 
-// A strided bias (a view) is read element by element, not as if it were dense.
+// A strided bias (a view) is read element by element, not as if it were dense. Within the
+// dtype's tolerance, not bit for bit: beyond the kernels' row counts cuBLAS adds a strided
+// bias in another pass than a dense one.
 TEST(PackedLinearCuda, StridedBias) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(54);
@@ -193,9 +195,11 @@ TEST(PackedLinearCuda, StridedBias) {
     ASSERT_FALSE(strided.is_contiguous());
     for (const int64_t rows : {1, 6, 20}) {
       const auto x = torch::randn({rows, 64}).to(dtype).cuda();
-      EXPECT_TRUE(torch::equal(bittorch::ops::packed_ternary_linear(x, packed, scale, strided, 64, "none"),
-                               bittorch::ops::packed_ternary_linear(x, packed, scale, strided.contiguous(), 64, "none")))
-          << dtype << " rows " << rows;
+      const auto expected = bittorch::ops::packed_ternary_linear(x, packed, scale, strided.contiguous(), 64, "none");
+      const double magnitude = std::max(1.0, expected.abs().max().item<double>());
+      const double error = (bittorch::ops::packed_ternary_linear(x, packed, scale, strided, 64, "none") - expected)
+                               .abs().max().item<double>();
+      EXPECT_LE(error, tolerance(dtype, "none") * magnitude) << dtype << " rows " << rows;
     }
   }
 }
