@@ -10,6 +10,7 @@
 #include <torch/cuda.h>
 #include <torch/headeronly/version.h>
 
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +30,14 @@ void set_log_level(const std::string& level) {
     throw UsageError("--log-level must be trace, debug, info, warn, error, critical or off, not '" + level + "'");
   }
   spdlog::set_level(parsed);
+}
+
+// The CPUs this process may run on (its affinity mask, which containers and taskset narrow).
+int64_t usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  return std::max<int64_t>(1, ::sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 std::string flag_text(const cxxopts::ParseResult& args, const std::string& name) {
@@ -80,6 +89,12 @@ int run_app(cxxopts::Options& options, int argc, char** argv,
     if (!args.unmatched().empty()) return usage("unexpected argument '" + args.unmatched().front() + "'");
     set_log_level(args["log-level"].as<std::string>());
     if (const int64_t threads = integer_flag(args, "threads", 0); threads > 0) {
+      // More threads than CPUs only spin against each other (5,000 on 2 cores never finish).
+      const int64_t cpus = usable_cpus();
+      if (threads > cpus) {
+        throw UsageError("--threads must be at most " + std::to_string(cpus) + " (the CPUs this process may use), not " +
+                         std::to_string(threads));
+      }
       at::set_num_threads(static_cast<int>(threads));
     }
     return body(args);

@@ -119,8 +119,8 @@ torch::Tensor read_items(IdxStream& stream, int64_t count, int64_t item_size, in
 // `name` or `name`.gz in `root`, whichever exists (the unpacked file first).
 std::string find_file(const std::string& root, const std::string& name, const std::string& how_to_get) {
   struct stat info {};
-  TORCH_CHECK(::stat(root.c_str(), &info) == 0 && S_ISDIR(info.st_mode), "data directory ", root,
-              " does not exist; ", how_to_get);
+  TORCH_CHECK(::stat(root.c_str(), &info) == 0, "data directory ", root, " does not exist; ", how_to_get);
+  TORCH_CHECK(S_ISDIR(info.st_mode), "data directory ", root, " is not a directory; ", how_to_get);
   for (const auto& candidate : {root + "/" + name, root + "/" + name + ".gz"}) {
     if (::stat(candidate.c_str(), &info) == 0) return candidate;
   }

@@ -126,6 +126,7 @@ def case_mnist_bad_data():
     with tempfile.TemporaryDirectory() as tmp:  # intact gzip of a truncated IDX file
         expect_data_error(broken_copy(tmp, FILES[3], lambda b: gzip.compress(gzip.decompress(b)[:5000])),
                           FILES[3], "truncated or corrupted")
+    expect_data_error(os.path.join(DATA, FILES[0]), "is not a directory")
     with tempfile.TemporaryDirectory() as tmp:  # fashion-mnist pointed at nothing
         output = run(MNIST, "--dataset", "fashion-mnist", "--data-dir", os.path.join(tmp, "x"),
                      *SMALL, expect_code=1)
@@ -151,7 +152,7 @@ def case_mnist_bad_flags():
              ("--epochs", "99999999999999999999"): "--epochs: '99999999999999999999' is out of range",
              ("--log-level", "loud"): "--log-level", ("--compare", "--no-ternary"): "exclude each other",
              ("--epochs", "0"): "--epochs 0 only makes sense with --load", ("--activation-bits", "4"): "--activation-bits",
-             ("--threads", "-2"): "--threads must be >= 0", ("--stop-after-epoch", "1"): "--stop-after-epoch needs --save",
+             ("--threads", "-2"): "--threads must be >= 0", ("--threads", "5000"): "--threads must be at most", ("--stop-after-epoch", "1"): "--stop-after-epoch needs --save",
              ("--load", "a", "--resume", "b"): "exclude each other"}
     if not has_gpu():
         cases[("--cuda",)] = "no CUDA GPU"

@@ -31,8 +31,9 @@ class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunc
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
     // The scale is a constant of the estimator (detached): the quantized operand and the
     // scale are kept, never the master weight. With 8-bit activations the backward is the
-    // same: straight-through for both quantizers, grad_w from the unquantized input (as
-    // torchao's BitNet training does), grad_x from the operand (kept only if needed).
+    // same: straight-through for both quantizers, grad_w from the unquantized input (torchao's
+    // BitNet training takes it from the dequantized 8-bit input instead), grad_x from the
+    // operand (kept only if needed).
     ctx->save_for_backward({input, operand, scale});
     return output;
   }
