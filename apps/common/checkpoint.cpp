@@ -6,7 +6,6 @@
 
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
-#include <zlib.h>
 
 #include <cstring>
 #include <sstream>
@@ -16,16 +15,6 @@ namespace bittorch::apps {
 namespace {
 
 constexpr char kMagic[8] = {'B', 'T', 'C', 'K', 'P', 'T', '\r', '\n'};
-
-uint32_t crc32_of(std::string_view bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  for (size_t offset = 0; offset < bytes.size();) {
-    const auto chunk = static_cast<uInt>(std::min<size_t>(bytes.size() - offset, 1u << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + offset), chunk);
-    offset += chunk;
-  }
-  return static_cast<uint32_t>(crc);
-}
 
 template <typename T>
 void append(std::string& out, T value) {
@@ -122,7 +111,7 @@ void save_checkpoint(const std::string& path, const torch::nn::Sequential& model
   bytes += json;
   append<uint64_t>(bytes, archive_bytes.size());
   bytes += archive_bytes;
-  append<uint32_t>(bytes, crc32_of(bytes));
+  append<uint32_t>(bytes, io::crc32(bytes));
   io::write_file_atomically(path, bytes);
 }
 
@@ -144,7 +133,7 @@ CheckpointMetadata load_checkpoint(const std::string& path, torch::nn::Sequentia
   const auto stored_crc = reader.get<uint32_t>("checksum");
   TORCH_CHECK(reader.offset() == bytes.size(), "checkpoint '", path, "' has ", bytes.size() - reader.offset(),
               " unexpected bytes after its checksum");
-  TORCH_CHECK(crc32_of(std::string_view(bytes).substr(0, body)) == stored_crc, "checkpoint '", path,
+  TORCH_CHECK(io::crc32(std::string_view(bytes).substr(0, body)) == stored_crc, "checkpoint '", path,
               "' is corrupted: its checksum does not match its contents");
 
   nlohmann::json metadata;

@@ -3,6 +3,8 @@
 
 #include <bittorch/io/files.h>
 
+#include "io/crc32.h"
+
 #include <c10/util/Exception.h>
 
 #include <fcntl.h>
@@ -222,6 +224,8 @@ std::string read_regular_file(const std::string& path) {
   }
   return bytes;
 }
+
+uint32_t crc32(std::string_view bytes) { return crc32_of(bytes); }
 
 int64_t regular_file_size(const std::string& path) {
   const auto [fd, size] = open_regular(path);

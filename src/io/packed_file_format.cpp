@@ -1,6 +1,6 @@
 #include "io/packed_file_format.h"
 
-#include <zlib.h>
+#include "io/crc32.h"
 
 #include <cmath>
 #include <cstring>
@@ -15,18 +15,6 @@ constexpr uint32_t kMaxNameBytes = 1u << 12;
 constexpr int64_t kMaxFeatures = int64_t{1} << 24;
 constexpr int64_t kMaxWeights = int64_t{1} << 34;
 constexpr uint8_t kScaleDtypeFloat32 = 1;
-
-uint32_t crc32_of(std::string_view bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  // zlib takes uInt lengths: feed large buffers in pieces.
-  size_t offset = 0;
-  while (offset < bytes.size()) {
-    const auto chunk = static_cast<uInt>(std::min<size_t>(bytes.size() - offset, 1u << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + offset), chunk);
-    offset += chunk;
-  }
-  return static_cast<uint32_t>(crc);
-}
 
 class Writer {
  public:

@@ -5,6 +5,7 @@
 
 #include <bittorch/export.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -33,5 +34,8 @@ BITTORCH_API std::string read_regular_file(const std::string& path);
 
 /// The size in bytes of the regular file at `path` (the checks of read_regular_file).
 BITTORCH_API int64_t regular_file_size(const std::string& path);
+
+/// The CRC-32 (zlib's) of `bytes`, as packed model files and checkpoints record it.
+BITTORCH_API uint32_t crc32(std::string_view bytes);
 
 }  // namespace bittorch::io
