@@ -4,7 +4,8 @@
 # test binary, the benchmark, and the MNIST comparison on the GPU and on the CPU.
 # Results go to $OUT (default: ./gpu-out). Needs torch in python3 (the GPU image has it).
 # BITTORCH_GPU_STEPS picks the steps after the build (default: all of
-# "tests sanitizer bench packed mnist"; "cudatests" runs the CUDA test binary alone); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
+# "tests sanitizer bench packed mnist"; "cudatests" runs the CUDA test binary alone,
+# "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,6 +67,23 @@ step packed inference benchmark
 ./build-gpu/bench/bittorch-bench-packed --json "$out/bench_packed.json" \
   --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
   2>&1 | tee "$out/bench_packed.txt" || status=1
+fi
+
+if wants checkpoint; then
+step checkpoints written on the GPU: resumed there, loaded on the CPU
+mnist=./build-gpu/apps/mnist/bittorch-mnist
+flags=(--epochs 3 --no-progress --log-level warn --train-limit 5000)
+ck="$out/gpu.ckpt"
+"$mnist" --cuda "${flags[@]}" --metrics-json "$out/whole.json" >/dev/null || status=1
+"$mnist" --cuda "${flags[@]}" --save "$ck" --stop-after-epoch 1 >/dev/null || status=1
+"$mnist" --cuda "${flags[@]}" --resume "$ck" --save "$ck" --metrics-json "$out/resumed.json" >/dev/null || status=1
+python3 - "$out/whole.json" "$out/resumed.json" <<'PY' || status=1
+import json, sys
+runs = [[{k: v for k, v in e.items() if k != "seconds"} for e in json.load(open(p))["runs"][0]["epochs"]] for p in sys.argv[1:]]
+print("uninterrupted:", runs[0]); print("resumed:      ", runs[1]); print("equal:", runs[0] == runs[1])
+PY
+"$mnist" --epochs 0 --load "$ck" --no-progress --log-level warn | tail -1 || status=1
+rm -f "$ck" "$out/whole.json" "$out/resumed.json"
 fi
 
 if wants mnist; then
