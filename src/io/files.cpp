@@ -108,6 +108,38 @@ int create_named(const FilePath& target, std::string& temporary) {
   return -1;
 }
 
+// Writes `bytes` to an unnamed file in the target's directory (O_TMPFILE: if the process dies
+// before the rename, the kernel frees it), then gives it the name `temporary`. False, with
+// nothing left behind, where the filesystem has no unnamed files or no /proc names them; a
+// failed write (a full disk) calls `fail`, after the file is gone.
+template <typename Fail>
+bool write_unnamed(const FilePath& target, std::string_view bytes, std::string& temporary, const Fail& fail) {
+  FileDescriptor file(::open(target.directory.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644));
+  if (file.get() < 0) return false;
+  if (const int code = write_all(file.get(), bytes); code != 0) fail(code, "writing");
+  if (!link_unnamed(file.get(), target, temporary)) return false;
+  if (file.close() != 0) {
+    const int code = errno;
+    ::unlink(temporary.c_str());
+    fail(code, "closing");
+  }
+  return true;
+}
+
+// Writes `bytes` to a new uniquely named file `temporary` in the target's directory; on any
+// failure the file is removed and `fail` called.
+template <typename Fail>
+void write_named(const FilePath& target, std::string_view bytes, std::string& temporary, const Fail& fail) {
+  FileDescriptor file(create_named(target, temporary));
+  if (file.get() < 0) fail(errno, "creating a temporary file");
+  int code = write_all(file.get(), bytes);
+  if (file.close() != 0 && code == 0) code = errno;
+  if (code != 0) {
+    ::unlink(temporary.c_str());
+    fail(code, "writing");
+  }
+}
+
 void sync_directory(const std::string& directory) {
   FileDescriptor fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   // A directory that cannot be opened or synced (some network filesystems) has already
@@ -169,45 +201,17 @@ void check_writable_path(const std::string& path, std::string_view what) {
 void write_file_atomically(const std::string& path, std::string_view bytes) {
   check_writable_path(path, "bittorch::io::write_file_atomically");
   const FilePath target = resolved(path);
-  const std::string& directory = target.directory;
-  std::string temporary;
-  bool named = false;
-  // An unnamed file first: if the process dies before the rename, the kernel frees it.
-  int fd = ::open(directory.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-  const bool unnamed = fd >= 0;
-  if (!unnamed) {
-    fd = create_named(target, temporary);
-    TORCH_CHECK(fd >= 0, "cannot create a temporary file in '", directory, "' to write '", path,
-                "': ", error_text(errno));
-    named = true;
-  }
-  FileDescriptor file(fd);
   const auto fail = [&](int code, const char* doing) {
-    if (file.get() >= 0) file.close();
-    if (named) ::unlink(temporary.c_str());
     TORCH_CHECK(false, "cannot write '", path, "': ", doing, " failed: ", error_text(code));
   };
-  if (const int code = write_all(file.get(), bytes); code != 0) fail(code, "writing");
-  if (unnamed) {
-    if (!link_unnamed(file.get(), target, temporary)) {
-      // No /proc to name the unnamed file through: write a named one instead.
-      file.close();
-      const int named_fd = create_named(target, temporary);
-      if (named_fd < 0) fail(errno, "creating a temporary file");
-      named = true;
-      FileDescriptor named_file(named_fd);
-      if (const int code = write_all(named_file.get(), bytes); code != 0) {
-        named_file.close();
-        fail(code, "writing");
-      }
-      if (named_file.close() != 0) fail(errno, "closing");
-    } else {
-      named = true;
-    }
+  std::string temporary;
+  if (!write_unnamed(target, bytes, temporary, fail)) write_named(target, bytes, temporary, fail);
+  if (::rename(temporary.c_str(), target.full().c_str()) != 0) {
+    const int code = errno;
+    ::unlink(temporary.c_str());
+    fail(code, "renaming the temporary file");
   }
-  if (file.get() >= 0 && file.close() != 0) fail(errno, "closing");
-  if (::rename(temporary.c_str(), target.full().c_str()) != 0) fail(errno, "renaming the temporary file");
-  sync_directory(directory);
+  sync_directory(target.directory);
 }
 
 std::string read_regular_file(const std::string& path) {
