@@ -160,27 +160,8 @@ FilePath resolved(const std::string& path) {
   return {slash == 0 ? "/" : target.substr(0, slash), target.substr(slash + 1)};
 }
 
-// Opens `path` for reading and checks that it is a regular file; returns the descriptor and
-// its size.
-std::pair<int, int64_t> open_regular(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO with no writer must not hang before the check below.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  TORCH_CHECK(fd >= 0, "cannot open '", path, "': ", error_text(errno));
-  struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    const int code = errno;
-    ::close(fd);
-    TORCH_CHECK(S_ISREG(info.st_mode), "'", path, "' is ", file_kind(info.st_mode), ", not a regular file");
-    TORCH_CHECK(false, "cannot read '", path, "': ", error_text(code));
-  }
-  return {fd, static_cast<int64_t>(info.st_size)};
-}
-
-}  // namespace
-
-void check_writable_path(const std::string& path, std::string_view what) {
-  TORCH_CHECK(!path.empty(), what, ": the output path is empty");
-  const FilePath target = resolved(path);
+// The checks of check_writable_path on the resolved `target` of `path`.
+void check_writable(const FilePath& target, const std::string& path, std::string_view what) {
   TORCH_CHECK(!target.name.empty() && target.name != "." && target.name != "..", what, ": '", path,
               "' names a directory; give the path of a file to write");
   struct stat info {};
@@ -198,9 +179,37 @@ void check_writable_path(const std::string& path, std::string_view what) {
               directory, "' of '", path, "' (", error_text(errno), ")");
 }
 
+// Opens `path` for reading and checks that it is a regular file; returns the descriptor and
+// its size.
+std::pair<int, int64_t> open_regular(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO with no writer must not hang before the check below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  TORCH_CHECK(fd >= 0, "cannot open '", path, "': ", error_text(errno));
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    const int code = errno;
+    ::close(fd);
+    TORCH_CHECK(false, "cannot read '", path, "': ", error_text(code));
+  }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    TORCH_CHECK(false, "'", path, "' is ", file_kind(info.st_mode), ", not a regular file");
+  }
+  return {fd, static_cast<int64_t>(info.st_size)};
+}
+
+}  // namespace
+
+void check_writable_path(const std::string& path, std::string_view what) {
+  TORCH_CHECK(!path.empty(), what, ": the output path is empty");
+  check_writable(resolved(path), path, what);
+}
+
 void write_file_atomically(const std::string& path, std::string_view bytes) {
-  check_writable_path(path, "bittorch::io::write_file_atomically");
+  const char* what = "bittorch::io::write_file_atomically";
+  TORCH_CHECK(!path.empty(), what, ": the output path is empty");
   const FilePath target = resolved(path);
+  check_writable(target, path, what);
   const auto fail = [&](int code, const char* doing) {
     TORCH_CHECK(false, "cannot write '", path, "': ", doing, " failed: ", error_text(code));
   };

@@ -5,6 +5,7 @@
 #include <bittorch/quant/packing.h>
 
 #include "io/packed_file_format.h"
+#include "nn/pack_layer.h"
 #include "ops/checks.h"
 
 #include <torch/nn/modules/activation.h>
@@ -59,8 +60,7 @@ void save_packed(const torch::nn::Sequential& model, const std::string& path) {
     if (const auto* packed = module->as<nn::PackedTernaryLinearImpl>()) {
       records.push_back(record_of(item.key(), *packed, codes[i]));
     } else if (const auto* ternary = module->as<nn::TernaryLinearImpl>()) {
-      ops::check_finite(("bittorch::save_packed: layer '" + item.key() + "'").c_str(), "weight", ternary->weight);
-      records.push_back(record_of(item.key(), *nn::PackedTernaryLinear(*ternary), codes[i]));
+      records.push_back(record_of(item.key(), *nn::pack_layer(*ternary, item.key(), "bittorch::save_packed"), codes[i]));
     } else if (module->as<torch::nn::ReLUImpl>() != nullptr) {
       io::PackedModuleRecord relu;
       relu.name = item.key();

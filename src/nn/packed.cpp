@@ -5,7 +5,7 @@
 #include <bittorch/ops.h>
 
 #include "nn/checked_load.h"
-#include "ops/checks.h"
+#include "nn/pack_layer.h"
 
 #include <torch/nn/modules/container/any.h>
 
@@ -68,6 +68,16 @@ void PackedTernaryLinearImpl::load(torch::serialize::InputArchive& archive) {
   load_checking_shapes(*this, archive, "bittorch::nn::PackedTernaryLinear");
 }
 
+PackedTernaryLinear pack_layer(const TernaryLinearImpl& layer, const std::string& name, const char* caller) {
+  try {
+    PackedTernaryLinear packed(layer);
+    packed->to(layer.weight.device());
+    return packed;
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, caller, ": layer '", name, "': ", error.what_without_backtrace());
+  }
+}
+
 }  // namespace bittorch::nn
 
 namespace bittorch {
@@ -80,10 +90,7 @@ torch::nn::Sequential pack(const torch::nn::Sequential& model) {
     const auto& name = names.at(index++);
     const auto module = any.ptr();
     if (const auto layer = std::dynamic_pointer_cast<nn::TernaryLinearImpl>(module)) {
-      ops::check_finite(("bittorch::pack: layer '" + name + "'").c_str(), "weight", layer->weight);
-      nn::PackedTernaryLinear packed_layer(*layer);
-      packed_layer->to(layer->weight.device());
-      packed->push_back(std::string(name), packed_layer.ptr());
+      packed->push_back(std::string(name), nn::pack_layer(*layer, name, "bittorch::pack").ptr());
     } else {
       packed->push_back(std::string(name), any.clone());
     }

@@ -129,17 +129,20 @@ void packed_from_trits(const uint8_t* bytes, int64_t size, int64_t in_features, 
   const char* op = "bittorch::quant::packed_from_trits";
   check_packed(op, packed, in_features);
   TORCH_CHECK(packed.device().is_cpu() && packed.is_contiguous(), op, ": expected a contiguous CPU matrix");
-  const int64_t out_features = packed.size(0), words = packed.size(1);
+  const int64_t out_features = packed.size(0);
   TORCH_CHECK(size == trit_bytes(out_features * in_features), op, ": ", out_features, "x", in_features,
               " codes need ", trit_bytes(out_features * in_features), " bytes, but got ", size);
-  packed.zero_();
+  // Each word is assembled in a register and stored whole (its padding fields zero), so no
+  // pass clears the matrix first.
   auto* word = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  uint32_t fields = 0;
   int64_t column = 0;
   decode_trits(op, bytes, out_features * in_features, [&](int code) {
-    word[column / kCodesPerWord] |= (static_cast<uint32_t>(code) & 3U) << (2 * (column % kCodesPerWord));
-    if (++column == in_features) {
-      column = 0;
-      word += words;
+    fields |= (static_cast<uint32_t>(code) & 3U) << (2 * (column % kCodesPerWord));
+    if (++column % kCodesPerWord == 0 || column == in_features) {
+      *word++ = fields;
+      fields = 0;
+      if (column == in_features) column = 0;
     }
   });
 }

@@ -361,17 +361,30 @@ def case_failed_writes_keep_the_earlier_file():
         with open(path, "rb") as f:
             assert f.read() == before
         run(MNIST, "--epochs", "0", "--load", path, *SMALL)
+        # The same for a packed model file (save_packed used a fixed temporary name once).
+        model = os.path.join(tmp, "model.btp")
+        run(MNIST, "--epochs", "1", "--export", model, *SMALL)
+        with open(model, "rb") as f:
+            exported = f.read()
+        output = run(MNIST, "--epochs", "1", "--export", model, "--seed", "7", *SMALL, expect_code=1,
+                     preexec_fn=limit_file_size(len(exported) // 2))
+        assert model in output and "File too large" in output, output
+        assert sorted(os.listdir(tmp)) == ["model.btp", "model.pt"], os.listdir(tmp)
+        with open(model, "rb") as f:
+            assert f.read() == exported
 
 
 def case_killed_runs_leave_whole_files():
     """SIGKILL at random moments of a run that saves a checkpoint every epoch: what is left is
-    the last whole checkpoint (or none), never a partial file or a temporary one."""
+    the last whole checkpoint (or none), never a partial file or a temporary one. The epochs
+    are tiny (100 images), so most of the run is spent writing checkpoints and the kills land
+    inside writes (where a named temporary file used to be left behind)."""
     rng = random.Random(5)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.pt")
         for attempt in range(8):
-            process = subprocess.Popen([MNIST, "--epochs", "20", "--save", path, "--train-limit", "1000",
-                                        "--test-limit", "200", "--no-progress"],
+            process = subprocess.Popen([MNIST, "--epochs", "100000", "--save", path, "--train-limit", "100",
+                                        "--test-limit", "100", "--no-progress"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(rng.uniform(1.0, 4.0))
             process.kill()

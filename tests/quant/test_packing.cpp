@@ -50,6 +50,12 @@ TEST(Packing, RoundTripsEveryWidthAndEdgeMatrix) {
     const auto bytes = pack_trits(codes);
     EXPECT_EQ(bytes.size(0), (codes.numel() + 4) / 5) << what;
     EXPECT_TRUE(torch::equal(unpack_trits(bytes, codes.numel()).view(codes.sizes()), codes)) << what;
+    // The file loops go straight from one format to the other, to the same bytes and words.
+    const auto file_bytes = bittorch::quant::trits_from_packed(packed, codes.size(1));
+    EXPECT_TRUE(torch::equal(torch::tensor(file_bytes, torch::kByte), bytes)) << what;
+    auto decoded = torch::full(packed.sizes(), -1, torch::kInt);  // every word overwritten
+    bittorch::quant::packed_from_trits(bytes.data_ptr<uint8_t>(), bytes.size(0), codes.size(1), decoded);
+    EXPECT_TRUE(torch::equal(decoded, packed)) << what;
   }
   // Float codes (as ternarize returns them) pack the same as int8 ones.
   const auto codes = random_codes(4, 21);
