@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
           std::shared_ptr<torch::nn::Module> layer;
           std::function<torch::Tensor(const torch::Tensor&)> forward;
           if (variant.ternary) {
-            bittorch::nn::TernaryLinear t(bittorch::nn::TernaryLinearOptions(in, out).activation_bits(variant.activation_bits));
+            bittorch::nn::TernaryLinear t(bittorch::nn::TernaryLinearOptions(in, out).quant(bittorch::quant::QuantConfig().activation_bits(variant.activation_bits)));
             layer = t.ptr();
             forward = [t](const torch::Tensor& x) mutable { return t(x); };
           } else {

@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
     ("shapes", "GPU in x out shapes (comma-separated)", cxxopts::value<std::vector<std::string>>()->default_value("4096x4096,8192x8192,8192x28672"))
     ("cpu-shapes", "CPU in x out shapes at batch 1 (empty: no CPU part)", cxxopts::value<std::vector<std::string>>()->default_value("4096x4096,4096x11008"))
     ("repeats", "Timed repeats per figure (median)", cxxopts::value<int>()->default_value("20"))
+    ("kernels", "Also time each CUDA kernel variant by name on BF16 activations (rows kernel_<name>)")
     ("json", "Write the results to PATH", cxxopts::value<std::string>()->default_value(""))
     ("commit", "Commit to record in the JSON", cxxopts::value<std::string>()->default_value(""))
     ("h,help", "Print this help");
@@ -125,14 +126,28 @@ int main(int argc, char** argv) {
           const auto x = torch::randn({m, in}, torch::TensorOptions(torch::kCUDA).dtype(torch::kBFloat16));
           const int forwards = 64;
           const auto time_packed = [&](int64_t bits) {
-            for (auto& layer : packed) layer->options.activation_bits(bits);
+            for (auto& layer : packed) layer->options.quant().activation_bits(bits);
             return graph_ms_per_forward([&](int i) { packed[i % copies_packed](x); }, forwards, repeats);
           };
           const double base_ms = graph_ms_per_forward([&](int i) { dense[i % copies_bf16](x); }, forwards, repeats);
-          const std::vector<std::tuple<std::string, double, int64_t>> rows = {
+          std::vector<std::tuple<std::string, double, int64_t>> rows = {
               {"bf16_linear", base_ms, bf16_bytes},
               {"packed_bf16", time_packed(0), packed_bytes},
               {"packed_a8", time_packed(8), packed_bytes}};
+          if (args.count("kernels") != 0) {
+            for (const auto& kernel : bittorch::ops::packed_kernel_names(torch::kCUDA)) {
+              // gemv takes float32 activations; mma at most 8 rows.
+              if (kernel == "auto" || kernel == "gemv" || (kernel == "mma" && m > 8)) continue;
+              const double ms = graph_ms_per_forward(
+                  [&](int i) {
+                    const auto& layer = packed[i % copies_packed];
+                    bittorch::ops::packed_ternary_linear(x, layer->packed, layer->scale,
+                                                         layer->bias.to(torch::kBFloat16), in, "none", kernel);
+                  },
+                  forwards, repeats);
+              rows.emplace_back("kernel_" + kernel, ms, packed_bytes);
+            }
+          }
           for (const auto& [name, ms, bytes] : rows) {
             const double tbps = static_cast<double>(bytes) / (ms * 1e-3) / 1e12;
             std::printf("%-6lld %-12s %-16s %10.2f %8.2f %10.2f\n", static_cast<long long>(m), shape.c_str(),
@@ -156,7 +171,7 @@ int main(int argc, char** argv) {
       const auto x = torch::randn({1, in});
       const double base_ms = wall_ms([&] { dense(x); }, repeats);
       const auto time_packed = [&](int64_t bits) {
-        packed->options.activation_bits(bits);
+        packed->options.quant().activation_bits(bits);
         return wall_ms([&] { packed(x); }, repeats);
       };
       const std::vector<std::pair<std::string, double>> rows = {

@@ -6,6 +6,7 @@
 # BITTORCH_GPU_STEPS picks the steps after the build (default: all of
 # "tests sanitizer bench packed mnist"; "cudatests" runs the CUDA test binary alone,
 # "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
+# BITTORCH_PACKED_ARGS is passed on to bittorch-bench-packed (--kernels times each variant);
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,7 +65,8 @@ fi
 
 if wants packed; then
 step packed inference benchmark
-./build-gpu/bench/bittorch-bench-packed --json "$out/bench_packed.json" \
+# shellcheck disable=SC2086
+./build-gpu/bench/bittorch-bench-packed ${BITTORCH_PACKED_ARGS:-} --json "$out/bench_packed.json" \
   --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
   2>&1 | tee "$out/bench_packed.txt" || status=1
 fi

@@ -3,6 +3,8 @@
 #include "common/cli.h"
 
 #include <fmt/format.h>
+
+#include <algorithm>
 #include <torch/torch.h>
 
 namespace bittorch::apps {
@@ -18,26 +20,26 @@ void add_ternary_recipe_options(cxxopts::Options& options, const std::string& de
       cxxopts::value<std::string>()->default_value("0"));
 }
 
-TernaryRecipe parse_ternary_recipe(const cxxopts::ParseResult& args) {
-  TernaryRecipe recipe;
-  recipe.threshold_factor = number_flag(args, "threshold-factor");
-  if (!(recipe.threshold_factor >= 0 && recipe.threshold_factor <= 1)) {
-    throw UsageError("--threshold-factor must be in [0, 1], not " + args["threshold-factor"].as<std::string>());
+quant::QuantConfig parse_ternary_recipe(const cxxopts::ParseResult& args) {
+  const auto config =
+      quant::QuantConfig()
+          .threshold_factor(number_flag(args, "threshold-factor"))
+          .scale_mode(quant::scale_mode_from_string(choice_flag(args, "scale-mode", {"max", "absmean"})))
+          .activation_bits(std::stoll(choice_flag(args, "activation-bits", {"0", "8"})));
+  if (const auto problem = quant::find_problem(config)) {
+    std::string flag = problem->field;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    throw UsageError("--" + flag + ": " + problem->message);
   }
-  recipe.scale_mode = quant::scale_mode_from_string(choice_flag(args, "scale-mode", {"max", "absmean"}));
-  recipe.activation_bits = std::stoll(choice_flag(args, "activation-bits", {"0", "8"}));
-  return recipe;
+  return config;
 }
 
 torch::nn::Sequential make_mlp(const std::vector<int64_t>& sizes,
-                               const std::optional<TernaryRecipe>& ternary) {
+                               const std::optional<quant::QuantConfig>& ternary) {
   torch::nn::Sequential model;
   for (size_t i = 0; i + 1 < sizes.size(); ++i) {
     if (ternary) {
-      model->push_back(nn::TernaryLinear(nn::TernaryLinearOptions(sizes[i], sizes[i + 1])
-                                             .scale_mode(ternary->scale_mode)
-                                             .threshold_factor(ternary->threshold_factor)
-                                             .activation_bits(ternary->activation_bits)));
+      model->push_back(nn::TernaryLinear(nn::TernaryLinearOptions(sizes[i], sizes[i + 1]).quant(*ternary)));
     } else {
       model->push_back(torch::nn::Linear(sizes[i], sizes[i + 1]));
     }
@@ -53,9 +55,10 @@ nlohmann::json describe_layers(const torch::nn::Sequential& model) {
     if (const auto* ternary = child.value()->as<nn::TernaryLinear>()) {
       const auto& o = ternary->options;
       layer.update({{"type", "TernaryLinear"}, {"in_features", o.in_features()}, {"out_features", o.out_features()},
-                    {"bias", o.bias()}, {"quantize", o.quantize()}, {"scale_mode", quant::to_string(o.scale_mode())},
-                    {"threshold_factor", o.threshold_factor()}, {"per_channel", o.per_channel()},
-                    {"activation_bits", o.activation_bits()}});
+                    {"bias", o.bias()}, {"quantize", o.quantize()},
+                    {"scale_mode", quant::to_string(o.quant().scale_mode())},
+                    {"threshold_factor", o.quant().threshold_factor()}, {"per_channel", o.quant().per_channel()},
+                    {"activation_bits", o.quant().activation_bits()}});
     } else if (const auto* linear = child.value()->as<torch::nn::Linear>()) {
       const auto& o = linear->options;
       layer.update({{"type", "Linear"}, {"in_features", o.in_features()}, {"out_features", o.out_features()},

@@ -11,24 +11,17 @@
 
 namespace bittorch::apps {
 
-/// How the ternary layers of a model quantize their weights.
-struct TernaryRecipe {
-  quant::ScaleMode scale_mode = quant::ScaleMode::Max;
-  double threshold_factor = 0.05;
-  /// 0, or 8 for 8-bit activations (see TernaryLinearOptions::activation_bits).
-  int64_t activation_bits = 0;
-};
-
-/// Adds --scale-mode, --threshold-factor (with the app's own defaults) and --activation-bits.
+/// Adds --scale-mode, --threshold-factor (with the app's own defaults) and --activation-bits:
+/// the fields of quant::QuantConfig a trainer sets.
 void add_ternary_recipe_options(cxxopts::Options& options, const std::string& default_scale_mode,
                                 double default_threshold_factor);
-/// Reads them back; a bad value is a UsageError naming the flag.
-TernaryRecipe parse_ternary_recipe(const cxxopts::ParseResult& args);
+/// Reads them back; a bad value is a UsageError naming the flag (quant::find_problem).
+quant::QuantConfig parse_ternary_recipe(const cxxopts::ParseResult& args);
 
 /// An MLP with `sizes` = {in, hidden..., out} and ReLU between its layers: all layers
 /// TernaryLinear when `ternary` is given, else torch::nn::Linear.
 torch::nn::Sequential make_mlp(const std::vector<int64_t>& sizes,
-                               const std::optional<TernaryRecipe>& ternary);
+                               const std::optional<quant::QuantConfig>& ternary);
 
 /// Every layer of `model` with what fixes its tensors and its arithmetic: its type, shape,
 /// bias and, for ternary layers, the quantization settings. Checkpoints record it and compare

@@ -35,7 +35,7 @@ struct Config {
   int64_t epochs = 5, batch_size = 128, train_limit = 0, test_limit = 0, stop_after_epoch = 0;
   double lr = 1e-3, ternary_lr = 1e-3;
   uint64_t seed = 42;
-  TernaryRecipe recipe;
+  bittorch::quant::QuantConfig recipe;
   bool progress = true;
   bool cosine_decay = false;
 };
@@ -87,9 +87,9 @@ RunMetrics train(const std::string& kind, const Config& config, const Split& tra
   run.extra["seed"] = config.seed;
   run.extra["lr_schedule"] = config.cosine_decay ? "cosine" : "constant";
   if (ternary) {
-    run.extra["scale_mode"] = bittorch::quant::to_string(config.recipe.scale_mode);
-    run.extra["threshold_factor"] = config.recipe.threshold_factor;
-    run.extra["activation_bits"] = config.recipe.activation_bits;
+    run.extra["scale_mode"] = bittorch::quant::to_string(config.recipe.scale_mode());
+    run.extra["threshold_factor"] = config.recipe.threshold_factor();
+    run.extra["activation_bits"] = config.recipe.activation_bits();
   }
   const nlohmann::json settings = run_settings(config, train_split, lr);
   int64_t first_epoch = 1, steps = 0;

@@ -39,7 +39,7 @@ struct XorResult {
 };
 
 XorResult train(const std::string& kind, const XorData& data, int64_t steps, double lr,
-                uint64_t seed, const TernaryRecipe& recipe, torch::Device device) {
+                uint64_t seed, const bittorch::quant::QuantConfig& recipe, torch::Device device) {
   torch::manual_seed(seed);
   auto model = make_mlp({2, 4, 1}, kind == "ternary" ? std::optional(recipe) : std::nullopt);
   model->to(device);

@@ -1,104 +1,182 @@
-// bittorch::save_packed / load_packed: packed models as files (docs/packed-format.md).
+// bittorch::save_packed / load_packed / load_packed_into: module trees as packed model files
+// (docs/packed-format.md). The byte format is packed_file_format.cpp's, each kind of module
+// module_codecs.cpp's; this file walks the trees.
 
 #include <bittorch/io/files.h>
+#include <bittorch/io/packed_model.h>
 #include <bittorch/nn/modules/packed_ternary_linear.h>
-#include <bittorch/quant/packing.h>
 
+#include "io/module_codecs.h"
 #include "io/packed_file_format.h"
 #include "nn/pack_layer.h"
-#include "ops/checks.h"
 
-#include <torch/nn/modules/activation.h>
+#include <algorithm>
+#include <deque>
+#include <map>
 
 namespace bittorch {
 namespace {
 
-// The record of `layer`; its codes are kept in `codes`, which the record's view points into.
-io::PackedModuleRecord record_of(const std::string& name, const nn::PackedTernaryLinearImpl& layer,
-                                 std::vector<uint8_t>& codes) {
-  io::PackedModuleRecord r;
-  r.kind = io::ModuleKind::PackedTernaryLinear;
-  r.name = name;
-  r.in_features = layer.options.in_features();
-  r.out_features = layer.options.out_features();
-  r.activation_bits = layer.options.activation_bits();
-  const std::string what = "bittorch::save_packed: layer '" + name + "'";
-  ops::check_finite(what.c_str(), "scale", layer.scale);
-  if (layer.bias.defined()) ops::check_finite(what.c_str(), "bias", layer.bias);
-  codes = quant::trits_from_packed(layer.packed, r.in_features);
-  r.trits = std::string_view(reinterpret_cast<const char*>(codes.data()), codes.size());
-  const at::Tensor scale = layer.scale.cpu().contiguous();
-  r.scale.assign(scale.data_ptr<float>(), scale.data_ptr<float>() + scale.numel());
-  if (layer.bias.defined()) {
-    const at::Tensor bias = layer.bias.cpu().to(at::kFloat).contiguous();
-    r.bias.assign(bias.data_ptr<float>(), bias.data_ptr<float>() + bias.numel());
+std::string shown(const std::string& path) { return path.empty() ? "(root)" : path; }
+
+std::string parent_of(const std::string& path) {
+  const auto dot = path.rfind('.');
+  return dot == std::string::npos ? std::string() : path.substr(0, dot);
+}
+
+// The record of one module (without its arrays unless `storage`), or, for a container, its
+// kind alone. `caller` names the function in errors.
+io::ModuleRecord record_of(const torch::nn::Module& module, const std::string& path, std::deque<std::string>* storage,
+                           const char* caller) {
+  io::ModuleRecord r;
+  r.path = path;
+  if (const auto* ternary = dynamic_cast<const nn::TernaryLinearImpl*>(&module)) {
+    TORCH_CHECK(storage != nullptr, caller, ": module '", shown(path),
+                "' is a TernaryLinear; a packed file loads into PackedTernaryLinear layers (bittorch::pack the model "
+                "first)");
+    const auto packed = nn::pack_layer(*ternary, path, caller);
+    return record_of(*packed, path, storage, caller);
   }
+  if (const auto* codec = io::codec_for(module)) {
+    r.kind = codec->kind;
+    codec->describe(module, path, r);
+    if (storage != nullptr) codec->arrays(module, path, r, *storage);
+    return r;
+  }
+  TORCH_CHECK(!module.named_children().is_empty(), caller, ": cannot save module '", shown(path), "' (", module.name(),
+              "): packed files hold ", io::stored_kind_names());
+  TORCH_CHECK(module.named_parameters(/*recurse=*/false).is_empty() && module.named_buffers(/*recurse=*/false).is_empty(),
+              caller, ": module '", shown(path), "' (", module.name(),
+              ") has parameters or buffers of its own, which packed files do not hold (only its children)");
+  r.kind = dynamic_cast<const torch::nn::SequentialImpl*>(&module) != nullptr ? io::ModuleKind::Sequential
+                                                                              : io::ModuleKind::Module;
   return r;
 }
 
-nn::PackedTernaryLinear layer_of(const io::PackedModuleRecord& r) {
-  nn::PackedTernaryLinear layer(nn::PackedTernaryLinearOptions(r.in_features, r.out_features)
-                                    .bias(!r.bias.empty())
-                                    .activation_bits(r.activation_bits));
-  torch::NoGradGuard no_grad;
-  quant::packed_from_trits(reinterpret_cast<const uint8_t*>(r.trits.data()), static_cast<int64_t>(r.trits.size()),
-                           r.in_features, layer->packed);
-  layer->scale.copy_(at::from_blob(const_cast<float*>(r.scale.data()), {r.out_features}, at::kFloat));
-  if (!r.bias.empty()) layer->bias.copy_(at::from_blob(const_cast<float*>(r.bias.data()), {r.out_features}, at::kFloat));
-  return layer;
+// The records of the tree under `module`, parents first.
+void collect(const torch::nn::Module& module, const std::string& path, std::vector<io::ModuleRecord>& records,
+             std::deque<std::string>* storage, const char* caller) {
+  records.push_back(record_of(module, path, storage, caller));
+  const auto kind = records.back().kind;
+  if (kind != io::ModuleKind::Sequential && kind != io::ModuleKind::Module) return;
+  for (const auto& child : module.named_children()) {
+    collect(*child.value(), path.empty() ? child.key() : path + "." + child.key(), records, storage, caller);
+  }
+}
+
+// A file's bytes and records; errors name `caller` and the file.
+struct PackedFile {
+  std::string bytes;
+  std::vector<io::ModuleRecord> records;
+};
+
+PackedFile read_packed_file(const std::string& path, const char* caller) {
+  // The records' arrays are views into the file's bytes: the file, 1.6 bits per ternary
+  // weight, and the modules' tensors are all loading takes.
+  PackedFile file;
+  try {
+    file.bytes = io::read_regular_file(path);
+    file.records = io::parse_packed_file(file.bytes);
+  } catch (const io::PackedFileError& error) {
+    TORCH_CHECK(false, caller, ": '", path, "': ", error.what());
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, caller, ": ", error.what_without_backtrace());
+  }
+  return file;
+}
+
+// codec->create(record), errors naming `caller` and the file.
+torch::nn::AnyModule create(const io::ModuleRecord& record, const std::string& path, const char* caller) {
+  const auto* codec = io::codec_for(record.kind);
+  TORCH_INTERNAL_ASSERT(codec != nullptr);
+  try {
+    return codec->create(record);
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, caller, ": '", path, "': module '", record.path, "' (", codec->name, "): ",
+                error.what_without_backtrace());
+  }
+}
+
+// Whether the model's layer and the file's record have the same options. Version 1 records of
+// packed layers carry the first four integers only.
+bool same_layout(const io::ModuleRecord& model, const io::ModuleRecord& file) {
+  if (model.kind != file.kind) return false;
+  if (file.kind == io::ModuleKind::PackedTernaryLinear && file.ints.size() == 4) {
+    return std::equal(file.ints.begin(), file.ints.end(), model.ints.begin());
+  }
+  return model.ints == file.ints && model.reals == file.reals;
 }
 
 }  // namespace
 
-void save_packed(const torch::nn::Sequential& model, const std::string& path) {
-  std::vector<io::PackedModuleRecord> records;
-  const auto children = model->named_children();
-  std::vector<std::vector<uint8_t>> codes(children.size());
-  for (size_t i = 0; i < children.size(); ++i) {
-    const auto& item = children[i];
-    const auto& module = item.value();
-    if (const auto* packed = module->as<nn::PackedTernaryLinearImpl>()) {
-      records.push_back(record_of(item.key(), *packed, codes[i]));
-    } else if (const auto* ternary = module->as<nn::TernaryLinearImpl>()) {
-      records.push_back(record_of(item.key(), *nn::pack_layer(*ternary, item.key(), "bittorch::save_packed"), codes[i]));
-    } else if (module->as<torch::nn::ReLUImpl>() != nullptr) {
-      io::PackedModuleRecord relu;
-      relu.name = item.key();
-      records.push_back(std::move(relu));
-    } else {
-      TORCH_CHECK(false, "bittorch::save_packed: cannot save module '", item.key(), "' (", module->name(),
-                  "): packed files hold PackedTernaryLinear, TernaryLinear and ReLU modules");
-    }
-  }
+void save_packed(const torch::nn::Module& model, const std::string& path) {
+  std::vector<io::ModuleRecord> records;
+  std::deque<std::string> storage;
+  collect(model, "", records, &storage, "bittorch::save_packed");
   io::write_file_atomically(path, io::write_packed_file(records));
 }
 
+void save_packed(const torch::nn::Sequential& model, const std::string& path) { save_packed(*model, path); }
+
 torch::nn::Sequential load_packed(const std::string& path) {
-  // The records' codes are views into the file's bytes: the file, 1.6 bits per weight, and
-  // the layers' 2-bit matrices are all this takes.
-  std::string bytes;
-  std::vector<io::PackedModuleRecord> records;
-  try {
-    bytes = io::read_regular_file(path);
-    records = io::parse_packed_file(bytes);
-  } catch (const io::PackedFileError& error) {
-    TORCH_CHECK(false, "bittorch::load_packed: '", path, "': ", error.what());
-  } catch (const c10::Error& error) {
-    TORCH_CHECK(false, "bittorch::load_packed: ", error.what_without_backtrace());
-  }
+  const char* caller = "bittorch::load_packed";
+  const auto file = read_packed_file(path, caller);
+  const auto& records = file.records;
+  TORCH_CHECK(records[0].kind == io::ModuleKind::Sequential, caller, ": '", path,
+              "': the model is not a Sequential but a module of your own, whose forward a file cannot hold: build "
+              "it and use bittorch::load_packed_into");
   torch::nn::Sequential model;
-  for (const auto& r : records) {
-    if (r.kind == io::ModuleKind::ReLU) {
-      model->push_back(std::string(r.name), torch::nn::ReLU().ptr());
-      continue;
-    }
-    try {
-      model->push_back(std::string(r.name), layer_of(r).ptr());
-    } catch (const c10::Error& error) {
-      TORCH_CHECK(false, "bittorch::load_packed: '", path, "': module '", r.name, "': ", error.what_without_backtrace());
-    }
+  for (size_t i = 1; i < records.size(); ++i) {
+    const auto& r = records[i];
+    // A Sequential cannot hold containers in LibTorch: anything nested is a module of your own.
+    TORCH_CHECK(parent_of(r.path).empty() && r.kind != io::ModuleKind::Sequential && r.kind != io::ModuleKind::Module,
+                caller, ": '", path, "': module '", r.path,
+                "' is or is inside a module of your own, whose forward a file cannot hold: build the model and use "
+                "bittorch::load_packed_into");
+    model->push_back(r.path, create(r, path, caller));
   }
+  model->eval();  // an inference model: Dropout off
   return model;
+}
+
+void load_packed_into(torch::nn::Module& model, const std::string& path) {
+  const char* caller = "bittorch::load_packed_into";
+  const auto file = read_packed_file(path, caller);
+  std::vector<io::ModuleRecord> expected;
+  collect(model, "", expected, nullptr, caller);
+  std::map<std::string, const io::ModuleRecord*> in_file;
+  for (const auto& r : file.records) in_file[r.path] = &r;
+  TORCH_CHECK(expected.size() == file.records.size(), caller, ": '", path, "' holds ", file.records.size(),
+              " modules, the model ", expected.size());
+  // Everything is checked and read before the model is touched.
+  const auto modules = model.named_modules();
+  std::vector<std::pair<std::shared_ptr<torch::nn::Module>, torch::nn::AnyModule>> loads;
+  for (const auto& want : expected) {
+    const auto found = in_file.find(want.path);
+    TORCH_CHECK(found != in_file.end(), caller, ": '", path, "' has no module '", shown(want.path), "'");
+    TORCH_CHECK(same_layout(want, *found->second), caller, ": '", path, "': module '", shown(want.path),
+                "' differs from the model's (kind or options)");
+    if (want.kind == io::ModuleKind::Sequential || want.kind == io::ModuleKind::Module) continue;
+    auto loaded = create(*found->second, path, caller);
+    const auto target = modules[want.path];
+    for (const auto& [name, tensors] :
+         {std::pair{"parameter", target->named_parameters(false)}, std::pair{"buffer", target->named_buffers(false)}}) {
+      const auto source = std::string(name) == "parameter" ? loaded.ptr()->named_parameters(false)
+                                                          : loaded.ptr()->named_buffers(false);
+      for (const auto& item : tensors) {
+        const auto* from = source.find(item.key());
+        TORCH_CHECK(from != nullptr && from->sizes() == item.value().sizes(), caller, ": '", path, "': module '",
+                    shown(want.path), "': ", name, " '", item.key(), "' does not match the file's");
+      }
+    }
+    loads.emplace_back(target, std::move(loaded));
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [target, loaded] : loads) {
+    const auto source = loaded.ptr();
+    for (auto& item : target->named_parameters(false)) item.value().copy_(source->named_parameters(false)[item.key()]);
+    for (auto& item : target->named_buffers(false)) item.value().copy_(source->named_buffers(false)[item.key()]);
+  }
 }
 
 }  // namespace bittorch

@@ -2,16 +2,17 @@
 
 #include "io/crc32.h"
 
-#include <cmath>
 #include <cstring>
-#include <limits>
+#include <set>
 
 namespace bittorch::io {
 namespace {
 
 // Limits that keep a corrupted size field from asking for absurd allocations.
 constexpr uint32_t kMaxModules = 1u << 16;
-constexpr uint32_t kMaxNameBytes = 1u << 12;
+constexpr uint32_t kMaxPathBytes = 1u << 12;
+constexpr uint32_t kMaxNumbers = 64;
+constexpr uint32_t kMaxBlobs = 8;
 constexpr int64_t kMaxFeatures = int64_t{1} << 24;
 constexpr int64_t kMaxWeights = int64_t{1} << 34;
 constexpr uint8_t kScaleDtypeFloat32 = 1;
@@ -41,15 +42,16 @@ class Reader {
     std::memcpy(&value, take(sizeof(T), what), sizeof(T));
     return value;
   }
-  const char* take(size_t size, const char* what) {
+  const char* take(uint64_t size, const char* what) {
     if (size > bytes_.size() - offset_) {
       throw TruncatedFileError(std::string("truncated file: ") + what + " runs past the end (byte " +
-                            std::to_string(offset_) + " of " + std::to_string(bytes_.size()) + ")");
+                               std::to_string(offset_) + " of " + std::to_string(bytes_.size()) + ")");
     }
     const char* data = bytes_.data() + offset_;
     offset_ += size;
     return data;
   }
+  std::string_view view(uint64_t size, const char* what) { return {take(size, what), static_cast<size_t>(size)}; }
   size_t remaining() const { return bytes_.size() - offset_; }
 
  private:
@@ -57,61 +59,90 @@ class Reader {
   size_t offset_ = 0;
 };
 
-int64_t trit_bytes(int64_t in_features, int64_t out_features) { return (in_features * out_features + 4) / 5; }
-
-// `count` float32 values of module `name`, each finite.
-std::vector<float> read_finite_floats(Reader& r, size_t count, const std::string& name, const char* what) {
-  std::vector<float> values(count);
-  std::memcpy(values.data(), r.take(count * sizeof(float), what), count * sizeof(float));
-  for (size_t i = 0; i < count; ++i) {
-    if (!std::isfinite(values[i])) {
-      throw PackedFileError("module '" + name + "' has a non-finite " + what + " (" + std::to_string(values[i]) +
-                            " at row " + std::to_string(i) + ")");
-    }
-  }
-  return values;
+std::string parent_of(const std::string& path) {
+  const auto dot = path.rfind('.');
+  return dot == std::string::npos ? std::string() : path.substr(0, dot);
 }
 
-// The records after the header (magic and version), up to the checksum.
-std::vector<PackedModuleRecord> parse_records(std::string_view records_bytes) {
+// Version 2: each record is path, kind, its integers, reals and byte arrays.
+std::vector<ModuleRecord> parse_records(std::string_view records_bytes) {
+  Reader r(records_bytes);
+  const auto count = r.get<uint32_t>("module count");
+  if (count == 0 || count > kMaxModules) throw PackedFileError("implausible module count " + std::to_string(count));
+  std::vector<ModuleRecord> records;
+  std::set<std::string> paths;
+  for (uint32_t i = 0; i < count; ++i) {
+    ModuleRecord m;
+    const auto path_size = r.get<uint32_t>("path length");
+    if (path_size > kMaxPathBytes) throw PackedFileError("module " + std::to_string(i) + " has an implausible path length");
+    m.path.assign(r.view(path_size, "module path"));
+    const std::string name = "module '" + m.path + "'";
+    if ((i == 0) != m.path.empty()) throw PackedFileError(name + ": the root, and only the root, has the empty path");
+    if (i > 0 && paths.count(parent_of(m.path)) == 0) throw PackedFileError(name + " comes before its parent");
+    if (!paths.insert(m.path).second) throw PackedFileError(name + " appears twice");
+    const auto kind = r.get<uint8_t>("module kind");
+    if (kind == 0 || kind > kLastModuleKind) throw PackedFileError(name + " has unknown kind " + std::to_string(kind));
+    m.kind = static_cast<ModuleKind>(kind);
+    const auto ints = r.get<uint32_t>("integer count");
+    if (ints > kMaxNumbers) throw PackedFileError(name + " has an implausible integer count");
+    for (uint32_t k = 0; k < ints; ++k) m.ints.push_back(r.get<int64_t>("integer"));
+    const auto reals = r.get<uint32_t>("real count");
+    if (reals > kMaxNumbers) throw PackedFileError(name + " has an implausible real count");
+    for (uint32_t k = 0; k < reals; ++k) m.reals.push_back(r.get<double>("real"));
+    const auto blobs = r.get<uint32_t>("array count");
+    if (blobs > kMaxBlobs) throw PackedFileError(name + " has an implausible array count");
+    for (uint32_t k = 0; k < blobs; ++k) m.blobs.push_back(r.view(r.get<uint64_t>("array length"), "array"));
+    records.push_back(std::move(m));
+  }
+  if (r.remaining() != 0) throw PackedFileError(std::to_string(r.remaining()) + " unexpected bytes after the last module");
+  return records;
+}
+
+// Version 1: a flat list of PackedTernaryLinear (in, out, activation_bits, bias flag, scale
+// dtype, codes, scales, biases) and ReLU records, read as the children of a Sequential.
+std::vector<ModuleRecord> parse_records_v1(std::string_view records_bytes) {
   Reader r(records_bytes);
   const auto count = r.get<uint32_t>("module count");
   if (count > kMaxModules) throw PackedFileError("implausible module count " + std::to_string(count));
-  std::vector<PackedModuleRecord> records;
+  std::vector<ModuleRecord> records(1);
+  records[0].kind = ModuleKind::Sequential;
+  std::set<std::string> paths;
   for (uint32_t i = 0; i < count; ++i) {
-    PackedModuleRecord m;
+    ModuleRecord m;
     const auto kind = r.get<uint8_t>("module kind");
     if (kind != static_cast<uint8_t>(ModuleKind::PackedTernaryLinear) && kind != static_cast<uint8_t>(ModuleKind::ReLU)) {
       throw PackedFileError("module " + std::to_string(i) + " has unknown kind " + std::to_string(kind));
     }
     m.kind = static_cast<ModuleKind>(kind);
     const auto name_size = r.get<uint32_t>("name length");
-    if (name_size > kMaxNameBytes) throw PackedFileError("module " + std::to_string(i) + " has an implausible name length");
-    m.name.assign(r.take(name_size, "module name"), name_size);
+    if (name_size > kMaxPathBytes) throw PackedFileError("module " + std::to_string(i) + " has an implausible name length");
+    m.path.assign(r.view(name_size, "module name"));
+    if (m.path.empty() || m.path.find('.') != std::string::npos || !paths.insert(m.path).second) {
+      throw PackedFileError("module " + std::to_string(i) + " has an invalid or repeated name '" + m.path + "'");
+    }
     if (m.kind == ModuleKind::PackedTernaryLinear) {
-      m.in_features = r.get<int64_t>("in_features");
-      m.out_features = r.get<int64_t>("out_features");
-      if (m.in_features < 1 || m.out_features < 1 || m.in_features > kMaxFeatures || m.out_features > kMaxFeatures ||
-          m.in_features * m.out_features > kMaxWeights) {
-        throw PackedFileError("module '" + m.name + "' has an invalid shape " + std::to_string(m.out_features) + "x" +
-                              std::to_string(m.in_features));
+      const auto in_features = r.get<int64_t>("in_features");
+      const auto out_features = r.get<int64_t>("out_features");
+      if (in_features < 1 || out_features < 1 || in_features > kMaxFeatures || out_features > kMaxFeatures ||
+          in_features * out_features > kMaxWeights) {
+        throw PackedFileError("module '" + m.path + "' has an invalid shape " + std::to_string(out_features) + "x" +
+                              std::to_string(in_features));
       }
-      m.activation_bits = r.get<uint8_t>("activation_bits");
-      if (m.activation_bits != 0 && m.activation_bits != 8) {
-        throw PackedFileError("module '" + m.name + "' has activation_bits " + std::to_string(m.activation_bits));
-      }
+      const auto activation_bits = r.get<uint8_t>("activation_bits");
       const auto has_bias = r.get<uint8_t>("bias flag");
-      if (has_bias > 1) throw PackedFileError("module '" + m.name + "' has an invalid bias flag");
+      if (has_bias > 1) throw PackedFileError("module '" + m.path + "' has an invalid bias flag");
       const auto scale_dtype = r.get<uint8_t>("scale dtype");
       if (scale_dtype != kScaleDtypeFloat32) {
-        throw PackedFileError("module '" + m.name + "' has scale dtype " + std::to_string(scale_dtype) +
+        throw PackedFileError("module '" + m.path + "' has scale dtype " + std::to_string(scale_dtype) +
                               ", which this version does not read (1: float32)");
       }
-      const auto code_bytes = static_cast<size_t>(trit_bytes(m.in_features, m.out_features));
-      m.trits = std::string_view(r.take(code_bytes, "ternary codes"), code_bytes);
-      const auto out = static_cast<size_t>(m.out_features);
-      m.scale = read_finite_floats(r, out, m.name, "scale");
-      if (has_bias == 1) m.bias = read_finite_floats(r, out, m.name, "bias");
+      // As version 2 stores them (module_codecs.cpp): in, out, bias, activation_bits, then
+      // the quantization version 1 did not record, at its defaults.
+      m.ints = {in_features, out_features, has_bias, activation_bits};
+      const auto rows = static_cast<uint64_t>(out_features);
+      m.blobs.push_back(r.view((static_cast<uint64_t>(in_features) * rows + 4) / 5, "ternary codes"));
+      m.blobs.push_back(r.view(rows * sizeof(float), "scale"));
+      if (has_bias == 1) m.blobs.push_back(r.view(rows * sizeof(float), "bias"));
     }
     records.push_back(std::move(m));
   }
@@ -121,30 +152,30 @@ std::vector<PackedModuleRecord> parse_records(std::string_view records_bytes) {
 
 }  // namespace
 
-std::string write_packed_file(const std::vector<PackedModuleRecord>& records) {
+std::string write_packed_file(const std::vector<ModuleRecord>& records) {
   Writer w;
   w.put_bytes(kPackedFileMagic, sizeof(kPackedFileMagic));
   w.put<uint32_t>(kPackedFileVersion);
   w.put<uint32_t>(static_cast<uint32_t>(records.size()));
   for (const auto& r : records) {
+    w.put<uint32_t>(static_cast<uint32_t>(r.path.size()));
+    w.put_bytes(r.path.data(), r.path.size());
     w.put<uint8_t>(static_cast<uint8_t>(r.kind));
-    w.put<uint32_t>(static_cast<uint32_t>(r.name.size()));
-    w.put_bytes(r.name.data(), r.name.size());
-    if (r.kind != ModuleKind::PackedTernaryLinear) continue;
-    w.put<int64_t>(r.in_features);
-    w.put<int64_t>(r.out_features);
-    w.put<uint8_t>(static_cast<uint8_t>(r.activation_bits));
-    w.put<uint8_t>(r.bias.empty() ? 0 : 1);
-    w.put<uint8_t>(kScaleDtypeFloat32);
-    w.put_bytes(r.trits.data(), r.trits.size());
-    w.put_bytes(r.scale.data(), r.scale.size() * sizeof(float));
-    w.put_bytes(r.bias.data(), r.bias.size() * sizeof(float));
+    w.put<uint32_t>(static_cast<uint32_t>(r.ints.size()));
+    for (const int64_t v : r.ints) w.put<int64_t>(v);
+    w.put<uint32_t>(static_cast<uint32_t>(r.reals.size()));
+    for (const double v : r.reals) w.put<double>(v);
+    w.put<uint32_t>(static_cast<uint32_t>(r.blobs.size()));
+    for (const auto& blob : r.blobs) {
+      w.put<uint64_t>(blob.size());
+      w.put_bytes(blob.data(), blob.size());
+    }
   }
   w.put<uint32_t>(crc32_of(w.bytes()));
   return std::move(w.bytes());
 }
 
-std::vector<PackedModuleRecord> parse_packed_file(std::string_view bytes) {
+std::vector<ModuleRecord> parse_packed_file(std::string_view bytes) {
   if (bytes.size() < sizeof(kPackedFileMagic) + 3 * sizeof(uint32_t)) {
     throw PackedFileError("truncated file: " + std::to_string(bytes.size()) + " bytes is shorter than any header");
   }
@@ -153,10 +184,11 @@ std::vector<PackedModuleRecord> parse_packed_file(std::string_view bytes) {
   }
   Reader header(bytes.substr(sizeof(kPackedFileMagic)));
   const auto version = header.get<uint32_t>("version");
-  if (version != kPackedFileVersion) {
-    throw PackedFileError("format version " + std::to_string(version) + " is not supported (this build reads " +
+  if (version != 1 && version != kPackedFileVersion) {
+    throw PackedFileError("format version " + std::to_string(version) + " is not supported (this build reads 1 to " +
                           std::to_string(kPackedFileVersion) + ")");
   }
+  const auto parse = version == 1 ? parse_records_v1 : parse_records;
   const std::string_view body = bytes.substr(0, bytes.size() - sizeof(uint32_t));
   const std::string_view records = body.substr(sizeof(kPackedFileMagic) + sizeof(uint32_t));
   uint32_t stored_crc;
@@ -165,14 +197,14 @@ std::vector<PackedModuleRecord> parse_packed_file(std::string_view bytes) {
     // A file cut short fails its checksum too: say which it is where the contents run past
     // the end of the file.
     try {
-      parse_records(records);
+      parse(records);
     } catch (const TruncatedFileError& error) {
       throw TruncatedFileError(std::string(error.what()) + "; the file is shorter than its contents");
     } catch (const PackedFileError&) {
     }
     throw PackedFileError("checksum mismatch: the file is corrupted");
   }
-  return parse_records(records);
+  return parse(records);
 }
 
 }  // namespace bittorch::io

@@ -2,7 +2,8 @@
 
 // The byte format of packed model files (docs/packed-format.md, "Model files"), parsed and
 // written without LibTorch, so that the parser can be fuzzed on its own under AddressSanitizer
-// and UndefinedBehaviorSanitizer (tests/io/fuzz_packed_file.cpp).
+// and UndefinedBehaviorSanitizer (tests/io/fuzz_packed_file.cpp). What a record's numbers and
+// byte arrays mean for each module kind is src/io/module_codecs.cpp's business.
 
 #include <cstdint>
 #include <stdexcept>
@@ -13,7 +14,8 @@
 namespace bittorch::io {
 
 inline constexpr char kPackedFileMagic[8] = {'B', 'T', 'P', 'A', 'C', 'K', '\r', '\n'};
-inline constexpr uint32_t kPackedFileVersion = 1;
+/// The version written. Version 1 files (a flat list of packed layers and ReLUs) are still read.
+inline constexpr uint32_t kPackedFileVersion = 2;
 
 /// Every way a packed file can be malformed.
 class PackedFileError : public std::runtime_error {
@@ -27,30 +29,48 @@ class TruncatedFileError : public PackedFileError {
   using PackedFileError::PackedFileError;
 };
 
-enum class ModuleKind : uint8_t { PackedTernaryLinear = 1, ReLU = 2 };
+/// The kinds of module a file holds (numbers as stored).
+enum class ModuleKind : uint8_t {
+  PackedTernaryLinear = 1,
+  ReLU = 2,
+  Sequential = 3,
+  /// Any other module with children (a module of your own): its children are stored, it is not.
+  Module = 4,
+  Linear = 5,
+  Embedding = 6,
+  LayerNorm = 7,
+  GELU = 8,
+  SiLU = 9,
+  Tanh = 10,
+  Sigmoid = 11,
+  Dropout = 12,
+};
+inline constexpr uint8_t kLastModuleKind = 12;
 
-struct PackedModuleRecord {
-  ModuleKind kind = ModuleKind::ReLU;
-  std::string name;
-  // PackedTernaryLinear only:
-  int64_t in_features = 0;
-  int64_t out_features = 0;
-  int64_t activation_bits = 0;
-  /// ceil(in * out / 5) bytes, five codes per byte: a view into the bytes the record was
+/// One module of the tree.
+struct ModuleRecord {
+  ModuleKind kind = ModuleKind::Module;
+  /// Dotted path from the root ("encoder.0.fc1"); "" for the root itself.
+  std::string path;
+  /// The kind's integers (shapes, flags) and real numbers (eps, p), in its own order.
+  std::vector<int64_t> ints;
+  std::vector<double> reals;
+  /// The kind's byte arrays (codes, float32 weights): views into the bytes the record was
   /// parsed from (or, for writing, into storage the caller keeps), so that loading a model
-  /// never holds its codes twice.
-  std::string_view trits;
-  std::vector<float> scale;    // [out]
-  std::vector<float> bias;     // [out] or empty
+  /// never holds its data twice.
+  std::vector<std::string_view> blobs;
 };
 
-/// The file's bytes: magic, version, the records, then the CRC-32 of everything before it.
-std::string write_packed_file(const std::vector<PackedModuleRecord>& records);
+/// The file's bytes (version 2): magic, version, the records, then the CRC-32 of everything
+/// before it. Records come parents first, the root first.
+std::string write_packed_file(const std::vector<ModuleRecord>& records);
 
-/// The records of a file; any malformation (truncation, bad magic, version, sizes, kinds,
-/// checksum, non-finite scales or biases, trailing bytes) is a PackedFileError naming it. A
-/// file whose checksum fails is reported as truncated (TruncatedFileError) where its contents
-/// run past its end, else as corrupted. Reads nothing outside `bytes`.
-std::vector<PackedModuleRecord> parse_packed_file(std::string_view bytes);
+/// The records of a version 1 or 2 file; version 1's flat list comes back as a Sequential root
+/// and its children. Any malformation (truncation, bad magic, version, counts, lengths, kinds,
+/// a path whose parent comes nowhere before it, a repeated path, checksum, trailing bytes) is a
+/// PackedFileError naming it. A file whose checksum fails is reported as truncated
+/// (TruncatedFileError) where its contents run past its end, else as corrupted. Reads nothing
+/// outside `bytes`.
+std::vector<ModuleRecord> parse_packed_file(std::string_view bytes);
 
 }  // namespace bittorch::io

@@ -1,8 +1,8 @@
 #include <bittorch/nn/functional/ternary_linear.h>
 
-#include <bittorch/quant/activations.h>
-
-#include <bittorch/ops.h>
+#include <bittorch/ops/quantize_activations.h>
+#include <bittorch/ops/ternarize.h>
+#include <bittorch/ops/ternary_linear.h>
 
 #include <torch/autograd.h>
 #include <torch/nn/functional/linear.h>
@@ -18,8 +18,8 @@ using torch::autograd::variable_list;
 class DequantizeSte : public torch::autograd::Function<DequantizeSte> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight,
-                            const TernaryLinearFuncOptions& options, at::ScalarType dtype) {
-    auto [codes, scale] = quant::ternarize(weight, options.ternarize_options());
+                            const quant::QuantConfig& config, at::ScalarType dtype) {
+    auto [codes, scale] = ternarize(weight, config);
     ctx->save_for_backward({scale});
     return (codes.to(scale.scalar_type()) * scale.unsqueeze(1)).to(dtype);
   }
@@ -38,7 +38,7 @@ class QuantizeActivationsSte : public torch::autograd::Function<QuantizeActivati
  public:
   static at::Tensor forward(AutogradContext* /*ctx*/, const at::Tensor& input,
                             quant::ActivationFormat format) {
-    auto [values, scale] = quant::quantize_activations(input, format);
+    auto [values, scale] = quantize_activations(input, format);
     return (values.to(at::kFloat) * scale).to(input.scalar_type());
   }
 
@@ -54,8 +54,8 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
   if (!options.quantize()) {
     return torch::nn::functional::linear(input, weight, bias);
   }
-  const auto activation_format =
-      quant::activation_format_for(options.activation_bits(), input.device());
+  const auto& config = options.quant();
+  const auto activation_format = ops::activation_format_for(config.activation_bits(), input.device());
   if (!options.use_cuda_kernel()) {
     TORCH_CHECK(input.scalar_type() == weight.scalar_type(),
                 "bittorch::ternary_linear: expected input and weight of the same dtype, but got "
@@ -64,13 +64,24 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
                                       ? input
                                       : QuantizeActivationsSte::apply(input, activation_format);
     return torch::nn::functional::linear(
-        used_input, DequantizeSte::apply(weight, options, input.scalar_type()), bias);
+        used_input, DequantizeSte::apply(weight, config, input.scalar_type()), bias);
   }
   return ops::ternary_linear(input, weight,
                              bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
-                             options.threshold_factor(), options.per_channel(),
-                             quant::to_string(options.scale_mode()),
+                             config.threshold_factor(), config.per_channel(),
+                             quant::to_string(config.scale_mode()),
                              quant::to_string(activation_format));
+}
+
+quant::TernarizedWeight ternarize(const at::Tensor& weight, const quant::QuantConfig& config) {
+  auto [codes, scale] =
+      ops::ternarize(weight, config.threshold_factor(), config.per_channel(), quant::to_string(config.scale_mode()));
+  return {std::move(codes), std::move(scale)};
+}
+
+quant::QuantizedActivations quantize_activations(const at::Tensor& input, quant::ActivationFormat format) {
+  auto [values, scale] = ops::quantize_activations(input, quant::to_string(format));
+  return {std::move(values), std::move(scale)};
 }
 
 }  // namespace bittorch::nn::functional

@@ -146,7 +146,7 @@ def case_mnist_bad_flags():
     cases = {("--epochs=-1",): "--epochs must be >= 0", ("--batch-size", "0"): "--batch-size must be >= 1",
              ("--dataset", "cifar"): "--dataset must be mnist or fashion-mnist", ("--device", "tpu"): "--device",
              ("--scale-mode", "median"): "--scale-mode must be max or absmean",
-             ("--threshold-factor", "1.5"): "--threshold-factor must be in [0, 1]", ("--lr", "0"): "--lr must be > 0",
+             ("--threshold-factor", "1.5"): "--threshold-factor: expected threshold_factor in [0, 1]", ("--lr", "0"): "--lr must be > 0",
              ("--lr", "abc"): "--lr: 'abc' is not a number", ("--lr", "nan"): "--lr: 'nan' is not a finite number",
              ("--bogus",): "bogus", ("--epochs", "ten"): "--epochs: 'ten' is not an integer",
              ("--epochs", "99999999999999999999"): "--epochs: '99999999999999999999' is out of range",

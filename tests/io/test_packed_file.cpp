@@ -11,8 +11,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <functional>
+#include <sstream>
 #include <thread>
+
+#include <zlib.h>
 
 #include "io/packed_file_format.h"
 #include "reference.h"
@@ -68,38 +73,131 @@ TEST(PackedFile, MalformedFilesAreClearErrors) {
   flipped[good.size() / 2] = static_cast<char>(flipped[good.size() / 2] ^ 0x10);
   EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(flipped); }, {"checksum", "corrupted"}));
   std::string future = good;
-  future[8] = 2;  // version field
-  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(future); }, {"version 2", "not supported"}));
-  // A wrong shape with a valid checksum: the data no longer lines up with the header (what the
-  // parser trips on first depends on the bytes that follow, so only the file is checked).
-  auto records = bittorch::io::parse_packed_file(good);
-  records[0].out_features += 1;
-  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(bittorch::io::write_packed_file(records)); }, {"bad.btp"}));
-  records[0].out_features -= 2;
-  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(bittorch::io::write_packed_file(records)); }, {"bad.btp"}));
+  future[8] = 3;  // version field
+  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(future); }, {"version 3", "not supported"}));
+  // Records of a valid file changed behind a valid checksum: [0] the Sequential, [1] layer "0",
+  // [2] the ReLU, [3] layer "2".
+  const auto with = [&](const std::function<void(std::vector<bittorch::io::ModuleRecord>&)>& change) {
+    auto records = bittorch::io::parse_packed_file(good);
+    change(records);
+    return bittorch::io::write_packed_file(records);
+  };
+  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(with([](auto& r) { r[1].ints[1] += 1; })); },
+                                      {"bad.btp", "module '0'", "codes need 126 bytes"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(with([](auto& r) { r[1].ints[1] = 0; })); },
+                                      {"bad.btp", "module '0'", "invalid out_features 0"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(with([](auto& r) { r[1].ints.pop_back(); })); },
+                                      {"module '0'", "5 integers", "expected 4 or 6"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(with([](auto& r) { r[2].path = "7.relu"; })); },
+                                      {"module '7.relu'", "before its parent"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(with([](auto& r) { r[3].path = "0"; })); },
+                                      {"module '0'", "twice"}));
   EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(good + "zz"); }, {"checksum"}));
-  records = bittorch::io::parse_packed_file(good);
-  records[0].out_features = 0;
-  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(bittorch::io::write_packed_file(records)); }, {"invalid shape"}));
-  // Out-of-range trits behind a valid checksum.
-  records = bittorch::io::parse_packed_file(good);
-  std::string codes(records[0].trits);
-  codes[0] = static_cast<char>(250);
-  records[0].trits = codes;
-  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(bittorch::io::write_packed_file(records)); }, {"above 242"}));
-  // Non-finite scales or biases behind a valid checksum.
-  records = bittorch::io::parse_packed_file(good);
-  records[0].scale[3] = std::nanf("");
-  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(bittorch::io::write_packed_file(records)); },
-                                      {"bad.btp", "non-finite scale", "row 3"}));
-  records = bittorch::io::parse_packed_file(good);
-  records[0].bias[0] = -INFINITY;
-  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(bittorch::io::write_packed_file(records)); },
-                                      {"bad.btp", "non-finite bias", "row 0"}));
-  // Only packable modules are saved.
+  // Out-of-range trits, non-finite scales and biases behind a valid checksum.
+  std::string codes, scale, bias;
+  EXPECT_TRUE(throws_error_mentioning([&] {
+    load_bytes(with([&](auto& r) {
+      codes = std::string(r[1].blobs[0]);
+      codes[0] = static_cast<char>(250);
+      r[1].blobs[0] = codes;
+    }));
+  }, {"above 242"}));
+  EXPECT_TRUE(throws_error_mentioning([&] {
+    load_bytes(with([&](auto& r) {
+      scale = std::string(r[1].blobs[1]);
+      const float nan = std::nanf("");
+      std::memcpy(&scale[3 * sizeof(float)], &nan, sizeof(float));
+      r[1].blobs[1] = scale;
+    }));
+  }, {"bad.btp", "module '0'", "non-finite scale", "row 3"}));
+  EXPECT_TRUE(throws_error_mentioning([&] {
+    load_bytes(with([&](auto& r) {
+      bias = std::string(r[1].blobs[2]);
+      const float inf = -INFINITY;
+      std::memcpy(&bias[0], &inf, sizeof(float));
+      r[1].blobs[2] = bias;
+    }));
+  }, {"bad.btp", "non-finite bias", "row 0"}));
+  // Only the kinds a file holds are saved.
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { bittorch::save_packed(torch::nn::Sequential(torch::nn::Linear(3, 2)), dir.file("linear.btp")); },
-      {"cannot save module", "Linear"}));
+      [&] { bittorch::save_packed(torch::nn::Sequential(torch::nn::Conv1d(3, 2, 1)), dir.file("conv.btp")); },
+      {"cannot save module '0'", "Conv1d", "Linear, Embedding"}));
+}
+
+// Full-precision layers around the ternary ones, each kind a file holds: loaded as saved.
+TEST(PackedFile, EveryStoredKindRoundTrips) {
+  TempDir dir;
+  torch::manual_seed(63);
+  torch::nn::Sequential model(
+      torch::nn::Embedding(torch::nn::EmbeddingOptions(10, 8).padding_idx(0)), torch::nn::LayerNorm(torch::nn::LayerNormOptions({8}).eps(1e-6)),
+      torch::nn::Linear(8, 8), torch::nn::GELU(torch::nn::GELUOptions().approximate("tanh")),
+      bittorch::nn::TernaryLinear(8, 6), torch::nn::SiLU(), torch::nn::Dropout(0.25), torch::nn::Tanh(),
+      bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(6, 3).quant(
+          bittorch::quant::QuantConfig().scale_mode(bittorch::quant::ScaleMode::AbsMean).activation_bits(8))),
+      torch::nn::Sigmoid());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.uniform_(-1, 1);  // LayerNorm's affine parameters too
+  }
+  auto packed = bittorch::pack(model);
+  packed->eval();
+  bittorch::save_packed(model, dir.file("all.btp"));
+  auto loaded = bittorch::load_packed(dir.file("all.btp"));
+  EXPECT_FALSE(loaded->is_training());
+  ASSERT_EQ(loaded->size(), packed->size());
+  const auto x = torch::randint(0, 10, {5, 7});
+  EXPECT_TRUE(torch::equal(loaded->forward(x), packed->forward(x)));
+  for (size_t i = 0; i < packed->size(); ++i) {
+    std::ostringstream a, b;
+    packed[i]->pretty_print(a);
+    loaded[i]->pretty_print(b);
+    EXPECT_EQ(b.str(), a.str());  // options, the quantization config included
+  }
+  // A module of our own with parameters of its own is refused, not saved without them.
+  struct Scaled : torch::nn::Module {
+    Scaled() {
+      register_parameter("gain", torch::ones(3));
+      register_module("fc", torch::nn::Linear(3, 3));
+    }
+  };
+  EXPECT_TRUE(throws_error_mentioning([&] { bittorch::save_packed(Scaled(), dir.file("own.btp")); },
+                                      {"(root)", "parameters or buffers of its own"}));
+}
+
+// Version 1 files, written here byte by byte from docs/packed-format.md, still load.
+TEST(PackedFile, Version1FilesStillLoad) {
+  TempDir dir;
+  auto packed = bittorch::pack(trained_model());
+  std::string bytes("BTPACK\r\n", 8);
+  const auto put = [&](auto value) { bytes.append(reinterpret_cast<const char*>(&value), sizeof(value)); };
+  put(uint32_t{1});
+  put(uint32_t{3});
+  for (size_t i = 0; i < packed->size(); ++i) {
+    const std::string name = std::to_string(i);
+    const auto* layer = packed[i]->as<bittorch::nn::PackedTernaryLinear>();
+    put(uint8_t{layer != nullptr ? uint8_t{1} : uint8_t{2}});
+    put(static_cast<uint32_t>(name.size()));
+    bytes += name;
+    if (layer == nullptr) continue;
+    put(layer->options.in_features());
+    put(layer->options.out_features());
+    put(uint8_t{0});
+    put(uint8_t{layer->bias.defined()});
+    put(uint8_t{1});
+    const auto trits = bittorch::quant::trits_from_packed(layer->packed, layer->options.in_features());
+    bytes.append(reinterpret_cast<const char*>(trits.data()), trits.size());
+    bytes.append(reinterpret_cast<const char*>(layer->scale.data_ptr<float>()), layer->scale.numel() * 4);
+    if (layer->bias.defined()) bytes.append(reinterpret_cast<const char*>(layer->bias.data_ptr<float>()), layer->bias.numel() * 4);
+  }
+  put(static_cast<uint32_t>(crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()),
+                                  static_cast<uInt>(bytes.size()))));
+  write_all(dir.file("v1.btp"), bytes);
+  const auto x = torch::randn({4, 37});
+  EXPECT_TRUE(torch::equal(bittorch::load_packed(dir.file("v1.btp"))->forward(x), packed->forward(x)));
+  auto into = bittorch::pack(torch::nn::Sequential(bittorch::nn::TernaryLinear(37, 16), torch::nn::ReLU(),
+                                                   bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(16, 5).bias(false))));
+  bittorch::load_packed_into(*into, dir.file("v1.btp"));
+  EXPECT_TRUE(torch::equal(into->forward(x), packed->forward(x)));
 }
 
 TEST(PackedFile, NonRegularFilesAreRefusedUpFront) {
@@ -195,16 +293,18 @@ TEST(PackedFile, LoadingTakesAboutTheMemoryOfTheModel) {
   TempDir dir;
   const int64_t features = 8192;
   {
-    bittorch::io::PackedModuleRecord layer;
+    bittorch::io::ModuleRecord root, layer;
+    root.kind = bittorch::io::ModuleKind::Sequential;
     layer.kind = bittorch::io::ModuleKind::PackedTernaryLinear;
-    layer.name = "big";
-    layer.in_features = layer.out_features = features;
+    layer.path = "big";
+    layer.ints = {features, features, 0, 0, 1, 0};
+    layer.reals = {0.05};
     std::string codes(static_cast<size_t>((features * features + 4) / 5), '\0');
     for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<char>((i * 7919) % 243);
     codes.back() = 121;  // 8192^2 codes leave one padding digit: 121 is five zero codes
-    layer.trits = codes;
-    layer.scale.assign(static_cast<size_t>(features), 0.01F);
-    write_all(dir.file("big.btp"), bittorch::io::write_packed_file({layer}));
+    const std::vector<float> scale(static_cast<size_t>(features), 0.01F);
+    layer.blobs = {codes, std::string_view(reinterpret_cast<const char*>(scale.data()), scale.size() * sizeof(float))};
+    write_all(dir.file("big.btp"), bittorch::io::write_packed_file({root, layer}));
   }
   const int64_t before = reset_peak_kib();
   if (before < 0) GTEST_SKIP() << "this kernel does not let a process reset its peak memory (/proc/self/clear_refs)";

@@ -48,10 +48,7 @@ TEST(PackedTernaryLinear, EqualsTheTernaryLinearItCameFrom) {
       for (const bool per_channel : {true, false}) {
         for (const auto& c : kCases) {
           const int64_t in = c.input.back();
-          TernaryLinear layer(TernaryLinearOptions(in, c.out_features)
-                                  .per_channel(per_channel)
-                                  .bias(c.out_features % 2 == 1)
-                                  .activation_bits(bits));
+          TernaryLinear layer(TernaryLinearOptions(in, c.out_features).bias(c.out_features % 2 == 1).quant(bittorch::quant::QuantConfig().per_channel(per_channel).activation_bits(bits)));
           layer->to(dtype);  // both layers quantize the same (rounded) weight
           PackedTernaryLinear packed(*layer);
           const auto x = torch::randn(c.input);
@@ -169,7 +166,7 @@ TEST(PackedTernaryLinear, NonFiniteInputsPropagateAsInTheUnpackedLayer) {
   torch::manual_seed(43);
   for (const int64_t bits : {0, 8}) {
     for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
-      TernaryLinear layer(TernaryLinearOptions(40, 9).activation_bits(bits));
+      TernaryLinear layer(TernaryLinearOptions(40, 9).quant(bittorch::quant::QuantConfig().activation_bits(bits)));
       layer->to(dtype);
       PackedTernaryLinear packed(*layer);
       auto x = torch::randn({5, 40}).to(dtype);

@@ -20,11 +20,13 @@ TEST(TernaryLinearModule, DefaultOptions) {
   EXPECT_EQ(options.in_features(), 3);
   EXPECT_EQ(options.out_features(), 4);
   EXPECT_TRUE(options.bias());
-  EXPECT_EQ(options.threshold_factor(), 0.05);
-  EXPECT_TRUE(options.per_channel());
+  EXPECT_EQ(options.quant().threshold_factor(), 0.05);
+  EXPECT_TRUE(options.quant().per_channel());
+  EXPECT_EQ(options.quant().activation_bits(), 0);
+  EXPECT_EQ(options.quant().scale_mode(), ScaleMode::Max);
   EXPECT_TRUE(options.quantize());
   EXPECT_TRUE(options.use_cuda_kernel());
-  EXPECT_EQ(options.scale_mode(), ScaleMode::Max);
+  EXPECT_FALSE(options.cuda_only());
 }
 
 TEST(TernaryLinearModule, ParametersAndInitMatchTorchLinear) {
@@ -44,7 +46,7 @@ TEST(TernaryLinearModule, ForwardUsesTheQuantizedWeight) {
   torch::manual_seed(11);
   for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
     for (bool per_channel : {true, false}) {
-      TernaryLinear layer(TernaryLinearOptions(9, 4).scale_mode(mode).per_channel(per_channel));
+      TernaryLinear layer(TernaryLinearOptions(9, 4).quant(bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel)));
       const auto input = torch::randn({6, 9});
       const auto [codes, scale] = layer->get_quantized_weight();
       EXPECT_EQ(codes.scalar_type(), torch::kFloat);
@@ -58,7 +60,7 @@ TEST(TernaryLinearModule, ForwardUsesTheQuantizedWeight) {
 
 TEST(TernaryLinearModule, GlobalScalingTrainsForwardAndBackward) {
   torch::manual_seed(12);
-  TernaryLinear layer(TernaryLinearOptions(8, 3).per_channel(false));
+  TernaryLinear layer(TernaryLinearOptions(8, 3).quant(bittorch::quant::QuantConfig().per_channel(false)));
   const auto input = torch::randn({4, 2, 8});
   layer(input).sum().backward();
   ASSERT_TRUE(layer->weight.grad().defined());
@@ -90,9 +92,9 @@ TEST(TernaryLinearModule, RejectsBadOptions) {
   EXPECT_TRUE(throws_error_mentioning([] { TernaryLinear(0, 3); }, {"in_features", ">= 1", "0"}));
   EXPECT_TRUE(throws_error_mentioning([] { TernaryLinear(3, -1); }, {"out_features", "-1"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [] { TernaryLinear(TernaryLinearOptions(3, 2).threshold_factor(1.01)); },
+      [] { TernaryLinear(TernaryLinearOptions(3, 2).quant(bittorch::quant::QuantConfig().threshold_factor(1.01))); },
       {"threshold_factor in [0, 1]", "1.01"}));
-  EXPECT_TRUE(throws_error_mentioning([] { TernaryLinear(TernaryLinearOptions(3, 2).activation_bits(16)); },
+  EXPECT_TRUE(throws_error_mentioning([] { TernaryLinear(TernaryLinearOptions(3, 2).quant(bittorch::quant::QuantConfig().activation_bits(16))); },
                                       {"activation_bits", "0 (off) or 8", "16"}));
   TernaryLinear layer(3, 2);
   EXPECT_TRUE(throws_error_mentioning([&] { layer(torch::randn({4, 5})); }, {"in_features = 3", "[4, 5]"}));
@@ -101,11 +103,11 @@ TEST(TernaryLinearModule, RejectsBadOptions) {
 
 TEST(TernaryLinearModule, PrettyPrint) {
   std::ostringstream stream;
-  stream << *TernaryLinear(TernaryLinearOptions(4, 2).scale_mode(ScaleMode::AbsMean).bias(false));
+  stream << *TernaryLinear(TernaryLinearOptions(4, 2).bias(false).quant(bittorch::quant::QuantConfig().scale_mode(ScaleMode::AbsMean)));
   EXPECT_EQ(stream.str(),
             "bittorch::nn::TernaryLinear(in_features=4, out_features=2, bias=false, "
-            "scale_mode=absmean, threshold_factor=0.05, per_channel=true, quantize=true, "
-            "activation_bits=0)");
+            "scale_mode=absmean, threshold_factor=0.05, per_channel=true, activation_bits=0, "
+            "quantize=true)");
 }
 
 // TernaryLinearCUDA's CPU-side behaviour (its CUDA results are in the CUDA tests): the same
@@ -114,14 +116,14 @@ TEST(TernaryLinearCUDAModule, SameParametersAndAClearErrorOnTheCpu) {
   using bittorch::nn::TernaryLinearCUDA;
   using bittorch::nn::TernaryLinearCUDAOptions;
   torch::manual_seed(12);
-  TernaryLinearCUDA cuda_layer(TernaryLinearCUDAOptions(6, 4).activation_bits(8));
+  TernaryLinearCUDA cuda_layer(TernaryLinearCUDAOptions(6, 4).quant(bittorch::quant::QuantConfig().activation_bits(8)));
   torch::manual_seed(12);
   TernaryLinear layer(6, 4);
   EXPECT_TRUE(torch::equal(cuda_layer->weight, layer->weight));
   EXPECT_TRUE(torch::equal(cuda_layer->bias, layer->bias));
   EXPECT_TRUE(throws_error_mentioning([&] { cuda_layer(torch::randn({2, 6})); },
                                       {"TernaryLinearCUDA", "CUDA device", "cpu", "TernaryLinear"}));
-  EXPECT_TRUE(throws_error_mentioning([] { TernaryLinearCUDA(TernaryLinearCUDAOptions(6, 4).activation_bits(4)); },
+  EXPECT_TRUE(throws_error_mentioning([] { TernaryLinearCUDA(TernaryLinearCUDAOptions(6, 4).quant(bittorch::quant::QuantConfig().activation_bits(4))); },
                                       {"activation_bits", "4"}));
   std::ostringstream stream;
   stream << *cuda_layer;
@@ -130,11 +132,11 @@ TEST(TernaryLinearCUDAModule, SameParametersAndAClearErrorOnTheCpu) {
 
 TEST(TernaryLinearModule, CloneIsDeep) {
   torch::manual_seed(14);
-  TernaryLinear layer(TernaryLinearOptions(5, 3).threshold_factor(0.2));
+  TernaryLinear layer(TernaryLinearOptions(5, 3).quant(bittorch::quant::QuantConfig().threshold_factor(0.2)));
   auto copy = std::dynamic_pointer_cast<bittorch::nn::TernaryLinearImpl>(layer->clone());
   ASSERT_TRUE(copy);
   EXPECT_TRUE(torch::equal(copy->weight, layer->weight));
-  EXPECT_EQ(copy->options.threshold_factor(), 0.2);
+  EXPECT_EQ(copy->options.quant().threshold_factor(), 0.2);
   {
     torch::NoGradGuard no_grad;
     copy->weight.add_(1.0);
@@ -146,7 +148,7 @@ TEST(TernaryLinearModule, CloneIsDeep) {
 struct TwoLayerNet : torch::nn::Module {
   TwoLayerNet()
       : fc1(register_module("fc1", TernaryLinear(4, 16))),
-        fc2(register_module("fc2", TernaryLinear(TernaryLinearOptions(16, 1).scale_mode(ScaleMode::AbsMean)))) {}
+        fc2(register_module("fc2", TernaryLinear(TernaryLinearOptions(16, 1).quant(bittorch::quant::QuantConfig().scale_mode(ScaleMode::AbsMean))))) {}
   torch::Tensor forward(const torch::Tensor& x) { return fc2(torch::relu(fc1(x))); }
   TernaryLinear fc1, fc2;
 };

@@ -70,7 +70,7 @@ TEST_P(TernaryLinearMatchesReference, ForwardAndGradients) {
       const auto input = torch::randn(c.input_shape).to(dtype).requires_grad_();
       const auto weight = (torch::randn({c.out_features, in_features}) * 0.2).to(dtype).requires_grad_();
       const auto bias = with_bias ? torch::randn({c.out_features}).to(dtype).requires_grad_() : torch::Tensor();
-      const auto options = F::TernaryLinearFuncOptions().scale_mode(mode).per_channel(per_channel).threshold_factor(0.1);
+      const auto options = F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel).threshold_factor(0.1));
       const auto output = F::ternary_linear(input, weight, bias, options);
       const auto grad_output = torch::randn(output.sizes()).to(dtype);
       output.backward(grad_output);
@@ -156,7 +156,7 @@ TEST(TernaryLinear, ActivationBitsOptionUsesInt8OnTheCpu) {
   const auto input = torch::randn({6, 40});
   const auto weight = torch::randn({9, 40});
   const auto bias = torch::randn({9});
-  const auto options = F::TernaryLinearFuncOptions().activation_bits(8);
+  const auto options = F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(8));
   const auto by_option = F::ternary_linear(input, weight, bias, options);
   const auto by_name = bittorch::ops::ternary_linear(input, weight, bias, 0.05, true, "max", "int8");
   EXPECT_TRUE(torch::equal(by_option, by_name));
@@ -177,7 +177,7 @@ TEST(TernaryLinear, EightBitWithoutInputGradient) {
   // The first layer of a network: no grad for the input, so the forward keeps no operand.
   const auto input = torch::randn({4, 12});
   auto weight = torch::randn({3, 12}).requires_grad_();
-  F::ternary_linear(input, weight, {}, F::TernaryLinearFuncOptions().activation_bits(8)).sum().backward();
+  F::ternary_linear(input, weight, {}, F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(8))).sum().backward();
   auto reference_weight = weight.detach().clone().requires_grad_();
   F::ternary_linear(input, reference_weight).sum().backward();
   EXPECT_TRUE(torch::allclose(weight.grad(), reference_weight.grad()));
@@ -209,15 +209,15 @@ TEST(TernaryLinear, NonFiniteWeights) {
   for (const auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
     auto weight = torch::randn({3, 4});
     weight[1][2] = std::nanf("");
-    const auto options = bittorch::quant::TernarizeOptions().scale_mode(mode);
-    EXPECT_TRUE(throws_error_mentioning([&] { bittorch::quant::ternarize(weight, options); },
+    const auto options = bittorch::quant::QuantConfig().scale_mode(mode);
+    EXPECT_TRUE(throws_error_mentioning([&] { bittorch::nn::functional::ternarize(weight, options); },
                                         {"bittorch::ternarize", "weight", "1 non-finite value", "nan", "[1, 2]"}));
-    const auto y = F::ternary_linear(torch::randn({5, 4}), weight, {}, F::TernaryLinearFuncOptions().scale_mode(mode));
+    const auto y = F::ternary_linear(torch::randn({5, 4}), weight, {}, F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode)));
     EXPECT_TRUE(torch::isnan(y.select(1, 1)).all().item<bool>()) << y;
     EXPECT_TRUE(torch::isfinite(y.select(1, 0)).all().item<bool>()) << y;
     weight[1][2] = INFINITY;
     weight[2][0] = -INFINITY;
-    EXPECT_TRUE(throws_error_mentioning([&] { bittorch::quant::ternarize(weight, options); },
+    EXPECT_TRUE(throws_error_mentioning([&] { bittorch::nn::functional::ternarize(weight, options); },
                                         {"2 non-finite values", "inf", "[1, 2]"}));
   }
 }
@@ -277,7 +277,7 @@ TEST(TernaryLinear, FiniteDifferencesWithoutQuantization) {
 // is the straight-through estimate, checked against the formula elsewhere.
 TEST(TernaryLinear, FiniteDifferencesOfInputGradientWithQuantization) {
   for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
-    expect_gradients_match_finite_differences(F::TernaryLinearFuncOptions().scale_mode(mode), false);
+    expect_gradients_match_finite_differences(F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode)), false);
   }
 }
 
@@ -287,10 +287,10 @@ TEST(TernaryLinear, StraightThroughEstimatorFormula) {
     auto input = torch::randn({5, 6}, torch::kDouble).requires_grad_();
     auto weight = torch::randn({4, 6}, torch::kDouble).requires_grad_();
     auto bias = torch::randn({4}, torch::kDouble).requires_grad_();
-    const auto options = F::TernaryLinearFuncOptions().per_channel(per_channel);
+    const auto options = F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().per_channel(per_channel));
     const auto grad_output = torch::randn({5, 4}, torch::kDouble);
     F::ternary_linear(input, weight, bias, options).backward(grad_output);
-    const auto [codes, scale] = bittorch::quant::ternarize(weight.detach(), options.ternarize_options());
+    const auto [codes, scale] = bittorch::nn::functional::ternarize(weight.detach(), options.quant());
     const auto row_scale = per_channel ? scale.unsqueeze(1) : scale;
     EXPECT_TRUE(torch::allclose(input.grad(), grad_output.mm(codes * row_scale)));
     EXPECT_TRUE(torch::allclose(weight.grad(), row_scale * grad_output.t().mm(input.detach())));
@@ -325,7 +325,7 @@ TEST(TernaryLinear, UnfusedPathMatchesTheOp) {
   torch::manual_seed(8);
   for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
     for (bool per_channel : {true, false}) {
-      const auto options = F::TernaryLinearFuncOptions().scale_mode(mode).per_channel(per_channel);
+      const auto options = F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel));
       auto x1 = torch::randn({6, 10}).requires_grad_();
       auto w1 = torch::randn({3, 10}).requires_grad_();
       auto b1 = torch::randn({3}).requires_grad_();
@@ -405,16 +405,16 @@ TEST(TernaryLinear, RejectsBadInputs) {
   EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::randn({2, 4}), weight, torch::randn({4})); },
                                       {"bias of shape [3]", "[4]"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { F::ternary_linear(torch::randn({2, 4}), weight, bias, F::TernaryLinearFuncOptions().threshold_factor(2)); },
+      [&] { F::ternary_linear(torch::randn({2, 4}), weight, bias, F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().threshold_factor(2))); },
       {"threshold_factor in [0, 1]", "2"}));
   EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::tensor(1.0f), weight); }, {"0-D"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { F::ternary_linear(torch::randn({2, 4}), weight, bias, F::TernaryLinearFuncOptions().activation_bits(4)); },
+      [&] { F::ternary_linear(torch::randn({2, 4}), weight, bias, F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(4))); },
       {"activation_bits", "4"}));
   EXPECT_TRUE(throws_error_mentioning(
       [&] {
         F::ternary_linear(torch::randn({2, 4}, torch::kDouble), weight.to(torch::kDouble), {},
-                          F::TernaryLinearFuncOptions().activation_bits(8));
+                          F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(8)));
       },
       {"8-bit activations", "Double"}));
   EXPECT_TRUE(throws_error_mentioning(

@@ -57,11 +57,103 @@ def main():
     assert y.shape == (2, 3), y.shape
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
+        failures += check_opcheck(device)
+        failures += check_master_weight_contract(device)
+        failures += check_compile_and_export(device)
         failures += check_errors(device)
         if device == "cuda":
             failures += check_cuda_against_reference()
     print(f"{'passed' if failures == 0 else 'FAILED'}: {failures} mismatches")
     return 1 if failures else 0
+
+
+def check_opcheck(device):
+    """torch.library.opcheck over every op: schema, autograd registration, fake (meta)
+    implementation and AOT dispatch against the real kernels."""
+    print(f"opcheck on {device}", flush=True)
+    failures = 0
+    ops = torch.ops.bittorch
+    x = torch.randn(3, 2, 16, device=device)
+    w = torch.randn(8, 16, device=device)
+    b = torch.randn(8, device=device)
+    packed = torch.randint(-2**31, 2**31 - 1, (8, 1), dtype=torch.int32, device=device)
+    packed = packed & 0x55555555  # fields 00 and 01 only: codes 0 and +1, a valid matrix
+    cases = [
+        (ops.ternarize.default, (w, 0.05, True, "max")),
+        (ops.ternarize.default, (w, 0.05, False, "absmean")),
+        (ops.quantize_activations.default, (x, "int8")),
+        (ops.ternary_linear.default, (x.clone().requires_grad_(), w.clone().requires_grad_(),
+                                      b.clone().requires_grad_(), 0.05, True, "max", "none")),
+        (ops.ternary_linear.default, (x.clone().requires_grad_(), w.clone().requires_grad_(), None, 0.05, False,
+                                      "absmean", "int8")),
+        (ops.ternary_linear.default, (x.bfloat16().requires_grad_(), w.clone().requires_grad_(),
+                                      b.bfloat16().requires_grad_(), 0.05, True, "max", "none")),
+        (ops.packed_ternary_linear.default, (x, packed, torch.rand(8, device=device) + 0.1, b, 16, "none", "auto")),
+        (ops.packed_ternary_linear.default, (x.half(), packed, torch.rand(8, device=device) + 0.1, b.half(), 16,
+                                             "int8", "auto")),
+    ]
+    for op, args in cases:
+        try:
+            torch.library.opcheck(op, args)
+            print(f"  {op} ok", flush=True)
+        except Exception as error:  # noqa: BLE001 - report every failing op
+            print(f"  {op} FAILED: {error}", flush=True)
+            failures += 1
+    return failures
+
+
+def check_master_weight_contract(device):
+    """A float16/bfloat16 input with a float32 master weight: called directly (no autocast),
+    the output is in the input's dtype and the weight's gradient in float32."""
+    print(f"master-weight dtype contract on {device}", flush=True)
+    failures = 0
+    for dtype in (torch.float16, torch.bfloat16):
+        x = torch.randn(4, 32, device=device, dtype=dtype, requires_grad=True)
+        w = torch.randn(16, 32, device=device, requires_grad=True)
+        b = torch.randn(16, device=device, dtype=dtype, requires_grad=True)
+        y = torch.ops.bittorch.ternary_linear(x, w, b, 0.05, True, "absmean")
+        y.float().sum().backward()
+        ref_y, _, ref_scale, w_eff = reference(x.detach().double().cpu(), w.detach().cpu(), b.detach().double().cpu(),
+                                               0.05, True, "absmean")
+        ok = (y.dtype == dtype and w.grad.dtype == torch.float32 and x.grad.dtype == dtype
+              and torch.allclose(y.double().cpu(), ref_y, rtol=3e-2, atol=3e-2))
+        print(f"  {dtype} {'ok' if ok else 'MISMATCH'}", flush=True)
+        failures += not ok
+    return failures
+
+
+class TinyTernaryModel(torch.nn.Module):
+    def __init__(self, device):
+        super().__init__()
+        self.w1 = torch.nn.Parameter(torch.randn(32, 16, device=device))
+        self.w2 = torch.nn.Parameter(torch.randn(4, 32, device=device))
+
+    def forward(self, x):
+        h = torch.relu(torch.ops.bittorch.ternary_linear(x, self.w1, None, 0.05, True, "absmean"))
+        return torch.ops.bittorch.ternary_linear(h, self.w2)
+
+
+def check_compile_and_export(device):
+    """torch.compile (AOT autograd over the meta kernels, forward and backward, dynamic batch)
+    and torch.export give the eager results."""
+    print(f"torch.compile and torch.export on {device}", flush=True)
+    failures = 0
+    model = TinyTernaryModel(device)
+    compiled = torch.compile(model, backend="aot_eager", dynamic=True, fullgraph=True)
+    for rows in (3, 7):
+        x = torch.randn(rows, 16, device=device)
+        eager = model(x)
+        (eager_grad,) = torch.autograd.grad(eager.sum(), model.w1)
+        out = compiled(x)
+        (grad,) = torch.autograd.grad(out.sum(), model.w1)
+        ok = torch.allclose(out, eager) and torch.allclose(grad, eager_grad)
+        print(f"  compile rows={rows} {'ok' if ok else 'MISMATCH'}", flush=True)
+        failures += not ok
+    x = torch.randn(5, 16, device=device)
+    exported = torch.export.export(model, (x,))
+    ok = torch.allclose(exported.module()(x), model(x))
+    print(f"  export {'ok' if ok else 'MISMATCH'}", flush=True)
+    return failures + (not ok)
 
 
 def expect_runtime_error(call, *needles):

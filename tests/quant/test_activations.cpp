@@ -31,7 +31,7 @@ TEST(QuantizeActivations, EqualsTheReferenceBitForBit) {
           x[1].mul_(1e-9);
         }
         x = x.to(dtype);
-        const auto q = bittorch::quant::quantize_activations(x, format);
+        const auto q = bittorch::nn::functional::quantize_activations(x, format);
         const auto ref = reference_quantize_activations(x, format == ActivationFormat::Int8);
         std::ostringstream what;
         what << bittorch::quant::to_string(format) << " " << dtype << " " << torch::IntArrayRef(shape);
@@ -54,7 +54,7 @@ TEST(QuantizeActivations, NonFiniteRowsGetANonFiniteScaleAndZeroValues) {
     x[0][5] = std::nanf("");
     x[1][0] = INFINITY;
     x[2][36] = -INFINITY;
-    const auto q = bittorch::quant::quantize_activations(x, format);
+    const auto q = bittorch::nn::functional::quantize_activations(x, format);
     const auto what = bittorch::quant::to_string(format);
     EXPECT_TRUE(std::isnan(q.scale[0][0].item<float>())) << what;
     EXPECT_TRUE(std::isinf(q.scale[1][0].item<float>())) << what;
@@ -72,7 +72,7 @@ TEST(QuantizeActivations, ReconstructsTheInputClosely) {
   for (const auto& [format, max_relative_error] :
        std::vector<std::pair<ActivationFormat, double>>{{ActivationFormat::Int8, 0.5 / 127},
                                                         {ActivationFormat::Float8E4M3, 1.0 / 16}}) {
-    const auto q = bittorch::quant::quantize_activations(x, format);
+    const auto q = bittorch::nn::functional::quantize_activations(x, format);
     const auto reconstructed = q.values.to(torch::kFloat) * q.scale;
     const auto absmax = x.abs().amax(-1, true);
     // Int8: half a step of absmax/127; FP8 e4m3: half an ulp (3 mantissa bits) of each value.
@@ -85,7 +85,7 @@ TEST(QuantizeActivations, ReconstructsTheInputClosely) {
 }
 
 TEST(QuantizeActivations, FormatForDevice) {
-  using bittorch::quant::activation_format_for;
+  using bittorch::ops::activation_format_for;
   EXPECT_EQ(activation_format_for(0, torch::kCPU), ActivationFormat::None);
   EXPECT_EQ(activation_format_for(8, torch::kCPU), ActivationFormat::Int8);
   EXPECT_TRUE(throws_error_mentioning([] { activation_format_for(4, torch::kCPU); }, {"activation_bits", "4"}));
@@ -95,7 +95,7 @@ TEST(QuantizeActivations, FormatForDevice) {
 }
 
 TEST(QuantizeActivations, RejectsBadInputs) {
-  const auto quantize = [](const torch::Tensor& x, ActivationFormat f) { bittorch::quant::quantize_activations(x, f); };
+  const auto quantize = [](const torch::Tensor& x, ActivationFormat f) { bittorch::nn::functional::quantize_activations(x, f); };
   EXPECT_TRUE(throws_error_mentioning([&] { quantize(torch::randn({2, 3}, torch::kDouble), ActivationFormat::Int8); },
                                       {"float32, float16 or bfloat16", "Double"}));
   EXPECT_TRUE(throws_error_mentioning([&] { quantize(torch::randn({2, 3}), ActivationFormat::None); }, {"\"none\""}));
@@ -106,7 +106,7 @@ TEST(QuantizeActivations, RejectsBadInputs) {
 
 TEST(QuantizeActivations, MetaGivesShapes) {
   const auto x = torch::empty({2, 5, 7}, torch::TensorOptions().device(torch::kMeta));
-  const auto q = bittorch::quant::quantize_activations(x, ActivationFormat::Float8E4M3);
+  const auto q = bittorch::nn::functional::quantize_activations(x, ActivationFormat::Float8E4M3);
   EXPECT_EQ(q.values.sizes(), x.sizes());
   EXPECT_EQ(q.values.scalar_type(), torch::kFloat8_e4m3fn);
   EXPECT_EQ(q.scale.sizes(), torch::IntArrayRef({2, 5, 1}));

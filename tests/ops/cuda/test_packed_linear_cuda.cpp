@@ -58,6 +58,58 @@ TEST(PackedLinearCuda, MatchesTheCpuKernel) {
   }
 }
 
+// Each kernel variant by name (the heuristics aside) on every shape class it takes, against
+// the CPU kernel; the calls a variant cannot run are errors that name it.
+TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(51);
+  const auto names = bittorch::ops::packed_kernel_names(torch::kCUDA);
+  ASSERT_EQ(names.front(), "auto");
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {17, 3}, {64, 65}, {1000, 130}, {8192, 40}};
+  const std::vector<int64_t> row_counts = {1, 3, 8, 9, 17, 65, 130};
+  int checked = 0;
+  for (size_t k = 1; k < names.size(); ++k) {
+    const std::string& kernel = names[k];
+    for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
+      for (const std::string format : {"none", "int8", "float8_e4m3"}) {
+        const bool tensor_cores = format != "none" || dtype != torch::kFloat;
+        for (const auto& [in, out] : shapes) {
+          const auto packed = bittorch::quant::pack_ternary(torch::randint(-1, 2, {out, in}, torch::kChar));
+          const auto scale = torch::rand({out}) + 0.1;
+          const auto bias = torch::randn({out}).to(dtype);
+          for (const int64_t rows : row_counts) {
+            const auto x = torch::randn({rows, in}).to(dtype);
+            const auto run = [&] {
+              return bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), bias.cuda(), in,
+                                                          format, kernel);
+            };
+            const bool runs = (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
+                              (kernel == "split_k" && tensor_cores) || kernel == "expand";
+            const auto what = c10::str(kernel, " ", dtype, " ", format, " rows ", rows, " in ", in, " out ", out);
+            if (!runs) {
+              try {
+                run();
+                ADD_FAILURE() << what << ": expected an error";
+              } catch (const c10::Error& error) {
+                EXPECT_NE(std::string(error.what()).find(kernel), std::string::npos) << what << ": " << error.what();
+              }
+              continue;
+            }
+            const auto cpu = bittorch::ops::packed_ternary_linear(x, packed, scale, bias, in, format);
+            const auto gpu = run();
+            ASSERT_EQ(gpu.sizes(), cpu.sizes()) << what;
+            const double magnitude = std::max(1.0, cpu.to(torch::kDouble).abs().max().item<double>());
+            const double error = (gpu.cpu().to(torch::kDouble) - cpu.to(torch::kDouble)).abs().max().item<double>();
+            EXPECT_LE(error, tolerance(dtype, format) * magnitude) << what << ": max error " << error;
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 300);
+}
+
 TEST(PackedLinearCuda, WideLayersMatchTheCpuKernel) {
   SKIP_WITHOUT_CUDA();
   // Enough output features for two mma tiles per warp in the small-batch kernel (chosen from
@@ -117,8 +169,8 @@ TEST(PackedLinearCuda, PackedModelEqualsTheTernaryModelOnTheGpu) {
   torch::manual_seed(51);
   for (const int64_t bits : {0, 8}) {
     torch::nn::Sequential model(
-        bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(784, 256).activation_bits(bits)),
-        torch::nn::ReLU(), bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(256, 10).activation_bits(bits)));
+        bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(784, 256).quant(bittorch::quant::QuantConfig().activation_bits(bits))),
+        torch::nn::ReLU(), bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(256, 10).quant(bittorch::quant::QuantConfig().activation_bits(bits))));
     model->to(torch::kCUDA);
     auto packed = bittorch::pack(model);
     for (const int64_t rows : {1, 16, 200}) {

@@ -75,7 +75,7 @@ TEST_P(CudaMatchesCpu, ForwardAndGradients) {
   SKIP_WITHOUT_CUDA();
   const auto [dtype, mode, per_channel] = GetParam();
   torch::manual_seed(20);
-  const auto options = F::TernaryLinearFuncOptions().scale_mode(mode).per_channel(per_channel).threshold_factor(0.1);
+  const auto options = F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel).threshold_factor(0.1));
   for (const auto& shape : kShapes) {
     const int64_t in_features = shape.input.back();
     std::ostringstream what;
@@ -88,7 +88,7 @@ TEST_P(CudaMatchesCpu, ForwardAndGradients) {
     const auto grad = torch::randn(grad_shape).to(dtype);
     // The reference: the codes and scale of the CPU quantizer in `dtype` (bit-identical to
     // the CUDA quantizer, TernarizeCuda.BitIdenticalToCpu), then the layer in float64.
-    const auto q = bittorch::quant::ternarize(w, options.ternarize_options());
+    const auto q = bittorch::nn::functional::ternarize(w, options.quant());
     const auto ref = bittorch::testing::reference_ternary_linear(
         x, w, b, grad, {q.codes.to(torch::kDouble), q.scale.to(torch::kDouble)});
     auto xd = x.cuda().requires_grad_();
@@ -140,7 +140,7 @@ TEST_P(EightBitCudaMatchesCpu, ForwardAndGradients) {
     auto grad_shape = shape.input;
     grad_shape.back() = shape.out_features;
     const auto grad = torch::randn(grad_shape).to(dtype);
-    const auto q = bittorch::quant::ternarize(w, bittorch::quant::TernarizeOptions().per_channel(per_channel).threshold_factor(0.1));
+    const auto q = bittorch::nn::functional::ternarize(w, bittorch::quant::QuantConfig().per_channel(per_channel).threshold_factor(0.1));
     const auto activations = bittorch::testing::reference_quantize_activations(x, format == ActivationFormat::Int8);
     const auto ref = bittorch::testing::reference_ternary_linear(
         x, w, b, grad, {q.codes.to(torch::kDouble), q.scale.to(torch::kDouble)}, &activations);
@@ -173,8 +173,8 @@ TEST(QuantizeActivationsCuda, BitIdenticalToCpu) {
     for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
       for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 1}, {3, 7}, {0, 8}, {2, 3, 33}, {64, 4096}, {5, 13001}, {4, 30000}, {1000, 64}}) {
         auto x = (torch::randn(shape) * torch::logspace(-4, 4, shape.back())).to(dtype);
-        const auto cpu = bittorch::quant::quantize_activations(x, format);
-        const auto gpu = bittorch::quant::quantize_activations(x.cuda(), format);
+        const auto cpu = bittorch::nn::functional::quantize_activations(x, format);
+        const auto gpu = bittorch::nn::functional::quantize_activations(x.cuda(), format);
         std::ostringstream what;
         what << bittorch::quant::to_string(format) << " " << dtype << " " << torch::IntArrayRef(shape);
         EXPECT_TRUE(torch::equal(gpu.values.cpu().view(torch::kChar), cpu.values.view(torch::kChar))) << what.str();
@@ -197,8 +197,8 @@ TEST(QuantizeActivationsCuda, NonFiniteRowsAsOnTheCpu) {
         x[1][0] = INFINITY;
         x[2][cols - 1] = -INFINITY;
         x = x.to(dtype);
-        const auto cpu = bittorch::quant::quantize_activations(x, format);
-        const auto gpu = bittorch::quant::quantize_activations(x.cuda(), format);
+        const auto cpu = bittorch::nn::functional::quantize_activations(x, format);
+        const auto gpu = bittorch::nn::functional::quantize_activations(x.cuda(), format);
         const auto what = c10::str(bittorch::quant::to_string(format), " ", dtype, " cols ", cols);
         EXPECT_TRUE(torch::equal(gpu.values.cpu().view(torch::kChar), cpu.values.view(torch::kChar))) << what;
         EXPECT_TRUE(torch::allclose(gpu.scale.cpu(), cpu.scale, 0, 0, /*equal_nan=*/true)) << what << gpu.scale << cpu.scale;
@@ -232,11 +232,11 @@ TEST(TernaryLinearCuda, NonFiniteWeights) {
 
 TEST(TernaryLinearCuda, ActivationBitsPicksTheFormatOfTheDevice) {
   SKIP_WITHOUT_CUDA();
-  const auto format = bittorch::quant::activation_format_for(8, torch::kCUDA);
+  const auto format = bittorch::ops::activation_format_for(8, torch::kCUDA);
   const auto* props = at::cuda::getCurrentDeviceProperties();
   EXPECT_EQ(format, props->major * 10 + props->minor >= 89 ? ActivationFormat::Float8E4M3 : ActivationFormat::Int8);
   const auto x = torch::randn({32, 64}, torch::kCUDA), w = torch::randn({48, 64}, torch::kCUDA);
-  EXPECT_TRUE(torch::equal(F::ternary_linear(x, w, {}, F::TernaryLinearFuncOptions().activation_bits(8)),
+  EXPECT_TRUE(torch::equal(F::ternary_linear(x, w, {}, F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(8))),
                            bittorch::ops::ternary_linear(x, w, {}, 0.05, true, "max", bittorch::quant::to_string(format))));
 }
 
@@ -244,9 +244,9 @@ TEST(TernaryLinearCudaModule, MatchesTernaryLinearAndRefusesCpuInputs) {
   SKIP_WITHOUT_CUDA();
   for (const int64_t bits : {0, 8}) {
     torch::manual_seed(26);
-    bittorch::nn::TernaryLinearCUDA cuda_layer(bittorch::nn::TernaryLinearCUDAOptions(64, 32).activation_bits(bits));
+    bittorch::nn::TernaryLinearCUDA cuda_layer(bittorch::nn::TernaryLinearCUDAOptions(64, 32).quant(bittorch::quant::QuantConfig().activation_bits(bits)));
     torch::manual_seed(26);
-    bittorch::nn::TernaryLinear layer(bittorch::nn::TernaryLinearOptions(64, 32).activation_bits(bits));
+    bittorch::nn::TernaryLinear layer(bittorch::nn::TernaryLinearOptions(64, 32).quant(bittorch::quant::QuantConfig().activation_bits(bits)));
     cuda_layer->to(torch::kCUDA);
     layer->to(torch::kCUDA);
     const auto x = torch::randn({16, 64}, torch::kCUDA);
@@ -264,9 +264,9 @@ TEST(TernarizeCuda, BitIdenticalToCpu) {
         for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 1}, {3, 7}, {65, 129}, {4096, 4096}, {11008, 37}, {7, 30000}, {5, 11008}}) {
           for (double threshold_factor : {0.0, 0.05, 0.5, 1.0}) {
             const auto w = torch::randn(shape).to(dtype);
-            const auto opts = bittorch::quant::TernarizeOptions().scale_mode(mode).per_channel(per_channel).threshold_factor(threshold_factor);
-            const auto cpu = bittorch::quant::ternarize(w, opts);
-            const auto gpu = bittorch::quant::ternarize(w.cuda(), opts);
+            const auto opts = bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel).threshold_factor(threshold_factor);
+            const auto cpu = bittorch::nn::functional::ternarize(w, opts);
+            const auto gpu = bittorch::nn::functional::ternarize(w.cuda(), opts);
             const std::string what = std::string(c10::toString(dtype)) + " " + bittorch::quant::to_string(mode) +
                                      (per_channel ? " per-channel " : " global ") + std::to_string(shape[0]) + "x" +
                                      std::to_string(shape[1]) + " threshold " + std::to_string(threshold_factor);
@@ -306,7 +306,7 @@ TEST(TernaryLinearCuda, DeterministicAcrossRuns) {
 
 TEST(TernaryLinearCuda, EightBitDeterministicAcrossRuns) {
   SKIP_WITHOUT_CUDA();
-  const auto options = F::TernaryLinearFuncOptions().activation_bits(8);
+  const auto options = F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(8));
   expect_all_equal(step(torch::kCUDA, options), step(torch::kCUDA, options));
 }
 
@@ -344,7 +344,7 @@ class AutocastRunsInTheAutocastDtype : public ::testing::TestWithParam<int64_t> 
 
 TEST_P(AutocastRunsInTheAutocastDtype, WithActivationBits) {
   SKIP_WITHOUT_CUDA();
-  bittorch::nn::TernaryLinear layer(bittorch::nn::TernaryLinearOptions(64, 32).activation_bits(GetParam()));
+  bittorch::nn::TernaryLinear layer(bittorch::nn::TernaryLinearOptions(64, 32).quant(bittorch::quant::QuantConfig().activation_bits(GetParam())));
   layer->to(torch::kCUDA);
   const auto x = torch::randn({8, 64}, torch::kCUDA);
   torch::Tensor y;

@@ -1,6 +1,9 @@
 #pragma once
 
+#include <bittorch/export.h>
 #include <bittorch/nn/options/ternary_linear.h>
+#include <bittorch/quant/config.h>
+#include <bittorch/quant/formats.h>
 
 #include <ATen/core/Tensor.h>
 
@@ -11,11 +14,18 @@ namespace bittorch::nn::functional {
 ///   grad_x = grad_y @ (w_tern * scale),  grad_w = scale[:, None] * (grad_y^T @ x),
 ///   grad_b = sum of grad_y.
 /// `input` is [*, in_features], `weight` [out_features, in_features], `bias` [out_features]
-/// or undefined. With `options.activation_bits(8)` x is first quantized per row to 8 bits
-/// (see bittorch::quant::activation_format_for), straight-through in the backward.
+/// or undefined. With `quant.activation_bits(8)` x is first quantized per row to 8 bits
+/// (see bittorch::ops::activation_format_for), straight-through in the backward.
 /// With `options.quantize(false)` this is torch::nn::functional::linear.
-BITTORCH_API at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
-                                       const at::Tensor& bias = {},
+BITTORCH_API at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias = {},
                                        const TernaryLinearFuncOptions& options = {});
+
+/// The ternary codes and scale of a 2-D weight [out_features, in_features] under `config`
+/// (the bittorch::ternarize op). Not differentiable: the tensors never require grad.
+BITTORCH_API quant::TernarizedWeight ternarize(const at::Tensor& weight, const quant::QuantConfig& config = {});
+
+/// An input [*, features] (float32, float16 or bfloat16) quantized per row to `format` (Int8
+/// or Float8E4M3; the bittorch::quantize_activations op). Not differentiable.
+BITTORCH_API quant::QuantizedActivations quantize_activations(const at::Tensor& input, quant::ActivationFormat format);
 
 }  // namespace bittorch::nn::functional

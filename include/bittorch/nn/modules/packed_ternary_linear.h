@@ -4,11 +4,9 @@
 #include <bittorch/nn/options/packed_ternary_linear.h>
 
 #include <torch/nn/cloneable.h>
-#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/pimpl.h>
 
 #include <ostream>
-#include <string>
 
 namespace bittorch::nn {
 
@@ -46,25 +44,3 @@ class BITTORCH_API PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedT
 TORCH_MODULE(PackedTernaryLinear);
 
 }  // namespace bittorch::nn
-
-namespace bittorch {
-
-/// A copy of `model` with every TernaryLinear replaced by a PackedTernaryLinear (on the
-/// layer's device) and every other module cloned; `model` is left as it was. Modules of your
-/// own that hold TernaryLinear members build PackedTernaryLinear(*layer) themselves. A layer
-/// whose weight holds NaN or Inf is a c10::Error naming it.
-BITTORCH_API torch::nn::Sequential pack(const torch::nn::Sequential& model);
-
-/// Writes `model` (PackedTernaryLinear, TernaryLinear - packed on the way - and ReLU modules)
-/// as a packed model file: 1.6 bits per weight, a header and a CRC-32 (docs/packed-format.md),
-/// through bittorch::io::write_file_atomically. A non-finite weight, scale or bias is a
-/// c10::Error naming the layer.
-BITTORCH_API void save_packed(const torch::nn::Sequential& model, const std::string& path);
-
-/// Reads a file written by save_packed into a Sequential of PackedTernaryLinear and ReLU
-/// modules (on the CPU), in about the memory of the loaded model plus the file's size. A
-/// missing, non-regular (a directory, a FIFO, a device), truncated, corrupted, other-version
-/// or inconsistent file, or one with non-finite scales, is a c10::Error that says which.
-BITTORCH_API torch::nn::Sequential load_packed(const std::string& path);
-
-}  // namespace bittorch

@@ -1,7 +1,7 @@
 #pragma once
 
 #include <bittorch/nn/options/ternary_linear.h>
-#include <bittorch/quant/ternarize.h>
+#include <bittorch/quant/formats.h>
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
@@ -46,34 +46,14 @@ class BITTORCH_API TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinear
 
 TORCH_MODULE(TernaryLinear);
 
-/// TernaryLinear for CUDA only: always the fused CUDA op, and a clear error (not a CPU
-/// fallback) when its input or parameters are not on a CUDA device. Move it with
-/// `.to(torch::kCUDA)` after construction.
-class BITTORCH_API TernaryLinearCUDAImpl : public torch::nn::Cloneable<TernaryLinearCUDAImpl> {
+/// TernaryLinear for CUDA only (the original BitTorch's explicit CUDA module): a TernaryLinear
+/// with options.cuda_only set, which gives a clear error (not a CPU run) when its input or
+/// parameters are not on a CUDA device. Move it with `.to(torch::kCUDA)` after construction.
+class TernaryLinearCUDA : public TernaryLinear {
  public:
-  TernaryLinearCUDAImpl(int64_t in_features, int64_t out_features)
-      : TernaryLinearCUDAImpl(TernaryLinearCUDAOptions(in_features, out_features)) {}
-  explicit TernaryLinearCUDAImpl(const TernaryLinearCUDAOptions& options_);
-
-  void reset() override;
-  /// The initialization of TernaryLinear (and torch::nn::Linear).
-  void reset_parameters();
-  void pretty_print(std::ostream& stream) const override;
-
-  /// Input [*, in_features] on a CUDA device -> output [*, out_features].
-  at::Tensor forward(const at::Tensor& input);
-
-  /// The ternary codes and scale that forward uses.
-  quant::TernarizedWeight get_quantized_weight() const;
-
-  /// torch::load, with the shape checks of TernaryLinear.
-  void load(torch::serialize::InputArchive& archive) override;
-
-  TernaryLinearCUDAOptions options;
-  at::Tensor weight;
-  at::Tensor bias;
+  TernaryLinearCUDA(int64_t in_features, int64_t out_features)
+      : TernaryLinearCUDA(TernaryLinearOptions(in_features, out_features)) {}
+  explicit TernaryLinearCUDA(TernaryLinearOptions options) : TernaryLinear(options.cuda_only(true)) {}
 };
-
-TORCH_MODULE(TernaryLinearCUDA);
 
 }  // namespace bittorch::nn

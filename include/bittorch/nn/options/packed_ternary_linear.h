@@ -1,6 +1,7 @@
 #pragma once
 
 #include <bittorch/export.h>
+#include <bittorch/quant/config.h>
 
 #include <torch/arg.h>
 
@@ -15,8 +16,9 @@ struct BITTORCH_API PackedTernaryLinearOptions {
   TORCH_ARG(int64_t, in_features);
   TORCH_ARG(int64_t, out_features);
   TORCH_ARG(bool, bias) = true;
-  /// 0 or 8, as TernaryLinearOptions::activation_bits.
-  TORCH_ARG(int64_t, activation_bits) = 0;
+  /// The quantization the codes were made with. The forward uses activation_bits (8-bit
+  /// activations or not); the other fields record how the weights were ternarized.
+  TORCH_ARG(quant::QuantConfig, quant) = {};
 };
 
 }  // namespace bittorch::nn

@@ -1,7 +1,7 @@
 #pragma once
 
 #include <bittorch/export.h>
-#include <bittorch/quant/ternarize.h>
+#include <bittorch/quant/config.h>
 
 #include <torch/arg.h>
 
@@ -9,10 +9,11 @@
 
 namespace bittorch::nn {
 
-/// Options for `TernaryLinear`, in the style of `torch::nn::LinearOptions`.
+/// Options for `TernaryLinear`, in the style of `torch::nn::LinearOptions`; how it quantizes is
+/// a `quant::QuantConfig`.
 ///
-///   bittorch::nn::TernaryLinear layer(
-///       bittorch::nn::TernaryLinearOptions(784, 256).scale_mode(bittorch::quant::ScaleMode::AbsMean));
+///   bittorch::nn::TernaryLinear layer(bittorch::nn::TernaryLinearOptions(784, 256).quant(
+///       bittorch::quant::QuantConfig().scale_mode(bittorch::quant::ScaleMode::AbsMean)));
 struct BITTORCH_API TernaryLinearOptions {
   TernaryLinearOptions(int64_t in_features, int64_t out_features);
 
@@ -20,58 +21,33 @@ struct BITTORCH_API TernaryLinearOptions {
   TORCH_ARG(int64_t, out_features);
   /// Adds a learnable bias, as torch::nn::Linear does.
   TORCH_ARG(bool, bias) = true;
-  /// Fraction of the scale below which a weight becomes 0 (ScaleMode::Max only), in [0, 1].
-  TORCH_ARG(double, threshold_factor) = 0.05;
-  /// One scale per output row (true) or one for the whole matrix (false).
-  TORCH_ARG(bool, per_channel) = true;
+  TORCH_ARG(quant::QuantConfig, quant) = {};
   /// false: behave exactly like torch::nn::Linear (full-precision weights).
   TORCH_ARG(bool, quantize) = true;
   /// false: run the unfused path (the bittorch::ternarize op, then torch's own linear, with
   /// a straight-through autograd node between them) instead of the fused
   /// bittorch::ternary_linear op and its CUDA kernels. Same results; meant for checking.
   TORCH_ARG(bool, use_cuda_kernel) = true;
-  TORCH_ARG(quant::ScaleMode, scale_mode) = quant::ScaleMode::Max;
-  /// 8: quantize the input per row to 8 bits before the product (W1.58A8; FP8 e4m3 on CUDA
-  /// GPUs of compute capability 8.9 and later, INT8 elsewhere), straight-through in the
-  /// backward. 0 (default): the input stays in its dtype.
-  TORCH_ARG(int64_t, activation_bits) = 0;
+  /// true: a clear error (not a CPU run) when the input or the weight is not on a CUDA
+  /// device. What `TernaryLinearCUDA` sets.
+  TORCH_ARG(bool, cuda_only) = false;
 };
 
-/// Options for `TernaryLinearCUDA`: those of `TernaryLinearOptions` without the
-/// use_cuda_kernel switch (it always runs the fused CUDA op).
-struct BITTORCH_API TernaryLinearCUDAOptions {
-  TernaryLinearCUDAOptions(int64_t in_features, int64_t out_features);
-
-  TORCH_ARG(int64_t, in_features);
-  TORCH_ARG(int64_t, out_features);
-  TORCH_ARG(bool, bias) = true;
-  TORCH_ARG(double, threshold_factor) = 0.05;
-  TORCH_ARG(bool, per_channel) = true;
-  TORCH_ARG(bool, quantize) = true;
-  TORCH_ARG(quant::ScaleMode, scale_mode) = quant::ScaleMode::Max;
-  TORCH_ARG(int64_t, activation_bits) = 0;
-};
+/// The options of `TernaryLinearCUDA`, which sets cuda_only.
+using TernaryLinearCUDAOptions = TernaryLinearOptions;
 
 namespace functional {
 
-/// Options for `bittorch::nn::functional::ternary_linear`: the quantization part of
-/// `TernaryLinearOptions`, without the shapes.
+/// Options for `bittorch::nn::functional::ternary_linear`: those of `TernaryLinearOptions`
+/// that are not shapes or placement.
 struct BITTORCH_API TernaryLinearFuncOptions {
   TernaryLinearFuncOptions() = default;
   /// The functional options that a module with `options` uses.
   /* implicit */ TernaryLinearFuncOptions(const TernaryLinearOptions& options);
-  /* implicit */ TernaryLinearFuncOptions(const TernaryLinearCUDAOptions& options);
 
-  TORCH_ARG(double, threshold_factor) = 0.05;
-  TORCH_ARG(bool, per_channel) = true;
+  TORCH_ARG(quant::QuantConfig, quant) = {};
   TORCH_ARG(bool, quantize) = true;
   TORCH_ARG(bool, use_cuda_kernel) = true;
-  TORCH_ARG(quant::ScaleMode, scale_mode) = quant::ScaleMode::Max;
-  TORCH_ARG(int64_t, activation_bits) = 0;
-
- public:
-  /// The quantizer settings among these options.
-  quant::TernarizeOptions ternarize_options() const;
 };
 
 }  // namespace functional

@@ -1,0 +1,40 @@
+#pragma once
+
+// Packed model files (docs/packed-format.md): ternary layers at 1.6 bits per weight, the
+// full-precision layers around them in float32, in any tree of Sequentials and modules of
+// your own.
+
+#include <bittorch/export.h>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+
+#include <string>
+
+namespace bittorch {
+
+/// Writes `model` as a packed model file (format version 2), through
+/// bittorch::io::write_file_atomically. Every module of the tree must be one a file holds:
+/// PackedTernaryLinear, TernaryLinear (packed on the way), Linear, Embedding (without
+/// max_norm), LayerNorm, ReLU, GELU, SiLU, Tanh, Sigmoid, Dropout, and Sequentials or modules of
+/// your own (without parameters or buffers of their own) holding them; anything else, or a
+/// non-finite weight, scale or bias of a ternary layer, is a c10::Error naming the module.
+/// Full-precision weights are stored in float32.
+BITTORCH_API void save_packed(const torch::nn::Module& model, const std::string& path);
+BITTORCH_API void save_packed(const torch::nn::Sequential& model, const std::string& path);
+
+/// Reads a file written by save_packed (version 1 or 2) of a Sequential of stored kinds into
+/// a new Sequential on the CPU (float32, in eval mode), in about the memory of the loaded model plus
+/// the file's size. A missing, non-regular (a directory, a FIFO, a device), truncated,
+/// corrupted, other-version or inconsistent file, or one with non-finite scales, is a
+/// c10::Error that says which; so is a file holding a module of your own (its forward is not
+/// in the file: build the model and use load_packed_into).
+BITTORCH_API torch::nn::Sequential load_packed(const std::string& path);
+
+/// Reads a file written by save_packed into `model`, which must have the tree the file
+/// describes (the same paths, kinds and options; build it, then convert_to_ternary and pack as
+/// the saved one was): each module's tensors are copied in, converted to the model's devices and
+/// dtypes. Any difference is a c10::Error naming the module, and leaves `model` as it was.
+BITTORCH_API void load_packed_into(torch::nn::Module& model, const std::string& path);
+
+}  // namespace bittorch

@@ -1,0 +1,49 @@
+#pragma once
+
+// How a ternary layer quantizes: the one declaration of these settings. Module options,
+// functional options, the packed layer and the apps' flags all hold a QuantConfig.
+
+#include <bittorch/export.h>
+#include <bittorch/quant/formats.h>
+
+#include <torch/arg.h>
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+
+namespace bittorch::quant {
+
+///   bittorch::quant::QuantConfig().scale_mode(bittorch::quant::ScaleMode::AbsMean).activation_bits(8)
+struct BITTORCH_API QuantConfig {
+  TORCH_ARG(ScaleMode, scale_mode) = ScaleMode::Max;
+  /// Fraction of the scale below which a weight becomes 0 (ScaleMode::Max only), in [0, 1].
+  TORCH_ARG(double, threshold_factor) = 0.05;
+  /// One scale per output row (true) or one for the whole matrix (false).
+  TORCH_ARG(bool, per_channel) = true;
+  /// 8: quantize the input per row to 8 bits before the product (W1.58A8; FP8 e4m3 on CUDA
+  /// GPUs of compute capability 8.9 and later, INT8 elsewhere), straight-through in the
+  /// backward. 0 (default): the input stays in its dtype.
+  TORCH_ARG(int64_t, activation_bits) = 0;
+};
+
+BITTORCH_API bool operator==(const QuantConfig& a, const QuantConfig& b);
+
+/// An invalid field of a QuantConfig: its name as declared above and what is wrong with it.
+struct QuantConfigProblem {
+  std::string field;
+  std::string message;
+};
+
+/// The first invalid field of `config`, or nullopt: threshold_factor outside [0, 1] (or NaN),
+/// activation_bits other than 0 and 8, a scale_mode outside the enum.
+BITTORCH_API std::optional<QuantConfigProblem> find_problem(const QuantConfig& config);
+
+/// A c10::Error "`who`: <message>" for the first invalid field of `config`.
+BITTORCH_API void check_quant_config(const QuantConfig& config, const char* who);
+
+/// "scale_mode=max, threshold_factor=0.05, per_channel=true, activation_bits=0".
+BITTORCH_API std::ostream& operator<<(std::ostream& stream, const QuantConfig& config);
+
+}  // namespace bittorch::quant

@@ -1,0 +1,285 @@
+#include "io/module_codecs.h"
+
+#include <bittorch/nn/modules/packed_ternary_linear.h>
+#include <bittorch/quant/packing.h>
+
+#include "ops/common/checks.h"
+
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <cstring>
+#include <deque>
+
+namespace bittorch::io {
+namespace {
+
+// ---- helpers shared by the codecs ---------------------------------------------------------
+
+// `tensor` as float32 bytes, kept in `storage`.
+std::string_view float_bytes(const at::Tensor& tensor, std::deque<std::string>& storage) {
+  const at::Tensor values = tensor.detach().to(at::kCPU, at::kFloat).contiguous();
+  storage.emplace_back(reinterpret_cast<const char*>(values.data_ptr<float>()), values.numel() * sizeof(float));
+  return storage.back();
+}
+
+// Checks that the record has `ints` integers, `reals` reals and `blobs` byte arrays.
+void expect_counts(const ModuleRecord& r, const char* kind, size_t ints, size_t reals, size_t blobs) {
+  TORCH_CHECK(r.ints.size() == ints && r.reals.size() == reals && r.blobs.size() == blobs, kind, " record with ", r.ints.size(), " integers, ", r.reals.size(), " reals and ", r.blobs.size(),
+              " arrays (expected ", ints, ", ", reals, " and ", blobs, ")");
+}
+
+void expect_features(const ModuleRecord& r, int64_t value, const char* what) {
+  TORCH_CHECK(value >= 1 && value <= (int64_t{1} << 24), "invalid ", what, " ", value);
+}
+
+// Array `index` of the record into the float32 CPU tensor `dest` (its size checked first).
+void copy_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what) {
+  const auto bytes = static_cast<size_t>(dest.numel()) * sizeof(float);
+  TORCH_CHECK(r.blobs[index].size() == bytes, "its ", what, " has ", r.blobs[index].size(),
+              " bytes, expected ", bytes);
+  std::memcpy(dest.data_ptr<float>(), r.blobs[index].data(), bytes);
+}
+
+// copy_floats, then a c10::Error naming the first non-finite value, as a row.
+void copy_finite_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what) {
+  copy_floats(r, index, dest, what);
+  const auto finite = at::isfinite(dest);
+  if (finite.all().item<bool>()) return;
+  const int64_t row = finite.logical_not().nonzero()[0][0].item<int64_t>();
+  TORCH_CHECK(false, "a non-finite ", what, " (", dest[row].item<double>(), " at row ", row,
+              ")");
+}
+
+template <typename Impl>
+bool is(const torch::nn::Module& module) {
+  return dynamic_cast<const Impl*>(&module) != nullptr;
+}
+
+template <typename Impl>
+const Impl& as(const torch::nn::Module& module) {
+  return dynamic_cast<const Impl&>(module);
+}
+
+void no_arrays(const torch::nn::Module&, const std::string&, ModuleRecord&, std::deque<std::string>&) {}
+void no_numbers(const torch::nn::Module&, const std::string&, ModuleRecord&) {}
+
+// ---- PackedTernaryLinear: ints in, out, bias, activation_bits[, per_channel, scale_mode];
+// reals [threshold_factor]; arrays codes (1.6-bit), scale, [bias]. (Version 1 files have the
+// first four ints and no reals: the rest of the config at its defaults.)
+
+void describe_packed(const torch::nn::Module& module, const std::string&, ModuleRecord& r) {
+  const auto& o = as<nn::PackedTernaryLinearImpl>(module).options;
+  r.ints = {o.in_features(), o.out_features(), o.bias(), o.quant().activation_bits(), o.quant().per_channel(),
+            static_cast<int64_t>(o.quant().scale_mode())};
+  r.reals = {o.quant().threshold_factor()};
+}
+
+void packed_arrays(const torch::nn::Module& module, const std::string& path, ModuleRecord& r,
+                   std::deque<std::string>& storage) {
+  const auto& layer = as<nn::PackedTernaryLinearImpl>(module);
+  const std::string what = "bittorch::save_packed: layer '" + path + "'";
+  ops::check_finite(what.c_str(), "scale", layer.scale);
+  if (layer.bias.defined()) ops::check_finite(what.c_str(), "bias", layer.bias);
+  const auto trits = quant::trits_from_packed(layer.packed, layer.options.in_features());
+  storage.emplace_back(trits.begin(), trits.end());
+  r.blobs.push_back(storage.back());
+  r.blobs.push_back(float_bytes(layer.scale.expand({layer.options.out_features()}), storage));
+  if (layer.bias.defined()) r.blobs.push_back(float_bytes(layer.bias, storage));
+}
+
+torch::nn::AnyModule create_packed(const ModuleRecord& r) {
+  TORCH_CHECK(r.ints.size() == 4 || r.ints.size() == 6, "PackedTernaryLinear record with ",
+              r.ints.size(), " integers; expected 4 or 6");
+  const int64_t in = r.ints[0], out = r.ints[1];
+  expect_features(r, in, "in_features");
+  expect_features(r, out, "out_features");
+  TORCH_CHECK(r.ints[2] == 0 || r.ints[2] == 1, "invalid bias flag ", r.ints[2]);
+  const bool bias = r.ints[2] == 1;
+  expect_counts(r, "PackedTernaryLinear", r.ints.size(), r.ints.size() == 6 ? 1 : 0, bias ? 3 : 2);
+  auto config = quant::QuantConfig().activation_bits(r.ints[3]);
+  if (r.ints.size() == 6) {
+    TORCH_CHECK(r.ints[5] == 0 || r.ints[5] == 1, "invalid scale mode ", r.ints[5]);
+    config.per_channel(r.ints[4] != 0).scale_mode(static_cast<quant::ScaleMode>(r.ints[5])).threshold_factor(r.reals[0]);
+  }
+  const auto problem = quant::find_problem(config);
+  TORCH_CHECK(!problem, problem ? problem->message : "");
+  nn::PackedTernaryLinear layer(nn::PackedTernaryLinearOptions(in, out).bias(bias).quant(config));
+  torch::NoGradGuard no_grad;
+  quant::packed_from_trits(reinterpret_cast<const uint8_t*>(r.blobs[0].data()), static_cast<int64_t>(r.blobs[0].size()),
+                           in, layer->packed);
+  copy_finite_floats(r, 1, layer->scale, "scale");
+  if (bias) copy_finite_floats(r, 2, layer->bias, "bias");
+  return torch::nn::AnyModule(layer);
+}
+
+// ---- Linear: ints in, out, bias; arrays weight, [bias] -------------------------------------
+
+void describe_linear(const torch::nn::Module& module, const std::string&, ModuleRecord& r) {
+  const auto& o = as<torch::nn::LinearImpl>(module).options;
+  r.ints = {o.in_features(), o.out_features(), o.bias()};
+}
+
+void linear_arrays(const torch::nn::Module& module, const std::string&, ModuleRecord& r,
+                   std::deque<std::string>& storage) {
+  const auto& layer = as<torch::nn::LinearImpl>(module);
+  r.blobs.push_back(float_bytes(layer.weight, storage));
+  if (layer.bias.defined()) r.blobs.push_back(float_bytes(layer.bias, storage));
+}
+
+torch::nn::AnyModule create_linear(const ModuleRecord& r) {
+  TORCH_CHECK(r.ints.size() == 3, "Linear record with ", r.ints.size(), " integers; expected 3");
+  expect_features(r, r.ints[0], "in_features");
+  expect_features(r, r.ints[1], "out_features");
+  const bool bias = r.ints[2] != 0;
+  expect_counts(r, "Linear", 3, 0, bias ? 2 : 1);
+  torch::nn::Linear layer(torch::nn::LinearOptions(r.ints[0], r.ints[1]).bias(bias));
+  torch::NoGradGuard no_grad;
+  copy_floats(r, 0, layer->weight, "weight");
+  if (bias) copy_floats(r, 1, layer->bias, "bias");
+  return torch::nn::AnyModule(layer);
+}
+
+// ---- Embedding: ints num_embeddings, embedding_dim, padding_idx (-1: none); array weight ---
+
+void describe_embedding(const torch::nn::Module& module, const std::string& path, ModuleRecord& r) {
+  const auto& o = as<torch::nn::EmbeddingImpl>(module).options;
+  TORCH_CHECK(!o.max_norm().has_value(), "bittorch::save_packed: embedding '", path,
+              "' has max_norm, which renormalizes its weight in forward; packed files hold embeddings without it");
+  r.ints = {o.num_embeddings(), o.embedding_dim(), o.padding_idx().value_or(-1)};
+}
+
+void embedding_arrays(const torch::nn::Module& module, const std::string&, ModuleRecord& r,
+                      std::deque<std::string>& storage) {
+  r.blobs.push_back(float_bytes(as<torch::nn::EmbeddingImpl>(module).weight, storage));
+}
+
+torch::nn::AnyModule create_embedding(const ModuleRecord& r) {
+  expect_counts(r, "Embedding", 3, 0, 1);
+  expect_features(r, r.ints[0], "num_embeddings");
+  expect_features(r, r.ints[1], "embedding_dim");
+  TORCH_CHECK(r.ints[2] >= -1 && r.ints[2] < r.ints[0], "invalid padding_idx ",
+              r.ints[2]);
+  auto options = torch::nn::EmbeddingOptions(r.ints[0], r.ints[1]);
+  if (r.ints[2] >= 0) options.padding_idx(r.ints[2]);
+  torch::nn::Embedding layer(options);
+  torch::NoGradGuard no_grad;
+  copy_floats(r, 0, layer->weight, "weight");
+  return torch::nn::AnyModule(layer);
+}
+
+// ---- LayerNorm: ints elementwise_affine, normalized_shape...; reals eps; arrays [weight, bias]
+
+void describe_layer_norm(const torch::nn::Module& module, const std::string&, ModuleRecord& r) {
+  const auto& o = as<torch::nn::LayerNormImpl>(module).options;
+  r.ints = {o.elementwise_affine()};
+  r.ints.insert(r.ints.end(), o.normalized_shape().begin(), o.normalized_shape().end());
+  r.reals = {o.eps()};
+}
+
+void layer_norm_arrays(const torch::nn::Module& module, const std::string&, ModuleRecord& r,
+                       std::deque<std::string>& storage) {
+  const auto& layer = as<torch::nn::LayerNormImpl>(module);
+  if (!layer.options.elementwise_affine()) return;
+  r.blobs.push_back(float_bytes(layer.weight, storage));
+  r.blobs.push_back(float_bytes(layer.bias, storage));
+}
+
+torch::nn::AnyModule create_layer_norm(const ModuleRecord& r) {
+  TORCH_CHECK(r.ints.size() >= 2 && (r.ints[0] == 0 || r.ints[0] == 1), "LayerNorm record with invalid integers");
+  const bool affine = r.ints[0] == 1;
+  expect_counts(r, "LayerNorm", r.ints.size(), 1, affine ? 2 : 0);
+  const std::vector<int64_t> shape(r.ints.begin() + 1, r.ints.end());
+  for (const int64_t d : shape) expect_features(r, d, "normalized_shape entry");
+  TORCH_CHECK(r.reals[0] > 0, "invalid eps ", r.reals[0]);
+  torch::nn::LayerNorm layer(torch::nn::LayerNormOptions(shape).eps(r.reals[0]).elementwise_affine(affine));
+  torch::NoGradGuard no_grad;
+  if (affine) {
+    copy_floats(r, 0, layer->weight, "weight");
+    copy_floats(r, 1, layer->bias, "bias");
+  }
+  return torch::nn::AnyModule(layer);
+}
+
+// ---- activations and dropout ---------------------------------------------------------------
+
+void describe_gelu(const torch::nn::Module& module, const std::string&, ModuleRecord& r) {
+  r.ints = {as<torch::nn::GELUImpl>(module).options.approximate() == "tanh"};
+}
+
+torch::nn::AnyModule create_gelu(const ModuleRecord& r) {
+  expect_counts(r, "GELU", 1, 0, 0);
+  return torch::nn::AnyModule(torch::nn::GELU(torch::nn::GELUOptions().approximate(r.ints[0] != 0 ? "tanh" : "none")));
+}
+
+void describe_dropout(const torch::nn::Module& module, const std::string&, ModuleRecord& r) {
+  r.reals = {as<torch::nn::DropoutImpl>(module).options.p()};
+}
+
+torch::nn::AnyModule create_dropout(const ModuleRecord& r) {
+  expect_counts(r, "Dropout", 0, 1, 0);
+  TORCH_CHECK(r.reals[0] >= 0 && r.reals[0] <= 1, "invalid p ", r.reals[0]);
+  return torch::nn::AnyModule(torch::nn::Dropout(r.reals[0]));
+}
+
+const std::vector<ModuleCodec>& codecs() {
+  static const std::vector<ModuleCodec> table = {
+      {ModuleKind::PackedTernaryLinear, "PackedTernaryLinear", is<nn::PackedTernaryLinearImpl>, describe_packed,
+       packed_arrays, create_packed},
+      {ModuleKind::Linear, "Linear", is<torch::nn::LinearImpl>, describe_linear, linear_arrays, create_linear},
+      {ModuleKind::Embedding, "Embedding", is<torch::nn::EmbeddingImpl>, describe_embedding, embedding_arrays,
+       create_embedding},
+      {ModuleKind::LayerNorm, "LayerNorm", is<torch::nn::LayerNormImpl>, describe_layer_norm, layer_norm_arrays,
+       create_layer_norm},
+      {ModuleKind::GELU, "GELU", is<torch::nn::GELUImpl>, describe_gelu, no_arrays, create_gelu},
+      {ModuleKind::Dropout, "Dropout", is<torch::nn::DropoutImpl>, describe_dropout, no_arrays, create_dropout},
+      {ModuleKind::ReLU, "ReLU", is<torch::nn::ReLUImpl>, no_numbers, no_arrays,
+       [](const ModuleRecord& r) {
+         expect_counts(r, "ReLU", 0, 0, 0);
+         return torch::nn::AnyModule(torch::nn::ReLU());
+       }},
+      {ModuleKind::SiLU, "SiLU", is<torch::nn::SiLUImpl>, no_numbers, no_arrays,
+       [](const ModuleRecord& r) {
+         expect_counts(r, "SiLU", 0, 0, 0);
+         return torch::nn::AnyModule(torch::nn::SiLU());
+       }},
+      {ModuleKind::Tanh, "Tanh", is<torch::nn::TanhImpl>, no_numbers, no_arrays,
+       [](const ModuleRecord& r) {
+         expect_counts(r, "Tanh", 0, 0, 0);
+         return torch::nn::AnyModule(torch::nn::Tanh());
+       }},
+      {ModuleKind::Sigmoid, "Sigmoid", is<torch::nn::SigmoidImpl>, no_numbers, no_arrays,
+       [](const ModuleRecord& r) {
+         expect_counts(r, "Sigmoid", 0, 0, 0);
+         return torch::nn::AnyModule(torch::nn::Sigmoid());
+       }},
+  };
+  return table;
+}
+
+}  // namespace
+
+const ModuleCodec* codec_for(const torch::nn::Module& module) {
+  for (const auto& codec : codecs()) {
+    if (codec.matches(module)) return &codec;
+  }
+  return nullptr;
+}
+
+const ModuleCodec* codec_for(ModuleKind kind) {
+  for (const auto& codec : codecs()) {
+    if (codec.kind == kind) return &codec;
+  }
+  return nullptr;
+}
+
+std::string stored_kind_names() {
+  std::string names;
+  for (const auto& codec : codecs()) names += std::string(names.empty() ? "" : ", ") + codec.name;
+  return names + ", TernaryLinear (packed on the way), and Sequential or modules of your own holding them";
+}
+
+}  // namespace bittorch::io

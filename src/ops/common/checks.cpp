@@ -1,0 +1,55 @@
+#include "ops/common/checks.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+namespace bittorch::ops {
+
+void check_floating(const char* op, const char* name, const at::Tensor& tensor) {
+  TORCH_CHECK(tensor.defined(), op, ": expected ", name, " to be a tensor, but got an undefined one");
+  TORCH_CHECK(at::isFloatingType(tensor.scalar_type()), op, ": expected ", name,
+              " to be floating point (float32, float64, float16 or bfloat16), but got ", tensor.scalar_type());
+}
+
+void check_input(const char* op, const at::Tensor& input) {
+  check_floating(op, "input", input);
+  TORCH_CHECK(input.dim() >= 1, op, ": expected input of shape [*, in_features], but got a 0-D tensor");
+}
+
+void check_quantizable_input(const char* op, const at::Tensor& input) {
+  const auto dtype = input.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, op,
+              ": 8-bit activations need a float32, float16 or bfloat16 input, but got ", dtype);
+}
+
+void check_finite(const char* op, const char* name, const at::Tensor& tensor) {
+  if (!at::isFloatingType(tensor.scalar_type()) || tensor.numel() == 0) return;
+  const at::Tensor non_finite = at::isfinite(tensor).logical_not_().reshape({-1});
+  const int64_t count = non_finite.sum().item<int64_t>();
+  if (count == 0) return;
+  int64_t flat = non_finite.nonzero()[0][0].item<int64_t>();
+  const double value = tensor.reshape({-1})[flat].item<double>();
+  std::vector<int64_t> index(static_cast<size_t>(tensor.dim()));
+  for (int64_t d = tensor.dim() - 1; d >= 0; --d) {
+    index[d] = flat % tensor.size(d);
+    flat /= tensor.size(d);
+  }
+  TORCH_CHECK(false, op, ": the ", name, " holds ", count, " non-finite value", count == 1 ? "" : "s", " (the first, ",
+              value, ", at ", c10::IntArrayRef(index), ")");
+}
+
+quant::ActivationFormat parse_activation_format(c10::string_view format) {
+  return quant::activation_format_from_string(std::string_view(format.data(), format.size()));
+}
+
+at::ScalarType scale_dtype(at::ScalarType weight_dtype) {
+  return at::isReducedFloatingType(weight_dtype) ? at::kFloat : weight_dtype;
+}
+
+std::vector<int64_t> linear_output_shape(const at::Tensor& input, int64_t out_features) {
+  std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end());
+  shape.back() = out_features;
+  return shape;
+}
+
+}  // namespace bittorch::ops

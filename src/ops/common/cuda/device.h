@@ -1,0 +1,10 @@
+#pragma once
+
+#include <c10/core/Device.h>
+
+namespace bittorch::ops::cuda {
+
+/// Whether CUDA device `device` (-1: the current one) has FP8 tensor cores (sm_89 and later).
+bool has_fp8_tensor_cores(c10::DeviceIndex device = -1);
+
+}  // namespace bittorch::ops::cuda

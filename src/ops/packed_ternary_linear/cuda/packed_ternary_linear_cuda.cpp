@@ -1,0 +1,97 @@
+// CUDA implementation of bittorch::packed_ternary_linear: picks a kernel variant (variants.h)
+// by the heuristics below, or the one the call names.
+
+#include "ops/common/checks.h"
+#include "ops/packed_ternary_linear/cuda/variants.h"
+#include "ops/packed_ternary_linear/packed_ternary_linear.h"
+#include "ops/quantize_activations/quantize_activations_kernels.cuh"
+
+#include <bittorch/quant/packing.h>
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <string_view>
+
+namespace bittorch::ops::cuda {
+namespace {
+
+// Beyond 4 rows the GEMV's arithmetic costs more than expanding the codes for cuBLAS.
+constexpr int64_t kMaxGemvRows = 4;
+// Beyond this many rows the expanded operand + cuBLAS (tensor-core GEMM with tiles in shared
+// memory) is faster than the mma loops.
+constexpr int64_t kMaxMmaRows = 64;
+
+// The variant for `rows` rows: float32 activations run the GEMV (tensor cores would round
+// them), 16-bit and 8-bit ones the mma kernels, and many rows cuBLAS.
+std::string_view chosen_kernel(int64_t rows, bool tensor_cores) {
+  if (rows > (tensor_cores ? kMaxMmaRows : kMaxGemvRows)) return "expand";
+  if (!tensor_cores) return "gemv";
+  return rows <= kMaxMmaVariantRows ? "mma" : "split_k";
+}
+
+// The kernels read whole words of 16 elements in 16-byte loads: `rows` itself where it has
+// that layout, else a copy padded with zeros.
+at::Tensor word_aligned_rows(const at::Tensor& rows, int64_t words) {
+  const int64_t columns = words * quant::kCodesPerWord;
+  if (rows.size(1) == columns && rows.is_contiguous() && reinterpret_cast<uintptr_t>(rows.data_ptr()) % 16 == 0) {
+    return rows;
+  }
+  at::Tensor padded = at::zeros({rows.size(0), columns}, rows.options());
+  padded.narrow(1, 0, rows.size(1)).copy_(rows);
+  return padded;
+}
+
+at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor& packed_in, const at::Tensor& scale_in,
+                                      const std::optional<at::Tensor>& bias, int64_t in_features,
+                                      c10::string_view activation_format, c10::string_view kernel_name) {
+  const char* op = "bittorch::packed_ternary_linear";
+  const auto format =
+      check_packed_linear_args(op, input, packed_in, scale_in, bias, in_features, activation_format, kernel_name);
+  const c10::cuda::CUDAGuard device_guard(input.device());
+  const at::Tensor packed = packed_in.contiguous(), scale = scale_in.contiguous();
+  const int64_t out_features = packed.size(0), words = packed.size(1);
+  const at::Tensor rows_in = input.reshape({-1, in_features});
+  const int64_t rows = rows_in.size(0);
+  const auto out_shape = linear_output_shape(input, out_features);
+  const bool eight_bit = format != quant::ActivationFormat::None;
+  const bool tensor_cores = eight_bit || input.scalar_type() != at::kFloat;
+  const std::string_view kernel =
+      kernel_name == "auto" ? chosen_kernel(rows, tensor_cores) : std::string_view(kernel_name.data(), kernel_name.size());
+  TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
+              ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
+  TORCH_CHECK((kernel != "mma" && kernel != "split_k") || tensor_cores, op, ": kernel \"", kernel,
+              "\" takes float16/bfloat16 or 8-bit activations, not float32 ones");
+  if (kernel == "expand") return expand_product(rows_in, packed, scale, bias, in_features, format).view(out_shape);
+
+  PackedProduct p;
+  p.out = at::empty({rows, out_features}, input.options());
+  if (rows == 0) return p.out.view(out_shape);
+  if (eight_bit) {
+    auto [values, input_scale] = quantize_activation_rows(rows_in, format);
+    p.x = word_aligned_rows(values, words);
+    p.row_scale = input_scale;
+  } else {
+    p.x = word_aligned_rows(rows_in, words);
+  }
+  p.packed = packed;
+  p.scale = scale;
+  // The kernels read the bias as a dense vector: a strided one (a view) is copied first.
+  if (bias.has_value() && bias->defined()) p.bias = bias->contiguous();
+  if (kernel == "gemv") {
+    gemv_product(p);
+  } else if (kernel == "mma") {
+    mma_product(p);
+  } else {
+    split_k_product(p);
+  }
+  return p.out.view(out_shape);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, CUDA, m) { m.impl("packed_ternary_linear", &packed_ternary_linear_cuda); }
+
+}  // namespace bittorch::ops::cuda

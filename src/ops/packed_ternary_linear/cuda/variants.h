@@ -1,0 +1,54 @@
+#pragma once
+
+// The CUDA kernel variants of packed_ternary_linear, one family per file; the dispatch
+// (packed_ternary_linear_cuda.cpp) picks one by the heuristics or by name.
+//
+//   gemv     float32 activations: codes turned into -1/0/+1 in registers, code * x summed in
+//            float32 (tensor cores would round the input). Any number of rows.
+//   mma      16-bit or 8-bit activations, up to 8 rows: codes decoded straight into mma
+//            fragments, one block per tile of output features.
+//   split_k  16-bit or 8-bit activations, any rows: the mma loop over ranges of K, partial
+//            sums added in float32, then scaled.
+//   expand   anything: codes expanded to the layer's operand (codes * scale in the input
+//            dtype, or 8-bit codes), then cuBLAS's product.
+
+#include <bittorch/quant/formats.h>
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+namespace bittorch::ops::cuda {
+
+/// out[rows, out_features] = (x @ codes^T) * scale (* row_scale) + bias: what the gemv, mma
+/// and split_k variants compute.
+struct PackedProduct {
+  /// [rows, words * 16], contiguous and 16-byte aligned, zero-padded to whole words: the
+  /// input rows (float32, float16, bfloat16) or their 8-bit values (int8, float8_e4m3fn).
+  at::Tensor x;
+  /// int32 [out_features, words], contiguous.
+  at::Tensor packed;
+  /// float32 [out_features] or [1], contiguous.
+  at::Tensor scale;
+  /// float32 [rows, 1] with 8-bit activations, else undefined.
+  at::Tensor row_scale;
+  /// [out_features] in out's dtype, contiguous, or undefined.
+  at::Tensor bias;
+  /// [rows, out_features] in the input's dtype, written.
+  at::Tensor out;
+};
+
+/// Needs a float32 x.
+void gemv_product(const PackedProduct& p);
+/// Needs a float16, bfloat16, int8 or float8_e4m3fn x of at most kMaxMmaVariantRows rows.
+void mma_product(const PackedProduct& p);
+constexpr int64_t kMaxMmaVariantRows = 8;
+/// Needs a float16, bfloat16, int8 or float8_e4m3fn x.
+void split_k_product(const PackedProduct& p);
+
+/// The expand variant on the input rows [rows, in_features] themselves: (x @ codes^T) * scale
+/// + bias in the input's dtype, 8-bit activations quantized here.
+at::Tensor expand_product(const at::Tensor& rows, const at::Tensor& packed, const at::Tensor& scale,
+                          const std::optional<at::Tensor>& bias, int64_t in_features, quant::ActivationFormat format);
+
+}  // namespace bittorch::ops::cuda

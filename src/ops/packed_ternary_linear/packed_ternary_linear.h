@@ -1,0 +1,22 @@
+#pragma once
+
+#include <bittorch/quant/formats.h>
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <cstdint>
+#include <optional>
+
+namespace bittorch::ops {
+
+/// A packed_ternary_linear call: input [*, in_features] of float32/float16/bfloat16, packed
+/// int32 [out, ceil(in_features / 16)], scale float32 [out] or [1], bias [out] in the input's
+/// dtype, all on one device, and a kernel name packed_kernel_names lists for the input's
+/// device; returns the parsed activation format.
+quant::ActivationFormat check_packed_linear_args(const char* op, const at::Tensor& input, const at::Tensor& packed,
+                                                 const at::Tensor& scale, const std::optional<at::Tensor>& bias,
+                                                 int64_t in_features, c10::string_view activation_format,
+                                                 c10::string_view kernel);
+
+}  // namespace bittorch::ops

@@ -1,0 +1,253 @@
+// CPU kernel of bittorch::packed_ternary_linear: for edge devices without a GPU. Output rows
+// are spread over threads with at::parallel_for; each packed row is decoded once per pass
+// and applied to up to kRowsPerPass input rows. AVX2 where the CPU has it (checked at run
+// time), a portable loop elsewhere. Codes only add or subtract activations: a sign flip and
+// a mask, no multiplication.
+
+#include "ops/common/checks.h"
+#include "ops/packed_ternary_linear/packed_ternary_linear.h"
+#include "ops/reference/reference.h"
+
+#include <bittorch/quant/packing.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace bittorch::ops {
+namespace {
+
+constexpr int64_t kRowsPerPass = 8;
+
+// The code in bits 2i, 2i + 1 of `word`, sign-extended: 00 -> 0, 01 -> 1, 11 -> -1.
+inline int code_at(uint32_t word, int i) {
+  return static_cast<int32_t>(word << (30 - 2 * i)) >> 30;
+}
+
+// sums[m] = sum_k code[k] * x[m][k] over one packed row of `words` words, for `rows` input
+// rows `stride` floats apart (each padded to words * 16 with zeros). Every code multiplies its
+// input, zeros included, so that NaN and Inf inputs propagate as in the unpacked layer
+// (0 * Inf is NaN); the products are exact, so this equals a masked sum for finite inputs.
+void dot_rows_portable(const uint32_t* codes, int64_t words, const float* x, int64_t stride,
+                       int64_t rows, float* sums) {
+  for (int64_t m = 0; m < rows; ++m) sums[m] = 0.0F;
+  for (int64_t w = 0; w < words; ++w) {
+    const uint32_t word = codes[w];
+    for (int i = 0; i < 16; ++i) {
+      const auto code = static_cast<float>(code_at(word, i));
+      for (int64_t m = 0; m < rows; ++m) sums[m] += code * x[m * stride + w * 16 + i];
+    }
+  }
+}
+
+#if defined(__x86_64__)
+template <int kRows>
+__attribute__((target("avx2"))) void dot_rows_avx2(const uint32_t* codes, int64_t words,
+                                                    const float* x, int64_t stride, float* sums) {
+  __m256 acc[kRows];
+  for (int m = 0; m < kRows; ++m) acc[m] = _mm256_setzero_ps();
+  const __m256i shifts = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  for (int64_t w = 0; w < words; ++w) {
+    const uint32_t word = codes[w];
+    for (int half = 0; half < 2; ++half) {
+      // Each lane's field in its top two bits, shifted back with the sign: -1, 0 or +1, as a
+      // float that multiplies the input (see dot_rows_portable).
+      const __m256i fields = _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int32_t>(word >> (16 * half))), shifts);
+      const __m256 code = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(fields, 30), 30));
+      for (int m = 0; m < kRows; ++m) {
+        const __m256 v = _mm256_loadu_ps(x + m * stride + w * 16 + half * 8);
+        acc[m] = _mm256_add_ps(acc[m], _mm256_mul_ps(v, code));
+      }
+    }
+  }
+  for (int m = 0; m < kRows; ++m) {
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, acc[m]);
+    sums[m] = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+  }
+}
+
+template <int... kRows>
+constexpr auto avx2_table(std::integer_sequence<int, kRows...>) {
+  return std::array<void (*)(const uint32_t*, int64_t, const float*, int64_t, float*), sizeof...(kRows)>{
+      &dot_rows_avx2<kRows + 1>...};
+}
+
+// INT8 activations (W1.58A8), the bitnet.cpp way: 128 codes (32 bytes) at a time are split by
+// shifts into four vectors of 2-bit fields, mapped to int8 -1/0/+1 by a byte shuffle, and
+// applied to the activations with a sign instruction; products are summed exactly in int32.
+// The four vectors hold codes 4j + f of the block (f = 0..3), so each row of activations is
+// laid out that way (position f * 32 + j of a block holds activation 4j + f); the words after
+// the last whole block follow in their own order.
+__attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes, int64_t blocks,
+                                                       int64_t tail_words, const int8_t* x) {
+  const __m256i field_mask = _mm256_set1_epi8(3);
+  // Field 00 -> 0, 01 -> 1, 11 -> -1 (10 never occurs in a valid matrix).
+  const __m256i to_code = _mm256_setr_epi8(0, 1, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                           0, 1, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m256i ones8 = _mm256_set1_epi8(1);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  __m256i acc = _mm256_setzero_si256();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(code_bytes + b * 32));
+    for (int f = 0; f < 4; ++f) {
+      const __m256i fields = _mm256_and_si256(_mm256_srli_epi16(bytes, 2 * f), field_mask);
+      const __m256i codes = _mm256_shuffle_epi8(to_code, fields);
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + (b * 4 + f) * 32));
+      const __m256i products = _mm256_sign_epi8(xv, codes);
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, products), ones16));
+    }
+  }
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+  int32_t sum = 0;
+  for (int32_t lane : lanes) sum += lane;
+  const auto* tail = reinterpret_cast<const uint32_t*>(code_bytes + blocks * 32);
+  const int8_t* x_tail = x + blocks * 128;
+  for (int64_t w = 0; w < tail_words; ++w) {
+    for (int i = 0; i < 16; ++i) sum += code_at(tail[w], i) * x_tail[w * 16 + i];
+  }
+  return sum;
+}
+
+// BITTORCH_NO_AVX2=1 forces the portable loop (the tests run both).
+const bool kHasAvx2 = __builtin_cpu_supports("avx2") && std::getenv("BITTORCH_NO_AVX2") == nullptr;
+#endif
+
+void dot_rows(const uint32_t* codes, int64_t words, const float* x, int64_t stride, int64_t rows,
+              float* sums) {
+#if defined(__x86_64__)
+  if (kHasAvx2) {
+    static constexpr auto table = avx2_table(std::make_integer_sequence<int, kRowsPerPass>{});
+    table[rows - 1](codes, words, x, stride, sums);
+    return;
+  }
+#endif
+  dot_rows_portable(codes, words, x, stride, rows, sums);
+}
+
+#if defined(__x86_64__)
+// The INT8-activation layer in one pass over the input and one parallel pass over the codes:
+// each row quantized as quantize_activations_reference does (same float operations, so the
+// same values and scale) straight into dot_int8_avx2's layout, and each sum scaled as
+// scale_accumulator does ((sum * input scale) * weight scale + bias, then the output dtype).
+at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& scale,
+                     const std::optional<at::Tensor>& bias) {
+  const at::Tensor x = input.to(at::kFloat).contiguous();
+  const int64_t rows = x.size(0), in_features = x.size(1);
+  const int64_t out_features = packed.size(0), words = packed.size(1);
+  const int64_t blocks = words / 8, tail_words = words % 8;  // 8 words = 128 codes = 32 bytes
+  const int64_t stride = words * quant::kCodesPerWord;
+  at::Tensor values = at::zeros({rows, stride}, x.options().dtype(at::kChar));
+  std::vector<float> input_scale(static_cast<size_t>(rows));
+  const float max_code = max_activation_code(quant::ActivationFormat::Int8);
+  const float* x_data = x.data_ptr<float>();
+  int8_t* value_data = values.data_ptr<int8_t>();
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m) {
+      const float* row = x_data + m * in_features;
+      // NaN-propagating, as the reference's amax and clamp_min: a NaN or +-Inf makes the
+      // row's scale non-finite, its values 0 and its outputs NaN.
+      float absmax = 0.0F;
+      for (int64_t k = 0; k < in_features; ++k) {
+        const float a = std::abs(row[k]);
+        if (std::isnan(a) || a > absmax) absmax = a;
+      }
+      const float row_scale = std::max(absmax, kMinActivationAbsMax) / max_code;  // keeps a NaN
+      input_scale[m] = row_scale;
+      int8_t* out = value_data + m * stride;
+      for (int64_t k = 0; k < in_features; ++k) {
+        const float scaled = row[k] / row_scale;
+        const float q = std::isfinite(scaled) ? std::min(std::max(std::nearbyint(scaled), -max_code), max_code) : 0.0F;
+        const int64_t block = k / 128, within = k % 128;
+        const int64_t position = block < blocks ? block * 128 + (within % 4) * 32 + within / 4 : k;
+        out[position] = static_cast<int8_t>(q);
+      }
+    }
+  });
+  const at::Tensor codes = packed.contiguous();
+  const at::Tensor weight_scale = scale.to(at::kFloat).contiguous();
+  const at::Tensor bias_float = bias.has_value() && bias->defined() ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const auto* code_bytes = reinterpret_cast<const uint8_t*>(codes.data_ptr<int32_t>());
+  const float* weight_scale_data = weight_scale.data_ptr<float>();
+  const float* bias_data = bias_float.defined() ? bias_float.data_ptr<float>() : nullptr;
+  const bool per_channel = weight_scale.numel() > 1;
+  at::Tensor output = at::empty({rows, out_features}, input.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "bittorch_packed_int8_cpu", [&] {
+    scalar_t* out_data = output.data_ptr<scalar_t>();
+    at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        for (int64_t m = 0; m < rows; ++m) {
+          const int32_t sum = dot_int8_avx2(code_bytes + n * words * 4, blocks, tail_words, value_data + m * stride);
+          float y = static_cast<float>(sum) * input_scale[m];
+          y = y * weight_scale_data[per_channel ? n : 0];
+          if (bias_data != nullptr) y = y + bias_data[n];
+          out_data[m * out_features + n] = static_cast<scalar_t>(y);
+        }
+      }
+    });
+  });
+  return output;
+}
+#endif
+
+at::Tensor packed_ternary_linear_cpu(const at::Tensor& input, const at::Tensor& packed,
+                                     const at::Tensor& scale, const std::optional<at::Tensor>& bias,
+                                     int64_t in_features, c10::string_view activation_format,
+                                     c10::string_view kernel) {
+  const auto format = check_packed_linear_args("bittorch::packed_ternary_linear", input, packed,
+                                               scale, bias, in_features, activation_format, kernel);
+  const int64_t out_features = packed.size(0), words = packed.size(1);
+  const at::Tensor rows_in = input.reshape({-1, in_features});
+  const int64_t num_rows = rows_in.size(0);
+#if defined(__x86_64__)
+  if (format == quant::ActivationFormat::Int8 && kHasAvx2) {
+    return int8_avx2(rows_in, packed, scale, bias).view(linear_output_shape(input, out_features));
+  }
+#endif
+  at::Tensor input_scale;
+  at::Tensor values = rows_in;
+  if (format != quant::ActivationFormat::None) {
+    std::tie(values, input_scale) = quantize_activations_reference(rows_in, format);
+  }
+  // Rows padded with zeros to whole words, so that the kernels never test for the end.
+  at::Tensor x = at::zeros({num_rows, words * quant::kCodesPerWord}, input.options().dtype(at::kFloat));
+  x.narrow(1, 0, in_features).copy_(values);
+  at::Tensor sums = at::empty({num_rows, out_features}, x.options());
+  const at::Tensor codes = packed.contiguous();
+  const auto* code_data = reinterpret_cast<const uint32_t*>(codes.data_ptr<int32_t>());
+  const float* x_data = x.data_ptr<float>();
+  float* sum_data = sums.data_ptr<float>();
+  const int64_t stride = x.size(1);
+  at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
+    std::array<float, kRowsPerPass> row_sums{};
+    for (int64_t n = begin; n < end; ++n) {
+      for (int64_t m0 = 0; m0 < num_rows; m0 += kRowsPerPass) {
+        const int64_t rows = std::min(kRowsPerPass, num_rows - m0);
+        dot_rows(code_data + n * words, words, x_data + m0 * stride, stride, rows, row_sums.data());
+        for (int64_t m = 0; m < rows; ++m) sum_data[(m0 + m) * out_features + n] = row_sums[m];
+      }
+    }
+  });
+  return scale_accumulator(sums, input_scale, scale, bias, input.scalar_type())
+      .view(linear_output_shape(input, out_features));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
+  m.impl("packed_ternary_linear", &packed_ternary_linear_cpu);
+}
+
+}  // namespace bittorch::ops

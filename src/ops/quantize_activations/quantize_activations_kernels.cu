@@ -1,0 +1,75 @@
+#include "ops/quantize_activations/quantize_activations_kernels.cuh"
+
+#include "ops/reference/reference.h"
+#include "ops/common/cuda/row_quantize.cuh"
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_fp8.h>
+
+namespace bittorch::ops::cuda {
+namespace {
+
+// scale = max(absmax, floor) / max_code and values = x / scale rounded to the format, in
+// float32, exactly as the CPU reference. FP8 through the hardware conversion (round to
+// nearest even, like c10's conversion that the reference's .to(float8_e4m3fn) uses; the
+// value is already clamped to the finite range, so saturation never differs).
+template <typename in_t>
+struct ActivationQuantizer {
+  using scale_t = float;
+  static constexpr bool max_statistic = true;
+  bool int8;
+  float max_code;
+  float* scale;
+  uint8_t* values;
+
+  // A row holding NaN (+-Inf) gets a NaN (infinite) scale and values 0, as in the reference.
+  __device__ float finish_row(int64_t row, double total, int64_t /*cols*/) const {
+    const float s = floor_keeping_nan(static_cast<float>(total), kMinActivationAbsMax) / max_code;
+    scale[row] = s;
+    return s;
+  }
+
+  template <int N>
+  __device__ void write(int64_t index, const Pack<in_t, N>& x, float s) const {
+    Pack<uint8_t, N> bytes;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      const float scaled = static_cast<float>(x.v[i]) / s;
+      const float v = isfinite(scaled) ? fminf(fmaxf(scaled, -max_code), max_code) : 0.0F;
+      bytes.v[i] = int8 ? static_cast<uint8_t>(static_cast<int8_t>(nearbyintf(v)))
+                        : static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
+    }
+    *reinterpret_cast<Pack<uint8_t, N>*>(values + index) = bytes;
+  }
+};
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> quantize_activation_rows(const at::Tensor& input_in,
+                                                        quant::ActivationFormat format) {
+  const c10::cuda::CUDAGuard device_guard(input_in.device());
+  const at::Tensor input = input_in.contiguous();
+  const bool int8 = format == quant::ActivationFormat::Int8;
+  auto values = at::empty(input.sizes(), input.options().dtype(int8 ? at::kChar : at::kFloat8_e4m3fn));
+  auto scale_shape = input.sizes().vec();
+  scale_shape.back() = 1;
+  auto scale = at::empty(scale_shape, input.options().dtype(at::kFloat));
+  const int64_t cols = input.size(-1);
+  const int64_t rows = input.numel() / cols;  // cols >= 1 (checked)
+  const auto quantize = [&](auto zero) {
+    using in_t = decltype(zero);
+    quantize_rows(input.data_ptr<in_t>(), rows, cols,
+                  ActivationQuantizer<in_t>{int8, max_activation_code(format),
+                                            scale.data_ptr<float>(),
+                                            static_cast<uint8_t*>(values.data_ptr())});
+  };
+  AT_DISPATCH_SWITCH(input.scalar_type(), "bittorch_quantize_activations_cuda",
+                     AT_DISPATCH_CASE(at::kFloat, [&] { quantize(scalar_t{}); })
+                     AT_DISPATCH_CASE(at::kHalf, [&] { quantize(scalar_t{}); })
+                     AT_DISPATCH_CASE(at::kBFloat16, [&] { quantize(scalar_t{}); }));
+  return {values, scale};
+}
+
+}  // namespace bittorch::ops::cuda

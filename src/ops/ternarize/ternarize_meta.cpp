@@ -1,0 +1,21 @@
+#include "ops/common/checks.h"
+#include "ops/ternarize/ternarize.h"
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+namespace bittorch::ops {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> ternarize_meta(const at::Tensor& weight, double threshold_factor, bool per_channel,
+                                                  c10::string_view scale_mode) {
+  check_ternarize_args("bittorch::ternarize", weight, threshold_factor, scale_mode);
+  return {at::empty_like(weight),
+          at::empty({per_channel ? weight.size(0) : 1}, weight.options().dtype(scale_dtype(weight.scalar_type())))};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, Meta, m) { m.impl("ternarize", &ternarize_meta); }
+
+}  // namespace bittorch::ops

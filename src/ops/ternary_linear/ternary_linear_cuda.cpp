@@ -1,0 +1,61 @@
+// CUDA implementation of bittorch::ternary_linear's forward and backward. Quantization is our
+// own fused kernel (ops/ternarize/ternarize_kernels.cu, ops/quantize_activations); the matrix
+// products are cuBLAS/cuBLASLt through ATen, on the current stream.
+//
+// 16-bit activations: the ternary operand codes * scale is written in the activations'
+// dtype (exact in float32; in float16/bfloat16 each row's nonzeros are +-scale rounded once,
+// the operand the CPU reference builds) and multiplied by at::linear.
+// 8-bit activations: 8-bit codes times 8-bit activations (ops/common/cuda/eight_bit_product).
+
+#include "ops/common/cuda/eight_bit_product.h"
+#include "ops/quantize_activations/quantize_activations_kernels.cuh"
+#include "ops/reference/reference.h"
+#include "ops/ternarize/ternarize_kernels.cuh"
+#include "ops/ternary_linear/ternary_linear.h"
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+namespace bittorch::ops::cuda {
+namespace {
+
+// Returns (output, operand, scale): the backward reuses the operand, so the weight is
+// quantized once per step and never copied to a dense FP32 matrix.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cuda(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    double threshold_factor, bool per_channel, c10::string_view scale_mode, c10::string_view activation_format,
+    bool keep_operand) {
+  const auto args = check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor, scale_mode,
+                                      activation_format);
+  const c10::cuda::CUDAGuard device_guard(input.device());
+  const auto dtype = input.scalar_type();
+  if (args.activation_format == quant::ActivationFormat::None) {
+    auto q = ternarize_on_device(weight, threshold_factor, per_channel, args.scale_mode, {std::nullopt, dtype});
+    at::Tensor output = at::linear(input, q.operand, bias);
+    return {std::move(output), std::move(q.operand), std::move(q.scale)};
+  }
+  const auto codes_dtype = args.activation_format == quant::ActivationFormat::Int8 ? at::kChar : at::kFloat8_e4m3fn;
+  auto q = ternarize_on_device(weight, threshold_factor, per_channel, args.scale_mode,
+                               {codes_dtype, keep_operand ? std::optional(dtype) : std::nullopt});
+  const auto [values, input_scale] = quantize_activation_rows(input, args.activation_format);
+  at::Tensor output =
+      eight_bit_product(values, input_scale, q.codes, q.scale, bias, args.activation_format, dtype);
+  return {std::move(output), std::move(q.operand), std::move(q.scale)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cuda(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
+    std::array<bool, 3> output_mask) {
+  const c10::cuda::CUDAGuard device_guard(grad_output.device());
+  return ternary_linear_backward_reference(grad_output, input, operand, scale, output_mask);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
+  m.impl("_ternary_linear_forward", &ternary_linear_forward_cuda);
+  m.impl("_ternary_linear_backward", &ternary_linear_backward_cuda);
+}
+
+}  // namespace bittorch::ops::cuda

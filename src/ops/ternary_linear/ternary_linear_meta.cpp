@@ -1,0 +1,44 @@
+// Meta implementation of ternary_linear's forward and backward: shapes and dtypes only, for
+// torch.compile, FakeTensor and shape inference.
+
+#include "ops/common/checks.h"
+#include "ops/ternary_linear/ternary_linear.h"
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+namespace bittorch::ops {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_meta(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    double threshold_factor, bool per_channel, c10::string_view scale_mode, c10::string_view activation_format,
+    bool keep_operand) {
+  const auto args = check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor, scale_mode,
+                                      activation_format);
+  const bool has_operand = keep_operand || args.activation_format == quant::ActivationFormat::None;
+  return {at::empty(linear_output_shape(input, weight.size(0)), input.options()),
+          has_operand ? at::empty(weight.sizes(), weight.options().dtype(input.scalar_type())) : at::Tensor(),
+          at::empty({per_channel ? weight.size(0) : 1}, weight.options().dtype(scale_dtype(weight.scalar_type())))};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_meta(const at::Tensor& grad_output,
+                                                                            const at::Tensor& input,
+                                                                            const at::Tensor& /*operand*/,
+                                                                            const at::Tensor& scale,
+                                                                            std::array<bool, 3> output_mask) {
+  const auto grad_weight_dtype = at::promote_types(input.scalar_type(), scale.scalar_type());
+  return {output_mask[0] ? at::empty_like(input) : at::Tensor(),
+          output_mask[1] ? at::empty({grad_output.size(-1), input.size(-1)}, input.options().dtype(grad_weight_dtype))
+                         : at::Tensor(),
+          output_mask[2] ? at::empty({grad_output.size(-1)}, grad_output.options()) : at::Tensor()};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, Meta, m) {
+  m.impl("_ternary_linear_forward", &ternary_linear_forward_meta);
+  m.impl("_ternary_linear_backward", &ternary_linear_backward_meta);
+}
+
+}  // namespace bittorch::ops
