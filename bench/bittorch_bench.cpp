@@ -19,9 +19,9 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <cuda_runtime.h>
+#include <torch/torch.h>
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -39,10 +39,8 @@ struct Variant {
 };
 
 const std::vector<Variant> kVariants = {
-    {"bf16_autocast", true, torch::kFloat, false},
-    {"bf16", false, torch::kBFloat16, false},
-    {"fp32", false, torch::kFloat, false},
-    {"ternary", true, torch::kFloat, true},
+    {"bf16_autocast", true, torch::kFloat, false}, {"bf16", false, torch::kBFloat16, false},
+    {"fp32", false, torch::kFloat, false},         {"ternary", true, torch::kFloat, true},
     {"ternary_a8", true, torch::kFloat, true, 8},
 };
 
@@ -104,14 +102,16 @@ int main(int argc, char** argv) {
       return 1;
     }
     // The results file is checked before the long run, not after it.
-    if (const auto path = args["json"].as<std::string>(); !path.empty()) bittorch::io::check_writable_path(path, "--json");
+    if (const auto path = args["json"].as<std::string>(); !path.empty())
+      bittorch::io::check_writable_path(path, "--json");
     const int repeats = args["repeats"].as<int>(), warmup = args["warmup"].as<int>();
     if (repeats < 1 || warmup < 0) throw std::invalid_argument("--repeats >= 1 and --warmup >= 0");
     const torch::Device device(torch::kCUDA);
     const auto* props = at::cuda::getCurrentDeviceProperties();
     int driver = 0;
     cudaDriverGetVersion(&driver);
-    auto flush = torch::empty({2 * static_cast<int64_t>(props->l2CacheSize) / 4}, torch::TensorOptions(device).dtype(torch::kFloat));
+    auto flush = torch::empty({2 * static_cast<int64_t>(props->l2CacheSize) / 4},
+                              torch::TensorOptions(device).dtype(torch::kFloat));
 
     nlohmann::json results = nlohmann::json::array();
     std::printf("%-6s %-12s %-14s %12s %12s %9s\n", "M", "in x out", "variant", "forward ms", "train ms", "fwd/trn x");
@@ -124,7 +124,8 @@ int main(int argc, char** argv) {
           std::shared_ptr<torch::nn::Module> layer;
           std::function<torch::Tensor(const torch::Tensor&)> forward;
           if (variant.ternary) {
-            bittorch::nn::TernaryLinear t(bittorch::nn::TernaryLinearOptions(in, out).quant(bittorch::quant::QuantConfig().activation_bits(variant.activation_bits)));
+            bittorch::nn::TernaryLinear t(bittorch::nn::TernaryLinearOptions(in, out).quant(
+                bittorch::quant::QuantConfig().activation_bits(variant.activation_bits)));
             layer = t.ptr();
             forward = [t](const torch::Tensor& x) mutable { return t(x); };
           } else {
@@ -135,21 +136,25 @@ int main(int argc, char** argv) {
           layer->to(device, variant.param_dtype);
           const auto input_dtype = variant.autocast ? torch::kBFloat16 : variant.param_dtype;
           const auto x = torch::randn({m, in}, torch::TensorOptions(device).dtype(input_dtype)).requires_grad_();
-          const auto fwd_ms = median_ms([&] {
-            torch::NoGradGuard no_grad;
-            AutocastScope autocast(variant.autocast);
-            forward(x);
-          }, warmup, repeats, flush);
-          const auto train_ms = median_ms([&] {
-            for (auto& p : layer->parameters()) p.mutable_grad().reset();
-            x.mutable_grad().reset();
-            torch::Tensor y;
-            {
-              AutocastScope autocast(variant.autocast);
-              y = forward(x);
-            }
-            y.backward(torch::ones_like(y));
-          }, warmup, repeats, flush);
+          const auto fwd_ms = median_ms(
+              [&] {
+                torch::NoGradGuard no_grad;
+                AutocastScope autocast(variant.autocast);
+                forward(x);
+              },
+              warmup, repeats, flush);
+          const auto train_ms = median_ms(
+              [&] {
+                for (auto& p : layer->parameters()) p.mutable_grad().reset();
+                x.mutable_grad().reset();
+                torch::Tensor y;
+                {
+                  AutocastScope autocast(variant.autocast);
+                  y = forward(x);
+                }
+                y.backward(torch::ones_like(y));
+              },
+              warmup, repeats, flush);
           if (variant.name == "bf16_autocast") {
             base_fwd = fwd_ms;
             base_train = train_ms;
@@ -157,8 +162,12 @@ int main(int argc, char** argv) {
           std::printf("%-6lld %-12s %-14s %12.4f %12.4f %4.2f/%4.2f\n", static_cast<long long>(m), shape.c_str(),
                       variant.name.c_str(), fwd_ms, train_ms, fwd_ms / base_fwd, train_ms / base_train);
           std::fflush(stdout);
-          results.push_back({{"rows", m}, {"in_features", in}, {"out_features", out}, {"variant", variant.name},
-                             {"forward_ms", fwd_ms}, {"train_step_ms", train_ms},
+          results.push_back({{"rows", m},
+                             {"in_features", in},
+                             {"out_features", out},
+                             {"variant", variant.name},
+                             {"forward_ms", fwd_ms},
+                             {"train_step_ms", train_ms},
                              {"forward_ratio_to_bf16_autocast", fwd_ms / base_fwd},
                              {"train_step_ratio_to_bf16_autocast", train_ms / base_train}});
         }
@@ -166,9 +175,14 @@ int main(int argc, char** argv) {
     }
     if (const auto path = args["json"].as<std::string>(); !path.empty()) {
       const nlohmann::json doc = {
-          {"gpu", props->name}, {"cuda_driver_version", driver}, {"torch", TORCH_VERSION},
-          {"commit", args["commit"].as<std::string>()}, {"repeats", repeats}, {"warmup", warmup},
-          {"method", "CUDA events per repeat, L2 flushed before each, median; ratios against bf16_autocast in the same run"},
+          {"gpu", props->name},
+          {"cuda_driver_version", driver},
+          {"torch", TORCH_VERSION},
+          {"commit", args["commit"].as<std::string>()},
+          {"repeats", repeats},
+          {"warmup", warmup},
+          {"method",
+           "CUDA events per repeat, L2 flushed before each, median; ratios against bf16_autocast in the same run"},
           {"results", results}};
       bittorch::io::write_file_atomically(path, doc.dump(2) + "\n");
     }

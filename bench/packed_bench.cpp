@@ -19,9 +19,9 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <torch/torch.h>
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
@@ -92,13 +92,13 @@ int main(int argc, char** argv) {
       return 0;
     }
     // The results file is checked before the long run, not after it.
-    if (const auto path = args["json"].as<std::string>(); !path.empty()) bittorch::io::check_writable_path(path, "--json");
+    if (const auto path = args["json"].as<std::string>(); !path.empty())
+      bittorch::io::check_writable_path(path, "--json");
     const int repeats = args["repeats"].as<int>();
     if (repeats < 1) throw std::invalid_argument("--repeats must be >= 1");
     torch::NoGradGuard no_grad;
     nlohmann::json results = nlohmann::json::array();
-    nlohmann::json doc = {{"torch", TORCH_VERSION}, {"commit", args["commit"].as<std::string>()},
-                          {"repeats", repeats}};
+    nlohmann::json doc = {{"torch", TORCH_VERSION}, {"commit", args["commit"].as<std::string>()}, {"repeats", repeats}};
     if (torch::cuda::is_available()) {
       const auto* props = at::cuda::getCurrentDeviceProperties();
       const auto l2_bytes = static_cast<int64_t>(props->l2CacheSize);
@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
         const int copies_packed = static_cast<int>(std::max<int64_t>(2, 2 * l2_bytes / packed_bytes + 1));
         std::vector<bittorch::nn::PackedTernaryLinear> packed;
         for (int i = 0; i < copies_packed; ++i) {
-          packed.emplace_back(std::dynamic_pointer_cast<bittorch::nn::PackedTernaryLinearImpl>(first->clone(torch::kCUDA)));
+          packed.emplace_back(
+              std::dynamic_pointer_cast<bittorch::nn::PackedTernaryLinearImpl>(first->clone(torch::kCUDA)));
         }
         for (const int64_t m : args["rows"].as<std::vector<int64_t>>()) {
           const auto x = torch::randn({m, in}, torch::TensorOptions(torch::kCUDA).dtype(torch::kBFloat16));
@@ -130,10 +131,9 @@ int main(int argc, char** argv) {
             return graph_ms_per_forward([&](int i) { packed[i % copies_packed](x); }, forwards, repeats);
           };
           const double base_ms = graph_ms_per_forward([&](int i) { dense[i % copies_bf16](x); }, forwards, repeats);
-          std::vector<std::tuple<std::string, double, int64_t>> rows = {
-              {"bf16_linear", base_ms, bf16_bytes},
-              {"packed_bf16", time_packed(0), packed_bytes},
-              {"packed_a8", time_packed(8), packed_bytes}};
+          std::vector<std::tuple<std::string, double, int64_t>> rows = {{"bf16_linear", base_ms, bf16_bytes},
+                                                                        {"packed_bf16", time_packed(0), packed_bytes},
+                                                                        {"packed_a8", time_packed(8), packed_bytes}};
           if (args.count("kernels") != 0) {
             for (const auto& kernel : bittorch::ops::packed_kernel_names(torch::kCUDA)) {
               // gemv takes float32 activations; mma at most 8 rows.
@@ -152,9 +152,15 @@ int main(int argc, char** argv) {
             const double tbps = static_cast<double>(bytes) / (ms * 1e-3) / 1e12;
             std::printf("%-6lld %-12s %-16s %10.2f %8.2f %10.2f\n", static_cast<long long>(m), shape.c_str(),
                         name.c_str(), ms * 1e3, base_ms / ms, tbps);
-            results.push_back({{"device", "cuda"}, {"rows", m}, {"in_features", in}, {"out_features", out},
-                               {"variant", name}, {"forward_us", ms * 1e3}, {"speedup_vs_bf16", base_ms / ms},
-                               {"weight_bytes", bytes}, {"weight_tb_per_s", tbps}});
+            results.push_back({{"device", "cuda"},
+                               {"rows", m},
+                               {"in_features", in},
+                               {"out_features", out},
+                               {"variant", name},
+                               {"forward_us", ms * 1e3},
+                               {"speedup_vs_bf16", base_ms / ms},
+                               {"weight_bytes", bytes},
+                               {"weight_tb_per_s", tbps}});
           }
           std::fflush(stdout);
         }
@@ -178,8 +184,13 @@ int main(int argc, char** argv) {
           {"fp32_linear", base_ms}, {"packed_fp32", time_packed(0)}, {"packed_int8", time_packed(8)}};
       for (const auto& [name, ms] : rows) {
         std::printf("%-12s %-16s %10.1f %8.2f\n", shape.c_str(), name.c_str(), ms * 1e3, base_ms / ms);
-        results.push_back({{"device", "cpu"}, {"threads", threads}, {"rows", 1}, {"in_features", in},
-                           {"out_features", out}, {"variant", name}, {"forward_us", ms * 1e3},
+        results.push_back({{"device", "cpu"},
+                           {"threads", threads},
+                           {"rows", 1},
+                           {"in_features", in},
+                           {"out_features", out},
+                           {"variant", name},
+                           {"forward_us", ms * 1e3},
                            {"speedup_vs_fp32", base_ms / ms}});
       }
     }

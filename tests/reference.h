@@ -22,9 +22,8 @@ struct ReferenceTernary {
 /// absmean: scale = mean|w|, code = clamp(round_half_even(w / scale), -1, 1)
 /// Scales are floored at 1e-8. Scales are rounded to `scale_dtype` before use, as the
 /// library keeps them in that dtype.
-inline ReferenceTernary reference_ternarize(const torch::Tensor& weight, double threshold_factor,
-                                            bool per_channel, bool absmean,
-                                            torch::Dtype scale_dtype) {
+inline ReferenceTernary reference_ternarize(const torch::Tensor& weight, double threshold_factor, bool per_channel,
+                                            bool absmean, torch::Dtype scale_dtype) {
   const auto w = weight.to(torch::kDouble).contiguous();
   const int64_t rows = w.size(0), cols = w.size(1);
   const auto acc = w.accessor<double, 2>();
@@ -64,8 +63,7 @@ inline ReferenceTernary reference_ternarize(const torch::Tensor& weight, double 
 
 /// The dtype the library keeps scales in.
 inline torch::Dtype reference_scale_dtype(torch::Dtype weight_dtype) {
-  return (weight_dtype == torch::kHalf || weight_dtype == torch::kBFloat16) ? torch::kFloat
-                                                                           : weight_dtype;
+  return (weight_dtype == torch::kHalf || weight_dtype == torch::kBFloat16) ? torch::kFloat : weight_dtype;
 }
 
 /// Per-row 8-bit activations, in float32 arithmetic as the spec states it:
@@ -108,19 +106,16 @@ struct ReferenceLinear {
   torch::Tensor output, grad_input, grad_weight, grad_bias;
 };
 
-inline ReferenceLinear reference_ternary_linear(const torch::Tensor& input,
-                                                const torch::Tensor& weight,
-                                                const torch::Tensor& bias,
-                                                const torch::Tensor& grad_output,
+inline ReferenceLinear reference_ternary_linear(const torch::Tensor& input, const torch::Tensor& weight,
+                                                const torch::Tensor& bias, const torch::Tensor& grad_output,
                                                 const ReferenceTernary& q,
                                                 const ReferenceActivations* activations = nullptr) {
   const int64_t out_features = weight.size(0), in_features = weight.size(1);
   const auto w_eff = q.codes * q.scale.unsqueeze(1);
   const auto x = input.to(torch::kDouble).reshape({-1, in_features});
-  auto y = activations == nullptr
-               ? x.mm(w_eff.t())
-               : activations->values.reshape({-1, in_features}).mm(q.codes.t()) *
-                     activations->scale.reshape({-1, 1}) * q.scale;
+  auto y = activations == nullptr ? x.mm(w_eff.t())
+                                  : activations->values.reshape({-1, in_features}).mm(q.codes.t()) *
+                                        activations->scale.reshape({-1, 1}) * q.scale;
   if (bias.defined()) y = y + bias.to(torch::kDouble);
   std::vector<int64_t> out_shape(input.sizes().begin(), input.sizes().end());
   out_shape.back() = out_features;
@@ -137,8 +132,7 @@ inline ReferenceLinear reference_ternary_linear(const torch::Tensor& input,
 
 /// Runs `statement` and expects a c10::Error whose message contains every one of `needles`.
 template <typename Statement>
-::testing::AssertionResult throws_error_mentioning(Statement&& statement,
-                                                   const std::vector<std::string>& needles) {
+::testing::AssertionResult throws_error_mentioning(Statement&& statement, const std::vector<std::string>& needles) {
   try {
     statement();
   } catch (const c10::Error& error) {

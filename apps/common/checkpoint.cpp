@@ -50,15 +50,18 @@ class SectionReader {
 };
 
 nlohmann::json metadata_json(const CheckpointMetadata& m) {
-  return {{"model", m.model},       {"settings", m.settings}, {"epochs_done", m.epochs_done},
-          {"steps_done", m.steps_done}, {"metrics", m.metrics}};
+  return {{"model", m.model},
+          {"settings", m.settings},
+          {"epochs_done", m.epochs_done},
+          {"steps_done", m.steps_done},
+          {"metrics", m.metrics}};
 }
 
 // The field `key` of the stored metadata, if `valid` says it has the right type.
 template <typename Valid>
 nlohmann::json field(const std::string& path, const nlohmann::json& metadata, const char* key, Valid valid) {
-  TORCH_CHECK(metadata.contains(key) && valid(metadata.at(key)), "checkpoint '", path, "' has no valid field '",
-              key, "' in its metadata");
+  TORCH_CHECK(metadata.contains(key) && valid(metadata.at(key)), "checkpoint '", path, "' has no valid field '", key,
+              "' in its metadata");
   return metadata.at(key);
 }
 
@@ -116,12 +119,12 @@ void save_checkpoint(const std::string& path, const torch::nn::Sequential& model
 }
 
 CheckpointMetadata load_checkpoint(const std::string& path, torch::nn::Sequential& model,
-                                   torch::optim::Optimizer* optimizer, const std::string& kind,
-                                   torch::Device device) {
+                                   torch::optim::Optimizer* optimizer, const std::string& kind, torch::Device device) {
   const std::string bytes = io::read_regular_file(path);
   SectionReader reader(path, bytes);
-  TORCH_CHECK(bytes.size() >= sizeof(kMagic) && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0,
-              "checkpoint '", path, "' is not a BitTorch checkpoint (no BTCKPT magic; checkpoints of "
+  TORCH_CHECK(bytes.size() >= sizeof(kMagic) && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0, "checkpoint '",
+              path,
+              "' is not a BitTorch checkpoint (no BTCKPT magic; checkpoints of "
               "BitTorch 0.2.0 and earlier cannot be read)");
   reader.take(sizeof(kMagic), "magic");
   const auto version = reader.get<uint32_t>("format version");
@@ -163,8 +166,8 @@ CheckpointMetadata load_checkpoint(const std::string& path, torch::nn::Sequentia
       optimizer->load(optimizer_archive);
     }
   } catch (const c10::Error& error) {
-    TORCH_CHECK(false, "checkpoint '", path, "': its tensors do not match its metadata: ",
-                error.what_without_backtrace());
+    TORCH_CHECK(false, "checkpoint '", path,
+                "': its tensors do not match its metadata: ", error.what_without_backtrace());
   }
   return m;
 }

@@ -8,9 +8,9 @@
 // run's settings, its progress (epochs done, optimizer steps, so the LR schedule's position)
 // and the metrics so far. Loading checks all of it.
 
-#include <nlohmann/json.hpp>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/optim/optimizer.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <string>
@@ -46,8 +46,7 @@ void save_checkpoint(const std::string& path, const torch::nn::Sequential& model
 /// that names the file and, for a mismatch, the field with both values. Returns the metadata.
 /// The tensors are loaded onto `device`, where `model` (and the optimizer's parameters) are.
 CheckpointMetadata load_checkpoint(const std::string& path, torch::nn::Sequential& model,
-                                   torch::optim::Optimizer* optimizer, const std::string& kind,
-                                   torch::Device device);
+                                   torch::optim::Optimizer* optimizer, const std::string& kind, torch::Device device);
 
 /// A c10::Error naming the checkpoint `path` and the first field in which `stored` and
 /// `expected` differ (a path such as settings.batch_size, with both values), if any.

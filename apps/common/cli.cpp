@@ -65,8 +65,7 @@ int run_app(cxxopts::Options& options, int argc, char** argv,
   spdlog::set_default_logger(spdlog::stderr_color_mt("bittorch"));
   const auto usage = [&](const std::string& message) {
     std::cerr << options.program() << ": error: " << message << "\n"
-              << "Usage: " << options.program() << " [OPTION...]  (" << options.program()
-              << " --help lists them)\n";
+              << "Usage: " << options.program() << " [OPTION...]  (" << options.program() << " --help lists them)\n";
     return 2;
   };
   // Fatal errors are printed directly, not logged: --log-level off must not hide them.
@@ -92,8 +91,8 @@ int run_app(cxxopts::Options& options, int argc, char** argv,
       // More threads than CPUs only spin against each other (5,000 on 2 cores never finish).
       const int64_t cpus = usable_cpus();
       if (threads > cpus) {
-        throw UsageError("--threads must be at most " + std::to_string(cpus) + " (the CPUs this process may use), not " +
-                         std::to_string(threads));
+        throw UsageError("--threads must be at most " + std::to_string(cpus) +
+                         " (the CPUs this process may use), not " + std::to_string(threads));
       }
       at::set_num_threads(static_cast<int>(threads));
     }
@@ -136,7 +135,8 @@ double number_flag(const cxxopts::ParseResult& args, const std::string& name) {
   if (text.empty() || end != text.c_str() + text.size() || std::isspace(static_cast<unsigned char>(text[0]))) {
     throw UsageError("--" + name + ": '" + text + "' is not a number");
   }
-  if (!std::isfinite(value) || errno == ERANGE) throw UsageError("--" + name + ": '" + text + "' is not a finite number");
+  if (!std::isfinite(value) || errno == ERANGE)
+    throw UsageError("--" + name + ": '" + text + "' is not a finite number");
   return value;
 }
 
@@ -182,7 +182,8 @@ void check_output_flags(const cxxopts::ParseResult& args, const std::vector<std:
       throw UsageError(error.what_without_backtrace());
     }
     for (const auto& [other_name, other_path] : paths) {
-      struct stat a {}, b {};
+      struct stat a {
+      }, b{};
       const bool same = other_path == path || (::stat(path.c_str(), &a) == 0 && ::stat(other_path.c_str(), &b) == 0 &&
                                                a.st_dev == b.st_dev && a.st_ino == b.st_ino);
       if (same) throw UsageError("--" + name + " and --" + other_name + " name the same file '" + path + "'");
@@ -191,6 +192,8 @@ void check_output_flags(const cxxopts::ParseResult& args, const std::vector<std:
   }
 }
 
-bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+bool stderr_is_terminal() {
+  return ::isatty(STDERR_FILENO) == 1;
+}
 
 }  // namespace bittorch::apps

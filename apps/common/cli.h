@@ -4,8 +4,8 @@
 // name the flag, the flags every app shares (--device/--cuda, --threads, --log-level,
 // --version, --help), logging to stderr, output-path checks and the top-level error handling.
 
-#include <cxxopts.hpp>
 #include <torch/types.h>
+#include <cxxopts.hpp>
 
 #include <functional>
 #include <stdexcept>

@@ -42,8 +42,8 @@ std::string default_data_dir(const std::string& dataset) {
   throw UsageError("--dataset must be mnist or fashion-mnist, not '" + dataset + "'");
 }
 
-Split load_split(const std::string& dataset_name, const std::string& data_dir, IdxDataset::Split split,
-                 int64_t limit, torch::Device device) {
+Split load_split(const std::string& dataset_name, const std::string& data_dir, IdxDataset::Split split, int64_t limit,
+                 torch::Device device) {
   const std::string how_to_get =
       dataset_name == "mnist"
           ? "the embedded 10k set is data/mnist-10k in the BitTorch repository (installed under "
@@ -52,8 +52,8 @@ Split load_split(const std::string& dataset_name, const std::string& data_dir, I
             "/usr/share/datasets/fashion-mnist/) or pass --data-dir DIR";
   IdxDataset dataset(data_dir, split, limit, how_to_get);
   const auto n = static_cast<int64_t>(*dataset.size());
-  spdlog::info("{} {} set: {} samples from {}", dataset_name, split == IdxDataset::Split::Train ? "training" : "test", n,
-               data_dir);
+  spdlog::info("{} {} set: {} samples from {}", dataset_name, split == IdxDataset::Split::Train ? "training" : "test",
+               n, data_dir);
   auto inputs = dataset.images().reshape({n, -1}).sub(kMean).div(kStd);
   return {inputs.to(device), dataset.targets().to(device)};
 }

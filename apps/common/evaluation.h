@@ -22,8 +22,8 @@ struct Split {
 std::string default_data_dir(const std::string& dataset);
 
 /// One split of `dataset` from `data_dir`, the first `limit` samples (0: all), normalised.
-Split load_split(const std::string& dataset, const std::string& data_dir, IdxDataset::Split split,
-                 int64_t limit, torch::Device device);
+Split load_split(const std::string& dataset, const std::string& data_dir, IdxDataset::Split split, int64_t limit,
+                 torch::Device device);
 
 struct Evaluation {
   double loss = 0, accuracy = 0;  // mean cross-entropy, percent correct

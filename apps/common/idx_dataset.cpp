@@ -82,7 +82,8 @@ uint32_t big_endian(const uint8_t* bytes) {
 }
 
 // Reads an IDX header: `magic`, the item count, then `dims` sizes (checked); returns the count.
-int64_t read_header(IdxStream& stream, uint32_t magic, const std::vector<int64_t>& dims, const std::string& how_to_get) {
+int64_t read_header(IdxStream& stream, uint32_t magic, const std::vector<int64_t>& dims,
+                    const std::string& how_to_get) {
   std::vector<uint8_t> header(8 + 4 * dims.size());
   const size_t got = stream.read(header.data(), header.size());
   TORCH_CHECK(got == header.size(), stream.path(), " is truncated: ", got, " bytes, shorter than its ", header.size(),
@@ -100,7 +101,8 @@ int64_t read_header(IdxStream& stream, uint32_t magic, const std::vector<int64_t
 
 // The first `keep` of the `count` items of `item_size` bytes that follow the header, as a
 // uint8 tensor; the rest is read and dropped in chunks, and the file must end exactly there.
-torch::Tensor read_items(IdxStream& stream, int64_t count, int64_t item_size, int64_t keep, const std::string& how_to_get) {
+torch::Tensor read_items(IdxStream& stream, int64_t count, int64_t item_size, int64_t keep,
+                         const std::string& how_to_get) {
   auto items = torch::empty({keep * item_size}, torch::kUInt8);
   stream.read_exactly(items.data_ptr<uint8_t>(), static_cast<size_t>(keep * item_size),
                       "data (its header announces " + std::to_string(count) + " items)");
@@ -150,6 +152,8 @@ torch::data::Example<> IdxDataset::get(size_t index) {
   return {images_[static_cast<int64_t>(index)], targets_[static_cast<int64_t>(index)]};
 }
 
-std::optional<size_t> IdxDataset::size() const { return images_.size(0); }
+std::optional<size_t> IdxDataset::size() const {
+  return images_.size(0);
+}
 
 }  // namespace bittorch::apps

@@ -33,8 +33,8 @@ void RunMetrics::set_epochs(const nlohmann::json& array) {
   }
 }
 
-void write_metrics_json(const std::string& path, const std::string& dataset,
-                        const std::string& device, const std::vector<RunMetrics>& runs) {
+void write_metrics_json(const std::string& path, const std::string& dataset, const std::string& device,
+                        const std::vector<RunMetrics>& runs) {
   nlohmann::json json_runs = nlohmann::json::array();
   for (const auto& run : runs) {
     nlohmann::json entry = run.extra;

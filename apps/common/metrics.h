@@ -28,7 +28,7 @@ struct RunMetrics {
 
 /// {"dataset", "device", "runs": [{"model", "final_test_accuracy", "epochs": [...], ...}]},
 /// written atomically (bittorch::io::write_file_atomically).
-void write_metrics_json(const std::string& path, const std::string& dataset,
-                        const std::string& device, const std::vector<RunMetrics>& runs);
+void write_metrics_json(const std::string& path, const std::string& dataset, const std::string& device,
+                        const std::vector<RunMetrics>& runs);
 
 }  // namespace bittorch::apps

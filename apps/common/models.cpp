@@ -4,16 +4,15 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <torch/torch.h>
+#include <algorithm>
 
 namespace bittorch::apps {
 
 void add_ternary_recipe_options(cxxopts::Options& options, const std::string& default_scale_mode,
                                 double default_threshold_factor) {
-  options.add_options()(
-      "scale-mode", "Ternary scale mode: max or absmean",
-      cxxopts::value<std::string>()->default_value(default_scale_mode))(
+  options.add_options()("scale-mode", "Ternary scale mode: max or absmean",
+                        cxxopts::value<std::string>()->default_value(default_scale_mode))(
       "threshold-factor", "Ternary threshold factor (max scale mode), in [0, 1]",
       cxxopts::value<std::string>()->default_value(fmt::format("{}", default_threshold_factor)))(
       "activation-bits", "Ternary layers' activations: 0 (unquantized) or 8 (FP8 on CUDA sm_89+, else INT8)",
@@ -34,8 +33,7 @@ quant::QuantConfig parse_ternary_recipe(const cxxopts::ParseResult& args) {
   return config;
 }
 
-torch::nn::Sequential make_mlp(const std::vector<int64_t>& sizes,
-                               const std::optional<quant::QuantConfig>& ternary) {
+torch::nn::Sequential make_mlp(const std::vector<int64_t>& sizes, const std::optional<quant::QuantConfig>& ternary) {
   torch::nn::Sequential model;
   for (size_t i = 0; i + 1 < sizes.size(); ++i) {
     if (ternary) {
@@ -54,14 +52,20 @@ nlohmann::json describe_layers(const torch::nn::Sequential& model) {
     nlohmann::json layer = {{"name", child.key()}};
     if (const auto* ternary = child.value()->as<nn::TernaryLinear>()) {
       const auto& o = ternary->options;
-      layer.update({{"type", "TernaryLinear"}, {"in_features", o.in_features()}, {"out_features", o.out_features()},
-                    {"bias", o.bias()}, {"quantize", o.quantize()},
+      layer.update({{"type", "TernaryLinear"},
+                    {"in_features", o.in_features()},
+                    {"out_features", o.out_features()},
+                    {"bias", o.bias()},
+                    {"quantize", o.quantize()},
                     {"scale_mode", quant::to_string(o.quant().scale_mode())},
-                    {"threshold_factor", o.quant().threshold_factor()}, {"per_channel", o.quant().per_channel()},
+                    {"threshold_factor", o.quant().threshold_factor()},
+                    {"per_channel", o.quant().per_channel()},
                     {"activation_bits", o.quant().activation_bits()}});
     } else if (const auto* linear = child.value()->as<torch::nn::Linear>()) {
       const auto& o = linear->options;
-      layer.update({{"type", "Linear"}, {"in_features", o.in_features()}, {"out_features", o.out_features()},
+      layer.update({{"type", "Linear"},
+                    {"in_features", o.in_features()},
+                    {"out_features", o.out_features()},
                     {"bias", o.bias()}});
     } else {
       // "torch::nn::ReLUImpl" -> "ReLU"

@@ -27,9 +27,8 @@ void EpochProgress::update(int64_t samples_done, double mean_loss) {
     last_draw_ = now;
     constexpr int kWidth = 30;
     const int filled = static_cast<int>(fraction * kWidth);
-    std::fputs(fmt::format("\r{} [{}{}] {:3.0f}%  loss {:.4f}  {:.0f} samples/s", label_,
-                           std::string(filled, '#'), std::string(kWidth - filled, '.'),
-                           100 * fraction, mean_loss, rate)
+    std::fputs(fmt::format("\r{} [{}{}] {:3.0f}%  loss {:.4f}  {:.0f} samples/s", label_, std::string(filled, '#'),
+                           std::string(kWidth - filled, '.'), 100 * fraction, mean_loss, rate)
                    .c_str(),
                stderr);
     std::fflush(stderr);

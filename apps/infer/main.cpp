@@ -30,8 +30,8 @@ int main(int argc, char** argv) {
     const auto path = args["model"].as<std::string>();
     if (path.empty()) throw UsageError("--model PATH is required");
     const auto dataset = choice_flag(args, "dataset", {"mnist", "fashion-mnist"});
-    const auto data_dir = args["data-dir"].as<std::string>().empty() ? default_data_dir(dataset)
-                                                                      : args["data-dir"].as<std::string>();
+    const auto data_dir =
+        args["data-dir"].as<std::string>().empty() ? default_data_dir(dataset) : args["data-dir"].as<std::string>();
     const int64_t limit = integer_flag(args, "test-limit", 0);
     const auto device = selected_device(args);
 
@@ -42,8 +42,8 @@ int main(int argc, char** argv) {
       if (const auto* layer = child->as<bittorch::nn::PackedTernaryLinearImpl>()) {
         fp32_bytes += layer->options.in_features() * layer->options.out_features() * 4;
         packed_bytes += layer->weight_bytes();
-        file_weight_bytes += (layer->options.in_features() * layer->options.out_features() + 4) / 5 +
-                             layer->scale.numel() * 4;
+        file_weight_bytes +=
+            (layer->options.in_features() * layer->options.out_features() + 4) / 5 + layer->scale.numel() * 4;
         ++layers;
       }
     }
@@ -54,11 +54,12 @@ int main(int argc, char** argv) {
     std::cout << fmt::format("model            {} ({} packed layers)\n", path, layers)
               << fmt::format("test accuracy    {:.2f}% on {} {} test images ({})\n", result.accuracy, test.size(),
                              dataset, device.str())
-              << fmt::format("file size        {} bytes, of which {} are weights (codes and scales): {:.2f}x smaller "
-                             "than the FP32 weights\n", file_bytes, file_weight_bytes,
-                             static_cast<double>(fp32_bytes) / file_weight_bytes)
-              << fmt::format("weight memory    {} bytes packed against {} in FP32 ({:.2f}x smaller)\n",
-                             packed_bytes, fp32_bytes, static_cast<double>(fp32_bytes) / packed_bytes);
+              << fmt::format(
+                     "file size        {} bytes, of which {} are weights (codes and scales): {:.2f}x smaller "
+                     "than the FP32 weights\n",
+                     file_bytes, file_weight_bytes, static_cast<double>(fp32_bytes) / file_weight_bytes)
+              << fmt::format("weight memory    {} bytes packed against {} in FP32 ({:.2f}x smaller)\n", packed_bytes,
+                             fp32_bytes, static_cast<double>(fp32_bytes) / packed_bytes);
     return 0;
   });
 }

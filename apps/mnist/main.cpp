@@ -57,9 +57,12 @@ void synchronize(torch::Device device) {
 // What a resumed run must share with the run it resumes: anything else would train another
 // trajectory. The number of epochs sets the cosine schedule; a constant one may be extended.
 nlohmann::json run_settings(const Config& config, const Split& train_split, double lr) {
-  nlohmann::json settings = {{"dataset", config.dataset},       {"train_samples", train_split.size()},
-                             {"batch_size", config.batch_size}, {"lr", lr},
-                             {"seed", config.seed},             {"lr_schedule", config.cosine_decay ? "cosine" : "constant"}};
+  nlohmann::json settings = {{"dataset", config.dataset},
+                             {"train_samples", train_split.size()},
+                             {"batch_size", config.batch_size},
+                             {"lr", lr},
+                             {"seed", config.seed},
+                             {"lr_schedule", config.cosine_decay ? "cosine" : "constant"}};
   if (config.cosine_decay) settings["epochs"] = config.epochs;
   return settings;
 }
@@ -67,8 +70,8 @@ nlohmann::json run_settings(const Config& config, const Split& train_split, doub
 // Stops the run when the loss is no longer a number: training has diverged, and every later
 // result would be meaningless.
 void check_loss(double mean_loss, const std::string& kind, int64_t epoch, int64_t batch, double lr) {
-  TORCH_CHECK(std::isfinite(mean_loss), kind, " epoch ", epoch, ": the training loss became ", mean_loss,
-              " by batch ", batch, ": training diverged (learning rate ", lr, "; try a lower --lr)");
+  TORCH_CHECK(std::isfinite(mean_loss), kind, " epoch ", epoch, ": the training loss became ", mean_loss, " by batch ",
+              batch, ": training diverged (learning rate ", lr, "; try a lower --lr)");
 }
 
 RunMetrics train(const std::string& kind, const Config& config, const Split& train_split, const Split& test,
@@ -105,7 +108,8 @@ RunMetrics train(const std::string& kind, const Config& config, const Split& tra
     run.set_epochs(stored.metrics);
     spdlog::info("{}: resuming {} after epoch {} of {}", kind, config.resume_path, stored.epochs_done, config.epochs);
   }
-  const int64_t last_epoch = config.stop_after_epoch > 0 ? std::min(config.epochs, config.stop_after_epoch) : config.epochs;
+  const int64_t last_epoch =
+      config.stop_after_epoch > 0 ? std::min(config.epochs, config.stop_after_epoch) : config.epochs;
   spdlog::info("{}: training epochs {}-{} of {}, lr {}, {} training and {} test samples on {}", kind, first_epoch,
                last_epoch, config.epochs, lr, train_split.size(), test.size(), device.str());
   for (int64_t epoch = first_epoch; epoch <= last_epoch; ++epoch) {
@@ -148,8 +152,8 @@ RunMetrics train(const std::string& kind, const Config& config, const Split& tra
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     progress.finish();
     const auto result = evaluate(model, test);
-    run.epochs.push_back({static_cast<int>(epoch), loss_sum.item<double>() / std::max<int64_t>(batches, 1),
-                          result.loss, result.accuracy, seconds});
+    run.epochs.push_back({static_cast<int>(epoch), loss_sum.item<double>() / std::max<int64_t>(batches, 1), result.loss,
+                          result.accuracy, seconds});
     spdlog::info("{} epoch {}/{}: train loss {:.4f}, test loss {:.4f}, test accuracy {:.2f}% ({:.2f} s)", kind, epoch,
                  config.epochs, run.epochs.back().train_loss, result.loss, result.accuracy, seconds);
     if (!config.save_path.empty()) {
@@ -169,7 +173,8 @@ RunMetrics train(const std::string& kind, const Config& config, const Split& tra
   }
   run.extra["weights"] = nlohmann::json::array();
   for (const auto& layer : describe_weights(model)) {
-    nlohmann::json entry = {{"layer", layer.name}, {"fp32_bytes", layer.fp32_bytes}, {"ternary_bytes", layer.ternary_bytes}};
+    nlohmann::json entry = {
+        {"layer", layer.name}, {"fp32_bytes", layer.fp32_bytes}, {"ternary_bytes", layer.ternary_bytes}};
     if (layer.zero_fraction) entry["zero_fraction"] = *layer.zero_fraction;
     run.extra["weights"].push_back(entry);
   }
@@ -180,10 +185,10 @@ RunMetrics train(const std::string& kind, const Config& config, const Split& tra
     packed->to(device);
     const auto exported = evaluate(packed, test);
     const int64_t file_bytes = bittorch::io::regular_file_size(config.export_path);
-    spdlog::info("ternary: exported {} ({} bytes); packed model test accuracy {:.2f}%", config.export_path,
-                 file_bytes, exported.accuracy);
-    run.extra["export"] = {{"path", config.export_path}, {"file_bytes", file_bytes},
-                           {"packed_test_accuracy", exported.accuracy}};
+    spdlog::info("ternary: exported {} ({} bytes); packed model test accuracy {:.2f}%", config.export_path, file_bytes,
+                 exported.accuracy);
+    run.extra["export"] = {
+        {"path", config.export_path}, {"file_bytes", file_bytes}, {"packed_test_accuracy", exported.accuracy}};
   }
   return run;
 }
@@ -207,9 +212,10 @@ void print_summary(const std::vector<RunMetrics>& runs) {
         zeros += fmt::format("{}{:.1f}%", zeros.empty() ? "" : ", ", 100 * layer["zero_fraction"].get<double>());
       }
     }
-    const std::string memory = run.model == "ternary" ? fmt::format("{} -> {} ({:.1f}x)", human_bytes(fp32),
-                                                                    human_bytes(packed), static_cast<double>(fp32) / packed)
-                                                      : fmt::format("{} (FP32)", human_bytes(fp32));
+    const std::string memory = run.model == "ternary"
+                                   ? fmt::format("{} -> {} ({:.1f}x)", human_bytes(fp32), human_bytes(packed),
+                                                 static_cast<double>(fp32) / packed)
+                                   : fmt::format("{} (FP32)", human_bytes(fp32));
     std::cout << fmt::format("{:<8}  {:>8.2f}%  {:>8.2f} s  {:>28}  {}\n", run.model, run.final_test_accuracy,
                              run.mean_epoch_seconds(), memory, zeros.empty() ? "-" : zeros);
   }
@@ -283,15 +289,18 @@ int main(int argc, char** argv) {
     const bool compare = args.count("compare") > 0;
     const bool fp32_only = args.count("no-ternary") > 0;
     if (compare && fp32_only) throw UsageError("--compare and --no-ternary exclude each other");
-    if (fp32_only && !config.export_path.empty()) throw UsageError("--export writes the ternary model: drop --no-ternary");
+    if (fp32_only && !config.export_path.empty())
+      throw UsageError("--export writes the ternary model: drop --no-ternary");
     if (compare && (!config.save_path.empty() || !config.load_path.empty() || !config.resume_path.empty())) {
       throw UsageError("--save, --load and --resume work on one model: drop --compare");
     }
     check_output_flags(args, {"save", "export", "metrics-json"});
     const auto device = selected_device(args);
 
-    const auto train_split = load_split(config.dataset, config.data_dir, IdxDataset::Split::Train, config.train_limit, device);
-    const auto test_split = load_split(config.dataset, config.data_dir, IdxDataset::Split::Test, config.test_limit, device);
+    const auto train_split =
+        load_split(config.dataset, config.data_dir, IdxDataset::Split::Train, config.train_limit, device);
+    const auto test_split =
+        load_split(config.dataset, config.data_dir, IdxDataset::Split::Test, config.test_limit, device);
     std::vector<std::string> kinds;
     if (compare || fp32_only) kinds.push_back("fp32");
     if (!fp32_only) kinds.push_back("ternary");

@@ -27,8 +27,7 @@ XorData make_xor_data(uint64_t seed, torch::Device device) {
   const auto corners = torch::tensor({{-1.0f, -1.0f}, {-1.0f, 1.0f}, {1.0f, -1.0f}, {1.0f, 1.0f}});
   const auto corner_labels = torch::tensor({0.0f, 1.0f, 1.0f, 0.0f});
   const auto corner_of_point = torch::arange(4).repeat_interleave(kPointsPerCorner);
-  const auto points = corners.index_select(0, corner_of_point) +
-                      kNoise * torch::randn({4 * kPointsPerCorner, 2});
+  const auto points = corners.index_select(0, corner_of_point) + kNoise * torch::randn({4 * kPointsPerCorner, 2});
   const auto labels = corner_labels.index_select(0, corner_of_point).unsqueeze(1);
   return {points.to(device), labels.to(device)};
 }
@@ -38,8 +37,8 @@ struct XorResult {
   double loss = 0, accuracy = 0;
 };
 
-XorResult train(const std::string& kind, const XorData& data, int64_t steps, double lr,
-                uint64_t seed, const bittorch::quant::QuantConfig& recipe, torch::Device device) {
+XorResult train(const std::string& kind, const XorData& data, int64_t steps, double lr, uint64_t seed,
+                const bittorch::quant::QuantConfig& recipe, torch::Device device) {
   torch::manual_seed(seed);
   auto model = make_mlp({2, 4, 1}, kind == "ternary" ? std::optional(recipe) : std::nullopt);
   model->to(device);

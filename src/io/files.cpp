@@ -30,7 +30,9 @@ struct FilePath {
   std::string full() const { return directory + "/" + name; }
 };
 
-std::string error_text(int code) { return std::strerror(code); }
+std::string error_text(int code) {
+  return std::strerror(code);
+}
 
 // What kind of file a stat result describes, for messages.
 const char* file_kind(mode_t mode) {
@@ -171,12 +173,11 @@ void check_writable(const FilePath& target, const std::string& path, std::string
   }
   const std::string& directory = target.directory;
   struct stat directory_info {};
-  TORCH_CHECK(::stat(directory.c_str(), &directory_info) == 0, what, ": the directory '", directory,
-              "' of '", path, "' does not exist (", error_text(errno), ")");
-  TORCH_CHECK(S_ISDIR(directory_info.st_mode), what, ": '", directory, "' in '", path,
-              "' is not a directory");
-  TORCH_CHECK(::access(directory.c_str(), W_OK | X_OK) == 0, what, ": cannot write to the directory '",
-              directory, "' of '", path, "' (", error_text(errno), ")");
+  TORCH_CHECK(::stat(directory.c_str(), &directory_info) == 0, what, ": the directory '", directory, "' of '", path,
+              "' does not exist (", error_text(errno), ")");
+  TORCH_CHECK(S_ISDIR(directory_info.st_mode), what, ": '", directory, "' in '", path, "' is not a directory");
+  TORCH_CHECK(::access(directory.c_str(), W_OK | X_OK) == 0, what, ": cannot write to the directory '", directory,
+              "' of '", path, "' (", error_text(errno), ")");
 }
 
 // Opens `path` for reading and checks that it is a regular file; returns the descriptor and
@@ -238,7 +239,9 @@ std::string read_regular_file(const std::string& path) {
   return bytes;
 }
 
-uint32_t crc32(std::string_view bytes) { return crc32_of(bytes); }
+uint32_t crc32(std::string_view bytes) {
+  return crc32_of(bytes);
+}
 
 int64_t regular_file_size(const std::string& path) {
   const auto [fd, size] = open_regular(path);

@@ -28,8 +28,9 @@ std::string_view float_bytes(const at::Tensor& tensor, std::deque<std::string>& 
 
 // Checks that the record has `ints` integers, `reals` reals and `blobs` byte arrays.
 void expect_counts(const ModuleRecord& r, const char* kind, size_t ints, size_t reals, size_t blobs) {
-  TORCH_CHECK(r.ints.size() == ints && r.reals.size() == reals && r.blobs.size() == blobs, kind, " record with ", r.ints.size(), " integers, ", r.reals.size(), " reals and ", r.blobs.size(),
-              " arrays (expected ", ints, ", ", reals, " and ", blobs, ")");
+  TORCH_CHECK(r.ints.size() == ints && r.reals.size() == reals && r.blobs.size() == blobs, kind, " record with ",
+              r.ints.size(), " integers, ", r.reals.size(), " reals and ", r.blobs.size(), " arrays (expected ", ints,
+              ", ", reals, " and ", blobs, ")");
 }
 
 void expect_features(const ModuleRecord& r, int64_t value, const char* what) {
@@ -39,8 +40,7 @@ void expect_features(const ModuleRecord& r, int64_t value, const char* what) {
 // Array `index` of the record into the float32 CPU tensor `dest` (its size checked first).
 void copy_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what) {
   const auto bytes = static_cast<size_t>(dest.numel()) * sizeof(float);
-  TORCH_CHECK(r.blobs[index].size() == bytes, "its ", what, " has ", r.blobs[index].size(),
-              " bytes, expected ", bytes);
+  TORCH_CHECK(r.blobs[index].size() == bytes, "its ", what, " has ", r.blobs[index].size(), " bytes, expected ", bytes);
   std::memcpy(dest.data_ptr<float>(), r.blobs[index].data(), bytes);
 }
 
@@ -50,8 +50,7 @@ void copy_finite_floats(const ModuleRecord& r, size_t index, const at::Tensor& d
   const auto finite = at::isfinite(dest);
   if (finite.all().item<bool>()) return;
   const int64_t row = finite.logical_not().nonzero()[0][0].item<int64_t>();
-  TORCH_CHECK(false, "a non-finite ", what, " (", dest[row].item<double>(), " at row ", row,
-              ")");
+  TORCH_CHECK(false, "a non-finite ", what, " (", dest[row].item<double>(), " at row ", row, ")");
 }
 
 template <typename Impl>
@@ -73,7 +72,11 @@ void no_numbers(const torch::nn::Module&, const std::string&, ModuleRecord&) {}
 
 void describe_packed(const torch::nn::Module& module, const std::string&, ModuleRecord& r) {
   const auto& o = as<nn::PackedTernaryLinearImpl>(module).options;
-  r.ints = {o.in_features(), o.out_features(), o.bias(), o.quant().activation_bits(), o.quant().per_channel(),
+  r.ints = {o.in_features(),
+            o.out_features(),
+            o.bias(),
+            o.quant().activation_bits(),
+            o.quant().per_channel(),
             static_cast<int64_t>(o.quant().scale_mode())};
   r.reals = {o.quant().threshold_factor()};
 }
@@ -92,8 +95,8 @@ void packed_arrays(const torch::nn::Module& module, const std::string& path, Mod
 }
 
 torch::nn::AnyModule create_packed(const ModuleRecord& r) {
-  TORCH_CHECK(r.ints.size() == 4 || r.ints.size() == 6, "PackedTernaryLinear record with ",
-              r.ints.size(), " integers; expected 4 or 6");
+  TORCH_CHECK(r.ints.size() == 4 || r.ints.size() == 6, "PackedTernaryLinear record with ", r.ints.size(),
+              " integers; expected 4 or 6");
   const int64_t in = r.ints[0], out = r.ints[1];
   expect_features(r, in, "in_features");
   expect_features(r, out, "out_features");
@@ -103,7 +106,9 @@ torch::nn::AnyModule create_packed(const ModuleRecord& r) {
   auto config = quant::QuantConfig().activation_bits(r.ints[3]);
   if (r.ints.size() == 6) {
     TORCH_CHECK(r.ints[5] == 0 || r.ints[5] == 1, "invalid scale mode ", r.ints[5]);
-    config.per_channel(r.ints[4] != 0).scale_mode(static_cast<quant::ScaleMode>(r.ints[5])).threshold_factor(r.reals[0]);
+    config.per_channel(r.ints[4] != 0)
+        .scale_mode(static_cast<quant::ScaleMode>(r.ints[5]))
+        .threshold_factor(r.reals[0]);
   }
   const auto problem = quant::find_problem(config);
   TORCH_CHECK(!problem, problem ? problem->message : "");
@@ -161,8 +166,7 @@ torch::nn::AnyModule create_embedding(const ModuleRecord& r) {
   expect_counts(r, "Embedding", 3, 0, 1);
   expect_features(r, r.ints[0], "num_embeddings");
   expect_features(r, r.ints[1], "embedding_dim");
-  TORCH_CHECK(r.ints[2] >= -1 && r.ints[2] < r.ints[0], "invalid padding_idx ",
-              r.ints[2]);
+  TORCH_CHECK(r.ints[2] >= -1 && r.ints[2] < r.ints[0], "invalid padding_idx ", r.ints[2]);
   auto options = torch::nn::EmbeddingOptions(r.ints[0], r.ints[1]);
   if (r.ints[2] >= 0) options.padding_idx(r.ints[2]);
   torch::nn::Embedding layer(options);

@@ -17,7 +17,9 @@
 namespace bittorch {
 namespace {
 
-std::string shown(const std::string& path) { return path.empty() ? "(root)" : path; }
+std::string shown(const std::string& path) {
+  return path.empty() ? "(root)" : path;
+}
 
 std::string parent_of(const std::string& path) {
   const auto dot = path.rfind('.');
@@ -45,9 +47,10 @@ io::ModuleRecord record_of(const torch::nn::Module& module, const std::string& p
   }
   TORCH_CHECK(!module.named_children().is_empty(), caller, ": cannot save module '", shown(path), "' (", module.name(),
               "): packed files hold ", io::stored_kind_names());
-  TORCH_CHECK(module.named_parameters(/*recurse=*/false).is_empty() && module.named_buffers(/*recurse=*/false).is_empty(),
-              caller, ": module '", shown(path), "' (", module.name(),
-              ") has parameters or buffers of its own, which packed files do not hold (only its children)");
+  TORCH_CHECK(
+      module.named_parameters(/*recurse=*/false).is_empty() && module.named_buffers(/*recurse=*/false).is_empty(),
+      caller, ": module '", shown(path), "' (", module.name(),
+      ") has parameters or buffers of its own, which packed files do not hold (only its children)");
   r.kind = dynamic_cast<const torch::nn::SequentialImpl*>(&module) != nullptr ? io::ModuleKind::Sequential
                                                                               : io::ModuleKind::Module;
   return r;
@@ -92,8 +95,8 @@ torch::nn::AnyModule create(const io::ModuleRecord& record, const std::string& p
   try {
     return codec->create(record);
   } catch (const c10::Error& error) {
-    TORCH_CHECK(false, caller, ": '", path, "': module '", record.path, "' (", codec->name, "): ",
-                error.what_without_backtrace());
+    TORCH_CHECK(false, caller, ": '", path, "': module '", record.path, "' (", codec->name,
+                "): ", error.what_without_backtrace());
   }
 }
 
@@ -116,7 +119,9 @@ void save_packed(const torch::nn::Module& model, const std::string& path) {
   io::write_file_atomically(path, io::write_packed_file(records));
 }
 
-void save_packed(const torch::nn::Sequential& model, const std::string& path) { save_packed(*model, path); }
+void save_packed(const torch::nn::Sequential& model, const std::string& path) {
+  save_packed(*model, path);
+}
 
 torch::nn::Sequential load_packed(const std::string& path) {
   const char* caller = "bittorch::load_packed";
@@ -161,8 +166,8 @@ void load_packed_into(torch::nn::Module& model, const std::string& path) {
     const auto target = modules[want.path];
     for (const auto& [name, tensors] :
          {std::pair{"parameter", target->named_parameters(false)}, std::pair{"buffer", target->named_buffers(false)}}) {
-      const auto source = std::string(name) == "parameter" ? loaded.ptr()->named_parameters(false)
-                                                          : loaded.ptr()->named_buffers(false);
+      const auto source =
+          std::string(name) == "parameter" ? loaded.ptr()->named_parameters(false) : loaded.ptr()->named_buffers(false);
       for (const auto& item : tensors) {
         const auto* from = source.find(item.key());
         TORCH_CHECK(from != nullptr && from->sizes() == item.value().sizes(), caller, ": '", path, "': module '",

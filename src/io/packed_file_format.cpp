@@ -74,7 +74,8 @@ std::vector<ModuleRecord> parse_records(std::string_view records_bytes) {
   for (uint32_t i = 0; i < count; ++i) {
     ModuleRecord m;
     const auto path_size = r.get<uint32_t>("path length");
-    if (path_size > kMaxPathBytes) throw PackedFileError("module " + std::to_string(i) + " has an implausible path length");
+    if (path_size > kMaxPathBytes)
+      throw PackedFileError("module " + std::to_string(i) + " has an implausible path length");
     m.path.assign(r.view(path_size, "module path"));
     const std::string name = "module '" + m.path + "'";
     if ((i == 0) != m.path.empty()) throw PackedFileError(name + ": the root, and only the root, has the empty path");
@@ -94,7 +95,8 @@ std::vector<ModuleRecord> parse_records(std::string_view records_bytes) {
     for (uint32_t k = 0; k < blobs; ++k) m.blobs.push_back(r.view(r.get<uint64_t>("array length"), "array"));
     records.push_back(std::move(m));
   }
-  if (r.remaining() != 0) throw PackedFileError(std::to_string(r.remaining()) + " unexpected bytes after the last module");
+  if (r.remaining() != 0)
+    throw PackedFileError(std::to_string(r.remaining()) + " unexpected bytes after the last module");
   return records;
 }
 
@@ -110,12 +112,14 @@ std::vector<ModuleRecord> parse_records_v1(std::string_view records_bytes) {
   for (uint32_t i = 0; i < count; ++i) {
     ModuleRecord m;
     const auto kind = r.get<uint8_t>("module kind");
-    if (kind != static_cast<uint8_t>(ModuleKind::PackedTernaryLinear) && kind != static_cast<uint8_t>(ModuleKind::ReLU)) {
+    if (kind != static_cast<uint8_t>(ModuleKind::PackedTernaryLinear) &&
+        kind != static_cast<uint8_t>(ModuleKind::ReLU)) {
       throw PackedFileError("module " + std::to_string(i) + " has unknown kind " + std::to_string(kind));
     }
     m.kind = static_cast<ModuleKind>(kind);
     const auto name_size = r.get<uint32_t>("name length");
-    if (name_size > kMaxPathBytes) throw PackedFileError("module " + std::to_string(i) + " has an implausible name length");
+    if (name_size > kMaxPathBytes)
+      throw PackedFileError("module " + std::to_string(i) + " has an implausible name length");
     m.path.assign(r.view(name_size, "module name"));
     if (m.path.empty() || m.path.find('.') != std::string::npos || !paths.insert(m.path).second) {
       throw PackedFileError("module " + std::to_string(i) + " has an invalid or repeated name '" + m.path + "'");
@@ -146,7 +150,8 @@ std::vector<ModuleRecord> parse_records_v1(std::string_view records_bytes) {
     }
     records.push_back(std::move(m));
   }
-  if (r.remaining() != 0) throw PackedFileError(std::to_string(r.remaining()) + " unexpected bytes after the last module");
+  if (r.remaining() != 0)
+    throw PackedFileError(std::to_string(r.remaining()) + " unexpected bytes after the last module");
   return records;
 }
 

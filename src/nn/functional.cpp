@@ -17,8 +17,8 @@ using torch::autograd::variable_list;
 // straight-through estimator (grad_w = scale * grad_w_eff), then torch's own linear.
 class DequantizeSte : public torch::autograd::Function<DequantizeSte> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight,
-                            const quant::QuantConfig& config, at::ScalarType dtype) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight, const quant::QuantConfig& config,
+                            at::ScalarType dtype) {
     auto [codes, scale] = ternarize(weight, config);
     ctx->save_for_backward({scale});
     return (codes.to(scale.scalar_type()) * scale.unsqueeze(1)).to(dtype);
@@ -27,8 +27,7 @@ class DequantizeSte : public torch::autograd::Function<DequantizeSte> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const at::Tensor scale = ctx->get_saved_variables()[0];
     const at::Tensor& grad = grad_outputs[0];
-    return {(grad.to(scale.scalar_type()) * scale.unsqueeze(1)).to(grad.scalar_type()),
-            at::Tensor(), at::Tensor()};
+    return {(grad.to(scale.scalar_type()) * scale.unsqueeze(1)).to(grad.scalar_type()), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -36,8 +35,7 @@ class DequantizeSte : public torch::autograd::Function<DequantizeSte> {
 // backward the identity (straight-through).
 class QuantizeActivationsSte : public torch::autograd::Function<QuantizeActivationsSte> {
  public:
-  static at::Tensor forward(AutogradContext* /*ctx*/, const at::Tensor& input,
-                            quant::ActivationFormat format) {
+  static at::Tensor forward(AutogradContext* /*ctx*/, const at::Tensor& input, quant::ActivationFormat format) {
     auto [values, scale] = quantize_activations(input, format);
     return (values.to(at::kFloat) * scale).to(input.scalar_type());
   }
@@ -49,8 +47,8 @@ class QuantizeActivationsSte : public torch::autograd::Function<QuantizeActivati
 
 }  // namespace
 
-at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
-                          const at::Tensor& bias, const TernaryLinearFuncOptions& options) {
+at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                          const TernaryLinearFuncOptions& options) {
   if (!options.quantize()) {
     return torch::nn::functional::linear(input, weight, bias);
   }
@@ -59,17 +57,15 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
   if (!options.use_cuda_kernel()) {
     TORCH_CHECK(input.scalar_type() == weight.scalar_type(),
                 "bittorch::ternary_linear: expected input and weight of the same dtype, but got "
-                "input ", input.scalar_type(), " and weight ", weight.scalar_type());
+                "input ",
+                input.scalar_type(), " and weight ", weight.scalar_type());
     const at::Tensor used_input = activation_format == quant::ActivationFormat::None
                                       ? input
                                       : QuantizeActivationsSte::apply(input, activation_format);
-    return torch::nn::functional::linear(
-        used_input, DequantizeSte::apply(weight, config, input.scalar_type()), bias);
+    return torch::nn::functional::linear(used_input, DequantizeSte::apply(weight, config, input.scalar_type()), bias);
   }
-  return ops::ternary_linear(input, weight,
-                             bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
-                             config.threshold_factor(), config.per_channel(),
-                             quant::to_string(config.scale_mode()),
+  return ops::ternary_linear(input, weight, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
+                             config.threshold_factor(), config.per_channel(), quant::to_string(config.scale_mode()),
                              quant::to_string(activation_format));
 }
 

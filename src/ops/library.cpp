@@ -5,4 +5,6 @@
 
 #include <torch/library.h>
 
-TORCH_LIBRARY(bittorch, m) { static_cast<void>(m); }
+TORCH_LIBRARY(bittorch, m) {
+  static_cast<void>(m);
+}

@@ -10,8 +10,7 @@ namespace bittorch::quant {
 namespace {
 
 void check_codes(const char* op, const at::Tensor& codes) {
-  TORCH_CHECK(codes.defined() && codes.dim() == 2, op,
-              ": expected 2-D codes [out_features, in_features], but got ",
+  TORCH_CHECK(codes.defined() && codes.dim() == 2, op, ": expected 2-D codes [out_features, in_features], but got ",
               codes.defined() ? codes.sizes() : c10::IntArrayRef{});
   TORCH_CHECK(codes.scalar_type() != at::kBool && !at::isComplexType(codes.scalar_type()), op,
               ": expected integer or floating-point codes, but got ", codes.scalar_type());
@@ -27,16 +26,17 @@ at::Tensor powers(int64_t base, int64_t count, const at::TensorOptions& options)
 void check_packed(const char* op, const at::Tensor& packed, int64_t in_features) {
   TORCH_CHECK(packed.defined() && packed.dim() == 2 && packed.scalar_type() == at::kInt, op,
               ": expected int32 packed codes [out_features, words]");
-  TORCH_CHECK(in_features >= 1 && packed.size(1) == packed_words(in_features), op, ": in_features ",
-              in_features, " needs ", packed_words(in_features), " words per row, but the matrix has ",
-              packed.size(1));
+  TORCH_CHECK(in_features >= 1 && packed.size(1) == packed_words(in_features), op, ": in_features ", in_features,
+              " needs ", packed_words(in_features), " words per row, but the matrix has ", packed.size(1));
 }
 
 // The file format: five codes per byte, byte = sum over i < 5 of (code_i + 1) * 3^i.
 constexpr int kTritsPerByte = 5;
 constexpr uint32_t kMaxTritByte = 242;  // 3^5 - 1
 
-constexpr int64_t trit_bytes(int64_t numel) { return (numel + kTritsPerByte - 1) / kTritsPerByte; }
+constexpr int64_t trit_bytes(int64_t numel) {
+  return (numel + kTritsPerByte - 1) / kTritsPerByte;
+}
 
 // The bytes of `numel` codes, code_at(index) called once per index in order; the last byte
 // is padded with zero codes.
@@ -93,15 +93,13 @@ at::Tensor unpack_ternary(const at::Tensor& packed, int64_t in_features) {
   const int64_t rows = packed.size(0);
   const auto long_options = packed.options().dtype(at::kLong);
   const at::Tensor word = packed.to(at::kLong).bitwise_and(0xFFFFFFFFLL).unsqueeze(-1);
-  const at::Tensor fields =
-      word.div(powers(4, kCodesPerWord, long_options), "floor").remainder(4).view({rows, -1});
+  const at::Tensor fields = word.div(powers(4, kCodesPerWord, long_options), "floor").remainder(4).view({rows, -1});
   TORCH_CHECK(!(fields == 2).any().item<bool>(), op, ": corrupted packed codes (a field 10)");
   const int64_t padding = fields.size(1) - in_features;
   TORCH_CHECK(padding == 0 || !fields.narrow(1, in_features, padding).ne(0).any().item<bool>(), op,
               ": corrupted packed codes (nonzero padding)");
   // 00 -> 0, 01 -> 1, 11 -> -1
-  return (fields.narrow(1, 0, in_features) - fields.narrow(1, 0, in_features).div(2, "floor") * 4)
-      .to(at::kChar);
+  return (fields.narrow(1, 0, in_features) - fields.narrow(1, 0, in_features).div(2, "floor") * 4).to(at::kChar);
 }
 
 at::Tensor pack_trits(const at::Tensor& codes) {
@@ -116,8 +114,8 @@ at::Tensor unpack_trits(const at::Tensor& bytes, int64_t numel) {
   const char* op = "bittorch::quant::unpack_trits";
   TORCH_CHECK(bytes.defined() && bytes.dim() == 1 && bytes.scalar_type() == at::kByte, op,
               ": expected a 1-D uint8 tensor");
-  TORCH_CHECK(numel >= 0 && bytes.size(0) == trit_bytes(numel), op, ": ", numel, " codes need ",
-              trit_bytes(numel), " bytes, but got ", bytes.size(0));
+  TORCH_CHECK(numel >= 0 && bytes.size(0) == trit_bytes(numel), op, ": ", numel, " codes need ", trit_bytes(numel),
+              " bytes, but got ", bytes.size(0));
   const at::Tensor host = bytes.cpu().contiguous();
   at::Tensor codes = at::empty({numel}, host.options().dtype(at::kChar));
   int8_t* out = codes.data_ptr<int8_t>();
@@ -130,8 +128,8 @@ void packed_from_trits(const uint8_t* bytes, int64_t size, int64_t in_features, 
   check_packed(op, packed, in_features);
   TORCH_CHECK(packed.device().is_cpu() && packed.is_contiguous(), op, ": expected a contiguous CPU matrix");
   const int64_t out_features = packed.size(0);
-  TORCH_CHECK(size == trit_bytes(out_features * in_features), op, ": ", out_features, "x", in_features,
-              " codes need ", trit_bytes(out_features * in_features), " bytes, but got ", size);
+  TORCH_CHECK(size == trit_bytes(out_features * in_features), op, ": ", out_features, "x", in_features, " codes need ",
+              trit_bytes(out_features * in_features), " bytes, but got ", size);
   // Each word is assembled in a register and stored whole (its padding fields zero), so no
   // pass clears the matrix first.
   auto* word = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());

@@ -53,12 +53,24 @@ void mutate(std::string& bytes, std::mt19937_64& rng) {
   for (int e = 0; e < edits; ++e) {
     const size_t at = bytes.empty() ? 0 : rng() % bytes.size();
     switch (rng() % 6) {
-      case 0: if (!bytes.empty()) bytes[at] = static_cast<char>(bytes[at] ^ (1 << (rng() % 8))); break;
-      case 1: if (!bytes.empty()) bytes[at] = static_cast<char>(rng()); break;
-      case 2: bytes.resize(at); break;
-      case 3: bytes.insert(at, 1 + rng() % 8, static_cast<char>(rng())); break;
-      case 4: if (!bytes.empty()) bytes.erase(at, 1 + rng() % 8); break;
-      default: bytes.append(1 + rng() % 16, static_cast<char>(rng())); break;
+      case 0:
+        if (!bytes.empty()) bytes[at] = static_cast<char>(bytes[at] ^ (1 << (rng() % 8)));
+        break;
+      case 1:
+        if (!bytes.empty()) bytes[at] = static_cast<char>(rng());
+        break;
+      case 2:
+        bytes.resize(at);
+        break;
+      case 3:
+        bytes.insert(at, 1 + rng() % 8, static_cast<char>(rng()));
+        break;
+      case 4:
+        if (!bytes.empty()) bytes.erase(at, 1 + rng() % 8);
+        break;
+      default:
+        bytes.append(1 + rng() % 16, static_cast<char>(rng()));
+        break;
     }
   }
 }

@@ -57,10 +57,10 @@ TEST(Files, BadOutputPathsAreRefusedUpFront) {
   TempDir dir;
   ASSERT_EQ(::mkdir(dir.file("sub").c_str(), 0755), 0);
   ASSERT_EQ(::mkfifo(dir.file("fifo").c_str(), 0644), 0);
-  EXPECT_TRUE(throws_error_mentioning([&] { check_writable_path(dir.file("sub"), "--save"); },
-                                      {"--save", "is a directory"}));
-  EXPECT_TRUE(throws_error_mentioning([&] { check_writable_path(dir.file("sub") + "/", "--save"); },
-                                      {"--save", "directory"}));
+  EXPECT_TRUE(
+      throws_error_mentioning([&] { check_writable_path(dir.file("sub"), "--save"); }, {"--save", "is a directory"}));
+  EXPECT_TRUE(
+      throws_error_mentioning([&] { check_writable_path(dir.file("sub") + "/", "--save"); }, {"--save", "directory"}));
   EXPECT_TRUE(throws_error_mentioning([&] { check_writable_path(dir.file("missing/out.pt"), "--export"); },
                                       {"--export", "missing", "does not exist"}));
   EXPECT_TRUE(throws_error_mentioning([&] { check_writable_path(dir.file("fifo"), "--metrics-json"); },

@@ -90,34 +90,40 @@ TEST(PackedFile, MalformedFilesAreClearErrors) {
                                       {"module '0'", "5 integers", "expected 4 or 6"}));
   EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(with([](auto& r) { r[2].path = "7.relu"; })); },
                                       {"module '7.relu'", "before its parent"}));
-  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(with([](auto& r) { r[3].path = "0"; })); },
-                                      {"module '0'", "twice"}));
+  EXPECT_TRUE(
+      throws_error_mentioning([&] { load_bytes(with([](auto& r) { r[3].path = "0"; })); }, {"module '0'", "twice"}));
   EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(good + "zz"); }, {"checksum"}));
   // Out-of-range trits, non-finite scales and biases behind a valid checksum.
   std::string codes, scale, bias;
-  EXPECT_TRUE(throws_error_mentioning([&] {
-    load_bytes(with([&](auto& r) {
-      codes = std::string(r[1].blobs[0]);
-      codes[0] = static_cast<char>(250);
-      r[1].blobs[0] = codes;
-    }));
-  }, {"above 242"}));
-  EXPECT_TRUE(throws_error_mentioning([&] {
-    load_bytes(with([&](auto& r) {
-      scale = std::string(r[1].blobs[1]);
-      const float nan = std::nanf("");
-      std::memcpy(&scale[3 * sizeof(float)], &nan, sizeof(float));
-      r[1].blobs[1] = scale;
-    }));
-  }, {"bad.btp", "module '0'", "non-finite scale", "row 3"}));
-  EXPECT_TRUE(throws_error_mentioning([&] {
-    load_bytes(with([&](auto& r) {
-      bias = std::string(r[1].blobs[2]);
-      const float inf = -INFINITY;
-      std::memcpy(&bias[0], &inf, sizeof(float));
-      r[1].blobs[2] = bias;
-    }));
-  }, {"bad.btp", "non-finite bias", "row 0"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        load_bytes(with([&](auto& r) {
+          codes = std::string(r[1].blobs[0]);
+          codes[0] = static_cast<char>(250);
+          r[1].blobs[0] = codes;
+        }));
+      },
+      {"above 242"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        load_bytes(with([&](auto& r) {
+          scale = std::string(r[1].blobs[1]);
+          const float nan = std::nanf("");
+          std::memcpy(&scale[3 * sizeof(float)], &nan, sizeof(float));
+          r[1].blobs[1] = scale;
+        }));
+      },
+      {"bad.btp", "module '0'", "non-finite scale", "row 3"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        load_bytes(with([&](auto& r) {
+          bias = std::string(r[1].blobs[2]);
+          const float inf = -INFINITY;
+          std::memcpy(&bias[0], &inf, sizeof(float));
+          r[1].blobs[2] = bias;
+        }));
+      },
+      {"bad.btp", "non-finite bias", "row 0"}));
   // Only the kinds a file holds are saved.
   EXPECT_TRUE(throws_error_mentioning(
       [&] { bittorch::save_packed(torch::nn::Sequential(torch::nn::Conv1d(3, 2, 1)), dir.file("conv.btp")); },
@@ -129,9 +135,10 @@ TEST(PackedFile, EveryStoredKindRoundTrips) {
   TempDir dir;
   torch::manual_seed(63);
   torch::nn::Sequential model(
-      torch::nn::Embedding(torch::nn::EmbeddingOptions(10, 8).padding_idx(0)), torch::nn::LayerNorm(torch::nn::LayerNormOptions({8}).eps(1e-6)),
-      torch::nn::Linear(8, 8), torch::nn::GELU(torch::nn::GELUOptions().approximate("tanh")),
-      bittorch::nn::TernaryLinear(8, 6), torch::nn::SiLU(), torch::nn::Dropout(0.25), torch::nn::Tanh(),
+      torch::nn::Embedding(torch::nn::EmbeddingOptions(10, 8).padding_idx(0)),
+      torch::nn::LayerNorm(torch::nn::LayerNormOptions({8}).eps(1e-6)), torch::nn::Linear(8, 8),
+      torch::nn::GELU(torch::nn::GELUOptions().approximate("tanh")), bittorch::nn::TernaryLinear(8, 6),
+      torch::nn::SiLU(), torch::nn::Dropout(0.25), torch::nn::Tanh(),
       bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(6, 3).quant(
           bittorch::quant::QuantConfig().scale_mode(bittorch::quant::ScaleMode::AbsMean).activation_bits(8))),
       torch::nn::Sigmoid());
@@ -187,15 +194,17 @@ TEST(PackedFile, Version1FilesStillLoad) {
     const auto trits = bittorch::quant::trits_from_packed(layer->packed, layer->options.in_features());
     bytes.append(reinterpret_cast<const char*>(trits.data()), trits.size());
     bytes.append(reinterpret_cast<const char*>(layer->scale.data_ptr<float>()), layer->scale.numel() * 4);
-    if (layer->bias.defined()) bytes.append(reinterpret_cast<const char*>(layer->bias.data_ptr<float>()), layer->bias.numel() * 4);
+    if (layer->bias.defined())
+      bytes.append(reinterpret_cast<const char*>(layer->bias.data_ptr<float>()), layer->bias.numel() * 4);
   }
-  put(static_cast<uint32_t>(crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()),
-                                  static_cast<uInt>(bytes.size()))));
+  put(static_cast<uint32_t>(
+      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size()))));
   write_all(dir.file("v1.btp"), bytes);
   const auto x = torch::randn({4, 37});
   EXPECT_TRUE(torch::equal(bittorch::load_packed(dir.file("v1.btp"))->forward(x), packed->forward(x)));
-  auto into = bittorch::pack(torch::nn::Sequential(bittorch::nn::TernaryLinear(37, 16), torch::nn::ReLU(),
-                                                   bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(16, 5).bias(false))));
+  auto into = bittorch::pack(
+      torch::nn::Sequential(bittorch::nn::TernaryLinear(37, 16), torch::nn::ReLU(),
+                            bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(16, 5).bias(false))));
   bittorch::load_packed_into(*into, dir.file("v1.btp"));
   EXPECT_TRUE(torch::equal(into->forward(x), packed->forward(x)));
 }
@@ -206,8 +215,8 @@ TEST(PackedFile, NonRegularFilesAreRefusedUpFront) {
   EXPECT_TRUE(throws_error_mentioning([&] { bittorch::load_packed(dir.path()); }, {dir.path(), "directory"}));
   EXPECT_TRUE(throws_error_mentioning([&] { bittorch::load_packed(dir.file("fifo")); }, {"fifo", "FIFO"}));
   EXPECT_TRUE(throws_error_mentioning([&] { bittorch::load_packed("/dev/zero"); }, {"/dev/zero", "character device"}));
-  EXPECT_TRUE(throws_error_mentioning([&] { bittorch::save_packed(trained_model(), dir.path()); },
-                                      {dir.path(), "directory"}));
+  EXPECT_TRUE(
+      throws_error_mentioning([&] { bittorch::save_packed(trained_model(), dir.path()); }, {dir.path(), "directory"}));
 }
 
 TEST(PackedFile, NonFiniteWeightsAreRefusedNamingTheLayer) {
@@ -252,8 +261,12 @@ TEST(PackedFile, ConcurrentSavesAndLoads) {
       ++loads;
     }
   });
-  std::thread writer_a([&] { for (int i = 0; i < 40; ++i) bittorch::save_packed(first, path); });
-  std::thread writer_b([&] { for (int i = 0; i < 40; ++i) bittorch::save_packed(second, path); });
+  std::thread writer_a([&] {
+    for (int i = 0; i < 40; ++i) bittorch::save_packed(first, path);
+  });
+  std::thread writer_b([&] {
+    for (int i = 0; i < 40; ++i) bittorch::save_packed(second, path);
+  });
   writer_a.join();
   writer_b.join();
   done = true;

@@ -22,7 +22,8 @@ class BlockImpl : public torch::nn::Module, public bittorch::nn::ReplaceableChil
  public:
   explicit BlockImpl(int64_t features)
       : fc1_(torch::nn::Linear(features, 2 * features)),
-        tail_(register_module("tail", torch::nn::Sequential(torch::nn::ReLU(), torch::nn::Linear(2 * features, features)))) {
+        tail_(register_module("tail",
+                              torch::nn::Sequential(torch::nn::ReLU(), torch::nn::Linear(2 * features, features)))) {
     register_module("fc1", fc1_.ptr());
   }
   torch::Tensor forward(const torch::Tensor& x) { return x + tail_->forward(fc1_.forward(x)); }
@@ -88,7 +89,8 @@ TEST(ModuleTree, ConvertTrainPackMatchesTheReferenceAtEveryDepth) {
   for (const auto& item : before) copies.push_back(item.value().clone());
   model->forward(x).pow(2).sum().backward();
   optimizer.step();
-  for (size_t i = 0; i < copies.size(); ++i) EXPECT_FALSE(torch::equal(copies[i], before[i].value())) << before[i].key();
+  for (size_t i = 0; i < copies.size(); ++i)
+    EXPECT_FALSE(torch::equal(copies[i], before[i].value())) << before[i].key();
 
   torch::NoGradGuard no_grad;
   expected = reference_output(x, model->named_parameters(), config);
@@ -140,8 +142,8 @@ TEST(ModuleTree, FilterPicksLayersByPath) {
 
 TEST(ModuleTree, ALayerItsParentCannotSwapIsAnErrorNamingIt) {
   torch::nn::Sequential model(PlainBlock(), torch::nn::Linear(4, 2));
-  EXPECT_TRUE(throws_error_mentioning([&] { bittorch::nn::convert_to_ternary(*model); },
-                                      {"'0.fc'", "ReplaceableChildren"}));
+  EXPECT_TRUE(
+      throws_error_mentioning([&] { bittorch::nn::convert_to_ternary(*model); }, {"'0.fc'", "ReplaceableChildren"}));
   EXPECT_TRUE(throws_error_mentioning(
       [&] { bittorch::nn::convert_to_ternary(*model, bittorch::quant::QuantConfig().threshold_factor(2)); },
       {"convert_to_ternary", "threshold_factor"}));

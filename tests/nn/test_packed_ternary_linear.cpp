@@ -37,8 +37,8 @@ struct Case {
   int64_t out_features;
 };
 
-const std::vector<Case> kCases = {{{1, 1}, 1},   {{3, 5}, 7},    {{2, 16}, 3},   {{4, 17}, 9},
-                                  {{9, 37}, 5},  {{1, 64}, 65},  {{2, 3, 40}, 6}, {{0, 8}, 4},
+const std::vector<Case> kCases = {{{1, 1}, 1},     {{3, 5}, 7},     {{2, 16}, 3},    {{4, 17}, 9},
+                                  {{9, 37}, 5},    {{1, 64}, 65},   {{2, 3, 40}, 6}, {{0, 8}, 4},
                                   {{11, 100}, 33}, {{1, 784}, 256}, {{70, 129}, 17}, {{8}, 3}};
 
 TEST(PackedTernaryLinear, EqualsTheTernaryLinearItCameFrom) {
@@ -48,13 +48,16 @@ TEST(PackedTernaryLinear, EqualsTheTernaryLinearItCameFrom) {
       for (const bool per_channel : {true, false}) {
         for (const auto& c : kCases) {
           const int64_t in = c.input.back();
-          TernaryLinear layer(TernaryLinearOptions(in, c.out_features).bias(c.out_features % 2 == 1).quant(bittorch::quant::QuantConfig().per_channel(per_channel).activation_bits(bits)));
+          TernaryLinear layer(
+              TernaryLinearOptions(in, c.out_features)
+                  .bias(c.out_features % 2 == 1)
+                  .quant(bittorch::quant::QuantConfig().per_channel(per_channel).activation_bits(bits)));
           layer->to(dtype);  // both layers quantize the same (rounded) weight
           PackedTernaryLinear packed(*layer);
           const auto x = torch::randn(c.input);
           const auto expected = layer(x.to(dtype));
-          const auto what = c10::str("input ", c10::IntArrayRef(c.input), " out ", c.out_features, " ",
-                                     dtype, " bits ", bits, " per_channel ", per_channel);
+          const auto what = c10::str("input ", c10::IntArrayRef(c.input), " out ", c.out_features, " ", dtype, " bits ",
+                                     bits, " per_channel ", per_channel);
           expect_close(packed(x.to(dtype)), expected, dtype, what);
         }
       }
@@ -75,8 +78,8 @@ TEST(PackedTernaryLinear, HoldsNoFullPrecisionWeight) {
 }
 
 TEST(PackedTernaryLinear, MnistModelIsAtLeast15_5xSmallerPackedAnd19xInTrits) {
-  torch::nn::Sequential model(TernaryLinear(784, 256), torch::nn::ReLU(), TernaryLinear(256, 128),
-                              torch::nn::ReLU(), TernaryLinear(128, 10));
+  torch::nn::Sequential model(TernaryLinear(784, 256), torch::nn::ReLU(), TernaryLinear(256, 128), torch::nn::ReLU(),
+                              TernaryLinear(128, 10));
   int64_t fp32_bytes = 0, packed_bytes = 0, trit_bytes = 0;
   for (const auto& p : model->named_parameters()) {
     if (p.key().find("weight") != std::string::npos) fp32_bytes += p.value().numel() * 4;
@@ -85,8 +88,10 @@ TEST(PackedTernaryLinear, MnistModelIsAtLeast15_5xSmallerPackedAnd19xInTrits) {
   for (const auto& child : packed->children()) {
     if (const auto* layer = child->as<bittorch::nn::PackedTernaryLinearImpl>()) {
       packed_bytes += layer->weight_bytes();
-      trit_bytes += bittorch::quant::pack_trits(bittorch::quant::unpack_ternary(layer->packed, layer->options.in_features())).numel() +
-                    layer->scale.numel() * 4;
+      trit_bytes +=
+          bittorch::quant::pack_trits(bittorch::quant::unpack_ternary(layer->packed, layer->options.in_features()))
+              .numel() +
+          layer->scale.numel() * 4;
     }
   }
   EXPECT_EQ(fp32_bytes, 939008);
@@ -109,8 +114,7 @@ TEST(PackedTernaryLinear, SaveLoadRoundTripIsBitExact) {
 
 TEST(Pack, ConvertsEveryTernaryLinearOfASequentialIntoACopy) {
   torch::manual_seed(42);
-  torch::nn::Sequential model(TernaryLinear(20, 16), torch::nn::ReLU(), TernaryLinear(16, 8),
-                              torch::nn::Linear(8, 3));
+  torch::nn::Sequential model(TernaryLinear(20, 16), torch::nn::ReLU(), TernaryLinear(16, 8), torch::nn::Linear(8, 3));
   auto packed = bittorch::pack(model);
   ASSERT_EQ(packed->size(), 4U);
   EXPECT_NE(packed[0]->as<bittorch::nn::PackedTernaryLinearImpl>(), nullptr);
@@ -125,14 +129,17 @@ TEST(Pack, ConvertsEveryTernaryLinearOfASequentialIntoACopy) {
 TEST(PackedTernaryLinear, RejectsBadInputs) {
   PackedTernaryLinear packed(*TernaryLinear(12, 4));
   EXPECT_TRUE(throws_error_mentioning([&] { packed(torch::randn({2, 13})); }, {"in_features = 12", "[2, 13]"}));
-  EXPECT_TRUE(throws_error_mentioning([&] { packed(torch::randn({2, 12}, torch::kDouble)); },
-                                      {"float32, float16 or bfloat16", "Double"}));
-  EXPECT_TRUE(throws_error_mentioning([] { PackedTernaryLinear(*TernaryLinear(TernaryLinearOptions(3, 2).quantize(false))); },
-                                      {"quantize(false)"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        packed(torch::randn({2, 12}, torch::kDouble));
+      },
+      {"float32, float16 or bfloat16", "Double"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [] { PackedTernaryLinear(*TernaryLinear(TernaryLinearOptions(3, 2).quantize(false))); }, {"quantize(false)"}));
   EXPECT_TRUE(throws_error_mentioning(
       [] {
-        bittorch::ops::packed_ternary_linear(torch::randn({2, 12}), torch::zeros({4, 2}, torch::kInt),
-                                             torch::ones({4}), std::nullopt, 12, "none");
+        bittorch::ops::packed_ternary_linear(torch::randn({2, 12}), torch::zeros({4, 2}, torch::kInt), torch::ones({4}),
+                                             std::nullopt, 12, "none");
       },
       {"[out_features, 1]", "[4, 2]"}));
 }
@@ -154,8 +161,8 @@ TEST(Pack, RefusesNonFiniteWeightsNamingTheLayer) {
     torch::NoGradGuard no_grad;
     model[2]->as<bittorch::nn::TernaryLinearImpl>()->weight[1][3] = -INFINITY;
   }
-  EXPECT_TRUE(throws_error_mentioning([&] { bittorch::pack(model); },
-                                      {"bittorch::pack", "layer '2'", "weight", "1 non-finite value", "-inf", "[1, 3]"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { bittorch::pack(model); }, {"bittorch::pack", "layer '2'", "weight",
+                                                                       "1 non-finite value", "-inf", "[1, 3]"}));
 }
 
 // NaN and +-Inf inputs reach the outputs as in the unpacked layer: NaN wherever it is NaN,
@@ -178,7 +185,8 @@ TEST(PackedTernaryLinear, NonFiniteInputsPropagateAsInTheUnpackedLayer) {
       const auto expected = layer(x).to(torch::kDouble);
       const auto actual = packed(x).to(torch::kDouble);
       const auto what = c10::str("bits ", bits, " ", dtype);
-      EXPECT_TRUE(torch::equal(torch::isfinite(actual), torch::isfinite(expected))) << what << "\n" << actual << expected;
+      EXPECT_TRUE(torch::equal(torch::isfinite(actual), torch::isfinite(expected))) << what << "\n"
+                                                                                    << actual << expected;
       EXPECT_TRUE(torch::equal(torch::isnan(actual), torch::isnan(expected))) << what << "\n" << actual << expected;
       EXPECT_TRUE(torch::isnan(actual[0]).all().item<bool>()) << what;
       if (bits == 8) EXPECT_TRUE(torch::isnan(actual.slice(0, 0, 4)).all().item<bool>()) << what;

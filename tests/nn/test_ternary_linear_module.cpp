@@ -46,7 +46,8 @@ TEST(TernaryLinearModule, ForwardUsesTheQuantizedWeight) {
   torch::manual_seed(11);
   for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
     for (bool per_channel : {true, false}) {
-      TernaryLinear layer(TernaryLinearOptions(9, 4).quant(bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel)));
+      TernaryLinear layer(
+          TernaryLinearOptions(9, 4).quant(bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel)));
       const auto input = torch::randn({6, 9});
       const auto [codes, scale] = layer->get_quantized_weight();
       EXPECT_EQ(codes.scalar_type(), torch::kFloat);
@@ -94,8 +95,9 @@ TEST(TernaryLinearModule, RejectsBadOptions) {
   EXPECT_TRUE(throws_error_mentioning(
       [] { TernaryLinear(TernaryLinearOptions(3, 2).quant(bittorch::quant::QuantConfig().threshold_factor(1.01))); },
       {"threshold_factor in [0, 1]", "1.01"}));
-  EXPECT_TRUE(throws_error_mentioning([] { TernaryLinear(TernaryLinearOptions(3, 2).quant(bittorch::quant::QuantConfig().activation_bits(16))); },
-                                      {"activation_bits", "0 (off) or 8", "16"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [] { TernaryLinear(TernaryLinearOptions(3, 2).quant(bittorch::quant::QuantConfig().activation_bits(16))); },
+      {"activation_bits", "0 (off) or 8", "16"}));
   TernaryLinear layer(3, 2);
   EXPECT_TRUE(throws_error_mentioning([&] { layer(torch::randn({4, 5})); }, {"in_features = 3", "[4, 5]"}));
   EXPECT_TRUE(throws_error_mentioning([&] { layer(torch::ones({4, 3}, torch::kInt)); }, {"floating point", "Int"}));
@@ -103,7 +105,8 @@ TEST(TernaryLinearModule, RejectsBadOptions) {
 
 TEST(TernaryLinearModule, PrettyPrint) {
   std::ostringstream stream;
-  stream << *TernaryLinear(TernaryLinearOptions(4, 2).bias(false).quant(bittorch::quant::QuantConfig().scale_mode(ScaleMode::AbsMean)));
+  stream << *TernaryLinear(
+      TernaryLinearOptions(4, 2).bias(false).quant(bittorch::quant::QuantConfig().scale_mode(ScaleMode::AbsMean)));
   EXPECT_EQ(stream.str(),
             "bittorch::nn::TernaryLinear(in_features=4, out_features=2, bias=false, "
             "scale_mode=absmean, threshold_factor=0.05, per_channel=true, activation_bits=0, "
@@ -121,10 +124,16 @@ TEST(TernaryLinearCUDAModule, SameParametersAndAClearErrorOnTheCpu) {
   TernaryLinear layer(6, 4);
   EXPECT_TRUE(torch::equal(cuda_layer->weight, layer->weight));
   EXPECT_TRUE(torch::equal(cuda_layer->bias, layer->bias));
-  EXPECT_TRUE(throws_error_mentioning([&] { cuda_layer(torch::randn({2, 6})); },
-                                      {"TernaryLinearCUDA", "CUDA device", "cpu", "TernaryLinear"}));
-  EXPECT_TRUE(throws_error_mentioning([] { TernaryLinearCUDA(TernaryLinearCUDAOptions(6, 4).quant(bittorch::quant::QuantConfig().activation_bits(4))); },
-                                      {"activation_bits", "4"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        cuda_layer(torch::randn({2, 6}));
+      },
+      {"TernaryLinearCUDA", "CUDA device", "cpu", "TernaryLinear"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [] {
+        TernaryLinearCUDA(TernaryLinearCUDAOptions(6, 4).quant(bittorch::quant::QuantConfig().activation_bits(4)));
+      },
+      {"activation_bits", "4"}));
   std::ostringstream stream;
   stream << *cuda_layer;
   EXPECT_NE(stream.str().find("bittorch::nn::TernaryLinearCUDA(in_features=6, out_features=4"), std::string::npos);
@@ -148,7 +157,8 @@ TEST(TernaryLinearModule, CloneIsDeep) {
 struct TwoLayerNet : torch::nn::Module {
   TwoLayerNet()
       : fc1(register_module("fc1", TernaryLinear(4, 16))),
-        fc2(register_module("fc2", TernaryLinear(TernaryLinearOptions(16, 1).quant(bittorch::quant::QuantConfig().scale_mode(ScaleMode::AbsMean))))) {}
+        fc2(register_module("fc2", TernaryLinear(TernaryLinearOptions(16, 1).quant(
+                                       bittorch::quant::QuantConfig().scale_mode(ScaleMode::AbsMean))))) {}
   torch::Tensor forward(const torch::Tensor& x) { return fc2(torch::relu(fc1(x))); }
   TernaryLinear fc1, fc2;
 };

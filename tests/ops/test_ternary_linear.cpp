@@ -20,10 +20,14 @@ using bittorch::testing::throws_error_mentioning;
 // Tolerances per dtype, relative to the magnitude of the result (|x| |w| sqrt(K)).
 double tolerance(torch::Dtype dtype) {
   switch (dtype) {
-    case torch::kDouble: return 1e-12;
-    case torch::kFloat: return 1e-5;
-    case torch::kHalf: return 2e-3;
-    default: return 1.6e-2;  // bfloat16: 8 bits of mantissa
+    case torch::kDouble:
+      return 1e-12;
+    case torch::kFloat:
+      return 1e-5;
+    case torch::kHalf:
+      return 2e-3;
+    default:
+      return 1.6e-2;  // bfloat16: 8 bits of mantissa
   }
 }
 
@@ -42,24 +46,20 @@ struct LinearCase {
   int64_t out_features;
 };
 
-std::string describe(const LinearCase& c, torch::Dtype dtype, ScaleMode mode, bool per_channel,
-                     bool with_bias) {
+std::string describe(const LinearCase& c, torch::Dtype dtype, ScaleMode mode, bool per_channel, bool with_bias) {
   std::ostringstream s;
-  s << "input " << torch::IntArrayRef(c.input_shape) << " out " << c.out_features << " dtype "
-    << dtype << " mode " << bittorch::quant::to_string(mode) << " per_channel " << per_channel
-    << " bias " << with_bias;
+  s << "input " << torch::IntArrayRef(c.input_shape) << " out " << c.out_features << " dtype " << dtype << " mode "
+    << bittorch::quant::to_string(mode) << " per_channel " << per_channel << " bias " << with_bias;
   return s.str();
 }
 
 const std::vector<LinearCase> kShapes = {
-    {{1, 1}, 1},     {{1, 1}, 7},     {{3, 1}, 3},       {{1, 3}, 1},     {{2, 7}, 5},
-    {{4, 5}, 9},     {{3, 13}, 11},   {{8, 33}, 17},     {{16, 63}, 31},  {{5, 100}, 3},
-    {{1, 129}, 65},  {{2, 3, 6}, 4},  {{2, 2, 2, 9}, 5}, {{7}, 3},        {{0, 8}, 4},
-    {{2, 0, 5}, 3},  {{64, 128}, 96}, {{33, 257}, 130},
+    {{1, 1}, 1},       {{1, 1}, 7},   {{3, 1}, 3},    {{1, 3}, 1},    {{2, 7}, 5},     {{4, 5}, 9},
+    {{3, 13}, 11},     {{8, 33}, 17}, {{16, 63}, 31}, {{5, 100}, 3},  {{1, 129}, 65},  {{2, 3, 6}, 4},
+    {{2, 2, 2, 9}, 5}, {{7}, 3},      {{0, 8}, 4},    {{2, 0, 5}, 3}, {{64, 128}, 96}, {{33, 257}, 130},
 };
 
-class TernaryLinearMatchesReference
-    : public ::testing::TestWithParam<std::tuple<torch::Dtype, ScaleMode, bool>> {};
+class TernaryLinearMatchesReference : public ::testing::TestWithParam<std::tuple<torch::Dtype, ScaleMode, bool>> {};
 
 TEST_P(TernaryLinearMatchesReference, ForwardAndGradients) {
   const auto [dtype, mode, per_channel] = GetParam();
@@ -70,7 +70,8 @@ TEST_P(TernaryLinearMatchesReference, ForwardAndGradients) {
       const auto input = torch::randn(c.input_shape).to(dtype).requires_grad_();
       const auto weight = (torch::randn({c.out_features, in_features}) * 0.2).to(dtype).requires_grad_();
       const auto bias = with_bias ? torch::randn({c.out_features}).to(dtype).requires_grad_() : torch::Tensor();
-      const auto options = F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel).threshold_factor(0.1));
+      const auto options = F::TernaryLinearFuncOptions().quant(
+          bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel).threshold_factor(0.1));
       const auto output = F::ternary_linear(input, weight, bias, options);
       const auto grad_output = torch::randn(output.sizes()).to(dtype);
       output.backward(grad_output);
@@ -90,19 +91,16 @@ TEST_P(TernaryLinearMatchesReference, ForwardAndGradients) {
   }
 }
 
-std::string case_name(
-    const ::testing::TestParamInfo<std::tuple<torch::Dtype, ScaleMode, bool>>& info) {
+std::string case_name(const ::testing::TestParamInfo<std::tuple<torch::Dtype, ScaleMode, bool>>& info) {
   return std::string(c10::toString(std::get<0>(info.param))) + "_" +
-         bittorch::quant::to_string(std::get<1>(info.param)) +
-         (std::get<2>(info.param) ? "_per_channel" : "_global");
+         bittorch::quant::to_string(std::get<1>(info.param)) + (std::get<2>(info.param) ? "_per_channel" : "_global");
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    DtypesModesGranularities, TernaryLinearMatchesReference,
-    ::testing::Combine(::testing::Values(torch::kFloat, torch::kDouble, torch::kHalf, torch::kBFloat16),
-                       ::testing::Values(ScaleMode::Max, ScaleMode::AbsMean),
-                       ::testing::Bool()),
-    case_name);
+INSTANTIATE_TEST_SUITE_P(DtypesModesGranularities, TernaryLinearMatchesReference,
+                         ::testing::Combine(::testing::Values(torch::kFloat, torch::kDouble, torch::kHalf,
+                                                              torch::kBFloat16),
+                                            ::testing::Values(ScaleMode::Max, ScaleMode::AbsMean), ::testing::Bool()),
+                         case_name);
 
 // 8-bit activations (W1.58A8) on the CPU: the op against the reference, for both formats
 // (the CPU runs FP8 e4m3 too, when asked for it by name).
@@ -119,8 +117,8 @@ TEST_P(EightBitActivationsMatchReference, ForwardAndGradients) {
       const auto input = torch::randn(c.input_shape).to(dtype).requires_grad_();
       const auto weight = (torch::randn({c.out_features, in_features}) * 0.2).to(dtype).requires_grad_();
       const auto bias = with_bias ? torch::randn({c.out_features}).to(dtype).requires_grad_() : torch::Tensor();
-      const auto output = bittorch::ops::ternary_linear(
-          input, weight, with_bias ? std::optional(bias) : std::nullopt, 0.1, per_channel, "max", format_name);
+      const auto output = bittorch::ops::ternary_linear(input, weight, with_bias ? std::optional(bias) : std::nullopt,
+                                                        0.1, per_channel, "max", format_name);
       const auto grad_output = torch::randn(output.sizes()).to(dtype);
       output.backward(grad_output);
 
@@ -139,17 +137,16 @@ TEST_P(EightBitActivationsMatchReference, ForwardAndGradients) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    DtypesFormatsGranularities, EightBitActivationsMatchReference,
-    ::testing::Combine(::testing::Values(torch::kFloat, torch::kHalf, torch::kBFloat16),
-                       ::testing::Values(bittorch::quant::ActivationFormat::Int8,
-                                         bittorch::quant::ActivationFormat::Float8E4M3),
-                       ::testing::Bool()),
-    [](const auto& info) {
-      return std::string(c10::toString(std::get<0>(info.param))) + "_" +
-             bittorch::quant::to_string(std::get<1>(info.param)) +
-             (std::get<2>(info.param) ? "_per_channel" : "_global");
-    });
+INSTANTIATE_TEST_SUITE_P(DtypesFormatsGranularities, EightBitActivationsMatchReference,
+                         ::testing::Combine(::testing::Values(torch::kFloat, torch::kHalf, torch::kBFloat16),
+                                            ::testing::Values(bittorch::quant::ActivationFormat::Int8,
+                                                              bittorch::quant::ActivationFormat::Float8E4M3),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(c10::toString(std::get<0>(info.param))) + "_" +
+                                  bittorch::quant::to_string(std::get<1>(info.param)) +
+                                  (std::get<2>(info.param) ? "_per_channel" : "_global");
+                         });
 
 TEST(TernaryLinear, ActivationBitsOptionUsesInt8OnTheCpu) {
   torch::manual_seed(7);
@@ -162,7 +159,8 @@ TEST(TernaryLinear, ActivationBitsOptionUsesInt8OnTheCpu) {
   EXPECT_TRUE(torch::equal(by_option, by_name));
   EXPECT_FALSE(torch::allclose(by_option, F::ternary_linear(input, weight, bias), 0, 1e-6));
   // The unfused path (quantize, dequantize, torch linear) agrees to float32 rounding.
-  const auto unfused = F::ternary_linear(input, weight, bias, F::TernaryLinearFuncOptions(options).use_cuda_kernel(false));
+  const auto unfused =
+      F::ternary_linear(input, weight, bias, F::TernaryLinearFuncOptions(options).use_cuda_kernel(false));
   EXPECT_TRUE(torch::allclose(unfused, by_option, 1e-5, 1e-5));
   // Straight-through: the gradients are those of the 16-bit layer.
   auto x1 = input.clone().requires_grad_(), x2 = input.clone().requires_grad_();
@@ -177,7 +175,10 @@ TEST(TernaryLinear, EightBitWithoutInputGradient) {
   // The first layer of a network: no grad for the input, so the forward keeps no operand.
   const auto input = torch::randn({4, 12});
   auto weight = torch::randn({3, 12}).requires_grad_();
-  F::ternary_linear(input, weight, {}, F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(8))).sum().backward();
+  F::ternary_linear(input, weight, {},
+                    F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(8)))
+      .sum()
+      .backward();
   auto reference_weight = weight.detach().clone().requires_grad_();
   F::ternary_linear(input, reference_weight).sum().backward();
   EXPECT_TRUE(torch::allclose(weight.grad(), reference_weight.grad()));
@@ -194,8 +195,8 @@ TEST(TernaryLinear, NonContiguousInput) {
     ASSERT_FALSE(input.is_contiguous());
     const auto weight = torch::randn({5, 9}, dtype);
     const auto output = F::ternary_linear(input, weight);
-    const auto ref = reference_ternary_linear(input, weight, {}, {},
-                                              reference_ternarize(weight, 0.05, true, false, reference_scale_dtype(dtype)));
+    const auto ref = reference_ternary_linear(
+        input, weight, {}, {}, reference_ternarize(weight, 0.05, true, false, reference_scale_dtype(dtype)));
     expect_close(output, ref.output, dtype, c10::str("transposed input, ", dtype));
     expect_close(output, F::ternary_linear(input.contiguous(), weight).to(torch::kDouble), dtype,
                  c10::str("transposed against contiguous, ", dtype));
@@ -212,7 +213,9 @@ TEST(TernaryLinear, NonFiniteWeights) {
     const auto options = bittorch::quant::QuantConfig().scale_mode(mode);
     EXPECT_TRUE(throws_error_mentioning([&] { bittorch::nn::functional::ternarize(weight, options); },
                                         {"bittorch::ternarize", "weight", "1 non-finite value", "nan", "[1, 2]"}));
-    const auto y = F::ternary_linear(torch::randn({5, 4}), weight, {}, F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode)));
+    const auto y =
+        F::ternary_linear(torch::randn({5, 4}), weight, {},
+                          F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode)));
     EXPECT_TRUE(torch::isnan(y.select(1, 1)).all().item<bool>()) << y;
     EXPECT_TRUE(torch::isfinite(y.select(1, 0)).all().item<bool>()) << y;
     weight[1][2] = INFINITY;
@@ -241,8 +244,7 @@ TEST(TernaryLinear, NonFiniteInputsReachTheirRowOnly) {
 }
 
 // Central finite differences of sum(y * r) against autograd, in float64.
-void expect_gradients_match_finite_differences(const F::TernaryLinearFuncOptions& options,
-                                               bool check_weight_and_bias) {
+void expect_gradients_match_finite_differences(const F::TernaryLinearFuncOptions& options, bool check_weight_and_bias) {
   torch::manual_seed(5);
   auto input = torch::randn({3, 4}, torch::kDouble).requires_grad_();
   auto weight = torch::randn({2, 4}, torch::kDouble).requires_grad_();
@@ -277,7 +279,8 @@ TEST(TernaryLinear, FiniteDifferencesWithoutQuantization) {
 // is the straight-through estimate, checked against the formula elsewhere.
 TEST(TernaryLinear, FiniteDifferencesOfInputGradientWithQuantization) {
   for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
-    expect_gradients_match_finite_differences(F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode)), false);
+    expect_gradients_match_finite_differences(
+        F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode)), false);
   }
 }
 
@@ -309,7 +312,9 @@ TEST(TernaryLinear, WithoutQuantizationIsTorchLinearBitForBit) {
     auto [gx, gw, gb] = [&] {
       ours.backward(grad);
       auto r = std::make_tuple(input.grad().clone(), weight.grad().clone(), bias.grad().clone());
-      input.mutable_grad().reset(); weight.mutable_grad().reset(); bias.mutable_grad().reset();
+      input.mutable_grad().reset();
+      weight.mutable_grad().reset();
+      bias.mutable_grad().reset();
       return r;
     }();
     const auto theirs = torch::nn::functional::linear(input, weight, bias);
@@ -325,7 +330,8 @@ TEST(TernaryLinear, UnfusedPathMatchesTheOp) {
   torch::manual_seed(8);
   for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
     for (bool per_channel : {true, false}) {
-      const auto options = F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel));
+      const auto options =
+          F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel));
       auto x1 = torch::randn({6, 10}).requires_grad_();
       auto w1 = torch::randn({3, 10}).requires_grad_();
       auto b1 = torch::randn({3}).requires_grad_();
@@ -386,30 +392,59 @@ TEST(TernaryLinear, MetaTensorsGiveShapes) {
 TEST(TernaryLinear, RejectsBadInputs) {
   const auto weight = torch::randn({3, 4});
   const auto bias = torch::randn({3});
-  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::randn({2, 5}), weight, bias); },
-                                      {"in_features = 4", "[2, 5]"}));
-  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::ones({2, 4}, torch::kLong), weight); },
-                                      {"input", "floating point", "Long"}));
-  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::ones({2, 4}, torch::kBool), weight); },
-                                      {"input", "floating point", "Bool"}));
-  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::randn({2, 4}, torch::kDouble), weight); },
-                                      {"same dtype", "Double", "Float"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { F::ternary_linear(torch::randn({2, 4}, torch::kDouble), weight, {}, F::TernaryLinearFuncOptions().use_cuda_kernel(false)); },
+      [&] {
+        F::ternary_linear(torch::randn({2, 5}), weight, bias);
+      },
+      {"in_features = 4", "[2, 5]"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        F::ternary_linear(torch::ones({2, 4}, torch::kLong), weight);
+      },
+      {"input", "floating point", "Long"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        F::ternary_linear(torch::ones({2, 4}, torch::kBool), weight);
+      },
+      {"input", "floating point", "Bool"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        F::ternary_linear(torch::randn({2, 4}, torch::kDouble), weight);
+      },
       {"same dtype", "Double", "Float"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { F::ternary_linear(torch::empty({2, 4}, torch::TensorOptions().device(torch::kMeta)), weight); },
-      {"same device", "meta", "cpu"}));
-  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::randn({2, 4}), torch::randn({3, 4, 1})); },
-                                      {"weight to be 2-D", "3-D"}));
-  EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::randn({2, 4}), weight, torch::randn({4})); },
-                                      {"bias of shape [3]", "[4]"}));
+      [&] {
+        F::ternary_linear(torch::randn({2, 4}, torch::kDouble), weight, {},
+                          F::TernaryLinearFuncOptions().use_cuda_kernel(false));
+      },
+      {"same dtype", "Double", "Float"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { F::ternary_linear(torch::randn({2, 4}), weight, bias, F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().threshold_factor(2))); },
+      [&] {
+        F::ternary_linear(torch::empty({2, 4}, torch::TensorOptions().device(torch::kMeta)), weight);
+      },
+      {"same device", "meta", "cpu"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        F::ternary_linear(torch::randn({2, 4}), torch::randn({3, 4, 1}));
+      },
+      {"weight to be 2-D", "3-D"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        F::ternary_linear(torch::randn({2, 4}), weight, torch::randn({4}));
+      },
+      {"bias of shape [3]", "[4]"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        F::ternary_linear(torch::randn({2, 4}), weight, bias,
+                          F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().threshold_factor(2)));
+      },
       {"threshold_factor in [0, 1]", "2"}));
   EXPECT_TRUE(throws_error_mentioning([&] { F::ternary_linear(torch::tensor(1.0f), weight); }, {"0-D"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { F::ternary_linear(torch::randn({2, 4}), weight, bias, F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(4))); },
+      [&] {
+        F::ternary_linear(torch::randn({2, 4}), weight, bias,
+                          F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(4)));
+      },
       {"activation_bits", "4"}));
   EXPECT_TRUE(throws_error_mentioning(
       [&] {
@@ -418,7 +453,9 @@ TEST(TernaryLinear, RejectsBadInputs) {
       },
       {"8-bit activations", "Double"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { bittorch::ops::ternary_linear(torch::randn({2, 4}), weight, bias, 0.05, true, "max", "int4"); },
+      [&] {
+        bittorch::ops::ternary_linear(torch::randn({2, 4}), weight, bias, 0.05, true, "max", "int4");
+      },
       {"activation_format", "int4"}));
 }
 

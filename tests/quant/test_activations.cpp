@@ -16,8 +16,8 @@ using bittorch::quant::ActivationFormat;
 using bittorch::testing::reference_quantize_activations;
 using bittorch::testing::throws_error_mentioning;
 
-const std::vector<std::vector<int64_t>> kShapes = {
-    {1, 1}, {3, 7}, {5, 16}, {2, 3, 33}, {0, 4}, {9}, {64, 129}, {17, 4096}, {2, 13000}};
+const std::vector<std::vector<int64_t>> kShapes = {{1, 1}, {3, 7},    {5, 16},    {2, 3, 33}, {0, 4},
+                                                   {9},    {64, 129}, {17, 4096}, {2, 13000}};
 
 TEST(QuantizeActivations, EqualsTheReferenceBitForBit) {
   torch::manual_seed(30);
@@ -69,9 +69,8 @@ TEST(QuantizeActivations, NonFiniteRowsGetANonFiniteScaleAndZeroValues) {
 TEST(QuantizeActivations, ReconstructsTheInputClosely) {
   torch::manual_seed(31);
   const auto x = torch::randn({64, 256});
-  for (const auto& [format, max_relative_error] :
-       std::vector<std::pair<ActivationFormat, double>>{{ActivationFormat::Int8, 0.5 / 127},
-                                                        {ActivationFormat::Float8E4M3, 1.0 / 16}}) {
+  for (const auto& [format, max_relative_error] : std::vector<std::pair<ActivationFormat, double>>{
+           {ActivationFormat::Int8, 0.5 / 127}, {ActivationFormat::Float8E4M3, 1.0 / 16}}) {
     const auto q = bittorch::nn::functional::quantize_activations(x, format);
     const auto reconstructed = q.values.to(torch::kFloat) * q.scale;
     const auto absmax = x.abs().amax(-1, true);
@@ -95,12 +94,20 @@ TEST(QuantizeActivations, FormatForDevice) {
 }
 
 TEST(QuantizeActivations, RejectsBadInputs) {
-  const auto quantize = [](const torch::Tensor& x, ActivationFormat f) { bittorch::nn::functional::quantize_activations(x, f); };
-  EXPECT_TRUE(throws_error_mentioning([&] { quantize(torch::randn({2, 3}, torch::kDouble), ActivationFormat::Int8); },
-                                      {"float32, float16 or bfloat16", "Double"}));
+  const auto quantize = [](const torch::Tensor& x, ActivationFormat f) {
+    bittorch::nn::functional::quantize_activations(x, f);
+  };
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        quantize(torch::randn({2, 3}, torch::kDouble), ActivationFormat::Int8);
+      },
+      {"float32, float16 or bfloat16", "Double"}));
   EXPECT_TRUE(throws_error_mentioning([&] { quantize(torch::randn({2, 3}), ActivationFormat::None); }, {"\"none\""}));
-  EXPECT_TRUE(throws_error_mentioning([&] { quantize(torch::randn({2, 0}), ActivationFormat::Int8); },
-                                      {"at least one feature", "[2, 0]"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        quantize(torch::randn({2, 0}), ActivationFormat::Int8);
+      },
+      {"at least one feature", "[2, 0]"}));
   EXPECT_TRUE(throws_error_mentioning([&] { quantize(torch::tensor(1.0F), ActivationFormat::Int8); }, {"0-D"}));
 }
 

@@ -7,9 +7,9 @@
 
 namespace {
 
-using bittorch::quant::ScaleMode;
 using bittorch::nn::functional::ternarize;
 using bittorch::quant::QuantConfig;
+using bittorch::quant::ScaleMode;
 using bittorch::testing::reference_scale_dtype;
 using bittorch::testing::reference_ternarize;
 using bittorch::testing::throws_error_mentioning;
@@ -25,16 +25,14 @@ class TernarizeMatchesReference : public ::testing::TestWithParam<TernarizeCase>
 TEST_P(TernarizeMatchesReference, CodesExactScalesClose) {
   const auto [dtype, mode, per_channel] = GetParam();
   torch::manual_seed(0);
-  for (const auto& shape : std::vector<std::vector<int64_t>>{
-           {1, 1}, {1, 7}, {3, 1}, {5, 13}, {16, 33}, {64, 256}, {7, 1000}}) {
+  for (const auto& shape :
+       std::vector<std::vector<int64_t>>{{1, 1}, {1, 7}, {3, 1}, {5, 13}, {16, 33}, {64, 256}, {7, 1000}}) {
     for (double threshold_factor : {0.0, 0.05, 0.3, 0.7, 1.0}) {
       const auto weight = torch::randn(shape).to(dtype);
-      const auto [codes, scale] = ternarize(weight, QuantConfig()
-                                                        .threshold_factor(threshold_factor)
-                                                        .per_channel(per_channel)
-                                                        .scale_mode(mode));
-      const auto ref = reference_ternarize(weight, threshold_factor, per_channel,
-                                           mode == ScaleMode::AbsMean, reference_scale_dtype(dtype));
+      const auto [codes, scale] =
+          ternarize(weight, QuantConfig().threshold_factor(threshold_factor).per_channel(per_channel).scale_mode(mode));
+      const auto ref = reference_ternarize(weight, threshold_factor, per_channel, mode == ScaleMode::AbsMean,
+                                           reference_scale_dtype(dtype));
       ASSERT_EQ(codes.scalar_type(), dtype);
       ASSERT_EQ(codes.sizes(), weight.sizes());
       ASSERT_EQ(scale.scalar_type(), reference_scale_dtype(dtype));
@@ -48,23 +46,22 @@ TEST_P(TernarizeMatchesReference, CodesExactScalesClose) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllDtypesModesGranularities, TernarizeMatchesReference,
-    ::testing::Values(TernarizeCase{torch::kFloat, ScaleMode::Max, true},
-                      TernarizeCase{torch::kFloat, ScaleMode::Max, false},
-                      TernarizeCase{torch::kFloat, ScaleMode::AbsMean, true},
-                      TernarizeCase{torch::kFloat, ScaleMode::AbsMean, false},
-                      TernarizeCase{torch::kDouble, ScaleMode::Max, true},
-                      TernarizeCase{torch::kDouble, ScaleMode::AbsMean, false},
-                      TernarizeCase{torch::kHalf, ScaleMode::Max, true},
-                      TernarizeCase{torch::kHalf, ScaleMode::AbsMean, true},
-                      TernarizeCase{torch::kBFloat16, ScaleMode::Max, false},
-                      TernarizeCase{torch::kBFloat16, ScaleMode::AbsMean, true}),
-    [](const auto& info) {
-      return std::string(c10::toString(info.param.dtype)) + "_" +
-             bittorch::quant::to_string(info.param.mode) +
-             (info.param.per_channel ? "_per_channel" : "_global");
-    });
+INSTANTIATE_TEST_SUITE_P(AllDtypesModesGranularities, TernarizeMatchesReference,
+                         ::testing::Values(TernarizeCase{torch::kFloat, ScaleMode::Max, true},
+                                           TernarizeCase{torch::kFloat, ScaleMode::Max, false},
+                                           TernarizeCase{torch::kFloat, ScaleMode::AbsMean, true},
+                                           TernarizeCase{torch::kFloat, ScaleMode::AbsMean, false},
+                                           TernarizeCase{torch::kDouble, ScaleMode::Max, true},
+                                           TernarizeCase{torch::kDouble, ScaleMode::AbsMean, false},
+                                           TernarizeCase{torch::kHalf, ScaleMode::Max, true},
+                                           TernarizeCase{torch::kHalf, ScaleMode::AbsMean, true},
+                                           TernarizeCase{torch::kBFloat16, ScaleMode::Max, false},
+                                           TernarizeCase{torch::kBFloat16, ScaleMode::AbsMean, true}),
+                         [](const auto& info) {
+                           return std::string(c10::toString(info.param.dtype)) + "_" +
+                                  bittorch::quant::to_string(info.param.mode) +
+                                  (info.param.per_channel ? "_per_channel" : "_global");
+                         });
 
 TEST(Ternarize, ValuesAreTernary) {
   torch::manual_seed(1);
@@ -137,16 +134,18 @@ TEST(Ternarize, AllZeroRowUsesTheScaleFloor) {
 }
 
 TEST(Ternarize, RejectsBadArguments) {
-  EXPECT_TRUE(throws_error_mentioning([] { ternarize(torch::randn({2, 3, 4})); },
-                                      {"2-D", "3-D", "[2, 3, 4]"}));
+  EXPECT_TRUE(throws_error_mentioning([] { ternarize(torch::randn({2, 3, 4})); }, {"2-D", "3-D", "[2, 3, 4]"}));
   EXPECT_TRUE(throws_error_mentioning([] { ternarize(torch::randn({4})); }, {"2-D", "1-D"}));
-  EXPECT_TRUE(throws_error_mentioning([] { ternarize(torch::ones({2, 2}, torch::kInt)); },
-                                      {"floating point", "Int"}));
+  EXPECT_TRUE(throws_error_mentioning([] { ternarize(torch::ones({2, 2}, torch::kInt)); }, {"floating point", "Int"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [] { ternarize(torch::randn({2, 2}), QuantConfig().threshold_factor(1.5)); },
+      [] {
+        ternarize(torch::randn({2, 2}), QuantConfig().threshold_factor(1.5));
+      },
       {"threshold_factor in [0, 1]", "1.5"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [] { ternarize(torch::randn({2, 2}), QuantConfig().threshold_factor(-0.1)); },
+      [] {
+        ternarize(torch::randn({2, 2}), QuantConfig().threshold_factor(-0.1));
+      },
       {"threshold_factor", "-0.1"}));
   EXPECT_TRUE(throws_error_mentioning([] { ternarize(torch::randn({0, 3})); }, {"at least one row"}));
   EXPECT_TRUE(throws_error_mentioning([] { bittorch::quant::scale_mode_from_string("mean"); },

@@ -18,8 +18,7 @@ namespace bittorch::ops {
 /// (values, scale) of an input [*, features] (float32, float16 or bfloat16): values int8 or
 /// float8_e4m3fn in the input's shape (format "int8" | "float8_e4m3"), scale float32 with
 /// the last dimension 1. Not differentiable.
-BITTORCH_API std::tuple<at::Tensor, at::Tensor> quantize_activations(const at::Tensor& input,
-                                                                     c10::string_view format);
+BITTORCH_API std::tuple<at::Tensor, at::Tensor> quantize_activations(const at::Tensor& input, c10::string_view format);
 
 /// The format `activation_bits` (0 = off, or 8) means on `device`: FP8 e4m3 on CUDA devices of
 /// compute capability 8.9 and later, INT8 on older GPUs and on the CPU; None for 0.

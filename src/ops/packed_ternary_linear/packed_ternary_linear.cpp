@@ -59,8 +59,8 @@ quant::ActivationFormat check_packed_linear_args(const char* op, const at::Tenso
                   (scale.size(0) == out_features || scale.size(0) == 1),
               op, ": expected a float32 scale of shape [", out_features, "] or [1]");
   TORCH_CHECK(packed.device() == input.device() && scale.device() == input.device(), op,
-              ": expected input, packed codes and scale on one device, but got ", input.device(), ", ",
-              packed.device(), " and ", scale.device());
+              ": expected input, packed codes and scale on one device, but got ", input.device(), ", ", packed.device(),
+              " and ", scale.device());
   if (bias.has_value() && bias->defined()) {
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out_features && bias->device() == input.device() &&
                     bias->scalar_type() == input.scalar_type(),
@@ -68,9 +68,8 @@ quant::ActivationFormat check_packed_linear_args(const char* op, const at::Tenso
                 ", but got ", bias->sizes(), " on ", bias->device(), " with ", bias->scalar_type());
   }
   const auto names = packed_kernel_names(input.device().type());
-  TORCH_CHECK(std::find(names.begin(), names.end(), std::string_view(kernel.data(), kernel.size())) != names.end(),
-              op, ": unknown kernel \"", kernel, "\" on ", input.device().type(), " (known: ", c10::Join(", ", names),
-              ")");
+  TORCH_CHECK(std::find(names.begin(), names.end(), std::string_view(kernel.data(), kernel.size())) != names.end(), op,
+              ": unknown kernel \"", kernel, "\" on ", input.device().type(), " (known: ", c10::Join(", ", names), ")");
   return parse_activation_format(activation_format);
 }
 

@@ -16,6 +16,8 @@ at::Tensor packed_ternary_linear_autograd(const at::Tensor& input, const at::Ten
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, Autograd, m) { m.impl("packed_ternary_linear", &packed_ternary_linear_autograd); }
+TORCH_LIBRARY_IMPL(bittorch, Autograd, m) {
+  m.impl("packed_ternary_linear", &packed_ternary_linear_autograd);
+}
 
 }  // namespace bittorch::ops

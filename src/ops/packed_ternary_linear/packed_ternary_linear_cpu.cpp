@@ -39,8 +39,8 @@ inline int code_at(uint32_t word, int i) {
 // rows `stride` floats apart (each padded to words * 16 with zeros). Every code multiplies its
 // input, zeros included, so that NaN and Inf inputs propagate as in the unpacked layer
 // (0 * Inf is NaN); the products are exact, so this equals a masked sum for finite inputs.
-void dot_rows_portable(const uint32_t* codes, int64_t words, const float* x, int64_t stride,
-                       int64_t rows, float* sums) {
+void dot_rows_portable(const uint32_t* codes, int64_t words, const float* x, int64_t stride, int64_t rows,
+                       float* sums) {
   for (int64_t m = 0; m < rows; ++m) sums[m] = 0.0F;
   for (int64_t w = 0; w < words; ++w) {
     const uint32_t word = codes[w];
@@ -53,8 +53,8 @@ void dot_rows_portable(const uint32_t* codes, int64_t words, const float* x, int
 
 #if defined(__x86_64__)
 template <int kRows>
-__attribute__((target("avx2"))) void dot_rows_avx2(const uint32_t* codes, int64_t words,
-                                                    const float* x, int64_t stride, float* sums) {
+__attribute__((target("avx2"))) void dot_rows_avx2(const uint32_t* codes, int64_t words, const float* x, int64_t stride,
+                                                   float* sums) {
   __m256 acc[kRows];
   for (int m = 0; m < kRows; ++m) acc[m] = _mm256_setzero_ps();
   const __m256i shifts = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
@@ -90,12 +90,12 @@ constexpr auto avx2_table(std::integer_sequence<int, kRows...>) {
 // The four vectors hold codes 4j + f of the block (f = 0..3), so each row of activations is
 // laid out that way (position f * 32 + j of a block holds activation 4j + f); the words after
 // the last whole block follow in their own order.
-__attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes, int64_t blocks,
-                                                       int64_t tail_words, const int8_t* x) {
+__attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes, int64_t blocks, int64_t tail_words,
+                                                      const int8_t* x) {
   const __m256i field_mask = _mm256_set1_epi8(3);
   // Field 00 -> 0, 01 -> 1, 11 -> -1 (10 never occurs in a valid matrix).
-  const __m256i to_code = _mm256_setr_epi8(0, 1, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                           0, 1, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m256i to_code = _mm256_setr_epi8(0, 1, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, -1, 0, 0, 0, 0, 0,
+                                           0, 0, 0, 0, 0, 0, 0);
   const __m256i ones8 = _mm256_set1_epi8(1);
   const __m256i ones16 = _mm256_set1_epi16(1);
   __m256i acc = _mm256_setzero_si256();
@@ -125,8 +125,7 @@ __attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes,
 const bool kHasAvx2 = __builtin_cpu_supports("avx2") && std::getenv("BITTORCH_NO_AVX2") == nullptr;
 #endif
 
-void dot_rows(const uint32_t* codes, int64_t words, const float* x, int64_t stride, int64_t rows,
-              float* sums) {
+void dot_rows(const uint32_t* codes, int64_t words, const float* x, int64_t stride, int64_t rows, float* sums) {
 #if defined(__x86_64__)
   if (kHasAvx2) {
     static constexpr auto table = avx2_table(std::make_integer_sequence<int, kRowsPerPass>{});
@@ -202,12 +201,11 @@ at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at
 }
 #endif
 
-at::Tensor packed_ternary_linear_cpu(const at::Tensor& input, const at::Tensor& packed,
-                                     const at::Tensor& scale, const std::optional<at::Tensor>& bias,
-                                     int64_t in_features, c10::string_view activation_format,
-                                     c10::string_view kernel) {
-  const auto format = check_packed_linear_args("bittorch::packed_ternary_linear", input, packed,
-                                               scale, bias, in_features, activation_format, kernel);
+at::Tensor packed_ternary_linear_cpu(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& scale,
+                                     const std::optional<at::Tensor>& bias, int64_t in_features,
+                                     c10::string_view activation_format, c10::string_view kernel) {
+  const auto format = check_packed_linear_args("bittorch::packed_ternary_linear", input, packed, scale, bias,
+                                               in_features, activation_format, kernel);
   const int64_t out_features = packed.size(0), words = packed.size(1);
   const at::Tensor rows_in = input.reshape({-1, in_features});
   const int64_t num_rows = rows_in.size(0);

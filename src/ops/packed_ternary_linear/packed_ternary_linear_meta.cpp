@@ -17,6 +17,8 @@ at::Tensor packed_ternary_linear_meta(const at::Tensor& input, const at::Tensor&
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, Meta, m) { m.impl("packed_ternary_linear", &packed_ternary_linear_meta); }
+TORCH_LIBRARY_IMPL(bittorch, Meta, m) {
+  m.impl("packed_ternary_linear", &packed_ternary_linear_meta);
+}
 
 }  // namespace bittorch::ops

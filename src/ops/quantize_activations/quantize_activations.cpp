@@ -42,8 +42,8 @@ quant::ActivationFormat check_activation_args(const char* op, const at::Tensor& 
   const auto parsed = parse_activation_format(format);
   TORCH_CHECK(parsed != quant::ActivationFormat::None, op,
               ": expected format \"int8\" or \"float8_e4m3\", but got \"none\"");
-  TORCH_CHECK(input.size(-1) >= 1, op,
-              ": expected an input with at least one feature (last dimension), but got shape ", input.sizes());
+  TORCH_CHECK(input.size(-1) >= 1, op, ": expected an input with at least one feature (last dimension), but got shape ",
+              input.sizes());
   check_quantizable_input(op, input);
   return parsed;
 }

@@ -14,6 +14,8 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_autograd(const at::Tenso
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, Autograd, m) { m.impl("quantize_activations", &quantize_activations_autograd); }
+TORCH_LIBRARY_IMPL(bittorch, Autograd, m) {
+  m.impl("quantize_activations", &quantize_activations_autograd);
+}
 
 }  // namespace bittorch::ops

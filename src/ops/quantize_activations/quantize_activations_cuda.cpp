@@ -12,6 +12,8 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_cuda(const at::Tensor& i
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, CUDA, m) { m.impl("quantize_activations", &quantize_activations_cuda); }
+TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
+  m.impl("quantize_activations", &quantize_activations_cuda);
+}
 
 }  // namespace bittorch::ops::cuda

@@ -1,7 +1,7 @@
 #include "ops/quantize_activations/quantize_activations_kernels.cuh"
 
-#include "ops/reference/reference.h"
 #include "ops/common/cuda/row_quantize.cuh"
+#include "ops/reference/reference.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -48,7 +48,7 @@ struct ActivationQuantizer {
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> quantize_activation_rows(const at::Tensor& input_in,
-                                                        quant::ActivationFormat format) {
+                                                            quant::ActivationFormat format) {
   const c10::cuda::CUDAGuard device_guard(input_in.device());
   const at::Tensor input = input_in.contiguous();
   const bool int8 = format == quant::ActivationFormat::Int8;
@@ -61,14 +61,13 @@ std::tuple<at::Tensor, at::Tensor> quantize_activation_rows(const at::Tensor& in
   const auto quantize = [&](auto zero) {
     using in_t = decltype(zero);
     quantize_rows(input.data_ptr<in_t>(), rows, cols,
-                  ActivationQuantizer<in_t>{int8, max_activation_code(format),
-                                            scale.data_ptr<float>(),
+                  ActivationQuantizer<in_t>{int8, max_activation_code(format), scale.data_ptr<float>(),
                                             static_cast<uint8_t*>(values.data_ptr())});
   };
   AT_DISPATCH_SWITCH(input.scalar_type(), "bittorch_quantize_activations_cuda",
                      AT_DISPATCH_CASE(at::kFloat, [&] { quantize(scalar_t{}); })
-                     AT_DISPATCH_CASE(at::kHalf, [&] { quantize(scalar_t{}); })
-                     AT_DISPATCH_CASE(at::kBFloat16, [&] { quantize(scalar_t{}); }));
+                         AT_DISPATCH_CASE(at::kHalf, [&] { quantize(scalar_t{}); })
+                             AT_DISPATCH_CASE(at::kBFloat16, [&] { quantize(scalar_t{}); }));
   return {values, scale};
 }
 

@@ -13,7 +13,6 @@ namespace bittorch::ops::cuda {
 
 /// (values, scale) of a checked input [*, features]: values int8 or float8_e4m3fn in the
 /// input's shape, scale float32 with the last dimension 1.
-std::tuple<at::Tensor, at::Tensor> quantize_activation_rows(const at::Tensor& input,
-                                                        quant::ActivationFormat format);
+std::tuple<at::Tensor, at::Tensor> quantize_activation_rows(const at::Tensor& input, quant::ActivationFormat format);
 
 }  // namespace bittorch::ops::cuda

@@ -17,6 +17,8 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_meta(const at::Tensor& i
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, Meta, m) { m.impl("quantize_activations", &quantize_activations_meta); }
+TORCH_LIBRARY_IMPL(bittorch, Meta, m) {
+  m.impl("quantize_activations", &quantize_activations_meta);
+}
 
 }  // namespace bittorch::ops

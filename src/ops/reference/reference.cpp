@@ -22,12 +22,12 @@ std::tuple<at::Tensor, at::Tensor> ternarize_reference(const at::Tensor& weight,
   const bool use_max = mode == quant::ScaleMode::Max;
   // Means are taken in double, so that every backend rounds them to the same float.
   const auto mean_abs = [&](auto... dim) { return abs_w.to(at::kDouble).mean(dim...).to(w.scalar_type()); };
-  at::Tensor scale = per_channel ? (use_max ? abs_w.amax(1) : mean_abs(1))
-                                 : (use_max ? abs_w.max() : mean_abs()).reshape({1});
+  at::Tensor scale =
+      per_channel ? (use_max ? abs_w.amax(1) : mean_abs(1)) : (use_max ? abs_w.max() : mean_abs()).reshape({1});
   scale = scale.clamp_min(1e-8);
   const at::Tensor row_scale = scale.unsqueeze(1);
-  const at::Tensor codes = use_max ? w.sign() * (abs_w > row_scale * threshold_factor)
-                                   : (w / row_scale).round().clamp(-1, 1);
+  const at::Tensor codes =
+      use_max ? w.sign() * (abs_w > row_scale * threshold_factor) : (w / row_scale).round().clamp(-1, 1);
   return {codes.to(weight.scalar_type()), scale};
 }
 
@@ -49,9 +49,8 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_reference(const at::Tens
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_reference(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    double threshold_factor, bool per_channel, quant::ScaleMode mode, quant::ActivationFormat format,
-    bool keep_operand) {
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
+    bool per_channel, quant::ScaleMode mode, quant::ActivationFormat format, bool keep_operand) {
   auto [codes, scale] = ternarize_reference(weight, threshold_factor, per_channel, mode);
   if (format != quant::ActivationFormat::None) {
     auto [values, input_scale] = quantize_activations_reference(input, format);
@@ -77,9 +76,11 @@ at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& in
   return output.to(dtype);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
-    std::array<bool, 3> output_mask) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(const at::Tensor& grad_output,
+                                                                                 const at::Tensor& input,
+                                                                                 const at::Tensor& operand,
+                                                                                 const at::Tensor& scale,
+                                                                                 std::array<bool, 3> output_mask) {
   // The operand is undefined when grad_input is not wanted (8-bit activations).
   const int64_t out_features = grad_output.size(-1);
   const int64_t in_features = input.size(-1);

@@ -37,9 +37,8 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_reference(const at::Tens
 /// (output, operand, scale) of _ternary_linear_forward: the operand codes * scale in the
 /// input's dtype (undefined with 8-bit activations unless keep_operand).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_reference(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    double threshold_factor, bool per_channel, quant::ScaleMode mode, quant::ActivationFormat format,
-    bool keep_operand);
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
+    bool per_channel, quant::ScaleMode mode, quant::ActivationFormat format, bool keep_operand);
 
 /// The epilogue of products with ternary codes: accumulator [*, out] (sums of value * code)
 /// times the input's row scales [*, 1] (if defined: 8-bit activations) and the weight scale
@@ -52,8 +51,10 @@ at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& in
 /// (codes * scale in the activations' dtype): grad_x = grad_y @ operand,
 /// grad_w = scale[:, None] * (grad_y^T @ x) (in the dtype operand and scale promote to),
 /// grad_b = sum of grad_y. On CUDA its products are cuBLAS calls.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
-    std::array<bool, 3> output_mask);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(const at::Tensor& grad_output,
+                                                                                 const at::Tensor& input,
+                                                                                 const at::Tensor& operand,
+                                                                                 const at::Tensor& scale,
+                                                                                 std::array<bool, 3> output_mask);
 
 }  // namespace bittorch::ops

@@ -15,6 +15,8 @@ std::tuple<at::Tensor, at::Tensor> ternarize_autograd(const at::Tensor& weight, 
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, Autograd, m) { m.impl("ternarize", &ternarize_autograd); }
+TORCH_LIBRARY_IMPL(bittorch, Autograd, m) {
+  m.impl("ternarize", &ternarize_autograd);
+}
 
 }  // namespace bittorch::ops

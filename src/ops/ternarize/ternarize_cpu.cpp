@@ -16,6 +16,8 @@ std::tuple<at::Tensor, at::Tensor> ternarize_cpu(const at::Tensor& weight, doubl
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, CPU, m) { m.impl("ternarize", &ternarize_cpu); }
+TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
+  m.impl("ternarize", &ternarize_cpu);
+}
 
 }  // namespace bittorch::ops

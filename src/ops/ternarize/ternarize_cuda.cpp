@@ -7,8 +7,8 @@
 namespace bittorch::ops::cuda {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor> ternarize_cuda(const at::Tensor& weight, double threshold_factor,
-                                                  bool per_channel, c10::string_view scale_mode) {
+std::tuple<at::Tensor, at::Tensor> ternarize_cuda(const at::Tensor& weight, double threshold_factor, bool per_channel,
+                                                  c10::string_view scale_mode) {
   const auto mode = check_ternarize_args("bittorch::ternarize", weight, threshold_factor, scale_mode);
   check_finite("bittorch::ternarize", "weight", weight);
   auto q = ternarize_on_device(weight, threshold_factor, per_channel, mode, {weight.scalar_type(), std::nullopt});
@@ -17,6 +17,8 @@ std::tuple<at::Tensor, at::Tensor> ternarize_cuda(const at::Tensor& weight, doub
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, CUDA, m) { m.impl("ternarize", &ternarize_cuda); }
+TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
+  m.impl("ternarize", &ternarize_cuda);
+}
 
 }  // namespace bittorch::ops::cuda

@@ -98,8 +98,8 @@ struct RowStatistic {
 // The global scale from the row statistics, in one block with a fixed reduction order.
 // `count` is the number of weights.
 template <typename acc_t>
-__global__ void finish_global_scale(const double* __restrict__ row_statistic, int64_t rows,
-                                    double count, bool max_statistic, acc_t* __restrict__ scale) {
+__global__ void finish_global_scale(const double* __restrict__ row_statistic, int64_t rows, double count,
+                                    bool max_statistic, acc_t* __restrict__ scale) {
   __shared__ typename RowReduce::TempStorage storage;
   double acc = 0.0;
   for (int64_t r = threadIdx.x; r < rows; r += kRowThreads) {
@@ -130,9 +130,8 @@ void launch_write_global(const at::Tensor& weight, const at::Tensor& scale,
                          const TernaryWriter<weight_t, operand_t>& writer) {
   const int threads = 256;
   const int64_t num_packs = weight.numel() / N;
-  const int64_t blocks = std::min<int64_t>(
-      (num_packs + threads - 1) / threads,
-      at::cuda::getCurrentDeviceProperties()->multiProcessorCount * int64_t{16});
+  const int64_t blocks = std::min<int64_t>((num_packs + threads - 1) / threads,
+                                           at::cuda::getCurrentDeviceProperties()->multiProcessorCount * int64_t{16});
   write_global<weight_t, operand_t, N><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
       weight.data_ptr<weight_t>(), num_packs, scale.data_ptr<at::opmath_type<weight_t>>(), writer);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -156,8 +155,7 @@ void launch(const at::Tensor& weight, double threshold_factor, bool per_channel,
   writer.max_mode = max_mode;
   writer.threshold_factor = static_cast<acc_t>(threshold_factor);
   // The weight-dtype codes of the ternarize op are written as an operand of code alone.
-  const bool codes_in_weight_dtype =
-      out.codes.defined() && out.codes.scalar_type() == weight.scalar_type();
+  const bool codes_in_weight_dtype = out.codes.defined() && out.codes.scalar_type() == weight.scalar_type();
   const at::Tensor& wide = codes_in_weight_dtype ? out.codes : out.operand;
   writer.operand = wide.defined() ? wide.data_ptr<operand_t>() : nullptr;
   writer.operand_is_code = codes_in_weight_dtype;
@@ -187,14 +185,13 @@ void launch(const at::Tensor& weight, double threshold_factor, bool per_channel,
 }  // namespace
 
 TernarizedOnDevice ternarize_on_device(const at::Tensor& weight_in, double threshold_factor, bool per_channel,
-                             quant::ScaleMode mode, const TernarizeTargets& targets) {
+                                       quant::ScaleMode mode, const TernarizeTargets& targets) {
   TORCH_INTERNAL_ASSERT(targets.codes_dtype || targets.operand_dtype);
   const c10::cuda::CUDAGuard device_guard(weight_in.device());
   const at::Tensor weight = weight_in.contiguous();
   const auto weight_dtype = weight.scalar_type();
   TernarizedOnDevice out;
-  out.scale = at::empty({per_channel ? weight.size(0) : 1},
-                        weight.options().dtype(scale_dtype(weight_dtype)));
+  out.scale = at::empty({per_channel ? weight.size(0) : 1}, weight.options().dtype(scale_dtype(weight_dtype)));
   if (targets.codes_dtype) {
     out.codes = at::empty(weight.sizes(), weight.options().dtype(*targets.codes_dtype));
   }
@@ -204,8 +201,7 @@ TernarizedOnDevice ternarize_on_device(const at::Tensor& weight_in, double thres
   // The wide output's dtype: the operand's, else the weight's (codes in its own dtype, or
   // only 8-bit codes, written through a null operand of the weight's type).
   const auto wide_dtype = targets.operand_dtype.value_or(weight_dtype);
-  TORCH_INTERNAL_ASSERT(!targets.codes_dtype || !targets.operand_dtype ||
-                        *targets.codes_dtype != weight_dtype);
+  TORCH_INTERNAL_ASSERT(!targets.codes_dtype || !targets.operand_dtype || *targets.codes_dtype != weight_dtype);
   const bool max_mode = mode == quant::ScaleMode::Max;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, weight_dtype, "bittorch_ternarize_cuda", [&] {
     using weight_t = scalar_t;

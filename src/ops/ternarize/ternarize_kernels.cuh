@@ -31,6 +31,6 @@ struct TernarizedOnDevice {
 };
 
 TernarizedOnDevice ternarize_on_device(const at::Tensor& weight, double threshold_factor, bool per_channel,
-                             quant::ScaleMode mode, const TernarizeTargets& targets);
+                                       quant::ScaleMode mode, const TernarizeTargets& targets);
 
 }  // namespace bittorch::ops::cuda

@@ -16,6 +16,8 @@ std::tuple<at::Tensor, at::Tensor> ternarize_meta(const at::Tensor& weight, doub
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, Meta, m) { m.impl("ternarize", &ternarize_meta); }
+TORCH_LIBRARY_IMPL(bittorch, Meta, m) {
+  m.impl("ternarize", &ternarize_meta);
+}
 
 }  // namespace bittorch::ops

@@ -38,21 +38,18 @@ namespace bittorch::ops {
 at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                           double threshold_factor, bool per_channel, c10::string_view scale_mode,
                           c10::string_view activation_format) {
-  static const auto op = find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                                            double, bool, c10::string_view, c10::string_view)>(
-      "bittorch::ternary_linear");
+  static const auto op =
+      find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, double, bool,
+                         c10::string_view, c10::string_view)>("bittorch::ternary_linear");
   return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode, activation_format);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    double threshold_factor, bool per_channel, c10::string_view scale_mode, c10::string_view activation_format,
-    bool keep_operand) {
-  static const auto op =
-      find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                             const std::optional<at::Tensor>&, double, bool,
-                                                             c10::string_view, c10::string_view, bool)>(
-          "bittorch::_ternary_linear_forward");
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
+    bool per_channel, c10::string_view scale_mode, c10::string_view activation_format, bool keep_operand) {
+  static const auto op = find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, double, bool, c10::string_view,
+      c10::string_view, bool)>("bittorch::_ternary_linear_forward");
   return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode, activation_format, keep_operand);
 }
 
@@ -61,10 +58,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(const at:
                                                                        const at::Tensor& operand,
                                                                        const at::Tensor& scale,
                                                                        std::array<bool, 3> output_mask) {
-  static const auto op =
-      find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                                             const at::Tensor&, std::array<bool, 3>)>(
-          "bittorch::_ternary_linear_backward");
+  static const auto op = find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, std::array<bool, 3>)>(
+      "bittorch::_ternary_linear_backward");
   return op.call(grad_output, input, operand, scale, output_mask);
 }
 
@@ -75,8 +71,9 @@ LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::
   check_input(op, input);
   const auto format = parse_activation_format(activation_format);
   if (format != quant::ActivationFormat::None) check_quantizable_input(op, input);
-  TORCH_CHECK(input.device() == weight.device(), op, ": expected input and weight on the same device, but got input on ",
-              input.device(), " and weight on ", weight.device());
+  TORCH_CHECK(input.device() == weight.device(), op,
+              ": expected input and weight on the same device, but got input on ", input.device(), " and weight on ",
+              weight.device());
   // A float32 master weight with a float16/bfloat16 input is quantized straight into the
   // input's dtype (mixed-precision training without a cast pass over the weight).
   const bool master_weight = weight.scalar_type() == at::kFloat && at::isReducedFloatingType(input.scalar_type());
@@ -87,8 +84,8 @@ LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::
   TORCH_CHECK(input.size(-1) == weight.size(1), op, ": expected input's last dimension to be ",
               "in_features = ", weight.size(1), ", but got input of shape ", input.sizes());
   if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), op, ": expected bias of shape [",
-                weight.size(0), "] (out_features), but got ", bias->sizes());
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), op, ": expected bias of shape [", weight.size(0),
+                "] (out_features), but got ", bias->sizes());
     TORCH_CHECK(bias->device() == input.device() && bias->scalar_type() == input.scalar_type(), op,
                 ": expected bias on ", input.device(), " with dtype ", input.scalar_type(), " like input, but got ",
                 bias->device(), " and ", bias->scalar_type());
@@ -101,9 +98,8 @@ namespace {
 // Below autograd (inference mode, or a backend asked directly), ternary_linear is the output
 // of the backend's forward.
 at::Tensor ternary_linear_no_autograd(const at::Tensor& input, const at::Tensor& weight,
-                                      const std::optional<at::Tensor>& bias, double threshold_factor,
-                                      bool per_channel, c10::string_view scale_mode,
-                                      c10::string_view activation_format) {
+                                      const std::optional<at::Tensor>& bias, double threshold_factor, bool per_channel,
+                                      c10::string_view scale_mode, c10::string_view activation_format) {
   return std::get<0>(ternary_linear_forward(input, weight, bias, threshold_factor, per_channel, scale_mode,
                                             activation_format, /*keep_operand=*/false));
 }

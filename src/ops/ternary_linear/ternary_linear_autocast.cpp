@@ -25,6 +25,8 @@ at::Tensor ternary_linear_autocast(const at::Tensor& input, const at::Tensor& we
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, AutocastCUDA, m) { m.impl("ternary_linear", &ternary_linear_autocast); }
+TORCH_LIBRARY_IMPL(bittorch, AutocastCUDA, m) {
+  m.impl("ternary_linear", &ternary_linear_autocast);
+}
 
 }  // namespace bittorch::ops

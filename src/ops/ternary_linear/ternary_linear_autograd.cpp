@@ -19,15 +19,12 @@ using torch::autograd::variable_list;
 
 class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
-                            const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                            double threshold_factor, bool per_channel,
-                            const std::string& scale_mode, const std::string& activation_format,
-                            bool keep_operand) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, double threshold_factor, bool per_channel,
+                            const std::string& scale_mode, const std::string& activation_format, bool keep_operand) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, operand, scale] =
-        ternary_linear_forward(input, weight, bias, threshold_factor, per_channel, scale_mode,
-                               activation_format, keep_operand);
+    auto [output, operand, scale] = ternary_linear_forward(input, weight, bias, threshold_factor, per_channel,
+                                                           scale_mode, activation_format, keep_operand);
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
     // The scale is a constant of the estimator (detached): the quantized operand and the
     // scale are kept, never the master weight. With 8-bit activations the backward is the
@@ -46,21 +43,17 @@ class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunc
                                              has_bias && ctx->needs_input_grad(2)};
     auto [grad_input, grad_weight, grad_bias] =
         ternary_linear_backward(grad_outputs[0], saved[0], saved[1], saved[2], output_mask);
-    return {grad_input,   grad_weight,  grad_bias,    at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 at::Tensor ternary_linear_autograd(const at::Tensor& input, const at::Tensor& weight,
-                                   const std::optional<at::Tensor>& bias,
-                                   double threshold_factor, bool per_channel,
-                                   c10::string_view scale_mode,
-                                   c10::string_view activation_format) {
+                                   const std::optional<at::Tensor>& bias, double threshold_factor, bool per_channel,
+                                   c10::string_view scale_mode, c10::string_view activation_format) {
   // Only grad_input needs the operand; inside forward, grad mode is already off.
   const bool keep_operand = at::GradMode::is_enabled() && input.requires_grad();
-  return TernaryLinearFunction::apply(input, weight, bias, threshold_factor, per_channel,
-                                      std::string(scale_mode), std::string(activation_format),
-                                      keep_operand);
+  return TernaryLinearFunction::apply(input, weight, bias, threshold_factor, per_channel, std::string(scale_mode),
+                                      std::string(activation_format), keep_operand);
 }
 
 }  // namespace

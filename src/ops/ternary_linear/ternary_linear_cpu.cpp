@@ -9,9 +9,8 @@ namespace bittorch::ops {
 namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cpu(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    double threshold_factor, bool per_channel, c10::string_view scale_mode, c10::string_view activation_format,
-    bool keep_operand) {
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
+    bool per_channel, c10::string_view scale_mode, c10::string_view activation_format, bool keep_operand) {
   const auto args = check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor, scale_mode,
                                       activation_format);
   return ternary_linear_forward_reference(input, weight, bias, threshold_factor, per_channel, args.scale_mode,

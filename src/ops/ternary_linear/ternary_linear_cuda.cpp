@@ -23,9 +23,8 @@ namespace {
 // Returns (output, operand, scale): the backward reuses the operand, so the weight is
 // quantized once per step and never copied to a dense FP32 matrix.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cuda(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    double threshold_factor, bool per_channel, c10::string_view scale_mode, c10::string_view activation_format,
-    bool keep_operand) {
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
+    bool per_channel, c10::string_view scale_mode, c10::string_view activation_format, bool keep_operand) {
   const auto args = check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor, scale_mode,
                                       activation_format);
   const c10::cuda::CUDAGuard device_guard(input.device());
@@ -39,14 +38,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cuda(
   auto q = ternarize_on_device(weight, threshold_factor, per_channel, args.scale_mode,
                                {codes_dtype, keep_operand ? std::optional(dtype) : std::nullopt});
   const auto [values, input_scale] = quantize_activation_rows(input, args.activation_format);
-  at::Tensor output =
-      eight_bit_product(values, input_scale, q.codes, q.scale, bias, args.activation_format, dtype);
+  at::Tensor output = eight_bit_product(values, input_scale, q.codes, q.scale, bias, args.activation_format, dtype);
   return {std::move(output), std::move(q.operand), std::move(q.scale)};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cuda(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
-    std::array<bool, 3> output_mask) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cuda(const at::Tensor& grad_output,
+                                                                            const at::Tensor& input,
+                                                                            const at::Tensor& operand,
+                                                                            const at::Tensor& scale,
+                                                                            std::array<bool, 3> output_mask) {
   const c10::cuda::CUDAGuard device_guard(grad_output.device());
   return ternary_linear_backward_reference(grad_output, input, operand, scale, output_mask);
 }

@@ -11,11 +11,10 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
-
 namespace {
 
-#define SKIP_WITHOUT_CUDA()                                                         \
-  if (!torch::cuda::is_available()) {                                               \
+#define SKIP_WITHOUT_CUDA()                                                             \
+  if (!torch::cuda::is_available()) {                                                   \
     GTEST_SKIP() << "no CUDA GPU on this machine: CUDA test skipped (run it on a GPU)"; \
   }
 
@@ -30,8 +29,8 @@ TEST(PackedLinearCuda, MatchesTheCpuKernel) {
   const std::vector<int64_t> row_counts = {0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 33, 64, 65, 256, 300};
   // in_features: below one word, not a multiple of 4 words (scalar code loads), more chunks
   // than warps; out_features: partial 16- and 32-feature tiles.
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1},     {15, 7},    {16, 16},   {17, 3},
-                                                           {64, 65},   {100, 33},  {784, 256}, {4096, 64},
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1},      {15, 7},    {16, 16},   {17, 3},
+                                                           {64, 65},    {100, 33},  {784, 256}, {4096, 64},
                                                            {1000, 130}, {1040, 50}, {8192, 40}};
   for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
     for (const std::string format : {"none", "int8", "float8_e4m3"}) {
@@ -43,8 +42,8 @@ TEST(PackedLinearCuda, MatchesTheCpuKernel) {
         for (const int64_t rows : row_counts) {
           const auto x = torch::randn({rows, in}).to(dtype);
           const auto cpu = bittorch::ops::packed_ternary_linear(x, packed, scale, bias, in, format);
-          const auto gpu = bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(),
-                                                                bias.cuda(), in, format);
+          const auto gpu =
+              bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), bias.cuda(), in, format);
           const auto what = c10::str(dtype, " ", format, " rows ", rows, " in ", in, " out ", out);
           ASSERT_EQ(gpu.sizes(), cpu.sizes()) << what;
           ASSERT_EQ(gpu.scalar_type(), dtype) << what;
@@ -144,9 +143,12 @@ TEST(PackedLinearCuda, StridedAndMisalignedInputsGiveTheSameResults) {
       const auto wide = torch::randn({rows, 257}, torch::TensorOptions(dtype).device(torch::kCUDA));
       const auto shifted = wide.narrow(1, 1, 256);  // rows 257 apart, first element 1 past alignment
       const auto transposed = wide.narrow(1, 0, 256).t().contiguous().t();
-      const auto expected = bittorch::ops::packed_ternary_linear(shifted.contiguous(), packed, scale, std::nullopt, 256, "none");
-      EXPECT_TRUE(torch::equal(bittorch::ops::packed_ternary_linear(shifted, packed, scale, std::nullopt, 256, "none"), expected));
-      const auto from_transposed = bittorch::ops::packed_ternary_linear(transposed, packed, scale, std::nullopt, 256, "none");
+      const auto expected =
+          bittorch::ops::packed_ternary_linear(shifted.contiguous(), packed, scale, std::nullopt, 256, "none");
+      EXPECT_TRUE(torch::equal(bittorch::ops::packed_ternary_linear(shifted, packed, scale, std::nullopt, 256, "none"),
+                               expected));
+      const auto from_transposed =
+          bittorch::ops::packed_ternary_linear(transposed, packed, scale, std::nullopt, 256, "none");
       const auto expected_transposed =
           bittorch::ops::packed_ternary_linear(transposed.contiguous(), packed, scale, std::nullopt, 256, "none");
       EXPECT_TRUE(torch::equal(from_transposed, expected_transposed));
@@ -168,9 +170,11 @@ TEST(PackedLinearCuda, PackedModelEqualsTheTernaryModelOnTheGpu) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(51);
   for (const int64_t bits : {0, 8}) {
-    torch::nn::Sequential model(
-        bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(784, 256).quant(bittorch::quant::QuantConfig().activation_bits(bits))),
-        torch::nn::ReLU(), bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(256, 10).quant(bittorch::quant::QuantConfig().activation_bits(bits))));
+    torch::nn::Sequential model(bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(784, 256).quant(
+                                    bittorch::quant::QuantConfig().activation_bits(bits))),
+                                torch::nn::ReLU(),
+                                bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(256, 10).quant(
+                                    bittorch::quant::QuantConfig().activation_bits(bits))));
     model->to(torch::kCUDA);
     auto packed = bittorch::pack(model);
     for (const int64_t rows : {1, 16, 200}) {
@@ -218,8 +222,10 @@ TEST(PackedLinearCuda, NonFiniteInputsPropagate) {
         if (rows > 1) x[1][20] = INFINITY;
         if (rows > 2) x[2][95] = -INFINITY;
         x = x.to(dtype);
-        const auto gpu = bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), std::nullopt, in,
-                                                              format).cpu().to(torch::kFloat);
+        const auto gpu =
+            bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), std::nullopt, in, format)
+                .cpu()
+                .to(torch::kFloat);
         // The unpacked layer in float32: 8-bit activations make a non-finite row all NaN.
         auto expected = torch::matmul(x.to(torch::kFloat), weight.t());
         if (format != "none") expected.masked_fill_(torch::isfinite(x).all(1, true).logical_not(), NAN);
@@ -250,7 +256,9 @@ TEST(PackedLinearCuda, StridedBias) {
       const auto expected = bittorch::ops::packed_ternary_linear(x, packed, scale, strided.contiguous(), 64, "none");
       const double magnitude = std::max(1.0, expected.abs().max().item<double>());
       const double error = (bittorch::ops::packed_ternary_linear(x, packed, scale, strided, 64, "none") - expected)
-                               .abs().max().item<double>();
+                               .abs()
+                               .max()
+                               .item<double>();
       EXPECT_LE(error, tolerance(dtype, "none") * magnitude) << dtype << " rows " << rows;
     }
   }

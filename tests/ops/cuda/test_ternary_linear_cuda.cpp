@@ -1,5 +1,6 @@
 // The CUDA implementation against the CPU reference: quantization bit for bit, and the
-// layer's forward and gradients against the float64 reference of reference.h. Every test skips with a message where no GPU exists.
+// layer's forward and gradients against the float64 reference of reference.h. Every test skips with a message where no
+// GPU exists.
 
 #include <bittorch/bittorch.h>
 
@@ -20,19 +21,22 @@ using bittorch::quant::ActivationFormat;
 using bittorch::quant::ScaleMode;
 using bittorch::testing::throws_error_mentioning;
 
-#define SKIP_WITHOUT_CUDA()                                                         \
-  if (!torch::cuda::is_available()) {                                               \
+#define SKIP_WITHOUT_CUDA()                                                             \
+  if (!torch::cuda::is_available()) {                                                   \
     GTEST_SKIP() << "no CUDA GPU on this machine: CUDA test skipped (run it on a GPU)"; \
   }
 
 // Relative to the largest magnitude of the reference result.
 double tolerance(torch::Dtype dtype) {
   switch (dtype) {
-    case torch::kFloat: return 2e-5;
-    case torch::kHalf: return 4e-3;
+    case torch::kFloat:
+      return 2e-5;
+    case torch::kHalf:
+      return 4e-3;
     // bfloat16: 8 bits of mantissa, and PyTorch lets cuBLAS reduce split-K partial sums in
     // bfloat16 by default (allow_bf16_reduced_precision_reduction).
-    default: return 4e-2;
+    default:
+      return 4e-2;
   }
 }
 
@@ -42,8 +46,8 @@ double tolerance(torch::Dtype dtype, ActivationFormat format) {
   return format == ActivationFormat::Float8E4M3 ? std::max(tolerance(dtype), 2e-3) : tolerance(dtype);
 }
 
-void expect_close(const torch::Tensor& cuda, const torch::Tensor& expected, torch::Dtype dtype,
-                  const std::string& what, ActivationFormat format = ActivationFormat::None) {
+void expect_close(const torch::Tensor& cuda, const torch::Tensor& expected, torch::Dtype dtype, const std::string& what,
+                  ActivationFormat format = ActivationFormat::None) {
   ASSERT_TRUE(cuda.is_cuda()) << what;
   ASSERT_EQ(cuda.sizes(), expected.sizes()) << what;
   ASSERT_EQ(cuda.scalar_type(), dtype) << what;
@@ -60,12 +64,11 @@ struct Shape {
 
 // 32 shapes: 1x1x1, odd K and N, 1 and 3 rows, 3-D and 4-D inputs, empty batches, large.
 const std::vector<Shape> kShapes = {
-    {{1, 1}, 1},       {{1, 1}, 3},       {{3, 1}, 1},        {{1, 2}, 1},       {{1, 7}, 5},
-    {{3, 7}, 9},       {{3, 13}, 11},     {{1, 15}, 17},      {{5, 31}, 33},     {{2, 63}, 65},
-    {{8, 100}, 37},    {{3, 127}, 129},   {{16, 255}, 257},   {{1, 256}, 256},   {{3, 1000}, 7},
-    {{7, 4095}, 3},    {{2, 3, 9}, 5},    {{2, 2, 2, 17}, 9}, {{4, 5, 64}, 48},  {{0, 8}, 4},
-    {{2, 0, 5}, 3},    {{0, 1}, 1},       {{64, 128}, 96},    {{33, 257}, 130},  {{128, 512}, 384},
-    {{1, 2048}, 1000}, {{3, 1}, 4096},    {{9}, 6},           {{256, 64}, 8},    {{1, 4096}, 4096},
+    {{1, 1}, 1},       {{1, 1}, 3},       {{3, 1}, 1},    {{1, 2}, 1},    {{1, 7}, 5},     {{3, 7}, 9},
+    {{3, 13}, 11},     {{1, 15}, 17},     {{5, 31}, 33},  {{2, 63}, 65},  {{8, 100}, 37},  {{3, 127}, 129},
+    {{16, 255}, 257},  {{1, 256}, 256},   {{3, 1000}, 7}, {{7, 4095}, 3}, {{2, 3, 9}, 5},  {{2, 2, 2, 17}, 9},
+    {{4, 5, 64}, 48},  {{0, 8}, 4},       {{2, 0, 5}, 3}, {{0, 1}, 1},    {{64, 128}, 96}, {{33, 257}, 130},
+    {{128, 512}, 384}, {{1, 2048}, 1000}, {{3, 1}, 4096}, {{9}, 6},       {{256, 64}, 8},  {{1, 4096}, 4096},
     {{3, 4096}, 4096}, {{17, 333}, 4097},
 };
 
@@ -75,7 +78,8 @@ TEST_P(CudaMatchesCpu, ForwardAndGradients) {
   SKIP_WITHOUT_CUDA();
   const auto [dtype, mode, per_channel] = GetParam();
   torch::manual_seed(20);
-  const auto options = F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel).threshold_factor(0.1));
+  const auto options = F::TernaryLinearFuncOptions().quant(
+      bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel).threshold_factor(0.1));
   for (const auto& shape : kShapes) {
     const int64_t in_features = shape.input.back();
     std::ostringstream what;
@@ -105,21 +109,18 @@ TEST_P(CudaMatchesCpu, ForwardAndGradients) {
 
 std::string case_name(const ::testing::TestParamInfo<std::tuple<torch::Dtype, ScaleMode, bool>>& info) {
   return std::string(c10::toString(std::get<0>(info.param))) + "_" +
-         bittorch::quant::to_string(std::get<1>(info.param)) +
-         (std::get<2>(info.param) ? "_per_channel" : "_global");
+         bittorch::quant::to_string(std::get<1>(info.param)) + (std::get<2>(info.param) ? "_per_channel" : "_global");
 }
 
 INSTANTIATE_TEST_SUITE_P(DtypesModesGranularities, CudaMatchesCpu,
                          ::testing::Combine(::testing::Values(torch::kFloat, torch::kHalf, torch::kBFloat16),
-                                            ::testing::Values(ScaleMode::Max, ScaleMode::AbsMean),
-                                            ::testing::Bool()),
+                                            ::testing::Values(ScaleMode::Max, ScaleMode::AbsMean), ::testing::Bool()),
                          case_name);
 
 // 8-bit activations: the fused CUDA op (cuBLASLt FP8 or INT8 where the shape allows, the
 // exact bfloat16 fallback elsewhere) against the float64 reference on the same quantized
 // values (bit-identical on both devices, QuantizeActivationsCuda.BitIdenticalToCpu).
-class EightBitCudaMatchesCpu
-    : public ::testing::TestWithParam<std::tuple<torch::Dtype, ActivationFormat, bool>> {};
+class EightBitCudaMatchesCpu : public ::testing::TestWithParam<std::tuple<torch::Dtype, ActivationFormat, bool>> {};
 
 TEST_P(EightBitCudaMatchesCpu, ForwardAndGradients) {
   SKIP_WITHOUT_CUDA();
@@ -129,7 +130,8 @@ TEST_P(EightBitCudaMatchesCpu, ForwardAndGradients) {
   // The kShapes plus shapes the 8-bit GEMMs take (K and N multiples of 16, more than 16 rows).
   auto shapes = kShapes;
   // One row with K = 11008 has no cuBLASLt FP8 kernel on an H100: the fallback runs.
-  shapes.insert(shapes.end(), {{{17, 32}, 16}, {{64, 256}, 128}, {{300, 1024}, 512}, {{2, 40, 4096}, 64}, {{1, 11008}, 4096}});
+  shapes.insert(shapes.end(),
+                {{{17, 32}, 16}, {{64, 256}, 128}, {{300, 1024}, 512}, {{2, 40, 4096}, 64}, {{1, 11008}, 4096}});
   for (const auto& shape : shapes) {
     const int64_t in_features = shape.input.back();
     std::ostringstream what;
@@ -140,7 +142,8 @@ TEST_P(EightBitCudaMatchesCpu, ForwardAndGradients) {
     auto grad_shape = shape.input;
     grad_shape.back() = shape.out_features;
     const auto grad = torch::randn(grad_shape).to(dtype);
-    const auto q = bittorch::nn::functional::ternarize(w, bittorch::quant::QuantConfig().per_channel(per_channel).threshold_factor(0.1));
+    const auto q = bittorch::nn::functional::ternarize(
+        w, bittorch::quant::QuantConfig().per_channel(per_channel).threshold_factor(0.1));
     const auto activations = bittorch::testing::reference_quantize_activations(x, format == ActivationFormat::Int8);
     const auto ref = bittorch::testing::reference_ternary_linear(
         x, w, b, grad, {q.codes.to(torch::kDouble), q.scale.to(torch::kDouble)}, &activations);
@@ -171,7 +174,8 @@ TEST(QuantizeActivationsCuda, BitIdenticalToCpu) {
   torch::manual_seed(25);
   for (const auto format : {ActivationFormat::Int8, ActivationFormat::Float8E4M3}) {
     for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
-      for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 1}, {3, 7}, {0, 8}, {2, 3, 33}, {64, 4096}, {5, 13001}, {4, 30000}, {1000, 64}}) {
+      for (const auto& shape : std::vector<std::vector<int64_t>>{
+               {1, 1}, {3, 7}, {0, 8}, {2, 3, 33}, {64, 4096}, {5, 13001}, {4, 30000}, {1000, 64}}) {
         auto x = (torch::randn(shape) * torch::logspace(-4, 4, shape.back())).to(dtype);
         const auto cpu = bittorch::nn::functional::quantize_activations(x, format);
         const auto gpu = bittorch::nn::functional::quantize_activations(x.cuda(), format);
@@ -201,7 +205,8 @@ TEST(QuantizeActivationsCuda, NonFiniteRowsAsOnTheCpu) {
         const auto gpu = bittorch::nn::functional::quantize_activations(x.cuda(), format);
         const auto what = c10::str(bittorch::quant::to_string(format), " ", dtype, " cols ", cols);
         EXPECT_TRUE(torch::equal(gpu.values.cpu().view(torch::kChar), cpu.values.view(torch::kChar))) << what;
-        EXPECT_TRUE(torch::allclose(gpu.scale.cpu(), cpu.scale, 0, 0, /*equal_nan=*/true)) << what << gpu.scale << cpu.scale;
+        EXPECT_TRUE(torch::allclose(gpu.scale.cpu(), cpu.scale, 0, 0, /*equal_nan=*/true))
+            << what << gpu.scale << cpu.scale;
         EXPECT_TRUE(std::isnan(gpu.scale[0][0].item<float>()) && std::isinf(gpu.scale[1][0].item<float>())) << what;
       }
     }
@@ -221,7 +226,8 @@ TEST(TernaryLinearCuda, NonFiniteWeights) {
                                           {"non-finite", "[2, 5]"}));
       for (const auto* format : {"none", "int8", "float8_e4m3"}) {
         const auto cpu = bittorch::ops::ternary_linear(x, weight, std::nullopt, 0.05, per_channel, mode, format);
-        const auto gpu = bittorch::ops::ternary_linear(x.cuda(), weight.cuda(), std::nullopt, 0.05, per_channel, mode, format).cpu();
+        const auto gpu =
+            bittorch::ops::ternary_linear(x.cuda(), weight.cuda(), std::nullopt, 0.05, per_channel, mode, format).cpu();
         const auto what = c10::str(mode, " per_channel ", per_channel, " ", format);
         EXPECT_TRUE(torch::equal(torch::isnan(gpu), torch::isnan(cpu))) << what << gpu << cpu;
         EXPECT_TRUE(torch::isnan(gpu.select(1, 2)).all().item<bool>()) << what << gpu;
@@ -236,17 +242,21 @@ TEST(TernaryLinearCuda, ActivationBitsPicksTheFormatOfTheDevice) {
   const auto* props = at::cuda::getCurrentDeviceProperties();
   EXPECT_EQ(format, props->major * 10 + props->minor >= 89 ? ActivationFormat::Float8E4M3 : ActivationFormat::Int8);
   const auto x = torch::randn({32, 64}, torch::kCUDA), w = torch::randn({48, 64}, torch::kCUDA);
-  EXPECT_TRUE(torch::equal(F::ternary_linear(x, w, {}, F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(8))),
-                           bittorch::ops::ternary_linear(x, w, {}, 0.05, true, "max", bittorch::quant::to_string(format))));
+  EXPECT_TRUE(torch::equal(
+      F::ternary_linear(x, w, {},
+                        F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().activation_bits(8))),
+      bittorch::ops::ternary_linear(x, w, {}, 0.05, true, "max", bittorch::quant::to_string(format))));
 }
 
 TEST(TernaryLinearCudaModule, MatchesTernaryLinearAndRefusesCpuInputs) {
   SKIP_WITHOUT_CUDA();
   for (const int64_t bits : {0, 8}) {
     torch::manual_seed(26);
-    bittorch::nn::TernaryLinearCUDA cuda_layer(bittorch::nn::TernaryLinearCUDAOptions(64, 32).quant(bittorch::quant::QuantConfig().activation_bits(bits)));
+    bittorch::nn::TernaryLinearCUDA cuda_layer(
+        bittorch::nn::TernaryLinearCUDAOptions(64, 32).quant(bittorch::quant::QuantConfig().activation_bits(bits)));
     torch::manual_seed(26);
-    bittorch::nn::TernaryLinear layer(bittorch::nn::TernaryLinearOptions(64, 32).quant(bittorch::quant::QuantConfig().activation_bits(bits)));
+    bittorch::nn::TernaryLinear layer(
+        bittorch::nn::TernaryLinearOptions(64, 32).quant(bittorch::quant::QuantConfig().activation_bits(bits)));
     cuda_layer->to(torch::kCUDA);
     layer->to(torch::kCUDA);
     const auto x = torch::randn({16, 64}, torch::kCUDA);
@@ -261,10 +271,14 @@ TEST(TernarizeCuda, BitIdenticalToCpu) {
   for (auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16, torch::kDouble}) {
     for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
       for (bool per_channel : {true, false}) {
-        for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 1}, {3, 7}, {65, 129}, {4096, 4096}, {11008, 37}, {7, 30000}, {5, 11008}}) {
+        for (const auto& shape : std::vector<std::vector<int64_t>>{
+                 {1, 1}, {3, 7}, {65, 129}, {4096, 4096}, {11008, 37}, {7, 30000}, {5, 11008}}) {
           for (double threshold_factor : {0.0, 0.05, 0.5, 1.0}) {
             const auto w = torch::randn(shape).to(dtype);
-            const auto opts = bittorch::quant::QuantConfig().scale_mode(mode).per_channel(per_channel).threshold_factor(threshold_factor);
+            const auto opts = bittorch::quant::QuantConfig()
+                                  .scale_mode(mode)
+                                  .per_channel(per_channel)
+                                  .threshold_factor(threshold_factor);
             const auto cpu = bittorch::nn::functional::ternarize(w, opts);
             const auto gpu = bittorch::nn::functional::ternarize(w.cuda(), opts);
             const std::string what = std::string(c10::toString(dtype)) + " " + bittorch::quant::to_string(mode) +
@@ -344,7 +358,8 @@ class AutocastRunsInTheAutocastDtype : public ::testing::TestWithParam<int64_t> 
 
 TEST_P(AutocastRunsInTheAutocastDtype, WithActivationBits) {
   SKIP_WITHOUT_CUDA();
-  bittorch::nn::TernaryLinear layer(bittorch::nn::TernaryLinearOptions(64, 32).quant(bittorch::quant::QuantConfig().activation_bits(GetParam())));
+  bittorch::nn::TernaryLinear layer(
+      bittorch::nn::TernaryLinearOptions(64, 32).quant(bittorch::quant::QuantConfig().activation_bits(GetParam())));
   layer->to(torch::kCUDA);
   const auto x = torch::randn({8, 64}, torch::kCUDA);
   torch::Tensor y;
@@ -369,7 +384,8 @@ INSTANTIATE_TEST_SUITE_P(ActivationBits, AutocastRunsInTheAutocastDtype, ::testi
 TEST(TernaryLinearCuda, ModelLearnsOnTheGpu) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(23);
-  torch::nn::Sequential model(bittorch::nn::TernaryLinear(8, 32), torch::nn::ReLU(), bittorch::nn::TernaryLinear(32, 1));
+  torch::nn::Sequential model(bittorch::nn::TernaryLinear(8, 32), torch::nn::ReLU(),
+                              bittorch::nn::TernaryLinear(32, 1));
   model->to(torch::kCUDA);
   const auto x = torch::randn({512, 8}, torch::kCUDA);
   const auto y = x.mm(torch::randn({8, 1}, torch::kCUDA));

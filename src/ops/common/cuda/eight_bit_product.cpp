@@ -46,10 +46,9 @@ Fp8ShapesWithoutKernel& fp8_shapes_without_kernel() {
 
 }  // namespace
 
-at::Tensor eight_bit_product(const at::Tensor& values, const at::Tensor& input_scale,
-                             const at::Tensor& codes, const at::Tensor& weight_scale,
-                             const std::optional<at::Tensor>& bias, quant::ActivationFormat format,
-                             at::ScalarType dtype) {
+at::Tensor eight_bit_product(const at::Tensor& values, const at::Tensor& input_scale, const at::Tensor& codes,
+                             const at::Tensor& weight_scale, const std::optional<at::Tensor>& bias,
+                             quant::ActivationFormat format, at::ScalarType dtype) {
   const int64_t in_features = codes.size(1), out_features = codes.size(0);
   const at::Tensor rows = values.reshape({-1, in_features});
   const at::Tensor row_scale = input_scale.reshape({-1, 1});
@@ -64,8 +63,8 @@ at::Tensor eight_bit_product(const at::Tensor& values, const at::Tensor& input_s
     // The epilogue adds a float16/bfloat16 bias only.
     const bool bias_in_epilogue = has_bias && dtype != at::kFloat;
     try {
-      output = at::_scaled_mm(rows, codes.t(), row_scale, column_scale,
-                              bias_in_epilogue ? bias : std::nullopt, std::nullopt, dtype,
+      output = at::_scaled_mm(rows, codes.t(), row_scale, column_scale, bias_in_epilogue ? bias : std::nullopt,
+                              std::nullopt, dtype,
                               /*use_fast_accum=*/true);
       if (has_bias && !bias_in_epilogue) output.add_(*bias);
     } catch (const c10::Error& error) {
@@ -74,16 +73,15 @@ at::Tensor eight_bit_product(const at::Tensor& values, const at::Tensor& input_s
     }
   }
   if (!output.defined()) {
-    const bool int8_product = format == quant::ActivationFormat::Int8 && num_rows > 16 &&
-                              in_features % 8 == 0 && out_features % 8 == 0;
+    const bool int8_product =
+        format == quant::ActivationFormat::Int8 && num_rows > 16 && in_features % 8 == 0 && out_features % 8 == 0;
     // 8-bit values and ternary codes are exact in bfloat16, and so are their products.
-    const at::Tensor accumulator =
-        int8_product ? at::_int_mm(rows, codes.t())
-                     : at::mm(rows.to(at::kBFloat16), codes.to(at::kBFloat16).t(), at::kFloat);
+    const at::Tensor accumulator = int8_product
+                                       ? at::_int_mm(rows, codes.t())
+                                       : at::mm(rows.to(at::kBFloat16), codes.to(at::kBFloat16).t(), at::kFloat);
     output = scale_accumulator(accumulator, row_scale, weight_scale, bias, dtype);
   }
   return output.view(linear_output_shape(values, out_features));
 }
-
 
 }  // namespace bittorch::ops::cuda

@@ -15,9 +15,8 @@ namespace bittorch::ops::cuda {
 /// [*, K] with row scales [*, 1] and 8-bit ternary codes [N, K] of the same format (int8 or
 /// float8_e4m3fn): cuBLASLt FP8 or INT8 where the shape allows, else an exact bfloat16
 /// product with float32 sums.
-at::Tensor eight_bit_product(const at::Tensor& values, const at::Tensor& input_scale,
-                             const at::Tensor& codes, const at::Tensor& weight_scale,
-                             const std::optional<at::Tensor>& bias, quant::ActivationFormat format,
-                             at::ScalarType dtype);
+at::Tensor eight_bit_product(const at::Tensor& values, const at::Tensor& input_scale, const at::Tensor& codes,
+                             const at::Tensor& weight_scale, const std::optional<at::Tensor>& bias,
+                             quant::ActivationFormat format, at::ScalarType dtype);
 
 }  // namespace bittorch::ops::cuda

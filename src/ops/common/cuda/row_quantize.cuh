@@ -36,7 +36,9 @@ using RowReduce = cub::BlockReduce<double, kRowThreads>;
 
 // max that keeps a NaN, as the CPU reference's amax does (fmax drops it): a row holding NaN
 // gets a NaN statistic, and so a NaN scale and NaN outputs, never finite ones.
-__device__ __forceinline__ double max_keeping_nan(double a, double b) { return (a > b || isnan(a)) ? a : b; }
+__device__ __forceinline__ double max_keeping_nan(double a, double b) {
+  return (a > b || isnan(a)) ? a : b;
+}
 
 /// `value` floored at `floor`, a NaN kept (as the reference's clamp_min).
 template <typename T>
@@ -59,8 +61,8 @@ __device__ __forceinline__ double accumulate(double acc, const Pack<in_t, N>& pa
 }
 
 template <typename in_t, int N, typename Quantizer>
-__global__ void __launch_bounds__(kRowThreads, kMinRowBlocksPerSm) quantize_rows_kernel(const in_t* __restrict__ input, int64_t cols,
-                                                  Quantizer quantizer) {
+__global__ void __launch_bounds__(kRowThreads, kMinRowBlocksPerSm)
+    quantize_rows_kernel(const in_t* __restrict__ input, int64_t cols, Quantizer quantizer) {
   using InPack = Pack<in_t, N>;
   __shared__ typename RowReduce::TempStorage storage;
   __shared__ typename Quantizer::scale_t row_scale;
@@ -81,8 +83,7 @@ __global__ void __launch_bounds__(kRowThreads, kMinRowBlocksPerSm) quantize_rows
   for (int64_t p = threadIdx.x + int64_t{kCachedPacks} * kRowThreads; p < num_packs; p += kRowThreads) {
     acc = accumulate(acc, packs[p], quantizer.max_statistic);
   }
-  const double total = quantizer.max_statistic ? RowReduce(storage).Reduce(acc, MaxOp())
-                                               : RowReduce(storage).Sum(acc);
+  const double total = quantizer.max_statistic ? RowReduce(storage).Reduce(acc, MaxOp()) : RowReduce(storage).Sum(acc);
   if (threadIdx.x == 0) row_scale = quantizer.finish_row(row, total, cols);
   __syncthreads();
   const auto scale = row_scale;

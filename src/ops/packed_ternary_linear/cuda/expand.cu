@@ -36,9 +36,8 @@ __device__ __forceinline__ out_t expanded(float code, float scale) {
 }
 
 template <typename out_t, bool kWholeWords>
-__global__ void expand_packed_kernel(const uint32_t* __restrict__ packed, int64_t words,
-                                     int64_t in_features, int64_t total_words,
-                                     const float* __restrict__ scale, bool per_channel,
+__global__ void expand_packed_kernel(const uint32_t* __restrict__ packed, int64_t words, int64_t in_features,
+                                     int64_t total_words, const float* __restrict__ scale, bool per_channel,
                                      out_t* __restrict__ out) {
   for (int64_t t = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; t < total_words;
        t += int64_t{gridDim.x} * blockDim.x) {
@@ -58,8 +57,7 @@ __global__ void expand_packed_kernel(const uint32_t* __restrict__ packed, int64_
 }
 
 template <typename out_t>
-at::Tensor expand_packed(const at::Tensor& packed, int64_t in_features, const at::Tensor& scale,
-                         at::ScalarType dtype) {
+at::Tensor expand_packed(const at::Tensor& packed, int64_t in_features, const at::Tensor& scale, at::ScalarType dtype) {
   const int64_t out_features = packed.size(0), words = packed.size(1);
   auto out = at::empty({out_features, in_features}, packed.options().dtype(dtype));
   const int64_t total_words = out_features * words;
@@ -93,10 +91,12 @@ at::Tensor expand_product(const at::Tensor& rows, const at::Tensor& packed, cons
     return eight_bit_product(values, input_scale, codes, scale, bias, format, dtype);
   }
   at::Tensor operand;
-  AT_DISPATCH_SWITCH(dtype, "bittorch_expand_packed",
-                     AT_DISPATCH_CASE(at::kFloat, [&] { operand = expand_packed<scalar_t>(packed, in_features, scale, dtype); })
-                     AT_DISPATCH_CASE(at::kHalf, [&] { operand = expand_packed<scalar_t>(packed, in_features, scale, dtype); })
-                     AT_DISPATCH_CASE(at::kBFloat16, [&] { operand = expand_packed<scalar_t>(packed, in_features, scale, dtype); }));
+  AT_DISPATCH_SWITCH(
+      dtype, "bittorch_expand_packed",
+      AT_DISPATCH_CASE(at::kFloat, [&] { operand = expand_packed<scalar_t>(packed, in_features, scale, dtype); })
+          AT_DISPATCH_CASE(at::kHalf, [&] { operand = expand_packed<scalar_t>(packed, in_features, scale, dtype); })
+              AT_DISPATCH_CASE(at::kBFloat16,
+                               [&] { operand = expand_packed<scalar_t>(packed, in_features, scale, dtype); }));
   return at::linear(rows, operand, bias);
 }
 

@@ -20,10 +20,9 @@ constexpr int kOutPerWarp = 2;
 // with zeros; kWordsPerLoad is 4 (16-byte loads, rows of a multiple of 4 words) or 1.
 template <int kRows, int kWordsPerLoad>
 __global__ void __launch_bounds__(kGemvWarps * 32)
-    packed_gemv_kernel(const float* __restrict__ x, int64_t x_stride, int64_t rows,
-                       const uint32_t* __restrict__ packed, int64_t words, int64_t out_features,
-                       const float* __restrict__ scale, bool per_channel, const float* __restrict__ bias,
-                       float* __restrict__ out) {
+    packed_gemv_kernel(const float* __restrict__ x, int64_t x_stride, int64_t rows, const uint32_t* __restrict__ packed,
+                       int64_t words, int64_t out_features, const float* __restrict__ scale, bool per_channel,
+                       const float* __restrict__ bias, float* __restrict__ out) {
   const int lane = threadIdx.x % 32;
   const int64_t n0 = (int64_t{blockIdx.x} * kGemvWarps + threadIdx.x / 32) * kOutPerWarp;
   const int64_t m0 = int64_t{blockIdx.y} * kRows;
@@ -96,16 +95,17 @@ void launch_gemv(const at::Tensor& x, int64_t rows, const at::Tensor& packed, co
   const auto stream = at::cuda::getCurrentCUDAStream();
   const auto kernel = words % 4 == 0 ? packed_gemv_kernel<kRows, 4> : packed_gemv_kernel<kRows, 1>;
   kernel<<<grid, kGemvWarps * 32, 0, stream>>>(x.data_ptr<float>(), x.size(1), rows, codes, words, out_features,
-                                               scale.data_ptr<float>(), scale.size(0) > 1, bias,
-                                               out.data_ptr<float>());
+                                               scale.data_ptr<float>(), scale.size(0) > 1, bias, out.data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace
 
 void gemv_product(const PackedProduct& p) {
-  TORCH_CHECK(p.x.scalar_type() == at::kFloat, "bittorch::packed_ternary_linear: kernel \"gemv\" takes float32 "
-              "activations without 8-bit quantization, not ", p.x.scalar_type());
+  TORCH_CHECK(p.x.scalar_type() == at::kFloat,
+              "bittorch::packed_ternary_linear: kernel \"gemv\" takes float32 "
+              "activations without 8-bit quantization, not ",
+              p.x.scalar_type());
   const int64_t rows = p.x.size(0);
   const float* bias = p.bias.defined() ? p.bias.data_ptr<float>() : nullptr;
   at::Tensor out = p.out;

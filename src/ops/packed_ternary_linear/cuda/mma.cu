@@ -16,10 +16,9 @@ namespace {
 // At most 96 registers for one tile per warp: five blocks per multiprocessor (100 gives four).
 template <typename in_t, typename out_t, int kWarps, int kStages, int kTiles>
 __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
-    packed_mma_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows,
-                      const uint32_t* __restrict__ packed, int64_t words, int64_t out_features,
-                      bool vector_loads, const float* __restrict__ scale, bool per_channel,
-                      const float* __restrict__ row_scale, const out_t* __restrict__ bias,
+    packed_mma_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows, const uint32_t* __restrict__ packed,
+                      int64_t words, int64_t out_features, bool vector_loads, const float* __restrict__ scale,
+                      bool per_channel, const float* __restrict__ row_scale, const out_t* __restrict__ bias,
                       out_t* __restrict__ out) {
   using Product = WarpProduct<in_t, 1, kStages, kTiles>;
   __shared__ float partial[kWarps][kTiles * 4][32];
@@ -54,10 +53,10 @@ void small_batch_product(const at::Tensor& x, int64_t rows, const at::Tensor& pa
   constexpr int kFeatures = tile_features<in_t, kTiles>();
   packed_mma_kernel<in_t, out_t, kWarps, kStages, kTiles>
       <<<static_cast<unsigned>((out_features + kFeatures - 1) / kFeatures), kWarps * 32, 0,
-         at::cuda::getCurrentCUDAStream()>>>(
-          reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows,
-          reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
-          scale.data_ptr<float>(), scale.size(0) > 1, row_scale, bias, out.data_ptr<out_t>());
+         at::cuda::getCurrentCUDAStream()>>>(reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows,
+                                             reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words,
+                                             out_features, words % 4 == 0, scale.data_ptr<float>(), scale.size(0) > 1,
+                                             row_scale, bias, out.data_ptr<out_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -69,19 +68,20 @@ void mma_product(const PackedProduct& p) {
               kMaxMmaVariantRows, " rows, not ", rows);
   const float* row_scale = p.row_scale.defined() ? p.row_scale.data_ptr<float>() : nullptr;
   at::Tensor out = p.out;
-  dispatch_tensor_core_types(p.x.scalar_type(), out.scalar_type(), "bittorch_packed_mma", [&](auto in_tag, auto out_tag) {
-    using in_t = decltype(in_tag);
-    using out_t = decltype(out_tag);
-    const out_t* bias = p.bias.defined() ? p.bias.data_ptr<out_t>() : nullptr;
-    // Two tiles per warp share each input fragment, but halve the blocks: only where there
-    // are still about six blocks per multiprocessor.
-    const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-    if (out_features >= 6 * multiprocessors * tile_features<in_t, 2>()) {
-      small_batch_product<in_t, out_t, 2, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
-    } else {
-      small_batch_product<in_t, out_t, 1, 3>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
-    }
-  });
+  dispatch_tensor_core_types(
+      p.x.scalar_type(), out.scalar_type(), "bittorch_packed_mma", [&](auto in_tag, auto out_tag) {
+        using in_t = decltype(in_tag);
+        using out_t = decltype(out_tag);
+        const out_t* bias = p.bias.defined() ? p.bias.data_ptr<out_t>() : nullptr;
+        // Two tiles per warp share each input fragment, but halve the blocks: only where there
+        // are still about six blocks per multiprocessor.
+        const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+        if (out_features >= 6 * multiprocessors * tile_features<in_t, 2>()) {
+          small_batch_product<in_t, out_t, 2, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+        } else {
+          small_batch_product<in_t, out_t, 1, 3>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+        }
+      });
 }
 
 }  // namespace bittorch::ops::cuda

@@ -6,8 +6,8 @@
 #include "ops/packed_ternary_linear/cuda/packed_codes.cuh"
 
 #include <ATen/core/Tensor.h>
-#include <c10/util/Exception.h>
 #include <c10/util/BFloat16.h>
+#include <c10/util/Exception.h>
 #include <c10/util/Float8_e4m3fn.h>
 #include <c10/util/Half.h>
 #include <cuda_bf16.h>
@@ -234,8 +234,8 @@ struct WarpProduct {
     return !kHasOffset ? index : (index < 15 ? index : (index == 15 ? -1 : index - 1));
   }
 
-  __device__ WarpProduct(const in_t* x, int64_t x_stride, int64_t rows, int64_t first_row,
-                         const uint32_t* packed, int64_t words, int64_t out_features, int64_t first_feature) {
+  __device__ WarpProduct(const in_t* x, int64_t x_stride, int64_t rows, int64_t first_row, const uint32_t* packed,
+                         int64_t words, int64_t out_features, int64_t first_feature) {
     const int group = threadIdx.x % 32 / 4;
 #pragma unroll
     for (int r = 0; r < kTiles; ++r) {
@@ -321,7 +321,8 @@ struct WarpProduct {
               const auto* src = reinterpret_cast<const uint4*>(x_rows[t] + word * 16);
               const bool present = has_row[t] && (whole_chunk || word < words);
 #pragma unroll
-              for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v) input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
+              for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v)
+                input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
               pair_inputs<in_t>(input, b);
             }
 #pragma unroll

@@ -58,8 +58,8 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const auto out_shape = linear_output_shape(input, out_features);
   const bool eight_bit = format != quant::ActivationFormat::None;
   const bool tensor_cores = eight_bit || input.scalar_type() != at::kFloat;
-  const std::string_view kernel =
-      kernel_name == "auto" ? chosen_kernel(rows, tensor_cores) : std::string_view(kernel_name.data(), kernel_name.size());
+  const std::string_view kernel = kernel_name == "auto" ? chosen_kernel(rows, tensor_cores)
+                                                        : std::string_view(kernel_name.data(), kernel_name.size());
   TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
   TORCH_CHECK((kernel != "mma" && kernel != "split_k") || tensor_cores, op, ": kernel \"", kernel,
@@ -92,6 +92,8 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bittorch, CUDA, m) { m.impl("packed_ternary_linear", &packed_ternary_linear_cuda); }
+TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
+  m.impl("packed_ternary_linear", &packed_ternary_linear_cuda);
+}
 
 }  // namespace bittorch::ops::cuda

@@ -38,7 +38,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
     const bool present = m0 + r < rows && word < words;
     const auto* src = reinterpret_cast<const uint4*>(x + (present ? m0 + r : 0) * x_stride + word * 16);
 #pragma unroll
-    for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v) input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
+    for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v)
+      input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
     uint32_t b[8];
     pair_inputs<in_t>(input, b);
     staged[item * 2] = *reinterpret_cast<const uint4*>(&b[0]);
@@ -97,9 +98,10 @@ void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, 
           sums.data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const int64_t outputs = rows * out_features;
-  scale_sums_kernel<out_t><<<static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, wanted_blocks * 4)), 256, 0, stream>>>(
-      sums.data_ptr<float>(), rows, out_features, row_scale, scale.data_ptr<float>(), scale.size(0) > 1, bias,
-      out.data_ptr<out_t>());
+  scale_sums_kernel<out_t>
+      <<<static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, wanted_blocks * 4)), 256, 0, stream>>>(
+          sums.data_ptr<float>(), rows, out_features, row_scale, scale.data_ptr<float>(), scale.size(0) > 1, bias,
+          out.data_ptr<out_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -111,16 +113,17 @@ void split_k_product(const PackedProduct& p) {
   const int64_t rows = p.x.size(0);
   const float* row_scale = p.row_scale.defined() ? p.row_scale.data_ptr<float>() : nullptr;
   at::Tensor out = p.out;
-  dispatch_tensor_core_types(p.x.scalar_type(), out.scalar_type(), "bittorch_packed_split_k", [&](auto in_tag, auto out_tag) {
-    using in_t = decltype(in_tag);
-    using out_t = decltype(out_tag);
-    const out_t* bias = p.bias.defined() ? p.bias.data_ptr<out_t>() : nullptr;
-    if (rows <= 16) {
-      split_product<in_t, out_t, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
-    } else {
-      split_product<in_t, out_t, 4>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
-    }
-  });
+  dispatch_tensor_core_types(p.x.scalar_type(), out.scalar_type(), "bittorch_packed_split_k",
+                             [&](auto in_tag, auto out_tag) {
+                               using in_t = decltype(in_tag);
+                               using out_t = decltype(out_tag);
+                               const out_t* bias = p.bias.defined() ? p.bias.data_ptr<out_t>() : nullptr;
+                               if (rows <= 16) {
+                                 split_product<in_t, out_t, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+                               } else {
+                                 split_product<in_t, out_t, 4>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+                               }
+                             });
 }
 
 }  // namespace bittorch::ops::cuda
