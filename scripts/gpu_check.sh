@@ -6,6 +6,7 @@
 # BITTORCH_GPU_STEPS picks the steps after the build (default: all of
 # "tests sanitizer bench packed mnist"; "cudatests" runs the CUDA test binary alone,
 # "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
+# BITTORCH_SANITIZER_TOOLS picks compute-sanitizer's tools (default: memcheck racecheck);
 # BITTORCH_PACKED_ARGS is passed on to bittorch-bench-packed (--kernels times each variant);
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
 set -uo pipefail
@@ -46,7 +47,9 @@ subset='DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/float_max_pe
 subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/BFloat16_float8_e4m3_per_channel'
 subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/float_int8_global'
 subset+=':TernarizeCuda.*:QuantizeActivationsCuda.*:TernaryLinearCuda.*:TernaryLinearCudaModule.*:PackedLinearCuda.*'
-for tool in memcheck racecheck; do
+# Every packed variant by name runs under the sanitizer; the heuristics' own routing is the same kernels.
+subset+='-PackedLinearCuda.MatchesTheCpuKernel'
+for tool in ${BITTORCH_SANITIZER_TOOLS:-memcheck racecheck}; do
   compute-sanitizer --tool "$tool" --error-exitcode 3 ./build-gpu/tests/bittorch_cuda_tests \
     --gtest_filter="$subset" >"$out/sanitizer_$tool.log" 2>&1
   code=$?
