@@ -43,9 +43,9 @@ fi
 
 if wants sanitizer; then
 step compute-sanitizer
-subset='DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/float_max_per_channel:DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/BFloat16_absmean_global'
+subset='DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/Float_max_per_channel:DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/BFloat16_absmean_global'
 subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/BFloat16_float8_e4m3_per_channel'
-subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/float_int8_global'
+subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/Float_int8_global'
 subset+=':TernarizeCuda.*:QuantizeActivationsCuda.*:TernaryLinearCuda.*:TernaryLinearCudaModule.*:PackedLinearCuda.*'
 # Every packed variant by name runs under the sanitizer; the heuristics' own routing is the same kernels.
 subset+='-PackedLinearCuda.MatchesTheCpuKernel'
