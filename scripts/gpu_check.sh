@@ -38,7 +38,7 @@ if wants tests; then
 step whole test suite
 (cd build-gpu && ctest -j8 --output-on-failure) >"$out/ctest.log" 2>&1 || status=1
 grep -E "tests passed|Failed|\*\*\*" "$out/ctest.log" | head -20
-(cd build-gpu && ctest -R "python_torch_ops|exported_symbols" -V) 2>&1 | grep -E "exported symbols|C\+\+ runtime|errors on|cuda |mismatches|FAILED" | head -20
+(cd build-gpu && ctest -R "python_torch_ops|exported_symbols" -V) 2>&1 | grep -E "exported symbols|C\+\+ runtime|errors on|cuda |opcheck|  bittorch|compile|export |contract|mismatches|FAILED|MISMATCH" | head -20
 fi
 
 if wants sanitizer; then
