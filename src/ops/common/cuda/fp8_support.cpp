@@ -1,14 +1,17 @@
 // cuBLASLt is asked the question at::_scaled_mm will put to it: the same matrices (cuBLAS's
 // column-major view of out = rows @ codes^T: A = the codes, transposed; B = the rows; D the
-// output, [out_features, rows]), 32-bit compute, per-row scales for both, fast accumulation, the
-// bias epilogue, and the workspace LibTorch gives cuBLASLt. No algorithm means no FP8 product
-// for that shape (seen on an H100 for one row of 11008 features); the caller then runs the
-// exact bfloat16 product instead.
+// output, [out_features, rows]), 32-bit compute, per-row scales for both (their pointers set:
+// without them cuBLASLt refuses the description), fast accumulation, the bias epilogue, and
+// the workspace LibTorch gives cuBLASLt. No algorithm means no FP8 product for that shape (on an
+// H100 and an H200: one or two rows of 11008 features with a bias); the caller then runs the
+// exact bfloat16 product instead. On the H200 its answers agreed with _scaled_mm's own
+// success or failure on every shape we compared (docs/results.md).
 
 #include "ops/common/cuda/fp8_support.h"
 
 #include "ops/common/cuda/device.h"
 
+#include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDADataType.h>
 #include <cublasLt.h>
@@ -49,6 +52,10 @@ bool ask_cublaslt(int64_t rows, int64_t in_features, int64_t out_features, at::S
   q.set(CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
   q.set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F);
   q.set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F);
+  // Only their presence matters to the heuristic; no product runs here.
+  const at::Tensor scales = at::ones({out_features + rows}, at::TensorOptions(at::kCUDA).dtype(at::kFloat));
+  q.set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(scales.data_ptr<float>()));
+  q.set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(scales.data_ptr<float>() + out_features));
   q.set(CUBLASLT_MATMUL_DESC_FAST_ACCUM, int8_t{1});
   const cudaDataType_t out_type = at::cuda::ScalarTypeToCudaDataType(out_dtype);
   if (bias_epilogue) {
