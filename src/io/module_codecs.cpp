@@ -229,6 +229,13 @@ torch::nn::AnyModule create_dropout(const ModuleRecord& r) {
   return torch::nn::AnyModule(torch::nn::Dropout(r.reals[0]));
 }
 
+// A module without options or tensors (an activation).
+template <typename Holder>
+torch::nn::AnyModule create_stateless(const ModuleRecord& r) {
+  expect_counts(r, codec_for(r.kind)->name, 0, 0, 0);
+  return torch::nn::AnyModule(Holder());
+}
+
 const std::vector<ModuleCodec>& codecs() {
   static const std::vector<ModuleCodec> table = {
       {ModuleKind::PackedTernaryLinear, "PackedTernaryLinear", is<nn::PackedTernaryLinearImpl>, describe_packed,
@@ -240,26 +247,11 @@ const std::vector<ModuleCodec>& codecs() {
        create_layer_norm},
       {ModuleKind::GELU, "GELU", is<torch::nn::GELUImpl>, describe_gelu, no_arrays, create_gelu},
       {ModuleKind::Dropout, "Dropout", is<torch::nn::DropoutImpl>, describe_dropout, no_arrays, create_dropout},
-      {ModuleKind::ReLU, "ReLU", is<torch::nn::ReLUImpl>, no_numbers, no_arrays,
-       [](const ModuleRecord& r) {
-         expect_counts(r, "ReLU", 0, 0, 0);
-         return torch::nn::AnyModule(torch::nn::ReLU());
-       }},
-      {ModuleKind::SiLU, "SiLU", is<torch::nn::SiLUImpl>, no_numbers, no_arrays,
-       [](const ModuleRecord& r) {
-         expect_counts(r, "SiLU", 0, 0, 0);
-         return torch::nn::AnyModule(torch::nn::SiLU());
-       }},
-      {ModuleKind::Tanh, "Tanh", is<torch::nn::TanhImpl>, no_numbers, no_arrays,
-       [](const ModuleRecord& r) {
-         expect_counts(r, "Tanh", 0, 0, 0);
-         return torch::nn::AnyModule(torch::nn::Tanh());
-       }},
+      {ModuleKind::ReLU, "ReLU", is<torch::nn::ReLUImpl>, no_numbers, no_arrays, create_stateless<torch::nn::ReLU>},
+      {ModuleKind::SiLU, "SiLU", is<torch::nn::SiLUImpl>, no_numbers, no_arrays, create_stateless<torch::nn::SiLU>},
+      {ModuleKind::Tanh, "Tanh", is<torch::nn::TanhImpl>, no_numbers, no_arrays, create_stateless<torch::nn::Tanh>},
       {ModuleKind::Sigmoid, "Sigmoid", is<torch::nn::SigmoidImpl>, no_numbers, no_arrays,
-       [](const ModuleRecord& r) {
-         expect_counts(r, "Sigmoid", 0, 0, 0);
-         return torch::nn::AnyModule(torch::nn::Sigmoid());
-       }},
+       create_stateless<torch::nn::Sigmoid>},
   };
   return table;
 }
