@@ -33,7 +33,7 @@ void expect_counts(const ModuleRecord& r, const char* kind, size_t ints, size_t 
               ", ", reals, " and ", blobs, ")");
 }
 
-void expect_features(const ModuleRecord& r, int64_t value, const char* what) {
+void expect_features(int64_t value, const char* what) {
   TORCH_CHECK(value >= 1 && value <= (int64_t{1} << 24), "invalid ", what, " ", value);
 }
 
@@ -98,8 +98,8 @@ torch::nn::AnyModule create_packed(const ModuleRecord& r) {
   TORCH_CHECK(r.ints.size() == 4 || r.ints.size() == 6, "PackedTernaryLinear record with ", r.ints.size(),
               " integers; expected 4 or 6");
   const int64_t in = r.ints[0], out = r.ints[1];
-  expect_features(r, in, "in_features");
-  expect_features(r, out, "out_features");
+  expect_features(in, "in_features");
+  expect_features(out, "out_features");
   TORCH_CHECK(r.ints[2] == 0 || r.ints[2] == 1, "invalid bias flag ", r.ints[2]);
   const bool bias = r.ints[2] == 1;
   expect_counts(r, "PackedTernaryLinear", r.ints.size(), r.ints.size() == 6 ? 1 : 0, bias ? 3 : 2);
@@ -137,8 +137,8 @@ void linear_arrays(const torch::nn::Module& module, const std::string&, ModuleRe
 
 torch::nn::AnyModule create_linear(const ModuleRecord& r) {
   TORCH_CHECK(r.ints.size() == 3, "Linear record with ", r.ints.size(), " integers; expected 3");
-  expect_features(r, r.ints[0], "in_features");
-  expect_features(r, r.ints[1], "out_features");
+  expect_features(r.ints[0], "in_features");
+  expect_features(r.ints[1], "out_features");
   const bool bias = r.ints[2] != 0;
   expect_counts(r, "Linear", 3, 0, bias ? 2 : 1);
   torch::nn::Linear layer(torch::nn::LinearOptions(r.ints[0], r.ints[1]).bias(bias));
@@ -164,8 +164,8 @@ void embedding_arrays(const torch::nn::Module& module, const std::string&, Modul
 
 torch::nn::AnyModule create_embedding(const ModuleRecord& r) {
   expect_counts(r, "Embedding", 3, 0, 1);
-  expect_features(r, r.ints[0], "num_embeddings");
-  expect_features(r, r.ints[1], "embedding_dim");
+  expect_features(r.ints[0], "num_embeddings");
+  expect_features(r.ints[1], "embedding_dim");
   TORCH_CHECK(r.ints[2] >= -1 && r.ints[2] < r.ints[0], "invalid padding_idx ", r.ints[2]);
   auto options = torch::nn::EmbeddingOptions(r.ints[0], r.ints[1]);
   if (r.ints[2] >= 0) options.padding_idx(r.ints[2]);
@@ -197,7 +197,7 @@ torch::nn::AnyModule create_layer_norm(const ModuleRecord& r) {
   const bool affine = r.ints[0] == 1;
   expect_counts(r, "LayerNorm", r.ints.size(), 1, affine ? 2 : 0);
   const std::vector<int64_t> shape(r.ints.begin() + 1, r.ints.end());
-  for (const int64_t d : shape) expect_features(r, d, "normalized_shape entry");
+  for (const int64_t d : shape) expect_features(d, "normalized_shape entry");
   TORCH_CHECK(r.reals[0] > 0, "invalid eps ", r.reals[0]);
   torch::nn::LayerNorm layer(torch::nn::LayerNormOptions(shape).eps(r.reals[0]).elementwise_affine(affine));
   torch::NoGradGuard no_grad;

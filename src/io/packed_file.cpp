@@ -21,11 +21,6 @@ std::string shown(const std::string& path) {
   return path.empty() ? "(root)" : path;
 }
 
-std::string parent_of(const std::string& path) {
-  const auto dot = path.rfind('.');
-  return dot == std::string::npos ? std::string() : path.substr(0, dot);
-}
-
 // The record of one module (without its arrays unless `storage`), or, for a container, its
 // kind alone. `caller` names the function in errors.
 io::ModuleRecord record_of(const torch::nn::Module& module, const std::string& path, std::deque<std::string>* storage,
@@ -134,10 +129,11 @@ torch::nn::Sequential load_packed(const std::string& path) {
   for (size_t i = 1; i < records.size(); ++i) {
     const auto& r = records[i];
     // A Sequential cannot hold containers in LibTorch: anything nested is a module of your own.
-    TORCH_CHECK(parent_of(r.path).empty() && r.kind != io::ModuleKind::Sequential && r.kind != io::ModuleKind::Module,
-                caller, ": '", path, "': module '", r.path,
-                "' is or is inside a module of your own, whose forward a file cannot hold: build the model and use "
-                "bittorch::load_packed_into");
+    TORCH_CHECK(
+        io::parent_path(r.path).empty() && r.kind != io::ModuleKind::Sequential && r.kind != io::ModuleKind::Module,
+        caller, ": '", path, "': module '", r.path,
+        "' is or is inside a module of your own, whose forward a file cannot hold: build the model and use "
+        "bittorch::load_packed_into");
     model->push_back(r.path, create(r, path, caller));
   }
   model->eval();  // an inference model: Dropout off
@@ -153,35 +149,30 @@ void load_packed_into(torch::nn::Module& model, const std::string& path) {
   for (const auto& r : file.records) in_file[r.path] = &r;
   TORCH_CHECK(expected.size() == file.records.size(), caller, ": '", path, "' holds ", file.records.size(),
               " modules, the model ", expected.size());
-  // Everything is checked and read before the model is touched.
+  // Everything is checked and read before the model is touched: (destination, source) pairs.
   const auto modules = model.named_modules();
-  std::vector<std::pair<std::shared_ptr<torch::nn::Module>, torch::nn::AnyModule>> loads;
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;
   for (const auto& want : expected) {
     const auto found = in_file.find(want.path);
     TORCH_CHECK(found != in_file.end(), caller, ": '", path, "' has no module '", shown(want.path), "'");
     TORCH_CHECK(same_layout(want, *found->second), caller, ": '", path, "': module '", shown(want.path),
                 "' differs from the model's (kind or options)");
     if (want.kind == io::ModuleKind::Sequential || want.kind == io::ModuleKind::Module) continue;
-    auto loaded = create(*found->second, path, caller);
+    const auto loaded = create(*found->second, path, caller).ptr();
     const auto target = modules[want.path];
-    for (const auto& [name, tensors] :
-         {std::pair{"parameter", target->named_parameters(false)}, std::pair{"buffer", target->named_buffers(false)}}) {
-      const auto source =
-          std::string(name) == "parameter" ? loaded.ptr()->named_parameters(false) : loaded.ptr()->named_buffers(false);
-      for (const auto& item : tensors) {
-        const auto* from = source.find(item.key());
+    const auto pair_up = [&](const char* what, const auto& targets, const auto& sources) {
+      for (const auto& item : targets) {
+        const auto* from = sources.find(item.key());
         TORCH_CHECK(from != nullptr && from->sizes() == item.value().sizes(), caller, ": '", path, "': module '",
-                    shown(want.path), "': ", name, " '", item.key(), "' does not match the file's");
+                    shown(want.path), "': ", what, " '", item.key(), "' does not match the file's");
+        copies.emplace_back(item.value(), *from);
       }
-    }
-    loads.emplace_back(target, std::move(loaded));
+    };
+    pair_up("parameter", target->named_parameters(false), loaded->named_parameters(false));
+    pair_up("buffer", target->named_buffers(false), loaded->named_buffers(false));
   }
   torch::NoGradGuard no_grad;
-  for (auto& [target, loaded] : loads) {
-    const auto source = loaded.ptr();
-    for (auto& item : target->named_parameters(false)) item.value().copy_(source->named_parameters(false)[item.key()]);
-    for (auto& item : target->named_buffers(false)) item.value().copy_(source->named_buffers(false)[item.key()]);
-  }
+  for (auto& [to, from] : copies) to.copy_(from);
 }
 
 }  // namespace bittorch

@@ -59,11 +59,6 @@ class Reader {
   size_t offset_ = 0;
 };
 
-std::string parent_of(const std::string& path) {
-  const auto dot = path.rfind('.');
-  return dot == std::string::npos ? std::string() : path.substr(0, dot);
-}
-
 // Version 2: each record is path, kind, its integers, reals and byte arrays.
 std::vector<ModuleRecord> parse_records(std::string_view records_bytes) {
   Reader r(records_bytes);
@@ -79,7 +74,7 @@ std::vector<ModuleRecord> parse_records(std::string_view records_bytes) {
     m.path.assign(r.view(path_size, "module path"));
     const std::string name = "module '" + m.path + "'";
     if ((i == 0) != m.path.empty()) throw PackedFileError(name + ": the root, and only the root, has the empty path");
-    if (i > 0 && paths.count(parent_of(m.path)) == 0) throw PackedFileError(name + " comes before its parent");
+    if (i > 0 && paths.count(parent_path(m.path)) == 0) throw PackedFileError(name + " comes before its parent");
     if (!paths.insert(m.path).second) throw PackedFileError(name + " appears twice");
     const auto kind = r.get<uint8_t>("module kind");
     if (kind == 0 || kind > kLastModuleKind) throw PackedFileError(name + " has unknown kind " + std::to_string(kind));
@@ -156,6 +151,11 @@ std::vector<ModuleRecord> parse_records_v1(std::string_view records_bytes) {
 }
 
 }  // namespace
+
+std::string parent_path(const std::string& path) {
+  const auto dot = path.rfind('.');
+  return dot == std::string::npos ? std::string() : path.substr(0, dot);
+}
 
 std::string write_packed_file(const std::vector<ModuleRecord>& records) {
   Writer w;

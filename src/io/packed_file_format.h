@@ -61,6 +61,9 @@ struct ModuleRecord {
   std::vector<std::string_view> blobs;
 };
 
+/// The path of a record's parent: "encoder.0" for "encoder.0.fc1", "" for a child of the root.
+std::string parent_path(const std::string& path);
+
 /// The file's bytes (version 2): magic, version, the records, then the CRC-32 of everything
 /// before it. Records come parents first, the root first.
 std::string write_packed_file(const std::vector<ModuleRecord>& records);

@@ -11,6 +11,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
+#include <string_view>
 
 TORCH_LIBRARY_FRAGMENT(bittorch, m) {
   // Inference on packed weights (docs/packed-format.md): y = (x @ codes^T) * scale + bias
@@ -33,10 +35,23 @@ at::Tensor packed_ternary_linear(const at::Tensor& input, const at::Tensor& pack
   return op.call(input, packed, scale, bias, in_features, activation_format, kernel);
 }
 
+namespace {
+
+// The CUDA variants: src/ops/packed_ternary_linear/cuda/ (one file per family). Views of
+// literals, so that checking a call's kernel name allocates nothing.
+constexpr std::array<std::string_view, 5> kCudaKernels = {"auto", "gemv", "mma", "split_k", "expand"};
+constexpr std::array<std::string_view, 1> kCpuKernels = {"auto"};
+
+c10::ArrayRef<std::string_view> kernel_names(c10::DeviceType device) {
+  if (device == c10::DeviceType::CUDA) return kCudaKernels;
+  return kCpuKernels;
+}
+
+}  // namespace
+
 std::vector<std::string> packed_kernel_names(c10::DeviceType device) {
-  // The CUDA variants: src/ops/packed_ternary_linear/cuda/ (one file per family).
-  if (device == c10::DeviceType::CUDA) return {"auto", "gemv", "mma", "split_k", "expand"};
-  return {"auto"};
+  const auto names = kernel_names(device);
+  return std::vector<std::string>(names.begin(), names.end());
 }
 
 quant::ActivationFormat check_packed_linear_args(const char* op, const at::Tensor& input, const at::Tensor& packed,
@@ -67,7 +82,7 @@ quant::ActivationFormat check_packed_linear_args(const char* op, const at::Tenso
                 op, ": expected bias [", out_features, "] on ", input.device(), " with dtype ", input.scalar_type(),
                 ", but got ", bias->sizes(), " on ", bias->device(), " with ", bias->scalar_type());
   }
-  const auto names = packed_kernel_names(input.device().type());
+  const auto names = kernel_names(input.device().type());
   TORCH_CHECK(std::find(names.begin(), names.end(), std::string_view(kernel.data(), kernel.size())) != names.end(), op,
               ": unknown kernel \"", kernel, "\" on ", input.device().type(), " (known: ", c10::Join(", ", names), ")");
   return parse_activation_format(activation_format);

@@ -7,6 +7,7 @@
 
 #include "ops/common/checks.h"
 
+#include <ATen/ATen.h>
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(bittorch, m) {
@@ -36,6 +37,10 @@ quant::ScaleMode check_ternarize_args(const char* op, const at::Tensor& weight, 
   const auto mode = quant::scale_mode_from_string(std::string_view(scale_mode.data(), scale_mode.size()));
   quant::check_quant_config(quant::QuantConfig().scale_mode(mode).threshold_factor(threshold_factor), op);
   return mode;
+}
+
+at::Tensor empty_scale(const at::Tensor& weight, bool per_channel) {
+  return at::empty({per_channel ? weight.size(0) : 1}, weight.options().dtype(scale_dtype(weight.scalar_type())));
 }
 
 }  // namespace bittorch::ops

@@ -12,4 +12,8 @@ namespace bittorch::ops {
 quant::ScaleMode check_ternarize_args(const char* op, const at::Tensor& weight, double threshold_factor,
                                       c10::string_view scale_mode);
 
+/// An uninitialized scale of the shape and dtype the quantizer gives `weight` ([out] or [1]):
+/// what the Meta kernels return for it.
+at::Tensor empty_scale(const at::Tensor& weight, bool per_channel);
+
 }  // namespace bittorch::ops

@@ -10,8 +10,7 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> ternarize_meta(const at::Tensor& weight, double threshold_factor, bool per_channel,
                                                   c10::string_view scale_mode) {
   check_ternarize_args("bittorch::ternarize", weight, threshold_factor, scale_mode);
-  return {at::empty_like(weight),
-          at::empty({per_channel ? weight.size(0) : 1}, weight.options().dtype(scale_dtype(weight.scalar_type())))};
+  return {at::empty_like(weight), empty_scale(weight, per_channel)};
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // torch.compile, FakeTensor and shape inference.
 
 #include "ops/common/checks.h"
+#include "ops/ternarize/ternarize.h"
 #include "ops/ternary_linear/ternary_linear.h"
 
 #include <ATen/ATen.h>
@@ -18,7 +19,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_meta(
   const bool has_operand = keep_operand || args.activation_format == quant::ActivationFormat::None;
   return {at::empty(linear_output_shape(input, weight.size(0)), input.options()),
           has_operand ? at::empty(weight.sizes(), weight.options().dtype(input.scalar_type())) : at::Tensor(),
-          at::empty({per_channel ? weight.size(0) : 1}, weight.options().dtype(scale_dtype(weight.scalar_type())))};
+          empty_scale(weight, per_channel)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_meta(const at::Tensor& grad_output,
