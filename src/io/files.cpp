@@ -7,7 +7,9 @@
 
 #include <c10/util/Exception.h>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,14 +81,40 @@ int write_all(int fd, std::string_view bytes) {
   return ::fsync(fd) == 0 ? 0 : errno;
 }
 
-// ".name.tmp-<random>" beside `target`: hidden, and unlikely to collide (callers retry).
+// The prefix of the temporary files written for `target`: ".name.tmp-" beside it (hidden).
+std::string temporary_prefix(const FilePath& target) {
+  return "." + target.name + ".tmp-";
+}
+
+// ".name.tmp-<pid>-<random>" beside `target`: the writer's process id lets a later writer
+// recognise a file left by a killed one; the random part keeps threads apart (callers retry).
 std::string temporary_name(const FilePath& target) {
   static std::atomic<uint64_t> counter{0};
   thread_local std::mt19937_64 random(std::random_device{}() ^ static_cast<uint64_t>(::getpid()));
-  const uint64_t tag = random() ^ (counter++ << 48);
-  char suffix[32];
-  std::snprintf(suffix, sizeof(suffix), ".tmp-%012llx", static_cast<unsigned long long>(tag & 0xFFFFFFFFFFFFULL));
-  return target.directory + "/." + target.name + suffix;
+  const uint64_t tag = random() ^ (counter++ << 40);
+  char suffix[48];
+  std::snprintf(suffix, sizeof(suffix), "%ld-%010llx", static_cast<long>(::getpid()),
+                static_cast<unsigned long long>(tag & 0xFFFFFFFFFFULL));
+  return target.directory + "/" + temporary_prefix(target) + suffix;
+}
+
+// Removes the temporary files of `target` whose writer no longer runs: where the filesystem
+// has no unnamed files (O_TMPFILE), a writer killed between creating and renaming its file
+// (SIGKILL cannot be caught) leaves one behind. Files of running processes, of this process
+// and of other names are left alone.
+void remove_abandoned_temporaries(const FilePath& target) {
+  DIR* directory = ::opendir(target.directory.c_str());
+  if (directory == nullptr) return;  // the write that follows reports the problem
+  const std::string prefix = temporary_prefix(target);
+  while (const dirent* entry = ::readdir(directory)) {
+    const std::string_view name(entry->d_name);
+    if (name.substr(0, prefix.size()) != prefix) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(entry->d_name + prefix.size(), &end, 10);
+    if (end == entry->d_name + prefix.size() || *end != '-' || pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) ::unlinkat(::dirfd(directory), entry->d_name, 0);
+  }
+  ::closedir(directory);
 }
 
 // Gives the unnamed file `fd` the name `temporary`; false where the system cannot (no /proc).
@@ -214,6 +242,7 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   const auto fail = [&](int code, const char* doing) {
     TORCH_CHECK(false, "cannot write '", path, "': ", doing, " failed: ", error_text(code));
   };
+  remove_abandoned_temporaries(target);
   std::string temporary;
   if (!write_unnamed(target, bytes, temporary, fail)) write_named(target, bytes, temporary, fail);
   if (::rename(temporary.c_str(), target.full().c_str()) != 0) {

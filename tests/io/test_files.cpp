@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -113,6 +114,24 @@ TEST(Files, ConcurrentWritersNeverShowAPartialFile) {
   reader.join();
   EXPECT_EQ(partial, 0) << "of " << reads << " reads";
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"shared.bin"});
+}
+
+// Where the filesystem has no unnamed files, a writer killed mid-write leaves its named
+// temporary file; the next write to the same path removes it, and only it.
+TEST(Files, WritesRemoveTemporariesOfKilledWriters) {
+  TempDir dir;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);  // `child` names no running process now
+  const auto touch = [&](const std::string& name) { write_file_atomically(dir.file(name), "x"); };
+  const std::string abandoned = ".out.bin.tmp-" + std::to_string(child) + "-00000000ab";
+  const std::string running = ".out.bin.tmp-" + std::to_string(::getppid()) + "-00000000cd";
+  const std::string other_target = ".other.bin.tmp-" + std::to_string(child) + "-00000000ef";
+  for (const auto& name : {abandoned, running, other_target}) touch(name);
+  write_file_atomically(dir.file("out.bin"), "new");
+  EXPECT_EQ(read_regular_file(dir.file("out.bin")), "new");
+  EXPECT_EQ(dir.entries(), (std::vector<std::string>{other_target, running, "out.bin"}));
 }
 
 }  // namespace

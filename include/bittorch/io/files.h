@@ -14,7 +14,8 @@ namespace bittorch::io {
 /// Replaces the file at `path` with `bytes`, so that no reader, crash or kill ever sees a
 /// partial file and an earlier file stays intact until the new one is complete: the bytes go
 /// to a temporary file in the target's directory (unnamed where the filesystem allows, so a
-/// killed process leaves nothing behind; else uniquely named), are flushed and fsync'ed, the
+/// killed process leaves nothing behind; else named after the writing process, and a file left
+/// by a killed writer is removed by the next write to `path`), are flushed and fsync'ed, the
 /// file is renamed over `path`, and the directory is fsync'ed. Concurrent writers each
 /// replace the file whole; the last rename wins. On any failure (a full disk, say) the
 /// temporary file is removed and a c10::Error names `path` and the cause. A symbolic link at
