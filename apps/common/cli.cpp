@@ -1,16 +1,14 @@
 #include "common/cli.h"
 
 #include <bittorch/io/files.h>
+#include <bittorch/train/device.h>
 #include <bittorch/version.h>
 
-#include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>  // also the stderr sinks
 #include <spdlog/spdlog.h>
-#include <torch/cuda.h>
 #include <torch/headeronly/version.h>
 
-#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,14 +28,6 @@ void set_log_level(const std::string& level) {
     throw UsageError("--log-level must be trace, debug, info, warn, error, critical or off, not '" + level + "'");
   }
   spdlog::set_level(parsed);
-}
-
-// The CPUs this process may run on (its affinity mask, which containers and taskset narrow).
-int64_t usable_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
-  return std::max<int64_t>(1, ::sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 std::string flag_text(const cxxopts::ParseResult& args, const std::string& name) {
@@ -87,14 +77,10 @@ int run_app(cxxopts::Options& options, int argc, char** argv,
     }
     if (!args.unmatched().empty()) return usage("unexpected argument '" + args.unmatched().front() + "'");
     set_log_level(args["log-level"].as<std::string>());
-    if (const int64_t threads = integer_flag(args, "threads", 0); threads > 0) {
-      // More threads than CPUs only spin against each other (5,000 on 2 cores never finish).
-      const int64_t cpus = usable_cpus();
-      if (threads > cpus) {
-        throw UsageError("--threads must be at most " + std::to_string(cpus) +
-                         " (the CPUs this process may use), not " + std::to_string(threads));
-      }
-      at::set_num_threads(static_cast<int>(threads));
+    try {
+      train::set_threads(integer_flag(args, "threads", 0));
+    } catch (const c10::Error& error) {
+      throw UsageError(std::string("--") + error.what_without_backtrace());
     }
     return body(args);
   } catch (const cxxopts::exceptions::exception& error) {
@@ -109,22 +95,12 @@ int run_app(cxxopts::Options& options, int argc, char** argv,
 }
 
 torch::Device selected_device(const cxxopts::ParseResult& args) {
-  const std::string name = args.count("cuda") ? "cuda" : flag_text(args, "device");
-  const std::string flag = args.count("cuda") ? "--cuda" : "--device " + name;
-  if (name != "cpu" && name.rfind("cuda", 0) != 0) throw UsageError("--device must be cpu or cuda, not '" + name + "'");
-  std::optional<torch::Device> device;
+  const bool cuda = args.count("cuda") > 0;
   try {
-    device.emplace(name);
-  } catch (const c10::Error&) {
-    throw UsageError("--device must be cpu, cuda or cuda:N, not '" + name + "'");
+    return train::parse_device(cuda ? "cuda" : flag_text(args, "device"));
+  } catch (const c10::Error& error) {
+    throw UsageError(std::string(cuda ? "--cuda: " : "--") + error.what_without_backtrace());
   }
-  if (device->is_cuda()) {
-    if (!torch::cuda::is_available()) throw UsageError(flag + ": no CUDA GPU is available");
-    if (device->has_index() && device->index() >= static_cast<int>(torch::cuda::device_count())) {
-      throw UsageError(flag + ": only " + std::to_string(torch::cuda::device_count()) + " CUDA device(s)");
-    }
-  }
-  return *device;
 }
 
 double number_flag(const cxxopts::ParseResult& args, const std::string& name) {
@@ -190,10 +166,6 @@ void check_output_flags(const cxxopts::ParseResult& args, const std::vector<std:
     }
     paths.emplace_back(name, path);
   }
-}
-
-bool stderr_is_terminal() {
-  return ::isatty(STDERR_FILENO) == 1;
 }
 
 }  // namespace bittorch::apps

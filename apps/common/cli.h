@@ -50,8 +50,4 @@ std::string choice_flag(const cxxopts::ParseResult& args, const std::string& nam
 /// file, before any work starts: a run's results are never lost to a bad path after training.
 void check_output_flags(const cxxopts::ParseResult& args, const std::vector<std::string>& names);
 
-/// Whether stderr, where progress goes, is a terminal (a progress bar) rather than a file or
-/// pipe (log lines).
-bool stderr_is_terminal();
-
 }  // namespace bittorch::apps

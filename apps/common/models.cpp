@@ -46,39 +46,6 @@ torch::nn::Sequential make_mlp(const std::vector<int64_t>& sizes, const std::opt
   return model;
 }
 
-nlohmann::json describe_layers(const torch::nn::Sequential& model) {
-  nlohmann::json layers = nlohmann::json::array();
-  for (const auto& child : model->named_children()) {
-    nlohmann::json layer = {{"name", child.key()}};
-    if (const auto* ternary = child.value()->as<nn::TernaryLinear>()) {
-      const auto& o = ternary->options;
-      layer.update({{"type", "TernaryLinear"},
-                    {"in_features", o.in_features()},
-                    {"out_features", o.out_features()},
-                    {"bias", o.bias()},
-                    {"quantize", o.quantize()},
-                    {"scale_mode", quant::to_string(o.quant().scale_mode())},
-                    {"threshold_factor", o.quant().threshold_factor()},
-                    {"per_channel", o.quant().per_channel()},
-                    {"activation_bits", o.quant().activation_bits()}});
-    } else if (const auto* linear = child.value()->as<torch::nn::Linear>()) {
-      const auto& o = linear->options;
-      layer.update({{"type", "Linear"},
-                    {"in_features", o.in_features()},
-                    {"out_features", o.out_features()},
-                    {"bias", o.bias()}});
-    } else {
-      // "torch::nn::ReLUImpl" -> "ReLU"
-      std::string type = child.value()->name();
-      type = type.substr(type.rfind(':') + 1);
-      if (type.size() > 4 && type.compare(type.size() - 4, 4, "Impl") == 0) type.resize(type.size() - 4);
-      layer["type"] = type;
-    }
-    layers.push_back(std::move(layer));
-  }
-  return layers;
-}
-
 std::vector<LayerWeights> describe_weights(const torch::nn::Sequential& model) {
   std::vector<LayerWeights> layers;
   for (const auto& child : model->named_children()) {

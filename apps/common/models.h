@@ -3,7 +3,6 @@
 #include <bittorch/bittorch.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <cxxopts.hpp>
-#include <nlohmann/json.hpp>
 
 #include <optional>
 #include <string>
@@ -21,11 +20,6 @@ quant::QuantConfig parse_ternary_recipe(const cxxopts::ParseResult& args);
 /// An MLP with `sizes` = {in, hidden..., out} and ReLU between its layers: all layers
 /// TernaryLinear when `ternary` is given, else torch::nn::Linear.
 torch::nn::Sequential make_mlp(const std::vector<int64_t>& sizes, const std::optional<quant::QuantConfig>& ternary);
-
-/// Every layer of `model` with what fixes its tensors and its arithmetic: its type, shape,
-/// bias and, for ternary layers, the quantization settings. Checkpoints record it and compare
-/// it on loading.
-nlohmann::json describe_layers(const torch::nn::Sequential& model);
 
 /// Weight memory of one linear layer, FP32 against 2 bits per weight plus FP32 scales.
 struct LayerWeights {

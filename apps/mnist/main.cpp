@@ -1,19 +1,17 @@
 // bittorch-mnist: trains a 784-256-128-10 MLP on MNIST or Fashion-MNIST with TernaryLinear
 // or torch::nn::Linear layers, or both side by side (--compare).
 
-#include "common/checkpoint.h"
 #include "common/cli.h"
 #include "common/evaluation.h"
 #include "common/idx_dataset.h"
-#include "common/metrics.h"
 #include "common/models.h"
-#include "common/progress.h"
+
+#include <bittorch/train.h>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
-#include <chrono>
 #include <cmath>
 #include <iostream>
 
@@ -50,134 +48,120 @@ torch::Tensor epoch_order(int64_t samples, uint64_t seed, int64_t epoch, torch::
   return torch::tensor(std::vector<int64_t>(indices.begin(), indices.end())).to(device);
 }
 
-void synchronize(torch::Device device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index());
-}
-
-// What a resumed run must share with the run it resumes: anything else would train another
-// trajectory. The number of epochs sets the cosine schedule; a constant one may be extended.
+// What a resumed run must share with the run it resumes (the trainer adds its own: steps per
+// epoch, schedule): anything else would train another trajectory.
 nlohmann::json run_settings(const Config& config, const Split& train_split, double lr) {
-  nlohmann::json settings = {{"dataset", config.dataset},
-                             {"train_samples", train_split.size()},
-                             {"batch_size", config.batch_size},
-                             {"lr", lr},
-                             {"seed", config.seed},
-                             {"lr_schedule", config.cosine_decay ? "cosine" : "constant"}};
-  if (config.cosine_decay) settings["epochs"] = config.epochs;
-  return settings;
+  return {{"dataset", config.dataset},
+          {"train_samples", train_split.size()},
+          {"batch_size", config.batch_size},
+          {"lr", lr},
+          {"seed", config.seed}};
 }
 
-// Stops the run when the loss is no longer a number: training has diverged, and every later
-// result would be meaningless.
-void check_loss(double mean_loss, const std::string& kind, int64_t epoch, int64_t batch, double lr) {
-  TORCH_CHECK(std::isfinite(mean_loss), kind, " epoch ", epoch, ": the training loss became ", mean_loss, " by batch ",
-              batch, ": training diverged (learning rate ", lr, "; try a lower --lr)");
+// The cosine schedule spans the run's --epochs; a constant rate lets a resumed run extend it.
+bittorch::train::LrScheduleOptions lr_schedule(const Config& config, int64_t total_steps) {
+  using bittorch::train::LrDecay;
+  const bool cosine = config.cosine_decay && total_steps > 0;
+  return bittorch::train::LrScheduleOptions()
+      .decay(cosine ? LrDecay::Cosine : LrDecay::Constant)
+      .total_steps(cosine ? total_steps : 0);
 }
 
-RunMetrics train(const std::string& kind, const Config& config, const Split& train_split, const Split& test,
-                 torch::Device device, const std::function<void(const RunMetrics&)>& epoch_done) {
+nlohmann::json weights_json(const torch::nn::Sequential& model) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& layer : describe_weights(model)) {
+    nlohmann::json entry = {
+        {"layer", layer.name}, {"fp32_bytes", layer.fp32_bytes}, {"ternary_bytes", layer.ternary_bytes}};
+    if (layer.zero_fraction) entry["zero_fraction"] = *layer.zero_fraction;
+    layers.push_back(entry);
+  }
+  return layers;
+}
+
+double mean_epoch_seconds(const nlohmann::json& epochs) {
+  double sum = 0;
+  for (const auto& e : epochs) sum += e.at("seconds").get<double>();
+  return epochs.empty() ? 0.0 : sum / static_cast<double>(epochs.size());
+}
+
+// Trains (or, with --epochs 0, evaluates) the model of `kind`; its entry in `metrics` is
+// rewritten after every epoch.
+void train(const std::string& kind, const Config& config, const Split& train_split, const Split& test,
+           torch::Device device, bittorch::train::MetricsLog& metrics) {
   const bool ternary = kind == "ternary";
   torch::manual_seed(config.seed);  // same initial weights for both models
   auto model = make_mlp(kLayerSizes, ternary ? std::optional(config.recipe) : std::nullopt);
   model->to(device);
   const double lr = ternary ? config.ternary_lr : config.lr;
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(lr));
+  const int64_t batches = (train_split.size() + config.batch_size - 1) / config.batch_size;
+  bittorch::train::Trainer trainer(
+      *model, optimizer,
+      bittorch::train::TrainerOptions(config.epochs * batches, batches)
+          .stop_after_epoch(config.stop_after_epoch)
+          .schedule(lr_schedule(config, config.epochs * batches))
+          .label(kind)
+          .progress(config.progress ? bittorch::train::ProgressStyle::Auto : bittorch::train::ProgressStyle::Lines)
+          .checkpoint_path(config.save_path)
+          .divergence_hint("try a lower --lr")
+          .device(device));
+  trainer.set_settings(run_settings(config, train_split, lr));
 
-  RunMetrics run;
-  run.model = kind;
-  run.extra["lr"] = lr;
-  run.extra["batch_size"] = config.batch_size;
-  run.extra["seed"] = config.seed;
-  run.extra["lr_schedule"] = config.cosine_decay ? "cosine" : "constant";
+  nlohmann::json run = {{"model", kind},
+                        {"lr", lr},
+                        {"batch_size", config.batch_size},
+                        {"seed", config.seed},
+                        {"lr_schedule", config.cosine_decay ? "cosine" : "constant"}};
   if (ternary) {
-    run.extra["scale_mode"] = bittorch::quant::to_string(config.recipe.scale_mode());
-    run.extra["threshold_factor"] = config.recipe.threshold_factor();
-    run.extra["activation_bits"] = config.recipe.activation_bits();
+    run["scale_mode"] = bittorch::quant::to_string(config.recipe.scale_mode());
+    run["threshold_factor"] = config.recipe.threshold_factor();
+    run["activation_bits"] = config.recipe.activation_bits();
   }
-  const nlohmann::json settings = run_settings(config, train_split, lr);
-  int64_t first_epoch = 1, steps = 0;
+  const size_t metrics_index = metrics.run_count();
+  const auto report = [&](const nlohmann::json& epochs, double accuracy) {
+    run["epochs"] = epochs;
+    run["final_test_accuracy"] = accuracy;
+    run["mean_epoch_seconds"] = mean_epoch_seconds(epochs);
+    metrics.set_run(metrics_index, run);
+  };
+
   if (!config.load_path.empty()) {
-    load_checkpoint(config.load_path, model, nullptr, kind, device);
+    bittorch::train::load_checkpoint(config.load_path, *model, nullptr, bittorch::train::describe_model(*model, kind),
+                                     device);
     spdlog::info("{}: loaded the weights of {}", kind, config.load_path);
   }
   if (!config.resume_path.empty()) {
-    const auto stored = load_checkpoint(config.resume_path, model, &optimizer, kind, device);
-    check_same_fields(config.resume_path, "settings", stored.settings, settings);
-    first_epoch = stored.epochs_done + 1;
-    steps = stored.steps_done;
-    run.set_epochs(stored.metrics);
+    const auto stored = trainer.resume(config.resume_path);
     spdlog::info("{}: resuming {} after epoch {} of {}", kind, config.resume_path, stored.epochs_done, config.epochs);
   }
-  const int64_t last_epoch =
-      config.stop_after_epoch > 0 ? std::min(config.epochs, config.stop_after_epoch) : config.epochs;
-  spdlog::info("{}: training epochs {}-{} of {}, lr {}, {} training and {} test samples on {}", kind, first_epoch,
-               last_epoch, config.epochs, lr, train_split.size(), test.size(), device.str());
-  for (int64_t epoch = first_epoch; epoch <= last_epoch; ++epoch) {
-    const auto order = epoch_order(train_split.size(), config.seed, epoch, device);
-    model->train();
-    EpochProgress progress(fmt::format("{} epoch {}/{}", kind, epoch, config.epochs), train_split.size(),
-                           config.progress && stderr_is_terminal());
-    synchronize(device);
-    const auto start = std::chrono::steady_clock::now();
-    auto loss_sum = torch::zeros({}, train_split.inputs.options());
-    int64_t batches = 0;
-    double batch_lr = lr;
-    for (int64_t begin = 0; begin < train_split.size(); begin += config.batch_size) {
-      const auto index = order.slice(0, begin, begin + config.batch_size);
-      if (config.cosine_decay) {
-        const double progress_fraction =
-            ((epoch - 1) * train_split.size() + begin) / static_cast<double>(config.epochs * train_split.size());
-        batch_lr = lr * 0.5 * (1 + std::cos(M_PI * progress_fraction));
-        for (auto& group : optimizer.param_groups()) {
-          static_cast<torch::optim::AdamOptions&>(group.options()).lr(batch_lr);
-        }
-      }
-      optimizer.zero_grad();
-      const auto loss = torch::nn::functional::cross_entropy(model->forward(train_split.inputs.index_select(0, index)),
-                                                             train_split.targets.index_select(0, index));
-      loss.backward();
-      optimizer.step();
-      ++steps;
-      loss_sum += loss.detach();
-      ++batches;
-      // Reading the loss synchronises with the GPU: only every 20 batches and at the end.
-      const int64_t done = std::min(begin + config.batch_size, train_split.size());
-      if (batches % 20 == 0 || done == train_split.size()) {
-        const double mean_loss = loss_sum.item<double>() / batches;
-        check_loss(mean_loss, kind, epoch, batches, batch_lr);
-        progress.update(done, mean_loss);
-      }
-    }
-    synchronize(device);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    progress.finish();
+  bittorch::train::TrainerHooks hooks;
+  torch::Tensor order;
+  hooks.step = [&](const bittorch::train::StepContext& context) {
+    if (context.step_in_epoch == 0) order = epoch_order(train_split.size(), config.seed, context.epoch, device);
+    const auto index =
+        order.slice(0, context.step_in_epoch * config.batch_size, (context.step_in_epoch + 1) * config.batch_size);
+    const auto loss = torch::nn::functional::cross_entropy(model->forward(train_split.inputs.index_select(0, index)),
+                                                           train_split.targets.index_select(0, index));
+    return bittorch::train::StepOutput{loss, index.size(0)};
+  };
+  hooks.evaluate = [&] {
     const auto result = evaluate(model, test);
-    run.epochs.push_back({static_cast<int>(epoch), loss_sum.item<double>() / std::max<int64_t>(batches, 1), result.loss,
-                          result.accuracy, seconds});
-    spdlog::info("{} epoch {}/{}: train loss {:.4f}, test loss {:.4f}, test accuracy {:.2f}% ({:.2f} s)", kind, epoch,
-                 config.epochs, run.epochs.back().train_loss, result.loss, result.accuracy, seconds);
-    if (!config.save_path.empty()) {
-      save_checkpoint(config.save_path, model, &optimizer,
-                      {model_description(model, kind), settings, epoch, steps, run.epochs_json()});
-    }
-    run.final_test_accuracy = result.accuracy;
-    epoch_done(run);
+    return nlohmann::json{{"test_loss", result.loss}, {"test_accuracy", result.accuracy}};
+  };
+  hooks.epoch_end = [&](const nlohmann::json& record) {
+    report(trainer.history(), record.at("test_accuracy").get<double>());
+  };
+  const int64_t epochs_before = trainer.epochs_done();
+  const auto& history = trainer.fit(hooks);
+  if (trainer.epochs_done() < trainer.epochs()) {
+    spdlog::info("{}: continue with --resume {}", kind, config.save_path);
   }
-  if (last_epoch < config.epochs) {
-    spdlog::info("{}: stopped after epoch {} of {}; continue with --resume {}", kind, last_epoch, config.epochs,
-                 config.save_path);
+  double accuracy = history.empty() ? 0.0 : history.back().at("test_accuracy").get<double>();
+  if (trainer.epochs_done() == epochs_before) {
+    accuracy = evaluate(model, test).accuracy;
+    spdlog::info("{}: test accuracy {:.2f}% (evaluation only)", kind, accuracy);
   }
-  if (run.epochs.empty() || first_epoch > last_epoch) {
-    run.final_test_accuracy = evaluate(model, test).accuracy;
-    spdlog::info("{}: test accuracy {:.2f}% (evaluation only)", kind, run.final_test_accuracy);
-  }
-  run.extra["weights"] = nlohmann::json::array();
-  for (const auto& layer : describe_weights(model)) {
-    nlohmann::json entry = {
-        {"layer", layer.name}, {"fp32_bytes", layer.fp32_bytes}, {"ternary_bytes", layer.ternary_bytes}};
-    if (layer.zero_fraction) entry["zero_fraction"] = *layer.zero_fraction;
-    run.extra["weights"].push_back(entry);
-  }
+  run["weights"] = weights_json(model);
   if (ternary && !config.export_path.empty()) {
     // Exported, read back and evaluated: the accuracy bittorch-infer will print for this file.
     bittorch::save_packed(model, config.export_path);
@@ -187,10 +171,10 @@ RunMetrics train(const std::string& kind, const Config& config, const Split& tra
     const int64_t file_bytes = bittorch::io::regular_file_size(config.export_path);
     spdlog::info("ternary: exported {} ({} bytes); packed model test accuracy {:.2f}%", config.export_path, file_bytes,
                  exported.accuracy);
-    run.extra["export"] = {
+    run["export"] = {
         {"path", config.export_path}, {"file_bytes", file_bytes}, {"packed_test_accuracy", exported.accuracy}};
   }
-  return run;
+  report(history, accuracy);
 }
 
 std::string human_bytes(int64_t bytes) {
@@ -198,26 +182,27 @@ std::string human_bytes(int64_t bytes) {
   return fmt::format("{:.1f} KB", bytes / 1024.0);
 }
 
-void print_summary(const std::vector<RunMetrics>& runs) {
+void print_summary(const nlohmann::json& runs) {
   std::cout << "\n"
             << fmt::format("{:<8}  {:>9}  {:>10}  {:>28}  {}\n", "model", "test acc", "mean epoch", "weight memory",
                            "zero weights per layer");
   for (const auto& run : runs) {
     int64_t fp32 = 0, packed = 0;
     std::string zeros;
-    for (const auto& layer : run.extra["weights"]) {
+    for (const auto& layer : run["weights"]) {
       fp32 += layer["fp32_bytes"].get<int64_t>();
       packed += layer["ternary_bytes"].get<int64_t>();
       if (layer.contains("zero_fraction")) {
         zeros += fmt::format("{}{:.1f}%", zeros.empty() ? "" : ", ", 100 * layer["zero_fraction"].get<double>());
       }
     }
-    const std::string memory = run.model == "ternary"
-                                   ? fmt::format("{} -> {} ({:.1f}x)", human_bytes(fp32), human_bytes(packed),
-                                                 static_cast<double>(fp32) / packed)
-                                   : fmt::format("{} (FP32)", human_bytes(fp32));
-    std::cout << fmt::format("{:<8}  {:>8.2f}%  {:>8.2f} s  {:>28}  {}\n", run.model, run.final_test_accuracy,
-                             run.mean_epoch_seconds(), memory, zeros.empty() ? "-" : zeros);
+    const std::string model = run["model"];
+    const std::string memory = model == "ternary" ? fmt::format("{} -> {} ({:.1f}x)", human_bytes(fp32),
+                                                                human_bytes(packed), static_cast<double>(fp32) / packed)
+                                                  : fmt::format("{} (FP32)", human_bytes(fp32));
+    std::cout << fmt::format("{:<8}  {:>8.2f}%  {:>8.2f} s  {:>28}  {}\n", model,
+                             run["final_test_accuracy"].get<double>(), run["mean_epoch_seconds"].get<double>(), memory,
+                             zeros.empty() ? "-" : zeros);
   }
 }
 
@@ -304,20 +289,11 @@ int main(int argc, char** argv) {
     std::vector<std::string> kinds;
     if (compare || fp32_only) kinds.push_back("fp32");
     if (!fp32_only) kinds.push_back("ternary");
-    std::vector<RunMetrics> runs;
     // The metrics file is rewritten after every epoch: a run that dies keeps its results so far.
-    const auto write_metrics = [&](const RunMetrics& current) {
-      if (config.metrics_json.empty()) return;
-      auto all = runs;
-      all.push_back(current);
-      write_metrics_json(config.metrics_json, config.dataset, device.str(), all);
-    };
-    for (const auto& kind : kinds) runs.push_back(train(kind, config, train_split, test_split, device, write_metrics));
-    print_summary(runs);
-    if (!config.metrics_json.empty()) {
-      write_metrics_json(config.metrics_json, config.dataset, device.str(), runs);
-      spdlog::info("metrics written to {}", config.metrics_json);
-    }
+    bittorch::train::MetricsLog metrics(config.metrics_json, {{"dataset", config.dataset}, {"device", device.str()}});
+    for (const auto& kind : kinds) train(kind, config, train_split, test_split, device, metrics);
+    print_summary(metrics.document()["runs"]);
+    if (!config.metrics_json.empty()) spdlog::info("metrics written to {}", config.metrics_json);
     return 0;
   });
 }

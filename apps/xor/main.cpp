@@ -4,11 +4,12 @@
 #include "common/cli.h"
 #include "common/models.h"
 
+#include <bittorch/train.h>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
-#include <cmath>
 #include <iostream>
 
 namespace {
@@ -32,6 +33,8 @@ XorData make_xor_data(uint64_t seed, torch::Device device) {
   return {points.to(device), labels.to(device)};
 }
 
+constexpr int64_t kStepsPerReport = 500;
+
 struct XorResult {
   std::string model;
   double loss = 0, accuracy = 0;
@@ -43,23 +46,27 @@ XorResult train(const std::string& kind, const XorData& data, int64_t steps, dou
   auto model = make_mlp({2, 4, 1}, kind == "ternary" ? std::optional(recipe) : std::nullopt);
   model->to(device);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(lr));
-  torch::Tensor loss;
-  for (int64_t step = 1; step <= steps; ++step) {
-    optimizer.zero_grad();
-    loss = torch::binary_cross_entropy_with_logits(model->forward(data.points), data.labels);
-    loss.backward();
-    optimizer.step();
-    if (step % 500 == 0 || step == steps) {
-      const double value = loss.item<double>();
-      TORCH_CHECK(std::isfinite(value), kind, " step ", step, ": the loss became ", value,
-                  ": training diverged (learning rate ", lr, "; try a lower --lr)");
-      spdlog::info("{} step {}/{}: loss {:.4f}", kind, step, steps, value);
-    }
-  }
-  torch::NoGradGuard no_grad;
-  const auto predictions = (model->forward(data.points) > 0).to(torch::kFloat);
-  const double accuracy = 100.0 * predictions.eq(data.labels).to(torch::kDouble).mean().item<double>();
-  return {kind, loss.defined() ? loss.item<double>() : 0.0, accuracy};
+  // Full-batch steps; an "epoch" is the interval between reports.
+  bittorch::train::Trainer trainer(*model, optimizer,
+                                   bittorch::train::TrainerOptions(steps, std::min(steps, kStepsPerReport))
+                                       .label(kind)
+                                       .unit("points")
+                                       .progress(bittorch::train::ProgressStyle::None)
+                                       .divergence_hint("try a lower --lr")
+                                       .device(device));
+  bittorch::train::TrainerHooks hooks;
+  hooks.step = [&](const bittorch::train::StepContext&) {
+    const auto loss = torch::binary_cross_entropy_with_logits(model->forward(data.points), data.labels);
+    return bittorch::train::StepOutput{loss, data.points.size(0)};
+  };
+  hooks.evaluate = [&] {
+    const auto logits = model->forward(data.points);
+    const auto correct = (logits > 0).to(torch::kFloat).eq(data.labels);
+    return nlohmann::json{{"loss", torch::binary_cross_entropy_with_logits(logits, data.labels).item<double>()},
+                          {"accuracy", 100.0 * correct.to(torch::kDouble).mean().item<double>()}};
+  };
+  const auto& last = trainer.fit(hooks).back();
+  return {kind, last.at("loss").get<double>(), last.at("accuracy").get<double>()};
 }
 
 }  // namespace

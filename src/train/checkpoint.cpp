@@ -1,9 +1,11 @@
-#include "common/checkpoint.h"
+// Checkpoint files (the layout is in the header) and the model descriptions they carry.
 
-#include "common/models.h"
+#include <bittorch/train/checkpoint.h>
 
 #include <bittorch/io/files.h>
+#include <bittorch/nn/modules/ternary_linear.h>
 
+#include <torch/nn/modules/linear.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
@@ -11,7 +13,7 @@
 #include <sstream>
 #include <string_view>
 
-namespace bittorch::apps {
+namespace bittorch::train {
 namespace {
 
 constexpr char kMagic[8] = {'B', 'T', 'C', 'K', 'P', 'T', '\r', '\n'};
@@ -65,9 +67,55 @@ nlohmann::json field(const std::string& path, const nlohmann::json& metadata, co
   return metadata.at(key);
 }
 
+// "torch::nn::ReLUImpl" -> "ReLU", "bittorch::nn::TernaryLinearImpl" -> "TernaryLinear".
+std::string short_type_name(const torch::nn::Module& module) {
+  std::string type = module.name();
+  type = type.substr(type.rfind(':') + 1);
+  if (type.size() > 4 && type.compare(type.size() - 4, 4, "Impl") == 0) type.resize(type.size() - 4);
+  return type;
+}
+
+nlohmann::json describe_layer(const torch::nn::Module& module) {
+  nlohmann::json layer = {{"type", short_type_name(module)}};
+  if (const auto* ternary = module.as<nn::TernaryLinear>()) {
+    const auto& o = ternary->options;
+    layer.update({{"in_features", o.in_features()},
+                  {"out_features", o.out_features()},
+                  {"bias", o.bias()},
+                  {"quantize", o.quantize()},
+                  {"scale_mode", quant::to_string(o.quant().scale_mode())},
+                  {"threshold_factor", o.quant().threshold_factor()},
+                  {"per_channel", o.quant().per_channel()},
+                  {"activation_bits", o.quant().activation_bits()}});
+  } else if (const auto* linear = module.as<torch::nn::Linear>()) {
+    const auto& o = linear->options;
+    layer.update({{"in_features", o.in_features()}, {"out_features", o.out_features()}, {"bias", o.bias()}});
+  } else {
+    nlohmann::json shapes = nlohmann::json::object();
+    for (const auto& tensor : module.named_parameters(/*recurse=*/false)) shapes[tensor.key()] = tensor->sizes().vec();
+    for (const auto& tensor : module.named_buffers(/*recurse=*/false)) shapes[tensor.key()] = tensor->sizes().vec();
+    if (!shapes.empty()) layer["shapes"] = std::move(shapes);
+  }
+  return layer;
+}
+
 }  // namespace
 
-nlohmann::json model_description(const torch::nn::Sequential& model, const std::string& kind) {
+nlohmann::json describe_layers(const torch::nn::Module& model) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& item : model.named_modules()) {
+    const auto& module = *item.value();
+    const bool container = !module.children().empty() && module.named_parameters(false).is_empty() &&
+                           module.named_buffers(false).is_empty();
+    if (container) continue;
+    nlohmann::json layer = {{"name", item.key()}};
+    layer.update(describe_layer(module));
+    layers.push_back(std::move(layer));
+  }
+  return layers;
+}
+
+nlohmann::json describe_model(const torch::nn::Module& model, const std::string& kind) {
   return {{"kind", kind}, {"layers", describe_layers(model)}};
 }
 
@@ -95,10 +143,10 @@ void check_same_fields(const std::string& path, const std::string& prefix, const
               " in the checkpoint, but ", expected.dump(), " in this run");
 }
 
-void save_checkpoint(const std::string& path, const torch::nn::Sequential& model,
-                     const torch::optim::Optimizer* optimizer, const CheckpointMetadata& metadata) {
+void save_checkpoint(const std::string& path, const torch::nn::Module& model, const torch::optim::Optimizer* optimizer,
+                     const CheckpointMetadata& metadata) {
   torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
-  model->save(model_archive);
+  model.save(model_archive);
   archive.write("model", model_archive);
   if (optimizer != nullptr) {
     optimizer->save(optimizer_archive);
@@ -118,8 +166,9 @@ void save_checkpoint(const std::string& path, const torch::nn::Sequential& model
   io::write_file_atomically(path, bytes);
 }
 
-CheckpointMetadata load_checkpoint(const std::string& path, torch::nn::Sequential& model,
-                                   torch::optim::Optimizer* optimizer, const std::string& kind, torch::Device device) {
+CheckpointMetadata load_checkpoint(const std::string& path, torch::nn::Module& model,
+                                   torch::optim::Optimizer* optimizer, const nlohmann::json& expected_model,
+                                   c10::Device device, const nlohmann::json* expected_settings) {
   const std::string bytes = io::read_regular_file(path);
   SectionReader reader(path, bytes);
   TORCH_CHECK(bytes.size() >= sizeof(kMagic) && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0, "checkpoint '",
@@ -154,13 +203,14 @@ CheckpointMetadata load_checkpoint(const std::string& path, torch::nn::Sequentia
   m.epochs_done = field(path, metadata, "epochs_done", is_count).get<int64_t>();
   m.steps_done = field(path, metadata, "steps_done", is_count).get<int64_t>();
   m.metrics = field(path, metadata, "metrics", [](const nlohmann::json& j) { return j.is_array(); });
-  check_same_fields(path, "model", m.model, model_description(model, kind));
+  check_same_fields(path, "model", m.model, expected_model);
+  if (expected_settings != nullptr) check_same_fields(path, "settings", m.settings, *expected_settings);
 
   torch::serialize::InputArchive archive, model_archive, optimizer_archive;
   try {
     archive.load_from(archive_bytes.data(), archive_bytes.size(), device);
     archive.read("model", model_archive);
-    model->load(model_archive);
+    model.load(model_archive);
     if (optimizer != nullptr) {
       TORCH_CHECK(archive.try_read("optimizer", optimizer_archive), "it holds no optimizer state");
       optimizer->load(optimizer_archive);
@@ -172,4 +222,4 @@ CheckpointMetadata load_checkpoint(const std::string& path, torch::nn::Sequentia
   return m;
 }
 
-}  // namespace bittorch::apps
+}  // namespace bittorch::train

@@ -1,0 +1,9 @@
+#pragma once
+
+// Umbrella header of the training toolkit (library BitTorch::train).
+#include <bittorch/train/checkpoint.h>
+#include <bittorch/train/device.h>
+#include <bittorch/train/metrics.h>
+#include <bittorch/train/progress.h>
+#include <bittorch/train/schedule.h>
+#include <bittorch/train/trainer.h>

@@ -1,0 +1,178 @@
+#include <bittorch/train/trainer.h>
+
+#include <bittorch/train/device.h>
+#include <bittorch/train/progress.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace bittorch::train {
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+// The schedule fields that change the trajectory: a constant rate ignores the run's length.
+nlohmann::json schedule_json(const LrScheduleOptions& s) {
+  nlohmann::json json = {{"decay", to_string(s.decay())}, {"warmup_steps", s.warmup_steps()}};
+  if (s.decay() != LrDecay::Constant)
+    json.update({{"total_steps", s.total_steps()}, {"final_factor", s.final_factor()}});
+  return json;
+}
+
+// "test_loss": 0.31 -> "test loss 0.31", for the epoch's log line.
+std::string describe_fields(const nlohmann::json& fields) {
+  std::string text;
+  for (const auto& [key, value] : fields.items()) {
+    std::string name = key;
+    std::replace(name.begin(), name.end(), '_', ' ');
+    text += fmt::format(", {} {}", name,
+                        value.is_number_float() ? fmt::format("{:.6g}", value.get<double>()) : value.dump());
+  }
+  return text;
+}
+
+}  // namespace
+
+TrainerOptions::TrainerOptions(int64_t total_steps, int64_t steps_per_epoch)
+    : total_steps_(total_steps), steps_per_epoch_(steps_per_epoch) {}
+
+void check_trainer_options(const TrainerOptions& o) {
+  const char* what = "bittorch::train::TrainerOptions";
+  TORCH_CHECK(o.total_steps() >= 0, what, ": total_steps must be >= 0, not ", o.total_steps());
+  TORCH_CHECK(o.steps_per_epoch() >= 1, what, ": steps_per_epoch must be >= 1, not ", o.steps_per_epoch());
+  TORCH_CHECK(o.stop_after_epoch() >= 0, what, ": stop_after_epoch must be >= 0, not ", o.stop_after_epoch());
+  TORCH_CHECK(o.accumulation_steps() >= 1, what, ": accumulation_steps must be >= 1, not ", o.accumulation_steps());
+  TORCH_CHECK(o.max_grad_norm() >= 0 && std::isfinite(o.max_grad_norm()), what,
+              ": max_grad_norm must be finite and >= 0, not ", o.max_grad_norm());
+  TORCH_CHECK(o.loss_check_every() >= 1, what, ": loss_check_every must be >= 1, not ", o.loss_check_every());
+  TORCH_CHECK(!o.label().empty(), what, ": label must not be empty");
+  check_lr_schedule(o.schedule());
+}
+
+Trainer::Trainer(torch::nn::Module& model, torch::optim::Optimizer& optimizer, TrainerOptions options)
+    : model_(model), optimizer_(optimizer), options_(std::move(options)) {
+  check_trainer_options(options_);
+  scheduler_ = std::make_unique<WarmupDecayLR>(optimizer_, options_.schedule());
+  set_settings(nlohmann::json::object());
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::set_settings(nlohmann::json settings) {
+  TORCH_CHECK(settings.is_object() && !settings.contains("trainer"),
+              "bittorch::train::Trainer::set_settings: expected a JSON object without a 'trainer' field");
+  settings_ = std::move(settings);
+  settings_["trainer"] = {{"steps_per_epoch", options_.steps_per_epoch()},
+                          {"accumulation_steps", options_.accumulation_steps()},
+                          {"max_grad_norm", options_.max_grad_norm()},
+                          {"schedule", schedule_json(options_.schedule())}};
+}
+
+CheckpointMetadata Trainer::resume(const std::string& path) {
+  auto stored = load_checkpoint(path, model_, &optimizer_, describe_model(model_, options_.label()), options_.device(),
+                                &settings_);
+  epochs_done_ = stored.epochs_done;
+  steps_done_ = stored.steps_done;
+  history_ = stored.metrics;
+  scheduler_->set_position(steps_done_);
+  return stored;
+}
+
+int64_t Trainer::epochs() const {
+  return ceil_div(options_.total_steps(), options_.steps_per_epoch());
+}
+
+double Trainer::current_lr() const {
+  return optimizer_.param_groups().empty() ? 0.0 : optimizer_.param_groups().front().options().get_lr();
+}
+
+const nlohmann::json& Trainer::fit(const TrainerHooks& hooks) {
+  TORCH_CHECK(hooks.step, "bittorch::train::Trainer::fit: hooks.step is not set");
+  const int64_t last_epoch =
+      options_.stop_after_epoch() > 0 ? std::min(epochs(), options_.stop_after_epoch()) : epochs();
+  if (epochs_done_ < last_epoch) {
+    spdlog::info("{}: training epochs {}-{} of {} ({} steps), lr {} on {}", options_.label(), epochs_done_ + 1,
+                 last_epoch, epochs(), options_.total_steps(), current_lr(), options_.device().str());
+  }
+  for (int64_t epoch = epochs_done_ + 1; epoch <= last_epoch; ++epoch) {
+    nlohmann::json record = train_epoch(epoch, hooks);
+    nlohmann::json fields = nlohmann::json::object();
+    if (hooks.evaluate) {
+      model_.eval();
+      torch::NoGradGuard no_grad;
+      fields = hooks.evaluate();
+      TORCH_CHECK(fields.is_object(), "bittorch::train::Trainer: hooks.evaluate must return a JSON object");
+      record.update(fields);
+    }
+    spdlog::info("{} epoch {}/{}: train loss {:.4f}{} ({:.2f} s, {:.0f} {}/s)", options_.label(), epoch, epochs(),
+                 record["train_loss"].get<double>(), describe_fields(fields), record["seconds"].get<double>(),
+                 record[options_.unit() + "_per_second"].get<double>(), options_.unit());
+    history_.push_back(record);
+    epochs_done_ = epoch;
+    if (!options_.checkpoint_path().empty()) {
+      save_checkpoint(options_.checkpoint_path(), model_, &optimizer_,
+                      {describe_model(model_, options_.label()), settings_, epochs_done_, steps_done_, history_});
+    }
+    if (hooks.epoch_end) hooks.epoch_end(record);
+  }
+  if (last_epoch < epochs() && epochs_done_ == last_epoch) {
+    spdlog::info("{}: stopped after epoch {} of {}", options_.label(), last_epoch, epochs());
+  }
+  return history_;
+}
+
+nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
+  const int64_t steps = std::min(options_.steps_per_epoch(), options_.total_steps() - steps_done_);
+  model_.train();
+  EpochProgress progress(fmt::format("{} epoch {}/{}", options_.label(), epoch, epochs()), steps, options_.unit(),
+                         options_.progress());
+  synchronize(options_.device());
+  const auto start = std::chrono::steady_clock::now();
+  // Summed on the device: reading a loss waits for the GPU, so it happens only every
+  // loss_check_every steps.
+  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(options_.device()));
+  int64_t items = 0;
+  const int64_t micro_steps = options_.accumulation_steps();
+  for (int64_t step = 0; step < steps; ++step) {
+    scheduler_->step();  // the rate of step steps_done_
+    optimizer_.zero_grad();
+    for (int64_t micro = 0; micro < micro_steps; ++micro) {
+      const StepOutput output = hooks.step({epoch, steps_done_, step, micro});
+      TORCH_CHECK(output.loss.defined() && output.loss.numel() == 1,
+                  "bittorch::train::Trainer: hooks.step must return a one-element loss");
+      (micro_steps == 1 ? output.loss : output.loss / static_cast<double>(micro_steps)).backward();
+      loss_sum += output.loss.detach().to(torch::kDouble).reshape({}) / static_cast<double>(micro_steps);
+      items += output.items;
+    }
+    if (options_.max_grad_norm() > 0) torch::nn::utils::clip_grad_norm_(model_.parameters(), options_.max_grad_norm());
+    optimizer_.step();
+    ++steps_done_;
+    if ((step + 1) % options_.loss_check_every() == 0 || step + 1 == steps) {
+      const double mean_loss = loss_sum.item<double>() / static_cast<double>(step + 1);
+      TORCH_CHECK(std::isfinite(mean_loss), options_.label(), " epoch ", epoch, ": the training loss became ",
+                  mean_loss, " by step ", step + 1, " of the epoch: training diverged (learning rate ", current_lr(),
+                  "; ", options_.divergence_hint(), ")");
+      progress.update(step + 1, items, mean_loss);
+    }
+  }
+  synchronize(options_.device());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  progress.finish();
+  const double train_loss = steps > 0 ? loss_sum.item<double>() / static_cast<double>(steps) : 0.0;
+  return {{"epoch", epoch},
+          {"steps", steps_done_},
+          {"train_loss", train_loss},
+          {"seconds", seconds},
+          {options_.unit() + "_per_second", items / std::max(seconds, 1e-9)}};
+}
+
+}  // namespace bittorch::train
