@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -34,7 +35,24 @@ std::string flag_text(const cxxopts::ParseResult& args, const std::string& name)
   return args[name].as<std::string>();
 }
 
+bool is_directory(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
 }  // namespace
+
+std::string embedded_data_dir(const std::string& name) {
+  char executable[PATH_MAX];
+  const ssize_t length = ::readlink("/proc/self/exe", executable, sizeof(executable) - 1);
+  if (length > 0) {
+    std::string bin(executable, static_cast<size_t>(length));
+    bin = bin.substr(0, bin.rfind('/'));
+    const std::string installed = bin.substr(0, bin.rfind('/')) + "/" + BITTORCH_INSTALLED_DATA_SUBDIR + "/" + name;
+    if (is_directory(installed)) return installed;
+  }
+  return std::string(BITTORCH_SOURCE_DATA_DIR) + "/" + name;
+}
 
 void add_common_options(cxxopts::Options& options) {
   // clang-format off

@@ -45,6 +45,11 @@ int64_t integer_flag(const cxxopts::ParseResult& args, const std::string& name, 
 std::string choice_flag(const cxxopts::ParseResult& args, const std::string& name,
                         const std::vector<std::string>& choices);
 
+/// The data set `name` the project embeds (data/<name>): installed beside the executable
+/// (<prefix>/share/bittorch/<name> for <prefix>/bin/app), else the source checkout's (a build
+/// tree).
+std::string embedded_data_dir(const std::string& name);
+
 /// Checks every output path flag among `names` that is set (bittorch::io::check_writable_path:
 /// not a directory or device, directory exists and is writable) and that no two are the same
 /// file, before any work starts: a run's results are never lost to a bad path after training.

@@ -5,39 +5,15 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <climits>
-
 namespace bittorch::apps {
 namespace {
 
 constexpr double kMean = 0.1307, kStd = 0.3081;
 
-bool is_directory(const std::string& path) {
-  struct stat info {};
-  return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
-}
-
-// The embedded MNIST set: installed beside the executable (<prefix>/share/bittorch/mnist-10k
-// for <prefix>/bin/app), else the source checkout's data/mnist-10k (a build tree).
-std::string embedded_mnist_dir() {
-  char executable[PATH_MAX];
-  const ssize_t length = ::readlink("/proc/self/exe", executable, sizeof(executable) - 1);
-  if (length > 0) {
-    std::string bin(executable, static_cast<size_t>(length));
-    bin = bin.substr(0, bin.rfind('/'));
-    const std::string installed = bin.substr(0, bin.rfind('/')) + "/" + BITTORCH_INSTALLED_DATA_SUBDIR + "/mnist-10k";
-    if (is_directory(installed)) return installed;
-  }
-  return BITTORCH_SOURCE_MNIST_DIR;
-}
-
 }  // namespace
 
 std::string default_data_dir(const std::string& dataset) {
-  if (dataset == "mnist") return embedded_mnist_dir();
+  if (dataset == "mnist") return embedded_data_dir("mnist-10k");
   if (dataset == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
   throw UsageError("--dataset must be mnist or fashion-mnist, not '" + dataset + "'");
 }

@@ -1,17 +1,14 @@
 #include "common/idx_dataset.h"
 
+#include "common/gzip_stream.h"
+
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
-#include <zlib.h>
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 namespace bittorch::apps {
@@ -21,68 +18,12 @@ constexpr uint32_t kImagesMagic = 0x00000803;  // unsigned byte, 3 dimensions
 constexpr uint32_t kLabelsMagic = 0x00000801;  // unsigned byte, 1 dimension
 constexpr int64_t kSide = 28;
 
-// The bytes of one IDX file, gzipped or not (zlib reads a plain file as it is), in order.
-class IdxStream {
- public:
-  IdxStream(std::string path, const std::string& how_to_get) : path_(std::move(path)), how_to_get_(how_to_get) {
-    // O_NONBLOCK: a FIFO must not hang the open before it is refused.
-    const int fd = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    TORCH_CHECK(fd >= 0, "cannot open ", path_, " (", std::strerror(errno), "); ", how_to_get_);
-    struct stat info {};
-    if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-      ::close(fd);
-      TORCH_CHECK(false, path_, " is not a regular file; ", how_to_get_);
-    }
-    file_ = gzdopen(fd, "rb");
-    if (file_ == nullptr) ::close(fd);
-    TORCH_CHECK(file_ != nullptr, "cannot read ", path_, "; ", how_to_get_);
-  }
-  ~IdxStream() { gzclose(file_); }
-  IdxStream(const IdxStream&) = delete;
-  IdxStream& operator=(const IdxStream&) = delete;
-
-  const std::string& path() const { return path_; }
-
-  // Up to `size` bytes; fewer only at the end of the data. A zlib error is a c10::Error.
-  size_t read(uint8_t* out, size_t size) {
-    size_t done = 0;
-    while (done < size) {
-      const auto chunk = static_cast<unsigned>(std::min<size_t>(size - done, 1u << 30));
-      const int got = gzread(file_, out + done, chunk);
-      if (got < 0) {
-        int code = Z_OK;
-        const std::string message = gzerror(file_, &code);
-        TORCH_CHECK(false, path_, " is corrupted or truncated (zlib: ", message, "); ", how_to_get_);
-      }
-      if (got == 0) break;
-      done += static_cast<size_t>(got);
-    }
-    // A gzip stream that ends early reads as a short file; zlib tells the two apart.
-    if (done < size) {
-      int code = Z_OK;
-      const std::string message = gzerror(file_, &code);
-      TORCH_CHECK(code == Z_OK, path_, " is truncated (zlib: ", message, "); ", how_to_get_);
-    }
-    return done;
-  }
-
-  // Reads `size` bytes or fails naming what was being read.
-  void read_exactly(uint8_t* out, size_t size, const std::string& what) {
-    const size_t got = read(out, size);
-    TORCH_CHECK(got == size, path_, " is truncated or corrupted: it ends in its ", what, "; ", how_to_get_);
-  }
-
- private:
-  std::string path_, how_to_get_;
-  gzFile file_ = nullptr;
-};
-
 uint32_t big_endian(const uint8_t* bytes) {
   return (uint32_t{bytes[0]} << 24) | (uint32_t{bytes[1]} << 16) | (uint32_t{bytes[2]} << 8) | uint32_t{bytes[3]};
 }
 
 // Reads an IDX header: `magic`, the item count, then `dims` sizes (checked); returns the count.
-int64_t read_header(IdxStream& stream, uint32_t magic, const std::vector<int64_t>& dims,
+int64_t read_header(GzipStream& stream, uint32_t magic, const std::vector<int64_t>& dims,
                     const std::string& how_to_get) {
   std::vector<uint8_t> header(8 + 4 * dims.size());
   const size_t got = stream.read(header.data(), header.size());
@@ -101,7 +42,7 @@ int64_t read_header(IdxStream& stream, uint32_t magic, const std::vector<int64_t
 
 // The first `keep` of the `count` items of `item_size` bytes that follow the header, as a
 // uint8 tensor; the rest is read and dropped in chunks, and the file must end exactly there.
-torch::Tensor read_items(IdxStream& stream, int64_t count, int64_t item_size, int64_t keep,
+torch::Tensor read_items(GzipStream& stream, int64_t count, int64_t item_size, int64_t keep,
                          const std::string& how_to_get) {
   auto items = torch::empty({keep * item_size}, torch::kUInt8);
   stream.read_exactly(items.data_ptr<uint8_t>(), static_cast<size_t>(keep * item_size),
@@ -133,8 +74,8 @@ std::string find_file(const std::string& root, const std::string& name, const st
 
 IdxDataset::IdxDataset(const std::string& root, Split split, int64_t limit, const std::string& how_to_get) {
   const std::string prefix = split == Split::Train ? "train" : "t10k";
-  IdxStream images(find_file(root, prefix + "-images-idx3-ubyte", how_to_get), how_to_get);
-  IdxStream labels(find_file(root, prefix + "-labels-idx1-ubyte", how_to_get), how_to_get);
+  GzipStream images(find_file(root, prefix + "-images-idx3-ubyte", how_to_get), how_to_get);
+  GzipStream labels(find_file(root, prefix + "-labels-idx1-ubyte", how_to_get), how_to_get);
   const int64_t image_count = read_header(images, kImagesMagic, {kSide, kSide}, how_to_get);
   const int64_t label_count = read_header(labels, kLabelsMagic, {}, how_to_get);
   TORCH_CHECK(image_count == label_count, images.path(), " has ", image_count, " images but ", labels.path(), " has ",

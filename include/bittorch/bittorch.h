@@ -4,11 +4,15 @@
 #include <bittorch/io/files.h>
 #include <bittorch/io/packed_model.h>
 #include <bittorch/nn/functional/ternary_linear.h>
+#include <bittorch/nn/functional/transformer.h>
+#include <bittorch/nn/generation.h>
 #include <bittorch/nn/module_tree.h>
 #include <bittorch/nn/modules/packed_ternary_linear.h>
 #include <bittorch/nn/modules/ternary_linear.h>
+#include <bittorch/nn/modules/transformer.h>
 #include <bittorch/nn/options/packed_ternary_linear.h>
 #include <bittorch/nn/options/ternary_linear.h>
+#include <bittorch/nn/options/transformer.h>
 #include <bittorch/ops.h>
 #include <bittorch/quant/config.h>
 #include <bittorch/quant/formats.h>

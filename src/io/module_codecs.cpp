@@ -1,6 +1,7 @@
 #include "io/module_codecs.h"
 
 #include <bittorch/nn/modules/packed_ternary_linear.h>
+#include <bittorch/nn/modules/transformer.h>
 #include <bittorch/quant/packing.h>
 
 #include "ops/common/checks.h"
@@ -208,6 +209,29 @@ torch::nn::AnyModule create_layer_norm(const ModuleRecord& r) {
   return torch::nn::AnyModule(layer);
 }
 
+// ---- RMSNorm: ints features; reals eps; array weight ----------------------------------------
+
+void describe_rms_norm(const torch::nn::Module& module, const std::string&, ModuleRecord& r) {
+  const auto& o = as<nn::RMSNormImpl>(module).options;
+  r.ints = {o.features()};
+  r.reals = {o.eps()};
+}
+
+void rms_norm_arrays(const torch::nn::Module& module, const std::string&, ModuleRecord& r,
+                     std::deque<std::string>& storage) {
+  r.blobs.push_back(float_bytes(as<nn::RMSNormImpl>(module).weight, storage));
+}
+
+torch::nn::AnyModule create_rms_norm(const ModuleRecord& r) {
+  expect_counts(r, "RMSNorm", 1, 1, 1);
+  expect_features(r.ints[0], "features");
+  TORCH_CHECK(r.reals[0] > 0, "invalid eps ", r.reals[0]);
+  nn::RMSNorm layer(nn::RMSNormOptions(r.ints[0]).eps(r.reals[0]));
+  torch::NoGradGuard no_grad;
+  copy_floats(r, 0, layer->weight, "weight");
+  return torch::nn::AnyModule(layer);
+}
+
 // ---- activations and dropout ---------------------------------------------------------------
 
 void describe_gelu(const torch::nn::Module& module, const std::string&, ModuleRecord& r) {
@@ -245,6 +269,7 @@ const std::vector<ModuleCodec>& codecs() {
        create_embedding},
       {ModuleKind::LayerNorm, "LayerNorm", is<torch::nn::LayerNormImpl>, describe_layer_norm, layer_norm_arrays,
        create_layer_norm},
+      {ModuleKind::RMSNorm, "RMSNorm", is<nn::RMSNormImpl>, describe_rms_norm, rms_norm_arrays, create_rms_norm},
       {ModuleKind::GELU, "GELU", is<torch::nn::GELUImpl>, describe_gelu, no_arrays, create_gelu},
       {ModuleKind::Dropout, "Dropout", is<torch::nn::DropoutImpl>, describe_dropout, no_arrays, create_dropout},
       {ModuleKind::ReLU, "ReLU", is<torch::nn::ReLUImpl>, no_numbers, no_arrays, create_stateless<torch::nn::ReLU>},

@@ -4,6 +4,7 @@
 
 #include <bittorch/io/files.h>
 #include <bittorch/io/packed_model.h>
+#include <bittorch/nn/module_tree.h>
 #include <bittorch/nn/modules/packed_ternary_linear.h>
 
 #include "io/module_codecs.h"
@@ -48,6 +49,10 @@ io::ModuleRecord record_of(const torch::nn::Module& module, const std::string& p
       ") has parameters or buffers of its own, which packed files do not hold (only its children)");
   r.kind = dynamic_cast<const torch::nn::SequentialImpl*>(&module) != nullptr ? io::ModuleKind::Sequential
                                                                               : io::ModuleKind::Module;
+  if (const auto* numbered = dynamic_cast<const nn::PackedNumbers*>(&module)) {
+    r.ints = numbered->packed_ints();
+    r.reals = numbered->packed_reals();
+  }
   return r;
 }
 
@@ -137,6 +142,29 @@ torch::nn::Sequential load_packed(const std::string& path) {
     model->push_back(r.path, create(r, path, caller));
   }
   model->eval();  // an inference model: Dropout off
+  return model;
+}
+
+PackedModuleNumbers read_packed_numbers(const std::string& path, const std::string& module_path) {
+  const char* caller = "bittorch::read_packed_numbers";
+  const auto file = read_packed_file(path, caller);
+  for (const auto& r : file.records) {
+    if (r.path == module_path) return {r.ints, r.reals};
+  }
+  TORCH_CHECK(false, caller, ": '", path, "' has no module '", shown(module_path), "'");
+}
+
+nn::TransformerLM load_packed_transformer(const std::string& path) {
+  const auto numbers = read_packed_numbers(path);
+  nn::TransformerLM model{nullptr};
+  try {
+    model = nn::transformer_from_packed_numbers(numbers.ints, numbers.reals);
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, "bittorch::load_packed_transformer: '", path,
+                "' holds no TransformerLM at its root: ", error.what_without_backtrace());
+  }
+  load_packed_into(*model, path);
+  model->eval();
   return model;
 }
 

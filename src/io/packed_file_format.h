@@ -44,8 +44,9 @@ enum class ModuleKind : uint8_t {
   Tanh = 10,
   Sigmoid = 11,
   Dropout = 12,
+  RMSNorm = 13,
 };
-inline constexpr uint8_t kLastModuleKind = 12;
+inline constexpr uint8_t kLastModuleKind = 13;
 
 /// One module of the tree.
 struct ModuleRecord {

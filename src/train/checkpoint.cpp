@@ -99,6 +99,46 @@ nlohmann::json describe_layer(const torch::nn::Module& module) {
   return layer;
 }
 
+// The metadata of a checkpoint's `bytes` (all of it checked) and, in `archive_bytes`, the view
+// of its tensor archive.
+CheckpointMetadata parse_checkpoint(const std::string& path, const std::string& bytes,
+                                    std::string_view& archive_bytes) {
+  SectionReader reader(path, bytes);
+  TORCH_CHECK(bytes.size() >= sizeof(kMagic) && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0, "checkpoint '",
+              path,
+              "' is not a BitTorch checkpoint (no BTCKPT magic; checkpoints of "
+              "BitTorch 0.2.0 and earlier cannot be read)");
+  reader.take(sizeof(kMagic), "magic");
+  const auto version = reader.get<uint32_t>("format version");
+  TORCH_CHECK(version == kCheckpointVersion, "checkpoint '", path, "' has format version ", version,
+              ", which this build does not read (it reads ", kCheckpointVersion, ")");
+  const std::string_view json = reader.take(reader.get<uint64_t>("metadata length"), "metadata");
+  archive_bytes = reader.take(reader.get<uint64_t>("tensor archive length"), "tensor archive");
+  const size_t body = reader.offset();
+  const auto stored_crc = reader.get<uint32_t>("checksum");
+  TORCH_CHECK(reader.offset() == bytes.size(), "checkpoint '", path, "' has ", bytes.size() - reader.offset(),
+              " unexpected bytes after its checksum");
+  TORCH_CHECK(io::crc32(std::string_view(bytes).substr(0, body)) == stored_crc, "checkpoint '", path,
+              "' is corrupted: its checksum does not match its contents");
+
+  nlohmann::json metadata;
+  try {
+    metadata = nlohmann::json::parse(json);
+  } catch (const nlohmann::json::exception& error) {
+    TORCH_CHECK(false, "checkpoint '", path, "' has unreadable metadata: ", error.what());
+  }
+  TORCH_CHECK(metadata.is_object(), "checkpoint '", path, "' has unreadable metadata");
+  CheckpointMetadata m;
+  const auto is_object = [](const nlohmann::json& j) { return j.is_object(); };
+  const auto is_count = [](const nlohmann::json& j) { return j.is_number_integer() && j.get<int64_t>() >= 0; };
+  m.model = field(path, metadata, "model", is_object);
+  m.settings = field(path, metadata, "settings", is_object);
+  m.epochs_done = field(path, metadata, "epochs_done", is_count).get<int64_t>();
+  m.steps_done = field(path, metadata, "steps_done", is_count).get<int64_t>();
+  m.metrics = field(path, metadata, "metrics", [](const nlohmann::json& j) { return j.is_array(); });
+  return m;
+}
+
 }  // namespace
 
 nlohmann::json describe_layers(const torch::nn::Module& model) {
@@ -143,6 +183,12 @@ void check_same_fields(const std::string& path, const std::string& prefix, const
               " in the checkpoint, but ", expected.dump(), " in this run");
 }
 
+CheckpointMetadata read_checkpoint_metadata(const std::string& path) {
+  const std::string bytes = io::read_regular_file(path);
+  std::string_view archive_bytes;
+  return parse_checkpoint(path, bytes, archive_bytes);
+}
+
 void save_checkpoint(const std::string& path, const torch::nn::Module& model, const torch::optim::Optimizer* optimizer,
                      const CheckpointMetadata& metadata) {
   torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
@@ -170,39 +216,8 @@ CheckpointMetadata load_checkpoint(const std::string& path, torch::nn::Module& m
                                    torch::optim::Optimizer* optimizer, const nlohmann::json& expected_model,
                                    c10::Device device, const nlohmann::json* expected_settings) {
   const std::string bytes = io::read_regular_file(path);
-  SectionReader reader(path, bytes);
-  TORCH_CHECK(bytes.size() >= sizeof(kMagic) && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0, "checkpoint '",
-              path,
-              "' is not a BitTorch checkpoint (no BTCKPT magic; checkpoints of "
-              "BitTorch 0.2.0 and earlier cannot be read)");
-  reader.take(sizeof(kMagic), "magic");
-  const auto version = reader.get<uint32_t>("format version");
-  TORCH_CHECK(version == kCheckpointVersion, "checkpoint '", path, "' has format version ", version,
-              ", which this build does not read (it reads ", kCheckpointVersion, ")");
-  const std::string_view json = reader.take(reader.get<uint64_t>("metadata length"), "metadata");
-  const std::string_view archive_bytes = reader.take(reader.get<uint64_t>("tensor archive length"), "tensor archive");
-  const size_t body = reader.offset();
-  const auto stored_crc = reader.get<uint32_t>("checksum");
-  TORCH_CHECK(reader.offset() == bytes.size(), "checkpoint '", path, "' has ", bytes.size() - reader.offset(),
-              " unexpected bytes after its checksum");
-  TORCH_CHECK(io::crc32(std::string_view(bytes).substr(0, body)) == stored_crc, "checkpoint '", path,
-              "' is corrupted: its checksum does not match its contents");
-
-  nlohmann::json metadata;
-  try {
-    metadata = nlohmann::json::parse(json);
-  } catch (const nlohmann::json::exception& error) {
-    TORCH_CHECK(false, "checkpoint '", path, "' has unreadable metadata: ", error.what());
-  }
-  TORCH_CHECK(metadata.is_object(), "checkpoint '", path, "' has unreadable metadata");
-  CheckpointMetadata m;
-  const auto is_object = [](const nlohmann::json& j) { return j.is_object(); };
-  const auto is_count = [](const nlohmann::json& j) { return j.is_number_integer() && j.get<int64_t>() >= 0; };
-  m.model = field(path, metadata, "model", is_object);
-  m.settings = field(path, metadata, "settings", is_object);
-  m.epochs_done = field(path, metadata, "epochs_done", is_count).get<int64_t>();
-  m.steps_done = field(path, metadata, "steps_done", is_count).get<int64_t>();
-  m.metrics = field(path, metadata, "metrics", [](const nlohmann::json& j) { return j.is_array(); });
+  std::string_view archive_bytes;
+  const CheckpointMetadata m = parse_checkpoint(path, bytes, archive_bytes);
   check_same_fields(path, "model", m.model, expected_model);
   if (expected_settings != nullptr) check_same_fields(path, "settings", m.settings, *expected_settings);
 

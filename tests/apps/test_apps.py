@@ -19,6 +19,7 @@ BIN, DATA, SCRIPTS = sys.argv[1], sys.argv[2], sys.argv[3]
 XOR = os.path.join(BIN, "xor", "bittorch-xor")
 MNIST = os.path.join(BIN, "mnist", "bittorch-mnist")
 INFER = os.path.join(BIN, "infer", "bittorch-infer")
+LM = os.path.join(BIN, "lm", "bittorch-lm")
 FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 # A small slice keeps the cases fast.
@@ -471,6 +472,10 @@ def case_installed_apps_run():
                      cwd="/", env=env)
         assert "test accuracy" in output, output
         run(os.path.join(prefix, "bin", "bittorch-xor"), "--steps", "10", cwd="/", env=env)
+        # bittorch-lm finds the installed Shakespeare.
+        output = run(os.path.join(prefix, "bin", "bittorch-lm"), "train", *LM_TINY, "--steps", "2",
+                     "--eval-interval", "2", cwd="/", env=env)
+        assert "training and" in output and "best val loss" in output, output
 
 
 def case_export_and_infer():
@@ -502,6 +507,96 @@ def case_export_and_infer():
         assert "cannot open" in output, output
         output = run(INFER, expect_code=2)
         assert "--model" in output, output
+
+
+# bittorch-lm: the tiny preset on the embedded Shakespeare, small batches.
+LM_TINY = ["--preset", "tiny", "--batch-size", "16", "--eval-windows", "32", "--warmup", "20", "--no-progress"]
+
+
+def lm_evaluations(path):
+    with open(path) as f:
+        doc = json.load(f)
+    timing = {"seconds", "tokens_per_second"}
+    return [[{k: v for k, v in e.items() if k not in timing} for e in r["evaluations"]] for r in doc["runs"]]
+
+
+def case_lm_tiny_learns():
+    """300 steps of the tiny ternary model and of the fp one on the same batches: both get
+    well below the 5.55 nats of a uniform byte (and below the bound set from measured runs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = os.path.join(tmp, "lm.json")
+        started = time.monotonic()
+        output = run(LM, "train", *LM_TINY, "--compare", "--steps", "300", "--metrics-json", metrics)
+        elapsed = time.monotonic() - started
+        with open(metrics) as f:
+            doc = json.load(f)
+        assert [r["model"] for r in doc["runs"]] == ["fp", "ternary"], doc
+        for r in doc["runs"]:
+            losses = [e["val_loss"] for e in r["evaluations"]]
+            assert len(losses) == 3 and losses[-1] < losses[0], (r["model"], losses)
+            assert r["best_val_loss"] < 2.9, (r["model"], losses, output)
+            assert abs(r["evaluations"][-1]["val_bits_per_byte"] - losses[-1] / 0.6931471805599453) < 1e-9
+        assert "bits per byte" in output and "ternary" in output, output
+        print(f"lm_tiny_learns: {elapsed:.1f} s, {[r['best_val_loss'] for r in doc['runs']]}")
+
+
+def case_lm_resume_sample_and_export():
+    with tempfile.TemporaryDirectory() as tmp:
+        f = lambda name: os.path.join(tmp, name)
+        common = [*LM_TINY, "--steps", "40", "--eval-interval", "10", "--threads", "1"]
+        run(LM, "train", *common, "--metrics-json", f("whole.json"))
+        run(LM, "train", *common, "--stop-after-eval", "2", "--save", f("ck.pt"))
+        output = run(LM, "train", *common, "--resume", f("ck.pt"), "--save", f("ck.pt"), "--export", f("lm.btp"),
+                     "--metrics-json", f("resumed.json"))
+        assert "resuming" in output, output
+        whole, resumed = lm_evaluations(f("whole.json")), lm_evaluations(f("resumed.json"))
+        assert len(whole[0]) == 4 and whole == resumed, (whole, resumed)
+        output = run(LM, "train", *common, "--resume", f("ck.pt"), "--batch-size", "8", expect_code=1)
+        assert "field settings.batch_size is 16" in output, output
+        # Sampling: the same seed gives the same text; the checkpoint (packed in memory) and the
+        # exported file give the same text, as does the export command's file.
+        sample = ["--prompt", "ROMEO:", "--tokens", "60", "--seed", "3"]
+        first, _ = run_split(LM, "sample", "--checkpoint", f("ck.pt"), *sample)
+        again, _ = run_split(LM, "sample", "--checkpoint", f("ck.pt"), *sample)
+        assert first == again and first.startswith("ROMEO:") and len(first) == len("ROMEO:") + 60 + 1, first
+        from_file, _ = run_split(LM, "sample", "--packed", f("lm.btp"), *sample)
+        assert from_file == first, (first, from_file)
+        run(LM, "export", "--checkpoint", f("ck.pt"), "--output", f("exported.btp"))
+        exported, _ = run_split(LM, "sample", "--packed", f("exported.btp"), *sample)
+        assert exported == first, (first, exported)
+        other, _ = run_split(LM, "sample", "--checkpoint", f("ck.pt"), *sample[:-1], "4")
+        assert other != first, other
+        output = run(LM, "sample", expect_code=2)
+        assert "--checkpoint" in output, output
+
+
+def case_lm_bad_text_files():
+    with tempfile.TemporaryDirectory() as tmp:
+        f = lambda name: os.path.join(tmp, name)
+        with open(f("empty.txt"), "w"):
+            pass
+        with open(f("short.txt"), "w") as out:
+            out.write("to be or not to be")
+        with open(os.path.join(DATA, "..", "shakespeare", "val.txt.gz"), "rb") as src:
+            contents = src.read()
+        with open(f("cut.txt.gz"), "wb") as out:
+            out.write(contents[: len(contents) // 3])
+        corrupted = bytearray(contents)
+        corrupted[len(corrupted) // 2] ^= 0xFF
+        with open(f("corrupt.txt.gz"), "wb") as out:
+            out.write(bytes(corrupted))
+        for path, needle in ((f("none.txt"), "cannot open"), (f("empty.txt"), "is empty"),
+                             (f("short.txt"), "too few for one window of 65"), (f("cut.txt.gz"), "truncated"),
+                             (f("corrupt.txt.gz"), "corrupted"), (tmp, "not a regular file")):
+            output = run(LM, "train", *LM_TINY, "--steps", "1", "--val-file", path, expect_code=1)
+            assert path in output and needle in output and "--val-file" in output, (path, output)
+            assert "terminate called" not in output, output
+        output = run(LM, "train", *LM_TINY, "--train-file", f("short.txt"), "--steps", "1", expect_code=1)
+        assert "too few" in output and "--train-file" in output, output
+        output = run(LM, "frobnicate", expect_code=2)
+        assert "unknown command 'frobnicate'" in output, output
+        output = run(LM, "train", "--width", "30", "--heads", "4", expect_code=2)
+        assert "width (30)" in output, output
 
 
 if __name__ == "__main__":

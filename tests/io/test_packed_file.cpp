@@ -136,7 +136,8 @@ TEST(PackedFile, EveryStoredKindRoundTrips) {
   torch::manual_seed(63);
   torch::nn::Sequential model(
       torch::nn::Embedding(torch::nn::EmbeddingOptions(10, 8).padding_idx(0)),
-      torch::nn::LayerNorm(torch::nn::LayerNormOptions({8}).eps(1e-6)), torch::nn::Linear(8, 8),
+      torch::nn::LayerNorm(torch::nn::LayerNormOptions({8}).eps(1e-6)),
+      bittorch::nn::RMSNorm(bittorch::nn::RMSNormOptions(8).eps(1e-5)), torch::nn::Linear(8, 8),
       torch::nn::GELU(torch::nn::GELUOptions().approximate("tanh")), bittorch::nn::TernaryLinear(8, 6),
       torch::nn::SiLU(), torch::nn::Dropout(0.25), torch::nn::Tanh(),
       bittorch::nn::TernaryLinear(bittorch::nn::TernaryLinearOptions(6, 3).quant(

@@ -6,17 +6,20 @@
 
 #include <bittorch/export.h>
 
+#include <bittorch/nn/modules/transformer.h>
+
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
 
 #include <string>
+#include <vector>
 
 namespace bittorch {
 
 /// Writes `model` as a packed model file (format version 2), through
 /// bittorch::io::write_file_atomically. Every module of the tree must be one a file holds:
 /// PackedTernaryLinear, TernaryLinear (packed on the way), Linear, Embedding (without
-/// max_norm), LayerNorm, ReLU, GELU, SiLU, Tanh, Sigmoid, Dropout, and Sequentials or modules of
+/// max_norm), LayerNorm, nn::RMSNorm, ReLU, GELU, SiLU, Tanh, Sigmoid, Dropout, and Sequentials or modules of
 /// your own (without parameters or buffers of their own) holding them; anything else, or a
 /// non-finite weight, scale or bias of a ternary layer, is a c10::Error naming the module.
 /// Full-precision weights are stored in float32.
@@ -36,5 +39,19 @@ BITTORCH_API torch::nn::Sequential load_packed(const std::string& path);
 /// the saved one was): each module's tensors are copied in, converted to the model's devices and
 /// dtypes. Any difference is a c10::Error naming the module, and leaves `model` as it was.
 BITTORCH_API void load_packed_into(torch::nn::Module& model, const std::string& path);
+
+/// The numbers a file stores for the module at `module_path` ("" : the root): a module of your
+/// own that implements nn::PackedNumbers (TransformerLM: its sizes and quantization), or a
+/// stored kind's options (docs/packed-format.md). A missing module is a c10::Error.
+struct PackedModuleNumbers {
+  std::vector<int64_t> ints;
+  std::vector<double> reals;
+};
+BITTORCH_API PackedModuleNumbers read_packed_numbers(const std::string& path, const std::string& module_path = "");
+
+/// The TransformerLM a file written by save_packed holds, built from the sizes and quantization
+/// it records (ternary projections packed as they were saved), with the file's tensors, on the
+/// CPU in eval mode.
+BITTORCH_API nn::TransformerLM load_packed_transformer(const std::string& path);
 
 }  // namespace bittorch

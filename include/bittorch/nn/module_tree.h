@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace bittorch::nn {
 
@@ -29,6 +30,16 @@ class BITTORCH_API ReplaceableChildren {
   /// Make `module` child `name` in place of the current one: re-register it
   /// (Module::replace_module) and re-point the member that forward calls.
   virtual void replace_child(const std::string& name, const torch::nn::AnyModule& module) = 0;
+};
+
+/// For modules of your own that packed files describe with numbers of their own (their
+/// architecture: sizes, kinds), stored in their record, compared by load_packed_into, and read
+/// back by read_packed_numbers so that a program can build the model from the file alone.
+class BITTORCH_API PackedNumbers {
+ public:
+  virtual ~PackedNumbers() = default;
+  virtual std::vector<int64_t> packed_ints() const = 0;
+  virtual std::vector<double> packed_reals() const = 0;
 };
 
 /// Replaces child `name` of `parent` by `module` (see the top of this file); `path` names the

@@ -61,6 +61,10 @@ BITTORCH_TRAIN_API CheckpointMetadata load_checkpoint(const std::string& path, t
                                                       const nlohmann::json& expected_model, c10::Device device,
                                                       const nlohmann::json* expected_settings = nullptr);
 
+/// The metadata of the checkpoint at `path` (magic, version and checksum checked), without
+/// loading a tensor: what a program reads to build the model a checkpoint holds.
+BITTORCH_TRAIN_API CheckpointMetadata read_checkpoint_metadata(const std::string& path);
+
 /// A c10::Error naming the checkpoint `path` and the first field in which `stored` and
 /// `expected` differ (a path such as settings.batch_size, with both values), if any.
 BITTORCH_TRAIN_API void check_same_fields(const std::string& path, const std::string& prefix,

@@ -1,0 +1,94 @@
+#include "lm/lm_model.h"
+
+#include "common/cli.h"
+
+#include <ATen/autocast_mode.h>
+
+namespace bittorch::apps {
+
+void add_model_options(cxxopts::Options& options) {
+  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
+  // clang-format off
+  options.add_options("Model")
+    ("preset", "Model size: tiny (2 layers, 64 wide, context 64), small (6, 384, 256; 10.7M parameters), "
+               "medium (12, 768, 512), large (24, 1536, 1024)", text("tiny"))
+    ("layers", "Blocks (overrides the preset)", cxxopts::value<std::string>())
+    ("width", "Model width (overrides the preset)", cxxopts::value<std::string>())
+    ("heads", "Attention heads (overrides the preset)", cxxopts::value<std::string>())
+    ("context", "Context length in bytes (overrides the preset)", cxxopts::value<std::string>())
+    ("mlp-ratio", "MLP hidden size over the width", text("4"))
+    ("mlp", "squared_relu or swiglu", text("squared_relu"));
+  // clang-format on
+}
+
+nn::TransformerOptions parse_model_options(const cxxopts::ParseResult& args) {
+  auto options = nn::transformer_preset(choice_flag(args, "preset", {"tiny", "small", "medium", "large"}));
+  if (args.count("layers")) options.layers(integer_flag(args, "layers", 1));
+  if (args.count("width")) options.width(integer_flag(args, "width", 2));
+  if (args.count("heads")) options.heads(integer_flag(args, "heads", 1));
+  if (args.count("context")) options.context(integer_flag(args, "context", 1));
+  options.mlp_ratio(integer_flag(args, "mlp-ratio", 1));
+  options.mlp(nn::mlp_kind_from_string(choice_flag(args, "mlp", {"squared_relu", "swiglu"})));
+  try {
+    nn::check_transformer_options(options);
+  } catch (const c10::Error& error) {
+    throw UsageError(std::string("--width/--heads: ") + error.what_without_backtrace());
+  }
+  return options;
+}
+
+nlohmann::json options_json(const nn::TransformerOptions& o) {
+  return {{"vocab_size", o.vocab_size()},
+          {"layers", o.layers()},
+          {"width", o.width()},
+          {"heads", o.heads()},
+          {"context", o.context()},
+          {"mlp_ratio", o.mlp_ratio()},
+          {"mlp", nn::to_string(o.mlp())},
+          {"rope_base", o.rope_base()},
+          {"norm_eps", o.norm_eps()}};
+}
+
+nn::TransformerOptions options_from_json(const nlohmann::json& j) {
+  return nn::TransformerOptions()
+      .vocab_size(j.at("vocab_size").get<int64_t>())
+      .layers(j.at("layers").get<int64_t>())
+      .width(j.at("width").get<int64_t>())
+      .heads(j.at("heads").get<int64_t>())
+      .context(j.at("context").get<int64_t>())
+      .mlp_ratio(j.at("mlp_ratio").get<int64_t>())
+      .mlp(nn::mlp_kind_from_string(j.at("mlp").get<std::string>()))
+      .rope_base(j.at("rope_base").get<double>())
+      .norm_eps(j.at("norm_eps").get<double>());
+}
+
+quant::QuantConfig ternary_config(int64_t activation_bits) {
+  return quant::QuantConfig().scale_mode(quant::ScaleMode::AbsMean).activation_bits(activation_bits);
+}
+
+nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::string& kind, int64_t activation_bits) {
+  nn::TransformerLM model(options);
+  if (kind == "ternary") nn::convert_to_ternary(*model, ternary_config(activation_bits), nn::is_transformer_projection);
+  return model;
+}
+
+int64_t parameter_count(const torch::nn::Module& model) {
+  int64_t count = 0;
+  for (const auto& p : model.parameters()) count += p.numel();
+  return count;
+}
+
+AutocastScope::AutocastScope(torch::Device device, bool enabled) : active_(enabled && device.is_cuda()) {
+  if (!active_) return;
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::increment_nesting();
+}
+
+AutocastScope::~AutocastScope() {
+  if (!active_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+}
+
+}  // namespace bittorch::apps

@@ -1,0 +1,47 @@
+#pragma once
+
+// The models bittorch-lm trains: one TransformerLM definition, full precision ("fp") or with
+// ternary projections ("ternary": BitNet b1.58's absmean scales, optional 8-bit activations).
+
+#include <bittorch/bittorch.h>
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace bittorch::apps {
+
+/// --preset and the size flags that override it (--layers, --width, --heads, --context,
+/// --mlp-ratio, --mlp).
+void add_model_options(cxxopts::Options& options);
+/// The model they describe; bad values are UsageErrors naming the flag.
+nn::TransformerOptions parse_model_options(const cxxopts::ParseResult& args);
+
+/// The options as JSON (checkpoints record them) and back.
+nlohmann::json options_json(const nn::TransformerOptions& options);
+nn::TransformerOptions options_from_json(const nlohmann::json& json);
+
+/// The quantization of a ternary model: absmean scales, per output channel, and activations
+/// of `activation_bits` (0 or 8).
+quant::QuantConfig ternary_config(int64_t activation_bits);
+
+/// The model of `kind` ("fp" or "ternary"), initialised from the current seed.
+nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::string& kind, int64_t activation_bits);
+
+/// The parameter count of `model`.
+int64_t parameter_count(const torch::nn::Module& model);
+
+/// Turns BF16 autocast on for `device` while it lives (CUDA only; a no-op elsewhere or when
+/// `enabled` is false) and clears autocast's weight cache at the end.
+class AutocastScope {
+ public:
+  AutocastScope(torch::Device device, bool enabled);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool active_;
+};
+
+}  // namespace bittorch::apps

@@ -1,0 +1,107 @@
+// bittorch-lm sample and export: a trained model from its checkpoint (ternary projections
+// packed, as deployed) or from a packed model file.
+
+#include "common/cli.h"
+#include "lm/commands.h"
+#include "lm/lm_model.h"
+
+#include <bittorch/train.h>
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <iostream>
+
+namespace bittorch::apps {
+namespace {
+
+// The model of the checkpoint at `path` on the CPU, in eval mode, ternary projections packed.
+nn::TransformerLM model_from_checkpoint(const std::string& path) {
+  const auto metadata = train::read_checkpoint_metadata(path);
+  nn::TransformerOptions options;
+  std::string kind;
+  int64_t activation_bits = 0;
+  try {
+    options = options_from_json(metadata.settings.at("model"));
+    kind = metadata.model.at("kind").get<std::string>();
+    activation_bits = metadata.settings.at("activation_bits").get<int64_t>();
+    nn::check_transformer_options(options);
+  } catch (const std::exception& error) {
+    throw c10::Error({__func__, __FILE__, __LINE__},
+                     "checkpoint '" + path + "' holds no bittorch-lm model (" + error.what() + ")");
+  }
+  TORCH_CHECK(kind == "fp" || kind == "ternary", "checkpoint '", path, "' holds a model of kind '", kind,
+              "', not one of bittorch-lm");
+  auto model = make_lm(options, kind, activation_bits);
+  train::load_checkpoint(path, *model, nullptr, train::describe_model(*model, kind), torch::kCPU);
+  model->eval();
+  if (kind == "ternary") bittorch::pack(*model);
+  return model;
+}
+
+void add_source_options(cxxopts::Options& options) {
+  options.add_options()("checkpoint", "A checkpoint of bittorch-lm train (--save)", cxxopts::value<std::string>())(
+      "packed", "A packed model file (bittorch-lm export, or train --export)", cxxopts::value<std::string>());
+}
+
+nn::TransformerLM load_model(const cxxopts::ParseResult& args) {
+  const bool checkpoint = args.count("checkpoint") > 0, packed = args.count("packed") > 0;
+  if (checkpoint == packed) throw UsageError("give one of --checkpoint and --packed");
+  if (checkpoint) return model_from_checkpoint(args["checkpoint"].as<std::string>());
+  return bittorch::load_packed_transformer(args["packed"].as<std::string>());
+}
+
+}  // namespace
+
+int sample_command(int argc, char** argv) {
+  cxxopts::Options options("bittorch-lm sample", "Generate text from a trained byte-level language model");
+  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
+  add_source_options(options);
+  // clang-format off
+  options.add_options()
+    ("prompt", "The text to continue", text("\n"))
+    ("tokens", "Bytes to generate", text("300"))
+    ("temperature", "Softmax temperature (0: the most likely byte each time)", text("0.8"))
+    ("top-k", "Sample among the k most likely bytes (0: all)", text("40"))
+    ("seed", "Sampler seed: the same seed gives the same text", text("0"));
+  // clang-format on
+  add_common_options(options);
+  return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
+    const auto generate_options = nn::GenerateOptions()
+                                      .max_new_tokens(integer_flag(args, "tokens", 0))
+                                      .temperature(number_flag(args, "temperature"))
+                                      .top_k(integer_flag(args, "top-k", 0))
+                                      .seed(static_cast<uint64_t>(integer_flag(args, "seed", 0)));
+    if (generate_options.temperature() < 0) throw UsageError("--temperature must be >= 0");
+    const std::string prompt = args["prompt"].as<std::string>();
+    if (prompt.empty()) throw UsageError("--prompt must not be empty");
+    const auto device = selected_device(args);
+    auto model = load_model(args);
+    model->to(device);
+    std::vector<int64_t> prompt_tokens(prompt.begin(), prompt.end());
+    for (auto& token : prompt_tokens) token &= 0xFF;  // bytes, whatever char's signedness
+    const auto generated = nn::generate(*model, torch::tensor(prompt_tokens), generate_options);
+    std::string output = prompt;
+    for (int64_t i = 0; i < generated.numel(); ++i) output.push_back(static_cast<char>(generated[i].item<int64_t>()));
+    std::cout << output << std::endl;
+    return 0;
+  });
+}
+
+int export_command(int argc, char** argv) {
+  cxxopts::Options options("bittorch-lm export", "Write a trained model as a packed model file");
+  options.add_options()("checkpoint", "A checkpoint of bittorch-lm train (--save)", cxxopts::value<std::string>())(
+      "output", "The packed model file to write", cxxopts::value<std::string>());
+  add_common_options(options);
+  return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
+    if (!args.count("checkpoint") || !args.count("output")) throw UsageError("give --checkpoint and --output");
+    check_output_flags(args, {"output"});
+    const auto checkpoint = args["checkpoint"].as<std::string>(), output = args["output"].as<std::string>();
+    auto model = model_from_checkpoint(checkpoint);
+    bittorch::save_packed(*model, output);
+    spdlog::info("exported {} to {} ({} bytes)", checkpoint, output, io::regular_file_size(output));
+    return 0;
+  });
+}
+
+}  // namespace bittorch::apps

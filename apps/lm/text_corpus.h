@@ -1,0 +1,41 @@
+#pragma once
+
+// Text as byte tokens (vocabulary 256: any UTF-8 or ASCII text, no tokenizer) and the batches
+// bittorch-lm trains and evaluates on.
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace bittorch::apps {
+
+/// The bytes of the text file at `path`, gzipped or not, as a uint8 tensor. A missing,
+/// non-regular, empty or unreadable (corrupted, truncated gzip) file, or one of at most
+/// `min_bytes` bytes (a training window needs context + 1), is a c10::Error naming the file
+/// and the flag that chose it.
+torch::Tensor read_text_bytes(const std::string& path, int64_t min_bytes, const std::string& flag);
+
+/// Windows of `context` + 1 consecutive bytes of a corpus: inputs are the first `context`,
+/// targets the last `context` (the next byte of each position).
+class TextBatches {
+ public:
+  /// The corpus goes to `device` once, as int64 tokens.
+  TextBatches(const torch::Tensor& bytes, int64_t context, torch::Device device);
+
+  /// `batch` windows at offsets drawn from a generator seeded by (seed, index): the same index
+  /// gives the same batch, so a resumed run sees the batches the interrupted one would have.
+  std::pair<torch::Tensor, torch::Tensor> random(int64_t batch, uint64_t seed, int64_t index) const;
+  /// The windows at evenly spaced offsets `first`.. (evaluation: the same every time).
+  std::pair<torch::Tensor, torch::Tensor> spaced(int64_t batch, int64_t first, int64_t count) const;
+
+  int64_t size() const { return tokens_.size(0); }
+
+ private:
+  std::pair<torch::Tensor, torch::Tensor> windows(const torch::Tensor& offsets) const;
+
+  torch::Tensor tokens_;
+  int64_t context_;
+};
+
+}  // namespace bittorch::apps

@@ -1,0 +1,282 @@
+// bittorch-lm train: the full-precision and ternary models on the same batches, with AdamW,
+// warmup and cosine decay, clipping, accumulation, BF16 autocast on the GPU, validation loss
+// in nats and bits per byte, metrics JSON, checkpoints and resume.
+
+#include "common/cli.h"
+#include "lm/commands.h"
+#include "lm/lm_model.h"
+#include "lm/text_corpus.h"
+
+#include <bittorch/train.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <iostream>
+
+namespace bittorch::apps {
+namespace {
+
+struct TrainConfig {
+  nn::TransformerOptions model;
+  std::vector<std::string> kinds;
+  std::string train_file, val_file, save_path, resume_path, metrics_json, export_path;
+  int64_t activation_bits = 0, steps = 0, batch_size = 0, accumulation = 1, warmup = 0, eval_interval = 0,
+          eval_windows = 0, stop_after_eval = 0;
+  double lr = 0, ternary_lr = 0, final_lr_factor = 0, weight_decay = 0, ternary_decay_until = 1, grad_clip = 0;
+  uint64_t seed = 0;
+  bool bf16 = false, progress = true;
+};
+
+constexpr double kLn2 = 0.6931471805599453;
+
+// AdamW over the matrices (with weight decay) and the rest (norm gains: without).
+std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay) {
+  std::vector<torch::Tensor> matrices, others;
+  for (const auto& p : model.parameters()) (p.dim() >= 2 ? matrices : others).push_back(p);
+  const auto options = [&](double decay) {
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(decay));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(matrices, options(weight_decay));
+  groups.emplace_back(others, options(0.0));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
+}
+
+// BitNet b1.58's two-stage recipe: weight decay until `until` of the run, then none (the
+// ternary weights settle). Depends on the step alone, so a resumed run agrees.
+void set_weight_decay(torch::optim::AdamW& optimizer, double weight_decay, bool on) {
+  auto& matrices = static_cast<torch::optim::AdamWOptions&>(optimizer.param_groups()[0].options());
+  matrices.weight_decay(on ? weight_decay : 0.0);
+}
+
+torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                             bool bf16) {
+  AutocastScope autocast(inputs.device(), bf16);
+  const auto logits = model->forward(inputs);
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat),
+                                              targets.reshape({-1}));
+}
+
+double validation_loss(nn::TransformerLM& model, const TextBatches& val, const TrainConfig& config) {
+  double sum = 0;
+  int64_t windows = 0;
+  for (int64_t first = 0; first < config.eval_windows; first += config.batch_size) {
+    const int64_t batch = std::min(config.batch_size, config.eval_windows - first);
+    const auto [inputs, targets] = val.spaced(batch, first, config.eval_windows);
+    sum += next_byte_loss(model, inputs, targets, config.bf16).item<double>() * static_cast<double>(batch);
+    windows += batch;
+  }
+  return sum / static_cast<double>(windows);
+}
+
+nlohmann::json train_one(const std::string& kind, const TrainConfig& config, const TextBatches& train,
+                         const TextBatches& val, torch::Device device, train::MetricsLog& metrics) {
+  const bool ternary = kind == "ternary";
+  torch::manual_seed(config.seed);  // the same initial weights for both models
+  auto model = make_lm(config.model, kind, config.activation_bits);
+  model->to(device);
+  const double lr = ternary ? config.ternary_lr : config.lr;
+  auto optimizer = make_optimizer(*model, lr, config.weight_decay);
+  const auto schedule = train::LrScheduleOptions()
+                            .warmup_steps(std::min(config.warmup, config.steps))
+                            .total_steps(config.steps)
+                            .decay(train::LrDecay::Cosine)
+                            .final_factor(config.final_lr_factor);
+  train::Trainer trainer(*model, *optimizer,
+                         train::TrainerOptions(config.steps, config.eval_interval)
+                             .accumulation_steps(config.accumulation)
+                             .max_grad_norm(config.grad_clip)
+                             .schedule(schedule)
+                             .stop_after_epoch(config.stop_after_eval)
+                             .label(kind)
+                             .unit("tokens")
+                             .progress(config.progress ? train::ProgressStyle::Auto : train::ProgressStyle::Lines)
+                             .loss_check_every(50)
+                             .checkpoint_path(config.save_path)
+                             .divergence_hint(ternary ? "try a lower --ternary-lr" : "try a lower --lr")
+                             .device(device));
+  const double decay_until = ternary ? config.ternary_decay_until : 1.0;
+  trainer.set_settings({{"model", options_json(config.model)},
+                        {"activation_bits", ternary ? config.activation_bits : 0},
+                        {"train_bytes", train.size()},
+                        {"val_bytes", val.size()},
+                        {"batch_size", config.batch_size},
+                        {"lr", lr},
+                        {"weight_decay", config.weight_decay},
+                        {"weight_decay_until", decay_until},
+                        {"eval_windows", config.eval_windows},
+                        {"bf16", config.bf16},
+                        {"seed", config.seed}});
+  if (!config.resume_path.empty()) {
+    const auto stored = trainer.resume(config.resume_path);
+    spdlog::info("{}: resuming {} after step {} of {}", kind, config.resume_path, stored.steps_done, config.steps);
+  }
+  nlohmann::json run = {{"model", kind},
+                        {"parameters", parameter_count(*model)},
+                        {"lr", lr},
+                        {"activation_bits", ternary ? config.activation_bits : 0},
+                        {"weight_decay_until", decay_until}};
+  const size_t metrics_index = metrics.run_count();
+  const auto report = [&] {
+    double best = INFINITY;
+    for (const auto& record : trainer.history()) best = std::min(best, record.at("val_loss").get<double>());
+    run["evaluations"] = trainer.history();
+    if (std::isfinite(best)) run["best_val_loss"] = best;
+    metrics.set_run(metrics_index, run);
+  };
+
+  train::TrainerHooks hooks;
+  hooks.step = [&](const train::StepContext& c) {
+    if (c.micro_step == 0) {
+      set_weight_decay(*optimizer, config.weight_decay, c.step < decay_until * static_cast<double>(config.steps));
+    }
+    const auto [inputs, targets] =
+        train.random(config.batch_size, config.seed, c.step * config.accumulation + c.micro_step);
+    return train::StepOutput{next_byte_loss(model, inputs, targets, config.bf16), inputs.numel()};
+  };
+  hooks.evaluate = [&] {
+    const double loss = validation_loss(model, val, config);
+    return nlohmann::json{{"val_loss", loss}, {"val_bits_per_byte", loss / kLn2}};
+  };
+  hooks.epoch_end = [&](const nlohmann::json&) { report(); };
+  trainer.fit(hooks);
+  if (trainer.epochs_done() < trainer.epochs()) spdlog::info("{}: continue with --resume {}", kind, config.save_path);
+  if (ternary && !config.export_path.empty()) {
+    model->eval();
+    bittorch::pack(*model);
+    bittorch::save_packed(*model, config.export_path);
+    spdlog::info("ternary: exported {} ({} bytes)", config.export_path, io::regular_file_size(config.export_path));
+  }
+  report();
+  return run;
+}
+
+void print_summary(const nlohmann::json& runs) {
+  std::cout << fmt::format("\n{:<8}  {:>11}  {:>14}  {:>14}  {:>12}\n", "model", "parameters", "best val loss",
+                           "bits per byte", "tokens/s");
+  for (const auto& run : runs) {
+    if (!run.contains("best_val_loss")) continue;
+    double tokens_per_second = 0;
+    for (const auto& e : run["evaluations"]) tokens_per_second += e["tokens_per_second"].get<double>();
+    tokens_per_second /= static_cast<double>(run["evaluations"].size());
+    const double best = run["best_val_loss"].get<double>();
+    std::cout << fmt::format("{:<8}  {:>10.2f}M  {:>14.4f}  {:>14.4f}  {:>12.0f}\n", run["model"].get<std::string>(),
+                             run["parameters"].get<int64_t>() / 1e6, best, best / kLn2, tokens_per_second);
+  }
+}
+
+TrainConfig parse_config(const cxxopts::ParseResult& args) {
+  TrainConfig c;
+  c.model = parse_model_options(args);
+  const std::string kind = choice_flag(args, "model", {"fp", "ternary"});
+  c.kinds = args.count("compare") ? std::vector<std::string>{"fp", "ternary"} : std::vector<std::string>{kind};
+  c.activation_bits = std::stoll(choice_flag(args, "activation-bits", {"0", "8"}));
+  c.steps = integer_flag(args, "steps", 1);
+  c.batch_size = integer_flag(args, "batch-size", 1);
+  c.accumulation = integer_flag(args, "accumulation", 1);
+  c.warmup = integer_flag(args, "warmup", 0);
+  c.eval_interval = integer_flag(args, "eval-interval", 1);
+  c.eval_windows = integer_flag(args, "eval-windows", 1);
+  c.stop_after_eval = integer_flag(args, "stop-after-eval", 0);
+  c.lr = positive_flag(args, "lr");
+  c.ternary_lr = positive_flag(args, "ternary-lr");
+  c.final_lr_factor = number_flag(args, "final-lr-factor");
+  if (c.final_lr_factor < 0 || c.final_lr_factor > 1) throw UsageError("--final-lr-factor must be in [0, 1]");
+  c.weight_decay = number_flag(args, "weight-decay");
+  if (c.weight_decay < 0) throw UsageError("--weight-decay must be >= 0");
+  c.ternary_decay_until = number_flag(args, "ternary-decay-until");
+  if (c.ternary_decay_until < 0 || c.ternary_decay_until > 1)
+    throw UsageError("--ternary-decay-until must be in [0, 1]");
+  c.grad_clip = number_flag(args, "grad-clip");
+  if (c.grad_clip < 0) throw UsageError("--grad-clip must be >= 0 (0: no clipping)");
+  c.seed = static_cast<uint64_t>(integer_flag(args, "seed", 0));
+  const std::string data_dir = args["data-dir"].as<std::string>().empty() ? embedded_data_dir("shakespeare")
+                                                                          : args["data-dir"].as<std::string>();
+  c.train_file = args.count("train-file") ? args["train-file"].as<std::string>() : data_dir + "/train.txt.gz";
+  c.val_file = args.count("val-file") ? args["val-file"].as<std::string>() : data_dir + "/val.txt.gz";
+  c.save_path = args["save"].as<std::string>();
+  c.resume_path = args["resume"].as<std::string>();
+  c.metrics_json = args["metrics-json"].as<std::string>();
+  c.export_path = args["export"].as<std::string>();
+  c.progress = !args.count("no-progress");
+  if (args.count("compare") && (!c.save_path.empty() || !c.resume_path.empty())) {
+    throw UsageError("--save and --resume work on one model: drop --compare");
+  }
+  if (c.stop_after_eval > 0 && c.save_path.empty()) {
+    throw UsageError("--stop-after-eval needs --save: the run is to be resumed from a checkpoint");
+  }
+  if (!c.export_path.empty() && std::find(c.kinds.begin(), c.kinds.end(), "ternary") == c.kinds.end()) {
+    throw UsageError("--export writes the ternary model: use --model ternary or --compare");
+  }
+  return c;
+}
+
+}  // namespace
+
+int train_command(int argc, char** argv) {
+  cxxopts::Options options("bittorch-lm train", "Train a byte-level transformer language model, FP or ternary");
+  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
+  // clang-format off
+  options.add_options()
+    ("model", "fp (torch::nn::Linear projections) or ternary (TernaryLinear, absmean scales)", text("ternary"))
+    ("compare", "Train the fp and the ternary model on the same batches and compare them")
+    ("activation-bits", "Ternary projections' activations: 0 (unquantized) or 8 (per token)", text("0"))
+    ("steps", "Optimizer steps", text("300"))
+    ("batch-size", "Sequences per micro-batch", text("32"))
+    ("accumulation", "Micro-batches per optimizer step (gradients averaged)", text("1"))
+    ("lr", "Peak AdamW learning rate of the fp model", text("0.001"))
+    ("ternary-lr", "Peak AdamW learning rate of the ternary model (BitNet trains ternary models hotter)",
+     text("0.003"))
+    ("warmup", "Linear warmup steps", text("100"))
+    ("final-lr-factor", "The cosine decay ends at this fraction of the peak", text("0.1"))
+    ("weight-decay", "AdamW weight decay of the matrices", text("0.1"))
+    ("ternary-decay-until", "Fraction of the run after which the ternary model's weight decay is 0 (BitNet b1.58's "
+                            "two stages; 1: throughout)", text("0.5"))
+    ("grad-clip", "Clip the gradients' global norm (0: no clipping)", text("1.0"))
+    ("eval-interval", "Steps between validation losses (and checkpoints)", text("100"))
+    ("eval-windows", "Validation windows of one context each, evenly spaced over the file", text("64"))
+    ("stop-after-eval", "End this run after evaluation N (with --save; continue with --resume)", text("0"))
+    ("seed", "Random seed (initial weights and batches)", text("0"))
+    ("precision", "auto (BF16 autocast on CUDA, FP32 on the CPU), fp32 or bf16", text("auto"))
+    ("data-dir", "Directory with train.txt.gz and val.txt.gz (default: the embedded Shakespeare)", text(""))
+    ("train-file", "Training text, UTF-8 or ASCII, gzipped or not (default: DATA_DIR/train.txt.gz)",
+     cxxopts::value<std::string>())
+    ("val-file", "Validation text (default: DATA_DIR/val.txt.gz)", cxxopts::value<std::string>())
+    ("save", "Write a checkpoint to PATH after every evaluation", text(""))
+    ("resume", "Continue the run of the checkpoint at PATH", text(""))
+    ("export", "Write the trained ternary model as a packed model file to PATH", text(""))
+    ("metrics-json", "Write every evaluation of every model to PATH as the run goes", text(""))
+    ("no-progress", "No progress bar, even on a terminal");
+  // clang-format on
+  add_model_options(options);
+  add_common_options(options);
+  return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
+    TrainConfig config = parse_config(args);
+    check_output_flags(args, {"save", "export", "metrics-json"});
+    const auto device = selected_device(args);
+    const std::string precision = choice_flag(args, "precision", {"auto", "fp32", "bf16"});
+    if (precision == "bf16" && !device.is_cuda()) throw UsageError("--precision bf16 needs a CUDA device");
+    config.bf16 = precision == "bf16" || (precision == "auto" && device.is_cuda());
+    const int64_t window = config.model.context() + 1;
+    const TextBatches train(read_text_bytes(config.train_file, window, "--train-file"), config.model.context(), device);
+    const TextBatches val(read_text_bytes(config.val_file, window, "--val-file"), config.model.context(), device);
+    spdlog::info("data: {} training and {} validation bytes; context {}, {} x {} tokens per step", train.size(),
+                 val.size(), config.model.context(), config.batch_size * config.accumulation, config.model.context());
+    train::MetricsLog metrics(config.metrics_json, {{"train_file", config.train_file},
+                                                    {"val_file", config.val_file},
+                                                    {"device", device.str()},
+                                                    {"bf16", config.bf16},
+                                                    {"steps", config.steps},
+                                                    {"model", options_json(config.model)}});
+    for (const auto& kind : config.kinds) train_one(kind, config, train, val, device, metrics);
+    print_summary(metrics.document()["runs"]);
+    if (!config.metrics_json.empty()) spdlog::info("metrics written to {}", config.metrics_json);
+    return 0;
+  });
+}
+
+}  // namespace bittorch::apps

@@ -1,0 +1,136 @@
+#pragma once
+
+// A decoder-only transformer language model in the BitNet b1.58 style: token embedding, blocks
+// of RMSNorm -> causal self-attention with rotary embeddings (q, k, v, o projections) ->
+// RMSNorm -> MLP, each with a residual, then RMSNorm and the output head; no biases. Its
+// projections are torch::nn::Linear; nn::convert_to_ternary makes them TernaryLinear (every
+// part implements ReplaceableChildren) and bittorch::pack packs them, so one definition serves
+// the full-precision baseline, the ternary model and the packed one.
+
+#include <bittorch/nn/module_tree.h>
+#include <bittorch/nn/options/transformer.h>
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/pimpl.h>
+
+#include <vector>
+
+namespace bittorch::nn {
+
+class BITTORCH_API RMSNormImpl : public torch::nn::Cloneable<RMSNormImpl> {
+ public:
+  explicit RMSNormImpl(RMSNormOptions options);
+  void reset() override;
+  at::Tensor forward(const at::Tensor& x);
+
+  RMSNormOptions options;
+  at::Tensor weight;  ///< [features], initialised to ones
+};
+TORCH_MODULE(RMSNorm);
+
+/// Keys and values of the positions seen so far, for generation one token at a time: per
+/// layer [batch, heads, context, head_size], filled up to `length`.
+struct KVCache {
+  std::vector<at::Tensor> keys, values;
+  int64_t length = 0;
+};
+
+/// Modules whose projections (torch::nn::Linear, then TernaryLinear or PackedTernaryLinear)
+/// convert_to_ternary and pack swap in place.
+class BITTORCH_API ProjectionHolder : public torch::nn::Module, public ReplaceableChildren {
+ public:
+  void replace_child(const std::string& name, const torch::nn::AnyModule& module) override;
+
+ protected:
+  /// Registers a bias-free Linear as `name`; returns the index project() takes.
+  size_t add_projection(const std::string& name, int64_t in, int64_t out);
+  at::Tensor project(size_t index, const at::Tensor& x);
+
+ private:
+  std::vector<std::pair<std::string, torch::nn::AnyModule>> projections_;
+};
+
+class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
+ public:
+  explicit CausalSelfAttentionImpl(const TransformerOptions& options);
+  /// x [batch, T, width] at positions start.. start + T - 1. With a `layer` of a KV cache,
+  /// this step's keys and values are written into it and attention covers every earlier
+  /// position too.
+  at::Tensor forward(const at::Tensor& x, int64_t start = 0, at::Tensor* cached_keys = nullptr,
+                     at::Tensor* cached_values = nullptr);
+
+  TransformerOptions options;
+
+ private:
+  size_t q_, k_, v_, o_;
+  // The rotary tables of every position, on the device and in the dtype last used.
+  const std::pair<at::Tensor, at::Tensor>& rotary(const at::Tensor& like);
+  std::pair<at::Tensor, at::Tensor> rotary_;
+};
+TORCH_MODULE(CausalSelfAttention);
+
+class BITTORCH_API MlpImpl : public ProjectionHolder {
+ public:
+  explicit MlpImpl(const TransformerOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+
+  TransformerOptions options;
+
+ private:
+  size_t up_, down_, gate_ = 0;
+};
+TORCH_MODULE(Mlp);
+
+class BITTORCH_API TransformerBlockImpl : public torch::nn::Module {
+ public:
+  explicit TransformerBlockImpl(const TransformerOptions& options);
+  at::Tensor forward(const at::Tensor& x, int64_t start = 0, at::Tensor* cached_keys = nullptr,
+                     at::Tensor* cached_values = nullptr);
+
+  RMSNorm attention_norm{nullptr}, mlp_norm{nullptr};
+  CausalSelfAttention attention{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNumbers {
+ public:
+  explicit TransformerLMImpl(const TransformerOptions& options);
+
+  /// For packed files: the options (vocab_size, layers, width, heads, context, mlp_ratio, mlp;
+  /// rope_base, norm_eps) and the projections' quantization (ternary 0/1, activation_bits,
+  /// per_channel, scale_mode; threshold_factor).
+  std::vector<int64_t> packed_ints() const override;
+  std::vector<double> packed_reals() const override;
+
+  /// tokens [batch, T] (int64, values below vocab_size) -> logits [batch, T, vocab_size]. With
+  /// a cache, the tokens continue the cached sequence (T + cache->length <= context) and the
+  /// cache grows by T.
+  at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr);
+
+  /// An empty cache for `batch` sequences, in `options`' device and dtype.
+  KVCache make_cache(int64_t batch, const at::TensorOptions& options) const;
+
+  TransformerOptions options;
+  torch::nn::Embedding embedding{nullptr};
+  torch::nn::ModuleList blocks{nullptr};  ///< of TransformerBlock
+  RMSNorm norm{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(TransformerLM);
+
+/// The model packed_ints/packed_reals describe: built, its projections converted to ternary and
+/// packed where they were (weights still to load). Numbers that describe no model are a
+/// c10::Error.
+BITTORCH_API TransformerLM transformer_from_packed_numbers(const std::vector<int64_t>& ints,
+                                                           const std::vector<double>& reals);
+
+/// The path filter of convert_to_ternary for a TransformerLM: every projection, not the head.
+BITTORCH_API bool is_transformer_projection(const std::string& path, const torch::nn::LinearImpl& layer);
+
+}  // namespace bittorch::nn

@@ -1,0 +1,56 @@
+#pragma once
+
+// Options of the decoder-only transformer (BitNet b1.58 style: RMSNorm, rotary attention,
+// a squared-ReLU or SwiGLU MLP, no biases) and its parts.
+
+#include <bittorch/export.h>
+
+#include <torch/arg.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace bittorch::nn {
+
+struct BITTORCH_API RMSNormOptions {
+  /* implicit */ RMSNormOptions(int64_t features);
+  TORCH_ARG(int64_t, features);
+  TORCH_ARG(double, eps) = 1e-6;
+};
+
+enum class MlpKind {
+  SquaredReLU,  ///< down(relu(up(x))^2), hidden = mlp_ratio * width
+  SwiGLU,       ///< down(silu(gate(x)) * up(x)), hidden = 2/3 of mlp_ratio * width, a multiple of 8
+};
+
+/// "squared_relu", "swiglu"; and back (a c10::Error lists the names for another).
+BITTORCH_API std::string to_string(MlpKind kind);
+BITTORCH_API MlpKind mlp_kind_from_string(std::string_view name);
+
+struct BITTORCH_API TransformerOptions {
+  TORCH_ARG(int64_t, vocab_size) = 256;
+  TORCH_ARG(int64_t, layers) = 2;
+  TORCH_ARG(int64_t, width) = 64;
+  TORCH_ARG(int64_t, heads) = 2;
+  /// The longest sequence (positions of the rotary tables and the KV cache).
+  TORCH_ARG(int64_t, context) = 64;
+  TORCH_ARG(int64_t, mlp_ratio) = 4;
+  TORCH_ARG(MlpKind, mlp) = MlpKind::SquaredReLU;
+  TORCH_ARG(double, rope_base) = 10000.0;
+  TORCH_ARG(double, norm_eps) = 1e-6;
+};
+
+/// "tiny" (2 layers, width 64, 2 heads, context 64), "small" (6, 384, 6, 256: about 10.7M
+/// parameters, nanoGPT's character model), "medium" (12, 768, 12, 512), "large" (24, 1536, 12,
+/// 1024); a c10::Error lists them for another name.
+BITTORCH_API TransformerOptions transformer_preset(std::string_view name);
+
+/// A c10::Error naming the field when `options` describe no model (width not a multiple of
+/// heads, an odd head size for rotary embeddings, sizes below 1...).
+BITTORCH_API void check_transformer_options(const TransformerOptions& options);
+
+/// The MLP's hidden size for `options`.
+BITTORCH_API int64_t mlp_hidden_size(const TransformerOptions& options);
+
+}  // namespace bittorch::nn

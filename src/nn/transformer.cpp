@@ -1,0 +1,245 @@
+#include <bittorch/nn/modules/transformer.h>
+
+#include <bittorch/nn/functional/transformer.h>
+#include <bittorch/nn/modules/packed_ternary_linear.h>
+#include <bittorch/nn/modules/ternary_linear.h>
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
+
+#include <cmath>
+#include <optional>
+
+namespace bittorch::nn {
+
+RMSNormImpl::RMSNormImpl(RMSNormOptions options_) : options(std::move(options_)) {
+  reset();
+}
+
+void RMSNormImpl::reset() {
+  TORCH_CHECK(options.features() >= 1 && options.eps() > 0, "RMSNorm: features must be >= 1 and eps > 0, not ",
+              options.features(), " and ", options.eps());
+  weight = register_parameter("weight", torch::ones({options.features()}));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  return functional::rms_norm(x, weight, options.eps());
+}
+
+void ProjectionHolder::replace_child(const std::string& name, const torch::nn::AnyModule& module) {
+  for (auto& [child, holder] : projections_) {
+    if (child != name) continue;
+    replace_module(name, module.ptr());
+    holder = module;
+    return;
+  }
+  TORCH_CHECK(false, this->name(), ": no projection named '", name, "'");
+}
+
+size_t ProjectionHolder::add_projection(const std::string& name, int64_t in, int64_t out) {
+  torch::nn::Linear linear(torch::nn::LinearOptions(in, out).bias(false));
+  register_module(name, linear);
+  projections_.emplace_back(name, torch::nn::AnyModule(linear));
+  return projections_.size() - 1;
+}
+
+at::Tensor ProjectionHolder::project(size_t index, const at::Tensor& x) {
+  return projections_[index].second.forward(x);
+}
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(const TransformerOptions& options_) : options(options_) {
+  check_transformer_options(options);
+  const int64_t width = options.width();
+  q_ = add_projection("q", width, width);
+  k_ = add_projection("k", width, width);
+  v_ = add_projection("v", width, width);
+  o_ = add_projection("o", width, width);
+}
+
+const std::pair<at::Tensor, at::Tensor>& CausalSelfAttentionImpl::rotary(const at::Tensor& like) {
+  if (!rotary_.first.defined() || rotary_.first.device() != like.device() ||
+      rotary_.first.scalar_type() != like.scalar_type()) {
+    const auto [cos, sin] = functional::rotary_tables(options.context(), options.width() / options.heads(),
+                                                      options.rope_base(), like.device());
+    rotary_ = {cos.to(like.scalar_type()), sin.to(like.scalar_type())};  // from float64
+  }
+  return rotary_;
+}
+
+at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, int64_t start, at::Tensor* cached_keys,
+                                            at::Tensor* cached_values) {
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == options.width(), "CausalSelfAttention: expected input [batch, T, ",
+              options.width(), "], got ", x.sizes());
+  const int64_t batch = x.size(0), steps = x.size(1), heads = options.heads(), head_size = options.width() / heads;
+  TORCH_CHECK(start >= 0 && start + steps <= options.context(), "CausalSelfAttention: positions ", start, "..",
+              start + steps - 1, " exceed the context of ", options.context());
+  const auto split_heads = [&](const at::Tensor& t) {
+    return t.view({batch, steps, heads, head_size}).transpose(1, 2);
+  };
+  auto q = split_heads(project(q_, x));
+  auto k = split_heads(project(k_, x));
+  auto v = split_heads(project(v_, x));
+  const auto& [cos, sin] = rotary(q);
+  const auto cos_rows = cos.narrow(0, start, steps), sin_rows = sin.narrow(0, start, steps);
+  q = functional::apply_rotary(q, cos_rows, sin_rows);
+  k = functional::apply_rotary(k, cos_rows, sin_rows);
+  std::optional<at::Tensor> mask;
+  bool causal = steps > 1;
+  if (cached_keys != nullptr) {
+    cached_keys->narrow(2, start, steps).copy_(k);
+    cached_values->narrow(2, start, steps).copy_(v);
+    k = cached_keys->narrow(2, 0, start + steps).to(q.scalar_type());
+    v = cached_values->narrow(2, 0, start + steps).to(q.scalar_type());
+    if (start > 0) {
+      // Query i (position start + i) sees keys 0..start + i.
+      causal = false;
+      if (steps > 1) mask = at::ones({steps, start + steps}, q.options().dtype(at::kBool)).tril(start);
+    }
+  }
+  const auto y = at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal);
+  return project(o_, y.transpose(1, 2).reshape({batch, steps, options.width()}));
+}
+
+MlpImpl::MlpImpl(const TransformerOptions& options_) : options(options_) {
+  check_transformer_options(options);
+  const int64_t hidden = mlp_hidden_size(options);
+  if (options.mlp() == MlpKind::SwiGLU) gate_ = add_projection("gate", options.width(), hidden);
+  up_ = add_projection("up", options.width(), hidden);
+  down_ = add_projection("down", hidden, options.width());
+}
+
+at::Tensor MlpImpl::forward(const at::Tensor& x) {
+  const auto up = project(up_, x);
+  if (options.mlp() == MlpKind::SwiGLU) return project(down_, at::silu(project(gate_, x)) * up);
+  return project(down_, at::relu(up).square());
+}
+
+TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& options)
+    : attention_norm(
+          register_module("attention_norm", RMSNorm(RMSNormOptions(options.width()).eps(options.norm_eps())))),
+      mlp_norm(register_module("mlp_norm", RMSNorm(RMSNormOptions(options.width()).eps(options.norm_eps())))),
+      attention(register_module("attention", CausalSelfAttention(options))),
+      mlp(register_module("mlp", Mlp(options))) {}
+
+at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, int64_t start, at::Tensor* cached_keys,
+                                         at::Tensor* cached_values) {
+  const auto h = x + attention->forward(attention_norm->forward(x), start, cached_keys, cached_values);
+  return h + mlp->forward(mlp_norm->forward(h));
+}
+
+TransformerLMImpl::TransformerLMImpl(const TransformerOptions& options_) : options(options_) {
+  check_transformer_options(options);
+  embedding = register_module("embedding", torch::nn::Embedding(options.vocab_size(), options.width()));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < options.layers(); ++i) blocks->push_back(TransformerBlock(options));
+  norm = register_module("norm", RMSNorm(RMSNormOptions(options.width()).eps(options.norm_eps())));
+  head = register_module(
+      "head", torch::nn::Linear(torch::nn::LinearOptions(options.width(), options.vocab_size()).bias(false)));
+  // GPT-2's initialisation: N(0, 0.02), the projections into the residual stream scaled down
+  // by sqrt(2 * layers) so that the stream's variance does not grow with depth.
+  torch::NoGradGuard no_grad;
+  const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(options.layers()));
+  for (const auto& p : named_parameters()) {
+    if (p.value().dim() != 2) continue;
+    const bool residual =
+        p.key().find(".attention.o.") != std::string::npos || p.key().find(".mlp.down.") != std::string::npos;
+    p.value().normal_(0.0, residual ? residual_std : 0.02);
+  }
+}
+
+at::Tensor TransformerLMImpl::forward(const at::Tensor& tokens, KVCache* cache) {
+  TORCH_CHECK(tokens.dim() == 2 && tokens.scalar_type() == at::kLong,
+              "TransformerLM: expected int64 tokens [batch, T], got ", tokens.scalar_type(), " ", tokens.sizes());
+  const int64_t start = cache != nullptr ? cache->length : 0;
+  TORCH_CHECK(tokens.size(1) >= 1 && start + tokens.size(1) <= options.context(), "TransformerLM: ", tokens.size(1),
+              " tokens after ", start, " do not fit the context of ", options.context());
+  auto x = embedding->forward(tokens);
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    auto* block = blocks[i]->as<TransformerBlockImpl>();
+    x = block->forward(x, start, cache != nullptr ? &cache->keys[i] : nullptr,
+                       cache != nullptr ? &cache->values[i] : nullptr);
+  }
+  if (cache != nullptr) cache->length += tokens.size(1);
+  return head->forward(norm->forward(x));
+}
+
+KVCache TransformerLMImpl::make_cache(int64_t batch, const at::TensorOptions& tensor_options) const {
+  KVCache cache;
+  const int64_t heads = options.heads();
+  for (int64_t i = 0; i < options.layers(); ++i) {
+    cache.keys.push_back(at::zeros({batch, heads, options.context(), options.width() / heads}, tensor_options));
+    cache.values.push_back(at::zeros_like(cache.keys.back()));
+  }
+  return cache;
+}
+
+namespace {
+
+// The quantization of the model's projections: that of its first one, if ternary or packed.
+std::optional<quant::QuantConfig> projection_quantization(const TransformerLMImpl& model) {
+  const auto& attention = *(*model.blocks)[0]->as<TransformerBlockImpl>()->attention;
+  const auto& q = *attention.named_children()[0].value();
+  if (const auto* ternary = q.as<TernaryLinear>()) return ternary->options.quant();
+  if (const auto* packed = q.as<PackedTernaryLinear>()) return packed->options.quant();
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<int64_t> TransformerLMImpl::packed_ints() const {
+  const auto& o = options;
+  const auto quant = projection_quantization(*this).value_or(quant::QuantConfig());
+  return {o.vocab_size(),
+          o.layers(),
+          o.width(),
+          o.heads(),
+          o.context(),
+          o.mlp_ratio(),
+          static_cast<int64_t>(o.mlp()),
+          projection_quantization(*this).has_value(),
+          quant.activation_bits(),
+          quant.per_channel(),
+          static_cast<int64_t>(quant.scale_mode())};
+}
+
+std::vector<double> TransformerLMImpl::packed_reals() const {
+  return {options.rope_base(), options.norm_eps(),
+          projection_quantization(*this).value_or(quant::QuantConfig()).threshold_factor()};
+}
+
+TransformerLM transformer_from_packed_numbers(const std::vector<int64_t>& ints, const std::vector<double>& reals) {
+  TORCH_CHECK(ints.size() == 11 && reals.size() == 3, "a TransformerLM is described by 11 integers and 3 reals, not ",
+              ints.size(), " and ", reals.size());
+  TORCH_CHECK(ints[6] == 0 || ints[6] == 1, "invalid MLP kind ", ints[6]);
+  TORCH_CHECK(ints[10] == 0 || ints[10] == 1, "invalid scale mode ", ints[10]);
+  const auto options = TransformerOptions()
+                           .vocab_size(ints[0])
+                           .layers(ints[1])
+                           .width(ints[2])
+                           .heads(ints[3])
+                           .context(ints[4])
+                           .mlp_ratio(ints[5])
+                           .mlp(static_cast<MlpKind>(ints[6]))
+                           .rope_base(reals[0])
+                           .norm_eps(reals[1]);
+  TransformerLM model(options);
+  if (ints[7] != 0) {
+    const auto config = quant::QuantConfig()
+                            .activation_bits(ints[8])
+                            .per_channel(ints[9] != 0)
+                            .scale_mode(static_cast<quant::ScaleMode>(ints[10]))
+                            .threshold_factor(reals[2]);
+    quant::check_quant_config(config, "TransformerLM");
+    convert_to_ternary(*model, config, is_transformer_projection);
+    bittorch::pack(*model);
+  }
+  return model;
+}
+
+bool is_transformer_projection(const std::string& path, const torch::nn::LinearImpl&) {
+  return path != "head";
+}
+
+}  // namespace bittorch::nn

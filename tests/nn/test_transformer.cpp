@@ -1,0 +1,262 @@
+// The transformer's parts against references written from their formulas (float64), the KV
+// cache against full forward passes, gradients against finite differences, and the whole model
+// through convert_to_ternary, pack and a packed file.
+
+#include <bittorch/bittorch.h>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "reference.h"
+#include "temp_dir.h"
+
+namespace {
+
+using bittorch::testing::TempDir;
+using bittorch::testing::throws_error_mentioning;
+namespace bn = bittorch::nn;
+
+const auto kDouble = torch::TensorOptions().dtype(torch::kDouble);
+
+bn::TransformerOptions toy_options(bn::MlpKind mlp = bn::MlpKind::SquaredReLU) {
+  return bn::TransformerOptions().vocab_size(11).layers(2).width(12).heads(3).context(16).mlp_ratio(2).mlp(mlp);
+}
+
+at::Tensor reference_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  return x / (x.square().mean(-1, true) + eps).sqrt() * weight;
+}
+
+// Rotary embeddings pair by pair: (x_i, x_{i+h}) at position p turns by p * base^(-2i/d).
+at::Tensor reference_rotary(const at::Tensor& x, int64_t start, double base) {
+  const int64_t steps = x.size(-2), d = x.size(-1), h = d / 2;
+  auto out = x.clone();
+  const auto positions = torch::arange(start, start + steps, kDouble).unsqueeze(-1);  // [T, 1]
+  for (int64_t i = 0; i < h; ++i) {
+    const auto angle = positions * std::pow(base, -2.0 * i / d);
+    const auto a = x.narrow(-1, i, 1), b = x.narrow(-1, i + h, 1);
+    out.narrow(-1, i, 1).copy_(a * angle.cos() - b * angle.sin());
+    out.narrow(-1, i + h, 1).copy_(b * angle.cos() + a * angle.sin());
+  }
+  return out;
+}
+
+// softmax(q k^T / sqrt(d) with future positions masked) v, heads split and merged, then o.
+at::Tensor reference_attention(const at::Tensor& x, const torch::OrderedDict<std::string, at::Tensor>& p,
+                               const std::string& prefix, const bn::TransformerOptions& o) {
+  const int64_t batch = x.size(0), steps = x.size(1), heads = o.heads(), d = o.width() / heads;
+  const auto heads_of = [&](const std::string& name) {
+    return x.matmul(p[prefix + name + ".weight"].t()).view({batch, steps, heads, d}).permute({0, 2, 1, 3});
+  };
+  const auto q = reference_rotary(heads_of("q"), 0, o.rope_base());
+  const auto k = reference_rotary(heads_of("k"), 0, o.rope_base());
+  const auto v = heads_of("v");
+  auto scores = q.matmul(k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d));
+  const auto future = torch::ones({steps, steps}, torch::kBool).triu(1);
+  scores = scores.masked_fill(future, -INFINITY);
+  const auto y = scores.softmax(-1).matmul(v).permute({0, 2, 1, 3}).reshape({batch, steps, o.width()});
+  return y.matmul(p[prefix + "o.weight"].t());
+}
+
+at::Tensor reference_mlp(const at::Tensor& x, const torch::OrderedDict<std::string, at::Tensor>& p,
+                         const std::string& prefix, const bn::TransformerOptions& o) {
+  const auto up = x.matmul(p[prefix + "up.weight"].t());
+  const auto hidden = o.mlp() == bn::MlpKind::SwiGLU ? x.matmul(p[prefix + "gate.weight"].t()) *
+                                                           torch::sigmoid(x.matmul(p[prefix + "gate.weight"].t())) * up
+                                                     : torch::relu(up).square();
+  return hidden.matmul(p[prefix + "down.weight"].t());
+}
+
+at::Tensor reference_logits(const at::Tensor& tokens, bn::TransformerLM& model) {
+  const auto p = model->named_parameters();
+  const auto& o = model->options;
+  auto x = p["embedding.weight"].index_select(0, tokens.flatten()).view({tokens.size(0), tokens.size(1), o.width()});
+  for (int64_t i = 0; i < o.layers(); ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    x = x + reference_attention(reference_rms_norm(x, p[b + "attention_norm.weight"], o.norm_eps()), p,
+                                b + "attention.", o);
+    x = x + reference_mlp(reference_rms_norm(x, p[b + "mlp_norm.weight"], o.norm_eps()), p, b + "mlp.", o);
+  }
+  return reference_rms_norm(x, p["norm.weight"], o.norm_eps()).matmul(p["head.weight"].t());
+}
+
+// Weights drawn larger than the initialisation's, so that every term matters.
+bn::TransformerLM random_model(const bn::TransformerOptions& options, torch::Dtype dtype, uint64_t seed) {
+  torch::manual_seed(seed);
+  bn::TransformerLM model(options);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters())
+    p.copy_(p.dim() == 1 ? 1 + 0.2 * torch::randn_like(p) : 0.3 * torch::randn_like(p));
+  model->to(dtype);
+  return model;
+}
+
+TEST(Transformer, RmsNormAndRotaryFollowTheFormulas) {
+  torch::manual_seed(0);
+  const auto x = torch::randn({3, 5, 8});
+  const auto weight = torch::randn({8});
+  EXPECT_TRUE(torch::allclose(
+      bn::functional::rms_norm(x, weight, 1e-6),
+      reference_rms_norm(x.to(torch::kDouble), weight.to(torch::kDouble), 1e-6).to(torch::kFloat), 1e-5, 1e-6));
+  const auto [cos, sin] = bn::functional::rotary_tables(20, 8, 10000.0, torch::kCPU);
+  const auto heads = torch::randn({2, 3, 6, 8});
+  for (const int64_t start : {0, 7, 14}) {
+    const auto rotated = bn::functional::apply_rotary(heads, cos.narrow(0, start, 6), sin.narrow(0, start, 6));
+    EXPECT_TRUE(torch::allclose(rotated, reference_rotary(heads.to(torch::kDouble), start, 10000.0).to(torch::kFloat),
+                                1e-5, 1e-5))
+        << start;
+  }
+}
+
+TEST(Transformer, BlocksAndModelFollowTheFormulas) {
+  for (const auto mlp : {bn::MlpKind::SquaredReLU, bn::MlpKind::SwiGLU}) {
+    auto model = random_model(toy_options(mlp), torch::kDouble, 1);
+    const auto tokens = torch::randint(0, 11, {2, 9});
+    const auto logits = model->forward(tokens);
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{2, 9, 11}));
+    const auto expected = reference_logits(tokens, model);
+    EXPECT_TRUE(torch::allclose(logits, expected, 1e-9, 1e-10))
+        << bn::to_string(mlp) << " max difference " << (logits - expected).abs().max().item<double>();
+    // A position sees no later one: changing the last token leaves the others' logits alone.
+    auto changed = tokens.clone();
+    changed.select(1, 8).fill_(3);
+    EXPECT_TRUE(torch::allclose(model->forward(changed).narrow(1, 0, 8), logits.narrow(1, 0, 8), 1e-12, 1e-12));
+  }
+}
+
+TEST(Transformer, TheCacheGivesTheLogitsOfWholeForwardPasses) {
+  auto model = random_model(toy_options(), torch::kFloat, 2);
+  const auto tokens = torch::randint(0, 11, {2, 12});
+  const auto whole = model->forward(tokens);
+  auto cache = model->make_cache(2, torch::TensorOptions().dtype(torch::kFloat));
+  // A prompt of 5, then 1 token, then a chunk of 4 (masked within itself), then 2 single ones.
+  std::vector<at::Tensor> pieces;
+  for (const auto [start, count] : std::vector<std::pair<int64_t, int64_t>>{{0, 5}, {5, 1}, {6, 4}, {10, 1}, {11, 1}}) {
+    pieces.push_back(model->forward(tokens.narrow(1, start, count), &cache));
+  }
+  EXPECT_EQ(cache.length, 12);
+  EXPECT_TRUE(torch::allclose(torch::cat(pieces, 1), whole, 1e-4, 1e-5));
+  EXPECT_TRUE(throws_error_mentioning([&] { model->forward(tokens.narrow(1, 0, 5), &cache); },
+                                      {"5 tokens after 12", "context of 16"}));
+}
+
+// Central differences of sum(block(x) * r) against autograd, for the input and a weight.
+TEST(Transformer, GradientsMatchFiniteDifferences) {
+  for (const auto mlp : {bn::MlpKind::SquaredReLU, bn::MlpKind::SwiGLU}) {
+    torch::manual_seed(3);
+    const auto options = toy_options(mlp).width(4).heads(2);
+    bn::TransformerBlock block(options);
+    block->to(torch::kDouble);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : block->parameters()) p.copy_(p.dim() == 1 ? 1 + 0.3 * torch::randn_like(p) : torch::randn_like(p));
+    }
+    const auto x = torch::randn({1, 3, 4}, kDouble).requires_grad_();
+    const auto r = torch::randn({1, 3, 4}, kDouble);
+    const auto objective = [&] { return (block->forward(x) * r).sum(); };
+    objective().backward();
+    const auto weight = block->named_parameters()["attention.q.weight"];
+    for (const auto& [tensor, name] : std::vector<std::pair<at::Tensor, std::string>>{{x, "x"}, {weight, "q"}}) {
+      const auto analytic = tensor.grad().clone();
+      auto flat = tensor.detach().view({-1});
+      for (int64_t i = 0; i < flat.numel(); ++i) {
+        constexpr double h = 1e-6;
+        const double saved = flat[i].item<double>();
+        torch::NoGradGuard no_grad;
+        flat[i] = saved + h;
+        const double plus = objective().item<double>();
+        flat[i] = saved - h;
+        const double minus = objective().item<double>();
+        flat[i] = saved;
+        EXPECT_NEAR(analytic.view({-1})[i].item<double>(), (plus - minus) / (2 * h), 1e-6)
+            << bn::to_string(mlp) << " d/d" << name << "[" << i << "]";
+      }
+    }
+  }
+}
+
+TEST(Transformer, ConvertPackSaveAndLoadGiveTheTernaryModelsLogits) {
+  TempDir dir;
+  const auto options = toy_options(bn::MlpKind::SwiGLU);
+  const auto config = bittorch::quant::QuantConfig().scale_mode(bittorch::quant::ScaleMode::AbsMean);
+  auto model = random_model(options, torch::kFloat, 4);
+  EXPECT_EQ(bn::convert_to_ternary(*model, config, bn::is_transformer_projection), options.layers() * 7);
+  EXPECT_NE(
+      model->blocks[0]->as<bn::TransformerBlockImpl>()->attention->named_children()[0].value()->as<bn::TernaryLinear>(),
+      nullptr);
+  model->eval();
+  const auto tokens = torch::randint(0, 11, {1, 10});
+  const auto ternary = model->forward(tokens);
+  EXPECT_EQ(bittorch::pack(*model), options.layers() * 7);
+  const auto packed = model->forward(tokens);
+  EXPECT_TRUE(torch::allclose(packed, ternary, 1e-4, 1e-4)) << (packed - ternary).abs().max();
+  bittorch::save_packed(*model, dir.file("lm.btp"));
+
+  bn::TransformerLM loaded(options);  // the tree of the saved model: converted and packed
+  bn::convert_to_ternary(*loaded, config, bn::is_transformer_projection);
+  bittorch::pack(*loaded);
+  bittorch::load_packed_into(*loaded, dir.file("lm.btp"));
+  loaded->eval();
+  EXPECT_TRUE(torch::equal(loaded->forward(tokens), packed));
+  // The file alone rebuilds the model: sizes and quantization are in the root's record.
+  auto rebuilt = bittorch::load_packed_transformer(dir.file("lm.btp"));
+  EXPECT_TRUE(torch::equal(rebuilt->forward(tokens), packed));
+  EXPECT_EQ(bittorch::read_packed_numbers(dir.file("lm.btp")).ints,
+            (std::vector<int64_t>{11, 2, 12, 3, 16, 2, 1, 1, 0, 1, 1}));
+  // So does a full-precision model's.
+  auto full = random_model(options, torch::kFloat, 6);
+  full->eval();
+  bittorch::save_packed(*full, dir.file("fp.btp"));
+  EXPECT_TRUE(
+      torch::equal(bittorch::load_packed_transformer(dir.file("fp.btp"))->forward(tokens), full->forward(tokens)));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        bittorch::save_packed(torch::nn::Sequential(torch::nn::Linear(2, 2)), dir.file("seq.btp"));
+        bittorch::load_packed_transformer(dir.file("seq.btp"));
+      },
+      {"seq.btp", "no TransformerLM"}));
+  // A model of another width is refused, naming the module.
+  bn::TransformerLM wider(toy_options(bn::MlpKind::SwiGLU).width(18));
+  bn::convert_to_ternary(*wider, config, bn::is_transformer_projection);
+  bittorch::pack(*wider);
+  EXPECT_TRUE(
+      throws_error_mentioning([&] { bittorch::load_packed_into(*wider, dir.file("lm.btp")); }, {"(root)", "differs"}));
+}
+
+TEST(Transformer, GenerationIsDeterministicAndUsesTheCache) {
+  auto model = random_model(toy_options(), torch::kFloat, 5);
+  model->eval();
+  const auto prompt = torch::tensor(std::vector<int64_t>{1, 2, 3});
+  const auto options = bn::GenerateOptions().max_new_tokens(30).temperature(0.8).top_k(5).seed(9);
+  const auto first = bn::generate(*model, prompt, options);
+  ASSERT_EQ(first.numel(), 30);  // past the context of 16: generation went on from its last half
+  EXPECT_TRUE(torch::equal(first, bn::generate(*model, prompt, options)));
+  EXPECT_FALSE(torch::equal(first, bn::generate(*model, prompt, bn::GenerateOptions(options).seed(10))));
+  // Greedy: each token is the argmax of a whole forward pass over the sequence so far.
+  const auto greedy = bn::generate(*model, prompt, bn::GenerateOptions().max_new_tokens(8).temperature(0));
+  auto sequence = prompt.clone();
+  for (int64_t i = 0; i < 8; ++i) {
+    const auto next = model->forward(sequence.unsqueeze(0))[0][-1].argmax();
+    EXPECT_EQ(greedy[i].item<int64_t>(), next.item<int64_t>()) << i;
+    sequence = torch::cat({sequence, next.unsqueeze(0)});
+  }
+  // top_k 1 is greedy too.
+  EXPECT_TRUE(
+      torch::equal(bn::generate(*model, prompt, bn::GenerateOptions().max_new_tokens(8).top_k(1).seed(3)), greedy));
+}
+
+TEST(Transformer, OptionsArePresetsAndChecked) {
+  bn::TransformerLM small(bn::transformer_preset("small"));
+  int64_t parameters = 0;
+  for (const auto& p : small->parameters()) parameters += p.numel();
+  EXPECT_NEAR(parameters / 1e6, 10.8, 0.1);
+  EXPECT_TRUE(throws_error_mentioning([] { bn::transformer_preset("huge"); }, {"'huge'", "tiny, small"}));
+  EXPECT_TRUE(throws_error_mentioning([] { bn::TransformerLM(bn::TransformerOptions().width(10).heads(4)); },
+                                      {"width (10)", "heads (4)"}));
+  EXPECT_TRUE(throws_error_mentioning([] { bn::TransformerLM(bn::TransformerOptions().width(6).heads(2)); }, {"even"}));
+  EXPECT_TRUE(throws_error_mentioning([] { bn::mlp_kind_from_string("gelu"); }, {"'gelu'", "swiglu"}));
+  EXPECT_EQ(bn::mlp_hidden_size(bn::TransformerOptions().width(384).mlp(bn::MlpKind::SwiGLU)), 1024);
+}
+
+}  // namespace
