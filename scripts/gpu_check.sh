@@ -5,7 +5,9 @@
 # Results go to $OUT (default: ./gpu-out). Needs torch in python3 (the GPU image has it).
 # BITTORCH_GPU_STEPS picks the steps after the build (default: all of
 # "tests sanitizer bench packed mnist"; "cudatests" runs the CUDA test binary alone,
-# "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
+# "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU; "lmcheck",
+# "lmbench" and "lmquality" run bittorch-lm: BITTORCH_LM_PRESET, BITTORCH_LM_ARGS and
+# BITTORCH_LM_TIMEOUT set the quality run); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
 # BITTORCH_SANITIZER_TOOLS picks compute-sanitizer's tools (default: memcheck racecheck);
 # BITTORCH_PACKED_ARGS is passed on to bittorch-bench-packed (--kernels times each variant);
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
@@ -84,7 +86,8 @@ ck="$out/gpu.ckpt"
 "$mnist" --cuda "${flags[@]}" --resume "$ck" --save "$ck" --metrics-json "$out/resumed.json" >/dev/null || status=1
 python3 - "$out/whole.json" "$out/resumed.json" <<'PY' || status=1
 import json, sys
-runs = [[{k: v for k, v in e.items() if k != "seconds"} for e in json.load(open(p))["runs"][0]["epochs"]] for p in sys.argv[1:]]
+timing = {"seconds", "samples_per_second"}
+runs = [[{k: v for k, v in e.items() if k not in timing} for e in json.load(open(p))["runs"][0]["epochs"]] for p in sys.argv[1:]]
 print("uninterrupted:", runs[0]); print("resumed:      ", runs[1]); print("equal:", runs[0] == runs[1])
 PY
 "$mnist" --epochs 0 --load "$ck" --no-progress --log-level warn | tail -1 || status=1
@@ -96,5 +99,35 @@ step MNIST on the GPU and the CPU
 ./build-gpu/apps/mnist/bittorch-mnist --compare --cuda --no-progress --metrics-json "$out/mnist_gpu.json" 2>&1 | tail -4
 ./build-gpu/apps/mnist/bittorch-mnist --compare --no-progress 2>&1 | tail -4
 ./build-gpu/apps/mnist/bittorch-mnist --cuda --activation-bits 8 --no-progress --metrics-json "$out/mnist_gpu_a8.json" 2>&1 | tail -3
+fi
+lm=./build-gpu/apps/lm/bittorch-lm
+if wants lmcheck; then
+step "bittorch-lm on the GPU: train, export, sample the packed file on the GPU and the CPU"
+"$lm" train --cuda --preset tiny --compare --steps 200 --eval-interval 100 --no-progress --export "$out/tiny.btp" \
+  2>&1 | tail -3 || status=1
+"$lm" train --cuda --preset tiny --activation-bits 8 --steps 100 --eval-interval 100 --no-progress 2>&1 | tail -1 ||
+  status=1
+"$lm" sample --cuda --packed "$out/tiny.btp" --prompt "ROMEO:" --tokens 60 --seed 1 || status=1
+"$lm" sample --packed "$out/tiny.btp" --prompt "ROMEO:" --tokens 60 --seed 1 || status=1
+rm -f "$out/tiny.btp"
+fi
+
+if wants lmbench; then
+step "bittorch-lm bench: medium (batch 32 x 512) and large (16 x 1024) on the GPU, medium generation on the CPU"
+"$lm" bench --cuda --preset medium --batch-size 32 --json "$out/lm_bench_medium.json" --log-level warn \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"train": d["train"], "generate": d["generate"]}))' || status=1
+"$lm" bench --cuda --preset large --batch-size 16 --json "$out/lm_bench_large.json" --log-level warn \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"train": d["train"], "generate": d["generate"]}))' || status=1
+"$lm" bench --preset medium --parts generate --generate-tokens 64 --json "$out/lm_bench_medium_cpu.json" --log-level warn \
+  | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["generate"]))' || status=1
+fi
+
+if wants lmquality; then
+preset="${BITTORCH_LM_PRESET:-small}"
+step "bittorch-lm quality: $preset, fp (BF16) against ternary on the same batches"
+# shellcheck disable=SC2086
+timeout "${BITTORCH_LM_TIMEOUT:-540}" "$lm" train --cuda --preset "$preset" --compare --no-progress \
+  --metrics-json "$out/lm_quality_$preset.json" ${BITTORCH_LM_ARGS:---steps 3000 --batch-size 64 --eval-interval 250 --eval-windows 256} \
+  2>&1 | grep -E "epoch [0-9]+/[0-9]+:|bits per byte|^fp |^ternary |error" || status=1
 fi
 exit $status

@@ -7,5 +7,6 @@ namespace bittorch::apps {
 int train_command(int argc, char** argv);
 int sample_command(int argc, char** argv);
 int export_command(int argc, char** argv);
+int bench_command(int argc, char** argv);
 
 }  // namespace bittorch::apps

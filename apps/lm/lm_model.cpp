@@ -78,6 +78,28 @@ int64_t parameter_count(const torch::nn::Module& model) {
   return count;
 }
 
+// AdamW over the matrices (with weight decay) and the rest (norm gains: without).
+std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay) {
+  std::vector<torch::Tensor> matrices, others;
+  for (const auto& p : model.parameters()) (p.dim() >= 2 ? matrices : others).push_back(p);
+  const auto options = [&](double decay) {
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(decay));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(matrices, options(weight_decay));
+  groups.emplace_back(others, options(0.0));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
+}
+
+torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                             bool bf16) {
+  AutocastScope autocast(inputs.device(), bf16);
+  const auto logits = model->forward(inputs);
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat),
+                                              targets.reshape({-1}));
+}
+
 AutocastScope::AutocastScope(torch::Device device, bool enabled) : active_(enabled && device.is_cuda()) {
   if (!active_) return;
   at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);

@@ -7,6 +7,7 @@
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <string>
 
 namespace bittorch::apps {
@@ -30,6 +31,15 @@ nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::stri
 
 /// The parameter count of `model`.
 int64_t parameter_count(const torch::nn::Module& model);
+
+/// AdamW (betas 0.9, 0.95) over the model's matrices, with `weight_decay` (parameter group 0),
+/// and its other parameters (norm gains), without.
+std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay);
+
+/// The mean cross-entropy of predicting `targets` (the next bytes) from `inputs`, [batch, T]
+/// each, in BF16 autocast when `bf16`.
+torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                             bool bf16);
 
 /// Turns BF16 autocast on for `device` while it lives (CUDA only; a no-op elsewhere or when
 /// `enabled` is false) and clears autocast's weight cache at the end.

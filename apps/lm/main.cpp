@@ -14,7 +14,8 @@ void usage(std::ostream& out) {
          "Commands:\n"
          "  train    train a model (fp, ternary, or both with --compare) on a text corpus\n"
          "  sample   generate text from a checkpoint or a packed model file\n"
-         "  export   write a checkpoint's model as a packed model file\n";
+         "  export   write a checkpoint's model as a packed model file\n"
+         "  bench    training and generation throughput, fp against ternary\n";
 }
 
 }  // namespace
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   if (command == "train") return bittorch::apps::train_command(argc - 1, argv + 1);
   if (command == "sample") return bittorch::apps::sample_command(argc - 1, argv + 1);
   if (command == "export") return bittorch::apps::export_command(argc - 1, argv + 1);
+  if (command == "bench") return bittorch::apps::bench_command(argc - 1, argv + 1);
   if (command == "--help" || command == "-h") {
     usage(std::cout);
     return 0;

@@ -32,33 +32,11 @@ struct TrainConfig {
 
 constexpr double kLn2 = 0.6931471805599453;
 
-// AdamW over the matrices (with weight decay) and the rest (norm gains: without).
-std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay) {
-  std::vector<torch::Tensor> matrices, others;
-  for (const auto& p : model.parameters()) (p.dim() >= 2 ? matrices : others).push_back(p);
-  const auto options = [&](double decay) {
-    return std::make_unique<torch::optim::AdamWOptions>(
-        torch::optim::AdamWOptions(lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(decay));
-  };
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(matrices, options(weight_decay));
-  groups.emplace_back(others, options(0.0));
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
-}
-
 // BitNet b1.58's two-stage recipe: weight decay until `until` of the run, then none (the
 // ternary weights settle). Depends on the step alone, so a resumed run agrees.
 void set_weight_decay(torch::optim::AdamW& optimizer, double weight_decay, bool on) {
   auto& matrices = static_cast<torch::optim::AdamWOptions&>(optimizer.param_groups()[0].options());
   matrices.weight_decay(on ? weight_decay : 0.0);
-}
-
-torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inputs, const torch::Tensor& targets,
-                             bool bf16) {
-  AutocastScope autocast(inputs.device(), bf16);
-  const auto logits = model->forward(inputs);
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat),
-                                              targets.reshape({-1}));
 }
 
 double validation_loss(nn::TransformerLM& model, const TextBatches& val, const TrainConfig& config) {

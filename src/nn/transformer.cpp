@@ -10,6 +10,7 @@
 #include <torch/utils.h>
 
 #include <cmath>
+#include <functional>
 #include <optional>
 
 namespace bittorch::nn {
@@ -68,23 +69,31 @@ const std::pair<at::Tensor, at::Tensor>& CausalSelfAttentionImpl::rotary(const a
   return rotary_;
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> CausalSelfAttentionImpl::rotated_heads(
+    const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& rows) {
+  const int64_t batch = x.size(0), steps = x.size(1), heads = options.heads();
+  const auto split_heads = [&](const at::Tensor& t) {
+    return t.view({batch, steps, heads, options.width() / heads}).transpose(1, 2);
+  };
+  const auto q = split_heads(project(q_, x));
+  const auto& [cos, sin] = rotary(q);
+  const auto cos_rows = rows(cos), sin_rows = rows(sin);
+  return {functional::apply_rotary(q, cos_rows, sin_rows),
+          functional::apply_rotary(split_heads(project(k_, x)), cos_rows, sin_rows), split_heads(project(v_, x))};
+}
+
+at::Tensor CausalSelfAttentionImpl::merged_output(const at::Tensor& y) {
+  return project(o_, y.transpose(1, 2).reshape({y.size(0), y.size(2), options.width()}));
+}
+
 at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, int64_t start, at::Tensor* cached_keys,
                                             at::Tensor* cached_values) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == options.width(), "CausalSelfAttention: expected input [batch, T, ",
               options.width(), "], got ", x.sizes());
-  const int64_t batch = x.size(0), steps = x.size(1), heads = options.heads(), head_size = options.width() / heads;
+  const int64_t steps = x.size(1);
   TORCH_CHECK(start >= 0 && start + steps <= options.context(), "CausalSelfAttention: positions ", start, "..",
               start + steps - 1, " exceed the context of ", options.context());
-  const auto split_heads = [&](const at::Tensor& t) {
-    return t.view({batch, steps, heads, head_size}).transpose(1, 2);
-  };
-  auto q = split_heads(project(q_, x));
-  auto k = split_heads(project(k_, x));
-  auto v = split_heads(project(v_, x));
-  const auto& [cos, sin] = rotary(q);
-  const auto cos_rows = cos.narrow(0, start, steps), sin_rows = sin.narrow(0, start, steps);
-  q = functional::apply_rotary(q, cos_rows, sin_rows);
-  k = functional::apply_rotary(k, cos_rows, sin_rows);
+  auto [q, k, v] = rotated_heads(x, [&](const at::Tensor& table) { return table.narrow(0, start, steps); });
   std::optional<at::Tensor> mask;
   bool causal = steps > 1;
   if (cached_keys != nullptr) {
@@ -98,8 +107,28 @@ at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, int64_t start, 
       if (steps > 1) mask = at::ones({steps, start + steps}, q.options().dtype(at::kBool)).tril(start);
     }
   }
-  const auto y = at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal);
-  return project(o_, y.transpose(1, 2).reshape({batch, steps, options.width()}));
+  return merged_output(at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal));
+}
+
+at::Tensor CausalSelfAttentionImpl::forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,
+                                               at::Tensor& cached_values) {
+  TORCH_CHECK(x.dim() == 3 && x.size(1) == 1 && x.size(2) == options.width(),
+              "CausalSelfAttention::forward_at: expected input [batch, 1, ", options.width(), "], got ", x.sizes());
+  const auto [q, k, v] = rotated_heads(x, [&](const at::Tensor& table) { return table.index_select(0, position); });
+  cached_keys.index_copy_(2, position, k.to(cached_keys.scalar_type()));
+  cached_values.index_copy_(2, position, v.to(cached_values.scalar_type()));
+  if (!all_positions_.defined() || all_positions_.device() != x.device()) {
+    all_positions_ = at::arange(options.context(), at::TensorOptions().dtype(at::kLong).device(x.device()));
+  }
+  const auto visible = all_positions_.le(position).view({1, 1, 1, options.context()});
+  return merged_output(
+      at::scaled_dot_product_attention(q, cached_keys.to(q.scalar_type()), cached_values.to(q.scalar_type()), visible));
+}
+
+at::Tensor TransformerBlockImpl::forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,
+                                            at::Tensor& cached_values) {
+  const auto h = x + attention->forward_at(attention_norm->forward(x), position, cached_keys, cached_values);
+  return h + mlp->forward(mlp_norm->forward(h));
 }
 
 MlpImpl::MlpImpl(const TransformerOptions& options_) : options(options_) {
@@ -162,6 +191,19 @@ at::Tensor TransformerLMImpl::forward(const at::Tensor& tokens, KVCache* cache) 
                        cache != nullptr ? &cache->values[i] : nullptr);
   }
   if (cache != nullptr) cache->length += tokens.size(1);
+  return head->forward(norm->forward(x));
+}
+
+at::Tensor TransformerLMImpl::decode_step(const at::Tensor& tokens, const at::Tensor& position, KVCache& cache) {
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) == 1 && tokens.scalar_type() == at::kLong,
+              "TransformerLM::decode_step: expected int64 tokens [batch, 1], got ", tokens.scalar_type(), " ",
+              tokens.sizes());
+  TORCH_CHECK(position.dim() == 1 && position.numel() == 1 && position.scalar_type() == at::kLong,
+              "TransformerLM::decode_step: expected an int64 position [1]");
+  auto x = embedding->forward(tokens);
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    x = blocks[i]->as<TransformerBlockImpl>()->forward_at(x, position, cache.keys[i], cache.values[i]);
+  }
   return head->forward(norm->forward(x));
 }
 

@@ -137,6 +137,14 @@ TEST(Transformer, TheCacheGivesTheLogitsOfWholeForwardPasses) {
   }
   EXPECT_EQ(cache.length, 12);
   EXPECT_TRUE(torch::allclose(torch::cat(pieces, 1), whole, 1e-4, 1e-5));
+  // The fixed-shape step of CUDA-graph decoding: one position at a time, at a position tensor.
+  auto static_cache = model->make_cache(2, torch::TensorOptions().dtype(torch::kFloat));
+  auto position = torch::zeros({1}, torch::kLong);
+  std::vector<at::Tensor> steps;
+  for (int64_t i = 0; i < 12; ++i, position.add_(1)) {
+    steps.push_back(model->decode_step(tokens.narrow(1, i, 1), position, static_cache));
+  }
+  EXPECT_TRUE(torch::allclose(torch::cat(steps, 1), whole, 1e-4, 1e-5));
   EXPECT_TRUE(throws_error_mentioning([&] { model->forward(tokens.narrow(1, 0, 5), &cache); },
                                       {"5 tokens after 12", "context of 16"}));
 }

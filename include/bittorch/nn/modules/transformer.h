@@ -18,6 +18,8 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/pimpl.h>
 
+#include <functional>
+#include <tuple>
 #include <vector>
 
 namespace bittorch::nn {
@@ -64,10 +66,22 @@ class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
   at::Tensor forward(const at::Tensor& x, int64_t start = 0, at::Tensor* cached_keys = nullptr,
                      at::Tensor* cached_values = nullptr);
 
+  /// One new position per sequence (x [batch, 1, width]) at the device tensor `position`
+  /// (int64 [1]), attending over the whole cache with the positions after it masked: every
+  /// shape is fixed, so a CUDA graph can capture the step and replay it at any position.
+  at::Tensor forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,
+                        at::Tensor& cached_values);
+
   TransformerOptions options;
 
  private:
+  // q, k, v as [batch, heads, T, head_size], q and k rotated by the `rows` of the rotary tables.
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> rotated_heads(
+      const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& rows);
+  at::Tensor merged_output(const at::Tensor& y);
+
   size_t q_, k_, v_, o_;
+  at::Tensor all_positions_;  // 0..context-1 on the last device used
   // The rotary tables of every position, on the device and in the dtype last used.
   const std::pair<at::Tensor, at::Tensor>& rotary(const at::Tensor& like);
   std::pair<at::Tensor, at::Tensor> rotary_;
@@ -91,6 +105,9 @@ class BITTORCH_API TransformerBlockImpl : public torch::nn::Module {
   explicit TransformerBlockImpl(const TransformerOptions& options);
   at::Tensor forward(const at::Tensor& x, int64_t start = 0, at::Tensor* cached_keys = nullptr,
                      at::Tensor* cached_values = nullptr);
+  /// CausalSelfAttention::forward_at's step through the whole block.
+  at::Tensor forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,
+                        at::Tensor& cached_values);
 
   RMSNorm attention_norm{nullptr}, mlp_norm{nullptr};
   CausalSelfAttention attention{nullptr};
@@ -112,6 +129,12 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   /// a cache, the tokens continue the cached sequence (T + cache->length <= context) and the
   /// cache grows by T.
   at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr);
+
+  /// The logits [batch, 1, vocab] of `tokens` [batch, 1] at the device tensor `position`
+  /// (int64 [1]), their keys and values written into `cache` there; `cache.length` is left
+  /// alone. Fixed shapes and no host synchronisation: a CUDA graph can capture it, and a
+  /// replay after position.add_(1) generates the next token (the decode loop of a benchmark).
+  at::Tensor decode_step(const at::Tensor& tokens, const at::Tensor& position, KVCache& cache);
 
   /// An empty cache for `batch` sequences, in `options`' device and dtype.
   KVCache make_cache(int64_t batch, const at::TensorOptions& options) const;

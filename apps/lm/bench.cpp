@@ -1,0 +1,227 @@
+// bittorch-lm bench: training tokens/s (BF16 baseline, ternary, ternary with 8-bit
+// activations) and batch-1 generation tokens/s (BF16 model against the packed ternary one,
+// each decode step captured in a CUDA graph on the GPU), with weight memory and file size.
+
+#include "common/cli.h"
+#include "lm/commands.h"
+#include "lm/lm_model.h"
+
+#include <bittorch/io/files.h>
+#include <bittorch/train.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#ifdef BITTORCH_LM_CUDA_GRAPHS
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+
+namespace bittorch::apps {
+namespace {
+
+struct BenchConfig {
+  nn::TransformerOptions model;
+  int64_t batch_size = 0, train_steps = 0, generate_tokens = 0;
+  std::vector<std::string> parts;
+  std::string json_path;
+};
+
+bool wants(const BenchConfig& config, const std::string& part) {
+  return std::find(config.parts.begin(), config.parts.end(), part) != config.parts.end();
+}
+
+// Training tokens/s of one variant: an epoch of `steps` steps to warm up, then one timed.
+nlohmann::json train_throughput(const BenchConfig& config, const std::string& variant, torch::Device device) {
+  const bool ternary = variant != "baseline";
+  torch::manual_seed(0);
+  auto model = make_lm(config.model, ternary ? "ternary" : "fp", variant == "ternary_a8" ? 8 : 0);
+  model->to(device);
+  auto optimizer = make_optimizer(*model, 1e-4, 0.1);
+  train::Trainer trainer(*model, *optimizer,
+                         train::TrainerOptions(2 * config.train_steps, config.train_steps)
+                             .max_grad_norm(1.0)
+                             .label(variant)
+                             .unit("tokens")
+                             .progress(train::ProgressStyle::None)
+                             .loss_check_every(config.train_steps)
+                             .device(device));
+  const int64_t context = config.model.context();
+  const auto inputs =
+      torch::randint(256, {config.batch_size, context + 1}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  train::TrainerHooks hooks;
+  hooks.step = [&](const train::StepContext&) {
+    return train::StepOutput{
+        next_byte_loss(model, inputs.narrow(1, 0, context), inputs.narrow(1, 1, context), device.is_cuda()),
+        config.batch_size * context};
+  };
+  const auto& history = trainer.fit(hooks);
+  const double tokens_per_second = history.back().at("tokens_per_second").get<double>();
+  spdlog::info("train {}: {:.0f} tokens/s", variant, tokens_per_second);
+  return {{"variant", variant},
+          {"tokens_per_second", tokens_per_second},
+          {"step_ms", 1e3 * config.batch_size * context / tokens_per_second}};
+}
+
+// Casts every parameter and buffer outside the packed layers (their codes and scales keep
+// their formats) to `dtype`.
+void cast_except_packed(torch::nn::Module& model, torch::Dtype dtype) {
+  torch::NoGradGuard no_grad;
+  for (const auto& item : model.named_modules()) {
+    if (item.value()->as<nn::PackedTernaryLinear>() != nullptr) continue;
+    for (auto& p : item.value()->named_parameters(false)) p.value().set_data(p.value().to(dtype));
+    for (auto& b : item.value()->named_buffers(false)) {
+      if (b.value().is_floating_point()) b.value().set_data(b.value().to(dtype));
+    }
+  }
+}
+
+int64_t weight_bytes(const torch::nn::Module& model) {
+  int64_t bytes = 0;
+  for (const auto& p : model.parameters()) bytes += p.numel() * p.element_size();
+  for (const auto& b : model.buffers()) bytes += b.numel() * b.element_size();
+  return bytes;
+}
+
+// Greedy decoding, batch 1, from position 0: `tokens` steps, each fed the previous argmax. On
+// CUDA one step is captured in a graph and replayed; returns tokens per second.
+double decode_throughput(nn::TransformerLM& model, torch::Device device, torch::Dtype dtype, int64_t tokens) {
+  torch::NoGradGuard no_grad;
+  auto cache = model->make_cache(1, torch::TensorOptions().dtype(dtype).device(device));
+  const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
+  auto token = torch::zeros({1, 1}, long_options);
+  auto position = torch::zeros({1}, long_options);
+  const auto step = [&] {
+    token.copy_(model->decode_step(token, position, cache).argmax(-1));
+    position.add_(1);
+  };
+  const auto seconds_for = [&](const std::function<void()>& run) {
+    train::synchronize(device);
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    train::synchronize(device);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+#ifdef BITTORCH_LM_CUDA_GRAPHS
+  if (device.is_cuda()) {
+    c10::cuda::CUDAStreamGuard stream(c10::cuda::getStreamFromPool());
+    for (int i = 0; i < 3; ++i) step();  // warm-up on the capture stream
+    at::cuda::CUDAGraph graph;
+    graph.capture_begin();
+    step();
+    graph.capture_end();
+    position.zero_();
+    return tokens / seconds_for([&] {
+             for (int64_t i = 0; i < tokens; ++i) graph.replay();
+           });
+  }
+#endif
+  for (int i = 0; i < 3; ++i) step();
+  position.zero_();
+  return tokens / seconds_for([&] {
+           for (int64_t i = 0; i < tokens; ++i) step();
+         });
+}
+
+nlohmann::json generation(const BenchConfig& config, torch::Device device) {
+  // The baseline in BF16 on the GPU (FP32 on the CPU); the packed ternary model with its
+  // embedding, norms and head in the same dtype.
+  const auto dtype = device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
+  const int64_t tokens = std::min(config.generate_tokens, config.model.context() - 4);
+  torch::manual_seed(0);
+  auto baseline = make_lm(config.model, "fp", 0);
+  baseline->eval();
+  baseline->to(device, dtype);
+  const double baseline_rate = decode_throughput(baseline, device, dtype, tokens);
+  const int64_t baseline_bytes = weight_bytes(*baseline);
+  baseline = nullptr;
+
+  torch::manual_seed(0);
+  auto packed = make_lm(config.model, "ternary", 0);
+  packed->eval();
+  bittorch::pack(*packed);
+  const std::string file = fmt::format("/tmp/bittorch-lm-bench-{}.btp", ::getpid());
+  bittorch::save_packed(*packed, file);
+  const int64_t file_bytes = io::regular_file_size(file);
+  std::remove(file.c_str());
+  packed->to(device);
+  cast_except_packed(*packed, dtype);
+  const double packed_rate = decode_throughput(packed, device, dtype, tokens);
+  const int64_t packed_bytes = weight_bytes(*packed);
+  spdlog::info(
+      "generate: baseline {:.0f} tokens/s, packed {:.0f} tokens/s ({:.2f}x); weights {} -> {} bytes "
+      "({:.1f}x), file {} bytes",
+      baseline_rate, packed_rate, packed_rate / baseline_rate, baseline_bytes, packed_bytes,
+      static_cast<double>(baseline_bytes) / packed_bytes, file_bytes);
+  return {{"tokens", tokens},
+          {"dtype", device.is_cuda() ? "bfloat16" : "float32"},
+          {"cuda_graphs", device.is_cuda()},
+          {"threads", at::get_num_threads()},
+          {"baseline_tokens_per_second", baseline_rate},
+          {"packed_tokens_per_second", packed_rate},
+          {"speedup", packed_rate / baseline_rate},
+          {"baseline_weight_bytes", baseline_bytes},
+          {"packed_weight_bytes", packed_bytes},
+          {"packed_file_bytes", file_bytes},
+          {"memory_ratio", static_cast<double>(baseline_bytes) / packed_bytes},
+          {"file_ratio", static_cast<double>(baseline_bytes) / file_bytes}};
+}
+
+}  // namespace
+
+int bench_command(int argc, char** argv) {
+  cxxopts::Options options("bittorch-lm bench", "Training and generation throughput of the fp and ternary models");
+  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
+  // clang-format off
+  options.add_options()
+    ("batch-size", "Training sequences per step", text("8"))
+    ("train-steps", "Timed training steps (after as many to warm up)", text("10"))
+    ("generate-tokens", "Generated tokens timed (batch 1)", text("256"))
+    ("parts", "train, generate or both (comma-separated)", text("train,generate"))
+    ("json", "Write the results to PATH", text(""));
+  // clang-format on
+  add_model_options(options);
+  add_common_options(options);
+  return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
+    BenchConfig config;
+    config.model = parse_model_options(args);
+    config.batch_size = integer_flag(args, "batch-size", 1);
+    config.train_steps = integer_flag(args, "train-steps", 1);
+    config.generate_tokens = integer_flag(args, "generate-tokens", 1);
+    const std::string parts = args["parts"].as<std::string>();
+    for (const std::string part : {"train", "generate"}) {
+      if (parts.find(part) != std::string::npos) config.parts.push_back(part);
+    }
+    if (config.parts.empty()) throw UsageError("--parts must name train, generate or both, not '" + parts + "'");
+    config.json_path = args["json"].as<std::string>();
+    check_output_flags(args, {"json"});
+    const auto device = selected_device(args);
+    nlohmann::json result = {{"device", device.str()},
+                             {"model", options_json(config.model)},
+                             {"batch_size", config.batch_size},
+                             {"train_precision", device.is_cuda() ? "bf16 autocast" : "fp32"}};
+#ifdef BITTORCH_LM_CUDA_GRAPHS
+    if (device.is_cuda()) result["gpu"] = at::cuda::getCurrentDeviceProperties()->name;
+#endif
+    if (wants(config, "train")) {
+      result["train"] = nlohmann::json::array();
+      for (const std::string variant : {"baseline", "ternary", "ternary_a8"}) {
+        result["train"].push_back(train_throughput(config, variant, device));
+      }
+    }
+    if (wants(config, "generate")) result["generate"] = generation(config, device);
+    std::cout << result.dump(2) << std::endl;
+    if (!config.json_path.empty()) io::write_file_atomically(config.json_path, result.dump(2) + "\n");
+    return 0;
+  });
+}
+
+}  // namespace bittorch::apps
