@@ -60,9 +60,9 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
 class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
  public:
   explicit CausalSelfAttentionImpl(const TransformerOptions& options);
-  /// x [batch, T, width] at positions start.. start + T - 1. With a `layer` of a KV cache,
-  /// this step's keys and values are written into it and attention covers every earlier
-  /// position too.
+  /// x [batch, T, width] at positions start.. start + T - 1. With one layer's cached keys
+  /// and values ([batch, heads, context, head_size] of a KVCache), this step's are written into
+  /// them and attention covers every earlier position too.
   at::Tensor forward(const at::Tensor& x, int64_t start = 0, at::Tensor* cached_keys = nullptr,
                      at::Tensor* cached_values = nullptr);
 
