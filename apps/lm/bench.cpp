@@ -149,7 +149,7 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
   packed->eval();
   bittorch::pack(*packed);
   const std::string file = fmt::format("/tmp/bittorch-lm-bench-{}.btp", ::getpid());
-  bittorch::save_packed(*packed, file);
+  bittorch::save_packed(*packed, file, torch::kBFloat16);
   const int64_t file_bytes = io::regular_file_size(file);
   std::remove(file.c_str());
   packed->to(device);

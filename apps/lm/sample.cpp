@@ -91,14 +91,20 @@ int sample_command(int argc, char** argv) {
 int export_command(int argc, char** argv) {
   cxxopts::Options options("bittorch-lm export", "Write a trained model as a packed model file");
   options.add_options()("checkpoint", "A checkpoint of bittorch-lm train (--save)", cxxopts::value<std::string>())(
-      "output", "The packed model file to write", cxxopts::value<std::string>());
+      "output", "The packed model file to write", cxxopts::value<std::string>())(
+      "dtype", "Storage of the embedding, norms and head: bfloat16, float16 or float32",
+      cxxopts::value<std::string>()->default_value("bfloat16"));
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
     if (!args.count("checkpoint") || !args.count("output")) throw UsageError("give --checkpoint and --output");
     check_output_flags(args, {"output"});
     const auto checkpoint = args["checkpoint"].as<std::string>(), output = args["output"].as<std::string>();
+    const std::string dtype = choice_flag(args, "dtype", {"bfloat16", "float16", "float32"});
     auto model = model_from_checkpoint(checkpoint);
-    bittorch::save_packed(*model, output);
+    bittorch::save_packed(*model, output,
+                          dtype == "bfloat16"  ? torch::kBFloat16
+                          : dtype == "float16" ? torch::kHalf
+                                               : torch::kFloat);
     spdlog::info("exported {} to {} ({} bytes)", checkpoint, output, io::regular_file_size(output));
     return 0;
   });

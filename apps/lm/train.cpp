@@ -126,7 +126,7 @@ nlohmann::json train_one(const std::string& kind, const TrainConfig& config, con
   if (ternary && !config.export_path.empty()) {
     model->eval();
     bittorch::pack(*model);
-    bittorch::save_packed(*model, config.export_path);
+    bittorch::save_packed(*model, config.export_path, torch::kBFloat16);
     spdlog::info("ternary: exported {} ({} bytes)", config.export_path, io::regular_file_size(config.export_path));
   }
   report();

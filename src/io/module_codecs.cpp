@@ -20,10 +20,23 @@ namespace {
 
 // ---- helpers shared by the codecs ---------------------------------------------------------
 
-// `tensor` as float32 bytes, kept in `storage`.
-std::string_view float_bytes(const at::Tensor& tensor, std::deque<std::string>& storage) {
-  const at::Tensor values = tensor.detach().to(at::kCPU, at::kFloat).contiguous();
-  storage.emplace_back(reinterpret_cast<const char*>(values.data_ptr<float>()), values.numel() * sizeof(float));
+// The ATen dtype of an array dtype.
+at::ScalarType scalar_type_of(ArrayDtype dtype) {
+  switch (dtype) {
+    case ArrayDtype::Float16:
+      return at::kHalf;
+    case ArrayDtype::BFloat16:
+      return at::kBFloat16;
+    case ArrayDtype::Float32:
+      break;
+  }
+  return at::kFloat;
+}
+
+// `tensor` as bytes of the record's array dtype, kept in `storage`.
+std::string_view float_bytes(const at::Tensor& tensor, const ModuleRecord& r, std::deque<std::string>& storage) {
+  const at::Tensor values = tensor.detach().to(at::kCPU, scalar_type_of(r.array_dtype)).contiguous();
+  storage.emplace_back(static_cast<const char*>(values.const_data_ptr()), values.numel() * values.element_size());
   return storage.back();
 }
 
@@ -38,11 +51,14 @@ void expect_features(int64_t value, const char* what) {
   TORCH_CHECK(value >= 1 && value <= (int64_t{1} << 24), "invalid ", what, " ", value);
 }
 
-// Array `index` of the record into the float32 CPU tensor `dest` (its size checked first).
+// Array `index` of the record, in its array dtype, into the float32 CPU tensor `dest` (its
+// size checked first).
 void copy_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what) {
-  const auto bytes = static_cast<size_t>(dest.numel()) * sizeof(float);
+  const auto stored = at::empty(dest.sizes(), at::TensorOptions().dtype(scalar_type_of(r.array_dtype)));
+  const auto bytes = static_cast<size_t>(stored.numel() * stored.element_size());
   TORCH_CHECK(r.blobs[index].size() == bytes, "its ", what, " has ", r.blobs[index].size(), " bytes, expected ", bytes);
-  std::memcpy(dest.data_ptr<float>(), r.blobs[index].data(), bytes);
+  std::memcpy(stored.data_ptr(), r.blobs[index].data(), bytes);
+  dest.copy_(stored);
 }
 
 // copy_floats, then a c10::Error naming the first non-finite value, as a row.
@@ -91,8 +107,8 @@ void packed_arrays(const torch::nn::Module& module, const std::string& path, Mod
   const auto trits = quant::trits_from_packed(layer.packed, layer.options.in_features());
   storage.emplace_back(trits.begin(), trits.end());
   r.blobs.push_back(storage.back());
-  r.blobs.push_back(float_bytes(layer.scale.expand({layer.options.out_features()}), storage));
-  if (layer.bias.defined()) r.blobs.push_back(float_bytes(layer.bias, storage));
+  r.blobs.push_back(float_bytes(layer.scale.expand({layer.options.out_features()}), r, storage));
+  if (layer.bias.defined()) r.blobs.push_back(float_bytes(layer.bias, r, storage));
 }
 
 torch::nn::AnyModule create_packed(const ModuleRecord& r) {
@@ -132,8 +148,8 @@ void describe_linear(const torch::nn::Module& module, const std::string&, Module
 void linear_arrays(const torch::nn::Module& module, const std::string&, ModuleRecord& r,
                    std::deque<std::string>& storage) {
   const auto& layer = as<torch::nn::LinearImpl>(module);
-  r.blobs.push_back(float_bytes(layer.weight, storage));
-  if (layer.bias.defined()) r.blobs.push_back(float_bytes(layer.bias, storage));
+  r.blobs.push_back(float_bytes(layer.weight, r, storage));
+  if (layer.bias.defined()) r.blobs.push_back(float_bytes(layer.bias, r, storage));
 }
 
 torch::nn::AnyModule create_linear(const ModuleRecord& r) {
@@ -160,7 +176,7 @@ void describe_embedding(const torch::nn::Module& module, const std::string& path
 
 void embedding_arrays(const torch::nn::Module& module, const std::string&, ModuleRecord& r,
                       std::deque<std::string>& storage) {
-  r.blobs.push_back(float_bytes(as<torch::nn::EmbeddingImpl>(module).weight, storage));
+  r.blobs.push_back(float_bytes(as<torch::nn::EmbeddingImpl>(module).weight, r, storage));
 }
 
 torch::nn::AnyModule create_embedding(const ModuleRecord& r) {
@@ -189,8 +205,8 @@ void layer_norm_arrays(const torch::nn::Module& module, const std::string&, Modu
                        std::deque<std::string>& storage) {
   const auto& layer = as<torch::nn::LayerNormImpl>(module);
   if (!layer.options.elementwise_affine()) return;
-  r.blobs.push_back(float_bytes(layer.weight, storage));
-  r.blobs.push_back(float_bytes(layer.bias, storage));
+  r.blobs.push_back(float_bytes(layer.weight, r, storage));
+  r.blobs.push_back(float_bytes(layer.bias, r, storage));
 }
 
 torch::nn::AnyModule create_layer_norm(const ModuleRecord& r) {
@@ -219,7 +235,7 @@ void describe_rms_norm(const torch::nn::Module& module, const std::string&, Modu
 
 void rms_norm_arrays(const torch::nn::Module& module, const std::string&, ModuleRecord& r,
                      std::deque<std::string>& storage) {
-  r.blobs.push_back(float_bytes(as<nn::RMSNormImpl>(module).weight, storage));
+  r.blobs.push_back(float_bytes(as<nn::RMSNormImpl>(module).weight, r, storage));
 }
 
 torch::nn::AnyModule create_rms_norm(const ModuleRecord& r) {

@@ -25,7 +25,7 @@ std::string shown(const std::string& path) {
 // The record of one module (without its arrays unless `storage`), or, for a container, its
 // kind alone. `caller` names the function in errors.
 io::ModuleRecord record_of(const torch::nn::Module& module, const std::string& path, std::deque<std::string>* storage,
-                           const char* caller) {
+                           const char* caller, io::ArrayDtype dtype) {
   io::ModuleRecord r;
   r.path = path;
   if (const auto* ternary = dynamic_cast<const nn::TernaryLinearImpl*>(&module)) {
@@ -33,12 +33,15 @@ io::ModuleRecord record_of(const torch::nn::Module& module, const std::string& p
                 "' is a TernaryLinear; a packed file loads into PackedTernaryLinear layers (bittorch::pack the model "
                 "first)");
     const auto packed = nn::pack_layer(*ternary, path, caller);
-    return record_of(*packed, path, storage, caller);
+    return record_of(*packed, path, storage, caller, dtype);
   }
   if (const auto* codec = io::codec_for(module)) {
     r.kind = codec->kind;
+    // A packed layer's scale and bias stay float32: its kernels read them so.
+    r.array_dtype = r.kind == io::ModuleKind::PackedTernaryLinear ? io::ArrayDtype::Float32 : dtype;
     codec->describe(module, path, r);
     if (storage != nullptr) codec->arrays(module, path, r, *storage);
+    if (r.blobs.empty()) r.array_dtype = io::ArrayDtype::Float32;
     return r;
   }
   TORCH_CHECK(!module.named_children().is_empty(), caller, ": cannot save module '", shown(path), "' (", module.name(),
@@ -58,12 +61,12 @@ io::ModuleRecord record_of(const torch::nn::Module& module, const std::string& p
 
 // The records of the tree under `module`, parents first.
 void collect(const torch::nn::Module& module, const std::string& path, std::vector<io::ModuleRecord>& records,
-             std::deque<std::string>* storage, const char* caller) {
-  records.push_back(record_of(module, path, storage, caller));
+             std::deque<std::string>* storage, const char* caller, io::ArrayDtype dtype = io::ArrayDtype::Float32) {
+  records.push_back(record_of(module, path, storage, caller, dtype));
   const auto kind = records.back().kind;
   if (kind != io::ModuleKind::Sequential && kind != io::ModuleKind::Module) return;
   for (const auto& child : module.named_children()) {
-    collect(*child.value(), path.empty() ? child.key() : path + "." + child.key(), records, storage, caller);
+    collect(*child.value(), path.empty() ? child.key() : path + "." + child.key(), records, storage, caller, dtype);
   }
 }
 
@@ -112,15 +115,25 @@ bool same_layout(const io::ModuleRecord& model, const io::ModuleRecord& file) {
 
 }  // namespace
 
-void save_packed(const torch::nn::Module& model, const std::string& path) {
+void save_packed(const torch::nn::Module& model, const std::string& path, c10::ScalarType full_precision_dtype) {
+  const char* caller = "bittorch::save_packed";
+  io::ArrayDtype dtype = io::ArrayDtype::Float32;
+  if (full_precision_dtype == at::kHalf) {
+    dtype = io::ArrayDtype::Float16;
+  } else if (full_precision_dtype == at::kBFloat16) {
+    dtype = io::ArrayDtype::BFloat16;
+  } else {
+    TORCH_CHECK(full_precision_dtype == at::kFloat, caller,
+                ": full-precision layers are stored in float32, float16 or ", "bfloat16, not ", full_precision_dtype);
+  }
   std::vector<io::ModuleRecord> records;
   std::deque<std::string> storage;
-  collect(model, "", records, &storage, "bittorch::save_packed");
+  collect(model, "", records, &storage, caller, dtype);
   io::write_file_atomically(path, io::write_packed_file(records));
 }
 
-void save_packed(const torch::nn::Sequential& model, const std::string& path) {
-  save_packed(*model, path);
+void save_packed(const torch::nn::Sequential& model, const std::string& path, c10::ScalarType full_precision_dtype) {
+  save_packed(*model, path, full_precision_dtype);
 }
 
 torch::nn::Sequential load_packed(const std::string& path) {

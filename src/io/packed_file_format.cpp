@@ -59,8 +59,9 @@ class Reader {
   size_t offset_ = 0;
 };
 
-// Version 2: each record is path, kind, its integers, reals and byte arrays.
-std::vector<ModuleRecord> parse_records(std::string_view records_bytes) {
+// Versions 2 and 3: each record is path, kind, (version 3: array dtype,) its integers, reals
+// and byte arrays.
+std::vector<ModuleRecord> parse_records(std::string_view records_bytes, uint32_t version) {
   Reader r(records_bytes);
   const auto count = r.get<uint32_t>("module count");
   if (count == 0 || count > kMaxModules) throw PackedFileError("implausible module count " + std::to_string(count));
@@ -79,6 +80,11 @@ std::vector<ModuleRecord> parse_records(std::string_view records_bytes) {
     const auto kind = r.get<uint8_t>("module kind");
     if (kind == 0 || kind > kLastModuleKind) throw PackedFileError(name + " has unknown kind " + std::to_string(kind));
     m.kind = static_cast<ModuleKind>(kind);
+    if (version >= 3) {
+      const auto dtype = r.get<uint8_t>("array dtype");
+      if (dtype > kLastArrayDtype) throw PackedFileError(name + " has unknown array dtype " + std::to_string(dtype));
+      m.array_dtype = static_cast<ArrayDtype>(dtype);
+    }
     const auto ints = r.get<uint32_t>("integer count");
     if (ints > kMaxNumbers) throw PackedFileError(name + " has an implausible integer count");
     for (uint32_t k = 0; k < ints; ++k) m.ints.push_back(r.get<int64_t>("integer"));
@@ -157,15 +163,23 @@ std::string parent_path(const std::string& path) {
   return dot == std::string::npos ? std::string() : path.substr(0, dot);
 }
 
-std::string write_packed_file(const std::vector<ModuleRecord>& records) {
+std::string write_packed_file(const std::vector<ModuleRecord>& records, uint32_t version) {
+  if (version != 2 && version != kPackedFileVersion) {
+    throw PackedFileError("cannot write format version " + std::to_string(version));
+  }
   Writer w;
   w.put_bytes(kPackedFileMagic, sizeof(kPackedFileMagic));
-  w.put<uint32_t>(kPackedFileVersion);
+  w.put<uint32_t>(version);
   w.put<uint32_t>(static_cast<uint32_t>(records.size()));
   for (const auto& r : records) {
     w.put<uint32_t>(static_cast<uint32_t>(r.path.size()));
     w.put_bytes(r.path.data(), r.path.size());
     w.put<uint8_t>(static_cast<uint8_t>(r.kind));
+    if (version >= 3) {
+      w.put<uint8_t>(static_cast<uint8_t>(r.array_dtype));
+    } else if (r.array_dtype != ArrayDtype::Float32) {
+      throw PackedFileError("version 2 files hold float32 arrays only");
+    }
     w.put<uint32_t>(static_cast<uint32_t>(r.ints.size()));
     for (const int64_t v : r.ints) w.put<int64_t>(v);
     w.put<uint32_t>(static_cast<uint32_t>(r.reals.size()));
@@ -189,11 +203,13 @@ std::vector<ModuleRecord> parse_packed_file(std::string_view bytes) {
   }
   Reader header(bytes.substr(sizeof(kPackedFileMagic)));
   const auto version = header.get<uint32_t>("version");
-  if (version != 1 && version != kPackedFileVersion) {
+  if (version < 1 || version > kPackedFileVersion) {
     throw PackedFileError("format version " + std::to_string(version) + " is not supported (this build reads 1 to " +
                           std::to_string(kPackedFileVersion) + ")");
   }
-  const auto parse = version == 1 ? parse_records_v1 : parse_records;
+  const auto parse = [version](std::string_view records) {
+    return version == 1 ? parse_records_v1(records) : parse_records(records, version);
+  };
   const std::string_view body = bytes.substr(0, bytes.size() - sizeof(uint32_t));
   const std::string_view records = body.substr(sizeof(kPackedFileMagic) + sizeof(uint32_t));
   uint32_t stored_crc;

@@ -14,8 +14,9 @@
 namespace bittorch::io {
 
 inline constexpr char kPackedFileMagic[8] = {'B', 'T', 'P', 'A', 'C', 'K', '\r', '\n'};
-/// The version written. Version 1 files (a flat list of packed layers and ReLUs) are still read.
-inline constexpr uint32_t kPackedFileVersion = 2;
+/// The version written. Version 1 (a flat list of packed layers and ReLUs) and version 2 (no
+/// array dtype: float32) files are still read.
+inline constexpr uint32_t kPackedFileVersion = 3;
 
 /// Every way a packed file can be malformed.
 class PackedFileError : public std::runtime_error {
@@ -48,9 +49,15 @@ enum class ModuleKind : uint8_t {
 };
 inline constexpr uint8_t kLastModuleKind = 13;
 
+/// How a record's full-precision arrays (weights, biases, norm gains) are stored.
+enum class ArrayDtype : uint8_t { Float32 = 0, Float16 = 1, BFloat16 = 2 };
+inline constexpr uint8_t kLastArrayDtype = 2;
+
 /// One module of the tree.
 struct ModuleRecord {
   ModuleKind kind = ModuleKind::Module;
+  /// The element type of its full-precision arrays (a packed layer's scale and bias: float32).
+  ArrayDtype array_dtype = ArrayDtype::Float32;
   /// Dotted path from the root ("encoder.0.fc1"); "" for the root itself.
   std::string path;
   /// The kind's integers (shapes, flags) and real numbers (eps, p), in its own order.
@@ -65,11 +72,12 @@ struct ModuleRecord {
 /// The path of a record's parent: "encoder.0" for "encoder.0.fc1", "" for a child of the root.
 std::string parent_path(const std::string& path);
 
-/// The file's bytes (version 2): magic, version, the records, then the CRC-32 of everything
-/// before it. Records come parents first, the root first.
-std::string write_packed_file(const std::vector<ModuleRecord>& records);
+/// The file's bytes: magic, version, the records, then the CRC-32 of everything before it.
+/// Records come parents first, the root first. `version` 2 (no array dtypes, every array
+/// float32) is there for tests of older files.
+std::string write_packed_file(const std::vector<ModuleRecord>& records, uint32_t version = kPackedFileVersion);
 
-/// The records of a version 1 or 2 file; version 1's flat list comes back as a Sequential root
+/// The records of a version 1, 2 or 3 file; version 1's flat list comes back as a Sequential root
 /// and its children. Any malformation (truncation, bad magic, version, counts, lengths, kinds,
 /// a path whose parent comes nowhere before it, a repeated path, checksum, trailing bytes) is a
 /// PackedFileError naming it. A file whose checksum fails is reported as truncated

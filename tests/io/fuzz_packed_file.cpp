@@ -1,4 +1,4 @@
-// Mutation fuzzing of the packed model file parser (version 2 files), built with AddressSanitizer and
+// Mutation fuzzing of the packed model file parser (version 3 files), built with AddressSanitizer and
 // UndefinedBehaviorSanitizer (no LibTorch in this binary): from valid files, mutated copies
 // (bit flips, byte overwrites, truncations, insertions, deletions, appended bytes), half of
 // them with the checksum recomputed so that the parser behind it is reached. Every parse must
@@ -34,6 +34,7 @@ std::string valid_file(std::mt19937_64& rng, std::vector<std::string>& arrays) {
   for (int i = 0; i < modules; ++i) {
     ModuleRecord m;
     m.kind = static_cast<ModuleKind>(1 + rng() % bittorch::io::kLastModuleKind);
+    m.array_dtype = static_cast<bittorch::io::ArrayDtype>(rng() % (bittorch::io::kLastArrayDtype + 1));
     m.path = (container.empty() ? "" : container + ".") + "m" + std::to_string(i);
     if (m.kind == ModuleKind::Module && container.empty()) container = m.path;
     for (uint64_t k = rng() % 7; k > 0; --k) m.ints.push_back(static_cast<int64_t>(rng() % 100));

@@ -73,8 +73,8 @@ TEST(PackedFile, MalformedFilesAreClearErrors) {
   flipped[good.size() / 2] = static_cast<char>(flipped[good.size() / 2] ^ 0x10);
   EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(flipped); }, {"checksum", "corrupted"}));
   std::string future = good;
-  future[8] = 3;  // version field
-  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(future); }, {"version 3", "not supported"}));
+  future[8] = 4;  // version field
+  EXPECT_TRUE(throws_error_mentioning([&] { load_bytes(future); }, {"version 4", "not supported"}));
   // Records of a valid file changed behind a valid checksum: [0] the Sequential, [1] layer "0",
   // [2] the ReLU, [3] layer "2".
   const auto with = [&](const std::function<void(std::vector<bittorch::io::ModuleRecord>&)>& change) {
@@ -170,6 +170,59 @@ TEST(PackedFile, EveryStoredKindRoundTrips) {
   };
   EXPECT_TRUE(throws_error_mentioning([&] { bittorch::save_packed(Scaled(), dir.file("own.btp")); },
                                       {"(root)", "parameters or buffers of its own"}));
+}
+
+// Full-precision layers stored in float16 or bfloat16: each weight is the float32 one rounded to
+// that type, the ternary layers are as in a float32 file, and the file is smaller.
+TEST(PackedFile, HalfPrecisionArrays) {
+  TempDir dir;
+  torch::manual_seed(64);
+  torch::nn::Sequential model(torch::nn::Embedding(10, 8), bittorch::nn::RMSNorm(8),
+                              torch::nn::LayerNorm(torch::nn::LayerNormOptions({8})), torch::nn::Linear(8, 8),
+                              bittorch::nn::TernaryLinear(8, 4));
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.uniform_(-1, 1);
+  }
+  bittorch::save_packed(model, dir.file("f32.btp"));
+  auto f32 = bittorch::load_packed(dir.file("f32.btp"));
+  const auto x = torch::randint(0, 10, {3, 5});
+  for (const auto dtype : {torch::kHalf, torch::kBFloat16}) {
+    const auto path = dir.file("half.btp");
+    bittorch::save_packed(model, path, dtype);
+    EXPECT_LT(bittorch::io::regular_file_size(path), bittorch::io::regular_file_size(dir.file("f32.btp")));
+    auto loaded = bittorch::load_packed(path);
+    for (const auto& p : model->named_parameters()) {
+      if (p.key().rfind("4.", 0) == 0) continue;  // the ternary layer: packed, compared below
+      EXPECT_TRUE(torch::equal(loaded->named_parameters()[p.key()], p.value().to(dtype).to(torch::kFloat)))
+          << p.key() << " " << dtype;
+    }
+    EXPECT_TRUE(torch::equal(loaded[4]->as<bittorch::nn::PackedTernaryLinear>()->packed,
+                             f32[4]->as<bittorch::nn::PackedTernaryLinear>()->packed));
+    EXPECT_TRUE(torch::equal(loaded[4]->as<bittorch::nn::PackedTernaryLinear>()->scale,
+                             f32[4]->as<bittorch::nn::PackedTernaryLinear>()->scale));
+    const auto records = bittorch::io::parse_packed_file(read_all(path));
+    EXPECT_EQ(records[5].array_dtype, bittorch::io::ArrayDtype::Float32);  // the packed layer's scale
+    EXPECT_EQ(records[1].array_dtype,
+              dtype == torch::kHalf ? bittorch::io::ArrayDtype::Float16 : bittorch::io::ArrayDtype::BFloat16);
+    EXPECT_TRUE(torch::allclose(loaded->forward(x), f32->forward(x), 0.05, 0.05)) << dtype;
+  }
+  EXPECT_TRUE(throws_error_mentioning([&] { bittorch::save_packed(model, dir.file("d.btp"), torch::kDouble); },
+                                      {"float32, float16 or bfloat16", "Double"}));
+}
+
+// Version 2 files (no array dtype: float32) still load.
+TEST(PackedFile, Version2FilesStillLoad) {
+  TempDir dir;
+  torch::manual_seed(65);
+  torch::nn::Sequential model(torch::nn::Linear(6, 6), torch::nn::ReLU(), bittorch::nn::TernaryLinear(6, 3));
+  bittorch::save_packed(model, dir.file("v3.btp"));
+  const auto bytes = read_all(dir.file("v3.btp"));
+  write_all(dir.file("v2.btp"), bittorch::io::write_packed_file(bittorch::io::parse_packed_file(bytes), 2));
+  EXPECT_EQ(read_all(dir.file("v2.btp")).size(), bytes.size() - 4);  // one dtype byte per record fewer
+  const auto x = torch::randn({2, 6});
+  EXPECT_TRUE(torch::equal(bittorch::load_packed(dir.file("v2.btp"))->forward(x),
+                           bittorch::load_packed(dir.file("v3.btp"))->forward(x)));
 }
 
 // Version 1 files, written here byte by byte from docs/packed-format.md, still load.

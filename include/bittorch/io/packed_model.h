@@ -8,6 +8,7 @@
 
 #include <bittorch/nn/modules/transformer.h>
 
+#include <c10/core/ScalarType.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
 
@@ -16,17 +17,21 @@
 
 namespace bittorch {
 
-/// Writes `model` as a packed model file (format version 2), through
+/// Writes `model` as a packed model file (format version 3), through
 /// bittorch::io::write_file_atomically. Every module of the tree must be one a file holds:
 /// PackedTernaryLinear, TernaryLinear (packed on the way), Linear, Embedding (without
 /// max_norm), LayerNorm, nn::RMSNorm, ReLU, GELU, SiLU, Tanh, Sigmoid, Dropout, and Sequentials or modules of
 /// your own (without parameters or buffers of their own) holding them; anything else, or a
 /// non-finite weight, scale or bias of a ternary layer, is a c10::Error naming the module.
-/// Full-precision weights are stored in float32.
-BITTORCH_API void save_packed(const torch::nn::Module& model, const std::string& path);
-BITTORCH_API void save_packed(const torch::nn::Sequential& model, const std::string& path);
+/// Full-precision weights (Linear, Embedding, the norms) are stored in `full_precision_dtype`:
+/// float32 (exact), float16 or bfloat16 (half the bytes; loading widens them to float32); a
+/// ternary layer is 1.6 bits per weight with float32 scales either way.
+BITTORCH_API void save_packed(const torch::nn::Module& model, const std::string& path,
+                              c10::ScalarType full_precision_dtype = c10::kFloat);
+BITTORCH_API void save_packed(const torch::nn::Sequential& model, const std::string& path,
+                              c10::ScalarType full_precision_dtype = c10::kFloat);
 
-/// Reads a file written by save_packed (version 1 or 2) of a Sequential of stored kinds into
+/// Reads a file written by save_packed (version 1, 2 or 3) of a Sequential of stored kinds into
 /// a new Sequential on the CPU (float32, in eval mode), in about the memory of the loaded model plus
 /// the file's size. A missing, non-regular (a directory, a FIFO, a device), truncated,
 /// corrupted, other-version or inconsistent file, or one with non-finite scales, is a
