@@ -14,14 +14,14 @@ std::pair<at::Tensor, at::Tensor> rotary_tables(int64_t positions, int64_t head_
   TORCH_CHECK(head_size % 2 == 0 && head_size > 0, "rotary_tables: the head size must be even, not ", head_size);
   const auto options = at::TensorOptions().dtype(at::kDouble);
   const auto inverse_frequency = at::pow(base, -at::arange(0, head_size, 2, options) / static_cast<double>(head_size));
-  const auto angles = at::outer(at::arange(positions, options), inverse_frequency).repeat({1, 2});
-  return {angles.cos().to(device), angles.sin().to(device)};
+  const auto angles = at::outer(at::arange(positions, options), inverse_frequency);
+  return {at::cat({angles.cos(), angles.cos()}, 1).to(device), at::cat({-angles.sin(), angles.sin()}, 1).to(device)};
 }
 
-at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  const int64_t half = x.size(-1) / 2;
-  const auto rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-  return x * cos.to(x.scalar_type()) + rotated * sin.to(x.scalar_type());
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& signed_sin) {
+  // roll(x) = (x2, x1): with the sine's first half negated, x * cos + roll(x) * signed_sin is
+  // (x1 cos - x2 sin, x2 cos + x1 sin) in three kernels.
+  return at::addcmul(x * cos.to(x.scalar_type()), x.roll(x.size(-1) / 2, -1), signed_sin.to(x.scalar_type()));
 }
 
 }  // namespace bittorch::nn::functional
