@@ -51,8 +51,9 @@ double validation_loss(nn::TransformerLM& model, const TextBatches& val, const T
   return sum / static_cast<double>(windows);
 }
 
-nlohmann::json train_one(const std::string& kind, const TrainConfig& config, const TextBatches& train,
-                         const TextBatches& val, torch::Device device, train::MetricsLog& metrics) {
+// Trains the model of `kind`; its entry in `metrics` is rewritten after every evaluation.
+void train_one(const std::string& kind, const TrainConfig& config, const TextBatches& train, const TextBatches& val,
+               torch::Device device, train::MetricsLog& metrics) {
   const bool ternary = kind == "ternary";
   torch::manual_seed(config.seed);  // the same initial weights for both models
   auto model = make_lm(config.model, kind, config.activation_bits);
@@ -130,7 +131,6 @@ nlohmann::json train_one(const std::string& kind, const TrainConfig& config, con
     spdlog::info("ternary: exported {} ({} bytes)", config.export_path, io::regular_file_size(config.export_path));
   }
   report();
-  return run;
 }
 
 void print_summary(const nlohmann::json& runs) {
