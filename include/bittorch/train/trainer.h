@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace bittorch::train {
 
@@ -129,6 +130,7 @@ class BITTORCH_TRAIN_API Trainer {
   torch::nn::Module& model_;
   torch::optim::Optimizer& optimizer_;
   TrainerOptions options_;
+  std::vector<torch::Tensor> parameters_;  // the model's, gathered once (clipping)
   std::unique_ptr<WarmupDecayLR> scheduler_;
   nlohmann::json settings_;
   nlohmann::json history_ = nlohmann::json::array();
