@@ -121,6 +121,10 @@ torch::Device selected_device(const cxxopts::ParseResult& args) {
   }
 }
 
+std::shared_ptr<cxxopts::Value> text_flag(const char* default_value) {
+  return cxxopts::value<std::string>()->default_value(default_value);
+}
+
 double number_flag(const cxxopts::ParseResult& args, const std::string& name) {
   const std::string text = flag_text(args, name);
   char* end = nullptr;

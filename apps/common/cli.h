@@ -8,6 +8,7 @@
 #include <cxxopts.hpp>
 
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -33,6 +34,9 @@ int run_app(cxxopts::Options& options, int argc, char** argv,
 
 /// The device --device or --cuda asks for; a CUDA device without a GPU is a usage error.
 torch::Device selected_device(const cxxopts::ParseResult& args);
+
+/// A string flag's value with `default_value` (flags are read back by the parsers below).
+std::shared_ptr<cxxopts::Value> text_flag(const char* default_value);
 
 /// --name as a finite number; "--name: 'abc' is not a number" otherwise.
 double number_flag(const cxxopts::ParseResult& args, const std::string& name);

@@ -17,13 +17,12 @@ using namespace bittorch::apps;
 
 int main(int argc, char** argv) {
   cxxopts::Options options("bittorch-infer", "Evaluate a packed ternary model file (bittorch-mnist --export)");
-  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
   // clang-format off
   options.add_options()
-    ("model", "Packed model file (required)", text(""))
-    ("dataset", "mnist or fashion-mnist", text("mnist"))
-    ("data-dir", "Directory with the test IDX files (default: the embedded MNIST, or the Debian Fashion-MNIST)", text(""))
-    ("test-limit", "Use only the first N test images (0: all)", text("0"));
+    ("model", "Packed model file (required)", text_flag(""))
+    ("dataset", "mnist or fashion-mnist", text_flag("mnist"))
+    ("data-dir", "Directory with the test IDX files (default: the embedded MNIST, or the Debian Fashion-MNIST)", text_flag(""))
+    ("test-limit", "Use only the first N test images (0: all)", text_flag("0"));
   // clang-format on
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {

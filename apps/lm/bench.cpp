@@ -179,14 +179,13 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
 
 int bench_command(int argc, char** argv) {
   cxxopts::Options options("bittorch-lm bench", "Training and generation throughput of the fp and ternary models");
-  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
   // clang-format off
   options.add_options()
-    ("batch-size", "Training sequences per step", text("8"))
-    ("train-steps", "Timed training steps (after as many to warm up)", text("10"))
-    ("generate-tokens", "Generated tokens timed (batch 1)", text("256"))
-    ("parts", "train, generate or both (comma-separated)", text("train,generate"))
-    ("json", "Write the results to PATH", text(""));
+    ("batch-size", "Training sequences per step", text_flag("8"))
+    ("train-steps", "Timed training steps (after as many to warm up)", text_flag("10"))
+    ("generate-tokens", "Generated tokens timed (batch 1)", text_flag("256"))
+    ("parts", "train, generate or both (comma-separated)", text_flag("train,generate"))
+    ("json", "Write the results to PATH", text_flag(""));
   // clang-format on
   add_model_options(options);
   add_common_options(options);

@@ -7,17 +7,16 @@
 namespace bittorch::apps {
 
 void add_model_options(cxxopts::Options& options) {
-  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
   // clang-format off
   options.add_options("Model")
     ("preset", "Model size: tiny (2 layers, 64 wide, context 64), small (6, 384, 256; 10.7M parameters), "
-               "medium (12, 768, 512), large (24, 1536, 1024)", text("tiny"))
+               "medium (12, 768, 512), large (24, 1536, 1024)", text_flag("tiny"))
     ("layers", "Blocks (overrides the preset)", cxxopts::value<std::string>())
     ("width", "Model width (overrides the preset)", cxxopts::value<std::string>())
     ("heads", "Attention heads (overrides the preset)", cxxopts::value<std::string>())
     ("context", "Context length in bytes (overrides the preset)", cxxopts::value<std::string>())
-    ("mlp-ratio", "MLP hidden size over the width", text("4"))
-    ("mlp", "squared_relu or swiglu", text("squared_relu"));
+    ("mlp-ratio", "MLP hidden size over the width", text_flag("4"))
+    ("mlp", "squared_relu or swiglu", text_flag("squared_relu"));
   // clang-format on
 }
 

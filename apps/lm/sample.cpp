@@ -55,15 +55,14 @@ nn::TransformerLM load_model(const cxxopts::ParseResult& args) {
 
 int sample_command(int argc, char** argv) {
   cxxopts::Options options("bittorch-lm sample", "Generate text from a trained byte-level language model");
-  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
   add_source_options(options);
   // clang-format off
   options.add_options()
-    ("prompt", "The text to continue", text("\n"))
-    ("tokens", "Bytes to generate", text("300"))
-    ("temperature", "Softmax temperature (0: the most likely byte each time)", text("0.8"))
-    ("top-k", "Sample among the k most likely bytes (0: all)", text("40"))
-    ("seed", "Sampler seed: the same seed gives the same text", text("0"));
+    ("prompt", "The text to continue", text_flag("\n"))
+    ("tokens", "Bytes to generate", text_flag("300"))
+    ("temperature", "Softmax temperature (0: the most likely byte each time)", text_flag("0.8"))
+    ("top-k", "Sample among the k most likely bytes (0: all)", text_flag("40"))
+    ("seed", "Sampler seed: the same seed gives the same text", text_flag("0"));
   // clang-format on
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {

@@ -197,37 +197,36 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
 
 int train_command(int argc, char** argv) {
   cxxopts::Options options("bittorch-lm train", "Train a byte-level transformer language model, FP or ternary");
-  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
   // clang-format off
   options.add_options()
-    ("model", "fp (torch::nn::Linear projections) or ternary (TernaryLinear, absmean scales)", text("ternary"))
+    ("model", "fp (torch::nn::Linear projections) or ternary (TernaryLinear, absmean scales)", text_flag("ternary"))
     ("compare", "Train the fp and the ternary model on the same batches and compare them")
-    ("activation-bits", "Ternary projections' activations: 0 (unquantized) or 8 (per token)", text("0"))
-    ("steps", "Optimizer steps", text("300"))
-    ("batch-size", "Sequences per micro-batch", text("32"))
-    ("accumulation", "Micro-batches per optimizer step (gradients averaged)", text("1"))
-    ("lr", "Peak AdamW learning rate of the fp model", text("0.001"))
+    ("activation-bits", "Ternary projections' activations: 0 (unquantized) or 8 (per token)", text_flag("0"))
+    ("steps", "Optimizer steps", text_flag("300"))
+    ("batch-size", "Sequences per micro-batch", text_flag("32"))
+    ("accumulation", "Micro-batches per optimizer step (gradients averaged)", text_flag("1"))
+    ("lr", "Peak AdamW learning rate of the fp model", text_flag("0.001"))
     ("ternary-lr", "Peak AdamW learning rate of the ternary model (BitNet trains ternary models hotter)",
-     text("0.003"))
-    ("warmup", "Linear warmup steps", text("100"))
-    ("final-lr-factor", "The cosine decay ends at this fraction of the peak", text("0.1"))
-    ("weight-decay", "AdamW weight decay of the matrices", text("0.1"))
+     text_flag("0.003"))
+    ("warmup", "Linear warmup steps", text_flag("100"))
+    ("final-lr-factor", "The cosine decay ends at this fraction of the peak", text_flag("0.1"))
+    ("weight-decay", "AdamW weight decay of the matrices", text_flag("0.1"))
     ("ternary-decay-until", "Fraction of the run after which the ternary model's weight decay is 0 (BitNet b1.58's "
-                            "two stages; 1: throughout)", text("0.5"))
-    ("grad-clip", "Clip the gradients' global norm (0: no clipping)", text("1.0"))
-    ("eval-interval", "Steps between validation losses (and checkpoints)", text("100"))
-    ("eval-windows", "Validation windows of one context each, evenly spaced over the file", text("64"))
-    ("stop-after-eval", "End this run after evaluation N (with --save; continue with --resume)", text("0"))
-    ("seed", "Random seed (initial weights and batches)", text("0"))
-    ("precision", "auto (BF16 autocast on CUDA, FP32 on the CPU), fp32 or bf16", text("auto"))
-    ("data-dir", "Directory with train.txt.gz and val.txt.gz (default: the embedded Shakespeare)", text(""))
+                            "two stages; 1: throughout)", text_flag("0.5"))
+    ("grad-clip", "Clip the gradients' global norm (0: no clipping)", text_flag("1.0"))
+    ("eval-interval", "Steps between validation losses (and checkpoints)", text_flag("100"))
+    ("eval-windows", "Validation windows of one context each, evenly spaced over the file", text_flag("64"))
+    ("stop-after-eval", "End this run after evaluation N (with --save; continue with --resume)", text_flag("0"))
+    ("seed", "Random seed (initial weights and batches)", text_flag("0"))
+    ("precision", "auto (BF16 autocast on CUDA, FP32 on the CPU), fp32 or bf16", text_flag("auto"))
+    ("data-dir", "Directory with train.txt.gz and val.txt.gz (default: the embedded Shakespeare)", text_flag(""))
     ("train-file", "Training text, UTF-8 or ASCII, gzipped or not (default: DATA_DIR/train.txt.gz)",
      cxxopts::value<std::string>())
     ("val-file", "Validation text (default: DATA_DIR/val.txt.gz)", cxxopts::value<std::string>())
-    ("save", "Write a checkpoint to PATH after every evaluation", text(""))
-    ("resume", "Continue the run of the checkpoint at PATH", text(""))
-    ("export", "Write the trained ternary model as a packed model file to PATH", text(""))
-    ("metrics-json", "Write every evaluation of every model to PATH as the run goes", text(""))
+    ("save", "Write a checkpoint to PATH after every evaluation", text_flag(""))
+    ("resume", "Continue the run of the checkpoint at PATH", text_flag(""))
+    ("export", "Write the trained ternary model as a packed model file to PATH", text_flag(""))
+    ("metrics-json", "Write every evaluation of every model to PATH as the run goes", text_flag(""))
     ("no-progress", "No progress bar, even on a terminal");
   // clang-format on
   add_model_options(options);

@@ -243,28 +243,27 @@ Config parse_config(const cxxopts::ParseResult& args) {
 
 int main(int argc, char** argv) {
   cxxopts::Options options("bittorch-mnist", "Train an MLP (784-256-128-10) with ternary or FP32 weights on MNIST");
-  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
   // clang-format off
   options.add_options()
-    ("epochs", "Training epochs; the cosine schedule spans them (0 with --load: evaluate only)", text("5"))
-    ("batch-size", "Mini-batch size", text("128"))
-    ("lr", "Adam learning rate of the FP32 model", text("0.001"))
+    ("epochs", "Training epochs; the cosine schedule spans them (0 with --load: evaluate only)", text_flag("5"))
+    ("batch-size", "Mini-batch size", text_flag("128"))
+    ("lr", "Adam learning rate of the FP32 model", text_flag("0.001"))
     ("ternary-lr", "Adam learning rate of the ternary model (default: --lr)", cxxopts::value<std::string>())
-    ("lr-schedule", "constant or cosine (decay to 0 over the run), for every model", text("cosine"))
-    ("seed", "Random seed (initial weights and batch order)", text("42"))
-    ("dataset", "mnist or fashion-mnist", text("mnist"))
+    ("lr-schedule", "constant or cosine (decay to 0 over the run), for every model", text_flag("cosine"))
+    ("seed", "Random seed (initial weights and batch order)", text_flag("42"))
+    ("dataset", "mnist or fashion-mnist", text_flag("mnist"))
     ("data-dir", "Directory with the four IDX files, gzipped or not (default: the embedded "
-                 "mnist-10k for mnist, /usr/share/datasets/fashion-mnist for fashion-mnist)", text(""))
+                 "mnist-10k for mnist, /usr/share/datasets/fashion-mnist for fashion-mnist)", text_flag(""))
     ("no-ternary", "Train the FP32 torch::nn::Linear model only")
     ("compare", "Train the FP32 and the ternary model on the same data and compare them")
-    ("train-limit", "Use only the first N training images (0: all)", text("0"))
-    ("test-limit", "Use only the first N test images (0: all)", text("0"))
-    ("save", "Write a checkpoint to PATH after every epoch (atomically)", text(""))
-    ("load", "Start from the weights of the checkpoint at PATH (evaluate it with --epochs 0)", text(""))
-    ("resume", "Continue the run of the checkpoint at PATH: weights, optimizer, epoch and LR schedule", text(""))
-    ("stop-after-epoch", "End this run after epoch N of --epochs (with --save; continue with --resume)", text("0"))
-    ("export", "Write the trained ternary model as a packed model file to PATH (see bittorch-infer)", text(""))
-    ("metrics-json", "Write per-epoch metrics of every model to PATH, after every epoch", text(""))
+    ("train-limit", "Use only the first N training images (0: all)", text_flag("0"))
+    ("test-limit", "Use only the first N test images (0: all)", text_flag("0"))
+    ("save", "Write a checkpoint to PATH after every epoch (atomically)", text_flag(""))
+    ("load", "Start from the weights of the checkpoint at PATH (evaluate it with --epochs 0)", text_flag(""))
+    ("resume", "Continue the run of the checkpoint at PATH: weights, optimizer, epoch and LR schedule", text_flag(""))
+    ("stop-after-epoch", "End this run after epoch N of --epochs (with --save; continue with --resume)", text_flag("0"))
+    ("export", "Write the trained ternary model as a packed model file to PATH (see bittorch-infer)", text_flag(""))
+    ("metrics-json", "Write per-epoch metrics of every model to PATH, after every epoch", text_flag(""))
     ("no-progress", "No progress bar, even on a terminal");
   // clang-format on
   add_ternary_recipe_options(options, kDefaultScaleMode, kDefaultThresholdFactor);

@@ -73,12 +73,11 @@ XorResult train(const std::string& kind, const XorData& data, int64_t steps, dou
 
 int main(int argc, char** argv) {
   cxxopts::Options options("bittorch-xor", "Learn XOR with a 2-4-1 MLP of ternary (or FP32) layers");
-  const auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
   // clang-format off
   options.add_options()
-    ("steps", "Full-batch training steps", text("2000"))
-    ("lr", "Adam learning rate", text("0.01"))
-    ("seed", "Random seed (data and initial weights)", text("0"))
+    ("steps", "Full-batch training steps", text_flag("2000"))
+    ("lr", "Adam learning rate", text_flag("0.01"))
+    ("seed", "Random seed (data and initial weights)", text_flag("0"))
     ("compare", "Train an FP32 torch::nn::Linear model and a ternary one on the same data");
   // clang-format on
   add_ternary_recipe_options(options, "max", 0.05);
