@@ -127,7 +127,10 @@ preset="${BITTORCH_LM_PRESET:-small}"
 step "bittorch-lm quality: $preset, fp (BF16) against ternary on the same batches"
 # shellcheck disable=SC2086
 timeout "${BITTORCH_LM_TIMEOUT:-540}" "$lm" train --cuda --preset "$preset" --compare --no-progress \
-  --metrics-json "$out/lm_quality_$preset.json" ${BITTORCH_LM_ARGS:---steps 3000 --batch-size 64 --eval-interval 250 --eval-windows 256} \
+  --metrics-json "$out/lm_quality_$preset.json" --sample 400 \
+  ${BITTORCH_LM_ARGS:---steps 3000 --batch-size 64 --eval-interval 250 --eval-windows 256} \
   2>&1 | grep -E "epoch [0-9]+/[0-9]+:|bits per byte|^fp |^ternary |error" || status=1
+python3 -c 'import json,sys; [print("---", r["model"], "sample ---" + r.get("sample", "")) for r in json.load(open(sys.argv[1]))["runs"]]' \
+  "$out/lm_quality_$preset.json" || status=1
 fi
 exit $status

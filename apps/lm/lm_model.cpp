@@ -99,6 +99,18 @@ torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inpu
                                               targets.reshape({-1}));
 }
 
+std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt,
+                          const nn::GenerateOptions& options) {
+  TORCH_CHECK(!prompt.empty(), "the prompt must not be empty");
+  std::vector<int64_t> prompt_tokens(prompt.begin(), prompt.end());
+  for (auto& token : prompt_tokens) token &= 0xFF;  // bytes, whatever char's signedness
+  const auto generated = nn::generate(model, torch::tensor(prompt_tokens), options).contiguous();
+  std::string text = prompt;
+  const auto* bytes = generated.data_ptr<int64_t>();
+  for (int64_t i = 0; i < generated.numel(); ++i) text.push_back(static_cast<char>(bytes[i]));
+  return text;
+}
+
 AutocastScope::AutocastScope(torch::Device device, bool enabled) : active_(enabled && device.is_cuda()) {
   if (!active_) return;
   at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);

@@ -41,6 +41,11 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, do
 torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                              bool bf16);
 
+/// `prompt` followed by the bytes the model generates after it (the model as it is: call
+/// eval() first).
+std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt,
+                          const nn::GenerateOptions& options);
+
 /// Turns BF16 autocast on for `device` while it lives (CUDA only; a no-op elsewhere or when
 /// `enabled` is false) and clears autocast's weight cache at the end.
 class AutocastScope {

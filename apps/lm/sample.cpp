@@ -77,12 +77,7 @@ int sample_command(int argc, char** argv) {
     const auto device = selected_device(args);
     auto model = load_model(args);
     model->to(device);
-    std::vector<int64_t> prompt_tokens(prompt.begin(), prompt.end());
-    for (auto& token : prompt_tokens) token &= 0xFF;  // bytes, whatever char's signedness
-    const auto generated = nn::generate(*model, torch::tensor(prompt_tokens), generate_options);
-    std::string output = prompt;
-    for (int64_t i = 0; i < generated.numel(); ++i) output.push_back(static_cast<char>(generated[i].item<int64_t>()));
-    std::cout << output << std::endl;
+    std::cout << continue_text(*model, prompt, generate_options) << std::endl;
     return 0;
   });
 }
