@@ -8,7 +8,8 @@
 # "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU; "lmcheck",
 # "lmbench" and "lmquality" run bittorch-lm: BITTORCH_LM_PRESET, BITTORCH_LM_ARGS and
 # BITTORCH_LM_TIMEOUT set the quality run); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
-# BITTORCH_SANITIZER_TOOLS picks compute-sanitizer's tools (default: memcheck racecheck);
+# BITTORCH_SANITIZER_TOOLS picks compute-sanitizer's tools (default: memcheck racecheck) and
+# BITTORCH_SANITIZER_FILTER the tests they run (a gtest filter);
 # BITTORCH_PACKED_ARGS is passed on to bittorch-bench-packed (--kernels times each variant);
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
 set -uo pipefail
@@ -49,8 +50,10 @@ subset='DtypesModesGranularities/CudaMatchesCpu.ForwardAndGradients/Float_max_pe
 subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/BFloat16_float8_e4m3_per_channel'
 subset+=':DtypesFormatsGranularities/EightBitCudaMatchesCpu.ForwardAndGradients/Float_int8_global'
 subset+=':TernarizeCuda.*:QuantizeActivationsCuda.*:TernaryLinearCuda.*:TernaryLinearCudaModule.*:PackedLinearCuda.*'
+subset+=':DecodeAttentionCuda.*'
 # Every packed variant by name runs under the sanitizer; the heuristics' own routing is the same kernels.
 subset+='-PackedLinearCuda.MatchesTheCpuKernel'
+subset="${BITTORCH_SANITIZER_FILTER:-$subset}"
 for tool in ${BITTORCH_SANITIZER_TOOLS:-memcheck racecheck}; do
   compute-sanitizer --tool "$tool" --error-exitcode 3 ./build-gpu/tests/bittorch_cuda_tests \
     --gtest_filter="$subset" >"$out/sanitizer_$tool.log" 2>&1

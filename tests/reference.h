@@ -130,6 +130,64 @@ inline ReferenceLinear reference_ternary_linear(const torch::Tensor& input, cons
   return ref;
 }
 
+/// One decoding step of rotary causal self-attention, from the formulas: with angles
+/// a_i = position * base^(-2i / D) (i < D/2), rot(x)_i = x_i cos a_i - x_{i+D/2} sin a_i and
+/// rot(x)_{i+D/2} = x_{i+D/2} cos a_i + x_i sin a_i. The cache rows before `position` are
+/// the given caches' ([B, H, C, D]); row `position` is rot(key) rounded to `cache_dtype` (as
+/// the cache stores it) and value. Output: softmax_j(rot(q) . K_j / sqrt(D)) V_j over
+/// j <= position, [B, H, D] in double.
+struct ReferenceDecodeAttention {
+  torch::Tensor output;   // [B, H, D]
+  torch::Tensor key_row;  // [B, H, D], rot(key) as the cache holds it
+};
+
+inline torch::Tensor reference_rotate(const torch::Tensor& x, int64_t position, double base) {
+  const auto v = x.to(torch::kDouble).contiguous();
+  auto out = torch::empty_like(v);
+  const int64_t rows = v.numel() / v.size(-1), d_size = v.size(-1), half = d_size / 2;
+  const auto* in = v.data_ptr<double>();
+  auto* o = out.data_ptr<double>();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle =
+          static_cast<double>(position) * std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(d_size));
+      const double x1 = in[r * d_size + i], x2 = in[r * d_size + i + half];
+      o[r * d_size + i] = x1 * std::cos(angle) - x2 * std::sin(angle);
+      o[r * d_size + i + half] = x2 * std::cos(angle) + x1 * std::sin(angle);
+    }
+  }
+  return out;
+}
+
+inline ReferenceDecodeAttention reference_decode_attention(const torch::Tensor& query, const torch::Tensor& key,
+                                                           const torch::Tensor& value, const torch::Tensor& key_cache,
+                                                           const torch::Tensor& value_cache, int64_t position,
+                                                           double base, torch::Dtype cache_dtype) {
+  const int64_t batch = query.size(0), heads = query.size(1), d_size = query.size(2);
+  const auto q = reference_rotate(query, position, base);
+  const auto key_row = reference_rotate(key, position, base).to(cache_dtype).to(torch::kDouble);
+  const auto v = value.to(torch::kDouble);
+  const auto keys = key_cache.to(torch::kDouble), values = value_cache.to(torch::kDouble);
+  auto output = torch::zeros({batch, heads, d_size}, torch::kDouble);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t h = 0; h < heads; ++h) {
+      std::vector<double> scores(position + 1);
+      double max_score = -INFINITY;
+      for (int64_t j = 0; j <= position; ++j) {
+        const auto k_j = j == position ? key_row[b][h] : keys[b][h][j];
+        scores[j] = (q[b][h] * k_j).sum().item<double>() / std::sqrt(static_cast<double>(d_size));
+        max_score = std::max(max_score, scores[j]);
+      }
+      double total = 0;
+      for (auto& score : scores) total += (score = std::exp(score - max_score));
+      for (int64_t j = 0; j <= position; ++j) {
+        output[b][h] += (scores[j] / total) * (j == position ? v[b][h] : values[b][h][j]);
+      }
+    }
+  }
+  return {output, key_row};
+}
+
 /// Runs `statement` and expects a c10::Error whose message contains every one of `needles`.
 template <typename Statement>
 ::testing::AssertionResult throws_error_mentioning(Statement&& statement, const std::vector<std::string>& needles) {

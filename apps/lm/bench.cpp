@@ -91,9 +91,14 @@ int64_t weight_bytes(const torch::nn::Module& model) {
   return bytes;
 }
 
+struct DecodeRate {
+  double tokens_per_second = 0;
+  int64_t graph_nodes = 0;  // kernels and copies per token in the captured graph (0 without one)
+};
+
 // Greedy decoding, batch 1, from position 0: `tokens` steps, each fed the previous argmax. On
-// CUDA one step is captured in a graph and replayed; returns tokens per second.
-double decode_throughput(nn::TransformerLM& model, torch::Device device, torch::Dtype dtype, int64_t tokens) {
+// CUDA one step is captured in a graph and replayed.
+DecodeRate decode_throughput(nn::TransformerLM& model, torch::Device device, torch::Dtype dtype, int64_t tokens) {
   torch::NoGradGuard no_grad;
   auto cache = model->make_cache(1, torch::TensorOptions().dtype(dtype).device(device));
   const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
@@ -114,21 +119,26 @@ double decode_throughput(nn::TransformerLM& model, torch::Device device, torch::
   if (device.is_cuda()) {
     c10::cuda::CUDAStreamGuard stream(c10::cuda::getStreamFromPool());
     for (int i = 0; i < 3; ++i) step();  // warm-up on the capture stream
-    at::cuda::CUDAGraph graph;
+    at::cuda::CUDAGraph graph(/*keep_graph=*/true);
     graph.capture_begin();
     step();
     graph.capture_end();
+    size_t nodes = 0;
+    C10_CUDA_CHECK(cudaGraphGetNodes(graph.raw_cuda_graph(), nullptr, &nodes));
+    graph.instantiate();
     position.zero_();
-    return tokens / seconds_for([&] {
-             for (int64_t i = 0; i < tokens; ++i) graph.replay();
-           });
+    const double seconds = seconds_for([&] {
+      for (int64_t i = 0; i < tokens; ++i) graph.replay();
+    });
+    return {tokens / seconds, static_cast<int64_t>(nodes)};
   }
 #endif
   for (int i = 0; i < 3; ++i) step();
   position.zero_();
-  return tokens / seconds_for([&] {
-           for (int64_t i = 0; i < tokens; ++i) step();
-         });
+  return {tokens / seconds_for([&] {
+            for (int64_t i = 0; i < tokens; ++i) step();
+          }),
+          0};
 }
 
 nlohmann::json generation(const BenchConfig& config, torch::Device device) {
@@ -140,7 +150,8 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
   auto baseline = make_lm(config.model, "fp", 0);
   baseline->eval();
   baseline->to(device, dtype);
-  const double baseline_rate = decode_throughput(baseline, device, dtype, tokens);
+  const auto baseline_decode = decode_throughput(baseline, device, dtype, tokens);
+  const double baseline_rate = baseline_decode.tokens_per_second;
   const int64_t baseline_bytes = weight_bytes(*baseline);
   baseline = nullptr;
 
@@ -154,7 +165,8 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
   std::remove(file.c_str());
   packed->to(device);
   cast_except_packed(*packed, dtype);
-  const double packed_rate = decode_throughput(packed, device, dtype, tokens);
+  const auto packed_decode = decode_throughput(packed, device, dtype, tokens);
+  const double packed_rate = packed_decode.tokens_per_second;
   const int64_t packed_bytes = weight_bytes(*packed);
   spdlog::info(
       "generate: baseline {:.0f} tokens/s, packed {:.0f} tokens/s ({:.2f}x); weights {} -> {} bytes "
@@ -168,6 +180,8 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
           {"baseline_tokens_per_second", baseline_rate},
           {"packed_tokens_per_second", packed_rate},
           {"speedup", packed_rate / baseline_rate},
+          {"baseline_graph_nodes_per_token", baseline_decode.graph_nodes},
+          {"packed_graph_nodes_per_token", packed_decode.graph_nodes},
           {"baseline_weight_bytes", baseline_bytes},
           {"packed_weight_bytes", packed_bytes},
           {"packed_file_bytes", file_bytes},

@@ -99,8 +99,7 @@ torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inpu
                                               targets.reshape({-1}));
 }
 
-std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt,
-                          const nn::GenerateOptions& options) {
+std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt, const nn::GenerateOptions& options) {
   TORCH_CHECK(!prompt.empty(), "the prompt must not be empty");
   std::vector<int64_t> prompt_tokens(prompt.begin(), prompt.end());
   for (auto& token : prompt_tokens) token &= 0xFF;  // bytes, whatever char's signedness

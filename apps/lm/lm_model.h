@@ -43,8 +43,7 @@ torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inpu
 
 /// `prompt` followed by the bytes the model generates after it (the model as it is: call
 /// eval() first).
-std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt,
-                          const nn::GenerateOptions& options);
+std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt, const nn::GenerateOptions& options);
 
 /// Turns BF16 autocast on for `device` while it lives (CUDA only; a no-op elsewhere or when
 /// `enabled` is false) and clears autocast's weight cache at the end.

@@ -5,6 +5,7 @@
 // schemas spell them: scale_mode "max" | "absmean", activation_format "none" | "int8" |
 // "float8_e4m3" (quant::to_string).
 
+#include <bittorch/ops/decode_attention.h>
 #include <bittorch/ops/packed_ternary_linear.h>
 #include <bittorch/ops/quantize_activations.h>
 #include <bittorch/ops/ternarize.h>

@@ -3,6 +3,7 @@
 #include <bittorch/nn/functional/transformer.h>
 #include <bittorch/nn/modules/packed_ternary_linear.h>
 #include <bittorch/nn/modules/ternary_linear.h>
+#include <bittorch/ops/decode_attention.h>
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
@@ -59,25 +60,24 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const TransformerOptions& optio
   o_ = add_projection("o", width, width);
 }
 
-const std::pair<at::Tensor, at::Tensor>& CausalSelfAttentionImpl::rotary(const at::Tensor& like) {
-  if (!rotary_.first.defined() || rotary_.first.device() != like.device() ||
-      rotary_.first.scalar_type() != like.scalar_type()) {
-    const auto [cos, sin] = functional::rotary_tables(options.context(), options.width() / options.heads(),
-                                                      options.rope_base(), like.device());
-    rotary_ = {cos.to(like.scalar_type()), sin.to(like.scalar_type())};  // from float64
+const std::pair<at::Tensor, at::Tensor>& CausalSelfAttentionImpl::rotary(c10::Device device, at::ScalarType dtype) {
+  for (const auto& tables : rotary_) {
+    if (tables.first.device() == device && tables.first.scalar_type() == dtype) return tables;
   }
-  return rotary_;
+  const auto [cos, sin] =
+      functional::rotary_tables(options.context(), options.width() / options.heads(), options.rope_base(), device);
+  return rotary_.emplace_back(cos.to(dtype), sin.to(dtype));  // from float64
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> CausalSelfAttentionImpl::rotated_heads(
-    const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& rows) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> CausalSelfAttentionImpl::rotated_heads(const at::Tensor& x,
+                                                                                      int64_t start) {
   const int64_t batch = x.size(0), steps = x.size(1), heads = options.heads();
   const auto split_heads = [&](const at::Tensor& t) {
     return t.view({batch, steps, heads, options.width() / heads}).transpose(1, 2);
   };
   const auto q = split_heads(project(q_, x));
-  const auto& [cos, sin] = rotary(q);
-  const auto cos_rows = rows(cos), sin_rows = rows(sin);
+  const auto& [cos, sin] = rotary(q.device(), q.scalar_type());
+  const auto cos_rows = cos.narrow(0, start, steps), sin_rows = sin.narrow(0, start, steps);
   return {functional::apply_rotary(q, cos_rows, sin_rows),
           functional::apply_rotary(split_heads(project(k_, x)), cos_rows, sin_rows), split_heads(project(v_, x))};
 }
@@ -93,7 +93,10 @@ at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, int64_t start, 
   const int64_t steps = x.size(1);
   TORCH_CHECK(start >= 0 && start + steps <= options.context(), "CausalSelfAttention: positions ", start, "..",
               start + steps - 1, " exceed the context of ", options.context());
-  auto [q, k, v] = rotated_heads(x, [&](const at::Tensor& table) { return table.narrow(0, start, steps); });
+  if (cached_keys != nullptr && steps == 1 && !at::GradMode::is_enabled()) {
+    return forward_at(x, at::full({1}, start, x.options().dtype(at::kLong)), *cached_keys, *cached_values);
+  }
+  auto [q, k, v] = rotated_heads(x, start);
   std::optional<at::Tensor> mask;
   bool causal = steps > 1;
   if (cached_keys != nullptr) {
@@ -102,7 +105,7 @@ at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, int64_t start, 
     k = cached_keys->narrow(2, 0, start + steps).to(q.scalar_type());
     v = cached_values->narrow(2, 0, start + steps).to(q.scalar_type());
     if (start > 0) {
-      // Query i (position start + i) sees keys 0..start + i.
+      // Query i (position start + i) sees the cache up to start + i.
       causal = false;
       if (steps > 1) mask = at::ones({steps, start + steps}, q.options().dtype(at::kBool)).tril(start);
     }
@@ -114,15 +117,15 @@ at::Tensor CausalSelfAttentionImpl::forward_at(const at::Tensor& x, const at::Te
                                                at::Tensor& cached_values) {
   TORCH_CHECK(x.dim() == 3 && x.size(1) == 1 && x.size(2) == options.width(),
               "CausalSelfAttention::forward_at: expected input [batch, 1, ", options.width(), "], got ", x.sizes());
-  const auto [q, k, v] = rotated_heads(x, [&](const at::Tensor& table) { return table.index_select(0, position); });
-  cached_keys.index_copy_(2, position, k.to(cached_keys.scalar_type()));
-  cached_values.index_copy_(2, position, v.to(cached_values.scalar_type()));
-  if (!all_positions_.defined() || all_positions_.device() != x.device()) {
-    all_positions_ = at::arange(options.context(), at::TensorOptions().dtype(at::kLong).device(x.device()));
-  }
-  const auto visible = all_positions_.le(position).view({1, 1, 1, options.context()});
-  return merged_output(
-      at::scaled_dot_product_attention(q, cached_keys.to(q.scalar_type()), cached_values.to(q.scalar_type()), visible));
+  const int64_t batch = x.size(0), heads = options.heads();
+  const auto heads_of = [&](const at::Tensor& projected) {
+    return projected.view({batch, heads, options.width() / heads}).to(cached_keys.scalar_type());
+  };
+  const auto q = project(q_, x);
+  const auto& [cos, sin] = rotary(x.device(), q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
+  const auto y = ops::decode_attention(heads_of(q), heads_of(project(k_, x)), heads_of(project(v_, x)), cached_keys,
+                                       cached_values, position, cos, sin);
+  return project(o_, y.view({batch, 1, options.width()}).to(q.scalar_type()));
 }
 
 at::Tensor TransformerBlockImpl::forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,

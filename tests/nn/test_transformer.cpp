@@ -129,14 +129,21 @@ TEST(Transformer, TheCacheGivesTheLogitsOfWholeForwardPasses) {
   auto model = random_model(toy_options(), torch::kFloat, 2);
   const auto tokens = torch::randint(0, 11, {2, 12});
   const auto whole = model->forward(tokens);
-  auto cache = model->make_cache(2, torch::TensorOptions().dtype(torch::kFloat));
-  // A prompt of 5, then 1 token, then a chunk of 4 (masked within itself), then 2 single ones.
-  std::vector<at::Tensor> pieces;
-  for (const auto [start, count] : std::vector<std::pair<int64_t, int64_t>>{{0, 5}, {5, 1}, {6, 4}, {10, 1}, {11, 1}}) {
-    pieces.push_back(model->forward(tokens.narrow(1, start, count), &cache));
+  // A prompt of 5, then 1 token, then a chunk of 4 (masked within itself), then 2 single ones:
+  // with gradients on (single tokens through SDPA) and off (through ops::decode_attention).
+  for (const bool grad : {true, false}) {
+    const torch::AutoGradMode grad_mode(grad);
+    auto cache = model->make_cache(2, torch::TensorOptions().dtype(torch::kFloat));
+    std::vector<at::Tensor> pieces;
+    for (const auto [start, count] :
+         std::vector<std::pair<int64_t, int64_t>>{{0, 5}, {5, 1}, {6, 4}, {10, 1}, {11, 1}}) {
+      pieces.push_back(model->forward(tokens.narrow(1, start, count), &cache));
+    }
+    EXPECT_EQ(cache.length, 12);
+    EXPECT_TRUE(torch::allclose(torch::cat(pieces, 1), whole, 1e-4, 1e-5)) << "grad mode " << grad;
+    EXPECT_TRUE(throws_error_mentioning([&] { model->forward(tokens.narrow(1, 0, 5), &cache); },
+                                        {"5 tokens after 12", "context of 16"}));
   }
-  EXPECT_EQ(cache.length, 12);
-  EXPECT_TRUE(torch::allclose(torch::cat(pieces, 1), whole, 1e-4, 1e-5));
   // The fixed-shape step of CUDA-graph decoding: one position at a time, at a position tensor.
   auto static_cache = model->make_cache(2, torch::TensorOptions().dtype(torch::kFloat));
   auto position = torch::zeros({1}, torch::kLong);
@@ -145,8 +152,6 @@ TEST(Transformer, TheCacheGivesTheLogitsOfWholeForwardPasses) {
     steps.push_back(model->decode_step(tokens.narrow(1, i, 1), position, static_cache));
   }
   EXPECT_TRUE(torch::allclose(torch::cat(steps, 1), whole, 1e-4, 1e-5));
-  EXPECT_TRUE(throws_error_mentioning([&] { model->forward(tokens.narrow(1, 0, 5), &cache); },
-                                      {"5 tokens after 12", "context of 16"}));
 }
 
 // Central differences of sum(block(x) * r) against autograd, for the input and a weight.

@@ -67,24 +67,23 @@ class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
                      at::Tensor* cached_values = nullptr);
 
   /// One new position per sequence (x [batch, 1, width]) at the device tensor `position`
-  /// (int64 [1]), attending over the whole cache with the positions after it masked: every
-  /// shape is fixed, so a CUDA graph can capture the step and replay it at any position.
+  /// (int64 [1]), through ops::decode_attention (rotary embedding, cache write and attention
+  /// in one op): every shape is fixed, so a CUDA graph can capture the step and replay it at
+  /// any position. Inference only.
   at::Tensor forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,
                         at::Tensor& cached_values);
 
   TransformerOptions options;
 
  private:
-  // q, k, v as [batch, heads, T, head_size], q and k rotated by the `rows` of the rotary tables.
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> rotated_heads(
-      const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& rows);
+  // q, k, v as [batch, heads, T, head_size], q and k rotated for positions start.. .
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> rotated_heads(const at::Tensor& x, int64_t start);
   at::Tensor merged_output(const at::Tensor& y);
 
   size_t q_, k_, v_, o_;
-  at::Tensor all_positions_;  // 0..context-1 on the last device used
-  // The rotary tables of every position, on the device and in the dtype last used.
-  const std::pair<at::Tensor, at::Tensor>& rotary(const at::Tensor& like);
-  std::pair<at::Tensor, at::Tensor> rotary_;
+  // The rotary tables of every position (cos, signed sin), made once per device and dtype.
+  const std::pair<at::Tensor, at::Tensor>& rotary(c10::Device device, at::ScalarType dtype);
+  std::vector<std::pair<at::Tensor, at::Tensor>> rotary_;
 };
 TORCH_MODULE(CausalSelfAttention);
 
