@@ -13,7 +13,7 @@ source "${here}/env.sh"
 
 die() { echo "setup.sh: error: $*" >&2; exit 1; }
 
-apt_packages=(build-essential cmake ninja-build pkg-config zlib1g-dev
+apt_packages=(build-essential cmake ninja-build pkg-config zlib1g-dev libgloo-dev
               libspdlog-dev libcxxopts-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
               gnuplot-nox dataset-fashion-mnist clang-format)
 

@@ -1,0 +1,73 @@
+#pragma once
+
+// Data parallelism for any torch::nn::Module on c10d's Reducer, the engine under PyTorch's
+// DistributedDataParallel: parameters and buffers broadcast from rank 0 at the start;
+// gradients all-reduced in buckets (about 25 MB) launched from autograd hooks as soon as a
+// bucket's gradients are ready, so that communication overlaps the rest of the backward;
+// averaged over the ranks. Ternary layers need nothing special: their FP32 master weights are
+// ordinary parameters.
+
+#include <bittorch/train/export.h>
+
+#include <ATen/core/Tensor.h>
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include <cstdint>
+#include <memory>
+
+namespace c10d {
+class Reducer;
+}
+
+namespace bittorch::distributed {
+
+struct BITTORCH_TRAIN_API DataParallelOptions {
+  /// Bucket size in MiB (DDP's default, 25); the first bucket, whose gradients come last, is
+  /// 1 MiB so that its all-reduce starts early.
+  TORCH_ARG(double, bucket_cap_mb) = 25.0;
+  /// Communicate the gradients in bfloat16 (half the bytes; the average rounded to 8 bits of
+  /// mantissa), as DDP's bf16_compress_hook.
+  TORCH_ARG(bool, bf16_gradients) = false;
+};
+
+class BITTORCH_TRAIN_API DataParallel {
+ public:
+  /// Wraps `module` (its parameters are registered now: add none later); broadcasts its
+  /// parameters and buffers from rank 0 of `group`.
+  DataParallel(torch::nn::Module& module, c10::intrusive_ptr<c10d::ProcessGroup> group,
+               const DataParallelOptions& options = {});
+  ~DataParallel();
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  /// loss.backward(), with the gradients all-reduced to their mean over the ranks before it
+  /// returns. sync = false is DDP's no_sync: a local backward whose gradients accumulate into
+  /// the next synchronized one (gradient accumulation's earlier micro-batches). Every
+  /// parameter must receive a gradient in a synchronized backward.
+  void backward(const at::Tensor& loss, bool sync = true);
+
+  /// The mean of `value` over the ranks (validation losses, metrics).
+  double mean_over_ranks(double value);
+  /// The sum of `value` over the ranks (token counts).
+  double sum_over_ranks(double value);
+
+  int64_t rank() const;
+  int64_t world_size() const;
+  const c10::intrusive_ptr<c10d::ProcessGroup>& group() const { return group_; }
+
+ private:
+  double all_reduce_scalar(double value, bool mean);
+
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  std::vector<at::Tensor> parameters_;
+  std::unique_ptr<c10d::Reducer> reducer_;
+};
+
+/// The same result without buckets or overlap: after a local backward, one blocking
+/// all-reduce per parameter's gradient, divided by the world size (pytorch/examples'
+/// cpp/distributed loop). The reference the tests compare DataParallel with.
+BITTORCH_TRAIN_API void average_gradients_per_parameter(torch::nn::Module& module, c10d::ProcessGroup& group);
+
+}  // namespace bittorch::distributed

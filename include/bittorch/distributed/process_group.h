@@ -1,0 +1,54 @@
+#pragma once
+
+// Process groups of PyTorch's own distributed engine (c10d) set up from the variables that
+// torchrun sets (and Slurm or MPI launch scripts can set the same way): a TCPStore
+// rendezvous, then ProcessGroupNCCL for CUDA devices and ProcessGroupGloo for the CPU.
+
+#include <bittorch/train/export.h>
+
+#include <c10/core/Device.h>
+#include <torch/arg.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace bittorch::distributed {
+
+/// Where this process is in a multi-process launch.
+struct BITTORCH_TRAIN_API LaunchEnvironment {
+  int64_t rank = 0;
+  int64_t world_size = 1;
+  int64_t local_rank = 0;  // the GPU index on this machine
+  std::string master_addr;
+  int64_t master_port = 0;
+  /// Under torchrun the launcher's agent already hosts the store (TORCHELASTIC_USE_AGENT_STORE);
+  /// rank 0 then joins it instead of starting one, under the restart's key prefix.
+  bool agent_store = false;
+  int64_t restart_count = 0;
+};
+
+/// The launch described by RANK, WORLD_SIZE, LOCAL_RANK (default: RANK), MASTER_ADDR and
+/// MASTER_PORT, or nullopt when WORLD_SIZE is not set (one process, as without a launcher). A
+/// missing or malformed variable is a c10::Error naming it.
+BITTORCH_TRAIN_API std::optional<LaunchEnvironment> launch_environment_from_env();
+
+struct BITTORCH_TRAIN_API ProcessGroupOptions {
+  /// How long the rendezvous and every collective may wait (a rank that died, or never came)
+  /// before the job ends with an error.
+  TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::minutes(5);
+};
+
+/// The process group of `launch`: NCCL when `device` is CUDA, Gloo when it is the CPU. The
+/// rendezvous failing within the timeout is a c10::Error naming the address and the ranks.
+BITTORCH_TRAIN_API c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const LaunchEnvironment& launch,
+                                                                             c10::Device device,
+                                                                             const ProcessGroupOptions& options = {});
+
+/// Whether this build has the backend for `device` (Gloo needs its headers at build time,
+/// NCCL a CUDA build).
+BITTORCH_TRAIN_API bool backend_available(c10::Device device);
+
+}  // namespace bittorch::distributed

@@ -1,0 +1,107 @@
+#include <bittorch/distributed/data_parallel.h>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/comm.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+
+#include <algorithm>
+
+namespace bittorch::distributed {
+namespace {
+
+// DDP's bf16_compress_hook: the bucket rounded to bfloat16 and divided by the world size,
+// all-reduced, and written back in the bucket's dtype.
+class Bf16CompressHook : public c10d::CppCommHookInterface<c10::intrusive_ptr<c10d::ProcessGroup>> {
+ public:
+  using CppCommHookInterface::CppCommHookInterface;
+
+  c10::intrusive_ptr<c10::ivalue::Future> runHook(c10d::GradBucket& bucket) override {
+    auto buffer = bucket.getBufferRef();
+    std::vector<at::Tensor> tensors = {buffer.to(at::kBFloat16).div_(state_->getSize())};
+    auto future = state_->allreduce(tensors)->getFuture();
+    return future->then(
+        [buffer](c10::ivalue::Future& done) {
+          const auto reduced = done.value().toTensorVector()[0];
+          buffer.copy_(reduced);
+          return c10::IValue(buffer);
+        },
+        future->elementType());
+  }
+};
+
+}  // namespace
+
+DataParallel::DataParallel(torch::nn::Module& module, c10::intrusive_ptr<c10d::ProcessGroup> group,
+                           const DataParallelOptions& options)
+    : group_(std::move(group)) {
+  TORCH_CHECK(group_, "DataParallel: no process group");
+  TORCH_CHECK(options.bucket_cap_mb() > 0, "DataParallel: bucket_cap_mb must be > 0, not ", options.bucket_cap_mb());
+  for (const auto& parameter : module.parameters()) {
+    if (parameter.requires_grad()) parameters_.push_back(parameter);
+  }
+  TORCH_CHECK(!parameters_.empty(), "DataParallel: the module has no parameters that require gradients");
+  // Rank 0's initial state everywhere (a no-op for a world of one).
+  std::vector<at::Tensor> state = module.parameters();
+  for (const auto& buffer : module.buffers()) state.push_back(buffer);
+  for (auto& tensor : state) {
+    std::vector<at::Tensor> one = {tensor.detach()};
+    group_->broadcast(one)->wait();
+  }
+  const auto cap = static_cast<int64_t>(options.bucket_cap_mb() * 1024 * 1024);
+  const int64_t first_cap = std::min<int64_t>(cap, 1024 * 1024);
+  auto [buckets, limits] =
+      c10d::compute_bucket_assignment_by_size(parameters_, {static_cast<size_t>(first_cap), static_cast<size_t>(cap)});
+  // Gradients become ready roughly in reverse order of the parameters: the buckets too.
+  std::reverse(buckets.begin(), buckets.end());
+  reducer_ = std::make_unique<c10d::Reducer>(
+      parameters_, std::move(buckets), group_, std::vector<bool>(parameters_.size(), false), cap,
+      /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/false, std::unordered_map<size_t, std::string>{},
+      first_cap,
+      /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false, std::vector<int64_t>{});
+  if (options.bf16_gradients()) reducer_->register_comm_hook(std::make_unique<Bf16CompressHook>(group_));
+}
+
+DataParallel::~DataParallel() = default;
+
+void DataParallel::backward(const at::Tensor& loss, bool sync) {
+  if (sync) {
+    reducer_->prepare_for_forward();
+    reducer_->prepare_for_backward({loss});
+  }
+  loss.backward();
+}
+
+double DataParallel::all_reduce_scalar(double value, bool mean) {
+  std::vector<at::Tensor> tensors = {at::full({1}, value, at::TensorOptions().dtype(at::kDouble))};
+  if (parameters_.front().is_cuda()) tensors[0] = tensors[0].to(parameters_.front().device());
+  group_->allreduce(tensors)->wait();
+  const double sum = tensors[0].item<double>();
+  return mean ? sum / static_cast<double>(group_->getSize()) : sum;
+}
+
+double DataParallel::mean_over_ranks(double value) {
+  return all_reduce_scalar(value, true);
+}
+
+double DataParallel::sum_over_ranks(double value) {
+  return all_reduce_scalar(value, false);
+}
+
+int64_t DataParallel::rank() const {
+  return group_->getRank();
+}
+
+int64_t DataParallel::world_size() const {
+  return group_->getSize();
+}
+
+void average_gradients_per_parameter(torch::nn::Module& module, c10d::ProcessGroup& group) {
+  for (auto& parameter : module.parameters()) {
+    if (!parameter.grad().defined()) continue;
+    std::vector<at::Tensor> gradient = {parameter.grad()};
+    group.allreduce(gradient)->wait();
+    parameter.grad().div_(group.getSize());
+  }
+}
+
+}  // namespace bittorch::distributed

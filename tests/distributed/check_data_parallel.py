@@ -1,0 +1,114 @@
+"""Data parallelism on the CPU with Gloo, two processes launched by torchrun (the venv's
+torch.distributed.run): the trained parameters equal one process's on the same global
+batches; bucketed/overlapped equals a plain per-parameter all-reduce; bfloat16 gradients stay
+close; gradient accumulation with no_sync equals one process; a rank that dies and a
+rendezvous that never completes end the job with an error, not a hang.
+
+Usage: check_data_parallel.py PYTHON WORKER WORKDIR"""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+python, worker, workdir = sys.argv[1:4]
+os.makedirs(workdir, exist_ok=True)
+failures = 0
+
+
+def clean_env():
+    env = dict(os.environ)
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def run(args, launch, timeout=300):
+    command = ([python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"]
+               if launch else []) + [worker] + args
+    start = time.monotonic()
+    result = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=timeout)
+    return result, time.monotonic() - start
+
+
+def trained(name, args, launch):
+    output = os.path.join(workdir, name + ".txt")
+    if os.path.exists(output):
+        os.remove(output)
+    result, _ = run(args + ["--output", output], launch)
+    if result.returncode != 0:
+        raise SystemExit(f"{name}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    with open(output) as f:
+        return [float(line) for line in f]
+
+
+def check(name, got, want, tolerance):
+    global failures
+    error = max(abs(a - b) for a, b in zip(got, want)) if len(got) == len(want) else float("inf")
+    ok = error <= tolerance
+    print(f"{name}: max difference {error:.3g} (tolerance {tolerance:g}) {'ok' if ok else 'MISMATCH'}", flush=True)
+    failures += not ok
+
+
+reference = trained("reference", ["--mode", "reference"], launch=False)
+# A bucket cap of 64 bytes puts every parameter in a bucket of its own: several buckets in flight.
+bucketed = trained("bucketed", ["--mode", "bucketed", "--bucket-mb", "0.00006"], launch=True)
+one_bucket = trained("one_bucket", ["--mode", "bucketed"], launch=True)
+per_parameter = trained("per_parameter", ["--mode", "per_parameter"], launch=True)
+bf16 = trained("bf16", ["--mode", "bf16"], launch=True)
+check("2 ranks, buckets of one parameter == 1 process", bucketed, reference, 1e-5)
+check("2 ranks, one bucket == 1 process", one_bucket, reference, 1e-5)
+check("2 ranks, per-parameter all-reduce == 1 process", per_parameter, reference, 1e-5)
+check("bucketed == per-parameter", bucketed, per_parameter, 1e-6)
+check("2 ranks, bfloat16 gradients ~ 1 process", bf16, reference, 2e-2)
+accumulated_reference = trained("accumulated_reference", ["--mode", "reference", "--micro-batches", "2"], launch=False)
+accumulated = trained("accumulated", ["--mode", "bucketed", "--micro-batches", "2"], launch=True)
+check("2 ranks, 2 micro-batches with no_sync == 1 process", accumulated, accumulated_reference, 1e-5)
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# A rank that dies: the other one must fail (its peer's connection closes), not wait for ever.
+# Both started here, not by torchrun, whose agent would stop the survivor itself.
+port = free_port()
+ranks = []
+start = time.monotonic()
+for rank in (0, 1):
+    env = clean_env()
+    env.update(WORLD_SIZE="2", RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ranks.append(subprocess.Popen([worker, "--mode", "bucketed", "--steps", "1000", "--die-at-step", "3",
+                                   "--timeout-ms", "20000"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True))
+survivor_err = ranks[0].communicate(timeout=200)[1]
+ranks[1].communicate(timeout=200)
+seconds = time.monotonic() - start
+ok = ranks[0].returncode not in (0, None) and ranks[1].returncode == 9 and seconds < 120
+print(f"a rank dies at step 3: the other exits {ranks[0].returncode} after {seconds:.1f} s, "
+      f"\"{survivor_err.strip()[:160]}\" {'ok' if ok else 'MISMATCH'}", flush=True)
+failures += not ok
+
+# A rendezvous that never completes: rank 0 of 2 alone, a 2-second timeout.
+port = free_port()
+env = clean_env()
+env.update(WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+start = time.monotonic()
+lonely = subprocess.run([worker, "--mode", "bucketed", "--timeout-ms", "2000"], env=env, capture_output=True,
+                        text=True, timeout=120)
+seconds = time.monotonic() - start
+ok = lonely.returncode != 0 and "rendezvous" in lonely.stderr and seconds < 60
+print(f"a rendezvous missing a rank: exit {lonely.returncode} after {seconds:.1f} s, "
+      f"\"{lonely.stderr.strip()[:160]}\" {'ok' if ok else 'MISMATCH'}", flush=True)
+failures += not ok
+
+env.update(WORLD_SIZE="2", RANK="two")
+bad = subprocess.run([worker], env=env, capture_output=True, text=True, timeout=60)
+ok = bad.returncode != 0 and "RANK='two'" in bad.stderr
+print(f"a malformed RANK: \"{bad.stderr.strip()[:120]}\" {'ok' if ok else 'MISMATCH'}", flush=True)
+failures += not ok
+
+print(f"{'passed' if failures == 0 else 'FAILED'}: {failures} mismatches")
+sys.exit(1 if failures else 0)
