@@ -5,7 +5,8 @@
 # Results go to $OUT (default: ./gpu-out). Needs torch in python3 (the GPU image has it).
 # BITTORCH_GPU_STEPS picks the steps after the build (default: all of
 # "tests sanitizer bench packed mnist"; "cudatests" runs the CUDA test binary alone,
-# "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU; "lmcheck",
+# "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU; "lmdp" trains
+# bittorch-lm on one GPU and on two under torchrun (needs 2 GPUs); "lmcheck",
 # "lmbench" and "lmquality" run bittorch-lm: BITTORCH_LM_PRESET, BITTORCH_LM_ARGS and
 # BITTORCH_LM_TIMEOUT set the quality run); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
 # BITTORCH_SANITIZER_TOOLS picks compute-sanitizer's tools (default: memcheck racecheck) and
@@ -135,5 +136,43 @@ timeout "${BITTORCH_LM_TIMEOUT:-540}" "$lm" train --cuda --preset "$preset" --co
   2>&1 | grep -E "epoch [0-9]+/[0-9]+:|bits per byte|^fp |^ternary |error" || status=1
 python3 -c 'import json,sys; [print("---", r["model"], "sample ---" + r.get("sample", "")) for r in json.load(open(sys.argv[1]))["runs"]]' \
   "$out/lm_quality_$preset.json" || status=1
+fi
+if wants lmdp; then
+step "bittorch-lm data parallel: one GPU against two (torchrun, NCCL), medium and large"
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the machine's rule
+torchrun=(python3 -m torch.distributed.run --standalone --nproc-per-node 2 --no-python)
+dp() {  # NAME PRESET STEPS [torchrun] FLAGS...
+  local name=$1 preset=$2 steps=$3; shift 3
+  local launcher=()
+  if [[ $1 == torchrun ]]; then launcher=("${torchrun[@]}"); shift; fi
+  "${launcher[@]}" "$lm" train --cuda --model ternary --preset "$preset" --steps "$steps" \
+    --eval-interval $((steps / 2)) --eval-windows 64 --no-progress --log-level warn \
+    --metrics-json "$out/dp_$name.json" "$@" >/dev/null 2>"$out/dp_$name.err" || { tail -5 "$out/dp_$name.err"; status=1; }
+  rm -f "$out/dp_$name.err"
+}
+dp medium_1gpu medium 200 --batch-size 32
+dp medium_2gpu medium 200 torchrun --batch-size 32
+dp medium_2gpu_bf16 medium 200 torchrun --batch-size 32 --bf16-gradients
+dp medium_1gpu_batch64 medium 200 --batch-size 64
+dp large_1gpu large 60 --batch-size 16
+dp large_2gpu large 60 torchrun --batch-size 16
+python3 - "$out" <<'PY' || status=1
+import glob, json, os, sys
+out = sys.argv[1]
+runs = {}
+for path in sorted(glob.glob(os.path.join(out, "dp_*.json"))):
+    doc = json.load(open(path))
+    evals = doc["runs"][0]["evaluations"]
+    runs[os.path.basename(path)[3:-5]] = {"tokens_per_second": evals[-1]["tokens_per_second"],
+                                          "val_loss": [e["val_loss"] for e in evals],
+                                          "train_loss": [e["train_loss"] for e in evals]}
+    os.remove(path)
+for preset in ("medium", "large"):
+    one, two = runs.get(preset + "_1gpu"), runs.get(preset + "_2gpu")
+    if one and two:
+        runs[preset + "_speedup"] = two["tokens_per_second"] / one["tokens_per_second"]
+json.dump(runs, open(os.path.join(out, "lm_data_parallel.json"), "w"), indent=1)
+print(json.dumps(runs, indent=1))
+PY
 fi
 exit $status

@@ -39,10 +39,11 @@ std::pair<torch::Tensor, torch::Tensor> TextBatches::windows(const torch::Tensor
   return {window.narrow(1, 0, context_), window.narrow(1, 1, context_)};
 }
 
-std::pair<torch::Tensor, torch::Tensor> TextBatches::random(int64_t batch, uint64_t seed, int64_t index) const {
+std::pair<torch::Tensor, torch::Tensor> TextBatches::random(int64_t batch, uint64_t seed, int64_t index, int64_t rank,
+                                                            int64_t ranks) const {
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed * 1000003ULL + static_cast<uint64_t>(index));
-  const auto offsets = torch::randint(size() - context_, {batch}, generator, torch::kLong);
-  return windows(offsets);
+  const auto offsets = torch::randint(size() - context_, {batch * ranks}, generator, torch::kLong);
+  return windows(offsets.narrow(0, rank * batch, batch));
 }
 
 std::pair<torch::Tensor, torch::Tensor> TextBatches::spaced(int64_t batch, int64_t first, int64_t count) const {

@@ -25,7 +25,10 @@ class TextBatches {
 
   /// `batch` windows at offsets drawn from a generator seeded by (seed, index): the same index
   /// gives the same batch, so a resumed run sees the batches the interrupted one would have.
-  std::pair<torch::Tensor, torch::Tensor> random(int64_t batch, uint64_t seed, int64_t index) const;
+  /// With `ranks` > 1 the draw is of batch * ranks windows, and this is part `rank` of them:
+  /// the ranks of a data-parallel run together see the batch one process would.
+  std::pair<torch::Tensor, torch::Tensor> random(int64_t batch, uint64_t seed, int64_t index, int64_t rank = 0,
+                                                 int64_t ranks = 1) const;
   /// The windows at evenly spaced offsets `first`.. (evaluation: the same every time).
   std::pair<torch::Tensor, torch::Tensor> spaced(int64_t batch, int64_t first, int64_t count) const;
 

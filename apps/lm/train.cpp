@@ -7,6 +7,8 @@
 #include "lm/lm_model.h"
 #include "lm/text_corpus.h"
 
+#include <bittorch/distributed/data_parallel.h>
+#include <bittorch/distributed/process_group.h>
 #include <bittorch/train.h>
 
 #include <fmt/format.h>
@@ -27,7 +29,14 @@ struct TrainConfig {
           eval_windows = 0, stop_after_eval = 0, sample_bytes = 0;
   double lr = 0, ternary_lr = 0, final_lr_factor = 0, weight_decay = 0, ternary_decay_until = 1, grad_clip = 0;
   uint64_t seed = 0;
-  bool bf16 = false, progress = true;
+  bool bf16 = false, progress = true, bf16_gradients = false;
+};
+
+// This process's place in a torchrun launch (none: it trains alone).
+struct Ranks {
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  int64_t rank = 0, count = 1;
+  bool leader() const { return rank == 0; }
 };
 
 constexpr double kLn2 = 0.6931471805599453;
@@ -39,27 +48,42 @@ void set_weight_decay(torch::optim::AdamW& optimizer, double weight_decay, bool 
   matrices.weight_decay(on ? weight_decay : 0.0);
 }
 
-double validation_loss(nn::TransformerLM& model, const TextBatches& val, const TrainConfig& config) {
-  double sum = 0;
-  int64_t windows = 0;
-  for (int64_t first = 0; first < config.eval_windows; first += config.batch_size) {
+// The mean loss over the evaluation windows; under data parallelism each rank takes every
+// ranks.count-th batch of windows and the sums are all-reduced.
+double validation_loss(nn::TransformerLM& model, const TextBatches& val, const TrainConfig& config,
+                       distributed::DataParallel* parallel) {
+  const int64_t rank = parallel != nullptr ? parallel->rank() : 0,
+                ranks = parallel != nullptr ? parallel->world_size() : 1;
+  double sum = 0, windows = 0;
+  int64_t batch_index = 0;
+  for (int64_t first = 0; first < config.eval_windows; first += config.batch_size, ++batch_index) {
+    if (batch_index % ranks != rank) continue;
     const int64_t batch = std::min(config.batch_size, config.eval_windows - first);
     const auto [inputs, targets] = val.spaced(batch, first, config.eval_windows);
     sum += next_byte_loss(model, inputs, targets, config.bf16).item<double>() * static_cast<double>(batch);
-    windows += batch;
+    windows += static_cast<double>(batch);
   }
-  return sum / static_cast<double>(windows);
+  if (parallel != nullptr) {
+    sum = parallel->sum_over_ranks(sum);
+    windows = parallel->sum_over_ranks(windows);
+  }
+  return sum / windows;
 }
 
 // Trains the model of `kind`; its entry in `metrics` is rewritten after every evaluation.
 void train_one(const std::string& kind, const TrainConfig& config, const TextBatches& train, const TextBatches& val,
-               torch::Device device, train::MetricsLog& metrics) {
+               torch::Device device, const Ranks& ranks, train::MetricsLog& metrics) {
   const bool ternary = kind == "ternary";
   torch::manual_seed(config.seed);  // the same initial weights for both models
   auto model = make_lm(config.model, kind, config.activation_bits);
   model->to(device);
   const double lr = ternary ? config.ternary_lr : config.lr;
   auto optimizer = make_optimizer(*model, lr, config.weight_decay);
+  std::unique_ptr<distributed::DataParallel> parallel;
+  if (ranks.group) {
+    parallel = std::make_unique<distributed::DataParallel>(
+        *model, ranks.group, distributed::DataParallelOptions().bf16_gradients(config.bf16_gradients));
+  }
   const auto schedule = train::LrScheduleOptions()
                             .warmup_steps(std::min(config.warmup, config.steps))
                             .total_steps(config.steps)
@@ -77,13 +101,16 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
                              .loss_check_every(50)
                              .checkpoint_path(config.save_path)
                              .divergence_hint(ternary ? "try a lower --ternary-lr" : "try a lower --lr")
-                             .device(device));
+                             .device(device)
+                             .data_parallel(parallel.get()));
   const double decay_until = ternary ? config.ternary_decay_until : 1.0;
   trainer.set_settings({{"model", options_json(config.model)},
                         {"activation_bits", ternary ? config.activation_bits : 0},
                         {"train_bytes", train.size()},
                         {"val_bytes", val.size()},
-                        {"batch_size", config.batch_size},
+                        // Over all ranks: a run resumes on another number of processes
+                        // with --batch-size scaled to keep it (the batches are the same).
+                        {"batch_size", config.batch_size * ranks.count},
                         {"lr", lr},
                         {"weight_decay", config.weight_decay},
                         {"weight_decay_until", decay_until},
@@ -113,16 +140,17 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
     if (c.micro_step == 0) {
       set_weight_decay(*optimizer, config.weight_decay, c.step < decay_until * static_cast<double>(config.steps));
     }
-    const auto [inputs, targets] =
-        train.random(config.batch_size, config.seed, c.step * config.accumulation + c.micro_step);
+    const auto [inputs, targets] = train.random(config.batch_size, config.seed,
+                                                c.step * config.accumulation + c.micro_step, ranks.rank, ranks.count);
     return train::StepOutput{next_byte_loss(model, inputs, targets, config.bf16), inputs.numel()};
   };
   hooks.evaluate = [&] {
-    const double loss = validation_loss(model, val, config);
+    const double loss = validation_loss(model, val, config, parallel.get());
     return nlohmann::json{{"val_loss", loss}, {"val_bits_per_byte", loss / kLn2}};
   };
   hooks.epoch_end = [&](const nlohmann::json&) { report(); };
   trainer.fit(hooks);
+  if (!ranks.leader()) return;  // rank 0 alone reports, exports and samples
   if (trainer.epochs_done() < trainer.epochs()) spdlog::info("{}: continue with --resume {}", kind, config.save_path);
   if (ternary && !config.export_path.empty()) {
     model->eval();
@@ -190,6 +218,7 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   c.metrics_json = args["metrics-json"].as<std::string>();
   c.export_path = args["export"].as<std::string>();
   c.progress = !args.count("no-progress");
+  c.bf16_gradients = args.count("bf16-gradients") > 0;
   if (args.count("compare") && (!c.save_path.empty() || !c.resume_path.empty())) {
     throw UsageError("--save and --resume work on one model: drop --compare");
   }
@@ -212,7 +241,7 @@ int train_command(int argc, char** argv) {
     ("compare", "Train the fp and the ternary model on the same batches and compare them")
     ("activation-bits", "Ternary projections' activations: 0 (unquantized) or 8 (per token)", text_flag("0"))
     ("steps", "Optimizer steps", text_flag("300"))
-    ("batch-size", "Sequences per micro-batch", text_flag("32"))
+    ("batch-size", "Sequences per micro-batch (per process under torchrun)", text_flag("32"))
     ("accumulation", "Micro-batches per optimizer step (gradients averaged)", text_flag("1"))
     ("lr", "Peak AdamW learning rate of the fp model", text_flag("0.001"))
     ("ternary-lr", "Peak AdamW learning rate of the ternary model (BitNet trains ternary models hotter)",
@@ -238,6 +267,7 @@ int train_command(int argc, char** argv) {
     ("metrics-json", "Write every evaluation of every model to PATH as the run goes", text_flag(""))
     ("sample", "After training, print N bytes generated by each model (as bittorch-lm sample does; also in the "
                "metrics)", text_flag("0"))
+    ("bf16-gradients", "Under torchrun: all-reduce the gradients in bfloat16 (half the bytes)")
     ("no-progress", "No progress bar, even on a terminal");
   // clang-format on
   add_model_options(options);
@@ -245,7 +275,20 @@ int train_command(int argc, char** argv) {
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
     TrainConfig config = parse_config(args);
     check_output_flags(args, {"save", "export", "metrics-json"});
-    const auto device = selected_device(args);
+    auto device = selected_device(args);
+    Ranks ranks;
+    if (const auto launch = distributed::launch_environment_from_env()) {
+      // Under torchrun: one GPU per process (LOCAL_RANK), or Gloo between CPU processes.
+      if (device.is_cuda()) device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(launch->local_rank));
+      ranks = {distributed::init_process_group(*launch, device), launch->rank, launch->world_size};
+      if (!ranks.leader()) {
+        spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));
+        config.metrics_json.clear(), config.save_path.clear(), config.export_path.clear();
+        config.sample_bytes = 0, config.progress = false;
+      }
+      spdlog::info("data parallel: {} processes ({}), this is rank {}", ranks.count, device.is_cuda() ? "NCCL" : "Gloo",
+                   ranks.rank);
+    }
     const std::string precision = choice_flag(args, "precision", {"auto", "fp32", "bf16"});
     if (precision == "bf16" && !device.is_cuda()) throw UsageError("--precision bf16 needs a CUDA device");
     config.bf16 = precision == "bf16" || (precision == "auto" && device.is_cuda());
@@ -253,14 +296,16 @@ int train_command(int argc, char** argv) {
     const TextBatches train(read_text_bytes(config.train_file, window, "--train-file"), config.model.context(), device);
     const TextBatches val(read_text_bytes(config.val_file, window, "--val-file"), config.model.context(), device);
     spdlog::info("data: {} training and {} validation bytes; context {}, {} x {} tokens per step", train.size(),
-                 val.size(), config.model.context(), config.batch_size * config.accumulation, config.model.context());
+                 val.size(), config.model.context(), config.batch_size * config.accumulation * ranks.count,
+                 config.model.context());
     train::MetricsLog metrics(config.metrics_json, {{"train_file", config.train_file},
                                                     {"val_file", config.val_file},
                                                     {"device", device.str()},
                                                     {"bf16", config.bf16},
                                                     {"steps", config.steps},
                                                     {"model", options_json(config.model)}});
-    for (const auto& kind : config.kinds) train_one(kind, config, train, val, device, metrics);
+    for (const auto& kind : config.kinds) train_one(kind, config, train, val, device, ranks, metrics);
+    if (!ranks.leader()) return 0;
     print_summary(metrics.document()["runs"]);
     if (!config.metrics_json.empty()) spdlog::info("metrics written to {}", config.metrics_json);
     return 0;

@@ -7,6 +7,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 #ifdef BITTORCH_C10D_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -95,6 +96,9 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const LaunchEnvironmen
   auto group = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size);
 #ifdef BITTORCH_C10D_NCCL
   if (device.is_cuda()) {
+    // One GPU per process: kernels that use the current device (and NCCL's communicator)
+    // must not land on GPU 0.
+    c10::cuda::set_device(device.has_index() ? device.index() : 0);
     auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
     nccl_options->timeout = options.timeout();
     auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl_options);

@@ -103,6 +103,10 @@ int64_t Trainer::epochs() const {
   return ceil_div(options_.total_steps(), options_.steps_per_epoch());
 }
 
+bool Trainer::reports() const {
+  return options_.data_parallel() == nullptr || options_.data_parallel()->rank() == 0;
+}
+
 double Trainer::current_lr() const {
   return optimizer_.param_groups().empty() ? 0.0 : optimizer_.param_groups().front().options().get_lr();
 }
@@ -111,7 +115,7 @@ const nlohmann::json& Trainer::fit(const TrainerHooks& hooks) {
   TORCH_CHECK(hooks.step, "bittorch::train::Trainer::fit: hooks.step is not set");
   const int64_t last_epoch =
       options_.stop_after_epoch() > 0 ? std::min(epochs(), options_.stop_after_epoch()) : epochs();
-  if (epochs_done_ < last_epoch) {
+  if (epochs_done_ < last_epoch && reports()) {
     spdlog::info("{}: training epochs {}-{} of {} ({} steps), lr {} on {}", options_.label(), epochs_done_ + 1,
                  last_epoch, epochs(), options_.total_steps(), current_lr(), options_.device().str());
   }
@@ -125,18 +129,20 @@ const nlohmann::json& Trainer::fit(const TrainerHooks& hooks) {
       TORCH_CHECK(fields.is_object(), "bittorch::train::Trainer: hooks.evaluate must return a JSON object");
       record.update(fields);
     }
-    spdlog::info("{} epoch {}/{}: train loss {:.4f}{} ({:.2f} s, {:.0f} {}/s)", options_.label(), epoch, epochs(),
-                 record["train_loss"].get<double>(), describe_fields(fields), record["seconds"].get<double>(),
-                 record[options_.unit() + "_per_second"].get<double>(), options_.unit());
+    if (reports()) {
+      spdlog::info("{} epoch {}/{}: train loss {:.4f}{} ({:.2f} s, {:.0f} {}/s)", options_.label(), epoch, epochs(),
+                   record["train_loss"].get<double>(), describe_fields(fields), record["seconds"].get<double>(),
+                   record[options_.unit() + "_per_second"].get<double>(), options_.unit());
+    }
     history_.push_back(record);
     epochs_done_ = epoch;
-    if (!options_.checkpoint_path().empty()) {
+    if (!options_.checkpoint_path().empty() && reports()) {
       save_checkpoint(options_.checkpoint_path(), model_, &optimizer_,
                       {describe_model(model_, options_.label()), settings_, epochs_done_, steps_done_, history_});
     }
     if (hooks.epoch_end) hooks.epoch_end(record);
   }
-  if (last_epoch < epochs() && epochs_done_ == last_epoch) {
+  if (last_epoch < epochs() && epochs_done_ == last_epoch && reports()) {
     spdlog::info("{}: stopped after epoch {} of {}", options_.label(), last_epoch, epochs());
   }
   return history_;
@@ -146,7 +152,8 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
   const int64_t steps = std::min(options_.steps_per_epoch(), options_.total_steps() - steps_done_);
   model_.train();
   EpochProgress progress(fmt::format("{} epoch {}/{}", options_.label(), epoch, epochs()), steps, options_.unit(),
-                         options_.progress());
+                         reports() ? options_.progress() : ProgressStyle::None);
+  auto* const parallel = options_.data_parallel();
   synchronize(options_.device());
   const auto start = std::chrono::steady_clock::now();
   // Summed on the device: reading a loss waits for the GPU, so it happens only every
@@ -161,7 +168,12 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
       const StepOutput output = hooks.step({epoch, steps_done_, step, micro});
       TORCH_CHECK(output.loss.defined() && output.loss.numel() == 1,
                   "bittorch::train::Trainer: hooks.step must return a one-element loss");
-      (micro_steps == 1 ? output.loss : output.loss / static_cast<double>(micro_steps)).backward();
+      const auto loss = micro_steps == 1 ? output.loss : output.loss / static_cast<double>(micro_steps);
+      if (parallel != nullptr) {
+        parallel->backward(loss, /*sync=*/micro == micro_steps - 1);
+      } else {
+        loss.backward();
+      }
       loss_sum += output.loss.detach().to(torch::kDouble).reshape({}) / static_cast<double>(micro_steps);
       items += output.items;
     }
@@ -169,22 +181,29 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
     optimizer_.step();
     ++steps_done_;
     if ((step + 1) % options_.loss_check_every() == 0 || step + 1 == steps) {
-      const double mean_loss = loss_sum.item<double>() / static_cast<double>(step + 1);
+      // Every rank checks at the same steps, so that all of them stop together.
+      double mean_loss = loss_sum.item<double>() / static_cast<double>(step + 1);
+      if (parallel != nullptr) mean_loss = parallel->mean_over_ranks(mean_loss);
       TORCH_CHECK(std::isfinite(mean_loss), options_.label(), " epoch ", epoch, ": the training loss became ",
                   mean_loss, " by step ", step + 1, " of the epoch: training diverged (learning rate ", current_lr(),
                   "; ", options_.divergence_hint(), ")");
-      progress.update(step + 1, items, mean_loss);
+      progress.update(step + 1, items * (parallel != nullptr ? parallel->world_size() : 1), mean_loss);
     }
   }
   synchronize(options_.device());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   progress.finish();
-  const double train_loss = steps > 0 ? loss_sum.item<double>() / static_cast<double>(steps) : 0.0;
+  double train_loss = steps > 0 ? loss_sum.item<double>() / static_cast<double>(steps) : 0.0;
+  double all_items = static_cast<double>(items);
+  if (parallel != nullptr) {
+    train_loss = parallel->mean_over_ranks(train_loss);
+    all_items = parallel->sum_over_ranks(all_items);
+  }
   return {{"epoch", epoch},
           {"steps", steps_done_},
           {"train_loss", train_loss},
           {"seconds", seconds},
-          {options_.unit() + "_per_second", items / std::max(seconds, 1e-9)}};
+          {options_.unit() + "_per_second", all_items / std::max(seconds, 1e-9)}};
 }
 
 }  // namespace bittorch::train

@@ -574,6 +574,32 @@ def case_lm_resume_sample_and_export():
         assert "--checkpoint" in output, output
 
 
+def case_lm_data_parallel():
+    """bittorch-lm train under torchrun, two processes on the CPU (Gloo), --batch-size 4 each:
+    the same evaluations as one process with --batch-size 8 (each rank takes its half of every
+    step's batch; validation sums are all-reduced); rank 0 alone writes metrics and checkpoints;
+    a checkpoint of the two-process run resumes in one process."""
+    torch_python = os.environ["BITTORCH_TORCH_PYTHON"]
+    torchrun = [torch_python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"]
+    with tempfile.TemporaryDirectory() as tmp:
+        f = lambda name: os.path.join(tmp, name)
+        common = [*LM_TINY, "--model", "ternary", "--steps", "30", "--eval-interval", "10", "--threads", "1"]
+        one_process = [*common[:2], *common[4:]]  # without --batch-size 16
+        run(LM, "train", *one_process, "--batch-size", "8", "--metrics-json", f("one.json"))
+        output = run(*torchrun, LM, "train", *one_process, "--batch-size", "4", "--metrics-json", f("two.json"),
+                     "--save", f("two.ckpt"), "--stop-after-eval", "2")
+        assert "data parallel: 2 processes (Gloo)" in output and output.count("epoch 1/3: train loss") == 1, output
+        run(LM, "train", *one_process, "--batch-size", "8", "--resume", f("two.ckpt"),
+            "--metrics-json", f("resumed.json"))
+        one, two, resumed = (lm_evaluations(f(name))[0] for name in ("one.json", "two.json", "resumed.json"))
+        assert len(one) == 3 and len(two) == 2 and len(resumed) == 3, (one, two, resumed)
+        for got, want in ((two, one[:2]), (resumed, one)):
+            for g, w in zip(got, want):
+                for key in ("val_loss", "train_loss"):
+                    assert abs(g[key] - w[key]) < 1e-4, (key, got, want)
+        print(f"lm_data_parallel: one process {[e['val_loss'] for e in one]}, two {[e['val_loss'] for e in two]}")
+
+
 def case_lm_bad_text_files():
     with tempfile.TemporaryDirectory() as tmp:
         f = lambda name: os.path.join(tmp, name)

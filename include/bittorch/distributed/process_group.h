@@ -41,8 +41,9 @@ struct BITTORCH_TRAIN_API ProcessGroupOptions {
   TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::minutes(5);
 };
 
-/// The process group of `launch`: NCCL when `device` is CUDA, Gloo when it is the CPU. The
-/// rendezvous failing within the timeout is a c10::Error naming the address and the ranks.
+/// The process group of `launch`: NCCL when `device` is CUDA (which becomes the current CUDA
+/// device), Gloo when it is the CPU. The rendezvous failing within the timeout is a c10::Error
+/// naming the address and the ranks.
 BITTORCH_TRAIN_API c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const LaunchEnvironment& launch,
                                                                              c10::Device device,
                                                                              const ProcessGroupOptions& options = {});

@@ -14,6 +14,7 @@
 //   hooks.evaluate = [&] { return nlohmann::json{{"test_loss", ...}}; };
 //   trainer.fit(hooks);
 
+#include <bittorch/distributed/data_parallel.h>
 #include <bittorch/train/checkpoint.h>
 #include <bittorch/train/export.h>
 #include <bittorch/train/progress.h>
@@ -48,6 +49,9 @@ struct StepOutput {
   int64_t items = 0;
 };
 
+/// A data-parallel wrapper the trainer uses but does not own (TORCH_ARG needs one token).
+using DataParallelHandle = distributed::DataParallel*;
+
 struct BITTORCH_TRAIN_API TrainerOptions {
   TrainerOptions(int64_t total_steps, int64_t steps_per_epoch);
 
@@ -76,6 +80,12 @@ struct BITTORCH_TRAIN_API TrainerOptions {
   TORCH_ARG(std::string, divergence_hint) = "lower the learning rate";
   /// Where the model is: timings wait for its queued work, checkpoints load onto it.
   TORCH_ARG(c10::Device, device) = c10::kCPU;
+  /// Data parallelism (not owned; null: this process alone): backward goes through it, the
+  /// gradients averaged over the ranks on a step's last micro-batch (the others accumulate
+  /// locally, no_sync); records hold global figures (train loss averaged, items summed over
+  /// the ranks); only rank 0 logs, shows progress and writes checkpoints. Every rank runs the
+  /// same steps; step hooks give each rank its own shard of the batch.
+  TORCH_ARG(DataParallelHandle, data_parallel) = nullptr;
 };
 
 /// A c10::Error naming the field of `options` that is unusable.
@@ -125,6 +135,7 @@ class BITTORCH_TRAIN_API Trainer {
 
  private:
   double current_lr() const;
+  bool reports() const;  // whether this rank logs, shows progress and writes checkpoints
   nlohmann::json train_epoch(int64_t epoch, const TrainerHooks& hooks);
 
   torch::nn::Module& model_;
