@@ -1,5 +1,7 @@
 #include "lm/text_corpus.h"
 
+#include <bittorch/distributed/data_parallel.h>
+
 #include "common/gzip_stream.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -43,7 +45,7 @@ std::pair<torch::Tensor, torch::Tensor> TextBatches::random(int64_t batch, uint6
                                                             int64_t ranks) const {
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed * 1000003ULL + static_cast<uint64_t>(index));
   const auto offsets = torch::randint(size() - context_, {batch * ranks}, generator, torch::kLong);
-  return windows(offsets.narrow(0, rank * batch, batch));
+  return windows(distributed::shard_of_batch(offsets, rank, ranks));
 }
 
 std::pair<torch::Tensor, torch::Tensor> TextBatches::spaced(int64_t batch, int64_t first, int64_t count) const {

@@ -3,12 +3,12 @@
 // in nats and bits per byte, metrics JSON, checkpoints and resume.
 
 #include "common/cli.h"
+#include "common/launch.h"
 #include "lm/commands.h"
 #include "lm/lm_model.h"
 #include "lm/text_corpus.h"
 
 #include <bittorch/distributed/data_parallel.h>
-#include <bittorch/distributed/process_group.h>
 #include <bittorch/train.h>
 
 #include <fmt/format.h>
@@ -32,13 +32,6 @@ struct TrainConfig {
   bool bf16 = false, progress = true, bf16_gradients = false;
 };
 
-// This process's place in a torchrun launch (none: it trains alone).
-struct Ranks {
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
-  int64_t rank = 0, count = 1;
-  bool leader() const { return rank == 0; }
-};
-
 constexpr double kLn2 = 0.6931471805599453;
 
 // BitNet b1.58's two-stage recipe: weight decay until `until` of the run, then none (the
@@ -48,8 +41,8 @@ void set_weight_decay(torch::optim::AdamW& optimizer, double weight_decay, bool 
   matrices.weight_decay(on ? weight_decay : 0.0);
 }
 
-// The mean loss over the evaluation windows; under data parallelism each rank takes every
-// ranks.count-th batch of windows and the sums are all-reduced.
+// The mean loss over the evaluation windows; under data parallelism the ranks take turns
+// with the batches of windows and the sums are all-reduced.
 double validation_loss(nn::TransformerLM& model, const TextBatches& val, const TrainConfig& config,
                        distributed::DataParallel* parallel) {
   const int64_t rank = parallel != nullptr ? parallel->rank() : 0,
@@ -72,7 +65,7 @@ double validation_loss(nn::TransformerLM& model, const TextBatches& val, const T
 
 // Trains the model of `kind`; its entry in `metrics` is rewritten after every evaluation.
 void train_one(const std::string& kind, const TrainConfig& config, const TextBatches& train, const TextBatches& val,
-               torch::Device device, const Ranks& ranks, train::MetricsLog& metrics) {
+               torch::Device device, const ProcessRanks& ranks, train::MetricsLog& metrics) {
   const bool ternary = kind == "ternary";
   torch::manual_seed(config.seed);  // the same initial weights for both models
   auto model = make_lm(config.model, kind, config.activation_bits);
@@ -276,18 +269,10 @@ int train_command(int argc, char** argv) {
     TrainConfig config = parse_config(args);
     check_output_flags(args, {"save", "export", "metrics-json"});
     auto device = selected_device(args);
-    Ranks ranks;
-    if (const auto launch = distributed::launch_environment_from_env()) {
-      // Under torchrun: one GPU per process (LOCAL_RANK), or Gloo between CPU processes.
-      if (device.is_cuda()) device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(launch->local_rank));
-      ranks = {distributed::init_process_group(*launch, device), launch->rank, launch->world_size};
-      if (!ranks.leader()) {
-        spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));
-        config.metrics_json.clear(), config.save_path.clear(), config.export_path.clear();
-        config.sample_bytes = 0, config.progress = false;
-      }
-      spdlog::info("data parallel: {} processes ({}), this is rank {}", ranks.count, device.is_cuda() ? "NCCL" : "Gloo",
-                   ranks.rank);
+    const ProcessRanks ranks = join_launch(device);
+    if (!ranks.leader()) {
+      config.metrics_json.clear(), config.save_path.clear(), config.export_path.clear();
+      config.sample_bytes = 0, config.progress = false;
     }
     const std::string precision = choice_flag(args, "precision", {"auto", "fp32", "bf16"});
     if (precision == "bf16" && !device.is_cuda()) throw UsageError("--precision bf16 needs a CUDA device");

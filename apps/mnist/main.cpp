@@ -4,8 +4,10 @@
 #include "common/cli.h"
 #include "common/evaluation.h"
 #include "common/idx_dataset.h"
+#include "common/launch.h"
 #include "common/models.h"
 
+#include <bittorch/distributed/data_parallel.h>
 #include <bittorch/train.h>
 
 #include <fmt/format.h>
@@ -50,10 +52,10 @@ torch::Tensor epoch_order(int64_t samples, uint64_t seed, int64_t epoch, torch::
 
 // What a resumed run must share with the run it resumes (the trainer adds its own: steps per
 // epoch, schedule): anything else would train another trajectory.
-nlohmann::json run_settings(const Config& config, const Split& train_split, double lr) {
+nlohmann::json run_settings(const Config& config, const Split& train_split, double lr, int64_t processes) {
   return {{"dataset", config.dataset},
           {"train_samples", train_split.size()},
-          {"batch_size", config.batch_size},
+          {"batch_size", config.batch_size * processes},  // over all processes of a torchrun launch
           {"lr", lr},
           {"seed", config.seed}};
 }
@@ -87,14 +89,18 @@ double mean_epoch_seconds(const nlohmann::json& epochs) {
 // Trains (or, with --epochs 0, evaluates) the model of `kind`; its entry in `metrics` is
 // rewritten after every epoch.
 void train(const std::string& kind, const Config& config, const Split& train_split, const Split& test,
-           torch::Device device, bittorch::train::MetricsLog& metrics) {
+           torch::Device device, const ProcessRanks& ranks, bittorch::train::MetricsLog& metrics) {
   const bool ternary = kind == "ternary";
   torch::manual_seed(config.seed);  // same initial weights for both models
   auto model = make_mlp(kLayerSizes, ternary ? std::optional(config.recipe) : std::nullopt);
   model->to(device);
   const double lr = ternary ? config.ternary_lr : config.lr;
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(lr));
-  const int64_t batches = (train_split.size() + config.batch_size - 1) / config.batch_size;
+  std::unique_ptr<bittorch::distributed::DataParallel> parallel;
+  if (ranks.group) parallel = std::make_unique<bittorch::distributed::DataParallel>(*model, ranks.group);
+  // Under torchrun a step's batch is --batch-size samples per process.
+  const int64_t global_batch = config.batch_size * ranks.count;
+  const int64_t batches = (train_split.size() + global_batch - 1) / global_batch;
   bittorch::train::Trainer trainer(
       *model, optimizer,
       bittorch::train::TrainerOptions(config.epochs * batches, batches)
@@ -104,8 +110,9 @@ void train(const std::string& kind, const Config& config, const Split& train_spl
           .progress(config.progress ? bittorch::train::ProgressStyle::Auto : bittorch::train::ProgressStyle::Lines)
           .checkpoint_path(config.save_path)
           .divergence_hint("try a lower --lr")
-          .device(device));
-  trainer.set_settings(run_settings(config, train_split, lr));
+          .device(device)
+          .data_parallel(parallel.get()));
+  trainer.set_settings(run_settings(config, train_split, lr, ranks.count));
 
   nlohmann::json run = {{"model", kind},
                         {"lr", lr},
@@ -138,8 +145,8 @@ void train(const std::string& kind, const Config& config, const Split& train_spl
   torch::Tensor order;
   hooks.step = [&](const bittorch::train::StepContext& context) {
     if (context.step_in_epoch == 0) order = epoch_order(train_split.size(), config.seed, context.epoch, device);
-    const auto index =
-        order.slice(0, context.step_in_epoch * config.batch_size, (context.step_in_epoch + 1) * config.batch_size);
+    const auto batch = order.slice(0, context.step_in_epoch * global_batch, (context.step_in_epoch + 1) * global_batch);
+    const auto index = bittorch::distributed::shard_of_batch(batch, ranks.rank, ranks.count);
     const auto loss = torch::nn::functional::cross_entropy(model->forward(train_split.inputs.index_select(0, index)),
                                                            train_split.targets.index_select(0, index));
     return bittorch::train::StepOutput{loss, index.size(0)};
@@ -153,6 +160,7 @@ void train(const std::string& kind, const Config& config, const Split& train_spl
   };
   const int64_t epochs_before = trainer.epochs_done();
   const auto& history = trainer.fit(hooks);
+  if (!ranks.leader()) return;  // rank 0 alone reports and exports
   if (trainer.epochs_done() < trainer.epochs()) {
     spdlog::info("{}: continue with --resume {}", kind, config.save_path);
   }
@@ -246,7 +254,7 @@ int main(int argc, char** argv) {
   // clang-format off
   options.add_options()
     ("epochs", "Training epochs; the cosine schedule spans them (0 with --load: evaluate only)", text_flag("5"))
-    ("batch-size", "Mini-batch size", text_flag("128"))
+    ("batch-size", "Mini-batch size (per process under torchrun)", text_flag("128"))
     ("lr", "Adam learning rate of the FP32 model", text_flag("0.001"))
     ("ternary-lr", "Adam learning rate of the ternary model (default: --lr)", cxxopts::value<std::string>())
     ("lr-schedule", "constant or cosine (decay to 0 over the run), for every model", text_flag("cosine"))
@@ -269,7 +277,7 @@ int main(int argc, char** argv) {
   add_ternary_recipe_options(options, kDefaultScaleMode, kDefaultThresholdFactor);
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
-    const Config config = parse_config(args);
+    Config config = parse_config(args);
     const bool compare = args.count("compare") > 0;
     const bool fp32_only = args.count("no-ternary") > 0;
     if (compare && fp32_only) throw UsageError("--compare and --no-ternary exclude each other");
@@ -279,7 +287,12 @@ int main(int argc, char** argv) {
       throw UsageError("--save, --load and --resume work on one model: drop --compare");
     }
     check_output_flags(args, {"save", "export", "metrics-json"});
-    const auto device = selected_device(args);
+    auto device = selected_device(args);
+    const ProcessRanks ranks = join_launch(device);
+    if (!ranks.leader()) {
+      config.metrics_json.clear(), config.save_path.clear(), config.export_path.clear();
+      config.progress = false;
+    }
 
     const auto train_split =
         load_split(config.dataset, config.data_dir, IdxDataset::Split::Train, config.train_limit, device);
@@ -290,7 +303,8 @@ int main(int argc, char** argv) {
     if (!fp32_only) kinds.push_back("ternary");
     // The metrics file is rewritten after every epoch: a run that dies keeps its results so far.
     bittorch::train::MetricsLog metrics(config.metrics_json, {{"dataset", config.dataset}, {"device", device.str()}});
-    for (const auto& kind : kinds) train(kind, config, train_split, test_split, device, metrics);
+    for (const auto& kind : kinds) train(kind, config, train_split, test_split, device, ranks, metrics);
+    if (!ranks.leader()) return 0;
     print_summary(metrics.document()["runs"]);
     if (!config.metrics_json.empty()) spdlog::info("metrics written to {}", config.metrics_json);
     return 0;

@@ -95,6 +95,18 @@ int64_t DataParallel::world_size() const {
   return group_->getSize();
 }
 
+at::Tensor shard_of_batch(const at::Tensor& indices, int64_t rank, int64_t ranks) {
+  TORCH_CHECK(indices.dim() == 1 && indices.numel() >= 1, "shard_of_batch: expected a non-empty 1-D batch, got ",
+              indices.sizes());
+  TORCH_CHECK(ranks >= 1 && rank >= 0 && rank < ranks, "shard_of_batch: rank ", rank, " of ", ranks);
+  const int64_t n = indices.numel(), part = (n + ranks - 1) / ranks;
+  auto padded = indices;
+  while (padded.numel() < part * ranks) {
+    padded = at::cat({padded, indices.narrow(0, 0, std::min(n, part * ranks - padded.numel()))});
+  }
+  return padded.narrow(0, rank * part, part);
+}
+
 void average_gradients_per_parameter(torch::nn::Module& module, c10d::ProcessGroup& group) {
   for (auto& parameter : module.parameters()) {
     if (!parameter.grad().defined()) continue;

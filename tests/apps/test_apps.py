@@ -600,6 +600,26 @@ def case_lm_data_parallel():
         print(f"lm_data_parallel: one process {[e['val_loss'] for e in one]}, two {[e['val_loss'] for e in two]}")
 
 
+def case_mnist_data_parallel():
+    """bittorch-mnist under torchrun, two CPU processes of --batch-size 32: the epochs of one
+    process with --batch-size 64 (each rank its half of every step's batch; the last, short
+    batch split evenly)."""
+    torch_python = os.environ["BITTORCH_TORCH_PYTHON"]
+    torchrun = [torch_python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"]
+    with tempfile.TemporaryDirectory() as tmp:
+        common = ["--epochs", "2", "--train-limit", "2000", "--test-limit", "1000", "--no-progress", "--threads", "1"]
+        run(MNIST, *common, "--batch-size", "64", "--metrics-json", os.path.join(tmp, "one.json"))
+        run(*torchrun, MNIST, *common, "--batch-size", "32", "--metrics-json", os.path.join(tmp, "two.json"))
+        epochs = []
+        for name in ("one.json", "two.json"):
+            with open(os.path.join(tmp, name)) as f:
+                epochs.append(json.load(f)["runs"][0]["epochs"])
+        for one, two in zip(*epochs):
+            assert abs(one["train_loss"] - two["train_loss"]) < 1e-3, epochs
+            assert abs(one["test_accuracy"] - two["test_accuracy"]) <= 0.5, epochs
+        print(f"mnist_data_parallel: {[(e['train_loss'], e['test_accuracy']) for e in epochs[1]]}")
+
+
 def case_lm_bad_text_files():
     with tempfile.TemporaryDirectory() as tmp:
         f = lambda name: os.path.join(tmp, name)

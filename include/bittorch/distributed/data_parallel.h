@@ -65,6 +65,11 @@ class BITTORCH_TRAIN_API DataParallel {
   std::unique_ptr<c10d::Reducer> reducer_;
 };
 
+/// Rank `rank`'s part of a step's global batch `indices` ([n], any dtype) among `ranks`
+/// processes: equal parts of ceil(n / ranks), the global batch padded by repeating its first
+/// elements (as PyTorch's DistributedSampler pads), so that no rank gets an empty batch.
+BITTORCH_TRAIN_API at::Tensor shard_of_batch(const at::Tensor& indices, int64_t rank, int64_t ranks);
+
 /// The same result without buckets or overlap: after a local backward, one blocking
 /// all-reduce per parameter's gradient, divided by the world size (pytorch/examples'
 /// cpp/distributed loop). The reference the tests compare DataParallel with.

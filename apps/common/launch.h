@@ -1,0 +1,26 @@
+#pragma once
+
+// The apps under torchrun (or any launcher that sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR
+// and MASTER_PORT): one process per GPU (or CPU process with Gloo), each training its part of
+// every batch through bittorch::distributed::DataParallel.
+
+#include <bittorch/distributed/process_group.h>
+
+#include <torch/types.h>
+
+#include <cstdint>
+
+namespace bittorch::apps {
+
+struct ProcessRanks {
+  c10::intrusive_ptr<c10d::ProcessGroup> group;  // null: this process trains alone
+  int64_t rank = 0, count = 1;
+  /// Rank 0 logs, writes metrics, checkpoints and exports.
+  bool leader() const { return rank == 0; }
+};
+
+/// Joins the launch this process is part of, if any: a CUDA `device` becomes cuda:LOCAL_RANK,
+/// and the ranks other than 0 log warnings and errors only.
+ProcessRanks join_launch(torch::Device& device);
+
+}  // namespace bittorch::apps
