@@ -227,7 +227,9 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
 }  // namespace
 
 int train_command(int argc, char** argv) {
-  cxxopts::Options options("bittorch-lm train", "Train a byte-level transformer language model, FP or ternary");
+  cxxopts::Options options("bittorch-lm train",
+                           "Train a byte-level transformer language model, FP or ternary (under torchrun: data "
+                           "parallel, --batch-size per process)");
   // clang-format off
   options.add_options()
     ("model", "fp (torch::nn::Linear projections) or ternary (TernaryLinear, absmean scales)", text_flag("ternary"))

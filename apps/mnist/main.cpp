@@ -250,7 +250,9 @@ Config parse_config(const cxxopts::ParseResult& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cxxopts::Options options("bittorch-mnist", "Train an MLP (784-256-128-10) with ternary or FP32 weights on MNIST");
+  cxxopts::Options options("bittorch-mnist",
+                           "Train an MLP (784-256-128-10) with ternary or FP32 weights on MNIST "
+                           "(under torchrun: data parallel, --batch-size per process)");
   // clang-format off
   options.add_options()
     ("epochs", "Training epochs; the cosine schedule spans them (0 with --load: evaluate only)", text_flag("5"))
