@@ -6,7 +6,9 @@
 # BITTORCH_GPU_STEPS picks the steps after the build (default: all of
 # "tests sanitizer bench packed mnist"; "cudatests" runs the CUDA test binary alone,
 # "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU; "lmdp" trains
-# bittorch-lm on one GPU and on two under torchrun (needs 2 GPUs); "lmcheck",
+# bittorch-lm on one GPU and on two under torchrun (needs 2 GPUs; BITTORCH_DP_SEED=N reruns
+# only the loss comparison at seed N) and "dpcheck" runs the data-parallel test on two GPUs
+# with NCCL; "lmcheck",
 # "lmbench" and "lmquality" run bittorch-lm: BITTORCH_LM_PRESET, BITTORCH_LM_ARGS and
 # BITTORCH_LM_TIMEOUT set the quality run); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
 # BITTORCH_SANITIZER_TOOLS picks compute-sanitizer's tools (default: memcheck racecheck) and
@@ -137,6 +139,15 @@ timeout "${BITTORCH_LM_TIMEOUT:-540}" "$lm" train --cuda --preset "$preset" --co
 python3 -c 'import json,sys; [print("---", r["model"], "sample ---" + r.get("sample", "")) for r in json.load(open(sys.argv[1]))["runs"]]' \
   "$out/lm_quality_$preset.json" || status=1
 fi
+if wants dpcheck; then
+step "DataParallel on two GPUs (NCCL) against one process, and a rank that dies"
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the machine's rule
+python3 tests/distributed/check_data_parallel.py python3 build-gpu/tests/bittorch_data_parallel_worker \
+  "$out/dpcheck" cuda >"$out/dpcheck.log" 2>&1 || status=1
+tail -12 "$out/dpcheck.log"
+rm -rf "$out/dpcheck" "$out/dpcheck.log"
+fi
+
 if wants lmdp; then
 step "bittorch-lm data parallel: one GPU against two (torchrun, NCCL), medium and large"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the machine's rule
@@ -150,12 +161,17 @@ dp() {  # NAME PRESET STEPS [torchrun] FLAGS...
     --metrics-json "$out/dp_$name.json" "$@" >/dev/null 2>"$out/dp_$name.err" || { tail -5 "$out/dp_$name.err"; status=1; }
   rm -f "$out/dp_$name.err"
 }
-dp medium_1gpu medium 200 --batch-size 32
-dp medium_2gpu medium 200 torchrun --batch-size 32
-dp medium_2gpu_bf16 medium 200 torchrun --batch-size 32 --bf16-gradients
-dp medium_1gpu_batch64 medium 200 --batch-size 64
-dp large_1gpu large 60 --batch-size 16
-dp large_2gpu large 60 torchrun --batch-size 16
+if [[ -n ${BITTORCH_DP_SEED:-} ]]; then  # the loss comparison again at another seed (noise)
+  dp "medium_1gpu_batch64_seed$BITTORCH_DP_SEED" medium 200 --batch-size 64 --seed "$BITTORCH_DP_SEED"
+  dp "medium_2gpu_seed$BITTORCH_DP_SEED" medium 200 torchrun --batch-size 32 --seed "$BITTORCH_DP_SEED"
+else
+  dp medium_1gpu medium 200 --batch-size 32
+  dp medium_2gpu medium 200 torchrun --batch-size 32
+  dp medium_2gpu_bf16 medium 200 torchrun --batch-size 32 --bf16-gradients
+  dp medium_1gpu_batch64 medium 200 --batch-size 64
+  dp large_1gpu large 60 --batch-size 16
+  dp large_2gpu large 60 torchrun --batch-size 16
+fi
 python3 - "$out" <<'PY' || status=1
 import glob, json, os, sys
 out = sys.argv[1]

@@ -34,12 +34,16 @@ Split load_split(const std::string& dataset_name, const std::string& data_dir, I
   return {inputs.to(device), dataset.targets().to(device)};
 }
 
-Evaluation evaluate(torch::nn::Sequential& model, const Split& test) {
+Evaluation evaluate(torch::nn::Sequential& model, const Split& test, distributed::DataParallel* parallel) {
   torch::NoGradGuard no_grad;
   model->eval();
+  const int64_t rank = parallel != nullptr ? parallel->rank() : 0,
+                ranks = parallel != nullptr ? parallel->world_size() : 1;
   auto loss_sum = torch::zeros({}, test.inputs.options());
   auto correct = torch::zeros({}, test.targets.options());
-  for (int64_t start = 0; start < test.size(); start += 1000) {
+  int64_t chunk = 0;
+  for (int64_t start = 0; start < test.size(); start += 1000, ++chunk) {
+    if (chunk % ranks != rank) continue;
     const auto x = test.inputs.slice(0, start, start + 1000);
     const auto y = test.targets.slice(0, start, start + 1000);
     const auto logits = model->forward(x);
@@ -47,7 +51,12 @@ Evaluation evaluate(torch::nn::Sequential& model, const Split& test) {
         logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     correct += logits.argmax(1).eq(y).sum();
   }
-  return {loss_sum.item<double>() / test.size(), 100.0 * correct.item<double>() / test.size()};
+  double loss = loss_sum.item<double>(), right = correct.item<double>();
+  if (parallel != nullptr) {
+    loss = parallel->sum_over_ranks(loss);
+    right = parallel->sum_over_ranks(right);
+  }
+  return {loss / test.size(), 100.0 * right / test.size()};
 }
 
 }  // namespace bittorch::apps

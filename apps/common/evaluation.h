@@ -4,6 +4,8 @@
 
 #include "common/idx_dataset.h"
 
+#include <bittorch/distributed/data_parallel.h>
+
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/types.h>
 
@@ -29,6 +31,8 @@ struct Evaluation {
   double loss = 0, accuracy = 0;  // mean cross-entropy, percent correct
 };
 
-Evaluation evaluate(torch::nn::Sequential& model, const Split& test);
+/// The model on the whole test split; under data parallelism (`parallel`) the ranks take
+/// turns with its chunks and the sums are all-reduced.
+Evaluation evaluate(torch::nn::Sequential& model, const Split& test, distributed::DataParallel* parallel = nullptr);
 
 }  // namespace bittorch::apps

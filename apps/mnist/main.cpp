@@ -152,7 +152,7 @@ void train(const std::string& kind, const Config& config, const Split& train_spl
     return bittorch::train::StepOutput{loss, index.size(0)};
   };
   hooks.evaluate = [&] {
-    const auto result = evaluate(model, test);
+    const auto result = evaluate(model, test, parallel.get());
     return nlohmann::json{{"test_loss", result.loss}, {"test_accuracy", result.accuracy}};
   };
   hooks.epoch_end = [&](const nlohmann::json& record) {

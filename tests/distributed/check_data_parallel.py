@@ -4,7 +4,9 @@ batches; bucketed/overlapped equals a plain per-parameter all-reduce; bfloat16 g
 close; gradient accumulation with no_sync equals one process; a rank that dies and a
 rendezvous that never completes end the job with an error, not a hang.
 
-Usage: check_data_parallel.py PYTHON WORKER WORKDIR"""
+Usage: check_data_parallel.py PYTHON WORKER WORKDIR [cuda]: with "cuda", every process on its
+GPU and NCCL between them (a dead rank then ends the other through NCCL's watchdog, after
+the timeout)."""
 import os
 import socket
 import subprocess
@@ -12,6 +14,7 @@ import sys
 import time
 
 python, worker, workdir = sys.argv[1:4]
+device = ["--device", "cuda"] if sys.argv[4:] == ["cuda"] else []
 os.makedirs(workdir, exist_ok=True)
 failures = 0
 
@@ -26,7 +29,7 @@ def clean_env():
 
 def run(args, launch, timeout=300):
     command = ([python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"]
-               if launch else []) + [worker] + args
+               if launch else []) + [worker] + device + args
     start = time.monotonic()
     result = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=timeout)
     return result, time.monotonic() - start
@@ -80,7 +83,7 @@ start = time.monotonic()
 for rank in (0, 1):
     env = clean_env()
     env.update(WORLD_SIZE="2", RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    ranks.append(subprocess.Popen([worker, "--mode", "bucketed", "--steps", "1000", "--die-at-step", "3",
+    ranks.append(subprocess.Popen([worker, *device, "--mode", "bucketed", "--steps", "1000", "--die-at-step", "3",
                                    "--timeout-ms", "20000"], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True))
 survivor_err = ranks[0].communicate(timeout=200)[1]
@@ -96,7 +99,7 @@ port = free_port()
 env = clean_env()
 env.update(WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 start = time.monotonic()
-lonely = subprocess.run([worker, "--mode", "bucketed", "--timeout-ms", "2000"], env=env, capture_output=True,
+lonely = subprocess.run([worker, *device, "--mode", "bucketed", "--timeout-ms", "2000"], env=env, capture_output=True,
                         text=True, timeout=120)
 seconds = time.monotonic() - start
 ok = lonely.returncode != 0 and "rendezvous" in lonely.stderr and seconds < 60

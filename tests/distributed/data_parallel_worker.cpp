@@ -34,9 +34,9 @@ struct Net : torch::nn::Module {
 };
 
 std::map<std::string, std::string> parse(int argc, char** argv) {
-  std::map<std::string, std::string> args = {{"mode", "bucketed"},  {"steps", "6"},        {"global-batch", "8"},
-                                             {"output", ""},        {"bucket-mb", "25"},   {"timeout-ms", "30000"},
-                                             {"die-at-step", "-1"}, {"micro-batches", "1"}};
+  std::map<std::string, std::string> args = {{"mode", "bucketed"},  {"steps", "6"},         {"global-batch", "8"},
+                                             {"output", ""},        {"bucket-mb", "25"},    {"timeout-ms", "30000"},
+                                             {"die-at-step", "-1"}, {"micro-batches", "1"}, {"device", "cpu"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = std::string(argv[i]).substr(2);
     if (!args.count(key)) throw std::invalid_argument("unknown flag " + std::string(argv[i]));
@@ -57,13 +57,18 @@ int main(int argc, char** argv) {
     if (reference != !launch.has_value())
       throw std::invalid_argument("mode reference runs alone, others under torchrun");
 
+    // --device cuda: the rank's GPU (LOCAL_RANK) and NCCL.
+    const torch::Device device = args.at("device") == "cuda"
+                                     ? torch::Device(torch::kCUDA, launch ? launch->local_rank : 0)
+                                     : torch::Device(torch::kCPU);
     torch::manual_seed(3);
     const int64_t micro_batches = std::stoll(args.at("micro-batches"));
-    const auto inputs = torch::randn({steps, micro_batches, global_batch, 16});
-    const auto targets = torch::randn({steps, micro_batches, global_batch, 4});
+    const auto inputs = torch::randn({steps, micro_batches, global_batch, 16}).to(device);
+    const auto targets = torch::randn({steps, micro_batches, global_batch, 4}).to(device);
     // Different initial weights per rank: the broadcast from rank 0 must even them out.
     torch::manual_seed(launch ? 10 + launch->rank : 10);
     auto net = std::make_shared<Net>();
+    net->to(device);
     torch::optim::SGD optimizer(net->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
 
     const int64_t world = launch ? launch->world_size : 1, rank = launch ? launch->rank : 0;
@@ -73,7 +78,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<bittorch::distributed::DataParallel> parallel;
     if (launch) {
       const auto timeout = std::chrono::milliseconds(std::stoll(args.at("timeout-ms")));
-      group = bittorch::distributed::init_process_group(*launch, torch::kCPU,
+      group = bittorch::distributed::init_process_group(*launch, device,
                                                         bittorch::distributed::ProcessGroupOptions().timeout(timeout));
       if (mode != "per_parameter") {
         parallel =
