@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
       std::ofstream out(args.at("output"));
       out.precision(17);
       for (const auto& p : net->parameters()) {
-        const auto values = p.detach().to(torch::kDouble).flatten().contiguous();
+        const auto values = p.detach().to(torch::kCPU, torch::kDouble).flatten().contiguous();
         for (int64_t i = 0; i < values.numel(); ++i) out << values.data_ptr<double>()[i] << "\n";
       }
       if (!out) throw std::runtime_error("cannot write " + args.at("output"));
