@@ -27,19 +27,21 @@ def clean_env():
     return env
 
 
-def run(args, launch, timeout=300):
+def run(args, launch, timeout=300, extra_env=None):
     command = ([python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"]
                if launch else []) + [worker] + device + args
     start = time.monotonic()
-    result = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=timeout)
+    env = clean_env()
+    env.update(extra_env or {})
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     return result, time.monotonic() - start
 
 
-def trained(name, args, launch):
+def trained(name, args, launch, extra_env=None):
     output = os.path.join(workdir, name + ".txt")
     if os.path.exists(output):
         os.remove(output)
-    result, _ = run(args + ["--output", output], launch)
+    result, _ = run(args + ["--output", output], launch, extra_env=extra_env)
     if result.returncode != 0:
         raise SystemExit(f"{name}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     with open(output) as f:
@@ -65,6 +67,15 @@ check("2 ranks, one bucket == 1 process", one_bucket, reference, 1e-5)
 check("2 ranks, per-parameter all-reduce == 1 process", per_parameter, reference, 1e-5)
 check("bucketed == per-parameter", bucketed, per_parameter, 1e-6)
 check("2 ranks, bfloat16 gradients ~ 1 process", bf16, reference, 2e-2)
+if device and max(abs(a - b) for a, b in zip(per_parameter, reference)) > 1e-5:
+    # Diagnosis of the open NCCL discrepancy (docs/results.md): the same run under other NCCL
+    # protocols and algorithms, reported, not judged.
+    for name, extra in (("Simple protocol", {"NCCL_PROTO": "Simple"}), ("LL protocol", {"NCCL_PROTO": "LL"}),
+                        ("Ring", {"NCCL_ALGO": "Ring"}), ("Tree", {"NCCL_ALGO": "Tree"}),
+                        ("no P2P", {"NCCL_P2P_DISABLE": "1"}), ("no SHM", {"NCCL_SHM_DISABLE": "1"})):
+        got = trained("per_parameter_" + name.replace(" ", "_"), ["--mode", "per_parameter"], True, extra)
+        print(f"  diagnosis, per-parameter with {name}: max difference "
+              f"{max(abs(a - b) for a, b in zip(got, reference)):.3g}", flush=True)
 accumulated_reference = trained("accumulated_reference", ["--mode", "reference", "--micro-batches", "2"], launch=False)
 accumulated = trained("accumulated", ["--mode", "bucketed", "--micro-batches", "2"], launch=True)
 check("2 ranks, 2 micro-batches with no_sync == 1 process", accumulated, accumulated_reference, 1e-5)
