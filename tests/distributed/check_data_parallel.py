@@ -44,6 +44,11 @@ def trained(name, args, launch, extra_env=None):
     result, _ = run(args + ["--output", output], launch, extra_env=extra_env)
     if result.returncode != 0:
         raise SystemExit(f"{name}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    for line in result.stdout.splitlines():
+        if line.startswith("ranks differ by") and float(line.split()[-1]) != 0:
+            print(f"  {name}: {line} (they must not)", flush=True)
+            global failures
+            failures += 1
     with open(output) as f:
         return [float(line) for line in f]
 

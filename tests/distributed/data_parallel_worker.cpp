@@ -109,6 +109,22 @@ int main(int argc, char** argv) {
       if (mode == "per_parameter") bittorch::distributed::average_gradients_per_parameter(*net, *group);
       optimizer.step();
     }
+    if (group) {
+      // Whether the ranks ended with the same parameters (they must): rank 0's broadcast and
+      // compared everywhere, the largest difference printed by rank 0.
+      std::vector<at::Tensor> mine = {torch::cat([&] {
+        std::vector<at::Tensor> parts;
+        for (const auto& p : net->parameters()) parts.push_back(p.detach().flatten());
+        return parts;
+      }())};
+      std::vector<at::Tensor> rank0 = {mine[0].clone()};
+      group->broadcast(rank0)->wait();
+      std::vector<at::Tensor> difference = {(mine[0] - rank0[0]).abs().max().reshape({1})};
+      c10d::AllreduceOptions maximum;
+      maximum.reduceOp = c10d::ReduceOp::MAX;
+      group->allreduce(difference, maximum)->wait();
+      if (rank == 0) std::cout << "ranks differ by " << difference[0].item<double>() << std::endl;
+    }
     if (rank == 0 && !args.at("output").empty()) {
       std::ofstream out(args.at("output"));
       out.precision(17);
