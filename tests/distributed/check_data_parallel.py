@@ -75,7 +75,10 @@ check("2 ranks, bfloat16 gradients ~ 1 process", bf16, reference, 2e-2)
 if device and max(abs(a - b) for a, b in zip(per_parameter, reference)) > 1e-5:
     # Diagnosis of the open NCCL discrepancy (docs/results.md): the same run under other NCCL
     # protocols and algorithms, reported, not judged.
-    for name, extra in (("Simple protocol", {"NCCL_PROTO": "Simple"}), ("LL protocol", {"NCCL_PROTO": "LL"}),
+    print("  environment: " + " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                                       if k.startswith(("NCCL_", "TORCH_NCCL", "TORCH_SYMM", "ENABLE_INTRA"))))
+    for name, extra in (("intra-node comm off", {"ENABLE_INTRA_NODE_COMM": "0"}),
+                        ("Simple protocol", {"NCCL_PROTO": "Simple"}), ("LL protocol", {"NCCL_PROTO": "LL"}),
                         ("Ring", {"NCCL_ALGO": "Ring"}), ("Tree", {"NCCL_ALGO": "Tree"}),
                         ("no P2P", {"NCCL_P2P_DISABLE": "1"}), ("no SHM", {"NCCL_SHM_DISABLE": "1"})):
         got = trained("per_parameter_" + name.replace(" ", "_"), ["--mode", "per_parameter"], True, extra)
