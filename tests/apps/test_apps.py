@@ -597,6 +597,15 @@ def case_lm_data_parallel():
             for g, w in zip(got, want):
                 for key in ("val_loss", "train_loss"):
                     assert abs(g[key] - w[key]) < 1e-4, (key, got, want)
+        # Gradient accumulation: the Trainer synchronizes on a step's last micro-batch only.
+        accumulate = [*one_process, "--steps", "20", "--accumulation", "2"]
+        run(LM, "train", *accumulate, "--batch-size", "8", "--metrics-json", f("one_acc.json"))
+        run(*torchrun, LM, "train", *accumulate, "--batch-size", "4", "--metrics-json", f("two_acc.json"))
+        one_acc, two_acc = (lm_evaluations(f(name))[0] for name in ("one_acc.json", "two_acc.json"))
+        assert len(one_acc) == 2 and len(two_acc) == 2, (one_acc, two_acc)
+        for g, w in zip(two_acc, one_acc):
+            assert abs(g["val_loss"] - w["val_loss"]) < 1e-4 and abs(g["train_loss"] - w["train_loss"]) < 1e-4, (
+                one_acc, two_acc)
         print(f"lm_data_parallel: one process {[e['val_loss'] for e in one]}, two {[e['val_loss'] for e in two]}")
 
 
