@@ -24,8 +24,8 @@ class Reducer;
 namespace bittorch::distributed {
 
 struct BITTORCH_TRAIN_API DataParallelOptions {
-  /// Bucket size in MiB (DDP's default, 25); the first bucket, whose gradients come last, is
-  /// 1 MiB so that its all-reduce starts early.
+  /// Bucket size in MiB (DDP's default, 25); the bucket of the first parameters, whose
+  /// gradients come last, is 1 MiB, so that the all-reduce left after the backward is short.
   TORCH_ARG(double, bucket_cap_mb) = 25.0;
   /// Communicate the gradients in bfloat16 (half the bytes; the average rounded to 8 bits of
   /// mantissa), as DDP's bf16_compress_hook.
