@@ -24,6 +24,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <sstream>
 
 namespace bittorch::apps {
 namespace {
@@ -210,8 +211,12 @@ int bench_command(int argc, char** argv) {
     config.train_steps = integer_flag(args, "train-steps", 1);
     config.generate_tokens = integer_flag(args, "generate-tokens", 1);
     const std::string parts = args["parts"].as<std::string>();
-    for (const std::string part : {"train", "generate"}) {
-      if (parts.find(part) != std::string::npos) config.parts.push_back(part);
+    std::stringstream names(parts);
+    for (std::string part; std::getline(names, part, ',');) {
+      if (part != "train" && part != "generate") {
+        throw UsageError("--parts takes train, generate or both (comma-separated), not '" + parts + "'");
+      }
+      if (!wants(config, part)) config.parts.push_back(part);
     }
     if (config.parts.empty()) throw UsageError("--parts must name train, generate or both, not '" + parts + "'");
     config.json_path = args["json"].as<std::string>();
