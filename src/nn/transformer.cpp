@@ -93,9 +93,6 @@ at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, int64_t start, 
   const int64_t steps = x.size(1);
   TORCH_CHECK(start >= 0 && start + steps <= options.context(), "CausalSelfAttention: positions ", start, "..",
               start + steps - 1, " exceed the context of ", options.context());
-  if (cached_keys != nullptr && steps == 1 && !at::GradMode::is_enabled()) {
-    return forward_at(x, at::full({1}, start, x.options().dtype(at::kLong)), *cached_keys, *cached_values);
-  }
   auto [q, k, v] = rotated_heads(x, start);
   std::optional<at::Tensor> mask;
   bool causal = steps > 1;
@@ -187,6 +184,13 @@ at::Tensor TransformerLMImpl::forward(const at::Tensor& tokens, KVCache* cache) 
   const int64_t start = cache != nullptr ? cache->length : 0;
   TORCH_CHECK(tokens.size(1) >= 1 && start + tokens.size(1) <= options.context(), "TransformerLM: ", tokens.size(1),
               " tokens after ", start, " do not fit the context of ", options.context());
+  if (cache != nullptr && tokens.size(1) == 1 && !at::GradMode::is_enabled()) {
+    // One new token without gradients (generation): the fused decode step, at a position
+    // tensor made once for all blocks.
+    const auto logits = decode_step(tokens, at::full({1}, start, tokens.options()), *cache);
+    cache->length += 1;
+    return logits;
+  }
   auto x = embedding->forward(tokens);
   for (size_t i = 0; i < blocks->size(); ++i) {
     auto* block = blocks[i]->as<TransformerBlockImpl>();

@@ -126,7 +126,7 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
 
   /// tokens [batch, T] (int64, values below vocab_size) -> logits [batch, T, vocab_size]. With
   /// a cache, the tokens continue the cached sequence (T + cache->length <= context) and the
-  /// cache grows by T.
+  /// cache grows by T; one token with gradients off takes decode_step (ops::decode_attention).
   at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr);
 
   /// The logits [batch, 1, vocab] of `tokens` [batch, 1] at the device tensor `position`
