@@ -1,6 +1,7 @@
 #include <bittorch/distributed/data_parallel.h>
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
@@ -40,12 +41,13 @@ DataParallel::DataParallel(torch::nn::Module& module, c10::intrusive_ptr<c10d::P
     if (parameter.requires_grad()) parameters_.push_back(parameter);
   }
   TORCH_CHECK(!parameters_.empty(), "DataParallel: the module has no parameters that require gradients");
-  // Rank 0's initial state everywhere (a no-op for a world of one).
-  std::vector<at::Tensor> state = module.parameters();
-  for (const auto& buffer : module.buffers()) state.push_back(buffer);
-  for (auto& tensor : state) {
-    std::vector<at::Tensor> one = {tensor.detach()};
-    group_->broadcast(one)->wait();
+  // Rank 0's initial state everywhere, in flattened chunks of up to 250 MB as DDP does.
+  {
+    torch::NoGradGuard no_grad;
+    std::vector<at::Tensor> state;
+    for (const auto& parameter : module.parameters()) state.push_back(parameter.detach());
+    for (const auto& buffer : module.buffers()) state.push_back(buffer.detach());
+    c10d::broadcast_coalesced(group_, state, 250 * 1024 * 1024, 0);
   }
   const auto cap = static_cast<int64_t>(options.bucket_cap_mb() * 1024 * 1024);
   const int64_t first_cap = std::min<int64_t>(cap, 1024 * 1024);
