@@ -272,10 +272,9 @@ int train_command(int argc, char** argv) {
     check_output_flags(args, {"save", "export", "metrics-json"});
     auto device = selected_device(args);
     const ProcessRanks ranks = join_launch(device);
-    if (!ranks.leader()) {
-      config.metrics_json.clear(), config.save_path.clear(), config.export_path.clear();
-      config.sample_bytes = 0, config.progress = false;
-    }
+    // Rank 0 writes the metrics; its Trainer alone checkpoints and shows progress, and the
+    // other ranks return before exporting.
+    if (!ranks.leader()) config.metrics_json.clear();
     const std::string precision = choice_flag(args, "precision", {"auto", "fp32", "bf16"});
     if (precision == "bf16" && !device.is_cuda()) throw UsageError("--precision bf16 needs a CUDA device");
     config.bf16 = precision == "bf16" || (precision == "auto" && device.is_cuda());

@@ -291,10 +291,9 @@ int main(int argc, char** argv) {
     check_output_flags(args, {"save", "export", "metrics-json"});
     auto device = selected_device(args);
     const ProcessRanks ranks = join_launch(device);
-    if (!ranks.leader()) {
-      config.metrics_json.clear(), config.save_path.clear(), config.export_path.clear();
-      config.progress = false;
-    }
+    // Rank 0 writes the metrics; its Trainer alone checkpoints and shows progress, and the
+    // other ranks return before exporting.
+    if (!ranks.leader()) config.metrics_json.clear();
 
     const auto train_split =
         load_split(config.dataset, config.data_dir, IdxDataset::Split::Train, config.train_limit, device);
