@@ -8,7 +8,7 @@
 # "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU; "lmdp" trains
 # bittorch-lm on one GPU and on two under torchrun (needs 2 GPUs; BITTORCH_DP_SEED=N reruns
 # only the loss comparison at seed N) and "dpcheck" runs the data-parallel test on two GPUs
-# with NCCL; "lmcheck",
+# with NCCL; "mnistdp" trains bittorch-mnist on one GPU and on two; "lmcheck",
 # "lmbench" and "lmquality" run bittorch-lm: BITTORCH_LM_PRESET, BITTORCH_LM_ARGS and
 # BITTORCH_LM_TIMEOUT set the quality run); BITTORCH_BENCH_ARGS is passed on to bittorch-bench;
 # BITTORCH_SANITIZER_TOOLS picks compute-sanitizer's tools (default: memcheck racecheck) and
@@ -144,7 +144,7 @@ step "DataParallel on two GPUs (NCCL) against one process, and a rank that dies"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the machine's rule
 python3 tests/distributed/check_data_parallel.py python3 build-gpu/tests/bittorch_data_parallel_worker \
   "$out/dpcheck" cuda >"$out/dpcheck.log" 2>&1 || status=1
-tail -12 "$out/dpcheck.log"
+cat "$out/dpcheck.log"
 rm -rf "$out/dpcheck" "$out/dpcheck.log"
 fi
 
@@ -189,6 +189,31 @@ for preset in ("medium", "large"):
         runs[preset + "_speedup"] = two["tokens_per_second"] / one["tokens_per_second"]
 json.dump(runs, open(os.path.join(out, "lm_data_parallel.json"), "w"), indent=1)
 print(json.dumps(runs, indent=1))
+PY
+fi
+
+if wants mnistdp; then
+step "bittorch-mnist data parallel: one GPU (batch 128) against two (torchrun, 64 each: the same global batch)"
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the machine's rule
+mnist=./build-gpu/apps/mnist/bittorch-mnist
+"$mnist" --cuda --compare --no-progress --log-level warn --metrics-json "$out/mnist_dp_1gpu.json" >/dev/null || status=1
+python3 -m torch.distributed.run --standalone --nproc-per-node 2 --no-python "$mnist" --cuda --compare --batch-size 64 \
+  --no-progress --log-level warn --metrics-json "$out/mnist_dp_2gpu.json" >/dev/null 2>"$out/mnist_dp.err" ||
+  { tail -5 "$out/mnist_dp.err"; status=1; }
+rm -f "$out/mnist_dp.err"
+python3 - "$out" <<'PY' || status=1
+import json, os, sys
+out = sys.argv[1]
+summary = {}
+for gpus in ("1gpu", "2gpu"):
+    path = os.path.join(out, f"mnist_dp_{gpus}.json")
+    for run in json.load(open(path))["runs"]:
+        epochs = run["epochs"]
+        summary[f"{run['model']}_{gpus}"] = {"test_accuracy": [e["test_accuracy"] for e in epochs],
+                                            "samples_per_second": epochs[-1]["samples_per_second"]}
+    os.remove(path)
+json.dump(summary, open(os.path.join(out, "mnist_data_parallel.json"), "w"), indent=1)
+print(json.dumps(summary, indent=1))
 PY
 fi
 exit $status

@@ -15,8 +15,12 @@ namespace bittorch::apps {
 struct ProcessRanks {
   c10::intrusive_ptr<c10d::ProcessGroup> group;  // null: this process trains alone
   int64_t rank = 0, count = 1;
+  torch::Device device = torch::kCPU;  // the group's device
   /// Rank 0 logs, writes metrics, checkpoints and exports.
   bool leader() const { return rank == 0; }
+  /// Every rank, at the end of a run: waits for the others' collectives to complete
+  /// (bittorch::distributed::finish_process_group); nothing when training alone.
+  void finish() const;
 };
 
 /// Joins the launch this process is part of, if any: a CUDA `device` becomes cuda:LOCAL_RANK,

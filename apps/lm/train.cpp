@@ -291,6 +291,7 @@ int train_command(int argc, char** argv) {
                                                     {"steps", config.steps},
                                                     {"model", options_json(config.model)}});
     for (const auto& kind : config.kinds) train_one(kind, config, train, val, device, ranks, metrics);
+    ranks.finish();
     if (!ranks.leader()) return 0;
     print_summary(metrics.document()["runs"]);
     if (!config.metrics_json.empty()) spdlog::info("metrics written to {}", config.metrics_json);

@@ -305,6 +305,7 @@ int main(int argc, char** argv) {
     // The metrics file is rewritten after every epoch: a run that dies keeps its results so far.
     bittorch::train::MetricsLog metrics(config.metrics_json, {{"dataset", config.dataset}, {"device", device.str()}});
     for (const auto& kind : kinds) train(kind, config, train_split, test_split, device, ranks, metrics);
+    ranks.finish();
     if (!ranks.leader()) return 0;
     print_summary(metrics.document()["runs"]);
     if (!config.metrics_json.empty()) spdlog::info("metrics written to {}", config.metrics_json);

@@ -118,4 +118,11 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const LaunchEnvironmen
   return group;
 }
 
+void finish_process_group(c10d::ProcessGroup& group, c10::Device device) {
+  c10d::BarrierOptions options;
+  if (device.is_cuda()) options.device_ids = {device.has_index() ? device.index() : 0};
+  group.barrier(options)->wait();  // NCCL's barrier blocks the host until it completes
+  group.shutdown();
+}
+
 }  // namespace bittorch::distributed

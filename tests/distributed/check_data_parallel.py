@@ -53,11 +53,27 @@ def trained(name, args, launch, extra_env=None):
         return [float(line) for line in f]
 
 
+# The worker's parameters in order (hidden.weight 32x16, hidden.bias, out.weight 4x32, out.bias),
+# to say which of them a mismatch is in.
+PARAMETERS = (("hidden.weight", 512), ("hidden.bias", 32), ("out.weight", 128), ("out.bias", 4))
+
+
+def per_parameter_differences(got, want):
+    parts, start = [], 0
+    for name, size in PARAMETERS:
+        error = max(abs(a - b) for a, b in zip(got[start:start + size], want[start:start + size]))
+        parts.append(f"{name} {error:.3g}")
+        start += size
+    return ", ".join(parts)
+
+
 def check(name, got, want, tolerance):
     global failures
     error = max(abs(a - b) for a, b in zip(got, want)) if len(got) == len(want) else float("inf")
     ok = error <= tolerance
     print(f"{name}: max difference {error:.3g} (tolerance {tolerance:g}) {'ok' if ok else 'MISMATCH'}", flush=True)
+    if not ok and len(got) == len(want):
+        print(f"  by parameter: {per_parameter_differences(got, want)}", flush=True)
     failures += not ok
 
 
@@ -72,18 +88,14 @@ check("2 ranks, one bucket == 1 process", one_bucket, reference, 1e-5)
 check("2 ranks, per-parameter all-reduce == 1 process", per_parameter, reference, 1e-5)
 check("bucketed == per-parameter", bucketed, per_parameter, 1e-6)
 check("2 ranks, bfloat16 gradients ~ 1 process", bf16, reference, 2e-2)
-if device and max(abs(a - b) for a, b in zip(per_parameter, reference)) > 1e-5:
-    # Diagnosis of the open NCCL discrepancy (docs/results.md): the same run under other NCCL
-    # protocols and algorithms, reported, not judged.
-    print("  environment: " + " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
-                                       if k.startswith(("NCCL_", "TORCH_NCCL", "TORCH_SYMM", "ENABLE_INTRA"))))
-    for name, extra in (("intra-node comm off", {"ENABLE_INTRA_NODE_COMM": "0"}),
-                        ("Simple protocol", {"NCCL_PROTO": "Simple"}), ("LL protocol", {"NCCL_PROTO": "LL"}),
-                        ("Ring", {"NCCL_ALGO": "Ring"}), ("Tree", {"NCCL_ALGO": "Tree"}),
-                        ("no P2P", {"NCCL_P2P_DISABLE": "1"}), ("no SHM", {"NCCL_SHM_DISABLE": "1"})):
-        got = trained("per_parameter_" + name.replace(" ", "_"), ["--mode", "per_parameter"], True, extra)
-        print(f"  diagnosis, per-parameter with {name}: max difference "
-              f"{max(abs(a - b) for a, b in zip(got, reference)):.3g}", flush=True)
+if device:
+    # A rank that leaves with NCCL collectives still queued corrupts the others' last sums only
+    # now and then (finish_process_group is there for it): the CUDA runs are repeated.
+    for repeat in range(3):
+        check(f"repeat {repeat + 1}, buckets of one parameter == 1 process",
+              trained("bucketed", ["--mode", "bucketed", "--bucket-mb", "0.00006"], launch=True), reference, 1e-5)
+        check(f"repeat {repeat + 1}, per-parameter all-reduce == 1 process",
+              trained("per_parameter", ["--mode", "per_parameter"], launch=True), reference, 1e-5)
 accumulated_reference = trained("accumulated_reference", ["--mode", "reference", "--micro-batches", "2"], launch=False)
 accumulated = trained("accumulated", ["--mode", "bucketed", "--micro-batches", "2"], launch=True)
 check("2 ranks, 2 micro-batches with no_sync == 1 process", accumulated, accumulated_reference, 1e-5)

@@ -124,6 +124,7 @@ int main(int argc, char** argv) {
       maximum.reduceOp = c10d::ReduceOp::MAX;
       group->allreduce(difference, maximum)->wait();
       if (rank == 0) std::cout << "ranks differ by " << difference[0].item<double>() << std::endl;
+      bittorch::distributed::finish_process_group(*group, device);
     }
     if (rank == 0 && !args.at("output").empty()) {
       std::ofstream out(args.at("output"));

@@ -48,6 +48,13 @@ BITTORCH_TRAIN_API c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(con
                                                                              c10::Device device,
                                                                              const ProcessGroupOptions& options = {});
 
+/// Ends this process's part in `group` on a normal exit; call it on every rank once its last
+/// collective is issued. NCCL runs collectives on its own streams, behind the host: a rank that
+/// exited with some still queued would take its half of them away, and the others would read a
+/// partial sum or wait until the timeout. A barrier (which completes only after every rank's
+/// earlier collectives) then the group's shutdown. `device` is the one the group was made for.
+BITTORCH_TRAIN_API void finish_process_group(c10d::ProcessGroup& group, c10::Device device);
+
 /// Whether this build has the backend for `device` (Gloo needs its headers at build time,
 /// NCCL a CUDA build).
 BITTORCH_TRAIN_API bool backend_available(c10::Device device);
