@@ -1,7 +1,8 @@
 """Data parallelism on the CPU with Gloo, two processes launched by torchrun (the venv's
 torch.distributed.run): the trained parameters equal one process's on the same global
 batches; bucketed/overlapped equals a plain per-parameter all-reduce; bfloat16 gradients stay
-close; gradient accumulation with no_sync equals one process; a rank that dies and a
+close; gradient accumulation with no_sync equals one process; so do two single-process
+"nodes" meeting at torchrun's c10d rendezvous, as on two machines; a rank that dies and a
 rendezvous that never completes end the job with an error, not a hang.
 
 Usage: check_data_parallel.py PYTHON WORKER WORKDIR [cuda]: with "cuda", every process on its
@@ -104,6 +105,28 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Two machines of one process each, as torchrun starts them there: one agent per node meeting
+# at a c10d rendezvous (RANK and LOCAL_RANK differ on one of them; the first agent hosts the
+# store the other node's worker joins). CPU only: on one host both would take GPU 0.
+if not device:
+    output = os.path.join(workdir, "two_nodes.txt")
+    if os.path.exists(output):
+        os.remove(output)
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [subprocess.Popen([python, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+                               "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
+                               "--rdzv-id", "two_nodes", "--no-python", worker, "--mode", "bucketed",
+                               "--output", output], env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for node in (0, 1)]
+    errors = [node.communicate(timeout=300)[1] for node in nodes]
+    if any(node.returncode != 0 for node in nodes):
+        print("two nodes: exit " + ", ".join(str(node.returncode) for node in nodes) + "\n" + "\n".join(errors))
+        failures += 1
+    else:
+        with open(output) as f:
+            check("2 nodes of 1 process (torchrun --nnodes 2) == 1 process", [float(line) for line in f], reference, 1e-5)
 
 
 # A rank that dies: the other one must fail (its peer's connection closes), not wait for ever.
