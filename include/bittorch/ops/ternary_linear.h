@@ -27,8 +27,8 @@ BITTORCH_API at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor
                                        c10::string_view scale_mode, c10::string_view activation_format);
 
 /// Forward without autograd: (output, operand, scale), where operand = codes * scale in the
-/// input's dtype, to be handed back to ternary_linear_backward (undefined with 8-bit
-/// activations unless keep_operand).
+/// input's dtype, to be handed back to ternary_linear_backward for grad_input (undefined
+/// unless keep_operand).
 BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
     bool per_channel, c10::string_view scale_mode, c10::string_view activation_format, bool keep_operand);

@@ -46,6 +46,12 @@ at::ScalarType scale_dtype(at::ScalarType weight_dtype) {
   return at::isReducedFloatingType(weight_dtype) ? at::kFloat : weight_dtype;
 }
 
+int64_t linear_rows(const at::Tensor& input) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < input.dim(); ++d) rows *= input.size(d);
+  return rows;
+}
+
 std::vector<int64_t> linear_output_shape(const at::Tensor& input, int64_t out_features) {
   std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end());
   shape.back() = out_features;

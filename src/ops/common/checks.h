@@ -41,6 +41,9 @@ quant::ActivationFormat parse_activation_format(c10::string_view format);
 /// The dtype scales are kept in: float32 for float16/bfloat16 weights, else the weight's.
 at::ScalarType scale_dtype(at::ScalarType weight_dtype);
 
+/// The rows of a linear layer's input [*, features]: the product of all but the last size.
+int64_t linear_rows(const at::Tensor& input);
+
 /// The output shape of a linear layer: input's shape with the last dimension replaced.
 std::vector<int64_t> linear_output_shape(const at::Tensor& input, int64_t out_features);
 

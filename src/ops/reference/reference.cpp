@@ -60,10 +60,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_reference(
     at::Tensor operand = keep_operand ? dequantize(codes, scale, input.scalar_type()) : at::Tensor();
     return {std::move(output), std::move(operand), std::move(scale)};
   }
-  // The backward needs the operand, not the codes: keep that.
   at::Tensor operand = dequantize(codes, scale, input.scalar_type());
   at::Tensor output = at::linear(input, operand, bias);
-  return {std::move(output), std::move(operand), std::move(scale)};
+  return {std::move(output), keep_operand ? std::move(operand) : at::Tensor(), std::move(scale)};
 }
 
 at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& input_scale,

@@ -35,7 +35,7 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_reference(const at::Tens
                                                                   quant::ActivationFormat format);
 
 /// (output, operand, scale) of _ternary_linear_forward: the operand codes * scale in the
-/// input's dtype (undefined with 8-bit activations unless keep_operand).
+/// input's dtype (undefined unless keep_operand).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_reference(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
     bool per_channel, quant::ScaleMode mode, quant::ActivationFormat format, bool keep_operand);

@@ -14,11 +14,9 @@ namespace {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_meta(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
     bool per_channel, c10::string_view scale_mode, c10::string_view activation_format, bool keep_operand) {
-  const auto args = check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor, scale_mode,
-                                      activation_format);
-  const bool has_operand = keep_operand || args.activation_format == quant::ActivationFormat::None;
+  check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor, scale_mode, activation_format);
   return {at::empty(linear_output_shape(input, weight.size(0)), input.options()),
-          has_operand ? at::empty(weight.sizes(), weight.options().dtype(input.scalar_type())) : at::Tensor(),
+          keep_operand ? at::empty(weight.sizes(), weight.options().dtype(input.scalar_type())) : at::Tensor(),
           empty_scale(weight, per_channel)};
 }
 

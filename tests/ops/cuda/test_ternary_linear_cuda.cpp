@@ -347,6 +347,93 @@ TEST(TernaryLinearCuda, UnfusedPathAgrees) {
   }
 }
 
+// Up to 16 rows the CUDA forward multiplies 8-bit codes in one kernel of its own
+// (small_rows_product): every row count up to the boundary and past it, K that takes 16-byte
+// loads and K that does not, N not a multiple of a block's 32 weight rows, FP32 master weights
+// with 16-bit inputs, every activation format, against the float64 reference.
+class SmallRowsMatchReference : public ::testing::TestWithParam<std::tuple<torch::Dtype, ActivationFormat>> {};
+
+TEST_P(SmallRowsMatchReference, ForwardAndGradients) {
+  SKIP_WITHOUT_CUDA();
+  const auto [dtype, format] = GetParam();
+  torch::manual_seed(31);
+  const auto format_name = bittorch::quant::to_string(format);
+  const std::vector<std::pair<int64_t, int64_t>> sizes = {{16, 1},  {48, 33},   {4096, 64},
+                                                          {33, 31}, {100, 257}, {2048, 97}};
+  for (const int64_t rows : {1, 2, 3, 4, 5, 9, 16, 17}) {
+    for (const auto& [in_features, out_features] : sizes) {
+      for (const bool per_channel : {true, false}) {
+        std::ostringstream what;
+        what << format_name << " rows " << rows << " K " << in_features << " N " << out_features
+             << (per_channel ? " per channel" : " global");
+        const auto x = torch::randn({rows, in_features}).to(dtype);
+        const auto w = torch::randn({out_features, in_features}) * 0.1;  // float32 master weight
+        const auto b = torch::randn({out_features}).to(dtype);
+        const auto grad = torch::randn({rows, out_features}).to(dtype);
+        const auto q = bittorch::nn::functional::ternarize(
+            w, bittorch::quant::QuantConfig().per_channel(per_channel).threshold_factor(0.1));
+        const auto activations = bittorch::testing::reference_quantize_activations(x, format == ActivationFormat::Int8);
+        const auto ref = bittorch::testing::reference_ternary_linear(
+            x, w, b, grad, {q.codes.to(torch::kDouble), q.scale.to(torch::kDouble)},
+            format == ActivationFormat::None ? nullptr : &activations);
+        auto xd = x.cuda().requires_grad_();
+        auto wd = w.cuda().requires_grad_();
+        auto bd = b.cuda().requires_grad_();
+        const auto y = bittorch::ops::ternary_linear(xd, wd, bd, 0.1, per_channel, "max", format_name);
+        y.backward(grad.cuda());
+        expect_close(y, ref.output, dtype, what.str() + " output", format);
+        expect_close(xd.grad(), ref.grad_input, dtype, what.str() + " grad_input");
+        // The master weight's gradient is float32, from products in the input's dtype.
+        ASSERT_EQ(wd.grad().scalar_type(), torch::kFloat) << what.str();
+        const double magnitude = std::max(1.0, ref.grad_weight.abs().max().item<double>());
+        EXPECT_LE((wd.grad().cpu().to(torch::kDouble) - ref.grad_weight).abs().max().item<double>(),
+                  tolerance(dtype) * magnitude)
+            << what.str() << " grad_weight";
+        expect_close(bd.grad(), ref.grad_bias, dtype, what.str() + " grad_bias");
+      }
+    }
+  }
+  // Rows that start 2 bytes past 16-byte alignment take the element-wise loads.
+  const auto storage = torch::randn({1 + 3 * 64}).to(dtype).cuda();
+  const auto shifted = storage.narrow(0, 1, 3 * 64).view({3, 64});
+  const auto w = torch::randn({40, 64}, torch::kCUDA) * 0.1;
+  const auto expected = bittorch::ops::ternary_linear(shifted.clone(), w, std::nullopt, 0.1, true, "max", format_name);
+  EXPECT_TRUE(
+      torch::equal(bittorch::ops::ternary_linear(shifted, w, std::nullopt, 0.1, true, "max", format_name), expected))
+      << format_name << " misaligned rows";
+}
+
+INSTANTIATE_TEST_SUITE_P(DtypesFormats, SmallRowsMatchReference,
+                         ::testing::Combine(::testing::Values(torch::kFloat, torch::kHalf, torch::kBFloat16),
+                                            ::testing::Values(ActivationFormat::None, ActivationFormat::Int8,
+                                                              ActivationFormat::Float8E4M3)),
+                         [](const auto& info) {
+                           return std::string(c10::toString(std::get<0>(info.param))) + "_" +
+                                  bittorch::quant::to_string(std::get<1>(info.param));
+                         });
+
+// The operand comes back exactly when asked for (the backward's grad_input needs it), on
+// every backend and path: few rows and many, 16-bit and 8-bit activations.
+TEST(TernaryLinearCuda, OperandOnlyWhenKept) {
+  SKIP_WITHOUT_CUDA();
+  const auto w = torch::randn({24, 32}) * 0.1;
+  for (const int64_t rows : {1, 64}) {
+    for (const char* format : {"none", "int8"}) {
+      const auto x = torch::randn({rows, 32}).to(torch::kBFloat16);
+      for (const bool keep : {false, true}) {
+        const auto [y_cpu, operand_cpu, scale_cpu] =
+            bittorch::ops::ternary_linear_forward(x, w, std::nullopt, 0.05, true, "max", format, keep);
+        const auto [y_cuda, operand_cuda, scale_cuda] =
+            bittorch::ops::ternary_linear_forward(x.cuda(), w.cuda(), std::nullopt, 0.05, true, "max", format, keep);
+        EXPECT_EQ(operand_cpu.defined(), keep) << format << " rows " << rows;
+        ASSERT_EQ(operand_cuda.defined(), keep) << format << " rows " << rows;
+        if (keep) EXPECT_TRUE(torch::equal(operand_cuda.cpu(), operand_cpu)) << format << " rows " << rows;
+        EXPECT_TRUE(torch::equal(scale_cuda.cpu(), scale_cpu)) << format << " rows " << rows;
+      }
+    }
+  }
+}
+
 TEST(TernaryLinearCuda, NonContiguousInput) {
   SKIP_WITHOUT_CUDA();
   const auto base = torch::randn({50, 20}, torch::kCUDA);
