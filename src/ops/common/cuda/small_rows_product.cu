@@ -67,11 +67,12 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int i = 0; i < kColumnsPerLane; ++i) code[r][i] = ternary_code(bytes[i]);
     }
+    // Every loop over rows is unrolled whole (the accumulators stay in registers); rows past
+    // `rows` add zeros (kMaxRows is at most twice `rows`).
 #pragma unroll
     for (int m = 0; m < kMaxRows; ++m) {
-      if (m >= rows) break;
-      float value[kColumnsPerLane];
-      load16<in_t, kVector>(x + m * cols, col, cols, value);
+      float value[kColumnsPerLane] = {};
+      if (m < rows) load16<in_t, kVector>(x + m * cols, col, cols, value);
 #pragma unroll
       for (int r = 0; r < kWeightRowsPerWarp; ++r) {
 #pragma unroll
@@ -83,17 +84,16 @@ __global__ void __launch_bounds__(kThreads)
   // The warp's sums (a fixed butterfly: deterministic), then lane m writes row m's outputs.
 #pragma unroll
   for (int m = 0; m < kMaxRows; ++m) {
-    if (m >= rows) break;
 #pragma unroll
     for (int r = 0; r < kWeightRowsPerWarp; ++r) {
 #pragma unroll
       for (int offset = 16; offset > 0; offset /= 2) acc[r][m] += __shfl_xor_sync(0xffffffffU, acc[r][m], offset);
     }
-    if (lane != m) continue;
+    if (lane != m || m >= rows) continue;
     const float input_scale = row_scale != nullptr ? row_scale[m] : 1.0F;
 #pragma unroll
     for (int r = 0; r < kWeightRowsPerWarp; ++r) {
-      if (r >= weight_rows) break;
+      if (r >= weight_rows) continue;
       const int64_t n = first + r;
       float scale = weight_scale[per_channel ? n : 0];
       // The 16-bit products multiply by codes * scale rounded to the activations' dtype.
@@ -136,15 +136,19 @@ void launch_rows(const at::Tensor& x, const at::Tensor& row_scale, const at::Ten
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// Registers (kMaxRows accumulators per weight row) sized to the rows: 1 (decoding), up to 4,
-// up to 16.
+// Registers (kMaxRows accumulators per weight row) sized to the rows: 1, 2, 4, 8 or 16.
 template <typename in_t, typename out_t>
 void launch(const at::Tensor& x, const at::Tensor& row_scale, const at::Tensor& codes, const at::Tensor& weight_scale,
             const at::Tensor& bias, at::Tensor& out) {
-  if (x.size(0) == 1) {
+  const int64_t rows = x.size(0);
+  if (rows == 1) {
     launch_rows<in_t, out_t, 1>(x, row_scale, codes, weight_scale, bias, out);
-  } else if (x.size(0) <= 4) {
+  } else if (rows == 2) {
+    launch_rows<in_t, out_t, 2>(x, row_scale, codes, weight_scale, bias, out);
+  } else if (rows <= 4) {
     launch_rows<in_t, out_t, 4>(x, row_scale, codes, weight_scale, bias, out);
+  } else if (rows <= 8) {
+    launch_rows<in_t, out_t, 8>(x, row_scale, codes, weight_scale, bias, out);
   } else {
     launch_rows<in_t, out_t, kSmallRowsMax>(x, row_scale, codes, weight_scale, bias, out);
   }
