@@ -4,13 +4,10 @@
 //
 // 16-bit activations: the ternary operand codes * scale is written in the activations'
 // dtype (exact in float32; in float16/bfloat16 each row's nonzeros are +-scale rounded once,
-// the operand the CPU reference builds) and multiplied by at::linear; up to 16 rows, int8
-// codes times the activations in one kernel instead (ops/common/cuda/small_rows_product).
+// the operand the CPU reference builds) and multiplied by at::linear.
 // 8-bit activations: 8-bit codes times 8-bit activations (ops/common/cuda/eight_bit_product).
 
-#include "ops/common/checks.h"
 #include "ops/common/cuda/eight_bit_product.h"
-#include "ops/common/cuda/small_rows_product.h"
 #include "ops/quantize_activations/quantize_activations_kernels.cuh"
 #include "ops/reference/reference.h"
 #include "ops/ternarize/ternarize_kernels.cuh"
@@ -33,15 +30,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cuda(
   const c10::cuda::CUDAGuard device_guard(input.device());
   const auto dtype = input.scalar_type();
   if (args.activation_format == quant::ActivationFormat::None) {
-    const int64_t rows = linear_rows(input);
-    if (rows <= kSmallRowsMax && dtype != at::kDouble) {
-      // Few rows: int8 codes (a quarter of a float32 weight's bytes) and one pass over them.
-      auto q = ternarize_on_device(weight, threshold_factor, per_channel, args.scale_mode,
-                                   {at::kChar, keep_operand ? std::optional(dtype) : std::nullopt});
-      at::Tensor output =
-          small_rows_product(input.reshape({rows, input.size(-1)}), at::Tensor(), q.codes, q.scale, bias, dtype);
-      return {output.view(linear_output_shape(input, weight.size(0))), std::move(q.operand), std::move(q.scale)};
-    }
     auto q = ternarize_on_device(weight, threshold_factor, per_channel, args.scale_mode, {std::nullopt, dtype});
     at::Tensor output = at::linear(input, q.operand, bias);
     if (!keep_operand) q.operand = at::Tensor();

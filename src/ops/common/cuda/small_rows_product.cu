@@ -50,7 +50,7 @@ template <typename in_t, typename out_t, int kMaxRows, bool kVector>
 __global__ void __launch_bounds__(kThreads)
     small_rows_kernel(const in_t* __restrict__ x, const float* __restrict__ row_scale,
                       const uint8_t* __restrict__ codes, const float* __restrict__ weight_scale, bool per_channel,
-                      bool round_scale, const out_t* __restrict__ bias, out_t* __restrict__ out, int rows, int64_t cols,
+                      const out_t* __restrict__ bias, out_t* __restrict__ out, int rows, int64_t cols,
                       int64_t out_features) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int64_t first = (int64_t{blockIdx.x} * kWarps + threadIdx.x / 32) * kWeightRowsPerWarp;
@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int i = 0; i < kColumnsPerLane; ++i) code[r][i] = ternary_code(bytes[i]);
     }
     // Every loop over rows is unrolled whole (the accumulators stay in registers); rows past
-    // `rows` add zeros (kMaxRows is at most twice `rows`).
+    // `rows` add zeros (kMaxRows is less than twice `rows`).
 #pragma unroll
     for (int m = 0; m < kMaxRows; ++m) {
       float value[kColumnsPerLane] = {};
@@ -90,17 +90,15 @@ __global__ void __launch_bounds__(kThreads)
       for (int offset = 16; offset > 0; offset /= 2) acc[r][m] += __shfl_xor_sync(0xffffffffU, acc[r][m], offset);
     }
     if (lane != m || m >= rows) continue;
-    const float input_scale = row_scale != nullptr ? row_scale[m] : 1.0F;
+    const float input_scale = row_scale[m];
 #pragma unroll
     for (int r = 0; r < kWeightRowsPerWarp; ++r) {
       if (r >= weight_rows) continue;
       const int64_t n = first + r;
       float scale = weight_scale[per_channel ? n : 0];
-      // The 16-bit products multiply by codes * scale rounded to the activations' dtype.
-      if (round_scale) scale = static_cast<float>(static_cast<out_t>(scale));
       // The epilogue of scale_accumulator: sum * row scale * weight scale + bias, rounded once.
       float y = acc[r][m];
-      if (row_scale != nullptr) y *= input_scale;
+      y *= input_scale;
       y *= scale;
       if (bias != nullptr) y += static_cast<float>(bias[n]);
       out[m * out_features + n] = static_cast<out_t>(y);
@@ -118,25 +116,24 @@ void launch_rows(const at::Tensor& x, const at::Tensor& row_scale, const at::Ten
   const auto* code_data = static_cast<const uint8_t*>(codes.const_data_ptr());
   const bool vector = cols % kColumnsPerLane == 0 && reinterpret_cast<std::uintptr_t>(x_data) % 16 == 0 &&
                       reinterpret_cast<std::uintptr_t>(code_data) % 16 == 0;
-  const float* row_scale_data = row_scale.defined() ? row_scale.const_data_ptr<float>() : nullptr;
+  const float* row_scale_data = row_scale.const_data_ptr<float>();
   const auto* bias_data = bias.defined() ? static_cast<const out_t*>(bias.const_data_ptr()) : nullptr;
   const bool per_channel = weight_scale.numel() != 1;
-  const bool round_scale = !row_scale.defined();
   auto* out_data = static_cast<out_t*>(out.data_ptr());
   const auto stream = at::cuda::getCurrentCUDAStream();
   if (vector) {
-    small_rows_kernel<in_t, out_t, kMaxRows, true><<<blocks, kThreads, 0, stream>>>(
-        x_data, row_scale_data, code_data, weight_scale.const_data_ptr<float>(), per_channel, round_scale, bias_data,
-        out_data, static_cast<int>(rows), cols, out_features);
+    small_rows_kernel<in_t, out_t, kMaxRows, true>
+        <<<blocks, kThreads, 0, stream>>>(x_data, row_scale_data, code_data, weight_scale.const_data_ptr<float>(),
+                                          per_channel, bias_data, out_data, static_cast<int>(rows), cols, out_features);
   } else {
-    small_rows_kernel<in_t, out_t, kMaxRows, false><<<blocks, kThreads, 0, stream>>>(
-        x_data, row_scale_data, code_data, weight_scale.const_data_ptr<float>(), per_channel, round_scale, bias_data,
-        out_data, static_cast<int>(rows), cols, out_features);
+    small_rows_kernel<in_t, out_t, kMaxRows, false>
+        <<<blocks, kThreads, 0, stream>>>(x_data, row_scale_data, code_data, weight_scale.const_data_ptr<float>(),
+                                          per_channel, bias_data, out_data, static_cast<int>(rows), cols, out_features);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// Registers (kMaxRows accumulators per weight row) sized to the rows: 1, 2, 4, 8 or 16.
+// Registers (kMaxRows accumulators per weight row) sized to the rows: 1, 2 or 4.
 template <typename in_t, typename out_t>
 void launch(const at::Tensor& x, const at::Tensor& row_scale, const at::Tensor& codes, const at::Tensor& weight_scale,
             const at::Tensor& bias, at::Tensor& out) {
@@ -145,10 +142,6 @@ void launch(const at::Tensor& x, const at::Tensor& row_scale, const at::Tensor& 
     launch_rows<in_t, out_t, 1>(x, row_scale, codes, weight_scale, bias, out);
   } else if (rows == 2) {
     launch_rows<in_t, out_t, 2>(x, row_scale, codes, weight_scale, bias, out);
-  } else if (rows <= 4) {
-    launch_rows<in_t, out_t, 4>(x, row_scale, codes, weight_scale, bias, out);
-  } else if (rows <= 8) {
-    launch_rows<in_t, out_t, 8>(x, row_scale, codes, weight_scale, bias, out);
   } else {
     launch_rows<in_t, out_t, kSmallRowsMax>(x, row_scale, codes, weight_scale, bias, out);
   }
@@ -180,30 +173,16 @@ at::Tensor small_rows_product(const at::Tensor& x_in, const at::Tensor& row_scal
   TORCH_INTERNAL_ASSERT(weight_scale_in.scalar_type() == at::kFloat);
   const c10::cuda::CUDAGuard device_guard(x_in.device());
   const at::Tensor x = x_in.contiguous(), codes = codes_in.contiguous(), weight_scale = weight_scale_in.contiguous();
-  const at::Tensor row_scale = row_scale_in.defined() ? row_scale_in.to(at::kFloat).contiguous() : at::Tensor();
+  const at::Tensor row_scale = row_scale_in.to(at::kFloat).contiguous();
   const at::Tensor bias = bias_in.has_value() && bias_in->defined() ? bias_in->contiguous() : at::Tensor();
   TORCH_INTERNAL_ASSERT(!bias.defined() || bias.scalar_type() == dtype);
   at::Tensor out = at::empty({x.size(0), codes.size(0)}, x.options().dtype(dtype));
   if (out.numel() == 0) return out;
   switch (x.scalar_type()) {
-    case at::kFloat:
-      TORCH_INTERNAL_ASSERT(dtype == at::kFloat && !row_scale.defined());
-      launch<float, float>(x, row_scale, codes, weight_scale, bias, out);
-      break;
-    case at::kHalf:
-      TORCH_INTERNAL_ASSERT(dtype == at::kHalf && !row_scale.defined());
-      launch<at::Half, at::Half>(x, row_scale, codes, weight_scale, bias, out);
-      break;
-    case at::kBFloat16:
-      TORCH_INTERNAL_ASSERT(dtype == at::kBFloat16 && !row_scale.defined());
-      launch<at::BFloat16, at::BFloat16>(x, row_scale, codes, weight_scale, bias, out);
-      break;
     case at::kChar:
-      TORCH_INTERNAL_ASSERT(row_scale.defined());
       launch_eight_bit<int8_t>(x, row_scale, codes, weight_scale, bias, out);
       break;
     case at::kFloat8_e4m3fn:
-      TORCH_INTERNAL_ASSERT(row_scale.defined());
       launch_eight_bit<c10::Float8_e4m3fn>(x, row_scale, codes, weight_scale, bias, out);
       break;
     default:

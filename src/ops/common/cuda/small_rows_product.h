@@ -1,11 +1,11 @@
 #pragma once
 
-// The product of a few activation rows (decoding, small batches) with 8-bit ternary codes, in
-// one kernel: each weight byte is read once from memory and every row is multiplied with it.
-// At up to 16 rows the GEMMs are memory-bound, and this reads 1 byte per weight where a
-// bfloat16 product reads 2 and an FP8 cuBLASLt call (which refuses some one-row shapes)
-// brings its own overhead. Shared by ternary_linear's CUDA forward (16-bit and 8-bit
-// activations) and the 8-bit product.
+// The product of a few rows of 8-bit activations with 8-bit ternary codes in one kernel, for
+// the shapes cuBLASLt's FP8 product and cuBLAS's INT8 product refuse (some one-row shapes, N or
+// K not a multiple of 16, INT8 up to 16 rows): each code byte is read once and used for every
+// row, where the fallback converts the whole code matrix to bfloat16 first. Measured on an
+// H200 it halves a refused one-row product and stops paying beyond 4 rows (docs/results.md),
+// hence kSmallRowsMax. Used by the 8-bit product (eight_bit_product).
 
 #include <ATen/core/Tensor.h>
 
@@ -15,13 +15,10 @@
 namespace bittorch::ops::cuda {
 
 /// The most rows small_rows_product takes.
-constexpr int64_t kSmallRowsMax = 16;
+constexpr int64_t kSmallRowsMax = 4;
 
 /// y = (x @ codes^T) * row_scale * weight_scale + bias, written as `dtype`.
-/// - x: [M, K] rows, M <= kSmallRowsMax: float32/float16/bfloat16 activations (row_scale
-///   undefined; the weight scale is then rounded to `dtype` first, as the operand codes *
-///   scale of the 16-bit products is), or 8-bit values (int8, float8_e4m3fn) with row_scale
-///   [M, 1] float32.
+/// - x: [M, K] 8-bit values (int8 or float8_e4m3fn), M <= kSmallRowsMax, with row_scale [M, 1].
 /// - codes: [N, K] ternary codes as int8 or float8_e4m3fn (only -1, 0 and +1 are read right).
 /// - weight_scale: [N] or [1] float32; bias: [N] in `dtype`, or none.
 /// Sums in float32 in a fixed order (deterministic); `dtype` float32, float16 or bfloat16.
