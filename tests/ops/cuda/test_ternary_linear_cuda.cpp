@@ -57,6 +57,36 @@ void expect_close(const torch::Tensor& cuda, const torch::Tensor& expected, torc
   EXPECT_LE(error, tolerance(dtype, format) * magnitude) << what << ": max error " << error;
 }
 
+// bittorch::ternary_linear (max scale, threshold 0.1) forward and backward on the GPU against
+// the float64 reference on the same ternary weight and (8-bit formats) the same quantized
+// activations, bit-identical on both devices. grad_weight has the weight's dtype (float32 for a
+// master weight) and the input dtype's tolerance.
+void expect_layer_matches_reference(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                                    const torch::Tensor& grad, bool per_channel, ActivationFormat format,
+                                    const std::string& what) {
+  const auto dtype = x.scalar_type();
+  const auto q = bittorch::nn::functional::ternarize(
+      w, bittorch::quant::QuantConfig().per_channel(per_channel).threshold_factor(0.1));
+  const auto activations = bittorch::testing::reference_quantize_activations(x, format == ActivationFormat::Int8);
+  const auto ref = bittorch::testing::reference_ternary_linear(
+      x, w, b, grad, {q.codes.to(torch::kDouble), q.scale.to(torch::kDouble)},
+      format == ActivationFormat::None ? nullptr : &activations);
+  auto xd = x.cuda().requires_grad_();
+  auto wd = w.cuda().requires_grad_();
+  auto bd = b.cuda().requires_grad_();
+  const auto y = bittorch::ops::ternary_linear(xd, wd, bd, 0.1, per_channel, "max", bittorch::quant::to_string(format));
+  y.backward(grad.cuda());
+  expect_close(y, ref.output, dtype, what + " output", format);
+  expect_close(xd.grad(), ref.grad_input, dtype, what + " grad_input");
+  ASSERT_EQ(wd.grad().scalar_type(), w.scalar_type()) << what;
+  ASSERT_EQ(wd.grad().sizes(), ref.grad_weight.sizes()) << what;
+  const double magnitude = std::max(1.0, ref.grad_weight.abs().max().item<double>());
+  EXPECT_LE((wd.grad().cpu().to(torch::kDouble) - ref.grad_weight).abs().max().item<double>(),
+            tolerance(dtype) * magnitude)
+      << what << " grad_weight";
+  expect_close(bd.grad(), ref.grad_bias, dtype, what + " grad_bias");
+}
+
 struct Shape {
   std::vector<int64_t> input;  // last dimension is in_features
   int64_t out_features;
@@ -117,9 +147,10 @@ INSTANTIATE_TEST_SUITE_P(DtypesModesGranularities, CudaMatchesCpu,
                                             ::testing::Values(ScaleMode::Max, ScaleMode::AbsMean), ::testing::Bool()),
                          case_name);
 
-// 8-bit activations: the fused CUDA op (cuBLASLt FP8 or INT8 where the shape allows, the
-// exact bfloat16 fallback elsewhere) against the float64 reference on the same quantized
-// values (bit-identical on both devices, QuantizeActivationsCuda.BitIdenticalToCpu).
+// 8-bit activations: the fused CUDA op (cuBLASLt FP8 or INT8 where the shape allows, else up
+// to 4 rows small_rows_product, beyond the exact bfloat16 fallback) against the float64
+// reference on the same quantized values (bit-identical on both devices,
+// QuantizeActivationsCuda.BitIdenticalToCpu).
 class EightBitCudaMatchesCpu : public ::testing::TestWithParam<std::tuple<torch::Dtype, ActivationFormat, bool>> {};
 
 TEST_P(EightBitCudaMatchesCpu, ForwardAndGradients) {
@@ -142,20 +173,7 @@ TEST_P(EightBitCudaMatchesCpu, ForwardAndGradients) {
     auto grad_shape = shape.input;
     grad_shape.back() = shape.out_features;
     const auto grad = torch::randn(grad_shape).to(dtype);
-    const auto q = bittorch::nn::functional::ternarize(
-        w, bittorch::quant::QuantConfig().per_channel(per_channel).threshold_factor(0.1));
-    const auto activations = bittorch::testing::reference_quantize_activations(x, format == ActivationFormat::Int8);
-    const auto ref = bittorch::testing::reference_ternary_linear(
-        x, w, b, grad, {q.codes.to(torch::kDouble), q.scale.to(torch::kDouble)}, &activations);
-    auto xd = x.cuda().requires_grad_();
-    auto wd = w.cuda().requires_grad_();
-    auto bd = b.cuda().requires_grad_();
-    const auto y = bittorch::ops::ternary_linear(xd, wd, bd, 0.1, per_channel, "max", format_name);
-    y.backward(grad.cuda());
-    expect_close(y, ref.output, dtype, what.str() + " output", format);
-    expect_close(xd.grad(), ref.grad_input, dtype, what.str() + " grad_input");
-    expect_close(wd.grad(), ref.grad_weight, dtype, what.str() + " grad_weight");
-    expect_close(bd.grad(), ref.grad_bias, dtype, what.str() + " grad_bias");
+    expect_layer_matches_reference(x, w, b, grad, per_channel, format, what.str());
   }
 }
 
@@ -371,26 +389,7 @@ TEST_P(SmallRowsMatchReference, ForwardAndGradients) {
         const auto w = torch::randn({out_features, in_features}) * 0.1;  // float32 master weight
         const auto b = torch::randn({out_features}).to(dtype);
         const auto grad = torch::randn({rows, out_features}).to(dtype);
-        const auto q = bittorch::nn::functional::ternarize(
-            w, bittorch::quant::QuantConfig().per_channel(per_channel).threshold_factor(0.1));
-        const auto activations = bittorch::testing::reference_quantize_activations(x, format == ActivationFormat::Int8);
-        const auto ref = bittorch::testing::reference_ternary_linear(
-            x, w, b, grad, {q.codes.to(torch::kDouble), q.scale.to(torch::kDouble)},
-            format == ActivationFormat::None ? nullptr : &activations);
-        auto xd = x.cuda().requires_grad_();
-        auto wd = w.cuda().requires_grad_();
-        auto bd = b.cuda().requires_grad_();
-        const auto y = bittorch::ops::ternary_linear(xd, wd, bd, 0.1, per_channel, "max", format_name);
-        y.backward(grad.cuda());
-        expect_close(y, ref.output, dtype, what.str() + " output", format);
-        expect_close(xd.grad(), ref.grad_input, dtype, what.str() + " grad_input");
-        // The master weight's gradient is float32, from products in the input's dtype.
-        ASSERT_EQ(wd.grad().scalar_type(), torch::kFloat) << what.str();
-        const double magnitude = std::max(1.0, ref.grad_weight.abs().max().item<double>());
-        EXPECT_LE((wd.grad().cpu().to(torch::kDouble) - ref.grad_weight).abs().max().item<double>(),
-                  tolerance(dtype) * magnitude)
-            << what.str() << " grad_weight";
-        expect_close(bd.grad(), ref.grad_bias, dtype, what.str() + " grad_bias");
+        expect_layer_matches_reference(x, w, b, grad, per_channel, format, what.str());
       }
     }
   }
