@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -84,6 +85,12 @@ constexpr auto avx2_table(std::integer_sequence<int, kRows...>) {
       &dot_rows_avx2<kRows + 1>...};
 }
 
+// Where activation k of a row goes in dot_int8_avx2's layout (below).
+inline int64_t int8_position(int64_t k, int64_t blocks) {
+  const int64_t block = k / 128, within = k % 128;
+  return block < blocks ? block * 128 + (within % 4) * 32 + within / 4 : k;
+}
+
 // INT8 activations (W1.58A8), the bitnet.cpp way: 128 codes (32 bytes) at a time are split by
 // shifts into four vectors of 2-bit fields, mapped to int8 -1/0/+1 by a byte shuffle, and
 // applied to the activations with a sign instruction; products are summed exactly in int32.
@@ -121,6 +128,77 @@ __attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes,
   return sum;
 }
 
+// Eight activations divided by the row's scale (a division, not a multiplication by the
+// reciprocal), rounded half to even and clamped to +-max_code, as the reference; a non-finite
+// quotient (x - x is not 0) becomes 0.
+__attribute__((target("avx2"))) inline __m256i quantize8(const float* x, __m256 scale, __m256 low, __m256 high) {
+  const __m256 scaled = _mm256_div_ps(_mm256_loadu_ps(x), scale);
+  const __m256 finite = _mm256_cmp_ps(_mm256_sub_ps(scaled, scaled), _mm256_setzero_ps(), _CMP_EQ_OQ);
+  const __m256 rounded = _mm256_round_ps(scaled, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm256_cvtps_epi32(_mm256_and_ps(_mm256_min_ps(_mm256_max_ps(rounded, low), high), finite));
+}
+
+// One row of activations quantized to int8 as quantize_activations_reference does (the same
+// float operations in the same order per element: the same values and scale), written in
+// dot_int8_avx2's layout (`blocks` whole blocks of 128 permuted, the rest in order); returns
+// the row's scale. Eight elements at a time: at batch 1 this is the serial part of the layer.
+__attribute__((target("avx2"))) float quantize_row_int8_avx2(const float* row, int64_t in_features, int64_t blocks,
+                                                             float max_code, int8_t* out) {
+  // NaN-propagating, as the reference's amax and clamp_min: a NaN or +-Inf makes the row's
+  // scale non-finite, its values 0 and its outputs NaN.
+  const __m256 sign = _mm256_set1_ps(-0.0F);
+  __m256 vector_max = _mm256_setzero_ps();
+  __m256 any_nan = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= in_features; k += 8) {
+    const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(row + k));
+    any_nan = _mm256_or_ps(any_nan, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    vector_max = _mm256_max_ps(vector_max, a);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vector_max);
+  float absmax = 0.0F;
+  for (const float lane : lanes) absmax = std::max(absmax, lane);
+  if (_mm256_movemask_ps(any_nan) != 0) absmax = std::numeric_limits<float>::quiet_NaN();
+  for (; k < in_features; ++k) {
+    const float a = std::abs(row[k]);
+    if (std::isnan(a) || a > absmax) absmax = a;
+  }
+  const float row_scale = std::max(absmax, kMinActivationAbsMax) / max_code;  // keeps a NaN
+
+  const __m256 scale = _mm256_set1_ps(row_scale);
+  const __m256 high = _mm256_set1_ps(max_code), low = _mm256_set1_ps(-max_code);
+  // Within a block, activation 4j + f goes to f * 32 + j: 32 activations (j = 8u .. 8u + 7)
+  // at a time, packed to bytes, transposed 4 x 4 within each 128-bit lane, the lanes'
+  // bytes interleaved, and 8 bytes stored for each f.
+  const __m256i transpose = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9,
+                                             13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const int64_t whole_blocks = std::min(blocks, in_features / 128);
+  for (int64_t b = 0; b < whole_blocks; ++b) {
+    for (int64_t u = 0; u < 4; ++u) {
+      const float* x = row + b * 128 + u * 32;
+      // Lane 0: activations 0-3, 8-11, 16-19, 24-27 (j = 0, 2, 4, 6); lane 1: j = 1, 3, 5, 7.
+      const __m256i bytes = _mm256_packs_epi16(
+          _mm256_packs_epi32(quantize8(x, scale, low, high), quantize8(x + 8, scale, low, high)),
+          _mm256_packs_epi32(quantize8(x + 16, scale, low, high), quantize8(x + 24, scale, low, high)));
+      const __m256i by_field = _mm256_shuffle_epi8(bytes, transpose);
+      const __m128i even_j = _mm256_castsi256_si128(by_field), odd_j = _mm256_extracti128_si256(by_field, 1);
+      const __m128i fields01 = _mm_unpacklo_epi8(even_j, odd_j), fields23 = _mm_unpackhi_epi8(even_j, odd_j);
+      int8_t* dst = out + b * 128 + u * 8;
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), fields01);
+      _mm_storeh_pd(reinterpret_cast<double*>(dst + 32), _mm_castsi128_pd(fields01));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 64), fields23);
+      _mm_storeh_pd(reinterpret_cast<double*>(dst + 96), _mm_castsi128_pd(fields23));
+    }
+  }
+  for (k = whole_blocks * 128; k < in_features; ++k) {
+    const float scaled = row[k] / row_scale;
+    const float q = std::isfinite(scaled) ? std::min(std::max(std::nearbyint(scaled), -max_code), max_code) : 0.0F;
+    out[int8_position(k, blocks)] = static_cast<int8_t>(q);
+  }
+  return row_scale;
+}
+
 // BITTORCH_NO_AVX2=1 forces the portable loop (the tests run both).
 const bool kHasAvx2 = __builtin_cpu_supports("avx2") && std::getenv("BITTORCH_NO_AVX2") == nullptr;
 #endif
@@ -155,24 +233,8 @@ at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at
   int8_t* value_data = values.data_ptr<int8_t>();
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
     for (int64_t m = begin; m < end; ++m) {
-      const float* row = x_data + m * in_features;
-      // NaN-propagating, as the reference's amax and clamp_min: a NaN or +-Inf makes the
-      // row's scale non-finite, its values 0 and its outputs NaN.
-      float absmax = 0.0F;
-      for (int64_t k = 0; k < in_features; ++k) {
-        const float a = std::abs(row[k]);
-        if (std::isnan(a) || a > absmax) absmax = a;
-      }
-      const float row_scale = std::max(absmax, kMinActivationAbsMax) / max_code;  // keeps a NaN
-      input_scale[m] = row_scale;
-      int8_t* out = value_data + m * stride;
-      for (int64_t k = 0; k < in_features; ++k) {
-        const float scaled = row[k] / row_scale;
-        const float q = std::isfinite(scaled) ? std::min(std::max(std::nearbyint(scaled), -max_code), max_code) : 0.0F;
-        const int64_t block = k / 128, within = k % 128;
-        const int64_t position = block < blocks ? block * 128 + (within % 4) * 32 + within / 4 : k;
-        out[position] = static_cast<int8_t>(q);
-      }
+      input_scale[m] =
+          quantize_row_int8_avx2(x_data + m * in_features, in_features, blocks, max_code, value_data + m * stride);
     }
   });
   const at::Tensor codes = packed.contiguous();
