@@ -1,4 +1,5 @@
 #include <bittorch/nn/generation.h>
+#include <bittorch/nn/modules/ternary_linear.h>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -29,6 +30,7 @@ at::Tensor generate(TransformerLMImpl& model, const at::Tensor& prompt, const Ge
               "generate: expected a non-empty int64 prompt [T], got ", prompt.scalar_type(), " ", prompt.sizes());
   TORCH_CHECK(options.max_new_tokens() >= 0, "generate: max_new_tokens must be >= 0");
   torch::NoGradGuard no_grad;
+  KeepQuantizedWeights keep;  // ternary layers quantize once, not once per token
   const auto device = model.embedding->weight.device();
   const auto device_type = device.type();
   const auto dtype = at::autocast::is_autocast_enabled(device_type) ? at::autocast::get_autocast_dtype(device_type)

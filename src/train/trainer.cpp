@@ -1,5 +1,6 @@
 #include <bittorch/train/trainer.h>
 
+#include <bittorch/nn/modules/ternary_linear.h>
 #include <bittorch/train/device.h>
 #include <bittorch/train/progress.h>
 
@@ -125,6 +126,7 @@ const nlohmann::json& Trainer::fit(const TrainerHooks& hooks) {
     if (hooks.evaluate) {
       model_.eval();
       torch::NoGradGuard no_grad;
+      nn::KeepQuantizedWeights keep;  // ternary layers quantize once per evaluation
       fields = hooks.evaluate();
       TORCH_CHECK(fields.is_object(), "bittorch::train::Trainer: hooks.evaluate must return a JSON object");
       record.update(fields);
@@ -164,18 +166,23 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
   for (int64_t step = 0; step < steps; ++step) {
     scheduler_->step();  // the rate of step steps_done_
     optimizer_.zero_grad();
-    for (int64_t micro = 0; micro < micro_steps; ++micro) {
-      const StepOutput output = hooks.step({epoch, steps_done_, step, micro});
-      TORCH_CHECK(output.loss.defined() && output.loss.numel() == 1,
-                  "bittorch::train::Trainer: hooks.step must return a one-element loss");
-      const auto loss = micro_steps == 1 ? output.loss : output.loss / static_cast<double>(micro_steps);
-      if (parallel != nullptr) {
-        parallel->backward(loss, /*sync=*/micro == micro_steps - 1);
-      } else {
-        loss.backward();
+    {
+      // Ternary layers quantize their weights once per step, not once per micro-batch; the
+      // scope ends before the optimizer changes them.
+      nn::KeepQuantizedWeights keep_for_the_step;
+      for (int64_t micro = 0; micro < micro_steps; ++micro) {
+        const StepOutput output = hooks.step({epoch, steps_done_, step, micro});
+        TORCH_CHECK(output.loss.defined() && output.loss.numel() == 1,
+                    "bittorch::train::Trainer: hooks.step must return a one-element loss");
+        const auto loss = micro_steps == 1 ? output.loss : output.loss / static_cast<double>(micro_steps);
+        if (parallel != nullptr) {
+          parallel->backward(loss, /*sync=*/micro == micro_steps - 1);
+        } else {
+          loss.backward();
+        }
+        loss_sum += output.loss.detach().to(torch::kDouble).reshape({}) / static_cast<double>(micro_steps);
+        items += output.items;
       }
-      loss_sum += output.loss.detach().to(torch::kDouble).reshape({}) / static_cast<double>(micro_steps);
-      items += output.items;
     }
     if (options_.max_grad_norm() > 0) clip_gradients(parameters_, options_.max_grad_norm());
     optimizer_.step();

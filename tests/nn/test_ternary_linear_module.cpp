@@ -10,6 +10,7 @@
 
 namespace {
 
+using bittorch::nn::KeepQuantizedWeights;
 using bittorch::nn::TernaryLinear;
 using bittorch::nn::TernaryLinearOptions;
 using bittorch::quant::ScaleMode;
@@ -27,6 +28,99 @@ TEST(TernaryLinearModule, DefaultOptions) {
   EXPECT_TRUE(options.quantize());
   EXPECT_TRUE(options.use_cuda_kernel());
   EXPECT_FALSE(options.cuda_only());
+  EXPECT_TRUE(options.keep_quantized_weight());
+}
+
+// Output and gradients of `layer` on `x` (gradients zeroed first).
+std::vector<torch::Tensor> output_and_gradients(TernaryLinear& layer, const torch::Tensor& x) {
+  layer->zero_grad();
+  const auto input = x.detach().requires_grad_();
+  const auto y = layer(input);
+  y.pow(2).sum().backward();
+  return {y.detach(), input.grad(), layer->weight.grad().clone(), layer->bias.grad().clone()};
+}
+
+void expect_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << what << ": tensor " << i;
+}
+
+// Inside a KeepQuantizedWeights scope the layer quantizes once and gives what it gives outside,
+// bit for bit, forward and backward: 16-bit and 8-bit activations, a float32 weight with
+// float32 and bfloat16 inputs, per channel and global.
+TEST(KeepQuantizedWeights, SameOutputsAndGradientsAsQuantizingEveryCall) {
+  torch::manual_seed(71);
+  for (const int64_t bits : {0, 8}) {
+    for (const bool per_channel : {true, false}) {
+      for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+        TernaryLinear layer(TernaryLinearOptions(24, 10).quant(
+            bittorch::quant::QuantConfig().activation_bits(bits).per_channel(per_channel)));
+        const auto x = torch::randn({5, 24}).to(dtype);
+        if (dtype != torch::kFloat) layer->bias.set_data(layer->bias.detach().to(dtype));
+        const auto what = c10::str("bits ", bits, " per_channel ", per_channel, " ", dtype);
+        const auto every_call = output_and_gradients(layer, x);
+        KeepQuantizedWeights keep;
+        expect_equal(output_and_gradients(layer, x), every_call, what + ", first call in the scope");
+        expect_equal(output_and_gradients(layer, x), every_call, what + ", kept");
+        torch::NoGradGuard no_grad;
+        EXPECT_TRUE(torch::equal(layer(x), every_call[0])) << what << ", without gradients";
+      }
+    }
+  }
+}
+
+// The kept weight is used again (a write through .data(), which is no change to the version
+// counter, is not seen), dropped when the outermost scope ends, and replaced when the weight
+// changes in place through the tensor.
+TEST(KeepQuantizedWeights, ReusedUntilTheWeightChangesOrTheScopeEnds) {
+  torch::manual_seed(72);
+  TernaryLinear layer(8, 4);
+  const auto x = torch::randn({3, 8});
+  torch::NoGradGuard no_grad;
+  const auto before = layer(x);
+  {
+    KeepQuantizedWeights outer;
+    EXPECT_TRUE(torch::equal(layer(x), before));
+    layer->weight.data().neg_();
+    {
+      KeepQuantizedWeights inner;
+      EXPECT_TRUE(torch::equal(layer(x), before)) << "the kept weight, not the new one";
+    }
+    EXPECT_TRUE(torch::equal(layer(x), before)) << "an inner scope's end drops nothing";
+  }
+  const auto negated = layer(x);
+  EXPECT_FALSE(torch::equal(negated, before)) << "dropped at the end of the outer scope";
+  KeepQuantizedWeights keep;
+  EXPECT_TRUE(torch::equal(layer(x), negated));
+  layer->weight.mul_(0.5);  // through the tensor: its version counter moves
+  TernaryLinear fresh(8, 4);
+  fresh->weight.copy_(layer->weight);
+  fresh->bias.copy_(layer->bias);
+  fresh->options.keep_quantized_weight(false);
+  EXPECT_TRUE(torch::equal(layer(x), fresh(x)));
+}
+
+// Gradient accumulation over micro-batches inside a scope equals it without one, and a
+// clone keeps nothing of the original's kept weight.
+TEST(KeepQuantizedWeights, AccumulationAndClones) {
+  torch::manual_seed(73);
+  TernaryLinear layer(TernaryLinearOptions(16, 6).quant(bittorch::quant::QuantConfig().activation_bits(8)));
+  const auto batches = torch::randn({3, 4, 16});
+  const auto accumulate = [&] {
+    layer->zero_grad();
+    for (int64_t i = 0; i < batches.size(0); ++i) layer(batches[i]).sum().backward();
+    return std::vector<torch::Tensor>{layer->weight.grad().clone(), layer->bias.grad().clone()};
+  };
+  const auto every_call = accumulate();
+  {
+    KeepQuantizedWeights keep;
+    expect_equal(accumulate(), every_call, "accumulated in a scope");
+    auto copy = std::dynamic_pointer_cast<bittorch::nn::TernaryLinearImpl>(layer->clone());
+    torch::NoGradGuard no_grad;
+    copy->weight.neg_();
+    EXPECT_TRUE(torch::allclose(copy->forward(batches[0]), -layer(batches[0]) + 2 * layer->bias, 1e-5, 1e-5))
+        << "the clone quantizes its own weight";
+  }
 }
 
 TEST(TernaryLinearModule, ParametersAndInitMatchTorchLinear) {

@@ -78,6 +78,9 @@ def check_opcheck(device):
     b = torch.randn(8, device=device)
     packed = torch.randint(-2**31, 2**31 - 1, (8, 1), dtype=torch.int32, device=device)
     packed = packed & 0x55555555  # fields 00 and 01 only: codes 0 and +1, a valid matrix
+    # Weights quantized once, as a TernaryLinear keeps them: (operand, codes, scale).
+    kept_none = ops._ternary_linear_quantize_weight(w, 0.05, True, "max", "none", torch.float32, True)
+    kept_int8 = ops._ternary_linear_quantize_weight(w, 0.05, True, "max", "int8", torch.float32, True)
     cases = [
         (ops.ternarize.default, (w, 0.05, True, "max")),
         (ops.ternarize.default, (w, 0.05, False, "absmean")),
@@ -88,6 +91,12 @@ def check_opcheck(device):
                                       "absmean", "int8")),
         (ops.ternary_linear.default, (x.bfloat16().requires_grad_(), w.clone().requires_grad_(),
                                       b.bfloat16().requires_grad_(), 0.05, True, "max", "none")),
+        (ops._ternary_linear_quantize_weight.default, (w, 0.05, True, "max", "none", torch.float32, False)),
+        (ops._ternary_linear_quantize_weight.default, (w, 0.05, False, "absmean", "int8", torch.bfloat16, True)),
+        (ops.ternary_linear_quantized.default, (x.clone().requires_grad_(), w.clone().requires_grad_(),
+                                                *kept_none[:2], kept_none[2], b.clone().requires_grad_(), "none")),
+        (ops.ternary_linear_quantized.default, (x.clone().requires_grad_(), w.clone().requires_grad_(),
+                                                *kept_int8[:2], kept_int8[2], None, "int8")),
         (ops.packed_ternary_linear.default, (x, packed, torch.rand(8, device=device) + 0.1, b, 16, "none", "auto")),
         (ops.packed_ternary_linear.default, (x.half(), packed, torch.rand(8, device=device) + 0.1, b.half(), 16,
                                              "int8", "auto")),

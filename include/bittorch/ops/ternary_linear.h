@@ -1,7 +1,8 @@
 #pragma once
 
-// bittorch::ternary_linear and the two private ops its autograd implementation is made of
-// (schemas in src/ops/ternary_linear/ternary_linear.cpp).
+// bittorch::ternary_linear, the private ops its autograd implementation is made of, and
+// ternary_linear_quantized, the same layer from a weight quantized once and kept (schemas in
+// src/ops/ternary_linear/ternary_linear.cpp).
 //
 // Dtypes: input, bias and output share one dtype (float32, float64, float16 or bfloat16). The
 // weight has the input's dtype, or is a float32 master weight with a float16/bfloat16 input
@@ -32,6 +33,24 @@ BITTORCH_API at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor
 BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
     bool per_channel, c10::string_view scale_mode, c10::string_view activation_format, bool keep_operand);
+
+/// The weight's half of the forward, to keep while the weight does not change:
+/// (operand, codes, scale), with operand = codes * scale in `dtype` when keep_operand or
+/// activation_format is "none" (else undefined), and codes in the 8-bit format's dtype (int8
+/// or float8_e4m3fn) for an 8-bit format (else undefined). Not differentiable.
+BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_quantize_weight(
+    const at::Tensor& weight, double threshold_factor, bool per_channel, c10::string_view scale_mode,
+    c10::string_view activation_format, at::ScalarType dtype, bool keep_operand);
+
+/// ternary_linear from a weight quantized by ternary_linear_quantize_weight (for the input's
+/// dtype and this activation_format): the same output and gradients, without quantizing
+/// `weight` again. `weight` is the master weight it came from: it receives grad_weight by the
+/// straight-through estimator and is not read. grad_input needs the operand.
+BITTORCH_API at::Tensor ternary_linear_quantized(const at::Tensor& input, const at::Tensor& weight,
+                                                 const std::optional<at::Tensor>& operand,
+                                                 const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                                                 const std::optional<at::Tensor>& bias,
+                                                 c10::string_view activation_format);
 
 /// (grad_input, grad_weight, grad_bias) by the straight-through estimator; an entry whose
 /// output_mask is false comes back undefined.

@@ -46,6 +46,11 @@ at::ScalarType scale_dtype(at::ScalarType weight_dtype) {
   return at::isReducedFloatingType(weight_dtype) ? at::kFloat : weight_dtype;
 }
 
+at::ScalarType eight_bit_dtype(quant::ActivationFormat format) {
+  TORCH_INTERNAL_ASSERT(format != quant::ActivationFormat::None);
+  return format == quant::ActivationFormat::Int8 ? at::kChar : at::kFloat8_e4m3fn;
+}
+
 int64_t linear_rows(const at::Tensor& input) {
   int64_t rows = 1;
   for (int64_t d = 0; d + 1 < input.dim(); ++d) rows *= input.size(d);

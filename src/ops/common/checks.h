@@ -38,6 +38,9 @@ void check_finite(const char* op, const char* name, const at::Tensor& tensor);
 /// The schema spelling of an activation format, parsed.
 quant::ActivationFormat parse_activation_format(c10::string_view format);
 
+/// The dtype of an 8-bit format's values and codes: int8 or float8_e4m3fn.
+at::ScalarType eight_bit_dtype(quant::ActivationFormat format);
+
 /// The dtype scales are kept in: float32 for float16/bfloat16 weights, else the weight's.
 at::ScalarType scale_dtype(at::ScalarType weight_dtype);
 

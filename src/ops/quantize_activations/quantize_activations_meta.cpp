@@ -1,3 +1,4 @@
+#include "ops/common/checks.h"
 #include "ops/quantize_activations/quantize_activations.h"
 
 #include <ATen/ATen.h>
@@ -10,7 +11,7 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_meta(const at::Tensor& i
   const auto parsed = check_activation_args("bittorch::quantize_activations", input, format);
   auto scale_shape = input.sizes().vec();
   scale_shape.back() = 1;
-  const auto values_dtype = parsed == quant::ActivationFormat::Int8 ? at::kChar : at::kFloat8_e4m3fn;
+  const auto values_dtype = eight_bit_dtype(parsed);
   return {at::empty(input.sizes(), input.options().dtype(values_dtype)),
           at::empty(scale_shape, input.options().dtype(at::kFloat))};
 }

@@ -48,20 +48,32 @@ std::tuple<at::Tensor, at::Tensor> quantize_activations_reference(const at::Tens
   return {std::move(values), scale};
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_linear_weight_reference(
+    const at::Tensor& weight, double threshold_factor, bool per_channel, quant::ScaleMode mode,
+    quant::ActivationFormat format, at::ScalarType dtype, bool keep_operand) {
+  auto [codes, scale] = ternarize_reference(weight, threshold_factor, per_channel, mode);
+  const bool none = format == quant::ActivationFormat::None;
+  at::Tensor operand = keep_operand || none ? dequantize(codes, scale, dtype) : at::Tensor();
+  at::Tensor codes8 = none ? at::Tensor() : codes.to(eight_bit_dtype(format));
+  return {std::move(operand), std::move(codes8), std::move(scale)};
+}
+
+at::Tensor quantized_linear_forward_reference(const at::Tensor& input, const at::Tensor& operand,
+                                              const at::Tensor& codes, const at::Tensor& scale,
+                                              const std::optional<at::Tensor>& bias, quant::ActivationFormat format) {
+  if (format == quant::ActivationFormat::None) return at::linear(input, operand, bias);
+  auto [values, input_scale] = quantize_activations_reference(input, format);
+  // Products of 8-bit values and ternary codes, summed in float32: exact for int8.
+  const at::Tensor accumulator = at::matmul(values.to(at::kFloat), codes.to(at::kFloat).t());
+  return scale_accumulator(accumulator, input_scale, scale, bias, input.scalar_type());
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_reference(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
     bool per_channel, quant::ScaleMode mode, quant::ActivationFormat format, bool keep_operand) {
-  auto [codes, scale] = ternarize_reference(weight, threshold_factor, per_channel, mode);
-  if (format != quant::ActivationFormat::None) {
-    auto [values, input_scale] = quantize_activations_reference(input, format);
-    // Products of 8-bit values and ternary codes, summed in float32: exact for int8.
-    const at::Tensor accumulator = at::matmul(values.to(at::kFloat), codes.to(at::kFloat).t());
-    at::Tensor output = scale_accumulator(accumulator, input_scale, scale, bias, input.scalar_type());
-    at::Tensor operand = keep_operand ? dequantize(codes, scale, input.scalar_type()) : at::Tensor();
-    return {std::move(output), std::move(operand), std::move(scale)};
-  }
-  at::Tensor operand = dequantize(codes, scale, input.scalar_type());
-  at::Tensor output = at::linear(input, operand, bias);
+  auto [operand, codes, scale] = quantize_linear_weight_reference(weight, threshold_factor, per_channel, mode, format,
+                                                                  input.scalar_type(), keep_operand);
+  at::Tensor output = quantized_linear_forward_reference(input, operand, codes, scale, bias, format);
   return {std::move(output), keep_operand ? std::move(operand) : at::Tensor(), std::move(scale)};
 }
 

@@ -34,6 +34,19 @@ constexpr float max_activation_code(quant::ActivationFormat format) {
 std::tuple<at::Tensor, at::Tensor> quantize_activations_reference(const at::Tensor& input,
                                                                   quant::ActivationFormat format);
 
+/// (operand, codes, scale) of _ternary_linear_quantize_weight: the operand codes * scale in
+/// `dtype` when keep_operand or the format is none, the codes in the 8-bit format's dtype for
+/// an 8-bit format.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_linear_weight_reference(
+    const at::Tensor& weight, double threshold_factor, bool per_channel, quant::ScaleMode mode,
+    quant::ActivationFormat format, at::ScalarType dtype, bool keep_operand);
+
+/// The output of _ternary_linear_quantized_forward: input @ operand^T + bias (format none), or
+/// the input quantized per row times the 8-bit codes, scaled (scale_accumulator).
+at::Tensor quantized_linear_forward_reference(const at::Tensor& input, const at::Tensor& operand,
+                                              const at::Tensor& codes, const at::Tensor& scale,
+                                              const std::optional<at::Tensor>& bias, quant::ActivationFormat format);
+
 /// (output, operand, scale) of _ternary_linear_forward: the operand codes * scale in the
 /// input's dtype (undefined unless keep_operand).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_reference(

@@ -31,6 +31,21 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
   m.def(
       "_ternary_linear_backward(Tensor grad_output, Tensor input, Tensor operand, Tensor scale, "
       "bool[3] output_mask) -> (Tensor grad_input, Tensor grad_weight, Tensor grad_bias)");
+  // The forward in two halves, for a layer that keeps its quantized weight until the weight
+  // changes. The weight's half: `operand` (codes * scale in `dtype`) when keep_operand or the
+  // format is "none", `codes` (int8 or float8_e4m3fn) for an 8-bit format, and the scale.
+  m.def(
+      "_ternary_linear_quantize_weight(Tensor weight, float threshold_factor, bool per_channel, str scale_mode, "
+      "str activation_format, ScalarType dtype, bool keep_operand) -> (Tensor operand, Tensor codes, Tensor scale)");
+  // y from that quantized weight, differentiable: grad_input from the operand (needed only
+  // then and for format "none"), grad_weight for `weight` (the master weight the quantized one
+  // came from, which it does not read) by the straight-through estimator, grad_bias.
+  m.def(
+      "ternary_linear_quantized(Tensor input, Tensor weight, Tensor? operand, Tensor? codes, Tensor scale, "
+      "Tensor? bias=None, str activation_format=\"none\") -> Tensor");
+  m.def(
+      "_ternary_linear_quantized_forward(Tensor input, Tensor? operand, Tensor? codes, Tensor scale, Tensor? bias, "
+      "str activation_format) -> Tensor");
 }
 
 namespace bittorch::ops {
@@ -64,6 +79,112 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(const at:
   return op.call(grad_output, input, operand, scale, output_mask);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_quantize_weight(const at::Tensor& weight,
+                                                                              double threshold_factor, bool per_channel,
+                                                                              c10::string_view scale_mode,
+                                                                              c10::string_view activation_format,
+                                                                              at::ScalarType dtype, bool keep_operand) {
+  static const auto op = find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+      const at::Tensor&, double, bool, c10::string_view, c10::string_view, at::ScalarType, bool)>(
+      "bittorch::_ternary_linear_quantize_weight");
+  return op.call(weight, threshold_factor, per_channel, scale_mode, activation_format, dtype, keep_operand);
+}
+
+at::Tensor ternary_linear_quantized(const at::Tensor& input, const at::Tensor& weight,
+                                    const std::optional<at::Tensor>& operand, const std::optional<at::Tensor>& codes,
+                                    const at::Tensor& scale, const std::optional<at::Tensor>& bias,
+                                    c10::string_view activation_format) {
+  static const auto op = find_op<at::Tensor(
+      const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+      const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view)>("bittorch::ternary_linear_quantized");
+  return op.call(input, weight, operand, codes, scale, bias, activation_format);
+}
+
+at::Tensor ternary_linear_quantized_forward(const at::Tensor& input, const std::optional<at::Tensor>& operand,
+                                            const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                                            const std::optional<at::Tensor>& bias, c10::string_view activation_format) {
+  static const auto op =
+      find_op<at::Tensor(const at::Tensor&, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                         const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view)>(
+          "bittorch::_ternary_linear_quantized_forward");
+  return op.call(input, operand, codes, scale, bias, activation_format);
+}
+
+namespace {
+
+// The dtype contract: the weight in the activations' dtype, or a float32 master weight with
+// float16/bfloat16 activations (quantized straight into their dtype).
+void check_weight_dtype(const char* op, at::ScalarType weight_dtype, at::ScalarType dtype) {
+  const bool master_weight = weight_dtype == at::kFloat && at::isReducedFloatingType(dtype);
+  TORCH_CHECK(dtype == weight_dtype || master_weight, op,
+              ": expected input and weight of the same dtype, or a float32 weight with a float16/bfloat16 input, "
+              "but got input ",
+              dtype, " and weight ", weight_dtype);
+}
+
+// A defined tensor [rows, cols] of `dtype` on `device`, named in the error.
+void check_matrix(const char* op, const char* name, const std::optional<at::Tensor>& tensor, int64_t rows, int64_t cols,
+                  at::ScalarType dtype, c10::Device device, const char* when) {
+  TORCH_CHECK(tensor.has_value() && tensor->defined(), op, ": expected ", name, " ", when);
+  TORCH_CHECK(tensor->dim() == 2 && tensor->size(0) == rows && tensor->size(1) == cols, op, ": expected ", name,
+              " of shape [", rows, ", ", cols, "], but got ", tensor->sizes());
+  TORCH_CHECK(tensor->scalar_type() == dtype && tensor->device() == device, op, ": expected ", name, " of dtype ",
+              dtype, " on ", device, ", but got ", tensor->scalar_type(), " on ", tensor->device());
+}
+
+}  // namespace
+
+LinearArgs check_quantize_weight_args(const char* op, const at::Tensor& weight, double threshold_factor,
+                                      c10::string_view scale_mode, c10::string_view activation_format,
+                                      at::ScalarType dtype) {
+  const auto mode = check_ternarize_args(op, weight, threshold_factor, scale_mode);
+  const auto format = parse_activation_format(activation_format);
+  check_weight_dtype(op, weight.scalar_type(), dtype);
+  TORCH_CHECK(format == quant::ActivationFormat::None || dtype != at::kDouble, op,
+              ": 8-bit activations are quantized from float32, float16 or bfloat16, not ", dtype);
+  return {mode, format};
+}
+
+quant::ActivationFormat check_quantized_linear_args(const char* op, const at::Tensor& input,
+                                                    const std::optional<at::Tensor>& operand,
+                                                    const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                                                    const std::optional<at::Tensor>& bias,
+                                                    c10::string_view activation_format) {
+  check_input(op, input);
+  const auto format = parse_activation_format(activation_format);
+  if (format != quant::ActivationFormat::None) check_quantizable_input(op, input);
+  TORCH_CHECK(scale.dim() == 1 && scale.size(0) >= 1, op, ": expected scale of shape [out_features] or [1], but got ",
+              scale.sizes());
+  TORCH_CHECK(scale.scalar_type() == scale_dtype(input.scalar_type()) && scale.device() == input.device(), op,
+              ": expected scale of dtype ", scale_dtype(input.scalar_type()), " on ", input.device(), ", but got ",
+              scale.scalar_type(), " on ", scale.device());
+  const auto& quantized = format == quant::ActivationFormat::None ? operand : codes;
+  TORCH_CHECK(quantized.has_value() && quantized->defined() && quantized->dim() == 2, op, ": expected ",
+              format == quant::ActivationFormat::None ? "operand" : "codes",
+              " [out_features, in_features] for activation format ", activation_format);
+  const int64_t out_features = quantized->size(0), in_features = input.size(-1);
+  TORCH_CHECK(scale.size(0) == 1 || scale.size(0) == out_features, op, ": expected scale of shape [", out_features,
+              "] or [1], but got ", scale.sizes());
+  if (format == quant::ActivationFormat::None) {
+    check_matrix(op, "operand", operand, out_features, in_features, input.scalar_type(), input.device(),
+                 "for activation format none");
+  } else {
+    check_matrix(op, "codes", codes, out_features, in_features, eight_bit_dtype(format), input.device(),
+                 "for an 8-bit activation format");
+  }
+  if (operand.has_value() && operand->defined() && format != quant::ActivationFormat::None) {
+    check_matrix(op, "operand", operand, out_features, in_features, input.scalar_type(), input.device(), "");
+  }
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out_features, op, ": expected bias of shape [", out_features,
+                "] (out_features), but got ", bias->sizes());
+    TORCH_CHECK(bias->device() == input.device() && bias->scalar_type() == input.scalar_type(), op,
+                ": expected bias on ", input.device(), " with dtype ", input.scalar_type(), " like input, but got ",
+                bias->device(), " and ", bias->scalar_type());
+  }
+  return format;
+}
+
 LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::Tensor& weight,
                              const std::optional<at::Tensor>& bias, double threshold_factor,
                              c10::string_view scale_mode, c10::string_view activation_format) {
@@ -74,13 +195,7 @@ LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::
   TORCH_CHECK(input.device() == weight.device(), op,
               ": expected input and weight on the same device, but got input on ", input.device(), " and weight on ",
               weight.device());
-  // A float32 master weight with a float16/bfloat16 input is quantized straight into the
-  // input's dtype (mixed-precision training without a cast pass over the weight).
-  const bool master_weight = weight.scalar_type() == at::kFloat && at::isReducedFloatingType(input.scalar_type());
-  TORCH_CHECK(input.scalar_type() == weight.scalar_type() || master_weight, op,
-              ": expected input and weight of the same dtype, or a float32 weight with a float16/bfloat16 input, "
-              "but got input ",
-              input.scalar_type(), " and weight ", weight.scalar_type());
+  check_weight_dtype(op, weight.scalar_type(), input.scalar_type());
   TORCH_CHECK(input.size(-1) == weight.size(1), op, ": expected input's last dimension to be ",
               "in_features = ", weight.size(1), ", but got input of shape ", input.sizes());
   if (bias.has_value() && bias->defined()) {
@@ -104,10 +219,19 @@ at::Tensor ternary_linear_no_autograd(const at::Tensor& input, const at::Tensor&
                                             activation_format, /*keep_operand=*/false));
 }
 
+at::Tensor ternary_linear_quantized_no_autograd(const at::Tensor& input, const at::Tensor& /*weight*/,
+                                                const std::optional<at::Tensor>& operand,
+                                                const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                                                const std::optional<at::Tensor>& bias,
+                                                c10::string_view activation_format) {
+  return ternary_linear_quantized_forward(input, operand, codes, scale, bias, activation_format);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, CompositeExplicitAutograd, m) {
   m.impl("ternary_linear", &ternary_linear_no_autograd);
+  m.impl("ternary_linear_quantized", &ternary_linear_quantized_no_autograd);
 }
 
 }  // namespace bittorch::ops

@@ -22,4 +22,25 @@ LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::
                              const std::optional<at::Tensor>& bias, double threshold_factor,
                              c10::string_view scale_mode, c10::string_view activation_format);
 
+/// check_ternarize_args, an activation format, and an operand `dtype` in the same dtype
+/// contract (8-bit formats need float32, float16 or bfloat16).
+LinearArgs check_quantize_weight_args(const char* op, const at::Tensor& weight, double threshold_factor,
+                                      c10::string_view scale_mode, c10::string_view activation_format,
+                                      at::ScalarType dtype);
+
+/// The quantized weight's forward: input [*, in_features]; `operand` [out, in] in the input's
+/// dtype (needed for format none), `codes` [out, in] in the format's 8-bit dtype (needed for
+/// an 8-bit format), scale [out] or [1] in scale_dtype(input), bias [out] in the input's
+/// dtype, all on the input's device. Returns the format.
+quant::ActivationFormat check_quantized_linear_args(const char* op, const at::Tensor& input,
+                                                    const std::optional<at::Tensor>& operand,
+                                                    const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                                                    const std::optional<at::Tensor>& bias,
+                                                    c10::string_view activation_format);
+
+/// The typed entry of the private _ternary_linear_quantized_forward.
+at::Tensor ternary_linear_quantized_forward(const at::Tensor& input, const std::optional<at::Tensor>& operand,
+                                            const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                                            const std::optional<at::Tensor>& bias, c10::string_view activation_format);
+
 }  // namespace bittorch::ops

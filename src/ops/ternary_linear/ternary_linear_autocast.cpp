@@ -23,10 +23,24 @@ at::Tensor ternary_linear_autocast(const at::Tensor& input, const at::Tensor& we
                         per_channel, scale_mode, activation_format);
 }
 
+// The input and bias in the autocast dtype; the quantized weight must have been made for it.
+at::Tensor ternary_linear_quantized_autocast(const at::Tensor& input, const at::Tensor& weight,
+                                             const std::optional<at::Tensor>& operand,
+                                             const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                                             const std::optional<at::Tensor>& bias,
+                                             c10::string_view activation_format) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+  const auto dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+  const auto cast = [&](const at::Tensor& t) { return at::autocast::cached_cast(dtype, t, c10::DeviceType::CUDA); };
+  return ternary_linear_quantized(cast(input), weight, operand, codes, scale,
+                                  bias ? std::optional(cast(*bias)) : std::nullopt, activation_format);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, AutocastCUDA, m) {
   m.impl("ternary_linear", &ternary_linear_autocast);
+  m.impl("ternary_linear_quantized", &ternary_linear_quantized_autocast);
 }
 
 }  // namespace bittorch::ops

@@ -4,6 +4,8 @@
 
 #include <bittorch/ops/ternary_linear.h>
 
+#include "ops/ternary_linear/ternary_linear.h"
+
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/autograd.h>
@@ -56,10 +58,51 @@ at::Tensor ternary_linear_autograd(const at::Tensor& input, const at::Tensor& we
                                       std::string(activation_format), keep_operand);
 }
 
+// The same estimator from a weight quantized beforehand: `weight` only receives grad_weight.
+// Tensors first that may need gradients (input, weight, bias: the node's inputs 0, 1 and,
+// with a bias, 2), then the quantized weight, which never does.
+class TernaryLinearQuantizedFunction : public torch::autograd::Function<TernaryLinearQuantizedFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& operand,
+                            const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                            const std::string& activation_format) {
+    static_cast<void>(weight);
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    at::Tensor output = ternary_linear_quantized_forward(input, operand, codes, scale, bias, activation_format);
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    ctx->save_for_backward({input, operand.value_or(at::Tensor()), scale});
+    return output;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const std::array<bool, 3> output_mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                             has_bias && ctx->needs_input_grad(2)};
+    TORCH_CHECK(!output_mask[0] || saved[1].defined(),
+                "bittorch::ternary_linear_quantized: the input's gradient needs the operand (codes * scale): "
+                "quantize the weight with keep_operand");
+    auto [grad_input, grad_weight, grad_bias] =
+        ternary_linear_backward(grad_outputs[0], saved[0], saved[1], saved[2], output_mask);
+    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor ternary_linear_quantized_autograd(const at::Tensor& input, const at::Tensor& weight,
+                                             const std::optional<at::Tensor>& operand,
+                                             const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                                             const std::optional<at::Tensor>& bias,
+                                             c10::string_view activation_format) {
+  return TernaryLinearQuantizedFunction::apply(input, weight, bias, operand, codes, scale,
+                                               std::string(activation_format));
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, Autograd, m) {
   m.impl("ternary_linear", &ternary_linear_autograd);
+  m.impl("ternary_linear_quantized", &ternary_linear_quantized_autograd);
 }
 
 }  // namespace bittorch::ops

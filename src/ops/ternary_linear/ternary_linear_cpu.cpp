@@ -17,11 +17,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cpu(
                                           args.activation_format, keep_operand);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_weight_cpu(const at::Tensor& weight, double threshold_factor,
+                                                                   bool per_channel, c10::string_view scale_mode,
+                                                                   c10::string_view activation_format,
+                                                                   at::ScalarType dtype, bool keep_operand) {
+  const auto args = check_quantize_weight_args("bittorch::ternary_linear_quantize_weight", weight, threshold_factor,
+                                               scale_mode, activation_format, dtype);
+  return quantize_linear_weight_reference(weight, threshold_factor, per_channel, args.scale_mode,
+                                          args.activation_format, dtype, keep_operand);
+}
+
+at::Tensor quantized_forward_cpu(const at::Tensor& input, const std::optional<at::Tensor>& operand,
+                                 const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                                 const std::optional<at::Tensor>& bias, c10::string_view activation_format) {
+  const auto format = check_quantized_linear_args("bittorch::ternary_linear_quantized", input, operand, codes, scale,
+                                                  bias, activation_format);
+  return quantized_linear_forward_reference(input, operand.value_or(at::Tensor()), codes.value_or(at::Tensor()), scale,
+                                            bias, format);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
   m.impl("_ternary_linear_forward", &ternary_linear_forward_cpu);
   m.impl("_ternary_linear_backward", &ternary_linear_backward_reference);
+  m.impl("_ternary_linear_quantize_weight", &quantize_weight_cpu);
+  m.impl("_ternary_linear_quantized_forward", &quantized_forward_cpu);
 }
 
 }  // namespace bittorch::ops

@@ -7,6 +7,7 @@
 // the operand the CPU reference builds) and multiplied by at::linear.
 // 8-bit activations: 8-bit codes times 8-bit activations (ops/common/cuda/eight_bit_product).
 
+#include "ops/common/checks.h"
 #include "ops/common/cuda/eight_bit_product.h"
 #include "ops/quantize_activations/quantize_activations_kernels.cuh"
 #include "ops/reference/reference.h"
@@ -20,6 +21,26 @@
 namespace bittorch::ops::cuda {
 namespace {
 
+// (operand, codes, scale) in one pass over the weight (_ternary_linear_quantize_weight).
+TernarizedOnDevice quantize_weight(const at::Tensor& weight, double threshold_factor, bool per_channel,
+                                   const LinearArgs& args, at::ScalarType dtype, bool keep_operand) {
+  if (args.activation_format == quant::ActivationFormat::None) {
+    return ternarize_on_device(weight, threshold_factor, per_channel, args.scale_mode, {std::nullopt, dtype});
+  }
+  return ternarize_on_device(
+      weight, threshold_factor, per_channel, args.scale_mode,
+      {eight_bit_dtype(args.activation_format), keep_operand ? std::optional(dtype) : std::nullopt});
+}
+
+// The product with the quantized weight (_ternary_linear_quantized_forward).
+at::Tensor quantized_forward(const at::Tensor& input, const at::Tensor& operand, const at::Tensor& codes,
+                             const at::Tensor& scale, const std::optional<at::Tensor>& bias,
+                             quant::ActivationFormat format) {
+  if (format == quant::ActivationFormat::None) return at::linear(input, operand, bias);
+  const auto [values, input_scale] = quantize_activation_rows(input, format);
+  return eight_bit_product(values, input_scale, codes, scale, bias, format, input.scalar_type());
+}
+
 // Returns (output, operand, scale): the backward reuses the operand, so the weight is
 // quantized once per step and never copied to a dense FP32 matrix.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cuda(
@@ -28,19 +49,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cuda(
   const auto args = check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor, scale_mode,
                                       activation_format);
   const c10::cuda::CUDAGuard device_guard(input.device());
-  const auto dtype = input.scalar_type();
-  if (args.activation_format == quant::ActivationFormat::None) {
-    auto q = ternarize_on_device(weight, threshold_factor, per_channel, args.scale_mode, {std::nullopt, dtype});
-    at::Tensor output = at::linear(input, q.operand, bias);
-    if (!keep_operand) q.operand = at::Tensor();
-    return {std::move(output), std::move(q.operand), std::move(q.scale)};
-  }
-  const auto codes_dtype = args.activation_format == quant::ActivationFormat::Int8 ? at::kChar : at::kFloat8_e4m3fn;
-  auto q = ternarize_on_device(weight, threshold_factor, per_channel, args.scale_mode,
-                               {codes_dtype, keep_operand ? std::optional(dtype) : std::nullopt});
-  const auto [values, input_scale] = quantize_activation_rows(input, args.activation_format);
-  at::Tensor output = eight_bit_product(values, input_scale, q.codes, q.scale, bias, args.activation_format, dtype);
+  auto q = quantize_weight(weight, threshold_factor, per_channel, args, input.scalar_type(), keep_operand);
+  at::Tensor output = quantized_forward(input, q.operand, q.codes, q.scale, bias, args.activation_format);
+  if (!keep_operand) q.operand = at::Tensor();
   return {std::move(output), std::move(q.operand), std::move(q.scale)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_weight_cuda(const at::Tensor& weight, double threshold_factor,
+                                                                    bool per_channel, c10::string_view scale_mode,
+                                                                    c10::string_view activation_format,
+                                                                    at::ScalarType dtype, bool keep_operand) {
+  const auto args = check_quantize_weight_args("bittorch::ternary_linear_quantize_weight", weight, threshold_factor,
+                                               scale_mode, activation_format, dtype);
+  const c10::cuda::CUDAGuard device_guard(weight.device());
+  auto q = quantize_weight(weight, threshold_factor, per_channel, args, dtype, keep_operand);
+  return {std::move(q.operand), std::move(q.codes), std::move(q.scale)};
+}
+
+at::Tensor quantized_forward_cuda(const at::Tensor& input, const std::optional<at::Tensor>& operand,
+                                  const std::optional<at::Tensor>& codes, const at::Tensor& scale,
+                                  const std::optional<at::Tensor>& bias, c10::string_view activation_format) {
+  const auto format = check_quantized_linear_args("bittorch::ternary_linear_quantized", input, operand, codes, scale,
+                                                  bias, activation_format);
+  const c10::cuda::CUDAGuard device_guard(input.device());
+  return quantized_forward(input, operand.value_or(at::Tensor()), codes.value_or(at::Tensor()), scale, bias, format);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cuda(const at::Tensor& grad_output,
@@ -57,6 +89,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cuda(cons
 TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
   m.impl("_ternary_linear_forward", &ternary_linear_forward_cuda);
   m.impl("_ternary_linear_backward", &ternary_linear_backward_cuda);
+  m.impl("_ternary_linear_quantize_weight", &quantize_weight_cuda);
+  m.impl("_ternary_linear_quantized_forward", &quantized_forward_cuda);
 }
 
 }  // namespace bittorch::ops::cuda

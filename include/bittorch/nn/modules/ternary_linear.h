@@ -7,13 +7,38 @@
 #include <torch/nn/pimpl.h>
 #include <torch/serialize/input-archive.h>
 
+#include <memory>
 #include <ostream>
 
 namespace bittorch::nn {
 
+namespace detail {
+struct KeptQuantizedWeight;
+}
+
+/// While one is alive on this thread, TernaryLinear layers keep the weight they quantized and
+/// use it again in later forwards instead of quantizing it on every call: for a stretch in
+/// which the weights do not change, such as the micro-batches of one optimizer step, an
+/// evaluation or generation. Leaving the outermost scope drops the kept weights.
+///
+/// Inside a scope a weight changed in place through the tensor (its version counter) or
+/// replaced (its storage or device) is quantized again; a write through .data(), which does
+/// not count as a change, is not seen, and torch::optim::SGD steps that way: do not step an
+/// optimizer inside a scope.
+class BITTORCH_API KeepQuantizedWeights {
+ public:
+  KeepQuantizedWeights();
+  ~KeepQuantizedWeights();
+  KeepQuantizedWeights(const KeepQuantizedWeights&) = delete;
+  KeepQuantizedWeights& operator=(const KeepQuantizedWeights&) = delete;
+  /// Whether a scope is open on this thread.
+  static bool active();
+};
+
 /// A drop-in for torch::nn::Linear whose forward uses ternary weights {-1, 0, +1} times a
 /// per-channel (or global) scale, computed on every call from the full-precision master
-/// `weight`, which the optimizer updates through a straight-through estimator.
+/// `weight` (or kept inside a KeepQuantizedWeights scope), which the optimizer updates
+/// through a straight-through estimator.
 class BITTORCH_API TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinearImpl> {
  public:
   TernaryLinearImpl(int64_t in_features, int64_t out_features)
@@ -42,6 +67,10 @@ class BITTORCH_API TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinear
   at::Tensor weight;
   /// [out_features], or undefined when options.bias() is false.
   at::Tensor bias;
+
+ private:
+  // The weight quantized inside a KeepQuantizedWeights scope, with what it was made from.
+  std::shared_ptr<detail::KeptQuantizedWeight> kept_;
 };
 
 TORCH_MODULE(TernaryLinear);

@@ -31,6 +31,10 @@ struct BITTORCH_API TernaryLinearOptions {
   /// true: a clear error (not a CPU run) when the input or the weight is not on a CUDA
   /// device. What `TernaryLinearCUDA` sets.
   TORCH_ARG(bool, cuda_only) = false;
+  /// Inside a KeepQuantizedWeights scope, keep the quantized weight for later calls
+  /// (false: quantize on every call even there). Costs its memory while the scope lasts:
+  /// codes * scale in the activations' dtype, or 8-bit codes with 8-bit activations.
+  TORCH_ARG(bool, keep_quantized_weight) = true;
 };
 
 /// The options of `TernaryLinearCUDA`, which sets cuda_only.
