@@ -19,6 +19,25 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// The estimator's gradients from what a forward saved, (input, operand, scale): grad_input,
+// grad_weight and grad_bias for the node's inputs 0, 1 and (with a bias) 2, then undefined
+// gradients for the `other_arguments` that follow.
+variable_list straight_through_backward(AutogradContext* ctx, const at::Tensor& grad_output, size_t other_arguments) {
+  const auto saved = ctx->get_saved_variables();
+  // An absent bias is no input of the autograd node, so index 2 exists only with a bias.
+  const bool has_bias = ctx->saved_data["has_bias"].toBool();
+  const std::array<bool, 3> output_mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                           has_bias && ctx->needs_input_grad(2)};
+  TORCH_CHECK(!output_mask[0] || saved[1].defined(),
+              "bittorch::ternary_linear_quantized: the input's gradient needs the operand (codes * scale): "
+              "quantize the weight with keep_operand");
+  auto [grad_input, grad_weight, grad_bias] =
+      ternary_linear_backward(grad_output, saved[0], saved[1], saved[2], output_mask);
+  variable_list grads = {grad_input, grad_weight, grad_bias};
+  grads.resize(3 + other_arguments);
+  return grads;
+}
+
 class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
@@ -38,14 +57,8 @@ class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunc
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const auto saved = ctx->get_saved_variables();
-    // An absent bias is no input of the autograd node, so index 2 exists only with a bias.
-    const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    const std::array<bool, 3> output_mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
-                                             has_bias && ctx->needs_input_grad(2)};
-    auto [grad_input, grad_weight, grad_bias] =
-        ternary_linear_backward(grad_outputs[0], saved[0], saved[1], saved[2], output_mask);
-    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    // threshold_factor, per_channel, scale_mode, activation_format, keep_operand.
+    return straight_through_backward(ctx, grad_outputs[0], 5);
   }
 };
 
@@ -76,16 +89,8 @@ class TernaryLinearQuantizedFunction : public torch::autograd::Function<TernaryL
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const auto saved = ctx->get_saved_variables();
-    const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    const std::array<bool, 3> output_mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
-                                             has_bias && ctx->needs_input_grad(2)};
-    TORCH_CHECK(!output_mask[0] || saved[1].defined(),
-                "bittorch::ternary_linear_quantized: the input's gradient needs the operand (codes * scale): "
-                "quantize the weight with keep_operand");
-    auto [grad_input, grad_weight, grad_bias] =
-        ternary_linear_backward(grad_outputs[0], saved[0], saved[1], saved[2], output_mask);
-    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    // operand, codes, scale, activation_format.
+    return straight_through_backward(ctx, grad_outputs[0], 4);
   }
 };
 
