@@ -65,6 +65,27 @@ TEST(PackedTernaryLinear, EqualsTheTernaryLinearItCameFrom) {
   }
 }
 
+// INT8 activations at their largest code (127) against rows of codes all +1, alternating and
+// all -1, over 8,336 inputs (65 whole blocks of 128 and a tail): the AVX2 kernel's narrow
+// partial sums must not overflow, and the layer equals the TernaryLinear it came from bit for
+// bit (the sums are exact integers either way, scaled the same way).
+TEST(PackedTernaryLinear, Int8SumsStayExactOnLongRows) {
+  const int64_t in = 8336;
+  TernaryLinear layer(TernaryLinearOptions(in, 3).quant(bittorch::quant::QuantConfig().activation_bits(8)));
+  {
+    torch::NoGradGuard no_grad;
+    layer->weight[0].fill_(0.5);
+    layer->weight[1].copy_(torch::arange(in).remainder(2).mul(-1.0).add(0.5));  // +0.5, -0.5, ...
+    layer->weight[2].fill_(-0.5);
+  }
+  PackedTernaryLinear packed(*layer);
+  for (const double value : {1.0, -1.0}) {
+    const auto x = torch::full({2, in}, value);
+    const auto expected = layer(x);
+    EXPECT_TRUE(torch::equal(packed(x), expected)) << "inputs " << value << ": " << packed(x) << " vs " << expected;
+  }
+}
+
 TEST(PackedTernaryLinear, HoldsNoFullPrecisionWeight) {
   TernaryLinear layer(784, 256);
   PackedTernaryLinear packed(*layer);

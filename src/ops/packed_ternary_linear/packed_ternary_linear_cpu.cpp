@@ -106,15 +106,22 @@ __attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes,
   const __m256i ones8 = _mm256_set1_epi8(1);
   const __m256i ones16 = _mm256_set1_epi16(1);
   __m256i acc = _mm256_setzero_si256();
-  for (int64_t b = 0; b < blocks; ++b) {
-    const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(code_bytes + b * 32));
-    for (int f = 0; f < 4; ++f) {
-      const __m256i fields = _mm256_and_si256(_mm256_srli_epi16(bytes, 2 * f), field_mask);
-      const __m256i codes = _mm256_shuffle_epi8(to_code, fields);
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + (b * 4 + f) * 32));
-      const __m256i products = _mm256_sign_epi8(xv, codes);
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, products), ones16));
+  // Pair sums (|p0 + p1| <= 254) add up in int16 for 32 blocks (128 of them: at most 32,512),
+  // then widen to int32 once.
+  constexpr int64_t kBlocksPerWidening = 32;
+  for (int64_t first = 0; first < blocks; first += kBlocksPerWidening) {
+    __m256i pairs = _mm256_setzero_si256();
+    const int64_t last = std::min(blocks, first + kBlocksPerWidening);
+    for (int64_t b = first; b < last; ++b) {
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(code_bytes + b * 32));
+      for (int f = 0; f < 4; ++f) {
+        const __m256i fields = _mm256_and_si256(_mm256_srli_epi16(bytes, 2 * f), field_mask);
+        const __m256i codes = _mm256_shuffle_epi8(to_code, fields);
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + (b * 4 + f) * 32));
+        pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(ones8, _mm256_sign_epi8(xv, codes)));
+      }
     }
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones16));
   }
   alignas(32) int32_t lanes[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
