@@ -92,23 +92,23 @@ inline int64_t int8_position(int64_t k, int64_t blocks) {
 }
 
 // INT8 activations (W1.58A8), the bitnet.cpp way: 128 codes (32 bytes) at a time are split by
-// shifts into four vectors of 2-bit fields, mapped to int8 -1/0/+1 by a byte shuffle, and
-// applied to the activations with a sign instruction; products are summed exactly in int32.
-// The four vectors hold codes 4j + f of the block (f = 0..3), so each row of activations is
-// laid out that way (position f * 32 + j of a block holds activation 4j + f); the words after
-// the last whole block follow in their own order.
+// shifts into four vectors of 2-bit fields, mapped by a byte shuffle to code + 1 (0, 1 or 2,
+// unsigned) and multiplied with the activations by maddubs; the sums, exact in integers, are
+// then sum(code * x) + sum(x), so `block_sum` (the activations' sum over the whole blocks)
+// is subtracted. The four vectors hold codes 4j + f of the block (f = 0..3), so each row of
+// activations is laid out that way (position f * 32 + j of a block holds activation 4j + f);
+// the words after the last whole block follow in their own order.
 __attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes, int64_t blocks, int64_t tail_words,
-                                                      const int8_t* x) {
+                                                      const int8_t* x, int32_t block_sum) {
   const __m256i field_mask = _mm256_set1_epi8(3);
-  // Field 00 -> 0, 01 -> 1, 11 -> -1 (10 never occurs in a valid matrix).
-  const __m256i to_code = _mm256_setr_epi8(0, 1, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, -1, 0, 0, 0, 0, 0,
-                                           0, 0, 0, 0, 0, 0, 0);
-  const __m256i ones8 = _mm256_set1_epi8(1);
+  // Field 00 -> 0 + 1, 01 -> 1 + 1, 11 -> -1 + 1 (10 never occurs in a valid matrix).
+  const __m256i to_code_plus_one =
+      _mm256_setr_epi8(1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m256i ones16 = _mm256_set1_epi16(1);
   __m256i acc = _mm256_setzero_si256();
-  // Pair sums (|p0 + p1| <= 254) add up in int16 for 32 blocks (128 of them: at most 32,512),
-  // then widen to int32 once.
-  constexpr int64_t kBlocksPerWidening = 32;
+  // Pair sums (|(c0 + 1) x0 + (c1 + 1) x1| <= 508) add up in int16 for 16 blocks (64 of them:
+  // at most 32,512), then widen to int32 once.
+  constexpr int64_t kBlocksPerWidening = 16;
   for (int64_t first = 0; first < blocks; first += kBlocksPerWidening) {
     __m256i pairs = _mm256_setzero_si256();
     const int64_t last = std::min(blocks, first + kBlocksPerWidening);
@@ -116,22 +116,38 @@ __attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes,
       const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(code_bytes + b * 32));
       for (int f = 0; f < 4; ++f) {
         const __m256i fields = _mm256_and_si256(_mm256_srli_epi16(bytes, 2 * f), field_mask);
-        const __m256i codes = _mm256_shuffle_epi8(to_code, fields);
+        const __m256i codes = _mm256_shuffle_epi8(to_code_plus_one, fields);
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + (b * 4 + f) * 32));
-        pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(ones8, _mm256_sign_epi8(xv, codes)));
+        pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(codes, xv));
       }
     }
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones16));
   }
   alignas(32) int32_t lanes[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
-  int32_t sum = 0;
+  int32_t sum = -block_sum;
   for (int32_t lane : lanes) sum += lane;
   const auto* tail = reinterpret_cast<const uint32_t*>(code_bytes + blocks * 32);
   const int8_t* x_tail = x + blocks * 128;
   for (int64_t w = 0; w < tail_words; ++w) {
     for (int i = 0; i < 16; ++i) sum += code_at(tail[w], i) * x_tail[w * 16 + i];
   }
+  return sum;
+}
+
+// The sum of a row's activations over its `blocks` whole blocks (dot_int8_avx2's correction).
+__attribute__((target("avx2"))) int32_t block_sum_avx2(const int8_t* x, int64_t blocks) {
+  const __m256i ones8 = _mm256_set1_epi8(1);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  __m256i acc = _mm256_setzero_si256();
+  for (int64_t v = 0; v < blocks * 4; ++v) {
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + v * 32));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv), ones16));
+  }
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+  int32_t sum = 0;
+  for (int32_t lane : lanes) sum += lane;
   return sum;
 }
 
@@ -235,6 +251,7 @@ at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at
   const int64_t stride = words * quant::kCodesPerWord;
   at::Tensor values = at::zeros({rows, stride}, x.options().dtype(at::kChar));
   std::vector<float> input_scale(static_cast<size_t>(rows));
+  std::vector<int32_t> block_sums(static_cast<size_t>(rows));
   const float max_code = max_activation_code(quant::ActivationFormat::Int8);
   const float* x_data = x.data_ptr<float>();
   int8_t* value_data = values.data_ptr<int8_t>();
@@ -242,6 +259,7 @@ at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at
     for (int64_t m = begin; m < end; ++m) {
       input_scale[m] =
           quantize_row_int8_avx2(x_data + m * in_features, in_features, blocks, max_code, value_data + m * stride);
+      block_sums[m] = block_sum_avx2(value_data + m * stride, blocks);
     }
   });
   const at::Tensor codes = packed.contiguous();
@@ -257,7 +275,8 @@ at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at
     at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
       for (int64_t n = begin; n < end; ++n) {
         for (int64_t m = 0; m < rows; ++m) {
-          const int32_t sum = dot_int8_avx2(code_bytes + n * words * 4, blocks, tail_words, value_data + m * stride);
+          const int32_t sum =
+              dot_int8_avx2(code_bytes + n * words * 4, blocks, tail_words, value_data + m * stride, block_sums[m]);
           float y = static_cast<float>(sum) * input_scale[m];
           y = y * weight_scale_data[per_channel ? n : 0];
           if (bias_data != nullptr) y = y + bias_data[n];
