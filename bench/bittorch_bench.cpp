@@ -7,6 +7,8 @@
 //   fp32           torch::nn::Linear in FP32
 //   ternary        bittorch::nn::TernaryLinear, FP32 master weights under BF16 autocast
 //   ternary_a8     the same with activation_bits(8) (FP8 e4m3 on sm_89+, INT8 on sm_80)
+//   ternary_kept, ternary_a8_kept  the forward inside a KeepQuantizedWeights scope (the
+//                  weight quantized once, as in evaluation and generation)
 // Method: CUDA events around each repeat, warm-up first, L2 flushed (a buffer twice the L2
 // size overwritten) before each repeat, median of --repeats. Ratios are time / baseline
 // time measured in the same run. Prints a table and writes JSON.
@@ -27,6 +29,7 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <optional>
 
 namespace {
 
@@ -36,12 +39,19 @@ struct Variant {
   torch::Dtype param_dtype;
   bool ternary;
   int64_t activation_bits = 0;
+  // The forward timed inside one KeepQuantizedWeights scope (evaluation, generation): the
+  // weight quantized once. Its training step is timed as the others' (quantized every step).
+  bool keep_weights = false;
 };
 
 const std::vector<Variant> kVariants = {
-    {"bf16_autocast", true, torch::kFloat, false}, {"bf16", false, torch::kBFloat16, false},
-    {"fp32", false, torch::kFloat, false},         {"ternary", true, torch::kFloat, true},
+    {"bf16_autocast", true, torch::kFloat, false},
+    {"bf16", false, torch::kBFloat16, false},
+    {"fp32", false, torch::kFloat, false},
+    {"ternary", true, torch::kFloat, true},
     {"ternary_a8", true, torch::kFloat, true, 8},
+    {"ternary_kept", true, torch::kFloat, true, 0, true},
+    {"ternary_a8_kept", true, torch::kFloat, true, 8, true},
 };
 
 struct AutocastScope {
@@ -136,6 +146,8 @@ int main(int argc, char** argv) {
           layer->to(device, variant.param_dtype);
           const auto input_dtype = variant.autocast ? torch::kBFloat16 : variant.param_dtype;
           const auto x = torch::randn({m, in}, torch::TensorOptions(device).dtype(input_dtype)).requires_grad_();
+          std::optional<bittorch::nn::KeepQuantizedWeights> keep;
+          if (variant.keep_weights) keep.emplace();
           const auto fwd_ms = median_ms(
               [&] {
                 torch::NoGradGuard no_grad;
@@ -143,6 +155,7 @@ int main(int argc, char** argv) {
                 forward(x);
               },
               warmup, repeats, flush);
+          keep.reset();
           const auto train_ms = median_ms(
               [&] {
                 for (auto& p : layer->parameters()) p.mutable_grad().reset();
