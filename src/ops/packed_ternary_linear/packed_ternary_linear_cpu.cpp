@@ -91,6 +91,15 @@ inline int64_t int8_position(int64_t k, int64_t blocks) {
   return block < blocks ? block * 128 + (within % 4) * 32 + within / 4 : k;
 }
 
+// The sum of eight int32 lanes (exact, so in any order).
+__attribute__((target("avx2"))) inline int32_t sum_of_lanes(__m256i v) {
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+  int32_t sum = 0;
+  for (const int32_t lane : lanes) sum += lane;
+  return sum;
+}
+
 // INT8 activations (W1.58A8), the bitnet.cpp way: 128 codes (32 bytes) at a time are split by
 // shifts into four vectors of 2-bit fields, mapped by a byte shuffle to code + 1 (0, 1 or 2,
 // unsigned) and multiplied with the activations by maddubs; the sums, exact in integers, are
@@ -123,10 +132,7 @@ __attribute__((target("avx2"))) int32_t dot_int8_avx2(const uint8_t* code_bytes,
     }
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones16));
   }
-  alignas(32) int32_t lanes[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
-  int32_t sum = -block_sum;
-  for (int32_t lane : lanes) sum += lane;
+  int32_t sum = sum_of_lanes(acc) - block_sum;
   const auto* tail = reinterpret_cast<const uint32_t*>(code_bytes + blocks * 32);
   const int8_t* x_tail = x + blocks * 128;
   for (int64_t w = 0; w < tail_words; ++w) {
@@ -144,11 +150,7 @@ __attribute__((target("avx2"))) int32_t block_sum_avx2(const int8_t* x, int64_t 
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + v * 32));
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv), ones16));
   }
-  alignas(32) int32_t lanes[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
-  int32_t sum = 0;
-  for (int32_t lane : lanes) sum += lane;
-  return sum;
+  return sum_of_lanes(acc);
 }
 
 // Eight activations divided by the row's scale (a division, not a multiplication by the

@@ -22,8 +22,8 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
       "str activation_format=\"none\") -> Tensor");
   // The pieces the autograd implementation is made of. `operand` is codes * scale in the
   // input's dtype, the matrix the backward multiplies grad_output with for grad_input: it is
-  // returned when keep_operand is set, and undefined otherwise (the forward itself may not
-  // need it: 8-bit activations, or few rows on CUDA).
+  // returned when keep_operand is set, and undefined otherwise (with 8-bit activations the
+  // forward itself does not need it, and writes it only when kept).
   m.def(
       "_ternary_linear_forward(Tensor input, Tensor weight, Tensor? bias, "
       "float threshold_factor, bool per_channel, str scale_mode, str activation_format, "

@@ -393,14 +393,19 @@ TEST_P(SmallRowsMatchReference, ForwardAndGradients) {
       }
     }
   }
-  // Rows that start 2 bytes past 16-byte alignment take the element-wise loads.
+  // Rows that start 2 bytes past 16-byte alignment give what aligned ones give: bit for bit
+  // with 8-bit activations (quantized into fresh rows first), within the dtype's tolerance
+  // with 16-bit ones (cuBLAS may pick another kernel for a misaligned operand).
   const auto storage = torch::randn({1 + 3 * 64}).to(dtype).cuda();
   const auto shifted = storage.narrow(0, 1, 3 * 64).view({3, 64});
   const auto w = torch::randn({40, 64}, torch::kCUDA) * 0.1;
   const auto expected = bittorch::ops::ternary_linear(shifted.clone(), w, std::nullopt, 0.1, true, "max", format_name);
-  EXPECT_TRUE(
-      torch::equal(bittorch::ops::ternary_linear(shifted, w, std::nullopt, 0.1, true, "max", format_name), expected))
-      << format_name << " misaligned rows";
+  const auto got = bittorch::ops::ternary_linear(shifted, w, std::nullopt, 0.1, true, "max", format_name);
+  if (format == ActivationFormat::None) {
+    expect_close(got, expected.cpu().to(torch::kDouble), dtype, format_name + " misaligned rows");
+  } else {
+    EXPECT_TRUE(torch::equal(got, expected)) << format_name << " misaligned rows";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(DtypesFormats, SmallRowsMatchReference,
