@@ -147,8 +147,9 @@ INSTANTIATE_TEST_SUITE_P(DtypesModesGranularities, CudaMatchesCpu,
                                             ::testing::Values(ScaleMode::Max, ScaleMode::AbsMean), ::testing::Bool()),
                          case_name);
 
-// 8-bit activations: the fused CUDA op (cuBLASLt FP8 or INT8 where the shape allows, else up
-// to 4 rows small_rows_product, beyond the exact bfloat16 fallback) against the float64
+// 8-bit activations: the fused CUDA op (cuBLASLt FP8 or INT8 where the shape allows, on rows
+// padded with zeros where the library refuses the rows themselves, else up to 4 rows
+// small_rows_product, beyond the exact bfloat16 fallback) against the float64
 // reference on the same quantized values (bit-identical on both devices,
 // QuantizeActivationsCuda.BitIdenticalToCpu).
 class EightBitCudaMatchesCpu : public ::testing::TestWithParam<std::tuple<torch::Dtype, ActivationFormat, bool>> {};
@@ -160,9 +161,14 @@ TEST_P(EightBitCudaMatchesCpu, ForwardAndGradients) {
   const auto format_name = bittorch::quant::to_string(format);
   // The kShapes plus shapes the 8-bit GEMMs take (K and N multiples of 16, more than 16 rows).
   auto shapes = kShapes;
-  // One row with K = 11008 has no cuBLASLt FP8 kernel on an H100: the fallback runs.
-  shapes.insert(shapes.end(),
-                {{{17, 32}, 16}, {{64, 256}, 128}, {{300, 1024}, 512}, {{2, 40, 4096}, 64}, {{1, 11008}, 4096}});
+  // Up to 16 rows with K = 11008 have no cuBLASLt FP8 kernel on an H100 and an H200: they run
+  // on padded rows.
+  shapes.insert(shapes.end(), {{{17, 32}, 16},
+                               {{64, 256}, 128},
+                               {{300, 1024}, 512},
+                               {{2, 40, 4096}, 64},
+                               {{1, 11008}, 4096},
+                               {{2, 3, 11008}, 4096}});
   for (const auto& shape : shapes) {
     const int64_t in_features = shape.input.back();
     std::ostringstream what;
@@ -365,8 +371,8 @@ TEST(TernaryLinearCuda, UnfusedPathAgrees) {
   }
 }
 
-// Few rows: shapes cuBLASLt's FP8 and cuBLAS's INT8 products refuse run small_rows_product
-// up to 4 rows, the bfloat16 fallback beyond (FP8-capable shapes stay with cuBLASLt): every row
+// Few rows: the library 8-bit products on padded rows where they take the shape, else
+// small_rows_product up to 4 rows and the bfloat16 fallback beyond: every row
 // count to 17, K that takes 16-byte loads and K that does not, N not a multiple of a block's
 // 32 weight rows, FP32 master weights with 16-bit inputs, every activation format, against the
 // float64 reference.
