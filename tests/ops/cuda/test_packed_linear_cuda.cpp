@@ -1,10 +1,11 @@
 // The packed layer on CUDA against the CPU kernel (itself tested against TernaryLinear), for
-// every path: the tensor-core kernel (16-bit and 8-bit activations, each tile configuration,
-// row counts that leave partial tiles and slices), the float32 GEMV (up to 4 rows) and the
-// expanded operand with cuBLAS (more rows).
+// every path: the tensor-core kernels (16-bit and 8-bit activations, each tile configuration,
+// row counts that leave partial tiles and slices, the tiled GEMM with and without split K),
+// the float32 GEMV (up to 4 rows) and the expanded operand with cuBLAS (more rows).
 
 #include <bittorch/bittorch.h>
 
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <gtest/gtest.h>
@@ -64,6 +65,8 @@ TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
   torch::manual_seed(51);
   const auto names = bittorch::ops::packed_kernel_names(torch::kCUDA);
   ASSERT_EQ(names.front(), "auto");
+  const auto* device = at::cuda::getCurrentDeviceProperties();
+  const bool fp8_tensor_cores = device->major * 10 + device->minor >= 89;
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {17, 3}, {64, 65}, {1000, 130}, {8192, 40}};
   const std::vector<int64_t> row_counts = {1, 3, 8, 9, 17, 65, 130};
   int checked = 0;
@@ -83,7 +86,9 @@ TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
                                                           format, kernel);
             };
             const bool runs = (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
-                              (kernel == "split_k" && tensor_cores) || kernel == "expand";
+                              (kernel == "split_k" && tensor_cores) ||
+                              (kernel == "tiled" && tensor_cores && (format != "float8_e4m3" || fp8_tensor_cores)) ||
+                              kernel == "expand";
             const auto what = c10::str(kernel, " ", dtype, " ", format, " rows ", rows, " in ", in, " out ", out);
             if (!runs) {
               try {
@@ -129,6 +134,30 @@ TEST(PackedLinearCuda, WideLayersMatchTheCpuKernel) {
         const double error = (gpu.cpu().to(torch::kDouble) - cpu.to(torch::kDouble)).abs().max().item<double>();
         EXPECT_LE(error, tolerance(dtype, format) * magnitude) << dtype << " " << format << " rows " << rows;
       }
+    }
+  }
+}
+
+// The tiled GEMM with enough tiles to fill the GPU without splitting K (every multiprocessor
+// up to 140: 3 x 48 tiles of 128 rows x 128 features), partial tiles on both sides.
+TEST(PackedLinearCuda, TiledWithoutSplitsMatchesTheCpuKernel) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(54);
+  const int64_t rows = 300, in = 200, out = 6100;
+  const auto packed = bittorch::quant::pack_ternary(torch::randint(-1, 2, {out, in}, torch::kChar));
+  const auto scale = torch::rand({out}) + 0.1;
+  const auto* device = at::cuda::getCurrentDeviceProperties();
+  for (const auto dtype : {torch::kHalf, torch::kBFloat16}) {
+    for (const std::string format : {"none", "int8", "float8_e4m3"}) {
+      if (format == "float8_e4m3" && device->major * 10 + device->minor < 89) continue;
+      const auto bias = torch::randn({out}).to(dtype);
+      const auto x = torch::randn({rows, in}).to(dtype);
+      const auto cpu = bittorch::ops::packed_ternary_linear(x, packed, scale, bias, in, format);
+      const auto gpu =
+          bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), bias.cuda(), in, format, "tiled");
+      const double magnitude = std::max(1.0, cpu.to(torch::kDouble).abs().max().item<double>());
+      const double error = (gpu.cpu().to(torch::kDouble) - cpu.to(torch::kDouble)).abs().max().item<double>();
+      EXPECT_LE(error, tolerance(dtype, format) * magnitude) << dtype << " " << format;
     }
   }
 }

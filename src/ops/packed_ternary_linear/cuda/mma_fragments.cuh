@@ -6,6 +6,8 @@
 #include "ops/packed_ternary_linear/cuda/packed_codes.cuh"
 
 #include <ATen/core/Tensor.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Float8_e4m3fn.h>
@@ -14,6 +16,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -368,6 +371,30 @@ __device__ __forceinline__ out_t scaled_output(float sum, int64_t m, int64_t n, 
   sum *= scale[per_channel ? n : 0];
   if (bias != nullptr) sum += static_cast<float>(bias[n]);
   return static_cast<out_t>(sum);
+}
+
+// out = sums (* row_scale[m]) * scale[n] (+ bias[n]): the last pass of the kernels that add
+// partial sums of ranges of K (float32 sums, or int32 for int8 activations).
+template <typename sum_t, typename out_t>
+__global__ void scale_sums_kernel(const sum_t* __restrict__ sums, int64_t rows, int64_t out_features,
+                                  const float* __restrict__ row_scale, const float* __restrict__ scale,
+                                  bool per_channel, const out_t* __restrict__ bias, out_t* __restrict__ out) {
+  for (int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; index < rows * out_features;
+       index += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t m = index / out_features, n = index % out_features;
+    out[index] = scaled_output(static_cast<float>(sums[index]), m, n, row_scale, scale, per_channel, bias);
+  }
+}
+
+template <typename out_t, typename sum_t>
+void scale_sums(const sum_t* sums, int64_t rows, int64_t out_features, const float* row_scale, const at::Tensor& scale,
+                const out_t* bias, at::Tensor& out) {
+  const int64_t outputs = rows * out_features;
+  const int64_t max_blocks = 16 * int64_t{at::cuda::getCurrentDeviceProperties()->multiProcessorCount};
+  scale_sums_kernel<sum_t, out_t><<<static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, max_blocks)), 256, 0,
+                                    at::cuda::getCurrentCUDAStream()>>>(
+      sums, rows, out_features, row_scale, scale.data_ptr<float>(), scale.size(0) > 1, bias, out.data_ptr<out_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 // Calls f(in_t{}, out_t{}) with the kernel types of x's and the output's dtypes: a 16-bit

@@ -2,6 +2,7 @@
 // by the heuristics below, or the one the call names.
 
 #include "ops/common/checks.h"
+#include "ops/common/cuda/device.h"
 #include "ops/packed_ternary_linear/cuda/variants.h"
 #include "ops/packed_ternary_linear/packed_ternary_linear.h"
 #include "ops/quantize_activations/quantize_activations_kernels.cuh"
@@ -20,16 +21,17 @@ namespace {
 
 // Beyond 4 rows the GEMV's arithmetic costs more than expanding the codes for cuBLAS.
 constexpr int64_t kMaxGemvRows = 4;
-// Beyond this many rows the expanded operand + cuBLAS (tensor-core GEMM with tiles in shared
-// memory) is faster than the mma loops.
-constexpr int64_t kMaxMmaRows = 64;
+// Beyond this many rows the tiled GEMM (codes decoded once per tile) is faster than the mma loops.
+constexpr int64_t kMaxSplitKRows = 16;
 
 // The variant for `rows` rows: float32 activations run the GEMV (tensor cores would round
-// them), 16-bit and 8-bit ones the mma kernels, and many rows cuBLAS.
-std::string_view chosen_kernel(int64_t rows, bool tensor_cores) {
-  if (rows > (tensor_cores ? kMaxMmaRows : kMaxGemvRows)) return "expand";
-  if (!tensor_cores) return "gemv";
-  return rows <= kMaxMmaVariantRows ? "mma" : "split_k";
+// them) and beyond it cuBLAS on the expanded codes; 16-bit and 8-bit ones the mma loops, and
+// many rows the tiled GEMM (e4m3 activations there need FP8 tensor cores, else cuBLAS).
+std::string_view chosen_kernel(int64_t rows, bool tensor_cores, bool e4m3) {
+  if (!tensor_cores) return rows <= kMaxGemvRows ? "gemv" : "expand";
+  if (rows <= kMaxMmaVariantRows) return "mma";
+  if (rows <= kMaxSplitKRows) return "split_k";
+  return !e4m3 || has_fp8_tensor_cores() ? "tiled" : "expand";
 }
 
 // The kernels read whole words of 16 elements in 16-byte loads: `rows` itself where it has
@@ -58,11 +60,12 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const auto out_shape = linear_output_shape(input, out_features);
   const bool eight_bit = format != quant::ActivationFormat::None;
   const bool tensor_cores = eight_bit || input.scalar_type() != at::kFloat;
-  const std::string_view kernel = kernel_name == "auto" ? chosen_kernel(rows, tensor_cores)
-                                                        : std::string_view(kernel_name.data(), kernel_name.size());
+  const std::string_view kernel = kernel_name == "auto"
+                                      ? chosen_kernel(rows, tensor_cores, format == quant::ActivationFormat::Float8E4M3)
+                                      : std::string_view(kernel_name.data(), kernel_name.size());
   TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
-  TORCH_CHECK((kernel != "mma" && kernel != "split_k") || tensor_cores, op, ": kernel \"", kernel,
+  TORCH_CHECK((kernel != "mma" && kernel != "split_k" && kernel != "tiled") || tensor_cores, op, ": kernel \"", kernel,
               "\" takes float16/bfloat16 or 8-bit activations, not float32 ones");
   if (kernel == "expand") return expand_product(rows_in, packed, scale, bias, in_features, format).view(out_shape);
 
@@ -84,8 +87,10 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
     gemv_product(p);
   } else if (kernel == "mma") {
     mma_product(p);
-  } else {
+  } else if (kernel == "split_k") {
     split_k_product(p);
+  } else {
+    tiled_product(p);
   }
   return p.out.view(out_shape);
 }

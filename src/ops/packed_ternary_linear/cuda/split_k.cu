@@ -61,17 +61,6 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   }
 }
 
-template <typename out_t>
-__global__ void scale_sums_kernel(const float* __restrict__ sums, int64_t rows, int64_t out_features,
-                                  const float* __restrict__ row_scale, const float* __restrict__ scale,
-                                  bool per_channel, const out_t* __restrict__ bias, out_t* __restrict__ out) {
-  for (int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; index < rows * out_features;
-       index += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t m = index / out_features, n = index % out_features;
-    out[index] = scaled_output(sums[index], m, n, row_scale, scale, per_channel, bias);
-  }
-}
-
 template <typename in_t, typename out_t, int kNTiles>
 void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
                    const float* row_scale, const out_t* bias, at::Tensor& out) {
@@ -97,12 +86,7 @@ void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, 
           reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
           sums.data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const int64_t outputs = rows * out_features;
-  scale_sums_kernel<out_t>
-      <<<static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, wanted_blocks * 4)), 256, 0, stream>>>(
-          sums.data_ptr<float>(), rows, out_features, row_scale, scale.data_ptr<float>(), scale.size(0) > 1, bias,
-          out.data_ptr<out_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  scale_sums<out_t>(sums.data_ptr<float>(), rows, out_features, row_scale, scale, bias, out);
 }
 
 }  // namespace

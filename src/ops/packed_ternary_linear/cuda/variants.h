@@ -9,6 +9,9 @@
 //            fragments, one block per tile of output features.
 //   split_k  16-bit or 8-bit activations, any rows: the mma loop over ranges of K, partial
 //            sums added in float32, then scaled.
+//   tiled    16-bit or 8-bit activations, many rows: a tensor-core GEMM whose blocks decode the
+//            codes of a tile once into shared memory (64 or 128 rows x 128 features per block;
+//            e4m3 activations on FP8 tensor cores only).
 //   expand   anything: codes expanded to the layer's operand (codes * scale in the input
 //            dtype, or 8-bit codes), then cuBLAS's product.
 
@@ -20,8 +23,8 @@
 
 namespace bittorch::ops::cuda {
 
-/// out[rows, out_features] = (x @ codes^T) * scale (* row_scale) + bias: what the gemv, mma
-/// and split_k variants compute.
+/// out[rows, out_features] = (x @ codes^T) * scale (* row_scale) + bias: what the gemv, mma,
+/// split_k and tiled variants compute.
 struct PackedProduct {
   /// [rows, words * 16], contiguous and 16-byte aligned, zero-padded to whole words: the
   /// input rows (float32, float16, bfloat16) or their 8-bit values (int8, float8_e4m3fn).
@@ -45,6 +48,9 @@ void mma_product(const PackedProduct& p);
 constexpr int64_t kMaxMmaVariantRows = 8;
 /// Needs a float16, bfloat16, int8 or float8_e4m3fn x.
 void split_k_product(const PackedProduct& p);
+
+/// Needs a float16, bfloat16, int8 or (on FP8 tensor cores) float8_e4m3fn x.
+void tiled_product(const PackedProduct& p);
 
 /// The expand variant on the input rows [rows, in_features] themselves: (x @ codes^T) * scale
 /// + bias in the input's dtype, 8-bit activations quantized here.
