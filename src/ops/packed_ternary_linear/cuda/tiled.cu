@@ -1,7 +1,7 @@
 // The tiled variant of packed_ternary_linear (variants.h): a tensor-core GEMM for many rows
 // that decodes the 2-bit codes once per tile into shared memory.
 //
-// A block computes 64 or 128 rows x 128 output features over a range of K. Every stage holds
+// A block computes 32, 64 or 128 rows x 128 output features over a range of K. Every stage holds
 // 128 bytes of K per row (64 16-bit or 128 8-bit elements): the input rows as they are and the
 // codes still packed (32 or 16 bytes per feature), both brought by cp.async kStages - 1 stages
 // ahead. The codes of stage t + 1 are decoded into the operand type (+-1 and 0 as float16,
@@ -172,7 +172,7 @@ struct TiledArgs {
   const float* row_scale;
 };
 
-// kRows rows (2 or 4 warps of 32 rows) x 128 features (4 or 2 warps of 32 or 64). At most 128
+// kRows rows (1, 2 or 4 warps of 32 rows) x 128 features (8, 4 or 2 warps of 16, 32 or 64). At most 128
 // registers: two blocks per multiprocessor.
 template <typename in_t, typename out_t, int kRows>
 __global__ void __launch_bounds__(kThreads, 2)
@@ -222,12 +222,14 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
     }
   };
-  const auto decode_stage = [&](int t) {
+  // Item `item` (of kItemsPerThread) of this thread's share of stage t's codes.
+  constexpr int kItemsPerThread = kTileFeatures * kWords / kThreads;  // 4 words (8-bit) or 2 (16-bit)
+  static_assert(kTileFeatures * kWords % kThreads == 0 && kItemsPerThread <= kRowBytes / 32);
+  const auto decode_item = [&](int t, int item) {
     const auto* code_tile = reinterpret_cast<const uint32_t*>(code_tiles + (t % kStages) * kTileFeatures * kCodes);
     uint8_t* const operand_tile = operand_tiles + (t % 2) * kTileFeatures * kRowBytes;
-    for (int i = threadIdx.x; i < kTileFeatures * kWords; i += kThreads) {
-      store_decoded<in_t>(code_tile[i], operand_tile, i / kWords, i % kWords);
-    }
+    const int i = threadIdx.x + item * kThreads;
+    store_decoded<in_t>(code_tile[i], operand_tile, i / kWords, i % kWords);
   };
 
   sum_t<in_t> acc[2][kNTiles][4] = {};
@@ -238,18 +240,22 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   wait_copies<kStages - 2>();  // stage 0
   __syncthreads();
-  decode_stage(0);
+#pragma unroll
+  for (int item = 0; item < kItemsPerThread; ++item) decode_item(0, item);
   for (int t = 0; t < stages; ++t) {
     wait_copies<kStages - 3>();  // stage t + 1 has landed (stage t already had)
     __syncthreads();             // stage t's operand is decoded; stage t - 1's buffers are free
     if (t + kStages - 1 < stages) load_stage(t + kStages - 1);
     commit_copies();
-    if (t + 1 < stages) decode_stage(t + 1);
+    const bool decode_next = t + 1 < stages;
     const uint8_t* const x_tile = x_tiles + (t % kStages) * kRows * kRowBytes;
     const uint8_t* const operand_tile = operand_tiles + (t % 2) * kTileFeatures * kRowBytes;
     const int matrix = lane / 8, matrix_row = lane % 8;
 #pragma unroll
     for (int kk = 0; kk < kRowBytes / 32; ++kk) {
+      // The next stage's codes are decoded a share at a time between the products, so that the
+      // tensor cores and the integer units work at once.
+      if (decode_next && kk < kItemsPerThread) decode_item(t + 1, kk);
       uint32_t a[2][4];
 #pragma unroll
       for (int mi = 0; mi < 2; ++mi) {
@@ -310,11 +316,12 @@ void tiled_product_of(const PackedProduct& p, const out_t* bias, at::Tensor& out
   const int64_t feature_tiles = (args.out_features + kTileFeatures - 1) / kTileFeatures;
   const int64_t tiles = args.row_tiles * feature_tiles;
   const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  // Fewer tiles than multiprocessors: split K for about two blocks per multiprocessor.
+  // Fewer tiles than multiprocessors: split K into as many ranges as fit one wave of two blocks
+  // per multiprocessor (a second, partial wave would double the time).
   int64_t splits = 1;
   if (tiles < multiprocessors) {
-    splits = std::clamp<int64_t>((2 * multiprocessors + tiles - 1) / tiles, 1,
-                                 std::max<int64_t>(args.stages / kMinStagesPerSplit, 1));
+    splits =
+        std::clamp<int64_t>(2 * multiprocessors / tiles, 1, std::max<int64_t>(args.stages / kMinStagesPerSplit, 1));
   }
   args.stages_per_split = (args.stages + splits - 1) / splits;
   args.splits = (args.stages + args.stages_per_split - 1) / args.stages_per_split;
@@ -347,7 +354,9 @@ void tiled_product(const PackedProduct& p) {
                                using in_t = decltype(in_tag);
                                using out_t = decltype(out_tag);
                                const out_t* bias = p.bias.defined() ? p.bias.data_ptr<out_t>() : nullptr;
-                               if (p.x.size(0) <= 64) {
+                               if (p.x.size(0) <= 32) {
+                                 tiled_product_of<in_t, out_t, 32>(p, bias, out);
+                               } else if (p.x.size(0) <= 64) {
                                  tiled_product_of<in_t, out_t, 64>(p, bias, out);
                                } else {
                                  tiled_product_of<in_t, out_t, 128>(p, bias, out);

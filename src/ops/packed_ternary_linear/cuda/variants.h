@@ -10,7 +10,7 @@
 //   split_k  16-bit or 8-bit activations, any rows: the mma loop over ranges of K, partial
 //            sums added in float32, then scaled.
 //   tiled    16-bit or 8-bit activations, many rows: a tensor-core GEMM whose blocks decode the
-//            codes of a tile once into shared memory (64 or 128 rows x 128 features per block;
+//            codes of a tile once into shared memory (32, 64 or 128 rows x 128 features a block;
 //            e4m3 activations on FP8 tensor cores only).
 //   expand   anything: codes expanded to the layer's operand (codes * scale in the input
 //            dtype, or 8-bit codes), then cuBLAS's product.
