@@ -21,17 +21,25 @@ namespace {
 
 // Beyond 4 rows the GEMV's arithmetic costs more than expanding the codes for cuBLAS.
 constexpr int64_t kMaxGemvRows = 4;
-// Beyond this many rows the tiled GEMM (codes decoded once per tile) is faster than the mma loops.
-constexpr int64_t kMaxSplitKRows = 16;
+// Measured on the H200 (docs/results.md): beyond 32 rows the tiled GEMM is faster than the
+// mma loops; up to 64 rows it is at least as fast as cuBLAS on the expanded codes, up to 128
+// rows for layers of 2^25 weights and more (8192 x 8192: 1.2x); beyond, cuBLAS wins.
+constexpr int64_t kMaxSplitKRows = 32;
+constexpr int64_t kMaxTiledRows = 64;
+constexpr int64_t kMaxTiledRowsOfLargeLayers = 128;
+constexpr int64_t kLargeLayerWeights = int64_t{1} << 25;
 
-// The variant for `rows` rows: float32 activations run the GEMV (tensor cores would round
-// them) and beyond it cuBLAS on the expanded codes; 16-bit and 8-bit ones the mma loops, and
-// many rows the tiled GEMM (e4m3 activations there need FP8 tensor cores, else cuBLAS).
-std::string_view chosen_kernel(int64_t rows, bool tensor_cores, bool e4m3) {
+// The variant for `rows` rows of a layer of `weights` weights: float32 activations run the
+// GEMV (tensor cores would round them) and beyond it cuBLAS on the expanded codes; 16-bit and
+// 8-bit ones the mma loops, then the tiled GEMM (e4m3 activations there need FP8 tensor
+// cores), then cuBLAS.
+std::string_view chosen_kernel(int64_t rows, int64_t weights, bool tensor_cores, bool e4m3) {
   if (!tensor_cores) return rows <= kMaxGemvRows ? "gemv" : "expand";
   if (rows <= kMaxMmaVariantRows) return "mma";
   if (rows <= kMaxSplitKRows) return "split_k";
-  return !e4m3 || has_fp8_tensor_cores() ? "tiled" : "expand";
+  const bool tiled_rows =
+      rows <= kMaxTiledRows || (rows <= kMaxTiledRowsOfLargeLayers && weights >= kLargeLayerWeights);
+  return tiled_rows && (!e4m3 || has_fp8_tensor_cores()) ? "tiled" : "expand";
 }
 
 // The kernels read whole words of 16 elements in 16-byte loads: `rows` itself where it has
@@ -60,9 +68,9 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const auto out_shape = linear_output_shape(input, out_features);
   const bool eight_bit = format != quant::ActivationFormat::None;
   const bool tensor_cores = eight_bit || input.scalar_type() != at::kFloat;
-  const std::string_view kernel = kernel_name == "auto"
-                                      ? chosen_kernel(rows, tensor_cores, format == quant::ActivationFormat::Float8E4M3)
-                                      : std::string_view(kernel_name.data(), kernel_name.size());
+  const std::string_view kernel = kernel_name == "auto" ? chosen_kernel(rows, out_features * in_features, tensor_cores,
+                                                                        format == quant::ActivationFormat::Float8E4M3)
+                                                        : std::string_view(kernel_name.data(), kernel_name.size());
   TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
   TORCH_CHECK((kernel != "mma" && kernel != "split_k" && kernel != "tiled") || tensor_cores, op, ": kernel \"", kernel,
