@@ -68,20 +68,18 @@ void mma_product(const PackedProduct& p) {
               kMaxMmaVariantRows, " rows, not ", rows);
   const float* row_scale = p.row_scale.defined() ? p.row_scale.data_ptr<float>() : nullptr;
   at::Tensor out = p.out;
-  dispatch_tensor_core_types(
-      p.x.scalar_type(), out.scalar_type(), "bittorch_packed_mma", [&](auto in_tag, auto out_tag) {
-        using in_t = decltype(in_tag);
-        using out_t = decltype(out_tag);
-        const out_t* bias = p.bias.defined() ? p.bias.data_ptr<out_t>() : nullptr;
-        // Two tiles per warp share each input fragment, but halve the blocks: only where there
-        // are still about six blocks per multiprocessor.
-        const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-        if (out_features >= 6 * multiprocessors * tile_features<in_t, 2>()) {
-          small_batch_product<in_t, out_t, 2, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
-        } else {
-          small_batch_product<in_t, out_t, 1, 3>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
-        }
-      });
+  dispatch_packed_product(p, "bittorch_packed_mma", [&](auto in_tag, auto out_tag, const auto* bias) {
+    using in_t = decltype(in_tag);
+    using out_t = decltype(out_tag);
+    // Two tiles per warp share each input fragment, but halve the blocks: only where there
+    // are still about six blocks per multiprocessor.
+    const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+    if (out_features >= 6 * multiprocessors * tile_features<in_t, 2>()) {
+      small_batch_product<in_t, out_t, 2, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+    } else {
+      small_batch_product<in_t, out_t, 1, 3>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+    }
+  });
 }
 
 }  // namespace bittorch::ops::cuda

@@ -4,6 +4,7 @@
 // packed_ternary_linear: float16 / bfloat16 activations, and 8-bit activations.
 //
 #include "ops/packed_ternary_linear/cuda/packed_codes.cuh"
+#include "ops/packed_ternary_linear/cuda/variants.h"
 
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -397,34 +398,39 @@ void scale_sums(const sum_t* sums, int64_t rows, int64_t out_features, const flo
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// Calls f(in_t{}, out_t{}) with the kernel types of x's and the output's dtypes: a 16-bit
-// input gives an output of its own dtype; 8-bit values any of float32, float16, bfloat16.
+// Calls f(in_t{}, out_t{}, bias) with the kernel types of p's input and output dtypes and p's
+// bias (null if none): a 16-bit input gives an output of its own dtype; 8-bit values any of
+// float32, float16, bfloat16.
 template <typename F>
-void dispatch_tensor_core_types(at::ScalarType x_dtype, at::ScalarType out_dtype, const char* name, F&& f) {
+void dispatch_packed_product(const PackedProduct& p, const char* name, F&& f) {
+  const auto with_bias = [&](auto in_tag, auto out_tag) {
+    using out_t = decltype(out_tag);
+    return f(in_tag, out_tag, p.bias.defined() ? p.bias.data_ptr<out_t>() : static_cast<const out_t*>(nullptr));
+  };
   const auto with_any_output = [&](auto in_tag) {
-    switch (out_dtype) {
+    switch (p.out.scalar_type()) {
       case at::kFloat:
-        return f(in_tag, float{});
+        return with_bias(in_tag, float{});
       case at::kHalf:
-        return f(in_tag, c10::Half{});
+        return with_bias(in_tag, c10::Half{});
       case at::kBFloat16:
-        return f(in_tag, c10::BFloat16{});
+        return with_bias(in_tag, c10::BFloat16{});
       default:
-        TORCH_CHECK(false, name, ": outputs are float32, float16 or bfloat16, not ", out_dtype);
+        TORCH_CHECK(false, name, ": outputs are float32, float16 or bfloat16, not ", p.out.scalar_type());
     }
   };
-  switch (x_dtype) {
+  switch (p.x.scalar_type()) {
     case at::kChar:
       return with_any_output(int8_t{});
     case at::kFloat8_e4m3fn:
       return with_any_output(c10::Float8_e4m3fn{});
     case at::kHalf:
-      return f(c10::Half{}, c10::Half{});
+      return with_bias(c10::Half{}, c10::Half{});
     case at::kBFloat16:
-      return f(c10::BFloat16{}, c10::BFloat16{});
+      return with_bias(c10::BFloat16{}, c10::BFloat16{});
     default:
       TORCH_CHECK(false, name, ": the tensor-core kernels take float16, bfloat16, int8 or float8_e4m3fn inputs, not ",
-                  x_dtype);
+                  p.x.scalar_type());
   }
 }
 

@@ -97,17 +97,15 @@ void split_k_product(const PackedProduct& p) {
   const int64_t rows = p.x.size(0);
   const float* row_scale = p.row_scale.defined() ? p.row_scale.data_ptr<float>() : nullptr;
   at::Tensor out = p.out;
-  dispatch_tensor_core_types(p.x.scalar_type(), out.scalar_type(), "bittorch_packed_split_k",
-                             [&](auto in_tag, auto out_tag) {
-                               using in_t = decltype(in_tag);
-                               using out_t = decltype(out_tag);
-                               const out_t* bias = p.bias.defined() ? p.bias.data_ptr<out_t>() : nullptr;
-                               if (rows <= 16) {
-                                 split_product<in_t, out_t, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
-                               } else {
-                                 split_product<in_t, out_t, 4>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
-                               }
-                             });
+  dispatch_packed_product(p, "bittorch_packed_split_k", [&](auto in_tag, auto out_tag, const auto* bias) {
+    using in_t = decltype(in_tag);
+    using out_t = decltype(out_tag);
+    if (rows <= 16) {
+      split_product<in_t, out_t, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+    } else {
+      split_product<in_t, out_t, 4>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+    }
+  });
 }
 
 }  // namespace bittorch::ops::cuda

@@ -349,19 +349,17 @@ void tiled_product(const PackedProduct& p) {
               "bittorch::packed_ternary_linear: kernel \"tiled\" takes float8_e4m3 activations only on GPUs with FP8 "
               "tensor cores (compute capability 8.9 and later)");
   at::Tensor out = p.out;
-  dispatch_tensor_core_types(p.x.scalar_type(), out.scalar_type(), "bittorch_packed_tiled",
-                             [&](auto in_tag, auto out_tag) {
-                               using in_t = decltype(in_tag);
-                               using out_t = decltype(out_tag);
-                               const out_t* bias = p.bias.defined() ? p.bias.data_ptr<out_t>() : nullptr;
-                               if (p.x.size(0) <= 32) {
-                                 tiled_product_of<in_t, out_t, 32>(p, bias, out);
-                               } else if (p.x.size(0) <= 64) {
-                                 tiled_product_of<in_t, out_t, 64>(p, bias, out);
-                               } else {
-                                 tiled_product_of<in_t, out_t, 128>(p, bias, out);
-                               }
-                             });
+  dispatch_packed_product(p, "bittorch_packed_tiled", [&](auto in_tag, auto out_tag, const auto* bias) {
+    using in_t = decltype(in_tag);
+    using out_t = decltype(out_tag);
+    if (p.x.size(0) <= 32) {
+      tiled_product_of<in_t, out_t, 32>(p, bias, out);
+    } else if (p.x.size(0) <= 64) {
+      tiled_product_of<in_t, out_t, 64>(p, bias, out);
+    } else {
+      tiled_product_of<in_t, out_t, 128>(p, bias, out);
+    }
+  });
 }
 
 }  // namespace bittorch::ops::cuda
