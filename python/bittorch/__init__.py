@@ -1,0 +1,13 @@
+"""BitTorch: ternary (1.58-bit) layers for PyTorch, on the C++ library's dispatcher ops.
+
+Importing the package loads libbittorch, whose operators are then torch.ops.bittorch.*.
+"""
+from bittorch._library import library_path, load_library
+
+load_library()
+
+from bittorch import nn, quant  # noqa: E402  (the ops must be loaded first)
+from bittorch.convert import convert_to_ternary  # noqa: E402
+from bittorch.quant import QuantConfig  # noqa: E402
+
+__all__ = ["QuantConfig", "convert_to_ternary", "library_path", "load_library", "nn", "quant"]

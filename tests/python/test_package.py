@@ -1,0 +1,226 @@
+"""The Python package (python/bittorch) against a float64 reference written here from the
+formulas. Runs under pytest, or as a script (CTest: python_package) that runs every test_*
+function. Needs BITTORCH_LIBRARY (a build tree's libbittorch.so) or an installed package."""
+import os
+import subprocess
+import sys
+
+import torch
+
+import bittorch
+from bittorch.nn import TernaryLinear, TernaryLinearCUDA
+from bittorch.nn import functional as BF
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def reference_ternarize(w, threshold_factor, per_channel, scale_mode):
+    w = w.double()
+    absw = w.abs()
+    if scale_mode == "max":
+        scale = absw.amax(1) if per_channel else absw.max().reshape(1)
+    else:
+        scale = absw.mean(1) if per_channel else absw.mean().reshape(1)
+    scale = scale.clamp_min(1e-8)
+    s = scale[:, None]
+    if scale_mode == "max":
+        codes = torch.where(absw > threshold_factor * s, torch.sign(w), torch.zeros_like(w))
+    else:
+        codes = torch.clamp(torch.round(w / s), -1, 1)
+    return codes, scale
+
+
+def reference_int8(x):
+    """Per-row INT8: scale = max(amax, 1e-5) / 127, values = round(x / scale) within +-127."""
+    x = x.double()
+    scale = x.abs().amax(-1, keepdim=True).clamp_min(1e-5) / 127
+    return torch.clamp(torch.round(x / scale), -127, 127), scale
+
+
+def close(actual, expected, tolerance=1e-5):
+    magnitude = max(1.0, expected.abs().max().item())
+    return (actual.double() - expected).abs().max().item() <= tolerance * magnitude
+
+
+def test_quick_start():
+    """The original package's quick start, unchanged."""
+    for device in DEVICES:
+        layer = TernaryLinear(64, 32).to(device)
+        x = torch.randn(8, 64, device=device)
+        y = layer(x)
+        assert y.shape == (8, 32)
+        w_tern, scale = layer.get_quantized_weight()
+        assert all(v in [-1.0, 0.0, 1.0] for v in torch.unique(w_tern).tolist())
+        assert scale.shape == (32,)
+
+
+def test_module_matches_reference():
+    torch.manual_seed(1)
+    for scale_mode in ("max", "absmean"):
+        for per_channel in (True, False):
+            for has_bias in (True, False):
+                for bits in (0, 8):
+                    for fused in (True, False):
+                        what = f"{scale_mode} per_channel={per_channel} bias={has_bias} bits={bits} fused={fused}"
+                        layer = TernaryLinear(13, 7, has_bias, 0.3, per_channel, use_cuda_kernel=fused,
+                                              scale_mode=scale_mode, activation_bits=bits)
+                        x = torch.randn(2, 5, 13, requires_grad=True)
+                        y = layer(x)
+                        g = torch.randn_like(y)
+                        y.backward(g)
+
+                        codes, scale = reference_ternarize(layer.weight.detach(), 0.3, per_channel, scale_mode)
+                        w_eff = codes * scale[:, None]
+                        x64 = x.detach().double().reshape(-1, 13)
+                        if bits == 8:  # INT8 on the CPU
+                            values, x_scale = reference_int8(x64)
+                            used = values * x_scale
+                        else:
+                            used = x64
+                        b = layer.bias.detach().double() if has_bias else torch.zeros(7, dtype=torch.float64)
+                        expected = used @ w_eff.T + b
+                        g64 = g.double().reshape(-1, 7)
+                        # Straight-through: grad_w = scale * (g^T @ input); the fused op takes the
+                        # unquantized input, the unfused path the dequantized one it multiplied.
+                        grad_w = (scale[:, None] if per_channel else scale) * (g64.T @ (x64 if fused else used))
+                        w_tern, got_scale = layer.get_quantized_weight()
+                        assert torch.equal(w_tern.double(), codes), what
+                        assert close(got_scale, scale), what
+                        assert close(y.reshape(-1, 7), expected, 1e-4), what
+                        assert close(x.grad.reshape(-1, 13), g64 @ w_eff, 1e-4), what
+                        assert close(layer.weight.grad, grad_w, 1e-4), what
+                        if has_bias:
+                            assert close(layer.bias.grad, g64.sum(0), 1e-4), what
+
+
+def test_quantize_false_is_linear():
+    layer = TernaryLinear(6, 4, quantize=False)
+    x = torch.randn(3, 6)
+    assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
+def test_state_dict_is_linears():
+    linear = torch.nn.Linear(10, 3)
+    layer = TernaryLinear(10, 3)
+    layer.load_state_dict(linear.state_dict())
+    assert torch.equal(layer.weight, linear.weight) and torch.equal(layer.bias, linear.bias)
+    back = torch.nn.Linear(10, 3)
+    back.load_state_dict(TernaryLinear(10, 3).state_dict())
+    assert set(TernaryLinear(10, 3, bias=False).state_dict()) == {"weight"}
+
+
+def test_extra_repr_names_the_settings():
+    text = repr(TernaryLinear(4, 2, threshold_factor=0.1, activation_bits=8, scale_mode="absmean"))
+    for part in ("in_features=4", "out_features=2", "threshold_factor=0.1", "scale_mode='absmean'",
+                 "activation_bits=8"):
+        assert part in text, text
+
+
+def test_functional_and_quantizers():
+    torch.manual_seed(2)
+    w = torch.randn(9, 20)
+    for scale_mode in ("max", "absmean"):
+        codes, scale = bittorch.quant.ternarize(w, 0.05, True, scale_mode)
+        expected_codes, expected_scale = reference_ternarize(w, 0.05, True, scale_mode)
+        assert torch.equal(codes.double(), expected_codes) and close(scale, expected_scale)
+    x = torch.randn(4, 33) * 3
+    values, x_scale = bittorch.quant.quantize_activations(x, "int8")
+    expected_values, expected_scale = reference_int8(x)
+    assert values.dtype == torch.int8 and torch.equal(values.double(), expected_values)
+    assert close(x_scale, expected_scale, 1e-6)
+    auto_values, _ = bittorch.quant.quantize_activations(x)  # the CPU's 8-bit format
+    assert auto_values.dtype == torch.int8
+    fp8_values, fp8_scale = bittorch.quant.quantize_activations(x, "float8_e4m3")
+    assert fp8_values.dtype == torch.float8_e4m3fn
+    assert close(fp8_scale, x.double().abs().amax(-1, keepdim=True) / 448, 1e-6)
+    y = BF.ternary_linear(x[:, :20], w, None, 0.05, True, "max")
+    codes64, scale64 = reference_ternarize(w, 0.05, True, "max")
+    assert close(y, x[:, :20].double() @ (codes64 * scale64[:, None]).T, 1e-4)
+
+
+def expect_error(kind, fragment, call):
+    try:
+        call()
+    except kind as error:
+        assert fragment in str(error), f"{fragment!r} not in {error}"
+        return
+    raise AssertionError(f"expected {kind.__name__} containing {fragment!r}")
+
+
+def test_bad_inputs_raise_clear_errors():
+    expect_error(ValueError, "scale_mode", lambda: TernaryLinear(4, 3, scale_mode="mean"))
+    expect_error(ValueError, "activation_bits", lambda: TernaryLinear(4, 3, activation_bits=4))
+    expect_error(ValueError, "threshold_factor", lambda: TernaryLinear(4, 3, threshold_factor=2.0))
+    expect_error(ValueError, "in_features", lambda: TernaryLinear(0, 3))
+    expect_error(RuntimeError, "in_features", lambda: TernaryLinear(4, 3)(torch.randn(2, 5)))
+    expect_error(RuntimeError, "CUDA input", lambda: TernaryLinearCUDA(4, 3)(torch.randn(2, 4)))
+    expect_error(ValueError, "format", lambda: bittorch.quant.quantize_activations(torch.randn(2, 4), "int4"))
+    expect_error(TypeError, "QuantConfig", lambda: bittorch.convert_to_ternary(torch.nn.Linear(2, 2), {"a": 1}))
+    # A library path that is not a file: the import says which.
+    env = dict(os.environ, BITTORCH_LIBRARY="/nonexistent/libbittorch.so")
+    result = subprocess.run([sys.executable, "-c", "import bittorch"], env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "BITTORCH_LIBRARY=/nonexistent/libbittorch.so" in result.stderr, result.stderr
+
+
+class _Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = torch.nn.Linear(8, 8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.inner(x)))
+
+
+def test_convert_to_ternary_on_a_nested_model():
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), _Block())
+    original = [m.weight.detach().clone() for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    config = bittorch.QuantConfig(scale_mode="absmean")
+    bittorch.convert_to_ternary(model, config, filter_fn=lambda name, module: name != "2.head")
+    assert type(model[0]) is TernaryLinear and type(model[2].inner) is TernaryLinear
+    assert type(model[2].head) is torch.nn.Linear
+    assert model[0].scale_mode == "absmean"
+    converted = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(torch.equal(a, b) for a, b in zip(original, converted))
+    x = torch.randn(5, 6)
+
+    def layer(module, x):
+        if type(module) is torch.nn.Linear:
+            return module(x)
+        codes, scale = reference_ternarize(module.weight.detach(), 0.05, True, "absmean")
+        return (x.double() @ (codes * scale[:, None]).T + module.bias.detach().double()).float()
+
+    expected = layer(model[2].head, torch.relu(layer(model[2].inner, torch.relu(layer(model[0], x)))))
+    assert close(model(x), expected.double(), 1e-4)
+    root = torch.nn.Linear(2, 2)
+    assert bittorch.convert_to_ternary(root) is root and type(root) is torch.nn.Linear
+
+
+def test_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        print("  no CUDA GPU on this machine: CUDA part skipped", flush=True)
+        return
+    torch.manual_seed(4)
+    for bits in (0, 8):
+        layer = TernaryLinear(64, 32, activation_bits=bits)
+        x = torch.randn(6, 64)
+        cpu = layer(x)
+        cuda_layer = TernaryLinearCUDA(64, 32, activation_bits=bits).cuda()
+        cuda_layer.load_state_dict(layer.state_dict())
+        gpu = cuda_layer(x.cuda()).cpu()
+        # FP8 activations on sm_89+ against INT8 on the CPU: within FP8's rounding.
+        tolerance = 1e-4 if bits == 0 else 0.1
+        assert close(gpu, cpu.double(), tolerance), f"bits {bits}"
+
+
+if __name__ == "__main__":
+    failures = 0
+    for name, test in sorted((n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)):
+        try:
+            test()
+            print(f"ok    {name}", flush=True)
+        except Exception as error:  # report every failing test, then fail
+            failures += 1
+            print(f"FAIL  {name}: {type(error).__name__}: {error}", flush=True)
+    sys.exit(1 if failures else 0)
