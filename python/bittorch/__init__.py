@@ -7,7 +7,9 @@ from bittorch._library import library_path, load_library
 load_library()
 
 from bittorch import nn, quant  # noqa: E402  (the ops must be loaded first)
-from bittorch.convert import convert_to_ternary  # noqa: E402
+from bittorch.convert import convert_to_ternary, pack  # noqa: E402
+from bittorch.packing import pack_ternary, unpack_ternary  # noqa: E402
 from bittorch.quant import QuantConfig  # noqa: E402
 
-__all__ = ["QuantConfig", "convert_to_ternary", "library_path", "load_library", "nn", "quant"]
+__all__ = ["QuantConfig", "convert_to_ternary", "library_path", "load_library", "nn", "pack", "pack_ternary", "quant",
+           "unpack_ternary"]

@@ -1,9 +1,11 @@
-"""Module-tree conversion (C++: bittorch::convert_to_ternary)."""
+"""Module-tree conversions (C++: bittorch::convert_to_ternary, bittorch::pack)."""
+import copy
 from typing import Callable, Optional
 
 import torch
 
 from bittorch.nn.modules import TernaryLinear
+from bittorch.nn.packed import PackedTernaryLinear
 from bittorch.quant import QuantConfig
 
 
@@ -32,3 +34,16 @@ def convert_to_ternary(model: torch.nn.Module, config: Optional[QuantConfig] = N
             layer.train(child.training)
             setattr(parent, child_name, layer)
     return model
+
+
+def pack(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` with every TernaryLinear (the root too) replaced by the
+    PackedTernaryLinear of its quantized weight, in eval mode; `model` is left as it was."""
+    if isinstance(model, TernaryLinear):
+        return PackedTernaryLinear.from_ternary(model).eval()
+    packed = copy.deepcopy(model)
+    for parent in list(packed.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, TernaryLinear):
+                setattr(parent, child_name, PackedTernaryLinear.from_ternary(child))
+    return packed.eval()

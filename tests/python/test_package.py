@@ -162,6 +162,68 @@ def test_bad_inputs_raise_clear_errors():
     assert result.returncode != 0 and "BITTORCH_LIBRARY=/nonexistent/libbittorch.so" in result.stderr, result.stderr
 
 
+def test_pack_ternary_layout():
+    """Code k of a row in bits 2 (k % 16), 2 (k % 16) + 1 of word k / 16: 00, 01, 11."""
+    torch.manual_seed(5)
+    codes = torch.randint(-1, 2, (3, 37), dtype=torch.int8)
+    codes[0, 15] = -1  # the top bits of a word: a negative int32
+    packed = bittorch.pack_ternary(codes)
+    assert packed.dtype == torch.int32 and packed.shape == (3, 3)
+    for row in range(3):
+        for word in range(3):
+            value = 0
+            for i in range(16):
+                k = 16 * word + i
+                if k < 37:
+                    value |= {0: 0, 1: 1, -1: 3}[int(codes[row, k])] << (2 * i)
+            expected = value - 2**32 if value >= 2**31 else value
+            assert int(packed[row, word]) == expected, (row, word)
+    assert torch.equal(bittorch.unpack_ternary(packed, 37), codes)
+    corrupted = packed.clone()
+    corrupted[1, 2] |= 2 << 30  # a field 10 in the padding
+    expect_error(ValueError, "corrupted", lambda: bittorch.unpack_ternary(corrupted, 37))
+    expect_error(ValueError, "-1, 0 or +1", lambda: bittorch.pack_ternary(torch.full((2, 3), 2.0)))
+
+
+def test_pack_equals_the_ternary_model():
+    torch.manual_seed(6)
+    for bits in (0, 8):
+        model = torch.nn.Sequential(TernaryLinear(40, 24, activation_bits=bits), torch.nn.ReLU(),
+                                    TernaryLinear(24, 5, bias=False, scale_mode="absmean", activation_bits=bits))
+        packed = bittorch.pack(model)
+        assert type(model[0]) is TernaryLinear, "pack leaves the model as it was"
+        assert type(packed[0]) is bittorch.nn.PackedTernaryLinear and not packed.training
+        assert packed[2].bias is None and packed[0].packed.shape == (24, 3)
+        x = torch.randn(7, 40)
+        with torch.no_grad():
+            assert close(packed(x), model(x).double(), 1e-5), f"bits {bits}"
+    single = bittorch.pack(TernaryLinear(16, 4))
+    assert type(single) is bittorch.nn.PackedTernaryLinear
+    expect_error(ValueError, "quantize=False", lambda: bittorch.pack(TernaryLinear(4, 2, quantize=False)))
+
+
+def test_compile_and_export_without_graph_breaks():
+    """torch.compile(fullgraph=True) over the ops' meta kernels (forward and backward, dynamic
+    batch) and torch.export give the eager results."""
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(TernaryLinear(12, 9), torch.nn.GELU(), TernaryLinear(9, 4, activation_bits=8))
+    compiled = torch.compile(model, backend="aot_eager", dynamic=True, fullgraph=True)
+    for rows in (3, 5):
+        x = torch.randn(rows, 12, requires_grad=True)
+        eager_x = x.detach().clone().requires_grad_()
+        out, eager = compiled(x), model(eager_x)
+        assert torch.allclose(out, eager, atol=1e-6), rows
+        out.sum().backward()
+        eager.sum().backward()
+        assert torch.allclose(x.grad, eager_x.grad, atol=1e-6), rows
+    x = torch.randn(4, 12)
+    exported = torch.export.export(model, (x,))
+    assert torch.allclose(exported.module()(x), model(x))
+    packed = bittorch.pack(model)
+    exported_packed = torch.export.export(packed, (x,))
+    assert torch.equal(exported_packed.module()(x), packed(x))
+
+
 class _Block(torch.nn.Module):
     def __init__(self):
         super().__init__()
