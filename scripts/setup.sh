@@ -3,7 +3,8 @@
 #   - Debian packages: compiler tools, spdlog, cxxopts, GoogleTest, zlib, gnuplot, clang-format,
 #     the Fashion-MNIST data set;
 #   - LibTorch from the pinned pip wheel torch==2.11.0 (CUDA 13.0 build) in a virtual
-#     environment outside the checkout, keyed by the torch version, so reruns and CI reuse it.
+#     environment outside the checkout, keyed by the torch version, so reruns and CI reuse it;
+#   - in that environment, scikit-build-core (the Python package's build backend) and pytest.
 # Prints nothing but progress; the environment's location is given by scripts/env.sh.
 set -euo pipefail
 
@@ -45,5 +46,11 @@ if [[ ! -f "${BITTORCH_VENV}/.complete" ]]; then
   "${BITTORCH_VENV}/bin/python" -c 'import torch; print("setup.sh: torch", torch.__version__)' \
     || die "the installed torch does not import"
   touch "${BITTORCH_VENV}/.complete"
+fi
+# The Python package's build backend and test runner (pinned), beside torch.
+if ! "${BITTORCH_PYTHON}" -c 'import scikit_build_core, pytest' 2>/dev/null; then
+  echo "setup.sh: installing scikit-build-core==${BITTORCH_SCIKIT_BUILD_CORE_VERSION} and pytest==${BITTORCH_PYTEST_VERSION}"
+  "${BITTORCH_PYTHON}" -m pip install -q --no-cache-dir "scikit-build-core==${BITTORCH_SCIKIT_BUILD_CORE_VERSION}" \
+    "pytest==${BITTORCH_PYTEST_VERSION}" || die "pip install scikit-build-core and pytest failed"
 fi
 echo "setup.sh: ready (Torch at $(torch_cmake_prefix))"
