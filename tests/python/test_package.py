@@ -1,9 +1,14 @@
 """The Python package (python/bittorch) against a float64 reference written here from the
 formulas. Runs under pytest, or as a script (CTest: python_package) that runs every test_*
 function. Needs BITTORCH_LIBRARY (a build tree's libbittorch.so) or an installed package."""
+import gzip
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -11,6 +16,7 @@ import bittorch
 from bittorch.nn import TernaryLinear, TernaryLinearCUDA
 from bittorch.nn import functional as BF
 
+ROOT = Path(__file__).resolve().parents[2]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -222,6 +228,125 @@ def test_compile_and_export_without_graph_breaks():
     packed = bittorch.pack(model)
     exported_packed = torch.export.export(packed, (x,))
     assert torch.equal(exported_packed.module()(x), packed(x))
+
+
+def test_packed_file_round_trip():
+    """Every kind a file holds, full-precision arrays in bfloat16, nested containers."""
+    torch.manual_seed(8)
+    directory = Path(tempfile.mkdtemp())  # removed on success, kept to look at on failure
+    model = torch.nn.Sequential(
+        TernaryLinear(20, 16, scale_mode="absmean", per_channel=False, activation_bits=8), torch.nn.GELU("tanh"),
+        torch.nn.LayerNorm(16, eps=1e-4), torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.SiLU(),
+                                                               torch.nn.RMSNorm(12, eps=1e-6)),
+        torch.nn.Dropout(0.25), bittorch.pack(TernaryLinear(12, 5, bias=False)), torch.nn.Tanh(), torch.nn.Sigmoid(),
+        torch.nn.ReLU())
+    embedding = torch.nn.Sequential(torch.nn.Embedding(30, 8, padding_idx=3))
+    for net, dtype in ((model, torch.bfloat16), (embedding, torch.float32)):
+        path = directory / "model.btp"
+        bittorch.save_packed(net, path, full_precision_dtype=dtype)
+        loaded = bittorch.load_packed(path)
+        assert not loaded.training
+        expected = bittorch.pack(net)
+        assert [type(m) for m in loaded.modules()] == [type(m) for m in expected.modules()]
+        # Packed layers keep float32 scales and biases; the other arrays are stored in `dtype`.
+        packed_prefixes = tuple(f"{n}." for n, m in expected.named_modules()
+                                if isinstance(m, bittorch.nn.PackedTernaryLinear))
+        for (name, a), (_, b) in zip(loaded.state_dict().items(), expected.state_dict().items()):
+            assert torch.equal(a, b if name.startswith(packed_prefixes) else b.to(dtype).float()), name
+        bittorch.save_packed(loaded, directory / "again.btp", full_precision_dtype=dtype)
+        assert (directory / "again.btp").read_bytes() == path.read_bytes()
+    assert bittorch.load_packed(directory / "model.btp")[0].padding_idx == 3
+    x = torch.randn(3, 20)
+    bittorch.save_packed(model, directory / "model.btp", full_precision_dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.allclose(bittorch.load_packed(directory / "model.btp")(x), bittorch.pack(model)(x), atol=1e-6)
+    shutil.rmtree(directory)
+
+
+def test_packed_file_errors():
+    directory = Path(tempfile.mkdtemp())  # removed on success, kept to look at on failure
+    path = directory / "model.btp"
+    bittorch.save_packed(torch.nn.Sequential(TernaryLinear(40, 6), torch.nn.ReLU()), path)
+    data = path.read_bytes()
+    bad = directory / "bad.btp"
+    bad.write_bytes(data[:100])
+    expect_error(bittorch.PackedFileError, "truncated", lambda: bittorch.load_packed(bad))
+    flipped = bytearray(data)
+    flipped[60] ^= 0x10
+    bad.write_bytes(bytes(flipped))
+    expect_error(bittorch.PackedFileError, "corrupted", lambda: bittorch.load_packed(bad))
+    bad.write_bytes(b"NOTAFILE" + data[8:])
+    expect_error(bittorch.PackedFileError, "magic", lambda: bittorch.load_packed(bad))
+    expect_error(bittorch.PackedFileError, "not a regular file", lambda: bittorch.load_packed(directory))
+    expect_error(bittorch.PackedFileError, "cannot read", lambda: bittorch.load_packed(directory / "missing.btp"))
+
+    class Custom(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(2))
+            self.inner = torch.nn.ReLU()
+
+    expect_error(ValueError, "parameters or buffers of its own", lambda: bittorch.save_packed(Custom(), path))
+    holder = torch.nn.Module()
+    holder.layer = TernaryLinear(4, 2)
+    bittorch.save_packed(holder, path)  # a module of your own without tensors of its own: kind 4
+    expect_error(bittorch.PackedFileError, "module of your own", lambda: bittorch.load_packed(path))
+    assert sorted(p.name for p in directory.iterdir()) == ["bad.btp", "model.btp"], "no temporary files left"
+    shutil.rmtree(directory)
+
+
+def _mnist_test_set():
+    def read(name, header):
+        raw = gzip.decompress((ROOT / "data" / "mnist-10k" / name).read_bytes())
+        return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8)
+
+    x = (read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784).float() / 255 - 0.1307) / 0.3081
+    return x, read("t10k-labels-idx1-ubyte.gz", 8).long()
+
+
+def _infer_accuracy(infer, path):
+    """The accuracy bittorch-infer (C++) prints for a packed model file."""
+    output = subprocess.run([infer, "--model", str(path), "--log-level", "warn"], capture_output=True, text=True,
+                            check=True).stdout
+    return float(re.search(r"test accuracy +([0-9.]+)%", output).group(1))
+
+
+def test_packed_files_across_languages():
+    """A file bittorch-mnist (C++) exports loads in Python with bittorch-infer's accuracy and
+    saves back byte for byte; a model trained and saved in Python runs in bittorch-infer with
+    Python's accuracy."""
+    mnist, infer = os.environ.get("BITTORCH_MNIST"), os.environ.get("BITTORCH_INFER")
+    if not (mnist and infer):
+        print("  BITTORCH_MNIST / BITTORCH_INFER not set (the C++ apps): cross-language part skipped", flush=True)
+        return
+    directory = Path(tempfile.mkdtemp())  # removed on success, kept to look at on failure
+    x, y = _mnist_test_set()
+    from_cpp = directory / "cpp.btp"
+    subprocess.run([mnist, "--epochs", "1", "--train-limit", "2000", "--no-progress", "--log-level", "warn",
+                    "--export", str(from_cpp)], capture_output=True, check=True)
+    model = bittorch.load_packed(from_cpp)
+    with torch.no_grad():
+        accuracy = 100 * (model(x).argmax(1) == y).double().mean().item()
+    assert abs(accuracy - _infer_accuracy(infer, from_cpp)) < 0.005, accuracy
+    bittorch.save_packed(model, directory / "resaved.btp")
+    assert (directory / "resaved.btp").read_bytes() == from_cpp.read_bytes()
+
+    torch.manual_seed(9)
+    trained = torch.nn.Sequential(TernaryLinear(784, 64, threshold_factor=0.2), torch.nn.ReLU(),
+                                  TernaryLinear(64, 10, threshold_factor=0.2))
+    optimizer = torch.optim.Adam(trained.parameters(), lr=1e-3)
+    for batch in range(40):  # on the test images: the point is equal accuracies, not a good model
+        index = torch.arange(batch * 100, (batch + 1) * 100)
+        loss = torch.nn.functional.cross_entropy(trained(x[index]), y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    from_python = directory / "python.btp"
+    bittorch.save_packed(trained, from_python)
+    with torch.no_grad():
+        accuracy = 100 * (bittorch.pack(trained)(x).argmax(1) == y).double().mean().item()
+    assert accuracy > 50 and abs(accuracy - _infer_accuracy(infer, from_python)) < 0.005, accuracy
+    shutil.rmtree(directory)
 
 
 class _Block(torch.nn.Module):
