@@ -14,6 +14,7 @@
 # BITTORCH_SANITIZER_TOOLS picks compute-sanitizer's tools (default: memcheck racecheck) and
 # BITTORCH_SANITIZER_FILTER the tests they run (a gtest filter);
 # BITTORCH_PACKED_ARGS is passed on to bittorch-bench-packed (--kernels times each variant);
+# "pyoverhead" times the Python module against the op on the GPU and runs the package's tests;
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -80,6 +81,14 @@ step packed inference benchmark
 ./build-gpu/bench/bittorch-bench-packed ${BITTORCH_PACKED_ARGS:-} --json "$out/bench_packed.json" \
   --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
   2>&1 | tee "$out/bench_packed.txt" || status=1
+fi
+
+if wants pyoverhead; then
+step "Python package: TernaryLinear against the op called directly (bench/python_overhead.py)"
+BITTORCH_LIBRARY="$root/build-gpu/libbittorch.so" PYTHONPATH="$root/python" python3 bench/python_overhead.py \
+  --device cuda --json "$out/python_overhead.json" || status=1
+BITTORCH_LIBRARY="$root/build-gpu/libbittorch.so" PYTHONPATH="$root/python" python3 tests/python/test_package.py \
+  2>&1 | grep -E "^(ok|FAIL)|skipped" || status=1
 fi
 
 if wants checkpoint; then
