@@ -61,6 +61,8 @@ def main():
                "print('installed', bittorch.library_path(), layer(torch.randn(8, 64)).shape, torch.unique(w).tolist())"],
               cwd=outside, env=env))
     print(run([fresh, source / "examples" / "xor_mlp.py", "--steps", "500"], cwd=outside, env=env)[-200:])
+    print(run([fresh, source / "examples" / "mnist_mlp_ternary.py", "--epochs", "1", "--train-limit", "2000"],
+              cwd=outside, env=env)[-200:])
     print("pip install: ok")
 
 

@@ -43,6 +43,16 @@ def reference_int8(x):
     return torch.clamp(torch.round(x / scale), -127, 127), scale
 
 
+def reference_dequantized(x, format):
+    """x as the layer multiplies it with 8-bit activations: INT8, or FP8 e4m3 (scale = amax /
+    448, x / scale rounded to the nearest e4m3 value, computed in float32 as the kernels do)."""
+    if format == "int8":
+        values, scale = reference_int8(x)
+        return values * scale
+    scale = x.float().abs().amax(-1, keepdim=True).clamp_min(1e-5) / 448
+    return (x.float() / scale).clamp(-448, 448).to(torch.float8_e4m3fn).double() * scale.double()
+
+
 def close(actual, expected, tolerance=1e-5):
     magnitude = max(1.0, expected.abs().max().item())
     return (actual.double() - expected).abs().max().item() <= tolerance * magnitude
@@ -61,42 +71,47 @@ def test_quick_start():
 
 
 def test_module_matches_reference():
+    """Every option, forward and gradients, on every device (CUDA on a GPU machine)."""
     torch.manual_seed(1)
-    for scale_mode in ("max", "absmean"):
-        for per_channel in (True, False):
-            for has_bias in (True, False):
-                for bits in (0, 8):
-                    for fused in (True, False):
-                        what = f"{scale_mode} per_channel={per_channel} bias={has_bias} bits={bits} fused={fused}"
-                        layer = TernaryLinear(13, 7, has_bias, 0.3, per_channel, use_cuda_kernel=fused,
-                                              scale_mode=scale_mode, activation_bits=bits)
-                        x = torch.randn(2, 5, 13, requires_grad=True)
-                        y = layer(x)
-                        g = torch.randn_like(y)
-                        y.backward(g)
+    for device in DEVICES:
+        for scale_mode in ("max", "absmean"):
+            for per_channel in (True, False):
+                for has_bias in (True, False):
+                    for bits in (0, 8):
+                        for fused in (True, False):
+                            check_module(device, scale_mode, per_channel, has_bias, bits, fused)
 
-                        codes, scale = reference_ternarize(layer.weight.detach(), 0.3, per_channel, scale_mode)
-                        w_eff = codes * scale[:, None]
-                        x64 = x.detach().double().reshape(-1, 13)
-                        if bits == 8:  # INT8 on the CPU
-                            values, x_scale = reference_int8(x64)
-                            used = values * x_scale
-                        else:
-                            used = x64
-                        b = layer.bias.detach().double() if has_bias else torch.zeros(7, dtype=torch.float64)
-                        expected = used @ w_eff.T + b
-                        g64 = g.double().reshape(-1, 7)
-                        # Straight-through: grad_w = scale * (g^T @ input); the fused op takes the
-                        # unquantized input, the unfused path the dequantized one it multiplied.
-                        grad_w = (scale[:, None] if per_channel else scale) * (g64.T @ (x64 if fused else used))
-                        w_tern, got_scale = layer.get_quantized_weight()
-                        assert torch.equal(w_tern.double(), codes), what
-                        assert close(got_scale, scale), what
-                        assert close(y.reshape(-1, 7), expected, 1e-4), what
-                        assert close(x.grad.reshape(-1, 13), g64 @ w_eff, 1e-4), what
-                        assert close(layer.weight.grad, grad_w, 1e-4), what
-                        if has_bias:
-                            assert close(layer.bias.grad, g64.sum(0), 1e-4), what
+
+def check_module(device, scale_mode, per_channel, has_bias, bits, fused):
+    format = bittorch.quant.activation_format(bits, torch.device(device))
+    what = f"{device} {scale_mode} per_channel={per_channel} bias={has_bias} {format} fused={fused}"
+    layer = TernaryLinear(13, 7, has_bias, 0.3, per_channel, use_cuda_kernel=fused, scale_mode=scale_mode,
+                          activation_bits=bits).to(device)
+    x = torch.randn(2, 5, 13, device=device, requires_grad=True)
+    y = layer(x)
+    g = torch.randn_like(y)
+    y.backward(g)
+
+    codes, scale = reference_ternarize(layer.weight.detach().cpu(), 0.3, per_channel, scale_mode)
+    w_eff = codes * scale[:, None]
+    x64 = x.detach().cpu().double().reshape(-1, 13)
+    used = x64 if format == "none" else reference_dequantized(x.detach().cpu().reshape(-1, 13), format)
+    b = layer.bias.detach().cpu().double() if has_bias else torch.zeros(7, dtype=torch.float64)
+    expected = used @ w_eff.T + b
+    g64 = g.cpu().double().reshape(-1, 7)
+    # Straight-through: grad_w = scale * (g^T @ input); the fused op takes the unquantized
+    # input, the unfused path the dequantized one it multiplied.
+    grad_w = (scale[:, None] if per_channel else scale) * (g64.T @ (x64 if fused else used))
+    # FP8 products accumulate with cuBLASLt's fast accumulation.
+    tolerance = 1e-4 if format != "float8_e4m3" else 2e-3
+    w_tern, got_scale = layer.get_quantized_weight()
+    assert torch.equal(w_tern.cpu().double(), codes), what
+    assert close(got_scale.cpu(), scale), what
+    assert close(y.cpu().reshape(-1, 7), expected, tolerance), what
+    assert close(x.grad.cpu().reshape(-1, 13), g64 @ w_eff, 1e-4), what
+    assert close(layer.weight.grad.cpu(), grad_w, tolerance), what
+    if has_bias:
+        assert close(layer.bias.grad.cpu(), g64.sum(0), 1e-4), what
 
 
 def test_quantize_false_is_linear():
