@@ -15,25 +15,10 @@ import torch
 import bittorch
 from bittorch.nn import TernaryLinear, TernaryLinearCUDA
 from bittorch.nn import functional as BF
+from formulas import reference_ternarize
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def reference_ternarize(w, threshold_factor, per_channel, scale_mode):
-    w = w.double()
-    absw = w.abs()
-    if scale_mode == "max":
-        scale = absw.amax(1) if per_channel else absw.max().reshape(1)
-    else:
-        scale = absw.mean(1) if per_channel else absw.mean().reshape(1)
-    scale = scale.clamp_min(1e-8)
-    s = scale[:, None]
-    if scale_mode == "max":
-        codes = torch.where(absw > threshold_factor * s, torch.sign(w), torch.zeros_like(w))
-    else:
-        codes = torch.clamp(torch.round(w / s), -1, 1)
-    return codes, scale
 
 
 def reference_int8(x):

@@ -4,21 +4,12 @@ import sys
 
 import torch
 
+from formulas import reference_ternarize
+
 
 def reference(x, w, b, threshold_factor, per_channel, scale_mode):
-    w = w.double()
-    absw = w.abs()
-    if scale_mode == "max":
-        scale = absw.amax(1) if per_channel else absw.max().reshape(1)
-    else:
-        scale = absw.mean(1) if per_channel else absw.mean().reshape(1)
-    scale = scale.clamp_min(1e-8)
-    s = scale[:, None]
-    if scale_mode == "max":
-        codes = torch.where(absw > threshold_factor * s, torch.sign(w), torch.zeros_like(w))
-    else:
-        codes = torch.clamp(torch.round(w / s), -1, 1)
-    w_eff = codes * s
+    codes, scale = reference_ternarize(w, threshold_factor, per_channel, scale_mode)
+    w_eff = codes * scale[:, None]
     return x.double() @ w_eff.T + b.double(), codes, scale, w_eff
 
 
