@@ -16,6 +16,8 @@ void add_ternary_recipe_options(cxxopts::Options& options, const std::string& de
       "threshold-factor", "Ternary threshold factor (max scale mode), in [0, 1]",
       cxxopts::value<std::string>()->default_value(fmt::format("{}", default_threshold_factor)))(
       "activation-bits", "Ternary layers' activations: 0 (unquantized) or 8 (FP8 on CUDA sm_89+, else INT8)",
+      cxxopts::value<std::string>()->default_value("0"))(
+      "gradient-bits", "Ternary layers' grad_input product: 0 (gradients unquantized) or 8 (FP8 e5m2 gradients)",
       cxxopts::value<std::string>()->default_value("0"));
 }
 
@@ -24,7 +26,8 @@ quant::QuantConfig parse_ternary_recipe(const cxxopts::ParseResult& args) {
       quant::QuantConfig()
           .threshold_factor(number_flag(args, "threshold-factor"))
           .scale_mode(quant::scale_mode_from_string(choice_flag(args, "scale-mode", {"max", "absmean"})))
-          .activation_bits(std::stoll(choice_flag(args, "activation-bits", {"0", "8"})));
+          .activation_bits(std::stoll(choice_flag(args, "activation-bits", {"0", "8"})))
+          .gradient_bits(std::stoll(choice_flag(args, "gradient-bits", {"0", "8"})));
   if (const auto problem = quant::find_problem(config)) {
     std::string flag = problem->field;
     std::replace(flag.begin(), flag.end(), '_', '-');

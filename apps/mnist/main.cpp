@@ -123,6 +123,7 @@ void train(const std::string& kind, const Config& config, const Split& train_spl
     run["scale_mode"] = bittorch::quant::to_string(config.recipe.scale_mode());
     run["threshold_factor"] = config.recipe.threshold_factor();
     run["activation_bits"] = config.recipe.activation_bits();
+    run["gradient_bits"] = config.recipe.gradient_bits();
   }
   const size_t metrics_index = metrics.run_count();
   const auto report = [&](const nlohmann::json& epochs, double accuracy) {

@@ -15,12 +15,15 @@ class QuantConfig:
     per_channel: one scale per output row (True) or one for the whole matrix.
     activation_bits: 0 (inputs stay in their dtype) or 8 (quantized per row: FP8 e4m3 on CUDA
     GPUs of compute capability 8.9 and later, INT8 elsewhere).
+    gradient_bits: 0 or 8 (the backward's grad_input product takes the output gradient in FP8
+    e5m2, one scale per tensor with the weight scale folded in; fused op only).
     """
 
     threshold_factor: float = 0.05
     per_channel: bool = True
     scale_mode: str = "max"
     activation_bits: int = 0
+    gradient_bits: int = 0
 
     def __post_init__(self):
         if self.scale_mode not in SCALE_MODES:
@@ -29,6 +32,13 @@ class QuantConfig:
             raise ValueError(f"bittorch: threshold_factor must be in [0, 1], not {self.threshold_factor}")
         if self.activation_bits not in (0, 8):
             raise ValueError(f"bittorch: activation_bits must be 0 or 8, not {self.activation_bits}")
+        if self.gradient_bits not in (0, 8):
+            raise ValueError(f"bittorch: gradient_bits must be 0 or 8, not {self.gradient_bits}")
+
+    @property
+    def gradient_format(self) -> str:
+        """The ops' gradient_format: "float8_e5m2" for gradient_bits 8, else "none"."""
+        return "float8_e5m2" if self.gradient_bits == 8 else "none"
 
 
 def activation_format(activation_bits: int, device: torch.device) -> str:

@@ -47,6 +47,10 @@ class QuantizeActivationsSte : public torch::autograd::Function<QuantizeActivati
 
 }  // namespace
 
+quant::GradientFormat gradient_format_for(const quant::QuantConfig& config) {
+  return config.gradient_bits() == 8 ? quant::GradientFormat::Float8E5M2 : quant::GradientFormat::None;
+}
+
 at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                           const TernaryLinearFuncOptions& options) {
   if (!options.quantize()) {
@@ -55,6 +59,8 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, con
   const auto& config = options.quant();
   const auto activation_format = ops::activation_format_for(config.activation_bits(), input.device());
   if (!options.use_cuda_kernel()) {
+    TORCH_CHECK(config.gradient_bits() == 0,
+                "bittorch::ternary_linear: gradient_bits(8) needs the fused op (use_cuda_kernel(true))");
     TORCH_CHECK(input.scalar_type() == weight.scalar_type(),
                 "bittorch::ternary_linear: expected input and weight of the same dtype, but got "
                 "input ",
@@ -66,7 +72,7 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, con
   }
   return ops::ternary_linear(input, weight, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
                              config.threshold_factor(), config.per_channel(), quant::to_string(config.scale_mode()),
-                             quant::to_string(activation_format));
+                             quant::to_string(activation_format), quant::to_string(gradient_format_for(config)));
 }
 
 quant::TernarizedWeight ternarize(const at::Tensor& weight, const quant::QuantConfig& config) {

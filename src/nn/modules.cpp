@@ -92,7 +92,8 @@ at::Tensor TernaryLinearImpl::forward(const at::Tensor& input) {
   }
   const auto optional = [](const at::Tensor& t) { return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt; };
   return ops::ternary_linear_quantized(input, weight, optional(kept_->operand), optional(kept_->codes), kept_->scale,
-                                       optional(bias), quant::to_string(format));
+                                       optional(bias), quant::to_string(format),
+                                       quant::to_string(functional::gradient_format_for(options.quant())));
 }
 
 quant::TernarizedWeight TernaryLinearImpl::get_quantized_weight() const {

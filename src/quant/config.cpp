@@ -8,7 +8,8 @@ namespace bittorch::quant {
 
 bool operator==(const QuantConfig& a, const QuantConfig& b) {
   return a.scale_mode() == b.scale_mode() && a.threshold_factor() == b.threshold_factor() &&
-         a.per_channel() == b.per_channel() && a.activation_bits() == b.activation_bits();
+         a.per_channel() == b.per_channel() && a.activation_bits() == b.activation_bits() &&
+         a.gradient_bits() == b.gradient_bits();
 }
 
 std::optional<QuantConfigProblem> find_problem(const QuantConfig& config) {
@@ -25,6 +26,10 @@ std::optional<QuantConfigProblem> find_problem(const QuantConfig& config) {
     return QuantConfigProblem{"activation_bits", "expected activation_bits 0 (off) or 8, but got " +
                                                      std::to_string(config.activation_bits())};
   }
+  if (config.gradient_bits() != 0 && config.gradient_bits() != 8) {
+    return QuantConfigProblem{"gradient_bits",
+                              "expected gradient_bits 0 (off) or 8, but got " + std::to_string(config.gradient_bits())};
+  }
   return std::nullopt;
 }
 
@@ -38,6 +43,7 @@ std::ostream& operator<<(std::ostream& stream, const QuantConfig& config) {
   stream << std::boolalpha << "scale_mode=" << to_string(config.scale_mode())
          << ", threshold_factor=" << config.threshold_factor() << ", per_channel=" << config.per_channel()
          << ", activation_bits=" << config.activation_bits();
+  if (config.gradient_bits() != 0) stream << ", gradient_bits=" << config.gradient_bits();
   stream.flags(flags);
   return stream;
 }

@@ -42,4 +42,20 @@ ActivationFormat activation_format_from_string(std::string_view name) {
               name, "\"");
 }
 
+std::string to_string(GradientFormat format) {
+  switch (format) {
+    case GradientFormat::None:
+      return "none";
+    case GradientFormat::Float8E5M2:
+      return "float8_e5m2";
+  }
+  TORCH_CHECK(false, "bittorch: unknown GradientFormat value ", static_cast<int>(format));
+}
+
+GradientFormat gradient_format_from_string(std::string_view name) {
+  if (name == "none") return GradientFormat::None;
+  if (name == "float8_e5m2") return GradientFormat::Float8E5M2;
+  TORCH_CHECK(false, "bittorch: expected gradient_format \"none\" or \"float8_e5m2\", but got \"", name, "\"");
+}
+
 }  // namespace bittorch::quant

@@ -171,6 +171,85 @@ TEST(TernaryLinear, ActivationBitsOptionUsesInt8OnTheCpu) {
   EXPECT_TRUE(torch::allclose(w1.grad(), w2.grad()));
 }
 
+// FP8 e5m2 gradients (gradient_format "float8_e5m2", QuantConfig::gradient_bits(8)) on the
+// CPU: grad_input against the formula written here: g' = grad_output * scale[n] and r = max |g'|
+// / 57344 in float32, grad_input = e5m2(g' / r) @ codes * r in float64; grad_weight and
+// grad_bias those of the unquantized backward, bit for bit.
+TEST(TernaryLinear, Float8E5M2GradientsMatchTheFormula) {
+  torch::manual_seed(17);
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    for (const bool per_channel : {true, false}) {
+      for (const char* activation_format : {"none", "float8_e4m3"}) {
+        const auto what = c10::str(dtype, per_channel ? " per channel " : " global ", activation_format);
+        const auto x = (torch::randn({2, 5, 48}) * 3).to(dtype);
+        const auto w = torch::randn({32, 48}) * 0.1;  // float32 master weight
+        const auto b = torch::randn({32}).to(dtype);
+        const auto grad = (torch::randn({2, 5, 32}) * torch::logspace(-3, 3, 32)).to(dtype);
+        std::vector<torch::Tensor> grads[2];
+        for (const bool fp8 : {false, true}) {
+          auto xi = x.clone().requires_grad_(), wi = w.clone().requires_grad_(), bi = b.clone().requires_grad_();
+          bittorch::ops::ternary_linear(xi, wi, bi, 0.05, per_channel, "max", activation_format,
+                                        fp8 ? "float8_e5m2" : "none")
+              .backward(grad);
+          grads[fp8] = {xi.grad(), wi.grad(), bi.grad()};
+        }
+        EXPECT_TRUE(torch::equal(grads[1][1], grads[0][1])) << what << " grad_weight";
+        EXPECT_TRUE(torch::equal(grads[1][2], grads[0][2])) << what << " grad_bias";
+
+        const auto q = reference_ternarize(w, 0.05, per_channel, false, torch::kFloat);
+        // The scaling in float32, as the format is defined; the product in float64.
+        const auto folded = grad.reshape({-1, 32}).to(torch::kFloat) *
+                            (per_channel ? q.scale.to(torch::kFloat).reshape({1, -1}) : q.scale.to(torch::kFloat));
+        const auto r = folded.abs().max() / 57344.0F;
+        const auto values = (folded / r).to(torch::kFloat8_e5m2).to(torch::kDouble);
+        const auto expected = (values.mm(q.codes.to(torch::kDouble)) * r.to(torch::kDouble)).reshape({2, 5, 48});
+        const double magnitude = expected.abs().max().item<double>();
+        // float32 sums of 32 products (bfloat16 output: its rounding).
+        const double tolerance = dtype == torch::kFloat ? 1e-5 : 1e-2;
+        EXPECT_LE((grads[1][0].to(torch::kDouble) - expected).abs().max().item<double>(), tolerance * magnitude)
+            << what << " grad_input";
+        // It is quantized: not the unquantized gradient.
+        EXPECT_GT((grads[1][0] - grads[0][0]).abs().max().item<double>(), 1e-3 * magnitude) << what;
+      }
+    }
+  }
+  // The format's errors: a name it does not know, a float64 gradient.
+  const auto x = torch::randn({2, 8}).requires_grad_();
+  const auto w = torch::randn({4, 8});
+  EXPECT_THROW(bittorch::ops::ternary_linear(x, w, std::nullopt, 0.05, true, "max", "none", "float8_e4m3"), c10::Error);
+  auto x64 = torch::randn({2, 8}, torch::kDouble).requires_grad_();
+  const auto y =
+      bittorch::ops::ternary_linear(x64, w.to(torch::kDouble), std::nullopt, 0.05, true, "max", "none", "float8_e5m2");
+  try {
+    y.sum().backward();
+    ADD_FAILURE() << "expected an error for float64 gradients";
+  } catch (const c10::Error& error) {
+    EXPECT_NE(std::string(error.what()).find("FP8 gradients"), std::string::npos) << error.what();
+  }
+  // Through the layer's option, kept weights included.
+  bittorch::nn::TernaryLinear layer(
+      bittorch::nn::TernaryLinearOptions(8, 4).quant(bittorch::quant::QuantConfig().gradient_bits(8)));
+  auto xl = torch::randn({3, 8}).requires_grad_(), xk = xl.detach().clone().requires_grad_();
+  layer(xl).sum().backward();
+  {
+    bittorch::nn::KeepQuantizedWeights keep;
+    layer(xk).sum().backward();
+  }
+  auto xo = xl.detach().clone().requires_grad_();
+  bittorch::ops::ternary_linear(xo, layer->weight, layer->bias, 0.05, true, "max", "none", "float8_e5m2")
+      .sum()
+      .backward();
+  EXPECT_TRUE(torch::equal(xl.grad(), xo.grad()));
+  EXPECT_TRUE(torch::equal(xk.grad(), xo.grad()));
+  EXPECT_THROW(
+      F::ternary_linear(
+          xo, layer->weight, layer->bias,
+          F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().gradient_bits(8)).use_cuda_kernel(false)),
+      c10::Error);
+  EXPECT_FALSE(bittorch::quant::find_problem(bittorch::quant::QuantConfig().gradient_bits(8)).has_value());
+  EXPECT_EQ(bittorch::quant::find_problem(bittorch::quant::QuantConfig().gradient_bits(4))->field, "gradient_bits");
+}
+
 TEST(TernaryLinear, EightBitWithoutInputGradient) {
   // The first layer of a network: no grad for the input, so the forward keeps no operand.
   const auto input = torch::randn({4, 12});

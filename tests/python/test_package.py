@@ -99,6 +99,20 @@ def check_module(device, scale_mode, per_channel, has_bias, bits, fused):
         assert close(layer.bias.grad.cpu(), g64.sum(0), 1e-4), what
 
 
+def test_gradient_bits_is_the_ops_float8_e5m2():
+    torch.manual_seed(10)
+    layer = TernaryLinear(32, 16, gradient_bits=8)
+    x = torch.randn(4, 32, requires_grad=True)
+    layer(x).sum().backward()
+    x_op = x.detach().clone().requires_grad_()
+    torch.ops.bittorch.ternary_linear(x_op, layer.weight, layer.bias, 0.05, True, "max", "none",
+                                      "float8_e5m2").sum().backward()
+    assert torch.equal(x.grad, x_op.grad)
+    expect_error(ValueError, "gradient_bits", lambda: TernaryLinear(4, 2, gradient_bits=4))
+    expect_error(ValueError, "fused op", lambda: TernaryLinear(4, 2, use_cuda_kernel=False, gradient_bits=8)(
+        torch.randn(1, 4)))
+
+
 def test_quantize_false_is_linear():
     layer = TernaryLinear(6, 4, quantize=False)
     x = torch.randn(3, 6)

@@ -22,10 +22,13 @@ namespace bittorch::ops {
 
 /// y = x @ (codes * scale)^T + bias, differentiable through the straight-through estimator;
 /// with activation_format "int8" | "float8_e4m3" the input is first quantized per row
-/// (straight-through as well). scale_mode "max" | "absmean".
+/// (straight-through as well). scale_mode "max" | "absmean". gradient_format "float8_e5m2":
+/// the backward's grad_input product takes the output gradient in FP8 e5m2
+/// (quant::GradientFormat); "none": in its dtype.
 BITTORCH_API at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
                                        const std::optional<at::Tensor>& bias, double threshold_factor, bool per_channel,
-                                       c10::string_view scale_mode, c10::string_view activation_format);
+                                       c10::string_view scale_mode, c10::string_view activation_format,
+                                       c10::string_view gradient_format = "none");
 
 /// Forward without autograd: (output, operand, scale), where operand = codes * scale in the
 /// input's dtype, to be handed back to ternary_linear_backward for grad_input (undefined
@@ -50,14 +53,14 @@ BITTORCH_API at::Tensor ternary_linear_quantized(const at::Tensor& input, const 
                                                  const std::optional<at::Tensor>& operand,
                                                  const std::optional<at::Tensor>& codes, const at::Tensor& scale,
                                                  const std::optional<at::Tensor>& bias,
-                                                 c10::string_view activation_format);
+                                                 c10::string_view activation_format,
+                                                 c10::string_view gradient_format = "none");
 
 /// (grad_input, grad_weight, grad_bias) by the straight-through estimator; an entry whose
-/// output_mask is false comes back undefined.
-BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(const at::Tensor& grad_output,
-                                                                                    const at::Tensor& input,
-                                                                                    const at::Tensor& operand,
-                                                                                    const at::Tensor& scale,
-                                                                                    std::array<bool, 3> output_mask);
+/// output_mask is false comes back undefined. gradient_format as in ternary_linear (grad_input
+/// from the codes, which the operand's signs are).
+BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
+    std::array<bool, 3> output_mask, c10::string_view gradient_format = "none");
 
 }  // namespace bittorch::ops

@@ -26,6 +26,11 @@ struct BITTORCH_API QuantConfig {
   /// GPUs of compute capability 8.9 and later, INT8 elsewhere), straight-through in the
   /// backward. 0 (default): the input stays in its dtype.
   TORCH_ARG(int64_t, activation_bits) = 0;
+  /// 8: the backward's grad_input product takes the output gradient in FP8 e5m2 (one scale
+  /// per tensor, the weight scale folded in) times the ternary codes: on FP8 tensor cores
+  /// (compute capability 8.9 and later) through cuBLASLt, elsewhere the same values in float32.
+  /// The weight's gradient stays unquantized. 0 (default): the gradient stays in its dtype.
+  TORCH_ARG(int64_t, gradient_bits) = 0;
 };
 
 BITTORCH_API bool operator==(const QuantConfig& a, const QuantConfig& b);
@@ -37,13 +42,14 @@ struct QuantConfigProblem {
 };
 
 /// The first invalid field of `config`, or nullopt: threshold_factor outside [0, 1] (or NaN),
-/// activation_bits other than 0 and 8, a scale_mode outside the enum.
+/// activation_bits or gradient_bits other than 0 and 8, a scale_mode outside the enum.
 BITTORCH_API std::optional<QuantConfigProblem> find_problem(const QuantConfig& config);
 
 /// A c10::Error "`who`: <message>" for the first invalid field of `config`.
 BITTORCH_API void check_quant_config(const QuantConfig& config, const char* who);
 
-/// "scale_mode=max, threshold_factor=0.05, per_channel=true, activation_bits=0".
+/// "scale_mode=max, threshold_factor=0.05, per_channel=true, activation_bits=0" (and
+/// ", gradient_bits=8" when set).
 BITTORCH_API std::ostream& operator<<(std::ostream& stream, const QuantConfig& config);
 
 }  // namespace bittorch::quant

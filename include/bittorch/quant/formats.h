@@ -44,6 +44,21 @@ BITTORCH_API std::string to_string(ActivationFormat format);
 /// Parses the spellings above; anything else is a c10::Error naming the accepted values.
 BITTORCH_API ActivationFormat activation_format_from_string(std::string_view name);
 
+/// The number format of the output gradient in the backward's grad_input product.
+enum class GradientFormat {
+  /// The gradient stays in its dtype.
+  None,
+  /// g * weight_scale (folded in per output feature) rounded to FP8 e5m2 with one float32
+  /// scale for the whole tensor, absmax / 57344 (e5m2's largest finite value), then
+  /// multiplied by the ternary codes (exact in e4m3): the FP8 training recipes' backward.
+  Float8E5M2,
+};
+
+/// "none" or "float8_e5m2", the spelling the dispatcher ops take.
+BITTORCH_API std::string to_string(GradientFormat format);
+/// Parses the spellings above; anything else is a c10::Error naming the accepted values.
+BITTORCH_API GradientFormat gradient_format_from_string(std::string_view name);
+
 /// A weight matrix split into ternary codes and their scale: weight ~= codes * scale[:, None].
 struct TernarizedWeight {
   /// Values in {-1, 0, 1}, same shape and dtype as the weight.

@@ -16,16 +16,17 @@ class TernaryLinear(torch.nn.Linear):
     quantize=False computes a plain linear (debugging); use_cuda_kernel=False takes the unfused
     path (ternarize, dequantize, torch's linear); scale_mode "max" or "absmean";
     activation_bits 0 or 8 (per-row 8-bit inputs: FP8 e4m3 on CUDA GPUs of compute capability
-    8.9 and later, INT8 elsewhere).
+    8.9 and later, INT8 elsewhere); gradient_bits 0 or 8 (grad_input from FP8 e5m2 gradients).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold_factor: float = 0.05,
                  per_channel: bool = True, quantize: bool = True, use_cuda_kernel: bool = True, *,
-                 scale_mode: str = "max", activation_bits: int = 0, device=None, dtype=None):
+                 scale_mode: str = "max", activation_bits: int = 0, gradient_bits: int = 0, device=None,
+                 dtype=None):
         if in_features < 1 or out_features < 1:
             raise ValueError(f"bittorch.nn.TernaryLinear: in_features and out_features must be at least 1, "
                              f"not {in_features} and {out_features}")
-        self.config = QuantConfig(threshold_factor, per_channel, scale_mode, activation_bits)
+        self.config = QuantConfig(threshold_factor, per_channel, scale_mode, activation_bits, gradient_bits)
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.quantize = quantize
         self.use_cuda_kernel = use_cuda_kernel
@@ -49,7 +50,8 @@ class TernaryLinear(torch.nn.Linear):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         c = self.config
         return F.ternary_linear(input, self.weight, self.bias, c.threshold_factor, c.per_channel, c.scale_mode,
-                                c.activation_bits, quantize=self.quantize, use_cuda_kernel=self.use_cuda_kernel)
+                                c.activation_bits, quantize=self.quantize, use_cuda_kernel=self.use_cuda_kernel,
+                                gradient_bits=c.gradient_bits)
 
     @torch.no_grad()
     def get_quantized_weight(self):
@@ -61,7 +63,7 @@ class TernaryLinear(torch.nn.Linear):
         c = self.config
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"threshold_factor={c.threshold_factor}, per_channel={c.per_channel}, scale_mode={c.scale_mode!r}, "
-                f"activation_bits={c.activation_bits}, quantize={self.quantize}")
+                f"activation_bits={c.activation_bits}, gradient_bits={c.gradient_bits}, quantize={self.quantize}")
 
 
 class TernaryLinearCUDA(TernaryLinear):

@@ -42,6 +42,10 @@ quant::ActivationFormat parse_activation_format(c10::string_view format) {
   return quant::activation_format_from_string(std::string_view(format.data(), format.size()));
 }
 
+quant::GradientFormat parse_gradient_format(c10::string_view format) {
+  return quant::gradient_format_from_string(std::string_view(format.data(), format.size()));
+}
+
 at::ScalarType scale_dtype(at::ScalarType weight_dtype) {
   return at::isReducedFloatingType(weight_dtype) ? at::kFloat : weight_dtype;
 }

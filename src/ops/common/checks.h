@@ -37,6 +37,8 @@ void check_finite(const char* op, const char* name, const at::Tensor& tensor);
 
 /// The schema spelling of an activation format, parsed.
 quant::ActivationFormat parse_activation_format(c10::string_view format);
+/// "none" or "float8_e5m2"; anything else is a c10::Error naming the accepted values.
+quant::GradientFormat parse_gradient_format(c10::string_view format);
 
 /// The dtype of an 8-bit format's values and codes: int8 or float8_e4m3fn.
 at::ScalarType eight_bit_dtype(quant::ActivationFormat format);

@@ -87,17 +87,30 @@ at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& in
   return output.to(dtype);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(const at::Tensor& grad_output,
-                                                                                 const at::Tensor& input,
-                                                                                 const at::Tensor& operand,
-                                                                                 const at::Tensor& scale,
-                                                                                 std::array<bool, 3> output_mask) {
+std::tuple<at::Tensor, at::Tensor> quantize_gradient_reference(const at::Tensor& grad_rows, const at::Tensor& scale) {
+  constexpr float kMaxE5M2 = 57344.0F, kMinGradientAbsMax = 1e-30F;
+  const at::Tensor folded = grad_rows.to(at::kFloat) * scale.to(at::kFloat).reshape({1, -1});
+  const at::Tensor tensor_scale = folded.abs().amax().clamp_min(kMinGradientAbsMax).div(kMaxE5M2).reshape({1});
+  at::Tensor values = (folded / tensor_scale).clamp(-kMaxE5M2, kMaxE5M2).to(at::kFloat8_e5m2);
+  return {std::move(values), tensor_scale};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
+    std::array<bool, 3> output_mask, quant::GradientFormat gradient_format) {
   // The operand is undefined when grad_input is not wanted (8-bit activations).
   const int64_t out_features = grad_output.size(-1);
   const int64_t in_features = input.size(-1);
-  at::Tensor grad_input, grad_weight, grad_bias;
-  if (output_mask[0]) grad_input = grad_output.matmul(operand);
   const at::Tensor grad_rows = grad_output.reshape({-1, out_features});
+  at::Tensor grad_input, grad_weight, grad_bias;
+  if (output_mask[0] && gradient_format == quant::GradientFormat::Float8E5M2) {
+    const auto [values, tensor_scale] = quantize_gradient_reference(grad_rows, scale);
+    grad_input = (values.to(at::kFloat).mm(operand.sign().to(at::kFloat)) * tensor_scale)
+                     .to(grad_output.scalar_type())
+                     .view(input.sizes());
+  } else if (output_mask[0]) {
+    grad_input = grad_output.matmul(operand);
+  }
   if (output_mask[1]) {
     // Times the scale in the scale's precision, written in the type both promote to (float32
     // for a float16/bfloat16 operand): one pass that also spares the FP32 master weight of

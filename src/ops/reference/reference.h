@@ -64,10 +64,15 @@ at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& in
 /// (codes * scale in the activations' dtype): grad_x = grad_y @ operand,
 /// grad_w = scale[:, None] * (grad_y^T @ x) (in the dtype operand and scale promote to),
 /// grad_b = sum of grad_y. On CUDA its products are cuBLAS calls.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(const at::Tensor& grad_output,
-                                                                                 const at::Tensor& input,
-                                                                                 const at::Tensor& operand,
-                                                                                 const at::Tensor& scale,
-                                                                                 std::array<bool, 3> output_mask);
+/// With quant::GradientFormat::Float8E5M2, grad_x = (e5m2 values @ codes) * tensor scale from
+/// quantize_gradient_reference and codes = sign(operand), the products in float32.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
+    std::array<bool, 3> output_mask, quant::GradientFormat gradient_format = quant::GradientFormat::None);
+
+/// The output gradient [rows, out] with the weight scale (scale [out] or [1]) folded in, in
+/// FP8 e5m2 with one float32 scale [1]: tensor_scale = max(absmax(g * scale), 1e-30) / 57344,
+/// values = (g * scale / tensor_scale) in e5m2 (round to nearest even; NaN stays NaN).
+std::tuple<at::Tensor, at::Tensor> quantize_gradient_reference(const at::Tensor& grad_rows, const at::Tensor& scale);
 
 }  // namespace bittorch::ops

@@ -15,11 +15,13 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
   // y = x @ (codes * scale)^T + bias, differentiable through the straight-through estimator.
   // With activation_format "int8" or "float8_e4m3", x is first quantized per row to that
   // format (straight-through as well). Dtypes: input, bias and output share one; the weight
-  // has it too, or is a float32 master weight with a float16/bfloat16 input.
+  // has it too, or is a float32 master weight with a float16/bfloat16 input. With
+  // gradient_format "float8_e5m2" the backward's grad_input product takes the output gradient
+  // in FP8 e5m2 (quant::GradientFormat).
   m.def(
       "ternary_linear(Tensor input, Tensor weight, Tensor? bias=None, "
       "float threshold_factor=0.05, bool per_channel=True, str scale_mode=\"max\", "
-      "str activation_format=\"none\") -> Tensor");
+      "str activation_format=\"none\", str gradient_format=\"none\") -> Tensor");
   // The pieces the autograd implementation is made of. `operand` is codes * scale in the
   // input's dtype, the matrix the backward multiplies grad_output with for grad_input: it is
   // returned when keep_operand is set, and undefined otherwise (with 8-bit activations the
@@ -30,7 +32,8 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
       "bool keep_operand) -> (Tensor output, Tensor operand, Tensor scale)");
   m.def(
       "_ternary_linear_backward(Tensor grad_output, Tensor input, Tensor operand, Tensor scale, "
-      "bool[3] output_mask) -> (Tensor grad_input, Tensor grad_weight, Tensor grad_bias)");
+      "bool[3] output_mask, str gradient_format=\"none\") -> (Tensor grad_input, Tensor grad_weight, "
+      "Tensor grad_bias)");
   // The forward in two halves, for a layer that keeps its quantized weight until the weight
   // changes. The weight's half: `operand` (codes * scale in `dtype`) when keep_operand or the
   // format is "none", `codes` (int8 or float8_e4m3fn) for an 8-bit format, and the scale.
@@ -42,7 +45,7 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
   // came from, which it does not read) by the straight-through estimator, grad_bias.
   m.def(
       "ternary_linear_quantized(Tensor input, Tensor weight, Tensor? operand, Tensor? codes, Tensor scale, "
-      "Tensor? bias=None, str activation_format=\"none\") -> Tensor");
+      "Tensor? bias=None, str activation_format=\"none\", str gradient_format=\"none\") -> Tensor");
   m.def(
       "_ternary_linear_quantized_forward(Tensor input, Tensor? operand, Tensor? codes, Tensor scale, Tensor? bias, "
       "str activation_format) -> Tensor");
@@ -52,11 +55,11 @@ namespace bittorch::ops {
 
 at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                           double threshold_factor, bool per_channel, c10::string_view scale_mode,
-                          c10::string_view activation_format) {
+                          c10::string_view activation_format, c10::string_view gradient_format) {
   static const auto op =
       find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, double, bool,
-                         c10::string_view, c10::string_view)>("bittorch::ternary_linear");
-  return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode, activation_format);
+                         c10::string_view, c10::string_view, c10::string_view)>("bittorch::ternary_linear");
+  return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode, activation_format, gradient_format);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
@@ -68,15 +71,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
   return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode, activation_format, keep_operand);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(const at::Tensor& grad_output,
-                                                                       const at::Tensor& input,
-                                                                       const at::Tensor& operand,
-                                                                       const at::Tensor& scale,
-                                                                       std::array<bool, 3> output_mask) {
-  static const auto op = find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-      const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, std::array<bool, 3>)>(
-      "bittorch::_ternary_linear_backward");
-  return op.call(grad_output, input, operand, scale, output_mask);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
+    std::array<bool, 3> output_mask, c10::string_view gradient_format) {
+  static const auto op =
+      find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                             const at::Tensor&, std::array<bool, 3>, c10::string_view)>(
+          "bittorch::_ternary_linear_backward");
+  return op.call(grad_output, input, operand, scale, output_mask, gradient_format);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_quantize_weight(const at::Tensor& weight,
@@ -93,11 +95,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_quantize_weight(co
 at::Tensor ternary_linear_quantized(const at::Tensor& input, const at::Tensor& weight,
                                     const std::optional<at::Tensor>& operand, const std::optional<at::Tensor>& codes,
                                     const at::Tensor& scale, const std::optional<at::Tensor>& bias,
-                                    c10::string_view activation_format) {
-  static const auto op = find_op<at::Tensor(
-      const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-      const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view)>("bittorch::ternary_linear_quantized");
-  return op.call(input, weight, operand, codes, scale, bias, activation_format);
+                                    c10::string_view activation_format, c10::string_view gradient_format) {
+  static const auto op =
+      find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                         const std::optional<at::Tensor>&, const at::Tensor&, const std::optional<at::Tensor>&,
+                         c10::string_view, c10::string_view)>("bittorch::ternary_linear_quantized");
+  return op.call(input, weight, operand, codes, scale, bias, activation_format, gradient_format);
 }
 
 at::Tensor ternary_linear_quantized_forward(const at::Tensor& input, const std::optional<at::Tensor>& operand,
@@ -185,6 +188,15 @@ quant::ActivationFormat check_quantized_linear_args(const char* op, const at::Te
   return format;
 }
 
+quant::GradientFormat check_backward_args(const char* op, const at::Tensor& grad_output,
+                                          c10::string_view gradient_format) {
+  const auto format = parse_gradient_format(gradient_format);
+  TORCH_CHECK(format == quant::GradientFormat::None || grad_output.scalar_type() == at::kFloat ||
+                  at::isReducedFloatingType(grad_output.scalar_type()),
+              op, ": FP8 gradients are quantized from float32, float16 or bfloat16, not ", grad_output.scalar_type());
+  return format;
+}
+
 LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::Tensor& weight,
                              const std::optional<at::Tensor>& bias, double threshold_factor,
                              c10::string_view scale_mode, c10::string_view activation_format) {
@@ -214,7 +226,9 @@ namespace {
 // of the backend's forward.
 at::Tensor ternary_linear_no_autograd(const at::Tensor& input, const at::Tensor& weight,
                                       const std::optional<at::Tensor>& bias, double threshold_factor, bool per_channel,
-                                      c10::string_view scale_mode, c10::string_view activation_format) {
+                                      c10::string_view scale_mode, c10::string_view activation_format,
+                                      c10::string_view gradient_format) {
+  parse_gradient_format(gradient_format);  // refused here as with autograd, though unused
   return std::get<0>(ternary_linear_forward(input, weight, bias, threshold_factor, per_channel, scale_mode,
                                             activation_format, /*keep_operand=*/false));
 }
@@ -223,7 +237,8 @@ at::Tensor ternary_linear_quantized_no_autograd(const at::Tensor& input, const a
                                                 const std::optional<at::Tensor>& operand,
                                                 const std::optional<at::Tensor>& codes, const at::Tensor& scale,
                                                 const std::optional<at::Tensor>& bias,
-                                                c10::string_view activation_format) {
+                                                c10::string_view activation_format, c10::string_view gradient_format) {
+  parse_gradient_format(gradient_format);
   return ternary_linear_quantized_forward(input, operand, codes, scale, bias, activation_format);
 }
 

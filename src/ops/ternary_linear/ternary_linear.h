@@ -38,6 +38,11 @@ quant::ActivationFormat check_quantized_linear_args(const char* op, const at::Te
                                                     const std::optional<at::Tensor>& bias,
                                                     c10::string_view activation_format);
 
+/// The backward's gradient format: "none", or "float8_e5m2" for a float32, float16 or bfloat16
+/// grad_output.
+quant::GradientFormat check_backward_args(const char* op, const at::Tensor& grad_output,
+                                          c10::string_view gradient_format);
+
 /// The typed entry of the private _ternary_linear_quantized_forward.
 at::Tensor ternary_linear_quantized_forward(const at::Tensor& input, const std::optional<at::Tensor>& operand,
                                             const std::optional<at::Tensor>& codes, const at::Tensor& scale,

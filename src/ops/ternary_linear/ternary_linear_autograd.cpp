@@ -4,6 +4,7 @@
 
 #include <bittorch/ops/ternary_linear.h>
 
+#include "ops/common/checks.h"
 #include "ops/ternary_linear/ternary_linear.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -31,8 +32,8 @@ variable_list straight_through_backward(AutogradContext* ctx, const at::Tensor& 
   TORCH_CHECK(!output_mask[0] || saved[1].defined(),
               "bittorch::ternary_linear_quantized: the input's gradient needs the operand (codes * scale): "
               "quantize the weight with keep_operand");
-  auto [grad_input, grad_weight, grad_bias] =
-      ternary_linear_backward(grad_output, saved[0], saved[1], saved[2], output_mask);
+  auto [grad_input, grad_weight, grad_bias] = ternary_linear_backward(
+      grad_output, saved[0], saved[1], saved[2], output_mask, ctx->saved_data["gradient_format"].toStringRef());
   variable_list grads = {grad_input, grad_weight, grad_bias};
   grads.resize(3 + other_arguments);
   return grads;
@@ -42,11 +43,14 @@ class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunc
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, double threshold_factor, bool per_channel,
-                            const std::string& scale_mode, const std::string& activation_format, bool keep_operand) {
+                            const std::string& scale_mode, const std::string& activation_format,
+                            const std::string& gradient_format, bool keep_operand) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
+    parse_gradient_format(gradient_format);  // refused at the forward, not in the backward
     auto [output, operand, scale] = ternary_linear_forward(input, weight, bias, threshold_factor, per_channel,
                                                            scale_mode, activation_format, keep_operand);
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    ctx->saved_data["gradient_format"] = gradient_format;
     // The scale is a constant of the estimator (detached): the quantized operand and the
     // scale are kept, never the master weight. With 8-bit activations the backward is the
     // same: straight-through for both quantizers, grad_w from the unquantized input (torchao's
@@ -57,18 +61,19 @@ class TernaryLinearFunction : public torch::autograd::Function<TernaryLinearFunc
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    // threshold_factor, per_channel, scale_mode, activation_format, keep_operand.
-    return straight_through_backward(ctx, grad_outputs[0], 5);
+    // threshold_factor, per_channel, scale_mode, activation_format, gradient_format, keep_operand.
+    return straight_through_backward(ctx, grad_outputs[0], 6);
   }
 };
 
 at::Tensor ternary_linear_autograd(const at::Tensor& input, const at::Tensor& weight,
                                    const std::optional<at::Tensor>& bias, double threshold_factor, bool per_channel,
-                                   c10::string_view scale_mode, c10::string_view activation_format) {
+                                   c10::string_view scale_mode, c10::string_view activation_format,
+                                   c10::string_view gradient_format) {
   // Only grad_input needs the operand; inside forward, grad mode is already off.
   const bool keep_operand = at::GradMode::is_enabled() && input.requires_grad();
   return TernaryLinearFunction::apply(input, weight, bias, threshold_factor, per_channel, std::string(scale_mode),
-                                      std::string(activation_format), keep_operand);
+                                      std::string(activation_format), std::string(gradient_format), keep_operand);
 }
 
 // The same estimator from a weight quantized beforehand: `weight` only receives grad_weight.
@@ -79,28 +84,30 @@ class TernaryLinearQuantizedFunction : public torch::autograd::Function<TernaryL
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& operand,
                             const std::optional<at::Tensor>& codes, const at::Tensor& scale,
-                            const std::string& activation_format) {
+                            const std::string& activation_format, const std::string& gradient_format) {
     static_cast<void>(weight);
     at::AutoDispatchBelowADInplaceOrView below_autograd;
+    parse_gradient_format(gradient_format);
     at::Tensor output = ternary_linear_quantized_forward(input, operand, codes, scale, bias, activation_format);
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    ctx->saved_data["gradient_format"] = gradient_format;
     ctx->save_for_backward({input, operand.value_or(at::Tensor()), scale});
     return output;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    // operand, codes, scale, activation_format.
-    return straight_through_backward(ctx, grad_outputs[0], 4);
+    // operand, codes, scale, activation_format, gradient_format.
+    return straight_through_backward(ctx, grad_outputs[0], 5);
   }
 };
 
 at::Tensor ternary_linear_quantized_autograd(const at::Tensor& input, const at::Tensor& weight,
                                              const std::optional<at::Tensor>& operand,
                                              const std::optional<at::Tensor>& codes, const at::Tensor& scale,
-                                             const std::optional<at::Tensor>& bias,
-                                             c10::string_view activation_format) {
+                                             const std::optional<at::Tensor>& bias, c10::string_view activation_format,
+                                             c10::string_view gradient_format) {
   return TernaryLinearQuantizedFunction::apply(input, weight, bias, operand, codes, scale,
-                                               std::string(activation_format));
+                                               std::string(activation_format), std::string(gradient_format));
 }
 
 }  // namespace

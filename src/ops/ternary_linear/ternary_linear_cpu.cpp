@@ -36,11 +36,18 @@ at::Tensor quantized_forward_cpu(const at::Tensor& input, const std::optional<at
                                             bias, format);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
+    std::array<bool, 3> output_mask, c10::string_view gradient_format) {
+  const auto format = check_backward_args("bittorch::ternary_linear", grad_output, gradient_format);
+  return ternary_linear_backward_reference(grad_output, input, operand, scale, output_mask, format);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
   m.impl("_ternary_linear_forward", &ternary_linear_forward_cpu);
-  m.impl("_ternary_linear_backward", &ternary_linear_backward_reference);
+  m.impl("_ternary_linear_backward", &ternary_linear_backward_cpu);
   m.impl("_ternary_linear_quantize_weight", &quantize_weight_cpu);
   m.impl("_ternary_linear_quantized_forward", &quantized_forward_cpu);
 }

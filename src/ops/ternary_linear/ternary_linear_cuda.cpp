@@ -8,6 +8,7 @@
 // 8-bit activations: 8-bit codes times 8-bit activations (ops/common/cuda/eight_bit_product).
 
 #include "ops/common/checks.h"
+#include "ops/common/cuda/device.h"
 #include "ops/common/cuda/eight_bit_product.h"
 #include "ops/quantize_activations/quantize_activations_kernels.cuh"
 #include "ops/reference/reference.h"
@@ -75,13 +76,35 @@ at::Tensor quantized_forward_cuda(const at::Tensor& input, const std::optional<a
   return quantized_forward(input, operand.value_or(at::Tensor()), codes.value_or(at::Tensor()), scale, bias, format);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cuda(const at::Tensor& grad_output,
-                                                                            const at::Tensor& input,
-                                                                            const at::Tensor& operand,
-                                                                            const at::Tensor& scale,
-                                                                            std::array<bool, 3> output_mask) {
+// grad_input from FP8 e5m2 gradients times the codes in e4m3 (exact), both tensor-scaled,
+// through cuBLASLt (at::_scaled_mm): the codes are written transposed, [in, out] row-major,
+// which is the column-major second operand the product takes.
+at::Tensor fp8_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand,
+                          const at::Tensor& scale) {
+  const int64_t out_features = operand.size(0), in_features = operand.size(1);
+  const auto [values, tensor_scale] = quantize_gradient_reference(grad_output.reshape({-1, out_features}), scale);
+  at::Tensor codes_t = at::empty({in_features, out_features}, operand.options().dtype(at::kFloat8_e4m3fn));
+  codes_t.copy_(operand.t().sign());
+  const at::Tensor one = at::ones({1}, tensor_scale.options());
+  return at::_scaled_mm(values, codes_t.t(), tensor_scale, one, std::nullopt, std::nullopt, grad_output.scalar_type(),
+                        /*use_fast_accum=*/false)
+      .view(input.sizes());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cuda(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
+    std::array<bool, 3> output_mask, c10::string_view gradient_format) {
+  const auto format = check_backward_args("bittorch::ternary_linear", grad_output, gradient_format);
   const c10::cuda::CUDAGuard device_guard(grad_output.device());
-  return ternary_linear_backward_reference(grad_output, input, operand, scale, output_mask);
+  // cuBLASLt's FP8 product: FP8 tensor cores and both product sizes multiples of 16; else the
+  // reference computes the same values in float32.
+  const bool fp8_product = format == quant::GradientFormat::Float8E5M2 && output_mask[0] &&
+                           has_fp8_tensor_cores(grad_output.get_device()) && operand.size(0) % 16 == 0 &&
+                           operand.size(1) % 16 == 0;
+  if (!fp8_product) return ternary_linear_backward_reference(grad_output, input, operand, scale, output_mask, format);
+  auto [unused, grad_weight, grad_bias] =
+      ternary_linear_backward_reference(grad_output, input, operand, scale, {false, output_mask[1], output_mask[2]});
+  return {fp8_grad_input(grad_output, input, operand, scale), std::move(grad_weight), std::move(grad_bias)};
 }
 
 }  // namespace

@@ -20,11 +20,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_meta(
           empty_scale(weight, per_channel)};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_meta(const at::Tensor& grad_output,
-                                                                            const at::Tensor& input,
-                                                                            const at::Tensor& /*operand*/,
-                                                                            const at::Tensor& scale,
-                                                                            std::array<bool, 3> output_mask) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_meta(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& /*operand*/, const at::Tensor& scale,
+    std::array<bool, 3> output_mask, c10::string_view gradient_format) {
+  check_backward_args("bittorch::ternary_linear", grad_output, gradient_format);
   const auto grad_weight_dtype = at::promote_types(input.scalar_type(), scale.scalar_type());
   return {output_mask[0] ? at::empty_like(input) : at::Tensor(),
           output_mask[1] ? at::empty({grad_output.size(-1), input.size(-1)}, input.options().dtype(grad_weight_dtype))

@@ -28,4 +28,7 @@ BITTORCH_API quant::TernarizedWeight ternarize(const at::Tensor& weight, const q
 /// or Float8E4M3; the bittorch::quantize_activations op). Not differentiable.
 BITTORCH_API quant::QuantizedActivations quantize_activations(const at::Tensor& input, quant::ActivationFormat format);
 
+/// The backward's gradient format for config.gradient_bits(): Float8E5M2 for 8, None for 0.
+BITTORCH_API quant::GradientFormat gradient_format_for(const quant::QuantConfig& config);
+
 }  // namespace bittorch::nn::functional
