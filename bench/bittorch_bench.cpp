@@ -7,6 +7,7 @@
 //   fp32           torch::nn::Linear in FP32
 //   ternary        bittorch::nn::TernaryLinear, FP32 master weights under BF16 autocast
 //   ternary_a8     the same with activation_bits(8) (FP8 e4m3 on sm_89+, INT8 on sm_80)
+//   ternary_a8_g8  ternary_a8 with gradient_bits(8): grad_input from FP8 e5m2 gradients
 //   ternary_kept, ternary_a8_kept  the forward inside a KeepQuantizedWeights scope (the
 //                  weight quantized once, as in evaluation and generation)
 // Method: CUDA events around each repeat, warm-up first, L2 flushed (a buffer twice the L2
@@ -39,6 +40,7 @@ struct Variant {
   torch::Dtype param_dtype;
   bool ternary;
   int64_t activation_bits = 0;
+  int64_t gradient_bits = 0;
   // The forward timed inside one KeepQuantizedWeights scope (evaluation, generation): the
   // weight quantized once. Its training step is timed as the others' (quantized every step).
   bool keep_weights = false;
@@ -50,8 +52,9 @@ const std::vector<Variant> kVariants = {
     {"fp32", false, torch::kFloat, false},
     {"ternary", true, torch::kFloat, true},
     {"ternary_a8", true, torch::kFloat, true, 8},
-    {"ternary_kept", true, torch::kFloat, true, 0, true},
-    {"ternary_a8_kept", true, torch::kFloat, true, 8, true},
+    {"ternary_a8_g8", true, torch::kFloat, true, 8, 8},
+    {"ternary_kept", true, torch::kFloat, true, 0, 0, true},
+    {"ternary_a8_kept", true, torch::kFloat, true, 8, 0, true},
 };
 
 struct AutocastScope {
@@ -134,8 +137,10 @@ int main(int argc, char** argv) {
           std::shared_ptr<torch::nn::Module> layer;
           std::function<torch::Tensor(const torch::Tensor&)> forward;
           if (variant.ternary) {
-            bittorch::nn::TernaryLinear t(bittorch::nn::TernaryLinearOptions(in, out).quant(
-                bittorch::quant::QuantConfig().activation_bits(variant.activation_bits)));
+            bittorch::nn::TernaryLinear t(
+                bittorch::nn::TernaryLinearOptions(in, out).quant(bittorch::quant::QuantConfig()
+                                                                      .activation_bits(variant.activation_bits)
+                                                                      .gradient_bits(variant.gradient_bits)));
             layer = t.ptr();
             forward = [t](const torch::Tensor& x) mutable { return t(x); };
           } else {
