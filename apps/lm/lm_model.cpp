@@ -61,13 +61,19 @@ nn::TransformerOptions options_from_json(const nlohmann::json& j) {
       .norm_eps(j.at("norm_eps").get<double>());
 }
 
-quant::QuantConfig ternary_config(int64_t activation_bits) {
-  return quant::QuantConfig().scale_mode(quant::ScaleMode::AbsMean).activation_bits(activation_bits);
+quant::QuantConfig ternary_config(int64_t activation_bits, int64_t gradient_bits) {
+  return quant::QuantConfig()
+      .scale_mode(quant::ScaleMode::AbsMean)
+      .activation_bits(activation_bits)
+      .gradient_bits(gradient_bits);
 }
 
-nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::string& kind, int64_t activation_bits) {
+nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::string& kind, int64_t activation_bits,
+                          int64_t gradient_bits) {
   nn::TransformerLM model(options);
-  if (kind == "ternary") nn::convert_to_ternary(*model, ternary_config(activation_bits), nn::is_transformer_projection);
+  if (kind == "ternary") {
+    nn::convert_to_ternary(*model, ternary_config(activation_bits, gradient_bits), nn::is_transformer_projection);
+  }
   return model;
 }
 

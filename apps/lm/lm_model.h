@@ -22,12 +22,13 @@ nn::TransformerOptions parse_model_options(const cxxopts::ParseResult& args);
 nlohmann::json options_json(const nn::TransformerOptions& options);
 nn::TransformerOptions options_from_json(const nlohmann::json& json);
 
-/// The quantization of a ternary model: absmean scales, per output channel, and activations
-/// of `activation_bits` (0 or 8).
-quant::QuantConfig ternary_config(int64_t activation_bits);
+/// The quantization of a ternary model: absmean scales, per output channel, activations of
+/// `activation_bits` and grad_input gradients of `gradient_bits` (0 or 8 each).
+quant::QuantConfig ternary_config(int64_t activation_bits, int64_t gradient_bits = 0);
 
 /// The model of `kind` ("fp" or "ternary"), initialised from the current seed.
-nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::string& kind, int64_t activation_bits);
+nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::string& kind, int64_t activation_bits,
+                          int64_t gradient_bits = 0);
 
 /// The parameter count of `model`.
 int64_t parameter_count(const torch::nn::Module& model);

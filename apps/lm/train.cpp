@@ -25,8 +25,8 @@ struct TrainConfig {
   nn::TransformerOptions model;
   std::vector<std::string> kinds;
   std::string train_file, val_file, save_path, resume_path, metrics_json, export_path;
-  int64_t activation_bits = 0, steps = 0, batch_size = 0, accumulation = 1, warmup = 0, eval_interval = 0,
-          eval_windows = 0, stop_after_eval = 0, sample_bytes = 0;
+  int64_t activation_bits = 0, gradient_bits = 0, steps = 0, batch_size = 0, accumulation = 1, warmup = 0,
+          eval_interval = 0, eval_windows = 0, stop_after_eval = 0, sample_bytes = 0;
   double lr = 0, ternary_lr = 0, final_lr_factor = 0, weight_decay = 0, ternary_decay_until = 1, grad_clip = 0;
   uint64_t seed = 0;
   bool bf16 = false, progress = true, bf16_gradients = false;
@@ -68,7 +68,7 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
                torch::Device device, const ProcessRanks& ranks, train::MetricsLog& metrics) {
   const bool ternary = kind == "ternary";
   torch::manual_seed(config.seed);  // the same initial weights for both models
-  auto model = make_lm(config.model, kind, config.activation_bits);
+  auto model = make_lm(config.model, kind, config.activation_bits, config.gradient_bits);
   model->to(device);
   const double lr = ternary ? config.ternary_lr : config.lr;
   auto optimizer = make_optimizer(*model, lr, config.weight_decay);
@@ -118,6 +118,7 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
                         {"parameters", parameter_count(*model)},
                         {"lr", lr},
                         {"activation_bits", ternary ? config.activation_bits : 0},
+                        {"gradient_bits", ternary ? config.gradient_bits : 0},
                         {"weight_decay_until", decay_until}};
   const size_t metrics_index = metrics.run_count();
   const auto report = [&] {
@@ -182,6 +183,7 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   const std::string kind = choice_flag(args, "model", {"fp", "ternary"});
   c.kinds = args.count("compare") ? std::vector<std::string>{"fp", "ternary"} : std::vector<std::string>{kind};
   c.activation_bits = std::stoll(choice_flag(args, "activation-bits", {"0", "8"}));
+  c.gradient_bits = std::stoll(choice_flag(args, "gradient-bits", {"0", "8"}));
   c.steps = integer_flag(args, "steps", 1);
   c.batch_size = integer_flag(args, "batch-size", 1);
   c.accumulation = integer_flag(args, "accumulation", 1);
@@ -235,6 +237,7 @@ int train_command(int argc, char** argv) {
     ("model", "fp (torch::nn::Linear projections) or ternary (TernaryLinear, absmean scales)", text_flag("ternary"))
     ("compare", "Train the fp and the ternary model on the same batches and compare them")
     ("activation-bits", "Ternary projections' activations: 0 (unquantized) or 8 (per token)", text_flag("0"))
+    ("gradient-bits", "Ternary projections' grad_input gradients: 0 (unquantized) or 8 (FP8 e5m2)", text_flag("0"))
     ("steps", "Optimizer steps", text_flag("300"))
     ("batch-size", "Sequences per micro-batch (per process under torchrun)", text_flag("32"))
     ("accumulation", "Micro-batches per optimizer step (gradients averaged)", text_flag("1"))
