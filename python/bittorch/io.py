@@ -307,10 +307,9 @@ def load_packed(path) -> torch.nn.Module:
             if length > MAX_PATH:
                 raise PackedFileError(f"{where}: a module path of {length} bytes")
             name = reader.take(length, "a module path").decode("utf-8", "replace")
-            kind, dtype_code = reader.unpack("BB", f"module {name!r}'s kind")
-            if version == 2:
-                reader.offset -= 1  # version 2 has no dtype byte: every array is float32
-                dtype_code = 0
+            (kind,) = reader.unpack("B", f"module {name!r}'s kind")
+            # Version 2 has no array dtype byte: every array is float32.
+            (dtype_code,) = reader.unpack("B", f"module {name!r}'s array dtype") if version == 3 else (0,)
             if dtype_code not in _DTYPES:
                 raise PackedFileError(f"{where}: module {name!r}: invalid array dtype {dtype_code}")
             numbers = []

@@ -277,6 +277,29 @@ def test_packed_file_round_trip():
     shutil.rmtree(directory)
 
 
+def test_packed_file_version_2():
+    """A version 2 file (no array dtype byte: float32 arrays), assembled here from the format
+    document: a Sequential holding a Linear(2, 1) with a bias."""
+    import struct
+    import zlib
+
+    def module(path, kind, ints, reals, arrays):
+        out = struct.pack("<I", len(path)) + path.encode() + struct.pack("<B", kind)
+        out += struct.pack("<I", len(ints)) + b"".join(struct.pack("<q", i) for i in ints)
+        out += struct.pack("<I", len(reals)) + b"".join(struct.pack("<d", r) for r in reals)
+        out += struct.pack("<I", len(arrays)) + b"".join(struct.pack("<Q", len(a)) + a for a in arrays)
+        return out
+
+    body = b"BTPACK\r\n" + struct.pack("<II", 2, 2) + module("", 3, [], [], [])
+    body += module("0", 5, [2, 1, 1], [], [struct.pack("<2f", 0.5, -2.0), struct.pack("<f", 0.25)])
+    directory = Path(tempfile.mkdtemp())
+    (directory / "v2.btp").write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    model = bittorch.load_packed(directory / "v2.btp")
+    assert type(model[0]) is torch.nn.Linear
+    assert torch.equal(model(torch.tensor([[1.0, 1.0]])), torch.tensor([[-1.25]]))
+    shutil.rmtree(directory)
+
+
 def test_packed_file_errors():
     directory = Path(tempfile.mkdtemp())  # removed on success, kept to look at on failure
     path = directory / "model.btp"

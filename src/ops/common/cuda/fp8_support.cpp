@@ -4,8 +4,8 @@
 // without them cuBLASLt refuses the description), fast accumulation, the bias epilogue, and
 // the workspace LibTorch gives cuBLASLt. No algorithm means no FP8 product for that shape (on an
 // H100 and an H200: few rows of 11008 features); the caller (eight_bit_product) then asks
-// again for rows padded with zeros, and without the bias epilogue. On the H200 its answers agreed with _scaled_mm's own
-// success or failure on every shape we compared (docs/results.md).
+// again for rows padded with zeros, and without the bias epilogue. On the H200 its answers
+// agreed with _scaled_mm's own success or failure on every shape we compared (docs/results.md).
 
 #include "ops/common/cuda/fp8_support.h"
 

@@ -1,11 +1,11 @@
 #pragma once
 
 // The product of a few rows of 8-bit activations with 8-bit ternary codes in one kernel, for
-// the shapes cuBLASLt's FP8 product and cuBLAS's INT8 product refuse (some one-row shapes, N or
-// K not a multiple of 16, INT8 up to 16 rows): each code byte is read once and used for every
-// row, where the fallback converts the whole code matrix to bfloat16 first. Measured on an
-// H200 it halves a refused one-row product and stops paying beyond 4 rows (docs/results.md),
-// hence kSmallRowsMax. Used by the 8-bit product (eight_bit_product).
+// the shapes cuBLASLt's FP8 product and cuBLAS's INT8 product refuse even on zero-padded rows
+// (N or K not a multiple of 16 or 8; FP8 without FP8 tensor cores): each code byte is read
+// once and used for every row, where the fallback converts the whole code matrix to bfloat16
+// first. Measured on an H200 it halves a refused one-row product and stops paying beyond 4
+// rows (docs/results.md), hence kSmallRowsMax. Used by the 8-bit product (eight_bit_product).
 
 #include <ATen/core/Tensor.h>
 

@@ -19,11 +19,14 @@
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
 
 #include "ops/packed_ternary_linear/cuda/mma_fragments.cuh"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <mutex>
 #include <type_traits>
 
 namespace bittorch::ops::cuda {
@@ -333,7 +336,11 @@ void tiled_product_of(const PackedProduct& p, const out_t* bias, at::Tensor& out
   }
   constexpr int kShared = shared_bytes<kRows, in_t>();
   const auto kernel = packed_tiled_kernel<in_t, out_t, kRows>;
-  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
+  // The shared-memory opt-in beyond 48 KB: once per device, not on every call.
+  static std::array<std::once_flag, C10_COMPILE_TIME_MAX_GPUS> opted_in;
+  std::call_once(opted_in.at(static_cast<size_t>(c10::cuda::current_device())), [&] {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
+  });
   kernel<<<static_cast<unsigned>(tiles * args.splits), kThreads, kShared, at::cuda::getCurrentCUDAStream()>>>(
       args, bias, out.data_ptr<out_t>(), sums.defined() ? sums.data_ptr<sum_t<in_t>>() : nullptr);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
