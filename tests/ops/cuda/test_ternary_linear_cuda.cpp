@@ -440,7 +440,8 @@ TEST(TernaryLinearCuda, Float8E5M2GradientsMatchTheCpu) {
       torch::Tensor grads[2];
       for (const bool cuda : {false, true}) {
         const auto device = cuda ? torch::kCUDA : torch::kCPU;
-        auto xi = x.to(device).requires_grad_();
+        // A leaf on each device (x.to(kCPU) is x itself).
+        auto xi = x.to(device).detach().requires_grad_();
         bittorch::ops::ternary_linear(xi, w.to(device), std::nullopt, 0.05, true, "max", "float8_e4m3", "float8_e5m2")
             .backward(grad.to(device));
         grads[cuda] = xi.grad().cpu().to(torch::kDouble);
