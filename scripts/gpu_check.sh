@@ -14,6 +14,7 @@
 # BITTORCH_SANITIZER_TOOLS picks compute-sanitizer's tools (default: memcheck racecheck) and
 # BITTORCH_SANITIZER_FILTER the tests they run (a gtest filter);
 # BITTORCH_PACKED_ARGS is passed on to bittorch-bench-packed (--kernels times each variant);
+# "ncu" takes Nsight Compute's figures of the packed batch-1 and batch-64 kernels;
 # "pyoverhead" times the Python module against the op on the GPU and runs the package's tests;
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
 set -uo pipefail
@@ -81,6 +82,19 @@ step packed inference benchmark
 ./build-gpu/bench/bittorch-bench-packed ${BITTORCH_PACKED_ARGS:-} --json "$out/bench_packed.json" \
   --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
   2>&1 | tee "$out/bench_packed.txt" || status=1
+fi
+
+if wants ncu; then
+step "Nsight Compute: the packed kernels of batch 1 (mma) and batch 64 (tiled), 8192 x 8192, BF16"
+# One launch each, after warm-up; --clock-control none leaves the clocks as they are (METHOD.md).
+for rows in 1 64; do
+  ncu --clock-control none --kernel-name regex:'packed_(mma|tiled)_kernel' --launch-skip 10 --launch-count 1 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+    --section WarpStateStats --section ComputeWorkloadAnalysis --csv --page raw \
+    ./build-gpu/bench/bittorch-bench-packed --rows "$rows" --shapes 8192x8192 --cpu-shapes 256x256 --repeats 3 \
+    >"$out/ncu_rows$rows.csv" 2>&1 || status=1
+  grep -c "packed_" "$out/ncu_rows$rows.csv" | sed "s/^/rows $rows: kernels profiled (lines): /"
+done
 fi
 
 if wants pyoverhead; then

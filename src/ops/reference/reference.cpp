@@ -88,7 +88,6 @@ at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& in
 }
 
 std::tuple<at::Tensor, at::Tensor> quantize_gradient_reference(const at::Tensor& grad_rows, const at::Tensor& scale) {
-  constexpr float kMaxE5M2 = 57344.0F, kMinGradientAbsMax = 1e-30F;
   const at::Tensor folded = grad_rows.to(at::kFloat) * scale.to(at::kFloat).reshape({1, -1});
   const at::Tensor tensor_scale = folded.abs().amax().clamp_min(kMinGradientAbsMax).div(kMaxE5M2).reshape({1});
   at::Tensor values = (folded / tensor_scale).clamp(-kMaxE5M2, kMaxE5M2).to(at::kFloat8_e5m2);

@@ -70,6 +70,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_reference
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
     std::array<bool, 3> output_mask, quant::GradientFormat gradient_format = quant::GradientFormat::None);
 
+/// e5m2's largest finite value, and the floor of a gradient's absmax (an all-zero gradient
+/// gets a finite scale).
+constexpr float kMaxE5M2 = 57344.0F;
+constexpr float kMinGradientAbsMax = 1e-30F;
+
 /// The output gradient [rows, out] with the weight scale (scale [out] or [1]) folded in, in
 /// FP8 e5m2 with one float32 scale [1]: tensor_scale = max(absmax(g * scale), 1e-30) / 57344,
 /// values = (g * scale / tensor_scale) in e5m2 (round to nearest even; NaN stays NaN).

@@ -14,6 +14,7 @@
 #include "ops/reference/reference.h"
 #include "ops/ternarize/ternarize_kernels.cuh"
 #include "ops/ternary_linear/ternary_linear.h"
+#include "ops/ternary_linear/ternary_linear_kernels.cuh"
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -77,14 +78,14 @@ at::Tensor quantized_forward_cuda(const at::Tensor& input, const std::optional<a
 }
 
 // grad_input from FP8 e5m2 gradients times the codes in e4m3 (exact), both tensor-scaled,
-// through cuBLASLt (at::_scaled_mm): the codes are written transposed, [in, out] row-major,
-// which is the column-major second operand the product takes.
+// through cuBLASLt (at::_scaled_mm), whose FP8 products take both operands K-major: the codes
+// transposed, [in, out] row-major, which is the column-major second operand.
 at::Tensor fp8_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand,
                           const at::Tensor& scale) {
-  const int64_t out_features = operand.size(0), in_features = operand.size(1);
-  const auto [values, tensor_scale] = quantize_gradient_reference(grad_output.reshape({-1, out_features}), scale);
-  at::Tensor codes_t = at::empty({in_features, out_features}, operand.options().dtype(at::kFloat8_e4m3fn));
-  codes_t.copy_(operand.t().sign());
+  const int64_t out_features = operand.size(0);
+  const auto [values, tensor_scale] =
+      quantize_gradient_rows(grad_output.reshape({-1, out_features}).contiguous(), scale);
+  const at::Tensor codes_t = transposed_fp8_codes(operand.contiguous());
   const at::Tensor one = at::ones({1}, tensor_scale.options());
   return at::_scaled_mm(values, codes_t.t(), tensor_scale, one, std::nullopt, std::nullopt, grad_output.scalar_type(),
                         /*use_fast_accum=*/false)
@@ -96,11 +97,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cuda(
     std::array<bool, 3> output_mask, c10::string_view gradient_format) {
   const auto format = check_backward_args("bittorch::ternary_linear", grad_output, gradient_format);
   const c10::cuda::CUDAGuard device_guard(grad_output.device());
-  // cuBLASLt's FP8 product: FP8 tensor cores and both product sizes multiples of 16; else the
-  // reference computes the same values in float32.
+  // cuBLASLt's FP8 product: FP8 tensor cores, both product sizes multiples of 16 and a 16- or
+  // 32-bit output; else the reference computes the same values in float32.
   const bool fp8_product = format == quant::GradientFormat::Float8E5M2 && output_mask[0] &&
                            has_fp8_tensor_cores(grad_output.get_device()) && operand.size(0) % 16 == 0 &&
-                           operand.size(1) % 16 == 0;
+                           operand.size(1) % 16 == 0 && grad_output.numel() > 0 &&
+                           grad_output.scalar_type() != at::kDouble;
   if (!fp8_product) return ternary_linear_backward_reference(grad_output, input, operand, scale, output_mask, format);
   auto [unused, grad_weight, grad_bias] =
       ternary_linear_backward_reference(grad_output, input, operand, scale, {false, output_mask[1], output_mask[2]});

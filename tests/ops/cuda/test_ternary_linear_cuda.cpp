@@ -423,32 +423,40 @@ INSTANTIATE_TEST_SUITE_P(DtypesFormats, SmallRowsMatchReference,
                                   bittorch::quant::to_string(std::get<1>(info.param));
                          });
 
-// FP8 e5m2 gradients on the GPU: the CUDA backward (cuBLASLt's FP8 product where the GPU has
-// FP8 tensor cores and both sizes are multiples of 16, else the float32 reference) against the
-// CPU backward, which TernaryLinear.Float8E5M2GradientsMatchTheFormula checks against the
-// formula; the same e5m2 values on both, sums in another order.
+// FP8 e5m2 gradients on the GPU: the CUDA backward (fused quantization kernels and cuBLASLt's
+// FP8 product where the GPU has FP8 tensor cores and both sizes are multiples of 16, else the
+// float32 reference) against the CPU backward, which
+// TernaryLinear.Float8E5M2GradientsMatchTheFormula checks against the formula; the same e5m2
+// values on both, sums in another order. Shapes off the kernels' 64-wide tiles, per-channel and
+// global scales, 16-bit and 8-bit activations.
 TEST(TernaryLinearCuda, Float8E5M2GradientsMatchTheCpu) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(33);
-  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
-    for (const auto& [rows, in_features, out_features] :
-         std::vector<std::tuple<int64_t, int64_t, int64_t>>{{64, 256, 128}, {7, 4096, 1024}, {5, 40, 24}}) {
-      const auto what = c10::str(dtype, " ", rows, "x", in_features, "x", out_features);
-      const auto x = torch::randn({rows, in_features}).to(dtype);
-      const auto w = torch::randn({out_features, in_features}) * 0.05;
-      const auto grad = (torch::randn({rows, out_features}) * 4).to(dtype);
-      torch::Tensor grads[2];
-      for (const bool cuda : {false, true}) {
-        const auto device = cuda ? torch::kCUDA : torch::kCPU;
-        // A leaf on each device (x.to(kCPU) is x itself).
-        auto xi = x.to(device).detach().requires_grad_();
-        bittorch::ops::ternary_linear(xi, w.to(device), std::nullopt, 0.05, true, "max", "float8_e4m3", "float8_e5m2")
-            .backward(grad.to(device));
-        grads[cuda] = xi.grad().cpu().to(torch::kDouble);
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    for (const auto& [rows, in_features, out_features] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {64, 256, 128}, {7, 4096, 1024}, {5, 40, 24}, {1, 80, 112}, {300, 208, 336}}) {
+      for (const bool per_channel : {true, false}) {
+        for (const char* activations : {"none", "float8_e4m3"}) {
+          const auto what = c10::str(dtype, " ", rows, "x", in_features, "x", out_features, " per_channel ",
+                                     per_channel, " activations ", activations);
+          const auto x = torch::randn({rows, in_features}).to(dtype);
+          const auto w = torch::randn({out_features, in_features}) * 0.05;
+          const auto grad = (torch::randn({rows, out_features}) * 4).to(dtype);
+          torch::Tensor grads[2];
+          for (const bool cuda : {false, true}) {
+            const auto device = cuda ? torch::kCUDA : torch::kCPU;
+            // A leaf on each device (x.to(kCPU) is x itself).
+            auto xi = x.to(device).detach().requires_grad_();
+            bittorch::ops::ternary_linear(xi, w.to(device), std::nullopt, 0.05, per_channel, "max", activations,
+                                          "float8_e5m2")
+                .backward(grad.to(device));
+            grads[cuda] = xi.grad().cpu().to(torch::kDouble);
+          }
+          const double magnitude = grads[0].abs().max().item<double>();
+          const double tolerance = dtype == torch::kFloat ? 1e-4 : 1e-2;
+          EXPECT_LE((grads[1] - grads[0]).abs().max().item<double>(), tolerance * magnitude) << what;
+        }
       }
-      const double magnitude = grads[0].abs().max().item<double>();
-      const double tolerance = dtype == torch::kFloat ? 1e-4 : 1e-2;
-      EXPECT_LE((grads[1] - grads[0]).abs().max().item<double>(), tolerance * magnitude) << what;
     }
   }
 }

@@ -36,7 +36,8 @@ using RowReduce = cub::BlockReduce<double, kRowThreads>;
 
 // max that keeps a NaN, as the CPU reference's amax does (fmax drops it): a row holding NaN
 // gets a NaN statistic, and so a NaN scale and NaN outputs, never finite ones.
-__device__ __forceinline__ double max_keeping_nan(double a, double b) {
+template <typename T>
+__device__ __forceinline__ T max_keeping_nan(T a, T b) {
   return (a > b || isnan(a)) ? a : b;
 }
 
@@ -47,7 +48,10 @@ __device__ __forceinline__ T floor_keeping_nan(T value, T floor) {
 }
 
 struct MaxOp {
-  __device__ double operator()(double a, double b) const { return max_keeping_nan(a, b); }
+  template <typename T>
+  __device__ T operator()(T a, T b) const {
+    return max_keeping_nan(a, b);
+  }
 };
 
 template <typename in_t, int N>
