@@ -145,6 +145,17 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
   hooks.epoch_end = [&](const nlohmann::json&) { report(); };
   trainer.fit(hooks);
   if (!ranks.leader()) return;  // rank 0 alone reports, exports and samples
+  if (parallel != nullptr) {
+    if (const auto times = parallel->last_communication_times()) {
+      run["all_reduce"] = {{"step", times->iteration},
+                           {"backward_compute_ms", times->backward_compute_ms},
+                           {"all_reduce_ms", times->all_reduce_ms},
+                           {"overlap_ms", times->overlap_ms},
+                           {"exposed_ms", times->exposed_ms()}};
+      spdlog::info("{}: step {}: backward {:.2f} ms, all-reduce {:.2f} ms, of which {:.2f} ms after the backward", kind,
+                   times->iteration, times->backward_compute_ms, times->all_reduce_ms, times->exposed_ms());
+    }
+  }
   if (trainer.epochs_done() < trainer.epochs()) spdlog::info("{}: continue with --resume {}", kind, config.save_path);
   if (ternary && !config.export_path.empty()) {
     model->eval();

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/distributed/c10d/comm.hpp>
+#include <torch/csrc/distributed/c10d/logger.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
 #include <algorithm>
@@ -55,22 +56,40 @@ DataParallel::DataParallel(torch::nn::Module& module, c10::intrusive_ptr<c10d::P
       c10d::compute_bucket_assignment_by_size(parameters_, {static_cast<size_t>(first_cap), static_cast<size_t>(cap)});
   // Gradients become ready roughly in reverse order of the parameters: the buckets too.
   std::reverse(buckets.begin(), buckets.end());
-  reducer_ = std::make_unique<c10d::Reducer>(
+  reducer_ = std::make_shared<c10d::Reducer>(
       parameters_, std::move(buckets), group_, std::vector<bool>(parameters_.size(), false), cap,
       /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/false, std::unordered_map<size_t, std::string>{},
       first_cap,
       /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false, std::vector<int64_t>{});
   if (options.bf16_gradients()) reducer_->register_comm_hook(std::make_unique<Bf16CompressHook>(group_));
+  logger_ = std::make_shared<c10d::Logger>(reducer_);
+  reducer_->set_logger(logger_);
 }
 
 DataParallel::~DataParallel() = default;
 
 void DataParallel::backward(const at::Tensor& loss, bool sync) {
   if (sync) {
+    // Reads the previous iteration's timings if the Reducer sampled it (as DDP's forward does).
+    logger_->set_runtime_stats_and_log();
     reducer_->prepare_for_forward();
     reducer_->prepare_for_backward({loss});
   }
   loss.backward();
+}
+
+std::optional<CommunicationTimes> DataParallel::last_communication_times() {
+  logger_->set_runtime_stats_and_log();  // the latest iteration, if sampled (else a no-op)
+  const auto data = logger_->get_ddp_logging_data();
+  const auto field = [&](const char* name) {
+    const auto found = data.ints_map.find(name);
+    return found == data.ints_map.end() ? int64_t{-1} : found->second;
+  };
+  constexpr double kNanosecondsPerMs = 1e6;
+  if (field("iteration") <= 0 || field("backward_comm_time") < 0) return std::nullopt;
+  return CommunicationTimes{field("iteration"), field("backward_compute_time") / kNanosecondsPerMs,
+                            field("backward_comm_time") / kNanosecondsPerMs,
+                            field("backward_compute_comm_overlap_time") / kNanosecondsPerMs};
 }
 
 double DataParallel::all_reduce_scalar(double value, bool mean) {

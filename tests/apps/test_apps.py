@@ -593,6 +593,12 @@ def case_lm_data_parallel():
             "--metrics-json", f("resumed.json"))
         one, two, resumed = (lm_evaluations(f(name))[0] for name in ("one.json", "two.json", "resumed.json"))
         assert len(one) == 3 and len(two) == 2 and len(resumed) == 3, (one, two, resumed)
+        # Where a step's backward spent its time: the Reducer samples steps 1-10, then every 100th.
+        times = json.load(open(f("two.json")))["runs"][0]["all_reduce"]
+        assert times["step"] == 10 and 0 <= times["overlap_ms"] <= min(times["all_reduce_ms"],
+                                                                        times["backward_compute_ms"]), times
+        assert abs(times["exposed_ms"] - (times["all_reduce_ms"] - times["overlap_ms"])) < 1e-9, times
+        assert "all_reduce" not in json.load(open(f("one.json")))["runs"][0]
         for got, want in ((two, one[:2]), (resumed, one)):
             for g, w in zip(got, want):
                 for key in ("val_loss", "train_loss"):

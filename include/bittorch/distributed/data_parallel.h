@@ -16,10 +16,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 namespace c10d {
+class Logger;
 class Reducer;
-}
+}  // namespace c10d
 
 namespace bittorch::distributed {
 
@@ -30,6 +32,18 @@ struct BITTORCH_TRAIN_API DataParallelOptions {
   /// Communicate the gradients in bfloat16 (half the bytes; the average rounded to 8 bits of
   /// mantissa), as DDP's bf16_compress_hook.
   TORCH_ARG(bool, bf16_gradients) = false;
+};
+
+/// Where one synchronized backward spent its time, as c10d's Reducer records it (CUDA events
+/// on a GPU, the host clock on the CPU) for the iterations it samples: the first ten, then
+/// every hundredth (DDP's runtime statistics).
+struct CommunicationTimes {
+  int64_t iteration = 0;           // the sampled optimizer step, counted from 1
+  double backward_compute_ms = 0;  // the backward, from its start to its last gradient
+  double all_reduce_ms = 0;        // from the first bucket's all-reduce to the last one's end
+  double overlap_ms = 0;           // the part of all_reduce_ms the backward still ran in
+  /// What the step waited for the all-reduce after its backward: all_reduce_ms - overlap_ms.
+  double exposed_ms() const { return all_reduce_ms - overlap_ms; }
 };
 
 class BITTORCH_TRAIN_API DataParallel {
@@ -48,6 +62,10 @@ class BITTORCH_TRAIN_API DataParallel {
   /// parameter must receive a gradient in a synchronized backward.
   void backward(const at::Tensor& loss, bool sync = true);
 
+  /// This rank's figures of the latest sampled synchronized backward that has finished (its
+  /// CUDA events are waited for); nullopt before the first.
+  std::optional<CommunicationTimes> last_communication_times();
+
   /// The mean of `value` over the ranks (validation losses, metrics).
   double mean_over_ranks(double value);
   /// The sum of `value` over the ranks (token counts).
@@ -62,7 +80,9 @@ class BITTORCH_TRAIN_API DataParallel {
 
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   std::vector<at::Tensor> parameters_;
-  std::unique_ptr<c10d::Reducer> reducer_;
+  // Shared: c10d's Logger, which turns the Reducer's timings into figures, holds it too.
+  std::shared_ptr<c10d::Reducer> reducer_;
+  std::shared_ptr<c10d::Logger> logger_;
 };
 
 /// Rank `rank`'s part of a step's global batch `indices` ([n], any dtype) among `ranks`
