@@ -16,7 +16,8 @@
 # BITTORCH_PACKED_ARGS is passed on to bittorch-bench-packed (--kernels times each variant);
 # BITTORCH_CUDA_TEST_FILTER narrows the CUDA tests (a gtest filter); "scaling" trains
 # bittorch-lm medium and large on 1 GPU and on 2, 4, 8 (as many as there are) at the same
-# global batch, ternary with 8-bit activations and the BF16 baseline (lm_scaling.json);
+# global batch, ternary with 8-bit activations and the BF16 baseline (lm_scaling.json;
+# BITTORCH_SCALING_RUNS picks presets, global batches and steps);
 # "ncu" takes Nsight Compute's figures of the packed batch-1 and batch-64 kernels;
 # "pyoverhead" times the Python module against the op on the GPU and runs the package's tests;
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
@@ -230,14 +231,15 @@ scale() {  # NAME GPUS PRESET GLOBAL_BATCH STEPS FLAGS...: --batch-size GLOBAL_B
     --eval-windows 64 --batch-size $((batch / n)) --no-progress --log-level warn --metrics-json "$out/scale_$name.json" \
     "$@" >/dev/null 2>"$out/scale_$name.err"
 }
-for run in "medium 64 200" "large 32 60"; do
-  read -r preset batch steps <<<"$run"
+# BITTORCH_SCALING_RUNS: preset:global batch:steps, space-separated.
+for run in ${BITTORCH_SCALING_RUNS:-medium:64:200 large:32:60}; do
+  IFS=: read -r preset batch steps <<<"$run"
   for model in ternary_a8 bf16; do
     flags=(--model ternary --activation-bits 8)
     [[ $model == bf16 ]] && flags=(--model fp)
     for n in 1 2 4 8; do
       [[ $n -gt $gpus ]] && break
-      name="${preset}_${model}_${n}gpu"
+      name="${preset}_b${batch}_${model}_${n}gpu"
       # One GPU may lack the memory for the whole global batch: then two micro-batches of half.
       if ! scale "$name" "$n" "$preset" "$batch" "$steps" "${flags[@]}" && [[ $n -eq 1 ]]; then
         tail -2 "$out/scale_$name.err"
@@ -254,24 +256,25 @@ import glob, json, os, sys
 out, rows = sys.argv[1], []
 for path in sorted(glob.glob(os.path.join(out, "scale_*.json"))):
     name = os.path.basename(path)[6:-5]
-    preset, gpus = name.split("_")[0], int(name.rsplit("_", 1)[1][:-3])
+    preset, batch, gpus = name.split("_")[0], int(name.split("_")[1][1:]), int(name.rsplit("_", 1)[1][:-3])
     model = "ternary_a8" if "ternary" in name else "bf16"
     halves = os.path.exists(path[:-5] + ".halves")
     doc = json.load(open(path))
     run = doc["runs"][0]
     evals = run["evaluations"]
-    rows.append({"preset": preset, "model": model, "gpus": gpus, "accumulation": 2 if halves else 1,
+    rows.append({"preset": preset, "global_batch": batch, "model": model, "gpus": gpus, "accumulation": 2 if halves else 1,
                  "tokens_per_second": evals[-1]["tokens_per_second"], "val_loss": [e["val_loss"] for e in evals],
                  "train_loss": [e["train_loss"] for e in evals], "all_reduce": run.get("all_reduce")})
     os.remove(path)
     if halves: os.remove(path[:-5] + ".halves")
 for r in rows:
-    one = next((o for o in rows if o["preset"] == r["preset"] and o["model"] == r["model"] and o["gpus"] == 1), None)
+    one = next((o for o in rows if all(o[k] == r[k] for k in ("preset", "global_batch", "model")) and o["gpus"] == 1),
+               None)
     if one: r["efficiency"] = r["tokens_per_second"] / (r["gpus"] * one["tokens_per_second"])
 json.dump({"gpus": int(sys.argv[2]), "runs": rows}, open(os.path.join(out, "lm_scaling.json"), "w"), indent=1)
 for r in rows:
     ar = r["all_reduce"] or {}
-    print(f'{r["preset"]:<7} {r["model"]:<11} {r["gpus"]} GPU  {r["tokens_per_second"]:>10.0f} tokens/s  '
+    print(f'{r["preset"]:<7} batch {r["global_batch"]:<3} {r["model"]:<11} {r["gpus"]} GPU  {r["tokens_per_second"]:>10.0f} tokens/s  '
           f'efficiency {r.get("efficiency", float("nan")):.3f}  val {r["val_loss"][-1]:.4f}  '
           f'all-reduce {ar.get("all_reduce_ms", 0):.2f} ms, after the backward {ar.get("exposed_ms", 0):.2f} ms (step {ar.get("step")})')
 PY
