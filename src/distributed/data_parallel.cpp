@@ -70,7 +70,9 @@ DataParallel::~DataParallel() = default;
 
 void DataParallel::backward(const at::Tensor& loss, bool sync) {
   if (sync) {
-    // Reads the previous iteration's timings if the Reducer sampled it (as DDP's forward does).
+    // Reads the previous iteration's timings if the Reducer sampled it, as DDP's forward does:
+    // at those steps (the first ten, then every hundredth) it waits for that iteration's CUDA
+    // events, which have mostly completed by now.
     logger_->set_runtime_stats_and_log();
     reducer_->prepare_for_forward();
     reducer_->prepare_for_backward({loss});

@@ -102,6 +102,7 @@ def check_module(device, scale_mode, per_channel, has_bias, bits, fused):
 def test_gradient_bits_is_the_ops_float8_e5m2():
     torch.manual_seed(10)
     layer = TernaryLinear(32, 16, gradient_bits=8)
+    assert layer.gradient_bits == 8 and TernaryLinear(4, 2).gradient_bits == 0
     x = torch.randn(4, 32, requires_grad=True)
     layer(x).sum().backward()
     x_op = x.detach().clone().requires_grad_()

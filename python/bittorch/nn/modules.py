@@ -47,6 +47,10 @@ class TernaryLinear(torch.nn.Linear):
     def activation_bits(self) -> int:
         return self.config.activation_bits
 
+    @property
+    def gradient_bits(self) -> int:
+        return self.config.gradient_bits
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         c = self.config
         return F.ternary_linear(input, self.weight, self.bias, c.threshold_factor, c.per_channel, c.scale_mode,
