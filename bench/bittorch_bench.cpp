@@ -15,6 +15,7 @@
 // time measured in the same run. Prints a table and writes JSON.
 
 #include <bittorch/bittorch.h>
+#include <bittorch/train/autocast.h>
 
 #include "bench_common.h"
 
@@ -55,22 +56,6 @@ const std::vector<Variant> kVariants = {
     {"ternary_a8_g8", true, torch::kFloat, true, 8, 8},
     {"ternary_kept", true, torch::kFloat, true, 0, 0, true},
     {"ternary_a8_kept", true, torch::kFloat, true, 8, 0, true},
-};
-
-struct AutocastScope {
-  explicit AutocastScope(bool on) : on_(on) {
-    if (on_) {
-      at::autocast::set_autocast_enabled(at::kCUDA, true);
-      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    }
-  }
-  ~AutocastScope() {
-    if (on_) {
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-      at::autocast::clear_cache();  // a new region every step, as in a training loop
-    }
-  }
-  bool on_;
 };
 
 double median_ms(const std::function<void()>& body, int warmup, int repeats, torch::Tensor& flush) {
@@ -156,7 +141,7 @@ int main(int argc, char** argv) {
           const auto fwd_ms = median_ms(
               [&] {
                 torch::NoGradGuard no_grad;
-                AutocastScope autocast(variant.autocast);
+                bittorch::train::AutocastScope autocast(torch::kCUDA, variant.autocast);
                 forward(x);
               },
               warmup, repeats, flush);
@@ -167,7 +152,7 @@ int main(int argc, char** argv) {
                 x.mutable_grad().reset();
                 torch::Tensor y;
                 {
-                  AutocastScope autocast(variant.autocast);
+                  bittorch::train::AutocastScope autocast(torch::kCUDA, variant.autocast);
                   y = forward(x);
                 }
                 y.backward(torch::ones_like(y));

@@ -20,7 +20,12 @@
 # BITTORCH_SCALING_RUNS picks presets, global batches and steps);
 # "ncu" takes Nsight Compute's figures of the packed batch-1 and batch-64 kernels;
 # "pyoverhead" times the Python module against the op on the GPU and runs the package's tests;
-# BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale.
+# BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale;
+# BITTORCH_BASELINE_SRC, a source tree of an earlier commit (`git archive`), is built beside
+# (bittorch-lm and bittorch-bench) and timed in the same steps, "bench" and "lmbench" writing
+# its figures to *_baseline.json: before and after in one run on one machine;
+# "lmload" exports a `large` model and times `bittorch-lm sample --packed` on it (load, prefill,
+# 64 tokens; the baseline's too), lm_load.json.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${OUT:-${root}/gpu-out}"
@@ -38,6 +43,15 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BEN
 grep "BitTorch:" "$out/configure.log"
 ninja -C build-gpu -j16 >"$out/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$out/build.log" | head -60; exit 1; }
 rm -f "$out/configure.log" "$out/build.log"  # only 8 files come back from the GPU machine
+baseline=""
+if [[ -n ${BITTORCH_BASELINE_SRC:-} ]]; then
+  step "build the baseline ($BITTORCH_BASELINE_SRC)"
+  cmake -S "$BITTORCH_BASELINE_SRC" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BENCH=ON \
+    -DBITTORCH_BUILD_TESTS=OFF -DBITTORCH_PYTHON="$python" >"$out/baseline.log" 2>&1 &&
+    ninja -C build-baseline -j16 bittorch-lm bittorch-bench >>"$out/baseline.log" 2>&1 &&
+    baseline=build-baseline || { grep -E "error|FAILED" -A5 "$out/baseline.log" | head -30; status=1; }
+  rm -f "$out/baseline.log"
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 
 if wants tests || wants cudatests; then
@@ -78,6 +92,12 @@ step benchmark
 # shellcheck disable=SC2086
 ./build-gpu/bench/bittorch-bench ${BITTORCH_BENCH_ARGS:-} --json "$out/bench.json" --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
   2>&1 | tee "$out/bench.txt" || status=1
+if [[ -n $baseline ]]; then
+  step "benchmark of the baseline"
+  # shellcheck disable=SC2086
+  ./$baseline/bench/bittorch-bench ${BITTORCH_BENCH_ARGS:-} --json "$out/bench_baseline.json" --commit baseline \
+    2>&1 | tail -40 || status=1
+fi
 fi
 
 if wants packed; then
@@ -147,12 +167,40 @@ fi
 
 if wants lmbench; then
 step "bittorch-lm bench: medium (batch 32 x 512) and large (16 x 1024) on the GPU, medium generation on the CPU"
-"$lm" bench --cuda --preset medium --batch-size 32 --json "$out/lm_bench_medium.json" --log-level warn \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"train": d["train"], "generate": d["generate"]}))' || status=1
-"$lm" bench --cuda --preset large --batch-size 16 --json "$out/lm_bench_large.json" --log-level warn \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"train": d["train"], "generate": d["generate"]}))' || status=1
+summary='import json,sys; d=json.load(sys.stdin); print(json.dumps({"train": d["train"], "generate": d["generate"]}))'
+for build in build-gpu $baseline; do
+  suffix=""
+  [[ $build == "$baseline" ]] && suffix=_baseline && echo "--- the baseline"
+  "./$build/apps/lm/bittorch-lm" bench --cuda --preset medium --batch-size 32 --json "$out/lm_bench_medium$suffix.json" \
+    --log-level warn | python3 -c "$summary" || status=1
+  "./$build/apps/lm/bittorch-lm" bench --cuda --preset large --batch-size 16 --json "$out/lm_bench_large$suffix.json" \
+    --log-level warn | python3 -c "$summary" || status=1
+done
 "$lm" bench --preset medium --parts generate --generate-tokens 64 --json "$out/lm_bench_medium_cpu.json" --log-level warn \
   | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["generate"]))' || status=1
+fi
+
+if wants lmload; then
+step "bittorch-lm sample --packed on a large model: load, prefill and 64 tokens, as a user runs it"
+"$lm" train --cuda --preset large --steps 1 --batch-size 1 --warmup 1 --eval-interval 1 --eval-windows 1 \
+  --no-progress --log-level warn --export /tmp/large.btp >/dev/null || status=1
+python3 - "$out" /tmp/large.btp build-gpu $baseline <<'PY' || status=1
+import json, os, subprocess, sys, time
+out, model, builds = sys.argv[1], sys.argv[2], sys.argv[3:]
+runs = {"file_bytes": os.path.getsize(model)}
+for build in builds:
+    name = "baseline" if build != "build-gpu" else "this commit"
+    for device in ("--cuda", "--device=cpu"):
+        command = [f"./{build}/apps/lm/bittorch-lm", "sample", "--packed", model, device, "--tokens", "64",
+                   "--prompt", "ROMEO:", "--log-level", "warn"]
+        start = time.monotonic()  # the file is in the page cache: just written
+        result = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.monotonic() - start
+        runs[f"{name} {device}"] = {"seconds": seconds, "exit": result.returncode, "text": result.stdout[-80:]}
+        print(f"{name:<12} {device:<13} {seconds:6.2f} s  exit {result.returncode}  {result.stderr[-200:]}")
+json.dump(runs, open(os.path.join(out, "lm_load.json"), "w"), indent=1)
+PY
+rm -f /tmp/large.btp
 fi
 
 if wants lmquality; then

@@ -4,7 +4,8 @@
 #     the Fashion-MNIST data set;
 #   - LibTorch from the pinned pip wheel torch==2.11.0 (CUDA 13.0 build) in a virtual
 #     environment outside the checkout, keyed by the torch version, so reruns and CI reuse it;
-#   - in that environment, scikit-build-core (the Python package's build backend) and pytest.
+#   - in that environment, scikit-build-core (the Python package's build backend) and pytest;
+#   - Fashion-MNIST decompressed into the cache (where torch::data::datasets::MNIST reads it).
 # Prints nothing but progress; the environment's location is given by scripts/env.sh.
 set -euo pipefail
 
@@ -52,5 +53,19 @@ if ! "${BITTORCH_PYTHON}" -c 'import scikit_build_core, pytest' 2>/dev/null; the
   echo "setup.sh: installing scikit-build-core==${BITTORCH_SCIKIT_BUILD_CORE_VERSION} and pytest==${BITTORCH_PYTEST_VERSION}"
   "${BITTORCH_PYTHON}" -m pip install -q --no-cache-dir "scikit-build-core==${BITTORCH_SCIKIT_BUILD_CORE_VERSION}" \
     "pytest==${BITTORCH_PYTEST_VERSION}" || die "pip install scikit-build-core and pytest failed"
+fi
+# Fashion-MNIST as LibTorch's MNIST class reads it: the package's four gzipped IDX files,
+# decompressed once (into a temporary directory, renamed whole).
+fashion_source=/usr/share/datasets/fashion-mnist
+fashion_dir="${BITTORCH_CACHE}/fashion-mnist"
+if [[ -d "$fashion_source" && ! -d "$fashion_dir" ]]; then
+  echo "setup.sh: decompressing Fashion-MNIST into ${fashion_dir}"
+  mkdir -p "${BITTORCH_CACHE}"
+  partial="$(mktemp -d "${BITTORCH_CACHE}/fashion-mnist.XXXXXX")"
+  for file in "$fashion_source"/*-ubyte.gz; do
+    gzip -dc "$file" >"${partial}/$(basename "${file%.gz}")" || die "cannot decompress ${file}"
+  done
+  chmod 755 "$partial"
+  mv "$partial" "$fashion_dir"
 fi
 echo "setup.sh: ready (Torch at $(torch_cmake_prefix))"

@@ -5,16 +5,55 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
+#include <fstream>
+
 namespace bittorch::apps {
 namespace {
 
 constexpr double kMean = 0.1307, kStd = 0.3081;
+constexpr int64_t kImageBytes = 28 * 28;
+
+// Whether `dir` holds the uncompressed IDX files of a full split, which LibTorch's MNIST class
+// reads: 60,000 training or 10,000 test images and as many labels, each file exactly as long
+// as its header says (the class itself checks the counts but not the lengths).
+bool full_uncompressed_split(const std::string& dir, IdxDataset::Split split) {
+  const bool train = split == IdxDataset::Split::Train;
+  const std::string prefix = dir + "/" + (train ? "train" : "t10k");
+  const int64_t count = train ? 60000 : 10000;
+  const auto holds = [&](const std::string& path, uint32_t magic, int64_t header_bytes, int64_t item_bytes) {
+    std::ifstream file(path, std::ios::binary | std::ios::ate);
+    if (!file || file.tellg() != header_bytes + count * item_bytes) return false;
+    file.seekg(0);
+    uint8_t header[8] = {};
+    file.read(reinterpret_cast<char*>(header), sizeof(header));
+    const auto word = [&](int at) {
+      return (uint32_t{header[at]} << 24) | (uint32_t{header[at + 1]} << 16) | (uint32_t{header[at + 2]} << 8) |
+             uint32_t{header[at + 3]};
+    };
+    return file.good() && word(0) == magic && word(4) == static_cast<uint32_t>(count);
+  };
+  return holds(prefix + "-images-idx3-ubyte", 0x803, 16, kImageBytes) &&
+         holds(prefix + "-labels-idx1-ubyte", 0x801, 8, 1);
+}
 
 }  // namespace
 
 std::string default_data_dir(const std::string& dataset) {
   if (dataset == "mnist") return embedded_data_dir("mnist-10k");
-  if (dataset == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
+  if (dataset == "fashion-mnist") {
+    // scripts/setup.sh's uncompressed copy (read by torch::data::datasets::MNIST), else the
+    // package's gzipped files (read by IdxDataset).
+    const char* cache = std::getenv("BITTORCH_CACHE");
+    const char* xdg = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    const std::string cached = cache != nullptr  ? std::string(cache) + "/fashion-mnist"
+                               : xdg != nullptr  ? std::string(xdg) + "/bittorch/fashion-mnist"
+                               : home != nullptr ? std::string(home) + "/.cache/bittorch/fashion-mnist"
+                                                 : "";
+    if (!cached.empty() && full_uncompressed_split(cached, IdxDataset::Split::Train)) return cached;
+    return "/usr/share/datasets/fashion-mnist";
+  }
   throw UsageError("--dataset must be mnist or fashion-mnist, not '" + dataset + "'");
 }
 
@@ -26,12 +65,41 @@ Split load_split(const std::string& dataset_name, const std::string& data_dir, I
             "share/bittorch/mnist-10k); for the full set run scripts/download_mnist.sh DIR and pass --data-dir DIR"
           : "install Fashion-MNIST with `apt-get install dataset-fashion-mnist` (it goes to "
             "/usr/share/datasets/fashion-mnist/) or pass --data-dir DIR";
-  IdxDataset dataset(data_dir, split, limit, how_to_get);
-  const auto n = static_cast<int64_t>(*dataset.size());
-  spdlog::info("{} {} set: {} samples from {}", dataset_name, split == IdxDataset::Split::Train ? "training" : "test",
-               n, data_dir);
-  auto inputs = dataset.images().reshape({n, -1}).sub(kMean).div(kStd);
-  return {inputs.to(device), dataset.targets().to(device)};
+  torch::Tensor images, targets;
+  const char* reader = "torch::data::datasets::MNIST";
+  if (full_uncompressed_split(data_dir, split)) {
+    const torch::data::datasets::MNIST dataset(data_dir, split == IdxDataset::Split::Train
+                                                             ? torch::data::datasets::MNIST::Mode::kTrain
+                                                             : torch::data::datasets::MNIST::Mode::kTest);
+    TORCH_CHECK(dataset.targets().max().item<int64_t>() <= 9, data_dir, " holds labels above 9: corrupted; ",
+                how_to_get);
+    const int64_t keep = limit > 0 ? std::min<int64_t>(limit, dataset.images().size(0)) : dataset.images().size(0);
+    images = dataset.images().narrow(0, 0, keep);
+    targets = dataset.targets().narrow(0, 0, keep);
+  } else {
+    reader = "IdxDataset";
+    const IdxDataset dataset(data_dir, split, limit, how_to_get);
+    images = dataset.images();
+    targets = dataset.targets();
+  }
+  const int64_t n = images.size(0);
+  spdlog::info("{} {} set: {} samples from {} ({})", dataset_name,
+               split == IdxDataset::Split::Train ? "training" : "test", n, data_dir, reader);
+  auto inputs = images.reshape({n, -1}).sub(kMean).div(kStd);
+  return {inputs.to(device), targets.to(device)};
+}
+
+SplitBatches::SplitBatches(Split split, int64_t rank, int64_t ranks)
+    : split_(std::move(split)), rank_(rank), ranks_(ranks) {}
+
+torch::data::Example<> SplitBatches::get_batch(c10::ArrayRef<size_t> indices) {
+  const auto batch = torch::tensor(std::vector<int64_t>(indices.begin(), indices.end()), torch::kLong);
+  const auto index = distributed::shard_of_batch(batch, rank_, ranks_).to(split_.inputs.device());
+  return {split_.inputs.index_select(0, index), split_.targets.index_select(0, index)};
+}
+
+std::optional<size_t> SplitBatches::size() const {
+  return static_cast<size_t>(split_.size());
 }
 
 Evaluation evaluate(torch::nn::Sequential& model, const Split& test, distributed::DataParallel* parallel) {

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     const int64_t limit = integer_flag(args, "test-limit", 0);
     const auto device = selected_device(args);
 
-    auto model = bittorch::load_packed(path);
+    auto model = bittorch::io::load_packed(path);
     // Weight bytes in FP32, in memory (2-bit codes + scales) and in the file (1.6-bit codes + scales).
     int64_t fp32_bytes = 0, packed_bytes = 0, file_weight_bytes = 0, layers = 0;
     for (const auto& child : model->children()) {

@@ -44,7 +44,8 @@ bool wants(const BenchConfig& config, const std::string& part) {
 nlohmann::json train_throughput(const BenchConfig& config, const std::string& variant, torch::Device device) {
   const bool ternary = variant != "baseline";
   torch::manual_seed(0);
-  auto model = make_lm(config.model, ternary ? "ternary" : "fp", variant == "ternary_a8" ? 8 : 0);
+  auto model =
+      make_lm(config.model, ternary ? std::optional(bitnet_config(variant == "ternary_a8" ? 8 : 0)) : std::nullopt);
   model->to(device);
   auto optimizer = make_optimizer(*model, 1e-4, 0.1);
   train::Trainer trainer(*model, *optimizer,
@@ -70,19 +71,6 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
   return {{"variant", variant},
           {"tokens_per_second", tokens_per_second},
           {"step_ms", 1e3 * config.batch_size * context / tokens_per_second}};
-}
-
-// Casts every parameter and buffer outside the packed layers (their codes and scales keep
-// their formats) to `dtype`.
-void cast_except_packed(torch::nn::Module& model, torch::Dtype dtype) {
-  torch::NoGradGuard no_grad;
-  for (const auto& item : model.named_modules()) {
-    if (item.value()->as<nn::PackedTernaryLinear>() != nullptr) continue;
-    for (auto& p : item.value()->named_parameters(false)) p.value().set_data(p.value().to(dtype));
-    for (auto& b : item.value()->named_buffers(false)) {
-      if (b.value().is_floating_point()) b.value().set_data(b.value().to(dtype));
-    }
-  }
 }
 
 int64_t weight_bytes(const torch::nn::Module& model) {
@@ -148,7 +136,7 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
   const auto dtype = device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
   const int64_t tokens = std::min(config.generate_tokens, config.model.context() - 4);
   torch::manual_seed(0);
-  auto baseline = make_lm(config.model, "fp", 0);
+  auto baseline = make_lm(config.model, std::nullopt);
   baseline->eval();
   baseline->to(device, dtype);
   const auto baseline_decode = decode_throughput(baseline, device, dtype, tokens);
@@ -156,24 +144,31 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
   const int64_t baseline_bytes = weight_bytes(*baseline);
   baseline = nullptr;
 
-  torch::manual_seed(0);
-  auto packed = make_lm(config.model, "ternary", 0);
-  packed->eval();
-  bittorch::pack(*packed);
+  // The packed model as bittorch-lm export writes it and sample loads it: in its file's
+  // bfloat16 on the GPU, widened to float32 on the CPU.
   const std::string file = fmt::format("/tmp/bittorch-lm-bench-{}.btp", ::getpid());
-  bittorch::save_packed(*packed, file, torch::kBFloat16);
+  {
+    torch::manual_seed(0);
+    auto trained = make_lm(config.model, bitnet_config());
+    trained->eval();
+    nn::pack(*trained);
+    io::save_packed(*trained, file, torch::kBFloat16);
+  }
   const int64_t file_bytes = io::regular_file_size(file);
+  train::synchronize(device);
+  const auto load_start = std::chrono::steady_clock::now();
+  auto packed = io::load_packed_transformer(file, device);
+  train::synchronize(device);
+  const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   std::remove(file.c_str());
-  packed->to(device);
-  cast_except_packed(*packed, dtype);
   const auto packed_decode = decode_throughput(packed, device, dtype, tokens);
   const double packed_rate = packed_decode.tokens_per_second;
   const int64_t packed_bytes = weight_bytes(*packed);
   spdlog::info(
       "generate: baseline {:.0f} tokens/s, packed {:.0f} tokens/s ({:.2f}x); weights {} -> {} bytes "
-      "({:.1f}x), file {} bytes",
+      "({:.1f}x), file {} bytes, loaded in {:.3f} s",
       baseline_rate, packed_rate, packed_rate / baseline_rate, baseline_bytes, packed_bytes,
-      static_cast<double>(baseline_bytes) / packed_bytes, file_bytes);
+      static_cast<double>(baseline_bytes) / packed_bytes, file_bytes, load_seconds);
   return {{"tokens", tokens},
           {"dtype", device.is_cuda() ? "bfloat16" : "float32"},
           {"cuda_graphs", device.is_cuda()},
@@ -186,6 +181,7 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
           {"baseline_weight_bytes", baseline_bytes},
           {"packed_weight_bytes", packed_bytes},
           {"packed_file_bytes", file_bytes},
+          {"packed_load_seconds", load_seconds},
           {"memory_ratio", static_cast<double>(baseline_bytes) / packed_bytes},
           {"file_ratio", static_cast<double>(baseline_bytes) / file_bytes}};
 }
@@ -223,7 +219,7 @@ int bench_command(int argc, char** argv) {
     check_output_flags(args, {"json"});
     const auto device = selected_device(args);
     nlohmann::json result = {{"device", device.str()},
-                             {"model", options_json(config.model)},
+                             {"model", nlohmann::json::parse(nn::to_json(config.model))},
                              {"batch_size", config.batch_size},
                              {"train_precision", device.is_cuda() ? "bf16 autocast" : "fp32"}};
 #ifdef BITTORCH_LM_CUDA_GRAPHS

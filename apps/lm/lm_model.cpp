@@ -2,7 +2,7 @@
 
 #include "common/cli.h"
 
-#include <ATen/autocast_mode.h>
+#include <bittorch/train/autocast.h>
 
 namespace bittorch::apps {
 
@@ -36,45 +36,18 @@ nn::TransformerOptions parse_model_options(const cxxopts::ParseResult& args) {
   return options;
 }
 
-nlohmann::json options_json(const nn::TransformerOptions& o) {
-  return {{"vocab_size", o.vocab_size()},
-          {"layers", o.layers()},
-          {"width", o.width()},
-          {"heads", o.heads()},
-          {"context", o.context()},
-          {"mlp_ratio", o.mlp_ratio()},
-          {"mlp", nn::to_string(o.mlp())},
-          {"rope_base", o.rope_base()},
-          {"norm_eps", o.norm_eps()}};
-}
-
-nn::TransformerOptions options_from_json(const nlohmann::json& j) {
-  return nn::TransformerOptions()
-      .vocab_size(j.at("vocab_size").get<int64_t>())
-      .layers(j.at("layers").get<int64_t>())
-      .width(j.at("width").get<int64_t>())
-      .heads(j.at("heads").get<int64_t>())
-      .context(j.at("context").get<int64_t>())
-      .mlp_ratio(j.at("mlp_ratio").get<int64_t>())
-      .mlp(nn::mlp_kind_from_string(j.at("mlp").get<std::string>()))
-      .rope_base(j.at("rope_base").get<double>())
-      .norm_eps(j.at("norm_eps").get<double>());
-}
-
-quant::QuantConfig ternary_config(int64_t activation_bits, int64_t gradient_bits) {
-  return quant::QuantConfig()
-      .scale_mode(quant::ScaleMode::AbsMean)
-      .activation_bits(activation_bits)
-      .gradient_bits(gradient_bits);
-}
-
-nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::string& kind, int64_t activation_bits,
-                          int64_t gradient_bits) {
+nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::optional<quant::QuantConfig>& ternary) {
   nn::TransformerLM model(options);
-  if (kind == "ternary") {
-    nn::convert_to_ternary(*model, ternary_config(activation_bits, gradient_bits), nn::is_transformer_projection);
-  }
+  if (ternary) nn::convert_to_ternary(*model, *ternary, nn::is_transformer_projection);
   return model;
+}
+
+quant::QuantConfig bitnet_config(int64_t activation_bits) {
+  return quant::QuantConfig().scale_mode(quant::ScaleMode::AbsMean).activation_bits(activation_bits);
+}
+
+nlohmann::json quant_json(const std::optional<quant::QuantConfig>& ternary) {
+  return ternary ? nlohmann::json::parse(quant::to_json(*ternary)) : nlohmann::json(nullptr);
 }
 
 int64_t parameter_count(const torch::nn::Module& model) {
@@ -99,7 +72,7 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, do
 
 torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                              bool bf16) {
-  AutocastScope autocast(inputs.device(), bf16);
+  train::AutocastScope autocast(inputs.device(), bf16);
   const auto logits = model->forward(inputs);
   return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat),
                                               targets.reshape({-1}));
@@ -114,19 +87,6 @@ std::string continue_text(nn::TransformerLMImpl& model, const std::string& promp
   const auto* bytes = generated.data_ptr<int64_t>();
   for (int64_t i = 0; i < generated.numel(); ++i) text.push_back(static_cast<char>(bytes[i]));
   return text;
-}
-
-AutocastScope::AutocastScope(torch::Device device, bool enabled) : active_(enabled && device.is_cuda()) {
-  if (!active_) return;
-  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  at::autocast::set_autocast_enabled(at::kCUDA, true);
-  at::autocast::increment_nesting();
-}
-
-AutocastScope::~AutocastScope() {
-  if (!active_) return;
-  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  at::autocast::set_autocast_enabled(at::kCUDA, false);
 }
 
 }  // namespace bittorch::apps

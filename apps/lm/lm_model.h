@@ -1,13 +1,14 @@
 #pragma once
 
 // The models bittorch-lm trains: one TransformerLM definition, full precision ("fp") or with
-// ternary projections ("ternary": BitNet b1.58's absmean scales, optional 8-bit activations).
+// ternary projections ("ternary": by default BitNet b1.58's absmean scales).
 
 #include <bittorch/bittorch.h>
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace bittorch::apps {
@@ -18,17 +19,16 @@ void add_model_options(cxxopts::Options& options);
 /// The model they describe; bad values are UsageErrors naming the flag.
 nn::TransformerOptions parse_model_options(const cxxopts::ParseResult& args);
 
-/// The options as JSON (checkpoints record them) and back.
-nlohmann::json options_json(const nn::TransformerOptions& options);
-nn::TransformerOptions options_from_json(const nlohmann::json& json);
+/// The model: full precision (`ternary` nullopt) or with ternary projections quantized so,
+/// initialised from the current seed.
+nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::optional<quant::QuantConfig>& ternary);
 
-/// The quantization of a ternary model: absmean scales, per output channel, activations of
-/// `activation_bits` and grad_input gradients of `gradient_bits` (0 or 8 each).
-quant::QuantConfig ternary_config(int64_t activation_bits, int64_t gradient_bits = 0);
+/// BitNet b1.58's quantization (the defaults of train --model ternary): absmean scales per
+/// output channel, activations of `activation_bits`.
+quant::QuantConfig bitnet_config(int64_t activation_bits = 0);
 
-/// The model of `kind` ("fp" or "ternary"), initialised from the current seed.
-nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::string& kind, int64_t activation_bits,
-                          int64_t gradient_bits = 0);
+/// The ternary projections' quantization as checkpoint settings record it (null for "fp").
+nlohmann::json quant_json(const std::optional<quant::QuantConfig>& ternary);
 
 /// The parameter count of `model`.
 int64_t parameter_count(const torch::nn::Module& model);
@@ -45,18 +45,5 @@ torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inpu
 /// `prompt` followed by the bytes the model generates after it (the model as it is: call
 /// eval() first).
 std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt, const nn::GenerateOptions& options);
-
-/// Turns BF16 autocast on for `device` while it lives (CUDA only; a no-op elsewhere or when
-/// `enabled` is false) and clears autocast's weight cache at the end.
-class AutocastScope {
- public:
-  AutocastScope(torch::Device device, bool enabled);
-  ~AutocastScope();
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  bool active_;
-};
 
 }  // namespace bittorch::apps

@@ -20,22 +20,29 @@ nn::TransformerLM model_from_checkpoint(const std::string& path) {
   const auto metadata = train::read_checkpoint_metadata(path);
   nn::TransformerOptions options;
   std::string kind;
-  int64_t activation_bits = 0;
+  std::optional<quant::QuantConfig> ternary;
   try {
-    options = options_from_json(metadata.settings.at("model"));
-    kind = metadata.model.at("kind").get<std::string>();
-    activation_bits = metadata.settings.at("activation_bits").get<int64_t>();
+    options = nn::transformer_options_from_json(metadata.settings.at("model").dump());
     nn::check_transformer_options(options);
+    kind = metadata.model.at("kind").get<std::string>();
+    if (kind == "ternary") {
+      // Checkpoints before the quantization was recorded whole hold its activation bits alone.
+      const auto& settings = metadata.settings;
+      ternary = settings.contains("quant") ? quant::quant_config_from_json(settings.at("quant").dump())
+                                           : bitnet_config(settings.at("activation_bits").get<int64_t>());
+    }
   } catch (const std::exception& error) {
+    const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
     throw c10::Error({__func__, __FILE__, __LINE__},
-                     "checkpoint '" + path + "' holds no bittorch-lm model (" + error.what() + ")");
+                     "checkpoint '" + path + "' holds no bittorch-lm model (" +
+                         (c10_error != nullptr ? c10_error->what_without_backtrace() : error.what()) + ")");
   }
   TORCH_CHECK(kind == "fp" || kind == "ternary", "checkpoint '", path, "' holds a model of kind '", kind,
               "', not one of bittorch-lm");
-  auto model = make_lm(options, kind, activation_bits);
+  auto model = make_lm(options, ternary);
   train::load_checkpoint(path, *model, nullptr, train::describe_model(*model, kind), torch::kCPU);
   model->eval();
-  if (kind == "ternary") bittorch::pack(*model);
+  if (ternary) nn::pack(*model);
   return model;
 }
 
@@ -44,11 +51,15 @@ void add_source_options(cxxopts::Options& options) {
       "packed", "A packed model file (bittorch-lm export, or train --export)", cxxopts::value<std::string>());
 }
 
-nn::TransformerLM load_model(const cxxopts::ParseResult& args) {
+// The model --checkpoint or --packed names, on `device`: a packed file in the dtype it stores
+// (io::load_packed_transformer), a checkpoint's model in float32.
+nn::TransformerLM load_model(const cxxopts::ParseResult& args, torch::Device device) {
   const bool checkpoint = args.count("checkpoint") > 0, packed = args.count("packed") > 0;
   if (checkpoint == packed) throw UsageError("give one of --checkpoint and --packed");
-  if (checkpoint) return model_from_checkpoint(args["checkpoint"].as<std::string>());
-  return bittorch::load_packed_transformer(args["packed"].as<std::string>());
+  if (packed) return io::load_packed_transformer(args["packed"].as<std::string>(), device);
+  auto model = model_from_checkpoint(args["checkpoint"].as<std::string>());
+  model->to(device);
+  return model;
 }
 
 }  // namespace
@@ -74,9 +85,7 @@ int sample_command(int argc, char** argv) {
     if (generate_options.temperature() < 0) throw UsageError("--temperature must be >= 0");
     const std::string prompt = args["prompt"].as<std::string>();
     if (prompt.empty()) throw UsageError("--prompt must not be empty");
-    const auto device = selected_device(args);
-    auto model = load_model(args);
-    model->to(device);
+    auto model = load_model(args, selected_device(args));
     std::cout << continue_text(*model, prompt, generate_options) << std::endl;
     return 0;
   });
@@ -95,10 +104,10 @@ int export_command(int argc, char** argv) {
     const auto checkpoint = args["checkpoint"].as<std::string>(), output = args["output"].as<std::string>();
     const std::string dtype = choice_flag(args, "dtype", {"bfloat16", "float16", "float32"});
     auto model = model_from_checkpoint(checkpoint);
-    bittorch::save_packed(*model, output,
-                          dtype == "bfloat16"  ? torch::kBFloat16
-                          : dtype == "float16" ? torch::kHalf
-                                               : torch::kFloat);
+    io::save_packed(*model, output,
+                    dtype == "bfloat16"  ? torch::kBFloat16
+                    : dtype == "float16" ? torch::kHalf
+                                         : torch::kFloat);
     spdlog::info("exported {} to {} ({} bytes)", checkpoint, output, io::regular_file_size(output));
     return 0;
   });

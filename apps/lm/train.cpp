@@ -4,6 +4,8 @@
 
 #include "common/cli.h"
 #include "common/launch.h"
+#include "common/models.h"
+#include "common/training_run.h"
 #include "lm/commands.h"
 #include "lm/lm_model.h"
 #include "lm/text_corpus.h"
@@ -24,9 +26,10 @@ namespace {
 struct TrainConfig {
   nn::TransformerOptions model;
   std::vector<std::string> kinds;
+  quant::QuantConfig recipe;  // of the ternary model
   std::string train_file, val_file, save_path, resume_path, metrics_json, export_path;
-  int64_t activation_bits = 0, gradient_bits = 0, steps = 0, batch_size = 0, accumulation = 1, warmup = 0,
-          eval_interval = 0, eval_windows = 0, stop_after_eval = 0, sample_bytes = 0;
+  int64_t steps = 0, batch_size = 0, accumulation = 1, warmup = 0, eval_interval = 0, eval_windows = 0,
+          stop_after_eval = 0, sample_bytes = 0;
   double lr = 0, ternary_lr = 0, final_lr_factor = 0, weight_decay = 0, ternary_decay_until = 1, grad_clip = 0;
   uint64_t seed = 0;
   bool bf16 = false, progress = true, bf16_gradients = false;
@@ -68,66 +71,52 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
                torch::Device device, const ProcessRanks& ranks, train::MetricsLog& metrics) {
   const bool ternary = kind == "ternary";
   torch::manual_seed(config.seed);  // the same initial weights for both models
-  auto model = make_lm(config.model, kind, config.activation_bits, config.gradient_bits);
+  auto model = make_lm(config.model, ternary ? std::optional(config.recipe) : std::nullopt);
   model->to(device);
   const double lr = ternary ? config.ternary_lr : config.lr;
   auto optimizer = make_optimizer(*model, lr, config.weight_decay);
-  std::unique_ptr<distributed::DataParallel> parallel;
-  if (ranks.group) {
-    parallel = std::make_unique<distributed::DataParallel>(
-        *model, ranks.group, distributed::DataParallelOptions().bf16_gradients(config.bf16_gradients));
-  }
   const auto schedule = train::LrScheduleOptions()
                             .warmup_steps(std::min(config.warmup, config.steps))
                             .total_steps(config.steps)
                             .decay(train::LrDecay::Cosine)
                             .final_factor(config.final_lr_factor);
-  train::Trainer trainer(*model, *optimizer,
-                         train::TrainerOptions(config.steps, config.eval_interval)
-                             .accumulation_steps(config.accumulation)
-                             .max_grad_norm(config.grad_clip)
-                             .schedule(schedule)
-                             .stop_after_epoch(config.stop_after_eval)
-                             .label(kind)
-                             .unit("tokens")
-                             .progress(config.progress ? train::ProgressStyle::Auto : train::ProgressStyle::Lines)
-                             .loss_check_every(50)
-                             .checkpoint_path(config.save_path)
-                             .divergence_hint(ternary ? "try a lower --ternary-lr" : "try a lower --lr")
-                             .device(device)
-                             .data_parallel(parallel.get()));
   const double decay_until = ternary ? config.ternary_decay_until : 1.0;
-  trainer.set_settings({{"model", options_json(config.model)},
-                        {"activation_bits", ternary ? config.activation_bits : 0},
-                        {"train_bytes", train.size()},
-                        {"val_bytes", val.size()},
-                        // Over all ranks: a run resumes on another number of processes
-                        // with --batch-size scaled to keep it (the batches are the same).
-                        {"batch_size", config.batch_size * ranks.count},
-                        {"lr", lr},
-                        {"weight_decay", config.weight_decay},
-                        {"weight_decay_until", decay_until},
-                        {"eval_windows", config.eval_windows},
-                        {"bf16", config.bf16},
-                        {"seed", config.seed}});
-  if (!config.resume_path.empty()) {
-    const auto stored = trainer.resume(config.resume_path);
-    spdlog::info("{}: resuming {} after step {} of {}", kind, config.resume_path, stored.steps_done, config.steps);
-  }
-  nlohmann::json run = {{"model", kind},
-                        {"parameters", parameter_count(*model)},
-                        {"lr", lr},
-                        {"activation_bits", ternary ? config.activation_bits : 0},
-                        {"gradient_bits", ternary ? config.gradient_bits : 0},
-                        {"weight_decay_until", decay_until}};
-  const size_t metrics_index = metrics.run_count();
-  const auto report = [&] {
-    double best = INFINITY;
-    for (const auto& record : trainer.history()) best = std::min(best, record.at("val_loss").get<double>());
-    run["evaluations"] = trainer.history();
-    if (std::isfinite(best)) run["best_val_loss"] = best;
-    metrics.set_run(metrics_index, run);
-  };
+  const auto quant = quant_json(ternary ? std::optional(config.recipe) : std::nullopt);
+  TrainingRun run(*model, *optimizer,
+                  train::TrainerOptions(config.steps, config.eval_interval)
+                      .accumulation_steps(config.accumulation)
+                      .max_grad_norm(config.grad_clip)
+                      .schedule(schedule)
+                      .stop_after_epoch(config.stop_after_eval)
+                      .label(kind)
+                      .unit("tokens")
+                      .progress(config.progress ? train::ProgressStyle::Auto : train::ProgressStyle::Lines)
+                      .loss_check_every(50)
+                      .checkpoint_path(config.save_path)
+                      .divergence_hint(ternary ? "try a lower --ternary-lr" : "try a lower --lr")
+                      .device(device),
+                  ranks, metrics,
+                  {{"model", kind},
+                   {"parameters", parameter_count(*model)},
+                   {"lr", lr},
+                   {"activation_bits", ternary ? config.recipe.activation_bits() : 0},
+                   {"gradient_bits", ternary ? config.recipe.gradient_bits() : 0},
+                   {"weight_decay_until", decay_until}},
+                  distributed::DataParallelOptions().bf16_gradients(config.bf16_gradients));
+  run.begin({{"model", nlohmann::json::parse(nn::to_json(config.model))},
+             {"quant", quant},
+             {"train_bytes", train.size()},
+             {"val_bytes", val.size()},
+             // Over all ranks: a run resumes on another number of processes
+             // with --batch-size scaled to keep it (the batches are the same).
+             {"batch_size", config.batch_size * ranks.count},
+             {"lr", lr},
+             {"weight_decay", config.weight_decay},
+             {"weight_decay_until", decay_until},
+             {"eval_windows", config.eval_windows},
+             {"bf16", config.bf16},
+             {"seed", config.seed}},
+            config.resume_path);
 
   train::TrainerHooks hooks;
   hooks.step = [&](const train::StepContext& c) {
@@ -139,39 +128,42 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
     return train::StepOutput{next_byte_loss(model, inputs, targets, config.bf16), inputs.numel()};
   };
   hooks.evaluate = [&] {
-    const double loss = validation_loss(model, val, config, parallel.get());
+    const double loss = validation_loss(model, val, config, run.parallel());
     return nlohmann::json{{"val_loss", loss}, {"val_bits_per_byte", loss / kLn2}};
   };
-  hooks.epoch_end = [&](const nlohmann::json&) { report(); };
-  trainer.fit(hooks);
-  if (!ranks.leader()) return;  // rank 0 alone reports, exports and samples
-  if (parallel != nullptr) {
-    if (const auto times = parallel->last_communication_times()) {
-      run["all_reduce"] = {{"step", times->iteration},
-                           {"backward_compute_ms", times->backward_compute_ms},
-                           {"all_reduce_ms", times->all_reduce_ms},
-                           {"overlap_ms", times->overlap_ms},
-                           {"exposed_ms", times->exposed_ms()}};
+  hooks.epoch_end = [&](const nlohmann::json&) {
+    double best = INFINITY;
+    for (const auto& record : run.trainer().history()) best = std::min(best, record.at("val_loss").get<double>());
+    run.entry()["evaluations"] = run.trainer().history();
+    if (std::isfinite(best)) run.entry()["best_val_loss"] = best;
+  };
+  if (!run.fit(hooks)) return;  // rank 0 alone reports, exports and samples
+  if (run.parallel() != nullptr) {
+    if (const auto times = run.parallel()->last_communication_times()) {
+      run.entry()["all_reduce"] = {{"step", times->iteration},
+                                   {"backward_compute_ms", times->backward_compute_ms},
+                                   {"all_reduce_ms", times->all_reduce_ms},
+                                   {"overlap_ms", times->overlap_ms},
+                                   {"exposed_ms", times->exposed_ms()}};
       spdlog::info("{}: step {}: backward {:.2f} ms, all-reduce {:.2f} ms, of which {:.2f} ms after the backward", kind,
                    times->iteration, times->backward_compute_ms, times->all_reduce_ms, times->exposed_ms());
     }
   }
-  if (trainer.epochs_done() < trainer.epochs()) spdlog::info("{}: continue with --resume {}", kind, config.save_path);
   if (ternary && !config.export_path.empty()) {
     model->eval();
-    bittorch::pack(*model);
-    bittorch::save_packed(*model, config.export_path, torch::kBFloat16);
+    nn::pack(*model);
+    io::save_packed(*model, config.export_path, torch::kBFloat16);
     spdlog::info("ternary: exported {} ({} bytes)", config.export_path, io::regular_file_size(config.export_path));
   }
   if (config.sample_bytes > 0) {
     // The defaults of bittorch-lm sample, so its output of the same model is this text.
     model->eval();
     const auto options = nn::GenerateOptions().max_new_tokens(config.sample_bytes).temperature(0.8).top_k(40);
-    run["sample"] = continue_text(*model, "\n", options);
+    run.entry()["sample"] = continue_text(*model, "\n", options);
     std::cout << fmt::format("--- {} model, {} bytes sampled ---{}\n", kind, config.sample_bytes,
-                             run["sample"].get<std::string>());
+                             run.entry()["sample"].get<std::string>());
   }
-  report();
+  run.report();
 }
 
 void print_summary(const nlohmann::json& runs) {
@@ -193,8 +185,7 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   c.model = parse_model_options(args);
   const std::string kind = choice_flag(args, "model", {"fp", "ternary"});
   c.kinds = args.count("compare") ? std::vector<std::string>{"fp", "ternary"} : std::vector<std::string>{kind};
-  c.activation_bits = std::stoll(choice_flag(args, "activation-bits", {"0", "8"}));
-  c.gradient_bits = std::stoll(choice_flag(args, "gradient-bits", {"0", "8"}));
+  c.recipe = parse_ternary_recipe(args);
   c.steps = integer_flag(args, "steps", 1);
   c.batch_size = integer_flag(args, "batch-size", 1);
   c.accumulation = integer_flag(args, "accumulation", 1);
@@ -245,10 +236,9 @@ int train_command(int argc, char** argv) {
                            "parallel, --batch-size per process)");
   // clang-format off
   options.add_options()
-    ("model", "fp (torch::nn::Linear projections) or ternary (TernaryLinear, absmean scales)", text_flag("ternary"))
+    ("model", "fp (torch::nn::Linear projections) or ternary (TernaryLinear; --scale-mode and the flags after it)",
+     text_flag("ternary"))
     ("compare", "Train the fp and the ternary model on the same batches and compare them")
-    ("activation-bits", "Ternary projections' activations: 0 (unquantized) or 8 (per token)", text_flag("0"))
-    ("gradient-bits", "Ternary projections' grad_input gradients: 0 (unquantized) or 8 (FP8 e5m2)", text_flag("0"))
     ("steps", "Optimizer steps", text_flag("300"))
     ("batch-size", "Sequences per micro-batch (per process under torchrun)", text_flag("32"))
     ("accumulation", "Micro-batches per optimizer step (gradients averaged)", text_flag("1"))
@@ -279,6 +269,8 @@ int train_command(int argc, char** argv) {
     ("bf16-gradients", "Under torchrun: all-reduce the gradients in bfloat16 (half the bytes)")
     ("no-progress", "No progress bar, even on a terminal");
   // clang-format on
+  // BitNet b1.58's ternary recipe: absmean scales (the threshold applies to max scales only).
+  add_ternary_recipe_options(options, "absmean", 0.05);
   add_model_options(options);
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
@@ -303,7 +295,7 @@ int train_command(int argc, char** argv) {
                                                     {"device", device.str()},
                                                     {"bf16", config.bf16},
                                                     {"steps", config.steps},
-                                                    {"model", options_json(config.model)}});
+                                                    {"model", nlohmann::json::parse(nn::to_json(config.model))}});
     for (const auto& kind : config.kinds) train_one(kind, config, train, val, device, ranks, metrics);
     ranks.finish();
     if (!ranks.leader()) return 0;

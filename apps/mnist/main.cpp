@@ -6,6 +6,7 @@
 #include "common/idx_dataset.h"
 #include "common/launch.h"
 #include "common/models.h"
+#include "common/training_run.h"
 
 #include <bittorch/distributed/data_parallel.h>
 #include <bittorch/train.h>
@@ -39,16 +40,6 @@ struct Config {
   bool progress = true;
   bool cosine_decay = false;
 };
-
-// This epoch's batches: the indices of a RandomSampler reseeded from the run's seed and the
-// epoch, so that every model sees the same batches in the same order (and a resumed run the
-// batches the interrupted one would have seen).
-torch::Tensor epoch_order(int64_t samples, uint64_t seed, int64_t epoch, torch::Device device) {
-  torch::manual_seed(seed * 1000 + epoch);
-  torch::data::samplers::RandomSampler sampler(samples);
-  const auto indices = sampler.next(samples).value();
-  return torch::tensor(std::vector<int64_t>(indices.begin(), indices.end())).to(device);
-}
 
 // What a resumed run must share with the run it resumes (the trainer adds its own: steps per
 // epoch, schedule): anything else would train another trajectory.
@@ -96,12 +87,21 @@ void train(const std::string& kind, const Config& config, const Split& train_spl
   model->to(device);
   const double lr = ternary ? config.ternary_lr : config.lr;
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(lr));
-  std::unique_ptr<bittorch::distributed::DataParallel> parallel;
-  if (ranks.group) parallel = std::make_unique<bittorch::distributed::DataParallel>(*model, ranks.group);
   // Under torchrun a step's batch is --batch-size samples per process.
   const int64_t global_batch = config.batch_size * ranks.count;
   const int64_t batches = (train_split.size() + global_batch - 1) / global_batch;
-  bittorch::train::Trainer trainer(
+  nlohmann::json entry = {{"model", kind},
+                          {"lr", lr},
+                          {"batch_size", config.batch_size},
+                          {"seed", config.seed},
+                          {"lr_schedule", config.cosine_decay ? "cosine" : "constant"}};
+  if (ternary) {
+    entry["scale_mode"] = bittorch::quant::to_string(config.recipe.scale_mode());
+    entry["threshold_factor"] = config.recipe.threshold_factor();
+    entry["activation_bits"] = config.recipe.activation_bits();
+    entry["gradient_bits"] = config.recipe.gradient_bits();
+  }
+  TrainingRun run(
       *model, optimizer,
       bittorch::train::TrainerOptions(config.epochs * batches, batches)
           .stop_after_epoch(config.stop_after_epoch)
@@ -110,27 +110,13 @@ void train(const std::string& kind, const Config& config, const Split& train_spl
           .progress(config.progress ? bittorch::train::ProgressStyle::Auto : bittorch::train::ProgressStyle::Lines)
           .checkpoint_path(config.save_path)
           .divergence_hint("try a lower --lr")
-          .device(device)
-          .data_parallel(parallel.get()));
-  trainer.set_settings(run_settings(config, train_split, lr, ranks.count));
-
-  nlohmann::json run = {{"model", kind},
-                        {"lr", lr},
-                        {"batch_size", config.batch_size},
-                        {"seed", config.seed},
-                        {"lr_schedule", config.cosine_decay ? "cosine" : "constant"}};
-  if (ternary) {
-    run["scale_mode"] = bittorch::quant::to_string(config.recipe.scale_mode());
-    run["threshold_factor"] = config.recipe.threshold_factor();
-    run["activation_bits"] = config.recipe.activation_bits();
-    run["gradient_bits"] = config.recipe.gradient_bits();
-  }
-  const size_t metrics_index = metrics.run_count();
-  const auto report = [&](const nlohmann::json& epochs, double accuracy) {
-    run["epochs"] = epochs;
-    run["final_test_accuracy"] = accuracy;
-    run["mean_epoch_seconds"] = mean_epoch_seconds(epochs);
-    metrics.set_run(metrics_index, run);
+          .device(device),
+      ranks, metrics, entry);
+  const auto record_epochs = [&](double accuracy) {
+    const auto& epochs = run.trainer().history();
+    run.entry()["epochs"] = epochs;
+    run.entry()["final_test_accuracy"] = accuracy;
+    run.entry()["mean_epoch_seconds"] = mean_epoch_seconds(epochs);
   };
 
   if (!config.load_path.empty()) {
@@ -138,52 +124,55 @@ void train(const std::string& kind, const Config& config, const Split& train_spl
                                      device);
     spdlog::info("{}: loaded the weights of {}", kind, config.load_path);
   }
-  if (!config.resume_path.empty()) {
-    const auto stored = trainer.resume(config.resume_path);
-    spdlog::info("{}: resuming {} after epoch {} of {}", kind, config.resume_path, stored.epochs_done, config.epochs);
-  }
+  run.begin(run_settings(config, train_split, lr, ranks.count), config.resume_path);
+  // LibTorch's loader over the split: global batches in a RandomSampler's order, reseeded from
+  // the run's seed and the epoch, so that every model sees the same batches in the same order
+  // (and a resumed run the batches the interrupted one would have seen); each process takes its
+  // shard of every batch.
+  auto loader = torch::data::make_data_loader(SplitBatches(train_split, ranks.rank, ranks.count),
+                                              torch::data::samplers::RandomSampler(train_split.size()),
+                                              torch::data::DataLoaderOptions(global_batch));
+  std::optional<decltype(loader->begin())> batch;
   bittorch::train::TrainerHooks hooks;
-  torch::Tensor order;
   hooks.step = [&](const bittorch::train::StepContext& context) {
-    if (context.step_in_epoch == 0) order = epoch_order(train_split.size(), config.seed, context.epoch, device);
-    const auto batch = order.slice(0, context.step_in_epoch * global_batch, (context.step_in_epoch + 1) * global_batch);
-    const auto index = bittorch::distributed::shard_of_batch(batch, ranks.rank, ranks.count);
-    const auto loss = torch::nn::functional::cross_entropy(model->forward(train_split.inputs.index_select(0, index)),
-                                                           train_split.targets.index_select(0, index));
-    return bittorch::train::StepOutput{loss, index.size(0)};
+    if (context.step_in_epoch == 0) {
+      torch::manual_seed(config.seed * 1000 + context.epoch);
+      batch = loader->begin();
+    } else {
+      ++*batch;
+    }
+    const auto& [inputs, targets] = **batch;
+    const auto loss = torch::nn::functional::cross_entropy(model->forward(inputs), targets);
+    return bittorch::train::StepOutput{loss, inputs.size(0)};
   };
   hooks.evaluate = [&] {
-    const auto result = evaluate(model, test, parallel.get());
+    const auto result = evaluate(model, test, run.parallel());
     return nlohmann::json{{"test_loss", result.loss}, {"test_accuracy", result.accuracy}};
   };
-  hooks.epoch_end = [&](const nlohmann::json& record) {
-    report(trainer.history(), record.at("test_accuracy").get<double>());
-  };
-  const int64_t epochs_before = trainer.epochs_done();
-  const auto& history = trainer.fit(hooks);
-  if (!ranks.leader()) return;  // rank 0 alone reports and exports
-  if (trainer.epochs_done() < trainer.epochs()) {
-    spdlog::info("{}: continue with --resume {}", kind, config.save_path);
-  }
+  hooks.epoch_end = [&](const nlohmann::json& record) { record_epochs(record.at("test_accuracy").get<double>()); };
+  const int64_t epochs_before = run.trainer().epochs_done();
+  if (!run.fit(hooks)) return;  // rank 0 alone reports and exports
+  const auto& history = run.trainer().history();
   double accuracy = history.empty() ? 0.0 : history.back().at("test_accuracy").get<double>();
-  if (trainer.epochs_done() == epochs_before) {
+  if (run.trainer().epochs_done() == epochs_before) {
     accuracy = evaluate(model, test).accuracy;
     spdlog::info("{}: test accuracy {:.2f}% (evaluation only)", kind, accuracy);
   }
-  run["weights"] = weights_json(model);
+  run.entry()["weights"] = weights_json(model);
   if (ternary && !config.export_path.empty()) {
     // Exported, read back and evaluated: the accuracy bittorch-infer will print for this file.
-    bittorch::save_packed(model, config.export_path);
-    auto packed = bittorch::load_packed(config.export_path);
+    bittorch::io::save_packed(model, config.export_path);
+    auto packed = bittorch::io::load_packed(config.export_path);
     packed->to(device);
     const auto exported = evaluate(packed, test);
     const int64_t file_bytes = bittorch::io::regular_file_size(config.export_path);
     spdlog::info("ternary: exported {} ({} bytes); packed model test accuracy {:.2f}%", config.export_path, file_bytes,
                  exported.accuracy);
-    run["export"] = {
+    run.entry()["export"] = {
         {"path", config.export_path}, {"file_bytes", file_bytes}, {"packed_test_accuracy", exported.accuracy}};
   }
-  report(history, accuracy);
+  record_epochs(accuracy);
+  run.report();
 }
 
 std::string human_bytes(int64_t bytes) {

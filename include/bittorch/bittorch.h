@@ -3,6 +3,7 @@
 // Umbrella header: everything a BitTorch user needs.
 #include <bittorch/io/files.h>
 #include <bittorch/io/packed_model.h>
+#include <bittorch/io/packed_transformer.h>
 #include <bittorch/nn/functional/ternary_linear.h>
 #include <bittorch/nn/functional/transformer.h>
 #include <bittorch/nn/generation.h>
@@ -13,7 +14,10 @@
 #include <bittorch/nn/options/packed_ternary_linear.h>
 #include <bittorch/nn/options/ternary_linear.h>
 #include <bittorch/nn/options/transformer.h>
+#include <bittorch/nn/packed_numbers.h>
+#include <bittorch/nn/quantized_weight_cache.h>
 #include <bittorch/ops.h>
+#include <bittorch/quant/checks.h>
 #include <bittorch/quant/config.h>
 #include <bittorch/quant/formats.h>
 #include <bittorch/quant/packing.h>

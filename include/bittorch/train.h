@@ -1,6 +1,7 @@
 #pragma once
 
 // Umbrella header of the training toolkit (library BitTorch::train).
+#include <bittorch/train/autocast.h>
 #include <bittorch/train/checkpoint.h>
 #include <bittorch/train/device.h>
 #include <bittorch/train/metrics.h>

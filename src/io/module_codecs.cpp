@@ -4,7 +4,7 @@
 #include <bittorch/nn/modules/transformer.h>
 #include <bittorch/quant/packing.h>
 
-#include "ops/common/checks.h"
+#include <bittorch/quant/checks.h>
 
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/dropout.h>
@@ -12,6 +12,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 
@@ -19,19 +21,6 @@ namespace bittorch::io {
 namespace {
 
 // ---- helpers shared by the codecs ---------------------------------------------------------
-
-// The ATen dtype of an array dtype.
-at::ScalarType scalar_type_of(ArrayDtype dtype) {
-  switch (dtype) {
-    case ArrayDtype::Float16:
-      return at::kHalf;
-    case ArrayDtype::BFloat16:
-      return at::kBFloat16;
-    case ArrayDtype::Float32:
-      break;
-  }
-  return at::kFloat;
-}
 
 // `tensor` as bytes of the record's array dtype, kept in `storage`.
 std::string_view float_bytes(const at::Tensor& tensor, const ModuleRecord& r, std::deque<std::string>& storage) {
@@ -51,23 +40,41 @@ void expect_features(int64_t value, const char* what) {
   TORCH_CHECK(value >= 1 && value <= (int64_t{1} << 24), "invalid ", what, " ", value);
 }
 
-// Array `index` of the record, in its array dtype, into the float32 CPU tensor `dest` (its
-// size checked first).
-void copy_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what) {
-  const auto stored = at::empty(dest.sizes(), at::TensorOptions().dtype(scalar_type_of(r.array_dtype)));
-  const auto bytes = static_cast<size_t>(stored.numel() * stored.element_size());
+// Array `index` of the record (its size checked) as a CPU tensor of its array dtype and
+// `dest`'s shape, viewing the file's bytes: valid while they are.
+at::Tensor stored_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what) {
+  const auto dtype = scalar_type_of(r.array_dtype);
+  const auto bytes = static_cast<size_t>(dest.numel()) * c10::elementSize(dtype);
   TORCH_CHECK(r.blobs[index].size() == bytes, "its ", what, " has ", r.blobs[index].size(), " bytes, expected ", bytes);
-  std::memcpy(stored.data_ptr(), r.blobs[index].data(), bytes);
-  dest.copy_(stored);
+  const auto options = at::TensorOptions().dtype(dtype);
+  const char* data = r.blobs[index].data();
+  if (reinterpret_cast<uintptr_t>(data) % c10::elementSize(dtype) != 0) {
+    // Arrays are not aligned in the file: an unaligned one is copied out first.
+    auto aligned = at::empty(dest.sizes(), options);
+    std::memcpy(aligned.data_ptr(), data, bytes);
+    return aligned;
+  }
+  // from_blob needs a mutable pointer; the tensor is only read (copied from).
+  return at::from_blob(const_cast<char*>(data), dest.sizes(), options);
 }
 
-// copy_floats, then a c10::Error naming the first non-finite value, as a row.
+// Array `index` of the record into `dest`, in dest's device and dtype.
+void copy_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what) {
+  torch::NoGradGuard no_grad;
+  dest.copy_(stored_floats(r, index, dest, what));
+}
+
+// copy_floats, first checking the values finite (a c10::Error naming the first non-finite
+// one, as a row).
 void copy_finite_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what) {
-  copy_floats(r, index, dest, what);
-  const auto finite = at::isfinite(dest);
-  if (finite.all().item<bool>()) return;
-  const int64_t row = finite.logical_not().nonzero()[0][0].item<int64_t>();
-  TORCH_CHECK(false, "a non-finite ", what, " (", dest[row].item<double>(), " at row ", row, ")");
+  const auto stored = stored_floats(r, index, dest, what);
+  const auto finite = at::isfinite(stored);
+  if (!finite.all().item<bool>()) {
+    const int64_t row = finite.logical_not().nonzero()[0][0].item<int64_t>();
+    TORCH_CHECK(false, "a non-finite ", what, " (", stored[row].item<double>(), " at row ", row, ")");
+  }
+  torch::NoGradGuard no_grad;
+  dest.copy_(stored);
 }
 
 template <typename Impl>
@@ -89,21 +96,16 @@ void no_numbers(const torch::nn::Module&, const std::string&, ModuleRecord&) {}
 
 void describe_packed(const torch::nn::Module& module, const std::string&, ModuleRecord& r) {
   const auto& o = as<nn::PackedTernaryLinearImpl>(module).options;
-  r.ints = {o.in_features(),
-            o.out_features(),
-            o.bias(),
-            o.quant().activation_bits(),
-            o.quant().per_channel(),
-            static_cast<int64_t>(o.quant().scale_mode())};
-  r.reals = {o.quant().threshold_factor()};
+  r.ints = {o.in_features(), o.out_features(), o.bias()};
+  quant::append_numbers(o.quant(), r.ints, r.reals);
 }
 
 void packed_arrays(const torch::nn::Module& module, const std::string& path, ModuleRecord& r,
                    std::deque<std::string>& storage) {
   const auto& layer = as<nn::PackedTernaryLinearImpl>(module);
   const std::string what = "bittorch::save_packed: layer '" + path + "'";
-  ops::check_finite(what.c_str(), "scale", layer.scale);
-  if (layer.bias.defined()) ops::check_finite(what.c_str(), "bias", layer.bias);
+  quant::check_finite(what.c_str(), "scale", layer.scale);
+  if (layer.bias.defined()) quant::check_finite(what.c_str(), "bias", layer.bias);
   const auto trits = quant::trits_from_packed(layer.packed, layer.options.in_features());
   storage.emplace_back(trits.begin(), trits.end());
   r.blobs.push_back(storage.back());
@@ -111,7 +113,7 @@ void packed_arrays(const torch::nn::Module& module, const std::string& path, Mod
   if (layer.bias.defined()) r.blobs.push_back(float_bytes(layer.bias, r, storage));
 }
 
-torch::nn::AnyModule create_packed(const ModuleRecord& r) {
+torch::nn::AnyModule make_packed(const ModuleRecord& r) {
   TORCH_CHECK(r.ints.size() == 4 || r.ints.size() == 6, "PackedTernaryLinear record with ", r.ints.size(),
               " integers; expected 4 or 6");
   const int64_t in = r.ints[0], out = r.ints[1];
@@ -120,22 +122,28 @@ torch::nn::AnyModule create_packed(const ModuleRecord& r) {
   TORCH_CHECK(r.ints[2] == 0 || r.ints[2] == 1, "invalid bias flag ", r.ints[2]);
   const bool bias = r.ints[2] == 1;
   expect_counts(r, "PackedTernaryLinear", r.ints.size(), r.ints.size() == 6 ? 1 : 0, bias ? 3 : 2);
-  auto config = quant::QuantConfig().activation_bits(r.ints[3]);
-  if (r.ints.size() == 6) {
-    TORCH_CHECK(r.ints[5] == 0 || r.ints[5] == 1, "invalid scale mode ", r.ints[5]);
-    config.per_channel(r.ints[4] != 0)
-        .scale_mode(static_cast<quant::ScaleMode>(r.ints[5]))
-        .threshold_factor(r.reals[0]);
-  }
-  const auto problem = quant::find_problem(config);
-  TORCH_CHECK(!problem, problem ? problem->message : "");
-  nn::PackedTernaryLinear layer(nn::PackedTernaryLinearOptions(in, out).bias(bias).quant(config));
+  // Version 1 records: activation_bits alone, the rest of the config at its defaults.
+  const auto config = r.ints.size() == 6 ? quant::quant_config_from_numbers(r.ints, 3, r.reals, 0)
+                                         : quant::QuantConfig().activation_bits(r.ints[3]);
+  quant::check_quant_config(config, "PackedTernaryLinear record");
+  return torch::nn::AnyModule(
+      nn::PackedTernaryLinear(nn::PackedTernaryLinearOptions(in, out).bias(bias).quant(config)));
+}
+
+void load_packed(const ModuleRecord& r, torch::nn::Module& module) {
+  auto& layer = dynamic_cast<nn::PackedTernaryLinearImpl&>(module);
+  const auto* bytes = reinterpret_cast<const uint8_t*>(r.blobs[0].data());
+  const auto size = static_cast<int64_t>(r.blobs[0].size());
   torch::NoGradGuard no_grad;
-  quant::packed_from_trits(reinterpret_cast<const uint8_t*>(r.blobs[0].data()), static_cast<int64_t>(r.blobs[0].size()),
-                           in, layer->packed);
-  copy_finite_floats(r, 1, layer->scale, "scale");
-  if (bias) copy_finite_floats(r, 2, layer->bias, "bias");
-  return torch::nn::AnyModule(layer);
+  if (layer.packed.is_cpu() && layer.packed.is_contiguous()) {
+    quant::packed_from_trits(bytes, size, layer.options.in_features(), layer.packed);
+  } else {
+    auto packed = at::empty(layer.packed.sizes(), layer.packed.options().device(at::kCPU));
+    quant::packed_from_trits(bytes, size, layer.options.in_features(), packed);
+    layer.packed.copy_(packed);
+  }
+  copy_finite_floats(r, 1, layer.scale, "scale");
+  if (layer.bias.defined()) copy_finite_floats(r, 2, layer.bias, "bias");
 }
 
 // ---- Linear: ints in, out, bias; arrays weight, [bias] -------------------------------------
@@ -152,17 +160,19 @@ void linear_arrays(const torch::nn::Module& module, const std::string&, ModuleRe
   if (layer.bias.defined()) r.blobs.push_back(float_bytes(layer.bias, r, storage));
 }
 
-torch::nn::AnyModule create_linear(const ModuleRecord& r) {
+torch::nn::AnyModule make_linear(const ModuleRecord& r) {
   TORCH_CHECK(r.ints.size() == 3, "Linear record with ", r.ints.size(), " integers; expected 3");
   expect_features(r.ints[0], "in_features");
   expect_features(r.ints[1], "out_features");
   const bool bias = r.ints[2] != 0;
   expect_counts(r, "Linear", 3, 0, bias ? 2 : 1);
-  torch::nn::Linear layer(torch::nn::LinearOptions(r.ints[0], r.ints[1]).bias(bias));
-  torch::NoGradGuard no_grad;
-  copy_floats(r, 0, layer->weight, "weight");
-  if (bias) copy_floats(r, 1, layer->bias, "bias");
-  return torch::nn::AnyModule(layer);
+  return torch::nn::AnyModule(torch::nn::Linear(torch::nn::LinearOptions(r.ints[0], r.ints[1]).bias(bias)));
+}
+
+void load_linear(const ModuleRecord& r, torch::nn::Module& module) {
+  auto& layer = dynamic_cast<torch::nn::LinearImpl&>(module);
+  copy_floats(r, 0, layer.weight, "weight");
+  if (layer.bias.defined()) copy_floats(r, 1, layer.bias, "bias");
 }
 
 // ---- Embedding: ints num_embeddings, embedding_dim, padding_idx (-1: none); array weight ---
@@ -179,17 +189,18 @@ void embedding_arrays(const torch::nn::Module& module, const std::string&, Modul
   r.blobs.push_back(float_bytes(as<torch::nn::EmbeddingImpl>(module).weight, r, storage));
 }
 
-torch::nn::AnyModule create_embedding(const ModuleRecord& r) {
+torch::nn::AnyModule make_embedding(const ModuleRecord& r) {
   expect_counts(r, "Embedding", 3, 0, 1);
   expect_features(r.ints[0], "num_embeddings");
   expect_features(r.ints[1], "embedding_dim");
   TORCH_CHECK(r.ints[2] >= -1 && r.ints[2] < r.ints[0], "invalid padding_idx ", r.ints[2]);
   auto options = torch::nn::EmbeddingOptions(r.ints[0], r.ints[1]);
   if (r.ints[2] >= 0) options.padding_idx(r.ints[2]);
-  torch::nn::Embedding layer(options);
-  torch::NoGradGuard no_grad;
-  copy_floats(r, 0, layer->weight, "weight");
-  return torch::nn::AnyModule(layer);
+  return torch::nn::AnyModule(torch::nn::Embedding(options));
+}
+
+void load_embedding(const ModuleRecord& r, torch::nn::Module& module) {
+  copy_floats(r, 0, dynamic_cast<torch::nn::EmbeddingImpl&>(module).weight, "weight");
 }
 
 // ---- LayerNorm: ints elementwise_affine, normalized_shape...; reals eps; arrays [weight, bias]
@@ -209,20 +220,22 @@ void layer_norm_arrays(const torch::nn::Module& module, const std::string&, Modu
   r.blobs.push_back(float_bytes(layer.bias, r, storage));
 }
 
-torch::nn::AnyModule create_layer_norm(const ModuleRecord& r) {
+torch::nn::AnyModule make_layer_norm(const ModuleRecord& r) {
   TORCH_CHECK(r.ints.size() >= 2 && (r.ints[0] == 0 || r.ints[0] == 1), "LayerNorm record with invalid integers");
   const bool affine = r.ints[0] == 1;
   expect_counts(r, "LayerNorm", r.ints.size(), 1, affine ? 2 : 0);
   const std::vector<int64_t> shape(r.ints.begin() + 1, r.ints.end());
   for (const int64_t d : shape) expect_features(d, "normalized_shape entry");
   TORCH_CHECK(r.reals[0] > 0, "invalid eps ", r.reals[0]);
-  torch::nn::LayerNorm layer(torch::nn::LayerNormOptions(shape).eps(r.reals[0]).elementwise_affine(affine));
-  torch::NoGradGuard no_grad;
-  if (affine) {
-    copy_floats(r, 0, layer->weight, "weight");
-    copy_floats(r, 1, layer->bias, "bias");
-  }
-  return torch::nn::AnyModule(layer);
+  return torch::nn::AnyModule(
+      torch::nn::LayerNorm(torch::nn::LayerNormOptions(shape).eps(r.reals[0]).elementwise_affine(affine)));
+}
+
+void load_layer_norm(const ModuleRecord& r, torch::nn::Module& module) {
+  auto& layer = dynamic_cast<torch::nn::LayerNormImpl&>(module);
+  if (!layer.options.elementwise_affine()) return;
+  copy_floats(r, 0, layer.weight, "weight");
+  copy_floats(r, 1, layer.bias, "bias");
 }
 
 // ---- RMSNorm: ints features; reals eps; array weight ----------------------------------------
@@ -238,14 +251,15 @@ void rms_norm_arrays(const torch::nn::Module& module, const std::string&, Module
   r.blobs.push_back(float_bytes(as<nn::RMSNormImpl>(module).weight, r, storage));
 }
 
-torch::nn::AnyModule create_rms_norm(const ModuleRecord& r) {
+torch::nn::AnyModule make_rms_norm(const ModuleRecord& r) {
   expect_counts(r, "RMSNorm", 1, 1, 1);
   expect_features(r.ints[0], "features");
   TORCH_CHECK(r.reals[0] > 0, "invalid eps ", r.reals[0]);
-  nn::RMSNorm layer(nn::RMSNormOptions(r.ints[0]).eps(r.reals[0]));
-  torch::NoGradGuard no_grad;
-  copy_floats(r, 0, layer->weight, "weight");
-  return torch::nn::AnyModule(layer);
+  return torch::nn::AnyModule(nn::RMSNorm(nn::RMSNormOptions(r.ints[0]).eps(r.reals[0])));
+}
+
+void load_rms_norm(const ModuleRecord& r, torch::nn::Module& module) {
+  copy_floats(r, 0, dynamic_cast<nn::RMSNormImpl&>(module).weight, "weight");
 }
 
 // ---- activations and dropout ---------------------------------------------------------------
@@ -254,7 +268,7 @@ void describe_gelu(const torch::nn::Module& module, const std::string&, ModuleRe
   r.ints = {as<torch::nn::GELUImpl>(module).options.approximate() == "tanh"};
 }
 
-torch::nn::AnyModule create_gelu(const ModuleRecord& r) {
+torch::nn::AnyModule make_gelu(const ModuleRecord& r) {
   expect_counts(r, "GELU", 1, 0, 0);
   return torch::nn::AnyModule(torch::nn::GELU(torch::nn::GELUOptions().approximate(r.ints[0] != 0 ? "tanh" : "none")));
 }
@@ -263,7 +277,7 @@ void describe_dropout(const torch::nn::Module& module, const std::string&, Modul
   r.reals = {as<torch::nn::DropoutImpl>(module).options.p()};
 }
 
-torch::nn::AnyModule create_dropout(const ModuleRecord& r) {
+torch::nn::AnyModule make_dropout(const ModuleRecord& r) {
   expect_counts(r, "Dropout", 0, 1, 0);
   TORCH_CHECK(r.reals[0] >= 0 && r.reals[0] <= 1, "invalid p ", r.reals[0]);
   return torch::nn::AnyModule(torch::nn::Dropout(r.reals[0]));
@@ -271,28 +285,36 @@ torch::nn::AnyModule create_dropout(const ModuleRecord& r) {
 
 // A module without options or tensors (an activation).
 template <typename Holder>
-torch::nn::AnyModule create_stateless(const ModuleRecord& r) {
+torch::nn::AnyModule make_stateless(const ModuleRecord& r) {
   expect_counts(r, codec_for(r.kind)->name, 0, 0, 0);
   return torch::nn::AnyModule(Holder());
 }
 
+void load_nothing(const ModuleRecord&, torch::nn::Module&) {}
+
 const std::vector<ModuleCodec>& codecs() {
   static const std::vector<ModuleCodec> table = {
       {ModuleKind::PackedTernaryLinear, "PackedTernaryLinear", is<nn::PackedTernaryLinearImpl>, describe_packed,
-       packed_arrays, create_packed},
-      {ModuleKind::Linear, "Linear", is<torch::nn::LinearImpl>, describe_linear, linear_arrays, create_linear},
+       packed_arrays, make_packed, load_packed},
+      {ModuleKind::Linear, "Linear", is<torch::nn::LinearImpl>, describe_linear, linear_arrays, make_linear,
+       load_linear},
       {ModuleKind::Embedding, "Embedding", is<torch::nn::EmbeddingImpl>, describe_embedding, embedding_arrays,
-       create_embedding},
+       make_embedding, load_embedding},
       {ModuleKind::LayerNorm, "LayerNorm", is<torch::nn::LayerNormImpl>, describe_layer_norm, layer_norm_arrays,
-       create_layer_norm},
-      {ModuleKind::RMSNorm, "RMSNorm", is<nn::RMSNormImpl>, describe_rms_norm, rms_norm_arrays, create_rms_norm},
-      {ModuleKind::GELU, "GELU", is<torch::nn::GELUImpl>, describe_gelu, no_arrays, create_gelu},
-      {ModuleKind::Dropout, "Dropout", is<torch::nn::DropoutImpl>, describe_dropout, no_arrays, create_dropout},
-      {ModuleKind::ReLU, "ReLU", is<torch::nn::ReLUImpl>, no_numbers, no_arrays, create_stateless<torch::nn::ReLU>},
-      {ModuleKind::SiLU, "SiLU", is<torch::nn::SiLUImpl>, no_numbers, no_arrays, create_stateless<torch::nn::SiLU>},
-      {ModuleKind::Tanh, "Tanh", is<torch::nn::TanhImpl>, no_numbers, no_arrays, create_stateless<torch::nn::Tanh>},
+       make_layer_norm, load_layer_norm},
+      {ModuleKind::RMSNorm, "RMSNorm", is<nn::RMSNormImpl>, describe_rms_norm, rms_norm_arrays, make_rms_norm,
+       load_rms_norm},
+      {ModuleKind::GELU, "GELU", is<torch::nn::GELUImpl>, describe_gelu, no_arrays, make_gelu, load_nothing},
+      {ModuleKind::Dropout, "Dropout", is<torch::nn::DropoutImpl>, describe_dropout, no_arrays, make_dropout,
+       load_nothing},
+      {ModuleKind::ReLU, "ReLU", is<torch::nn::ReLUImpl>, no_numbers, no_arrays, make_stateless<torch::nn::ReLU>,
+       load_nothing},
+      {ModuleKind::SiLU, "SiLU", is<torch::nn::SiLUImpl>, no_numbers, no_arrays, make_stateless<torch::nn::SiLU>,
+       load_nothing},
+      {ModuleKind::Tanh, "Tanh", is<torch::nn::TanhImpl>, no_numbers, no_arrays, make_stateless<torch::nn::Tanh>,
+       load_nothing},
       {ModuleKind::Sigmoid, "Sigmoid", is<torch::nn::SigmoidImpl>, no_numbers, no_arrays,
-       create_stateless<torch::nn::Sigmoid>},
+       make_stateless<torch::nn::Sigmoid>, load_nothing},
   };
   return table;
 }
@@ -311,6 +333,34 @@ const ModuleCodec* codec_for(ModuleKind kind) {
     if (codec.kind == kind) return &codec;
   }
   return nullptr;
+}
+
+at::ScalarType scalar_type_of(ArrayDtype dtype) {
+  switch (dtype) {
+    case ArrayDtype::Float16:
+      return at::kHalf;
+    case ArrayDtype::BFloat16:
+      return at::kBFloat16;
+    case ArrayDtype::Float32:
+      break;
+  }
+  return at::kFloat;
+}
+
+torch::nn::AnyModule create(const ModuleRecord& record) {
+  const auto* codec = codec_for(record.kind);
+  TORCH_INTERNAL_ASSERT(codec != nullptr);
+  auto module = codec->make(record);
+  codec->load(record, *module.ptr());
+  return module;
+}
+
+bool same_numbers(const ModuleRecord& model, const ModuleRecord& file) {
+  if (model.kind != file.kind) return false;
+  if (file.kind == ModuleKind::PackedTernaryLinear && file.ints.size() == 4) {
+    return std::equal(file.ints.begin(), file.ints.end(), model.ints.begin());
+  }
+  return model.ints == file.ints && model.reals == file.reals;
 }
 
 std::string stored_kind_names() {

@@ -2,8 +2,6 @@
 #include <bittorch/nn/modules/packed_ternary_linear.h>
 #include <bittorch/nn/modules/ternary_linear.h>
 
-#include "nn/pack_layer.h"
-
 #include <utility>
 #include <vector>
 
@@ -78,17 +76,13 @@ int64_t convert_to_ternary(torch::nn::Module& model, const quant::QuantConfig& c
   return converted;
 }
 
-}  // namespace bittorch::nn
-
-namespace bittorch {
-
 int64_t pack(torch::nn::Module& model) {
   int64_t packed = 0;
-  nn::replace_in_tree(model, "", [&](const std::string& path, torch::nn::Module& child) {
-    const auto* layer = dynamic_cast<nn::TernaryLinearImpl*>(&child);
+  replace_in_tree(model, "", [&](const std::string& path, torch::nn::Module& child) {
+    const auto* layer = dynamic_cast<TernaryLinearImpl*>(&child);
     if (layer == nullptr) return torch::nn::AnyModule();
     ++packed;
-    return torch::nn::AnyModule(nn::pack_layer(*layer, path, "bittorch::pack"));
+    return torch::nn::AnyModule(pack_layer(*layer, path, "bittorch::nn::pack"));
   });
   return packed;
 }
@@ -99,4 +93,4 @@ torch::nn::Sequential pack(const torch::nn::Sequential& model) {
   return copy;
 }
 
-}  // namespace bittorch
+}  // namespace bittorch::nn

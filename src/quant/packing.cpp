@@ -4,7 +4,10 @@
 #include <bittorch/quant/packing.h>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
+
+#include <array>
 
 namespace bittorch::quant {
 namespace {
@@ -54,12 +57,12 @@ std::vector<uint8_t> encode_trits(int64_t numel, CodeAt&& code_at) {
 }
 
 // Calls visit(code) for each of the `numel` codes of `bytes` in order, after checking each
-// byte and the padding.
+// byte and the padding; errors count bytes from `first_byte`.
 template <typename Visit>
-void decode_trits(const char* op, const uint8_t* bytes, int64_t numel, Visit&& visit) {
+void decode_trits(const char* op, const uint8_t* bytes, int64_t numel, Visit&& visit, int64_t first_byte = 0) {
   for (int64_t b = 0, index = 0; b < trit_bytes(numel); ++b) {
     uint32_t value = bytes[b];
-    TORCH_CHECK(value <= kMaxTritByte, op, ": corrupted codes (a byte above 242 at byte ", b, ")");
+    TORCH_CHECK(value <= kMaxTritByte, op, ": corrupted codes (a byte above 242 at byte ", first_byte + b, ")");
     for (int i = 0; i < kTritsPerByte; ++i, ++index, value /= 3) {
       const int code = static_cast<int>(value % 3) - 1;
       if (index < numel) {
@@ -123,26 +126,84 @@ at::Tensor unpack_trits(const at::Tensor& bytes, int64_t numel) {
   return codes.to(bytes.device());
 }
 
+namespace {
+
+// The five 2-bit fields of each byte's codes, code i in bits 2i and 2i + 1 (-1 -> 11, 0 -> 00,
+// +1 -> 01), and kBadTritByte for a byte above 242.
+constexpr uint32_t kBadTritByte = 1U << 10;
+const std::array<uint32_t, 256>& fields_of_byte() {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> fields{};
+    for (uint32_t byte = 0; byte < 256; ++byte) {
+      fields[byte] = kBadTritByte;
+      if (byte > kMaxTritByte) continue;
+      fields[byte] = 0;
+      for (uint32_t i = 0, value = byte; i < kTritsPerByte; ++i, value /= 3) {
+        fields[byte] |= (value % 3 == 0 ? 3U : value % 3 - 1) << (2 * i);
+      }
+    }
+    return fields;
+  }();
+  return table;
+}
+
+// Codes per group of the one-stream decoder: 16 bytes hold 80 codes, 5 words.
+constexpr int64_t kGroupBytes = 16, kGroupWords = 5, kGroupCodes = kGroupBytes * kTritsPerByte;
+
+}  // namespace
+
 void packed_from_trits(const uint8_t* bytes, int64_t size, int64_t in_features, at::Tensor& packed) {
   const char* op = "bittorch::quant::packed_from_trits";
   check_packed(op, packed, in_features);
   TORCH_CHECK(packed.device().is_cpu() && packed.is_contiguous(), op, ": expected a contiguous CPU matrix");
-  const int64_t out_features = packed.size(0);
-  TORCH_CHECK(size == trit_bytes(out_features * in_features), op, ": ", out_features, "x", in_features, " codes need ",
-              trit_bytes(out_features * in_features), " bytes, but got ", size);
-  // Each word is assembled in a register and stored whole (its padding fields zero), so no
-  // pass clears the matrix first.
-  auto* word = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  const int64_t out_features = packed.size(0), numel = out_features * in_features;
+  TORCH_CHECK(size == trit_bytes(numel), op, ": ", out_features, "x", in_features, " codes need ", trit_bytes(numel),
+              " bytes, but got ", size);
+  auto* words = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  int64_t done = 0;  // codes decoded by the one-stream decoder
+  if (in_features % kCodesPerWord == 0) {
+    // Rows of whole words: the fields of all rows are one stream, and a byte's ten bits append
+    // to it. Groups of 16 bytes fill 5 words exactly, so the threads take groups apart.
+    const auto& table = fields_of_byte();
+    const int64_t groups = numel / kGroupCodes;
+    at::parallel_for(0, groups, 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t group = begin; group < end; ++group) {
+        const uint8_t* in = bytes + group * kGroupBytes;
+        uint32_t* out = words + group * kGroupWords;
+        uint64_t stream = 0;
+        int bits = 0;
+        for (int64_t b = 0; b < kGroupBytes; ++b) {
+          const uint32_t fields = table[in[b]];
+          TORCH_CHECK(fields != kBadTritByte, op, ": corrupted codes (a byte above 242 at byte ",
+                      group * kGroupBytes + b, ")");
+          stream |= static_cast<uint64_t>(fields) << bits;
+          bits += 2 * kTritsPerByte;
+          if (bits >= 32) {
+            *out++ = static_cast<uint32_t>(stream);
+            stream >>= 32;
+            bits -= 32;
+          }
+        }
+      }
+    });
+    done = groups * kGroupCodes;
+  }
+  // The rest code by code, each word assembled in a register and stored whole (its padding
+  // fields zero), so no pass clears the matrix first.
+  uint32_t* word = words + done / kCodesPerWord;
   uint32_t fields = 0;
-  int64_t column = 0;
-  decode_trits(op, bytes, out_features * in_features, [&](int code) {
-    fields |= (static_cast<uint32_t>(code) & 3U) << (2 * (column % kCodesPerWord));
-    if (++column % kCodesPerWord == 0 || column == in_features) {
-      *word++ = fields;
-      fields = 0;
-      if (column == in_features) column = 0;
-    }
-  });
+  int64_t column = done % in_features;
+  decode_trits(
+      op, bytes + done / kTritsPerByte, numel - done,
+      [&](int code) {
+        fields |= (static_cast<uint32_t>(code) & 3U) << (2 * (column % kCodesPerWord));
+        if (++column % kCodesPerWord == 0 || column == in_features) {
+          *word++ = fields;
+          fields = 0;
+          if (column == in_features) column = 0;
+        }
+      },
+      done / kTritsPerByte);
 }
 
 std::vector<uint8_t> trits_from_packed(const at::Tensor& packed, int64_t in_features) {

@@ -134,6 +134,46 @@ def case_mnist_bad_data():
         assert "dataset-fashion-mnist" in output, output
 
 
+def case_mnist_full_sets_read_by_libtorch():
+    """A full set in uncompressed IDX files (60,000 training and 10,000 test images) is read by
+    LibTorch's torch::data::datasets::MNIST, anything else by the IDX reader; both give the same
+    images, so the same run reaches the same accuracy. A full set whose file is cut short is
+    not handed to LibTorch's class (which would read it without noticing): the IDX reader
+    refuses it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        full = os.path.join(tmp, "full")
+        os.mkdir(full)
+        for name in FILES:
+            contents = gzip.decompress(open(os.path.join(DATA, name), "rb").read())
+            if name.startswith("train"):  # the embedded 10,000 images six times: a full-size set
+                header = 16 if "images" in name else 8
+                count = struct.unpack(">I", contents[4:8])[0]
+                contents = contents[:4] + struct.pack(">I", 6 * count) + contents[8:header] + 6 * contents[header:]
+            with open(os.path.join(full, name[:-3]), "wb") as f:
+                f.write(contents)
+        flags = ["--epochs", "1", "--compare", *SMALL]
+        embedded = run(MNIST, *flags)
+        assert "(IdxDataset)" in embedded, embedded
+        libtorch = run(MNIST, "--data-dir", full, *flags)
+        assert "(torch::data::datasets::MNIST)" in libtorch, libtorch
+        for model in ("fp32", "ternary"):
+            assert table_accuracy(libtorch, model) == table_accuracy(embedded, model), (embedded, libtorch)
+        images = os.path.join(full, FILES[2][:-3])
+        with open(images, "r+b") as f:
+            f.truncate(os.path.getsize(images) - 784)
+        output = run(MNIST, "--data-dir", full, *SMALL, expect_code=1)
+        assert "(IdxDataset)" not in output and "truncated" in output, output
+    # Fashion-MNIST from the copy scripts/setup.sh decompresses.
+    cache = os.environ.get("BITTORCH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "bittorch")
+    if os.path.isdir(os.path.join(cache, "fashion-mnist")):
+        output = run(MNIST, "--dataset", "fashion-mnist", "--epochs", "1", *SMALL)
+        assert "(torch::data::datasets::MNIST)" in output, output
+        assert table_accuracy(output, "ternary") > 50.0, output
+    else:
+        print("Fashion-MNIST not decompressed (scripts/setup.sh): its reader is not checked")
+
+
 def has_gpu():
     try:
         import torch

@@ -182,7 +182,7 @@ TEST(Pack, RefusesNonFiniteWeightsNamingTheLayer) {
     torch::NoGradGuard no_grad;
     model[2]->as<bittorch::nn::TernaryLinearImpl>()->weight[1][3] = -INFINITY;
   }
-  EXPECT_TRUE(throws_error_mentioning([&] { bittorch::pack(model); }, {"bittorch::pack", "layer '2'", "weight",
+  EXPECT_TRUE(throws_error_mentioning([&] { bittorch::pack(model); }, {"bittorch::nn::pack", "layer '2'", "weight",
                                                                        "1 non-finite value", "-inf", "[1, 3]"}));
 }
 

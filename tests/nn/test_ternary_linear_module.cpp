@@ -26,7 +26,7 @@ TEST(TernaryLinearModule, DefaultOptions) {
   EXPECT_EQ(options.quant().activation_bits(), 0);
   EXPECT_EQ(options.quant().scale_mode(), ScaleMode::Max);
   EXPECT_TRUE(options.quantize());
-  EXPECT_TRUE(options.use_cuda_kernel());
+  EXPECT_TRUE(options.fused());
   EXPECT_FALSE(options.cuda_only());
   EXPECT_TRUE(options.keep_quantized_weight());
 }

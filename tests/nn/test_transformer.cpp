@@ -201,7 +201,7 @@ TEST(Transformer, ConvertPackSaveAndLoadGiveTheTernaryModelsLogits) {
   model->eval();
   const auto tokens = torch::randint(0, 11, {1, 10});
   const auto ternary = model->forward(tokens);
-  EXPECT_EQ(bittorch::pack(*model), options.layers() * 7);
+  EXPECT_EQ(bn::pack(*model), options.layers() * 7);
   const auto packed = model->forward(tokens);
   EXPECT_TRUE(torch::allclose(packed, ternary, 1e-4, 1e-4)) << (packed - ternary).abs().max();
   bittorch::save_packed(*model, dir.file("lm.btp"));
@@ -217,6 +217,12 @@ TEST(Transformer, ConvertPackSaveAndLoadGiveTheTernaryModelsLogits) {
   EXPECT_TRUE(torch::equal(rebuilt->forward(tokens), packed));
   EXPECT_EQ(bittorch::read_packed_numbers(dir.file("lm.btp")).ints,
             (std::vector<int64_t>{11, 2, 12, 3, 16, 2, 1, 1, 0, 1, 1}));
+  // Full-precision arrays stored in bfloat16 are widened to float32 on the CPU, exactly.
+  bittorch::save_packed(*model, dir.file("lm_bf16.btp"), torch::kBFloat16);
+  auto widened = bittorch::load_packed_transformer(dir.file("lm_bf16.btp"));
+  EXPECT_EQ(widened->embedding->weight.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(
+      torch::equal(widened->embedding->weight, model->embedding->weight.to(torch::kBFloat16).to(torch::kFloat)));
   // So does a full-precision model's.
   auto full = random_model(options, torch::kFloat, 6);
   full->eval();

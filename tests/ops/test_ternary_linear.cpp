@@ -159,8 +159,7 @@ TEST(TernaryLinear, ActivationBitsOptionUsesInt8OnTheCpu) {
   EXPECT_TRUE(torch::equal(by_option, by_name));
   EXPECT_FALSE(torch::allclose(by_option, F::ternary_linear(input, weight, bias), 0, 1e-6));
   // The unfused path (quantize, dequantize, torch linear) agrees to float32 rounding.
-  const auto unfused =
-      F::ternary_linear(input, weight, bias, F::TernaryLinearFuncOptions(options).use_cuda_kernel(false));
+  const auto unfused = F::ternary_linear(input, weight, bias, F::TernaryLinearFuncOptions(options).fused(false));
   EXPECT_TRUE(torch::allclose(unfused, by_option, 1e-5, 1e-5));
   // Straight-through: the gradients are those of the 16-bit layer.
   auto x1 = input.clone().requires_grad_(), x2 = input.clone().requires_grad_();
@@ -241,11 +240,10 @@ TEST(TernaryLinear, Float8E5M2GradientsMatchTheFormula) {
       .backward();
   EXPECT_TRUE(torch::equal(xl.grad(), xo.grad()));
   EXPECT_TRUE(torch::equal(xk.grad(), xo.grad()));
-  EXPECT_THROW(
-      F::ternary_linear(
-          xo, layer->weight, layer->bias,
-          F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().gradient_bits(8)).use_cuda_kernel(false)),
-      c10::Error);
+  EXPECT_THROW(F::ternary_linear(
+                   xo, layer->weight, layer->bias,
+                   F::TernaryLinearFuncOptions().quant(bittorch::quant::QuantConfig().gradient_bits(8)).fused(false)),
+               c10::Error);
   EXPECT_FALSE(bittorch::quant::find_problem(bittorch::quant::QuantConfig().gradient_bits(8)).has_value());
   EXPECT_EQ(bittorch::quant::find_problem(bittorch::quant::QuantConfig().gradient_bits(4))->field, "gradient_bits");
 }
@@ -418,7 +416,7 @@ TEST(TernaryLinear, UnfusedPathMatchesTheOp) {
       auto w2 = w1.detach().clone().requires_grad_();
       auto b2 = b1.detach().clone().requires_grad_();
       const auto y1 = F::ternary_linear(x1, w1, b1, options);
-      const auto y2 = F::ternary_linear(x2, w2, b2, F::TernaryLinearFuncOptions(options).use_cuda_kernel(false));
+      const auto y2 = F::ternary_linear(x2, w2, b2, F::TernaryLinearFuncOptions(options).fused(false));
       const auto g = torch::randn(y1.sizes());
       y1.backward(g);
       y2.backward(g);
@@ -493,8 +491,7 @@ TEST(TernaryLinear, RejectsBadInputs) {
       {"same dtype", "Double", "Float"}));
   EXPECT_TRUE(throws_error_mentioning(
       [&] {
-        F::ternary_linear(torch::randn({2, 4}, torch::kDouble), weight, {},
-                          F::TernaryLinearFuncOptions().use_cuda_kernel(false));
+        F::ternary_linear(torch::randn({2, 4}, torch::kDouble), weight, {}, F::TernaryLinearFuncOptions().fused(false));
       },
       {"same dtype", "Double", "Float"}));
   EXPECT_TRUE(throws_error_mentioning(

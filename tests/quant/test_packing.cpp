@@ -37,6 +37,11 @@ TEST(Packing, RoundTripsEveryWidthAndEdgeMatrix) {
   torch::manual_seed(40);
   std::vector<torch::Tensor> matrices;
   for (int64_t cols = 1; cols <= 37; ++cols) matrices.push_back(random_codes(3, cols));
+  // Rows of whole words, decoded as one stream in groups of 80 codes (threads take groups
+  // apart): whole groups only, and groups with a rest.
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{64, 160}, {37, 48}, {300, 272}}) {
+    matrices.push_back(random_codes(shape[0], shape[1]));
+  }
   for (const auto& shape : std::vector<std::vector<int64_t>>{{5, 16}, {7, 1}, {1, 4096}, {9, 33}}) {
     matrices.push_back(torch::zeros(shape, torch::kChar));
     matrices.push_back(torch::ones(shape, torch::kChar));
@@ -72,6 +77,18 @@ TEST(Packing, CorruptedInputIsAnError) {
   EXPECT_TRUE(throws_error_mentioning([] { unpack_trits(torch::tensor({243}, torch::kByte), 5); }, {"above 242"}));
   EXPECT_TRUE(throws_error_mentioning([] { unpack_trits(torch::tensor({0}, torch::kByte), 3); }, {"padding"}));
   EXPECT_TRUE(throws_error_mentioning([] { unpack_trits(torch::zeros({3}, torch::kByte), 5); }, {"1 bytes", "3"}));
+  // A bad byte is named by its index, in the groups of the one-stream decoder (32 x 160 codes:
+  // 64 groups of 16 bytes) and after them (33 x 48: 19 groups and 13 bytes).
+  for (const auto& c : std::vector<std::array<int64_t, 3>>{{32, 160, 37}, {32, 160, 1000}, {33, 48, 310}}) {
+    const int64_t rows = c[0], cols = c[1], bad_byte = c[2];
+    auto bytes = pack_trits(random_codes(rows, cols));
+    bytes[bad_byte] = 250;
+    auto packed = torch::zeros({rows, cols / 16}, torch::kInt);
+    EXPECT_TRUE(throws_error_mentioning(
+        [&] { bittorch::quant::packed_from_trits(bytes.data_ptr<uint8_t>(), bytes.size(0), cols, packed); },
+        {"above 242", "byte " + std::to_string(bad_byte) + ")"}))
+        << bad_byte;
+  }
 }
 
 }  // namespace

@@ -6,8 +6,6 @@
 
 #include <bittorch/export.h>
 
-#include <bittorch/nn/modules/transformer.h>
-
 #include <c10/core/ScalarType.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
@@ -15,17 +13,17 @@
 #include <string>
 #include <vector>
 
-namespace bittorch {
+namespace bittorch::io {
 
-/// Writes `model` as a packed model file (format version 3), through
-/// bittorch::io::write_file_atomically. Every module of the tree must be one a file holds:
-/// PackedTernaryLinear, TernaryLinear (packed on the way), Linear, Embedding (without
+/// Writes `model` as a packed model file (format version 3), through write_file_atomically. Every module of the tree
+/// must be one a file holds: PackedTernaryLinear, TernaryLinear (packed on the way), Linear, Embedding (without
 /// max_norm), LayerNorm, nn::RMSNorm, ReLU, GELU, SiLU, Tanh, Sigmoid, Dropout, and Sequentials or modules of
 /// your own (without parameters or buffers of their own) holding them; anything else, or a
 /// non-finite weight, scale or bias of a ternary layer, is a c10::Error naming the module.
 /// Full-precision weights (Linear, Embedding, the norms) are stored in `full_precision_dtype`:
-/// float32 (exact), float16 or bfloat16 (half the bytes; loading widens them to float32); a
-/// ternary layer is 1.6 bits per weight with float32 scales either way.
+/// float32 (exact), float16 or bfloat16 (half the bytes; load_packed widens them to float32,
+/// load_packed_transformer keeps them on a GPU); a ternary layer is 1.6 bits per weight with
+/// float32 scales either way.
 BITTORCH_API void save_packed(const torch::nn::Module& model, const std::string& path,
                               c10::ScalarType full_precision_dtype = c10::kFloat);
 BITTORCH_API void save_packed(const torch::nn::Sequential& model, const std::string& path,
@@ -54,9 +52,12 @@ struct PackedModuleNumbers {
 };
 BITTORCH_API PackedModuleNumbers read_packed_numbers(const std::string& path, const std::string& module_path = "");
 
-/// The TransformerLM a file written by save_packed holds, built from the sizes and quantization
-/// it records (ternary projections packed as they were saved), with the file's tensors, on the
-/// CPU in eval mode.
-BITTORCH_API nn::TransformerLM load_packed_transformer(const std::string& path);
+}  // namespace bittorch::io
 
+namespace bittorch {
+using io::load_packed;
+using io::load_packed_into;
+using io::PackedModuleNumbers;
+using io::read_packed_numbers;
+using io::save_packed;
 }  // namespace bittorch

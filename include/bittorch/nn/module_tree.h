@@ -32,16 +32,6 @@ class BITTORCH_API ReplaceableChildren {
   virtual void replace_child(const std::string& name, const torch::nn::AnyModule& module) = 0;
 };
 
-/// For modules of your own that packed files describe with numbers of their own (their
-/// architecture: sizes, kinds), stored in their record, compared by load_packed_into, and read
-/// back by read_packed_numbers so that a program can build the model from the file alone.
-class BITTORCH_API PackedNumbers {
- public:
-  virtual ~PackedNumbers() = default;
-  virtual std::vector<int64_t> packed_ints() const = 0;
-  virtual std::vector<double> packed_reals() const = 0;
-};
-
 /// Replaces child `name` of `parent` by `module` (see the top of this file); `path` names the
 /// child in errors.
 BITTORCH_API void replace_child(torch::nn::Module& parent, const std::string& name, const torch::nn::AnyModule& module,
@@ -58,10 +48,6 @@ using LinearFilter = std::function<bool(const std::string& path, const torch::nn
 BITTORCH_API int64_t convert_to_ternary(torch::nn::Module& model, const quant::QuantConfig& config = {},
                                         const LinearFilter& filter = nullptr);
 
-}  // namespace bittorch::nn
-
-namespace bittorch {
-
 /// Replaces every TernaryLinear under `model` (at any depth) by a PackedTernaryLinear on the
 /// layer's device, in place; returns how many. A layer whose weight holds NaN or Inf is a
 /// c10::Error naming it.
@@ -70,4 +56,8 @@ BITTORCH_API int64_t pack(torch::nn::Module& model);
 /// A packed copy of `model` (pack on a clone); `model` is left as it was.
 BITTORCH_API torch::nn::Sequential pack(const torch::nn::Sequential& model);
 
+}  // namespace bittorch::nn
+
+namespace bittorch {
+using nn::pack;
 }  // namespace bittorch

@@ -1,8 +1,9 @@
 #pragma once
 
-// bittorch::ternary_linear, the private ops its autograd implementation is made of, and
-// ternary_linear_quantized, the same layer from a weight quantized once and kept (schemas in
-// src/ops/ternary_linear/ternary_linear.cpp).
+// bittorch::ternary_linear and its two halves: ternary_linear_quantize_weight (the weight's
+// half, to keep while the weight does not change) and ternary_linear_quantized (the layer from
+// that quantized weight, differentiable); ternary_linear is their composition, so both run
+// one forward and one backward (schemas in src/ops/ternary_linear/ternary_linear.cpp).
 //
 // Dtypes: input, bias and output share one dtype (float32, float64, float16 or bfloat16). The
 // weight has the input's dtype, or is a float32 master weight with a float16/bfloat16 input
@@ -24,18 +25,12 @@ namespace bittorch::ops {
 /// with activation_format "int8" | "float8_e4m3" the input is first quantized per row
 /// (straight-through as well). scale_mode "max" | "absmean". gradient_format "float8_e5m2":
 /// the backward's grad_input product takes the output gradient in FP8 e5m2
-/// (quant::GradientFormat); "none": in its dtype.
+/// (quant::GradientFormat); "none": in its dtype. Bad arguments are a c10::Error naming
+/// `bittorch::ternary_linear` and the argument.
 BITTORCH_API at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight,
                                        const std::optional<at::Tensor>& bias, double threshold_factor, bool per_channel,
                                        c10::string_view scale_mode, c10::string_view activation_format,
                                        c10::string_view gradient_format = "none");
-
-/// Forward without autograd: (output, operand, scale), where operand = codes * scale in the
-/// input's dtype, to be handed back to ternary_linear_backward for grad_input (undefined
-/// unless keep_operand).
-BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
-    bool per_channel, c10::string_view scale_mode, c10::string_view activation_format, bool keep_operand);
 
 /// The weight's half of the forward, to keep while the weight does not change:
 /// (operand, codes, scale), with operand = codes * scale in `dtype` when keep_operand or
@@ -55,6 +50,13 @@ BITTORCH_API at::Tensor ternary_linear_quantized(const at::Tensor& input, const 
                                                  const std::optional<at::Tensor>& bias,
                                                  c10::string_view activation_format,
                                                  c10::string_view gradient_format = "none");
+
+/// The checks ternary_linear makes of its arguments, with its messages: for a caller that
+/// composes it from its halves (nn::functional::ternary_linear with a kept weight).
+BITTORCH_API void check_ternary_linear_args(const at::Tensor& input, const at::Tensor& weight,
+                                            const std::optional<at::Tensor>& bias, double threshold_factor,
+                                            c10::string_view scale_mode, c10::string_view activation_format,
+                                            c10::string_view gradient_format);
 
 /// (grad_input, grad_weight, grad_bias) by the straight-through estimator; an entry whose
 /// output_mask is false comes back undefined. gradient_format as in ternary_linear (grad_input

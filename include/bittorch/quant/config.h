@@ -12,6 +12,8 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace bittorch::quant {
 
@@ -47,6 +49,26 @@ BITTORCH_API std::optional<QuantConfigProblem> find_problem(const QuantConfig& c
 
 /// A c10::Error "`who`: <message>" for the first invalid field of `config`.
 BITTORCH_API void check_quant_config(const QuantConfig& config, const char* who);
+
+/// How packed model files record a QuantConfig (docs/packed-format.md): the integers
+/// activation_bits, per_channel (0 or 1) and scale_mode (0 max, 1 absmean), then the real
+/// threshold_factor. gradient_bits, a training setting, is not recorded.
+inline constexpr size_t kQuantConfigInts = 3;
+inline constexpr size_t kQuantConfigReals = 1;
+/// Appends `config`'s numbers to `ints` and `reals`.
+BITTORCH_API void append_numbers(const QuantConfig& config, std::vector<int64_t>& ints, std::vector<double>& reals);
+/// The QuantConfig whose numbers start at ints[first_int] and reals[first_real]. Numbers that
+/// describe none (too few, a flag other than 0 or 1, an unknown scale mode, an invalid field)
+/// are a c10::Error naming the field.
+BITTORCH_API QuantConfig quant_config_from_numbers(const std::vector<int64_t>& ints, size_t first_int,
+                                                   const std::vector<double>& reals, size_t first_real);
+
+/// `config` as a JSON object ({"scale_mode": "max", "threshold_factor": 0.05, "per_channel":
+/// true, "activation_bits": 0, "gradient_bits": 0}): what checkpoints record.
+BITTORCH_API std::string to_json(const QuantConfig& config);
+/// And back, checked (check_quant_config); a missing or mistyped field is a c10::Error naming
+/// it.
+BITTORCH_API QuantConfig quant_config_from_json(std::string_view json);
 
 /// "scale_mode=max, threshold_factor=0.05, per_channel=true, activation_bits=0" (and
 /// ", gradient_bits=8" when set).

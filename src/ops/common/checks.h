@@ -14,7 +14,8 @@
 
 namespace bittorch::ops {
 
-/// The typed handle of dispatcher op `name` ("bittorch::ternarize"), for the typed entries.
+/// The typed handle of dispatcher op `name` ("bittorch::ternarize"), for the typed entries;
+/// `Signature` is the entry's own type (`decltype(ternarize)`), so a signature is written once.
 template <typename Signature>
 c10::TypedOperatorHandle<Signature> find_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
@@ -29,11 +30,6 @@ void check_input(const char* op, const at::Tensor& input);
 /// 8-bit activations are quantized from float32 arithmetic: a float32, float16 or bfloat16
 /// input (float64 is refused rather than silently narrowed).
 void check_quantizable_input(const char* op, const at::Tensor& input);
-
-/// A c10::Error from `op` naming `name` when `tensor` holds NaN or +-Inf: how many, and the
-/// first one's index and value. Reads the tensor (a device synchronisation on a GPU): for
-/// quantization that is not on the training path.
-void check_finite(const char* op, const char* name, const at::Tensor& tensor);
 
 /// The schema spelling of an activation format, parsed.
 quant::ActivationFormat parse_activation_format(c10::string_view format);

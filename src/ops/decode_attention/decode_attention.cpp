@@ -23,9 +23,7 @@ namespace bittorch::ops {
 at::Tensor decode_attention(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
                             at::Tensor& key_cache, at::Tensor& value_cache, const at::Tensor& position,
                             const at::Tensor& cos, const at::Tensor& signed_sin) {
-  static const auto op =
-      find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, at::Tensor&,
-                         const at::Tensor&, const at::Tensor&, const at::Tensor&)>("bittorch::decode_attention");
+  static const auto op = find_op<decltype(decode_attention)>("bittorch::decode_attention");
   return op.call(query, key, value, key_cache, value_cache, position, cos, signed_sin);
 }
 

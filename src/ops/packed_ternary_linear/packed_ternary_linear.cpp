@@ -29,9 +29,7 @@ namespace bittorch::ops {
 at::Tensor packed_ternary_linear(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& scale,
                                  const std::optional<at::Tensor>& bias, int64_t in_features,
                                  c10::string_view activation_format, c10::string_view kernel) {
-  static const auto op =
-      find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                         int64_t, c10::string_view, c10::string_view)>("bittorch::packed_ternary_linear");
+  static const auto op = find_op<decltype(packed_ternary_linear)>("bittorch::packed_ternary_linear");
   return op.call(input, packed, scale, bias, in_features, activation_format, kernel);
 }
 

@@ -21,8 +21,7 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
 namespace bittorch::ops {
 
 std::tuple<at::Tensor, at::Tensor> quantize_activations(const at::Tensor& input, c10::string_view format) {
-  static const auto op = find_op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, c10::string_view)>(
-      "bittorch::quantize_activations");
+  static const auto op = find_op<decltype(quantize_activations)>("bittorch::quantize_activations");
   return op.call(input, format);
 }
 

@@ -68,15 +68,6 @@ at::Tensor quantized_linear_forward_reference(const at::Tensor& input, const at:
   return scale_accumulator(accumulator, input_scale, scale, bias, input.scalar_type());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_reference(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
-    bool per_channel, quant::ScaleMode mode, quant::ActivationFormat format, bool keep_operand) {
-  auto [operand, codes, scale] = quantize_linear_weight_reference(weight, threshold_factor, per_channel, mode, format,
-                                                                  input.scalar_type(), keep_operand);
-  at::Tensor output = quantized_linear_forward_reference(input, operand, codes, scale, bias, format);
-  return {std::move(output), keep_operand ? std::move(operand) : at::Tensor(), std::move(scale)};
-}
-
 at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& input_scale,
                              const at::Tensor& weight_scale, const std::optional<at::Tensor>& bias,
                              at::ScalarType dtype) {

@@ -47,12 +47,6 @@ at::Tensor quantized_linear_forward_reference(const at::Tensor& input, const at:
                                               const at::Tensor& codes, const at::Tensor& scale,
                                               const std::optional<at::Tensor>& bias, quant::ActivationFormat format);
 
-/// (output, operand, scale) of _ternary_linear_forward: the operand codes * scale in the
-/// input's dtype (undefined unless keep_operand).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_reference(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
-    bool per_channel, quant::ScaleMode mode, quant::ActivationFormat format, bool keep_operand);
-
 /// The epilogue of products with ternary codes: accumulator [*, out] (sums of value * code)
 /// times the input's row scales [*, 1] (if defined: 8-bit activations) and the weight scale
 /// [out] or [1], plus bias, in float32, then rounded once to `dtype`.

@@ -22,8 +22,7 @@ namespace bittorch::ops {
 
 std::tuple<at::Tensor, at::Tensor> ternarize(const at::Tensor& weight, double threshold_factor, bool per_channel,
                                              c10::string_view scale_mode) {
-  static const auto op = find_op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, double, bool, c10::string_view)>(
-      "bittorch::ternarize");
+  static const auto op = find_op<decltype(ternarize)>("bittorch::ternarize");
   return op.call(weight, threshold_factor, per_channel, scale_mode);
 }
 

@@ -1,5 +1,5 @@
-// bittorch::ternary_linear and its private forward and backward ops: schemas, typed entries,
-// argument checks, and the op's definition below autograd.
+// bittorch::ternary_linear, its halves and its backward: schemas, typed entries, argument
+// checks, and ternary_linear itself, the composition of the halves.
 
 #include "ops/ternary_linear/ternary_linear.h"
 
@@ -22,21 +22,15 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
       "ternary_linear(Tensor input, Tensor weight, Tensor? bias=None, "
       "float threshold_factor=0.05, bool per_channel=True, str scale_mode=\"max\", "
       "str activation_format=\"none\", str gradient_format=\"none\") -> Tensor");
-  // The pieces the autograd implementation is made of. `operand` is codes * scale in the
-  // input's dtype, the matrix the backward multiplies grad_output with for grad_input: it is
-  // returned when keep_operand is set, and undefined otherwise (with 8-bit activations the
-  // forward itself does not need it, and writes it only when kept).
-  m.def(
-      "_ternary_linear_forward(Tensor input, Tensor weight, Tensor? bias, "
-      "float threshold_factor, bool per_channel, str scale_mode, str activation_format, "
-      "bool keep_operand) -> (Tensor output, Tensor operand, Tensor scale)");
+  // The backward of the straight-through estimator. `operand` is codes * scale in the
+  // input's dtype, the matrix grad_output is multiplied with for grad_input.
   m.def(
       "_ternary_linear_backward(Tensor grad_output, Tensor input, Tensor operand, Tensor scale, "
       "bool[3] output_mask, str gradient_format=\"none\") -> (Tensor grad_input, Tensor grad_weight, "
       "Tensor grad_bias)");
-  // The forward in two halves, for a layer that keeps its quantized weight until the weight
-  // changes. The weight's half: `operand` (codes * scale in `dtype`) when keep_operand or the
-  // format is "none", `codes` (int8 or float8_e4m3fn) for an 8-bit format, and the scale.
+  // The forward in two halves, of which ternary_linear is the composition; a layer keeps the
+  // first while its weight does not change. The weight's half: `operand` (codes * scale in `dtype`) when keep_operand
+  // or the format is "none", `codes` (int8 or float8_e4m3fn) for an 8-bit format, and the scale.
   m.def(
       "_ternary_linear_quantize_weight(Tensor weight, float threshold_factor, bool per_channel, str scale_mode, "
       "str activation_format, ScalarType dtype, bool keep_operand) -> (Tensor operand, Tensor codes, Tensor scale)");
@@ -56,28 +50,14 @@ namespace bittorch::ops {
 at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                           double threshold_factor, bool per_channel, c10::string_view scale_mode,
                           c10::string_view activation_format, c10::string_view gradient_format) {
-  static const auto op =
-      find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, double, bool,
-                         c10::string_view, c10::string_view, c10::string_view)>("bittorch::ternary_linear");
+  static const auto op = find_op<decltype(ternary_linear)>("bittorch::ternary_linear");
   return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode, activation_format, gradient_format);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
-    bool per_channel, c10::string_view scale_mode, c10::string_view activation_format, bool keep_operand) {
-  static const auto op = find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-      const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, double, bool, c10::string_view,
-      c10::string_view, bool)>("bittorch::_ternary_linear_forward");
-  return op.call(input, weight, bias, threshold_factor, per_channel, scale_mode, activation_format, keep_operand);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& operand, const at::Tensor& scale,
     std::array<bool, 3> output_mask, c10::string_view gradient_format) {
-  static const auto op =
-      find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                                             const at::Tensor&, std::array<bool, 3>, c10::string_view)>(
-          "bittorch::_ternary_linear_backward");
+  static const auto op = find_op<decltype(ternary_linear_backward)>("bittorch::_ternary_linear_backward");
   return op.call(grad_output, input, operand, scale, output_mask, gradient_format);
 }
 
@@ -86,9 +66,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_quantize_weight(co
                                                                               c10::string_view scale_mode,
                                                                               c10::string_view activation_format,
                                                                               at::ScalarType dtype, bool keep_operand) {
-  static const auto op = find_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-      const at::Tensor&, double, bool, c10::string_view, c10::string_view, at::ScalarType, bool)>(
-      "bittorch::_ternary_linear_quantize_weight");
+  static const auto op = find_op<decltype(ternary_linear_quantize_weight)>("bittorch::_ternary_linear_quantize_weight");
   return op.call(weight, threshold_factor, per_channel, scale_mode, activation_format, dtype, keep_operand);
 }
 
@@ -96,10 +74,7 @@ at::Tensor ternary_linear_quantized(const at::Tensor& input, const at::Tensor& w
                                     const std::optional<at::Tensor>& operand, const std::optional<at::Tensor>& codes,
                                     const at::Tensor& scale, const std::optional<at::Tensor>& bias,
                                     c10::string_view activation_format, c10::string_view gradient_format) {
-  static const auto op =
-      find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                         const std::optional<at::Tensor>&, const at::Tensor&, const std::optional<at::Tensor>&,
-                         c10::string_view, c10::string_view)>("bittorch::ternary_linear_quantized");
+  static const auto op = find_op<decltype(ternary_linear_quantized)>("bittorch::ternary_linear_quantized");
   return op.call(input, weight, operand, codes, scale, bias, activation_format, gradient_format);
 }
 
@@ -107,9 +82,7 @@ at::Tensor ternary_linear_quantized_forward(const at::Tensor& input, const std::
                                             const std::optional<at::Tensor>& codes, const at::Tensor& scale,
                                             const std::optional<at::Tensor>& bias, c10::string_view activation_format) {
   static const auto op =
-      find_op<at::Tensor(const at::Tensor&, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-                         const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view)>(
-          "bittorch::_ternary_linear_quantized_forward");
+      find_op<decltype(ternary_linear_quantized_forward)>("bittorch::_ternary_linear_quantized_forward");
   return op.call(input, operand, codes, scale, bias, activation_format);
 }
 
@@ -197,13 +170,14 @@ quant::GradientFormat check_backward_args(const char* op, const at::Tensor& grad
   return format;
 }
 
-LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::Tensor& weight,
-                             const std::optional<at::Tensor>& bias, double threshold_factor,
-                             c10::string_view scale_mode, c10::string_view activation_format) {
-  const auto mode = check_ternarize_args(op, weight, threshold_factor, scale_mode);
+void check_ternary_linear_args(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                               double threshold_factor, c10::string_view scale_mode, c10::string_view activation_format,
+                               c10::string_view gradient_format) {
+  const char* op = "bittorch::ternary_linear";
+  check_ternarize_args(op, weight, threshold_factor, scale_mode);
   check_input(op, input);
-  const auto format = parse_activation_format(activation_format);
-  if (format != quant::ActivationFormat::None) check_quantizable_input(op, input);
+  if (parse_activation_format(activation_format) != quant::ActivationFormat::None) check_quantizable_input(op, input);
+  parse_gradient_format(gradient_format);
   TORCH_CHECK(input.device() == weight.device(), op,
               ": expected input and weight on the same device, but got input on ", input.device(), " and weight on ",
               weight.device());
@@ -217,20 +191,28 @@ LinearArgs check_linear_args(const char* op, const at::Tensor& input, const at::
                 ": expected bias on ", input.device(), " with dtype ", input.scalar_type(), " like input, but got ",
                 bias->device(), " and ", bias->scalar_type());
   }
-  return {mode, format};
 }
 
 namespace {
 
-// Below autograd (inference mode, or a backend asked directly), ternary_linear is the output
-// of the backend's forward.
-at::Tensor ternary_linear_no_autograd(const at::Tensor& input, const at::Tensor& weight,
-                                      const std::optional<at::Tensor>& bias, double threshold_factor, bool per_channel,
-                                      c10::string_view scale_mode, c10::string_view activation_format,
-                                      c10::string_view gradient_format) {
-  parse_gradient_format(gradient_format);  // refused here as with autograd, though unused
-  return std::get<0>(ternary_linear_forward(input, weight, bias, threshold_factor, per_channel, scale_mode,
-                                            activation_format, /*keep_operand=*/false));
+// ternary_linear is its two halves: the weight quantized for the input's dtype (with the
+// operand when grad_input will need it), then the product, whose autograd node is the one
+// backward. The composition sits above autograd (CompositeImplicitAutograd), so every backend,
+// Meta and torch.compile see the halves; under CUDA autocast ternary_linear's Autocast kernel
+// casts first.
+at::Tensor ternary_linear_composite(const at::Tensor& input, const at::Tensor& weight,
+                                    const std::optional<at::Tensor>& bias, double threshold_factor, bool per_channel,
+                                    c10::string_view scale_mode, c10::string_view activation_format,
+                                    c10::string_view gradient_format) {
+  check_ternary_linear_args(input, weight, bias, threshold_factor, scale_mode, activation_format, gradient_format);
+  const bool keep_operand = at::GradMode::is_enabled() && input.requires_grad();
+  auto [operand, codes, scale] = ternary_linear_quantize_weight(weight, threshold_factor, per_channel, scale_mode,
+                                                                activation_format, input.scalar_type(), keep_operand);
+  const auto optional = [](at::Tensor& t) {
+    return t.defined() ? std::optional<at::Tensor>(std::move(t)) : std::nullopt;
+  };
+  return ternary_linear_quantized(input, weight, optional(operand), optional(codes), scale, bias, activation_format,
+                                  gradient_format);
 }
 
 at::Tensor ternary_linear_quantized_no_autograd(const at::Tensor& input, const at::Tensor& /*weight*/,
@@ -238,14 +220,17 @@ at::Tensor ternary_linear_quantized_no_autograd(const at::Tensor& input, const a
                                                 const std::optional<at::Tensor>& codes, const at::Tensor& scale,
                                                 const std::optional<at::Tensor>& bias,
                                                 c10::string_view activation_format, c10::string_view gradient_format) {
-  parse_gradient_format(gradient_format);
+  parse_gradient_format(gradient_format);  // refused here as with autograd, though unused
   return ternary_linear_quantized_forward(input, operand, codes, scale, bias, activation_format);
 }
 
 }  // namespace
 
+TORCH_LIBRARY_IMPL(bittorch, CompositeImplicitAutograd, m) {
+  m.impl("ternary_linear", &ternary_linear_composite);
+}
+
 TORCH_LIBRARY_IMPL(bittorch, CompositeExplicitAutograd, m) {
-  m.impl("ternary_linear", &ternary_linear_no_autograd);
   m.impl("ternary_linear_quantized", &ternary_linear_quantized_no_autograd);
 }
 

@@ -1,4 +1,4 @@
-// CUDA implementation of bittorch::ternary_linear's forward and backward. Quantization is our
+// CUDA implementation of bittorch::ternary_linear's halves and backward. Quantization is our
 // own fused kernel (ops/ternarize/ternarize_kernels.cu, ops/quantize_activations); the matrix
 // products are cuBLAS/cuBLASLt through ATen, on the current stream.
 //
@@ -41,20 +41,6 @@ at::Tensor quantized_forward(const at::Tensor& input, const at::Tensor& operand,
   if (format == quant::ActivationFormat::None) return at::linear(input, operand, bias);
   const auto [values, input_scale] = quantize_activation_rows(input, format);
   return eight_bit_product(values, input_scale, codes, scale, bias, format, input.scalar_type());
-}
-
-// Returns (output, operand, scale): the backward reuses the operand, so the weight is
-// quantized once per step and never copied to a dense FP32 matrix.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_cuda(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
-    bool per_channel, c10::string_view scale_mode, c10::string_view activation_format, bool keep_operand) {
-  const auto args = check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor, scale_mode,
-                                      activation_format);
-  const c10::cuda::CUDAGuard device_guard(input.device());
-  auto q = quantize_weight(weight, threshold_factor, per_channel, args, input.scalar_type(), keep_operand);
-  at::Tensor output = quantized_forward(input, q.operand, q.codes, q.scale, bias, args.activation_format);
-  if (!keep_operand) q.operand = at::Tensor();
-  return {std::move(output), std::move(q.operand), std::move(q.scale)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_weight_cuda(const at::Tensor& weight, double threshold_factor,
@@ -112,7 +98,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cuda(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
-  m.impl("_ternary_linear_forward", &ternary_linear_forward_cuda);
   m.impl("_ternary_linear_backward", &ternary_linear_backward_cuda);
   m.impl("_ternary_linear_quantize_weight", &quantize_weight_cuda);
   m.impl("_ternary_linear_quantized_forward", &quantized_forward_cuda);

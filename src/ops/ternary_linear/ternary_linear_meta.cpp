@@ -1,4 +1,4 @@
-// Meta implementation of ternary_linear's forward and backward: shapes and dtypes only, for
+// Meta implementation of ternary_linear's halves and backward: shapes and dtypes only, for
 // torch.compile, FakeTensor and shape inference.
 
 #include "ops/common/checks.h"
@@ -10,15 +10,6 @@
 
 namespace bittorch::ops {
 namespace {
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_forward_meta(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, double threshold_factor,
-    bool per_channel, c10::string_view scale_mode, c10::string_view activation_format, bool keep_operand) {
-  check_linear_args("bittorch::ternary_linear", input, weight, bias, threshold_factor, scale_mode, activation_format);
-  return {at::empty(linear_output_shape(input, weight.size(0)), input.options()),
-          keep_operand ? at::empty(weight.sizes(), weight.options().dtype(input.scalar_type())) : at::Tensor(),
-          empty_scale(weight, per_channel)};
-}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_meta(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& /*operand*/, const at::Tensor& scale,
@@ -56,7 +47,6 @@ at::Tensor quantized_forward_meta(const at::Tensor& input, const std::optional<a
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, Meta, m) {
-  m.impl("_ternary_linear_forward", &ternary_linear_forward_meta);
   m.impl("_ternary_linear_backward", &ternary_linear_backward_meta);
   m.impl("_ternary_linear_quantize_weight", &quantize_weight_meta);
   m.impl("_ternary_linear_quantized_forward", &quantized_forward_meta);

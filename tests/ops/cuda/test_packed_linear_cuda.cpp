@@ -12,6 +12,8 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include "temp_dir.h"
+
 namespace {
 
 #define SKIP_WITHOUT_CUDA()                                                             \
@@ -291,6 +293,38 @@ TEST(PackedLinearCuda, StridedBias) {
       EXPECT_LE(error, tolerance(dtype, "none") * magnitude) << dtype << " rows " << rows;
     }
   }
+}
+
+// A packed language model loaded onto the GPU keeps its file's bfloat16 (embedding, norms,
+// head; the packed projections keep their formats) and gives, bit for bit, the logits of the
+// in-memory packed model cast to bfloat16 on the GPU; a KV-cache step runs in that dtype too.
+TEST(PackedTransformerCuda, LoadsInTheFilesDtype) {
+  SKIP_WITHOUT_CUDA();
+  const auto options = bittorch::nn::TransformerOptions().layers(2).width(64).heads(2).context(32);
+  torch::manual_seed(62);
+  bittorch::nn::TransformerLM model(options);
+  bittorch::nn::convert_to_ternary(*model, bittorch::quant::QuantConfig().activation_bits(8),
+                                   bittorch::nn::is_transformer_projection);
+  bittorch::nn::pack(*model);
+  model->eval();
+  bittorch::testing::TempDir dir;
+  bittorch::io::save_packed(*model, dir.file("lm.btp"), torch::kBFloat16);
+  auto loaded = bittorch::io::load_packed_transformer(dir.file("lm.btp"), torch::kCUDA);
+  EXPECT_EQ(loaded->embedding->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(loaded->embedding->weight.is_cuda());
+  model->to(torch::kCUDA, torch::kBFloat16);
+  const auto packed =
+      model->blocks[0]->as<bittorch::nn::TransformerBlockImpl>()->attention->named_children()[0].value();
+  EXPECT_EQ(packed->as<bittorch::nn::PackedTernaryLinear>()->scale.scalar_type(), torch::kFloat);
+  const auto tokens = torch::randint(0, 256, {2, 12}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
+  torch::NoGradGuard no_grad;
+  const auto logits = loaded->forward(tokens);
+  EXPECT_EQ(logits.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(logits, model->forward(tokens)));
+  auto cache = loaded->make_cache(2, torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA));
+  const auto step = loaded->decode_step(tokens.narrow(1, 0, 1), torch::zeros({1}, tokens.options()), cache);
+  EXPECT_EQ(step.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::allclose(step.to(torch::kFloat), logits.narrow(1, 0, 1).to(torch::kFloat), 5e-2, 5e-2));
 }
 
 }  // namespace

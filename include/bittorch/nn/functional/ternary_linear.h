@@ -2,6 +2,7 @@
 
 #include <bittorch/export.h>
 #include <bittorch/nn/options/ternary_linear.h>
+#include <bittorch/nn/quantized_weight_cache.h>
 #include <bittorch/quant/config.h>
 #include <bittorch/quant/formats.h>
 
@@ -17,8 +18,20 @@ namespace bittorch::nn::functional {
 /// or undefined. With `quant.activation_bits(8)` x is first quantized per row to 8 bits
 /// (see bittorch::ops::activation_format_for), straight-through in the backward.
 /// With `options.quantize(false)` this is torch::nn::functional::linear.
+///
+/// The fused path is bittorch::ops::ternary_linear's two halves: the weight quantized (by
+/// `cache` when given, which may keep it: QuantizedWeightCache), then the product. Under CUDA
+/// autocast it computes in the autocast dtype, as torch::nn::Linear does.
 BITTORCH_API at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias = {},
-                                       const TernaryLinearFuncOptions& options = {});
+                                       const TernaryLinearFuncOptions& options = {},
+                                       QuantizedWeightCache* cache = nullptr);
+
+/// The weight's half of ternary_linear for a call in `dtype` with activations of `format`
+/// (bittorch::ops::ternary_linear_quantize_weight): the operand when `keep_operand` or the
+/// format is None. Not differentiable.
+BITTORCH_API QuantizedLinearWeight quantize_linear_weight(const at::Tensor& weight, const quant::QuantConfig& config,
+                                                          at::ScalarType dtype, quant::ActivationFormat format,
+                                                          bool keep_operand);
 
 /// The ternary codes and scale of a 2-D weight [out_features, in_features] under `config`
 /// (the bittorch::ternarize op). Not differentiable: the tensors never require grad.

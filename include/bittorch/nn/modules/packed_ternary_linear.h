@@ -7,6 +7,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <ostream>
+#include <string>
 
 namespace bittorch::nn {
 
@@ -26,6 +27,13 @@ class BITTORCH_API PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedT
   /// the input's dtype. Not differentiable.
   at::Tensor forward(const at::Tensor& input);
 
+  /// Moves the layer; its buffers keep their formats whatever the dtype asked for (int32
+  /// codes, float32 scale and bias), as its kernels read them: a model holding it casts to
+  /// bfloat16 with model->to(torch::kBFloat16) and the layer computes in its input's dtype.
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  using torch::nn::Module::to;
+
   /// Bytes of the weights in memory: packed codes and scales (the bias excluded).
   int64_t weight_bytes() const;
 
@@ -42,5 +50,11 @@ class BITTORCH_API PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedT
 };
 
 TORCH_MODULE(PackedTernaryLinear);
+
+/// PackedTernaryLinear(layer), on the layer's device. Any error (a weight holding NaN or Inf,
+/// which the quantizer refuses) is rethrown naming `caller` and the layer's `path`: what
+/// nn::pack and io::save_packed do with each TernaryLinear.
+BITTORCH_API PackedTernaryLinear pack_layer(const TernaryLinearImpl& layer, const std::string& path,
+                                            const char* caller);
 
 }  // namespace bittorch::nn

@@ -1,39 +1,16 @@
 #pragma once
 
 #include <bittorch/nn/options/ternary_linear.h>
+#include <bittorch/nn/quantized_weight_cache.h>
 #include <bittorch/quant/formats.h>
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 #include <torch/serialize/input-archive.h>
 
-#include <memory>
 #include <ostream>
 
 namespace bittorch::nn {
-
-namespace detail {
-struct KeptQuantizedWeight;
-}
-
-/// While one is alive on this thread, TernaryLinear layers keep the weight they quantized and
-/// use it again in later forwards instead of quantizing it on every call: for a stretch in
-/// which the weights do not change, such as the micro-batches of one optimizer step, an
-/// evaluation or generation. Leaving the outermost scope drops the kept weights.
-///
-/// Inside a scope a weight changed in place through the tensor (its version counter) or
-/// replaced (its storage or device) is quantized again; a write through .data(), which does
-/// not count as a change, is not seen, and torch::optim::SGD steps that way: do not step an
-/// optimizer inside a scope.
-class BITTORCH_API KeepQuantizedWeights {
- public:
-  KeepQuantizedWeights();
-  ~KeepQuantizedWeights();
-  KeepQuantizedWeights(const KeepQuantizedWeights&) = delete;
-  KeepQuantizedWeights& operator=(const KeepQuantizedWeights&) = delete;
-  /// Whether a scope is open on this thread.
-  static bool active();
-};
 
 /// A drop-in for torch::nn::Linear whose forward uses ternary weights {-1, 0, +1} times a
 /// per-channel (or global) scale, computed on every call from the full-precision master
@@ -69,8 +46,8 @@ class BITTORCH_API TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinear
   at::Tensor bias;
 
  private:
-  // The weight quantized inside a KeepQuantizedWeights scope, with what it was made from.
-  std::shared_ptr<detail::KeptQuantizedWeight> kept_;
+  // The quantized weight, kept inside a KeepQuantizedWeights scope.
+  QuantizedWeightCache quantized_weight_;
 };
 
 TORCH_MODULE(TernaryLinear);

@@ -4,11 +4,13 @@
 // of RMSNorm -> causal self-attention with rotary embeddings (q, k, v, o projections) ->
 // RMSNorm -> MLP, each with a residual, then RMSNorm and the output head; no biases. Its
 // projections are torch::nn::Linear; nn::convert_to_ternary makes them TernaryLinear (every
-// part implements ReplaceableChildren) and bittorch::pack packs them, so one definition serves
-// the full-precision baseline, the ternary model and the packed one.
+// part implements ReplaceableChildren) and nn::pack packs them, so one definition serves the
+// full-precision baseline, the ternary model and the packed one. A ProjectionFactory builds
+// the model with other projections from the start (io::load_packed_transformer: packed ones).
 
 #include <bittorch/nn/module_tree.h>
 #include <bittorch/nn/options/transformer.h>
+#include <bittorch/nn/packed_numbers.h>
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/cloneable.h>
@@ -19,6 +21,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <functional>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -42,6 +45,12 @@ struct KVCache {
   int64_t length = 0;
 };
 
+/// Makes the bias-free projection at `path` (from the model's root: "blocks.0.attention.q";
+/// from the part's own when the part is built alone: "q") of in_features -> out_features.
+/// Without one, a part makes torch::nn::Linear projections.
+using ProjectionFactory =
+    std::function<torch::nn::AnyModule(const std::string& path, int64_t in_features, int64_t out_features)>;
+
 /// Modules whose projections (torch::nn::Linear, then TernaryLinear or PackedTernaryLinear)
 /// convert_to_ternary and pack swap in place.
 class BITTORCH_API ProjectionHolder : public torch::nn::Module, public ReplaceableChildren {
@@ -49,17 +58,22 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
   void replace_child(const std::string& name, const torch::nn::AnyModule& module) override;
 
  protected:
-  /// Registers a bias-free Linear as `name`; returns the index project() takes.
+  /// `make_projection` builds the projections, with `path_prefix` before their names.
+  explicit ProjectionHolder(ProjectionFactory make_projection = {}, std::string path_prefix = "");
+  /// Registers projection `name`; returns the index project() takes.
   size_t add_projection(const std::string& name, int64_t in, int64_t out);
   at::Tensor project(size_t index, const at::Tensor& x);
 
  private:
+  ProjectionFactory make_projection_;
+  std::string path_prefix_;
   std::vector<std::pair<std::string, torch::nn::AnyModule>> projections_;
 };
 
 class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
  public:
-  explicit CausalSelfAttentionImpl(const TransformerOptions& options);
+  explicit CausalSelfAttentionImpl(const TransformerOptions& options, const ProjectionFactory& make_projection = {},
+                                   const std::string& path_prefix = "");
   /// x [batch, T, width] at positions start.. start + T - 1. With one layer's cached keys
   /// and values ([batch, heads, context, head_size] of a KVCache), this step's are written into
   /// them and attention covers every earlier position too.
@@ -89,7 +103,8 @@ TORCH_MODULE(CausalSelfAttention);
 
 class BITTORCH_API MlpImpl : public ProjectionHolder {
  public:
-  explicit MlpImpl(const TransformerOptions& options);
+  explicit MlpImpl(const TransformerOptions& options, const ProjectionFactory& make_projection = {},
+                   const std::string& path_prefix = "");
   at::Tensor forward(const at::Tensor& x);
 
   TransformerOptions options;
@@ -101,7 +116,8 @@ TORCH_MODULE(Mlp);
 
 class BITTORCH_API TransformerBlockImpl : public torch::nn::Module {
  public:
-  explicit TransformerBlockImpl(const TransformerOptions& options);
+  explicit TransformerBlockImpl(const TransformerOptions& options, const ProjectionFactory& make_projection = {},
+                                const std::string& path_prefix = "");
   at::Tensor forward(const at::Tensor& x, int64_t start = 0, at::Tensor* cached_keys = nullptr,
                      at::Tensor* cached_values = nullptr);
   /// CausalSelfAttention::forward_at's step through the whole block.
@@ -116,11 +132,10 @@ TORCH_MODULE(TransformerBlock);
 
 class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNumbers {
  public:
-  explicit TransformerLMImpl(const TransformerOptions& options);
+  explicit TransformerLMImpl(const TransformerOptions& options, const ProjectionFactory& make_projection = {});
 
-  /// For packed files: the options (vocab_size, layers, width, heads, context, mlp_ratio, mlp;
-  /// rope_base, norm_eps) and the projections' quantization (ternary 0/1, activation_bits,
-  /// per_channel, scale_mode; threshold_factor).
+  /// For packed files: append_numbers of the options and the projections' quantization
+  /// (options/transformer.h).
   std::vector<int64_t> packed_ints() const override;
   std::vector<double> packed_reals() const override;
 
@@ -145,12 +160,6 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   torch::nn::Linear head{nullptr};
 };
 TORCH_MODULE(TransformerLM);
-
-/// The model packed_ints/packed_reals describe: built, its projections converted to ternary and
-/// packed where they were (weights still to load). Numbers that describe no model are a
-/// c10::Error.
-BITTORCH_API TransformerLM transformer_from_packed_numbers(const std::vector<int64_t>& ints,
-                                                           const std::vector<double>& reals);
 
 /// The path filter of convert_to_ternary for a TransformerLM: every projection, not the head.
 BITTORCH_API bool is_transformer_projection(const std::string& path, const torch::nn::LinearImpl& layer);

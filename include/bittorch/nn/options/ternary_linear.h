@@ -24,10 +24,11 @@ struct BITTORCH_API TernaryLinearOptions {
   TORCH_ARG(quant::QuantConfig, quant) = {};
   /// false: behave exactly like torch::nn::Linear (full-precision weights).
   TORCH_ARG(bool, quantize) = true;
-  /// false: run the unfused path (the bittorch::ternarize op, then torch's own linear, with
-  /// a straight-through autograd node between them) instead of the fused
-  /// bittorch::ternary_linear op and its CUDA kernels. Same results; meant for checking.
-  TORCH_ARG(bool, use_cuda_kernel) = true;
+  /// true: the fused bittorch::ternary_linear op (its CPU and CUDA kernels). false: the
+  /// unfused path (the bittorch::ternarize op, then torch's own linear, with a
+  /// straight-through autograd node between them), on every device. Same results; meant for
+  /// checking. (The Python package's `use_cuda_kernel` argument, after the original API.)
+  TORCH_ARG(bool, fused) = true;
   /// true: a clear error (not a CPU run) when the input or the weight is not on a CUDA
   /// device. What `TernaryLinearCUDA` sets.
   TORCH_ARG(bool, cuda_only) = false;
@@ -51,7 +52,7 @@ struct BITTORCH_API TernaryLinearFuncOptions {
 
   TORCH_ARG(quant::QuantConfig, quant) = {};
   TORCH_ARG(bool, quantize) = true;
-  TORCH_ARG(bool, use_cuda_kernel) = true;
+  TORCH_ARG(bool, fused) = true;
 };
 
 }  // namespace functional

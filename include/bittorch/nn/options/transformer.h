@@ -4,12 +4,15 @@
 // a squared-ReLU or SwiGLU MLP, no biases) and its parts.
 
 #include <bittorch/export.h>
+#include <bittorch/quant/config.h>
 
 #include <torch/arg.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace bittorch::nn {
 
@@ -52,5 +55,28 @@ BITTORCH_API void check_transformer_options(const TransformerOptions& options);
 
 /// The MLP's hidden size for `options`.
 BITTORCH_API int64_t mlp_hidden_size(const TransformerOptions& options);
+
+/// `options` as a JSON object ({"vocab_size": 256, "layers": 2, ..., "mlp": "squared_relu",
+/// "rope_base": 10000.0, "norm_eps": 1e-06}): what checkpoints record.
+BITTORCH_API std::string to_json(const TransformerOptions& options);
+/// And back; a missing or mistyped field is a c10::Error naming it. The options are not
+/// checked (check_transformer_options).
+BITTORCH_API TransformerOptions transformer_options_from_json(std::string_view json);
+
+/// A TransformerLM as packed model files record it (docs/packed-format.md): its options and
+/// the quantization of its projections (nullopt: full precision).
+struct TransformerDescription {
+  TransformerOptions options;
+  std::optional<quant::QuantConfig> projections;
+};
+/// The record's integers (vocab_size, layers, width, heads, context, mlp_ratio, mlp; 1 if the
+/// projections are ternary, else 0; the quantization's quant::append_numbers, the default
+/// QuantConfig's when full precision) and reals (rope_base, norm_eps; the quantization's).
+BITTORCH_API void append_numbers(const TransformerDescription& description, std::vector<int64_t>& ints,
+                                 std::vector<double>& reals);
+/// And back; numbers that describe no model are a c10::Error naming the field
+/// (check_transformer_options included).
+BITTORCH_API TransformerDescription transformer_from_numbers(const std::vector<int64_t>& ints,
+                                                             const std::vector<double>& reals);
 
 }  // namespace bittorch::nn

@@ -4,6 +4,7 @@
 #include <bittorch/ops/ternarize.h>
 #include <bittorch/ops/ternary_linear.h>
 
+#include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 #include <torch/nn/functional/linear.h>
 
@@ -52,15 +53,15 @@ quant::GradientFormat gradient_format_for(const quant::QuantConfig& config) {
 }
 
 at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
-                          const TernaryLinearFuncOptions& options) {
+                          const TernaryLinearFuncOptions& options, QuantizedWeightCache* cache) {
   if (!options.quantize()) {
     return torch::nn::functional::linear(input, weight, bias);
   }
   const auto& config = options.quant();
   const auto activation_format = ops::activation_format_for(config.activation_bits(), input.device());
-  if (!options.use_cuda_kernel()) {
+  if (!options.fused()) {
     TORCH_CHECK(config.gradient_bits() == 0,
-                "bittorch::ternary_linear: gradient_bits(8) needs the fused op (use_cuda_kernel(true))");
+                "bittorch::ternary_linear: gradient_bits(8) needs the fused op (fused(true))");
     TORCH_CHECK(input.scalar_type() == weight.scalar_type(),
                 "bittorch::ternary_linear: expected input and weight of the same dtype, but got "
                 "input ",
@@ -70,9 +71,35 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, con
                                       : QuantizeActivationsSte::apply(input, activation_format);
     return torch::nn::functional::linear(used_input, DequantizeSte::apply(weight, config, input.scalar_type()), bias);
   }
-  return ops::ternary_linear(input, weight, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt,
-                             config.threshold_factor(), config.per_channel(), quant::to_string(config.scale_mode()),
-                             quant::to_string(activation_format), quant::to_string(gradient_format_for(config)));
+  // Under CUDA autocast the input and bias in the autocast dtype, cast as the op's Autocast
+  // kernels cast them; the weight as it is (a float32 master weight is quantized straight into
+  // that dtype).
+  at::Tensor x = input, b = bias;
+  if (input.is_cuda() && at::isFloatingType(input.scalar_type()) && at::autocast::is_autocast_enabled(at::kCUDA)) {
+    const auto dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+    x = at::autocast::cached_cast(dtype, input, c10::DeviceType::CUDA);
+    if (b.defined()) b = at::autocast::cached_cast(dtype, bias, c10::DeviceType::CUDA);
+  }
+  const auto optional = [](const at::Tensor& t) { return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt; };
+  const std::string scale_mode = quant::to_string(config.scale_mode()), format = quant::to_string(activation_format),
+                    gradient_format = quant::to_string(gradient_format_for(config));
+  ops::check_ternary_linear_args(x, weight, optional(b), config.threshold_factor(), scale_mode, format,
+                                 gradient_format);
+  // grad_input needs the operand.
+  const bool keep_operand = at::GradMode::is_enabled() && x.requires_grad();
+  const auto quantized = cache != nullptr
+                             ? cache->get(weight, config, x.scalar_type(), activation_format, keep_operand)
+                             : quantize_linear_weight(weight, config, x.scalar_type(), activation_format, keep_operand);
+  return ops::ternary_linear_quantized(x, weight, optional(quantized.operand), optional(quantized.codes),
+                                       quantized.scale, optional(b), format, gradient_format);
+}
+
+QuantizedLinearWeight quantize_linear_weight(const at::Tensor& weight, const quant::QuantConfig& config,
+                                             at::ScalarType dtype, quant::ActivationFormat format, bool keep_operand) {
+  auto [operand, codes, scale] = ops::ternary_linear_quantize_weight(
+      weight, config.threshold_factor(), config.per_channel(), quant::to_string(config.scale_mode()),
+      quant::to_string(format), dtype, keep_operand);
+  return {std::move(operand), std::move(codes), std::move(scale)};
 }
 
 quant::TernarizedWeight ternarize(const at::Tensor& weight, const quant::QuantConfig& config) {

@@ -40,10 +40,15 @@ void ProjectionHolder::replace_child(const std::string& name, const torch::nn::A
   TORCH_CHECK(false, this->name(), ": no projection named '", name, "'");
 }
 
+ProjectionHolder::ProjectionHolder(ProjectionFactory make_projection, std::string path_prefix)
+    : make_projection_(std::move(make_projection)), path_prefix_(std::move(path_prefix)) {}
+
 size_t ProjectionHolder::add_projection(const std::string& name, int64_t in, int64_t out) {
-  torch::nn::Linear linear(torch::nn::LinearOptions(in, out).bias(false));
-  register_module(name, linear);
-  projections_.emplace_back(name, torch::nn::AnyModule(linear));
+  auto projection = make_projection_
+                        ? make_projection_(path_prefix_ + name, in, out)
+                        : torch::nn::AnyModule(torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)));
+  register_module(name, projection.ptr());
+  projections_.emplace_back(name, std::move(projection));
   return projections_.size() - 1;
 }
 
@@ -51,7 +56,10 @@ at::Tensor ProjectionHolder::project(size_t index, const at::Tensor& x) {
   return projections_[index].second.forward(x);
 }
 
-CausalSelfAttentionImpl::CausalSelfAttentionImpl(const TransformerOptions& options_) : options(options_) {
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(const TransformerOptions& options_,
+                                                 const ProjectionFactory& make_projection,
+                                                 const std::string& path_prefix)
+    : ProjectionHolder(make_projection, path_prefix), options(options_) {
   check_transformer_options(options);
   const int64_t width = options.width();
   q_ = add_projection("q", width, width);
@@ -131,7 +139,9 @@ at::Tensor TransformerBlockImpl::forward_at(const at::Tensor& x, const at::Tenso
   return h + mlp->forward(mlp_norm->forward(h));
 }
 
-MlpImpl::MlpImpl(const TransformerOptions& options_) : options(options_) {
+MlpImpl::MlpImpl(const TransformerOptions& options_, const ProjectionFactory& make_projection,
+                 const std::string& path_prefix)
+    : ProjectionHolder(make_projection, path_prefix), options(options_) {
   check_transformer_options(options);
   const int64_t hidden = mlp_hidden_size(options);
   if (options.mlp() == MlpKind::SwiGLU) gate_ = add_projection("gate", options.width(), hidden);
@@ -145,12 +155,14 @@ at::Tensor MlpImpl::forward(const at::Tensor& x) {
   return project(down_, at::relu(up).square());
 }
 
-TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& options)
+TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& options, const ProjectionFactory& make_projection,
+                                           const std::string& path_prefix)
     : attention_norm(
           register_module("attention_norm", RMSNorm(RMSNormOptions(options.width()).eps(options.norm_eps())))),
       mlp_norm(register_module("mlp_norm", RMSNorm(RMSNormOptions(options.width()).eps(options.norm_eps())))),
-      attention(register_module("attention", CausalSelfAttention(options))),
-      mlp(register_module("mlp", Mlp(options))) {}
+      attention(
+          register_module("attention", CausalSelfAttention(options, make_projection, path_prefix + "attention."))),
+      mlp(register_module("mlp", Mlp(options, make_projection, path_prefix + "mlp."))) {}
 
 at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, int64_t start, at::Tensor* cached_keys,
                                          at::Tensor* cached_values) {
@@ -158,11 +170,14 @@ at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, int64_t start, at:
   return h + mlp->forward(mlp_norm->forward(h));
 }
 
-TransformerLMImpl::TransformerLMImpl(const TransformerOptions& options_) : options(options_) {
+TransformerLMImpl::TransformerLMImpl(const TransformerOptions& options_, const ProjectionFactory& make_projection)
+    : options(options_) {
   check_transformer_options(options);
   embedding = register_module("embedding", torch::nn::Embedding(options.vocab_size(), options.width()));
   blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < options.layers(); ++i) blocks->push_back(TransformerBlock(options));
+  for (int64_t i = 0; i < options.layers(); ++i) {
+    blocks->push_back(TransformerBlock(options, make_projection, "blocks." + std::to_string(i) + "."));
+  }
   norm = register_module("norm", RMSNorm(RMSNormOptions(options.width()).eps(options.norm_eps())));
   head = register_module(
       "head", torch::nn::Linear(torch::nn::LinearOptions(options.width(), options.vocab_size()).bias(false)));
@@ -238,53 +253,17 @@ std::optional<quant::QuantConfig> projection_quantization(const TransformerLMImp
 }  // namespace
 
 std::vector<int64_t> TransformerLMImpl::packed_ints() const {
-  const auto& o = options;
-  const auto quant = projection_quantization(*this).value_or(quant::QuantConfig());
-  return {o.vocab_size(),
-          o.layers(),
-          o.width(),
-          o.heads(),
-          o.context(),
-          o.mlp_ratio(),
-          static_cast<int64_t>(o.mlp()),
-          projection_quantization(*this).has_value(),
-          quant.activation_bits(),
-          quant.per_channel(),
-          static_cast<int64_t>(quant.scale_mode())};
+  std::vector<int64_t> ints;
+  std::vector<double> reals;
+  append_numbers({options, projection_quantization(*this)}, ints, reals);
+  return ints;
 }
 
 std::vector<double> TransformerLMImpl::packed_reals() const {
-  return {options.rope_base(), options.norm_eps(),
-          projection_quantization(*this).value_or(quant::QuantConfig()).threshold_factor()};
-}
-
-TransformerLM transformer_from_packed_numbers(const std::vector<int64_t>& ints, const std::vector<double>& reals) {
-  TORCH_CHECK(ints.size() == 11 && reals.size() == 3, "a TransformerLM is described by 11 integers and 3 reals, not ",
-              ints.size(), " and ", reals.size());
-  TORCH_CHECK(ints[6] == 0 || ints[6] == 1, "invalid MLP kind ", ints[6]);
-  TORCH_CHECK(ints[10] == 0 || ints[10] == 1, "invalid scale mode ", ints[10]);
-  const auto options = TransformerOptions()
-                           .vocab_size(ints[0])
-                           .layers(ints[1])
-                           .width(ints[2])
-                           .heads(ints[3])
-                           .context(ints[4])
-                           .mlp_ratio(ints[5])
-                           .mlp(static_cast<MlpKind>(ints[6]))
-                           .rope_base(reals[0])
-                           .norm_eps(reals[1]);
-  TransformerLM model(options);
-  if (ints[7] != 0) {
-    const auto config = quant::QuantConfig()
-                            .activation_bits(ints[8])
-                            .per_channel(ints[9] != 0)
-                            .scale_mode(static_cast<quant::ScaleMode>(ints[10]))
-                            .threshold_factor(reals[2]);
-    quant::check_quant_config(config, "TransformerLM");
-    convert_to_ternary(*model, config, is_transformer_projection);
-    bittorch::pack(*model);
-  }
-  return model;
+  std::vector<int64_t> ints;
+  std::vector<double> reals;
+  append_numbers({options, projection_quantization(*this)}, ints, reals);
+  return reals;
 }
 
 bool is_transformer_projection(const std::string& path, const torch::nn::LinearImpl&) {

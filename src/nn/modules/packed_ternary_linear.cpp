@@ -5,7 +5,6 @@
 #include <bittorch/quant/packing.h>
 
 #include "nn/checked_load.h"
-#include "nn/pack_layer.h"
 
 namespace bittorch::nn {
 
@@ -54,6 +53,12 @@ at::Tensor PackedTernaryLinearImpl::forward(const at::Tensor& input) {
       options.in_features(), quant::to_string(format));
 }
 
+void PackedTernaryLinearImpl::to(torch::Device device, torch::Dtype /*dtype*/, bool non_blocking) {
+  torch::nn::Module::to(device, non_blocking);
+}
+
+void PackedTernaryLinearImpl::to(torch::Dtype /*dtype*/, bool /*non_blocking*/) {}
+
 int64_t PackedTernaryLinearImpl::weight_bytes() const {
   return packed.numel() * packed.element_size() + scale.numel() * scale.element_size();
 }
@@ -62,13 +67,13 @@ void PackedTernaryLinearImpl::load(torch::serialize::InputArchive& archive) {
   load_checking_shapes(*this, archive, "bittorch::nn::PackedTernaryLinear");
 }
 
-PackedTernaryLinear pack_layer(const TernaryLinearImpl& layer, const std::string& name, const char* caller) {
+PackedTernaryLinear pack_layer(const TernaryLinearImpl& layer, const std::string& path, const char* caller) {
   try {
     PackedTernaryLinear packed(layer);
     packed->to(layer.weight.device());
     return packed;
   } catch (const c10::Error& error) {
-    TORCH_CHECK(false, caller, ": layer '", name, "': ", error.what_without_backtrace());
+    TORCH_CHECK(false, caller, ": layer '", path, "': ", error.what_without_backtrace());
   }
 }
 
