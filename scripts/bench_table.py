@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Renders a bittorch-bench JSON file as the README's markdown table.
+"""Renders a bittorch-bench JSON file as a markdown table for docs/results.md.
 
 Usage: scripts/bench_table.py bench/results/h100-2026-11-26.json
 """

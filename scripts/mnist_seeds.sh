@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs `bittorch-mnist --compare` over several seeds and prints the mean and spread of each
-# model's final test accuracy: the figures the README reports.
+# model's final test accuracy: the figures docs/results.md reports.
 # Usage: scripts/mnist_seeds.sh [SEEDS] [-- extra bittorch-mnist flags]
 #   e.g. scripts/mnist_seeds.sh "42 1 2 3 4" -- --dataset fashion-mnist
 set -euo pipefail

@@ -23,9 +23,9 @@ namespace {
 using namespace bittorch::apps;
 
 // The trainer's own ternary recipe, chosen by a sweep over scale modes, thresholds and
-// learning rates (README, "Choosing the ternary recipe"): max scaling with a threshold of
-// 0.2 instead of the library's 0.05, at the FP32 model's learning rate, with the cosine
-// schedule both models share.
+// learning rates (docs/results.md, MNIST, "Choosing the ternary recipe"): max scaling with a
+// threshold of 0.2 instead of the library's 0.05, at the FP32 model's learning rate, with the
+// cosine schedule both models share.
 constexpr const char* kDefaultScaleMode = "max";
 constexpr double kDefaultThresholdFactor = 0.2;
 

@@ -354,9 +354,9 @@ int64_t peak_kib() {
   return -1;
 }
 
-// A 8192x8192 layer (13.4 MB in the file, 16.8 MB of 2-bit codes loaded): loading it must
-// take about the model's own memory (the file's bytes, then its codes, then the matrix), not
-// the gigabytes that 64-bit intermediates per weight once took.
+// A 8192x8192 layer (13.4 MB in the file, 16.8 MB of 2-bit codes loaded): loading it takes
+// about the model's own memory (the file's bytes, then the matrix decoded straight from
+// them), not gigabytes of intermediates per weight.
 TEST(PackedFile, LoadingTakesAboutTheMemoryOfTheModel) {
   TempDir dir;
   const int64_t features = 8192;

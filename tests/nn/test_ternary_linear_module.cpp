@@ -293,8 +293,9 @@ TEST(TernaryLinearModule, TwoLayerModelLearnsASyntheticTask) {
   EXPECT_LT(final_loss, 0.25 * initial) << "initial " << initial << " final " << final_loss;
 }
 
-// torch::load of a 784x256 layer into a TernaryLinear(100, 10) used to succeed and leave
-// options and weight disagreeing: refused now, and the layer keeps its tensors.
+// torch::load of a 784x256 layer into a TernaryLinear(100, 10) is refused (torch's own
+// Module::load would take it, leaving options and weight disagreeing), and the layer keeps
+// its tensors.
 TEST(TernaryLinearModule, LoadRefusesAWeightOfAnotherShape) {
   std::stringstream stream;
   torch::save(TernaryLinear(784, 256), stream);

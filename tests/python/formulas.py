@@ -1,4 +1,4 @@
-"""The references of the Python tests, written from the formulas (README, "Semantics"), in float64."""
+"""The references of the Python tests, written from the formulas (docs/cpp-api.md, "Semantics"), in float64."""
 import torch
 
 
