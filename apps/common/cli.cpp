@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <climits>
@@ -169,24 +170,43 @@ std::string choice_flag(const cxxopts::ParseResult& args, const std::string& nam
   throw UsageError("--" + name + " must be " + list + ", not '" + value + "'");
 }
 
-void check_output_flags(const cxxopts::ParseResult& args, const std::vector<std::string>& names) {
-  std::vector<std::pair<std::string, std::string>> paths;
-  for (const auto& name : names) {
-    const std::string path = flag_text(args, name);
+uint32_t tensor_crc32(const torch::Tensor& tensor) {
+  const auto host = tensor.cpu().contiguous();
+  return io::crc32(std::string_view(static_cast<const char*>(host.const_data_ptr()), host.nbytes()));
+}
+
+void check_path_flags(const cxxopts::ParseResult& args, const std::vector<std::string>& outputs,
+                      const std::vector<std::string>& inputs,
+                      const std::vector<std::pair<std::string, std::string>>& may_share) {
+  const auto shared = [&](const std::string& a, const std::string& b) {
+    return std::find(may_share.begin(), may_share.end(), std::make_pair(a, b)) != may_share.end() ||
+           std::find(may_share.begin(), may_share.end(), std::make_pair(b, a)) != may_share.end();
+  };
+  // A path flag's value, "" when not given (some have no default).
+  const auto given = [&](const std::string& name) {
+    return args.count(name) > 0 ? args[name].as<std::string>() : std::string();
+  };
+  std::vector<std::pair<std::string, std::string>> seen;  // (flag, path) of the set flags so far
+  for (const auto& name : inputs) {
+    const std::string path = given(name);
+    if (!path.empty()) seen.emplace_back(name, path);
+  }
+  for (const auto& name : outputs) {
+    const std::string path = given(name);
+    if (args.count(name) > 0 && path.empty()) throw UsageError("--" + name + ": the output path is empty");
     if (path.empty()) continue;
     try {
       io::check_writable_path(path, "--" + name);
     } catch (const c10::Error& error) {
       throw UsageError(error.what_without_backtrace());
     }
-    for (const auto& [other_name, other_path] : paths) {
-      struct stat a {
-      }, b{};
-      const bool same = other_path == path || (::stat(path.c_str(), &a) == 0 && ::stat(other_path.c_str(), &b) == 0 &&
-                                               a.st_dev == b.st_dev && a.st_ino == b.st_ino);
-      if (same) throw UsageError("--" + name + " and --" + other_name + " name the same file '" + path + "'");
+    for (const auto& [other_name, other_path] : seen) {
+      if (!shared(name, other_name) && io::same_file(path, other_path)) {
+        throw UsageError("--" + name + " and --" + other_name + " name the same file ('" + path + "' and '" +
+                         other_path + "'): the output would replace it");
+      }
     }
-    paths.emplace_back(name, path);
+    seen.emplace_back(name, path);
   }
 }
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bittorch::apps {
@@ -54,9 +55,19 @@ std::string choice_flag(const cxxopts::ParseResult& args, const std::string& nam
 /// tree).
 std::string embedded_data_dir(const std::string& name);
 
-/// Checks every output path flag among `names` that is set (bittorch::io::check_writable_path:
-/// not a directory or device, directory exists and is writable) and that no two are the same
-/// file, before any work starts: a run's results are never lost to a bad path after training.
-void check_output_flags(const cxxopts::ParseResult& args, const std::vector<std::string>& names);
+/// The CRC-32 of a tensor's bytes (on any device): the digest of a data set that a resumed run
+/// compares.
+uint32_t tensor_crc32(const torch::Tensor& tensor);
+
+/// Checks, before any work starts, every output path flag among `outputs` that is set
+/// (bittorch::io::check_writable_path: not a directory or device, its directory exists and is
+/// writable) and that none names the same file (bittorch::io::same_file: through any symbolic
+/// or hard link, or the same place for a file still to come) as another output or as an
+/// input path flag among `inputs`, except the pairs of `may_share` (an output and the input
+/// it continues, --save and --resume). A clash is a UsageError naming both flags: a run's
+/// results and the user's files are never lost to a bad path.
+void check_path_flags(const cxxopts::ParseResult& args, const std::vector<std::string>& outputs,
+                      const std::vector<std::string>& inputs = {},
+                      const std::vector<std::pair<std::string, std::string>>& may_share = {});
 
 }  // namespace bittorch::apps

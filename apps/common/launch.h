@@ -7,6 +7,7 @@
 #include <bittorch/distributed/process_group.h>
 
 #include <torch/types.h>
+#include <cxxopts.hpp>
 
 #include <cstdint>
 
@@ -23,8 +24,11 @@ struct ProcessRanks {
   void finish() const;
 };
 
-/// Joins the launch this process is part of, if any: a CUDA `device` becomes cuda:LOCAL_RANK,
-/// and the ranks other than 0 log warnings and errors only.
-ProcessRanks join_launch(torch::Device& device);
+/// Adds --rendezvous-timeout (seconds; default: BITTORCH_RENDEZVOUS_TIMEOUT, else 60).
+void add_launch_options(cxxopts::Options& options);
+
+/// Joins the launch this process is part of, if any, within --rendezvous-timeout: a CUDA
+/// `device` becomes cuda:LOCAL_RANK, and the ranks other than 0 log warnings and errors only.
+ProcessRanks join_launch(torch::Device& device, const cxxopts::ParseResult& args);
 
 }  // namespace bittorch::apps

@@ -46,8 +46,20 @@ int main(int argc, char** argv) {
         ++layers;
       }
     }
+    TORCH_CHECK(layers > 0, "'", path, "' holds no packed ternary layer: not a model bittorch-mnist --export wrote");
     model->to(device);
     const auto test = load_split(dataset, data_dir, IdxDataset::Split::Test, limit, device);
+    // The model must map an image to the ten classes' scores; anything else is no MNIST model.
+    torch::Tensor scores;
+    try {
+      torch::NoGradGuard no_grad;
+      scores = model->forward(test.inputs.narrow(0, 0, 1));
+    } catch (const c10::Error& error) {
+      TORCH_CHECK(false, "'", path, "' does not take a ", test.inputs.size(1),
+                  "-pixel image: ", error.what_without_backtrace());
+    }
+    TORCH_CHECK(scores.dim() == 2 && scores.size(1) == 10, "'", path, "' maps an image to ", scores.sizes(),
+                " scores; an MNIST model gives one per class, 10");
     const auto result = evaluate(model, test);
     const int64_t file_bytes = bittorch::io::regular_file_size(path);
     std::cout << fmt::format("model            {} ({} packed layers)\n", path, layers)

@@ -216,7 +216,7 @@ int bench_command(int argc, char** argv) {
     }
     if (config.parts.empty()) throw UsageError("--parts must name train, generate or both, not '" + parts + "'");
     config.json_path = args["json"].as<std::string>();
-    check_output_flags(args, {"json"});
+    check_path_flags(args, {"json"});
     const auto device = selected_device(args);
     nlohmann::json result = {{"device", device.str()},
                              {"model", nlohmann::json::parse(nn::to_json(config.model))},

@@ -4,6 +4,12 @@
 
 #include <bittorch/train/autocast.h>
 
+#ifdef BITTORCH_LM_CUDA_GRAPHS
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+#include <unistd.h>
+
 namespace bittorch::apps {
 
 void add_model_options(cxxopts::Options& options) {
@@ -48,6 +54,22 @@ quant::QuantConfig bitnet_config(int64_t activation_bits) {
 
 nlohmann::json quant_json(const std::optional<quant::QuantConfig>& ternary) {
   return ternary ? nlohmann::json::parse(quant::to_json(*ternary)) : nlohmann::json(nullptr);
+}
+
+TrainingMemory training_memory(const nn::TransformerOptions& o, int64_t batch) {
+  const double vocab = static_cast<double>(o.vocab_size()), width = static_cast<double>(o.width()),
+               layers = static_cast<double>(o.layers()), hidden = static_cast<double>(nn::mlp_hidden_size(o)),
+               tokens = static_cast<double>(batch) * static_cast<double>(o.context());
+  const double mlp_matrices = o.mlp() == nn::MlpKind::SwiGLU ? 3 : 2;
+  const double parameters = 2 * vocab * width + layers * (4 * width * width + mlp_matrices * width * hidden);
+  return {16 * parameters, tokens * (8 * vocab + 16 * width * layers)};
+}
+
+double device_memory_bytes(torch::Device device) {
+#ifdef BITTORCH_LM_CUDA_GRAPHS
+  if (device.is_cuda()) return static_cast<double>(at::cuda::getDeviceProperties(device.index())->totalGlobalMem);
+#endif
+  return static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
 }
 
 int64_t parameter_count(const torch::nn::Module& model) {

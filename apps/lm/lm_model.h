@@ -19,6 +19,9 @@ void add_model_options(cxxopts::Options& options);
 /// The model they describe; bad values are UsageErrors naming the flag.
 nn::TransformerOptions parse_model_options(const cxxopts::ParseResult& args);
 
+/// The most bytes train --sample and sample --tokens generate in one run (1 MiB).
+constexpr int64_t kMaxGeneratedBytes = int64_t{1} << 20;
+
 /// The model: full precision (`ternary` nullopt) or with ternary projections quantized so,
 /// initialised from the current seed.
 nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::optional<quant::QuantConfig>& ternary);
@@ -29,6 +32,19 @@ quant::QuantConfig bitnet_config(int64_t activation_bits = 0);
 
 /// The ternary projections' quantization as checkpoint settings record it (null for "fp").
 nlohmann::json quant_json(const std::optional<quant::QuantConfig>& ternary);
+
+/// What training a model of `options` on batches of `batch` sequences takes at the least, in
+/// bytes: the parameters with AdamW's state (16 bytes each: float32 weights, gradients and two
+/// moments) and one step's activations (float32 logits and their gradient, and the blocks'
+/// saved inputs, in float32). An estimate that errs low, computed without overflow.
+struct TrainingMemory {
+  double parameters = 0, activations = 0;
+  double total() const { return parameters + activations; }
+};
+TrainingMemory training_memory(const nn::TransformerOptions& options, int64_t batch);
+
+/// The memory of `device`: the GPU's, or the machine's for the CPU.
+double device_memory_bytes(torch::Device device);
 
 /// The parameter count of `model`.
 int64_t parameter_count(const torch::nn::Module& model);

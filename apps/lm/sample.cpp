@@ -83,6 +83,10 @@ int sample_command(int argc, char** argv) {
                                       .top_k(integer_flag(args, "top-k", 0))
                                       .seed(static_cast<uint64_t>(integer_flag(args, "seed", 0)));
     if (generate_options.temperature() < 0) throw UsageError("--temperature must be >= 0");
+    if (generate_options.max_new_tokens() > kMaxGeneratedBytes) {
+      throw UsageError("--tokens must be at most " + std::to_string(kMaxGeneratedBytes) + ", not " +
+                       std::to_string(generate_options.max_new_tokens()));
+    }
     const std::string prompt = args["prompt"].as<std::string>();
     if (prompt.empty()) throw UsageError("--prompt must not be empty");
     auto model = load_model(args, selected_device(args));
@@ -100,7 +104,7 @@ int export_command(int argc, char** argv) {
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
     if (!args.count("checkpoint") || !args.count("output")) throw UsageError("give --checkpoint and --output");
-    check_output_flags(args, {"output"});
+    check_path_flags(args, {"output"}, {"checkpoint"});
     const auto checkpoint = args["checkpoint"].as<std::string>(), output = args["output"].as<std::string>();
     const std::string dtype = choice_flag(args, "dtype", {"bfloat16", "float16", "float32"});
     auto model = model_from_checkpoint(checkpoint);

@@ -7,6 +7,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,29 +16,35 @@ namespace bittorch::apps {
 torch::Tensor read_text_bytes(const std::string& path, int64_t min_bytes, const std::string& flag) {
   const std::string how_to_get = "give a UTF-8 or ASCII text file, gzipped or not, with " + flag;
   GzipStream stream(path, how_to_get);
-  std::string text;
+  // The bytes as they come, kept by the tensor that is returned (no copy); a corpus beyond
+  // the limit is refused as soon as it is passed, before it is all held.
+  auto text = std::make_unique<std::vector<uint8_t>>();
   std::vector<uint8_t> chunk(1 << 20);
   for (size_t got; (got = stream.read(chunk.data(), chunk.size())) > 0;) {
-    text.append(reinterpret_cast<const char*>(chunk.data()), got);
+    TORCH_CHECK(static_cast<int64_t>(text->size() + got) <= kMaxCorpusBytes, path, " holds more than ", kMaxCorpusBytes,
+                " bytes of text (after decompression), more than bittorch-lm holds in memory; ", how_to_get,
+                " that is smaller");
+    text->insert(text->end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
   }
-  TORCH_CHECK(!text.empty(), path, " is empty; ", how_to_get);
-  TORCH_CHECK(static_cast<int64_t>(text.size()) > min_bytes, path, " holds ", text.size(),
+  TORCH_CHECK(!text->empty(), path, " is empty; ", how_to_get);
+  TORCH_CHECK(static_cast<int64_t>(text->size()) > min_bytes, path, " holds ", text->size(),
               " bytes, too few for one window of ", min_bytes, " bytes (the context + 1); ", how_to_get,
               " or a shorter --context");
-  auto bytes = torch::empty({static_cast<int64_t>(text.size())}, torch::kUInt8);
-  std::memcpy(bytes.data_ptr<uint8_t>(), text.data(), text.size());
-  return bytes;
+  text->shrink_to_fit();
+  auto* owned = text.release();
+  return torch::from_blob(
+      owned->data(), {static_cast<int64_t>(owned->size())}, [owned](void*) { delete owned; }, torch::kUInt8);
 }
 
 TextBatches::TextBatches(const torch::Tensor& bytes, int64_t context, torch::Device device)
-    : tokens_(bytes.to(device, torch::kLong)), context_(context) {
-  TORCH_CHECK(tokens_.size(0) > context_, "a corpus of ", tokens_.size(0), " bytes has no window of ", context_ + 1);
+    : bytes_(bytes.to(device)), context_(context) {
+  TORCH_CHECK(bytes_.size(0) > context_, "a corpus of ", bytes_.size(0), " bytes has no window of ", context_ + 1);
 }
 
 std::pair<torch::Tensor, torch::Tensor> TextBatches::windows(const torch::Tensor& offsets) const {
-  const auto index = offsets.to(tokens_.device()).unsqueeze(1) +
-                     torch::arange(context_ + 1, torch::TensorOptions().dtype(torch::kLong).device(tokens_.device()));
-  const auto window = tokens_.index({index});
+  const auto index = offsets.to(bytes_.device()).unsqueeze(1) +
+                     torch::arange(context_ + 1, torch::TensorOptions().dtype(torch::kLong).device(bytes_.device()));
+  const auto window = bytes_.index({index}).to(torch::kLong);  // int64 tokens, a batch at a time
   return {window.narrow(1, 0, context_), window.narrow(1, 1, context_)};
 }
 

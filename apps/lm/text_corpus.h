@@ -10,17 +10,21 @@
 
 namespace bittorch::apps {
 
+/// The most text bittorch-lm reads from one file (after decompression): 4 GiB, held as one
+/// byte per byte (and again on the device).
+constexpr int64_t kMaxCorpusBytes = int64_t{4} << 30;
+
 /// The bytes of the text file at `path`, gzipped or not, as a uint8 tensor. A missing,
-/// non-regular, empty or unreadable (corrupted, truncated gzip) file, or one of at most
-/// `min_bytes` bytes (a training window needs context + 1), is a c10::Error naming the file
-/// and the flag that chose it.
+/// non-regular, empty or unreadable (corrupted, truncated gzip) file, one of at most
+/// `min_bytes` bytes (a training window needs context + 1), or one of more than
+/// kMaxCorpusBytes is a c10::Error naming the file and the flag that chose it.
 torch::Tensor read_text_bytes(const std::string& path, int64_t min_bytes, const std::string& flag);
 
 /// Windows of `context` + 1 consecutive bytes of a corpus: inputs are the first `context`,
 /// targets the last `context` (the next byte of each position).
 class TextBatches {
  public:
-  /// The corpus goes to `device` once, as int64 tokens.
+  /// The corpus goes to `device` once, as bytes; batches are int64 tokens.
   TextBatches(const torch::Tensor& bytes, int64_t context, torch::Device device);
 
   /// `batch` windows at offsets drawn from a generator seeded by (seed, index): the same index
@@ -32,12 +36,12 @@ class TextBatches {
   /// The windows at evenly spaced offsets `first`.. (evaluation: the same every time).
   std::pair<torch::Tensor, torch::Tensor> spaced(int64_t batch, int64_t first, int64_t count) const;
 
-  int64_t size() const { return tokens_.size(0); }
+  int64_t size() const { return bytes_.size(0); }
 
  private:
   std::pair<torch::Tensor, torch::Tensor> windows(const torch::Tensor& offsets) const;
 
-  torch::Tensor tokens_;
+  torch::Tensor bytes_;
   int64_t context_;
 };
 

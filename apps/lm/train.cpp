@@ -26,7 +26,8 @@ namespace {
 struct TrainConfig {
   nn::TransformerOptions model;
   std::vector<std::string> kinds;
-  quant::QuantConfig recipe;  // of the ternary model
+  quant::QuantConfig recipe;                // of the ternary model
+  uint32_t train_crc32 = 0, val_crc32 = 0;  // of the texts: a resumed run must read the same
   std::string train_file, val_file, save_path, resume_path, metrics_json, export_path;
   int64_t steps = 0, batch_size = 0, accumulation = 1, warmup = 0, eval_interval = 0, eval_windows = 0,
           stop_after_eval = 0, sample_bytes = 0;
@@ -64,6 +65,21 @@ double validation_loss(nn::TransformerLM& model, const TextBatches& val, const T
     windows = parallel->sum_over_ranks(windows);
   }
   return sum / windows;
+}
+
+// A model whose training and validation losses over a whole evaluation interval are both
+// ln(vocabulary), to float32's precision, predicts every byte with the same probability: its
+// weights are gone (an AdamW decay that erases them, a learning rate that blew them up).
+// Such a run ends with an error rather than train on.
+void check_not_collapsed(const nlohmann::json& record, const std::string& kind, const TrainConfig& config) {
+  const double uniform = std::log(static_cast<double>(config.model.vocab_size()));
+  const auto at_uniform = [&](const char* field) {
+    return std::abs(record.at(field).get<double>() - uniform) < 1e-5 * uniform;
+  };
+  TORCH_CHECK(!at_uniform("train_loss") || !at_uniform("val_loss"), kind, ": the model has collapsed: its training ",
+              "and validation losses over the last ", config.eval_interval, " steps are ln(", config.model.vocab_size(),
+              ") = ", uniform, ", the loss of predicting every byte with the same probability; try a lower ",
+              kind == "ternary" ? "--ternary-lr" : "--lr", " or --weight-decay");
 }
 
 // Trains the model of `kind`; its entry in `metrics` is rewritten after every evaluation.
@@ -107,6 +123,8 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
              {"quant", quant},
              {"train_bytes", train.size()},
              {"val_bytes", val.size()},
+             {"train_crc32", config.train_crc32},
+             {"val_crc32", config.val_crc32},
              // Over all ranks: a run resumes on another number of processes
              // with --batch-size scaled to keep it (the batches are the same).
              {"batch_size", config.batch_size * ranks.count},
@@ -131,7 +149,8 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
     const double loss = validation_loss(model, val, config, run.parallel());
     return nlohmann::json{{"val_loss", loss}, {"val_bits_per_byte", loss / kLn2}};
   };
-  hooks.epoch_end = [&](const nlohmann::json&) {
+  hooks.epoch_end = [&](const nlohmann::json& record) {
+    check_not_collapsed(record, kind, config);
     double best = INFINITY;
     for (const auto& record : run.trainer().history()) best = std::min(best, record.at("val_loss").get<double>());
     run.entry()["evaluations"] = run.trainer().history();
@@ -194,12 +213,28 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   c.eval_windows = integer_flag(args, "eval-windows", 1);
   c.stop_after_eval = integer_flag(args, "stop-after-eval", 0);
   c.sample_bytes = integer_flag(args, "sample", 0);
+  if (c.sample_bytes > kMaxGeneratedBytes) {
+    throw UsageError(fmt::format("--sample must be at most {} bytes, not {}", kMaxGeneratedBytes, c.sample_bytes));
+  }
   c.lr = positive_flag(args, "lr");
   c.ternary_lr = positive_flag(args, "ternary-lr");
   c.final_lr_factor = number_flag(args, "final-lr-factor");
   if (c.final_lr_factor < 0 || c.final_lr_factor > 1) throw UsageError("--final-lr-factor must be in [0, 1]");
   c.weight_decay = number_flag(args, "weight-decay");
   if (c.weight_decay < 0) throw UsageError("--weight-decay must be >= 0");
+  // AdamW multiplies every matrix by 1 - lr * weight_decay each step: at 1 or more that alone
+  // erases the weights.
+  for (const auto& kind : c.kinds) {
+    const bool ternary = kind == "ternary";
+    const char* flag = ternary ? "--ternary-lr" : "--lr";
+    const double lr = ternary ? c.ternary_lr : c.lr;
+    if (lr * c.weight_decay >= 1) {
+      throw UsageError(
+          fmt::format("{} x --weight-decay is {} ({} x {}): AdamW's decay alone would erase the weights "
+                      "every step; it must stay below 1",
+                      flag, lr * c.weight_decay, lr, c.weight_decay));
+    }
+  }
   c.ternary_decay_until = number_flag(args, "ternary-decay-until");
   if (c.ternary_decay_until < 0 || c.ternary_decay_until > 1)
     throw UsageError("--ternary-decay-until must be in [0, 1]");
@@ -271,22 +306,44 @@ int train_command(int argc, char** argv) {
   // clang-format on
   // BitNet b1.58's ternary recipe: absmean scales (the threshold applies to max scales only).
   add_ternary_recipe_options(options, "absmean", 0.05);
+  add_launch_options(options);
   add_model_options(options);
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
     TrainConfig config = parse_config(args);
-    check_output_flags(args, {"save", "export", "metrics-json"});
+    check_path_flags(args, {"save", "export", "metrics-json"}, {"resume", "train-file", "val-file"},
+                     {{"save", "resume"}});
     auto device = selected_device(args);
-    const ProcessRanks ranks = join_launch(device);
+    const ProcessRanks ranks = join_launch(device, args);
     // Rank 0 writes the metrics; its Trainer alone checkpoints and shows progress, and the
     // other ranks return before exporting.
     if (!ranks.leader()) config.metrics_json.clear();
+    // Sizes that cannot fit are refused before anything of their size is allocated.
+    const auto memory = training_memory(config.model, config.batch_size);
+    const double available = device_memory_bytes(device);
+    if (memory.total() > available) {
+      const bool model_too_large = memory.parameters > memory.activations;
+      throw UsageError(fmt::format(
+          "{}: training this model takes at least {:.3g} GB ({:.3g} GB of parameters with AdamW's state, {:.3g} GB "
+          "of one step's activations), more than the {:.3g} GB of {}",
+          model_too_large ? "--preset/--layers/--width/--mlp-ratio" : "--batch-size/--context", memory.total() / 1e9,
+          memory.parameters / 1e9, memory.activations / 1e9, available / 1e9, device.str()));
+    }
     const std::string precision = choice_flag(args, "precision", {"auto", "fp32", "bf16"});
     if (precision == "bf16" && !device.is_cuda()) throw UsageError("--precision bf16 needs a CUDA device");
     config.bf16 = precision == "bf16" || (precision == "auto" && device.is_cuda());
     const int64_t window = config.model.context() + 1;
-    const TextBatches train(read_text_bytes(config.train_file, window, "--train-file"), config.model.context(), device);
-    const TextBatches val(read_text_bytes(config.val_file, window, "--val-file"), config.model.context(), device);
+    const auto train_bytes = read_text_bytes(config.train_file, window, "--train-file");
+    const auto val_bytes = read_text_bytes(config.val_file, window, "--val-file");
+    config.train_crc32 = tensor_crc32(train_bytes);
+    config.val_crc32 = tensor_crc32(val_bytes);
+    const TextBatches train(train_bytes, config.model.context(), device);
+    const TextBatches val(val_bytes, config.model.context(), device);
+    // Evaluation windows start at distinct offsets: no more than the validation text has.
+    if (config.eval_windows > val.size() - config.model.context()) {
+      throw UsageError(fmt::format("--eval-windows must be at most {} (the windows of {} bytes in {}), not {}",
+                                   val.size() - config.model.context(), window, config.val_file, config.eval_windows));
+    }
     spdlog::info("data: {} training and {} validation bytes; context {}, {} x {} tokens per step", train.size(),
                  val.size(), config.model.context(), config.batch_size * config.accumulation * ranks.count,
                  config.model.context());

@@ -46,6 +46,8 @@ struct Config {
 nlohmann::json run_settings(const Config& config, const Split& train_split, double lr, int64_t processes) {
   return {{"dataset", config.dataset},
           {"train_samples", train_split.size()},
+          // The images and labels themselves: another set of the same size is another run.
+          {"train_crc32", tensor_crc32(train_split.inputs) ^ tensor_crc32(train_split.targets)},
           {"batch_size", config.batch_size * processes},  // over all processes of a torchrun launch
           {"lr", lr},
           {"seed", config.seed}};
@@ -267,6 +269,7 @@ int main(int argc, char** argv) {
     ("no-progress", "No progress bar, even on a terminal");
   // clang-format on
   add_ternary_recipe_options(options, kDefaultScaleMode, kDefaultThresholdFactor);
+  add_launch_options(options);
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
     Config config = parse_config(args);
@@ -278,9 +281,9 @@ int main(int argc, char** argv) {
     if (compare && (!config.save_path.empty() || !config.load_path.empty() || !config.resume_path.empty())) {
       throw UsageError("--save, --load and --resume work on one model: drop --compare");
     }
-    check_output_flags(args, {"save", "export", "metrics-json"});
+    check_path_flags(args, {"save", "export", "metrics-json"}, {"load", "resume"}, {{"save", "resume"}});
     auto device = selected_device(args);
-    const ProcessRanks ranks = join_launch(device);
+    const ProcessRanks ranks = join_launch(device, args);
     // Rank 0 writes the metrics; its Trainer alone checkpoints and shows progress, and the
     // other ranks return before exporting.
     if (!ranks.leader()) config.metrics_json.clear();

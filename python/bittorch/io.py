@@ -12,7 +12,7 @@ import torch
 
 from bittorch.nn.modules import TernaryLinear
 from bittorch.nn.packed import PackedTernaryLinear
-from bittorch.packing import pack_ternary, unpack_ternary
+from bittorch.packing import pack_ternary, packed_words, unpack_ternary
 from bittorch.quant import SCALE_MODES, QuantConfig
 
 MAGIC = b"BTPACK\r\n"
@@ -43,17 +43,38 @@ def pack_trits(codes: torch.Tensor) -> bytes:
     return bytes((padded.view(-1, 5) * _POWERS).sum(1).to(torch.uint8).tolist())
 
 
-def unpack_trits(data: bytes, numel: int) -> torch.Tensor:
+def _codes_of_bytes() -> torch.Tensor:
+    """int8 [256, 5]: the five codes of each byte value (rows above 242 are never used)."""
+    values = torch.arange(256, dtype=torch.int64).clamp_max(242)
+    return ((values.unsqueeze(1) // _POWERS) % 3 - 1).to(torch.int8)
+
+
+_CODES_OF_BYTES = _codes_of_bytes()
+# Weights decoded at a time while loading: the intermediates of a layer stay small.
+_CHUNK_WEIGHTS = 1 << 18
+
+
+def _packed_from_trits(data, out_features: int, in_features: int) -> torch.Tensor:
+    """The 2-bit matrix (int32 [out, ceil(in / 16)]) of the file's codes, decoded a few rows at
+    a time, so that loading takes about the memory of the file and the model, as the C++
+    loader does."""
+    numel = out_features * in_features
     if len(data) != math.ceil(numel / 5):
         raise ValueError(f"{len(data)} bytes of codes, expected {math.ceil(numel / 5)}")
-    values = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(torch.int64)
-    if torch.any(values > 242):
-        raise ValueError("corrupted codes (a byte above 242)")
-    digits = (values.unsqueeze(1) // _POWERS) % 3
-    flat = digits.reshape(-1)
-    if torch.any(flat[numel:] != 1):
-        raise ValueError("corrupted codes (nonzero padding)")
-    return (flat[:numel] - 1).to(torch.int8)
+    packed = torch.empty(out_features, packed_words(in_features), dtype=torch.int32)
+    rows = max(1, _CHUNK_WEIGHTS // in_features)
+    for first in range(0, out_features, rows):
+        last = min(out_features, first + rows)
+        begin, end = first * in_features, last * in_features  # the chunk's codes, flat
+        raw = torch.frombuffer(bytearray(data[begin // 5:(end + 4) // 5]), dtype=torch.uint8)
+        if torch.any(raw > 242):
+            raise ValueError("corrupted codes (a byte above 242)")
+        codes = _CODES_OF_BYTES[raw.to(torch.int64)].reshape(-1)
+        if last == out_features and torch.any(codes[end - begin // 5 * 5:] != 0):
+            raise ValueError("corrupted codes (nonzero padding)")
+        offset = begin - begin // 5 * 5
+        packed[first:last] = pack_ternary(codes[offset:offset + end - begin].view(last - first, in_features))
+    return packed
 
 
 # ---- writing -----------------------------------------------------------------------------------
@@ -116,11 +137,36 @@ def _record(module, path, dtype):
     return MODULE, code, [], [], []
 
 
+def _writable_target(path, who) -> Path:
+    """The file writing `path` replaces (a symbolic link followed to its target), checked as
+    bittorch::io::check_writable_path checks it."""
+    if str(path) == "":
+        raise ValueError(f"{who}: the output path is empty")
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() and path.exists() else path
+    if target.exists() and not target.is_file():
+        mode = target.stat().st_mode
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise ValueError(f"{who}: '{path}' is {kind}; give the path of a file to write")
+    directory = target.parent
+    if not directory.is_dir():
+        raise ValueError(f"{who}: the directory '{directory}' of '{path}' does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"{who}: cannot write to the directory '{directory}' of '{path}'")
+    return target
+
+
 def save_packed(model: torch.nn.Module, path, full_precision_dtype: torch.dtype = torch.float32) -> None:
     """Writes `model`'s tree to `path` in the C++ library's format (version 3): ternary layers
     at 1.6 bits per weight (a TernaryLinear is packed on the way), full-precision layers in
     full_precision_dtype (float32, float16 or bfloat16), containers as such. Written to a
-    temporary file beside `path`, then renamed: a reader never sees half a file."""
+    temporary file beside `path`, then renamed: a reader never sees half a file. As the C++
+    writer, it follows a symbolic link (its target is replaced) and refuses, with a ValueError
+    naming `path`, a directory, a device or FIFO, and a directory that does not exist or cannot
+    be written."""
+    path = _writable_target(path, "bittorch.save_packed")
     if full_precision_dtype not in _DTYPES.values():
         raise ValueError(f"bittorch.save_packed: full_precision_dtype must be float32, float16 or bfloat16, "
                          f"not {full_precision_dtype}")
@@ -138,7 +184,6 @@ def save_packed(model: torch.nn.Module, path, full_precision_dtype: torch.dtype 
         count += 1
     out[12:16] = struct.pack("<I", count)
     out += struct.pack("<I", zlib.crc32(out))
-    path = Path(path)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as file:
@@ -203,8 +248,7 @@ def _build(kind, dtype_code, ints, reals, arrays):
         _expect(ints, reals, arrays, 6, 1, 3 if ints[2] else 2, "PackedTernaryLinear")
         config = QuantConfig(reals[0], bool(ints[4]), SCALE_MODES[ints[5]], ints[3])
         layer = PackedTernaryLinear(in_features, out_features, bool(ints[2]), config)
-        layer.packed.copy_(pack_ternary(unpack_trits(arrays[0], in_features * out_features)
-                                        .reshape(out_features, in_features)))
+        layer.packed.copy_(_packed_from_trits(arrays[0], out_features, in_features))
         layer.scale.copy_(_finite(_float_array(arrays[1], 0, [out_features], "scale"), "scale"))
         if ints[2]:
             layer.bias.copy_(_finite(_float_array(arrays[2], 0, [out_features], "bias"), "bias"))
@@ -295,8 +339,9 @@ def load_packed(path) -> torch.nn.Module:
                               "(the C++ library reads version 1 too)")
     if len(data) < reader.offset + 8:
         raise PackedFileError(f"{where}: truncated: {len(data)} bytes")
-    checksum_ok = struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
-    reader.data = data[:-4]
+    view = memoryview(data)  # the records' arrays are views of the file's bytes, never copies of it
+    checksum_ok = struct.unpack("<I", view[-4:])[0] == zlib.crc32(view[:-4])
+    reader.data = view[:-4]
     modules = {}
     try:
         (count,) = reader.unpack("I", "the module count")
@@ -306,7 +351,7 @@ def load_packed(path) -> torch.nn.Module:
             (length,) = reader.unpack("I", "a path length")
             if length > MAX_PATH:
                 raise PackedFileError(f"{where}: a module path of {length} bytes")
-            name = reader.take(length, "a module path").decode("utf-8", "replace")
+            name = bytes(reader.take(length, "a module path")).decode("utf-8", "replace")
             (kind,) = reader.unpack("B", f"module {name!r}'s kind")
             # Version 2 has no array dtype byte: every array is float32.
             (dtype_code,) = reader.unpack("B", f"module {name!r}'s array dtype") if version == 3 else (0,)

@@ -1,4 +1,5 @@
 """Quantizers and the quantization settings of a ternary layer (C++: bittorch/quant)."""
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,14 @@ class QuantConfig:
     gradient_bits: int = 0
 
     def __post_init__(self):
+        # The types first: a string "8" is no 8, and a comparison with a string says nothing useful.
+        types = (("threshold_factor", numbers.Real, "a number"), ("per_channel", numbers.Integral, "a bool"),
+                 ("scale_mode", str, "a string"), ("activation_bits", numbers.Integral, "an int"),
+                 ("gradient_bits", numbers.Integral, "an int"))
+        for name, kind, wanted in types:
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (name.endswith("_bits") and isinstance(value, bool)):
+                raise TypeError(f"bittorch: {name} must be {wanted}, not {type(value).__name__} {value!r}")
         if self.scale_mode not in SCALE_MODES:
             raise ValueError(f"bittorch: scale_mode must be one of {SCALE_MODES}, not {self.scale_mode!r}")
         if not 0.0 <= self.threshold_factor <= 1.0:

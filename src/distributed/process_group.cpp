@@ -11,8 +11,14 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <spdlog/spdlog.h>
+
 #include <cstdlib>
+#include <functional>
+#include <future>
 #include <limits>
+#include <thread>
+#include <vector>
 
 namespace bittorch::distributed {
 namespace {
@@ -38,7 +44,77 @@ int64_t integer_variable(const char* name, int64_t minimum, int64_t maximum) {
   return value;
 }
 
+// An exception's message, without a c10::Error's backtrace.
+std::string message_of(const std::exception& error) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
+  return c10_error != nullptr ? c10_error->what_without_backtrace() : error.what();
+}
+
+// How often a rendezvous that waits says so.
+constexpr std::chrono::seconds kRendezvousReport{5};
+
+// "rank 1", "ranks 1, 2 and 5".
+std::string describe_ranks(const std::vector<int>& ranks) {
+  std::string text = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (i > 0) text += i + 1 == ranks.size() ? " and " : ", ";
+    text += std::to_string(ranks[i]);
+  }
+  return text;
+}
+
+// Each rank checks in under its own key with its WORLD_SIZE, then waits for every rank of
+// `size`, calling report(missing ranks, timed out) every few seconds while some are missing and
+// once more at the timeout (which must throw); then every rank's WORLD_SIZE must be `size`.
+void roll_call(c10d::Store& store, int rank, int size, std::chrono::milliseconds timeout,
+               const std::function<void(const std::string&, bool)>& report) {
+  const auto key = [](int r) { return "bittorch/rendezvous/rank_" + std::to_string(r); };
+  const auto text = std::to_string(size);
+  store.set(key(rank), std::vector<uint8_t>(text.begin(), text.end()));
+  const auto started = std::chrono::steady_clock::now();
+  auto last_report = started;
+  for (;;) {
+    std::vector<int> missing;
+    for (int r = 0; r < size; ++r) {
+      if (!store.check({key(r)})) missing.push_back(r);
+    }
+    if (missing.empty()) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - started > timeout) {
+      report(std::to_string(size - static_cast<int>(missing.size())) + " of " + std::to_string(size) +
+                 " ranks came; missing " + describe_ranks(missing),
+             true);
+    }
+    if (now - last_report > kRendezvousReport) {
+      report(describe_ranks(missing), false);
+      last_report = now;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (int r = 0; r < size; ++r) {
+    const auto value = store.get(key(r));
+    const std::string other(value.begin(), value.end());
+    TORCH_CHECK(other == text, "rendezvous: rank ", r, " has WORLD_SIZE ", other, ", rank ", rank, " has ", size,
+                ": every rank of a launch must be started with the same WORLD_SIZE");
+  }
+}
+
 }  // namespace
+
+std::chrono::milliseconds rendezvous_timeout_from_env(std::chrono::milliseconds fallback) {
+  const auto text = variable("BITTORCH_RENDEZVOUS_TIMEOUT");
+  if (!text.has_value()) return fallback;
+  size_t used = 0;
+  double seconds = 0;
+  try {
+    seconds = std::stod(*text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  TORCH_CHECK(used == text->size() && !text->empty() && seconds > 0 && seconds < 1e9, "BITTORCH_RENDEZVOUS_TIMEOUT='",
+              *text, "' is not a number of seconds > 0");
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
 
 std::optional<LaunchEnvironment> launch_environment_from_env() {
   if (!variable("WORLD_SIZE").has_value()) return std::nullopt;
@@ -77,22 +153,47 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const LaunchEnvironmen
               device.is_cuda() ? " (a CUDA build finds nccl.h in torch's nvidia-nccl package)"
                                : " (it needs the Gloo headers at build time: Debian's libgloo-dev)");
   const int rank = static_cast<int>(launch.rank), size = static_cast<int>(launch.world_size);
-  c10::intrusive_ptr<c10d::Store> store;
-  try {
+  const auto where = launch.master_addr + ":" + std::to_string(launch.master_port);
+  const auto timeout = options.rendezvous_timeout();
+  const auto started = std::chrono::steady_clock::now();
+  const auto waited = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
+  const auto fail = [&](const std::string& why) {
+    TORCH_CHECK(false, "rendezvous of rank ", rank, " of ", size, " at ", where, " did not complete within ",
+                timeout.count() / 1000.0, " s: ", why,
+                " (check MASTER_ADDR, MASTER_PORT and WORLD_SIZE, and that every rank was started; "
+                "BITTORCH_RENDEZVOUS_TIMEOUT or --rendezvous-timeout gives it longer)");
+  };
+  // The store, made in a thread of its own so that this one can say what it waits for.
+  auto made = std::async(std::launch::async, [&]() -> c10::intrusive_ptr<c10d::Store> {
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<uint16_t>(launch.master_port);
     store_options.isServer = launch.rank == 0 && !launch.agent_store;
     store_options.numWorkers = launch.agent_store ? std::nullopt : std::optional<size_t>(size);
-    store_options.waitWorkers = !launch.agent_store;
-    store_options.timeout = options.timeout();
-    store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, store_options);
-    if (launch.agent_store) {
-      store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(launch.restart_count), store);
-    }
-  } catch (const std::exception& error) {
-    TORCH_CHECK(false, "rendezvous of rank ", rank, " of ", size, " at ", launch.master_addr, ":", launch.master_port,
-                " did not complete within ", options.timeout().count(), " ms: ", error.what());
+    store_options.waitWorkers = false;  // the roll call below waits for the ranks, saying which
+    store_options.timeout = timeout;
+    c10::intrusive_ptr<c10d::Store> tcp = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, store_options);
+    if (!launch.agent_store) return tcp;
+    return c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(launch.restart_count), tcp);
+  });
+  while (made.wait_for(kRendezvousReport) != std::future_status::ready) {
+    spdlog::warn("rank {} of {}: waiting {:.0f} s to reach the rendezvous store at {}", rank, size, waited(), where);
   }
+  c10::intrusive_ptr<c10d::Store> store;
+  try {
+    store = made.get();
+  } catch (const std::exception& error) {
+    fail("the store was not reached (" + message_of(error) + ")");
+  }
+  // The roll call: each rank checks in with its WORLD_SIZE; all must come and agree.
+  try {
+    roll_call(*store, rank, size, timeout, [&](const std::string& waiting_for, bool timed_out) {
+      if (timed_out) fail(waiting_for);
+      spdlog::warn("rank {} of {}: waiting {:.0f} s at {} for {}", rank, size, waited(), where, waiting_for);
+    });
+  } catch (const c10::DistStoreError& error) {
+    fail("the store stopped answering (" + message_of(error) + "): a rank ended");
+  }
+  store->setTimeout(options.timeout());  // the backends' own waits from here on
   auto group = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size);
 #ifdef BITTORCH_C10D_NCCL
   if (device.is_cuda()) {

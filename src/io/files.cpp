@@ -190,6 +190,38 @@ FilePath resolved(const std::string& path) {
   return {slash == 0 ? "/" : target.substr(0, slash), target.substr(slash + 1)};
 }
 
+// Where `path` leads: its chain of symbolic links followed (each relative to its own
+// directory), whether or not the last target exists; at most 40 links, as the kernel.
+std::string link_target(const std::string& path) {
+  std::string target = path;
+  for (int hop = 0; hop < 40; ++hop) {
+    struct stat info {};
+    if (::lstat(target.c_str(), &info) != 0 || !S_ISLNK(info.st_mode)) break;
+    std::string link(static_cast<size_t>(PATH_MAX), '\0');
+    const ssize_t length = ::readlink(target.c_str(), link.data(), link.size());
+    if (length <= 0) break;
+    link.resize(static_cast<size_t>(length));
+    const size_t slash = target.rfind('/');
+    target = link.front() == '/' || slash == std::string::npos ? link : target.substr(0, slash + 1) + link;
+  }
+  return target;
+}
+
+// What identifies the file `path` names: "inode:<device>:<inode>" for an existing file,
+// "path:<its directory resolved>/<name>" for one that does not exist yet.
+std::string file_identity(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) == 0) {
+    return "inode:" + std::to_string(info.st_dev) + ":" + std::to_string(info.st_ino);
+  }
+  const std::string target = link_target(path);
+  const size_t slash = target.rfind('/');
+  const std::string directory = slash == std::string::npos ? "." : slash == 0 ? "/" : target.substr(0, slash);
+  const std::string name = slash == std::string::npos ? target : target.substr(slash + 1);
+  char real[PATH_MAX];
+  return "path:" + std::string(::realpath(directory.c_str(), real) != nullptr ? real : directory) + "/" + name;
+}
+
 // The checks of check_writable_path on the resolved `target` of `path`.
 void check_writable(const FilePath& target, const std::string& path, std::string_view what) {
   TORCH_CHECK(!target.name.empty() && target.name != "." && target.name != "..", what, ": '", path,
@@ -228,6 +260,10 @@ std::pair<int, int64_t> open_regular(const std::string& path) {
 }
 
 }  // namespace
+
+bool same_file(const std::string& a, const std::string& b) {
+  return a == b || file_identity(a) == file_identity(b);
+}
 
 void check_writable_path(const std::string& path, std::string_view what) {
   TORCH_CHECK(!path.empty(), what, ": the output path is empty");

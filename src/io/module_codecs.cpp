@@ -58,20 +58,25 @@ at::Tensor stored_floats(const ModuleRecord& r, size_t index, const at::Tensor& 
   return at::from_blob(const_cast<char*>(data), dest.sizes(), options);
 }
 
-// Array `index` of the record into `dest`, in dest's device and dtype.
-void copy_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what) {
-  torch::NoGradGuard no_grad;
-  dest.copy_(stored_floats(r, index, dest, what));
-}
-
-// copy_floats, first checking the values finite (a c10::Error naming the first non-finite
-// one, as a row).
-void copy_finite_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what) {
+// Array `index` of the record into `dest`, in dest's device and dtype, after checking its
+// values finite (a c10::Error naming the first non-finite one, by row) and, with `positive`,
+// above zero.
+void copy_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, const char* what, bool positive = false) {
   const auto stored = stored_floats(r, index, dest, what);
-  const auto finite = at::isfinite(stored);
+  const auto rows = stored.reshape({stored.size(0), -1});
+  const auto first_bad_row = [&](const at::Tensor& good) {
+    return good.all(1).logical_not().nonzero()[0][0].item<int64_t>();
+  };
+  const auto finite = at::isfinite(rows);
   if (!finite.all().item<bool>()) {
-    const int64_t row = finite.logical_not().nonzero()[0][0].item<int64_t>();
-    TORCH_CHECK(false, "a non-finite ", what, " (", stored[row].item<double>(), " at row ", row, ")");
+    const int64_t row = first_bad_row(finite);
+    TORCH_CHECK(false, "a non-finite ", what, " (row ", row, " holds ",
+                rows[row].masked_select(finite[row].logical_not())[0].item<double>(), ")");
+  }
+  if (positive && !(rows > 0).all().item<bool>()) {
+    const int64_t row = first_bad_row(rows > 0);
+    TORCH_CHECK(false, "a ", what, " that is not positive (", rows[row].min().item<double>(), " at row ", row,
+                "): ternary scales are means or maxima of magnitudes");
   }
   torch::NoGradGuard no_grad;
   dest.copy_(stored);
@@ -142,8 +147,8 @@ void load_packed(const ModuleRecord& r, torch::nn::Module& module) {
     quant::packed_from_trits(bytes, size, layer.options.in_features(), packed);
     layer.packed.copy_(packed);
   }
-  copy_finite_floats(r, 1, layer.scale, "scale");
-  if (layer.bias.defined()) copy_finite_floats(r, 2, layer.bias, "bias");
+  copy_floats(r, 1, layer.scale, "scale", /*positive=*/true);
+  if (layer.bias.defined()) copy_floats(r, 2, layer.bias, "bias");
 }
 
 // ---- Linear: ints in, out, bias; arrays weight, [bias] -------------------------------------

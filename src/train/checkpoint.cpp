@@ -9,9 +9,11 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 #include <string_view>
+#include <vector>
 
 namespace bittorch::train {
 namespace {
@@ -87,6 +89,8 @@ nlohmann::json describe_layer(const torch::nn::Module& module) {
                   {"threshold_factor", o.quant().threshold_factor()},
                   {"per_channel", o.quant().per_channel()},
                   {"activation_bits", o.quant().activation_bits()}});
+    // Recorded when set, so that checkpoints from before the setting existed still match.
+    if (o.quant().gradient_bits() != 0) layer["gradient_bits"] = o.quant().gradient_bits();
   } else if (const auto* linear = module.as<torch::nn::Linear>()) {
     const auto& o = linear->options;
     layer.update({{"in_features", o.in_features()}, {"out_features", o.out_features()}, {"bias", o.bias()}});
@@ -159,28 +163,58 @@ nlohmann::json describe_model(const torch::nn::Module& model, const std::string&
   return {{"kind", kind}, {"layers", describe_layers(model)}};
 }
 
-void check_same_fields(const std::string& path, const std::string& prefix, const nlohmann::json& stored,
-                       const nlohmann::json& expected) {
+// A JSON value for a message: whole when short, else its start and its size.
+std::string shown_value(const nlohmann::json& value) {
+  const std::string text = value.dump();
+  if (text.size() <= 80) return text;
+  return text.substr(0, 60) + "... (" + std::to_string(text.size()) + " characters)";
+}
+
+// Every difference between the stored and this run's fields, one line each, by path.
+void collect_differences(const std::string& prefix, const nlohmann::json& stored, const nlohmann::json& expected,
+                         std::vector<std::string>& differences) {
   if (stored.is_object() && expected.is_object()) {
     for (const auto& [key, value] : expected.items()) {
-      TORCH_CHECK(stored.contains(key), "checkpoint '", path, "': field ", prefix, ".", key,
-                  " is missing; this run has ", value.dump());
-      check_same_fields(path, prefix + "." + key, stored.at(key), value);
+      if (!stored.contains(key)) {
+        differences.push_back(prefix + "." + key + " is missing; this run has " + shown_value(value));
+      } else {
+        collect_differences(prefix + "." + key, stored.at(key), value, differences);
+      }
     }
     for (const auto& [key, value] : stored.items()) {
-      TORCH_CHECK(expected.contains(key), "checkpoint '", path, "': field ", prefix, ".", key, " is ", value.dump(),
-                  ", which this run does not have");
+      if (!expected.contains(key)) {
+        differences.push_back(prefix + "." + key + " is " + shown_value(value) + ", which this run does not have");
+      }
     }
     return;
   }
-  if (stored.is_array() && expected.is_array() && stored.size() == expected.size()) {
-    for (size_t i = 0; i < stored.size(); ++i) {
-      check_same_fields(path, prefix + "[" + std::to_string(i) + "]", stored[i], expected[i]);
+  if (stored.is_array() && expected.is_array()) {
+    if (stored.size() != expected.size()) {
+      differences.push_back(prefix + " has " + std::to_string(stored.size()) + " entries in the checkpoint, but " +
+                            std::to_string(expected.size()) + " in this run");
+    }
+    for (size_t i = 0; i < std::min(stored.size(), expected.size()); ++i) {
+      collect_differences(prefix + "[" + std::to_string(i) + "]", stored[i], expected[i], differences);
     }
     return;
   }
-  TORCH_CHECK(stored == expected, "checkpoint '", path, "': field ", prefix, " is ", stored.dump(),
-              " in the checkpoint, but ", expected.dump(), " in this run");
+  if (stored != expected) {
+    differences.push_back(prefix + " is " + shown_value(stored) + " in the checkpoint, but " + shown_value(expected) +
+                          " in this run");
+  }
+}
+
+void check_same_fields(const std::string& path, const std::string& prefix, const nlohmann::json& stored,
+                       const nlohmann::json& expected) {
+  std::vector<std::string> differences;
+  collect_differences(prefix, stored, expected, differences);
+  if (differences.empty()) return;
+  constexpr size_t kShown = 12;
+  std::string lines;
+  for (size_t i = 0; i < std::min(differences.size(), kShown); ++i) lines += "\n  field " + differences[i];
+  if (differences.size() > kShown) lines += "\n  and " + std::to_string(differences.size() - kShown) + " more";
+  TORCH_CHECK(false, "checkpoint '", path, "' differs from this run in ", differences.size(), " field",
+              differences.size() == 1 ? "" : "s", ":", lines);
 }
 
 CheckpointMetadata read_checkpoint_metadata(const std::string& path) {

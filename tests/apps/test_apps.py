@@ -124,6 +124,10 @@ def case_mnist_bad_data():
     with tempfile.TemporaryDirectory() as tmp:  # labels where images belong
         labels = open(os.path.join(DATA, FILES[3]), "rb").read()
         expect_data_error(broken_copy(tmp, FILES[2], lambda b: labels), FILES[2], "wrong magic number")
+    with tempfile.TemporaryDirectory() as tmp:  # the gzip trailer (CRC-32, length) cut off
+        expect_data_error(broken_copy(tmp, FILES[1], lambda b: b[:-8]), FILES[1], "truncated")
+    with tempfile.TemporaryDirectory() as tmp:  # bytes after the gzip stream
+        expect_data_error(broken_copy(tmp, FILES[3], lambda b: b + b"junk"), FILES[3], "no gzip member")
     with tempfile.TemporaryDirectory() as tmp:  # intact gzip of a truncated IDX file
         expect_data_error(broken_copy(tmp, FILES[3], lambda b: gzip.compress(gzip.decompress(b)[:5000])),
                           FILES[3], "truncated or corrupted")
@@ -356,6 +360,15 @@ def case_resume_equals_an_uninterrupted_run():
         output = run(MNIST, "--epochs", "3", "--resume", f("ck.pt"), "--lr", "0.002", "--lr-schedule", "constant",
                      *SMALL, expect_code=1)
         assert "field settings.lr is 0.001" in output and "0.002" in output, output
+        output = run(MNIST, "--epochs", "3", "--resume", f("ck.pt"), "--gradient-bits", "8", "--lr-schedule",
+                     "constant", *SMALL, expect_code=1)
+        assert "gradient_bits" in output, output
+        # Other images of the same number: the data's digest differs.
+        other = broken_copy(tmp, FILES[0], lambda b: gzip.compress(gzip.decompress(b)[:16] +
+                                                                    bytes(255 - c for c in gzip.decompress(b)[16:])))
+        output = run(MNIST, "--epochs", "3", "--resume", f("ck.pt"), "--data-dir", other, "--lr-schedule", "constant",
+                     *SMALL, expect_code=1)
+        assert "field settings.train_crc32" in output, output
 
 
 def case_training_divergence_stops_the_run():
@@ -380,6 +393,135 @@ def case_output_paths_are_checked_before_training():
             assert "epoch" not in output, output  # nothing was trained
         assert time.monotonic() - started < 60
         assert os.listdir(tmp) == [], os.listdir(tmp)
+
+
+def case_outputs_never_replace_inputs():
+    """An output path that names an input or another output, through a symbolic link (also
+    one that dangles until the run writes its target), a hard link or another spelling, is
+    refused before any work with both flags named, and the file is left as it was; --save
+    may name the checkpoint --resume continues."""
+    with tempfile.TemporaryDirectory() as tmp:
+        def path(name):
+            return os.path.join(tmp, name)
+
+        def refused(program, *flags, names):
+            output = run(program, *flags, expect_code=2)
+            assert "same file" in output and all(f"--{n}" in output for n in names), (flags, output)
+            assert "epoch 1" not in output and "step" not in output, output  # nothing was trained
+
+        os.symlink("s1", path("s1link"))  # dangling until --save writes s1
+        refused(MNIST, "--epochs", "1", *SMALL, "--save", path("s1"), "--metrics-json", path("s1link"),
+                names=("save", "metrics-json"))
+        run(MNIST, "--epochs", "1", "--lr-schedule", "constant", *SMALL, "--save", path("m.pt"))
+        before = open(path("m.pt"), "rb").read()
+        os.link(path("m.pt"), path("hard.pt"))
+        refused(MNIST, "--epochs", "1", *SMALL, "--load", path("m.pt"), "--export", path("m.pt"),
+                names=("export", "load"))
+        refused(MNIST, "--epochs", "1", *SMALL, "--load", path("m.pt"), "--export", path("hard.pt"),
+                names=("export", "load"))
+        refused(MNIST, "--epochs", "1", *SMALL, "--resume", path("m.pt"), "--metrics-json",
+                os.path.join(tmp, ".", "m.pt"), names=("metrics-json", "resume"))
+        assert open(path("m.pt"), "rb").read() == before, "the checkpoint was touched"
+        output = run(MNIST, "--epochs", "2", "--lr-schedule", "constant", *SMALL, "--resume", path("m.pt"), "--save",
+                     path("m.pt"))
+        assert "resuming" in output, output
+        lm = ["--preset", "tiny", "--steps", "2", "--eval-interval", "1", "--eval-windows", "2", "--batch-size", "2",
+              "--no-progress"]
+        refused(LM, "train", *lm, "--resume", path("r.ckpt"), "--metrics-json", path("r.ckpt"),
+                names=("metrics-json", "resume"))
+        os.symlink("s", path("slink"))
+        refused(LM, "train", *lm, "--save", path("s"), "--metrics-json", path("slink"), names=("save", "metrics-json"))
+        os.remove(path("hard.pt"))  # the resumed run replaced m.pt by a new file: link that one
+        os.link(path("m.pt"), path("hard.pt"))
+        refused(LM, "export", "--checkpoint", path("m.pt"), "--output", path("hard.pt"), names=("output", "checkpoint"))
+        output = run(LM, "export", "--checkpoint", path("m.pt"), "--output", "", expect_code=2)
+        assert "--output: the output path is empty" in output, output
+
+
+def packed_mlp_file(path, layers):
+    """A packed model file (docs/packed-format.md, version 3) of a Sequential holding `layers`:
+    ("packed", in, out) for a PackedTernaryLinear of zero codes and unit scales, ("relu",)."""
+    records = [("", 3, [], [], [])]
+    for index, layer in enumerate(layers):
+        if layer[0] == "relu":
+            records.append((str(index), 2, [], [], []))
+        else:
+            _, inputs, outputs = layer
+            codes = bytes([121]) * ((inputs * outputs + 4) // 5)  # five zero codes per byte
+            records.append((str(index), 1, [inputs, outputs, 0, 0, 1, 0], [0.05],
+                            [codes, struct.pack(f"<{outputs}f", *([1.0] * outputs))]))
+    out = bytearray(b"BTPACK\r\n" + struct.pack("<II", 3, len(records)))
+    for name, kind, ints, reals, arrays in records:
+        out += struct.pack("<I", len(name)) + name.encode() + struct.pack("<BB", kind, 0)
+        out += struct.pack("<I", len(ints)) + struct.pack(f"<{len(ints)}q", *ints)
+        out += struct.pack("<I", len(reals)) + struct.pack(f"<{len(reals)}d", *reals)
+        out += struct.pack("<I", len(arrays)) + b"".join(struct.pack("<Q", len(a)) + a for a in arrays)
+    out += struct.pack("<I", zlib.crc32(out))
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+def case_infer_refuses_what_is_no_mnist_model():
+    """bittorch-infer names the file when it holds no ternary layer, or a model that does not
+    map an image to ten scores (it printed 0.00% or failed inside the loss before)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, layers, needle in (("empty.btp", [("relu",)], "holds no packed ternary layer"),
+                                     ("five.btp", [("packed", 784, 5)], "one per class, 10"),
+                                     ("wide.btp", [("packed", 100, 10)], "does not take a 784-pixel image")):
+            path = os.path.join(tmp, name)
+            packed_mlp_file(path, layers)
+            output = run(INFER, "--model", path, "--test-limit", "10", expect_code=1)
+            assert name in output and needle in output, output
+        path = os.path.join(tmp, "ok.btp")
+        packed_mlp_file(path, [("packed", 784, 10)])
+        assert "test accuracy" in run(INFER, "--model", path, "--test-limit", "10")
+
+
+def case_lm_refuses_what_cannot_work():
+    """Sizes and settings that cannot give a run are refused before any work, naming the flag:
+    a decay that erases the weights, more evaluation windows than the text has, more bytes to
+    sample than the stated limit, a model or batch larger than the machine; a run whose model
+    collapses to the uniform prediction stops with a message instead of training on."""
+    tiny = ["--preset", "tiny", "--steps", "2", "--eval-interval", "1", "--eval-windows", "2", "--batch-size", "2",
+            "--no-progress"]
+    for flags, needle in ((["--model", "fp", "--weight-decay", "1e12"], " --lr x --weight-decay"),
+                          (["--weight-decay", "400"], "--ternary-lr x --weight-decay"),
+                          (["--eval-windows", "100000000"], "--eval-windows must be at most"),
+                          (["--sample", "100000000"], "--sample must be at most"),
+                          (["--layers", "1000000000000"], "--preset/--layers"),
+                          (["--batch-size", "1000000000000"], "--batch-size/--context")):
+        output = run(LM, "train", *tiny, *flags, expect_code=2)
+        assert needle in output and "epoch" not in output, (flags, output)
+    output = run(LM, "sample", "--packed", "x.btp", "--tokens", "100000000", expect_code=2)
+    assert "--tokens must be at most" in output, output
+    output = run(LM, "train", "--model", "fp", "--preset", "tiny", "--steps", "8", "--eval-interval", "2",
+                 "--eval-windows", "4", "--batch-size", "4", "--warmup", "0", "--lr", "1e-8", "--weight-decay", "9e7",
+                 "--no-progress", expect_code=1)
+    assert "collapsed" in output and "ln(256)" in output, output
+
+
+def case_lm_corpus_memory():
+    """A corpus is held as one byte per byte of text (plus the reading's growth), not as int64
+    tokens: 96 MB of text add under three times their size to the peak memory (int64 tokens
+    took ten times)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = random.Random(5)
+        small, big = os.path.join(tmp, "small.txt"), os.path.join(tmp, "big.txt")
+        line = "".join(rng.choice("abcdefghij klmnop\n") for _ in range(1 << 16)).encode()
+        with open(small, "wb") as f:
+            f.write(line)
+        with open(big, "wb") as f:
+            for _ in range(96 << 4):
+                f.write(line)
+        flags = ["train", "--preset", "tiny", "--steps", "1", "--eval-interval", "1", "--eval-windows", "2",
+                 "--batch-size", "2", "--no-progress", "--threads", "1", "--val-file", small]
+        code, small_mb, err = peak_memory_mb(LM, *flags, "--train-file", small)
+        assert code == 0, err
+        code, big_mb, err = peak_memory_mb(LM, *flags, "--train-file", big)
+        assert code == 0, err
+        size_mb = os.path.getsize(big) / 2**20
+        print(f"peak memory with a 64 KB corpus {small_mb:.0f} MB, with a {size_mb:.0f} MB one {big_mb:.0f} MB")
+        assert big_mb - small_mb < 3 * size_mb, (small_mb, big_mb, size_mb)
 
 
 def limit_file_size(limit):
@@ -675,6 +817,48 @@ def case_mnist_data_parallel():
         print(f"mnist_data_parallel: {[(e['train_loss'], e['test_accuracy']) for e in epochs[1]]}")
 
 
+def case_launch_failures_end_with_clear_errors():
+    """A torchrun-style launch that cannot meet ends within its rendezvous timeout (a flag, or
+    BITTORCH_RENDEZVOUS_TIMEOUT) with an error naming the address, the port and the ranks seen,
+    saying what it waits for while it waits; ranks that disagree on WORLD_SIZE are told so."""
+    import socket
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def launched(rank, world, port, *flags, address="127.0.0.1", env_timeout=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHELASTIC", "MASTER_", "RANK", "WORLD"))}
+        env.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR=address,
+                   MASTER_PORT=str(port))
+        if env_timeout:
+            env["BITTORCH_RENDEZVOUS_TIMEOUT"] = env_timeout
+        return subprocess.Popen([MNIST, "--epochs", "1", *SMALL, *flags], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def ended(process, limit):
+        start = time.monotonic()
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 1 and time.monotonic() - start < limit, (process.returncode, err)
+        return err
+
+    port = free_port()
+    err = ended(launched(0, 2, port, "--rendezvous-timeout", "7"), 60)
+    assert f"127.0.0.1:{port}" in err and "1 of 2 ranks came; missing rank 1" in err, err
+    assert "waiting" in err and "for rank 1" in err, err  # said while it waited
+    port = free_port()  # nobody listens: the store is never reached
+    err = ended(launched(1, 2, port, env_timeout="3"), 60)
+    assert f"127.0.0.1:{port}" in err and "store was not reached" in err, err
+    err = ended(launched(1, 2, free_port(), "--rendezvous-timeout", "3", address="no-such-host.invalid"), 60)
+    assert "no-such-host.invalid" in err and "rendezvous of rank 1 of 2" in err, err
+    port = free_port()
+    first, second = launched(0, 2, port, "--rendezvous-timeout", "10"), launched(1, 3, port, "--rendezvous-timeout",
+                                                                                  "10")
+    errors = ended(first, 60) + ended(second, 60)
+    assert "rank 1 has WORLD_SIZE 3" in errors and "same WORLD_SIZE" in errors, errors
+
+
 def case_lm_bad_text_files():
     with tempfile.TemporaryDirectory() as tmp:
         f = lambda name: os.path.join(tmp, name)
@@ -690,9 +874,25 @@ def case_lm_bad_text_files():
         corrupted[len(corrupted) // 2] ^= 0xFF
         with open(f("corrupt.txt.gz"), "wb") as out:
             out.write(bytes(corrupted))
+        # What Python's gzip refuses: the trailer (CRC-32 and length) cut off, data after the
+        # stream; what it accepts: two members one after another, zero padding.
+        with open(f("no_trailer.txt.gz"), "wb") as out:
+            out.write(contents[:-8])
+        with open(f("garbage.txt.gz"), "wb") as out:
+            out.write(contents + b"trailing garbage")
+        with open(f("two_members.txt.gz"), "wb") as out:
+            out.write(gzip.compress(b"first member, " * 40) + gzip.compress(b"second member. " * 40) + bytes(16))
+        for path in (f("no_trailer.txt.gz"), f("garbage.txt.gz")):
+            try:
+                gzip.decompress(open(path, "rb").read())
+                assert False, f"Python's gzip reads {path}"
+            except (EOFError, OSError):
+                pass
+        run(LM, "train", *LM_TINY, "--steps", "1", "--val-file", f("two_members.txt.gz"))
         for path, needle in ((f("none.txt"), "cannot open"), (f("empty.txt"), "is empty"),
                              (f("short.txt"), "too few for one window of 65"), (f("cut.txt.gz"), "truncated"),
-                             (f("corrupt.txt.gz"), "corrupted"), (tmp, "not a regular file")):
+                             (f("corrupt.txt.gz"), "corrupted"), (tmp, "not a regular file"),
+                             (f("no_trailer.txt.gz"), "truncated"), (f("garbage.txt.gz"), "no gzip member")):
             output = run(LM, "train", *LM_TINY, "--steps", "1", "--val-file", path, expect_code=1)
             assert path in output and needle in output and "--val-file" in output, (path, output)
             assert "terminate called" not in output, output

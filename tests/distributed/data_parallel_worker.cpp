@@ -78,8 +78,8 @@ int main(int argc, char** argv) {
     std::unique_ptr<bittorch::distributed::DataParallel> parallel;
     if (launch) {
       const auto timeout = std::chrono::milliseconds(std::stoll(args.at("timeout-ms")));
-      group = bittorch::distributed::init_process_group(*launch, device,
-                                                        bittorch::distributed::ProcessGroupOptions().timeout(timeout));
+      group = bittorch::distributed::init_process_group(
+          *launch, device, bittorch::distributed::ProcessGroupOptions().timeout(timeout).rendezvous_timeout(timeout));
       if (mode != "per_parameter") {
         parallel =
             std::make_unique<bittorch::distributed::DataParallel>(*net, group,

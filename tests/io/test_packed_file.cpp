@@ -428,4 +428,69 @@ TEST(PackedFile, TransformerLoadsInAboutTheFileAndTheModel) {
   EXPECT_TRUE(torch::equal(model->forward(tokens), expected));
 }
 
+// A language-model file edited behind a valid checksum is refused naming the file and what is
+// wrong, before anything of the edited size is allocated: sizes the arrays do not hold (blocks,
+// the MLP's width, the vocabulary), options that describe no model, non-finite arrays and
+// scales that are not positive.
+TEST(PackedFile, CraftedTransformerFilesAreRefusedNamingTheField) {
+  TempDir dir;
+  torch::manual_seed(63);
+  bittorch::nn::TransformerLM model(bittorch::nn::TransformerOptions().layers(2).width(16).heads(2).context(8));
+  bittorch::nn::convert_to_ternary(*model, {}, bittorch::nn::is_transformer_projection);
+  bittorch::nn::pack(*model);
+  bittorch::io::save_packed(*model, dir.file("lm.btp"), torch::kBFloat16);
+  const std::string good = read_all(dir.file("lm.btp"));
+  using Records = std::vector<bittorch::io::ModuleRecord>;
+  const auto load_with = [&](const std::function<void(Records&)>& change) {
+    auto records = bittorch::io::parse_packed_file(good);
+    change(records);
+    write_all(dir.file("bad.btp"), bittorch::io::write_packed_file(records));
+    bittorch::io::load_packed_transformer(dir.file("bad.btp"));
+  };
+  const auto record = [](Records& records, const std::string& path) -> bittorch::io::ModuleRecord& {
+    for (auto& r : records) {
+      if (r.path == path) return r;
+    }
+    throw std::runtime_error("no record " + path);
+  };
+  // Root integers: vocab_size, layers, width, heads, context, mlp_ratio, mlp, ternary, ...;
+  // reals: rope_base, norm_eps, threshold_factor.
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_TRUE(throws_error_mentioning([&] { load_with([](Records& r) { r[0].ints[1] = int64_t{1} << 40; }); },
+                                      {"bad.btp", "blocks.1099511627775"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { load_with([](Records& r) { r[0].ints[5] = int64_t{1} << 30; }); },
+                                      {"bad.btp", "blocks.0.mlp.up", "other sizes"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { load_with([](Records& r) { r[0].ints[0] = int64_t{1} << 40; }); },
+                                      {"bad.btp", "embedding", "other sizes"}));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), 10.0);
+  EXPECT_TRUE(throws_error_mentioning([&] { load_with([](Records& r) { r[0].reals[0] = INFINITY; }); },
+                                      {"bad.btp", "rope_base"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { load_with([](Records& r) { r[0].ints[3] = 3; }); },
+                                      {"bad.btp", "multiple of heads"}));
+  std::string embedding;
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        load_with([&](Records& r) {
+          embedding = std::string(record(r, "embedding").blobs[0]);
+          embedding[2 * 37 + 1] = static_cast<char>(0x7F);  // a bfloat16 of exponent 255 and a
+          embedding[2 * 37] = static_cast<char>(0xC0);      // nonzero mantissa: NaN
+          record(r, "embedding").blobs[0] = embedding;
+        });
+      },
+      {"bad.btp", "module 'embedding'", "non-finite weight", "row 2"}));
+  std::string scale;
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        load_with([&](Records& r) {
+          scale = std::string(record(r, "blocks.1.attention.q").blobs[1]);
+          const float negative = -0.5F;
+          std::memcpy(&scale[5 * sizeof(float)], &negative, sizeof(float));
+          record(r, "blocks.1.attention.q").blobs[1] = scale;
+        });
+      },
+      {"bad.btp", "module 'blocks.1.attention.q'", "scale that is not positive", "row 5"}));
+  EXPECT_TRUE(
+      throws_error_mentioning([&] { load_with([](Records& r) { r.pop_back(); }); }, {"bad.btp", "no module 'head'"}));
+}
+
 }  // namespace

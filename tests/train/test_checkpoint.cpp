@@ -129,4 +129,25 @@ TEST(Checkpoint, MismatchesAreRefusedBeforeTheTensorsLoad) {
       {path, "corrupted"}));
 }
 
+// Another architecture is named field by field, one short line each (a differing list by its
+// lengths and entries, long values cut), not by the whole stored description.
+TEST(Checkpoint, AnotherArchitectureIsSaidFieldByField) {
+  TempDir dir;
+  const auto path = dir.file("deep.ckpt");
+  torch::nn::Sequential deep;
+  for (int i = 0; i < 40; ++i) deep->push_back(torch::nn::Linear(8, 8));
+  train::save_checkpoint(path, *deep, nullptr, {train::describe_model(*deep, "fp32"), nlohmann::json::object()});
+  auto shallow = make_model(8);
+  try {
+    train::load_checkpoint(path, *shallow, nullptr, train::describe_model(*shallow, "fp32"), torch::kCPU);
+    FAIL() << "another architecture loaded";
+  } catch (const c10::Error& error) {
+    const std::string message = error.what_without_backtrace();
+    EXPECT_NE(message.find("field model.layers has 40 entries in the checkpoint, but 5 in this run"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("more"), std::string::npos) << message;  // beyond the first 12 differences
+    EXPECT_LT(message.size(), 2000U) << message;
+  }
+}
+
 }  // namespace

@@ -36,14 +36,24 @@ struct BITTORCH_TRAIN_API LaunchEnvironment {
 BITTORCH_TRAIN_API std::optional<LaunchEnvironment> launch_environment_from_env();
 
 struct BITTORCH_TRAIN_API ProcessGroupOptions {
-  /// How long the rendezvous and every collective may wait (a rank that died, or never came)
-  /// before the job ends with an error.
+  /// How long every collective may wait (a rank that died) before the job ends with an error.
   TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::minutes(5);
+  /// How long the rendezvous may take (reaching the store at MASTER_ADDR:MASTER_PORT, every
+  /// rank checking in) before it ends with an error; while it waits, what it waits for is
+  /// logged every few seconds.
+  TORCH_ARG(std::chrono::milliseconds, rendezvous_timeout) = std::chrono::seconds(60);
 };
 
+/// The rendezvous timeout the BITTORCH_RENDEZVOUS_TIMEOUT variable gives (seconds, > 0), else
+/// `fallback`; a malformed value is a c10::Error naming the variable.
+BITTORCH_TRAIN_API std::chrono::milliseconds rendezvous_timeout_from_env(std::chrono::milliseconds fallback);
+
 /// The process group of `launch`: NCCL when `device` is CUDA (which becomes the current CUDA
-/// device), Gloo when it is the CPU. The rendezvous failing within the timeout is a c10::Error
-/// naming the address and the ranks.
+/// device), Gloo when it is the CPU. First the rendezvous: the store reached, then a roll call
+/// in which every rank checks in with its WORLD_SIZE. A rendezvous that does not complete
+/// within the rendezvous timeout (a wrong MASTER_PORT or MASTER_ADDR, a rank that never
+/// comes) is a c10::Error naming the address, the port and the ranks seen; ranks that
+/// disagree on WORLD_SIZE, one naming the ranks and their sizes.
 BITTORCH_TRAIN_API c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const LaunchEnvironment& launch,
                                                                              c10::Device device,
                                                                              const ProcessGroupOptions& options = {});

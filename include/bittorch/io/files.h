@@ -28,6 +28,12 @@ BITTORCH_API void write_file_atomically(const std::string& path, std::string_vie
 /// such as "--save", or a function) and the reason.
 BITTORCH_API void check_writable_path(const std::string& path, std::string_view what);
 
+/// Whether `a` and `b` name the same file: one that exists, through any symbolic or hard
+/// link (the same device and inode); one that does not exist yet, the same place (its
+/// directory resolved, and a symbolic link followed to where it points, which
+/// write_file_atomically writes through once that target exists).
+BITTORCH_API bool same_file(const std::string& a, const std::string& b);
+
 /// The bytes of the regular file at `path`. A missing or unreadable file, a directory, a FIFO
 /// or a device (/dev/zero, say) is refused up front with a c10::Error that names `path`; the
 /// file is read in one allocation of its size.

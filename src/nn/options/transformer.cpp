@@ -4,6 +4,8 @@
 
 #include <c10/util/Exception.h>
 
+#include <cmath>
+
 namespace bittorch::nn {
 
 RMSNormOptions::RMSNormOptions(int64_t features) : features_(features) {}
@@ -44,8 +46,10 @@ void check_transformer_options(const TransformerOptions& o) {
               o.heads(), ")");
   TORCH_CHECK((o.width() / o.heads()) % 2 == 0, "TransformerOptions: the head size width / heads (",
               o.width() / o.heads(), ") must be even for rotary embeddings");
-  TORCH_CHECK(o.rope_base() > 1, "TransformerOptions: rope_base must be > 1, not ", o.rope_base());
-  TORCH_CHECK(o.norm_eps() > 0, "TransformerOptions: norm_eps must be > 0, not ", o.norm_eps());
+  TORCH_CHECK(std::isfinite(o.rope_base()) && o.rope_base() > 1,
+              "TransformerOptions: rope_base must be finite and > 1, not ", o.rope_base());
+  TORCH_CHECK(std::isfinite(o.norm_eps()) && o.norm_eps() > 0,
+              "TransformerOptions: norm_eps must be finite and > 0, not ", o.norm_eps());
 }
 
 int64_t mlp_hidden_size(const TransformerOptions& o) {
