@@ -467,6 +467,8 @@ TEST(PackedFile, CraftedTransformerFilesAreRefusedNamingTheField) {
                                       {"bad.btp", "rope_base"}));
   EXPECT_TRUE(throws_error_mentioning([&] { load_with([](Records& r) { r[0].ints[3] = 3; }); },
                                       {"bad.btp", "multiple of heads"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { load_with([](Records& r) { r[0].ints[4] = int64_t{1} << 40; }); },
+                                      {"bad.btp", "context must be at most 1048576"}));
   std::string embedding;
   EXPECT_TRUE(throws_error_mentioning(
       [&] {

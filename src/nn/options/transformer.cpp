@@ -41,6 +41,8 @@ void check_transformer_options(const TransformerOptions& o) {
   positive(o.width(), "width");
   positive(o.heads(), "heads");
   positive(o.context(), "context");
+  TORCH_CHECK(o.context() <= kMaxContext, "TransformerOptions: context must be at most ", kMaxContext, ", not ",
+              o.context());
   positive(o.mlp_ratio(), "mlp_ratio");
   TORCH_CHECK(o.width() % o.heads() == 0, "TransformerOptions: width (", o.width(), ") must be a multiple of heads (",
               o.heads(), ")");

@@ -49,8 +49,13 @@ struct BITTORCH_API TransformerOptions {
 /// 1024); a c10::Error lists them for another name.
 BITTORCH_API TransformerOptions transformer_preset(std::string_view name);
 
+/// The longest context a TransformerOptions may have (2^20 positions): its rotary tables and
+/// KV caches grow with it, and no array of a packed file bounds it.
+constexpr int64_t kMaxContext = int64_t{1} << 20;
+
 /// A c10::Error naming the field when `options` describe no model (width not a multiple of
-/// heads, an odd head size for rotary embeddings, sizes below 1...).
+/// heads, an odd head size for rotary embeddings, sizes below 1, a context beyond kMaxContext,
+/// a rotary base or norm eps that is not finite...).
 BITTORCH_API void check_transformer_options(const TransformerOptions& options);
 
 /// The MLP's hidden size for `options`.
