@@ -18,6 +18,7 @@
 #include <future>
 #include <limits>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace bittorch::distributed {
@@ -29,19 +30,26 @@ std::optional<std::string> variable(const char* name) {
   return std::string(value);
 }
 
+// `text` read whole as a T (an int64_t or a double), or nullopt.
+template <typename T>
+std::optional<T> whole_number(const std::string& text) {
+  size_t used = 0;
+  try {
+    const T value =
+        std::is_integral_v<T> ? static_cast<T>(std::stoll(text, &used)) : static_cast<T>(std::stod(text, &used));
+    if (used == text.size() && !text.empty()) return value;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
 int64_t integer_variable(const char* name, int64_t minimum, int64_t maximum) {
   const auto text = variable(name);
   TORCH_CHECK(text.has_value(), "distributed launch: WORLD_SIZE is set but ", name, " is not");
-  size_t used = 0;
-  int64_t value = 0;
-  try {
-    value = std::stoll(*text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  TORCH_CHECK(used == text->size() && !text->empty() && value >= minimum && value <= maximum,
-              "distributed launch: ", name, "='", *text, "' is not an integer in [", minimum, ", ", maximum, "]");
-  return value;
+  const auto value = whole_number<int64_t>(*text);
+  TORCH_CHECK(value.has_value() && *value >= minimum && *value <= maximum, "distributed launch: ", name, "='", *text,
+              "' is not an integer in [", minimum, ", ", maximum, "]");
+  return *value;
 }
 
 // An exception's message, without a c10::Error's backtrace.
@@ -104,16 +112,10 @@ void roll_call(c10d::Store& store, int rank, int size, std::chrono::milliseconds
 std::chrono::milliseconds rendezvous_timeout_from_env(std::chrono::milliseconds fallback) {
   const auto text = variable("BITTORCH_RENDEZVOUS_TIMEOUT");
   if (!text.has_value()) return fallback;
-  size_t used = 0;
-  double seconds = 0;
-  try {
-    seconds = std::stod(*text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  TORCH_CHECK(used == text->size() && !text->empty() && seconds > 0 && seconds < 1e9, "BITTORCH_RENDEZVOUS_TIMEOUT='",
-              *text, "' is not a number of seconds > 0");
-  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  const auto seconds = whole_number<double>(*text);
+  TORCH_CHECK(seconds.has_value() && *seconds > 0 && *seconds < 1e9, "BITTORCH_RENDEZVOUS_TIMEOUT='", *text,
+              "' is not a number of seconds > 0");
+  return std::chrono::milliseconds(static_cast<int64_t>(*seconds * 1000));
 }
 
 std::optional<LaunchEnvironment> launch_environment_from_env() {
