@@ -41,7 +41,7 @@ def ternary_linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     The fused op (torch.ops.bittorch.ternary_linear: CPU, CUDA, Meta, Autograd, Autocast
     implementations) runs unless use_cuda_kernel is False, which takes the unfused path: the
     weight dequantized as an autograd node of its own, then torch's linear (as the C++
-    library's TernaryLinearFuncOptions().use_cuda_kernel(false)). quantize=False: plain linear.
+    library's TernaryLinearFuncOptions().fused(false)). quantize=False: plain linear.
     gradient_bits=8: grad_input from FP8 e5m2 gradients (QuantConfig; the fused op only).
     """
     if not quantize:
