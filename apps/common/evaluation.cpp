@@ -6,37 +6,11 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
-#include <fstream>
 
 namespace bittorch::apps {
 namespace {
 
 constexpr double kMean = 0.1307, kStd = 0.3081;
-constexpr int64_t kImageBytes = 28 * 28;
-
-// Whether `dir` holds the uncompressed IDX files of a full split, which LibTorch's MNIST class
-// reads: 60,000 training or 10,000 test images and as many labels, each file exactly as long
-// as its header says (the class itself checks the counts but not the lengths).
-bool full_uncompressed_split(const std::string& dir, IdxDataset::Split split) {
-  const bool train = split == IdxDataset::Split::Train;
-  const std::string prefix = dir + "/" + (train ? "train" : "t10k");
-  const int64_t count = train ? 60000 : 10000;
-  const auto holds = [&](const std::string& path, uint32_t magic, int64_t header_bytes, int64_t item_bytes) {
-    std::ifstream file(path, std::ios::binary | std::ios::ate);
-    if (!file || file.tellg() != header_bytes + count * item_bytes) return false;
-    file.seekg(0);
-    uint8_t header[8] = {};
-    file.read(reinterpret_cast<char*>(header), sizeof(header));
-    const auto word = [&](int at) {
-      return (uint32_t{header[at]} << 24) | (uint32_t{header[at + 1]} << 16) | (uint32_t{header[at + 2]} << 8) |
-             uint32_t{header[at + 3]};
-    };
-    return file.good() && word(0) == magic && word(4) == static_cast<uint32_t>(count);
-  };
-  return holds(prefix + "-images-idx3-ubyte", 0x803, 16, kImageBytes) &&
-         holds(prefix + "-labels-idx1-ubyte", 0x801, 8, 1);
-}
-
 }  // namespace
 
 std::string default_data_dir(const std::string& dataset) {
@@ -51,7 +25,7 @@ std::string default_data_dir(const std::string& dataset) {
                                : xdg != nullptr  ? std::string(xdg) + "/bittorch/fashion-mnist"
                                : home != nullptr ? std::string(home) + "/.cache/bittorch/fashion-mnist"
                                                  : "";
-    if (!cached.empty() && full_uncompressed_split(cached, IdxDataset::Split::Train)) return cached;
+    if (!cached.empty() && IdxDataset::full_uncompressed_split(cached, IdxDataset::Split::Train)) return cached;
     return "/usr/share/datasets/fashion-mnist";
   }
   throw UsageError("--dataset must be mnist or fashion-mnist, not '" + dataset + "'");
@@ -67,7 +41,7 @@ Split load_split(const std::string& dataset_name, const std::string& data_dir, I
             "/usr/share/datasets/fashion-mnist/) or pass --data-dir DIR";
   torch::Tensor images, targets;
   const char* reader = "torch::data::datasets::MNIST";
-  if (full_uncompressed_split(data_dir, split)) {
+  if (IdxDataset::full_uncompressed_split(data_dir, split)) {
     const torch::data::datasets::MNIST dataset(data_dir, split == IdxDataset::Split::Train
                                                              ? torch::data::datasets::MNIST::Mode::kTrain
                                                              : torch::data::datasets::MNIST::Mode::kTest);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <fstream>
 #include <vector>
 
 namespace bittorch::apps {
@@ -87,6 +88,22 @@ IdxDataset::IdxDataset(const std::string& root, Split split, int64_t limit, cons
   TORCH_CHECK(kept_labels.max().item<int64_t>() <= 9, labels.path(), " holds labels above 9: corrupted; ", how_to_get);
   images_ = pixels.reshape({keep, 1, kSide, kSide}).to(torch::kFloat).div_(255);
   targets_ = kept_labels.to(torch::kLong);
+}
+
+bool IdxDataset::full_uncompressed_split(const std::string& root, Split split) {
+  const bool train = split == Split::Train;
+  const std::string prefix = root + "/" + (train ? "train" : "t10k");
+  const int64_t count = train ? 60000 : 10000;
+  const auto holds = [&](const std::string& path, uint32_t magic, int64_t header_bytes, int64_t item_bytes) {
+    std::ifstream file(path, std::ios::binary | std::ios::ate);
+    if (!file || file.tellg() != header_bytes + count * item_bytes) return false;
+    file.seekg(0);
+    uint8_t header[8] = {};
+    file.read(reinterpret_cast<char*>(header), sizeof(header));
+    return file.good() && big_endian(header) == magic && big_endian(header + 4) == static_cast<uint32_t>(count);
+  };
+  return holds(prefix + "-images-idx3-ubyte", kImagesMagic, 16, kSide * kSide) &&
+         holds(prefix + "-labels-idx1-ubyte", kLabelsMagic, 8, 1);
 }
 
 torch::data::Example<> IdxDataset::get(size_t index) {

@@ -23,6 +23,12 @@ class IdxDataset : public torch::data::datasets::Dataset<IdxDataset> {
 
   IdxDataset(const std::string& root, Split split, int64_t limit, const std::string& how_to_get);
 
+  /// Whether `root` holds the uncompressed files of a full split, which LibTorch's
+  /// torch::data::datasets::MNIST reads: 60,000 training or 10,000 test images and as many
+  /// labels, each file exactly as long as its header says (the class itself checks the
+  /// counts but not the lengths).
+  static bool full_uncompressed_split(const std::string& root, Split split);
+
   torch::data::Example<> get(size_t index) override;
   std::optional<size_t> size() const override;
 

@@ -73,8 +73,9 @@ void copy_floats(const ModuleRecord& r, size_t index, const at::Tensor& dest, co
     TORCH_CHECK(false, "a non-finite ", what, " (row ", row, " holds ",
                 rows[row].masked_select(finite[row].logical_not())[0].item<double>(), ")");
   }
-  if (positive && !(rows > 0).all().item<bool>()) {
-    const int64_t row = first_bad_row(rows > 0);
+  const auto above_zero = positive ? rows > 0 : at::Tensor();
+  if (positive && !above_zero.all().item<bool>()) {
+    const int64_t row = first_bad_row(above_zero);
     TORCH_CHECK(false, "a ", what, " that is not positive (", rows[row].min().item<double>(), " at row ", row,
                 "): ternary scales are means or maxima of magnitudes");
   }

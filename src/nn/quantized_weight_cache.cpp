@@ -49,20 +49,20 @@ bool KeepQuantizedWeights::active() {
 
 QuantizedLinearWeight QuantizedWeightCache::get(const at::Tensor& weight, const quant::QuantConfig& config,
                                                 at::ScalarType dtype, quant::ActivationFormat format,
-                                                bool need_operand) {
+                                                bool keep_operand) {
   if (!KeepQuantizedWeights::active()) {
     kept_.reset();
-    return functional::quantize_linear_weight(weight, config, dtype, format, need_operand);
+    return functional::quantize_linear_weight(weight, config, dtype, format, keep_operand);
   }
   const bool same = kept_ && kept_->weight_version == weight._version() &&
                     kept_->weight_data == weight.const_data_ptr() && kept_->device == weight.device() &&
                     kept_->config == config && kept_->dtype == dtype && kept_->format == format &&
-                    (kept_->quantized.operand.defined() || !need_operand);
+                    (kept_->quantized.operand.defined() || !keep_operand);
   if (!same) {
     // A new entry, not an update: a copy of this cache shares the old one.
     kept_ = std::make_shared<Entry>(
         Entry{weight._version(), weight.const_data_ptr(), weight.device(), config, dtype, format,
-              functional::quantize_linear_weight(weight, config, dtype, format, need_operand)});
+              functional::quantize_linear_weight(weight, config, dtype, format, keep_operand)});
     scopes.kept.push_back(kept_);
   }
   return kept_->quantized;

@@ -46,7 +46,7 @@ struct QuantizedLinearWeight {
 class BITTORCH_API QuantizedWeightCache {
  public:
   QuantizedLinearWeight get(const at::Tensor& weight, const quant::QuantConfig& config, at::ScalarType dtype,
-                            quant::ActivationFormat format, bool need_operand);
+                            quant::ActivationFormat format, bool keep_operand);
 
   struct Entry;
 
