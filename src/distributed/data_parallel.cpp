@@ -1,5 +1,7 @@
 #include <bittorch/distributed/data_parallel.h>
 
+#include "distributed/heartbeat.h"
+
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/distributed/c10d/comm.hpp>
@@ -48,7 +50,7 @@ DataParallel::DataParallel(torch::nn::Module& module, c10::intrusive_ptr<c10d::P
     std::vector<at::Tensor> state;
     for (const auto& parameter : module.parameters()) state.push_back(parameter.detach());
     for (const auto& buffer : module.buffers()) state.push_back(buffer.detach());
-    c10d::broadcast_coalesced(group_, state, 250 * 1024 * 1024, 0);
+    detail::naming_stopped_ranks(*group_, [&] { c10d::broadcast_coalesced(group_, state, 250 * 1024 * 1024, 0); });
   }
   const auto cap = static_cast<int64_t>(options.bucket_cap_mb() * 1024 * 1024);
   const int64_t first_cap = std::min<int64_t>(cap, 1024 * 1024);
@@ -77,7 +79,7 @@ void DataParallel::backward(const at::Tensor& loss, bool sync) {
     reducer_->prepare_for_forward();
     reducer_->prepare_for_backward({loss});
   }
-  loss.backward();
+  detail::naming_stopped_ranks(*group_, [&] { loss.backward(); });
 }
 
 std::optional<CommunicationTimes> DataParallel::last_communication_times() {
@@ -97,7 +99,7 @@ std::optional<CommunicationTimes> DataParallel::last_communication_times() {
 double DataParallel::all_reduce_scalar(double value, bool mean) {
   std::vector<at::Tensor> tensors = {at::full({1}, value, at::TensorOptions().dtype(at::kDouble))};
   if (parameters_.front().is_cuda()) tensors[0] = tensors[0].to(parameters_.front().device());
-  group_->allreduce(tensors)->wait();
+  detail::naming_stopped_ranks(*group_, [&] { group_->allreduce(tensors)->wait(); });
   const double sum = tensors[0].item<double>();
   return mean ? sum / static_cast<double>(group_->getSize()) : sum;
 }
@@ -134,7 +136,7 @@ void average_gradients_per_parameter(torch::nn::Module& module, c10d::ProcessGro
   for (auto& parameter : module.parameters()) {
     if (!parameter.grad().defined()) continue;
     std::vector<at::Tensor> gradient = {parameter.grad()};
-    group.allreduce(gradient)->wait();
+    detail::naming_stopped_ranks(group, [&] { group.allreduce(gradient)->wait(); });
     parameter.grad().div_(group.getSize());
   }
 }

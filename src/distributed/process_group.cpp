@@ -1,5 +1,7 @@
 #include <bittorch/distributed/process_group.h>
 
+#include "distributed/heartbeat.h"
+
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -22,6 +24,10 @@
 #include <vector>
 
 namespace bittorch::distributed {
+
+using detail::describe_ranks;
+using detail::message_of;
+
 namespace {
 
 std::optional<std::string> variable(const char* name) {
@@ -52,24 +58,8 @@ int64_t integer_variable(const char* name, int64_t minimum, int64_t maximum) {
   return *value;
 }
 
-// An exception's message, without a c10::Error's backtrace.
-std::string message_of(const std::exception& error) {
-  const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
-  return c10_error != nullptr ? c10_error->what_without_backtrace() : error.what();
-}
-
 // How often a rendezvous that waits says so.
 constexpr std::chrono::seconds kRendezvousReport{5};
-
-// "rank 1", "ranks 1, 2 and 5".
-std::string describe_ranks(const std::vector<int>& ranks) {
-  std::string text = ranks.size() == 1 ? "rank " : "ranks ";
-  for (size_t i = 0; i < ranks.size(); ++i) {
-    if (i > 0) text += i + 1 == ranks.size() ? " and " : ", ";
-    text += std::to_string(ranks[i]);
-  }
-  return text;
-}
 
 // Each rank checks in under its own key with its WORLD_SIZE, then waits for every rank of
 // `size`, calling report(missing ranks, timed out) every few seconds while some are missing and
@@ -218,13 +208,19 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const LaunchEnvironmen
     group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
   }
 #endif
+  detail::start_heartbeat(*group, launch.agent_store ? "the torchrun agent" : "rank 0");
   return group;
 }
 
 void finish_process_group(c10d::ProcessGroup& group, c10::Device device) {
   c10d::BarrierOptions options;
   if (device.is_cuda()) options.device_ids = {device.has_index() ? device.index() : 0};
-  group.barrier(options)->wait();  // NCCL's barrier blocks the host until it completes
+  // The heartbeat stops first: once the barrier completes, rank 0 may exit and take the store
+  // with it while another rank's heartbeat still beats. NCCL's barrier blocks the host until
+  // it completes.
+  detail::stop_heartbeat(group);
+  detail::naming_stopped_ranks(group, [&] { group.barrier(options)->wait(); });
+  detail::forget_heartbeat(group);
   group.shutdown();
 }
 

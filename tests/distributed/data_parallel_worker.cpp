@@ -34,9 +34,10 @@ struct Net : torch::nn::Module {
 };
 
 std::map<std::string, std::string> parse(int argc, char** argv) {
-  std::map<std::string, std::string> args = {{"mode", "bucketed"},  {"steps", "6"},         {"global-batch", "8"},
-                                             {"output", ""},        {"bucket-mb", "25"},    {"timeout-ms", "30000"},
-                                             {"die-at-step", "-1"}, {"micro-batches", "1"}, {"device", "cpu"}};
+  std::map<std::string, std::string> args = {{"mode", "bucketed"},  {"steps", "6"},      {"global-batch", "8"},
+                                             {"output", ""},        {"bucket-mb", "25"}, {"timeout-ms", "30000"},
+                                             {"die-at-step", "-1"}, {"dying-rank", "1"}, {"micro-batches", "1"},
+                                             {"device", "cpu"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = std::string(argv[i]).substr(2);
     if (!args.count(key)) throw std::invalid_argument("unknown flag " + std::string(argv[i]));
@@ -94,7 +95,8 @@ int main(int argc, char** argv) {
       }
     }
     for (int64_t step = 0; step < steps; ++step) {
-      if (std::stoll(args.at("die-at-step")) == step && rank == 1) std::_Exit(9);  // a rank that dies
+      if (std::stoll(args.at("die-at-step")) == step && rank == std::stoll(args.at("dying-rank")))
+        std::_Exit(9);  // a rank that dies
       optimizer.zero_grad();
       for (int64_t micro = 0; micro < micro_batches; ++micro) {
         const auto x = inputs[step][micro].narrow(0, rank * local, local);

@@ -65,6 +65,15 @@ BITTORCH_TRAIN_API c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(con
 /// earlier collectives) then the group's shutdown. `device` is the one the group was made for.
 BITTORCH_TRAIN_API void finish_process_group(c10d::ProcessGroup& group, c10::Device device);
 
+/// Which ranks of `group` (made by init_process_group) have ended, for the message of a
+/// collective that failed: every rank beats a counter in the group's store every half second
+/// from a thread of its own, and this watches the counters for three seconds. "rank 1 ended
+/// (its heartbeat stopped)"; "the store no longer answers: rank 0, which hosts it, ended"; a
+/// rank that had already finished its group is named as such; "" when every rank still beats.
+/// DataParallel and finish_process_group put it in front of the backend's own message (Gloo
+/// says only "Connection reset by peer"); call it where other collectives fail.
+BITTORCH_TRAIN_API std::string stopped_ranks(const c10d::ProcessGroup& group);
+
 /// Whether this build has the backend for `device` (Gloo needs its headers at build time,
 /// NCCL a CUDA build).
 BITTORCH_TRAIN_API bool backend_available(c10::Device device);
