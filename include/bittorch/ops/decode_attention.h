@@ -6,6 +6,7 @@
 #include <bittorch/export.h>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 namespace bittorch::ops {
 
@@ -23,5 +24,11 @@ namespace bittorch::ops {
 BITTORCH_API at::Tensor decode_attention(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
                                          at::Tensor& key_cache, at::Tensor& value_cache, const at::Tensor& position,
                                          const at::Tensor& cos, const at::Tensor& signed_sin);
+
+/// Whether decode_attention takes this head size and context on `device` (caches of
+/// contiguous, freshly allocated rows): always on the CPU; on CUDA head sizes up to 512 and
+/// contexts whose scores fit the kernel's shared memory (about 9,000 positions). Where
+/// it does not, nn::TransformerLM decodes through scaled_dot_product_attention over the cache.
+BITTORCH_API bool decode_attention_supports(c10::Device device, int64_t head_size, int64_t context);
 
 }  // namespace bittorch::ops

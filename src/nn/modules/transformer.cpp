@@ -199,7 +199,8 @@ at::Tensor TransformerLMImpl::forward(const at::Tensor& tokens, KVCache* cache) 
   const int64_t start = cache != nullptr ? cache->length : 0;
   TORCH_CHECK(tokens.size(1) >= 1 && start + tokens.size(1) <= options.context(), "TransformerLM: ", tokens.size(1),
               " tokens after ", start, " do not fit the context of ", options.context());
-  if (cache != nullptr && tokens.size(1) == 1 && !at::GradMode::is_enabled()) {
+  if (cache != nullptr && tokens.size(1) == 1 && !at::GradMode::is_enabled() &&
+      ops::decode_attention_supports(tokens.device(), options.width() / options.heads(), options.context())) {
     // One new token without gradients (generation): the fused decode step, at a position
     // tensor made once for all blocks.
     const auto logits = decode_step(tokens, at::full({1}, start, tokens.options()), *cache);

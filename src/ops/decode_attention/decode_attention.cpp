@@ -27,6 +27,13 @@ at::Tensor decode_attention(const at::Tensor& query, const at::Tensor& key, cons
   return op.call(query, key, value, key_cache, value_cache, position, cos, signed_sin);
 }
 
+bool decode_attention_supports(c10::Device device, int64_t head_size, int64_t context) {
+  if (!device.is_cuda()) return true;
+  constexpr int64_t kWidestVector = 8, kThreads = kDecodeAttentionCudaThreads;
+  const int64_t floats = head_size + context + kThreads * kWidestVector;
+  return head_size <= 2 * kThreads && floats * static_cast<int64_t>(sizeof(float)) <= kDecodeAttentionCudaSharedBytes;
+}
+
 void check_decode_attention_args(const char* op, const at::Tensor& query, const at::Tensor& key,
                                  const at::Tensor& value, const at::Tensor& key_cache, const at::Tensor& value_cache,
                                  const at::Tensor& position, const at::Tensor& cos, const at::Tensor& signed_sin) {

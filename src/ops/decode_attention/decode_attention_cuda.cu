@@ -23,8 +23,8 @@
 namespace bittorch::ops::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxSharedBytes = 48 * 1024;
+constexpr int kThreads = kDecodeAttentionCudaThreads;
+constexpr int64_t kMaxSharedBytes = kDecodeAttentionCudaSharedBytes;
 
 template <typename scalar_t>
 struct DecodeArgs {
@@ -180,6 +180,9 @@ at::Tensor decode_attention_cuda(const at::Tensor& query, const at::Tensor& key,
                        !aligned(args.value_cache, vec * sizeof(scalar_t)))) {
       vec /= 2;
     }
+    // A value row's vectors each need a thread of the block (else no group would sum them).
+    TORCH_CHECK(head_size / vec <= kThreads, op, ": head_size ", head_size, " in vectors of ", vec,
+                " elements (the caches' alignment) exceeds the CUDA kernel's ", kThreads, " threads");
     const int64_t shared_bytes = shared_floats(context, head_size, vec) * static_cast<int64_t>(sizeof(float));
     TORCH_CHECK(shared_bytes <= kMaxSharedBytes, op, ": a context of ", context, " with head_size ", head_size,
                 " needs ", shared_bytes, " bytes of shared memory, over the kernel's ", kMaxSharedBytes);

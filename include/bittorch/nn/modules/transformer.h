@@ -141,13 +141,15 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
 
   /// tokens [batch, T] (int64, values below vocab_size) -> logits [batch, T, vocab_size]. With
   /// a cache, the tokens continue the cached sequence (T + cache->length <= context) and the
-  /// cache grows by T; one token with gradients off takes decode_step (ops::decode_attention).
+  /// cache grows by T; one token with gradients off takes decode_step (ops::decode_attention)
+  /// where ops::decode_attention_supports the head size and context on the tokens' device.
   at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr);
 
   /// The logits [batch, 1, vocab] of `tokens` [batch, 1] at the device tensor `position`
   /// (int64 [1]), their keys and values written into `cache` there; `cache.length` is left
   /// alone. Fixed shapes and no host synchronisation: a CUDA graph can capture it, and a
   /// replay after position.add_(1) generates the next token (the decode loop of a benchmark).
+  /// Needs ops::decode_attention_supports(device, head size, context).
   at::Tensor decode_step(const at::Tensor& tokens, const at::Tensor& position, KVCache& cache);
 
   /// An empty cache for `batch` sequences, in `options`' device and dtype.
