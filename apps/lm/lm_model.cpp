@@ -78,8 +78,9 @@ int64_t parameter_count(const torch::nn::Module& model) {
   return count;
 }
 
-// AdamW over the matrices (with weight decay) and the rest (norm gains: without).
-std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay) {
+// AdamW (one fused multi-tensor update) over the matrices (with weight decay) and the rest
+// (norm gains: without).
+std::unique_ptr<train::FusedAdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay) {
   std::vector<torch::Tensor> matrices, others;
   for (const auto& p : model.parameters()) (p.dim() >= 2 ? matrices : others).push_back(p);
   const auto options = [&](double decay) {
@@ -89,7 +90,7 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, do
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(matrices, options(weight_decay));
   groups.emplace_back(others, options(0.0));
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
+  return std::make_unique<train::FusedAdamW>(groups, torch::optim::AdamWOptions(lr));
 }
 
 torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inputs, const torch::Tensor& targets,

@@ -4,6 +4,7 @@
 // ternary projections ("ternary": by default BitNet b1.58's absmean scales).
 
 #include <bittorch/bittorch.h>
+#include <bittorch/train/fused_adamw.h>
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
@@ -49,9 +50,9 @@ double device_memory_bytes(torch::Device device);
 /// The parameter count of `model`.
 int64_t parameter_count(const torch::nn::Module& model);
 
-/// AdamW (betas 0.9, 0.95) over the model's matrices, with `weight_decay` (parameter group 0),
+/// AdamW (train::FusedAdamW, betas 0.9, 0.95) over the model's matrices, with `weight_decay` (parameter group 0),
 /// and its other parameters (norm gains), without.
-std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay);
+std::unique_ptr<train::FusedAdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay);
 
 /// The mean cross-entropy of predicting `targets` (the next bytes) from `inputs`, [batch, T]
 /// each, in BF16 autocast when `bf16`.

@@ -4,6 +4,7 @@
 #include <bittorch/train/autocast.h>
 #include <bittorch/train/checkpoint.h>
 #include <bittorch/train/device.h>
+#include <bittorch/train/fused_adamw.h>
 #include <bittorch/train/metrics.h>
 #include <bittorch/train/progress.h>
 #include <bittorch/train/schedule.h>
