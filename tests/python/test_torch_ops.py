@@ -100,6 +100,12 @@ def check_opcheck(device):
                                         torch.randn(2, 3, 5, 8, device=device),
                                         torch.tensor([2], device=device), torch.rand(5, 8, device=device),
                                         torch.rand(5, 8, device=device))),
+        (ops.linear_cross_entropy.default, (x.clone().requires_grad_(), w.clone().requires_grad_(),
+                                            torch.randint(0, 8, (3, 2), device=device), -100, 0)),
+        (ops.linear_cross_entropy.default, (x.bfloat16().requires_grad_(), w.bfloat16().requires_grad_(),
+                                            torch.randint(0, 8, (3, 2), device=device), 1, 4)),
+        (ops._linear_cross_entropy_forward.default, (x, w, torch.randint(0, 8, (3, 2), device=device), -100, 2,
+                                                     True)),
     ]
     for op, args in cases:
         try:
