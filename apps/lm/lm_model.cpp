@@ -96,9 +96,7 @@ std::unique_ptr<train::FusedAdamW> make_optimizer(torch::nn::Module& model, doub
 torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                              bool bf16) {
   train::AutocastScope autocast(inputs.device(), bf16);
-  const auto logits = model->forward(inputs);
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat),
-                                              targets.reshape({-1}));
+  return model->loss(inputs, targets);
 }
 
 std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt, const nn::GenerateOptions& options) {

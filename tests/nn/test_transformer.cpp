@@ -154,6 +154,41 @@ TEST(Transformer, TheCacheGivesTheLogitsOfWholeForwardPasses) {
   EXPECT_TRUE(torch::allclose(torch::cat(steps, 1), whole, 1e-4, 1e-5));
 }
 
+// The fused head and loss against cross_entropy of the logits: the loss and every parameter's
+// gradient (float64, and the ternary model in float32).
+TEST(Transformer, FusedLossEqualsCrossEntropyOfTheLogits) {
+  for (const bool ternary : {false, true}) {
+    auto model = random_model(toy_options(), ternary ? torch::kFloat : torch::kDouble, 4);
+    if (ternary) bn::convert_to_ternary(*model, bittorch::quant::QuantConfig(), bn::is_transformer_projection);
+    const auto tokens = torch::randint(0, 11, {3, 9});
+    auto targets = torch::randint(0, 11, {3, 9});
+    targets[1][4] = -100;  // ignored
+    const auto gradients = [&](const at::Tensor& loss) {
+      model->zero_grad();
+      loss.backward();
+      std::map<std::string, at::Tensor> grads;
+      for (const auto& p : model->named_parameters()) grads[p.key()] = p.value().grad().clone();
+      return grads;
+    };
+    const auto fused = model->loss(tokens, targets);
+    const auto fused_grads = gradients(fused);
+    const auto logits = model->forward(tokens);
+    const auto plain = torch::nn::functional::cross_entropy(logits.reshape({-1, 11}), targets.reshape({-1}));
+    const auto plain_grads = gradients(plain);
+    const double tol = ternary ? 1e-5 : 1e-12;
+    EXPECT_NEAR(fused.item<double>(), plain.item<double>(), tol) << (ternary ? "ternary" : "float64");
+    for (const auto& [name, grad] : plain_grads) {
+      EXPECT_TRUE(torch::allclose(fused_grads.at(name), grad, tol, tol)) << name << (ternary ? ", ternary" : "");
+    }
+  }
+  auto model = random_model(toy_options(), torch::kFloat, 4);
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        model->loss(torch::zeros({2, 3}, torch::kLong), torch::zeros({2, 4}, torch::kLong));
+      },
+      {"targets of the tokens' shape [2, 3]"}));
+}
+
 // Central differences of sum(block(x) * r) against autograd, for the input and a weight.
 TEST(Transformer, GradientsMatchFiniteDifferences) {
   for (const auto mlp : {bn::MlpKind::SquaredReLU, bn::MlpKind::SwiGLU}) {

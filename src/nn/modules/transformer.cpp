@@ -4,6 +4,7 @@
 #include <bittorch/nn/modules/packed_ternary_linear.h>
 #include <bittorch/nn/modules/ternary_linear.h>
 #include <bittorch/ops/decode_attention.h>
+#include <bittorch/ops/linear_cross_entropy.h>
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
@@ -207,14 +208,30 @@ at::Tensor TransformerLMImpl::forward(const at::Tensor& tokens, KVCache* cache) 
     cache->length += 1;
     return logits;
   }
+  const auto features = final_features(tokens, start, cache);
+  if (cache != nullptr) cache->length += tokens.size(1);
+  return head->forward(features);
+}
+
+at::Tensor TransformerLMImpl::final_features(const at::Tensor& tokens, int64_t start, KVCache* cache) {
   auto x = embedding->forward(tokens);
   for (size_t i = 0; i < blocks->size(); ++i) {
     auto* block = blocks[i]->as<TransformerBlockImpl>();
     x = block->forward(x, start, cache != nullptr ? &cache->keys[i] : nullptr,
                        cache != nullptr ? &cache->values[i] : nullptr);
   }
-  if (cache != nullptr) cache->length += tokens.size(1);
-  return head->forward(norm->forward(x));
+  return norm->forward(x);
+}
+
+at::Tensor TransformerLMImpl::loss(const at::Tensor& tokens, const at::Tensor& targets) {
+  TORCH_CHECK(tokens.dim() == 2 && tokens.scalar_type() == at::kLong && tokens.size(1) >= 1 &&
+                  tokens.size(1) <= options.context(),
+              "TransformerLM::loss: expected int64 tokens [batch, T] with T <= the context of ", options.context(),
+              ", got ", tokens.scalar_type(), " ", tokens.sizes());
+  TORCH_CHECK(targets.sizes() == tokens.sizes() && targets.scalar_type() == at::kLong,
+              "TransformerLM::loss: expected int64 targets of the tokens' shape ", tokens.sizes(), ", got ",
+              targets.scalar_type(), " ", targets.sizes());
+  return ops::linear_cross_entropy(final_features(tokens, 0, nullptr), head->weight, targets);
 }
 
 at::Tensor TransformerLMImpl::decode_step(const at::Tensor& tokens, const at::Tensor& position, KVCache& cache) {

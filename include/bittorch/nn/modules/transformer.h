@@ -145,6 +145,12 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   /// where ops::decode_attention_supports the head size and context on the tokens' device.
   at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr);
 
+  /// The mean cross-entropy of predicting `targets` [batch, T] (int64, each below vocab_size
+  /// or -100 to ignore) from `tokens` [batch, T]: cross_entropy(forward(tokens), targets), with
+  /// the head and the loss fused (ops::linear_cross_entropy), so that float32 logits of the
+  /// whole batch are never made; float32 (float64 for a float64 model).
+  at::Tensor loss(const at::Tensor& tokens, const at::Tensor& targets);
+
   /// The logits [batch, 1, vocab] of `tokens` [batch, 1] at the device tensor `position`
   /// (int64 [1]), their keys and values written into `cache` there; `cache.length` is left
   /// alone. Fixed shapes and no host synchronisation: a CUDA graph can capture it, and a
@@ -160,6 +166,11 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   torch::nn::ModuleList blocks{nullptr};  ///< of TransformerBlock
   RMSNorm norm{nullptr};
   torch::nn::Linear head{nullptr};
+
+ private:
+  // The final norm's output [batch, T, width] of `tokens` at positions start.., through the
+  // cache if any (which it fills, leaving its length alone).
+  at::Tensor final_features(const at::Tensor& tokens, int64_t start, KVCache* cache);
 };
 TORCH_MODULE(TransformerLM);
 
