@@ -148,6 +148,15 @@ class TinyTernaryModel(torch.nn.Module):
         return torch.ops.bittorch.ternary_linear(h, self.w2)
 
 
+class TinyClassifierLoss(torch.nn.Module):
+    def __init__(self, device):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(5, 16, device=device))
+
+    def forward(self, x, target):
+        return torch.ops.bittorch.linear_cross_entropy(x, self.w, target, -100, 2)
+
+
 def check_compile_and_export(device):
     """torch.compile (AOT autograd over the meta kernels, forward and backward, dynamic batch)
     and torch.export give the eager results."""
@@ -168,6 +177,23 @@ def check_compile_and_export(device):
     exported = torch.export.export(model, (x,))
     ok = torch.allclose(exported.module()(x), model(x))
     print(f"  export {'ok' if ok else 'MISMATCH'}", flush=True)
+    failures += not ok
+    # The fused classifier loss: compiled (forward and backward) and exported.
+    classifier = TinyClassifierLoss(device)
+    compiled = torch.compile(classifier, backend="aot_eager", dynamic=True, fullgraph=True)
+    for rows in (3, 7):
+        x = torch.randn(rows, 16, device=device)
+        target = torch.randint(0, 5, (rows,), device=device)
+        eager = classifier(x, target)
+        (eager_grad,) = torch.autograd.grad(eager, classifier.w)
+        out = compiled(x, target)
+        (grad,) = torch.autograd.grad(out, classifier.w)
+        ok = torch.allclose(out, eager) and torch.allclose(grad, eager_grad)
+        print(f"  compile linear_cross_entropy rows={rows} {'ok' if ok else 'MISMATCH'}", flush=True)
+        failures += not ok
+    exported = torch.export.export(classifier, (x, target))
+    ok = torch.allclose(exported.module()(x, target), classifier(x, target))
+    print(f"  export linear_cross_entropy {'ok' if ok else 'MISMATCH'}", flush=True)
     return failures + (not ok)
 
 
