@@ -24,6 +24,8 @@
 # BITTORCH_BASELINE_SRC, a source tree of an earlier commit (`git archive`), is built beside
 # (bittorch-lm and bittorch-bench) and timed in the same steps, "bench" and "lmbench" writing
 # its figures to *_baseline.json: before and after in one run on one machine;
+# "lmbench" also trains the same models in plain PyTorch, eager and compiled
+# (bench/lm_pytorch_reference.py, lm_pytorch_<preset>.json);
 # "lmload" exports a `large` model and times `bittorch-lm sample --packed` on it (load, prefill,
 # 64 tokens; the baseline's too), lm_load.json.
 set -uo pipefail
@@ -175,6 +177,12 @@ for build in build-gpu $baseline; do
     --log-level warn | python3 -c "$summary" || status=1
   "./$build/apps/lm/bittorch-lm" bench --cuda --preset large --batch-size 16 --json "$out/lm_bench_large$suffix.json" \
     --log-level warn | python3 -c "$summary" || status=1
+done
+# The same models and batches in plain PyTorch, eager and torch.compile (bench/lm_pytorch_reference.py),
+# so that every comparison is a ratio from this one run.
+for preset in medium large; do
+  python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_bench_$preset.json" --json "$out/lm_pytorch_$preset.json" ||
+    status=1
 done
 "$lm" bench --preset medium --parts generate --generate-tokens 64 --json "$out/lm_bench_medium_cpu.json" --log-level warn \
   | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["generate"]))' || status=1

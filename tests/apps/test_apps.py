@@ -797,6 +797,32 @@ def case_lm_data_parallel():
         print(f"lm_data_parallel: one process {[e['val_loss'] for e in one]}, two {[e['val_loss'] for e in two]}")
 
 
+def case_lm_pytorch_reference_has_the_same_model():
+    """bench/lm_pytorch_reference.py (the plain-PyTorch model bittorch-lm's training speed is
+    compared with) on the sizes of a bittorch-lm bench file: a model of the parameter count the
+    architecture's formula gives, which starts from the uniform loss ln 256; eager steps timed
+    and written (the GPU run adds torch.compile); a malformed flag is refused."""
+    torch_python = os.environ["BITTORCH_TORCH_PYTHON"]
+    reference = os.path.join(SCRIPTS, "..", "bench", "lm_pytorch_reference.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        bench, out = os.path.join(tmp, "bench.json"), os.path.join(tmp, "reference.json")
+        run(LM, "bench", "--preset", "tiny", "--parts", "train", "--train-steps", "1", "--batch-size", "2",
+            "--json", bench, "--log-level", "warn")
+        run(torch_python, reference, "--from-bench", bench, "--modes", "eager", "--steps", "2", "--warmup", "1",
+            "--device", "cpu", "--json", out)
+        result = json.load(open(out))
+        m = result["model"]
+        v, w, layers, hidden = m["vocab_size"], m["width"], m["layers"], m["mlp_ratio"] * m["width"]
+        # embedding and head, per block q k v o, up and down, two norm gains; the final norm
+        expected = 2 * v * w + layers * (4 * w * w + 2 * w * hidden + 2 * w) + w
+        assert m["batch_size"] == 2 and [r["variant"] for r in result["runs"]] == ["bf16", "bitnet"], result
+        for r in result["runs"]:
+            assert r["parameters"] == expected, (r, expected)
+            assert r["tokens_per_second"] > 0 and 5.0 < r["final_loss"] < 6.0, r  # ln 256 = 5.55
+        bad = run(torch_python, reference, "--modes", "jit", expect_code=2)
+        assert "--modes" in bad, bad
+
+
 def case_mnist_data_parallel():
     """bittorch-mnist under torchrun, two CPU processes of --batch-size 32: the epochs of one
     process with --batch-size 64 (each rank its half of every step's batch; the last, short
