@@ -8,10 +8,11 @@ scaled_dot_product_attention -> RMSNorm -> squared-ReLU MLP, each with a residua
 RMSNorm and head; no biases), the same step (one fixed batch of random bytes, BF16 autocast on a
 GPU, cross-entropy in float32, gradient norm clipped to 1, AdamW with betas 0.9 and 0.95, decay
 0.1 on the matrices only, PyTorch's fused kernel) and the same sizes (read from a
-`bittorch-lm bench --json` file, or from the flags). Variants: "bf16" (plain linear layers)
-and "bitnet" (BitNet b1.58 fake quantization in every projection but the head: weights
+`bittorch-lm bench --json` file, or from the flags). Variants, named as bittorch-lm bench's:
+"baseline" (plain linear layers; BF16 autocast on a GPU, float32 on the CPU) and "bitnet"
+(BitNet b1.58 fake quantization in every projection but the head: weights
 round(w / mean|w|) clipped to [-1, 1] times mean|w| per output row, inputs per-token absmax
-8-bit, both through a straight-through estimator).
+8-bit, both through a straight-through estimator: bittorch-lm's "ternary_a8").
 
     python3 bench/lm_pytorch_reference.py --from-bench gpu-out/lm_bench_medium.json \
         --json gpu-out/lm_pytorch_medium.json
@@ -197,7 +198,7 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=5, help="steps before the timed ones (compilation included)")
     parser.add_argument("--modes", default="eager,compile", help="eager, compile or both")
-    parser.add_argument("--variants", default="bf16,bitnet", help="bf16, bitnet or both")
+    parser.add_argument("--variants", default="baseline,bitnet", help="baseline, bitnet or both")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args()
@@ -205,7 +206,7 @@ def main():
         if value < 1:
             parser.error(f"{name} must be >= 1, not {value}")
     modes, variants = args.modes.split(","), args.variants.split(",")
-    for name, values, allowed in (("--modes", modes, {"eager", "compile"}), ("--variants", variants, {"bf16", "bitnet"})):
+    for name, values, allowed in (("--modes", modes, {"eager", "compile"}), ("--variants", variants, {"baseline", "bitnet"})):
         if not set(values) <= allowed:
             parser.error(f"{name}: {','.join(values)} is not a comma-separated list of {', '.join(sorted(allowed))}")
     config = model_config(args)

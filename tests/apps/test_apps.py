@@ -815,7 +815,7 @@ def case_lm_pytorch_reference_has_the_same_model():
         v, w, layers, hidden = m["vocab_size"], m["width"], m["layers"], m["mlp_ratio"] * m["width"]
         # embedding and head, per block q k v o, up and down, two norm gains; the final norm
         expected = 2 * v * w + layers * (4 * w * w + 2 * w * hidden + 2 * w) + w
-        assert m["batch_size"] == 2 and [r["variant"] for r in result["runs"]] == ["bf16", "bitnet"], result
+        assert m["batch_size"] == 2 and [r["variant"] for r in result["runs"]] == ["baseline", "bitnet"], result
         for r in result["runs"]:
             assert r["parameters"] == expected, (r, expected)
             assert r["tokens_per_second"] > 0 and 5.0 < r["final_loss"] < 6.0, r  # ln 256 = 5.55
