@@ -18,11 +18,13 @@ round(w / mean|w|) clipped to [-1, 1] times mean|w| per output row, inputs per-t
         --json gpu-out/lm_pytorch_medium.json
 
 prints and writes, for each mode (eager, compile) and variant: tokens/s over the timed steps
-(after warm-up steps, which include compilation) and the peak GPU memory of a step.
+(after warm-up steps, which include compilation) and the peak GPU memory of a step; with
+--profile DIR, three more steps under torch.profiler (a Chrome trace each, and the ops' times).
 """
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -160,7 +162,10 @@ def run(config, variant, mode, args):
         loss = step()
     synchronize()
     seconds = time.monotonic() - start
-    result = {
+    result = {}
+    if args.profile:
+        result["profile"] = profile(step, synchronize, device, f"{args.profile}/{mode}_{variant}.trace.json")
+    result.update({
         "mode": mode,
         "variant": variant,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -168,10 +173,29 @@ def run(config, variant, mode, args):
         "step_ms": 1e3 * seconds / args.steps,
         "warmup_seconds": warmup_seconds,
         "final_loss": float(loss.detach()),
-    }
+    })
     if device.type == "cuda":
         result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
     return result
+
+
+def profile(step, synchronize, device, trace_path, steps=3):
+    """`steps` more steps under torch.profiler: a Chrome trace, and the ops' totals (self GPU
+    time and host time, by name) as torch.profiler's own table sums them."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    start = time.monotonic()
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        synchronize()
+    wall_ms = 1e3 * (time.monotonic() - start)
+    prof.export_chrome_trace(trace_path)
+    rows = sorted(prof.key_averages(), key=lambda e: (e.self_device_time_total, e.cpu_time_total), reverse=True)
+    ops = [{"name": e.key, "calls": e.count, "host_ms": e.cpu_time_total / 1e3,
+            "device_self_ms": e.self_device_time_total / 1e3} for e in rows[:40]]
+    return {"steps": steps, "wall_ms": wall_ms, "ops": ops}
 
 
 def model_config(args):
@@ -201,6 +225,7 @@ def main():
     parser.add_argument("--variants", default="baseline,bitnet", help="baseline, bitnet or both")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--profile", metavar="DIR", help="profile 3 more steps of each run: Chrome traces here")
     args = parser.parse_args()
     for name, value in (("--steps", args.steps), ("--warmup", args.warmup)):
         if value < 1:
@@ -210,6 +235,8 @@ def main():
         if not set(values) <= allowed:
             parser.error(f"{name}: {','.join(values)} is not a comma-separated list of {', '.join(sorted(allowed))}")
     config = model_config(args)
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
     results = []
     for mode in modes:
         for variant in variants:

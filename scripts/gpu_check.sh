@@ -26,6 +26,8 @@
 # its figures to *_baseline.json: before and after in one run on one machine;
 # "lmbench" also trains the same models in plain PyTorch, eager and compiled
 # (bench/lm_pytorch_reference.py, lm_pytorch_<preset>.json);
+# "lmprofile" profiles training steps of medium and large, ours (bittorch-lm bench --profile)
+# and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred);
 # "lmload" exports a `large` model and times `bittorch-lm sample --packed` on it (load, prefill,
 # 64 tokens; the baseline's too), lm_load.json.
 set -uo pipefail
@@ -186,6 +188,19 @@ for preset in medium large; do
 done
 "$lm" bench --preset medium --parts generate --generate-tokens 64 --json "$out/lm_bench_medium_cpu.json" --log-level warn \
   | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["generate"]))' || status=1
+fi
+
+if wants lmprofile; then
+step "profiles of training steps: bittorch-lm (Kineto, each kernel under the op that launched it) and the PyTorch reference, eager and compiled"
+for preset in medium large; do
+  batch=32
+  [[ $preset == large ]] && batch=16
+  "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train --train-steps 3 \
+    --profile "/tmp/profile_$preset" --json "$out/lm_profile_$preset.json" --log-level warn >/dev/null || status=1
+  python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_profile_$preset.json" --steps 3 --warmup 3 \
+    --profile "/tmp/profile_$preset" --json "$out/lm_pytorch_profile_$preset.json" || status=1
+done
+tar -czf "$out/lm_profile_traces.tar.gz" -C /tmp profile_medium profile_large || status=1
 fi
 
 if wants lmload; then

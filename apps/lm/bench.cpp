@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -34,7 +35,29 @@ struct BenchConfig {
   int64_t batch_size = 0, train_steps = 0, generate_tokens = 0;
   std::vector<std::string> parts;
   std::string json_path;
+  std::string profile_dir;  // where the profiler's traces go; empty: no profile
 };
+
+// How many training steps a profile records (after the timed ones).
+constexpr int64_t kProfiledSteps = 3;
+// How many ops of a profile the JSON keeps (the trace has them all).
+constexpr size_t kProfiledOpsKept = 40;
+
+nlohmann::json profile_json(const train::ProfileSummary& summary) {
+  nlohmann::json ops = nlohmann::json::array();
+  for (size_t i = 0; i < std::min(summary.ops.size(), kProfiledOpsKept); ++i) {
+    const auto& op = summary.ops[i];
+    ops.push_back({{"name", op.name},
+                   {"calls", op.calls},
+                   {"host_ms", op.host_ms},
+                   {"device_ms", op.device_ms},
+                   {"kernels", op.kernels}});
+  }
+  return {{"steps", kProfiledSteps},
+          {"wall_ms", summary.wall_ms},
+          {"device_busy_ms", summary.device_busy_ms},
+          {"ops", ops}};
+}
 
 bool wants(const BenchConfig& config, const std::string& part) {
   return std::find(config.parts.begin(), config.parts.end(), part) != config.parts.end();
@@ -68,9 +91,26 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
   const auto& history = trainer.fit(hooks);
   const double tokens_per_second = history.back().at("tokens_per_second").get<double>();
   spdlog::info("train {}: {:.0f} tokens/s", variant, tokens_per_second);
-  return {{"variant", variant},
-          {"tokens_per_second", tokens_per_second},
-          {"step_ms", 1e3 * config.batch_size * context / tokens_per_second}};
+  nlohmann::json result = {{"variant", variant},
+                           {"tokens_per_second", tokens_per_second},
+                           {"step_ms", 1e3 * config.batch_size * context / tokens_per_second}};
+  if (!config.profile_dir.empty()) {
+    // The same Trainer steps again, under the profiler.
+    train::Trainer profiled(*model, *optimizer,
+                            train::TrainerOptions(kProfiledSteps, kProfiledSteps)
+                                .max_grad_norm(1.0)
+                                .label(variant)
+                                .unit("tokens")
+                                .progress(train::ProgressStyle::None)
+                                .loss_check_every(kProfiledSteps)
+                                .device(device));
+    const auto trace = (std::filesystem::path(config.profile_dir) / ("train_" + variant + ".trace.json")).string();
+    const auto summary = train::profile_ops([&] { profiled.fit(hooks); }, device, trace);
+    spdlog::info("train {}: {} steps profiled ({:.1f} ms, the GPU busy {:.1f} ms), trace {}", variant, kProfiledSteps,
+                 summary.wall_ms, summary.device_busy_ms, trace);
+    result["profile"] = profile_json(summary);
+  }
+  return result;
 }
 
 int64_t weight_bytes(const torch::nn::Module& model) {
@@ -196,7 +236,9 @@ int bench_command(int argc, char** argv) {
     ("train-steps", "Timed training steps (after as many to warm up)", text_flag("10"))
     ("generate-tokens", "Generated tokens timed (batch 1)", text_flag("256"))
     ("parts", "train, generate or both (comma-separated)", text_flag("train,generate"))
-    ("json", "Write the results to PATH", text_flag(""));
+    ("json", "Write the results to PATH", text_flag(""))
+    ("profile", "Profile " + std::to_string(kProfiledSteps) + " more training steps of each variant (LibTorch's "
+     "Kineto profiler): Chrome traces in directory DIR, each op's host and GPU time in the results", text_flag(""));
   // clang-format on
   add_model_options(options);
   add_common_options(options);
@@ -217,6 +259,16 @@ int bench_command(int argc, char** argv) {
     if (config.parts.empty()) throw UsageError("--parts must name train, generate or both, not '" + parts + "'");
     config.json_path = args["json"].as<std::string>();
     check_path_flags(args, {"json"});
+    config.profile_dir = args["profile"].as<std::string>();
+    if (!config.profile_dir.empty()) {
+      if (!wants(config, "train")) throw UsageError("--profile profiles training: --parts must include train");
+      std::error_code error;
+      std::filesystem::create_directories(config.profile_dir, error);
+      if (error || !std::filesystem::is_directory(config.profile_dir)) {
+        throw UsageError("--profile: '" + config.profile_dir + "' is not a directory that can be made (" +
+                         (error ? error.message() : "a file of that name exists") + ")");
+      }
+    }
     const auto device = selected_device(args);
     nlohmann::json result = {{"device", device.str()},
                              {"model", nlohmann::json::parse(nn::to_json(config.model))},

@@ -6,6 +6,7 @@
 #include <bittorch/train/device.h>
 #include <bittorch/train/fused_adamw.h>
 #include <bittorch/train/metrics.h>
+#include <bittorch/train/profile.h>
 #include <bittorch/train/progress.h>
 #include <bittorch/train/schedule.h>
 #include <bittorch/train/trainer.h>

@@ -797,6 +797,33 @@ def case_lm_data_parallel():
         print(f"lm_data_parallel: one process {[e['val_loss'] for e in one]}, two {[e['val_loss'] for e in two]}")
 
 
+def case_lm_bench_profile():
+    """bittorch-lm bench --profile: a Chrome trace per variant and each outermost op's time in
+    the results, the fused classifier and the fused AdamW among them; refused without training
+    or where the directory cannot be."""
+    with tempfile.TemporaryDirectory() as tmp:
+        traces, out = os.path.join(tmp, "traces"), os.path.join(tmp, "bench.json")
+        run(LM, "bench", "--preset", "tiny", "--parts", "train", "--train-steps", "1", "--batch-size", "2",
+            "--profile", traces, "--json", out, "--log-level", "warn", "--threads", "1")
+        for entry in json.load(open(out))["train"]:
+            trace = json.load(open(os.path.join(traces, f"train_{entry['variant']}.trace.json")))
+            assert len(trace["traceEvents"]) > 100, entry["variant"]
+            profile = entry["profile"]
+            names = [op["name"] for op in profile["ops"]]
+            assert profile["steps"] == 3 and profile["wall_ms"] > 0 and profile["device_busy_ms"] == 0, profile
+            for needed in ("bittorch::linear_cross_entropy", "aten::_fused_adamw_"):
+                assert needed in names, (entry["variant"], names)
+            calls = {op["name"]: op["calls"] for op in profile["ops"]}
+            assert calls["bittorch::linear_cross_entropy"] == 3, calls  # one per profiled step
+            # One thread: the outermost ops do not overlap, so their time fits in the profile's.
+            assert sum(op["host_ms"] for op in profile["ops"]) <= profile["wall_ms"] * 1.01, profile
+        output = run(LM, "bench", "--parts", "generate", "--profile", traces, expect_code=2)
+        assert "--profile" in output and "--parts" in output, output
+        open(os.path.join(tmp, "file"), "w").close()
+        output = run(LM, "bench", "--parts", "train", "--profile", os.path.join(tmp, "file"), expect_code=2)
+        assert "--profile" in output and "file" in output, output
+
+
 def case_lm_pytorch_reference_has_the_same_model():
     """bench/lm_pytorch_reference.py (the plain-PyTorch model bittorch-lm's training speed is
     compared with) on the sizes of a bittorch-lm bench file: a model of the parameter count the
