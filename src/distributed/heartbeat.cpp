@@ -5,6 +5,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 namespace bittorch::distributed {
 namespace detail {
@@ -36,12 +37,24 @@ struct Heartbeat {
 };
 
 // The heartbeats of live groups. Never destroyed: a process that ends without finishing its
-// group still has a thread beating, which the exit ends. (Only forget_heartbeat joins a thread,
-// so a Heartbeat is never destroyed with its thread running.)
+// group still has a thread beating, which the exit ends. An entry leaves it only with its
+// thread joined (forget_heartbeat, or a new group at the same address), never running.
 std::mutex registry_mutex;
 std::unordered_map<const c10d::ProcessGroup*, std::shared_ptr<Heartbeat>>& registry() {
   static auto* beats = new std::unordered_map<const c10d::ProcessGroup*, std::shared_ptr<Heartbeat>>();
   return *beats;
+}
+
+// Ends `beat`'s thread (once); false if it had ended already.
+bool stop_thread(Heartbeat& beat) {
+  {
+    std::lock_guard<std::mutex> lock(beat.mutex);
+    if (beat.stopping) return false;
+    beat.stopping = true;
+  }
+  beat.wake.notify_all();
+  beat.thread.join();
+  return true;
 }
 
 std::shared_ptr<Heartbeat> find(const c10d::ProcessGroup& group) {
@@ -86,20 +99,18 @@ void start_heartbeat(const c10d::ProcessGroup& group, std::string store_host) {
       }
     }
   });
-  std::lock_guard<std::mutex> lock(registry_mutex);
-  registry()[&group] = std::move(beat);
+  std::shared_ptr<Heartbeat> replaced;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    // A group that was never finished may have left its entry at this address.
+    replaced = std::exchange(registry()[&group], std::move(beat));
+  }
+  if (replaced != nullptr) stop_thread(*replaced);
 }
 
 void stop_heartbeat(const c10d::ProcessGroup& group) {
   const auto beat = find(group);
-  if (beat == nullptr) return;
-  {
-    std::lock_guard<std::mutex> lock(beat->mutex);
-    if (beat->stopping) return;
-    beat->stopping = true;
-  }
-  beat->wake.notify_all();
-  beat->thread.join();
+  if (beat == nullptr || !stop_thread(*beat)) return;
   try {
     beat->store->set(finished_key(beat->rank), std::vector<uint8_t>{1});
   } catch (const std::exception&) {
