@@ -102,6 +102,13 @@ TEST(LinearCrossEntropy, EqualsCrossEntropyOfTheLinearLayerAndOnlyScalesInTheBac
   const auto grads = torch::autograd::grad({fused}, {weight});
   const auto plain_grads = torch::autograd::grad({plain}, {weight});
   EXPECT_TRUE(torch::allclose(grads[0], plain_grads[0], 1e-10, 1e-12));
+  // Under NoGradGuard (evaluation) the loss is the same and nothing is recorded.
+  {
+    const torch::NoGradGuard no_grad;
+    const auto evaluated = bittorch::ops::linear_cross_entropy(input, weight, target, -100, 3);
+    EXPECT_FALSE(evaluated.requires_grad());
+    EXPECT_NEAR(evaluated.item<double>(), plain.item<double>(), 1e-12);
+  }
   // Without gradients the forward makes none.
   const auto [loss, grad_input, grad_weight] =
       bittorch::ops::_linear_cross_entropy_forward(input, weight.detach(), target, -100, 0, false);

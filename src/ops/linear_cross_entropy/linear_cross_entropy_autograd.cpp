@@ -14,9 +14,8 @@ namespace {
 class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossEntropyFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
-                            const at::Tensor& target, int64_t ignore_index, int64_t chunk_rows) {
+                            const at::Tensor& target, int64_t ignore_index, int64_t chunk_rows, bool compute_grad) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const bool compute_grad = input.requires_grad() || weight.requires_grad();
     auto [loss, grad_input, grad_weight] =
         _linear_cross_entropy_forward(input, weight, target, ignore_index, chunk_rows, compute_grad);
     ctx->save_for_backward({grad_input, grad_weight});
@@ -30,13 +29,16 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
     const auto scaled = [&](const at::Tensor& grad) {
       return grad.defined() ? grad * grad_loss.to(grad.scalar_type()) : at::Tensor();
     };
-    return {scaled(saved[0]), scaled(saved[1]), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {scaled(saved[0]), scaled(saved[1]), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 at::Tensor linear_cross_entropy_autograd(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target,
                                          int64_t ignore_index, int64_t chunk_rows) {
-  return LinearCrossEntropyFunction::apply(input, weight, target, ignore_index, chunk_rows);
+  // Gradients only where a backward can come: not under NoGradGuard (evaluation). Decided
+  // here, since a Function's forward runs with gradients off.
+  const bool compute_grad = at::GradMode::is_enabled() && (input.requires_grad() || weight.requires_grad());
+  return LinearCrossEntropyFunction::apply(input, weight, target, ignore_index, chunk_rows, compute_grad);
 }
 
 // The forward with its gradients is a leaf of the graph: its outputs are not differentiable.
