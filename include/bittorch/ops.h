@@ -5,6 +5,7 @@
 // schemas spell them: scale_mode "max" | "absmean", activation_format "none" | "int8" |
 // "float8_e4m3" (quant::to_string).
 
+#include <bittorch/ops/add_rms_norm.h>
 #include <bittorch/ops/decode_attention.h>
 #include <bittorch/ops/linear_cross_entropy.h>
 #include <bittorch/ops/packed_ternary_linear.h>

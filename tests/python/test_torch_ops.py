@@ -104,6 +104,11 @@ def check_opcheck(device):
                                             torch.randint(0, 8, (3, 2), device=device), -100, 0)),
         (ops.linear_cross_entropy.default, (x.bfloat16().requires_grad_(), w.bfloat16().requires_grad_(),
                                             torch.randint(0, 8, (3, 2), device=device), 1, 4)),
+        (ops.add_rms_norm.default, (x.clone().requires_grad_(), torch.randn(3, 2, 16, device=device).requires_grad_(),
+                                    torch.rand(16, device=device).requires_grad_(), 1e-6)),
+        (ops.add_rms_norm.default, (x.clone().requires_grad_(), x.bfloat16().requires_grad_(),
+                                    torch.rand(16, device=device).requires_grad_(), 1e-5)),
+        (ops._add_rms_norm_forward.default, (x, x.half(), torch.rand(16, device=device), 1e-6)),
         (ops._linear_cross_entropy_forward.default, (x, w, torch.randint(0, 8, (3, 2), device=device), -100, 2,
                                                      True)),
     ]

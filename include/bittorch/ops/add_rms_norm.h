@@ -1,0 +1,41 @@
+#pragma once
+
+// bittorch::add_rms_norm: a residual add and the RMSNorm of its result in one op, the pair
+// every transformer block has twice (schema in src/ops/add_rms_norm/add_rms_norm.cpp).
+
+#include <bittorch/export.h>
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <tuple>
+
+namespace bittorch::ops {
+
+/// (output, sum) for input and residual [*, features] (float32, float64, float16, bfloat16;
+/// they may differ, as a float32 residual stream and a bfloat16 branch under autocast do):
+/// sum = input + residual (in their promoted dtype), output = sum / sqrt(mean(sum^2) + eps) *
+/// weight over the last dimension, in sum's dtype, with float32 arithmetic (float64 for
+/// float64); weight [features] is float32 or sum's dtype. Differentiable in input, residual
+/// and weight; the backward takes the gradients of both outputs (sum goes on as the residual
+/// stream) and reuses the forward's reciprocal RMS.
+BITTORCH_API std::tuple<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& input, const at::Tensor& residual,
+                                                             const at::Tensor& weight, double eps = 1e-6);
+
+/// (output, sum, rstd): the forward, with rstd = 1 / sqrt(mean(sum^2) + eps) per row [*] in
+/// float32 (float64), for the backward.
+BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> _add_rms_norm_forward(const at::Tensor& input,
+                                                                                  const at::Tensor& residual,
+                                                                                  const at::Tensor& weight, double eps);
+
+/// (grad_sum, grad_weight): the gradient reaching sum (grad_sum_in, which may be undefined,
+/// plus the norm's: rstd * (g - n * mean(g * n)) with n = sum * rstd and g = grad_output *
+/// weight) in sum's dtype, and grad_weight = the sum over rows of grad_output * n in weight's
+/// dtype; output_mask says which are wanted.
+BITTORCH_API std::tuple<at::Tensor, at::Tensor> _add_rms_norm_backward(const at::Tensor& grad_output,
+                                                                       const std::optional<at::Tensor>& grad_sum_in,
+                                                                       const at::Tensor& sum, const at::Tensor& weight,
+                                                                       const at::Tensor& rstd,
+                                                                       std::array<bool, 2> output_mask);
+
+}  // namespace bittorch::ops

@@ -1,0 +1,71 @@
+// Autograd for bittorch::add_rms_norm: the forward saves sum, weight and the reciprocal RMS;
+// the backward takes the gradients of both outputs (output, and sum as it goes on in the
+// residual stream) and gives input and residual the same gradient, each in its own dtype.
+
+#include <bittorch/ops/add_rms_norm.h>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+namespace bittorch::ops {
+namespace {
+
+class AddRmsNormFunction : public torch::autograd::Function<AddRmsNormFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
+                                                const at::Tensor& residual, const at::Tensor& weight, double eps) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    auto [output, sum, rstd] = _add_rms_norm_forward(input, residual, weight, eps);
+    ctx->save_for_backward({sum, weight, rstd});
+    ctx->saved_data["input_dtype"] = static_cast<int64_t>(input.scalar_type());
+    ctx->saved_data["residual_dtype"] = static_cast<int64_t>(residual.scalar_type());
+    return {output, sum};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& sum = saved[0];
+    // An unused output's gradient arrives undefined.
+    const auto grad_output = grad_outputs[0].defined() ? grad_outputs[0] : at::zeros_like(sum);
+    const bool wants_inputs = ctx->needs_input_grad(0) || ctx->needs_input_grad(1);
+    auto [grad_sum, grad_weight] = _add_rms_norm_backward(grad_output, grad_outputs[1], sum, saved[1], saved[2],
+                                                          {wants_inputs, ctx->needs_input_grad(2)});
+    const auto as = [&](const char* key) {
+      return grad_sum.defined() ? grad_sum.to(static_cast<at::ScalarType>(ctx->saved_data[key].toInt())) : at::Tensor();
+    };
+    return {as("input_dtype"), as("residual_dtype"), grad_weight, at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> add_rms_norm_autograd(const at::Tensor& input, const at::Tensor& residual,
+                                                         const at::Tensor& weight, double eps) {
+  const auto outputs = AddRmsNormFunction::apply(input, residual, weight, eps);
+  return {outputs[0], outputs[1]};
+}
+
+// The forward and backward halves are leaves of the graph: not differentiable themselves.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_autograd(const at::Tensor& input, const at::Tensor& residual,
+                                                                const at::Tensor& weight, double eps) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return _add_rms_norm_forward(input, residual, weight, eps);
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_autograd(const at::Tensor& grad_output,
+                                                     const std::optional<at::Tensor>& grad_sum_in,
+                                                     const at::Tensor& sum, const at::Tensor& weight,
+                                                     const at::Tensor& rstd, std::array<bool, 2> output_mask) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return _add_rms_norm_backward(grad_output, grad_sum_in, sum, weight, rstd, output_mask);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, Autograd, m) {
+  m.impl("add_rms_norm", &add_rms_norm_autograd);
+  m.impl("_add_rms_norm_forward", &forward_autograd);
+  m.impl("_add_rms_norm_backward", &backward_autograd);
+}
+
+}  // namespace bittorch::ops

@@ -1,0 +1,156 @@
+// bittorch::add_rms_norm on CUDA: one block of 256 threads per row. The forward adds the two
+// inputs, writes the sum and sums its squares in one pass, reduces them over the block, and
+// writes the normalized row in a second pass over the sum it just wrote (in L1/L2); the
+// backward reduces (grad_output * weight) . n per row and writes the sum's gradient in one
+// more pass. The weight's gradient, a reduction over rows, is the shared ATen expression.
+
+#include "ops/add_rms_norm/add_rms_norm.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <cub/block/block_reduce.cuh>
+
+namespace bittorch::ops::cuda {
+namespace {
+
+constexpr const char* kOp = "bittorch::add_rms_norm";
+constexpr int kThreads = 256;
+
+template <typename scalar_t, typename residual_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    add_rms_norm_forward_kernel(const scalar_t* input, const residual_t* residual, const acc_t* weight, scalar_t* sum,
+                                scalar_t* output, acc_t* rstd, int64_t features, acc_t eps) {
+  using Reduce = cub::BlockReduce<acc_t, kThreads>;
+  __shared__ typename Reduce::TempStorage reduce_storage;
+  __shared__ acc_t row_rstd;
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * features;
+  acc_t squares = 0;
+  for (int64_t c = threadIdx.x; c < features; c += kThreads) {
+    const scalar_t s =
+        static_cast<scalar_t>(static_cast<acc_t>(input[base + c]) + static_cast<acc_t>(residual[base + c]));
+    sum[base + c] = s;
+    squares += static_cast<acc_t>(s) * static_cast<acc_t>(s);
+  }
+  const acc_t total = Reduce(reduce_storage).Sum(squares);
+  if (threadIdx.x == 0) {
+    row_rstd = acc_t(1) / sqrt(total / static_cast<acc_t>(features) + eps);
+    rstd[blockIdx.x] = row_rstd;
+  }
+  __syncthreads();
+  const acc_t r = row_rstd;
+  for (int64_t c = threadIdx.x; c < features; c += kThreads) {  // each thread rereads what it wrote
+    output[base + c] = static_cast<scalar_t>(static_cast<acc_t>(sum[base + c]) * r * weight[c]);
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    add_rms_norm_backward_kernel(const scalar_t* grad_output, const scalar_t* grad_sum_in, const scalar_t* sum,
+                                 const acc_t* weight, const acc_t* rstd, scalar_t* grad_sum, int64_t features) {
+  using Reduce = cub::BlockReduce<acc_t, kThreads>;
+  __shared__ typename Reduce::TempStorage reduce_storage;
+  __shared__ acc_t row_mean;
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * features;
+  const acc_t r = rstd[blockIdx.x];
+  acc_t dot = 0;
+  for (int64_t c = threadIdx.x; c < features; c += kThreads) {
+    dot += static_cast<acc_t>(grad_output[base + c]) * weight[c] * static_cast<acc_t>(sum[base + c]) * r;
+  }
+  const acc_t total = Reduce(reduce_storage).Sum(dot);
+  if (threadIdx.x == 0) row_mean = total / static_cast<acc_t>(features);
+  __syncthreads();
+  const acc_t mean = row_mean;
+  for (int64_t c = threadIdx.x; c < features; c += kThreads) {
+    const acc_t n = static_cast<acc_t>(sum[base + c]) * r;
+    acc_t g = r * (static_cast<acc_t>(grad_output[base + c]) * weight[c] - n * mean);
+    if (grad_sum_in != nullptr) g += static_cast<acc_t>(grad_sum_in[base + c]);
+    grad_sum[base + c] = static_cast<scalar_t>(g);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const at::Tensor& residual,
+                                                            const at::Tensor& weight, double eps) {
+  const auto sum_dtype = check_add_rms_norm_args(kOp, input, residual, weight, eps);
+  const c10::cuda::CUDAGuard device_guard(input.device());
+  // The operand in the sum's dtype first (addition commutes); the other may be narrower.
+  const bool input_first = input.scalar_type() == sum_dtype;
+  const auto first = (input_first ? input : residual).to(sum_dtype).contiguous();
+  auto second = (input_first ? residual : input).contiguous();
+  const bool narrower = second.scalar_type() != sum_dtype;
+  if (narrower &&
+      !(sum_dtype == at::kFloat && (second.scalar_type() == at::kBFloat16 || second.scalar_type() == at::kHalf))) {
+    second = second.to(sum_dtype);
+  }
+  const int64_t features = first.size(-1), rows = first.numel() / features;
+  const auto accumulate = add_rms_norm_accumulate_dtype(sum_dtype);
+  auto sum = at::empty_like(first);
+  auto output = at::empty_like(first);
+  auto rstd = at::empty(first.sizes().slice(0, first.dim() - 1), first.options().dtype(accumulate));
+  if (rows == 0) return {output, sum, rstd};
+  const auto gain = weight.to(accumulate).contiguous();
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, sum_dtype, "add_rms_norm_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto launch = [&](auto residual_zero) {
+      using residual_t = decltype(residual_zero);
+      add_rms_norm_forward_kernel<scalar_t, residual_t, acc_t><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+          first.const_data_ptr<scalar_t>(), second.const_data_ptr<residual_t>(), gain.const_data_ptr<acc_t>(),
+          sum.mutable_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), rstd.mutable_data_ptr<acc_t>(),
+          features, static_cast<acc_t>(eps));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    if (second.scalar_type() == at::kBFloat16 && sum_dtype == at::kFloat) {
+      launch(at::BFloat16());
+    } else if (second.scalar_type() == at::kHalf && sum_dtype == at::kFloat) {
+      launch(at::Half());
+    } else {
+      launch(scalar_t());
+    }
+  });
+  return {output.view(input.sizes()), sum.view(input.sizes()), rstd};
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output,
+                                                 const std::optional<at::Tensor>& grad_sum_in, const at::Tensor& sum,
+                                                 const at::Tensor& weight, const at::Tensor& rstd,
+                                                 std::array<bool, 2> output_mask) {
+  check_add_rms_norm_backward_args(kOp, grad_output, grad_sum_in, sum, weight, rstd);
+  const c10::cuda::CUDAGuard device_guard(sum.device());
+  const auto s = sum.contiguous(), gy = grad_output.contiguous(), r = rstd.contiguous();
+  at::Tensor grad_sum, grad_weight;
+  const int64_t features = s.size(-1), rows = s.numel() / features;
+  if (output_mask[0]) {
+    const bool has_in = grad_sum_in.has_value() && grad_sum_in->defined();
+    const auto gs = has_in ? grad_sum_in->contiguous() : at::Tensor();
+    grad_sum = at::empty_like(s);
+    const auto gain = weight.to(r.scalar_type()).contiguous();
+    if (rows > 0) {
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "add_rms_norm_backward_cuda", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        add_rms_norm_backward_kernel<scalar_t, acc_t>
+            <<<static_cast<unsigned>(rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+                gy.const_data_ptr<scalar_t>(), has_in ? gs.const_data_ptr<scalar_t>() : nullptr,
+                s.const_data_ptr<scalar_t>(), gain.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(),
+                grad_sum.mutable_data_ptr<scalar_t>(), features);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    }
+  }
+  if (output_mask[1]) grad_weight = add_rms_norm_weight_grad(gy, s, weight, r);
+  return {grad_sum, grad_weight};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
+  m.impl("_add_rms_norm_forward", &forward_cuda);
+  m.impl("_add_rms_norm_backward", &backward_cuda);
+}
+
+}  // namespace bittorch::ops::cuda
