@@ -154,6 +154,39 @@ TEST(Transformer, TheCacheGivesTheLogitsOfWholeForwardPasses) {
   EXPECT_TRUE(torch::allclose(torch::cat(steps, 1), whole, 1e-4, 1e-5));
 }
 
+// Residual adds fused with the next norm against the blocks' plain composition: logits and
+// every gradient, float64 and the ternary model in float32, with and without a KV cache.
+TEST(Transformer, FusedNormsEqualThePlainComposition) {
+  for (const bool ternary : {false, true}) {
+    auto model = random_model(toy_options(), ternary ? torch::kFloat : torch::kDouble, 6);
+    if (ternary) bn::convert_to_ternary(*model, bittorch::quant::QuantConfig(), bn::is_transformer_projection);
+    const auto tokens = torch::randint(0, 11, {2, 10});
+    const auto run = [&](bool fused) {
+      model->fused_norms = fused;
+      model->zero_grad();
+      const auto logits = model->forward(tokens);
+      (logits * torch::linspace(-1, 1, 11, logits.options())).sum().backward();
+      std::map<std::string, at::Tensor> grads;
+      for (const auto& p : model->named_parameters()) grads[p.key()] = p.value().grad().clone();
+      return std::pair{logits.detach(), grads};
+    };
+    const auto [fused_logits, fused_grads] = run(true);
+    const auto [plain_logits, plain_grads] = run(false);
+    const double tol = ternary ? 1e-5 : 1e-12;
+    const std::string what = ternary ? "ternary" : "float64";
+    EXPECT_TRUE(torch::allclose(fused_logits, plain_logits, tol, tol)) << what;
+    for (const auto& [name, grad] : plain_grads) {
+      EXPECT_TRUE(torch::allclose(fused_grads.at(name), grad, tol, tol)) << name << ", " << what;
+    }
+    const torch::NoGradGuard no_grad;
+    auto cache = model->make_cache(2, torch::TensorOptions().dtype(ternary ? torch::kFloat : torch::kDouble));
+    model->fused_norms = true;
+    const auto first = model->forward(tokens.narrow(1, 0, 6), &cache);
+    const auto rest = model->forward(tokens.narrow(1, 6, 4), &cache);
+    EXPECT_TRUE(torch::allclose(torch::cat({first, rest}, 1), plain_logits, tol * 10, tol * 10)) << what;
+  }
+}
+
 // The fused head and loss against cross_entropy of the logits: the loss and every parameter's
 // gradient (float64, and the ternary model in float32).
 TEST(Transformer, FusedLossEqualsCrossEntropyOfTheLogits) {

@@ -3,6 +3,7 @@
 #include <bittorch/nn/functional/transformer.h>
 #include <bittorch/nn/modules/packed_ternary_linear.h>
 #include <bittorch/nn/modules/ternary_linear.h>
+#include <bittorch/ops/add_rms_norm.h>
 #include <bittorch/ops/decode_attention.h>
 #include <bittorch/ops/linear_cross_entropy.h>
 
@@ -14,6 +15,7 @@
 #include <cmath>
 #include <functional>
 #include <optional>
+#include <tuple>
 
 namespace bittorch::nn {
 
@@ -215,12 +217,25 @@ at::Tensor TransformerLMImpl::forward(const at::Tensor& tokens, KVCache* cache) 
 
 at::Tensor TransformerLMImpl::final_features(const at::Tensor& tokens, int64_t start, KVCache* cache) {
   auto x = embedding->forward(tokens);
-  for (size_t i = 0; i < blocks->size(); ++i) {
-    auto* block = blocks[i]->as<TransformerBlockImpl>();
-    x = block->forward(x, start, cache != nullptr ? &cache->keys[i] : nullptr,
-                       cache != nullptr ? &cache->values[i] : nullptr);
+  const auto block_at = [&](size_t i) { return blocks[i]->as<TransformerBlockImpl>(); };
+  const auto keys = [&](size_t i) { return cache != nullptr ? &cache->keys[i] : nullptr; };
+  const auto values = [&](size_t i) { return cache != nullptr ? &cache->values[i] : nullptr; };
+  if (!fused_norms) {
+    for (size_t i = 0; i < blocks->size(); ++i) x = block_at(i)->forward(x, start, keys(i), values(i));
+    return norm->forward(x);
   }
-  return norm->forward(x);
+  // Each residual add fused with the norm after it (ops::add_rms_norm): in a block the
+  // attention's add with the MLP's norm; the MLP's add with the next block's attention norm,
+  // or after the last block with the final norm.
+  auto normed = block_at(0)->attention_norm->forward(x);
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    auto* block = block_at(i);
+    const auto attended = block->attention->forward(normed, start, keys(i), values(i));
+    const auto [mlp_input, h] = ops::add_rms_norm(x, attended, block->mlp_norm->weight, block->mlp_norm->options.eps());
+    const auto& next = i + 1 < blocks->size() ? block_at(i + 1)->attention_norm : norm;
+    std::tie(normed, x) = ops::add_rms_norm(h, block->mlp->forward(mlp_input), next->weight, next->options.eps());
+  }
+  return normed;
 }
 
 at::Tensor TransformerLMImpl::loss(const at::Tensor& tokens, const at::Tensor& targets) {

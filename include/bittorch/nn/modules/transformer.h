@@ -162,6 +162,11 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   KVCache make_cache(int64_t batch, const at::TensorOptions& options) const;
 
   TransformerOptions options;
+  /// Whether forward and loss fuse each residual add with the norm after it
+  /// (ops::add_rms_norm); false runs the blocks' plain composition, the reference the fused
+  /// path is tested against. Not part of the model: the same weights give the same outputs.
+  /// (The one-token decode step keeps its own path.)
+  bool fused_norms = true;
   torch::nn::Embedding embedding{nullptr};
   torch::nn::ModuleList blocks{nullptr};  ///< of TransformerBlock
   RMSNorm norm{nullptr};

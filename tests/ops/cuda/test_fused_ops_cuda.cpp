@@ -1,0 +1,105 @@
+// The fused training ops on CUDA: add_rms_norm's kernels against the CPU kernel (itself tested
+// against the formulas) over widths below, at and above the block's 256 threads and mixed
+// dtypes; linear_cross_entropy under BF16 autocast against the CPU in float64; a language
+// model with fused norms against its plain composition.
+
+#include <ATen/autocast_mode.h>
+#include <bittorch/bittorch.h>
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+namespace {
+
+#define SKIP_WITHOUT_CUDA()                                                             \
+  if (!torch::cuda::is_available()) {                                                   \
+    GTEST_SKIP() << "no CUDA GPU on this machine: CUDA test skipped (run it on a GPU)"; \
+  }
+
+double max_error(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.cpu().to(torch::kDouble) - b.cpu().to(torch::kDouble)).abs().max().item<double>();
+}
+
+TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
+  SKIP_WITHOUT_CUDA();
+  struct Case {
+    int64_t rows, features;
+    torch::ScalarType input, residual;
+  };
+  for (const auto& c : {Case{1, 1, torch::kFloat, torch::kFloat}, Case{7, 33, torch::kFloat, torch::kFloat},
+                        Case{64, 256, torch::kFloat, torch::kBFloat16}, Case{5, 1536, torch::kFloat, torch::kHalf},
+                        Case{9, 770, torch::kBFloat16, torch::kBFloat16}, Case{3, 300, torch::kHalf, torch::kHalf},
+                        Case{4, 96, torch::kBFloat16, torch::kFloat}, Case{2, 130, torch::kDouble, torch::kDouble}}) {
+    torch::manual_seed(31);
+    const auto x = torch::randn({c.rows, c.features}).to(c.input);
+    const auto r = torch::randn({c.rows, c.features}).to(c.residual);
+    const auto w = 1 + 0.3 * torch::randn({c.features});
+    const auto gy_dtype = torch::promote_types(c.input, c.residual);
+    const auto gy = torch::randn({c.rows, c.features}).to(gy_dtype),
+               gs = torch::randn({c.rows, c.features}).to(gy_dtype);
+    const auto run = [&](torch::Device device) {
+      auto xd = x.to(device).requires_grad_(), rd = r.to(device).requires_grad_(), wd = w.to(device).requires_grad_();
+      auto [output, sum] = bittorch::ops::add_rms_norm(xd, rd, wd, 1e-6);
+      ((output * gy.to(device)).sum() + (sum * gs.to(device)).sum()).backward();
+      return std::vector<torch::Tensor>{output.detach(), sum.detach(), xd.grad(), rd.grad(), wd.grad()};
+    };
+    const auto cpu = run(torch::kCPU), cuda = run(torch::kCUDA);
+    const double tol = gy_dtype == torch::kDouble ? 1e-10 : gy_dtype == torch::kFloat ? 1e-4 : 3e-2;
+    const char* names[] = {"output", "sum", "grad_input", "grad_residual", "grad_weight"};
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      EXPECT_EQ(cuda[i].scalar_type(), cpu[i].scalar_type()) << names[i];
+      const double scale = std::max(1.0, cpu[i].abs().max().item<double>());
+      EXPECT_LE(max_error(cuda[i], cpu[i]), tol * scale)
+          << names[i] << ", " << c.rows << " x " << c.features << ", " << c10::toString(c.input) << " + "
+          << c10::toString(c.residual);
+    }
+  }
+}
+
+TEST(FusedOpsCuda, LinearCrossEntropyUnderAutocastMatchesTheCpu) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(32);
+  const auto x = torch::randn({300, 64}), w = 0.2 * torch::randn({1000, 64});
+  const auto t = torch::randint(0, 1000, {300}, torch::kLong);
+  const auto xd = x.cuda().requires_grad_(), wd = w.cuda().requires_grad_();
+  at::Tensor loss;
+  {
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    loss = bittorch::ops::linear_cross_entropy(xd, wd, t.cuda(), -100, 64);  // five chunks, the last short
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+  loss.backward();
+  const auto xc = x.to(torch::kDouble).requires_grad_(), wc = w.to(torch::kDouble).requires_grad_();
+  const auto reference = torch::nn::functional::cross_entropy(xc.matmul(wc.t()), t);
+  reference.backward();
+  EXPECT_EQ(loss.scalar_type(), torch::kFloat);
+  EXPECT_NEAR(loss.item<double>(), reference.item<double>(), 2e-2);
+  EXPECT_EQ(wd.grad().scalar_type(), torch::kFloat);  // the float32 master weight's gradient
+  EXPECT_LE(max_error(xd.grad(), xc.grad()), 3e-2 * std::max(1e-3, xc.grad().abs().max().item<double>()) + 1e-4);
+  EXPECT_LE(max_error(wd.grad(), wc.grad()), 3e-2 * std::max(1e-3, wc.grad().abs().max().item<double>()) + 1e-4);
+}
+
+TEST(FusedOpsCuda, FusedNormsEqualThePlainCompositionOnTheGpu) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(33);
+  bittorch::nn::TransformerLM model(
+      bittorch::nn::TransformerOptions().vocab_size(50).width(64).heads(4).layers(2).context(32));
+  model->to(torch::kCUDA);
+  const auto tokens = torch::randint(0, 50, {3, 20}, torch::TensorOptions().device(torch::kCUDA));
+  const auto targets = torch::randint(0, 50, {3, 20}, torch::TensorOptions().device(torch::kCUDA));
+  const auto run = [&](bool fused) {
+    model->fused_norms = fused;
+    model->zero_grad();
+    const auto loss = model->loss(tokens, targets);
+    loss.backward();
+    std::vector<torch::Tensor> grads = {loss.detach()};
+    for (const auto& p : model->parameters()) grads.push_back(p.grad().clone());
+    return grads;
+  };
+  const auto fused = run(true), plain = run(false);
+  for (size_t i = 0; i < fused.size(); ++i) EXPECT_TRUE(torch::allclose(fused[i], plain[i], 1e-4, 1e-5)) << i;
+}
+
+}  // namespace
