@@ -162,6 +162,16 @@ class TinyClassifierLoss(torch.nn.Module):
         return torch.ops.bittorch.linear_cross_entropy(x, self.w, target, -100, 2)
 
 
+class TinyAddNorm(torch.nn.Module):
+    def __init__(self, device):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.rand(16, device=device) + 0.5)
+
+    def forward(self, x, r):
+        output, total = torch.ops.bittorch.add_rms_norm(x, r, self.w, 1e-6)
+        return (output * total).sum()
+
+
 def check_compile_and_export(device):
     """torch.compile (AOT autograd over the meta kernels, forward and backward, dynamic batch)
     and torch.export give the eager results."""
@@ -199,6 +209,22 @@ def check_compile_and_export(device):
     exported = torch.export.export(classifier, (x, target))
     ok = torch.allclose(exported.module()(x, target), classifier(x, target))
     print(f"  export linear_cross_entropy {'ok' if ok else 'MISMATCH'}", flush=True)
+    failures += not ok
+    # The residual add fused with its norm: compiled (forward and backward) and exported.
+    norm = TinyAddNorm(device)
+    compiled = torch.compile(norm, backend="aot_eager", dynamic=True, fullgraph=True)
+    for rows in (3, 7):
+        x, r = torch.randn(rows, 16, device=device), torch.randn(rows, 16, device=device)
+        eager = norm(x, r)
+        (eager_grad,) = torch.autograd.grad(eager, norm.w)
+        out = compiled(x, r)
+        (grad,) = torch.autograd.grad(out, norm.w)
+        ok = torch.allclose(out, eager) and torch.allclose(grad, eager_grad)
+        print(f"  compile add_rms_norm rows={rows} {'ok' if ok else 'MISMATCH'}", flush=True)
+        failures += not ok
+    exported = torch.export.export(norm, (x, r))
+    ok = torch.allclose(exported.module()(x, r), norm(x, r))
+    print(f"  export add_rms_norm {'ok' if ok else 'MISMATCH'}", flush=True)
     return failures + (not ok)
 
 
