@@ -108,6 +108,9 @@ def check_opcheck(device):
                                     torch.rand(16, device=device).requires_grad_(), 1e-6)),
         (ops.add_rms_norm.default, (x.clone().requires_grad_(), x.bfloat16().requires_grad_(),
                                     torch.rand(16, device=device).requires_grad_(), 1e-5)),
+        (ops.squared_relu.default, (x.clone().requires_grad_(),)),
+        (ops.squared_relu.default, (x.bfloat16().requires_grad_(),)),
+        (ops._squared_relu_backward.default, (torch.randn(3, 2, 16, device=device), x)),
         (ops._add_rms_norm_forward.default, (x, x.half(), torch.rand(16, device=device), 1e-6)),
         (ops._linear_cross_entropy_forward.default, (x, w, torch.randint(0, 8, (3, 2), device=device), -100, 2,
                                                      True)),
@@ -169,7 +172,7 @@ class TinyAddNorm(torch.nn.Module):
 
     def forward(self, x, r):
         output, total = torch.ops.bittorch.add_rms_norm(x, r, self.w, 1e-6)
-        return (output * total).sum()
+        return (torch.ops.bittorch.squared_relu(output) * total).sum()
 
 
 def check_compile_and_export(device):
@@ -210,7 +213,8 @@ def check_compile_and_export(device):
     ok = torch.allclose(exported.module()(x, target), classifier(x, target))
     print(f"  export linear_cross_entropy {'ok' if ok else 'MISMATCH'}", flush=True)
     failures += not ok
-    # The residual add fused with its norm: compiled (forward and backward) and exported.
+    # The residual add fused with its norm, then the squared ReLU: compiled (forward and
+    # backward) and exported.
     norm = TinyAddNorm(device)
     compiled = torch.compile(norm, backend="aot_eager", dynamic=True, fullgraph=True)
     for rows in (3, 7):

@@ -6,6 +6,7 @@
 #include <bittorch/ops/add_rms_norm.h>
 #include <bittorch/ops/decode_attention.h>
 #include <bittorch/ops/linear_cross_entropy.h>
+#include <bittorch/ops/squared_relu.h>
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
@@ -155,7 +156,7 @@ MlpImpl::MlpImpl(const TransformerOptions& options_, const ProjectionFactory& ma
 at::Tensor MlpImpl::forward(const at::Tensor& x) {
   const auto up = project(up_, x);
   if (options.mlp() == MlpKind::SwiGLU) return project(down_, at::silu(project(gate_, x)) * up);
-  return project(down_, at::relu(up).square());
+  return project(down_, ops::squared_relu(up));
 }
 
 TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& options, const ProjectionFactory& make_projection,

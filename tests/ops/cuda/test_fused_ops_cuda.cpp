@@ -1,7 +1,7 @@
 // The fused training ops on CUDA: add_rms_norm's kernels against the CPU kernel (itself tested
 // against the formulas) over widths below, at and above the block's 256 threads and mixed
-// dtypes; linear_cross_entropy under BF16 autocast against the CPU in float64; a language
-// model with fused norms against its plain composition.
+// dtypes; squared_relu's against the CPU's on strided inputs; linear_cross_entropy under BF16 autocast against the CPU
+// in float64; a language model with fused norms against its plain composition.
 
 #include <ATen/autocast_mode.h>
 #include <bittorch/bittorch.h>
@@ -53,6 +53,25 @@ TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
           << names[i] << ", " << c.rows << " x " << c.features << ", " << c10::toString(c.input) << " + "
           << c10::toString(c.residual);
     }
+  }
+}
+
+TEST(FusedOpsCuda, SquaredReluMatchesTheCpuKernel) {
+  SKIP_WITHOUT_CUDA();
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf, torch::kDouble}) {
+    torch::manual_seed(34);
+    const auto base = torch::randn({37, 130}).to(dtype);
+    const auto g = torch::randn({37, 65}).to(dtype);
+    const auto run = [&](torch::Device device) {
+      auto x = base.to(device).slice(1, 0, 130, 2).detach().requires_grad_();  // strided
+      const auto y = bittorch::ops::squared_relu(x);
+      y.backward(g.to(device));
+      return std::pair{y.detach().cpu(), x.grad().cpu()};
+    };
+    const auto [y_cpu, grad_cpu] = run(torch::kCPU);
+    const auto [y_cuda, grad_cuda] = run(torch::kCUDA);
+    EXPECT_TRUE(torch::equal(y_cuda, y_cpu)) << c10::toString(dtype);  // the same float32 arithmetic
+    EXPECT_TRUE(torch::equal(grad_cuda, grad_cpu)) << c10::toString(dtype);
   }
 }
 

@@ -1,0 +1,43 @@
+// bittorch::squared_relu: schema, typed entries and argument checks.
+
+#include "ops/squared_relu/squared_relu.h"
+
+#include <bittorch/ops/squared_relu.h>
+
+#include "ops/common/checks.h"
+
+#include <torch/library.h>
+
+TORCH_LIBRARY_FRAGMENT(bittorch, m) {
+  m.def("squared_relu(Tensor input) -> Tensor");
+  m.def("_squared_relu_backward(Tensor grad_output, Tensor input) -> Tensor");
+}
+
+namespace bittorch::ops {
+
+at::Tensor squared_relu(const at::Tensor& input) {
+  static const auto op = find_op<decltype(squared_relu)>("bittorch::squared_relu");
+  return op.call(input);
+}
+
+at::Tensor _squared_relu_backward(const at::Tensor& grad_output, const at::Tensor& input) {
+  static const auto op = find_op<decltype(_squared_relu_backward)>("bittorch::_squared_relu_backward");
+  return op.call(grad_output, input);
+}
+
+void check_squared_relu_input(const char* op, const at::Tensor& input) {
+  check_floating(op, "input", input);
+  const auto dtype = input.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16, op,
+              ": expected a float32, float64, float16 or bfloat16 input, but got ", dtype);
+}
+
+void check_squared_relu_backward_args(const char* op, const at::Tensor& grad_output, const at::Tensor& input) {
+  check_squared_relu_input(op, input);
+  TORCH_CHECK(grad_output.defined() && grad_output.sizes() == input.sizes() &&
+                  grad_output.scalar_type() == input.scalar_type() && grad_output.device() == input.device(),
+              op, ": expected grad_output of the input's shape ", input.sizes(), ", dtype ", input.scalar_type(),
+              " and device ", input.device());
+}
+
+}  // namespace bittorch::ops

@@ -1,0 +1,61 @@
+// bittorch::squared_relu on the CPU, from its formulas, element by element over threads.
+
+#include "ops/squared_relu/squared_relu.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+namespace bittorch::ops {
+namespace {
+
+constexpr const char* kOp = "bittorch::squared_relu";
+constexpr int64_t kGrain = 32768;
+
+at::Tensor forward_cpu(const at::Tensor& input) {
+  check_squared_relu_input(kOp, input);
+  const auto x = input.contiguous();
+  auto y = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "squared_relu_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto* in = x.const_data_ptr<scalar_t>();
+    auto* out = y.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const acc_t positive = std::max(static_cast<acc_t>(in[i]), acc_t(0));
+        out[i] = static_cast<scalar_t>(positive * positive);
+      }
+    });
+  });
+  return y;
+}
+
+at::Tensor backward_cpu(const at::Tensor& grad_output, const at::Tensor& input) {
+  check_squared_relu_backward_args(kOp, grad_output, input);
+  const auto x = input.contiguous(), g = grad_output.contiguous();
+  auto grad_input = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "squared_relu_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto* in = x.const_data_ptr<scalar_t>();
+    const auto* grad = g.const_data_ptr<scalar_t>();
+    auto* out = grad_input.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const acc_t positive = std::max(static_cast<acc_t>(in[i]), acc_t(0));
+        out[i] = static_cast<scalar_t>(static_cast<acc_t>(grad[i]) * acc_t(2) * positive);
+      }
+    });
+  });
+  return grad_input;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
+  m.impl("squared_relu", &forward_cpu);
+  m.impl("_squared_relu_backward", &backward_cpu);
+}
+
+}  // namespace bittorch::ops
