@@ -196,39 +196,33 @@ def check_compile_and_export(device):
     ok = torch.allclose(exported.module()(x), model(x))
     print(f"  export {'ok' if ok else 'MISMATCH'}", flush=True)
     failures += not ok
-    # The fused classifier loss: compiled (forward and backward) and exported.
-    classifier = TinyClassifierLoss(device)
-    compiled = torch.compile(classifier, backend="aot_eager", dynamic=True, fullgraph=True)
+    # The fused classifier loss; the residual add fused with its norm, then the squared ReLU.
+    failures += check_compiled_loss("linear_cross_entropy", TinyClassifierLoss(device),
+                                    lambda rows: (torch.randn(rows, 16, device=device),
+                                                  torch.randint(0, 5, (rows,), device=device)))
+    failures += check_compiled_loss("add_rms_norm, squared_relu", TinyAddNorm(device),
+                                    lambda rows: (torch.randn(rows, 16, device=device),
+                                                  torch.randn(rows, 16, device=device)))
+    return failures
+
+
+def check_compiled_loss(name, module, make_args):
+    """A module returning a scalar of its parameter `w`: compiled (forward and backward, dynamic
+    rows) and exported give the eager loss and gradient."""
+    failures = 0
+    compiled = torch.compile(module, backend="aot_eager", dynamic=True, fullgraph=True)
     for rows in (3, 7):
-        x = torch.randn(rows, 16, device=device)
-        target = torch.randint(0, 5, (rows,), device=device)
-        eager = classifier(x, target)
-        (eager_grad,) = torch.autograd.grad(eager, classifier.w)
-        out = compiled(x, target)
-        (grad,) = torch.autograd.grad(out, classifier.w)
+        args = make_args(rows)
+        eager = module(*args)
+        (eager_grad,) = torch.autograd.grad(eager, module.w)
+        out = compiled(*args)
+        (grad,) = torch.autograd.grad(out, module.w)
         ok = torch.allclose(out, eager) and torch.allclose(grad, eager_grad)
-        print(f"  compile linear_cross_entropy rows={rows} {'ok' if ok else 'MISMATCH'}", flush=True)
+        print(f"  compile {name} rows={rows} {'ok' if ok else 'MISMATCH'}", flush=True)
         failures += not ok
-    exported = torch.export.export(classifier, (x, target))
-    ok = torch.allclose(exported.module()(x, target), classifier(x, target))
-    print(f"  export linear_cross_entropy {'ok' if ok else 'MISMATCH'}", flush=True)
-    failures += not ok
-    # The residual add fused with its norm, then the squared ReLU: compiled (forward and
-    # backward) and exported.
-    norm = TinyAddNorm(device)
-    compiled = torch.compile(norm, backend="aot_eager", dynamic=True, fullgraph=True)
-    for rows in (3, 7):
-        x, r = torch.randn(rows, 16, device=device), torch.randn(rows, 16, device=device)
-        eager = norm(x, r)
-        (eager_grad,) = torch.autograd.grad(eager, norm.w)
-        out = compiled(x, r)
-        (grad,) = torch.autograd.grad(out, norm.w)
-        ok = torch.allclose(out, eager) and torch.allclose(grad, eager_grad)
-        print(f"  compile add_rms_norm rows={rows} {'ok' if ok else 'MISMATCH'}", flush=True)
-        failures += not ok
-    exported = torch.export.export(norm, (x, r))
-    ok = torch.allclose(exported.module()(x, r), norm(x, r))
-    print(f"  export add_rms_norm {'ok' if ok else 'MISMATCH'}", flush=True)
+    exported = torch.export.export(module, args)
+    ok = torch.allclose(exported.module()(*args), module(*args))
+    print(f"  export {name} {'ok' if ok else 'MISMATCH'}", flush=True)
     return failures + (not ok)
 
 
