@@ -21,7 +21,7 @@ constexpr int64_t kRowsPerTask = 16;
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& input, const at::Tensor& residual,
                                                            const at::Tensor& weight, double eps) {
   const auto sum_dtype = check_add_rms_norm_args(kOp, input, residual, weight, eps);
-  const auto sum = at::add(input.to(sum_dtype), residual.to(sum_dtype)).contiguous();
+  const auto sum = at::add(input, residual).contiguous();  // in the promoted dtype, one pass
   const int64_t features = sum.size(-1), rows = sum.numel() / features;
   const auto accumulate = add_rms_norm_accumulate_dtype(sum_dtype);
   auto output = at::empty_like(sum);
@@ -56,7 +56,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_output,
   check_add_rms_norm_backward_args(kOp, grad_output, grad_sum_in, sum, weight, rstd);
   const int64_t features = sum.size(-1), rows = sum.numel() / features;
   const auto accumulate = rstd.scalar_type();
-  const auto s_all = sum.contiguous(), gy_all = grad_output.contiguous();
+  const auto s_all = sum.contiguous(), gy_all = grad_output.contiguous(), r_all = rstd.contiguous();
   at::Tensor grad_sum, grad_weight;
   if (output_mask[0]) {
     const bool has_in = grad_sum_in.has_value() && grad_sum_in->defined();
@@ -69,7 +69,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_output,
       const auto* gy = gy_all.const_data_ptr<scalar_t>();
       const auto* gs = has_in ? gs_all.const_data_ptr<scalar_t>() : nullptr;
       const auto* w = gain.const_data_ptr<acc_t>();
-      const auto* r = rstd.contiguous().const_data_ptr<acc_t>();
+      const auto* r = r_all.const_data_ptr<acc_t>();
       auto* out = grad_sum.mutable_data_ptr<scalar_t>();
       at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {

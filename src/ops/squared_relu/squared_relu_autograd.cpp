@@ -19,7 +19,7 @@ class SquaredReluFunction : public torch::autograd::Function<SquaredReluFunction
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
-    return {_squared_relu_backward(grad_outputs[0].contiguous(), ctx->get_saved_variables()[0])};
+    return {_squared_relu_backward(grad_outputs[0], ctx->get_saved_variables()[0])};
   }
 };
 
