@@ -10,6 +10,7 @@
 #include <bittorch/ops/linear_cross_entropy.h>
 #include <bittorch/ops/packed_ternary_linear.h>
 #include <bittorch/ops/quantize_activations.h>
+#include <bittorch/ops/rotary_embedding.h>
 #include <bittorch/ops/squared_relu.h>
 #include <bittorch/ops/ternarize.h>
 #include <bittorch/ops/ternary_linear.h>

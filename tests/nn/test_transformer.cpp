@@ -154,15 +154,16 @@ TEST(Transformer, TheCacheGivesTheLogitsOfWholeForwardPasses) {
   EXPECT_TRUE(torch::allclose(torch::cat(steps, 1), whole, 1e-4, 1e-5));
 }
 
-// Residual adds fused with the next norm against the blocks' plain composition: logits and
-// every gradient, float64 and the ternary model in float32, with and without a KV cache.
-TEST(Transformer, FusedNormsEqualThePlainComposition) {
+// The fused ops (residual adds with the next norm, rotary embeddings) against the blocks' plain
+// composition: logits and every gradient, float64 and the ternary model in float32, with and
+// without a KV cache.
+TEST(Transformer, FusedOpsEqualThePlainComposition) {
   for (const bool ternary : {false, true}) {
     auto model = random_model(toy_options(), ternary ? torch::kFloat : torch::kDouble, 6);
     if (ternary) bn::convert_to_ternary(*model, bittorch::quant::QuantConfig(), bn::is_transformer_projection);
     const auto tokens = torch::randint(0, 11, {2, 10});
     const auto run = [&](bool fused) {
-      model->fused_norms = fused;
+      model->set_fused_ops(fused);
       model->zero_grad();
       const auto logits = model->forward(tokens);
       (logits * torch::linspace(-1, 1, 11, logits.options())).sum().backward();
@@ -180,7 +181,7 @@ TEST(Transformer, FusedNormsEqualThePlainComposition) {
     }
     const torch::NoGradGuard no_grad;
     auto cache = model->make_cache(2, torch::TensorOptions().dtype(ternary ? torch::kFloat : torch::kDouble));
-    model->fused_norms = true;
+    model->set_fused_ops(true);
     const auto first = model->forward(tokens.narrow(1, 0, 6), &cache);
     const auto rest = model->forward(tokens.narrow(1, 6, 4), &cache);
     EXPECT_TRUE(torch::allclose(torch::cat({first, rest}, 1), plain_logits, tol * 10, tol * 10)) << what;

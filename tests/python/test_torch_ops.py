@@ -111,6 +111,15 @@ def check_opcheck(device):
         (ops.squared_relu.default, (x.clone().requires_grad_(),)),
         (ops.squared_relu.default, (x.bfloat16().requires_grad_(),)),
         (ops._squared_relu_backward.default, (torch.randn(3, 2, 16, device=device), x)),
+        (ops.rotary_embedding.default, (torch.randn(2, 5, 3, 8, device=device).transpose(1, 2).requires_grad_(),
+                                        torch.randn(2, 1, 5, 8, device=device).requires_grad_(),
+                                        torch.rand(5, 8, device=device), torch.rand(5, 8, device=device))),
+        (ops.rotary_embedding.default, (torch.randn(1, 2, 3, 4, device=device, dtype=torch.bfloat16),
+                                        torch.randn(1, 2, 3, 4, device=device, dtype=torch.bfloat16),
+                                        torch.rand(3, 4, device=device), torch.rand(3, 4, device=device))),
+        (ops._rotary_embedding_backward.default, (torch.randn(1, 2, 3, 4, device=device),
+                                                  torch.randn(1, 1, 3, 4, device=device),
+                                                  torch.rand(3, 4, device=device), torch.rand(3, 4, device=device))),
         (ops._add_rms_norm_forward.default, (x, x.half(), torch.rand(16, device=device), 1e-6)),
         (ops._linear_cross_entropy_forward.default, (x, w, torch.randint(0, 8, (3, 2), device=device), -100, 2,
                                                      True)),
@@ -175,6 +184,19 @@ class TinyAddNorm(torch.nn.Module):
         return (torch.ops.bittorch.squared_relu(output) * total).sum()
 
 
+class TinyRotary(torch.nn.Module):
+    """Queries and keys [rows, 2 heads, 6 positions, 8] scaled by `w`, rotated, then paired."""
+
+    def __init__(self, device):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.rand(8, device=device) + 0.5)
+        self.cos, self.sin = torch.rand(6, 8, device=device), torch.rand(6, 8, device=device)
+
+    def forward(self, q, k):
+        rotated_q, rotated_k = torch.ops.bittorch.rotary_embedding(q * self.w, k, self.cos, self.sin)
+        return (rotated_q * rotated_k).sum()
+
+
 def check_compile_and_export(device):
     """torch.compile (AOT autograd over the meta kernels, forward and backward, dynamic batch)
     and torch.export give the eager results."""
@@ -203,6 +225,9 @@ def check_compile_and_export(device):
     failures += check_compiled_loss("add_rms_norm, squared_relu", TinyAddNorm(device),
                                     lambda rows: (torch.randn(rows, 16, device=device),
                                                   torch.randn(rows, 16, device=device)))
+    failures += check_compiled_loss("rotary_embedding", TinyRotary(device),
+                                    lambda rows: (torch.randn(rows, 6, 2, 8, device=device).transpose(1, 2),
+                                                  torch.randn(rows, 2, 6, 8, device=device)))
     return failures
 
 

@@ -6,6 +6,7 @@
 #include <bittorch/ops/add_rms_norm.h>
 #include <bittorch/ops/decode_attention.h>
 #include <bittorch/ops/linear_cross_entropy.h>
+#include <bittorch/ops/rotary_embedding.h>
 #include <bittorch/ops/squared_relu.h>
 
 #include <ATen/ATen.h>
@@ -87,11 +88,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> CausalSelfAttentionImpl::rotated_
   const auto split_heads = [&](const at::Tensor& t) {
     return t.view({batch, steps, heads, options.width() / heads}).transpose(1, 2);
   };
-  const auto q = split_heads(project(q_, x));
-  const auto& [cos, sin] = rotary(q.device(), q.scalar_type());
+  const auto q = split_heads(project(q_, x)), k = split_heads(project(k_, x));
+  const auto& [cos, sin] = rotary(q.device(), q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
   const auto cos_rows = cos.narrow(0, start, steps), sin_rows = sin.narrow(0, start, steps);
-  return {functional::apply_rotary(q, cos_rows, sin_rows),
-          functional::apply_rotary(split_heads(project(k_, x)), cos_rows, sin_rows), split_heads(project(v_, x))};
+  if (!fused_rotary) {
+    return {functional::apply_rotary(q, cos_rows, sin_rows), functional::apply_rotary(k, cos_rows, sin_rows),
+            split_heads(project(v_, x))};
+  }
+  auto [rotated_q, rotated_k] = ops::rotary_embedding(q, k, cos_rows, sin_rows);
+  return {rotated_q, rotated_k, split_heads(project(v_, x))};
 }
 
 at::Tensor CausalSelfAttentionImpl::merged_output(const at::Tensor& y) {
@@ -221,7 +226,7 @@ at::Tensor TransformerLMImpl::final_features(const at::Tensor& tokens, int64_t s
   const auto block_at = [&](size_t i) { return blocks[i]->as<TransformerBlockImpl>(); };
   const auto keys = [&](size_t i) { return cache != nullptr ? &cache->keys[i] : nullptr; };
   const auto values = [&](size_t i) { return cache != nullptr ? &cache->values[i] : nullptr; };
-  if (!fused_norms) {
+  if (!fused_ops_) {
     for (size_t i = 0; i < blocks->size(); ++i) x = block_at(i)->forward(x, start, keys(i), values(i));
     return norm->forward(x);
   }
@@ -237,6 +242,11 @@ at::Tensor TransformerLMImpl::final_features(const at::Tensor& tokens, int64_t s
     std::tie(normed, x) = ops::add_rms_norm(h, block->mlp->forward(mlp_input), next->weight, next->options.eps());
   }
   return normed;
+}
+
+void TransformerLMImpl::set_fused_ops(bool fused) {
+  fused_ops_ = fused;
+  for (const auto& block : *blocks) block->as<TransformerBlockImpl>()->attention->fused_rotary = fused;
 }
 
 at::Tensor TransformerLMImpl::loss(const at::Tensor& tokens, const at::Tensor& targets) {

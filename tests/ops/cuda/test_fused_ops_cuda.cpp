@@ -1,7 +1,10 @@
 // The fused training ops on CUDA: add_rms_norm's kernels against the CPU kernel (itself tested
 // against the formulas) over widths below, at and above the block's 256 threads and mixed
-// dtypes; squared_relu's against the CPU's on strided inputs; linear_cross_entropy under BF16 autocast against the CPU
-// in float64; a language model with fused norms against its plain composition.
+// dtypes; squared_relu's against the CPU's on strided inputs; linear_cross_entropy under BF16
+// autocast against the CPU in float64; rotary_embedding against its formula; a language model
+// with fused ops against its plain composition.
+
+#include "ops/rotary_embedding_check.h"
 
 #include <ATen/autocast_mode.h>
 #include <bittorch/bittorch.h>
@@ -56,6 +59,11 @@ TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
   }
 }
 
+TEST(FusedOpsCuda, RotaryEmbeddingMatchesTheFormula) {
+  SKIP_WITHOUT_CUDA();
+  bittorch::testing::expect_rotary_embedding_matches_the_formula(torch::kCUDA);
+}
+
 TEST(FusedOpsCuda, SquaredReluMatchesTheCpuKernel) {
   SKIP_WITHOUT_CUDA();
   for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf, torch::kDouble}) {
@@ -100,7 +108,7 @@ TEST(FusedOpsCuda, LinearCrossEntropyUnderAutocastMatchesTheCpu) {
   EXPECT_LE(max_error(wd.grad(), wc.grad()), 3e-2 * std::max(1e-3, wc.grad().abs().max().item<double>()) + 1e-4);
 }
 
-TEST(FusedOpsCuda, FusedNormsEqualThePlainCompositionOnTheGpu) {
+TEST(FusedOpsCuda, FusedOpsEqualThePlainCompositionOnTheGpu) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(33);
   bittorch::nn::TransformerLM model(
@@ -109,7 +117,7 @@ TEST(FusedOpsCuda, FusedNormsEqualThePlainCompositionOnTheGpu) {
   const auto tokens = torch::randint(0, 50, {3, 20}, torch::TensorOptions().device(torch::kCUDA));
   const auto targets = torch::randint(0, 50, {3, 20}, torch::TensorOptions().device(torch::kCUDA));
   const auto run = [&](bool fused) {
-    model->fused_norms = fused;
+    model->set_fused_ops(fused);
     model->zero_grad();
     const auto loss = model->loss(tokens, targets);
     loss.backward();

@@ -88,6 +88,9 @@ class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
                         at::Tensor& cached_values);
 
   TransformerOptions options;
+  /// Whether q and k are rotated by one op (ops::rotary_embedding); false: the plain
+  /// composition of nn::functional::apply_rotary, the reference the op is tested against.
+  bool fused_rotary = true;
 
  private:
   // q, k, v as [batch, heads, T, head_size], q and k rotated for positions start.. .
@@ -95,7 +98,8 @@ class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
   at::Tensor merged_output(const at::Tensor& y);
 
   size_t q_, k_, v_, o_;
-  // The rotary tables of every position (cos, signed sin), made once per device and dtype.
+  // The rotary tables of every position (cos, signed sin), made once per device and dtype
+  // (float32, or float64 for a float64 model).
   const std::pair<at::Tensor, at::Tensor>& rotary(c10::Device device, at::ScalarType dtype);
   std::vector<std::pair<at::Tensor, at::Tensor>> rotary_;
 };
@@ -161,18 +165,22 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   /// An empty cache for `batch` sequences, in `options`' device and dtype.
   KVCache make_cache(int64_t batch, const at::TensorOptions& options) const;
 
+  /// Whether forward and loss run the fused ops: each residual add with the norm after it
+  /// (ops::add_rms_norm) and the attention's rotary embedding (ops::rotary_embedding). False
+  /// runs the blocks' plain composition, the reference the fused path is tested against. Not
+  /// part of the model: the same weights give the same outputs. On by default. (The one-token
+  /// decode step keeps its own path.)
+  void set_fused_ops(bool fused);
+  bool fused_ops() const { return fused_ops_; }
+
   TransformerOptions options;
-  /// Whether forward and loss fuse each residual add with the norm after it
-  /// (ops::add_rms_norm); false runs the blocks' plain composition, the reference the fused
-  /// path is tested against. Not part of the model: the same weights give the same outputs.
-  /// (The one-token decode step keeps its own path.)
-  bool fused_norms = true;
   torch::nn::Embedding embedding{nullptr};
   torch::nn::ModuleList blocks{nullptr};  ///< of TransformerBlock
   RMSNorm norm{nullptr};
   torch::nn::Linear head{nullptr};
 
  private:
+  bool fused_ops_ = true;
   // The final norm's output [batch, T, width] of `tokens` at positions start.., through the
   // cache if any (which it fills, leaving its length alone).
   at::Tensor final_features(const at::Tensor& tokens, int64_t start, KVCache* cache);

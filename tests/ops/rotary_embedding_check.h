@@ -1,0 +1,76 @@
+#pragma once
+
+// bittorch::rotary_embedding against the rotation written from its formula (reference_rotate,
+// position by position) on one device: the CPU and the CUDA tests run the same cases.
+
+#include "ops/decode_attention_check.h"
+#include "reference.h"
+
+#include <bittorch/bittorch.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace bittorch::testing {
+
+/// Rotates every position t of x [B, H, T, D] by the angles of position start + t (a negative
+/// `direction` rotates back: the backward's reference), in double.
+inline torch::Tensor reference_rotate_positions(const torch::Tensor& x, int64_t start, int direction = 1) {
+  std::vector<torch::Tensor> rows;
+  for (int64_t t = 0; t < x.size(2); ++t) rows.push_back(reference_rotate(x.select(2, t), direction * (start + t), kRopeBase));
+  return torch::stack(rows, 2);
+}
+
+struct RotaryCase {
+  int64_t batch, heads, key_heads, positions, head_size, start;
+  bool token_major;  // q and k as the model makes them: [B, T, H, D] viewed as [B, H, T, D]
+};
+
+inline std::vector<RotaryCase> rotary_cases() {
+  return {{1, 1, 1, 1, 2, 0, false}, {2, 3, 3, 5, 8, 4, true}, {3, 4, 2, 7, 6, 0, true}, {2, 2, 1, 9, 130, 11, false}};
+}
+
+/// [B, heads, T, D] random values in `dtype` on `device`, in the layout of `c`.
+inline torch::Tensor rotary_input(const RotaryCase& c, int64_t heads, torch::Dtype dtype, torch::Device device) {
+  if (c.token_major) {
+    return torch::randn({c.batch, c.positions, heads, c.head_size}, torch::kDouble).to(dtype).to(device).transpose(1, 2);
+  }
+  return torch::randn({c.batch, heads, c.positions, c.head_size}, torch::kDouble).to(dtype).to(device);
+}
+
+inline double rotary_tolerance(torch::Dtype dtype) {
+  return dtype == torch::kDouble ? 1e-12 : dtype == torch::kFloat ? 1e-5 : dtype == torch::kHalf ? 4e-3 : 3e-2;
+}
+
+/// The op's outputs and input gradients on `device` against the formula's, every case and dtype;
+/// the outputs keep the inputs' layouts.
+inline void expect_rotary_embedding_matches_the_formula(torch::Device device) {
+  for (const auto dtype : {torch::kDouble, torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    for (const auto& c : rotary_cases()) {
+      torch::manual_seed(7);
+      const auto q = rotary_input(c, c.heads, dtype, device).requires_grad_();
+      const auto k = rotary_input(c, c.key_heads, dtype, device).requires_grad_();
+      const auto table_dtype = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
+      const auto [cos, sin] = formula_rotary_tables(c.start + c.positions, c.head_size, table_dtype);
+      const auto [rq, rk] = bittorch::ops::rotary_embedding(q, k, cos.narrow(0, c.start, c.positions).to(device),
+                                                            sin.narrow(0, c.start, c.positions).to(device));
+      const auto gq = torch::randn(rq.sizes(), torch::kDouble).to(dtype).to(device);
+      const auto gk = torch::randn(rk.sizes(), torch::kDouble).to(dtype).to(device);
+      torch::autograd::backward({rq, rk}, {gq, gk});
+      const double tol = rotary_tolerance(dtype);
+      const std::string what = std::string(c10::toString(dtype)) + " head " + std::to_string(c.head_size) +
+                               " positions " + std::to_string(c.positions) + " from " + std::to_string(c.start);
+      const auto near = [&](const torch::Tensor& got, const torch::Tensor& want) {
+        return torch::allclose(got.cpu().to(torch::kDouble), want, tol, tol);
+      };
+      EXPECT_EQ(rq.scalar_type(), dtype) << what;
+      EXPECT_EQ(rq.strides(), q.strides()) << what;
+      EXPECT_EQ(rk.strides(), k.strides()) << what;
+      EXPECT_TRUE(near(rq, reference_rotate_positions(q.detach().cpu(), c.start))) << what;
+      EXPECT_TRUE(near(rk, reference_rotate_positions(k.detach().cpu(), c.start))) << what;
+      EXPECT_TRUE(near(q.grad(), reference_rotate_positions(gq.cpu(), c.start, -1))) << what;
+      EXPECT_TRUE(near(k.grad(), reference_rotate_positions(gk.cpu(), c.start, -1))) << what;
+    }
+  }
+}
+
+}  // namespace bittorch::testing
