@@ -68,6 +68,11 @@ void add_common_options(cxxopts::Options& options) {
   // clang-format on
 }
 
+std::string version_line(const std::string& program) {
+  return fmt::format("{} (BitTorch {}, LibTorch {}.{}.{})", program, BITTORCH_VERSION, TORCH_VERSION_MAJOR,
+                     TORCH_VERSION_MINOR, TORCH_VERSION_PATCH);
+}
+
 int run_app(cxxopts::Options& options, int argc, char** argv,
             const std::function<int(const cxxopts::ParseResult&)>& body) {
   // Logs (and progress) on stderr; stdout carries only the results.
@@ -89,9 +94,7 @@ int run_app(cxxopts::Options& options, int argc, char** argv,
       return 0;
     }
     if (args.count("version")) {
-      std::cout << fmt::format("{} (BitTorch {}, LibTorch {}.{}.{})", options.program(), BITTORCH_VERSION,
-                               TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)
-                << std::endl;
+      std::cout << version_line(options.program()) << std::endl;
       return 0;
     }
     if (!args.unmatched().empty()) return usage("unexpected argument '" + args.unmatched().front() + "'");

@@ -26,6 +26,9 @@ struct UsageError : std::runtime_error {
 /// and --help.
 void add_common_options(cxxopts::Options& options);
 
+/// What --version prints: "PROGRAM (BitTorch X.Y.Z, LibTorch X.Y.Z)".
+std::string version_line(const std::string& program);
+
 /// Parses argv, answers --help and --version (stdout, exit 0), sets the log level (logs go to
 /// stderr) and the thread count, then runs `body`. Usage errors exit with 2 and the usage line,
 /// any other error (a c10::Error included) with 1 and its message on stderr, also with

@@ -1,6 +1,7 @@
 // bittorch-lm: trains, samples and exports byte-level transformer language models, full
 // precision or ternary (BitNet b1.58), on Shakespeare by default.
 
+#include "common/cli.h"
 #include "lm/commands.h"
 
 #include <cstring>
@@ -15,7 +16,10 @@ void usage(std::ostream& out) {
          "  train    train a model (fp, ternary, or both with --compare) on a text corpus\n"
          "  sample   generate text from a checkpoint or a packed model file\n"
          "  export   write a checkpoint's model as a packed model file\n"
-         "  bench    training and generation throughput, fp against ternary\n";
+         "  bench    training and generation throughput, fp against ternary\n"
+         "Options:\n"
+         "  -h, --help     this list\n"
+         "      --version  print the version and exit\n";
 }
 
 }  // namespace
@@ -28,6 +32,10 @@ int main(int argc, char** argv) {
   if (command == "bench") return bittorch::apps::bench_command(argc - 1, argv + 1);
   if (command == "--help" || command == "-h") {
     usage(std::cout);
+    return 0;
+  }
+  if (command == "--version") {
+    std::cout << bittorch::apps::version_line("bittorch-lm") << "\n";
     return 0;
   }
   std::cerr << "bittorch-lm: error: " << (command.empty() ? "no command given" : "unknown command '" + command + "'")

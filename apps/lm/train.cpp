@@ -243,6 +243,10 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   c.seed = static_cast<uint64_t>(integer_flag(args, "seed", 0));
   const std::string data_dir = args["data-dir"].as<std::string>().empty() ? embedded_data_dir("shakespeare")
                                                                           : args["data-dir"].as<std::string>();
+  // A text of one's own is validated on text of one's own, never silently on Shakespeare.
+  if (args.count("train-file") && !args.count("val-file") && args["data-dir"].as<std::string>().empty()) {
+    throw UsageError("--train-file needs --val-file (held-out text to validate on) or --data-dir with val.txt.gz");
+  }
   c.train_file = args.count("train-file") ? args["train-file"].as<std::string>() : data_dir + "/train.txt.gz";
   c.val_file = args.count("val-file") ? args["val-file"].as<std::string>() : data_dir + "/val.txt.gz";
   c.save_path = args["save"].as<std::string>();
@@ -294,7 +298,8 @@ int train_command(int argc, char** argv) {
     ("data-dir", "Directory with train.txt.gz and val.txt.gz (default: the embedded Shakespeare)", text_flag(""))
     ("train-file", "Training text, UTF-8 or ASCII, gzipped or not (default: DATA_DIR/train.txt.gz)",
      cxxopts::value<std::string>())
-    ("val-file", "Validation text (default: DATA_DIR/val.txt.gz)", cxxopts::value<std::string>())
+    ("val-file", "Validation text (default: DATA_DIR/val.txt.gz; required with --train-file unless --data-dir)",
+     cxxopts::value<std::string>())
     ("save", "Write a checkpoint to PATH after every evaluation", text_flag(""))
     ("resume", "Continue the run of the checkpoint at PATH", text_flag(""))
     ("export", "Write the trained ternary model as a packed model file to PATH", text_flag(""))

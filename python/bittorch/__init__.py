@@ -2,9 +2,10 @@
 
 Importing the package loads libbittorch, whose operators are then torch.ops.bittorch.*.
 """
-from bittorch._library import library_path, load_library
+from bittorch._library import library_path, library_version, load_library
 
 load_library()
+__version__ = library_version()
 
 from bittorch import nn, quant  # noqa: E402  (the ops must be loaded first)
 from bittorch.convert import convert_to_ternary, pack  # noqa: E402

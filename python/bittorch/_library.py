@@ -1,4 +1,5 @@
 """Finds and loads libbittorch, which registers the torch.ops.bittorch operators."""
+import ctypes
 import os
 from pathlib import Path
 
@@ -27,3 +28,10 @@ def load_library() -> None:
     path = str(library_path())
     if path not in torch.ops.loaded_libraries:
         torch.ops.load_library(path)
+
+
+def library_version() -> str:
+    """The version of the loaded library ("X.Y.Z", C++: bittorch_version())."""
+    version = ctypes.CDLL(str(library_path())).bittorch_version
+    version.restype = ctypes.c_char_p
+    return version().decode()

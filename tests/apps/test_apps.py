@@ -236,6 +236,11 @@ def case_cli_conventions():
                 for gpu_flags in (["--cuda"], ["--device", "cuda"], ["--device", "cuda:0"]):
                     output = run(app, *flags, *gpu_flags, expect_code=2)
                     assert "no CUDA GPU" in output, output
+    # bittorch-lm takes a command first; --version and --help work before one.
+    stdout, _ = run_split(LM, "--version")
+    assert re.match(r"bittorch-lm \(BitTorch \d+\.\d+\.\d+, LibTorch 2\.11\.\d+\)", stdout), stdout
+    stdout, _ = run_split(LM, "--help")
+    assert "--version" in stdout and "train" in stdout, stdout
 
 
 def case_help_lists_every_flag():
@@ -949,8 +954,12 @@ def case_lm_bad_text_files():
             output = run(LM, "train", *LM_TINY, "--steps", "1", "--val-file", path, expect_code=1)
             assert path in output and needle in output and "--val-file" in output, (path, output)
             assert "terminate called" not in output, output
-        output = run(LM, "train", *LM_TINY, "--train-file", f("short.txt"), "--steps", "1", expect_code=1)
+        output = run(LM, "train", *LM_TINY, "--train-file", f("short.txt"), "--val-file", f("short.txt"), "--steps",
+                     "1", expect_code=1)
         assert "too few" in output and "--train-file" in output, output
+        # A text of one's own is not validated on Shakespeare behind the user's back.
+        output = run(LM, "train", *LM_TINY, "--train-file", f("two_members.txt.gz"), "--steps", "1", expect_code=2)
+        assert "--train-file needs --val-file" in output, output
         output = run(LM, "frobnicate", expect_code=2)
         assert "unknown command 'frobnicate'" in output, output
         output = run(LM, "train", "--width", "30", "--heads", "4", expect_code=2)

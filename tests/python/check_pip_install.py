@@ -9,6 +9,7 @@ sees its packages through a .pth file, and pip runs without build isolation and 
 index, so nothing is downloaded. The wheel packages LIBRARY (this build's libbittorch) through
 BITTORCH_PREBUILT_LIBRARY, so nothing is compiled twice."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,11 @@ def main():
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     for expected in ("bittorch/lib/libbittorch.so", "bittorch/__init__.py", "bittorch/nn/modules.py"):
         assert expected in names, f"{expected} not in the wheel: {sorted(names)}"
+    # The wheel's metadata: CMakeLists.txt's version, the licence and its file.
+    cmake_version = re.search(r"project\(BitTorch VERSION ([0-9.]+)", (source / "CMakeLists.txt").read_text())[1]
+    metadata = zipfile.ZipFile(wheels[0]).read(f"bittorch-{cmake_version}.dist-info/METADATA").decode()
+    for field in (f"Version: {cmake_version}", "License-Expression: MIT", "License-File: LICENSE"):
+        assert field in metadata.splitlines(), f"the wheel's METADATA lacks '{field}':\n{metadata}"
     run(pip + ["install", "--no-index", wheels[0]], env=env)  # torch==2.11.0 is found through the .pth
 
     outside = work / "elsewhere"
@@ -56,6 +62,8 @@ def main():
     print(run([fresh, "-c", "import bittorch, torch\n"
                "from bittorch.nn import TernaryLinear\n"
                "assert 'site-packages' in bittorch.__file__, bittorch.__file__\n"
+               "from importlib.metadata import version\n"
+               "assert bittorch.__version__ == version('bittorch'), (bittorch.__version__, version('bittorch'))\n"
                "layer = TernaryLinear(64, 32)\n"
                "w, s = layer.get_quantized_weight()\n"
                "print('installed', bittorch.library_path(), layer(torch.randn(8, 64)).shape, torch.unique(w).tolist())"],

@@ -56,6 +56,12 @@ def test_quick_start():
         assert scale.shape == (32,)
 
 
+def test_version_is_the_librarys():
+    """bittorch.__version__ is the loaded library's, the one CMakeLists.txt names."""
+    cmake_version = re.search(r"project\(BitTorch VERSION ([0-9.]+)", (ROOT / "CMakeLists.txt").read_text())[1]
+    assert bittorch.__version__ == cmake_version, (bittorch.__version__, cmake_version)
+
+
 def test_module_matches_reference():
     """Every option, forward and gradients, on every device (CUDA on a GPU machine)."""
     torch.manual_seed(1)
