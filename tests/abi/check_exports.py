@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 # Demangled names the library may export (cmake/exports.map).
-EXPORTED = re.compile(r"^(bittorch::|(typeinfo|typeinfo name|vtable|VTT) for bittorch::)")
+EXPORTED = re.compile(r"^(bittorch::|(typeinfo|typeinfo name|vtable|VTT) for bittorch::|bittorch_version$)")
 # Defined only by a C++ runtime itself: a binary that defines them carries one.
 RUNTIME = ("__cxa_throw", "__cxa_begin_catch", "__cxa_allocate_exception", "__gxx_personality_v0",
            "__cxa_get_globals")
