@@ -84,11 +84,13 @@ nn::TransformerLM load_packed_transformer(const std::string& path, c10::Device d
   const auto& o = description.options;
   const Records records(file, path, caller);
   // The options against the records before anything of their size is made: the embedding
-  // and head (vocabulary and width, whose arrays the file holds) and the number of blocks.
+  // and head (unless tied) (vocabulary and width, whose arrays the file holds) and the number of blocks.
   const auto& embedding = records.at("embedding", ModuleKind::Embedding);
   records.expect_numbers(expected(ModuleKind::Embedding, "embedding", {o.vocab_size(), o.width(), -1}), embedding);
-  records.expect_numbers(expected(ModuleKind::Linear, "head", {o.width(), o.vocab_size(), 0}),
-                         records.at("head", ModuleKind::Linear));
+  if (!o.tied_embeddings()) {  // tied, the embedding's array serves as the head's
+    records.expect_numbers(expected(ModuleKind::Linear, "head", {o.width(), o.vocab_size(), 0}),
+                           records.at("head", ModuleKind::Linear));
+  }
   records.at("blocks." + std::to_string(o.layers() - 1), ModuleKind::Module);
   TORCH_CHECK(!records.has("blocks." + std::to_string(o.layers())), caller, ": '", path,
               "' holds more blocks than the ", o.layers(), " its root describes");

@@ -225,17 +225,20 @@ TEST(Transformer, FusedLossEqualsCrossEntropyOfTheLogits) {
 
 // Central differences of sum(block(x) * r) against autograd, for the input and a weight.
 TEST(Transformer, GradientsMatchFiniteDifferences) {
-  for (const auto mlp : {bn::MlpKind::SquaredReLU, bn::MlpKind::SwiGLU}) {
+  for (const auto mlp : {bn::MlpKind::SquaredReLU, bn::MlpKind::SwiGLU, bn::MlpKind::GatedSquaredReLU}) {
     torch::manual_seed(3);
-    const auto options = toy_options(mlp).width(4).heads(2);
+    // BitNet 2B4T's block with the gated MLP: two query heads per key head, sub-norms.
+    const bool bitnet = mlp == bn::MlpKind::GatedSquaredReLU;
+    const auto options = bitnet ? toy_options(mlp).width(8).heads(4).kv_heads(2).sub_norms(true)
+                                : toy_options(mlp).width(4).heads(2);
     bn::TransformerBlock block(options);
     block->to(torch::kDouble);
     {
       torch::NoGradGuard no_grad;
       for (auto& p : block->parameters()) p.copy_(p.dim() == 1 ? 1 + 0.3 * torch::randn_like(p) : torch::randn_like(p));
     }
-    const auto x = torch::randn({1, 3, 4}, kDouble).requires_grad_();
-    const auto r = torch::randn({1, 3, 4}, kDouble);
+    const auto x = torch::randn({1, 3, options.width()}, kDouble).requires_grad_();
+    const auto r = torch::randn({1, 3, options.width()}, kDouble);
     const auto objective = [&] { return (block->forward(x) * r).sum(); };
     objective().backward();
     const auto weight = block->named_parameters()["attention.q.weight"];
@@ -285,7 +288,7 @@ TEST(Transformer, ConvertPackSaveAndLoadGiveTheTernaryModelsLogits) {
   auto rebuilt = bittorch::load_packed_transformer(dir.file("lm.btp"));
   EXPECT_TRUE(torch::equal(rebuilt->forward(tokens), packed));
   EXPECT_EQ(bittorch::read_packed_numbers(dir.file("lm.btp")).ints,
-            (std::vector<int64_t>{11, 2, 12, 3, 16, 2, 1, 1, 0, 1, 1}));
+            (std::vector<int64_t>{11, 2, 12, 3, 16, 2, 1, 1, 0, 1, 1, 0, 0, 0, 0}));
   // Full-precision arrays stored in bfloat16 are widened to float32 on the CPU, exactly.
   bittorch::save_packed(*model, dir.file("lm_bf16.btp"), torch::kBFloat16);
   auto widened = bittorch::load_packed_transformer(dir.file("lm_bf16.btp"));
@@ -332,6 +335,62 @@ TEST(Transformer, GenerationIsDeterministicAndUsesTheCache) {
   // top_k 1 is greedy too.
   EXPECT_TRUE(
       torch::equal(bn::generate(*model, prompt, bn::GenerateOptions().max_new_tokens(8).top_k(1).seed(3)), greedy));
+}
+
+// BitNet b1.58 2B4T's options (grouped-query attention, sub-norms, the gated squared-ReLU MLP
+// with its own hidden size, tied embeddings): the model's shapes, JSON and packed numbers both
+// ways (records from before these options read as their defaults), a packed file round trip,
+// and generation through the cache equal to the whole sequence at once. Its logits against
+// transformers' BitNet model: tests/python/test_hf_interop.py.
+TEST(Transformer, BitNetOptionsRoundTrip) {
+  const auto options = toy_options(bn::MlpKind::GatedSquaredReLU)
+                           .width(16)
+                           .heads(4)
+                           .kv_heads(2)
+                           .mlp_hidden(24)
+                           .sub_norms(true)
+                           .tied_embeddings(true)
+                           .rope_base(500000.0);
+  auto model = random_model(options, torch::kFloat, 8);
+  model->eval();
+  const auto params = model->named_parameters();
+  EXPECT_EQ(params["blocks.0.attention.k.weight"].sizes(), torch::IntArrayRef({8, 16}));  // 2 heads of 4
+  EXPECT_EQ(params["blocks.0.mlp.gate.weight"].sizes(), torch::IntArrayRef({24, 16}));
+  EXPECT_EQ(params["blocks.1.attention.sub_norm.weight"].sizes(), torch::IntArrayRef({16}));
+  EXPECT_EQ(params["blocks.1.mlp.sub_norm.weight"].sizes(), torch::IntArrayRef({24}));
+  EXPECT_FALSE(params.contains("head.weight"));
+  EXPECT_TRUE(model->head_weight().is_same(model->embedding->weight));
+
+  const auto json = bn::to_json(options);
+  const auto back = bn::transformer_options_from_json(json);
+  EXPECT_EQ(bn::to_json(back), json);
+  const std::string old_record =  // toy_options() as checkpoints recorded them before these options
+      R"({"context":16,"heads":3,"layers":2,"mlp":"squared_relu","mlp_ratio":2,"norm_eps":1e-06,)"
+      R"("rope_base":10000.0,"vocab_size":11,"width":12})";
+  EXPECT_EQ(bn::to_json(bn::transformer_options_from_json(old_record)), bn::to_json(toy_options()));
+  std::vector<int64_t> ints;
+  std::vector<double> reals;
+  bn::append_numbers({options, std::nullopt}, ints, reals);
+  EXPECT_EQ(bn::to_json(bn::transformer_from_numbers(ints, reals).options), json);
+  ints.resize(ints.size() - 4);  // a file from before these options
+  EXPECT_EQ(bn::transformer_from_numbers(ints, reals).options.kv_heads(), 0);
+
+  TempDir dir;
+  const auto tokens = torch::randint(0, 11, {2, 9});
+  const auto whole = model->forward(tokens);
+  bittorch::save_packed(*model, dir.file("bitnet.btp"));
+  auto loaded = bittorch::load_packed_transformer(dir.file("bitnet.btp"));
+  EXPECT_EQ(bn::to_json(loaded->options), json);
+  EXPECT_TRUE(torch::equal(loaded->forward(tokens), whole));
+  const torch::NoGradGuard no_grad;
+  auto cache = model->make_cache(2, torch::TensorOptions());
+  EXPECT_EQ(cache.keys[0].size(1), 2);
+  std::vector<at::Tensor> steps = {model->forward(tokens.narrow(1, 0, 4), &cache)};
+  for (int64_t i = 4; i < 9; ++i) steps.push_back(model->forward(tokens.narrow(1, i, 1), &cache));
+  EXPECT_TRUE(torch::allclose(torch::cat(steps, 1), whole, 1e-5, 1e-5));
+  EXPECT_FALSE(model->decode_step_supported(torch::kCPU));
+  EXPECT_TRUE(throws_error_mentioning([] { bn::TransformerLM(bn::TransformerOptions().heads(4).width(16).kv_heads(3)); },
+                                      {"kv_heads (3)", "heads (4)"}));
 }
 
 TEST(Transformer, OptionsArePresetsAndChecked) {

@@ -66,11 +66,14 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const TransformerOptions& optio
                                                  const std::string& path_prefix)
     : ProjectionHolder(make_projection, path_prefix), options(options_) {
   check_transformer_options(options);
-  const int64_t width = options.width();
+  const int64_t width = options.width(), key_value_width = key_value_heads(options) * (width / options.heads());
   q_ = add_projection("q", width, width);
-  k_ = add_projection("k", width, width);
-  v_ = add_projection("v", width, width);
+  k_ = add_projection("k", width, key_value_width);
+  v_ = add_projection("v", width, key_value_width);
   o_ = add_projection("o", width, width);
+  if (options.sub_norms()) {
+    sub_norm = register_module("sub_norm", RMSNorm(RMSNormOptions(width).eps(options.norm_eps())));
+  }
 }
 
 const std::pair<at::Tensor, at::Tensor>& CausalSelfAttentionImpl::rotary(c10::Device device, at::ScalarType dtype) {
@@ -84,9 +87,9 @@ const std::pair<at::Tensor, at::Tensor>& CausalSelfAttentionImpl::rotary(c10::De
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> CausalSelfAttentionImpl::rotated_heads(const at::Tensor& x,
                                                                                       int64_t start) {
-  const int64_t batch = x.size(0), steps = x.size(1), heads = options.heads();
+  const int64_t batch = x.size(0), steps = x.size(1), head_size = options.width() / options.heads();
   const auto split_heads = [&](const at::Tensor& t) {
-    return t.view({batch, steps, heads, options.width() / heads}).transpose(1, 2);
+    return t.view({batch, steps, t.size(2) / head_size, head_size}).transpose(1, 2);
   };
   const auto q = split_heads(project(q_, x)), k = split_heads(project(k_, x));
   const auto& [cos, sin] = rotary(q.device(), q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
@@ -100,7 +103,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> CausalSelfAttentionImpl::rotated_
 }
 
 at::Tensor CausalSelfAttentionImpl::merged_output(const at::Tensor& y) {
-  return project(o_, y.transpose(1, 2).reshape({y.size(0), y.size(2), options.width()}));
+  return output_projection(y.transpose(1, 2).reshape({y.size(0), y.size(2), options.width()}));
+}
+
+at::Tensor CausalSelfAttentionImpl::output_projection(const at::Tensor& merged) {
+  return project(o_, sub_norm ? sub_norm->forward(merged) : merged);
 }
 
 at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, int64_t start, at::Tensor* cached_keys,
@@ -124,7 +131,9 @@ at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, int64_t start, 
       if (steps > 1) mask = at::ones({steps, start + steps}, q.options().dtype(at::kBool)).tril(start);
     }
   }
-  return merged_output(at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal));
+  // Grouped-query attention: SDPA pairs each key/value head with heads / kv_heads query heads.
+  return merged_output(at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, std::nullopt,
+                                                        k.size(1) != q.size(1)));
 }
 
 at::Tensor CausalSelfAttentionImpl::forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,
@@ -139,7 +148,7 @@ at::Tensor CausalSelfAttentionImpl::forward_at(const at::Tensor& x, const at::Te
   const auto& [cos, sin] = rotary(x.device(), q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
   const auto y = ops::decode_attention(heads_of(q), heads_of(project(k_, x)), heads_of(project(v_, x)), cached_keys,
                                        cached_values, position, cos, sin);
-  return project(o_, y.view({batch, 1, options.width()}).to(q.scalar_type()));
+  return output_projection(y.view({batch, 1, options.width()}).to(q.scalar_type()));
 }
 
 at::Tensor TransformerBlockImpl::forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,
@@ -153,15 +162,20 @@ MlpImpl::MlpImpl(const TransformerOptions& options_, const ProjectionFactory& ma
     : ProjectionHolder(make_projection, path_prefix), options(options_) {
   check_transformer_options(options);
   const int64_t hidden = mlp_hidden_size(options);
-  if (options.mlp() == MlpKind::SwiGLU) gate_ = add_projection("gate", options.width(), hidden);
+  if (options.mlp() != MlpKind::SquaredReLU) gate_ = add_projection("gate", options.width(), hidden);
   up_ = add_projection("up", options.width(), hidden);
   down_ = add_projection("down", hidden, options.width());
+  if (options.sub_norms()) {
+    sub_norm = register_module("sub_norm", RMSNorm(RMSNormOptions(hidden).eps(options.norm_eps())));
+  }
 }
 
 at::Tensor MlpImpl::forward(const at::Tensor& x) {
   const auto up = project(up_, x);
-  if (options.mlp() == MlpKind::SwiGLU) return project(down_, at::silu(project(gate_, x)) * up);
-  return project(down_, ops::squared_relu(up));
+  const auto hidden = options.mlp() == MlpKind::SwiGLU           ? at::silu(project(gate_, x)) * up
+                      : options.mlp() == MlpKind::GatedSquaredReLU ? ops::squared_relu(project(gate_, x)) * up
+                                                                   : ops::squared_relu(up);
+  return project(down_, sub_norm ? sub_norm->forward(hidden) : hidden);
 }
 
 TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& options, const ProjectionFactory& make_projection,
@@ -188,8 +202,10 @@ TransformerLMImpl::TransformerLMImpl(const TransformerOptions& options_, const P
     blocks->push_back(TransformerBlock(options, make_projection, "blocks." + std::to_string(i) + "."));
   }
   norm = register_module("norm", RMSNorm(RMSNormOptions(options.width()).eps(options.norm_eps())));
-  head = register_module(
-      "head", torch::nn::Linear(torch::nn::LinearOptions(options.width(), options.vocab_size()).bias(false)));
+  if (!options.tied_embeddings()) {
+    head = register_module(
+        "head", torch::nn::Linear(torch::nn::LinearOptions(options.width(), options.vocab_size()).bias(false)));
+  }
   // GPT-2's initialisation: N(0, 0.02), the projections into the residual stream scaled down
   // by sqrt(2 * layers) so that the stream's variance does not grow with depth.
   torch::NoGradGuard no_grad;
@@ -208,8 +224,7 @@ at::Tensor TransformerLMImpl::forward(const at::Tensor& tokens, KVCache* cache) 
   const int64_t start = cache != nullptr ? cache->length : 0;
   TORCH_CHECK(tokens.size(1) >= 1 && start + tokens.size(1) <= options.context(), "TransformerLM: ", tokens.size(1),
               " tokens after ", start, " do not fit the context of ", options.context());
-  if (cache != nullptr && tokens.size(1) == 1 && !at::GradMode::is_enabled() &&
-      ops::decode_attention_supports(tokens.device(), options.width() / options.heads(), options.context())) {
+  if (cache != nullptr && tokens.size(1) == 1 && !at::GradMode::is_enabled() && decode_step_supported(tokens.device())) {
     // One new token without gradients (generation): the fused decode step, at a position
     // tensor made once for all blocks.
     const auto logits = decode_step(tokens, at::full({1}, start, tokens.options()), *cache);
@@ -218,7 +233,16 @@ at::Tensor TransformerLMImpl::forward(const at::Tensor& tokens, KVCache* cache) 
   }
   const auto features = final_features(tokens, start, cache);
   if (cache != nullptr) cache->length += tokens.size(1);
-  return head->forward(features);
+  return at::linear(features, head_weight());
+}
+
+bool TransformerLMImpl::decode_step_supported(c10::Device device) const {
+  return key_value_heads(options) == options.heads() &&
+         ops::decode_attention_supports(device, options.width() / options.heads(), options.context());
+}
+
+const at::Tensor& TransformerLMImpl::head_weight() const {
+  return head ? head->weight : embedding->weight;
 }
 
 at::Tensor TransformerLMImpl::final_features(const at::Tensor& tokens, int64_t start, KVCache* cache) {
@@ -257,7 +281,7 @@ at::Tensor TransformerLMImpl::loss(const at::Tensor& tokens, const at::Tensor& t
   TORCH_CHECK(targets.sizes() == tokens.sizes() && targets.scalar_type() == at::kLong,
               "TransformerLM::loss: expected int64 targets of the tokens' shape ", tokens.sizes(), ", got ",
               targets.scalar_type(), " ", targets.sizes());
-  return ops::linear_cross_entropy(final_features(tokens, 0, nullptr), head->weight, targets);
+  return ops::linear_cross_entropy(final_features(tokens, 0, nullptr), head_weight(), targets);
 }
 
 at::Tensor TransformerLMImpl::decode_step(const at::Tensor& tokens, const at::Tensor& position, KVCache& cache) {
@@ -266,18 +290,22 @@ at::Tensor TransformerLMImpl::decode_step(const at::Tensor& tokens, const at::Te
               tokens.sizes());
   TORCH_CHECK(position.dim() == 1 && position.numel() == 1 && position.scalar_type() == at::kLong,
               "TransformerLM::decode_step: expected an int64 position [1]");
+  TORCH_CHECK(key_value_heads(options) == options.heads(),
+              "TransformerLM::decode_step: grouped-query attention (kv_heads ", options.kv_heads(), " of ",
+              options.heads(), " heads) is generated through forward(tokens, &cache), not the fused decode step");
   auto x = embedding->forward(tokens);
   for (size_t i = 0; i < blocks->size(); ++i) {
     x = blocks[i]->as<TransformerBlockImpl>()->forward_at(x, position, cache.keys[i], cache.values[i]);
   }
-  return head->forward(norm->forward(x));
+  return at::linear(norm->forward(x), head_weight());
 }
 
 KVCache TransformerLMImpl::make_cache(int64_t batch, const at::TensorOptions& tensor_options) const {
   KVCache cache;
-  const int64_t heads = options.heads();
+  const int64_t heads = key_value_heads(options);
   for (int64_t i = 0; i < options.layers(); ++i) {
-    cache.keys.push_back(at::zeros({batch, heads, options.context(), options.width() / heads}, tensor_options));
+    cache.keys.push_back(
+        at::zeros({batch, heads, options.context(), options.width() / options.heads()}, tensor_options));
     cache.values.push_back(at::zeros_like(cache.keys.back()));
   }
   return cache;

@@ -88,14 +88,19 @@ class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
                         at::Tensor& cached_values);
 
   TransformerOptions options;
+  /// With options.sub_norms: the RMSNorm of the attention's output before the o projection.
+  RMSNorm sub_norm{nullptr};
   /// Whether q and k are rotated by one op (ops::rotary_embedding); false: the plain
   /// composition of nn::functional::apply_rotary, the reference the op is tested against.
   bool fused_rotary = true;
 
  private:
-  // q, k, v as [batch, heads, T, head_size], q and k rotated for positions start.. .
+  // q [batch, heads, T, head_size], k and v [batch, kv_heads, T, head_size], q and k rotated
+  // for positions start.. .
   std::tuple<at::Tensor, at::Tensor, at::Tensor> rotated_heads(const at::Tensor& x, int64_t start);
   at::Tensor merged_output(const at::Tensor& y);
+  // The o projection of the heads' merged outputs [batch, T, width], after the sub-norm if any.
+  at::Tensor output_projection(const at::Tensor& merged);
 
   size_t q_, k_, v_, o_;
   // The rotary tables of every position (cos, signed sin), made once per device and dtype
@@ -112,6 +117,8 @@ class BITTORCH_API MlpImpl : public ProjectionHolder {
   at::Tensor forward(const at::Tensor& x);
 
   TransformerOptions options;
+  /// With options.sub_norms: the RMSNorm of the hidden activations before the down projection.
+  RMSNorm sub_norm{nullptr};
 
  private:
   size_t up_, down_, gate_ = 0;
@@ -146,7 +153,7 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   /// tokens [batch, T] (int64, values below vocab_size) -> logits [batch, T, vocab_size]. With
   /// a cache, the tokens continue the cached sequence (T + cache->length <= context) and the
   /// cache grows by T; one token with gradients off takes decode_step (ops::decode_attention)
-  /// where ops::decode_attention_supports the head size and context on the tokens' device.
+  /// where decode_step_supported(the tokens' device).
   at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr);
 
   /// The mean cross-entropy of predicting `targets` [batch, T] (int64, each below vocab_size
@@ -159,8 +166,12 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   /// (int64 [1]), their keys and values written into `cache` there; `cache.length` is left
   /// alone. Fixed shapes and no host synchronisation: a CUDA graph can capture it, and a
   /// replay after position.add_(1) generates the next token (the decode loop of a benchmark).
-  /// Needs ops::decode_attention_supports(device, head size, context).
+  /// Needs decode_step_supported(device).
   at::Tensor decode_step(const at::Tensor& tokens, const at::Tensor& position, KVCache& cache);
+
+  /// Whether decode_step takes this model on `device`: ops::decode_attention_supports its head
+  /// size and context there, and keys and values have as many heads as queries.
+  bool decode_step_supported(c10::Device device) const;
 
   /// An empty cache for `batch` sequences, in `options`' device and dtype.
   KVCache make_cache(int64_t batch, const at::TensorOptions& options) const;
@@ -177,7 +188,11 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   torch::nn::Embedding embedding{nullptr};
   torch::nn::ModuleList blocks{nullptr};  ///< of TransformerBlock
   RMSNorm norm{nullptr};
+  /// The output projection; null with options.tied_embeddings (the embedding's weight serves).
   torch::nn::Linear head{nullptr};
+  /// The weight [vocab_size, width] that turns features into logits: head's or, tied, the
+  /// embedding's.
+  const at::Tensor& head_weight() const;
 
  private:
   bool fused_ops_ = true;

@@ -1,7 +1,9 @@
 #pragma once
 
 // Options of the decoder-only transformer (BitNet b1.58 style: RMSNorm, rotary attention,
-// a squared-ReLU or SwiGLU MLP, no biases) and its parts.
+// a squared-ReLU, gated squared-ReLU or SwiGLU MLP, no biases) and its parts. The published
+// BitNet b1.58 2B4T (Hugging Face model type "bitnet") is one TransformerOptions: grouped-query
+// attention (kv_heads), sub_norms, MlpKind::GatedSquaredReLU with mlp_hidden, rope_base 500000.
 
 #include <bittorch/export.h>
 #include <bittorch/quant/config.h>
@@ -23,11 +25,13 @@ struct BITTORCH_API RMSNormOptions {
 };
 
 enum class MlpKind {
-  SquaredReLU,  ///< down(relu(up(x))^2), hidden = mlp_ratio * width
-  SwiGLU,       ///< down(silu(gate(x)) * up(x)), hidden = 2/3 of mlp_ratio * width, a multiple of 8
+  SquaredReLU,       ///< down(relu(up(x))^2), hidden = mlp_ratio * width
+  SwiGLU,            ///< down(silu(gate(x)) * up(x)), hidden = 2/3 of mlp_ratio * width, a multiple of 8
+  GatedSquaredReLU,  ///< down(relu(gate(x))^2 * up(x)) (BitNet b1.58 2B4T), hidden = mlp_ratio * width
 };
 
-/// "squared_relu", "swiglu"; and back (a c10::Error lists the names for another).
+/// "squared_relu", "swiglu", "gated_squared_relu"; and back (a c10::Error lists the names for
+/// another).
 BITTORCH_API std::string to_string(MlpKind kind);
 BITTORCH_API MlpKind mlp_kind_from_string(std::string_view name);
 
@@ -42,6 +46,16 @@ struct BITTORCH_API TransformerOptions {
   TORCH_ARG(MlpKind, mlp) = MlpKind::SquaredReLU;
   TORCH_ARG(double, rope_base) = 10000.0;
   TORCH_ARG(double, norm_eps) = 1e-6;
+  /// Heads of the keys and values (grouped-query attention: each serves heads / kv_heads query
+  /// heads); 0: as many as `heads`.
+  TORCH_ARG(int64_t, kv_heads) = 0;
+  /// The MLP's hidden size; 0: from mlp_ratio and the MLP kind (mlp_hidden_size).
+  TORCH_ARG(int64_t, mlp_hidden) = 0;
+  /// An RMSNorm before the attention's output projection and one before the MLP's down
+  /// projection (BitNet's "subln").
+  TORCH_ARG(bool, sub_norms) = false;
+  /// The head's weight is the embedding's (one parameter).
+  TORCH_ARG(bool, tied_embeddings) = false;
 };
 
 /// "tiny" (2 layers, width 64, 2 heads, context 64), "small" (6, 384, 6, 256: about 10.7M
@@ -61,11 +75,16 @@ BITTORCH_API void check_transformer_options(const TransformerOptions& options);
 /// The MLP's hidden size for `options`.
 BITTORCH_API int64_t mlp_hidden_size(const TransformerOptions& options);
 
+/// The heads of the keys and values: kv_heads, or heads when it is 0.
+BITTORCH_API int64_t key_value_heads(const TransformerOptions& options);
+
 /// `options` as a JSON object ({"vocab_size": 256, "layers": 2, ..., "mlp": "squared_relu",
-/// "rope_base": 10000.0, "norm_eps": 1e-06}): what checkpoints record.
+/// "rope_base": 10000.0, "norm_eps": 1e-06, "kv_heads": 0, "mlp_hidden": 0, "sub_norms": false,
+/// "tied_embeddings": false}): what checkpoints record.
 BITTORCH_API std::string to_json(const TransformerOptions& options);
-/// And back; a missing or mistyped field is a c10::Error naming it. The options are not
-/// checked (check_transformer_options).
+/// And back; a missing or mistyped field is a c10::Error naming it, except the last four, which
+/// records written before they existed lack (their defaults). The options are not checked
+/// (check_transformer_options).
 BITTORCH_API TransformerOptions transformer_options_from_json(std::string_view json);
 
 /// A TransformerLM as packed model files record it (docs/packed-format.md): its options and
@@ -76,7 +95,9 @@ struct TransformerDescription {
 };
 /// The record's integers (vocab_size, layers, width, heads, context, mlp_ratio, mlp; 1 if the
 /// projections are ternary, else 0; the quantization's quant::append_numbers, the default
-/// QuantConfig's when full precision) and reals (rope_base, norm_eps; the quantization's).
+/// QuantConfig's when full precision; then kv_heads, mlp_hidden, sub_norms, tied_embeddings)
+/// and reals (rope_base, norm_eps; the quantization's). Records without the last four integers
+/// (files written before they existed) read as their defaults.
 BITTORCH_API void append_numbers(const TransformerDescription& description, std::vector<int64_t>& ints,
                                  std::vector<double>& reals);
 /// And back; numbers that describe no model are a c10::Error naming the field
