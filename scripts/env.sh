@@ -2,6 +2,9 @@
 BITTORCH_TORCH_VERSION="2.11.0"
 BITTORCH_SCIKIT_BUILD_CORE_VERSION="0.11.6"
 BITTORCH_PYTEST_VERSION="8.4.2"
+# Other projects' implementations the interoperability tests compare against (PyPI, pinned).
+BITTORCH_REFERENCE_PACKAGES=(transformers==5.25.0 safetensors==0.8.0 tokenizers==0.23.3 gguf==0.19.0
+                             accelerate==1.16.0)
 BITTORCH_CACHE="${BITTORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bittorch}"
 BITTORCH_VENV="${BITTORCH_VENV:-${BITTORCH_CACHE}/venv-torch-${BITTORCH_TORCH_VERSION}}"
 BITTORCH_PYTHON="${BITTORCH_VENV}/bin/python"

@@ -4,7 +4,9 @@
 #     the Fashion-MNIST data set;
 #   - LibTorch from the pinned pip wheel torch==2.11.0 (CUDA 13.0 build) in a virtual
 #     environment outside the checkout, keyed by the torch version, so reruns and CI reuse it;
-#   - in that environment, scikit-build-core (the Python package's build backend) and pytest;
+#   - in that environment, scikit-build-core (the Python package's build backend) and pytest,
+#     and the reference packages of the interoperability tests (transformers, safetensors,
+#     tokenizers, gguf, accelerate);
 #   - Fashion-MNIST decompressed into the cache (where torch::data::datasets::MNIST reads it).
 # Prints nothing but progress; the environment's location is given by scripts/env.sh.
 set -euo pipefail
@@ -53,6 +55,17 @@ if ! "${BITTORCH_PYTHON}" -c 'import scikit_build_core, pytest' 2>/dev/null; the
   echo "setup.sh: installing scikit-build-core==${BITTORCH_SCIKIT_BUILD_CORE_VERSION} and pytest==${BITTORCH_PYTEST_VERSION}"
   "${BITTORCH_PYTHON}" -m pip install -q --no-cache-dir "scikit-build-core==${BITTORCH_SCIKIT_BUILD_CORE_VERSION}" \
     "pytest==${BITTORCH_PYTEST_VERSION}" || die "pip install scikit-build-core and pytest failed"
+fi
+# The reference implementations of the interoperability tests (pinned): installed unless every
+# one is there at its pinned version.
+if ! "${BITTORCH_PYTHON}" - "${BITTORCH_REFERENCE_PACKAGES[@]}" <<'PY' 2>/dev/null; then
+import sys
+from importlib.metadata import version
+sys.exit(any(version(name) != pinned for name, pinned in (p.split("==") for p in sys.argv[1:])))
+PY
+  echo "setup.sh: installing ${BITTORCH_REFERENCE_PACKAGES[*]}"
+  "${BITTORCH_PYTHON}" -m pip install -q --no-cache-dir "${BITTORCH_REFERENCE_PACKAGES[@]}" \
+    || die "pip install ${BITTORCH_REFERENCE_PACKAGES[*]} failed"
 fi
 # Fashion-MNIST as LibTorch's MNIST class reads it: the package's four gzipped IDX files,
 # decompressed once (into a temporary directory, renamed whole).

@@ -8,5 +8,6 @@ int train_command(int argc, char** argv);
 int sample_command(int argc, char** argv);
 int export_command(int argc, char** argv);
 int bench_command(int argc, char** argv);
+int import_command(int argc, char** argv);
 
 }  // namespace bittorch::apps

@@ -17,6 +17,7 @@ void usage(std::ostream& out) {
          "  sample   generate text from a checkpoint or a packed model file\n"
          "  export   write a checkpoint's model as a packed model file\n"
          "  bench    training and generation throughput, fp against ternary\n"
+         "  import   convert a Hugging Face BitNet checkpoint folder into a packed model file\n"
          "Options:\n"
          "  -h, --help     this list\n"
          "      --version  print the version and exit\n";
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   if (command == "sample") return bittorch::apps::sample_command(argc - 1, argv + 1);
   if (command == "export") return bittorch::apps::export_command(argc - 1, argv + 1);
   if (command == "bench") return bittorch::apps::bench_command(argc - 1, argv + 1);
+  if (command == "import") return bittorch::apps::import_command(argc - 1, argv + 1);
   if (command == "--help" || command == "-h") {
     usage(std::cout);
     return 0;

@@ -90,6 +90,11 @@ int sample_command(int argc, char** argv) {
     const std::string prompt = args["prompt"].as<std::string>();
     if (prompt.empty()) throw UsageError("--prompt must not be empty");
     auto model = load_model(args, selected_device(args));
+    // Text goes in and out as bytes: a model of another vocabulary (one imported from Hugging
+    // Face with its own tokenizer) would read them as other tokens, or fail on an index.
+    TORCH_CHECK(model->options.vocab_size() == 256, "the model has a vocabulary of ", model->options.vocab_size(),
+                " tokens, not the 256 bytes bittorch-lm sample encodes text as (a model with a tokenizer of its "
+                "own, such as one imported from Hugging Face, cannot be sampled here yet)");
     std::cout << continue_text(*model, prompt, generate_options) << std::endl;
     return 0;
   });

@@ -1,0 +1,127 @@
+// Hugging Face interoperability, the C++ half: checkpoints and files written by transformers and
+// the safetensors package (tests/python/hf_interop.py make) read here, our logits against
+// transformers' on the same tokens; and a file written here for the package to read back
+// (hf_interop.py check). CTest runs the three in order (fixture hf_interop); run alone, without
+// BITTORCH_INTEROP_DIR, these tests skip and say so.
+
+#include <bittorch/bittorch.h>
+#include <bittorch/io/hf_bitnet.h>
+#include <bittorch/io/safetensors.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <string>
+
+namespace {
+
+std::string interop_dir() {
+  const char* dir = std::getenv("BITTORCH_INTEROP_DIR");
+  return dir != nullptr ? dir : "";
+}
+
+#define SKIP_WITHOUT_FIXTURE()                                                                                   \
+  if (interop_dir().empty()) {                                                                                   \
+    GTEST_SKIP() << "BITTORCH_INTEROP_DIR is not set: run through CTest (ctest -R interop), which first writes " \
+                    "the checkpoints with tests/python/hf_interop.py make";                                      \
+  }
+
+// hf_interop.py's dtype_values: (i % 7 - 3) / 2 in the dtype (integers i % 7 - 3, unsigned
+// i % 7, bool i odd), [3, 5].
+torch::Tensor dtype_values(const std::string& name) {
+  const auto i = torch::arange(15, torch::kDouble);
+  const std::map<std::string, torch::ScalarType> dtypes = {
+      {"F64", torch::kDouble}, {"F32", torch::kFloat}, {"F16", torch::kHalf}, {"BF16", torch::kBFloat16},
+      {"I64", torch::kLong},   {"I32", torch::kInt},   {"I16", torch::kShort}, {"I8", torch::kChar},
+      {"U8", torch::kByte},    {"BOOL", torch::kBool}};
+  const auto dtype = dtypes.at(name);
+  torch::Tensor values;
+  if (dtype == torch::kBool) {
+    values = i.remainder(2).eq(1);
+  } else if (dtype == torch::kByte) {
+    values = i.remainder(7).to(dtype);
+  } else if (torch::isFloatingType(dtype)) {
+    values = ((i.remainder(7) - 3) / 2).to(dtype);
+  } else {
+    values = (i.remainder(7) - 3).to(dtype);
+  }
+  return values.reshape({3, 5});
+}
+
+const char* kDtypeNames[] = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"};
+
+TEST(HfInterop, ReadsTheSafetensorsPackagesFile) {
+  SKIP_WITHOUT_FIXTURE();
+  const auto file = bittorch::io::read_safetensors(interop_dir() + "/dtypes.safetensors");
+  EXPECT_EQ(file.metadata.at("written_by"), "safetensors");
+  for (const auto* name : kDtypeNames) {
+    const auto& got = file.at(name);
+    EXPECT_EQ(got.scalar_type(), dtype_values(name).scalar_type()) << name;
+    EXPECT_TRUE(torch::equal(got, dtype_values(name))) << name;
+  }
+  EXPECT_EQ(file.at("empty").sizes(), torch::IntArrayRef({0, 4}));
+}
+
+TEST(HfInterop, WritesAFileForTheSafetensorsPackage) {
+  SKIP_WITHOUT_FIXTURE();
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto* name : kDtypeNames) tensors.emplace_back(name, dtype_values(name));
+  tensors.emplace_back("transposed", dtype_values("F32").t());  // written contiguous
+  bittorch::io::write_safetensors(interop_dir() + "/from_cpp.safetensors", tensors, {{"written_by", "bittorch"}});
+}
+
+// Our model of each checkpoint against transformers' logits on the same tokens, in float32: to
+// 1e-5 of the logits' scale for full precision; with 8-bit activations (int8 per token, as
+// transformers quantizes them) to 2e-3, since a value at a rounding tie may round the other way
+// (x * 127 / max against x / (max / 127)). Measured: 3e-6, 2e-6 and 2e-6 of logits up to 6.
+TEST(HfInterop, ImportedModelsGiveTransformersLogits) {
+  SKIP_WITHOUT_FIXTURE();
+  const auto references = bittorch::io::read_safetensors(interop_dir() + "/reference_logits.safetensors");
+  const auto tokens = references.at("tokens");
+  for (const std::string name : {"fp", "online", "packed"}) {
+    auto model = bittorch::io::import_hf_bitnet(interop_dir() + "/" + name);
+    const auto expected = references.at(name);
+    const torch::NoGradGuard no_grad;
+    const auto logits = model->forward(tokens);
+    const double scale = expected.abs().max().item<double>();
+    const double error = (logits - expected).abs().max().item<double>();
+    std::cout << name << ": largest difference " << error << " of logits up to " << scale << "\n";
+    EXPECT_LE(error, name == "fp" ? 1e-5 * scale : 2e-3 * scale) << name;
+    EXPECT_EQ(model->options.kv_heads(), 2) << name;
+    EXPECT_TRUE(model->options.sub_norms()) << name;
+    EXPECT_EQ(model->options.tied_embeddings(), name == "online") << name;
+    // Through a packed model file (what bittorch-lm import writes), float32 storage: the same.
+    const auto file = interop_dir() + "/" + name + ".btp";
+    bittorch::io::save_packed(*model, file, torch::kFloat);
+    EXPECT_TRUE(torch::allclose(bittorch::io::load_packed_transformer(file)->forward(tokens), logits, 1e-5, 1e-5))
+        << name;
+  }
+}
+
+TEST(HfInterop, RefusesWhatItCannotFollow) {
+  SKIP_WITHOUT_FIXTURE();
+  using bittorch::io::parse_hf_bitnet_config;
+  const auto expect_refused = [](const std::string& json, const std::string& needle) {
+    try {
+      parse_hf_bitnet_config(json, "config.json");
+      ADD_FAILURE() << "accepted " << json;
+    } catch (const c10::Error& error) {
+      const std::string message = error.what_without_backtrace();
+      EXPECT_NE(message.find(needle), std::string::npos) << message;
+      EXPECT_NE(message.find("config.json"), std::string::npos) << message;
+    }
+  };
+  const std::string base =
+      R"({"model_type": "bitnet", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2)";
+  EXPECT_EQ(parse_hf_bitnet_config(base + "}", "config.json").options.rope_base(), 500000.0);
+  expect_refused(R"({"model_type": "llama"})", "model_type is 'llama'");
+  expect_refused(base + R"(, "attention_bias": true})", "attention_bias");
+  expect_refused(base + R"(, "rope_parameters": {"rope_type": "yarn"}})", "rope_type is 'yarn'");
+  expect_refused(base + R"(, "num_key_value_heads": 3})", "kv_heads (3)");
+  expect_refused(base + R"(, "quantization_config": {"quant_method": "bitnet", "use_rms_norm": true}})",
+                 "use_rms_norm");
+  expect_refused(base + R"(, "hidden_act": "gelu"})", "hidden_act is 'gelu'");
+}
+
+}  // namespace

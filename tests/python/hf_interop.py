@@ -1,0 +1,140 @@
+"""Hugging Face interoperability, the Python half (transformers, safetensors from PyPI are the
+references). CTest runs it around the C++ half (tests/interop/test_hf_interop.cpp):
+
+  hf_interop.py make DIR    small random BitNet checkpoints in transformers' layout, each with
+                            transformers' logits on fixed tokens, and a safetensors file of every
+                            dtype written by the safetensors package;
+  hf_interop.py check DIR BITTORCH_LM   reads what the C++ half wrote back with the
+                            safetensors package, and runs bittorch-lm import on a checkpoint.
+
+The values of the dtype files follow one formula on both sides (dtype_values)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # transformers' BitNet kernels are torch.compile'd: run them eagerly
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+TOKENS = [[5, 17, 33, 2, 60, 41, 8, 8, 19, 50, 1, 27], [63, 0, 12, 12, 44, 3, 36, 21, 9, 58, 30, 14]]
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+          "BOOL": torch.bool}
+
+
+def dtype_values(name, numel):
+    """(i % 7 - 3) / 2 in the dtype (integers: i % 7 - 3, unsigned: i % 7; bool: i odd)."""
+    i = torch.arange(numel, dtype=torch.float64)
+    dtype = DTYPES[name]
+    if dtype == torch.bool:
+        return (i.remainder(2) == 1)
+    if dtype == torch.uint8:
+        return i.remainder(7).to(dtype)
+    if dtype.is_floating_point:
+        return ((i.remainder(7) - 3) / 2).to(dtype)
+    return (i.remainder(7) - 3).to(dtype)
+
+
+def config(**changes):
+    from transformers import BitNetConfig
+    settings = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=32, rms_norm_eps=1e-5,
+                    rope_parameters={"rope_type": "default", "rope_theta": 500000.0}, tie_word_embeddings=False,
+                    bos_token_id=None, eos_token_id=None)
+    settings.update(changes)
+    return BitNetConfig(**settings)
+
+
+def random_model(cfg, seed):
+    """transformers' BitNet model with weights large enough that the logits differ clearly."""
+    from transformers import BitNetForCausalLM
+    torch.manual_seed(seed)
+    model = BitNetForCausalLM(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(1 + 0.2 * torch.randn_like(p) if p.dim() == 1 else 0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+def logits_of(folder):
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(torch.tensor(TOKENS)).logits.float()
+
+
+def make(out):
+    from transformers.integrations.bitnet import pack_weights
+    out.mkdir(parents=True, exist_ok=True)
+    references = {"tokens": torch.tensor(TOKENS)}
+    # Full precision: plain linear layers.
+    random_model(config(), 1).save_pretrained(out / "fp")
+    references["fp"] = logits_of(out / "fp")
+    # Master weights ternarized in every forward (autobitlinear, online), tied embeddings.
+    online = config(tie_word_embeddings=True, quantization_config={
+        "quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "online"})
+    random_model(online, 2).save_pretrained(out / "online")
+    references["online"] = logits_of(out / "online")
+    # Packed 2-bit codes and a weight_scale per layer (bitlinear, offline), written as the
+    # published packed checkpoints are: the codes packed by transformers' own pack_weights.
+    packed_dir = out / "packed"
+    packed_dir.mkdir(exist_ok=True)
+    packed = config(quantization_config={"quant_method": "bitnet", "linear_class": "bitlinear",
+                                         "quantization_mode": "offline"})
+    source = random_model(config(), 3)
+    torch.manual_seed(4)
+    tensors = {}
+    for name, p in source.state_dict().items():
+        if name.endswith("_proj.weight"):
+            codes = torch.randint(-1, 2, p.shape, dtype=torch.int8)
+            tensors[name] = pack_weights(codes.clone())
+            tensors[name.replace(".weight", ".weight_scale")] = torch.rand(1) * 4 + 2
+        else:
+            tensors[name] = p.contiguous()
+    save_file(tensors, packed_dir / "model.safetensors", metadata={"format": "pt"})
+    (packed_dir / "config.json").write_text(json.dumps(packed.to_dict(), indent=2))
+    references["packed"] = logits_of(packed_dir)
+    save_file(references, out / "reference_logits.safetensors")
+    # Every dtype, by the safetensors package, for the C++ reader.
+    save_file({name: dtype_values(name, 15).reshape(3, 5) for name in DTYPES} | {"empty": torch.zeros(0, 4)},
+              out / "dtypes.safetensors", metadata={"written_by": "safetensors"})
+    print(f"hf_interop.py: wrote {sorted(p.name for p in out.iterdir())}")
+
+
+def run_lm(lm, *args, expect_code=0):
+    result = subprocess.run([lm, *map(str, args)], capture_output=True, text=True)
+    assert result.returncode == expect_code, (args, result.returncode, result.stdout, result.stderr)
+    return result.stdout + result.stderr
+
+
+def check(out, lm):
+    """What the C++ half wrote with io::write_safetensors, read by the safetensors package; then
+    bittorch-lm import as a user runs it."""
+    tensors = load_file(out / "from_cpp.safetensors")
+    for name in DTYPES:
+        expected = dtype_values(name, 15).reshape(3, 5)
+        got = tensors[name]
+        assert got.dtype == expected.dtype and torch.equal(got, expected), (name, got, expected)
+    assert tensors["transposed"].shape == (5, 3) and torch.equal(
+        tensors["transposed"], dtype_values("F32", 15).reshape(3, 5).t()), tensors["transposed"]
+    print(f"hf_interop.py: the safetensors package reads the C++ file's {len(tensors)} tensors")
+    output = out / "cli.btp"
+    log = run_lm(lm, "import", "--hf", out / "packed", "--output", output)
+    assert output.stat().st_size > 0 and "gated_squared_relu" in log, log
+    message = run_lm(lm, "sample", "--packed", output, expect_code=1)
+    assert "vocabulary of 64 tokens" in message, message
+    message = run_lm(lm, "import", "--hf", out / "missing", "--output", out / "x.btp", expect_code=1)
+    assert f"'{out / 'missing'}' is not a folder" in message, message
+    assert "give --hf and --output" in run_lm(lm, "import", "--hf", out / "packed", expect_code=2)
+    print("hf_interop.py: bittorch-lm import: ok")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "make":
+        make(Path(sys.argv[2]))
+    else:
+        check(Path(sys.argv[2]), sys.argv[3])
