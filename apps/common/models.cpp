@@ -18,7 +18,8 @@ void add_ternary_recipe_options(cxxopts::Options& options, const std::string& de
       "activation-bits", "Ternary layers' activations: 0 (unquantized) or 8 (FP8 on CUDA sm_89+, else INT8)",
       cxxopts::value<std::string>()->default_value("0"))(
       "gradient-bits", "Ternary layers' grad_input product: 0 (gradients unquantized) or 8 (FP8 e5m2 gradients)",
-      cxxopts::value<std::string>()->default_value("0"));
+      cxxopts::value<std::string>()->default_value("0"))(
+      "per-tensor", "One ternary scale per layer instead of one per output row (as Hugging Face's BitNet layers)");
 }
 
 quant::QuantConfig parse_ternary_recipe(const cxxopts::ParseResult& args) {
@@ -27,7 +28,8 @@ quant::QuantConfig parse_ternary_recipe(const cxxopts::ParseResult& args) {
           .threshold_factor(number_flag(args, "threshold-factor"))
           .scale_mode(quant::scale_mode_from_string(choice_flag(args, "scale-mode", {"max", "absmean"})))
           .activation_bits(std::stoll(choice_flag(args, "activation-bits", {"0", "8"})))
-          .gradient_bits(std::stoll(choice_flag(args, "gradient-bits", {"0", "8"})));
+          .gradient_bits(std::stoll(choice_flag(args, "gradient-bits", {"0", "8"})))
+          .per_channel(args.count("per-tensor") == 0);
   if (const auto problem = quant::find_problem(config)) {
     std::string flag = problem->field;
     std::replace(flag.begin(), flag.end(), '_', '-');

@@ -22,7 +22,12 @@ void add_model_options(cxxopts::Options& options) {
     ("heads", "Attention heads (overrides the preset)", cxxopts::value<std::string>())
     ("context", "Context length in bytes (overrides the preset)", cxxopts::value<std::string>())
     ("mlp-ratio", "MLP hidden size over the width", text_flag("4"))
-    ("mlp", "squared_relu or swiglu", text_flag("squared_relu"));
+    ("mlp-hidden", "MLP hidden size (overrides --mlp-ratio)", cxxopts::value<std::string>())
+    ("mlp", "squared_relu, swiglu or gated_squared_relu (BitNet b1.58 2B4T's)", text_flag("squared_relu"))
+    ("kv-heads", "Key and value heads, a divisor of --heads (grouped-query attention; default: as many)",
+     cxxopts::value<std::string>())
+    ("sub-norms", "An RMSNorm before the attention's and the MLP's output projections (BitNet's subln)")
+    ("tied-embeddings", "The head's weight is the embedding's");
   // clang-format on
 }
 
@@ -33,11 +38,14 @@ nn::TransformerOptions parse_model_options(const cxxopts::ParseResult& args) {
   if (args.count("heads")) options.heads(integer_flag(args, "heads", 1));
   if (args.count("context")) options.context(integer_flag(args, "context", 1));
   options.mlp_ratio(integer_flag(args, "mlp-ratio", 1));
-  options.mlp(nn::mlp_kind_from_string(choice_flag(args, "mlp", {"squared_relu", "swiglu"})));
+  options.mlp(nn::mlp_kind_from_string(choice_flag(args, "mlp", {"squared_relu", "swiglu", "gated_squared_relu"})));
+  if (args.count("mlp-hidden")) options.mlp_hidden(integer_flag(args, "mlp-hidden", 1));
+  if (args.count("kv-heads")) options.kv_heads(integer_flag(args, "kv-heads", 1));
+  options.sub_norms(args.count("sub-norms") > 0).tied_embeddings(args.count("tied-embeddings") > 0);
   try {
     nn::check_transformer_options(options);
   } catch (const c10::Error& error) {
-    throw UsageError(std::string("--width/--heads: ") + error.what_without_backtrace());
+    throw UsageError(std::string("--width/--heads/--kv-heads: ") + error.what_without_backtrace());
   }
   return options;
 }
@@ -60,8 +68,10 @@ TrainingMemory training_memory(const nn::TransformerOptions& o, int64_t batch) {
   const double vocab = static_cast<double>(o.vocab_size()), width = static_cast<double>(o.width()),
                layers = static_cast<double>(o.layers()), hidden = static_cast<double>(nn::mlp_hidden_size(o)),
                tokens = static_cast<double>(batch) * static_cast<double>(o.context());
-  const double mlp_matrices = o.mlp() == nn::MlpKind::SwiGLU ? 3 : 2;
-  const double parameters = 2 * vocab * width + layers * (4 * width * width + mlp_matrices * width * hidden);
+  const double mlp_matrices = o.mlp() == nn::MlpKind::SquaredReLU ? 2 : 3;
+  const double kv_width = width * static_cast<double>(nn::key_value_heads(o)) / static_cast<double>(o.heads());
+  const double parameters = (o.tied_embeddings() ? 1 : 2) * vocab * width +
+                            layers * (2 * width * width + 2 * width * kv_width + mlp_matrices * width * hidden);
   return {16 * parameters, tokens * (8 * vocab + 16 * width * layers)};
 }
 

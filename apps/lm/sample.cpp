@@ -5,6 +5,7 @@
 #include "lm/commands.h"
 #include "lm/lm_model.h"
 
+#include <bittorch/io/hf_bitnet.h>
 #include <bittorch/train.h>
 
 #include <spdlog/spdlog.h>
@@ -101,22 +102,33 @@ int sample_command(int argc, char** argv) {
 }
 
 int export_command(int argc, char** argv) {
-  cxxopts::Options options("bittorch-lm export", "Write a trained model as a packed model file");
+  cxxopts::Options options("bittorch-lm export",
+                           "Write a trained model as a packed model file, or as a Hugging Face BitNet checkpoint");
   options.add_options()("checkpoint", "A checkpoint of bittorch-lm train (--save)", cxxopts::value<std::string>())(
       "output", "The packed model file to write", cxxopts::value<std::string>())(
-      "dtype", "Storage of the embedding, norms and head: bfloat16, float16 or float32",
-      cxxopts::value<std::string>()->default_value("bfloat16"));
+      "hf", "Instead, a folder to write config.json and model.safetensors into (transformers' model type bitnet)",
+      cxxopts::value<std::string>())("dtype", "Storage of the embedding, norms and head: bfloat16, float16 or float32",
+                                     cxxopts::value<std::string>()->default_value("bfloat16"));
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
-    if (!args.count("checkpoint") || !args.count("output")) throw UsageError("give --checkpoint and --output");
+    if (!args.count("checkpoint") || args.count("output") + args.count("hf") != 1) {
+      throw UsageError("give --checkpoint and one of --output and --hf");
+    }
     check_path_flags(args, {"output"}, {"checkpoint"});
-    const auto checkpoint = args["checkpoint"].as<std::string>(), output = args["output"].as<std::string>();
-    const std::string dtype = choice_flag(args, "dtype", {"bfloat16", "float16", "float32"});
+    const auto checkpoint = args["checkpoint"].as<std::string>();
+    const std::string dtype_name = choice_flag(args, "dtype", {"bfloat16", "float16", "float32"});
+    const auto dtype = dtype_name == "bfloat16"  ? torch::kBFloat16
+                       : dtype_name == "float16" ? torch::kHalf
+                                                 : torch::kFloat;
     auto model = model_from_checkpoint(checkpoint);
-    io::save_packed(*model, output,
-                    dtype == "bfloat16"  ? torch::kBFloat16
-                    : dtype == "float16" ? torch::kHalf
-                                         : torch::kFloat);
+    if (args.count("hf")) {
+      const auto folder = args["hf"].as<std::string>();
+      io::export_hf_bitnet(*model, folder, dtype);
+      spdlog::info("exported {} to the Hugging Face folder {}", checkpoint, folder);
+      return 0;
+    }
+    const auto output = args["output"].as<std::string>();
+    io::save_packed(*model, output, dtype);
     spdlog::info("exported {} to {} ({} bytes)", checkpoint, output, io::regular_file_size(output));
     return 0;
   });

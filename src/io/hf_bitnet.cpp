@@ -31,8 +31,8 @@ T field_or(const nlohmann::json& json, const char* name, T fallback, const std::
   return json_field<T>(json, name, where.c_str());
 }
 
-// Our module path of a transformers parameter name, or "" for one we do not know.
-std::string our_name(const std::string& hf) {
+// A block's parts: transformers' names and ours, after "model.layers.N." and "blocks.N.".
+const std::vector<std::pair<std::string, std::string>>& block_parts() {
   static const std::vector<std::pair<std::string, std::string>> kBlockParts = {
       {"input_layernorm.weight", "attention_norm.weight"},
       {"post_attention_layernorm.weight", "mlp_norm.weight"},
@@ -46,16 +46,27 @@ std::string our_name(const std::string& hf) {
       {"mlp.down_proj.", "mlp.down."},
       {"mlp.ffn_sub_norm.weight", "mlp.sub_norm.weight"},
   };
-  if (hf == "model.embed_tokens.weight") return "embedding.weight";
-  if (hf == "model.norm.weight") return "norm.weight";
-  if (hf == "lm_head.weight") return "head.weight";
-  const std::string layers = "model.layers.";
-  if (hf.rfind(layers, 0) != 0) return "";
-  const auto dot = hf.find('.', layers.size());
+  return kBlockParts;
+}
+
+// `name` in the other project's spelling: from transformers' to ours (to_ours) or back; "" for
+// a name of no BitNet model.
+std::string renamed(const std::string& name, bool to_ours) {
+  static const std::vector<std::pair<std::string, std::string>> kTopLevel = {
+      {"model.embed_tokens.weight", "embedding.weight"},
+      {"model.norm.weight", "norm.weight"},
+      {"lm_head.weight", "head.weight"}};
+  for (const auto& [theirs, ours] : kTopLevel) {
+    if (name == (to_ours ? theirs : ours)) return to_ours ? ours : theirs;
+  }
+  const std::string from = to_ours ? "model.layers." : "blocks.", to = to_ours ? "blocks." : "model.layers.";
+  if (name.rfind(from, 0) != 0) return "";
+  const auto dot = name.find('.', from.size());
   if (dot == std::string::npos) return "";
-  const auto index = hf.substr(layers.size(), dot - layers.size()), rest = hf.substr(dot + 1);
-  for (const auto& [theirs, ours] : kBlockParts) {
-    if (rest.rfind(theirs, 0) == 0) return "blocks." + index + "." + ours + rest.substr(theirs.size());
+  const auto index = name.substr(from.size(), dot - from.size()), rest = name.substr(dot + 1);
+  for (const auto& [theirs, ours] : block_parts()) {
+    const auto& prefix = to_ours ? theirs : ours;
+    if (rest.rfind(prefix, 0) == 0) return to + index + "." + (to_ours ? ours : theirs) + rest.substr(prefix.size());
   }
   return "";
 }
@@ -89,6 +100,25 @@ at::Tensor unpack_hf_codes(const at::Tensor& packed) {
   const auto fields = at::cat(quarters, 0);
   TORCH_CHECK(!fields.eq(3).any().item<bool>(), "a 2-bit field holds 3, which encodes no ternary value");
   return (fields - 1).to(at::kChar);
+}
+
+// And back: codes [rows, in] (rows a multiple of 4) as transformers packs them.
+at::Tensor pack_hf_codes(const at::Tensor& codes) {
+  const int64_t quarter = codes.size(0) / 4;
+  auto packed = at::zeros({quarter, codes.size(1)}, at::TensorOptions().dtype(at::kInt));
+  const auto fields = (codes.to(at::kInt) + 1).contiguous();
+  for (int i = 0; i < 4; ++i) packed.bitwise_or_(fields.narrow(0, i * quarter, quarter).bitwise_left_shift(2 * i));
+  return packed.to(at::kByte);
+}
+
+// Whether `config` quantizes as transformers' BitNet layers do: one absmean scale per layer,
+// 8-bit activations.
+bool hf_compatible(const quant::QuantConfig& config) {
+  return config.scale_mode() == quant::ScaleMode::AbsMean && !config.per_channel() && config.activation_bits() == 8;
+}
+
+const char* hf_dtype_name(at::ScalarType dtype) {
+  return dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
 }
 
 }  // namespace
@@ -150,8 +180,7 @@ HfBitNetConfig parse_hf_bitnet_config(const std::string& text, const std::string
                 ": quantization_config.linear_class is '", linear_class, "' (bitlinear or autobitlinear)");
     TORCH_CHECK(mode == "offline" || mode == "online", where, ": quantization_config.quantization_mode is '", mode,
                 "' (offline or online)");
-    TORCH_CHECK(linear_class == "autobitlinear" || mode == "offline", where,
-                ": bitlinear layers are offline only");
+    TORCH_CHECK(linear_class == "autobitlinear" || mode == "offline", where, ": bitlinear layers are offline only");
     config.weights = mode == "online" ? HfBitNetConfig::Weights::Online : HfBitNetConfig::Weights::Packed;
     config.scale_divides = linear_class == "bitlinear";
     config.projections =
@@ -172,11 +201,11 @@ nn::TransformerLM import_hf_bitnet(const std::string& dir_name) {
   for (const auto& file_name : weight_files(dir)) {
     const auto file = read_safetensors(file_name);
     for (const auto& [name, tensor] : file.tensors) {
-      const auto ours = our_name(name);
+      const auto ours = renamed(name, /*to_ours=*/true);
       TORCH_CHECK(!ours.empty(), kCaller, ": '", file_name, "': tensor '", name,
                   "' is no part of a BitNet model this importer knows");
-      TORCH_CHECK(tensors.emplace(ours, std::pair{tensor, file_name}).second, kCaller, ": '", file_name,
-                  "': tensor '", name, "' appears twice in the checkpoint");
+      TORCH_CHECK(tensors.emplace(ours, std::pair{tensor, file_name}).second, kCaller, ": '", file_name, "': tensor '",
+                  name, "' appears twice in the checkpoint");
     }
   }
   const auto take = [&](const std::string& name, const std::string& hf_hint) {
@@ -195,10 +224,10 @@ nn::TransformerLM import_hf_bitnet(const std::string& dir_name) {
     const auto [weight, file] = take(path + ".weight", "projection " + path);
     const auto [weight_scale, scale_file] = take(path + ".weight_scale", "projection " + path + "'s weight_scale");
     const auto where = [&] { return std::string(kCaller) + ": '" + file + "': projection " + path; };
-    TORCH_CHECK(weight.scalar_type() == at::kByte && weight.dim() == 2 && weight.size(0) * 4 == out &&
-                    weight.size(1) == in,
-                where(), ": expected packed uint8 codes [", out / 4, ", ", in, "], got ", weight.scalar_type(), " ",
-                weight.sizes());
+    TORCH_CHECK(
+        weight.scalar_type() == at::kByte && weight.dim() == 2 && weight.size(0) * 4 == out && weight.size(1) == in,
+        where(), ": expected packed uint8 codes [", out / 4, ", ", in, "], got ", weight.scalar_type(), " ",
+        weight.sizes());
     TORCH_CHECK(weight_scale.numel() == 1, where(), ": expected one weight_scale, got ", weight_scale.sizes());
     const double stored = weight_scale.to(at::kDouble).item<double>();
     TORCH_CHECK(std::isfinite(stored) && stored > 0, where(), ": weight_scale ", stored, " is not finite and > 0");
@@ -208,8 +237,7 @@ nn::TransformerLM import_hf_bitnet(const std::string& dir_name) {
     } catch (const c10::Error& error) {
       TORCH_CHECK(false, where(), ": ", error.what_without_backtrace());
     }
-    nn::PackedTernaryLinear layer(
-        nn::PackedTernaryLinearOptions(in, out).bias(false).quant(*config.projections));
+    nn::PackedTernaryLinear layer(nn::PackedTernaryLinearOptions(in, out).bias(false).quant(*config.projections));
     layer->packed.copy_(quant::pack_ternary(codes));
     layer->scale.fill_(config.scale_divides ? 1.0 / stored : stored);
     return torch::nn::AnyModule(layer);
@@ -236,6 +264,101 @@ nn::TransformerLM import_hf_bitnet(const std::string& dir_name) {
   }
   model->eval();
   return model;
+}
+
+void export_hf_bitnet(nn::TransformerLMImpl& model, const std::string& dir_name, at::ScalarType dtype) {
+  const char* caller = "bittorch::io::export_hf_bitnet";
+  const auto& o = model.options;
+  TORCH_CHECK(o.sub_norms() && o.mlp() != nn::MlpKind::SquaredReLU, caller,
+              ": transformers' BitNet model has sub-norms and a gated MLP; this model has ",
+              o.sub_norms() ? "" : "no sub-norms and ", "a ", nn::to_string(o.mlp()),
+              " MLP (train it with --mlp gated_squared_relu --sub-norms)");
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf, caller,
+              ": store float32, bfloat16 or float16, not ", dtype);
+  const auto where = [&](const std::string& path) { return std::string(caller) + ": projection " + path; };
+  const auto check_quant = [&](const std::string& path, const quant::QuantConfig& config) {
+    TORCH_CHECK(hf_compatible(config), where(path),
+                " is ternary with other quantization than transformers' BitNet layers (one absmean scale per layer "
+                "and 8-bit activations): ",
+                quant::to_json(config));
+  };
+
+  // The projections, as transformers stores them, and which modules they are.
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  std::set<std::string> projections;
+  std::optional<bool> ternary;  // the same for every projection
+  const auto add_projection = [&](const std::string& path, bool is_ternary, const at::Tensor& weight_or_codes,
+                                  double scale) {
+    TORCH_CHECK(!ternary || *ternary == is_ternary, caller,
+                ": the model mixes ternary and full-precision projections (at ", path, ")");
+    ternary = is_ternary;
+    projections.insert(path);
+    const auto name = renamed(path + ".weight", /*to_ours=*/false);
+    if (!is_ternary) {
+      tensors.emplace_back(name, weight_or_codes.detach().to(at::kCPU, dtype));
+      return;
+    }
+    TORCH_CHECK(weight_or_codes.size(0) % 4 == 0, where(path), " has ", weight_or_codes.size(0),
+                " outputs; transformers packs four rows per byte and needs a multiple of 4");
+    tensors.emplace_back(name, pack_hf_codes(weight_or_codes.detach().to(at::kCPU)));
+    // bitlinear divides the product by weight_scale: the reciprocal of our scale.
+    tensors.emplace_back(renamed(path + ".weight_scale", false), at::full({1}, 1.0 / scale).to(dtype));
+  };
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    const auto& path = item.key();
+    if (path == "head") continue;
+    if (const auto* linear = item.value()->as<torch::nn::LinearImpl>()) {
+      add_projection(path, false, linear->weight, 0);
+    } else if (const auto* layer = item.value()->as<nn::TernaryLinearImpl>()) {
+      check_quant(path, layer->options.quant());
+      const auto quantized = layer->get_quantized_weight();
+      add_projection(path, true, quantized.codes, quantized.scale.item<double>());
+    } else if (const auto* packed = item.value()->as<nn::PackedTernaryLinearImpl>()) {
+      check_quant(path, packed->options.quant());
+      const auto scale = packed->scale.cpu();
+      TORCH_CHECK(scale.eq(scale[0]).all().item<bool>(), where(path),
+                  " has a scale per output row; transformers' BitNet layers have one per layer");
+      add_projection(path, true, quant::unpack_ternary(packed->packed.cpu(), packed->options.in_features()),
+                     scale[0].item<double>());
+    }
+  }
+  // The embedding, norms and head.
+  for (const auto& item : model.named_parameters()) {
+    const auto module_path = item.key().substr(0, item.key().rfind('.'));
+    if (projections.count(module_path) > 0) continue;
+    tensors.emplace_back(renamed(item.key(), /*to_ours=*/false), item.value().detach().to(at::kCPU, dtype));
+  }
+
+  nlohmann::ordered_json config = {
+      {"architectures", {"BitNetForCausalLM"}},
+      {"model_type", "bitnet"},
+      {"vocab_size", o.vocab_size()},
+      {"hidden_size", o.width()},
+      {"intermediate_size", nn::mlp_hidden_size(o)},
+      {"num_hidden_layers", o.layers()},
+      {"num_attention_heads", o.heads()},
+      {"num_key_value_heads", nn::key_value_heads(o)},
+      {"hidden_act", o.mlp() == nn::MlpKind::SwiGLU ? "silu" : "relu2"},
+      {"max_position_embeddings", o.context()},
+      {"rms_norm_eps", o.norm_eps()},
+      {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", o.rope_base()}}},
+      {"tie_word_embeddings", o.tied_embeddings()},
+      {"attention_bias", false},
+      {"bos_token_id", nullptr},
+      {"eos_token_id", nullptr},
+      {"dtype", hf_dtype_name(dtype)},
+  };
+  if (ternary.value_or(false)) {
+    config["quantization_config"] = {
+        {"quant_method", "bitnet"}, {"linear_class", "bitlinear"}, {"quantization_mode", "offline"}};
+  }
+  const std::filesystem::path dir(dir_name);
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  TORCH_CHECK(std::filesystem::is_directory(dir), caller, ": cannot make the folder '", dir_name, "'",
+              error ? ": " + error.message() : "");
+  write_safetensors((dir / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  write_file_atomically((dir / "config.json").string(), config.dump(2) + "\n");
 }
 
 }  // namespace bittorch::io

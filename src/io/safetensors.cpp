@@ -25,10 +25,18 @@ struct DtypeName {
 };
 
 constexpr DtypeName kDtypes[] = {
-    {"F64", at::kDouble},         {"F32", at::kFloat},           {"F16", at::kHalf},
-    {"BF16", at::kBFloat16},      {"I64", at::kLong},            {"I32", at::kInt},
-    {"I16", at::kShort},          {"I8", at::kChar},             {"U8", at::kByte},
-    {"BOOL", at::kBool},          {"F8_E4M3", at::kFloat8_e4m3fn}, {"F8_E5M2", at::kFloat8_e5m2},
+    {"F64", at::kDouble},
+    {"F32", at::kFloat},
+    {"F16", at::kHalf},
+    {"BF16", at::kBFloat16},
+    {"I64", at::kLong},
+    {"I32", at::kInt},
+    {"I16", at::kShort},
+    {"I8", at::kChar},
+    {"U8", at::kByte},
+    {"BOOL", at::kBool},
+    {"F8_E4M3", at::kFloat8_e4m3fn},
+    {"F8_E5M2", at::kFloat8_e5m2},
 };
 
 at::ScalarType dtype_of(const std::string& name, const std::string& path, const std::string& tensor) {
@@ -97,9 +105,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
       continue;
     }
     const auto where = [&] { return std::string(caller) + ": '" + path + "': tensor '" + name + "'"; };
-    TORCH_CHECK(entry.is_object() && entry.contains("dtype") && entry["dtype"].is_string() &&
-                    entry.contains("shape") && entry["shape"].is_array() && entry.contains("data_offsets") &&
-                    entry["data_offsets"].is_array() && entry["data_offsets"].size() == 2,
+    TORCH_CHECK(entry.is_object() && entry.contains("dtype") && entry["dtype"].is_string() && entry.contains("shape") &&
+                    entry["shape"].is_array() && entry.contains("data_offsets") && entry["data_offsets"].is_array() &&
+                    entry["data_offsets"].size() == 2,
                 where(), ": expected {\"dtype\": ..., \"shape\": [...], \"data_offsets\": [begin, end]}");
     const auto dtype = dtype_of(entry["dtype"].get<std::string>(), path, name);
     std::vector<int64_t> shape;
@@ -169,7 +177,8 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     TORCH_CHECK(tensor.defined(), caller, ": '", path, "': tensor '", name, "' is undefined");
     const auto array = tensor.detach().to(at::kCPU).contiguous();
     const uint64_t size = array.numel() * array.element_size();
-    header[name] = {{"dtype", name_of(array.scalar_type())}, {"shape", array.sizes().vec()},
+    header[name] = {{"dtype", name_of(array.scalar_type())},
+                    {"shape", array.sizes().vec()},
                     {"data_offsets", {offset, offset + size}}};
     offset += size;
     arrays.push_back(array);

@@ -31,7 +31,7 @@ std::string interop_dir() {
 torch::Tensor dtype_values(const std::string& name) {
   const auto i = torch::arange(15, torch::kDouble);
   const std::map<std::string, torch::ScalarType> dtypes = {
-      {"F64", torch::kDouble}, {"F32", torch::kFloat}, {"F16", torch::kHalf}, {"BF16", torch::kBFloat16},
+      {"F64", torch::kDouble}, {"F32", torch::kFloat}, {"F16", torch::kHalf},  {"BF16", torch::kBFloat16},
       {"I64", torch::kLong},   {"I32", torch::kInt},   {"I16", torch::kShort}, {"I8", torch::kChar},
       {"U8", torch::kByte},    {"BOOL", torch::kBool}};
   const auto dtype = dtypes.at(name);
@@ -96,6 +96,71 @@ TEST(HfInterop, ImportedModelsGiveTransformersLogits) {
     EXPECT_TRUE(torch::allclose(bittorch::io::load_packed_transformer(file)->forward(tokens), logits, 1e-5, 1e-5))
         << name;
   }
+}
+
+// Our models exported for transformers, with our logits for hf_interop.py check to compare
+// with transformers' (the same tolerances): full precision; ternary (absmean per layer, 8-bit
+// activations) with tied embeddings; the same model packed.
+TEST(HfInterop, ExportsModelsForTransformers) {
+  SKIP_WITHOUT_FIXTURE();
+  namespace bn = bittorch::nn;
+  const auto options = bn::TransformerOptions()
+                           .vocab_size(64)
+                           .layers(2)
+                           .width(32)
+                           .heads(4)
+                           .kv_heads(2)
+                           .context(32)
+                           .mlp(bn::MlpKind::GatedSquaredReLU)
+                           .mlp_hidden(48)
+                           .sub_norms(true)
+                           .rope_base(500000.0)
+                           .norm_eps(1e-5);
+  const auto tokens = torch::randint(0, 64, {2, 12});
+  std::vector<std::pair<std::string, at::Tensor>> logits = {{"tokens", tokens}};
+  const auto export_model = [&](bn::TransformerLM& model, const std::string& name) {
+    model->eval();
+    const torch::NoGradGuard no_grad;
+    logits.emplace_back(name, model->forward(tokens));
+    bittorch::io::export_hf_bitnet(*model, interop_dir() + "/export_" + name, torch::kFloat);
+  };
+  const auto randomized = [](bn::TransformerLM model, uint64_t seed) {
+    torch::manual_seed(seed);
+    const torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) {
+      p.copy_(p.dim() == 1 ? 1 + 0.2 * torch::randn_like(p) : 0.3 * torch::randn_like(p));
+    }
+    return model;
+  };
+  auto full = randomized(bn::TransformerLM(options), 5);
+  export_model(full, "fp");
+  auto ternary = randomized(bn::TransformerLM(bn::TransformerOptions(options).tied_embeddings(true)), 6);
+  const auto bitnet = bittorch::quant::QuantConfig()
+                          .scale_mode(bittorch::quant::ScaleMode::AbsMean)
+                          .per_channel(false)
+                          .activation_bits(8);
+  bn::convert_to_ternary(*ternary, bitnet, bn::is_transformer_projection);
+  export_model(ternary, "ternary");
+  bn::pack(*ternary);
+  export_model(ternary, "packed");
+  bittorch::io::write_safetensors(interop_dir() + "/export_logits.safetensors", logits);
+
+  // What transformers' layers would not compute alike is refused, saying why.
+  auto plain = bn::TransformerLM(bn::TransformerOptions().vocab_size(64));
+  EXPECT_THROW(
+      {
+        try {
+          bittorch::io::export_hf_bitnet(*plain, interop_dir() + "/refused");
+        } catch (const c10::Error& error) {
+          EXPECT_NE(std::string(error.what()).find("--mlp gated_squared_relu --sub-norms"), std::string::npos);
+          throw;
+        }
+      },
+      c10::Error);
+  auto per_channel = bn::TransformerLM(options);
+  bn::convert_to_ternary(*per_channel, bittorch::quant::QuantConfig().scale_mode(bittorch::quant::ScaleMode::AbsMean),
+                         bn::is_transformer_projection);
+  EXPECT_THROW(bittorch::io::export_hf_bitnet(*per_channel, interop_dir() + "/refused"), c10::Error);
 }
 
 TEST(HfInterop, RefusesWhatItCannotFollow) {

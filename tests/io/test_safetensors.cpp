@@ -22,9 +22,9 @@ TEST(Safetensors, RoundTripsEveryDtypeAndLayout) {
   TempDir dir;
   torch::manual_seed(1);
   std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto dtype : {torch::kDouble, torch::kFloat, torch::kHalf, torch::kBFloat16, torch::kLong, torch::kInt,
-                           torch::kShort, torch::kChar, torch::kByte, torch::kBool, torch::kFloat8_e4m3fn,
-                           torch::kFloat8_e5m2}) {
+  for (const auto dtype :
+       {torch::kDouble, torch::kFloat, torch::kHalf, torch::kBFloat16, torch::kLong, torch::kInt, torch::kShort,
+        torch::kChar, torch::kByte, torch::kBool, torch::kFloat8_e4m3fn, torch::kFloat8_e5m2}) {
     // Odd sizes, so that later tensors start at offsets their element size does not divide.
     tensors.emplace_back(c10::toString(dtype), (torch::randn({3, 7}) * 4).to(dtype));
   }
@@ -45,7 +45,9 @@ TEST(Safetensors, RoundTripsEveryDtypeAndLayout) {
   }
   EXPECT_TRUE(throws_error_mentioning([&] { file.at("missing"); }, {"t.safetensors", "'missing'"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { io::write_safetensors(dir.file("u.safetensors"), {{"a", torch::ones(1)}, {"a", torch::ones(1)}}); },
+      [&] {
+        io::write_safetensors(dir.file("u.safetensors"), {{"a", torch::ones(1)}, {"a", torch::ones(1)}});
+      },
       {"'a'", "given twice"}));
 }
 

@@ -10,6 +10,7 @@ references). CTest runs it around the C++ half (tests/interop/test_hf_interop.cp
 The values of the dtype files follow one formula on both sides (dtype_values)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,7 +70,8 @@ def logits_of(folder):
 
 def make(out):
     from transformers.integrations.bitnet import pack_weights
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # nothing of an earlier run is read
+    out.mkdir(parents=True)
     references = {"tokens": torch.tensor(TOKENS)}
     # Full precision: plain linear layers.
     random_model(config(), 1).save_pretrained(out / "fp")
@@ -122,6 +124,17 @@ def check(out, lm):
     assert tensors["transposed"].shape == (5, 3) and torch.equal(
         tensors["transposed"], dtype_values("F32", 15).reshape(3, 5).t()), tensors["transposed"]
     print(f"hf_interop.py: the safetensors package reads the C++ file's {len(tensors)} tensors")
+    # Our exports, loaded by transformers: its logits against ours (the C++ test's tolerances).
+    ours = load_file(out / "export_logits.safetensors")
+    from transformers import AutoModelForCausalLM
+    for name in ("fp", "ternary", "packed"):
+        model = AutoModelForCausalLM.from_pretrained(out / f"export_{name}", dtype=torch.float32).eval()
+        with torch.no_grad():
+            theirs = model(ours["tokens"]).logits
+        scale = ours[name].abs().max().item()
+        error = (theirs - ours[name]).abs().max().item()
+        print(f"hf_interop.py: export {name}: transformers' logits differ by {error:.2e} of up to {scale:.2f}")
+        assert error <= (1e-5 if name == "fp" else 2e-3) * scale, (name, error, scale)
     output = out / "cli.btp"
     log = run_lm(lm, "import", "--hf", out / "packed", "--output", output)
     assert output.stat().st_size > 0 and "gated_squared_relu" in log, log
@@ -131,6 +144,22 @@ def check(out, lm):
     assert f"'{out / 'missing'}' is not a folder" in message, message
     assert "give --hf and --output" in run_lm(lm, "import", "--hf", out / "packed", expect_code=2)
     print("hf_interop.py: bittorch-lm import: ok")
+    # A model trained by bittorch-lm in BitNet's shape (ternary, one scale per layer, 8-bit
+    # activations), exported for transformers, which loads and runs it.
+    checkpoint, folder = out / "trained.ckpt", out / "trained_hf"
+    run_lm(lm, "train", "--preset", "tiny", "--mlp", "gated_squared_relu", "--sub-norms", "--kv-heads", "1",
+           "--per-tensor", "--activation-bits", "8", "--steps", "3", "--batch-size", "2", "--eval-interval", "3",
+           "--eval-windows", "2", "--no-progress", "--threads", "1", "--save", checkpoint)
+    run_lm(lm, "export", "--checkpoint", checkpoint, "--hf", folder, "--dtype", "float32")
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    assert model.config.num_key_value_heads == 1 and model.config.hidden_act == "relu2", model.config
+    with torch.no_grad():
+        logits = model(torch.tensor([list(b"To be, or not")])).logits
+    assert logits.shape == (1, 13, 256) and torch.isfinite(logits).all(), logits.shape
+    message = run_lm(lm, "export", "--checkpoint", checkpoint, expect_code=2)
+    assert "one of --output and --hf" in message, message
+    print("hf_interop.py: bittorch-lm train + export --hf: transformers runs the model")
 
 
 if __name__ == "__main__":

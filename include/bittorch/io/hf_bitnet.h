@@ -44,4 +44,17 @@ BITTORCH_API HfBitNetConfig parse_hf_bitnet_config(const std::string& text, cons
 /// Missing, extra or misshapen tensors are a c10::Error naming the file and the tensor.
 BITTORCH_API nn::TransformerLM import_hf_bitnet(const std::string& dir);
 
+/// Writes `model` as a Hugging Face BitNet checkpoint into the folder `dir` (made if missing;
+/// its config.json and model.safetensors replaced), which transformers'
+/// AutoModelForCausalLM.from_pretrained loads. The embedding, norms and head are stored in
+/// `dtype`. The model must have BitNet's shape (sub_norms, and a gated MLP:
+/// GatedSquaredReLU or SwiGLU) and projections transformers' BitNet layers compute alike:
+/// full-precision Linear layers (written as such), or ternary ones (TernaryLinear or
+/// PackedTernaryLinear) with one absmean scale per layer and 8-bit activations, written as
+/// packed 2-bit codes with their weight_scale ("bitlinear", offline; transformers quantizes
+/// activations to int8 per token, as BitTorch does on the CPU). Anything else is a c10::Error
+/// saying what the model lacks.
+BITTORCH_API void export_hf_bitnet(nn::TransformerLMImpl& model, const std::string& dir,
+                                   at::ScalarType dtype = at::kBFloat16);
+
 }  // namespace bittorch::io
