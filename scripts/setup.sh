@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything BitTorch needs to build and test, idempotently:
-#   - Debian packages: compiler tools, spdlog, cxxopts, GoogleTest, zlib, gnuplot, clang-format,
+#   - Debian packages: compiler tools, spdlog, cxxopts, GoogleTest, zlib, PCRE2, gnuplot, clang-format,
 #     the Fashion-MNIST data set;
 #   - LibTorch from the pinned pip wheel torch==2.11.0 (CUDA 13.0 build) in a virtual
 #     environment outside the checkout, keyed by the torch version, so reruns and CI reuse it;
@@ -17,7 +17,7 @@ source "${here}/env.sh"
 
 die() { echo "setup.sh: error: $*" >&2; exit 1; }
 
-apt_packages=(build-essential cmake ninja-build pkg-config zlib1g-dev libgloo-dev
+apt_packages=(build-essential cmake ninja-build pkg-config zlib1g-dev libgloo-dev libpcre2-dev
               libspdlog-dev libcxxopts-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
               gnuplot-nox dataset-fashion-mnist clang-format)
 

@@ -8,6 +8,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
+
 namespace bittorch::apps {
 
 int import_command(int argc, char** argv) {
@@ -31,6 +33,10 @@ int import_command(int argc, char** argv) {
                                          : torch::kFloat);
     spdlog::info("imported {} ({}) into {} ({} bytes)", folder, nn::to_json(model->options), output,
                  io::regular_file_size(output));
+    if (const auto tokenizer = std::filesystem::path(folder) / "tokenizer.json"; std::filesystem::exists(tokenizer)) {
+      spdlog::info("sample it with its tokenizer: bittorch-lm sample --packed {} --tokenizer {}", output,
+                   tokenizer.string());
+    }
     return 0;
   });
 }

@@ -109,14 +109,21 @@ torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inpu
   return model->loss(inputs, targets);
 }
 
-std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt, const nn::GenerateOptions& options) {
+std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt, const nn::GenerateOptions& options,
+                          const io::Tokenizer* tokenizer) {
   TORCH_CHECK(!prompt.empty(), "the prompt must not be empty");
-  std::vector<int64_t> prompt_tokens(prompt.begin(), prompt.end());
-  for (auto& token : prompt_tokens) token &= 0xFF;  // bytes, whatever char's signedness
+  std::vector<int64_t> prompt_tokens;
+  if (tokenizer != nullptr) {
+    prompt_tokens = tokenizer->encode(prompt);
+  } else {
+    prompt_tokens.assign(prompt.begin(), prompt.end());
+    for (auto& token : prompt_tokens) token &= 0xFF;  // bytes, whatever char's signedness
+  }
   const auto generated = nn::generate(model, torch::tensor(prompt_tokens), options).contiguous();
+  const auto* ids = generated.data_ptr<int64_t>();
+  if (tokenizer != nullptr) return prompt + tokenizer->decode(std::vector<int64_t>(ids, ids + generated.numel()));
   std::string text = prompt;
-  const auto* bytes = generated.data_ptr<int64_t>();
-  for (int64_t i = 0; i < generated.numel(); ++i) text.push_back(static_cast<char>(bytes[i]));
+  for (int64_t i = 0; i < generated.numel(); ++i) text.push_back(static_cast<char>(ids[i]));
   return text;
 }
 

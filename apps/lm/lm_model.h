@@ -61,6 +61,7 @@ torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inpu
 
 /// `prompt` followed by the bytes the model generates after it (the model as it is: call
 /// eval() first).
-std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt, const nn::GenerateOptions& options);
+std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt, const nn::GenerateOptions& options,
+                          const io::Tokenizer* tokenizer = nullptr);
 
 }  // namespace bittorch::apps

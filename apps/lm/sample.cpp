@@ -71,7 +71,9 @@ int sample_command(int argc, char** argv) {
   // clang-format off
   options.add_options()
     ("prompt", "The text to continue", text_flag("\n"))
-    ("tokens", "Bytes to generate", text_flag("300"))
+    ("tokens", "Tokens to generate (bytes, without --tokenizer)", text_flag("300"))
+    ("tokenizer", "A Hugging Face tokenizer.json (byte-level BPE) to encode and decode text with, for a model "
+                  "of its vocabulary (one imported with import --hf); default: bytes", cxxopts::value<std::string>())
     ("temperature", "Softmax temperature (0: the most likely byte each time)", text_flag("0.8"))
     ("top-k", "Sample among the k most likely bytes (0: all)", text_flag("40"))
     ("seed", "Sampler seed: the same seed gives the same text", text_flag("0"));
@@ -90,13 +92,22 @@ int sample_command(int argc, char** argv) {
     }
     const std::string prompt = args["prompt"].as<std::string>();
     if (prompt.empty()) throw UsageError("--prompt must not be empty");
+    check_path_flags(args, {}, {"tokenizer"});
+    std::optional<io::Tokenizer> tokenizer;
+    if (args.count("tokenizer")) tokenizer = io::Tokenizer::from_file(args["tokenizer"].as<std::string>());
     auto model = load_model(args, selected_device(args));
-    // Text goes in and out as bytes: a model of another vocabulary (one imported from Hugging
-    // Face with its own tokenizer) would read them as other tokens, or fail on an index.
-    TORCH_CHECK(model->options.vocab_size() == 256, "the model has a vocabulary of ", model->options.vocab_size(),
-                " tokens, not the 256 bytes bittorch-lm sample encodes text as (a model with a tokenizer of its "
-                "own, such as one imported from Hugging Face, cannot be sampled here yet)");
-    std::cout << continue_text(*model, prompt, generate_options) << std::endl;
+    // Without a tokenizer text goes in and out as bytes: a model of another vocabulary (one
+    // imported from Hugging Face) would read them as other tokens, or fail on an index.
+    const int64_t vocab = model->options.vocab_size();
+    if (tokenizer) {
+      TORCH_CHECK(tokenizer->vocab_size() <= vocab, "--tokenizer has ", tokenizer->vocab_size(),
+                  " tokens, more than the model's vocabulary of ", vocab);
+    } else {
+      TORCH_CHECK(vocab == 256, "the model has a vocabulary of ", vocab,
+                  " tokens, not the 256 bytes bittorch-lm sample encodes text as: give its tokenizer "
+                  "(--tokenizer tokenizer.json)");
+    }
+    std::cout << continue_text(*model, prompt, generate_options, tokenizer ? &*tokenizer : nullptr) << std::endl;
     return 0;
   });
 }

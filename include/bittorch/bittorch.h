@@ -2,8 +2,11 @@
 
 // Umbrella header: everything a BitTorch user needs.
 #include <bittorch/io/files.h>
+#include <bittorch/io/hf_bitnet.h>
 #include <bittorch/io/packed_model.h>
 #include <bittorch/io/packed_transformer.h>
+#include <bittorch/io/safetensors.h>
+#include <bittorch/io/tokenizer.h>
 #include <bittorch/nn/functional/ternary_linear.h>
 #include <bittorch/nn/functional/transformer.h>
 #include <bittorch/nn/generation.h>

@@ -7,10 +7,14 @@
 #include <bittorch/bittorch.h>
 #include <bittorch/io/hf_bitnet.h>
 #include <bittorch/io/safetensors.h>
+#include <bittorch/io/tokenizer.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace {
@@ -161,6 +165,35 @@ TEST(HfInterop, ExportsModelsForTransformers) {
   bn::convert_to_ternary(*per_channel, bittorch::quant::QuantConfig().scale_mode(bittorch::quant::ScaleMode::AbsMean),
                          bn::is_transformer_projection);
   EXPECT_THROW(bittorch::io::export_hf_bitnet(*per_channel, interop_dir() + "/refused"), c10::Error);
+}
+
+// Our byte-level BPE against the tokenizers package's ids on 260 KB of varied text (held-out
+// Shakespeare, other scripts, emoji, combining marks, whitespace runs, special tokens), for a
+// tokenizer in Llama 3's layout and one in GPT-2's: equal ids, and the text back from them.
+TEST(HfInterop, TokenizerGivesTheTokenizersPackagesIds) {
+  SKIP_WITHOUT_FIXTURE();
+  std::ifstream in(interop_dir() + "/tokenizer_text.txt", std::ios::binary);
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  ASSERT_GT(text.size(), 200000u);
+  const auto expected = bittorch::io::read_safetensors(interop_dir() + "/tokenizer_ids.safetensors");
+  for (const std::string name : {"llama3", "gpt2"}) {
+    const auto tokenizer = bittorch::io::Tokenizer::from_file(interop_dir() + "/tokenizer_" + name + ".json");
+    const auto start = std::chrono::steady_clock::now();
+    const auto ids = tokenizer.encode(text);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::cout << name << ": " << ids.size() << " ids of " << text.size() << " bytes in " << seconds << " s\n";
+    const auto want = expected.at(name);
+    ASSERT_EQ(static_cast<int64_t>(ids.size()), want.numel()) << name;
+    const auto* w = want.data_ptr<int64_t>();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ASSERT_EQ(ids[i], w[i]) << name << ": id " << i << " ('" << tokenizer.decode({w[i]}) << "' expected)";
+    }
+    EXPECT_EQ(tokenizer.decode(ids), text) << name;
+    EXPECT_EQ(tokenizer.vocab_size(), 1500) << name;
+  }
+  const auto tokenizer = bittorch::io::Tokenizer::from_file(interop_dir() + "/tokenizer_llama3.json");
+  EXPECT_THROW(tokenizer.encode("bad \xff byte"), c10::Error);
+  EXPECT_THROW(tokenizer.decode({1500}), c10::Error);
 }
 
 TEST(HfInterop, RefusesWhatItCannotFollow) {

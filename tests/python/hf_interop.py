@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKENS = [[5, 17, 33, 2, 60, 41, 8, 8, 19, 50, 1, 27], [63, 0, 12, 12, 44, 3, 36, 21, 9, 58, 30, 14]]
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -104,13 +105,78 @@ def make(out):
     # Every dtype, by the safetensors package, for the C++ reader.
     save_file({name: dtype_values(name, 15).reshape(3, 5) for name in DTYPES} | {"empty": torch.zeros(0, 4)},
               out / "dtypes.safetensors", metadata={"written_by": "safetensors"})
+    make_tokenizers(out)
     print(f"hf_interop.py: wrote {sorted(p.name for p in out.iterdir())}")
 
 
 def run_lm(lm, *args, expect_code=0):
-    result = subprocess.run([lm, *map(str, args)], capture_output=True, text=True)
-    assert result.returncode == expect_code, (args, result.returncode, result.stdout, result.stderr)
-    return result.stdout + result.stderr
+    # Generated tokens may end inside a character: bytes decoded as the tokenizers package
+    # decodes them (invalid sequences as U+FFFD).
+    result = subprocess.run([lm, *map(str, args)], capture_output=True)
+    stdout, stderr = (stream.decode("utf-8", errors="replace") for stream in (result.stdout, result.stderr))
+    assert result.returncode == expect_code, (args, result.returncode, stdout, stderr)
+    return stdout + stderr
+
+
+# Llama 3's split pattern (as BitNet b1.58 2B4T's tokenizer.json has it).
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+SPECIAL_TOKENS = ["<|begin_of_text|>", "<|eot_id|>"]
+GREEDY_PROMPT = "ROMEO: But soft, what light"
+
+
+def tokenizer_text():
+    """A few hundred kilobytes of varied text: held-out Shakespeare, other scripts, emoji,
+    combining marks, digits, contractions, whitespace runs and the special tokens."""
+    import gzip
+    shakespeare = gzip.decompress((ROOT / "data" / "shakespeare" / "val.txt.gz").read_bytes()).decode()[:250_000]
+    varied = ("Ça va? Grüße aus Köln, naïve café — «quotes» 'n' “curly” ‘ones’.\n"
+              "日本語のテキスト、中文文本，한국어 텍스트. Ελληνικά και русский текст; עברית ועربية.\n"
+              "Emoji: 👍🏽 👨‍👩‍👧 🇫🇷 ✨ e\u0301 a\u0308 (combining), ﬁ ligature, ＦＵＬＬ width.\n"
+              "Numbers 1234567 3.14159 1,000,000 0x1F; contractions I'm you're they've he'd we'll IT'S.\n"
+              "Whitespace:   three spaces\t\ttabs\n\n\nnewlines \r\n crlf   \u00a0nbsp\u2003em  trailing   \n"
+              "<|begin_of_text|>User: hi<|eot_id|>Assistant: hello<|eot_id|><|eot_id|>x<|begin_of_text|>\n")
+    return shakespeare + varied * 20
+
+
+def make_tokenizers(out):
+    """Two byte-level BPE tokenizers trained on Shakespeare by the tokenizers package (Llama 3's
+    layout: a Split by its pattern then ByteLevel, ignore_merges; and GPT-2's: ByteLevel with its
+    own pattern), and the package's ids of tokenizer_text() under each."""
+    import gzip
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: F811
+    corpus = gzip.decompress((ROOT / "data" / "shakespeare" / "train.txt.gz").read_bytes()).decode()[:400_000]
+    text = tokenizer_text()
+    (out / "tokenizer_text.txt").write_text(text, encoding="utf-8")
+    ids = {}
+    for name in ("llama3", "gpt2"):
+        tokenizer = Tokenizer(models.BPE(ignore_merges=name == "llama3"))
+        if name == "llama3":
+            tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        else:
+            tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=1500, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tokenizer.train_from_iterator(corpus.splitlines(keepends=True), trainer)
+        tokenizer.save(str(out / f"tokenizer_{name}.json"))
+        ids[name] = torch.tensor(tokenizer.encode(text, add_special_tokens=False).ids, dtype=torch.int64)
+        assert tokenizer.decode(ids[name].tolist(), skip_special_tokens=False) == text
+    save_file(ids, out / "tokenizer_ids.safetensors")
+    # A checkpoint of that vocabulary with the Llama 3-layout tokenizer beside it, as published
+    # models come, and transformers' greedy continuation of a prompt.
+    folder = out / "with_tokenizer"
+    model = random_model(config(vocab_size=1500, max_position_embeddings=64), 7)
+    model.save_pretrained(folder)
+    shutil.copy(out / "tokenizer_llama3.json", folder / "tokenizer.json")
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    prompt = tokenizer.encode(GREEDY_PROMPT, add_special_tokens=False).ids
+    with torch.no_grad():
+        generated = model.generate(torch.tensor([prompt]), max_new_tokens=24, do_sample=False)[0, len(prompt):]
+    (out / "greedy.txt").write_text(GREEDY_PROMPT + tokenizer.decode(generated.tolist(), skip_special_tokens=False),
+                                    encoding="utf-8")
 
 
 def check(out, lm):
@@ -144,6 +210,16 @@ def check(out, lm):
     assert f"'{out / 'missing'}' is not a folder" in message, message
     assert "give --hf and --output" in run_lm(lm, "import", "--hf", out / "packed", expect_code=2)
     print("hf_interop.py: bittorch-lm import: ok")
+    # A published-style folder (weights and tokenizer.json) imported and sampled greedily with its
+    # tokenizer: transformers' greedy text.
+    output = out / "with_tokenizer.btp"
+    log = run_lm(lm, "import", "--hf", out / "with_tokenizer", "--output", output, "--dtype", "float32")
+    assert "--tokenizer" in log, log
+    text = run_lm(lm, "sample", "--packed", output, "--tokenizer", out / "with_tokenizer" / "tokenizer.json",
+                  "--prompt", GREEDY_PROMPT, "--tokens", "24", "--temperature", "0", "--log-level", "off")
+    expected = (out / "greedy.txt").read_text(encoding="utf-8")
+    assert text.rstrip("\n") == expected, (text, expected)
+    print(f"hf_interop.py: bittorch-lm sample --tokenizer continues as transformers does: {expected!r}")
     # A model trained by bittorch-lm in BitNet's shape (ternary, one scale per layer, 8-bit
     # activations), exported for transformers, which loads and runs it.
     checkpoint, folder = out / "trained.ckpt", out / "trained_hf"
