@@ -110,8 +110,9 @@ class Pattern {
 class Pattern {
  public:
   Pattern(const std::string&, bool, const std::string& where) {
-    TORCH_CHECK(false, where, ": this BitTorch was built without PCRE2 (Debian's libpcre2-dev), which split patterns "
-                              "need; install it and rebuild");
+    TORCH_CHECK(false, where,
+                ": this BitTorch was built without PCRE2 (Debian's libpcre2-dev), which split patterns "
+                "need; install it and rebuild");
   }
   std::vector<std::string_view> split(std::string_view text) const { return {text}; }
 };
@@ -120,14 +121,14 @@ class Pattern {
 }  // namespace
 
 struct Tokenizer::Impl {
-  std::unordered_map<std::string, int64_t> vocab;  // token (GPT-2 characters) -> id
-  std::vector<std::string> tokens;                 // id -> token, "" where no id
-  std::vector<bool> added;                         // id -> whether an added token (text as written)
-  std::unordered_map<std::string, int64_t> merge_rank;  // a + '\xff' + b -> rank
+  std::unordered_map<std::string, int64_t> vocab;             // token (GPT-2 characters) -> id
+  std::vector<std::string> tokens;                            // id -> token, "" where no id
+  std::vector<bool> added;                                    // id -> whether an added token (text as written)
+  std::unordered_map<std::string, int64_t> merge_rank;        // a + '\xff' + b -> rank
   std::vector<std::pair<std::string, int64_t>> added_tokens;  // longest first
-  std::vector<std::unique_ptr<Pattern>> patterns;  // applied in turn to every piece
+  std::vector<std::unique_ptr<Pattern>> patterns;             // applied in turn to every piece
   bool ignore_merges = false;
-  std::array<std::string, 256> byte_chars;          // byte -> its character, UTF-8
+  std::array<std::string, 256> byte_chars;  // byte -> its character, UTF-8
   std::unordered_map<std::string, unsigned char> char_bytes;
 
   void add_token(const std::string& token, int64_t id, bool is_added, const std::string& where) {
@@ -238,8 +239,8 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
     if (merge.is_string()) {  // "a b"
       const auto text = merge.get<std::string>();
       const auto space = text.find(' ');
-      TORCH_CHECK(space != std::string::npos && text.find(' ', space + 1) == std::string::npos, where,
-                  ": merge ", rank, " '", text, "' is not two tokens");
+      TORCH_CHECK(space != std::string::npos && text.find(' ', space + 1) == std::string::npos, where, ": merge ", rank,
+                  " '", text, "' is not two tokens");
       left = text.substr(0, space);
       right = text.substr(space + 1);
     } else {
@@ -279,12 +280,13 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
       const auto& pattern = step.value("pattern", nlohmann::json::object());
       const bool literal = pattern.contains("String");
       TORCH_CHECK(literal || pattern.contains("Regex"), where, ": a Split pattern is neither Regex nor String");
-      impl->patterns.push_back(std::make_unique<Pattern>(
-          pattern[literal ? "String" : "Regex"].get<std::string>(), literal, where));
+      impl->patterns.push_back(
+          std::make_unique<Pattern>(pattern[literal ? "String" : "Regex"].get<std::string>(), literal, where));
     } else if (step_type == "ByteLevel") {
       TORCH_CHECK(!step.value("add_prefix_space", false), where,
                   ": pre_tokenizer ByteLevel.add_prefix_space is not followed");
-      if (step.value("use_regex", true)) impl->patterns.push_back(std::make_unique<Pattern>(kByteLevelPattern, false, where));
+      if (step.value("use_regex", true))
+        impl->patterns.push_back(std::make_unique<Pattern>(kByteLevelPattern, false, where));
       byte_level = true;
     } else {
       TORCH_CHECK(false, where, ": pre-tokenizer '", step_type, "' is not followed (ByteLevel, Split)");
@@ -292,8 +294,8 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
   }
   TORCH_CHECK(byte_level, where, ": no ByteLevel pre-tokenizer: only byte-level BPE is read");
   if (json.contains("decoder") && !json["decoder"].is_null()) {
-    TORCH_CHECK(json["decoder"].value("type", std::string()) == "ByteLevel", where,
-                ": decoder '", json["decoder"].value("type", std::string()), "' is not followed (ByteLevel)");
+    TORCH_CHECK(json["decoder"].value("type", std::string()) == "ByteLevel", where, ": decoder '",
+                json["decoder"].value("type", std::string()), "' is not followed (ByteLevel)");
   }
 
   // Added tokens: matched as written, before anything else.
@@ -345,8 +347,8 @@ std::vector<int64_t> Tokenizer::encode(std::string_view text) const {
 std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
   std::string text;
   for (const auto id : ids) {
-    TORCH_CHECK(id >= 0 && id < vocab_size() && !impl_->tokens[id].empty(), "bittorch::io::Tokenizer::decode: id ",
-                id, " names no token (the vocabulary has ", vocab_size(), ")");
+    TORCH_CHECK(id >= 0 && id < vocab_size() && !impl_->tokens[id].empty(), "bittorch::io::Tokenizer::decode: id ", id,
+                " names no token (the vocabulary has ", vocab_size(), ")");
     const auto& token = impl_->tokens[id];
     if (impl_->added[id]) {
       text += token;

@@ -22,7 +22,8 @@ std::string byte_char(int b) {
   int code_point = b;
   if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))) {
     code_point = 256;
-    for (int k = 0; k < b; ++k) code_point += !((k >= 33 && k <= 126) || (k >= 161 && k <= 172) || (k >= 174 && k <= 255));
+    for (int k = 0; k < b; ++k)
+      code_point += !((k >= 33 && k <= 126) || (k >= 161 && k <= 172) || (k >= 174 && k <= 255));
   }
   std::string out;
   if (code_point < 0x80) {

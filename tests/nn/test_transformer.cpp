@@ -229,8 +229,8 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
     torch::manual_seed(3);
     // BitNet 2B4T's block with the gated MLP: two query heads per key head, sub-norms.
     const bool bitnet = mlp == bn::MlpKind::GatedSquaredReLU;
-    const auto options = bitnet ? toy_options(mlp).width(8).heads(4).kv_heads(2).sub_norms(true)
-                                : toy_options(mlp).width(4).heads(2);
+    const auto options =
+        bitnet ? toy_options(mlp).width(8).heads(4).kv_heads(2).sub_norms(true) : toy_options(mlp).width(4).heads(2);
     bn::TransformerBlock block(options);
     block->to(torch::kDouble);
     {
@@ -389,8 +389,9 @@ TEST(Transformer, BitNetOptionsRoundTrip) {
   for (int64_t i = 4; i < 9; ++i) steps.push_back(model->forward(tokens.narrow(1, i, 1), &cache));
   EXPECT_TRUE(torch::allclose(torch::cat(steps, 1), whole, 1e-5, 1e-5));
   EXPECT_FALSE(model->decode_step_supported(torch::kCPU));
-  EXPECT_TRUE(throws_error_mentioning([] { bn::TransformerLM(bn::TransformerOptions().heads(4).width(16).kv_heads(3)); },
-                                      {"kv_heads (3)", "heads (4)"}));
+  EXPECT_TRUE(
+      throws_error_mentioning([] { bn::TransformerLM(bn::TransformerOptions().heads(4).width(16).kv_heads(3)); },
+                              {"kv_heads (3)", "heads (4)"}));
 }
 
 TEST(Transformer, OptionsArePresetsAndChecked) {

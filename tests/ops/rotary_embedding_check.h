@@ -16,7 +16,8 @@ namespace bittorch::testing {
 /// `direction` rotates back: the backward's reference), in double.
 inline torch::Tensor reference_rotate_positions(const torch::Tensor& x, int64_t start, int direction = 1) {
   std::vector<torch::Tensor> rows;
-  for (int64_t t = 0; t < x.size(2); ++t) rows.push_back(reference_rotate(x.select(2, t), direction * (start + t), kRopeBase));
+  for (int64_t t = 0; t < x.size(2); ++t)
+    rows.push_back(reference_rotate(x.select(2, t), direction * (start + t), kRopeBase));
   return torch::stack(rows, 2);
 }
 
@@ -32,7 +33,10 @@ inline std::vector<RotaryCase> rotary_cases() {
 /// [B, heads, T, D] random values in `dtype` on `device`, in the layout of `c`.
 inline torch::Tensor rotary_input(const RotaryCase& c, int64_t heads, torch::Dtype dtype, torch::Device device) {
   if (c.token_major) {
-    return torch::randn({c.batch, c.positions, heads, c.head_size}, torch::kDouble).to(dtype).to(device).transpose(1, 2);
+    return torch::randn({c.batch, c.positions, heads, c.head_size}, torch::kDouble)
+        .to(dtype)
+        .to(device)
+        .transpose(1, 2);
   }
   return torch::randn({c.batch, heads, c.positions, c.head_size}, torch::kDouble).to(dtype).to(device);
 }

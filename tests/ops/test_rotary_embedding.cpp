@@ -30,8 +30,8 @@ TEST(RotaryEmbedding, TakesAStridedHeadDimensionAndEqualsTheUnfusedRotation) {
 TEST(RotaryEmbedding, MetaTensorsAndErrors) {
   const auto meta = torch::TensorOptions().device(torch::kMeta);
   const auto q = torch::empty({2, 5, 3, 4}, meta).transpose(1, 2);
-  const auto [rq, rk] = bittorch::ops::rotary_embedding(q, torch::empty({2, 1, 5, 4}, meta),
-                                                        torch::empty({5, 4}, meta), torch::empty({5, 4}, meta));
+  const auto [rq, rk] = bittorch::ops::rotary_embedding(q, torch::empty({2, 1, 5, 4}, meta), torch::empty({5, 4}, meta),
+                                                        torch::empty({5, 4}, meta));
   EXPECT_EQ(rq.sizes(), q.sizes());
   EXPECT_EQ(rq.strides(), q.strides());
   EXPECT_EQ(rk.sizes(), torch::IntArrayRef({2, 1, 5, 4}));
@@ -42,10 +42,15 @@ TEST(RotaryEmbedding, MetaTensorsAndErrors) {
   EXPECT_TRUE(throws_error_mentioning([&] { bittorch::ops::rotary_embedding(x[0], x[0], table, table); },
                                       {"[batch, heads, positions, head_size]"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { bittorch::ops::rotary_embedding(torch::ones({1, 1, 3, 5}), torch::ones({1, 1, 3, 5}), table, table); },
+      [&] {
+        bittorch::ops::rotary_embedding(torch::ones({1, 1, 3, 5}), torch::ones({1, 1, 3, 5}), table, table);
+      },
       {"head size must be even"}));
-  EXPECT_TRUE(throws_error_mentioning([&] { bittorch::ops::rotary_embedding(x, x, torch::ones({4, 4}), table); },
-                                      {"expected cos [3, 4]"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        bittorch::ops::rotary_embedding(x, x, torch::ones({4, 4}), table);
+      },
+      {"expected cos [3, 4]"}));
   EXPECT_TRUE(throws_error_mentioning([&] { bittorch::ops::rotary_embedding(x, x.narrow(2, 0, 2), table, table); },
                                       {"query's batch, positions and head size"}));
   EXPECT_TRUE(throws_error_mentioning(

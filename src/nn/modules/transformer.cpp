@@ -132,8 +132,8 @@ at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, int64_t start, 
     }
   }
   // Grouped-query attention: SDPA pairs each key/value head with heads / kv_heads query heads.
-  return merged_output(at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, std::nullopt,
-                                                        k.size(1) != q.size(1)));
+  return merged_output(
+      at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, std::nullopt, k.size(1) != q.size(1)));
 }
 
 at::Tensor CausalSelfAttentionImpl::forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,
@@ -172,7 +172,7 @@ MlpImpl::MlpImpl(const TransformerOptions& options_, const ProjectionFactory& ma
 
 at::Tensor MlpImpl::forward(const at::Tensor& x) {
   const auto up = project(up_, x);
-  const auto hidden = options.mlp() == MlpKind::SwiGLU           ? at::silu(project(gate_, x)) * up
+  const auto hidden = options.mlp() == MlpKind::SwiGLU             ? at::silu(project(gate_, x)) * up
                       : options.mlp() == MlpKind::GatedSquaredReLU ? ops::squared_relu(project(gate_, x)) * up
                                                                    : ops::squared_relu(up);
   return project(down_, sub_norm ? sub_norm->forward(hidden) : hidden);
@@ -224,7 +224,8 @@ at::Tensor TransformerLMImpl::forward(const at::Tensor& tokens, KVCache* cache) 
   const int64_t start = cache != nullptr ? cache->length : 0;
   TORCH_CHECK(tokens.size(1) >= 1 && start + tokens.size(1) <= options.context(), "TransformerLM: ", tokens.size(1),
               " tokens after ", start, " do not fit the context of ", options.context());
-  if (cache != nullptr && tokens.size(1) == 1 && !at::GradMode::is_enabled() && decode_step_supported(tokens.device())) {
+  if (cache != nullptr && tokens.size(1) == 1 && !at::GradMode::is_enabled() &&
+      decode_step_supported(tokens.device())) {
     // One new token without gradients (generation): the fused decode step, at a position
     // tensor made once for all blocks.
     const auto logits = decode_step(tokens, at::full({1}, start, tokens.options()), *cache);

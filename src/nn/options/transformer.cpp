@@ -100,8 +100,7 @@ TransformerOptions transformer_options_from_json(std::string_view text) {
   TORCH_CHECK(json.is_object(), "TransformerOptions: expected a JSON object, not '", text, "'");
   // Fields added later: absent from older checkpoints, where they had their defaults.
   const auto later_field = [&](const char* name, auto default_value) {
-    return json.contains(name) ? json_field<decltype(default_value)>(json, name, "TransformerOptions")
-                               : default_value;
+    return json.contains(name) ? json_field<decltype(default_value)>(json, name, "TransformerOptions") : default_value;
   };
   return TransformerOptions()
       .vocab_size(json_field<int64_t>(json, "vocab_size", "TransformerOptions"))
@@ -142,8 +141,9 @@ TransformerDescription transformer_from_numbers(const std::vector<int64_t>& ints
                    expected_reals = kOptionReals + quant::kQuantConfigReals;
   const bool later = ints.size() == expected_ints + kLaterOptionInts;
   TORCH_CHECK((ints.size() == expected_ints || later) && reals.size() == expected_reals,
-              "a TransformerLM is described by ", expected_ints + kLaterOptionInts, " (or, in files written before kv_heads and the options after it, ",
-              expected_ints, ") integers and ", expected_reals, " reals, not ", ints.size(), " and ", reals.size());
+              "a TransformerLM is described by ", expected_ints + kLaterOptionInts,
+              " (or, in files written before kv_heads and the options after it, ", expected_ints, ") integers and ",
+              expected_reals, " reals, not ", ints.size(), " and ", reals.size());
   TORCH_CHECK(ints[6] >= 0 && ints[6] <= 2, "invalid MLP kind ", ints[6]);
   TORCH_CHECK(ints[7] == 0 || ints[7] == 1, "invalid ternary flag ", ints[7]);
   const auto flag = [&](size_t index, const char* what) {

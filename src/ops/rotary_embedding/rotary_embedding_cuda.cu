@@ -59,8 +59,10 @@ __global__ void rotary_embedding_kernel(RotaryOperand<scalar_t, acc_t> query, Ro
 
 template <typename scalar_t, typename acc_t>
 RotaryOperand<scalar_t, acc_t> operand(const at::Tensor& in, at::Tensor& out) {
-  RotaryOperand<scalar_t, acc_t> x{in.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                                   {in.size(1), in.size(2), {}, {}}, in.size(0) * in.size(1) * in.size(2)};
+  RotaryOperand<scalar_t, acc_t> x{in.const_data_ptr<scalar_t>(),
+                                   out.mutable_data_ptr<scalar_t>(),
+                                   {in.size(1), in.size(2), {}, {}},
+                                   in.size(0) * in.size(1) * in.size(2)};
   for (int i = 0; i < 3; ++i) {
     x.layout.in_strides[i] = in.stride(i);
     x.layout.out_strides[i] = out.stride(i);
@@ -89,8 +91,8 @@ std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor&
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, query.scalar_type(), "rotary_embedding_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     rotary_embedding_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), block, 0, stream>>>(
-        operand<scalar_t, acc_t>(q, rotated_query), operand<scalar_t, acc_t>(k, rotated_key),
-        c.const_data_ptr<acc_t>(), s.const_data_ptr<acc_t>(), half, static_cast<acc_t>(sign));
+        operand<scalar_t, acc_t>(q, rotated_query), operand<scalar_t, acc_t>(k, rotated_key), c.const_data_ptr<acc_t>(),
+        s.const_data_ptr<acc_t>(), half, static_cast<acc_t>(sign));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {rotated_query, rotated_key};
