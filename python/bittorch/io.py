@@ -12,6 +12,7 @@ import torch
 
 from bittorch.nn.modules import TernaryLinear
 from bittorch.nn.packed import PackedTernaryLinear
+from bittorch.nn.transformer import TransformerLM, transformer_options
 from bittorch.packing import pack_ternary, packed_words, unpack_ternary
 from bittorch.quant import SCALE_MODES, QuantConfig
 
@@ -315,6 +316,43 @@ def _build(kind, dtype_code, ints, reals, arrays):
     raise ValueError(f"unknown module kind {kind}")
 
 
+def _check_transformer(modules, where):
+    """Every module the TransformerLM's options imply is in the file, of its size."""
+    o = modules[""].options
+    head_size, hidden = o["width"] // o["heads"], o["mlp_hidden"] or (
+        o["mlp_ratio"] * o["width"] if o["mlp"] != "swiglu" else (2 * o["mlp_ratio"] * o["width"] // 3 + 7) // 8 * 8)
+    kv_width = o["kv_heads"] * head_size
+    expected = {"embedding": (torch.nn.Embedding, o["width"], o["vocab_size"]), "norm": (torch.nn.RMSNorm, o["width"])}
+    if not o["tied_embeddings"]:
+        expected["head"] = ((torch.nn.Linear,), o["width"], o["vocab_size"])
+    for i in range(o["layers"]):
+        block = f"blocks.{i}"
+        expected[f"{block}.attention_norm"] = expected[f"{block}.mlp_norm"] = (torch.nn.RMSNorm, o["width"])
+        for name, fan_in, fan_out in (("q", o["width"], o["width"]), ("k", o["width"], kv_width),
+                                      ("v", o["width"], kv_width), ("o", o["width"], o["width"]),
+                                      ("up", o["width"], hidden), ("down", hidden, o["width"])) + (
+                                          (("gate", o["width"], hidden),) if o["mlp"] != "squared_relu" else ()):
+            part = "attention" if name in "qkvo" else "mlp"
+            expected[f"{block}.{part}.{name}"] = ((torch.nn.Linear, PackedTernaryLinear), fan_in, fan_out)
+        if o["sub_norms"]:
+            expected[f"{block}.attention.sub_norm"] = (torch.nn.RMSNorm, o["width"])
+            expected[f"{block}.mlp.sub_norm"] = (torch.nn.RMSNorm, hidden)
+    for path, (kinds, *sizes) in expected.items():
+        module = modules.get(path)
+        if not isinstance(module, kinds):
+            raise PackedFileError(f"{where}: the TransformerLM its root describes needs module {path!r}, which the "
+                                  f"file {'lacks' if module is None else 'holds as a ' + type(module).__name__}")
+        if isinstance(module, torch.nn.RMSNorm):
+            actual = [module.normalized_shape[0]]
+        elif isinstance(module, torch.nn.Embedding):
+            actual = [module.embedding_dim, module.num_embeddings]
+        else:
+            actual = [module.in_features, module.out_features]
+        if actual != sizes:
+            raise PackedFileError(f"{where}: module {path!r} has sizes {actual}, the TransformerLM its root "
+                                  f"describes {sizes}")
+
+
 def load_packed(path) -> torch.nn.Module:
     """The module tree a packed model file holds (a C++ bittorch::save_packed file, or one
     save_packed wrote), in eval mode, on the CPU. Raises PackedFileError (a ValueError) naming
@@ -373,7 +411,13 @@ def load_packed(path) -> torch.nn.Module:
             if not checksum_ok:
                 continue  # parse on to tell truncation from corruption, build nothing
             try:
-                module = _build(kind, dtype_code, numbers[0], numbers[1], arrays)
+                if kind == MODULE and not name and numbers[0]:  # a language model's root record
+                    module = TransformerLM(transformer_options(*numbers))
+                elif kind == MODULE and isinstance(modules.get(""), TransformerLM):  # its blocks and parts
+                    _expect(numbers[0], numbers[1], arrays, 0, 0, 0, "a TransformerLM's container")
+                    module = torch.nn.Module()
+                else:
+                    module = _build(kind, dtype_code, numbers[0], numbers[1], arrays)
             except ValueError as error:
                 raise PackedFileError(f"{where}: module {name!r}: {error}") from error
             parent, _, child = name.rpartition(".")
@@ -394,4 +438,6 @@ def load_packed(path) -> torch.nn.Module:
         raise PackedFileError(f"{where}: corrupted (checksum mismatch)")
     if "" not in modules:
         raise PackedFileError(f"{where}: no root module")
+    if isinstance(modules[""], TransformerLM):
+        _check_transformer(modules, where)
     return modules[""].eval()

@@ -210,6 +210,19 @@ def check(out, lm):
     assert f"'{out / 'missing'}' is not a folder" in message, message
     assert "give --hf and --output" in run_lm(lm, "import", "--hf", out / "packed", expect_code=2)
     print("hf_interop.py: bittorch-lm import: ok")
+    # The C++ test's packed files of the imported checkpoints, loaded by the Python package: its
+    # TransformerLM gives transformers' logits too (fp, online with tied embeddings, packed).
+    import bittorch
+    references = load_file(out / "reference_logits.safetensors")
+    for name in ("fp", "online", "packed"):
+        model = bittorch.load_packed(out / f"{name}.btp")
+        assert isinstance(model, bittorch.nn.TransformerLM), type(model)
+        with torch.no_grad():
+            logits = model(references["tokens"])
+        scale = references[name].abs().max().item()
+        error = (logits - references[name]).abs().max().item()
+        print(f"hf_interop.py: Python bittorch.load_packed({name}.btp): transformers' logits to {error:.2e} of {scale:.2f}")
+        assert error <= (1e-5 if name == "fp" else 2e-3) * scale, (name, error, scale)
     # A published-style folder (weights and tokenizer.json) imported and sampled greedily with its
     # tokenizer: transformers' greedy text.
     output = out / "with_tokenizer.btp"

@@ -414,6 +414,38 @@ def _infer_accuracy(infer, path):
     return float(re.search(r"test accuracy +([0-9.]+)%", output).group(1))
 
 
+def test_language_model_from_cpp():
+    """A language model bittorch-lm trains and exports loads as bittorch.nn.TransformerLM and
+    continues a prompt greedily as bittorch-lm sample does. (Its logits against C++ and
+    transformers' on BitNet-shaped models: tests/python/hf_interop.py.)"""
+    lm = os.environ.get("BITTORCH_LM")
+    if not lm:
+        print("  BITTORCH_LM not set (the C++ app): skipped", flush=True)
+        return
+    directory = Path(tempfile.mkdtemp())
+    model_file = directory / "lm.btp"
+    subprocess.run([lm, "train", "--preset", "tiny", "--model", "ternary", "--steps", "40", "--batch-size", "8",
+                    "--eval-interval", "40", "--eval-windows", "2", "--no-progress", "--log-level", "warn",
+                    "--export", str(model_file)], capture_output=True, check=True)
+    model = bittorch.load_packed(model_file)
+    assert isinstance(model, bittorch.nn.TransformerLM) and model.options["layers"] == 2, model
+    prompt = b"ROMEO:"
+    generated = model.generate(torch.tensor(list(prompt)), 40)
+    sampled = subprocess.run([lm, "sample", "--packed", str(model_file), "--prompt", prompt.decode(), "--tokens", "40",
+                              "--temperature", "0", "--log-level", "off"], capture_output=True, check=True).stdout
+    assert sampled == prompt + bytes(generated.tolist()) + b"\n", (sampled, generated)
+    example = subprocess.run([sys.executable, str(ROOT / "examples" / "lm_generate.py"), str(model_file), "--prompt",
+                              prompt.decode(), "--tokens", "40", "--temperature", "0"],
+                             capture_output=True, check=True).stdout
+    assert example == sampled, (example, sampled)
+    try:
+        model.generate(torch.tensor(list(prompt)), 64)
+        assert False, "generate past the context was accepted"
+    except ValueError as error:
+        assert "context of 64" in str(error), error
+    shutil.rmtree(directory)
+
+
 def test_packed_files_across_languages():
     """A file bittorch-mnist (C++) exports loads in Python with bittorch-infer's accuracy and
     saves back byte for byte; a model trained and saved in Python runs in bittorch-infer with
