@@ -34,6 +34,19 @@ int main(int argc, char** argv) {
     const int64_t limit = integer_flag(args, "test-limit", 0);
     const auto device = selected_device(args);
 
+    // A language model's file (its root describes a TransformerLM) is bittorch-lm's to run.
+    bool language_model = false;
+    try {
+      const auto root = bittorch::io::read_packed_numbers(path);
+      bittorch::nn::transformer_from_numbers(root.ints, root.reals);
+      language_model = true;
+    } catch (const c10::Error&) {
+      // not a language model (or not a valid file): load_packed says what it is
+    }
+    TORCH_CHECK(!language_model, "'", path,
+                "' holds a language model, not a classifier: generate text with it by "
+                "bittorch-lm sample --packed ",
+                path);
     auto model = bittorch::io::load_packed(path);
     // Weight bytes in FP32, in memory (2-bit codes + scales) and in the file (1.6-bit codes + scales).
     int64_t fp32_bytes = 0, packed_bytes = 0, file_weight_bytes = 0, layers = 0;

@@ -19,6 +19,13 @@ namespace {
 // The model of the checkpoint at `path` on the CPU, in eval mode, ternary projections packed.
 nn::TransformerLM model_from_checkpoint(const std::string& path) {
   const auto metadata = train::read_checkpoint_metadata(path);
+  // Another app's checkpoint: say what it holds, in a line.
+  if (!metadata.settings.contains("model")) {
+    const auto& layers = metadata.model.contains("layers") ? metadata.model["layers"] : nlohmann::json::array();
+    TORCH_CHECK(false, "checkpoint '", path, "' holds no bittorch-lm model but a ", metadata.model.value("kind", "?"),
+                " model of ", layers.size(), " layers",
+                metadata.settings.contains("dataset") ? " trained on images (bittorch-mnist's: use --load there)" : "");
+  }
   nn::TransformerOptions options;
   std::string kind;
   std::optional<quant::QuantConfig> ternary;

@@ -357,6 +357,8 @@ int train_command(int argc, char** argv) {
                                                     {"device", device.str()},
                                                     {"bf16", config.bf16},
                                                     {"steps", config.steps},
+                                                    {"tokens_per_step", config.batch_size * config.accumulation *
+                                                                            ranks.count * config.model.context()},
                                                     {"model", nlohmann::json::parse(nn::to_json(config.model))}});
     for (const auto& kind : config.kinds) train_one(kind, config, train, val, device, ranks, metrics);
     ranks.finish();

@@ -161,6 +161,8 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
   // Summed on the device: reading a loss waits for the GPU, so it happens only every
   // loss_check_every steps.
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(options_.device()));
+  // Each step's loss, on the device too: read once, at the end of the epoch.
+  auto step_losses = torch::zeros({steps}, loss_sum.options());
   int64_t items = 0;
   const int64_t micro_steps = options_.accumulation_steps();
   for (int64_t step = 0; step < steps; ++step) {
@@ -180,10 +182,12 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
         } else {
           loss.backward();
         }
-        loss_sum += output.loss.detach().to(torch::kDouble).reshape({}) / static_cast<double>(micro_steps);
+        step_losses.select(0, step).add_(output.loss.detach().to(torch::kDouble).reshape({}) /
+                                         static_cast<double>(micro_steps));
         items += output.items;
       }
     }
+    loss_sum += step_losses.select(0, step);
     if (options_.max_grad_norm() > 0) clip_gradients(parameters_, options_.max_grad_norm());
     optimizer_.step();
     ++steps_done_;
@@ -206,9 +210,11 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
     train_loss = parallel->mean_over_ranks(train_loss);
     all_items = parallel->sum_over_ranks(all_items);
   }
+  const auto losses = step_losses.cpu();
   return {{"epoch", epoch},
           {"steps", steps_done_},
           {"train_loss", train_loss},
+          {"step_losses", std::vector<double>(losses.data_ptr<double>(), losses.data_ptr<double>() + steps)},
           {"seconds", seconds},
           {options_.unit() + "_per_second", all_items / std::max(seconds, 1e-9)}};
 }

@@ -723,7 +723,16 @@ def case_lm_tiny_learns():
             assert len(losses) == 3 and losses[-1] < losses[0], (r["model"], losses)
             assert r["best_val_loss"] < 2.9, (r["model"], losses, output)
             assert abs(r["evaluations"][-1]["val_bits_per_byte"] - losses[-1] / 0.6931471805599453) < 1e-9
+            # Every step's loss, whose mean over an interval is the interval's training loss.
+            for e in r["evaluations"]:
+                assert len(e["step_losses"]) == 100, len(e["step_losses"])
+                assert abs(sum(e["step_losses"]) / 100 - e["train_loss"]) < 1e-9 * e["train_loss"], e
         assert "bits per byte" in output and "ternary" in output, output
+        if shutil.which("gnuplot"):
+            png = os.path.join(tmp, "lm.png")
+            run("bash", os.path.join(SCRIPTS, "plot_metrics.sh"), metrics, png)
+            with open(png, "rb") as f:
+                assert f.read(8) == b"\x89PNG\r\n\x1a\n"
         print(f"lm_tiny_learns: {elapsed:.1f} s, {[r['best_val_loss'] for r in doc['runs']]}")
 
 
@@ -755,6 +764,9 @@ def case_lm_resume_sample_and_export():
         from_train, _ = run_split(LM, "sample", "--packed", f("lm.btp"), *sample)
         exported, _ = run_split(LM, "sample", "--packed", f("exported.btp"), *sample)
         assert exported == from_train and exported.startswith("ROMEO:"), (from_train, exported)
+        # The classifier app given a language model points to the app that runs it.
+        output = run(INFER, "--model", f("exported.btp"), expect_code=1)
+        assert "holds a language model" in output and "bittorch-lm sample --packed" in output, output
         other, _ = run_split(LM, "sample", "--checkpoint", f("ck.pt"), *sample[:-1], "4")
         assert other != first, other
         output = run(LM, "sample", expect_code=2)
@@ -960,6 +972,11 @@ def case_lm_bad_text_files():
         # A text of one's own is not validated on Shakespeare behind the user's back.
         output = run(LM, "train", *LM_TINY, "--train-file", f("two_members.txt.gz"), "--steps", "1", expect_code=2)
         assert "--train-file needs --val-file" in output, output
+        # Another app's checkpoint is named for what it holds, in a line.
+        run(MNIST, "--epochs", "1", *SMALL, "--save", f("mnist.ckpt"))
+        output = run(LM, "sample", "--checkpoint", f("mnist.ckpt"), expect_code=1)
+        assert "holds no bittorch-lm model but a ternary model of" in output and "bittorch-mnist" in output, output
+        assert len(output) < 400, output
         output = run(LM, "frobnicate", expect_code=2)
         assert "unknown command 'frobnicate'" in output, output
         output = run(LM, "train", "--width", "30", "--heads", "4", expect_code=2)

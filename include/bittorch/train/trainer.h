@@ -124,7 +124,8 @@ class BITTORCH_TRAIN_API Trainer {
   /// Trains from the current position to the end of the run (or stop_after_epoch). A loss
   /// that is not finite stops the run with a c10::Error naming the epoch, the step and the
   /// learning rate. Returns every epoch's record so far, a resumed run's earlier ones included:
-  /// {"epoch", "steps", "train_loss", "seconds", "<unit>_per_second", evaluate's fields}.
+  /// {"epoch", "steps", "train_loss", "step_losses" (each optimizer step's loss, this process's
+  /// batches), "seconds", "<unit>_per_second", evaluate's fields}.
   const nlohmann::json& fit(const TrainerHooks& hooks);
 
   int64_t epochs() const;
