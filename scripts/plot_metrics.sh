@@ -50,46 +50,32 @@ with open(f"{work}/models", "w") as f:
                         d.write(f"{e['steps'] - len(losses) + i + 1} {loss}\n")
 PY
 models=$(cat "$work/models")
-if [[ "$(cat "$work/kind")" == lm ]]; then
-  val_plot="" step_plot=""
-  for m in $models; do
-    val_plot+="${val_plot:+, }'$work/$m.dat' using 1:2 with linespoints title '$m'"
-    step_plot+="${step_plot:+, }'$work/$m.steps' using 1:2 with lines title '$m'"
-  done
+# Two panels side by side: $1 and $2 are each panel's gnuplot commands.
+two_panels() {
   gnuplot <<GP
 set terminal pngcairo size 1100,450 noenhanced
 set output '$out'
 set multiplot layout 1,2 title '$(cat "$work/title")'
 set grid
-set key top right
-set xlabel 'training tokens'
-set ylabel 'validation loss (nats per byte)'
-plot $val_plot
-set xlabel 'step'
-set ylabel 'training loss'
-plot $step_plot
+$1
+$2
 unset multiplot
 GP
   echo "wrote $out"
-  exit 0
+}
+left="" right=""
+if [[ "$(cat "$work/kind")" == lm ]]; then
+  for m in $models; do
+    left+="${left:+, }'$work/$m.dat' using 1:2 with linespoints title '$m'"
+    right+="${right:+, }'$work/$m.steps' using 1:2 with lines title '$m'"
+  done
+  two_panels "set key top right; set xlabel 'training tokens'; set ylabel 'validation loss (nats per byte)'; plot $left" \
+             "set xlabel 'step'; set ylabel 'training loss'; plot $right"
+else
+  for m in $models; do
+    left+="${left:+, }'$work/$m.dat' using 1:3 with linespoints title '$m'"
+    right+="${right:+, }'$work/$m.dat' using 1:2 with linespoints title '$m'"
+  done
+  two_panels "set xlabel 'epoch'; set key bottom right; set ylabel 'test accuracy (%)'; plot $left" \
+             "set key top right; set ylabel 'train loss'; plot $right"
 fi
-acc_plot="" loss_plot=""
-for m in $models; do
-  acc_plot+="${acc_plot:+, }'$work/$m.dat' using 1:3 with linespoints title '$m'"
-  loss_plot+="${loss_plot:+, }'$work/$m.dat' using 1:2 with linespoints title '$m'"
-done
-gnuplot <<GP
-set terminal pngcairo size 1100,450 noenhanced
-set output '$out'
-set multiplot layout 1,2 title '$(cat "$work/title")'
-set xlabel 'epoch'
-set grid
-set key bottom right
-set ylabel 'test accuracy (%)'
-plot $acc_plot
-set key top right
-set ylabel 'train loss'
-plot $loss_plot
-unset multiplot
-GP
-echo "wrote $out"
