@@ -326,7 +326,9 @@ void export_hf_bitnet(nn::TransformerLMImpl& model, const std::string& dir_name,
   for (const auto& item : model.named_parameters()) {
     const auto module_path = item.key().substr(0, item.key().rfind('.'));
     if (projections.count(module_path) > 0) continue;
-    tensors.emplace_back(renamed(item.key(), /*to_ours=*/false), item.value().detach().to(at::kCPU, dtype));
+    const auto name = renamed(item.key(), /*to_ours=*/false);
+    TORCH_CHECK(!name.empty(), caller, ": parameter '", item.key(), "' has no place in transformers' BitNet model");
+    tensors.emplace_back(name, item.value().detach().to(at::kCPU, dtype));
   }
 
   nlohmann::ordered_json config = {
