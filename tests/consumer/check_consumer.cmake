@@ -11,7 +11,9 @@ function(run_step)
 endfunction()
 
 run_step(${CMAKE_COMMAND} --install "${BITTORCH_BUILD_DIR}" --prefix "${prefix}")
+run_step("${PYTHON}" "${CONSUMER_SOURCE_DIR}/readme_snippet.py" "${README}" "${WORK_DIR}/readme_example.cpp")
 run_step(${CMAKE_COMMAND} -S "${CONSUMER_SOURCE_DIR}" -B "${WORK_DIR}/build" -G "${GENERATOR}"
-         -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=${prefix}" "-DTorch_DIR=${TORCH_DIR}")
+         -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=${prefix}" "-DTorch_DIR=${TORCH_DIR}"
+         "-DREADME_SNIPPET=${WORK_DIR}/readme_example.cpp")
 run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 run_step("${WORK_DIR}/build/consumer")
