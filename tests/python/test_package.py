@@ -62,6 +62,16 @@ def test_version_is_the_librarys():
     assert bittorch.__version__ == cmake_version, (bittorch.__version__, cmake_version)
 
 
+def test_readme_python_example_runs():
+    """The README's Python example, as shown, runs and gives ternary weights."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) == 1, blocks
+    names = {}
+    exec(compile(blocks[0], "README.md", "exec"), names)  # noqa: S102 - our own README
+    assert names["y"].shape == (8, 32)
+    assert set(torch.unique(names["w_tern"]).tolist()) <= {-1.0, 0.0, 1.0}
+
+
 def test_module_matches_reference():
     """Every option, forward and gradients, on every device (CUDA on a GPU machine)."""
     torch.manual_seed(1)
