@@ -158,11 +158,9 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
   auto* const parallel = options_.data_parallel();
   synchronize(options_.device());
   const auto start = std::chrono::steady_clock::now();
-  // Summed on the device: reading a loss waits for the GPU, so it happens only every
-  // loss_check_every steps.
-  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(options_.device()));
-  // Each step's loss, on the device too: read once, at the end of the epoch.
-  auto step_losses = torch::zeros({steps}, loss_sum.options());
+  // Each step's loss, kept on the device: reading a loss waits for the GPU, so their mean is
+  // read only every loss_check_every steps, and the losses themselves at the end of the epoch.
+  auto step_losses = torch::zeros({steps}, torch::TensorOptions().dtype(torch::kDouble).device(options_.device()));
   int64_t items = 0;
   const int64_t micro_steps = options_.accumulation_steps();
   for (int64_t step = 0; step < steps; ++step) {
@@ -187,13 +185,12 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
         items += output.items;
       }
     }
-    loss_sum += step_losses.select(0, step);
     if (options_.max_grad_norm() > 0) clip_gradients(parameters_, options_.max_grad_norm());
     optimizer_.step();
     ++steps_done_;
     if ((step + 1) % options_.loss_check_every() == 0 || step + 1 == steps) {
       // Every rank checks at the same steps, so that all of them stop together.
-      double mean_loss = loss_sum.item<double>() / static_cast<double>(step + 1);
+      double mean_loss = step_losses.narrow(0, 0, step + 1).mean().item<double>();
       if (parallel != nullptr) mean_loss = parallel->mean_over_ranks(mean_loss);
       TORCH_CHECK(std::isfinite(mean_loss), options_.label(), " epoch ", epoch, ": the training loss became ",
                   mean_loss, " by step ", step + 1, " of the epoch: training diverged (learning rate ", current_lr(),
@@ -204,13 +201,13 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
   synchronize(options_.device());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   progress.finish();
-  double train_loss = steps > 0 ? loss_sum.item<double>() / static_cast<double>(steps) : 0.0;
+  const auto losses = step_losses.cpu();
+  double train_loss = steps > 0 ? losses.mean().item<double>() : 0.0;
   double all_items = static_cast<double>(items);
   if (parallel != nullptr) {
     train_loss = parallel->mean_over_ranks(train_loss);
     all_items = parallel->sum_over_ranks(all_items);
   }
-  const auto losses = step_losses.cpu();
   return {{"epoch", epoch},
           {"steps", steps_done_},
           {"train_loss", train_loss},
