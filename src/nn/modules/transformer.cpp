@@ -76,7 +76,9 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const TransformerOptions& optio
   }
 }
 
-const std::pair<at::Tensor, at::Tensor>& CausalSelfAttentionImpl::rotary(c10::Device device, at::ScalarType dtype) {
+const std::pair<at::Tensor, at::Tensor>& CausalSelfAttentionImpl::rotary(c10::Device device,
+                                                                         at::ScalarType input_dtype) {
+  const auto dtype = input_dtype == at::kDouble ? at::kDouble : at::kFloat;
   for (const auto& tables : rotary_) {
     if (tables.first.device() == device && tables.first.scalar_type() == dtype) return tables;
   }
@@ -92,7 +94,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> CausalSelfAttentionImpl::rotated_
     return t.view({batch, steps, t.size(2) / head_size, head_size}).transpose(1, 2);
   };
   const auto q = split_heads(project(q_, x)), k = split_heads(project(k_, x));
-  const auto& [cos, sin] = rotary(q.device(), q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
+  const auto& [cos, sin] = rotary(q.device(), q.scalar_type());
   const auto cos_rows = cos.narrow(0, start, steps), sin_rows = sin.narrow(0, start, steps);
   if (!fused_rotary) {
     return {functional::apply_rotary(q, cos_rows, sin_rows), functional::apply_rotary(k, cos_rows, sin_rows),
@@ -145,7 +147,7 @@ at::Tensor CausalSelfAttentionImpl::forward_at(const at::Tensor& x, const at::Te
     return projected.view({batch, heads, options.width() / heads}).to(cached_keys.scalar_type());
   };
   const auto q = project(q_, x);
-  const auto& [cos, sin] = rotary(x.device(), q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
+  const auto& [cos, sin] = rotary(x.device(), q.scalar_type());
   const auto y = ops::decode_attention(heads_of(q), heads_of(project(k_, x)), heads_of(project(v_, x)), cached_keys,
                                        cached_values, position, cos, sin);
   return output_projection(y.view({batch, 1, options.width()}).to(q.scalar_type()));

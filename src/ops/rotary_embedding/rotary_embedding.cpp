@@ -61,8 +61,14 @@ at::Tensor rotary_output_like(const at::Tensor& input) {
   return output.stride(3) == 1 ? output : at::empty(input.sizes(), input.options());
 }
 
-at::ScalarType rotary_table_dtype(const at::Tensor& input) {
-  return input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+RotaryOperands rotary_operands(const char* op, const at::Tensor& query, const at::Tensor& key, const at::Tensor& cos,
+                               const at::Tensor& signed_sin) {
+  check_rotary_embedding_args(op, query, key, cos, signed_sin);
+  const auto table_dtype = query.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto head_contiguous = [](const at::Tensor& x) { return x.stride(3) == 1 ? x : x.contiguous(); };
+  return {head_contiguous(query),           head_contiguous(key),
+          cos.to(table_dtype).contiguous(), signed_sin.to(table_dtype).contiguous(),
+          rotary_output_like(query),        rotary_output_like(key)};
 }
 
 }  // namespace bittorch::ops

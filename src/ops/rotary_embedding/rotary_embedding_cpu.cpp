@@ -42,16 +42,12 @@ void rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& signed
 
 std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor& query, const at::Tensor& key,
                                                const at::Tensor& cos, const at::Tensor& signed_sin, double sign) {
-  check_rotary_embedding_args(op, query, key, cos, signed_sin);
-  const auto table_dtype = rotary_table_dtype(query);
-  const auto c = cos.to(table_dtype).contiguous(), s = signed_sin.to(table_dtype).contiguous();
-  auto rotated_query = rotary_output_like(query), rotated_key = rotary_output_like(key);
+  auto o = rotary_operands(op, query, key, cos, signed_sin);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, query.scalar_type(), "rotary_embedding_cpu", [&] {
-    for (auto [x, out] : {std::pair{&query, &rotated_query}, std::pair{&key, &rotated_key}}) {
-      rotate<scalar_t>(x->stride(3) == 1 ? *x : x->contiguous(), c, s, sign, *out);
-    }
+    rotate<scalar_t>(o.query, o.cos, o.signed_sin, sign, o.rotated_query);
+    rotate<scalar_t>(o.key, o.cos, o.signed_sin, sign, o.rotated_key);
   });
-  return {rotated_query, rotated_key};
+  return {o.rotated_query, o.rotated_key};
 }
 
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& query, const at::Tensor& key, const at::Tensor& cos,

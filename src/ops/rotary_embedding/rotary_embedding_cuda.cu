@@ -72,16 +72,11 @@ RotaryOperand<scalar_t, acc_t> operand(const at::Tensor& in, at::Tensor& out) {
 
 std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor& query, const at::Tensor& key,
                                                const at::Tensor& cos, const at::Tensor& signed_sin, double sign) {
-  check_rotary_embedding_args(op, query, key, cos, signed_sin);
   const c10::cuda::CUDAGuard device_guard(query.device());
-  const auto table_dtype = rotary_table_dtype(query);
-  const auto c = cos.to(table_dtype).contiguous(), s = signed_sin.to(table_dtype).contiguous();
-  const auto q = query.stride(3) == 1 ? query : query.contiguous();
-  const auto k = key.stride(3) == 1 ? key : key.contiguous();
-  auto rotated_query = rotary_output_like(query), rotated_key = rotary_output_like(key);
+  auto o = rotary_operands(op, query, key, cos, signed_sin);
   const int64_t half = query.size(3) / 2;
-  const int64_t rows = q.size(0) * q.size(1) * q.size(2) + k.size(0) * k.size(1) * k.size(2);
-  if (rows == 0 || half == 0) return {rotated_query, rotated_key};
+  const int64_t rows = query.size(0) * query.size(1) * query.size(2) + key.size(0) * key.size(1) * key.size(2);
+  if (rows == 0 || half == 0) return {o.rotated_query, o.rotated_key};
   // Threads across a row's pairs (a warp multiple, at most 128), rows across the rest of 256.
   const int pair_threads = static_cast<int>(std::min<int64_t>(128, (half + 31) / 32 * 32));
   const dim3 block(pair_threads, 256 / pair_threads);
@@ -91,11 +86,11 @@ std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor&
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, query.scalar_type(), "rotary_embedding_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     rotary_embedding_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), block, 0, stream>>>(
-        operand<scalar_t, acc_t>(q, rotated_query), operand<scalar_t, acc_t>(k, rotated_key), c.const_data_ptr<acc_t>(),
-        s.const_data_ptr<acc_t>(), half, static_cast<acc_t>(sign));
+        operand<scalar_t, acc_t>(o.query, o.rotated_query), operand<scalar_t, acc_t>(o.key, o.rotated_key),
+        o.cos.const_data_ptr<acc_t>(), o.signed_sin.const_data_ptr<acc_t>(), half, static_cast<acc_t>(sign));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {rotated_query, rotated_key};
+  return {o.rotated_query, o.rotated_key};
 }
 
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& query, const at::Tensor& key, const at::Tensor& cos,

@@ -103,9 +103,9 @@ class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
   at::Tensor output_projection(const at::Tensor& merged);
 
   size_t q_, k_, v_, o_;
-  // The rotary tables of every position (cos, signed sin), made once per device and dtype
-  // (float32, or float64 for a float64 model).
-  const std::pair<at::Tensor, at::Tensor>& rotary(c10::Device device, at::ScalarType dtype);
+  // The rotary tables of every position (cos, signed sin) for inputs of `input_dtype`, made
+  // once per device and dtype (float32, or float64 for float64 inputs).
+  const std::pair<at::Tensor, at::Tensor>& rotary(c10::Device device, at::ScalarType input_dtype);
   std::vector<std::pair<at::Tensor, at::Tensor>> rotary_;
 };
 TORCH_MODULE(CausalSelfAttention);
