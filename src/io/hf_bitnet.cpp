@@ -251,6 +251,8 @@ nn::TransformerLM import_hf_bitnet(const std::string& dir_name) {
                   tensor.sizes(), ", the config implies ", item.value().sizes());
       TORCH_CHECK(at::isFloatingType(tensor.scalar_type()), kCaller, ": '", file, "': ", item.key(), " is ",
                   tensor.scalar_type(), ", not floating point");
+      TORCH_CHECK(at::isfinite(tensor).all().item<bool>(), kCaller, ": '", file, "': ", item.key(),
+                  " holds NaN or infinite values");
       item.value().copy_(tensor);
     }
   }

@@ -126,6 +126,7 @@ struct Tokenizer::Impl {
   std::vector<bool> added;                                    // id -> whether an added token (text as written)
   std::unordered_map<std::string, int64_t> merge_rank;        // a + '\xff' + b -> rank
   std::vector<std::pair<std::string, int64_t>> added_tokens;  // longest first
+  std::array<bool, 256> starts_added_token{};                 // by first byte: where to look for one
   std::vector<std::unique_ptr<Pattern>> patterns;             // applied in turn to every piece
   bool ignore_merges = false;
   std::array<std::string, 256> byte_chars;  // byte -> its character, UTF-8
@@ -309,6 +310,7 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
     const auto id = json_field<int64_t>(token, "id", where.c_str());
     impl->add_token(content, id, true, where);
     impl->added_tokens.emplace_back(content, id);
+    impl->starts_added_token[static_cast<unsigned char>(content[0])] = true;
   }
   std::stable_sort(impl->added_tokens.begin(), impl->added_tokens.end(),
                    [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
@@ -325,10 +327,12 @@ std::vector<int64_t> Tokenizer::encode(std::string_view text) const {
   size_t start = 0;
   for (size_t i = 0; i < text.size();) {
     const std::pair<std::string, int64_t>* match = nullptr;
-    for (const auto& token : impl_->added_tokens) {  // longest first
-      if (text.compare(i, token.first.size(), token.first) == 0) {
-        match = &token;
-        break;
+    if (impl_->starts_added_token[static_cast<unsigned char>(text[i])]) {
+      for (const auto& token : impl_->added_tokens) {  // longest first
+        if (text.compare(i, token.first.size(), token.first) == 0) {
+          match = &token;
+          break;
+        }
       }
     }
     if (match == nullptr) {

@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -220,6 +222,24 @@ TEST(HfInterop, RefusesWhatItCannotFollow) {
   expect_refused(base + R"(, "quantization_config": {"quant_method": "bitnet", "use_rms_norm": true}})",
                  "use_rms_norm");
   expect_refused(base + R"(, "hidden_act": "gelu"})", "hidden_act is 'gelu'");
+
+  // A checkpoint with a NaN in a weight is refused, naming the tensor.
+  const auto source = interop_dir() + "/fp", nan_dir = interop_dir() + "/with_nan";
+  ::mkdir(nan_dir.c_str(), 0755);
+  bittorch::io::write_file_atomically(nan_dir + "/config.json",
+                                      bittorch::io::read_regular_file(source + "/config.json"));
+  auto weights = bittorch::io::read_safetensors(source + "/model.safetensors").tensors;
+  for (auto& [name, tensor] : weights) {
+    if (name == "model.norm.weight") tensor = tensor.clone().index_put_({1}, NAN);
+  }
+  bittorch::io::write_safetensors(nan_dir + "/model.safetensors", weights);
+  try {
+    bittorch::io::import_hf_bitnet(nan_dir);
+    ADD_FAILURE() << "a NaN weight was imported";
+  } catch (const c10::Error& error) {
+    EXPECT_NE(std::string(error.what()).find("norm.weight holds NaN or infinite values"), std::string::npos)
+        << error.what();
+  }
 }
 
 }  // namespace
