@@ -2,6 +2,7 @@
 
 #include "common/cli.h"
 #include "lm/commands.h"
+#include "lm/lm_model.h"
 
 #include <bittorch/bittorch.h>
 #include <bittorch/io/hf_bitnet.h>
@@ -17,20 +18,16 @@ int import_command(int argc, char** argv) {
                            "Convert a Hugging Face BitNet checkpoint folder into a packed model file");
   options.add_options()("hf", "A folder of config.json and *.safetensors (transformers' model type bitnet)",
                         cxxopts::value<std::string>())("output", "The packed model file to write",
-                                                       cxxopts::value<std::string>())(
-      "dtype", "Storage of the embedding, norms and head: bfloat16, float16 or float32",
-      cxxopts::value<std::string>()->default_value("bfloat16"));
+                                                       cxxopts::value<std::string>());
+  add_storage_dtype_option(options);
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
     if (!args.count("hf") || !args.count("output")) throw UsageError("give --hf and --output");
     check_path_flags(args, {"output"}, {});
     const auto folder = args["hf"].as<std::string>(), output = args["output"].as<std::string>();
-    const std::string dtype = choice_flag(args, "dtype", {"bfloat16", "float16", "float32"});
+    const auto dtype = storage_dtype(args);
     auto model = io::import_hf_bitnet(folder);
-    io::save_packed(*model, output,
-                    dtype == "bfloat16"  ? torch::kBFloat16
-                    : dtype == "float16" ? torch::kHalf
-                                         : torch::kFloat);
+    io::save_packed(*model, output, dtype);
     spdlog::info("imported {} ({}) into {} ({} bytes)", folder, nn::to_json(model->options), output,
                  io::regular_file_size(output));
     if (const auto tokenizer = std::filesystem::path(folder) / "tokenizer.json"; std::filesystem::exists(tokenizer)) {

@@ -50,6 +50,16 @@ nn::TransformerOptions parse_model_options(const cxxopts::ParseResult& args) {
   return options;
 }
 
+void add_storage_dtype_option(cxxopts::Options& options) {
+  options.add_options()("dtype", "Storage of the embedding, norms and head: bfloat16, float16 or float32",
+                        text_flag("bfloat16"));
+}
+
+torch::Dtype storage_dtype(const cxxopts::ParseResult& args) {
+  const auto name = choice_flag(args, "dtype", {"bfloat16", "float16", "float32"});
+  return name == "bfloat16" ? torch::kBFloat16 : name == "float16" ? torch::kHalf : torch::kFloat;
+}
+
 nn::TransformerLM make_lm(const nn::TransformerOptions& options, const std::optional<quant::QuantConfig>& ternary) {
   nn::TransformerLM model(options);
   if (ternary) nn::convert_to_ternary(*model, *ternary, nn::is_transformer_projection);

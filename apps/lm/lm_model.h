@@ -20,6 +20,11 @@ void add_model_options(cxxopts::Options& options);
 /// The model they describe; bad values are UsageErrors naming the flag.
 nn::TransformerOptions parse_model_options(const cxxopts::ParseResult& args);
 
+/// --dtype, the storage of a written model's embedding, norms and head (bfloat16, float16 or
+/// float32; bfloat16 by default), for the commands that write model files; and its value.
+void add_storage_dtype_option(cxxopts::Options& options);
+torch::Dtype storage_dtype(const cxxopts::ParseResult& args);
+
 /// The most bytes train --sample and sample --tokens generate in one run (1 MiB).
 constexpr int64_t kMaxGeneratedBytes = int64_t{1} << 20;
 

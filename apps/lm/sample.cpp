@@ -125,8 +125,8 @@ int export_command(int argc, char** argv) {
   options.add_options()("checkpoint", "A checkpoint of bittorch-lm train (--save)", cxxopts::value<std::string>())(
       "output", "The packed model file to write", cxxopts::value<std::string>())(
       "hf", "Instead, a folder to write config.json and model.safetensors into (transformers' model type bitnet)",
-      cxxopts::value<std::string>())("dtype", "Storage of the embedding, norms and head: bfloat16, float16 or float32",
-                                     cxxopts::value<std::string>()->default_value("bfloat16"));
+      cxxopts::value<std::string>());
+  add_storage_dtype_option(options);
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
     if (!args.count("checkpoint") || args.count("output") + args.count("hf") != 1) {
@@ -134,10 +134,7 @@ int export_command(int argc, char** argv) {
     }
     check_path_flags(args, {"output"}, {"checkpoint"});
     const auto checkpoint = args["checkpoint"].as<std::string>();
-    const std::string dtype_name = choice_flag(args, "dtype", {"bfloat16", "float16", "float32"});
-    const auto dtype = dtype_name == "bfloat16"  ? torch::kBFloat16
-                       : dtype_name == "float16" ? torch::kHalf
-                                                 : torch::kFloat;
+    const auto dtype = storage_dtype(args);
     auto model = model_from_checkpoint(checkpoint);
     if (args.count("hf")) {
       const auto folder = args["hf"].as<std::string>();
