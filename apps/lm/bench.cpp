@@ -1,6 +1,7 @@
 // bittorch-lm bench: training tokens/s (BF16 baseline, ternary, ternary with 8-bit
-// activations) and batch-1 generation tokens/s (BF16 model against the packed ternary one,
-// each decode step captured in a CUDA graph on the GPU), with weight memory and file size.
+// activations) and generation tokens/s (BF16 model against the packed ternary one) as the
+// library decodes (nn::Decoder: the step replayed from a CUDA graph on the GPU) at batch 1 and
+// 64, and as bittorch-lm sample runs it end to end, with weight memory and file size.
 
 #include "common/cli.h"
 #include "lm/commands.h"
@@ -13,11 +14,8 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
-#ifdef BITTORCH_LM_CUDA_GRAPHS
+#ifdef BITTORCH_LM_CUDA
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/cuda/CUDAGraph.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #endif
 
 #include <unistd.h>
@@ -38,6 +36,8 @@ struct BenchConfig {
   std::string profile_dir;  // where the profiler's traces go; empty: no profile
 };
 
+// The sequences of the batched decoding figure.
+constexpr int64_t kBatchedSequences = 64;
 // How many training steps a profile records (after the timed ones).
 constexpr int64_t kProfiledSteps = 3;
 // How many ops of a profile the JSON keeps (the trace has them all).
@@ -121,53 +121,33 @@ int64_t weight_bytes(const torch::nn::Module& model) {
 }
 
 struct DecodeRate {
-  double tokens_per_second = 0;
-  int64_t graph_nodes = 0;  // kernels and copies per token in the captured graph (0 without one)
+  double tokens_per_second = 0;  // over the batch
+  int64_t graph_nodes = 0;       // kernels and copies per step in the captured graph (0 without one)
 };
 
-// Greedy decoding, batch 1, from position 0: `tokens` steps, each fed the previous argmax. On
-// CUDA one step is captured in a graph and replayed.
-DecodeRate decode_throughput(nn::TransformerLM& model, torch::Device device, torch::Dtype dtype, int64_t tokens) {
+double seconds_for(torch::Device device, const std::function<void()>& run) {
+  train::synchronize(device);
+  const auto start = std::chrono::steady_clock::now();
+  run();
+  train::synchronize(device);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Greedy decoding of `batch` sequences from position 0 through nn::Decoder, as generate runs
+// it (on CUDA the step replayed from a CUDA graph): `tokens` steps, each fed the previous
+// argmax, after a warm-up (the eager step and the capture).
+DecodeRate decode_throughput(nn::TransformerLM& model, torch::Device device, torch::Dtype dtype, int64_t tokens,
+                             int64_t batch) {
   torch::NoGradGuard no_grad;
-  auto cache = model->make_cache(1, torch::TensorOptions().dtype(dtype).device(device));
-  const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
-  auto token = torch::zeros({1, 1}, long_options);
-  auto position = torch::zeros({1}, long_options);
-  const auto step = [&] {
-    token.copy_(model->decode_step(token, position, cache).argmax(-1));
-    position.add_(1);
+  nn::Decoder decoder(*model, batch, dtype);
+  auto next = torch::zeros({batch}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  const auto run = [&](int64_t steps) {
+    for (int64_t i = 0; i < steps; ++i) next = decoder.step(next).argmax(-1);
   };
-  const auto seconds_for = [&](const std::function<void()>& run) {
-    train::synchronize(device);
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    train::synchronize(device);
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-#ifdef BITTORCH_LM_CUDA_GRAPHS
-  if (device.is_cuda()) {
-    c10::cuda::CUDAStreamGuard stream(c10::cuda::getStreamFromPool());
-    for (int i = 0; i < 3; ++i) step();  // warm-up on the capture stream
-    at::cuda::CUDAGraph graph(/*keep_graph=*/true);
-    graph.capture_begin();
-    step();
-    graph.capture_end();
-    size_t nodes = 0;
-    C10_CUDA_CHECK(cudaGraphGetNodes(graph.raw_cuda_graph(), nullptr, &nodes));
-    graph.instantiate();
-    position.zero_();
-    const double seconds = seconds_for([&] {
-      for (int64_t i = 0; i < tokens; ++i) graph.replay();
-    });
-    return {tokens / seconds, static_cast<int64_t>(nodes)};
-  }
-#endif
-  for (int i = 0; i < 3; ++i) step();
-  position.zero_();
-  return {tokens / seconds_for([&] {
-            for (int64_t i = 0; i < tokens; ++i) step();
-          }),
-          0};
+  run(3);
+  for (int64_t i = 0; i < batch; ++i) decoder.prefill(i, torch::empty({0}, torch::kLong));
+  const double seconds = seconds_for(device, [&] { run(tokens); });
+  return {static_cast<double>(batch * tokens) / seconds, decoder.graph_nodes()};
 }
 
 nlohmann::json generation(const BenchConfig& config, torch::Device device) {
@@ -179,8 +159,9 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
   auto baseline = make_lm(config.model, std::nullopt);
   baseline->eval();
   baseline->to(device, dtype);
-  const auto baseline_decode = decode_throughput(baseline, device, dtype, tokens);
+  const auto baseline_decode = decode_throughput(baseline, device, dtype, tokens, 1);
   const double baseline_rate = baseline_decode.tokens_per_second;
+  const auto baseline_batch_rate = decode_throughput(baseline, device, dtype, tokens, kBatchedSequences);
   const int64_t baseline_bytes = weight_bytes(*baseline);
   baseline = nullptr;
 
@@ -195,19 +176,24 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
     io::save_packed(*trained, file, torch::kBFloat16);
   }
   const int64_t file_bytes = io::regular_file_size(file);
-  train::synchronize(device);
-  const auto load_start = std::chrono::steady_clock::now();
-  auto packed = io::load_packed_transformer(file, device);
-  train::synchronize(device);
-  const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  nn::TransformerLM packed{nullptr};
+  const double load_seconds = seconds_for(device, [&] { packed = io::load_packed_transformer(file, device); });
   std::remove(file.c_str());
-  const auto packed_decode = decode_throughput(packed, device, dtype, tokens);
+  const auto packed_decode = decode_throughput(packed, device, dtype, tokens, 1);
   const double packed_rate = packed_decode.tokens_per_second;
+  const auto packed_batch_rate = decode_throughput(packed, device, dtype, tokens, kBatchedSequences);
   const int64_t packed_bytes = weight_bytes(*packed);
+  // What bittorch-lm sample runs after loading: prefill, then sampling with its default
+  // temperature and top-k, the text back on the host.
+  const auto sample_options = nn::GenerateOptions().max_new_tokens(tokens).temperature(0.8).top_k(40);
+  const double sample_seconds = seconds_for(device, [&] { continue_text(*packed, "ROMEO:", sample_options, nullptr); });
+  const double sample_rate = static_cast<double>(tokens) / sample_seconds;
   spdlog::info(
-      "generate: baseline {:.0f} tokens/s, packed {:.0f} tokens/s ({:.2f}x); weights {} -> {} bytes "
-      "({:.1f}x), file {} bytes, loaded in {:.3f} s",
-      baseline_rate, packed_rate, packed_rate / baseline_rate, baseline_bytes, packed_bytes,
+      "generate: baseline {:.0f} tokens/s, packed {:.0f} tokens/s ({:.2f}x), sample end to end {:.0f} tokens/s; "
+      "batch {}: baseline {:.0f}, packed {:.0f} tokens/s; weights {} -> {} bytes ({:.1f}x), file {} bytes, loaded in "
+      "{:.3f} s",
+      baseline_rate, packed_rate, packed_rate / baseline_rate, sample_rate, kBatchedSequences,
+      baseline_batch_rate.tokens_per_second, packed_batch_rate.tokens_per_second, baseline_bytes, packed_bytes,
       static_cast<double>(baseline_bytes) / packed_bytes, file_bytes, load_seconds);
   return {{"tokens", tokens},
           {"dtype", device.is_cuda() ? "bfloat16" : "float32"},
@@ -216,6 +202,10 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
           {"baseline_tokens_per_second", baseline_rate},
           {"packed_tokens_per_second", packed_rate},
           {"speedup", packed_rate / baseline_rate},
+          {"sample_tokens_per_second", sample_rate},
+          {"batch", kBatchedSequences},
+          {"baseline_batch_tokens_per_second", baseline_batch_rate.tokens_per_second},
+          {"packed_batch_tokens_per_second", packed_batch_rate.tokens_per_second},
           {"baseline_graph_nodes_per_token", baseline_decode.graph_nodes},
           {"packed_graph_nodes_per_token", packed_decode.graph_nodes},
           {"baseline_weight_bytes", baseline_bytes},
@@ -234,7 +224,7 @@ int bench_command(int argc, char** argv) {
   options.add_options()
     ("batch-size", "Training sequences per step", text_flag("8"))
     ("train-steps", "Timed training steps (after as many to warm up)", text_flag("10"))
-    ("generate-tokens", "Generated tokens timed (batch 1)", text_flag("256"))
+    ("generate-tokens", "Generated tokens timed (per sequence)", text_flag("256"))
     ("parts", "train, generate or both (comma-separated)", text_flag("train,generate"))
     ("json", "Write the results to PATH", text_flag(""))
     ("profile", "Profile " + std::to_string(kProfiledSteps) + " more training steps of each variant (LibTorch's "
@@ -274,7 +264,7 @@ int bench_command(int argc, char** argv) {
                              {"model", nlohmann::json::parse(nn::to_json(config.model))},
                              {"batch_size", config.batch_size},
                              {"train_precision", device.is_cuda() ? "bf16 autocast" : "fp32"}};
-#ifdef BITTORCH_LM_CUDA_GRAPHS
+#ifdef BITTORCH_LM_CUDA
     if (device.is_cuda()) result["gpu"] = at::cuda::getCurrentDeviceProperties()->name;
 #endif
     if (wants(config, "train")) {

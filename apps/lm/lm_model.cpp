@@ -4,7 +4,7 @@
 
 #include <bittorch/train/autocast.h>
 
-#ifdef BITTORCH_LM_CUDA_GRAPHS
+#ifdef BITTORCH_LM_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #endif
 
@@ -86,7 +86,7 @@ TrainingMemory training_memory(const nn::TransformerOptions& o, int64_t batch) {
 }
 
 double device_memory_bytes(torch::Device device) {
-#ifdef BITTORCH_LM_CUDA_GRAPHS
+#ifdef BITTORCH_LM_CUDA
   if (device.is_cuda()) return static_cast<double>(at::cuda::getDeviceProperties(device.index())->totalGlobalMem);
 #endif
   return static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
@@ -119,9 +119,11 @@ torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inpu
   return model->loss(inputs, targets);
 }
 
-std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt, const nn::GenerateOptions& options,
-                          const io::Tokenizer* tokenizer) {
+std::vector<std::string> continue_text(nn::TransformerLMImpl& model, const std::string& prompt,
+                                       const nn::GenerateOptions& options, const io::Tokenizer* tokenizer,
+                                       int64_t count) {
   TORCH_CHECK(!prompt.empty(), "the prompt must not be empty");
+  TORCH_CHECK(count >= 1, "the number of continuations must be >= 1, not ", count);
   std::vector<int64_t> prompt_tokens;
   if (tokenizer != nullptr) {
     prompt_tokens = tokenizer->encode(prompt);
@@ -129,12 +131,20 @@ std::string continue_text(nn::TransformerLMImpl& model, const std::string& promp
     prompt_tokens.assign(prompt.begin(), prompt.end());
     for (auto& token : prompt_tokens) token &= 0xFF;  // bytes, whatever char's signedness
   }
-  const auto generated = nn::generate(model, torch::tensor(prompt_tokens), options).contiguous();
-  const auto* ids = generated.data_ptr<int64_t>();
-  if (tokenizer != nullptr) return prompt + tokenizer->decode(std::vector<int64_t>(ids, ids + generated.numel()));
-  std::string text = prompt;
-  for (int64_t i = 0; i < generated.numel(); ++i) text.push_back(static_cast<char>(ids[i]));
-  return text;
+  const auto generated = nn::generate(
+      model, std::vector<torch::Tensor>(static_cast<size_t>(count), torch::tensor(prompt_tokens)), options);
+  std::vector<std::string> texts;
+  for (const auto& sequence : generated) {
+    const auto* ids = sequence.data_ptr<int64_t>();
+    if (tokenizer != nullptr) {
+      texts.push_back(prompt + tokenizer->decode(std::vector<int64_t>(ids, ids + sequence.numel())));
+      continue;
+    }
+    std::string text = prompt;
+    for (int64_t i = 0; i < sequence.numel(); ++i) text.push_back(static_cast<char>(ids[i]));
+    texts.push_back(std::move(text));
+  }
+  return texts;
 }
 
 }  // namespace bittorch::apps

@@ -64,9 +64,10 @@ std::unique_ptr<train::FusedAdamW> make_optimizer(torch::nn::Module& model, doub
 torch::Tensor next_byte_loss(nn::TransformerLM& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                              bool bf16);
 
-/// `prompt` followed by the bytes the model generates after it (the model as it is: call
-/// eval() first).
-std::string continue_text(nn::TransformerLMImpl& model, const std::string& prompt, const nn::GenerateOptions& options,
-                          const io::Tokenizer* tokenizer = nullptr);
+/// `prompt` followed by the text the model generates after it, `count` times over, generated
+/// together (the model as it is: call eval() first); bytes, or the tokenizer's tokens.
+std::vector<std::string> continue_text(nn::TransformerLMImpl& model, const std::string& prompt,
+                                       const nn::GenerateOptions& options, const io::Tokenizer* tokenizer = nullptr,
+                                       int64_t count = 1);
 
 }  // namespace bittorch::apps

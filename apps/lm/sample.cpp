@@ -83,7 +83,9 @@ int sample_command(int argc, char** argv) {
                   "of its vocabulary (one imported with import --hf); default: bytes", cxxopts::value<std::string>())
     ("temperature", "Softmax temperature (0: the most likely byte each time)", text_flag("0.8"))
     ("top-k", "Sample among the k most likely bytes (0: all)", text_flag("40"))
-    ("seed", "Sampler seed: the same seed gives the same text", text_flag("0"));
+    ("seed", "Sampler seed: the same seed gives the same text on the same device", text_flag("0"))
+    ("batch", "Continuations of the prompt to generate at once (printed one after another, each after a "
+              "line '--- N')", text_flag("1"));
   // clang-format on
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
@@ -93,6 +95,7 @@ int sample_command(int argc, char** argv) {
                                       .top_k(integer_flag(args, "top-k", 0))
                                       .seed(static_cast<uint64_t>(integer_flag(args, "seed", 0)));
     if (generate_options.temperature() < 0) throw UsageError("--temperature must be >= 0");
+    const int64_t batch = integer_flag(args, "batch", 1);
     if (generate_options.max_new_tokens() > kMaxGeneratedBytes) {
       throw UsageError("--tokens must be at most " + std::to_string(kMaxGeneratedBytes) + ", not " +
                        std::to_string(generate_options.max_new_tokens()));
@@ -114,7 +117,11 @@ int sample_command(int argc, char** argv) {
                   " tokens, not the 256 bytes bittorch-lm sample encodes text as: give its tokenizer "
                   "(--tokenizer tokenizer.json)");
     }
-    std::cout << continue_text(*model, prompt, generate_options, tokenizer ? &*tokenizer : nullptr) << std::endl;
+    const auto texts = continue_text(*model, prompt, generate_options, tokenizer ? &*tokenizer : nullptr, batch);
+    for (size_t i = 0; i < texts.size(); ++i) {
+      if (texts.size() > 1) std::cout << "--- " << i + 1 << "\n";
+      std::cout << texts[i] << std::endl;
+    }
     return 0;
   });
 }

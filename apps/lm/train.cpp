@@ -178,7 +178,7 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
     // The defaults of bittorch-lm sample, so its output of the same model is this text.
     model->eval();
     const auto options = nn::GenerateOptions().max_new_tokens(config.sample_bytes).temperature(0.8).top_k(40);
-    run.entry()["sample"] = continue_text(*model, "\n", options);
+    run.entry()["sample"] = continue_text(*model, "\n", options).front();
     std::cout << fmt::format("--- {} model, {} bytes sampled ---{}\n", kind, config.sample_bytes,
                              run.entry()["sample"].get<std::string>());
   }

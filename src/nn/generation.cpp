@@ -1,66 +1,126 @@
+#include <bittorch/nn/decoder.h>
 #include <bittorch/nn/generation.h>
-#include <bittorch/nn/modules/ternary_linear.h>
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <limits>
-#include <vector>
+#include <mutex>
 
 namespace bittorch::nn {
+namespace {
 
-int64_t sample_token(const at::Tensor& logits, double temperature, int64_t top_k, at::Generator& generator) {
-  TORCH_CHECK(logits.dim() == 1 && logits.numel() >= 1, "sample_token: expected logits [vocab], got ", logits.sizes());
-  TORCH_CHECK(temperature >= 0, "sample_token: temperature must be >= 0, not ", temperature);
-  TORCH_CHECK(top_k >= 0, "sample_token: top_k must be >= 0, not ", top_k);
-  auto scores = logits.detach().to(at::kCPU, at::kFloat);
-  if (temperature == 0) return scores.argmax().item<int64_t>();
-  scores = scores / temperature;
-  if (top_k > 0 && top_k < scores.numel()) {
-    const auto kth = std::get<0>(scores.topk(top_k)).min();
+// A generator of its own on `device`, seeded.
+at::Generator seeded_generator(c10::Device device, uint64_t seed) {
+  auto device_default = at::globalContext().defaultGenerator(device);
+  at::Generator generator;
+  {
+    const std::lock_guard<std::mutex> lock(device_default.mutex());
+    generator = device_default.clone();
+  }
+  generator.set_current_seed(seed);
+  return generator;
+}
+
+// Autocast's cache of cast weights off while it lives: a captured graph must not read casts
+// that the cache frees when its scope ends.
+class AutocastCacheOff {
+ public:
+  AutocastCacheOff() : was_enabled_(at::autocast::is_autocast_cache_enabled()) {
+    at::autocast::set_autocast_cache_enabled(false);
+  }
+  ~AutocastCacheOff() { at::autocast::set_autocast_cache_enabled(was_enabled_); }
+  AutocastCacheOff(const AutocastCacheOff&) = delete;
+  AutocastCacheOff& operator=(const AutocastCacheOff&) = delete;
+
+ private:
+  bool was_enabled_;
+};
+
+// The last `count` tokens of `tokens`.
+at::Tensor last_tokens(const std::vector<int64_t>& tokens, int64_t count) {
+  return at::tensor(std::vector<int64_t>(tokens.end() - count, tokens.end()), at::kLong);
+}
+
+}  // namespace
+
+at::Tensor sample_tokens(const at::Tensor& logits, double temperature, int64_t top_k, at::Generator& generator) {
+  TORCH_CHECK(logits.dim() == 2 && logits.size(0) >= 1 && logits.size(1) >= 1,
+              "sample_tokens: expected logits [batch, vocab], got ", logits.sizes());
+  TORCH_CHECK(temperature >= 0, "sample_tokens: temperature must be >= 0, not ", temperature);
+  TORCH_CHECK(top_k >= 0, "sample_tokens: top_k must be >= 0, not ", top_k);
+  if (temperature == 0) return logits.argmax(-1);
+  auto scores = logits.detach().to(at::kFloat) / temperature;
+  if (top_k > 0 && top_k < scores.size(1)) {
+    const auto kth = std::get<0>(scores.topk(top_k, -1)).narrow(1, top_k - 1, 1);
     scores = scores.masked_fill(scores < kth, -std::numeric_limits<float>::infinity());
   }
-  return at::multinomial(scores.softmax(0), 1, false, generator).item<int64_t>();
+  const auto probabilities = scores.softmax(-1);
+  // The exponential race: with E_i ~ Exp(1), argmax p_i / E_i is i with probability p_i. It is
+  // what at::multinomial draws one sample with, less its checks that wait for the device.
+  return probabilities.div(at::empty_like(probabilities).exponential_(1, generator)).argmax(-1);
+}
+
+std::vector<at::Tensor> generate(TransformerLMImpl& model, const std::vector<at::Tensor>& prompts,
+                                 const GenerateOptions& options) {
+  TORCH_CHECK(!prompts.empty(), "generate: expected at least one prompt");
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto& prompt = prompts[i];
+    TORCH_CHECK(prompt.dim() == 1 && prompt.numel() >= 1 && prompt.scalar_type() == at::kLong,
+                "generate: expected non-empty int64 prompts [T], got ", prompt.scalar_type(), " ", prompt.sizes(),
+                " for prompt ", i);
+  }
+  TORCH_CHECK(options.max_new_tokens() >= 0, "generate: max_new_tokens must be >= 0");
+  TORCH_CHECK(options.temperature() >= 0, "generate: temperature must be >= 0, not ", options.temperature());
+  TORCH_CHECK(options.top_k() >= 0, "generate: top_k must be >= 0, not ", options.top_k());
+  const auto batch = static_cast<int64_t>(prompts.size());
+  const int64_t new_tokens = options.max_new_tokens();
+  if (new_tokens == 0) return std::vector<at::Tensor>(prompts.size(), at::empty({0}, at::kLong));
+
+  const torch::NoGradGuard no_grad;
+  const AutocastCacheOff autocast_cache_off;
+  const auto device = model.embedding->weight.device();
+  const auto dtype = at::autocast::is_autocast_enabled(device.type()) ? at::autocast::get_autocast_dtype(device.type())
+                                                                      : model.embedding->weight.scalar_type();
+  const int64_t context = model.options.context();
+  Decoder decoder(model, batch, dtype, options.cuda_graph());
+  auto generator = seeded_generator(device, options.seed());
+
+  std::vector<std::vector<int64_t>> prompt_tokens;
+  std::vector<at::Tensor> last_logits;
+  for (int64_t i = 0; i < batch; ++i) {
+    const auto prompt = prompts[static_cast<size_t>(i)].to(at::kCPU).contiguous();
+    prompt_tokens.emplace_back(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + prompt.numel());
+    last_logits.push_back(decoder.prefill(i, last_tokens(prompt_tokens.back(), std::min(prompt.numel(), context))));
+  }
+  auto logits = at::stack(last_logits);
+  auto generated = at::empty({batch, new_tokens}, at::TensorOptions().dtype(at::kLong).device(device));
+  for (int64_t step = 0; step < new_tokens; ++step) {
+    const auto next = sample_tokens(logits, options.temperature(), options.top_k(), generator);
+    generated.select(1, step).copy_(next);
+    if (step + 1 == new_tokens) break;
+    // A sequence that fills the context goes on from its last half, `next` included: its cache
+    // refilled with the tokens before it (read back from the device: once per half context).
+    const int64_t keep = std::max<int64_t>(1, context / 2) - 1;
+    for (int64_t i = 0; i < batch; ++i) {
+      if (decoder.length(i) < context) continue;
+      const auto so_far = generated.select(0, i).narrow(0, 0, step).cpu();
+      auto tokens = prompt_tokens[static_cast<size_t>(i)];
+      tokens.insert(tokens.end(), so_far.data_ptr<int64_t>(), so_far.data_ptr<int64_t>() + so_far.numel());
+      decoder.prefill(i, last_tokens(tokens, keep));
+    }
+    logits = decoder.step(next);
+  }
+  const auto on_host = generated.cpu();
+  std::vector<at::Tensor> continuations;
+  for (int64_t i = 0; i < batch; ++i) continuations.push_back(on_host.select(0, i).clone());
+  return continuations;
 }
 
 at::Tensor generate(TransformerLMImpl& model, const at::Tensor& prompt, const GenerateOptions& options) {
-  TORCH_CHECK(prompt.dim() == 1 && prompt.numel() >= 1 && prompt.scalar_type() == at::kLong,
-              "generate: expected a non-empty int64 prompt [T], got ", prompt.scalar_type(), " ", prompt.sizes());
-  TORCH_CHECK(options.max_new_tokens() >= 0, "generate: max_new_tokens must be >= 0");
-  torch::NoGradGuard no_grad;
-  KeepQuantizedWeights keep;  // ternary layers quantize once, not once per token
-  const auto device = model.embedding->weight.device();
-  const auto device_type = device.type();
-  const auto dtype = at::autocast::is_autocast_enabled(device_type) ? at::autocast::get_autocast_dtype(device_type)
-                                                                    : model.embedding->weight.scalar_type();
-  auto cache = model.make_cache(1, at::TensorOptions().device(device).dtype(dtype));
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(options.seed());
-  const int64_t context = model.options.context();
-  std::vector<int64_t> tokens(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + prompt.numel());
-  // Runs the last `count` tokens through the model from an empty cache.
-  const auto refill = [&](int64_t count) {
-    cache.length = 0;
-    const auto window = at::tensor(std::vector<int64_t>(tokens.end() - count, tokens.end())).to(device);
-    return model.forward(window.unsqueeze(0), &cache).select(1, -1).squeeze(0);
-  };
-  auto logits = refill(std::min<int64_t>(static_cast<int64_t>(tokens.size()), context));
-  std::vector<int64_t> generated;
-  for (int64_t i = 0; i < options.max_new_tokens(); ++i) {
-    const int64_t next = sample_token(logits, options.temperature(), options.top_k(), generator);
-    generated.push_back(next);
-    tokens.push_back(next);
-    if (i + 1 == options.max_new_tokens()) break;
-    if (cache.length == context) {
-      logits = refill(std::max<int64_t>(1, context / 2));
-    } else {
-      logits = model.forward(at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device)), &cache)
-                   .select(1, -1)
-                   .squeeze(0);
-    }
-  }
-  return at::tensor(generated, at::kLong);
+  return generate(model, std::vector<at::Tensor>{prompt}, options).front();
 }
 
 }  // namespace bittorch::nn

@@ -769,6 +769,14 @@ def case_lm_resume_sample_and_export():
         assert "holds a language model" in output and "bittorch-lm sample --packed" in output, output
         other, _ = run_split(LM, "sample", "--checkpoint", f("ck.pt"), *sample[:-1], "4")
         assert other != first, other
+        # Several continuations generated together, each under its own heading.
+        batch, _ = run_split(LM, "sample", "--packed", f("f32.btp"), *sample, "--batch", "3")
+        texts = batch.split("--- ")[1:]
+        assert len(texts) == 3 and batch.startswith("--- 1\n"), batch
+        for number, text in enumerate(texts, 1):
+            assert text.startswith(f"{number}\nROMEO:") and len(text) == len(f"{number}\n") + len(first), batch
+        output = run(LM, "sample", "--packed", f("f32.btp"), "--batch", "0", expect_code=2)
+        assert "--batch" in output, output
         output = run(LM, "sample", expect_code=2)
         assert "--checkpoint" in output, output
 

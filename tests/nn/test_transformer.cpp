@@ -9,20 +9,19 @@
 
 #include <cmath>
 
+#include "nn/transformer_models.h"
 #include "reference.h"
 #include "temp_dir.h"
 
 namespace {
 
+using bittorch::testing::random_model;
 using bittorch::testing::TempDir;
 using bittorch::testing::throws_error_mentioning;
+using bittorch::testing::toy_options;
 namespace bn = bittorch::nn;
 
 const auto kDouble = torch::TensorOptions().dtype(torch::kDouble);
-
-bn::TransformerOptions toy_options(bn::MlpKind mlp = bn::MlpKind::SquaredReLU) {
-  return bn::TransformerOptions().vocab_size(11).layers(2).width(12).heads(3).context(16).mlp_ratio(2).mlp(mlp);
-}
 
 at::Tensor reference_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return x / (x.square().mean(-1, true) + eps).sqrt() * weight;
@@ -79,17 +78,6 @@ at::Tensor reference_logits(const at::Tensor& tokens, bn::TransformerLM& model) 
     x = x + reference_mlp(reference_rms_norm(x, p[b + "mlp_norm.weight"], o.norm_eps()), p, b + "mlp.", o);
   }
   return reference_rms_norm(x, p["norm.weight"], o.norm_eps()).matmul(p["head.weight"].t());
-}
-
-// Weights drawn larger than the initialisation's, so that every term matters.
-bn::TransformerLM random_model(const bn::TransformerOptions& options, torch::Dtype dtype, uint64_t seed) {
-  torch::manual_seed(seed);
-  bn::TransformerLM model(options);
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->parameters())
-    p.copy_(p.dim() == 1 ? 1 + 0.2 * torch::randn_like(p) : 0.3 * torch::randn_like(p));
-  model->to(dtype);
-  return model;
 }
 
 TEST(Transformer, RmsNormAndRotaryFollowTheFormulas) {
@@ -313,28 +301,6 @@ TEST(Transformer, ConvertPackSaveAndLoadGiveTheTernaryModelsLogits) {
   bittorch::pack(*wider);
   EXPECT_TRUE(
       throws_error_mentioning([&] { bittorch::load_packed_into(*wider, dir.file("lm.btp")); }, {"(root)", "differs"}));
-}
-
-TEST(Transformer, GenerationIsDeterministicAndUsesTheCache) {
-  auto model = random_model(toy_options(), torch::kFloat, 5);
-  model->eval();
-  const auto prompt = torch::tensor(std::vector<int64_t>{1, 2, 3});
-  const auto options = bn::GenerateOptions().max_new_tokens(30).temperature(0.8).top_k(5).seed(9);
-  const auto first = bn::generate(*model, prompt, options);
-  ASSERT_EQ(first.numel(), 30);  // past the context of 16: generation went on from its last half
-  EXPECT_TRUE(torch::equal(first, bn::generate(*model, prompt, options)));
-  EXPECT_FALSE(torch::equal(first, bn::generate(*model, prompt, bn::GenerateOptions(options).seed(10))));
-  // Greedy: each token is the argmax of a whole forward pass over the sequence so far.
-  const auto greedy = bn::generate(*model, prompt, bn::GenerateOptions().max_new_tokens(8).temperature(0));
-  auto sequence = prompt.clone();
-  for (int64_t i = 0; i < 8; ++i) {
-    const auto next = model->forward(sequence.unsqueeze(0))[0][-1].argmax();
-    EXPECT_EQ(greedy[i].item<int64_t>(), next.item<int64_t>()) << i;
-    sequence = torch::cat({sequence, next.unsqueeze(0)});
-  }
-  // top_k 1 is greedy too.
-  EXPECT_TRUE(
-      torch::equal(bn::generate(*model, prompt, bn::GenerateOptions().max_new_tokens(8).top_k(1).seed(3)), greedy));
 }
 
 // BitNet b1.58 2B4T's options (grouped-query attention, sub-norms, the gated squared-ReLU MLP

@@ -36,14 +36,24 @@ inline double decode_attention_tolerance(torch::Dtype dtype) {
 
 struct DecodeAttentionCase {
   int64_t batch, heads, head_size, context, position;
+  /// Nonzero: a position per sequence, sequence b's (position + b * position_stride) % context.
+  int64_t position_stride = 0;
+
+  std::vector<int64_t> positions() const {
+    std::vector<int64_t> each;
+    for (int64_t b = 0; b < batch; ++b) each.push_back((position + b * position_stride) % context);
+    return each;
+  }
 };
 
 /// Runs the op on `device` for one case in `dtype` and compares the output and both caches
-/// with the reference: row `position` written, every other row untouched (exactly).
+/// with the reference: each sequence's row at its position written, every other row untouched
+/// (exactly).
 inline void expect_decode_attention_matches_reference(torch::Device device, torch::Dtype dtype,
                                                       const DecodeAttentionCase& c) {
   const auto what = ::testing::Message() << dtype << " batch " << c.batch << " heads " << c.heads << " head_size "
-                                         << c.head_size << " context " << c.context << " position " << c.position;
+                                         << c.head_size << " context " << c.context << " position " << c.position
+                                         << " stride " << c.position_stride;
   const auto options = torch::TensorOptions().dtype(dtype).device(device);
   const auto q = torch::randn({c.batch, c.heads, c.head_size}).to(options);
   const auto k = torch::randn({c.batch, c.heads, c.head_size}).to(options);
@@ -53,39 +63,48 @@ inline void expect_decode_attention_matches_reference(torch::Device device, torc
   auto keys = keys_before.clone(), values = values_before.clone();
   const auto [cos, sin] =
       formula_rotary_tables(c.context, c.head_size, dtype == torch::kDouble ? torch::kDouble : torch::kFloat);
-  const auto position = torch::full({1}, c.position, torch::TensorOptions().dtype(torch::kLong).device(device));
+  const auto positions = c.positions();
+  const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
+  const auto position = c.position_stride == 0 ? torch::full({1}, c.position, long_options)
+                                               : torch::tensor(positions, torch::kLong).to(device);
   const auto out = ops::decode_attention(q, k, v, keys, values, position, cos.to(device), sin.to(device));
   ASSERT_EQ(out.sizes(), q.sizes()) << what;
   ASSERT_EQ(out.scalar_type(), dtype) << what;
 
-  const auto ref = reference_decode_attention(q.cpu(), k.cpu(), v.cpu(), keys_before.cpu(), values_before.cpu(),
-                                              c.position, kRopeBase, dtype);
   const double tolerance = decode_attention_tolerance(dtype);
   const auto close = [&](const torch::Tensor& got, const torch::Tensor& want) {
     const double error = (got.cpu().to(torch::kDouble) - want).abs().max().item<double>();
     const double magnitude = std::max(1.0, want.abs().max().item<double>());
     return error <= tolerance * magnitude;
   };
-  EXPECT_TRUE(close(out, ref.output)) << what << ": output";
-  EXPECT_TRUE(close(keys.select(2, c.position), ref.key_row)) << what << ": key cache row";
-  EXPECT_TRUE(torch::equal(values.select(2, c.position), v)) << what << ": value cache row";
-  const auto others = torch::arange(c.context, torch::TensorOptions().dtype(torch::kLong).device(device))
-                          .ne(c.position)
-                          .nonzero()
-                          .squeeze(1);
-  EXPECT_TRUE(torch::equal(keys.index_select(2, others), keys_before.index_select(2, others))) << what;
-  EXPECT_TRUE(torch::equal(values.index_select(2, others), values_before.index_select(2, others))) << what;
+  for (int64_t b = 0; b < c.batch; ++b) {
+    const int64_t p = positions[b];
+    const auto row = [&](const torch::Tensor& t) { return t.narrow(0, b, 1).cpu(); };
+    const auto ref =
+        reference_decode_attention(row(q), row(k), row(v), row(keys_before), row(values_before), p, kRopeBase, dtype);
+    EXPECT_TRUE(close(row(out), ref.output)) << what << ": output of sequence " << b;
+    EXPECT_TRUE(close(row(keys).select(2, p), ref.key_row)) << what << ": key cache row of sequence " << b;
+    EXPECT_TRUE(torch::equal(row(values).select(2, p), row(v))) << what << ": value cache row of sequence " << b;
+    const auto others = torch::arange(c.context, torch::kLong).ne(p).nonzero().squeeze(1);
+    EXPECT_TRUE(torch::equal(row(keys).index_select(2, others), row(keys_before).index_select(2, others)))
+        << what << ": sequence " << b;
+    EXPECT_TRUE(torch::equal(row(values).index_select(2, others), row(values_before).index_select(2, others)))
+        << what << ": sequence " << b;
+  }
 }
 
 /// Shapes of every code path: one position; odd head counts; head sizes that take 2-, 4- and
-/// 16-byte loads on CUDA; more positions than a block has threads; the first and last row.
+/// 16-byte loads on CUDA; more positions than a block has threads; the first and last row;
+/// sequences each at its own position.
 inline std::vector<DecodeAttentionCase> decode_attention_cases(bool long_contexts) {
-  std::vector<DecodeAttentionCase> cases = {{1, 1, 2, 1, 0},   {2, 3, 6, 5, 4},     {1, 4, 64, 16, 0},
-                                            {1, 4, 64, 16, 9}, {3, 2, 128, 33, 32}, {2, 5, 12, 40, 17}};
+  std::vector<DecodeAttentionCase> cases = {{1, 1, 2, 1, 0},    {2, 3, 6, 5, 4},       {1, 4, 64, 16, 0},
+                                            {1, 4, 64, 16, 9},  {3, 2, 128, 33, 32},   {2, 5, 12, 40, 17},
+                                            {4, 3, 8, 9, 0, 5}, {5, 2, 64, 37, 36, 11}};
   if (long_contexts) {
     cases.push_back({1, 12, 64, 512, 300});
     cases.push_back({2, 3, 128, 1024, 1023});
     cases.push_back({1, 2, 256, 700, 511});
+    cases.push_back({6, 4, 64, 600, 3, 257});
   }
   return cases;
 }

@@ -53,7 +53,18 @@ TEST(DecodeAttention, BadArgumentsAreErrorsNamingThem) {
   auto keys = cache.clone(), values = cache.clone();
   EXPECT_TRUE(throws_error_mentioning(
       [&] { bittorch::ops::decode_attention(q, q, q, keys, values, torch::zeros({1}), cos, sin); },
-      {"position to be an int64 tensor"}));
+      {"position to be a contiguous int64 tensor [1] or [1]"}));
+  // One position per sequence: as many as the batch, each in range.
+  const auto q2 = torch::randn({2, 2, 4});
+  auto keys2 = torch::zeros({2, 2, 8, 4}), values2 = torch::zeros_like(keys2);
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] { bittorch::ops::decode_attention(q2, q2, q2, keys2, values2, torch::zeros({3}, torch::kLong), cos, sin); },
+      {"[1] or [2]", "[3]"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        bittorch::ops::decode_attention(q2, q2, q2, keys2, values2, torch::tensor({3, 8}, torch::kLong), cos, sin);
+      },
+      {"position 8"}));
 }
 
 }  // namespace

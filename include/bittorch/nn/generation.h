@@ -1,14 +1,18 @@
 #pragma once
 
-// Sampling text from a TransformerLM with a KV cache: one forward pass over the prompt, then
-// one position per new token.
+// Sampling text from a TransformerLM: each prompt prefilled in one pass, then one token per
+// step for all of them at once (nn::Decoder: a KV cache slot per sequence, the step replayed
+// from a CUDA graph on CUDA), sampled on the model's device; the tokens come back to the host
+// at the end.
 
 #include <bittorch/nn/modules/transformer.h>
 
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 #include <torch/arg.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace bittorch::nn {
 
@@ -18,19 +22,30 @@ struct BITTORCH_API GenerateOptions {
   TORCH_ARG(double, temperature) = 1.0;
   /// Sample among the k most likely tokens only (0: all).
   TORCH_ARG(int64_t, top_k) = 0;
-  /// Seeds the sampler (a generator of its own: the same seed gives the same text).
+  /// Seeds the sampler, a generator of its own on the model's device: the same seed gives the
+  /// same text on that device.
   TORCH_ARG(uint64_t, seed) = 0;
+  /// On CUDA, replay the decode step from a CUDA graph (the same tokens as without one).
+  TORCH_ARG(bool, cuda_graph) = true;
 };
 
-/// The next token from logits [vocab] (any device and dtype): sampled on the CPU from
-/// softmax(logits / temperature) restricted to the top_k, or the argmax at temperature 0.
-BITTORCH_API int64_t sample_token(const at::Tensor& logits, double temperature, int64_t top_k,
-                                  at::Generator& generator);
+/// The next token of each row of `logits` [batch, vocab] (any device and dtype), as int64
+/// [batch] on that device, without waiting for it: the argmax at temperature 0, else a draw
+/// from softmax(logits / temperature) restricted to the top_k (0: all) with `generator` (one
+/// of the logits' device).
+BITTORCH_API at::Tensor sample_tokens(const at::Tensor& logits, double temperature, int64_t top_k,
+                                      at::Generator& generator);
 
-/// max_new_tokens tokens that continue `prompt` (int64 [T], T >= 1), as an int64 CPU tensor.
-/// The KV cache lives in the model's dtype (the autocast dtype when autocast is on for the
-/// model's device). When the context is full, generation continues from its last half (the
-/// cache is rebuilt from those tokens). The model is used as it is (call eval() first).
+/// max_new_tokens tokens that continue each of `prompts` (int64 [T], T >= 1, lengths may
+/// differ), as int64 CPU tensors. The KV cache lives in the model's dtype (the autocast dtype
+/// when autocast is on for the model's device). When a sequence fills the context, it goes on
+/// from its last half (its cache rebuilt from those tokens). The model is used as it is (call
+/// eval() first). At temperature 0 each sequence gets the tokens it gets alone; sampled
+/// sequences of a batch share one generator, so they differ from those generated alone.
+BITTORCH_API std::vector<at::Tensor> generate(TransformerLMImpl& model, const std::vector<at::Tensor>& prompts,
+                                              const GenerateOptions& options);
+
+/// generate of one prompt.
 BITTORCH_API at::Tensor generate(TransformerLMImpl& model, const at::Tensor& prompt, const GenerateOptions& options);
 
 }  // namespace bittorch::nn

@@ -291,8 +291,10 @@ at::Tensor TransformerLMImpl::decode_step(const at::Tensor& tokens, const at::Te
   TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) == 1 && tokens.scalar_type() == at::kLong,
               "TransformerLM::decode_step: expected int64 tokens [batch, 1], got ", tokens.scalar_type(), " ",
               tokens.sizes());
-  TORCH_CHECK(position.dim() == 1 && position.numel() == 1 && position.scalar_type() == at::kLong,
-              "TransformerLM::decode_step: expected an int64 position [1]");
+  TORCH_CHECK(position.dim() == 1 && (position.numel() == 1 || position.numel() == tokens.size(0)) &&
+                  position.scalar_type() == at::kLong,
+              "TransformerLM::decode_step: expected an int64 position [1] or [", tokens.size(0), "], got ",
+              position.scalar_type(), " ", position.sizes());
   TORCH_CHECK(key_value_heads(options) == options.heads(),
               "TransformerLM::decode_step: grouped-query attention (kv_heads ", options.kv_heads(), " of ",
               options.heads(), " heads) is generated through forward(tokens, &cache), not the fused decode step");

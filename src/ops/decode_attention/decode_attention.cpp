@@ -10,9 +10,9 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(bittorch, m) {
-  // One decoding step: rotary embedding of the new query and key at `position`, the key and
-  // value written into the caches, attention over the cached positions 0..position. Not
-  // differentiable.
+  // One decoding step: rotary embedding of the new query and key at `position` (one for the
+  // batch, or one per sequence), the key and value written into the caches, attention over the
+  // cached positions 0..position. Not differentiable.
   m.def(
       "decode_attention(Tensor query, Tensor key, Tensor value, Tensor(a!) key_cache, Tensor(b!) value_cache, "
       "Tensor position, Tensor cos, Tensor signed_sin) -> Tensor");
@@ -63,8 +63,11 @@ void check_decode_attention_args(const char* op, const at::Tensor& query, const 
   TORCH_CHECK(value_cache.sizes() == key_cache.sizes(), op, ": key_cache ", key_cache.sizes(), " and value_cache ",
               value_cache.sizes(), " differ");
   const int64_t context = key_cache.size(2);
-  TORCH_CHECK(position.defined() && position.scalar_type() == at::kLong && position.numel() == 1, op,
-              ": expected position to be an int64 tensor of one element");
+  TORCH_CHECK(position.defined() && position.scalar_type() == at::kLong && position.dim() == 1 &&
+                  (position.numel() == 1 || position.numel() == batch) && position.is_contiguous(),
+              op, ": expected position to be a contiguous int64 tensor [1] or [", batch,
+              "] (one per sequence), but got ", position.defined() ? position.scalar_type() : at::ScalarType::Undefined,
+              " ", position.defined() ? position.sizes() : at::IntArrayRef{});
   const auto table_dtype = dtype == at::kDouble ? at::kDouble : at::kFloat;
   for (const auto& [name, table] : {std::pair{"cos", &cos}, std::pair{"signed_sin", &signed_sin}}) {
     TORCH_CHECK(table->defined() && table->dim() == 2 && table->size(0) >= context && table->size(1) == head_size &&

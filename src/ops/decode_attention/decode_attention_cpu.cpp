@@ -19,8 +19,8 @@ namespace {
 
 template <typename scalar_t>
 void decode_attention_rows(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
-                           at::Tensor& key_cache, at::Tensor& value_cache, int64_t position, const at::Tensor& cos,
-                           const at::Tensor& signed_sin, at::Tensor& out) {
+                           at::Tensor& key_cache, at::Tensor& value_cache, const std::vector<int64_t>& positions,
+                           const at::Tensor& cos, const at::Tensor& signed_sin, at::Tensor& out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t heads = query.size(1), head_size = query.size(2), half = head_size / 2;
   const int64_t context = key_cache.size(2);
@@ -29,14 +29,16 @@ void decode_attention_rows(const at::Tensor& query, const at::Tensor& key, const
   const auto* v = value.const_data_ptr<scalar_t>();
   auto* keys = key_cache.mutable_data_ptr<scalar_t>();
   auto* values = value_cache.mutable_data_ptr<scalar_t>();
-  const auto* cos_row = cos.const_data_ptr<acc_t>() + position * head_size;
-  const auto* sin_row = signed_sin.const_data_ptr<acc_t>() + position * head_size;
   auto* y = out.mutable_data_ptr<scalar_t>();
   const acc_t softmax_scale = acc_t(1) / std::sqrt(static_cast<acc_t>(head_size));
   at::parallel_for(0, query.size(0) * heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> rotated(head_size), scores(position + 1), sum(head_size);
+    std::vector<acc_t> rotated(head_size), scores, sum(head_size);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t in = row * head_size, cached = row * context * head_size;
+      const int64_t position = positions[positions.size() == 1 ? 0 : row / heads];
+      const auto* cos_row = cos.const_data_ptr<acc_t>() + position * head_size;
+      const auto* sin_row = signed_sin.const_data_ptr<acc_t>() + position * head_size;
+      scores.resize(position + 1);
       const auto rotate = [&](const scalar_t* x, int64_t d) {
         return static_cast<acc_t>(x[in + d]) * cos_row[d] +
                static_cast<acc_t>(x[in + (d + half) % head_size]) * sin_row[d];
@@ -74,14 +76,17 @@ at::Tensor decode_attention_cpu(const at::Tensor& query, const at::Tensor& key, 
                                 const at::Tensor& cos, const at::Tensor& signed_sin) {
   const char* op = "bittorch::decode_attention";
   check_decode_attention_args(op, query, key, value, key_cache, value_cache, position, cos, signed_sin);
-  const int64_t p = position.item<int64_t>();
-  TORCH_CHECK(p >= 0 && p < key_cache.size(2), op, ": position ", p, " is outside the cache's context of ",
-              key_cache.size(2));
+  const auto* position_data = position.const_data_ptr<int64_t>();
+  const std::vector<int64_t> positions(position_data, position_data + position.numel());
+  for (const int64_t p : positions) {
+    TORCH_CHECK(p >= 0 && p < key_cache.size(2), op, ": position ", p, " is outside the cache's context of ",
+                key_cache.size(2));
+  }
   auto out = at::empty(query.sizes(), query.options());
   const auto q = query.contiguous(), k = key.contiguous(), v = value.contiguous();
   const auto cos_table = cos.contiguous(), sin_table = signed_sin.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, query.scalar_type(), "decode_attention_cpu", [&] {
-    decode_attention_rows<scalar_t>(q, k, v, key_cache, value_cache, p, cos_table, sin_table, out);
+    decode_attention_rows<scalar_t>(q, k, v, key_cache, value_cache, positions, cos_table, sin_table, out);
   });
   return out;
 }

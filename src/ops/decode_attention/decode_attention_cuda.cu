@@ -3,7 +3,7 @@
 // element), then a score per cached position (thread per position, the key row read with
 // vector loads), a block-wide softmax, and the weighted sum of the value rows (a group of
 // threads per row, partial sums combined in shared memory). The position is read on the
-// device, so a captured graph replays at whatever position the tensor holds.
+// device, so a captured graph replays at whatever positions the tensor holds.
 
 #include "ops/common/cuda/row_quantize.cuh"
 #include "ops/decode_attention/decode_attention.h"
@@ -33,7 +33,8 @@ struct DecodeArgs {
   const scalar_t* value;
   scalar_t* key_cache;
   scalar_t* value_cache;
-  const int64_t* position;
+  const int64_t* position;  // one for the batch, or one per sequence
+  bool position_per_sequence;
   const float* cos;
   const float* signed_sin;
   scalar_t* out;
@@ -63,7 +64,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(DecodeArgs<s
   const int64_t in = row * d_size;
   scalar_t* keys = a.key_cache + row * a.context * d_size;
   scalar_t* values = a.value_cache + row * a.context * d_size;
-  const int64_t p = *a.position;
+  const int64_t p = a.position[a.position_per_sequence ? blockIdx.y : 0];
   if (p < 0 || p >= a.context) {  // nothing written, NaN returned: no silent result
     for (int d = threadIdx.x; d < d_size; d += kThreads) a.out[in + d] = static_cast<scalar_t>(NAN);
     return;
@@ -167,6 +168,7 @@ at::Tensor decode_attention_cuda(const at::Tensor& query, const at::Tensor& key,
                               key_cache.mutable_data_ptr<scalar_t>(),
                               value_cache.mutable_data_ptr<scalar_t>(),
                               position.const_data_ptr<int64_t>(),
+                              position.numel() > 1,
                               cos_table.const_data_ptr<float>(),
                               sin_table.const_data_ptr<float>(),
                               out.mutable_data_ptr<scalar_t>(),

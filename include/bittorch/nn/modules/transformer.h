@@ -163,10 +163,10 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   at::Tensor loss(const at::Tensor& tokens, const at::Tensor& targets);
 
   /// The logits [batch, 1, vocab] of `tokens` [batch, 1] at the device tensor `position`
-  /// (int64 [1]), their keys and values written into `cache` there; `cache.length` is left
-  /// alone. Fixed shapes and no host synchronisation: a CUDA graph can capture it, and a
-  /// replay after position.add_(1) generates the next token (the decode loop of a benchmark).
-  /// Needs decode_step_supported(device).
+  /// (int64 [1] for every sequence, or [batch], each sequence's own), their keys and values
+  /// written into `cache` there; `cache.length` is left alone. Fixed shapes and no host
+  /// synchronisation: a CUDA graph can capture it, and a replay after position.add_(1)
+  /// generates the next token (nn::Decoder does). Needs decode_step_supported(device).
   at::Tensor decode_step(const at::Tensor& tokens, const at::Tensor& position, KVCache& cache);
 
   /// Whether decode_step takes this model on `device`: ops::decode_attention_supports its head

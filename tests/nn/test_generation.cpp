@@ -1,0 +1,125 @@
+// nn::generate and nn::Decoder on the CPU: batched greedy generation against whole forward
+// passes (past the context, prompts of different lengths, the fused decode step and the path
+// through forward for grouped-query attention, full-precision, ternary and packed models), a
+// batch against each sequence alone, sampling's distribution, determinism, and bad input.
+
+#include <bittorch/bittorch.h>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "nn/generation_check.h"
+#include "nn/transformer_models.h"
+#include "reference.h"
+
+namespace {
+
+using bittorch::testing::random_model;
+using bittorch::testing::throws_error_mentioning;
+using bittorch::testing::toy_options;
+namespace bn = bittorch::nn;
+
+TEST(Generation, GreedyBatchesFollowWholeForwardPasses) {
+  torch::manual_seed(80);
+  auto model = random_model(toy_options(), torch::kFloat, 81);
+  model->eval();
+  ASSERT_TRUE(model->decode_step_supported(torch::kCPU));
+  bittorch::testing::expect_batched_greedy_generation_follows_forward_passes(*model, 1e-5);
+  // Grouped-query attention: decode_step declines it, so each sequence goes through forward.
+  auto grouped = random_model(toy_options().heads(4).kv_heads(2).width(16), torch::kFloat, 82);
+  grouped->eval();
+  ASSERT_FALSE(grouped->decode_step_supported(torch::kCPU));
+  bittorch::testing::expect_batched_greedy_generation_follows_forward_passes(*grouped, 1e-5);
+  // Ternary layers (their quantized weights kept while generating), then packed.
+  const auto config = bittorch::quant::QuantConfig().scale_mode(bittorch::quant::ScaleMode::AbsMean);
+  bn::convert_to_ternary(*model, config, bn::is_transformer_projection);
+  bittorch::testing::expect_batched_greedy_generation_follows_forward_passes(*model, 1e-5);
+  bittorch::pack(*model);
+  bittorch::testing::expect_batched_greedy_generation_follows_forward_passes(*model, 1e-5);
+}
+
+TEST(Generation, ABatchDecodesAsEachSequenceAlone) {
+  torch::manual_seed(83);
+  auto model = random_model(toy_options(), torch::kFloat, 84);
+  model->eval();
+  bittorch::testing::expect_batch_decoding_equals_each_sequence_alone(*model, torch::kFloat, 1e-5);
+  auto grouped = random_model(toy_options().heads(4).kv_heads(2).width(16), torch::kFloat, 85);
+  grouped->eval();
+  bittorch::testing::expect_batch_decoding_equals_each_sequence_alone(*grouped, torch::kFloat, 1e-5);
+}
+
+TEST(Generation, SamplingIsDeterministicForASeed) {
+  auto model = random_model(toy_options(), torch::kFloat, 5);
+  model->eval();
+  const auto prompt = torch::tensor(std::vector<int64_t>{1, 2, 3});
+  const auto options = bn::GenerateOptions().max_new_tokens(30).temperature(0.8).top_k(5).seed(9);
+  const auto first = bn::generate(*model, prompt, options);
+  ASSERT_EQ(first.numel(), 30);  // past the context of 16: generation went on from its last half
+  EXPECT_TRUE(torch::equal(first, bn::generate(*model, prompt, options)));
+  EXPECT_FALSE(torch::equal(first, bn::generate(*model, prompt, bn::GenerateOptions(options).seed(10))));
+  // Greedy: each token is the argmax of a whole forward pass over the sequence so far.
+  const auto greedy = bn::generate(*model, prompt, bn::GenerateOptions().max_new_tokens(8).temperature(0));
+  auto sequence = prompt.clone();
+  for (int64_t i = 0; i < 8; ++i) {
+    const auto next = model->forward(sequence.unsqueeze(0))[0][-1].argmax();
+    EXPECT_EQ(greedy[i].item<int64_t>(), next.item<int64_t>()) << i;
+    sequence = torch::cat({sequence, next.unsqueeze(0)});
+  }
+  // top_k 1 is greedy too.
+  EXPECT_TRUE(
+      torch::equal(bn::generate(*model, prompt, bn::GenerateOptions().max_new_tokens(8).top_k(1).seed(3)), greedy));
+}
+
+// Draws follow softmax(logits / temperature) over the top k: frequencies of many draws
+// against the probabilities from the formula.
+TEST(Generation, SampleTokensDrawsFromTheTemperedSoftmaxOfTheTopK) {
+  const auto logits = torch::tensor({1.0, 0.5, -0.5, 2.0, 0.0}, torch::kDouble);
+  const int64_t draws = 40000;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(7);
+  for (const auto& [temperature, top_k] : std::vector<std::pair<double, int64_t>>{{1.0, 0}, {0.5, 0}, {1.5, 3}}) {
+    auto want = (logits / temperature).exp();
+    if (top_k > 0) want.masked_fill_(logits < std::get<0>(logits.topk(top_k)).min(), 0.0);
+    want = want / want.sum();
+    const auto tokens = bn::sample_tokens(logits.to(torch::kBFloat16).unsqueeze(0).expand({draws, 5}).contiguous(),
+                                          temperature, top_k, generator);
+    ASSERT_EQ(tokens.sizes(), torch::IntArrayRef({draws}));
+    ASSERT_EQ(tokens.scalar_type(), torch::kLong);
+    const auto got = torch::bincount(tokens, {}, 5).to(torch::kDouble) / draws;
+    // Five standard deviations of a frequency, plus bfloat16's rounding of the logits.
+    const auto bound = 5 * (want * (1 - want) / draws).sqrt() + 0.01 * want;
+    EXPECT_TRUE((got - want).abs().le(bound).all().item<bool>())
+        << "temperature " << temperature << " top_k " << top_k << ": " << got << " against " << want;
+  }
+  EXPECT_TRUE(torch::equal(bn::sample_tokens(logits.view({1, 5}), 0.0, 0, generator), torch::tensor({3})));
+}
+
+TEST(Generation, BadInputIsAnErrorNamingIt) {
+  auto model = random_model(toy_options(), torch::kFloat, 86);
+  model->eval();
+  const auto prompt = torch::tensor({1, 2});
+  EXPECT_TRUE(throws_error_mentioning([&] { bn::generate(*model, std::vector<torch::Tensor>{}, {}); },
+                                      {"at least one prompt"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        bn::generate(*model, std::vector<torch::Tensor>{prompt, torch::tensor(std::vector<int64_t>{})}, {});
+      },
+      {"non-empty int64 prompts", "prompt 1"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { bn::generate(*model, prompt, bn::GenerateOptions().temperature(-1)); },
+                                      {"temperature must be >= 0"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { bn::generate(*model, prompt, bn::GenerateOptions().top_k(-2)); },
+                                      {"top_k must be >= 0"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { bn::Decoder(*model, 0, torch::kFloat); }, {"batch must be >= 1"}));
+  bn::Decoder decoder(*model, 2, torch::kFloat);
+  EXPECT_TRUE(throws_error_mentioning([&] { decoder.prefill(2, prompt); }, {"sequence 2", "batch of 2"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { decoder.prefill(0, torch::zeros({17}, torch::kLong)); },
+                                      {"T <= the context of 16", "[17]"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { decoder.step(torch::zeros({3}, torch::kLong)); }, {"tokens [2]", "[3]"}));
+  decoder.prefill(1, torch::zeros({16}, torch::kLong));
+  EXPECT_TRUE(throws_error_mentioning([&] { decoder.step(torch::zeros({2}, torch::kLong)); },
+                                      {"sequence 1 fills the context of 16", "shorter window"}));
+  EXPECT_EQ(decoder.length(1), 16);
+  EXPECT_EQ(decoder.length(0), 0);
+  EXPECT_EQ(decoder.graph_nodes(), 0);
+}
+
+}  // namespace
