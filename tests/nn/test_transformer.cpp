@@ -173,6 +173,16 @@ TEST(Transformer, FusedOpsEqualThePlainComposition) {
     const auto first = model->forward(tokens.narrow(1, 0, 6), &cache);
     const auto rest = model->forward(tokens.narrow(1, 6, 4), &cache);
     EXPECT_TRUE(torch::allclose(torch::cat({first, rest}, 1), plain_logits, tol * 10, tol * 10)) << what;
+    // The one-token decode step, fused and plain, at each sequence's own position.
+    const auto position = torch::tensor({3, 7});
+    const auto step_tokens = tokens.narrow(1, 0, 1);
+    auto plain_cache = cache;
+    for (auto& t : plain_cache.keys) t = t.clone();
+    for (auto& t : plain_cache.values) t = t.clone();
+    const auto fused_step = model->decode_step(step_tokens, position, cache);
+    model->set_fused_ops(false);
+    const auto plain_step = model->decode_step(step_tokens, position, plain_cache);
+    EXPECT_TRUE(torch::allclose(fused_step, plain_step, tol, tol)) << what;
   }
 }
 

@@ -257,14 +257,22 @@ at::Tensor TransformerLMImpl::final_features(const at::Tensor& tokens, int64_t s
     for (size_t i = 0; i < blocks->size(); ++i) x = block_at(i)->forward(x, start, keys(i), values(i));
     return norm->forward(x);
   }
+  return fused_blocks(x, [&](size_t i, const at::Tensor& normed) {
+    return block_at(i)->attention->forward(normed, start, keys(i), values(i));
+  });
+}
+
+at::Tensor TransformerLMImpl::fused_blocks(at::Tensor x,
+                                           const std::function<at::Tensor(size_t, const at::Tensor&)>& attend) {
   // Each residual add fused with the norm after it (ops::add_rms_norm): in a block the
   // attention's add with the MLP's norm; the MLP's add with the next block's attention norm,
   // or after the last block with the final norm.
+  const auto block_at = [&](size_t i) { return blocks[i]->as<TransformerBlockImpl>(); };
   auto normed = block_at(0)->attention_norm->forward(x);
   for (size_t i = 0; i < blocks->size(); ++i) {
     auto* block = block_at(i);
-    const auto attended = block->attention->forward(normed, start, keys(i), values(i));
-    const auto [mlp_input, h] = ops::add_rms_norm(x, attended, block->mlp_norm->weight, block->mlp_norm->options.eps());
+    const auto [mlp_input, h] =
+        ops::add_rms_norm(x, attend(i, normed), block->mlp_norm->weight, block->mlp_norm->options.eps());
     const auto& next = i + 1 < blocks->size() ? block_at(i + 1)->attention_norm : norm;
     std::tie(normed, x) = ops::add_rms_norm(h, block->mlp->forward(mlp_input), next->weight, next->options.eps());
   }
@@ -299,10 +307,17 @@ at::Tensor TransformerLMImpl::decode_step(const at::Tensor& tokens, const at::Te
               "TransformerLM::decode_step: grouped-query attention (kv_heads ", options.kv_heads(), " of ",
               options.heads(), " heads) is generated through forward(tokens, &cache), not the fused decode step");
   auto x = embedding->forward(tokens);
-  for (size_t i = 0; i < blocks->size(); ++i) {
-    x = blocks[i]->as<TransformerBlockImpl>()->forward_at(x, position, cache.keys[i], cache.values[i]);
+  if (!fused_ops_) {
+    for (size_t i = 0; i < blocks->size(); ++i) {
+      x = blocks[i]->as<TransformerBlockImpl>()->forward_at(x, position, cache.keys[i], cache.values[i]);
+    }
+    return at::linear(norm->forward(x), head_weight());
   }
-  return at::linear(norm->forward(x), head_weight());
+  const auto features = fused_blocks(x, [&](size_t i, const at::Tensor& normed) {
+    return blocks[i]->as<TransformerBlockImpl>()->attention->forward_at(normed, position, cache.keys[i],
+                                                                        cache.values[i]);
+  });
+  return at::linear(features, head_weight());
 }
 
 KVCache TransformerLMImpl::make_cache(int64_t batch, const at::TensorOptions& tensor_options) const {

@@ -176,11 +176,11 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   /// An empty cache for `batch` sequences, in `options`' device and dtype.
   KVCache make_cache(int64_t batch, const at::TensorOptions& options) const;
 
-  /// Whether forward and loss run the fused ops: each residual add with the norm after it
-  /// (ops::add_rms_norm) and the attention's rotary embedding (ops::rotary_embedding). False
-  /// runs the blocks' plain composition, the reference the fused path is tested against. Not
-  /// part of the model: the same weights give the same outputs. On by default. (The one-token
-  /// decode step keeps its own path.)
+  /// Whether forward, loss and decode_step run the fused ops: each residual add with the norm
+  /// after it (ops::add_rms_norm) and the attention's rotary embedding (ops::rotary_embedding;
+  /// the decode step has its own in ops::decode_attention). False runs the blocks' plain
+  /// composition, the reference the fused path is tested against. Not part of the model: the
+  /// same weights give the same outputs. On by default.
   void set_fused_ops(bool fused);
   bool fused_ops() const { return fused_ops_; }
 
@@ -199,6 +199,9 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   // The final norm's output [batch, T, width] of `tokens` at positions start.., through the
   // cache if any (which it fills, leaving its length alone).
   at::Tensor final_features(const at::Tensor& tokens, int64_t start, KVCache* cache);
+  // The blocks over the embedded tokens `x`, each residual add fused with the norm after it,
+  // attend(i, normed) giving block i's attention output: the final norm's output.
+  at::Tensor fused_blocks(at::Tensor x, const std::function<at::Tensor(size_t, const at::Tensor&)>& attend);
 };
 TORCH_MODULE(TransformerLM);
 
