@@ -5,6 +5,7 @@
 #include "lm/commands.h"
 #include "lm/lm_model.h"
 
+#include <bittorch/io/gguf.h>
 #include <bittorch/io/hf_bitnet.h>
 #include <bittorch/train.h>
 
@@ -128,30 +129,48 @@ int sample_command(int argc, char** argv) {
 
 int export_command(int argc, char** argv) {
   cxxopts::Options options("bittorch-lm export",
-                           "Write a trained model as a packed model file, or as a Hugging Face BitNet checkpoint");
-  options.add_options()("checkpoint", "A checkpoint of bittorch-lm train (--save)", cxxopts::value<std::string>())(
-      "output", "The packed model file to write", cxxopts::value<std::string>())(
-      "hf", "Instead, a folder to write config.json and model.safetensors into (transformers' model type bitnet)",
-      cxxopts::value<std::string>());
+                           "Write a trained model as a packed model file, a Hugging Face BitNet checkpoint or a "
+                           "GGUF file for llama.cpp");
+  add_source_options(options);
+  // clang-format off
+  options.add_options()
+    ("output", "The packed model file to write", cxxopts::value<std::string>())
+    ("hf", "Instead, a folder to write config.json and model.safetensors into (transformers' model type bitnet)",
+     cxxopts::value<std::string>())
+    ("gguf", "Instead, a GGUF file for llama.cpp's bitnet architecture (ternary projections as TQ2_0)",
+     cxxopts::value<std::string>())
+    ("tokenizer", "With --gguf: the model's tokenizer.json, whose vocabulary the file records (default: the "
+                  "256 bytes)", cxxopts::value<std::string>());
+  // clang-format on
   add_storage_dtype_option(options);
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
-    if (!args.count("checkpoint") || args.count("output") + args.count("hf") != 1) {
-      throw UsageError("give --checkpoint and one of --output and --hf");
+    if (args.count("output") + args.count("hf") + args.count("gguf") != 1) {
+      throw UsageError("give --checkpoint or --packed, and one of --output, --hf and --gguf");
     }
-    check_path_flags(args, {"output"}, {"checkpoint"});
-    const auto checkpoint = args["checkpoint"].as<std::string>();
+    if (args.count("tokenizer") && !args.count("gguf")) throw UsageError("--tokenizer goes with --gguf");
+    check_path_flags(args, {"output", "gguf"}, {"checkpoint", "packed", "tokenizer"});
+    const auto source =
+        args.count("checkpoint") ? args["checkpoint"].as<std::string>() : args["packed"].as<std::string>();
     const auto dtype = storage_dtype(args);
-    auto model = model_from_checkpoint(checkpoint);
+    auto model = load_model(args, torch::kCPU);
     if (args.count("hf")) {
       const auto folder = args["hf"].as<std::string>();
       io::export_hf_bitnet(*model, folder, dtype);
-      spdlog::info("exported {} to the Hugging Face folder {}", checkpoint, folder);
+      spdlog::info("exported {} to the Hugging Face folder {}", source, folder);
+      return 0;
+    }
+    if (args.count("gguf")) {
+      const auto file = args["gguf"].as<std::string>();
+      std::optional<io::Tokenizer> tokenizer;
+      if (args.count("tokenizer")) tokenizer = io::Tokenizer::from_file(args["tokenizer"].as<std::string>());
+      io::export_gguf_bitnet(*model, file, tokenizer ? &*tokenizer : nullptr, dtype);
+      spdlog::info("exported {} to {} ({} bytes)", source, file, io::regular_file_size(file));
       return 0;
     }
     const auto output = args["output"].as<std::string>();
     io::save_packed(*model, output, dtype);
-    spdlog::info("exported {} to {} ({} bytes)", checkpoint, output, io::regular_file_size(output));
+    spdlog::info("exported {} to {} ({} bytes)", source, output, io::regular_file_size(output));
     return 0;
   });
 }

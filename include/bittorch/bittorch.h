@@ -2,6 +2,7 @@
 
 // Umbrella header: everything a BitTorch user needs.
 #include <bittorch/io/files.h>
+#include <bittorch/io/gguf.h>
 #include <bittorch/io/hf_bitnet.h>
 #include <bittorch/io/packed_model.h>
 #include <bittorch/io/packed_transformer.h>

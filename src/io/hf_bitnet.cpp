@@ -10,6 +10,7 @@
 #include <bittorch/quant/packing.h>
 
 #include "common/json_field.h"
+#include "io/projection_weights.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -278,51 +279,35 @@ void export_hf_bitnet(nn::TransformerLMImpl& model, const std::string& dir_name,
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf, caller,
               ": store float32, bfloat16 or float16, not ", dtype);
   const auto where = [&](const std::string& path) { return std::string(caller) + ": projection " + path; };
-  const auto check_quant = [&](const std::string& path, const quant::QuantConfig& config) {
-    TORCH_CHECK(hf_compatible(config), where(path),
-                " is ternary with other quantization than transformers' BitNet layers (one absmean scale per layer "
-                "and 8-bit activations): ",
-                quant::to_json(config));
-  };
 
   // The projections, as transformers stores them, and which modules they are.
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   std::set<std::string> projections;
   std::optional<bool> ternary;  // the same for every projection
-  const auto add_projection = [&](const std::string& path, bool is_ternary, const at::Tensor& weight_or_codes,
-                                  double scale) {
-    TORCH_CHECK(!ternary || *ternary == is_ternary, caller,
+  for (const auto& projection : detail::projection_weights(model)) {
+    const auto& path = projection.path;
+    TORCH_CHECK(!ternary || *ternary == projection.ternary(), caller,
                 ": the model mixes ternary and full-precision projections (at ", path, ")");
-    ternary = is_ternary;
+    ternary = projection.ternary();
     projections.insert(path);
     const auto name = renamed(path + ".weight", /*to_ours=*/false);
-    if (!is_ternary) {
-      tensors.emplace_back(name, weight_or_codes.detach().to(at::kCPU, dtype));
-      return;
+    if (!projection.ternary()) {
+      tensors.emplace_back(name, projection.weight.to(at::kCPU, dtype));
+      continue;
     }
-    TORCH_CHECK(weight_or_codes.size(0) % 4 == 0, where(path), " has ", weight_or_codes.size(0),
+    TORCH_CHECK(hf_compatible(*projection.quant), where(path),
+                " is ternary with other quantization than transformers' BitNet layers (one absmean scale per layer "
+                "and 8-bit activations): ",
+                quant::to_json(*projection.quant));
+    const auto& scale = projection.scale;
+    TORCH_CHECK(scale.eq(scale[0]).all().item<bool>(), where(path),
+                " has a scale per output row; transformers' BitNet layers have one per layer");
+    TORCH_CHECK(projection.weight.size(0) % 4 == 0, where(path), " has ", projection.weight.size(0),
                 " outputs; transformers packs four rows per byte and needs a multiple of 4");
-    tensors.emplace_back(name, pack_hf_codes(weight_or_codes.detach().to(at::kCPU)));
+    tensors.emplace_back(name, pack_hf_codes(projection.weight));
     // bitlinear divides the product by weight_scale: the reciprocal of our scale.
-    tensors.emplace_back(renamed(path + ".weight_scale", false), at::full({1}, 1.0 / scale).to(dtype));
-  };
-  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
-    const auto& path = item.key();
-    if (path == "head") continue;
-    if (const auto* linear = item.value()->as<torch::nn::LinearImpl>()) {
-      add_projection(path, false, linear->weight, 0);
-    } else if (const auto* layer = item.value()->as<nn::TernaryLinearImpl>()) {
-      check_quant(path, layer->options.quant());
-      const auto quantized = layer->get_quantized_weight();
-      add_projection(path, true, quantized.codes, quantized.scale.item<double>());
-    } else if (const auto* packed = item.value()->as<nn::PackedTernaryLinearImpl>()) {
-      check_quant(path, packed->options.quant());
-      const auto scale = packed->scale.cpu();
-      TORCH_CHECK(scale.eq(scale[0]).all().item<bool>(), where(path),
-                  " has a scale per output row; transformers' BitNet layers have one per layer");
-      add_projection(path, true, quant::unpack_ternary(packed->packed.cpu(), packed->options.in_features()),
-                     scale[0].item<double>());
-    }
+    tensors.emplace_back(renamed(path + ".weight_scale", false),
+                         at::full({1}, 1.0 / scale[0].item<double>()).to(dtype));
   }
   // The embedding, norms and head.
   for (const auto& item : model.named_parameters()) {

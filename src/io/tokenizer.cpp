@@ -7,6 +7,7 @@
 #include <bittorch/io/tokenizer.h>
 
 #include "common/json_field.h"
+#include "io/byte_level.h"
 
 #include <c10/util/Exception.h>
 
@@ -22,25 +23,6 @@
 
 namespace bittorch::io {
 namespace {
-
-// GPT-2's split pattern, which a ByteLevel pre-tokenizer with use_regex applies.
-constexpr const char* kByteLevelPattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
-std::string utf8_of(uint32_t code_point) {
-  std::string out;
-  if (code_point < 0x80) {
-    out += static_cast<char>(code_point);
-  } else if (code_point < 0x800) {
-    out += static_cast<char>(0xC0 | (code_point >> 6));
-    out += static_cast<char>(0x80 | (code_point & 0x3F));
-  } else {
-    out += static_cast<char>(0xE0 | (code_point >> 12));
-    out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (code_point & 0x3F));
-  }
-  return out;
-}
 
 // The length of the valid UTF-8 sequence at text[i], or 0 if it is not one.
 size_t utf8_length(std::string_view text, size_t i) {
@@ -125,6 +107,8 @@ struct Tokenizer::Impl {
   std::vector<std::string> tokens;                            // id -> token, "" where no id
   std::vector<bool> added;                                    // id -> whether an added token (text as written)
   std::unordered_map<std::string, int64_t> merge_rank;        // a + '\xff' + b -> rank
+  std::vector<std::string> merges;                            // "a b", in rank order
+  std::vector<std::string> split_patterns;                    // the patterns' sources
   std::vector<std::pair<std::string, int64_t>> added_tokens;  // longest first
   std::array<bool, 256> starts_added_token{};                 // by first byte: where to look for one
   std::vector<std::unique_ptr<Pattern>> patterns;             // applied in turn to every piece
@@ -251,16 +235,11 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
       right = merge[1].get<std::string>();
     }
     impl->merge_rank.emplace(left + '\xff' + right, rank++);
+    impl->merges.push_back(left + ' ' + right);
   }
 
-  // GPT-2's map of bytes to printable characters: the printable Latin-1 bytes stand for
-  // themselves, the others for 256, 257, ... in byte order.
-  uint32_t next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    impl->byte_chars[b] = utf8_of(printable ? static_cast<uint32_t>(b) : next++);
-    impl->char_bytes[impl->byte_chars[b]] = static_cast<unsigned char>(b);
-  }
+  impl->byte_chars = detail::byte_characters();
+  for (int b = 0; b < 256; ++b) impl->char_bytes[impl->byte_chars[b]] = static_cast<unsigned char>(b);
 
   // Pre-tokenizers: ByteLevel alone, or a Sequence of Splits and a ByteLevel.
   TORCH_CHECK(json.contains("pre_tokenizer") && json["pre_tokenizer"].is_object(), where,
@@ -281,13 +260,16 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
       const auto& pattern = step.value("pattern", nlohmann::json::object());
       const bool literal = pattern.contains("String");
       TORCH_CHECK(literal || pattern.contains("Regex"), where, ": a Split pattern is neither Regex nor String");
-      impl->patterns.push_back(
-          std::make_unique<Pattern>(pattern[literal ? "String" : "Regex"].get<std::string>(), literal, where));
+      const auto source = pattern[literal ? "String" : "Regex"].get<std::string>();
+      impl->patterns.push_back(std::make_unique<Pattern>(source, literal, where));
+      impl->split_patterns.push_back(source);
     } else if (step_type == "ByteLevel") {
       TORCH_CHECK(!step.value("add_prefix_space", false), where,
                   ": pre_tokenizer ByteLevel.add_prefix_space is not followed");
-      if (step.value("use_regex", true))
-        impl->patterns.push_back(std::make_unique<Pattern>(kByteLevelPattern, false, where));
+      if (step.value("use_regex", true)) {
+        impl->patterns.push_back(std::make_unique<Pattern>(detail::kGpt2SplitPattern, false, where));
+        impl->split_patterns.emplace_back(detail::kGpt2SplitPattern);
+      }
       byte_level = true;
     } else {
       TORCH_CHECK(false, where, ": pre-tokenizer '", step_type, "' is not followed (ByteLevel, Split)");
@@ -372,6 +354,10 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
 
 int64_t Tokenizer::vocab_size() const {
   return static_cast<int64_t>(impl_->tokens.size());
+}
+
+Tokenizer::Vocabulary Tokenizer::vocabulary() const {
+  return {impl_->tokens, impl_->added, impl_->merges, impl_->split_patterns};
 }
 
 }  // namespace bittorch::io

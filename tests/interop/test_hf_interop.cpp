@@ -5,6 +5,7 @@
 // BITTORCH_INTEROP_DIR, these tests skip and say so.
 
 #include <bittorch/bittorch.h>
+#include <bittorch/io/gguf.h>
 #include <bittorch/io/hf_bitnet.h>
 #include <bittorch/io/safetensors.h>
 #include <bittorch/io/tokenizer.h>
@@ -52,6 +53,24 @@ torch::Tensor dtype_values(const std::string& name) {
     values = (i.remainder(7) - 3).to(dtype);
   }
   return values.reshape({3, 5});
+}
+
+// `model` with weights drawn larger than the initialisation's, so that every term matters.
+bittorch::nn::TransformerLM randomized(bittorch::nn::TransformerLM model, uint64_t seed) {
+  torch::manual_seed(seed);
+  const torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters()) {
+    p.copy_(p.dim() == 1 ? 1 + 0.2 * torch::randn_like(p) : 0.3 * torch::randn_like(p));
+  }
+  return model;
+}
+
+// BitNet b1.58's quantization: one absmean scale per layer, 8-bit activations.
+bittorch::quant::QuantConfig bitnet_quantization() {
+  return bittorch::quant::QuantConfig()
+      .scale_mode(bittorch::quant::ScaleMode::AbsMean)
+      .per_channel(false)
+      .activation_bits(8);
 }
 
 const char* kDtypeNames[] = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"};
@@ -130,22 +149,10 @@ TEST(HfInterop, ExportsModelsForTransformers) {
     logits.emplace_back(name, model->forward(tokens));
     bittorch::io::export_hf_bitnet(*model, interop_dir() + "/export_" + name, torch::kFloat);
   };
-  const auto randomized = [](bn::TransformerLM model, uint64_t seed) {
-    torch::manual_seed(seed);
-    const torch::NoGradGuard no_grad;
-    for (auto& p : model->parameters()) {
-      p.copy_(p.dim() == 1 ? 1 + 0.2 * torch::randn_like(p) : 0.3 * torch::randn_like(p));
-    }
-    return model;
-  };
   auto full = randomized(bn::TransformerLM(options), 5);
   export_model(full, "fp");
   auto ternary = randomized(bn::TransformerLM(bn::TransformerOptions(options).tied_embeddings(true)), 6);
-  const auto bitnet = bittorch::quant::QuantConfig()
-                          .scale_mode(bittorch::quant::ScaleMode::AbsMean)
-                          .per_channel(false)
-                          .activation_bits(8);
-  bn::convert_to_ternary(*ternary, bitnet, bn::is_transformer_projection);
+  bn::convert_to_ternary(*ternary, bitnet_quantization(), bn::is_transformer_projection);
   export_model(ternary, "ternary");
   bn::pack(*ternary);
   export_model(ternary, "packed");
@@ -167,6 +174,81 @@ TEST(HfInterop, ExportsModelsForTransformers) {
   bn::convert_to_ternary(*per_channel, bittorch::quant::QuantConfig().scale_mode(bittorch::quant::ScaleMode::AbsMean),
                          bn::is_transformer_projection);
   EXPECT_THROW(bittorch::io::export_hf_bitnet(*per_channel, interop_dir() + "/refused"), c10::Error);
+}
+
+// A ternary model of llama.cpp's BitNet shape (grouped-query attention, width and hidden size
+// multiples of TQ2_0's 256-value blocks) written as GGUF with the Llama 3-layout tokenizer,
+// and the values every tensor must hold for hf_interop.py check to compare with what the
+// gguf package reads back; its packed file (float32 arrays) for bittorch-lm export --gguf.
+// What llama.cpp's BitNet model cannot hold is refused, saying why.
+TEST(HfInterop, ExportsGgufForLlamaCpp) {
+  SKIP_WITHOUT_FIXTURE();
+  namespace bn = bittorch::nn;
+  const auto options = bn::TransformerOptions()
+                           .vocab_size(1500)
+                           .layers(2)
+                           .width(256)
+                           .heads(4)
+                           .kv_heads(2)
+                           .context(64)
+                           .mlp(bn::MlpKind::GatedSquaredReLU)
+                           .mlp_hidden(512)
+                           .sub_norms(true)
+                           .tied_embeddings(true)
+                           .rope_base(500000.0)
+                           .norm_eps(1e-5);
+  auto model = randomized(bn::TransformerLM(options), 8);
+  bn::convert_to_ternary(*model, bitnet_quantization(), bn::is_transformer_projection);
+  model->eval();
+  const auto tokenizer = bittorch::io::Tokenizer::from_file(interop_dir() + "/tokenizer_llama3.json");
+  bittorch::io::export_gguf_bitnet(*model, interop_dir() + "/model.gguf", &tokenizer);
+  std::vector<std::pair<std::string, at::Tensor>> expected;
+  for (const auto& item : model->named_modules("", /*include_self=*/false)) {
+    if (const auto* layer = item.value()->as<bn::TernaryLinearImpl>()) {
+      const auto quantized = layer->get_quantized_weight();
+      expected.emplace_back(item.key() + ".codes", quantized.codes.to(torch::kFloat));
+      expected.emplace_back(item.key() + ".scale", quantized.scale.to(torch::kFloat).flatten());
+    }
+  }
+  for (const auto& p : model->named_parameters()) {
+    if (p.value().dim() == 1 || p.key() == "embedding.weight") expected.emplace_back(p.key(), p.value().detach());
+  }
+  bittorch::io::write_safetensors(interop_dir() + "/gguf_expected.safetensors", expected);
+  bn::pack(*model);
+  bittorch::io::save_packed(*model, interop_dir() + "/gguf_model.btp", torch::kFloat);
+
+  const auto refused = [&](bn::TransformerLMImpl& other, const std::vector<std::string>& needles) {
+    try {
+      bittorch::io::export_gguf_bitnet(other, interop_dir() + "/refused.gguf", &tokenizer);
+    } catch (const c10::Error& error) {
+      for (const auto& needle : needles) {
+        if (std::string(error.what()).find(needle) == std::string::npos)
+          return "no '" + needle + "' in " + error.what();
+      }
+      return std::string();
+    }
+    return std::string("not refused");
+  };
+  auto untied = bn::TransformerLM(bn::TransformerOptions(options).tied_embeddings(false));
+  bn::convert_to_ternary(*untied, bitnet_quantization(), bn::is_transformer_projection);
+  EXPECT_EQ(refused(*untied, {"untied embeddings", "--tied-embeddings"}), "");
+  auto narrow = bn::TransformerLM(bn::TransformerOptions(options).mlp_hidden(320));
+  bn::convert_to_ternary(*narrow, bitnet_quantization(), bn::is_transformer_projection);
+  EXPECT_EQ(refused(*narrow, {"hidden size 320", "multiples of it"}), "");
+  auto full_precision = bn::TransformerLM(options);
+  EXPECT_EQ(refused(*full_precision, {"blocks.0.attention.q is full precision"}), "");
+  auto per_channel = bn::TransformerLM(options);
+  bn::convert_to_ternary(*per_channel, bittorch::quant::QuantConfig().scale_mode(bittorch::quant::ScaleMode::AbsMean),
+                         bn::is_transformer_projection);
+  EXPECT_EQ(refused(*per_channel, {"a scale per output row"}), "");
+  auto byte_model = bn::TransformerLM(bn::TransformerOptions(options).vocab_size(300));
+  bn::convert_to_ternary(*byte_model, bitnet_quantization(), bn::is_transformer_projection);
+  try {
+    bittorch::io::export_gguf_bitnet(*byte_model, interop_dir() + "/refused.gguf");
+    ADD_FAILURE() << "a vocabulary of 300 without a tokenizer was not refused";
+  } catch (const c10::Error& error) {
+    EXPECT_NE(std::string(error.what()).find("give its tokenizer"), std::string::npos) << error.what();
+  }
 }
 
 // Our byte-level BPE against the tokenizers package's ids on 260 KB of varied text (held-out

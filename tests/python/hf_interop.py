@@ -247,8 +247,95 @@ def check(out, lm):
         logits = model(torch.tensor([list(b"To be, or not")])).logits
     assert logits.shape == (1, 13, 256) and torch.isfinite(logits).all(), logits.shape
     message = run_lm(lm, "export", "--checkpoint", checkpoint, expect_code=2)
-    assert "one of --output and --hf" in message, message
+    assert "one of --output, --hf and --gguf" in message, message
     print("hf_interop.py: bittorch-lm train + export --hf: transformers runs the model")
+    check_gguf(out, lm)
+
+
+# llama.cpp's BitNet model (src/models/bitnet.cpp, llama_model_bitnet::load_arch_tensors): the
+# shape, innermost first as GGUF records it, of each tensor it loads, by name after "blk.N.".
+def llama_cpp_bitnet_shapes(n_embd, n_embd_gqa, n_ff):
+    return {"attn_norm.weight": [n_embd], "attn_sub_norm.weight": [n_embd],
+            "attn_q.weight": [n_embd, n_embd], "attn_k.weight": [n_embd, n_embd_gqa],
+            "attn_v.weight": [n_embd, n_embd_gqa], "attn_output.weight": [n_embd, n_embd],
+            "ffn_norm.weight": [n_embd], "ffn_sub_norm.weight": [n_ff], "ffn_gate.weight": [n_embd, n_ff],
+            "ffn_down.weight": [n_ff, n_embd], "ffn_up.weight": [n_embd, n_ff],
+            **{f"{name}.scale": [1] for name in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_down",
+                                                 "ffn_up")}}
+
+
+def check_gguf(out, lm):
+    """The GGUF file the C++ half wrote (model.gguf), read back by the gguf package: the
+    metadata llama.cpp reads, every tensor llama.cpp's BitNet model loads with its shape and
+    type, the TQ2_0 weights dequantized by the package equal to our ternary codes, the scales,
+    norms and embedding equal to ours, the tokenizer's vocabulary and merges; and bittorch-lm
+    export --gguf of the same model's packed file writes the same bytes."""
+    import json
+
+    import gguf
+    import numpy as np
+    reader = gguf.GGUFReader(out / "model.gguf")
+    fields = {name: field.contents() for name, field in reader.fields.items()}
+    n_embd, n_head, n_head_kv, n_ff, n_layer, n_vocab = 256, 4, 2, 512, 2, 1500
+    for key, value in {"general.architecture": "bitnet", "bitnet.block_count": n_layer,
+                       "bitnet.embedding_length": n_embd, "bitnet.feed_forward_length": n_ff,
+                       "bitnet.attention.head_count": n_head, "bitnet.attention.head_count_kv": n_head_kv,
+                       "bitnet.rope.dimension_count": n_embd // n_head, "bitnet.context_length": 64,
+                       "bitnet.vocab_size": n_vocab, "bitnet.hidden_activation": "relu2",
+                       "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "llama-bpe",
+                       "general.file_type": gguf.LlamaFileType.MOSTLY_TQ2_0}.items():
+        assert fields[key] == value, (key, fields[key], value)
+    assert np.isclose(fields["bitnet.rope.freq_base"], 500000.0), fields["bitnet.rope.freq_base"]
+    assert np.isclose(fields["bitnet.attention.layer_norm_rms_epsilon"], 1e-5)
+    vocabulary = json.loads((out / "tokenizer_llama3.json").read_text(encoding="utf-8"))
+    ids = {**vocabulary["model"]["vocab"], **{t["content"]: t["id"] for t in vocabulary["added_tokens"]}}
+    tokens = fields["tokenizer.ggml.tokens"]
+    assert len(tokens) == n_vocab and all(tokens[i] == token for token, i in ids.items()), "tokens differ"
+    assert all(tokens[i] == f"[PAD{i}]" for i in range(len(ids), n_vocab)), tokens[len(ids):]
+    types = fields["tokenizer.ggml.token_type"]
+    assert all(types[i] == gguf.TokenType.CONTROL for i in (t["id"] for t in vocabulary["added_tokens"])), types
+    merges = [m if isinstance(m, str) else " ".join(m) for m in vocabulary["model"]["merges"]]
+    assert fields["tokenizer.ggml.merges"] == merges, "merges differ"
+
+    expected = load_file(out / "gguf_expected.safetensors")
+    shapes = {"token_embd.weight": [n_embd, n_vocab], "output_norm.weight": [n_embd]}
+    ours = {"token_embd.weight": "embedding.weight", "output_norm.weight": "norm.weight"}
+    block = {"attn_norm": "attention_norm", "attn_sub_norm": "attention.sub_norm", "attn_q": "attention.q",
+             "attn_k": "attention.k", "attn_v": "attention.v", "attn_output": "attention.o", "ffn_norm": "mlp_norm",
+             "ffn_sub_norm": "mlp.sub_norm", "ffn_gate": "mlp.gate", "ffn_up": "mlp.up", "ffn_down": "mlp.down"}
+    for i in range(n_layer):
+        for name, shape in llama_cpp_bitnet_shapes(n_embd, n_embd * n_head_kv // n_head, n_ff).items():
+            shapes[f"blk.{i}.{name}"] = shape
+            part, kind = name.rsplit(".", 1)
+            ours[f"blk.{i}.{name}"] = f"blocks.{i}.{block[part]}." + {"weight": "weight", "scale": "scale"}[kind]
+    tensors = {t.name: t for t in reader.tensors}
+    assert sorted(tensors) == sorted(shapes), sorted(set(tensors) ^ set(shapes))
+    for name, tensor in tensors.items():
+        assert list(tensor.shape) == shapes[name], (name, list(tensor.shape), shapes[name])
+        values = torch.from_numpy(np.array(gguf.dequantize(tensor.data, tensor.tensor_type))).float()
+        key = ours[name]
+        if tensor.tensor_type == gguf.GGMLQuantizationType.TQ2_0:
+            want = expected[key.replace(".weight", ".codes")]
+        elif name.endswith(".scale"):
+            want = expected[key][:1]
+        else:
+            want = expected[key]
+        want_type = gguf.GGMLQuantizationType.F16 if name == "token_embd.weight" else (
+            gguf.GGMLQuantizationType.TQ2_0 if name.endswith(".weight") and key.rsplit(".", 2)[-2] in
+            ("q", "k", "v", "o", "gate", "up", "down") else gguf.GGMLQuantizationType.F32)
+        assert tensor.tensor_type == want_type, (name, tensor.tensor_type, want_type)
+        if name == "token_embd.weight":
+            want = want.half().float()
+        assert values.shape == want.shape and torch.equal(values, want), (name, values.shape, want.shape)
+    print(f"hf_interop.py: the gguf package reads the GGUF file: {len(tensors)} tensors as llama.cpp's BitNet "
+          "model loads them, TQ2_0 weights equal to our ternary codes")
+    run_lm(lm, "export", "--packed", out / "gguf_model.btp", "--gguf", out / "cli.gguf", "--tokenizer",
+           out / "tokenizer_llama3.json", "--dtype", "float16")
+    assert (out / "cli.gguf").read_bytes() == (out / "model.gguf").read_bytes(), "export --gguf wrote other bytes"
+    message = run_lm(lm, "export", "--packed", out / "gguf_model.btp", "--gguf", out / "refused.gguf",
+                     expect_code=1)
+    assert "give its tokenizer" in message, message
+    print("hf_interop.py: bittorch-lm export --gguf writes the same file")
 
 
 if __name__ == "__main__":

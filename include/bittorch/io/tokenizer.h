@@ -32,6 +32,19 @@ class BITTORCH_API Tokenizer {
   /// One more than the largest id.
   int64_t vocab_size() const;
 
+  /// The vocabulary as tokenizer.json holds it, for writers of other formats (GGUF).
+  struct Vocabulary {
+    /// Each id's token: byte-level tokens in GPT-2's characters, added tokens as written, ""
+    /// for an id without a token.
+    std::vector<std::string> tokens;
+    std::vector<bool> added;          ///< whether each id is an added token
+    std::vector<std::string> merges;  ///< "a b", in rank order
+    /// The split patterns' sources in the order applied (GPT-2's for a ByteLevel pre-tokenizer
+    /// that splits).
+    std::vector<std::string> split_patterns;
+  };
+  Vocabulary vocabulary() const;
+
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
