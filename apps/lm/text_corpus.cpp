@@ -36,15 +36,27 @@ torch::Tensor read_text_bytes(const std::string& path, int64_t min_bytes, const 
       owned->data(), {static_cast<int64_t>(owned->size())}, [owned](void*) { delete owned; }, torch::kUInt8);
 }
 
-TextBatches::TextBatches(const torch::Tensor& bytes, int64_t context, torch::Device device)
-    : bytes_(bytes.to(device)), context_(context) {
-  TORCH_CHECK(bytes_.size(0) > context_, "a corpus of ", bytes_.size(0), " bytes has no window of ", context_ + 1);
+torch::Tensor tokenize_text(const torch::Tensor& bytes, const io::Tokenizer& tokenizer, const std::string& path) {
+  const std::string_view text(reinterpret_cast<const char*>(bytes.const_data_ptr<uint8_t>()),
+                              static_cast<size_t>(bytes.numel()));
+  std::vector<int64_t> ids;
+  try {
+    ids = tokenizer.encode(text);
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, path, ": ", error.what_without_backtrace());
+  }
+  return torch::tensor(ids, torch::kLong).to(torch::kInt);
+}
+
+TextBatches::TextBatches(const torch::Tensor& tokens, int64_t context, torch::Device device)
+    : tokens_(tokens.to(device)), context_(context) {
+  TORCH_CHECK(tokens_.size(0) > context_, "a corpus of ", tokens_.size(0), " tokens has no window of ", context_ + 1);
 }
 
 std::pair<torch::Tensor, torch::Tensor> TextBatches::windows(const torch::Tensor& offsets) const {
-  const auto index = offsets.to(bytes_.device()).unsqueeze(1) +
-                     torch::arange(context_ + 1, torch::TensorOptions().dtype(torch::kLong).device(bytes_.device()));
-  const auto window = bytes_.index({index}).to(torch::kLong);  // int64 tokens, a batch at a time
+  const auto index = offsets.to(tokens_.device()).unsqueeze(1) +
+                     torch::arange(context_ + 1, torch::TensorOptions().dtype(torch::kLong).device(tokens_.device()));
+  const auto window = tokens_.index({index}).to(torch::kLong);  // int64 tokens, a batch at a time
   return {window.narrow(1, 0, context_), window.narrow(1, 1, context_)};
 }
 

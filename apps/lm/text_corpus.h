@@ -1,7 +1,9 @@
 #pragma once
 
-// Text as byte tokens (vocabulary 256: any UTF-8 or ASCII text, no tokenizer) and the batches
-// bittorch-lm trains and evaluates on.
+// Text as tokens (bytes: vocabulary 256, any UTF-8 or ASCII text; or a tokenizer's ids) and
+// the batches bittorch-lm trains and evaluates on.
+
+#include <bittorch/io/tokenizer.h>
 
 #include <torch/types.h>
 
@@ -20,12 +22,16 @@ constexpr int64_t kMaxCorpusBytes = int64_t{4} << 30;
 /// kMaxCorpusBytes is a c10::Error naming the file and the flag that chose it.
 torch::Tensor read_text_bytes(const std::string& path, int64_t min_bytes, const std::string& flag);
 
-/// Windows of `context` + 1 consecutive bytes of a corpus: inputs are the first `context`,
-/// targets the last `context` (the next byte of each position).
+/// The ids `tokenizer` gives the text `bytes` (uint8, from read_text_bytes) as an int32 tensor;
+/// text that is not UTF-8 is a c10::Error naming the file `path` and the byte.
+torch::Tensor tokenize_text(const torch::Tensor& bytes, const io::Tokenizer& tokenizer, const std::string& path);
+
+/// Windows of `context` + 1 consecutive tokens of a corpus: inputs are the first `context`,
+/// targets the last `context` (the next token of each position).
 class TextBatches {
  public:
-  /// The corpus goes to `device` once, as bytes; batches are int64 tokens.
-  TextBatches(const torch::Tensor& bytes, int64_t context, torch::Device device);
+  /// The corpus (uint8 bytes or int32 ids) goes to `device` once as it is; batches are int64.
+  TextBatches(const torch::Tensor& tokens, int64_t context, torch::Device device);
 
   /// `batch` windows at offsets drawn from a generator seeded by (seed, index): the same index
   /// gives the same batch, so a resumed run sees the batches the interrupted one would have.
@@ -36,12 +42,12 @@ class TextBatches {
   /// The windows at evenly spaced offsets `first`.. (evaluation: the same every time).
   std::pair<torch::Tensor, torch::Tensor> spaced(int64_t batch, int64_t first, int64_t count) const;
 
-  int64_t size() const { return bytes_.size(0); }
+  int64_t size() const { return tokens_.size(0); }
 
  private:
   std::pair<torch::Tensor, torch::Tensor> windows(const torch::Tensor& offsets) const;
 
-  torch::Tensor bytes_;
+  torch::Tensor tokens_;
   int64_t context_;
 };
 

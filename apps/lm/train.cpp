@@ -28,7 +28,9 @@ struct TrainConfig {
   std::vector<std::string> kinds;
   quant::QuantConfig recipe;                // of the ternary model
   uint32_t train_crc32 = 0, val_crc32 = 0;  // of the texts: a resumed run must read the same
-  std::string train_file, val_file, save_path, resume_path, metrics_json, export_path;
+  std::string train_file, val_file, save_path, resume_path, metrics_json, export_path, tokenizer_path;
+  std::shared_ptr<const io::Tokenizer> tokenizer;  // null: byte tokens
+  double val_bytes_per_token = 1;                  // of the validation text: bits per byte from a token's loss
   int64_t steps = 0, batch_size = 0, accumulation = 1, warmup = 0, eval_interval = 0, eval_windows = 0,
           stop_after_eval = 0, sample_bytes = 0;
   double lr = 0, ternary_lr = 0, final_lr_factor = 0, weight_decay = 0, ternary_decay_until = 1, grad_clip = 0;
@@ -68,7 +70,7 @@ double validation_loss(nn::TransformerLM& model, const TextBatches& val, const T
 }
 
 // A model whose training and validation losses over a whole evaluation interval are both
-// ln(vocabulary), to float32's precision, predicts every byte with the same probability: its
+// ln(vocabulary), to float32's precision, predicts every token with the same probability: its
 // weights are gone (an AdamW decay that erases them, a learning rate that blew them up).
 // Such a run ends with an error rather than train on.
 void check_not_collapsed(const nlohmann::json& record, const std::string& kind, const TrainConfig& config) {
@@ -78,7 +80,7 @@ void check_not_collapsed(const nlohmann::json& record, const std::string& kind, 
   };
   TORCH_CHECK(!at_uniform("train_loss") || !at_uniform("val_loss"), kind, ": the model has collapsed: its training ",
               "and validation losses over the last ", config.eval_interval, " steps are ln(", config.model.vocab_size(),
-              ") = ", uniform, ", the loss of predicting every byte with the same probability; try a lower ",
+              ") = ", uniform, ", the loss of predicting every token with the same probability; try a lower ",
               kind == "ternary" ? "--ternary-lr" : "--lr", " or --weight-decay");
 }
 
@@ -121,6 +123,7 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
                   distributed::DataParallelOptions().bf16_gradients(config.bf16_gradients));
   run.begin({{"model", nlohmann::json::parse(nn::to_json(config.model))},
              {"quant", quant},
+             // Tokens (bytes without a tokenizer: the names of older checkpoints kept).
              {"train_bytes", train.size()},
              {"val_bytes", val.size()},
              {"train_crc32", config.train_crc32},
@@ -147,7 +150,7 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
   };
   hooks.evaluate = [&] {
     const double loss = validation_loss(model, val, config, run.parallel());
-    return nlohmann::json{{"val_loss", loss}, {"val_bits_per_byte", loss / kLn2}};
+    return nlohmann::json{{"val_loss", loss}, {"val_bits_per_byte", loss / kLn2 / config.val_bytes_per_token}};
   };
   hooks.epoch_end = [&](const nlohmann::json& record) {
     check_not_collapsed(record, kind, config);
@@ -178,14 +181,16 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
     // The defaults of bittorch-lm sample, so its output of the same model is this text.
     model->eval();
     const auto options = nn::GenerateOptions().max_new_tokens(config.sample_bytes).temperature(0.8).top_k(40);
-    run.entry()["sample"] = continue_text(*model, "\n", options).front();
-    std::cout << fmt::format("--- {} model, {} bytes sampled ---{}\n", kind, config.sample_bytes,
+    run.entry()["sample"] = continue_text(*model, "\n", options, config.tokenizer.get()).front();
+    std::cout << fmt::format("--- {} model, {} tokens sampled ---{}\n", kind, config.sample_bytes,
                              run.entry()["sample"].get<std::string>());
   }
   run.report();
 }
 
-void print_summary(const nlohmann::json& runs) {
+// Each model's best validation loss, in nats per token and bits per byte (`bytes_per_token` of
+// the validation text), and its training throughput.
+void print_summary(const nlohmann::json& runs, double bytes_per_token) {
   std::cout << fmt::format("\n{:<8}  {:>11}  {:>14}  {:>14}  {:>12}\n", "model", "parameters", "best val loss",
                            "bits per byte", "tokens/s");
   for (const auto& run : runs) {
@@ -195,7 +200,8 @@ void print_summary(const nlohmann::json& runs) {
     tokens_per_second /= static_cast<double>(run["evaluations"].size());
     const double best = run["best_val_loss"].get<double>();
     std::cout << fmt::format("{:<8}  {:>10.2f}M  {:>14.4f}  {:>14.4f}  {:>12.0f}\n", run["model"].get<std::string>(),
-                             run["parameters"].get<int64_t>() / 1e6, best, best / kLn2, tokens_per_second);
+                             run["parameters"].get<int64_t>() / 1e6, best, best / kLn2 / bytes_per_token,
+                             tokens_per_second);
   }
 }
 
@@ -253,6 +259,7 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   c.resume_path = args["resume"].as<std::string>();
   c.metrics_json = args["metrics-json"].as<std::string>();
   c.export_path = args["export"].as<std::string>();
+  if (args.count("tokenizer")) c.tokenizer_path = args["tokenizer"].as<std::string>();
   c.progress = !args.count("no-progress");
   c.bf16_gradients = args.count("bf16-gradients") > 0;
   if (args.count("compare") && (!c.save_path.empty() || !c.resume_path.empty())) {
@@ -271,8 +278,8 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
 
 int train_command(int argc, char** argv) {
   cxxopts::Options options("bittorch-lm train",
-                           "Train a byte-level transformer language model, FP or ternary (under torchrun: data "
-                           "parallel, --batch-size per process)");
+                           "Train a transformer language model on bytes or a tokenizer's tokens, FP or ternary "
+                           "(under torchrun: data parallel, --batch-size per process)");
   // clang-format off
   options.add_options()
     ("model", "fp (torch::nn::Linear projections) or ternary (TernaryLinear; --scale-mode and the flags after it)",
@@ -304,8 +311,10 @@ int train_command(int argc, char** argv) {
     ("resume", "Continue the run of the checkpoint at PATH", text_flag(""))
     ("export", "Write the trained ternary model as a packed model file to PATH", text_flag(""))
     ("metrics-json", "Write every evaluation of every model to PATH as the run goes", text_flag(""))
-    ("sample", "After training, print N bytes generated by each model (as bittorch-lm sample does; also in the "
+    ("sample", "After training, print N tokens generated by each model (as bittorch-lm sample does; also in the "
                "metrics)", text_flag("0"))
+    ("tokenizer", "A Hugging Face tokenizer.json (byte-level BPE): train on its tokens, the vocabulary its size "
+                  "(default: bytes, a vocabulary of 256)", cxxopts::value<std::string>())
     ("bf16-gradients", "Under torchrun: all-reduce the gradients in bfloat16 (half the bytes)")
     ("no-progress", "No progress bar, even on a terminal");
   // clang-format on
@@ -316,8 +325,12 @@ int train_command(int argc, char** argv) {
   add_common_options(options);
   return run_app(options, argc, argv, [](const cxxopts::ParseResult& args) {
     TrainConfig config = parse_config(args);
-    check_path_flags(args, {"save", "export", "metrics-json"}, {"resume", "train-file", "val-file"},
+    check_path_flags(args, {"save", "export", "metrics-json"}, {"resume", "train-file", "val-file", "tokenizer"},
                      {{"save", "resume"}});
+    if (!config.tokenizer_path.empty()) {
+      config.tokenizer = std::make_shared<io::Tokenizer>(io::Tokenizer::from_file(config.tokenizer_path));
+      config.model.vocab_size(config.tokenizer->vocab_size());
+    }
     auto device = selected_device(args);
     const ProcessRanks ranks = join_launch(device, args);
     // Rank 0 writes the metrics; its Trainer alone checkpoints and shows progress, and the
@@ -338,22 +351,37 @@ int train_command(int argc, char** argv) {
     if (precision == "bf16" && !device.is_cuda()) throw UsageError("--precision bf16 needs a CUDA device");
     config.bf16 = precision == "bf16" || (precision == "auto" && device.is_cuda());
     const int64_t window = config.model.context() + 1;
-    const auto train_bytes = read_text_bytes(config.train_file, window, "--train-file");
-    const auto val_bytes = read_text_bytes(config.val_file, window, "--val-file");
-    config.train_crc32 = tensor_crc32(train_bytes);
-    config.val_crc32 = tensor_crc32(val_bytes);
-    const TextBatches train(train_bytes, config.model.context(), device);
-    const TextBatches val(val_bytes, config.model.context(), device);
+    // The texts as tokens: their bytes, or the tokenizer's ids; their CRC-32 in checkpoints (a
+    // resumed run must read the same tokens).
+    const auto tokens_of = [&](const std::string& path, const char* flag) {
+      auto bytes = read_text_bytes(path, window, flag);
+      if (!config.tokenizer) return std::pair{bytes, bytes.numel()};
+      auto ids = tokenize_text(bytes, *config.tokenizer, path);
+      TORCH_CHECK(ids.numel() > window, path, " holds ", ids.numel(),
+                  " tokens of --tokenizer, too few for one window of ", window, " (the context + 1); give ", flag,
+                  " a longer text or a shorter --context");
+      return std::pair{ids, bytes.numel()};
+    };
+    const auto [train_tokens, train_bytes] = tokens_of(config.train_file, "--train-file");
+    const auto [val_tokens, val_bytes] = tokens_of(config.val_file, "--val-file");
+    config.train_crc32 = tensor_crc32(train_tokens);
+    config.val_crc32 = tensor_crc32(val_tokens);
+    config.val_bytes_per_token = static_cast<double>(val_bytes) / static_cast<double>(val_tokens.numel());
+    const TextBatches train(train_tokens, config.model.context(), device);
+    const TextBatches val(val_tokens, config.model.context(), device);
     // Evaluation windows start at distinct offsets: no more than the validation text has.
     if (config.eval_windows > val.size() - config.model.context()) {
-      throw UsageError(fmt::format("--eval-windows must be at most {} (the windows of {} bytes in {}), not {}",
+      throw UsageError(fmt::format("--eval-windows must be at most {} (the windows of {} tokens in {}), not {}",
                                    val.size() - config.model.context(), window, config.val_file, config.eval_windows));
     }
-    spdlog::info("data: {} training and {} validation bytes; context {}, {} x {} tokens per step", train.size(),
-                 val.size(), config.model.context(), config.batch_size * config.accumulation * ranks.count,
-                 config.model.context());
+    spdlog::info("data: {} training and {} validation tokens{}; context {}, {} x {} tokens per step", train.size(),
+                 val.size(),
+                 config.tokenizer ? fmt::format(" ({:.2f} bytes per token)", config.val_bytes_per_token) : "",
+                 config.model.context(), config.batch_size * config.accumulation * ranks.count, config.model.context());
     train::MetricsLog metrics(config.metrics_json, {{"train_file", config.train_file},
                                                     {"val_file", config.val_file},
+                                                    {"tokenizer", config.tokenizer_path},
+                                                    {"val_bytes_per_token", config.val_bytes_per_token},
                                                     {"device", device.str()},
                                                     {"bf16", config.bf16},
                                                     {"steps", config.steps},
@@ -363,7 +391,7 @@ int train_command(int argc, char** argv) {
     for (const auto& kind : config.kinds) train_one(kind, config, train, val, device, ranks, metrics);
     ranks.finish();
     if (!ranks.leader()) return 0;
-    print_summary(metrics.document()["runs"]);
+    print_summary(metrics.document()["runs"], config.val_bytes_per_token);
     if (!config.metrics_json.empty()) spdlog::info("metrics written to {}", config.metrics_json);
     return 0;
   });

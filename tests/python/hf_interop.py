@@ -250,6 +250,35 @@ def check(out, lm):
     assert "one of --output, --hf and --gguf" in message, message
     print("hf_interop.py: bittorch-lm train + export --hf: transformers runs the model")
     check_gguf(out, lm)
+    check_training_with_a_tokenizer(out, lm)
+
+
+def check_training_with_a_tokenizer(out, lm):
+    """bittorch-lm train --tokenizer: the model's vocabulary is the tokenizer's, bits per byte
+    follow from the loss per token and the validation text's bytes per token, a checkpoint
+    resumes with the same tokenizer and is refused with another, and samples with it."""
+    import json
+    import math
+    checkpoint, metrics = out / "tokens.ckpt", out / "tokens.json"
+    common = ["--preset", "tiny", "--steps", "4", "--batch-size", "2", "--eval-interval", "2", "--eval-windows", "2",
+              "--no-progress", "--threads", "1", "--save", checkpoint]
+    output = run_lm(lm, "train", *common, "--tokenizer", out / "tokenizer_gpt2.json", "--stop-after-eval", "1",
+                    "--metrics-json", metrics)
+    assert "bytes per token" in output, output
+    document = json.loads(metrics.read_text())
+    assert document["model"]["vocab_size"] == 1500 and document["tokenizer"].endswith("tokenizer_gpt2.json"), document
+    bytes_per_token = document["val_bytes_per_token"]
+    assert 2 < bytes_per_token < 6, bytes_per_token
+    evaluation = document["runs"][0]["evaluations"][0]
+    assert math.isclose(evaluation["val_bits_per_byte"], evaluation["val_loss"] / math.log(2) / bytes_per_token)
+    output = run_lm(lm, "train", *common, "--tokenizer", out / "tokenizer_llama3.json", "--resume", checkpoint,
+                    expect_code=1)
+    assert "train_crc32" in output, output
+    run_lm(lm, "train", *common, "--tokenizer", out / "tokenizer_gpt2.json", "--resume", checkpoint)
+    text = run_lm(lm, "sample", "--checkpoint", checkpoint, "--tokenizer", out / "tokenizer_gpt2.json", "--prompt",
+                  "ROMEO:", "--tokens", "12", "--log-level", "warn")
+    assert text.startswith("ROMEO:"), text
+    print(f"hf_interop.py: bittorch-lm train --tokenizer: {bytes_per_token:.2f} bytes per token, resumed, sampled")
 
 
 # llama.cpp's BitNet model (src/models/bitnet.cpp, llama_model_bitnet::load_arch_tensors): the
