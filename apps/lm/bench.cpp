@@ -16,6 +16,7 @@
 
 #ifdef BITTORCH_LM_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
 #include <unistd.h>
@@ -34,7 +35,27 @@ struct BenchConfig {
   std::vector<std::string> parts;
   std::string json_path;
   std::string profile_dir;  // where the profiler's traces go; empty: no profile
+  bool checkpoint_activations = false;
 };
+
+// The most memory the caching allocator of a CUDA `device` has held in tensors since the last
+// reset_peak_memory (0 on the CPU).
+double peak_memory_bytes(torch::Device device) {
+#ifdef BITTORCH_LM_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return static_cast<double>(
+        stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
+  }
+#endif
+  return 0;
+}
+
+void reset_peak_memory(torch::Device device) {
+#ifdef BITTORCH_LM_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#endif
+}
 
 // The sequences of the batched decoding figure.
 constexpr int64_t kBatchedSequences = 64;
@@ -69,6 +90,7 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
   torch::manual_seed(0);
   auto model =
       make_lm(config.model, ternary ? std::optional(bitnet_config(variant == "ternary_a8" ? 8 : 0)) : std::nullopt);
+  model->set_activation_checkpointing(config.checkpoint_activations);
   model->to(device);
   auto optimizer = make_optimizer(*model, 1e-4, 0.1);
   train::Trainer trainer(*model, *optimizer,
@@ -88,12 +110,14 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
         next_byte_loss(model, inputs.narrow(1, 0, context), inputs.narrow(1, 1, context), device.is_cuda()),
         config.batch_size * context};
   };
+  reset_peak_memory(device);
   const auto& history = trainer.fit(hooks);
   const double tokens_per_second = history.back().at("tokens_per_second").get<double>();
   spdlog::info("train {}: {:.0f} tokens/s", variant, tokens_per_second);
   nlohmann::json result = {{"variant", variant},
                            {"tokens_per_second", tokens_per_second},
-                           {"step_ms", 1e3 * config.batch_size * context / tokens_per_second}};
+                           {"step_ms", 1e3 * config.batch_size * context / tokens_per_second},
+                           {"peak_memory_bytes", peak_memory_bytes(device)}};
   if (!config.profile_dir.empty()) {
     // The same Trainer steps again, under the profiler.
     train::Trainer profiled(*model, *optimizer,
@@ -228,7 +252,8 @@ int bench_command(int argc, char** argv) {
     ("parts", "train, generate or both (comma-separated)", text_flag("train,generate"))
     ("json", "Write the results to PATH", text_flag(""))
     ("profile", "Profile " + std::to_string(kProfiledSteps) + " more training steps of each variant (LibTorch's "
-     "Kineto profiler): Chrome traces in directory DIR, each op's host and GPU time in the results", text_flag(""));
+     "Kineto profiler): Chrome traces in directory DIR, each op's host and GPU time in the results", text_flag(""))
+    ("checkpoint-activations", "Train with each block recomputed in the backward (as train --checkpoint-activations)");
   // clang-format on
   add_model_options(options);
   add_common_options(options);
@@ -250,6 +275,7 @@ int bench_command(int argc, char** argv) {
     config.json_path = args["json"].as<std::string>();
     check_path_flags(args, {"json"});
     config.profile_dir = args["profile"].as<std::string>();
+    config.checkpoint_activations = args.count("checkpoint-activations") > 0;
     if (!config.profile_dir.empty()) {
       if (!wants(config, "train")) throw UsageError("--profile profiles training: --parts must include train");
       std::error_code error;
@@ -263,7 +289,8 @@ int bench_command(int argc, char** argv) {
     nlohmann::json result = {{"device", device.str()},
                              {"model", nlohmann::json::parse(nn::to_json(config.model))},
                              {"batch_size", config.batch_size},
-                             {"train_precision", device.is_cuda() ? "bf16 autocast" : "fp32"}};
+                             {"train_precision", device.is_cuda() ? "bf16 autocast" : "fp32"},
+                             {"activation_checkpointing", config.checkpoint_activations}};
 #ifdef BITTORCH_LM_CUDA
     if (device.is_cuda()) result["gpu"] = at::cuda::getCurrentDeviceProperties()->name;
 #endif

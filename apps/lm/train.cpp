@@ -35,7 +35,7 @@ struct TrainConfig {
           stop_after_eval = 0, sample_bytes = 0;
   double lr = 0, ternary_lr = 0, final_lr_factor = 0, weight_decay = 0, ternary_decay_until = 1, grad_clip = 0;
   uint64_t seed = 0;
-  bool bf16 = false, progress = true, bf16_gradients = false;
+  bool bf16 = false, progress = true, bf16_gradients = false, checkpoint_activations = false;
 };
 
 constexpr double kLn2 = 0.6931471805599453;
@@ -90,6 +90,7 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
   const bool ternary = kind == "ternary";
   torch::manual_seed(config.seed);  // the same initial weights for both models
   auto model = make_lm(config.model, ternary ? std::optional(config.recipe) : std::nullopt);
+  model->set_activation_checkpointing(config.checkpoint_activations);
   model->to(device);
   const double lr = ternary ? config.ternary_lr : config.lr;
   auto optimizer = make_optimizer(*model, lr, config.weight_decay);
@@ -262,6 +263,7 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   if (args.count("tokenizer")) c.tokenizer_path = args["tokenizer"].as<std::string>();
   c.progress = !args.count("no-progress");
   c.bf16_gradients = args.count("bf16-gradients") > 0;
+  c.checkpoint_activations = args.count("checkpoint-activations") > 0;
   if (args.count("compare") && (!c.save_path.empty() || !c.resume_path.empty())) {
     throw UsageError("--save and --resume work on one model: drop --compare");
   }
@@ -316,6 +318,8 @@ int train_command(int argc, char** argv) {
     ("tokenizer", "A Hugging Face tokenizer.json (byte-level BPE): train on its tokens, the vocabulary its size "
                   "(default: bytes, a vocabulary of 256)", cxxopts::value<std::string>())
     ("bf16-gradients", "Under torchrun: all-reduce the gradients in bfloat16 (half the bytes)")
+    ("checkpoint-activations", "Keep only each block's inputs for the backward and recompute the block there: "
+                               "less memory, a second forward of the blocks; the same gradients")
     ("no-progress", "No progress bar, even on a terminal");
   // clang-format on
   // BitNet b1.58's ternary recipe: absmean scales (the threshold applies to max scales only).

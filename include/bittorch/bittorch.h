@@ -8,6 +8,7 @@
 #include <bittorch/io/packed_transformer.h>
 #include <bittorch/io/safetensors.h>
 #include <bittorch/io/tokenizer.h>
+#include <bittorch/nn/activation_checkpoint.h>
 #include <bittorch/nn/decoder.h>
 #include <bittorch/nn/functional/ternary_linear.h>
 #include <bittorch/nn/functional/transformer.h>

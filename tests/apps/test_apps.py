@@ -747,6 +747,12 @@ def case_lm_resume_sample_and_export():
         assert "resuming" in output, output
         whole, resumed = lm_evaluations(f("whole.json")), lm_evaluations(f("resumed.json"))
         assert len(whole[0]) == 4 and whole == resumed, (whole, resumed)
+        # Activation checkpointing: the same run, to float32's summation order.
+        run(LM, "train", *common, "--checkpoint-activations", "--metrics-json", f("recomputed.json"))
+        recomputed = lm_evaluations(f("recomputed.json"))
+        for plain, again in zip(whole[0], recomputed[0], strict=True):
+            for field in ("train_loss", "val_loss"):
+                assert abs(plain[field] - again[field]) < 1e-4 * plain[field], (field, plain, again)
         output = run(LM, "train", *common, "--resume", f("ck.pt"), "--batch-size", "8", expect_code=1)
         assert "field settings.batch_size is 16" in output, output
         # Sampling: the same seed gives the same text. The checkpoint (packed in memory) and a

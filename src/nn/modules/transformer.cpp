@@ -1,5 +1,6 @@
 #include <bittorch/nn/modules/transformer.h>
 
+#include <bittorch/nn/activation_checkpoint.h>
 #include <bittorch/nn/functional/transformer.h>
 #include <bittorch/nn/modules/packed_ternary_linear.h>
 #include <bittorch/nn/modules/ternary_linear.h>
@@ -253,17 +254,32 @@ at::Tensor TransformerLMImpl::final_features(const at::Tensor& tokens, int64_t s
   const auto block_at = [&](size_t i) { return blocks[i]->as<TransformerBlockImpl>(); };
   const auto keys = [&](size_t i) { return cache != nullptr ? &cache->keys[i] : nullptr; };
   const auto values = [&](size_t i) { return cache != nullptr ? &cache->values[i] : nullptr; };
+  // Training recomputes each block in the backward instead of keeping its activations.
+  const bool checkpoint = activation_checkpointing_ && cache == nullptr && at::GradMode::is_enabled();
   if (!fused_ops_) {
-    for (size_t i = 0; i < blocks->size(); ++i) x = block_at(i)->forward(x, start, keys(i), values(i));
+    for (size_t i = 0; i < blocks->size(); ++i) {
+      auto* block = block_at(i);
+      x = checkpoint ? checkpointed(
+                           [block](const std::vector<at::Tensor>& in) {
+                             return std::vector<at::Tensor>{block->forward(in[0], 0, nullptr, nullptr)};
+                           },
+                           {x})
+                           .front()
+                     : block->forward(x, start, keys(i), values(i));
+    }
     return norm->forward(x);
   }
-  return fused_blocks(x, [&](size_t i, const at::Tensor& normed) {
-    return block_at(i)->attention->forward(normed, start, keys(i), values(i));
-  });
+  return fused_blocks(
+      x,
+      [&](size_t i, const at::Tensor& normed) {
+        return block_at(i)->attention->forward(normed, start, keys(i), values(i));
+      },
+      checkpoint);
 }
 
 at::Tensor TransformerLMImpl::fused_blocks(at::Tensor x,
-                                           const std::function<at::Tensor(size_t, const at::Tensor&)>& attend) {
+                                           const std::function<at::Tensor(size_t, const at::Tensor&)>& attend,
+                                           bool checkpoint) {
   // Each residual add fused with the norm after it (ops::add_rms_norm): in a block the
   // attention's add with the MLP's norm; the MLP's add with the next block's attention norm,
   // or after the last block with the final norm.
@@ -271,12 +287,29 @@ at::Tensor TransformerLMImpl::fused_blocks(at::Tensor x,
   auto normed = block_at(0)->attention_norm->forward(x);
   for (size_t i = 0; i < blocks->size(); ++i) {
     auto* block = block_at(i);
-    const auto [mlp_input, h] =
-        ops::add_rms_norm(x, attend(i, normed), block->mlp_norm->weight, block->mlp_norm->options.eps());
-    const auto& next = i + 1 < blocks->size() ? block_at(i + 1)->attention_norm : norm;
-    std::tie(normed, x) = ops::add_rms_norm(h, block->mlp->forward(mlp_input), next->weight, next->options.eps());
+    const RMSNormImpl* next = (i + 1 < blocks->size() ? block_at(i + 1)->attention_norm : norm).get();
+    // (x, the attention's output) -> (the next norm's output, the block's output)
+    const auto rest = [block, next](const at::Tensor& in, const at::Tensor& attended) -> std::vector<at::Tensor> {
+      const auto [mlp_input, h] =
+          ops::add_rms_norm(in, attended, block->mlp_norm->weight, block->mlp_norm->options.eps());
+      const auto [next_normed, out] =
+          ops::add_rms_norm(h, block->mlp->forward(mlp_input), next->weight, next->options.eps());
+      return {next_normed, out};
+    };
+    const auto outputs = checkpoint ? checkpointed(
+                                          [block, rest](const std::vector<at::Tensor>& in) {
+                                            return rest(in[0], block->attention->forward(in[1], 0, nullptr, nullptr));
+                                          },
+                                          {x, normed})
+                                    : rest(x, attend(i, normed));
+    normed = outputs[0];
+    x = outputs[1];
   }
   return normed;
+}
+
+void TransformerLMImpl::set_activation_checkpointing(bool checkpointing) {
+  activation_checkpointing_ = checkpointing;
 }
 
 void TransformerLMImpl::set_fused_ops(bool fused) {
@@ -313,10 +346,13 @@ at::Tensor TransformerLMImpl::decode_step(const at::Tensor& tokens, const at::Te
     }
     return at::linear(norm->forward(x), head_weight());
   }
-  const auto features = fused_blocks(x, [&](size_t i, const at::Tensor& normed) {
-    return blocks[i]->as<TransformerBlockImpl>()->attention->forward_at(normed, position, cache.keys[i],
-                                                                        cache.values[i]);
-  });
+  const auto features = fused_blocks(
+      x,
+      [&](size_t i, const at::Tensor& normed) {
+        return blocks[i]->as<TransformerBlockImpl>()->attention->forward_at(normed, position, cache.keys[i],
+                                                                            cache.values[i]);
+      },
+      /*checkpoint=*/false);
   return at::linear(features, head_weight());
 }
 

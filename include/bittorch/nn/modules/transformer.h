@@ -184,6 +184,13 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   void set_fused_ops(bool fused);
   bool fused_ops() const { return fused_ops_; }
 
+  /// Whether forward and loss, with gradients on and no cache, keep only each block's inputs
+  /// for the backward and recompute the block there (nn::checkpointed): activation memory of
+  /// about one block instead of all, for a second forward of the blocks. The same gradients.
+  /// Not part of the model. Off by default.
+  void set_activation_checkpointing(bool checkpointing);
+  bool activation_checkpointing() const { return activation_checkpointing_; }
+
   TransformerOptions options;
   torch::nn::Embedding embedding{nullptr};
   torch::nn::ModuleList blocks{nullptr};  ///< of TransformerBlock
@@ -196,12 +203,15 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
 
  private:
   bool fused_ops_ = true;
+  bool activation_checkpointing_ = false;
   // The final norm's output [batch, T, width] of `tokens` at positions start.., through the
   // cache if any (which it fills, leaving its length alone).
   at::Tensor final_features(const at::Tensor& tokens, int64_t start, KVCache* cache);
   // The blocks over the embedded tokens `x`, each residual add fused with the norm after it,
   // attend(i, normed) giving block i's attention output: the final norm's output.
-  at::Tensor fused_blocks(at::Tensor x, const std::function<at::Tensor(size_t, const at::Tensor&)>& attend);
+  // With `checkpoint` each block is recomputed in the backward (attending without a cache).
+  at::Tensor fused_blocks(at::Tensor x, const std::function<at::Tensor(size_t, const at::Tensor&)>& attend,
+                          bool checkpoint);
 };
 TORCH_MODULE(TransformerLM);
 
