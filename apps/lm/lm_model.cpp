@@ -98,9 +98,8 @@ int64_t parameter_count(const torch::nn::Module& model) {
   return count;
 }
 
-// AdamW (one fused multi-tensor update) over the matrices (with weight decay) and the rest
-// (norm gains: without).
-std::unique_ptr<train::FusedAdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay) {
+std::unique_ptr<train::FusedAdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay,
+                                                  c10::intrusive_ptr<c10d::ProcessGroup> shard_over) {
   std::vector<torch::Tensor> matrices, others;
   for (const auto& p : model.parameters()) (p.dim() >= 2 ? matrices : others).push_back(p);
   const auto options = [&](double decay) {
@@ -110,6 +109,7 @@ std::unique_ptr<train::FusedAdamW> make_optimizer(torch::nn::Module& model, doub
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(matrices, options(weight_decay));
   groups.emplace_back(others, options(0.0));
+  if (shard_over) return std::make_unique<train::ShardedAdamW>(groups, torch::optim::AdamWOptions(lr), shard_over);
   return std::make_unique<train::FusedAdamW>(groups, torch::optim::AdamWOptions(lr));
 }
 

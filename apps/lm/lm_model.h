@@ -5,6 +5,7 @@
 
 #include <bittorch/bittorch.h>
 #include <bittorch/train/fused_adamw.h>
+#include <bittorch/train/sharded_adamw.h>
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
@@ -55,9 +56,11 @@ double device_memory_bytes(torch::Device device);
 /// The parameter count of `model`.
 int64_t parameter_count(const torch::nn::Module& model);
 
-/// AdamW (train::FusedAdamW, betas 0.9, 0.95) over the model's matrices, with `weight_decay` (parameter group 0),
-/// and its other parameters (norm gains), without.
-std::unique_ptr<train::FusedAdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay);
+/// AdamW (train::FusedAdamW, betas 0.9, 0.95) over the model's matrices, with `weight_decay`
+/// (parameter group 0), and its other parameters (norm gains), without; with `shard_over`, its
+/// state split over that group's ranks (train::ShardedAdamW, ZeRO stage 1).
+std::unique_ptr<train::FusedAdamW> make_optimizer(torch::nn::Module& model, double lr, double weight_decay,
+                                                  c10::intrusive_ptr<c10d::ProcessGroup> shard_over = {});
 
 /// The mean cross-entropy of predicting `targets` (the next bytes) from `inputs`, [batch, T]
 /// each, in BF16 autocast when `bf16`.

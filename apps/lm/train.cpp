@@ -35,7 +35,7 @@ struct TrainConfig {
           stop_after_eval = 0, sample_bytes = 0;
   double lr = 0, ternary_lr = 0, final_lr_factor = 0, weight_decay = 0, ternary_decay_until = 1, grad_clip = 0;
   uint64_t seed = 0;
-  bool bf16 = false, progress = true, bf16_gradients = false, checkpoint_activations = false;
+  bool bf16 = false, progress = true, bf16_gradients = false, checkpoint_activations = false, shard_optimizer = false;
 };
 
 constexpr double kLn2 = 0.6931471805599453;
@@ -93,7 +93,8 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
   model->set_activation_checkpointing(config.checkpoint_activations);
   model->to(device);
   const double lr = ternary ? config.ternary_lr : config.lr;
-  auto optimizer = make_optimizer(*model, lr, config.weight_decay);
+  auto optimizer = make_optimizer(*model, lr, config.weight_decay,
+                                  config.shard_optimizer ? ranks.group : c10::intrusive_ptr<c10d::ProcessGroup>());
   const auto schedule = train::LrScheduleOptions()
                             .warmup_steps(std::min(config.warmup, config.steps))
                             .total_steps(config.steps)
@@ -160,7 +161,13 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
     run.entry()["evaluations"] = run.trainer().history();
     if (std::isfinite(best)) run.entry()["best_val_loss"] = best;
   };
-  if (!run.fit(hooks)) return;  // rank 0 alone reports, exports and samples
+  const bool finished = run.fit(hooks);
+  if (const auto* sharded = dynamic_cast<const train::ShardedAdamW*>(optimizer.get())) {
+    spdlog::info("{}: rank {} holds {:.1f} MB of AdamW state (sharded over {} ranks)", kind, ranks.rank,
+                 sharded->state_bytes() / 1e6, ranks.count);
+    if (finished) run.entry()["optimizer_state_bytes_rank0"] = sharded->state_bytes();
+  }
+  if (!finished) return;  // rank 0 alone reports, exports and samples
   if (run.parallel() != nullptr) {
     if (const auto times = run.parallel()->last_communication_times()) {
       run.entry()["all_reduce"] = {{"step", times->iteration},
@@ -264,6 +271,7 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   c.progress = !args.count("no-progress");
   c.bf16_gradients = args.count("bf16-gradients") > 0;
   c.checkpoint_activations = args.count("checkpoint-activations") > 0;
+  c.shard_optimizer = args.count("shard-optimizer") > 0;
   if (args.count("compare") && (!c.save_path.empty() || !c.resume_path.empty())) {
     throw UsageError("--save and --resume work on one model: drop --compare");
   }
@@ -318,6 +326,8 @@ int train_command(int argc, char** argv) {
     ("tokenizer", "A Hugging Face tokenizer.json (byte-level BPE): train on its tokens, the vocabulary its size "
                   "(default: bytes, a vocabulary of 256)", cxxopts::value<std::string>())
     ("bf16-gradients", "Under torchrun: all-reduce the gradients in bfloat16 (half the bytes)")
+    ("shard-optimizer", "Under torchrun: each rank keeps and updates 1/N of the AdamW state (ZeRO stage 1); "
+                        "checkpoints stay whole")
     ("checkpoint-activations", "Keep only each block's inputs for the backward and recompute the block there: "
                                "less memory, a second forward of the blocks; the same gradients")
     ("no-progress", "No progress bar, even on a terminal");

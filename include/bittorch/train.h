@@ -9,4 +9,5 @@
 #include <bittorch/train/profile.h>
 #include <bittorch/train/progress.h>
 #include <bittorch/train/schedule.h>
+#include <bittorch/train/sharded_adamw.h>
 #include <bittorch/train/trainer.h>

@@ -2,9 +2,9 @@
 
 #include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
-#include <torch/utils.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
+#include <torch/utils.h>
 
 namespace bittorch::nn {
 namespace {

@@ -8,6 +8,10 @@
 
 namespace bittorch::train {
 
+bool FusedAdamW::steps_parameter(const at::Tensor& /*parameter*/) const {
+  return true;
+}
+
 torch::Tensor FusedAdamW::step(LossClosure closure) {
   torch::Tensor loss;
   if (closure != nullptr) {
@@ -23,7 +27,7 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
     };
     std::map<std::tuple<c10::DeviceType, c10::DeviceIndex, c10::ScalarType>, Lists> batches;
     for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;
+      if (!p.grad().defined() || !steps_parameter(p)) continue;
       TORCH_CHECK(!p.grad().is_sparse(), "FusedAdamW: sparse gradients are not supported");
       auto* key = p.unsafeGetTensorImpl();
       auto& slot = state_[key];

@@ -3,6 +3,7 @@
 #include <bittorch/nn/modules/ternary_linear.h>
 #include <bittorch/train/device.h>
 #include <bittorch/train/progress.h>
+#include <bittorch/train/sharded_adamw.h>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -93,6 +94,8 @@ void Trainer::set_settings(nlohmann::json settings) {
 CheckpointMetadata Trainer::resume(const std::string& path) {
   auto stored = load_checkpoint(path, model_, &optimizer_, describe_model(model_, options_.label()), options_.device(),
                                 &settings_);
+  // A whole state loaded: a sharded optimizer keeps its own part.
+  if (auto* sharded = dynamic_cast<ShardedAdamW*>(&optimizer_)) sharded->drop_unowned_state();
   epochs_done_ = stored.epochs_done;
   steps_done_ = stored.steps_done;
   history_ = stored.metrics;
@@ -138,9 +141,15 @@ const nlohmann::json& Trainer::fit(const TrainerHooks& hooks) {
     }
     history_.push_back(record);
     epochs_done_ = epoch;
-    if (!options_.checkpoint_path().empty() && reports()) {
-      save_checkpoint(options_.checkpoint_path(), model_, &optimizer_,
-                      {describe_model(model_, options_.label()), settings_, epochs_done_, steps_done_, history_});
+    if (!options_.checkpoint_path().empty()) {
+      // A sharded optimizer's state is gathered on rank 0 (every rank takes part) to be saved whole.
+      auto* sharded = dynamic_cast<ShardedAdamW*>(&optimizer_);
+      if (sharded != nullptr) sharded->gather_state();
+      if (reports()) {
+        save_checkpoint(options_.checkpoint_path(), model_, &optimizer_,
+                        {describe_model(model_, options_.label()), settings_, epochs_done_, steps_done_, history_});
+      }
+      if (sharded != nullptr) sharded->drop_unowned_state();
     }
     if (hooks.epoch_end) hooks.epoch_end(record);
   }

@@ -816,6 +816,22 @@ def case_lm_data_parallel():
             for g, w in zip(got, want):
                 for key in ("val_loss", "train_loss"):
                     assert abs(g[key] - w[key]) < 1e-4, (key, got, want)
+        # ZeRO stage 1 (--shard-optimizer): the evaluations of plain data parallelism, rank 0
+        # holding about half the AdamW state; its checkpoint (the state gathered on rank 0)
+        # resumes in one process exactly as the unsharded run's does.
+        output = run(*torchrun, LM, "train", *one_process, "--batch-size", "4", "--shard-optimizer",
+                     "--metrics-json", f("sharded.json"), "--save", f("sharded.ckpt"), "--stop-after-eval", "2")
+        assert "sharded over 2 ranks" in output, output
+        sharded_doc = json.load(open(f("sharded.json")))["runs"][0]
+        full_state = 8 * sharded_doc["parameters"]
+        assert 0.4 * full_state <= sharded_doc["optimizer_state_bytes_rank0"] <= 0.6 * full_state, sharded_doc
+        sharded = lm_evaluations(f("sharded.json"))[0]
+        for g, w in zip(sharded, two, strict=True):
+            for key in ("val_loss", "train_loss"):
+                assert abs(g[key] - w[key]) < 1e-6, (key, sharded, two)
+        run(LM, "train", *one_process, "--batch-size", "8", "--resume", f("sharded.ckpt"),
+            "--metrics-json", f("sharded_resumed.json"))
+        assert lm_evaluations(f("sharded_resumed.json"))[0] == resumed, (resumed, f("sharded_resumed.json"))
         # Gradient accumulation: the Trainer synchronizes on a step's last micro-batch only.
         accumulate = [*one_process, "--steps", "20", "--accumulation", "2"]
         run(LM, "train", *accumulate, "--batch-size", "8", "--metrics-json", f("one_acc.json"))

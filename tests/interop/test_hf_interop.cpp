@@ -65,6 +65,23 @@ bittorch::nn::TransformerLM randomized(bittorch::nn::TransformerLM model, uint64
   return model;
 }
 
+// A small model of BitNet b1.58 2B4T's shape: grouped-query attention (4 heads, 2 for keys and
+// values), sub-norms, the gated squared-ReLU MLP, its rotary base and norm epsilon.
+bittorch::nn::TransformerOptions bitnet_options(int64_t vocab, int64_t width, int64_t hidden, int64_t context) {
+  return bittorch::nn::TransformerOptions()
+      .vocab_size(vocab)
+      .layers(2)
+      .width(width)
+      .heads(4)
+      .kv_heads(2)
+      .context(context)
+      .mlp(bittorch::nn::MlpKind::GatedSquaredReLU)
+      .mlp_hidden(hidden)
+      .sub_norms(true)
+      .rope_base(500000.0)
+      .norm_eps(1e-5);
+}
+
 // BitNet b1.58's quantization: one absmean scale per layer, 8-bit activations.
 bittorch::quant::QuantConfig bitnet_quantization() {
   return bittorch::quant::QuantConfig()
@@ -129,18 +146,7 @@ TEST(HfInterop, ImportedModelsGiveTransformersLogits) {
 TEST(HfInterop, ExportsModelsForTransformers) {
   SKIP_WITHOUT_FIXTURE();
   namespace bn = bittorch::nn;
-  const auto options = bn::TransformerOptions()
-                           .vocab_size(64)
-                           .layers(2)
-                           .width(32)
-                           .heads(4)
-                           .kv_heads(2)
-                           .context(32)
-                           .mlp(bn::MlpKind::GatedSquaredReLU)
-                           .mlp_hidden(48)
-                           .sub_norms(true)
-                           .rope_base(500000.0)
-                           .norm_eps(1e-5);
+  const auto options = bitnet_options(64, 32, 48, 32);
   const auto tokens = torch::randint(0, 64, {2, 12});
   std::vector<std::pair<std::string, at::Tensor>> logits = {{"tokens", tokens}};
   const auto export_model = [&](bn::TransformerLM& model, const std::string& name) {
@@ -184,19 +190,7 @@ TEST(HfInterop, ExportsModelsForTransformers) {
 TEST(HfInterop, ExportsGgufForLlamaCpp) {
   SKIP_WITHOUT_FIXTURE();
   namespace bn = bittorch::nn;
-  const auto options = bn::TransformerOptions()
-                           .vocab_size(1500)
-                           .layers(2)
-                           .width(256)
-                           .heads(4)
-                           .kv_heads(2)
-                           .context(64)
-                           .mlp(bn::MlpKind::GatedSquaredReLU)
-                           .mlp_hidden(512)
-                           .sub_norms(true)
-                           .tied_embeddings(true)
-                           .rope_base(500000.0)
-                           .norm_eps(1e-5);
+  const auto options = bitnet_options(1500, 256, 512, 64).tied_embeddings(true);
   auto model = randomized(bn::TransformerLM(options), 8);
   bn::convert_to_ternary(*model, bitnet_quantization(), bn::is_transformer_projection);
   model->eval();

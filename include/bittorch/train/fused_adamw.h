@@ -30,6 +30,10 @@ class BITTORCH_TRAIN_API FusedAdamW : public torch::optim::AdamW {
   /// the closure, if any, is evaluated first with gradients on, as AdamW::step does.
   torch::Tensor step(LossClosure closure = nullptr) override;
 
+ protected:
+  /// Whether step() updates `parameter` (all that have gradients here; ShardedAdamW its own).
+  virtual bool steps_parameter(const at::Tensor& parameter) const;
+
  private:
   // The step count of each parameter as the float32 device tensor the fused kernel reads,
   // beside AdamWParamState's int64 count (which is what is saved); rebuilt from it when they
