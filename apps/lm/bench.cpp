@@ -43,7 +43,8 @@ struct BenchConfig {
 double peak_memory_bytes(torch::Device device) {
 #ifdef BITTORCH_LM_CUDA
   if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
+        device.has_index() ? device.index() : c10::cuda::current_device());
     return static_cast<double>(
         stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
   }
@@ -53,7 +54,9 @@ double peak_memory_bytes(torch::Device device) {
 
 void reset_peak_memory(torch::Device device) {
 #ifdef BITTORCH_LM_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  if (device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.has_index() ? device.index() : c10::cuda::current_device());
+  }
 #endif
 }
 

@@ -117,7 +117,8 @@ TEST(DecodeAttentionCuda, ShapesBeyondTheKernelAreRefusedOrDecodedWithoutIt) {
     model->to(torch::kCUDA);
     const torch::NoGradGuard no_grad;
     const int64_t length = std::min<int64_t>(shape.context, 6);
-    const auto tokens = torch::randint(0, 11, {1, length}, torch::TensorOptions().device(torch::kCUDA));
+    const auto tokens =
+        torch::randint(0, 11, {1, length}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
     const auto whole = model->forward(tokens);
     auto cache = model->make_cache(1, torch::TensorOptions().device(torch::kCUDA));
     std::vector<at::Tensor> steps;

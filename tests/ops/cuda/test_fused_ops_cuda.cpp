@@ -41,7 +41,8 @@ TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
     const auto gy = torch::randn({c.rows, c.features}).to(gy_dtype),
                gs = torch::randn({c.rows, c.features}).to(gy_dtype);
     const auto run = [&](torch::Device device) {
-      auto xd = x.to(device).requires_grad_(), rd = r.to(device).requires_grad_(), wd = w.to(device).requires_grad_();
+      auto xd = x.to(device).detach().requires_grad_(), rd = r.to(device).detach().requires_grad_(),
+           wd = w.to(device).detach().requires_grad_();
       auto [output, sum] = bittorch::ops::add_rms_norm(xd, rd, wd, 1e-6);
       ((output * gy.to(device)).sum() + (sum * gs.to(device)).sum()).backward();
       return std::vector<torch::Tensor>{output.detach(), sum.detach(), xd.grad(), rd.grad(), wd.grad()};
@@ -114,8 +115,8 @@ TEST(FusedOpsCuda, FusedOpsEqualThePlainCompositionOnTheGpu) {
   bittorch::nn::TransformerLM model(
       bittorch::nn::TransformerOptions().vocab_size(50).width(64).heads(4).layers(2).context(32));
   model->to(torch::kCUDA);
-  const auto tokens = torch::randint(0, 50, {3, 20}, torch::TensorOptions().device(torch::kCUDA));
-  const auto targets = torch::randint(0, 50, {3, 20}, torch::TensorOptions().device(torch::kCUDA));
+  const auto tokens = torch::randint(0, 50, {3, 20}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
+  const auto targets = torch::randint(0, 50, {3, 20}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
   const auto run = [&](bool fused) {
     model->set_fused_ops(fused);
     model->zero_grad();
