@@ -27,7 +27,8 @@
 # "lmbench" also trains the same models in plain PyTorch, eager and compiled
 # (bench/lm_pytorch_reference.py, lm_pytorch_<preset>.json);
 # "lmprofile" profiles training steps of medium and large, ours (bittorch-lm bench --profile)
-# and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred);
+# and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred;
+# BITTORCH_PROFILE_PRESETS picks the presets, default "medium large");
 # "lmload" exports a `large` model and times `bittorch-lm sample --packed` on it (load, prefill,
 # 64 tokens; the baseline's too), lm_load.json.
 set -uo pipefail
@@ -192,7 +193,7 @@ fi
 
 if wants lmprofile; then
 step "profiles of training steps: bittorch-lm (Kineto, each kernel under the op that launched it) and the PyTorch reference, eager and compiled"
-for preset in medium large; do
+for preset in ${BITTORCH_PROFILE_PRESETS:-medium large}; do
   batch=32
   [[ $preset == large ]] && batch=16
   "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train --train-steps 3 \
@@ -200,7 +201,7 @@ for preset in medium large; do
   python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_profile_$preset.json" --steps 3 --warmup 3 \
     --profile "/tmp/profile_$preset" --json "$out/lm_pytorch_profile_$preset.json" || status=1
 done
-tar -czf "$out/lm_profile_traces.tar.gz" -C /tmp profile_medium profile_large || status=1
+tar -czf "$out/lm_profile_traces.tar.gz" -C /tmp $(cd /tmp && ls -d profile_medium profile_large 2>/dev/null) || status=1
 fi
 
 if wants lmload; then
