@@ -289,6 +289,7 @@ int bench_command(int argc, char** argv) {
       }
     }
     const auto device = selected_device(args);
+    if (wants(config, "train")) check_training_fits(config.model, config.batch_size, device);
     nlohmann::json result = {{"device", device.str()},
                              {"model", nlohmann::json::parse(nn::to_json(config.model))},
                              {"batch_size", config.batch_size},

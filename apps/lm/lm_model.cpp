@@ -8,6 +8,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #endif
 
+#include <fmt/format.h>
+
 #include <unistd.h>
 
 namespace bittorch::apps {
@@ -16,7 +18,8 @@ void add_model_options(cxxopts::Options& options) {
   // clang-format off
   options.add_options("Model")
     ("preset", "Model size: tiny (2 layers, 64 wide, context 64), small (6, 384, 256; 10.7M parameters), "
-               "medium (12, 768, 512), large (24, 1536, 1024)", text_flag("tiny"))
+               "medium (12, 768, 512), large (24, 1536, 1024), bitnet-2b4t (BitNet b1.58 2B4T's shape, 2.41B; "
+               "its vocabulary of 128256 wants --tokenizer)", text_flag("tiny"))
     ("layers", "Blocks (overrides the preset)", cxxopts::value<std::string>())
     ("width", "Model width (overrides the preset)", cxxopts::value<std::string>())
     ("heads", "Attention heads (overrides the preset)", cxxopts::value<std::string>())
@@ -32,7 +35,8 @@ void add_model_options(cxxopts::Options& options) {
 }
 
 nn::TransformerOptions parse_model_options(const cxxopts::ParseResult& args) {
-  auto options = nn::transformer_preset(choice_flag(args, "preset", {"tiny", "small", "medium", "large"}));
+  auto options =
+      nn::transformer_preset(choice_flag(args, "preset", {"tiny", "small", "medium", "large", "bitnet-2b4t"}));
   if (args.count("layers")) options.layers(integer_flag(args, "layers", 1));
   if (args.count("width")) options.width(integer_flag(args, "width", 2));
   if (args.count("heads")) options.heads(integer_flag(args, "heads", 1));
@@ -90,6 +94,18 @@ double device_memory_bytes(torch::Device device) {
   if (device.is_cuda()) return static_cast<double>(at::cuda::getDeviceProperties(device.index())->totalGlobalMem);
 #endif
   return static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
+void check_training_fits(const nn::TransformerOptions& options, int64_t batch, torch::Device device) {
+  const auto memory = training_memory(options, batch);
+  const double available = device_memory_bytes(device);
+  if (memory.total() <= available) return;
+  const bool model_too_large = memory.parameters > memory.activations;
+  throw UsageError(fmt::format(
+      "{}: training this model takes at least {:.3g} GB ({:.3g} GB of parameters with AdamW's state, {:.3g} GB "
+      "of one step's activations), more than the {:.3g} GB of {}",
+      model_too_large ? "--preset/--layers/--width/--mlp-ratio" : "--batch-size/--context", memory.total() / 1e9,
+      memory.parameters / 1e9, memory.activations / 1e9, available / 1e9, device.str()));
 }
 
 int64_t parameter_count(const torch::nn::Module& model) {

@@ -53,6 +53,11 @@ TrainingMemory training_memory(const nn::TransformerOptions& options, int64_t ba
 /// The memory of `device`: the GPU's, or the machine's for the CPU.
 double device_memory_bytes(torch::Device device);
 
+/// A UsageError naming the flags to change when training_memory(options, batch) exceeds the
+/// memory of `device`: sizes that cannot fit are refused before anything of their size is
+/// allocated.
+void check_training_fits(const nn::TransformerOptions& options, int64_t batch, torch::Device device);
+
 /// The parameter count of `model`.
 int64_t parameter_count(const torch::nn::Module& model);
 

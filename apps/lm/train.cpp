@@ -350,17 +350,7 @@ int train_command(int argc, char** argv) {
     // Rank 0 writes the metrics; its Trainer alone checkpoints and shows progress, and the
     // other ranks return before exporting.
     if (!ranks.leader()) config.metrics_json.clear();
-    // Sizes that cannot fit are refused before anything of their size is allocated.
-    const auto memory = training_memory(config.model, config.batch_size);
-    const double available = device_memory_bytes(device);
-    if (memory.total() > available) {
-      const bool model_too_large = memory.parameters > memory.activations;
-      throw UsageError(fmt::format(
-          "{}: training this model takes at least {:.3g} GB ({:.3g} GB of parameters with AdamW's state, {:.3g} GB "
-          "of one step's activations), more than the {:.3g} GB of {}",
-          model_too_large ? "--preset/--layers/--width/--mlp-ratio" : "--batch-size/--context", memory.total() / 1e9,
-          memory.parameters / 1e9, memory.activations / 1e9, available / 1e9, device.str()));
-    }
+    check_training_fits(config.model, config.batch_size, device);
     const std::string precision = choice_flag(args, "precision", {"auto", "fp32", "bf16"});
     if (precision == "bf16" && !device.is_cuda()) throw UsageError("--precision bf16 needs a CUDA device");
     config.bf16 = precision == "bf16" || (precision == "auto" && device.is_cuda());

@@ -499,6 +499,11 @@ def case_lm_refuses_what_cannot_work():
         assert needle in output and "epoch" not in output, (flags, output)
     output = run(LM, "sample", "--packed", "x.btp", "--tokens", "100000000", expect_code=2)
     assert "--tokens must be at most" in output, output
+    # The bench too: a model larger than the machine is refused, not killed for its memory.
+    for flags, needle in ((["--layers", "1000000000000"], "--preset/--layers"),
+                          (["--preset", "bitnet-2b4t", "--batch-size", "1000000000"], "--batch-size/--context")):
+        output = run(LM, "bench", "--parts", "train", *flags, expect_code=2)
+        assert needle in output and "training this model takes at least" in output, (flags, output)
     output = run(LM, "train", "--model", "fp", "--preset", "tiny", "--steps", "8", "--eval-interval", "2",
                  "--eval-windows", "4", "--batch-size", "4", "--warmup", "0", "--lr", "1e-8", "--weight-decay", "9e7",
                  "--no-progress", expect_code=1)

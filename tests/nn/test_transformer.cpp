@@ -376,6 +376,15 @@ TEST(Transformer, OptionsArePresetsAndChecked) {
   for (const auto& p : small->parameters()) parameters += p.numel();
   EXPECT_NEAR(parameters / 1e6, 10.8, 0.1);
   EXPECT_TRUE(throws_error_mentioning([] { bn::transformer_preset("huge"); }, {"'huge'", "tiny, small"}));
+  // BitNet b1.58 2B4T's config.json: hidden_size 2560, 30 layers, 20 heads, 5 key/value heads,
+  // intermediate_size 6912, relu2, vocabulary 128256, 4096 positions, rope_theta 500000.
+  const auto bitnet = bn::transformer_preset("bitnet-2b4t");
+  EXPECT_EQ(std::vector<int64_t>({bitnet.width(), bitnet.layers(), bitnet.heads(), bn::key_value_heads(bitnet),
+                                  bn::mlp_hidden_size(bitnet), bitnet.vocab_size(), bitnet.context()}),
+            std::vector<int64_t>({2560, 30, 20, 5, 6912, 128256, 4096}));
+  EXPECT_TRUE(bitnet.mlp() == bn::MlpKind::GatedSquaredReLU && bitnet.sub_norms() && bitnet.tied_embeddings());
+  EXPECT_EQ(bitnet.rope_base(), 500000.0);
+  EXPECT_NO_THROW(bn::check_transformer_options(bitnet));
   EXPECT_TRUE(throws_error_mentioning([] { bn::TransformerLM(bn::TransformerOptions().width(10).heads(4)); },
                                       {"width (10)", "heads (4)"}));
   EXPECT_TRUE(throws_error_mentioning([] { bn::TransformerLM(bn::TransformerOptions().width(6).heads(2)); }, {"even"}));

@@ -37,7 +37,18 @@ TransformerOptions transformer_preset(std::string_view name) {
   if (name == "small") return preset(6, 384, 6, 256);
   if (name == "medium") return preset(12, 768, 12, 512);
   if (name == "large") return preset(24, 1536, 12, 1024);
-  TORCH_CHECK(false, "unknown model preset '", name, "' (tiny, small, medium or large)");
+  if (name == "bitnet-2b4t") {  // Microsoft's BitNet b1.58 2B4T (its config.json), 2.41B parameters
+    return preset(30, 2560, 20, 4096)
+        .vocab_size(128256)
+        .kv_heads(5)
+        .mlp(MlpKind::GatedSquaredReLU)
+        .mlp_hidden(6912)
+        .sub_norms(true)
+        .tied_embeddings(true)
+        .rope_base(500000.0)
+        .norm_eps(1e-5);
+  }
+  TORCH_CHECK(false, "unknown model preset '", name, "' (tiny, small, medium, large or bitnet-2b4t)");
 }
 
 void check_transformer_options(const TransformerOptions& o) {

@@ -60,7 +60,10 @@ struct BITTORCH_API TransformerOptions {
 
 /// "tiny" (2 layers, width 64, 2 heads, context 64), "small" (6, 384, 6, 256: about 10.7M
 /// parameters, nanoGPT's character model), "medium" (12, 768, 12, 512), "large" (24, 1536, 12,
-/// 1024); a c10::Error lists them for another name.
+/// 1024), "bitnet-2b4t" (BitNet b1.58 2B4T's shape: 30 layers, width 2560, 20 heads with 5 for
+/// keys and values, the gated squared-ReLU MLP of 6912, sub-norms, tied embeddings, a
+/// vocabulary of 128256, context 4096: 2.41B parameters); a c10::Error lists them for another
+/// name.
 BITTORCH_API TransformerOptions transformer_preset(std::string_view name);
 
 /// The longest context a TransformerOptions may have (2^20 positions): its rotary tables and
