@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 
 #include <map>
+#include <set>
 
 namespace bittorch::io {
 namespace {
@@ -128,7 +129,7 @@ void export_gguf_bitnet(nn::TransformerLMImpl& model, const std::string& path, c
   file.add("bitnet.hidden_activation", o.mlp() == nn::MlpKind::SwiGLU ? "silu" : "relu2");
   add_vocabulary(file, tokenizer, o.vocab_size(), caller);
 
-  std::map<std::string, bool> projection_paths;
+  std::set<std::string> projection_paths;
   for (const auto& projection : detail::projection_weights(model)) {
     const auto name = gguf_name(projection.path);
     TORCH_CHECK(projection.ternary(), caller, ": projection ", projection.path,
@@ -139,7 +140,7 @@ void export_gguf_bitnet(nn::TransformerLMImpl& model, const std::string& path, c
     file.add_tensor(name + ".weight", projection.weight.sizes().vec(), GgmlType::TQ2_0,
                     detail::encode_tq2_0(projection.weight, 1.0F));
     file.add_tensor(name + ".scale", scale.narrow(0, 0, 1), GgmlType::F32);
-    projection_paths[projection.path] = true;
+    projection_paths.insert(projection.path);
   }
   for (const auto& item : model.named_parameters()) {
     const auto module_path = item.key().substr(0, item.key().rfind('.'));

@@ -39,25 +39,25 @@ struct AutocastState {
 // The backward node: the forward once more with gradients, then back through it.
 class RecomputeBackward final : public torch::autograd::Node {
  public:
+  // `inputs`: detached from the forward's graph, each requiring gradients as its input did.
   RecomputeBackward(CheckpointedFunction run, std::vector<at::Tensor> inputs)
       : run_(std::move(run)), inputs_(std::move(inputs)), autocast_(AutocastState::current()) {}
 
   std::string name() const override { return "bittorch::nn::RecomputeBackward"; }
 
   variable_list apply(variable_list&& grads) override {
-    TORCH_CHECK(!inputs_.empty() || run_ != nullptr,
-                "bittorch::nn::checkpointed: the backward ran twice (retain_graph is not supported)");
-    std::vector<at::Tensor> leaves;
-    for (const auto& input : inputs_) {
-      leaves.push_back(input.defined() ? input.detach().requires_grad_(input.requires_grad()) : input);
-    }
+    TORCH_CHECK(run_ != nullptr, "bittorch::nn::checkpointed: the backward ran twice (retain_graph is not supported)");
+    // The saved inputs become the recomputation's leaves; the backward runs once.
+    const auto leaves = std::move(inputs_);
+    const auto run = std::move(run_);
+    run_ = nullptr;
     std::vector<at::Tensor> outputs;
     {
       const auto before = AutocastState::current();
       autocast_.apply();
       const torch::AutoGradMode enable_grad(true);
       try {
-        outputs = run_(leaves);
+        outputs = run(leaves);
       } catch (...) {
         before.apply();
         throw;
@@ -76,9 +76,6 @@ class RecomputeBackward final : public torch::autograd::Node {
     if (!roots.empty()) torch::autograd::backward(roots, root_grads);
     variable_list input_grads;
     for (const auto& leaf : leaves) input_grads.push_back(leaf.defined() ? leaf.grad() : at::Tensor());
-    // Drop what the forward kept: the backward runs once.
-    inputs_.clear();
-    run_ = nullptr;
     return input_grads;
   }
 

@@ -97,13 +97,14 @@ std::vector<at::Tensor> generate(TransformerLMImpl& model, const std::vector<at:
   }
   auto logits = at::stack(last_logits);
   auto generated = at::empty({batch, new_tokens}, at::TensorOptions().dtype(at::kLong).device(device));
+  // A sequence that fills the context goes on from its last half, the newest token included:
+  // its cache refilled with the `keep` tokens before that one.
+  const int64_t keep = std::max<int64_t>(1, context / 2) - 1;
   for (int64_t step = 0; step < new_tokens; ++step) {
     const auto next = sample_tokens(logits, options.temperature(), options.top_k(), generator);
     generated.select(1, step).copy_(next);
     if (step + 1 == new_tokens) break;
-    // A sequence that fills the context goes on from its last half, `next` included: its cache
-    // refilled with the tokens before it (read back from the device: once per half context).
-    const int64_t keep = std::max<int64_t>(1, context / 2) - 1;
+    // (The tokens so far are read back from the device: once per half context.)
     for (int64_t i = 0; i < batch; ++i) {
       if (decoder.length(i) < context) continue;
       const auto so_far = generated.select(0, i).narrow(0, 0, step).cpu();
