@@ -270,6 +270,12 @@ else
   dp medium_1gpu_batch64 medium 200 --batch-size 64
   dp large_1gpu large 60 --batch-size 16
   dp large_2gpu large 60 torchrun --batch-size 16
+  # ZeRO stages 1 and 2 and activation checkpointing: memory per GPU and throughput beside plain
+  # data parallelism.
+  dp large_2gpu_zero1 large 60 torchrun --batch-size 16 --shard-optimizer
+  dp large_2gpu_zero2 large 60 torchrun --batch-size 16 --shard-gradients
+  dp large_2gpu_zero2_checkpointed large 60 torchrun --batch-size 16 --shard-gradients --checkpoint-activations
+  dp large_1gpu_checkpointed large 60 --batch-size 16 --checkpoint-activations
 fi
 python3 - "$out" <<'PY' || status=1
 import glob, json, os, sys
@@ -280,7 +286,8 @@ for path in sorted(glob.glob(os.path.join(out, "dp_*.json"))):
     evals = doc["runs"][0]["evaluations"]
     runs[os.path.basename(path)[3:-5]] = {"tokens_per_second": evals[-1]["tokens_per_second"],
                                           "val_loss": [e["val_loss"] for e in evals],
-                                          "train_loss": [e["train_loss"] for e in evals]}
+                                          "train_loss": [e["train_loss"] for e in evals],
+                                          "peak_memory_bytes_per_rank": doc["runs"][0].get("peak_memory_bytes")}
     os.remove(path)
 for preset in ("medium", "large"):
     one, two = runs.get(preset + "_1gpu"), runs.get(preset + "_2gpu")

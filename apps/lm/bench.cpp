@@ -16,7 +16,6 @@
 
 #ifdef BITTORCH_LM_CUDA
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
 #include <unistd.h>
@@ -37,28 +36,6 @@ struct BenchConfig {
   std::string profile_dir;  // where the profiler's traces go; empty: no profile
   bool checkpoint_activations = false;
 };
-
-// The most memory the caching allocator of a CUDA `device` has held in tensors since the last
-// reset_peak_memory (0 on the CPU).
-double peak_memory_bytes(torch::Device device) {
-#ifdef BITTORCH_LM_CUDA
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
-        device.has_index() ? device.index() : c10::cuda::current_device());
-    return static_cast<double>(
-        stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
-  }
-#endif
-  return 0;
-}
-
-void reset_peak_memory(torch::Device device) {
-#ifdef BITTORCH_LM_CUDA
-  if (device.is_cuda()) {
-    c10::cuda::CUDACachingAllocator::resetPeakStats(device.has_index() ? device.index() : c10::cuda::current_device());
-  }
-#endif
-}
 
 // The sequences of the batched decoding figure.
 constexpr int64_t kBatchedSequences = 64;

@@ -6,6 +6,7 @@
 
 #ifdef BITTORCH_LM_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
 #include <fmt/format.h>
@@ -106,6 +107,26 @@ void check_training_fits(const nn::TransformerOptions& options, int64_t batch, t
       "of one step's activations), more than the {:.3g} GB of {}",
       model_too_large ? "--preset/--layers/--width/--mlp-ratio" : "--batch-size/--context", memory.total() / 1e9,
       memory.parameters / 1e9, memory.activations / 1e9, available / 1e9, device.str()));
+}
+
+double peak_memory_bytes(torch::Device device) {
+#ifdef BITTORCH_LM_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
+        device.has_index() ? device.index() : c10::cuda::current_device());
+    return static_cast<double>(
+        stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
+  }
+#endif
+  return 0;
+}
+
+void reset_peak_memory(torch::Device device) {
+#ifdef BITTORCH_LM_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.has_index() ? device.index() : c10::cuda::current_device());
+  }
+#endif
 }
 
 int64_t parameter_count(const torch::nn::Module& model) {

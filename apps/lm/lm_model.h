@@ -58,6 +58,11 @@ double device_memory_bytes(torch::Device device);
 /// allocated.
 void check_training_fits(const nn::TransformerOptions& options, int64_t batch, torch::Device device);
 
+/// The most memory the caching allocator of a CUDA `device` has held in tensors since the last
+/// reset_peak_memory (0 on the CPU).
+double peak_memory_bytes(torch::Device device);
+void reset_peak_memory(torch::Device device);
+
 /// The parameter count of `model`.
 int64_t parameter_count(const torch::nn::Module& model);
 

@@ -35,7 +35,8 @@ struct TrainConfig {
           stop_after_eval = 0, sample_bytes = 0;
   double lr = 0, ternary_lr = 0, final_lr_factor = 0, weight_decay = 0, ternary_decay_until = 1, grad_clip = 0;
   uint64_t seed = 0;
-  bool bf16 = false, progress = true, bf16_gradients = false, checkpoint_activations = false, shard_optimizer = false;
+  bool bf16 = false, progress = true, bf16_gradients = false, checkpoint_activations = false, shard_optimizer = false,
+       shard_gradients = false;
 };
 
 constexpr double kLn2 = 0.6931471805599453;
@@ -84,17 +85,38 @@ void check_not_collapsed(const nlohmann::json& record, const std::string& kind, 
               kind == "ternary" ? "--ternary-lr" : "--lr", " or --weight-decay");
 }
 
+// Each rank's peak GPU memory of the run, in the entry as peak_memory_bytes (one figure per rank;
+// every rank takes part). Nothing on the CPU.
+void record_peak_memory(torch::Device device, TrainingRun& run, const std::string& kind) {
+  if (!device.is_cuda()) return;
+  auto* const parallel = run.parallel();
+  const int64_t ranks = parallel != nullptr ? parallel->world_size() : 1, rank = parallel ? parallel->rank() : 0;
+  auto peaks = torch::zeros({ranks}, torch::TensorOptions().dtype(torch::kDouble).device(device));
+  peaks[rank] = peak_memory_bytes(device);
+  if (parallel != nullptr) peaks = parallel->sum_over_ranks(peaks);
+  const auto values = peaks.cpu();
+  run.entry()["peak_memory_bytes"] =
+      std::vector<double>(values.data_ptr<double>(), values.data_ptr<double>() + values.numel());
+  spdlog::info("{}: peak GPU memory {:.2f} GiB (the most of any rank)", kind, values.max().item<double>() / (1 << 30));
+}
+
 // Trains the model of `kind`; its entry in `metrics` is rewritten after every evaluation.
 void train_one(const std::string& kind, const TrainConfig& config, const TextBatches& train, const TextBatches& val,
                torch::Device device, const ProcessRanks& ranks, train::MetricsLog& metrics) {
   const bool ternary = kind == "ternary";
   torch::manual_seed(config.seed);  // the same initial weights for both models
+  reset_peak_memory(device);
   auto model = make_lm(config.model, ternary ? std::optional(config.recipe) : std::nullopt);
   model->set_activation_checkpointing(config.checkpoint_activations);
   model->to(device);
   const double lr = ternary ? config.ternary_lr : config.lr;
   auto optimizer = make_optimizer(*model, lr, config.weight_decay,
                                   config.shard_optimizer ? ranks.group : c10::intrusive_ptr<c10d::ProcessGroup>());
+  auto parallel_options = distributed::DataParallelOptions().bf16_gradients(config.bf16_gradients);
+  if (config.shard_gradients && ranks.group) {
+    const auto* sharded = dynamic_cast<const train::ShardedAdamW*>(optimizer.get());
+    parallel_options.gradient_owner([sharded](const at::Tensor& parameter) { return sharded->owner(parameter); });
+  }
   const auto schedule = train::LrScheduleOptions()
                             .warmup_steps(std::min(config.warmup, config.steps))
                             .total_steps(config.steps)
@@ -122,7 +144,7 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
                    {"activation_bits", ternary ? config.recipe.activation_bits() : 0},
                    {"gradient_bits", ternary ? config.recipe.gradient_bits() : 0},
                    {"weight_decay_until", decay_until}},
-                  distributed::DataParallelOptions().bf16_gradients(config.bf16_gradients));
+                  parallel_options);
   run.begin({{"model", nlohmann::json::parse(nn::to_json(config.model))},
              {"quant", quant},
              // Tokens (bytes without a tokenizer: the names of older checkpoints kept).
@@ -167,6 +189,7 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
                  sharded->state_bytes() / 1e6, ranks.count);
     if (finished) run.entry()["optimizer_state_bytes_rank0"] = sharded->state_bytes();
   }
+  record_peak_memory(device, run, kind);
   if (!finished) return;  // rank 0 alone reports, exports and samples
   if (run.parallel() != nullptr) {
     if (const auto times = run.parallel()->last_communication_times()) {
@@ -271,7 +294,8 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   c.progress = !args.count("no-progress");
   c.bf16_gradients = args.count("bf16-gradients") > 0;
   c.checkpoint_activations = args.count("checkpoint-activations") > 0;
-  c.shard_optimizer = args.count("shard-optimizer") > 0;
+  c.shard_gradients = args.count("shard-gradients") > 0;
+  c.shard_optimizer = args.count("shard-optimizer") > 0 || c.shard_gradients;
   if (args.count("compare") && (!c.save_path.empty() || !c.resume_path.empty())) {
     throw UsageError("--save and --resume work on one model: drop --compare");
   }
@@ -328,6 +352,8 @@ int train_command(int argc, char** argv) {
     ("bf16-gradients", "Under torchrun: all-reduce the gradients in bfloat16 (half the bytes)")
     ("shard-optimizer", "Under torchrun: each rank keeps and updates 1/N of the AdamW state (ZeRO stage 1); "
                         "checkpoints stay whole")
+    ("shard-gradients", "Under torchrun: also each gradient summed on the rank that updates its parameter and freed "
+                        "on the others (ZeRO stage 2; implies --shard-optimizer)")
     ("checkpoint-activations", "Keep only each block's inputs for the backward and recompute the block there: "
                                "less memory, a second forward of the blocks; the same gradients")
     ("no-progress", "No progress bar, even on a terminal");

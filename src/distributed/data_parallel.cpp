@@ -1,6 +1,7 @@
 #include <bittorch/distributed/data_parallel.h>
 
 #include "distributed/heartbeat.h"
+#include "distributed/sharded_gradients.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -40,8 +41,11 @@ DataParallel::DataParallel(torch::nn::Module& module, c10::intrusive_ptr<c10d::P
     : group_(std::move(group)) {
   TORCH_CHECK(group_, "DataParallel: no process group");
   TORCH_CHECK(options.bucket_cap_mb() > 0, "DataParallel: bucket_cap_mb must be > 0, not ", options.bucket_cap_mb());
-  for (const auto& parameter : module.parameters()) {
-    if (parameter.requires_grad()) parameters_.push_back(parameter);
+  std::vector<std::string> names;
+  for (const auto& item : module.named_parameters()) {
+    if (!item.value().requires_grad()) continue;
+    parameters_.push_back(item.value());
+    names.push_back(item.key());
   }
   TORCH_CHECK(!parameters_.empty(), "DataParallel: the module has no parameters that require gradients");
   // Rank 0's initial state everywhere, in flattened chunks of up to 250 MB as DDP does.
@@ -53,6 +57,11 @@ DataParallel::DataParallel(torch::nn::Module& module, c10::intrusive_ptr<c10d::P
     detail::naming_stopped_ranks(*group_, [&] { c10d::broadcast_coalesced(group_, state, 250 * 1024 * 1024, 0); });
   }
   const auto cap = static_cast<int64_t>(options.bucket_cap_mb() * 1024 * 1024);
+  if (options.gradient_owner()) {
+    sharded_ = std::make_unique<detail::ShardedGradients>(parameters_, std::move(names), options.gradient_owner(),
+                                                          group_, cap, options.bf16_gradients());
+    return;
+  }
   const int64_t first_cap = std::min<int64_t>(cap, 1024 * 1024);
   auto [buckets, limits] =
       c10d::compute_bucket_assignment_by_size(parameters_, {static_cast<size_t>(first_cap), static_cast<size_t>(cap)});
@@ -71,6 +80,10 @@ DataParallel::DataParallel(torch::nn::Module& module, c10::intrusive_ptr<c10d::P
 DataParallel::~DataParallel() = default;
 
 void DataParallel::backward(const at::Tensor& loss, bool sync) {
+  if (sharded_) {
+    sharded_->backward(loss, sync);
+    return;
+  }
   if (sync) {
     // Reads the previous iteration's timings if the Reducer sampled it, as DDP's forward does:
     // at those steps (the first ten, then every hundredth) it waits for that iteration's CUDA
@@ -83,6 +96,7 @@ void DataParallel::backward(const at::Tensor& loss, bool sync) {
 }
 
 std::optional<CommunicationTimes> DataParallel::last_communication_times() {
+  if (!logger_) return std::nullopt;
   logger_->set_runtime_stats_and_log();  // the latest iteration, if sampled (else a no-op)
   const auto data = logger_->get_ddp_logging_data();
   const auto field = [&](const char* name) {
@@ -102,6 +116,12 @@ double DataParallel::all_reduce_scalar(double value, bool mean) {
   detail::naming_stopped_ranks(*group_, [&] { group_->allreduce(tensors)->wait(); });
   const double sum = tensors[0].item<double>();
   return mean ? sum / static_cast<double>(group_->getSize()) : sum;
+}
+
+at::Tensor DataParallel::sum_over_ranks(const at::Tensor& value) {
+  std::vector<at::Tensor> tensors = {value.clone()};
+  detail::naming_stopped_ranks(*group_, [&] { group_->allreduce(tensors)->wait(); });
+  return tensors[0];
 }
 
 double DataParallel::mean_over_ranks(double value) {

@@ -31,15 +31,25 @@ nlohmann::json schedule_json(const LrScheduleOptions& s) {
 
 // Scales the gradients so that their global L2 norm is at most `max_norm`, with the arithmetic
 // of torch::nn::utils::clip_grad_norm_ (max_norm / (norm + 1e-6), at most 1) but without its
-// final .item(): no wait for the GPU at every step.
-void clip_gradients(const std::vector<torch::Tensor>& parameters, double max_norm) {
+// final .item(): no wait for the GPU at every step. With gradients sharded over the ranks of
+// `parallel`, the norm is taken over all of them.
+void clip_gradients(const std::vector<torch::Tensor>& parameters, double max_norm,
+                    distributed::DataParallel* parallel) {
   std::vector<torch::Tensor> grads;
   for (const auto& p : parameters) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
-  if (grads.empty()) return;
-  const auto total_norm = at::stack(at::_foreach_norm(grads, 2)).norm();
-  at::_foreach_mul_(grads, (max_norm / (total_norm + 1e-6)).clamp_max(1.0));
+  at::Tensor total_norm;
+  if (parallel != nullptr && parallel->shards_gradients()) {
+    // Every rank takes part, also one that owns no gradient.
+    auto squares = grads.empty() ? torch::zeros({}, parameters.front().options().dtype(torch::kFloat))
+                                 : at::stack(at::_foreach_norm(grads, 2)).square().sum();
+    total_norm = parallel->sum_over_ranks(squares).sqrt();
+  } else {
+    if (grads.empty()) return;
+    total_norm = at::stack(at::_foreach_norm(grads, 2)).norm();
+  }
+  if (!grads.empty()) at::_foreach_mul_(grads, (max_norm / (total_norm + 1e-6)).clamp_max(1.0));
 }
 
 // "test_loss": 0.31 -> "test loss 0.31", for the epoch's log line.
@@ -75,6 +85,10 @@ void check_trainer_options(const TrainerOptions& o) {
 Trainer::Trainer(torch::nn::Module& model, torch::optim::Optimizer& optimizer, TrainerOptions options)
     : model_(model), optimizer_(optimizer), options_(std::move(options)), parameters_(model.parameters()) {
   check_trainer_options(options_);
+  TORCH_CHECK(options_.data_parallel() == nullptr || !options_.data_parallel()->shards_gradients() ||
+                  dynamic_cast<ShardedAdamW*>(&optimizer_) != nullptr,
+              "bittorch::train::Trainer: the data parallelism shards the gradients (gradient_owner): the optimizer "
+              "must be a ShardedAdamW, which updates the parameters a rank owns");
   scheduler_ = std::make_unique<WarmupDecayLR>(optimizer_, options_.schedule());
   set_settings(nlohmann::json::object());
 }
@@ -194,7 +208,7 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
         items += output.items;
       }
     }
-    if (options_.max_grad_norm() > 0) clip_gradients(parameters_, options_.max_grad_norm());
+    if (options_.max_grad_norm() > 0) clip_gradients(parameters_, options_.max_grad_norm(), parallel);
     optimizer_.step();
     ++steps_done_;
     if ((step + 1) % options_.loss_check_every() == 0 || step + 1 == steps) {

@@ -837,6 +837,15 @@ def case_lm_data_parallel():
         run(LM, "train", *one_process, "--batch-size", "8", "--resume", f("sharded.ckpt"),
             "--metrics-json", f("sharded_resumed.json"))
         assert lm_evaluations(f("sharded_resumed.json"))[0] == resumed, (resumed, f("sharded_resumed.json"))
+        # ZeRO stage 2 (--shard-gradients), with each block recomputed in the backward: each
+        # gradient reduced to its owner, the norm for clipping summed over the ranks; the
+        # evaluations of plain data parallelism again.
+        run(*torchrun, LM, "train", *one_process, "--batch-size", "4", "--shard-gradients", "--checkpoint-activations",
+            "--metrics-json", f("stage2.json"), "--stop-after-eval", "2", "--save", f("stage2.ckpt"))
+        stage2 = lm_evaluations(f("stage2.json"))[0]
+        for g, w in zip(stage2, two, strict=True):
+            for key in ("val_loss", "train_loss"):
+                assert abs(g[key] - w[key]) < 1e-6, (key, stage2, two)
         # Gradient accumulation: the Trainer synchronizes on a step's last micro-batch only.
         accumulate = [*one_process, "--steps", "20", "--accumulation", "2"]
         run(LM, "train", *accumulate, "--batch-size", "8", "--metrics-json", f("one_acc.json"))

@@ -1,7 +1,9 @@
 """Data parallelism on the CPU with Gloo, two processes launched by torchrun (the venv's
 torch.distributed.run): the trained parameters equal one process's on the same global
 batches; bucketed/overlapped equals a plain per-parameter all-reduce; bfloat16 gradients stay
-close; gradient accumulation with no_sync equals one process; so do two single-process
+close; gradient accumulation with no_sync equals one process; AdamW state sharded over the
+ranks (ZeRO stage 1) and gradients too (stage 2, each rank then holding its own parameters'
+gradients alone) equal one process with AdamW; so do two single-process
 "nodes" meeting at torchrun's c10d rendezvous, as on two machines; a rank that dies and a
 rendezvous that never completes end the job with an error, not a hang.
 
@@ -18,6 +20,7 @@ python, worker, workdir = sys.argv[1:4]
 device = ["--device", "cuda"] if sys.argv[4:] == ["cuda"] else []
 os.makedirs(workdir, exist_ok=True)
 failures = 0
+outputs = {}  # each run's standard output
 
 
 def clean_env():
@@ -45,6 +48,7 @@ def trained(name, args, launch, extra_env=None):
     result, _ = run(args + ["--output", output], launch, extra_env=extra_env)
     if result.returncode != 0:
         raise SystemExit(f"{name}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    outputs[name] = result.stdout
     for line in result.stdout.splitlines():
         if line.startswith("ranks differ by") and float(line.split()[-1]) != 0:
             print(f"  {name}: {line} (they must not)", flush=True)
@@ -100,6 +104,48 @@ if device:
 accumulated_reference = trained("accumulated_reference", ["--mode", "reference", "--micro-batches", "2"], launch=False)
 accumulated = trained("accumulated", ["--mode", "bucketed", "--micro-batches", "2"], launch=True)
 check("2 ranks, 2 micro-batches with no_sync == 1 process", accumulated, accumulated_reference, 1e-5)
+
+
+def gradient_elements_held(name):
+    """Each rank's "rank R holds H of N gradient elements" line: {rank: (H, N)}."""
+    held = {}
+    for line in outputs[name].splitlines():
+        words = line.split()
+        if len(words) == 8 and words[0] == "rank" and words[2] == "holds":
+            held[int(words[1])] = (int(words[3]), int(words[5]))
+    return held
+
+
+def check_held(name, sharded):
+    global failures
+    held = gradient_elements_held(name)
+    total = sum(size for _, size in PARAMETERS)
+    if sharded:  # every gradient on exactly one rank, none on both
+        ok = len(held) == 2 and sum(h for h, _ in held.values()) == total and all(h < total for h, _ in held.values())
+    else:
+        ok = len(held) == 2 and all(h == total for h, _ in held.values())
+    print(f"{name}: gradient elements held per rank {held} {'ok' if ok else 'MISMATCH'}", flush=True)
+    failures += not ok
+
+
+# ZeRO with AdamW: stage 1 (--shard optimizer) and stage 2 (--shard gradients), with several
+# reduces in flight (64-byte limit) and all of them (the default), against one process.
+adamw = ["--optimizer", "adamw"]
+adamw_reference = trained("adamw_reference", ["--mode", "reference", *adamw], launch=False)
+for shard, limit in (("optimizer", "25"), ("gradients", "0.00006"), ("gradients", "25")):
+    name = f"shard_{shard}_{limit}"
+    got = trained(name, ["--mode", "bucketed", *adamw, "--shard", shard, "--bucket-mb", limit], launch=True)
+    check(f"2 ranks, AdamW, sharded {shard} (bucket-mb {limit}) == 1 process", got, adamw_reference, 1e-5)
+    check_held(name, sharded=shard == "gradients")
+accumulated_adamw = trained("accumulated_adamw_reference", ["--mode", "reference", *adamw, "--micro-batches", "2"],
+                            launch=False)
+check("2 ranks, AdamW, sharded gradients, 2 micro-batches == 1 process",
+      trained("shard_gradients_accumulated", ["--mode", "bucketed", *adamw, "--shard", "gradients", "--micro-batches",
+                                              "2"], launch=True), accumulated_adamw, 1e-5)
+# bfloat16 gradients round the same way reduced to an owner as all-reduced.
+check("2 ranks, AdamW, bfloat16 gradients: sharded == all-reduced",
+      trained("bf16_shard_gradients", ["--mode", "bf16", *adamw, "--shard", "gradients"], launch=True),
+      trained("bf16_adamw", ["--mode", "bf16", *adamw], launch=True), 1e-6)
 
 def free_port():
     with socket.socket() as s:

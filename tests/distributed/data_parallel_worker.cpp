@@ -5,10 +5,14 @@
 // per_parameter (a blocking all-reduce per gradient), bf16 (DataParallel, bfloat16 gradients),
 // reference (one process, the whole global batch, no communication). --micro-batches N
 // accumulates N micro-batches per step, all but the last without synchronization.
+// --optimizer adamw trains with FusedAdamW instead of SGD; --shard optimizer (ZeRO stage 1) or
+// gradients (stage 2) with ShardedAdamW, and each rank then says how many gradient elements it
+// holds after the last backward.
 
 #include <bittorch/bittorch.h>
 #include <bittorch/distributed/data_parallel.h>
 #include <bittorch/distributed/process_group.h>
+#include <bittorch/train/sharded_adamw.h>
 
 #include <torch/torch.h>
 
@@ -34,10 +38,10 @@ struct Net : torch::nn::Module {
 };
 
 std::map<std::string, std::string> parse(int argc, char** argv) {
-  std::map<std::string, std::string> args = {{"mode", "bucketed"},  {"steps", "6"},      {"global-batch", "8"},
-                                             {"output", ""},        {"bucket-mb", "25"}, {"timeout-ms", "30000"},
-                                             {"die-at-step", "-1"}, {"dying-rank", "1"}, {"micro-batches", "1"},
-                                             {"device", "cpu"}};
+  std::map<std::string, std::string> args = {{"mode", "bucketed"},  {"steps", "6"},       {"global-batch", "8"},
+                                             {"output", ""},        {"bucket-mb", "25"},  {"timeout-ms", "30000"},
+                                             {"die-at-step", "-1"}, {"dying-rank", "1"},  {"micro-batches", "1"},
+                                             {"device", "cpu"},     {"optimizer", "sgd"}, {"shard", "none"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = std::string(argv[i]).substr(2);
     if (!args.count(key)) throw std::invalid_argument("unknown flag " + std::string(argv[i]));
@@ -70,23 +74,41 @@ int main(int argc, char** argv) {
     torch::manual_seed(launch ? 10 + launch->rank : 10);
     auto net = std::make_shared<Net>();
     net->to(device);
-    torch::optim::SGD optimizer(net->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
-
     const int64_t world = launch ? launch->world_size : 1, rank = launch ? launch->rank : 0;
     if (global_batch % world != 0) throw std::invalid_argument("--global-batch must divide among the ranks");
     const int64_t local = global_batch / world;
     c10::intrusive_ptr<c10d::ProcessGroup> group;
     std::unique_ptr<bittorch::distributed::DataParallel> parallel;
+    const std::string shard = args.at("shard");
+    if (shard != "none" && (args.at("optimizer") != "adamw" || !launch || mode == "per_parameter"))
+      throw std::invalid_argument("--shard needs --optimizer adamw, torchrun and DataParallel");
     if (launch) {
       const auto timeout = std::chrono::milliseconds(std::stoll(args.at("timeout-ms")));
       group = bittorch::distributed::init_process_group(
           *launch, device, bittorch::distributed::ProcessGroupOptions().timeout(timeout).rendezvous_timeout(timeout));
+    }
+    std::unique_ptr<torch::optim::Optimizer> optimizer;
+    bittorch::train::ShardedAdamW* sharded = nullptr;
+    const auto adamw = torch::optim::AdamWOptions(0.01);
+    if (shard != "none") {
+      optimizer = std::make_unique<bittorch::train::ShardedAdamW>(
+          std::vector{torch::optim::OptimizerParamGroup(net->parameters())}, adamw, group);
+      sharded = static_cast<bittorch::train::ShardedAdamW*>(optimizer.get());
+    } else if (args.at("optimizer") == "adamw") {
+      optimizer = std::make_unique<bittorch::train::FusedAdamW>(
+          std::vector{torch::optim::OptimizerParamGroup(net->parameters())}, adamw);
+    } else {
+      optimizer = std::make_unique<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    }
+    if (launch) {
       if (mode != "per_parameter") {
-        parallel =
-            std::make_unique<bittorch::distributed::DataParallel>(*net, group,
-                                                                  bittorch::distributed::DataParallelOptions()
-                                                                      .bucket_cap_mb(std::stod(args.at("bucket-mb")))
-                                                                      .bf16_gradients(mode == "bf16"));
+        auto options = bittorch::distributed::DataParallelOptions()
+                           .bucket_cap_mb(std::stod(args.at("bucket-mb")))
+                           .bf16_gradients(mode == "bf16");
+        if (shard == "gradients") {
+          options.gradient_owner([sharded](const at::Tensor& parameter) { return sharded->owner(parameter); });
+        }
+        parallel = std::make_unique<bittorch::distributed::DataParallel>(*net, group, options);
       } else {
         for (auto& p : net->parameters()) {
           std::vector<at::Tensor> one = {p.detach()};
@@ -97,7 +119,7 @@ int main(int argc, char** argv) {
     for (int64_t step = 0; step < steps; ++step) {
       if (std::stoll(args.at("die-at-step")) == step && rank == std::stoll(args.at("dying-rank")))
         std::_Exit(9);  // a rank that dies
-      optimizer.zero_grad();
+      optimizer->zero_grad();
       for (int64_t micro = 0; micro < micro_batches; ++micro) {
         const auto x = inputs[step][micro].narrow(0, rank * local, local);
         const auto y = targets[step][micro].narrow(0, rank * local, local);
@@ -109,7 +131,15 @@ int main(int argc, char** argv) {
         }
       }
       if (mode == "per_parameter") bittorch::distributed::average_gradients_per_parameter(*net, *group);
-      optimizer.step();
+      optimizer->step();
+    }
+    if (shard != "none") {
+      int64_t held = 0, all = 0;
+      for (const auto& p : net->parameters()) {
+        all += p.numel();
+        if (p.grad().defined()) held += p.numel();
+      }
+      std::cout << "rank " << rank << " holds " << held << " of " << all << " gradient elements" << std::endl;
     }
     if (group) {
       // Whether the ranks ended with the same parameters (they must): rank 0's broadcast and

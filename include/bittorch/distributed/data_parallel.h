@@ -5,7 +5,8 @@
 // gradients all-reduced in buckets (about 25 MB) launched from autograd hooks as soon as a
 // bucket's gradients are ready, so that communication overlaps the rest of the backward;
 // averaged over the ranks. Ternary layers need nothing special: their FP32 master weights are
-// ordinary parameters.
+// ordinary parameters. With gradient_owner (ZeRO stage 2, beside train::ShardedAdamW), each
+// gradient is reduced to the rank that updates its parameter instead, and freed on the others.
 
 #include <bittorch/train/export.h>
 
@@ -15,6 +16,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -24,6 +26,9 @@ class Reducer;
 }  // namespace c10d
 
 namespace bittorch::distributed {
+namespace detail {
+class ShardedGradients;
+}  // namespace detail
 
 struct BITTORCH_TRAIN_API DataParallelOptions {
   /// Bucket size in MiB (DDP's default, 25); the bucket of the first parameters, whose
@@ -32,6 +37,13 @@ struct BITTORCH_TRAIN_API DataParallelOptions {
   /// Communicate the gradients in bfloat16 (half the bytes; the average rounded to 8 bits of
   /// mantissa), as DDP's bf16_compress_hook.
   TORCH_ARG(bool, bf16_gradients) = false;
+  /// ZeRO stage 2: the rank that updates each parameter (train::ShardedAdamW::owner). Each
+  /// gradient is then summed on that rank alone (a reduce, not an all-reduce) and freed on the
+  /// others once sent, so that a rank holds only its own parameters' gradients after the
+  /// backward (about bucket_cap_mb more during it). The optimizer must update exactly the
+  /// parameters a rank owns; gradient clipping needs the norm over ranks (Trainer takes it).
+  /// Unset: every gradient all-reduced.
+  TORCH_ARG(std::function<int64_t(const at::Tensor&)>, gradient_owner);
 };
 
 /// Where one synchronized backward spent its time, as c10d's Reducer records it (CUDA events
@@ -63,13 +75,19 @@ class BITTORCH_TRAIN_API DataParallel {
   void backward(const at::Tensor& loss, bool sync = true);
 
   /// This rank's figures of the latest sampled synchronized backward that has finished (its
-  /// CUDA events are waited for); nullopt before the first.
+  /// CUDA events are waited for); nullopt before the first, and with sharded gradients (no
+  /// Reducer records them).
   std::optional<CommunicationTimes> last_communication_times();
 
   /// The mean of `value` over the ranks (validation losses, metrics).
   double mean_over_ranks(double value);
   /// The sum of `value` over the ranks (token counts).
   double sum_over_ranks(double value);
+  /// The sum of `value` over the ranks, on its device (no wait for a GPU).
+  at::Tensor sum_over_ranks(const at::Tensor& value);
+
+  /// Whether each rank keeps only its own parameters' gradients (gradient_owner is set).
+  bool shards_gradients() const { return sharded_ != nullptr; }
 
   int64_t rank() const;
   int64_t world_size() const;
@@ -83,6 +101,7 @@ class BITTORCH_TRAIN_API DataParallel {
   // Shared: c10d's Logger, which turns the Reducer's timings into figures, holds it too.
   std::shared_ptr<c10d::Reducer> reducer_;
   std::shared_ptr<c10d::Logger> logger_;
+  std::unique_ptr<detail::ShardedGradients> sharded_;  // instead of the Reducer
 };
 
 /// Rank `rank`'s part of a step's global batch `indices` ([n], any dtype) among `ranks`
