@@ -38,6 +38,9 @@ struct DecodeAttentionCase {
   int64_t batch, heads, head_size, context, position;
   /// Nonzero: a position per sequence, sequence b's (position + b * position_stride) % context.
   int64_t position_stride = 0;
+  /// q, k and v slices of one [batch, 3, heads, head_size] tensor (a fused projection's output):
+  /// each sequence's rows contiguous, the sequences 3 * heads * head_size apart.
+  bool sliced_inputs = false;
 
   std::vector<int64_t> positions() const {
     std::vector<int64_t> each;
@@ -53,11 +56,12 @@ inline void expect_decode_attention_matches_reference(torch::Device device, torc
                                                       const DecodeAttentionCase& c) {
   const auto what = ::testing::Message() << dtype << " batch " << c.batch << " heads " << c.heads << " head_size "
                                          << c.head_size << " context " << c.context << " position " << c.position
-                                         << " stride " << c.position_stride;
+                                         << " stride " << c.position_stride << (c.sliced_inputs ? " sliced" : "");
   const auto options = torch::TensorOptions().dtype(dtype).device(device);
-  const auto q = torch::randn({c.batch, c.heads, c.head_size}).to(options);
-  const auto k = torch::randn({c.batch, c.heads, c.head_size}).to(options);
-  const auto v = torch::randn({c.batch, c.heads, c.head_size}).to(options);
+  const auto qkv = torch::randn({c.batch, 3, c.heads, c.head_size}).to(options);
+  const auto q = c.sliced_inputs ? qkv.select(1, 0) : qkv.select(1, 0).contiguous();
+  const auto k = c.sliced_inputs ? qkv.select(1, 1) : qkv.select(1, 1).contiguous();
+  const auto v = c.sliced_inputs ? qkv.select(1, 2) : qkv.select(1, 2).contiguous();
   const auto keys_before = torch::randn({c.batch, c.heads, c.context, c.head_size}).to(options);
   const auto values_before = torch::randn({c.batch, c.heads, c.context, c.head_size}).to(options);
   auto keys = keys_before.clone(), values = values_before.clone();
@@ -95,11 +99,13 @@ inline void expect_decode_attention_matches_reference(torch::Device device, torc
 
 /// Shapes of every code path: one position; odd head counts; head sizes that take 2-, 4- and
 /// 16-byte loads on CUDA; more positions than a block has threads; the first and last row;
-/// sequences each at its own position.
+/// sequences each at its own position; inputs sliced from one tensor.
 inline std::vector<DecodeAttentionCase> decode_attention_cases(bool long_contexts) {
-  std::vector<DecodeAttentionCase> cases = {{1, 1, 2, 1, 0},    {2, 3, 6, 5, 4},       {1, 4, 64, 16, 0},
-                                            {1, 4, 64, 16, 9},  {3, 2, 128, 33, 32},   {2, 5, 12, 40, 17},
-                                            {4, 3, 8, 9, 0, 5}, {5, 2, 64, 37, 36, 11}};
+  std::vector<DecodeAttentionCase> cases = {
+      {1, 1, 2, 1, 0},          {2, 3, 6, 5, 4},        {1, 4, 64, 16, 0},
+      {1, 4, 64, 16, 9},        {3, 2, 128, 33, 32},    {2, 5, 12, 40, 17},
+      {4, 3, 8, 9, 0, 5},       {5, 2, 64, 37, 36, 11}, {3, 4, 16, 20, 7, 3, true},
+      {2, 2, 64, 9, 8, 0, true}};
   if (long_contexts) {
     cases.push_back({1, 12, 64, 512, 300});
     cases.push_back({2, 3, 128, 1024, 1023});

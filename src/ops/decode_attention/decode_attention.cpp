@@ -34,6 +34,11 @@ bool decode_attention_supports(c10::Device device, int64_t head_size, int64_t co
   return head_size <= 2 * kThreads && floats * static_cast<int64_t>(sizeof(float)) <= kDecodeAttentionCudaSharedBytes;
 }
 
+at::Tensor with_contiguous_rows(const at::Tensor& t) {
+  const bool rows = (t.size(2) <= 1 || t.stride(2) == 1) && (t.size(1) <= 1 || t.stride(1) == t.size(2));
+  return rows ? t : t.contiguous();
+}
+
 void check_decode_attention_args(const char* op, const at::Tensor& query, const at::Tensor& key,
                                  const at::Tensor& value, const at::Tensor& key_cache, const at::Tensor& value_cache,
                                  const at::Tensor& position, const at::Tensor& cos, const at::Tensor& signed_sin) {

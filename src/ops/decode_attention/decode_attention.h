@@ -17,4 +17,9 @@ void check_decode_attention_args(const char* op, const at::Tensor& query, const 
                                  const at::Tensor& value, const at::Tensor& key_cache, const at::Tensor& value_cache,
                                  const at::Tensor& position, const at::Tensor& cos, const at::Tensor& signed_sin);
 
+/// `t` ([batch, heads, head_size]) itself when each sequence's [heads, head_size] block is
+/// contiguous, whatever the stride between sequences (the query, key and value sliced from
+/// one fused projection's output are), else a contiguous copy. The kernels take the stride.
+at::Tensor with_contiguous_rows(const at::Tensor& t);
+
 }  // namespace bittorch::ops

@@ -34,19 +34,23 @@ void decode_attention_rows(const at::Tensor& query, const at::Tensor& key, const
   at::parallel_for(0, query.size(0) * heads, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> rotated(head_size), scores, sum(head_size);
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t in = row * head_size, cached = row * context * head_size;
-      const int64_t position = positions[positions.size() == 1 ? 0 : row / heads];
+      const int64_t sequence = row / heads, head = row % heads, cached = row * context * head_size;
+      // The inputs' sequences may lie apart (slices of a fused projection's output).
+      const int64_t in_q = sequence * query.stride(0) + head * head_size;
+      const int64_t in_k = sequence * key.stride(0) + head * head_size;
+      const int64_t in_v = sequence * value.stride(0) + head * head_size;
+      const int64_t in = row * head_size;
+      const int64_t position = positions[positions.size() == 1 ? 0 : sequence];
       const auto* cos_row = cos.const_data_ptr<acc_t>() + position * head_size;
       const auto* sin_row = signed_sin.const_data_ptr<acc_t>() + position * head_size;
       scores.resize(position + 1);
       const auto rotate = [&](const scalar_t* x, int64_t d) {
-        return static_cast<acc_t>(x[in + d]) * cos_row[d] +
-               static_cast<acc_t>(x[in + (d + half) % head_size]) * sin_row[d];
+        return static_cast<acc_t>(x[d]) * cos_row[d] + static_cast<acc_t>(x[(d + half) % head_size]) * sin_row[d];
       };
       for (int64_t d = 0; d < head_size; ++d) {
-        rotated[d] = rotate(q, d);
-        keys[cached + position * head_size + d] = static_cast<scalar_t>(rotate(k, d));
-        values[cached + position * head_size + d] = v[in + d];
+        rotated[d] = rotate(q + in_q, d);
+        keys[cached + position * head_size + d] = static_cast<scalar_t>(rotate(k + in_k, d));
+        values[cached + position * head_size + d] = v[in_v + d];
       }
       acc_t max_score = -std::numeric_limits<acc_t>::infinity();
       for (int64_t j = 0; j <= position; ++j) {
@@ -83,7 +87,7 @@ at::Tensor decode_attention_cpu(const at::Tensor& query, const at::Tensor& key, 
                 key_cache.size(2));
   }
   auto out = at::empty(query.sizes(), query.options());
-  const auto q = query.contiguous(), k = key.contiguous(), v = value.contiguous();
+  const auto q = with_contiguous_rows(query), k = with_contiguous_rows(key), v = with_contiguous_rows(value);
   const auto cos_table = cos.contiguous(), sin_table = signed_sin.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, query.scalar_type(), "decode_attention_cpu", [&] {
     decode_attention_rows<scalar_t>(q, k, v, key_cache, value_cache, positions, cos_table, sin_table, out);

@@ -31,6 +31,7 @@ struct DecodeArgs {
   const scalar_t* query;
   const scalar_t* key;
   const scalar_t* value;
+  int64_t query_stride, key_stride, value_stride;  // between sequences (slices of a fused projection)
   scalar_t* key_cache;
   scalar_t* value_cache;
   const int64_t* position;  // one for the batch, or one per sequence
@@ -62,6 +63,10 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(DecodeArgs<s
 
   const int64_t row = static_cast<int64_t>(blockIdx.y) * a.heads + blockIdx.x;
   const int64_t in = row * d_size;
+  const int64_t head_offset = static_cast<int64_t>(blockIdx.x) * d_size;
+  const scalar_t* query = a.query + blockIdx.y * a.query_stride + head_offset;
+  const scalar_t* key = a.key + blockIdx.y * a.key_stride + head_offset;
+  const scalar_t* value = a.value + blockIdx.y * a.value_stride + head_offset;
   scalar_t* keys = a.key_cache + row * a.context * d_size;
   scalar_t* values = a.value_cache + row * a.context * d_size;
   const int64_t p = a.position[a.position_per_sequence ? blockIdx.y : 0];
@@ -74,11 +79,10 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(DecodeArgs<s
   const float* sin_row = a.signed_sin + p * d_size;
   for (int d = threadIdx.x; d < d_size; d += kThreads) {
     const int partner = (d + half) % d_size;
-    rotated[d] =
-        static_cast<float>(a.query[in + d]) * cos_row[d] + static_cast<float>(a.query[in + partner]) * sin_row[d];
-    keys[p * d_size + d] = static_cast<scalar_t>(static_cast<float>(a.key[in + d]) * cos_row[d] +
-                                                 static_cast<float>(a.key[in + partner]) * sin_row[d]);
-    values[p * d_size + d] = a.value[in + d];
+    rotated[d] = static_cast<float>(query[d]) * cos_row[d] + static_cast<float>(query[partner]) * sin_row[d];
+    keys[p * d_size + d] =
+        static_cast<scalar_t>(static_cast<float>(key[d]) * cos_row[d] + static_cast<float>(key[partner]) * sin_row[d]);
+    values[p * d_size + d] = value[d];
   }
   __syncthreads();  // the rotated query in shared memory, row p of the caches written
 
@@ -158,13 +162,16 @@ at::Tensor decode_attention_cuda(const at::Tensor& query, const at::Tensor& key,
   TORCH_CHECK(heads <= 65535 && batch <= 65535, op, ": too many heads or rows for one grid");
   const c10::cuda::CUDAGuard device_guard(query.device());
   auto out = at::empty(query.sizes(), query.options());
-  const auto q = query.contiguous(), k = key.contiguous(), v = value.contiguous();
+  const auto q = with_contiguous_rows(query), k = with_contiguous_rows(key), v = with_contiguous_rows(value);
   const auto cos_table = cos.contiguous(), sin_table = signed_sin.contiguous();
   const auto dispatch = [&](auto zero) {
     using scalar_t = decltype(zero);
     DecodeArgs<scalar_t> args{q.const_data_ptr<scalar_t>(),
                               k.const_data_ptr<scalar_t>(),
                               v.const_data_ptr<scalar_t>(),
+                              q.stride(0),
+                              k.stride(0),
+                              v.stride(0),
                               key_cache.mutable_data_ptr<scalar_t>(),
                               value_cache.mutable_data_ptr<scalar_t>(),
                               position.const_data_ptr<int64_t>(),
