@@ -29,8 +29,8 @@ class ShardedGradients {
  public:
   /// `names[i]` names `parameters[i]` in errors; `owner` gives each parameter's rank.
   ShardedGradients(std::vector<at::Tensor> parameters, std::vector<std::string> names,
-                   const std::function<int64_t(const at::Tensor&)>& owner,
-                   c10::intrusive_ptr<c10d::ProcessGroup> group, int64_t in_flight_bytes, bool bf16);
+                   const std::function<int64_t(const at::Tensor&)>& owner, c10::intrusive_ptr<c10d::ProcessGroup> group,
+                   int64_t in_flight_bytes, bool bf16);
   ~ShardedGradients();
   ShardedGradients(const ShardedGradients&) = delete;
   ShardedGradients& operator=(const ShardedGradients&) = delete;
