@@ -12,6 +12,7 @@
 #include <bittorch/nn/decoder.h>
 #include <bittorch/nn/functional/ternary_linear.h>
 #include <bittorch/nn/functional/transformer.h>
+#include <bittorch/nn/fused_projections.h>
 #include <bittorch/nn/generation.h>
 #include <bittorch/nn/module_tree.h>
 #include <bittorch/nn/modules/packed_ternary_linear.h>

@@ -2,6 +2,8 @@
 
 #include "nn/captured_step.h"
 
+#include <bittorch/nn/fused_projections.h>
+
 #include <ATen/ATen.h>
 #include <torch/utils.h>
 
@@ -14,6 +16,7 @@ Decoder::Decoder(TransformerLMImpl& model, int64_t batch, at::ScalarType cache_d
   const auto device = model.embedding->weight.device();
   cache_ = model.make_cache(batch, at::TensorOptions().device(device).dtype(cache_dtype));
   fused_ = model.decode_step_supported(device);
+  fuse_projections(model);  // q, k and v (gate and up) as one layer each
   cuda_graph_ = cuda_graph && device.is_cuda() && fused_;
   const auto long_options = at::TensorOptions().dtype(at::kLong).device(device);
   tokens_ = at::zeros({batch, 1}, long_options);

@@ -32,7 +32,8 @@ class BITTORCH_API Decoder {
   /// cached in `cache_dtype` on the model's device, the step computed in that dtype. With
   /// `cuda_graph` (and a CUDA model that decode_step takes) the first step runs eagerly and the
   /// second is captured in a CUDA graph that every later step replays. Ternary layers quantize
-  /// their weights once, while the decoder lives: the weights must not change meanwhile.
+  /// their weights once, while the decoder lives: the weights must not change meanwhile. The
+  /// model's projections that read one input are joined (nn::fuse_projections).
   Decoder(TransformerLMImpl& model, int64_t batch, at::ScalarType cache_dtype, bool cuda_graph = true);
   ~Decoder();
   Decoder(const Decoder&) = delete;

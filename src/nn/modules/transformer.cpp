@@ -10,6 +10,8 @@
 #include <bittorch/ops/rotary_embedding.h>
 #include <bittorch/ops/squared_relu.h>
 
+#include "nn/joined_rows.h"
+
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/linear.h>
@@ -41,6 +43,7 @@ void ProjectionHolder::replace_child(const std::string& name, const torch::nn::A
     if (child != name) continue;
     replace_module(name, module.ptr());
     holder = module;
+    for (auto& group : groups_) group.joined.reset();  // its members are no longer the joined layer's views
     return;
   }
   TORCH_CHECK(false, this->name(), ": no projection named '", name, "'");
@@ -62,6 +65,41 @@ at::Tensor ProjectionHolder::project(size_t index, const at::Tensor& x) {
   return projections_[index].second.forward(x);
 }
 
+size_t ProjectionHolder::add_projection_group(std::vector<size_t> members) {
+  groups_.push_back({std::move(members), std::nullopt});
+  return groups_.size() - 1;
+}
+
+std::vector<torch::nn::AnyModule> ProjectionHolder::members_of(const ProjectionGroup& group) const {
+  std::vector<torch::nn::AnyModule> members;
+  for (const size_t index : group.members) members.push_back(projections_[index].second);
+  return members;
+}
+
+int64_t ProjectionHolder::fuse_projection_groups() {
+  int64_t joined = 0;
+  for (auto& group : groups_) {
+    const auto members = members_of(group);
+    if (!group.joined || !detail::still_joined(*group.joined, members)) group.joined = detail::join_rows(members);
+    joined += group.joined.has_value();
+  }
+  return joined;
+}
+
+std::vector<at::Tensor> ProjectionHolder::project_group(size_t index, const at::Tensor& x) {
+  auto& group = groups_[index];
+  const auto members = members_of(group);
+  if (group.joined && !at::GradMode::is_enabled()) {
+    if (detail::still_joined(*group.joined, members)) {
+      return group.joined->forward(x).split_with_sizes(detail::output_widths(members), -1);
+    }
+    group.joined.reset();  // moved: the members compute alone (and no stale copy stays held)
+  }
+  std::vector<at::Tensor> outputs;
+  for (const size_t member : group.members) outputs.push_back(project(member, x));
+  return outputs;
+}
+
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const TransformerOptions& options_,
                                                  const ProjectionFactory& make_projection,
                                                  const std::string& path_prefix)
@@ -72,6 +110,7 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const TransformerOptions& optio
   k_ = add_projection("k", width, key_value_width);
   v_ = add_projection("v", width, key_value_width);
   o_ = add_projection("o", width, width);
+  qkv_ = add_projection_group({q_, k_, v_});
   if (options.sub_norms()) {
     sub_norm = register_module("sub_norm", RMSNorm(RMSNormOptions(width).eps(options.norm_eps())));
   }
@@ -94,15 +133,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> CausalSelfAttentionImpl::rotated_
   const auto split_heads = [&](const at::Tensor& t) {
     return t.view({batch, steps, t.size(2) / head_size, head_size}).transpose(1, 2);
   };
-  const auto q = split_heads(project(q_, x)), k = split_heads(project(k_, x));
+  const auto qkv = project_group(qkv_, x);
+  const auto q = split_heads(qkv[0]), k = split_heads(qkv[1]), v = split_heads(qkv[2]);
   const auto& [cos, sin] = rotary(q.device(), q.scalar_type());
   const auto cos_rows = cos.narrow(0, start, steps), sin_rows = sin.narrow(0, start, steps);
   if (!fused_rotary) {
-    return {functional::apply_rotary(q, cos_rows, sin_rows), functional::apply_rotary(k, cos_rows, sin_rows),
-            split_heads(project(v_, x))};
+    return {functional::apply_rotary(q, cos_rows, sin_rows), functional::apply_rotary(k, cos_rows, sin_rows), v};
   }
   auto [rotated_q, rotated_k] = ops::rotary_embedding(q, k, cos_rows, sin_rows);
-  return {rotated_q, rotated_k, split_heads(project(v_, x))};
+  return {rotated_q, rotated_k, v};
 }
 
 at::Tensor CausalSelfAttentionImpl::merged_output(const at::Tensor& y) {
@@ -147,11 +186,11 @@ at::Tensor CausalSelfAttentionImpl::forward_at(const at::Tensor& x, const at::Te
   const auto heads_of = [&](const at::Tensor& projected) {
     return projected.view({batch, heads, options.width() / heads}).to(cached_keys.scalar_type());
   };
-  const auto q = project(q_, x);
-  const auto& [cos, sin] = rotary(x.device(), q.scalar_type());
-  const auto y = ops::decode_attention(heads_of(q), heads_of(project(k_, x)), heads_of(project(v_, x)), cached_keys,
-                                       cached_values, position, cos, sin);
-  return output_projection(y.view({batch, 1, options.width()}).to(q.scalar_type()));
+  const auto qkv = project_group(qkv_, x);
+  const auto& [cos, sin] = rotary(x.device(), qkv[0].scalar_type());
+  const auto y = ops::decode_attention(heads_of(qkv[0]), heads_of(qkv[1]), heads_of(qkv[2]), cached_keys, cached_values,
+                                       position, cos, sin);
+  return output_projection(y.view({batch, 1, options.width()}).to(qkv[0].scalar_type()));
 }
 
 at::Tensor TransformerBlockImpl::forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,
@@ -168,16 +207,21 @@ MlpImpl::MlpImpl(const TransformerOptions& options_, const ProjectionFactory& ma
   if (options.mlp() != MlpKind::SquaredReLU) gate_ = add_projection("gate", options.width(), hidden);
   up_ = add_projection("up", options.width(), hidden);
   down_ = add_projection("down", hidden, options.width());
+  if (options.mlp() != MlpKind::SquaredReLU) gate_up_ = add_projection_group({gate_, up_});
   if (options.sub_norms()) {
     sub_norm = register_module("sub_norm", RMSNorm(RMSNormOptions(hidden).eps(options.norm_eps())));
   }
 }
 
 at::Tensor MlpImpl::forward(const at::Tensor& x) {
-  const auto up = project(up_, x);
-  const auto hidden = options.mlp() == MlpKind::SwiGLU             ? at::silu(project(gate_, x)) * up
-                      : options.mlp() == MlpKind::GatedSquaredReLU ? ops::squared_relu(project(gate_, x)) * up
-                                                                   : ops::squared_relu(up);
+  at::Tensor hidden;
+  if (options.mlp() == MlpKind::SquaredReLU) {
+    hidden = ops::squared_relu(project(up_, x));
+  } else {
+    const auto gate_up = project_group(gate_up_, x);
+    hidden = options.mlp() == MlpKind::SwiGLU ? at::silu(gate_up[0]) * gate_up[1]
+                                              : ops::squared_relu(gate_up[0]) * gate_up[1];
+  }
   return project(down_, sub_norm ? sub_norm->forward(hidden) : hidden);
 }
 

@@ -21,6 +21,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -57,17 +58,34 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
  public:
   void replace_child(const std::string& name, const torch::nn::AnyModule& module) override;
 
+  /// Joins each group of this module's projections that can be into one layer
+  /// (nn::fuse_projections); returns how many groups are joined.
+  int64_t fuse_projection_groups();
+
  protected:
   /// `make_projection` builds the projections, with `path_prefix` before their names.
   explicit ProjectionHolder(ProjectionFactory make_projection = {}, std::string path_prefix = "");
   /// Registers projection `name`; returns the index project() takes.
   size_t add_projection(const std::string& name, int64_t in, int64_t out);
   at::Tensor project(size_t index, const at::Tensor& x);
+  /// Declares projections `members` (add_projection's indices) as reading one input; returns
+  /// the index project_group takes.
+  size_t add_projection_group(std::vector<size_t> members);
+  /// Each member's projection of `x`, in order: slices of the joined layer's output when the
+  /// group is joined and gradients are off, else each projection's own output.
+  std::vector<at::Tensor> project_group(size_t group, const at::Tensor& x);
 
  private:
+  struct ProjectionGroup {
+    std::vector<size_t> members;
+    std::optional<torch::nn::AnyModule> joined;  // not registered: the members hold the state
+  };
+  std::vector<torch::nn::AnyModule> members_of(const ProjectionGroup& group) const;
+
   ProjectionFactory make_projection_;
   std::string path_prefix_;
   std::vector<std::pair<std::string, torch::nn::AnyModule>> projections_;
+  std::vector<ProjectionGroup> groups_;
 };
 
 class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
@@ -102,7 +120,7 @@ class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
   // The o projection of the heads' merged outputs [batch, T, width], after the sub-norm if any.
   at::Tensor output_projection(const at::Tensor& merged);
 
-  size_t q_, k_, v_, o_;
+  size_t q_, k_, v_, o_, qkv_;
   // The rotary tables of every position (cos, signed sin) for inputs of `input_dtype`, made
   // once per device and dtype (float32, or float64 for float64 inputs).
   const std::pair<at::Tensor, at::Tensor>& rotary(c10::Device device, at::ScalarType input_dtype);
@@ -121,7 +139,7 @@ class BITTORCH_API MlpImpl : public ProjectionHolder {
   RMSNorm sub_norm{nullptr};
 
  private:
-  size_t up_, down_, gate_ = 0;
+  size_t up_, down_, gate_ = 0, gate_up_ = 0;
 };
 TORCH_MODULE(Mlp);
 
