@@ -30,7 +30,11 @@
 # and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred;
 # BITTORCH_PROFILE_PRESETS picks the presets, default "medium large");
 # "lmload" exports a `large` model and times `bittorch-lm sample --packed` on it (load, prefill,
-# 64 tokens; the baseline's too), lm_load.json.
+# 64 tokens; the baseline's too), lm_load.json;
+# "bigmodel" trains the bitnet-2b4t shape (2.41B parameters) on one GPU with and without
+# activation checkpointing (bittorch-lm bench: tokens/s and peak memory, lm_big_*.json) and,
+# with 2 GPUs, under torchrun with ZeRO stage 2 and checkpointing (peak memory per rank,
+# lm_big_2gpu.json).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${OUT:-${root}/gpu-out}"
@@ -189,6 +193,25 @@ for preset in medium large; do
 done
 "$lm" bench --preset medium --parts generate --generate-tokens 64 --json "$out/lm_bench_medium_cpu.json" --log-level warn \
   | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["generate"]))' || status=1
+fi
+
+if wants bigmodel; then
+step "the bitnet-2b4t shape (2.41B parameters): training throughput and peak memory on one GPU and on two (ZeRO stage 2)"
+for checkpointing in "" --checkpoint-activations; do
+  name=lm_big_1gpu${checkpointing:+_checkpointed}
+  "$lm" bench --cuda --preset bitnet-2b4t --batch-size 4 --parts train --train-steps 3 $checkpointing \
+    --json "$out/$name.json" --log-level warn >/dev/null || status=1
+  python3 -c 'import json,sys; print(sys.argv[2], json.dumps(json.load(open(sys.argv[1]))["train"]))' \
+    "$out/$name.json" "$name" || status=1
+done
+if (( $(nvidia-smi -L | wc -l) >= 2 )); then
+  export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the machine's rule
+  python3 -m torch.distributed.run --standalone --nproc-per-node 2 --no-python "$lm" train --cuda --model ternary \
+    --preset bitnet-2b4t --batch-size 4 --steps 6 --eval-interval 3 --eval-windows 4 --warmup 2 --shard-gradients \
+    --checkpoint-activations --no-progress --log-level warn --metrics-json "$out/lm_big_2gpu.json" >/dev/null || status=1
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["runs"][0]; print({k: r.get(k) for k in ("peak_memory_bytes", "parameters")}, r["evaluations"][-1])' \
+    "$out/lm_big_2gpu.json" || status=1
+fi
 fi
 
 if wants lmprofile; then
