@@ -48,13 +48,13 @@ DataParallel::DataParallel(torch::nn::Module& module, c10::intrusive_ptr<c10d::P
     names.push_back(item.key());
   }
   TORCH_CHECK(!parameters_.empty(), "DataParallel: the module has no parameters that require gradients");
-  // Rank 0's initial state everywhere, in flattened chunks of up to 250 MB as DDP does.
+  // Rank 0's initial state everywhere.
   {
     torch::NoGradGuard no_grad;
     std::vector<at::Tensor> state;
     for (const auto& parameter : module.parameters()) state.push_back(parameter.detach());
     for (const auto& buffer : module.buffers()) state.push_back(buffer.detach());
-    detail::naming_stopped_ranks(*group_, [&] { c10d::broadcast_coalesced(group_, state, 250 * 1024 * 1024, 0); });
+    detail::broadcast_from(group_, state, 0);
   }
   const auto cap = static_cast<int64_t>(options.bucket_cap_mb() * 1024 * 1024);
   if (options.gradient_owner()) {

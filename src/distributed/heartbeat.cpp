@@ -1,5 +1,7 @@
 #include "distributed/heartbeat.h"
 
+#include <torch/csrc/distributed/c10d/comm.hpp>
+
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -121,6 +123,11 @@ void forget_heartbeat(const c10d::ProcessGroup& group) {
   stop_heartbeat(group);
   std::lock_guard<std::mutex> lock(registry_mutex);
   registry().erase(&group);
+}
+
+void broadcast_from(const c10::intrusive_ptr<c10d::ProcessGroup>& group, std::vector<at::Tensor>& tensors, int root) {
+  constexpr int64_t kBucketBytes = 250 * 1024 * 1024;
+  naming_stopped_ranks(*group, [&] { c10d::broadcast_coalesced(group, tensors, kBucketBytes, root); });
 }
 
 }  // namespace detail

@@ -3,7 +3,7 @@
 // Heartbeats of the ranks of a process group, kept in the group's own store: each rank bumps
 // a counter from a thread of its own. When a collective fails, Gloo says only "Connection
 // reset by peer"; the counters that stopped moving say which rank ended
-// (bittorch::distributed::stopped_ranks).
+// (bittorch::distributed::stopped_ranks). Collectives run through naming_stopped_ranks say so.
 
 #include <bittorch/distributed/process_group.h>
 
@@ -45,5 +45,10 @@ void naming_stopped_ranks(const c10d::ProcessGroup& group, Collective&& collecti
                 message_of(error), ")");
   }
 }
+
+/// `tensors` (each rank's, alike in shapes) from rank `root` of `group` to the others, in
+/// flattened chunks of up to 250 MB as DDP's first broadcast (c10d::broadcast_coalesced); an
+/// error names ranks that stopped.
+void broadcast_from(const c10::intrusive_ptr<c10d::ProcessGroup>& group, std::vector<at::Tensor>& tensors, int root);
 
 }  // namespace bittorch::distributed::detail

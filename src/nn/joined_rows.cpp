@@ -55,7 +55,8 @@ std::optional<torch::nn::AnyModule> empty_joined_layer(const std::vector<torch::
         return std::nullopt;
       }
     }
-    torch::nn::Linear joined(torch::nn::LinearOptions(linear->options.in_features(), rows).bias(linear->bias.defined()));
+    torch::nn::Linear joined(
+        torch::nn::LinearOptions(linear->options.in_features(), rows).bias(linear->bias.defined()));
     joined->to(linear->weight.device(), linear->weight.scalar_type());
     return torch::nn::AnyModule(joined);
   }

@@ -4,15 +4,12 @@
 
 #include <ATen/ATen.h>
 #include <torch/utils.h>
-#include <torch/csrc/distributed/c10d/comm.hpp>
 
 #include <algorithm>
 #include <numeric>
 
 namespace bittorch::train {
 namespace {
-
-constexpr int64_t kBroadcastBucketBytes = 250 * 1024 * 1024;  // as DataParallel's first broadcast
 
 void* key_of(const at::Tensor& tensor) {
   return tensor.unsafeGetTensorImpl();
@@ -62,9 +59,7 @@ torch::Tensor ShardedAdamW::step(LossClosure closure) {
     if (owned_by_rank_[rank].empty()) continue;
     std::vector<at::Tensor> tensors;
     for (const auto& p : owned_by_rank_[rank]) tensors.push_back(p.detach());
-    distributed::detail::naming_stopped_ranks(*process_group_, [&] {
-      c10d::broadcast_coalesced(process_group_, tensors, kBroadcastBucketBytes, static_cast<int>(rank));
-    });
+    distributed::detail::broadcast_from(process_group_, tensors, static_cast<int>(rank));
   }
   return loss;
 }

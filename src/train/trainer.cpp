@@ -83,10 +83,14 @@ void check_trainer_options(const TrainerOptions& o) {
 }
 
 Trainer::Trainer(torch::nn::Module& model, torch::optim::Optimizer& optimizer, TrainerOptions options)
-    : model_(model), optimizer_(optimizer), options_(std::move(options)), parameters_(model.parameters()) {
+    : model_(model),
+      optimizer_(optimizer),
+      sharded_optimizer_(dynamic_cast<ShardedAdamW*>(&optimizer)),
+      options_(std::move(options)),
+      parameters_(model.parameters()) {
   check_trainer_options(options_);
   TORCH_CHECK(options_.data_parallel() == nullptr || !options_.data_parallel()->shards_gradients() ||
-                  dynamic_cast<ShardedAdamW*>(&optimizer_) != nullptr,
+                  sharded_optimizer_ != nullptr,
               "bittorch::train::Trainer: the data parallelism shards the gradients (gradient_owner): the optimizer "
               "must be a ShardedAdamW, which updates the parameters a rank owns");
   scheduler_ = std::make_unique<WarmupDecayLR>(optimizer_, options_.schedule());
@@ -109,7 +113,7 @@ CheckpointMetadata Trainer::resume(const std::string& path) {
   auto stored = load_checkpoint(path, model_, &optimizer_, describe_model(model_, options_.label()), options_.device(),
                                 &settings_);
   // A whole state loaded: a sharded optimizer keeps its own part.
-  if (auto* sharded = dynamic_cast<ShardedAdamW*>(&optimizer_)) sharded->drop_unowned_state();
+  if (sharded_optimizer_ != nullptr) sharded_optimizer_->drop_unowned_state();
   epochs_done_ = stored.epochs_done;
   steps_done_ = stored.steps_done;
   history_ = stored.metrics;
@@ -157,13 +161,12 @@ const nlohmann::json& Trainer::fit(const TrainerHooks& hooks) {
     epochs_done_ = epoch;
     if (!options_.checkpoint_path().empty()) {
       // A sharded optimizer's state is gathered on rank 0 (every rank takes part) to be saved whole.
-      auto* sharded = dynamic_cast<ShardedAdamW*>(&optimizer_);
-      if (sharded != nullptr) sharded->gather_state();
+      if (sharded_optimizer_ != nullptr) sharded_optimizer_->gather_state();
       if (reports()) {
         save_checkpoint(options_.checkpoint_path(), model_, &optimizer_,
                         {describe_model(model_, options_.label()), settings_, epochs_done_, steps_done_, history_});
       }
-      if (sharded != nullptr) sharded->drop_unowned_state();
+      if (sharded_optimizer_ != nullptr) sharded_optimizer_->drop_unowned_state();
     }
     if (hooks.epoch_end) hooks.epoch_end(record);
   }

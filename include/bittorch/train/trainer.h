@@ -34,6 +34,8 @@
 
 namespace bittorch::train {
 
+class ShardedAdamW;
+
 /// Where the loop is when it asks for a loss.
 struct StepContext {
   int64_t epoch = 1;          ///< 1-based
@@ -141,6 +143,7 @@ class BITTORCH_TRAIN_API Trainer {
 
   torch::nn::Module& model_;
   torch::optim::Optimizer& optimizer_;
+  ShardedAdamW* sharded_optimizer_;  // the optimizer, when it shards its state over ranks
   TrainerOptions options_;
   std::vector<torch::Tensor> parameters_;  // the model's, gathered once (clipping)
   std::unique_ptr<WarmupDecayLR> scheduler_;
