@@ -846,6 +846,13 @@ def case_lm_data_parallel():
         for g, w in zip(stage2, two, strict=True):
             for key in ("val_loss", "train_loss"):
                 assert abs(g[key] - w[key]) < 1e-6, (key, stage2, two)
+        # Its checkpoint (moments gathered on rank 0) resumes in one process as the others do.
+        run(LM, "train", *one_process, "--batch-size", "8", "--resume", f("stage2.ckpt"),
+            "--metrics-json", f("stage2_resumed.json"))
+        stage2_resumed = lm_evaluations(f("stage2_resumed.json"))[0]
+        for g, w in zip(stage2_resumed, resumed, strict=True):
+            for key in ("val_loss", "train_loss"):
+                assert abs(g[key] - w[key]) < 1e-5, (key, stage2_resumed, resumed)
         # Gradient accumulation: the Trainer synchronizes on a step's last micro-batch only.
         accumulate = [*one_process, "--steps", "20", "--accumulation", "2"]
         run(LM, "train", *accumulate, "--batch-size", "8", "--metrics-json", f("one_acc.json"))
