@@ -185,6 +185,13 @@ for build in build-gpu $baseline; do
   "./$build/apps/lm/bittorch-lm" bench --cuda --preset large --batch-size 16 --json "$out/lm_bench_large$suffix.json" \
     --log-level warn | python3 -c "$summary" || status=1
 done
+# Generation again with plain launches instead of programmatic dependent ones: the effect of
+# overlapping each kernel's launch with the end of the one before it, in this run.
+for preset in medium large; do
+  BITTORCH_NO_DEPENDENT_LAUNCH=1 "$lm" bench --cuda --preset "$preset" --parts generate \
+    --json "$out/lm_bench_${preset}_plain_launches.json" --log-level warn |
+    python3 -c 'import json,sys; print("plain launches:", json.dumps(json.load(sys.stdin)["generate"]))' || status=1
+done
 # The same models and batches in plain PyTorch, eager and torch.compile (bench/lm_pytorch_reference.py),
 # so that every comparison is a ratio from this one run.
 for preset in medium large; do

@@ -5,6 +5,7 @@
 // more pass. The weight's gradient, a reduction over rows, is the shared ATen expression.
 
 #include "ops/add_rms_norm/add_rms_norm.h"
+#include "ops/common/cuda/dependent_launch.cuh"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -22,10 +23,13 @@ namespace {
 constexpr const char* kOp = "bittorch::add_rms_norm";
 constexpr int kThreads = 256;
 
-template <typename scalar_t, typename residual_t, typename acc_t>
+// The weight is read in its own dtype (the sum's or the accumulation's), so that a bfloat16
+// model's norm needs no cast of its weight first.
+template <typename scalar_t, typename residual_t, typename weight_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
-    add_rms_norm_forward_kernel(const scalar_t* input, const residual_t* residual, const acc_t* weight, scalar_t* sum,
-                                scalar_t* output, acc_t* rstd, int64_t features, acc_t eps) {
+    add_rms_norm_forward_kernel(const scalar_t* input, const residual_t* residual, const weight_t* weight,
+                                scalar_t* sum, scalar_t* output, acc_t* rstd, int64_t features, acc_t eps) {
+  wait_for_prior_grid_and_allow_next();
   using Reduce = cub::BlockReduce<acc_t, kThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ acc_t row_rstd;
@@ -45,7 +49,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const acc_t r = row_rstd;
   for (int64_t c = threadIdx.x; c < features; c += kThreads) {  // each thread rereads what it wrote
-    output[base + c] = static_cast<scalar_t>(static_cast<acc_t>(sum[base + c]) * r * weight[c]);
+    output[base + c] = static_cast<scalar_t>(static_cast<acc_t>(sum[base + c]) * r * static_cast<acc_t>(weight[c]));
   }
 }
 
@@ -53,6 +57,7 @@ template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     add_rms_norm_backward_kernel(const scalar_t* grad_output, const scalar_t* grad_sum_in, const scalar_t* sum,
                                  const acc_t* weight, const acc_t* rstd, scalar_t* grad_sum, int64_t features) {
+  wait_for_prior_grid_and_allow_next();
   using Reduce = cub::BlockReduce<acc_t, kThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ acc_t row_mean;
@@ -93,17 +98,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& in
   auto output = at::empty_like(first);
   auto rstd = at::empty(first.sizes().slice(0, first.dim() - 1), first.options().dtype(accumulate));
   if (rows == 0) return {output, sum, rstd};
-  const auto gain = weight.to(accumulate).contiguous();
+  const bool weight_as_sum = weight.scalar_type() == sum_dtype;
+  const auto gain = (weight_as_sum ? weight : weight.to(accumulate)).contiguous();
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, sum_dtype, "add_rms_norm_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto launch = [&](auto residual_zero) {
+    const auto launch_with = [&](auto residual_zero, auto weight_zero) {
       using residual_t = decltype(residual_zero);
-      add_rms_norm_forward_kernel<scalar_t, residual_t, acc_t><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-          first.const_data_ptr<scalar_t>(), second.const_data_ptr<residual_t>(), gain.const_data_ptr<acc_t>(),
-          sum.mutable_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), rstd.mutable_data_ptr<acc_t>(),
-          features, static_cast<acc_t>(eps));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      using weight_t = decltype(weight_zero);
+      launch_dependent(add_rms_norm_forward_kernel<scalar_t, residual_t, weight_t, acc_t>,
+                       dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, stream, first.const_data_ptr<scalar_t>(),
+                       second.const_data_ptr<residual_t>(), gain.const_data_ptr<weight_t>(),
+                       sum.mutable_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(),
+                       rstd.mutable_data_ptr<acc_t>(), features, static_cast<acc_t>(eps));
+    };
+    const auto launch = [&](auto residual_zero) {
+      if (weight_as_sum) {
+        launch_with(residual_zero, scalar_t());
+      } else {
+        launch_with(residual_zero, acc_t());
+      }
     };
     if (second.scalar_type() == at::kBFloat16 && sum_dtype == at::kFloat) {
       launch(at::BFloat16());
@@ -133,12 +147,11 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output,
     if (rows > 0) {
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "add_rms_norm_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        add_rms_norm_backward_kernel<scalar_t, acc_t>
-            <<<static_cast<unsigned>(rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-                gy.const_data_ptr<scalar_t>(), has_in ? gs.const_data_ptr<scalar_t>() : nullptr,
-                s.const_data_ptr<scalar_t>(), gain.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(),
-                grad_sum.mutable_data_ptr<scalar_t>(), features);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        launch_dependent(add_rms_norm_backward_kernel<scalar_t, acc_t>, dim3(static_cast<unsigned>(rows)),
+                         dim3(kThreads), 0, at::cuda::getCurrentCUDAStream(), gy.const_data_ptr<scalar_t>(),
+                         has_in ? gs.const_data_ptr<scalar_t>() : nullptr, s.const_data_ptr<scalar_t>(),
+                         gain.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(), grad_sum.mutable_data_ptr<scalar_t>(),
+                         features);
       });
     }
   }

@@ -5,6 +5,7 @@
 // threads per row, partial sums combined in shared memory). The position is read on the
 // device, so a captured graph replays at whatever positions the tensor holds.
 
+#include "ops/common/cuda/dependent_launch.cuh"
 #include "ops/common/cuda/row_quantize.cuh"
 #include "ops/decode_attention/decode_attention.h"
 
@@ -52,6 +53,7 @@ int64_t shared_floats(int64_t context, int64_t head_size, int vec) {
 
 template <typename scalar_t, int VEC>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(DecodeArgs<scalar_t> a) {
+  wait_for_prior_grid_and_allow_next();
   using Reduce = cub::BlockReduce<float, kThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ float broadcast;
@@ -147,8 +149,8 @@ bool aligned(const void* pointer, int64_t bytes) {
 template <typename scalar_t, int VEC>
 void launch(const DecodeArgs<scalar_t>& args, int64_t batch, int64_t shared_bytes) {
   const dim3 grid(static_cast<unsigned>(args.heads), static_cast<unsigned>(batch));
-  decode_attention_kernel<scalar_t, VEC><<<grid, kThreads, shared_bytes, at::cuda::getCurrentCUDAStream()>>>(args);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_dependent(decode_attention_kernel<scalar_t, VEC>, grid, dim3(kThreads), static_cast<size_t>(shared_bytes),
+                   at::cuda::getCurrentCUDAStream(), args);
 }
 
 at::Tensor decode_attention_cuda(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,

@@ -12,6 +12,8 @@
 //   scale_t finish_row(int64_t row, double total, int64_t cols);   stores and returns the scale
 //   template <int N> void write(int64_t index, const Pack<in_t, N>& x, scale_t scale);
 
+#include "ops/common/cuda/dependent_launch.cuh"
+
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/util/Exception.h>
@@ -67,6 +69,7 @@ __device__ __forceinline__ double accumulate(double acc, const Pack<in_t, N>& pa
 template <typename in_t, int N, typename Quantizer>
 __global__ void __launch_bounds__(kRowThreads, kMinRowBlocksPerSm)
     quantize_rows_kernel(const in_t* __restrict__ input, int64_t cols, Quantizer quantizer) {
+  wait_for_prior_grid_and_allow_next();
   using InPack = Pack<in_t, N>;
   __shared__ typename RowReduce::TempStorage storage;
   __shared__ typename Quantizer::scale_t row_scale;
@@ -121,14 +124,9 @@ void quantize_rows(const in_t* input, int64_t rows, int64_t cols, const Quantize
   TORCH_CHECK(rows <= std::numeric_limits<int32_t>::max(), "bittorch: more rows (", rows,
               ") than one CUDA grid can hold");
   const auto stream = at::cuda::getCurrentCUDAStream();
-  if (packs_fit(input, cols)) {
-    quantize_rows_kernel<in_t, pack_size<in_t>(), Quantizer>
-        <<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(input, cols, quantizer);
-  } else {
-    quantize_rows_kernel<in_t, 1, Quantizer>
-        <<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(input, cols, quantizer);
-  }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const auto kernel = packs_fit(input, cols) ? quantize_rows_kernel<in_t, pack_size<in_t>(), Quantizer>
+                                             : quantize_rows_kernel<in_t, 1, Quantizer>;
+  launch_dependent(kernel, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, stream, input, cols, quantizer);
 }
 
 }  // namespace bittorch::ops::cuda

@@ -1,5 +1,6 @@
 // The gemv variant of packed_ternary_linear (variants.h): float32 activations.
 
+#include "ops/common/cuda/dependent_launch.cuh"
 #include "ops/packed_ternary_linear/cuda/variants.h"
 
 #include <ATen/ATen.h>
@@ -23,6 +24,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     packed_gemv_kernel(const float* __restrict__ x, int64_t x_stride, int64_t rows, const uint32_t* __restrict__ packed,
                        int64_t words, int64_t out_features, const float* __restrict__ scale, bool per_channel,
                        const float* __restrict__ bias, float* __restrict__ out) {
+  wait_for_prior_grid_and_allow_next();
   const int lane = threadIdx.x % 32;
   const int64_t n0 = (int64_t{blockIdx.x} * kGemvWarps + threadIdx.x / 32) * kOutPerWarp;
   const int64_t m0 = int64_t{blockIdx.y} * kRows;
@@ -94,9 +96,8 @@ void launch_gemv(const at::Tensor& x, int64_t rows, const at::Tensor& packed, co
   const auto* codes = reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>());
   const auto stream = at::cuda::getCurrentCUDAStream();
   const auto kernel = words % 4 == 0 ? packed_gemv_kernel<kRows, 4> : packed_gemv_kernel<kRows, 1>;
-  kernel<<<grid, kGemvWarps * 32, 0, stream>>>(x.data_ptr<float>(), x.size(1), rows, codes, words, out_features,
-                                               scale.data_ptr<float>(), scale.size(0) > 1, bias, out.data_ptr<float>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_dependent(kernel, grid, dim3(kGemvWarps * 32), 0, stream, x.data_ptr<float>(), x.size(1), rows, codes, words,
+                   out_features, scale.data_ptr<float>(), scale.size(0) > 1, bias, out.data_ptr<float>());
 }
 
 }  // namespace

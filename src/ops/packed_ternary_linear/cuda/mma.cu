@@ -1,6 +1,7 @@
 // The mma variant of packed_ternary_linear (variants.h): up to 8 rows of 16-bit or 8-bit
 // activations on tensor cores.
 
+#include "ops/common/cuda/dependent_launch.cuh"
 #include "ops/packed_ternary_linear/cuda/variants.h"
 
 #include <ATen/ATen.h>
@@ -20,6 +21,7 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
                       int64_t words, int64_t out_features, bool vector_loads, const float* __restrict__ scale,
                       bool per_channel, const float* __restrict__ row_scale, const out_t* __restrict__ bias,
                       out_t* __restrict__ out) {
+  wait_for_prior_grid_and_allow_next();
   using Product = WarpProduct<in_t, 1, kStages, kTiles>;
   __shared__ float partial[kWarps][kTiles * 4][32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -51,13 +53,11 @@ void small_batch_product(const at::Tensor& x, int64_t rows, const at::Tensor& pa
   const int64_t out_features = packed.size(0), words = packed.size(1);
   constexpr int kWarps = 4;
   constexpr int kFeatures = tile_features<in_t, kTiles>();
-  packed_mma_kernel<in_t, out_t, kWarps, kStages, kTiles>
-      <<<static_cast<unsigned>((out_features + kFeatures - 1) / kFeatures), kWarps * 32, 0,
-         at::cuda::getCurrentCUDAStream()>>>(reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows,
-                                             reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words,
-                                             out_features, words % 4 == 0, scale.data_ptr<float>(), scale.size(0) > 1,
-                                             row_scale, bias, out.data_ptr<out_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_dependent(packed_mma_kernel<in_t, out_t, kWarps, kStages, kTiles>,
+                   dim3(static_cast<unsigned>((out_features + kFeatures - 1) / kFeatures)), dim3(kWarps * 32), 0,
+                   at::cuda::getCurrentCUDAStream(), reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows,
+                   reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
+                   scale.data_ptr<float>(), scale.size(0) > 1, row_scale, bias, out.data_ptr<out_t>());
 }
 
 }  // namespace

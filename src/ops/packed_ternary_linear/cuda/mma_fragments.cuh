@@ -3,6 +3,7 @@
 // The tensor-core product shared by the mma (mma.cu) and split-K (split_k.cu) kernels of
 // packed_ternary_linear: float16 / bfloat16 activations, and 8-bit activations.
 //
+#include "ops/common/cuda/dependent_launch.cuh"
 #include "ops/packed_ternary_linear/cuda/packed_codes.cuh"
 #include "ops/packed_ternary_linear/cuda/variants.h"
 
@@ -380,6 +381,7 @@ template <typename sum_t, typename out_t>
 __global__ void scale_sums_kernel(const sum_t* __restrict__ sums, int64_t rows, int64_t out_features,
                                   const float* __restrict__ row_scale, const float* __restrict__ scale,
                                   bool per_channel, const out_t* __restrict__ bias, out_t* __restrict__ out) {
+  wait_for_prior_grid_and_allow_next();
   for (int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; index < rows * out_features;
        index += int64_t{gridDim.x} * blockDim.x) {
     const int64_t m = index / out_features, n = index % out_features;
@@ -392,10 +394,10 @@ void scale_sums(const sum_t* sums, int64_t rows, int64_t out_features, const flo
                 const out_t* bias, at::Tensor& out) {
   const int64_t outputs = rows * out_features;
   const int64_t max_blocks = 16 * int64_t{at::cuda::getCurrentDeviceProperties()->multiProcessorCount};
-  scale_sums_kernel<sum_t, out_t><<<static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, max_blocks)), 256, 0,
-                                    at::cuda::getCurrentCUDAStream()>>>(
-      sums, rows, out_features, row_scale, scale.data_ptr<float>(), scale.size(0) > 1, bias, out.data_ptr<out_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_dependent(scale_sums_kernel<sum_t, out_t>,
+                   dim3(static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, max_blocks))), dim3(256), 0,
+                   at::cuda::getCurrentCUDAStream(), sums, rows, out_features, row_scale, scale.data_ptr<float>(),
+                   scale.size(0) > 1, bias, out.data_ptr<out_t>());
 }
 
 // Calls f(in_t{}, out_t{}, bias) with the kernel types of p's input and output dtypes and p's

@@ -1,6 +1,7 @@
 // The split_k variant of packed_ternary_linear (variants.h): 16-bit or 8-bit activations on
 // tensor cores, blocks over ranges of K adding float32 partial sums, then one scaling pass.
 
+#include "ops/common/cuda/dependent_launch.cuh"
 #include "ops/packed_ternary_linear/cuda/variants.h"
 
 #include <ATen/ATen.h>
@@ -23,6 +24,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
     packed_mma_split_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows, int64_t slices,
                             int64_t k_splits, int64_t chunks_per_split, const uint32_t* __restrict__ packed,
                             int64_t words, int64_t out_features, bool vector_loads, float* __restrict__ sums) {
+  wait_for_prior_grid_and_allow_next();
   using Product = WarpProduct<in_t, kNTiles, kStages, 1>;
   extern __shared__ uint4 staged[];  // [8 * kNTiles rows][words of the split][2]: mma pairs
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -79,13 +81,12 @@ void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, 
   const int64_t chunks_per_split = std::min((chunks + wanted_splits - 1) / wanted_splits, kMaxChunksPerSplit);
   const int64_t k_splits = (chunks + chunks_per_split - 1) / chunks_per_split;
   at::Tensor sums = at::zeros({rows, out_features}, x.options().dtype(at::kFloat));
-  packed_mma_split_kernel<in_t, kNTiles, kWarps, kStages>
-      <<<static_cast<unsigned>(feature_blocks * k_splits * slices), kWarps * 32,
-         static_cast<size_t>(chunks_per_split * kStagedBytesPerChunk), stream>>>(
-          reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows, slices, k_splits, chunks_per_split,
-          reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
-          sums.data_ptr<float>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_dependent(packed_mma_split_kernel<in_t, kNTiles, kWarps, kStages>,
+                   dim3(static_cast<unsigned>(feature_blocks * k_splits * slices)), dim3(kWarps * 32),
+                   static_cast<size_t>(chunks_per_split * kStagedBytesPerChunk), stream,
+                   reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows, slices, k_splits, chunks_per_split,
+                   reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
+                   sums.data_ptr<float>());
   scale_sums<out_t>(sums.data_ptr<float>(), rows, out_features, row_scale, scale, bias, out);
 }
 

@@ -13,6 +13,7 @@
 // float32 sums), 16-bit ones with m16n8k16. Where the tiles would not fill the GPU, blocks
 // also split K and add their sums into a buffer that scale_sums then scales.
 
+#include "ops/common/cuda/dependent_launch.cuh"
 #include "ops/common/cuda/device.h"
 #include "ops/packed_ternary_linear/cuda/variants.h"
 
@@ -180,6 +181,7 @@ struct TiledArgs {
 template <typename in_t, typename out_t, int kRows>
 __global__ void __launch_bounds__(kThreads, 2)
     packed_tiled_kernel(TiledArgs args, const out_t* __restrict__ bias, out_t* __restrict__ out, sum_t<in_t>* sums) {
+  wait_for_prior_grid_and_allow_next();
   constexpr int kWarpRows = kRows / 32, kWarpColumns = 8 / kWarpRows;
   constexpr int kNTiles = kTileFeatures / kWarpColumns / 8;  // 8-feature mma tiles per warp
   constexpr int kCodes = kCodeBytes<in_t>, kWords = kWordsPerStage<in_t>;
@@ -341,9 +343,9 @@ void tiled_product_of(const PackedProduct& p, const out_t* bias, at::Tensor& out
   std::call_once(opted_in.at(static_cast<size_t>(c10::cuda::current_device())), [&] {
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
   });
-  kernel<<<static_cast<unsigned>(tiles * args.splits), kThreads, kShared, at::cuda::getCurrentCUDAStream()>>>(
-      args, bias, out.data_ptr<out_t>(), sums.defined() ? sums.data_ptr<sum_t<in_t>>() : nullptr);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_dependent(kernel, dim3(static_cast<unsigned>(tiles * args.splits)), dim3(kThreads), kShared,
+                   at::cuda::getCurrentCUDAStream(), args, bias, out.data_ptr<out_t>(),
+                   sums.defined() ? sums.data_ptr<sum_t<in_t>>() : nullptr);
   if (args.splits > 1) {
     scale_sums<out_t>(sums.data_ptr<sum_t<in_t>>(), args.rows, args.out_features, args.row_scale, p.scale, bias, out);
   }
