@@ -65,6 +65,48 @@ TEST(PackedTernaryLinear, EqualsTheTernaryLinearItCameFrom) {
   }
 }
 
+// forward_squared_relu: max(y, 0)^2 of the TernaryLinear's output y, every dtype and
+// activation format; NaN stays NaN; an unknown epilogue is an error naming it.
+TEST(PackedTernaryLinear, SquaredReluEpilogueSquaresThePositiveOutputs) {
+  torch::manual_seed(42);
+  for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
+    for (const int64_t bits : {0, 8}) {
+      for (const auto& c : kCases) {
+        const int64_t in = c.input.back();
+        TernaryLinear layer(TernaryLinearOptions(in, c.out_features)
+                                .bias(c.out_features % 2 == 1)
+                                .quant(bittorch::quant::QuantConfig().activation_bits(bits)));
+        layer->to(dtype);
+        PackedTernaryLinear packed(*layer);
+        const auto x = torch::randn(c.input).to(dtype);
+        const auto y = layer(x).to(torch::kDouble);
+        const auto expected = torch::where(y < 0, torch::zeros_like(y), y * y);
+        const auto what =
+            c10::str("input ", c10::IntArrayRef(c.input), " out ", c.out_features, " ", dtype, " bits ", bits);
+        // Squaring doubles the relative error of the value squared.
+        const auto got = packed->forward_squared_relu(x);
+        ASSERT_EQ(got.scalar_type(), dtype) << what;
+        if (expected.numel() == 0) continue;
+        const double magnitude = std::max(1.0, expected.abs().max().item<double>());
+        const double error = (got.to(torch::kDouble) - expected).abs().max().item<double>();
+        EXPECT_LE(error, 2 * tolerance(dtype) * magnitude) << what << ": max error " << error;
+      }
+    }
+  }
+  PackedTernaryLinear packed(*TernaryLinear(12, 4));
+  auto x = torch::randn({2, 12});
+  x[1][3] = NAN;
+  const auto y = packed->forward_squared_relu(x);
+  EXPECT_FALSE(torch::isnan(y[0]).any().item<bool>());
+  EXPECT_TRUE(torch::isnan(y[1]).all().item<bool>());
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        bittorch::ops::packed_ternary_linear(x, packed->packed, packed->scale, packed->bias, 12, "none", "auto",
+                                             "gelu");
+      },
+      {"unknown epilogue", "gelu", "squared_relu"}));
+}
+
 // INT8 activations at their largest code (127) against rows of codes all +1, alternating and
 // all -1, over 8,336 inputs (65 whole blocks of 128 and a tail): the AVX2 kernel's narrow
 // partial sums must not overflow, and the layer equals the TernaryLinear it came from bit for

@@ -186,6 +186,28 @@ TEST(Transformer, FusedOpsEqualThePlainComposition) {
   }
 }
 
+// A packed model's fused ops (the up projection's squared ReLU in its kernel, beside the
+// fused norms) against the plain composition: prefill and decode step.
+TEST(Transformer, PackedFusedOpsEqualThePlainComposition) {
+  auto model = random_model(toy_options(), torch::kFloat, 7);
+  bn::convert_to_ternary(*model, bittorch::quant::QuantConfig(), bn::is_transformer_projection);
+  bn::pack(*model);
+  model->eval();
+  const torch::NoGradGuard no_grad;
+  const auto tokens = torch::randint(0, 11, {2, 10});
+  const auto run = [&](bool fused) {
+    model->set_fused_ops(fused);
+    auto cache = model->make_cache(2, torch::TensorOptions().dtype(torch::kFloat));
+    const auto prefill = model->forward(tokens, &cache);
+    const auto step = model->decode_step(tokens.narrow(1, 0, 1), torch::tensor({10, 10}), cache);
+    return std::pair{prefill, step};
+  };
+  const auto [fused_prefill, fused_step] = run(true);
+  const auto [plain_prefill, plain_step] = run(false);
+  EXPECT_TRUE(torch::allclose(fused_prefill, plain_prefill, 1e-5, 1e-5)) << (fused_prefill - plain_prefill).abs().max();
+  EXPECT_TRUE(torch::allclose(fused_step, plain_step, 1e-5, 1e-5)) << (fused_step - plain_step).abs().max();
+}
+
 // The fused head and loss against cross_entropy of the logits: the loss and every parameter's
 // gradient (float64, and the ternary model in float32).
 TEST(Transformer, FusedLossEqualsCrossEntropyOfTheLogits) {

@@ -95,6 +95,8 @@ def check_opcheck(device):
         (ops.packed_ternary_linear.default, (x, packed, torch.rand(8, device=device) + 0.1, b, 16, "none", "auto")),
         (ops.packed_ternary_linear.default, (x.half(), packed, torch.rand(8, device=device) + 0.1, b.half(), 16,
                                              "int8", "auto")),
+        (ops.packed_ternary_linear.default, (x, packed, torch.rand(8, device=device) + 0.1, b, 16, "none", "auto",
+                                             "squared_relu")),
         (ops.decode_attention.default, (torch.randn(2, 3, 8, device=device), torch.randn(2, 3, 8, device=device),
                                         torch.randn(2, 3, 8, device=device), torch.randn(2, 3, 5, 8, device=device),
                                         torch.randn(2, 3, 5, 8, device=device),

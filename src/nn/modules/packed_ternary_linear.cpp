@@ -47,10 +47,18 @@ void PackedTernaryLinearImpl::pretty_print(std::ostream& stream) const {
 }
 
 at::Tensor PackedTernaryLinearImpl::forward(const at::Tensor& input) {
+  return compute(input, "none");
+}
+
+at::Tensor PackedTernaryLinearImpl::forward_squared_relu(const at::Tensor& input) {
+  return compute(input, "squared_relu");
+}
+
+at::Tensor PackedTernaryLinearImpl::compute(const at::Tensor& input, c10::string_view epilogue) {
   const auto format = ops::activation_format_for(options.quant().activation_bits(), input.device());
   return ops::packed_ternary_linear(
       input, packed, scale, bias.defined() ? std::optional<at::Tensor>(bias.to(input.scalar_type())) : std::nullopt,
-      options.in_features(), quant::to_string(format));
+      options.in_features(), quant::to_string(format), "auto", epilogue);
 }
 
 void PackedTernaryLinearImpl::to(torch::Device device, torch::Dtype /*dtype*/, bool non_blocking) {

@@ -65,6 +65,15 @@ at::Tensor ProjectionHolder::project(size_t index, const at::Tensor& x) {
   return projections_[index].second.forward(x);
 }
 
+at::Tensor ProjectionHolder::project_squared_relu(size_t index, const at::Tensor& x, bool fused) {
+  if (fused) {
+    if (auto* packed = dynamic_cast<PackedTernaryLinearImpl*>(projections_[index].second.ptr().get())) {
+      return packed->forward_squared_relu(x);
+    }
+  }
+  return ops::squared_relu(project(index, x));
+}
+
 size_t ProjectionHolder::add_projection_group(std::vector<size_t> members) {
   groups_.push_back({std::move(members), std::nullopt});
   return groups_.size() - 1;
@@ -216,7 +225,7 @@ MlpImpl::MlpImpl(const TransformerOptions& options_, const ProjectionFactory& ma
 at::Tensor MlpImpl::forward(const at::Tensor& x) {
   at::Tensor hidden;
   if (options.mlp() == MlpKind::SquaredReLU) {
-    hidden = ops::squared_relu(project(up_, x));
+    hidden = project_squared_relu(up_, x, fused_activation);
   } else {
     const auto gate_up = project_group(gate_up_, x);
     hidden = options.mlp() == MlpKind::SwiGLU ? at::silu(gate_up[0]) * gate_up[1]
@@ -358,7 +367,10 @@ void TransformerLMImpl::set_activation_checkpointing(bool checkpointing) {
 
 void TransformerLMImpl::set_fused_ops(bool fused) {
   fused_ops_ = fused;
-  for (const auto& block : *blocks) block->as<TransformerBlockImpl>()->attention->fused_rotary = fused;
+  for (const auto& block : *blocks) {
+    block->as<TransformerBlockImpl>()->attention->fused_rotary = fused;
+    block->as<TransformerBlockImpl>()->mlp->fused_activation = fused;
+  }
 }
 
 at::Tensor TransformerLMImpl::loss(const at::Tensor& tokens, const at::Tensor& targets) {

@@ -18,19 +18,21 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
   // Inference on packed weights (docs/packed-format.md): y = (x @ codes^T) * scale + bias
   // with codes unpacked from `packed` (int32 [out, ceil(in_features / 16)]), scale float32
   // [out] or [1]; activation_format as for ternary_linear; `kernel` a variant name for tests
-  // and benchmarks ("auto": the heuristics). Not differentiable.
+  // and benchmarks ("auto": the heuristics); `epilogue` "none" or "squared_relu" (each output
+  // y becomes max(y, 0)^2 before it is rounded to the output dtype). Not differentiable.
   m.def(
       "packed_ternary_linear(Tensor input, Tensor packed, Tensor scale, Tensor? bias, "
-      "int in_features, str activation_format=\"none\", str kernel=\"auto\") -> Tensor");
+      "int in_features, str activation_format=\"none\", str kernel=\"auto\", str epilogue=\"none\") -> Tensor");
 }
 
 namespace bittorch::ops {
 
 at::Tensor packed_ternary_linear(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& scale,
                                  const std::optional<at::Tensor>& bias, int64_t in_features,
-                                 c10::string_view activation_format, c10::string_view kernel) {
+                                 c10::string_view activation_format, c10::string_view kernel,
+                                 c10::string_view epilogue) {
   static const auto op = find_op<decltype(packed_ternary_linear)>("bittorch::packed_ternary_linear");
-  return op.call(input, packed, scale, bias, in_features, activation_format, kernel);
+  return op.call(input, packed, scale, bias, in_features, activation_format, kernel, epilogue);
 }
 
 namespace {
@@ -84,6 +86,13 @@ quant::ActivationFormat check_packed_linear_args(const char* op, const at::Tenso
   TORCH_CHECK(std::find(names.begin(), names.end(), std::string_view(kernel.data(), kernel.size())) != names.end(), op,
               ": unknown kernel \"", kernel, "\" on ", input.device().type(), " (known: ", c10::Join(", ", names), ")");
   return parse_activation_format(activation_format);
+}
+
+PackedEpilogue parse_packed_epilogue(const char* op, c10::string_view epilogue) {
+  const std::string_view name(epilogue.data(), epilogue.size());
+  if (name == "none") return PackedEpilogue::None;
+  TORCH_CHECK(name == "squared_relu", op, ": unknown epilogue \"", name, "\" (known: none, squared_relu)");
+  return PackedEpilogue::SquaredReLU;
 }
 
 }  // namespace bittorch::ops

@@ -245,7 +245,7 @@ void dot_rows(const uint32_t* codes, int64_t words, const float* x, int64_t stri
 // same values and scale) straight into dot_int8_avx2's layout, and each sum scaled as
 // scale_accumulator does ((sum * input scale) * weight scale + bias, then the output dtype).
 at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& scale,
-                     const std::optional<at::Tensor>& bias) {
+                     const std::optional<at::Tensor>& bias, bool squared_relu) {
   const at::Tensor x = input.to(at::kFloat).contiguous();
   const int64_t rows = x.size(0), in_features = x.size(1);
   const int64_t out_features = packed.size(0), words = packed.size(1);
@@ -282,7 +282,7 @@ at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at
           float y = static_cast<float>(sum) * input_scale[m];
           y = y * weight_scale_data[per_channel ? n : 0];
           if (bias_data != nullptr) y = y + bias_data[n];
-          out_data[m * out_features + n] = static_cast<scalar_t>(y);
+          out_data[m * out_features + n] = static_cast<scalar_t>(apply_packed_epilogue(y, squared_relu));
         }
       }
     });
@@ -293,15 +293,17 @@ at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at
 
 at::Tensor packed_ternary_linear_cpu(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& scale,
                                      const std::optional<at::Tensor>& bias, int64_t in_features,
-                                     c10::string_view activation_format, c10::string_view kernel) {
-  const auto format = check_packed_linear_args("bittorch::packed_ternary_linear", input, packed, scale, bias,
-                                               in_features, activation_format, kernel);
+                                     c10::string_view activation_format, c10::string_view kernel,
+                                     c10::string_view epilogue) {
+  const char* op = "bittorch::packed_ternary_linear";
+  const auto format = check_packed_linear_args(op, input, packed, scale, bias, in_features, activation_format, kernel);
+  const bool squared_relu = parse_packed_epilogue(op, epilogue) == PackedEpilogue::SquaredReLU;
   const int64_t out_features = packed.size(0), words = packed.size(1);
   const at::Tensor rows_in = input.reshape({-1, in_features});
   const int64_t num_rows = rows_in.size(0);
 #if defined(__x86_64__)
   if (format == quant::ActivationFormat::Int8 && kHasAvx2) {
-    return int8_avx2(rows_in, packed, scale, bias).view(linear_output_shape(input, out_features));
+    return int8_avx2(rows_in, packed, scale, bias, squared_relu).view(linear_output_shape(input, out_features));
   }
 #endif
   at::Tensor input_scale;
@@ -328,8 +330,17 @@ at::Tensor packed_ternary_linear_cpu(const at::Tensor& input, const at::Tensor& 
       }
     }
   });
-  return scale_accumulator(sums, input_scale, scale, bias, input.scalar_type())
-      .view(linear_output_shape(input, out_features));
+  if (!squared_relu) {
+    return scale_accumulator(sums, input_scale, scale, bias, input.scalar_type())
+        .view(linear_output_shape(input, out_features));
+  }
+  // The epilogue on the float32 outputs in place, then one rounding to the input's dtype.
+  auto outputs = scale_accumulator(sums, input_scale, scale, bias, at::kFloat).contiguous();
+  float* output_data = outputs.data_ptr<float>();
+  at::parallel_for(0, outputs.numel(), 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) output_data[i] = apply_packed_epilogue(output_data[i], true);
+  });
+  return outputs.to(input.scalar_type()).view(linear_output_shape(input, out_features));
 }
 
 }  // namespace

@@ -116,6 +116,46 @@ TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
   EXPECT_GT(checked, 300);
 }
 
+// The "squared_relu" epilogue in each variant that runs the call, against the CPU kernel's.
+TEST(PackedLinearCuda, EveryVariantAppliesTheSquaredReluEpilogue) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(52);
+  const auto names = bittorch::ops::packed_kernel_names(torch::kCUDA);
+  int checked = 0;
+  for (size_t k = 1; k < names.size(); ++k) {
+    const std::string& kernel = names[k];
+    for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      for (const std::string format : {"none", "int8"}) {
+        const bool tensor_cores = format != "none" || dtype != torch::kFloat;
+        for (const auto& [in, out] : std::vector<std::pair<int64_t, int64_t>>{{17, 3}, {1000, 130}}) {
+          const auto packed = bittorch::quant::pack_ternary(torch::randint(-1, 2, {out, in}, torch::kChar));
+          const auto scale = torch::rand({out}) + 0.1;
+          const auto bias = torch::randn({out}).to(dtype);
+          for (const int64_t rows : {1, 9, 65}) {
+            const bool runs = (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
+                              ((kernel == "split_k" || kernel == "tiled") && tensor_cores) || kernel == "expand";
+            if (!runs) continue;
+            const auto x = torch::randn({rows, in}).to(dtype);
+            const auto cpu =
+                bittorch::ops::packed_ternary_linear(x, packed, scale, bias, in, format, "auto", "squared_relu");
+            const auto gpu = bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), bias.cuda(),
+                                                                  in, format, kernel, "squared_relu");
+            const auto what = c10::str(kernel, " ", dtype, " ", format, " rows ", rows, " in ", in, " out ", out);
+            ASSERT_EQ(gpu.sizes(), cpu.sizes()) << what;
+            EXPECT_GE(cpu.min().item<double>(), 0.0) << what;
+            const double magnitude = std::max(1.0, cpu.to(torch::kDouble).abs().max().item<double>());
+            const double error = (gpu.cpu().to(torch::kDouble) - cpu.to(torch::kDouble)).abs().max().item<double>();
+            // Squares double the relative error of the value before them.
+            EXPECT_LE(error, 2 * tolerance(dtype, format) * magnitude) << what << ": max error " << error;
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 30);
+}
+
 TEST(PackedLinearCuda, WideLayersMatchTheCpuKernel) {
   SKIP_WITHOUT_CUDA();
   // Enough output features for two mma tiles per warp in the small-batch kernel (chosen from

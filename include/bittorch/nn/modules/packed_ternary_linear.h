@@ -26,6 +26,9 @@ class BITTORCH_API PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedT
   /// Input [*, in_features] (float32, float16 or bfloat16) -> output [*, out_features] in
   /// the input's dtype. Not differentiable.
   at::Tensor forward(const at::Tensor& input);
+  /// max(forward(input), 0)^2 in one kernel (the op's "squared_relu" epilogue, on the float32
+  /// outputs before they are rounded): an MLP's up-projection and squared ReLU.
+  at::Tensor forward_squared_relu(const at::Tensor& input);
 
   /// Moves the layer; its buffers keep their formats whatever the dtype asked for (int32
   /// codes, float32 scale and bias), as its kernels read them: a model holding it casts to
@@ -47,6 +50,9 @@ class BITTORCH_API PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedT
   at::Tensor scale;
   /// float32 [out_features], or undefined.
   at::Tensor bias;
+
+ private:
+  at::Tensor compute(const at::Tensor& input, c10::string_view epilogue);
 };
 
 TORCH_MODULE(PackedTernaryLinear);

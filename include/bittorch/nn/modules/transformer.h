@@ -68,6 +68,9 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
   /// Registers projection `name`; returns the index project() takes.
   size_t add_projection(const std::string& name, int64_t in, int64_t out);
   at::Tensor project(size_t index, const at::Tensor& x);
+  /// ops::squared_relu(project(index, x)); a PackedTernaryLinear projection computes both in
+  /// one kernel when `fused`.
+  at::Tensor project_squared_relu(size_t index, const at::Tensor& x, bool fused);
   /// Declares projections `members` (add_projection's indices) as reading one input; returns
   /// the index project_group takes.
   size_t add_projection_group(std::vector<size_t> members);
@@ -137,6 +140,9 @@ class BITTORCH_API MlpImpl : public ProjectionHolder {
   TransformerOptions options;
   /// With options.sub_norms: the RMSNorm of the hidden activations before the down projection.
   RMSNorm sub_norm{nullptr};
+  /// Whether a packed up projection applies the squared ReLU in its kernel; false: the op
+  /// after it, the reference the fused path is tested against.
+  bool fused_activation = true;
 
  private:
   size_t up_, down_, gate_ = 0, gate_up_ = 0;
@@ -195,8 +201,9 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   KVCache make_cache(int64_t batch, const at::TensorOptions& options) const;
 
   /// Whether forward, loss and decode_step run the fused ops: each residual add with the norm
-  /// after it (ops::add_rms_norm) and the attention's rotary embedding (ops::rotary_embedding;
-  /// the decode step has its own in ops::decode_attention). False runs the blocks' plain
+  /// after it (ops::add_rms_norm), the attention's rotary embedding (ops::rotary_embedding;
+  /// the decode step has its own in ops::decode_attention) and a packed up projection's squared
+  /// ReLU (in its kernel). False runs the blocks' plain
   /// composition, the reference the fused path is tested against. Not part of the model: the
   /// same weights give the same outputs. On by default.
   void set_fused_ops(bool fused);

@@ -2,6 +2,7 @@
 
 #include "ops/common/cuda/dependent_launch.cuh"
 #include "ops/packed_ternary_linear/cuda/variants.h"
+#include "ops/packed_ternary_linear/packed_ternary_linear.h"
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -23,7 +24,7 @@ template <int kRows, int kWordsPerLoad>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     packed_gemv_kernel(const float* __restrict__ x, int64_t x_stride, int64_t rows, const uint32_t* __restrict__ packed,
                        int64_t words, int64_t out_features, const float* __restrict__ scale, bool per_channel,
-                       const float* __restrict__ bias, float* __restrict__ out) {
+                       const float* __restrict__ bias, bool squared_relu, float* __restrict__ out) {
   wait_for_prior_grid_and_allow_next();
   const int lane = threadIdx.x % 32;
   const int64_t n0 = (int64_t{blockIdx.x} * kGemvWarps + threadIdx.x / 32) * kOutPerWarp;
@@ -81,7 +82,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
       for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffU, v, offset);
       const int64_t n = n0 + o, m = m0 + r;
       if (lane == 0 && n < out_features && m < rows) {
-        out[m * out_features + n] = v * scale[per_channel ? n : 0] + (bias != nullptr ? bias[n] : 0.0F);
+        out[m * out_features + n] =
+            apply_packed_epilogue(v * scale[per_channel ? n : 0] + (bias != nullptr ? bias[n] : 0.0F), squared_relu);
       }
     }
   }
@@ -89,7 +91,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 
 template <int kRows>
 void launch_gemv(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
-                 const float* bias, at::Tensor& out) {
+                 const float* bias, bool squared_relu, at::Tensor& out) {
   const int64_t out_features = packed.size(0), words = packed.size(1);
   const dim3 grid(static_cast<unsigned>((out_features + kGemvWarps * kOutPerWarp - 1) / (kGemvWarps * kOutPerWarp)),
                   static_cast<unsigned>((rows + kRows - 1) / kRows));
@@ -97,7 +99,7 @@ void launch_gemv(const at::Tensor& x, int64_t rows, const at::Tensor& packed, co
   const auto stream = at::cuda::getCurrentCUDAStream();
   const auto kernel = words % 4 == 0 ? packed_gemv_kernel<kRows, 4> : packed_gemv_kernel<kRows, 1>;
   launch_dependent(kernel, grid, dim3(kGemvWarps * 32), 0, stream, x.data_ptr<float>(), x.size(1), rows, codes, words,
-                   out_features, scale.data_ptr<float>(), scale.size(0) > 1, bias, out.data_ptr<float>());
+                   out_features, scale.data_ptr<float>(), scale.size(0) > 1, bias, squared_relu, out.data_ptr<float>());
 }
 
 }  // namespace
@@ -110,9 +112,9 @@ void gemv_product(const PackedProduct& p) {
   const int64_t rows = p.x.size(0);
   const float* bias = p.bias.defined() ? p.bias.data_ptr<float>() : nullptr;
   at::Tensor out = p.out;
-  if (rows == 1) return launch_gemv<1>(p.x, rows, p.packed, p.scale, bias, out);
-  if (rows == 2) return launch_gemv<2>(p.x, rows, p.packed, p.scale, bias, out);
-  launch_gemv<4>(p.x, rows, p.packed, p.scale, bias, out);
+  if (rows == 1) return launch_gemv<1>(p.x, rows, p.packed, p.scale, bias, p.squared_relu, out);
+  if (rows == 2) return launch_gemv<2>(p.x, rows, p.packed, p.scale, bias, p.squared_relu, out);
+  launch_gemv<4>(p.x, rows, p.packed, p.scale, bias, p.squared_relu, out);
 }
 
 }  // namespace bittorch::ops::cuda

@@ -20,7 +20,7 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
     packed_mma_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows, const uint32_t* __restrict__ packed,
                       int64_t words, int64_t out_features, bool vector_loads, const float* __restrict__ scale,
                       bool per_channel, const float* __restrict__ row_scale, const out_t* __restrict__ bias,
-                      out_t* __restrict__ out) {
+                      bool squared_relu, out_t* __restrict__ out) {
   wait_for_prior_grid_and_allow_next();
   using Product = WarpProduct<in_t, 1, kStages, kTiles>;
   __shared__ float partial[kWarps][kTiles * 4][32];
@@ -43,13 +43,13 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
     float sum = 0.0F;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) sum += partial[w][4 * r + i][owner];
-    out[m * out_features + n] = scaled_output(sum, m, n, row_scale, scale, per_channel, bias);
+    out[m * out_features + n] = scaled_output(sum, m, n, row_scale, scale, per_channel, bias, squared_relu);
   }
 }
 
 template <typename in_t, typename out_t, int kTiles, int kStages>
 void small_batch_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
-                         const float* row_scale, const out_t* bias, at::Tensor& out) {
+                         const float* row_scale, const out_t* bias, bool squared_relu, at::Tensor& out) {
   const int64_t out_features = packed.size(0), words = packed.size(1);
   constexpr int kWarps = 4;
   constexpr int kFeatures = tile_features<in_t, kTiles>();
@@ -57,7 +57,7 @@ void small_batch_product(const at::Tensor& x, int64_t rows, const at::Tensor& pa
                    dim3(static_cast<unsigned>((out_features + kFeatures - 1) / kFeatures)), dim3(kWarps * 32), 0,
                    at::cuda::getCurrentCUDAStream(), reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows,
                    reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
-                   scale.data_ptr<float>(), scale.size(0) > 1, row_scale, bias, out.data_ptr<out_t>());
+                   scale.data_ptr<float>(), scale.size(0) > 1, row_scale, bias, squared_relu, out.data_ptr<out_t>());
 }
 
 }  // namespace
@@ -75,9 +75,9 @@ void mma_product(const PackedProduct& p) {
     // are still about six blocks per multiprocessor.
     const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
     if (out_features >= 6 * multiprocessors * tile_features<in_t, 2>()) {
-      small_batch_product<in_t, out_t, 2, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+      small_batch_product<in_t, out_t, 2, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
     } else {
-      small_batch_product<in_t, out_t, 1, 3>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+      small_batch_product<in_t, out_t, 1, 3>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
     }
   });
 }

@@ -6,6 +6,7 @@
 #include "ops/common/cuda/dependent_launch.cuh"
 #include "ops/packed_ternary_linear/cuda/packed_codes.cuh"
 #include "ops/packed_ternary_linear/cuda/variants.h"
+#include "ops/packed_ternary_linear/packed_ternary_linear.h"
 
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -364,15 +365,15 @@ struct WarpProduct {
   }
 };
 
-// y = sum (* row_scale[m]) * scale[n] (+ bias[n]) in out_t.
+// y = sum (* row_scale[m]) * scale[n] (+ bias[n]), then the epilogue, in out_t.
 template <typename out_t>
 __device__ __forceinline__ out_t scaled_output(float sum, int64_t m, int64_t n, const float* __restrict__ row_scale,
                                                const float* __restrict__ scale, bool per_channel,
-                                               const out_t* __restrict__ bias) {
+                                               const out_t* __restrict__ bias, bool squared_relu) {
   if (row_scale != nullptr) sum *= row_scale[m];
   sum *= scale[per_channel ? n : 0];
   if (bias != nullptr) sum += static_cast<float>(bias[n]);
-  return static_cast<out_t>(sum);
+  return static_cast<out_t>(apply_packed_epilogue(sum, squared_relu));
 }
 
 // out = sums (* row_scale[m]) * scale[n] (+ bias[n]): the last pass of the kernels that add
@@ -380,24 +381,26 @@ __device__ __forceinline__ out_t scaled_output(float sum, int64_t m, int64_t n, 
 template <typename sum_t, typename out_t>
 __global__ void scale_sums_kernel(const sum_t* __restrict__ sums, int64_t rows, int64_t out_features,
                                   const float* __restrict__ row_scale, const float* __restrict__ scale,
-                                  bool per_channel, const out_t* __restrict__ bias, out_t* __restrict__ out) {
+                                  bool per_channel, const out_t* __restrict__ bias, bool squared_relu,
+                                  out_t* __restrict__ out) {
   wait_for_prior_grid_and_allow_next();
   for (int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; index < rows * out_features;
        index += int64_t{gridDim.x} * blockDim.x) {
     const int64_t m = index / out_features, n = index % out_features;
-    out[index] = scaled_output(static_cast<float>(sums[index]), m, n, row_scale, scale, per_channel, bias);
+    out[index] =
+        scaled_output(static_cast<float>(sums[index]), m, n, row_scale, scale, per_channel, bias, squared_relu);
   }
 }
 
 template <typename out_t, typename sum_t>
 void scale_sums(const sum_t* sums, int64_t rows, int64_t out_features, const float* row_scale, const at::Tensor& scale,
-                const out_t* bias, at::Tensor& out) {
+                const out_t* bias, bool squared_relu, at::Tensor& out) {
   const int64_t outputs = rows * out_features;
   const int64_t max_blocks = 16 * int64_t{at::cuda::getCurrentDeviceProperties()->multiProcessorCount};
   launch_dependent(scale_sums_kernel<sum_t, out_t>,
                    dim3(static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, max_blocks))), dim3(256), 0,
                    at::cuda::getCurrentCUDAStream(), sums, rows, out_features, row_scale, scale.data_ptr<float>(),
-                   scale.size(0) > 1, bias, out.data_ptr<out_t>());
+                   scale.size(0) > 1, bias, squared_relu, out.data_ptr<out_t>());
 }
 
 // Calls f(in_t{}, out_t{}, bias) with the kernel types of p's input and output dtypes and p's

@@ -56,10 +56,12 @@ at::Tensor word_aligned_rows(const at::Tensor& rows, int64_t words) {
 
 at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor& packed_in, const at::Tensor& scale_in,
                                       const std::optional<at::Tensor>& bias, int64_t in_features,
-                                      c10::string_view activation_format, c10::string_view kernel_name) {
+                                      c10::string_view activation_format, c10::string_view kernel_name,
+                                      c10::string_view epilogue) {
   const char* op = "bittorch::packed_ternary_linear";
   const auto format =
       check_packed_linear_args(op, input, packed_in, scale_in, bias, in_features, activation_format, kernel_name);
+  const bool squared_relu = parse_packed_epilogue(op, epilogue) == PackedEpilogue::SquaredReLU;
   const c10::cuda::CUDAGuard device_guard(input.device());
   const at::Tensor packed = packed_in.contiguous(), scale = scale_in.contiguous();
   const int64_t out_features = packed.size(0), words = packed.size(1);
@@ -75,9 +77,15 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
   TORCH_CHECK((kernel != "mma" && kernel != "split_k" && kernel != "tiled") || tensor_cores, op, ": kernel \"", kernel,
               "\" takes float16/bfloat16 or 8-bit activations, not float32 ones");
-  if (kernel == "expand") return expand_product(rows_in, packed, scale, bias, in_features, format).view(out_shape);
+  if (kernel == "expand") {
+    // cuBLAS rounds first; the epilogue follows on the rounded outputs.
+    auto y = expand_product(rows_in, packed, scale, bias, in_features, format);
+    if (squared_relu) y = at::where(y < 0, at::zeros({}, y.options()), y * y);
+    return y.view(out_shape);
+  }
 
   PackedProduct p;
+  p.squared_relu = squared_relu;
   p.out = at::empty({rows, out_features}, input.options());
   if (rows == 0) return p.out.view(out_shape);
   if (eight_bit) {

@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
 
 template <typename in_t, typename out_t, int kNTiles>
 void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
-                   const float* row_scale, const out_t* bias, at::Tensor& out) {
+                   const float* row_scale, const out_t* bias, bool squared_relu, at::Tensor& out) {
   const int64_t out_features = packed.size(0), words = packed.size(1);
   const auto stream = at::cuda::getCurrentCUDAStream();
   constexpr int kWarps = 8, kStages = 2;
@@ -87,7 +87,7 @@ void split_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, 
                    reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows, slices, k_splits, chunks_per_split,
                    reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
                    sums.data_ptr<float>());
-  scale_sums<out_t>(sums.data_ptr<float>(), rows, out_features, row_scale, scale, bias, out);
+  scale_sums<out_t>(sums.data_ptr<float>(), rows, out_features, row_scale, scale, bias, squared_relu, out);
 }
 
 }  // namespace
@@ -102,9 +102,9 @@ void split_k_product(const PackedProduct& p) {
     using in_t = decltype(in_tag);
     using out_t = decltype(out_tag);
     if (rows <= 16) {
-      split_product<in_t, out_t, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+      split_product<in_t, out_t, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
     } else {
-      split_product<in_t, out_t, 4>(p.x, rows, p.packed, p.scale, row_scale, bias, out);
+      split_product<in_t, out_t, 4>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
     }
   });
 }

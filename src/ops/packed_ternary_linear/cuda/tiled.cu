@@ -174,6 +174,7 @@ struct TiledArgs {
   const float* scale;
   bool per_channel;
   const float* row_scale;
+  bool squared_relu;  // the epilogue
 };
 
 // kRows rows (1, 2 or 4 warps of 32 rows) x 128 features (8, 4 or 2 warps of 16, 32 or 64). At most 128
@@ -294,7 +295,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         if (m >= args.rows || n >= args.out_features) continue;
         if (args.splits == 1) {
           out[m * args.out_features + n] = scaled_output(static_cast<float>(acc[mi][nj][i]), m, n, args.row_scale,
-                                                         args.scale, args.per_channel, bias);
+                                                         args.scale, args.per_channel, bias, args.squared_relu);
         } else {
           atomicAdd(sums + m * args.out_features + n, acc[mi][nj][i]);
         }
@@ -316,6 +317,7 @@ void tiled_product_of(const PackedProduct& p, const out_t* bias, at::Tensor& out
   args.scale = p.scale.data_ptr<float>();
   args.per_channel = p.scale.size(0) > 1;
   args.row_scale = p.row_scale.defined() ? p.row_scale.data_ptr<float>() : nullptr;
+  args.squared_relu = p.squared_relu;
   args.row_tiles = (args.rows + kRows - 1) / kRows;
   args.stages = (args.words + kWordsPerStage<in_t> - 1) / kWordsPerStage<in_t>;
   const int64_t feature_tiles = (args.out_features + kTileFeatures - 1) / kTileFeatures;
@@ -347,7 +349,8 @@ void tiled_product_of(const PackedProduct& p, const out_t* bias, at::Tensor& out
                    at::cuda::getCurrentCUDAStream(), args, bias, out.data_ptr<out_t>(),
                    sums.defined() ? sums.data_ptr<sum_t<in_t>>() : nullptr);
   if (args.splits > 1) {
-    scale_sums<out_t>(sums.data_ptr<sum_t<in_t>>(), args.rows, args.out_features, args.row_scale, p.scale, bias, out);
+    scale_sums<out_t>(sums.data_ptr<sum_t<in_t>>(), args.rows, args.out_features, args.row_scale, p.scale, bias,
+                      args.squared_relu, out);
   }
 }
 

@@ -39,6 +39,8 @@ struct PackedProduct {
   at::Tensor bias;
   /// [rows, out_features] in the input's dtype, written.
   at::Tensor out;
+  /// Each output y written as max(y, 0)^2 (apply_packed_epilogue).
+  bool squared_relu = false;
 };
 
 /// Needs a float32 x.
