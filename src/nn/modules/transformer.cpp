@@ -85,6 +85,27 @@ std::vector<torch::nn::AnyModule> ProjectionHolder::members_of(const ProjectionG
   return members;
 }
 
+void ProjectionHolder::drop_stale_joins() {
+  for (auto& group : groups_) {
+    if (group.joined && !detail::still_joined(*group.joined, members_of(group))) group.joined.reset();
+  }
+}
+
+void ProjectionHolder::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  torch::nn::Module::to(device, dtype, non_blocking);
+  drop_stale_joins();
+}
+
+void ProjectionHolder::to(torch::Dtype dtype, bool non_blocking) {
+  torch::nn::Module::to(dtype, non_blocking);
+  drop_stale_joins();
+}
+
+void ProjectionHolder::to(torch::Device device, bool non_blocking) {
+  torch::nn::Module::to(device, non_blocking);
+  drop_stale_joins();
+}
+
 int64_t ProjectionHolder::fuse_projection_groups() {
   int64_t joined = 0;
   for (auto& group : groups_) {
@@ -102,7 +123,7 @@ std::vector<at::Tensor> ProjectionHolder::project_group(size_t index, const at::
     if (detail::still_joined(*group.joined, members)) {
       return group.joined->forward(x).split_with_sizes(detail::output_widths(members), -1);
     }
-    group.joined.reset();  // moved: the members compute alone (and no stale copy stays held)
+    group.joined.reset();  // no longer the members' storage: they compute alone
   }
   std::vector<at::Tensor> outputs;
   for (const size_t member : group.members) outputs.push_back(project(member, x));

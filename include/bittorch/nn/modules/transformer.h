@@ -62,6 +62,12 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
   /// (nn::fuse_projections); returns how many groups are joined.
   int64_t fuse_projection_groups();
 
+  /// Module::to, after which a joined layer whose members moved is dropped (with the old
+  /// storage it held); the members compute alone until fuse_projections joins them again.
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
+
  protected:
   /// `make_projection` builds the projections, with `path_prefix` before their names.
   explicit ProjectionHolder(ProjectionFactory make_projection = {}, std::string path_prefix = "");
@@ -84,6 +90,7 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
     std::optional<torch::nn::AnyModule> joined;  // not registered: the members hold the state
   };
   std::vector<torch::nn::AnyModule> members_of(const ProjectionGroup& group) const;
+  void drop_stale_joins();
 
   ProjectionFactory make_projection_;
   std::string path_prefix_;
