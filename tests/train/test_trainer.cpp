@@ -1,12 +1,20 @@
 // bittorch::train::Trainer against a loop written out by hand (schedule, gradient
 // accumulation, clipping), resume against an uninterrupted run, and its refusals.
 
+#include <bittorch/distributed/data_parallel.h>
+#include <bittorch/distributed/process_group.h>
 #include <bittorch/io/files.h>
 #include <bittorch/train.h>
+#include <bittorch/train/sharded_adamw.h>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
 
 #include "reference.h"
@@ -227,6 +235,59 @@ TEST(Trainer, BadOptionsAndHooksAreRefused) {
   hooks.step = [](const train::StepContext&) { return train::StepOutput{torch::ones({2}), 1}; };
   EXPECT_TRUE(throws_error_mentioning([&] { trainer.fit(hooks); }, {"one-element loss"}));
   EXPECT_TRUE(throws_error_mentioning([&] { trainer.set_settings({{"trainer", 1}}); }, {"'trainer'"}));
+}
+
+// A TCP port no one listens on now (the kernel's pick for port 0), for a one-process group.
+int64_t free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  const bool ok = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  if (fd >= 0) close(fd);
+  return ok ? ntohs(address.sin_port) : 29500;
+}
+
+struct TwoLayers : torch::nn::Module {
+  TwoLayers()
+      : first(register_module("first", torch::nn::Linear(3, 4))),
+        second(register_module("second", torch::nn::Linear(4, 2))) {}
+  torch::nn::Linear first, second;
+};
+
+// ZeRO stage 2's misuses, on a one-process Gloo group: an optimizer that would skip the
+// gradients DataParallel frees, an owner outside the ranks, a parameter left out of the loss.
+TEST(Trainer, ShardedGradientsRefuseWhatWouldTrainWrongly) {
+  bittorch::distributed::LaunchEnvironment launch;
+  launch.master_addr = "127.0.0.1";
+  launch.master_port = free_port();
+  const auto group = bittorch::distributed::init_process_group(
+      launch, torch::kCPU, bittorch::distributed::ProcessGroupOptions().rendezvous_timeout(std::chrono::seconds(20)));
+  TwoLayers model;
+  const std::vector<torch::optim::OptimizerParamGroup> groups = {torch::optim::OptimizerParamGroup(model.parameters())};
+  train::ShardedAdamW sharded(groups, torch::optim::AdamWOptions(0.01), group);
+  train::FusedAdamW plain(groups, torch::optim::AdamWOptions(0.01));
+  bittorch::distributed::DataParallel parallel(model, group,
+                                               bittorch::distributed::DataParallelOptions().gradient_owner(
+                                                   [&](const at::Tensor& p) { return sharded.owner(p); }));
+  EXPECT_TRUE(parallel.shards_gradients());
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] { train::Trainer(model, plain, train::TrainerOptions(1, 1).data_parallel(&parallel)); },
+      {"shards the gradients", "ShardedAdamW"}));
+  EXPECT_NO_THROW(train::Trainer(model, sharded, train::TrainerOptions(1, 1).data_parallel(&parallel)));
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        bittorch::distributed::DataParallel(
+            model, group,
+            bittorch::distributed::DataParallelOptions().gradient_owner([](const at::Tensor&) { return int64_t{3}; }));
+      },
+      {"gradient_owner gave rank 3", "1 ranks"}));
+  // The second layer takes no part in this loss: its gradients never come.
+  const auto loss = model.first->forward(torch::randn({2, 3})).sum();
+  EXPECT_TRUE(throws_error_mentioning([&] { parallel.backward(loss); }, {"second.", "received no gradient"}));
+  bittorch::distributed::finish_process_group(*group, torch::kCPU);
 }
 
 TEST(MetricsLog, RewritesTheFileWholeAtEveryReport) {
