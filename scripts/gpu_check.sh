@@ -67,6 +67,12 @@ if wants tests || wants cudatests; then
 step CUDA tests
 ./build-gpu/tests/bittorch_cuda_tests --gtest_filter="${BITTORCH_CUDA_TEST_FILTER:-*}" 2>&1 | tee "$out/cuda_tests.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure" | head -40
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+# The decode path once more with plain launches: a failure in one run only points at
+# programmatic dependent launch.
+BITTORCH_NO_DEPENDENT_LAUNCH=1 ./build-gpu/tests/bittorch_cuda_tests \
+  --gtest_filter="GenerationCuda.*:DecodeAttentionCuda.*:PackedLinearCuda.Every*" 2>&1 |
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure" | sed 's/^/plain launches: /' | head -20
+[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 fi
 
 if wants tests; then
