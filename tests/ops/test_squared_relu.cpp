@@ -1,11 +1,15 @@
-// bittorch::squared_relu against its formula in float64 (max(x, 0)^2 and 2 * max(x, 0) * grad),
-// every dtype, a strided input, zeros and negative inputs; Meta shapes; argument checks.
+// bittorch::squared_relu against its formula in float64 (max(x, 0)^2 and 2 * max(x, 0) * grad,
+// the backward from the saved output), every dtype, a strided input, zeros and negative
+// inputs, NaN; the output is the tensor saved, not the input; Meta shapes; argument checks.
 
 #include "reference.h"
 
 #include <bittorch/bittorch.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <cmath>
+#include <vector>
 
 namespace {
 
@@ -37,7 +41,32 @@ TEST(SquaredRelu, MetaTensorsAndErrors) {
   EXPECT_TRUE(throws_error_mentioning([] { bittorch::ops::squared_relu(torch::ones({3}, torch::kInt)); },
                                       {"bittorch::squared_relu"}));
   EXPECT_TRUE(throws_error_mentioning([] { bittorch::ops::_squared_relu_backward(torch::ones({2}), torch::ones({3})); },
-                                      {"grad_output of the input's shape"}));
+                                      {"grad_output of the output's shape"}));
+}
+
+// The backward keeps the output (which the next layer saves anyway), not the input: changing
+// the input in place after the forward leaves the gradient alone; changing the output is an
+// error, not a silently wrong gradient. NaN stays NaN.
+TEST(SquaredRelu, SavesTheOutputNotTheInput) {
+  auto leaf = torch::tensor(std::vector<double>{-1.0, 0.5, 2.0, std::nan("")}, torch::kDouble).requires_grad_();
+  auto x = leaf * 1.0;
+  const auto y = bittorch::ops::squared_relu(x);
+  {
+    const torch::NoGradGuard no_grad;
+    x.fill_(7.0);
+  }
+  y.sum().backward();
+  const auto grad = leaf.grad();
+  EXPECT_EQ(grad[0].item<double>(), 0.0);
+  EXPECT_EQ(grad[1].item<double>(), 1.0);
+  EXPECT_EQ(grad[2].item<double>(), 4.0);
+  EXPECT_TRUE(std::isnan(grad[3].item<double>()));
+  auto z = bittorch::ops::squared_relu(leaf * 1.0);
+  {
+    const torch::NoGradGuard no_grad;
+    z.mul_(2.0);
+  }
+  EXPECT_TRUE(throws_error_mentioning([&] { z.sum().backward(); }, {"modified by an inplace operation"}));
 }
 
 }  // namespace

@@ -10,10 +10,13 @@
 namespace bittorch::ops {
 
 /// max(x, 0)^2 elementwise, in x's dtype (float32, float64, float16, bfloat16), with float32
-/// arithmetic (float64 for float64). Differentiable: the gradient is grad * 2 * max(x, 0).
+/// arithmetic (float64 for float64). Differentiable: the gradient is grad * 2 * max(x, 0),
+/// computed from the output y as grad * 2 * sqrt(y), so that y, which the next layer keeps for
+/// its own backward anyway, is the only tensor saved (not x as well).
 BITTORCH_API at::Tensor squared_relu(const at::Tensor& input);
 
-/// grad_output * 2 * max(input, 0), in the input's dtype: squared_relu's backward.
-BITTORCH_API at::Tensor _squared_relu_backward(const at::Tensor& grad_output, const at::Tensor& input);
+/// grad_output * 2 * sqrt(output), in the output's dtype: squared_relu's backward from its
+/// output (sqrt(max(x, 0)^2) = max(x, 0)).
+BITTORCH_API at::Tensor _squared_relu_backward(const at::Tensor& grad_output, const at::Tensor& output);
 
 }  // namespace bittorch::ops

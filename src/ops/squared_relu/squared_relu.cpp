@@ -10,7 +10,7 @@
 
 TORCH_LIBRARY_FRAGMENT(bittorch, m) {
   m.def("squared_relu(Tensor input) -> Tensor");
-  m.def("_squared_relu_backward(Tensor grad_output, Tensor input) -> Tensor");
+  m.def("_squared_relu_backward(Tensor grad_output, Tensor output) -> Tensor");
 }
 
 namespace bittorch::ops {
@@ -20,9 +20,9 @@ at::Tensor squared_relu(const at::Tensor& input) {
   return op.call(input);
 }
 
-at::Tensor _squared_relu_backward(const at::Tensor& grad_output, const at::Tensor& input) {
+at::Tensor _squared_relu_backward(const at::Tensor& grad_output, const at::Tensor& output) {
   static const auto op = find_op<decltype(_squared_relu_backward)>("bittorch::_squared_relu_backward");
-  return op.call(grad_output, input);
+  return op.call(grad_output, output);
 }
 
 void check_squared_relu_input(const char* op, const at::Tensor& input) {
@@ -32,12 +32,12 @@ void check_squared_relu_input(const char* op, const at::Tensor& input) {
               ": expected a float32, float64, float16 or bfloat16 input, but got ", dtype);
 }
 
-void check_squared_relu_backward_args(const char* op, const at::Tensor& grad_output, const at::Tensor& input) {
-  check_squared_relu_input(op, input);
-  TORCH_CHECK(grad_output.defined() && grad_output.sizes() == input.sizes() &&
-                  grad_output.scalar_type() == input.scalar_type() && grad_output.device() == input.device(),
-              op, ": expected grad_output of the input's shape ", input.sizes(), ", dtype ", input.scalar_type(),
-              " and device ", input.device());
+void check_squared_relu_backward_args(const char* op, const at::Tensor& grad_output, const at::Tensor& output) {
+  check_squared_relu_input(op, output);
+  TORCH_CHECK(grad_output.defined() && grad_output.sizes() == output.sizes() &&
+                  grad_output.scalar_type() == output.scalar_type() && grad_output.device() == output.device(),
+              op, ": expected grad_output of the output's shape ", output.sizes(), ", dtype ", output.scalar_type(),
+              " and device ", output.device());
 }
 
 }  // namespace bittorch::ops

@@ -1,4 +1,5 @@
-// Autograd for bittorch::squared_relu: the input saved, its backward one op.
+// Autograd for bittorch::squared_relu: the output saved (the input is not kept), its backward
+// one op.
 
 #include <bittorch/ops/squared_relu.h>
 
@@ -13,8 +14,9 @@ class SquaredReluFunction : public torch::autograd::Function<SquaredReluFunction
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    ctx->save_for_backward({input});
-    return squared_relu(input);
+    auto output = squared_relu(input);
+    ctx->save_for_backward({output});
+    return output;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -27,9 +29,9 @@ at::Tensor squared_relu_autograd(const at::Tensor& input) {
   return SquaredReluFunction::apply(input);
 }
 
-at::Tensor backward_autograd(const at::Tensor& grad_output, const at::Tensor& input) {
+at::Tensor backward_autograd(const at::Tensor& grad_output, const at::Tensor& output) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  return _squared_relu_backward(grad_output, input);
+  return _squared_relu_backward(grad_output, output);
 }
 
 }  // namespace

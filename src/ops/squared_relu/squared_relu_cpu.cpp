@@ -32,18 +32,18 @@ at::Tensor forward_cpu(const at::Tensor& input) {
   return y;
 }
 
-at::Tensor backward_cpu(const at::Tensor& grad_output, const at::Tensor& input) {
-  check_squared_relu_backward_args(kOp, grad_output, input);
-  const auto x = input.contiguous(), g = grad_output.contiguous();
-  auto grad_input = at::empty_like(x);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "squared_relu_backward_cpu", [&] {
+at::Tensor backward_cpu(const at::Tensor& grad_output, const at::Tensor& output) {
+  check_squared_relu_backward_args(kOp, grad_output, output);
+  const auto y = output.contiguous(), g = grad_output.contiguous();
+  auto grad_input = at::empty_like(y);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, y.scalar_type(), "squared_relu_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto* in = x.const_data_ptr<scalar_t>();
+    const auto* squares = y.const_data_ptr<scalar_t>();
     const auto* grad = g.const_data_ptr<scalar_t>();
     auto* out = grad_input.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, y.numel(), kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const acc_t positive = std::max(static_cast<acc_t>(in[i]), acc_t(0));
+        const acc_t positive = std::sqrt(static_cast<acc_t>(squares[i]));  // max(x, 0)
         out[i] = static_cast<scalar_t>(static_cast<acc_t>(grad[i]) * acc_t(2) * positive);
       }
     });

@@ -25,11 +25,12 @@ struct SquaredRelu {
   }
 };
 
+// From the forward's output y = max(x, 0)^2: max(x, 0) = sqrt(y).
 template <typename scalar_t>
 struct SquaredReluBackward {
-  __device__ scalar_t operator()(scalar_t grad, scalar_t x) const {
+  __device__ scalar_t operator()(scalar_t grad, scalar_t y) const {
     using acc_t = at::opmath_type<scalar_t>;
-    const acc_t positive = static_cast<acc_t>(x) > acc_t(0) ? static_cast<acc_t>(x) : acc_t(0);
+    const acc_t positive = ::sqrt(static_cast<acc_t>(y));
     return static_cast<scalar_t>(static_cast<acc_t>(grad) * acc_t(2) * positive);
   }
 };
@@ -44,13 +45,13 @@ at::Tensor forward_cuda(const at::Tensor& input) {
   return output;
 }
 
-at::Tensor backward_cuda(const at::Tensor& grad_output, const at::Tensor& input) {
-  check_squared_relu_backward_args(kOp, grad_output, input);
-  const c10::cuda::CUDAGuard device_guard(input.device());
-  auto grad_input = at::empty_like(input, at::MemoryFormat::Contiguous);
+at::Tensor backward_cuda(const at::Tensor& grad_output, const at::Tensor& output) {
+  check_squared_relu_backward_args(kOp, grad_output, output);
+  const c10::cuda::CUDAGuard device_guard(output.device());
+  auto grad_input = at::empty_like(output, at::MemoryFormat::Contiguous);
   auto iter =
-      at::TensorIteratorConfig().add_output(grad_input).add_const_input(grad_output).add_const_input(input).build();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "squared_relu_backward_cuda",
+      at::TensorIteratorConfig().add_output(grad_input).add_const_input(grad_output).add_const_input(output).build();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, output.scalar_type(), "squared_relu_backward_cuda",
                                   [&] { at::native::gpu_kernel(iter, SquaredReluBackward<scalar_t>()); });
   return grad_input;
 }

@@ -13,9 +13,9 @@ at::Tensor forward_meta(const at::Tensor& input) {
   return at::empty_like(input, at::MemoryFormat::Contiguous);
 }
 
-at::Tensor backward_meta(const at::Tensor& grad_output, const at::Tensor& input) {
-  check_squared_relu_backward_args(kOp, grad_output, input);
-  return at::empty_like(input, at::MemoryFormat::Contiguous);
+at::Tensor backward_meta(const at::Tensor& grad_output, const at::Tensor& output) {
+  check_squared_relu_backward_args(kOp, grad_output, output);
+  return at::empty_like(output, at::MemoryFormat::Contiguous);
 }
 
 }  // namespace
