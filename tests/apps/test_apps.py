@@ -712,6 +712,14 @@ def lm_evaluations(path):
     return [[{k: v for k, v in e.items() if k not in timing} for e in r["evaluations"]] for r in doc["runs"]]
 
 
+def assert_same_losses(got, want, tolerance):
+    """Evaluation by evaluation, the validation and training losses within `tolerance`."""
+    assert len(got) == len(want), (got, want)
+    for g, w in zip(got, want):
+        for key in ("val_loss", "train_loss"):
+            assert abs(g[key] - w[key]) < tolerance, (key, got, want)
+
+
 def case_lm_tiny_learns():
     """300 steps of the tiny ternary model and of the fp one on the same batches: both get
     well below the 5.55 nats of a uniform byte (and below the bound set from measured runs)."""
@@ -817,10 +825,8 @@ def case_lm_data_parallel():
                                                                         times["backward_compute_ms"]), times
         assert abs(times["exposed_ms"] - (times["all_reduce_ms"] - times["overlap_ms"])) < 1e-9, times
         assert "all_reduce" not in json.load(open(f("one.json")))["runs"][0]
-        for got, want in ((two, one[:2]), (resumed, one)):
-            for g, w in zip(got, want):
-                for key in ("val_loss", "train_loss"):
-                    assert abs(g[key] - w[key]) < 1e-4, (key, got, want)
+        assert_same_losses(two, one[:2], 1e-4)
+        assert_same_losses(resumed, one, 1e-4)
         # ZeRO stage 1 (--shard-optimizer): the evaluations of plain data parallelism, rank 0
         # holding about half the AdamW state; its checkpoint (the state gathered on rank 0)
         # resumes in one process exactly as the unsharded run's does.
@@ -831,9 +837,7 @@ def case_lm_data_parallel():
         full_state = 8 * sharded_doc["parameters"]
         assert 0.4 * full_state <= sharded_doc["optimizer_state_bytes_rank0"] <= 0.6 * full_state, sharded_doc
         sharded = lm_evaluations(f("sharded.json"))[0]
-        for g, w in zip(sharded, two, strict=True):
-            for key in ("val_loss", "train_loss"):
-                assert abs(g[key] - w[key]) < 1e-6, (key, sharded, two)
+        assert_same_losses(sharded, two, 1e-6)
         run(LM, "train", *one_process, "--batch-size", "8", "--resume", f("sharded.ckpt"),
             "--metrics-json", f("sharded_resumed.json"))
         assert lm_evaluations(f("sharded_resumed.json"))[0] == resumed, (resumed, f("sharded_resumed.json"))
@@ -843,25 +847,18 @@ def case_lm_data_parallel():
         run(*torchrun, LM, "train", *one_process, "--batch-size", "4", "--shard-gradients", "--checkpoint-activations",
             "--metrics-json", f("stage2.json"), "--stop-after-eval", "2", "--save", f("stage2.ckpt"))
         stage2 = lm_evaluations(f("stage2.json"))[0]
-        for g, w in zip(stage2, two, strict=True):
-            for key in ("val_loss", "train_loss"):
-                assert abs(g[key] - w[key]) < 1e-6, (key, stage2, two)
+        assert_same_losses(stage2, two, 1e-6)
         # Its checkpoint (moments gathered on rank 0) resumes in one process as the others do.
         run(LM, "train", *one_process, "--batch-size", "8", "--resume", f("stage2.ckpt"),
             "--metrics-json", f("stage2_resumed.json"))
-        stage2_resumed = lm_evaluations(f("stage2_resumed.json"))[0]
-        for g, w in zip(stage2_resumed, resumed, strict=True):
-            for key in ("val_loss", "train_loss"):
-                assert abs(g[key] - w[key]) < 1e-5, (key, stage2_resumed, resumed)
+        assert_same_losses(lm_evaluations(f("stage2_resumed.json"))[0], resumed, 1e-5)
         # Gradient accumulation: the Trainer synchronizes on a step's last micro-batch only.
         accumulate = [*one_process, "--steps", "20", "--accumulation", "2"]
         run(LM, "train", *accumulate, "--batch-size", "8", "--metrics-json", f("one_acc.json"))
         run(*torchrun, LM, "train", *accumulate, "--batch-size", "4", "--metrics-json", f("two_acc.json"))
         one_acc, two_acc = (lm_evaluations(f(name))[0] for name in ("one_acc.json", "two_acc.json"))
         assert len(one_acc) == 2 and len(two_acc) == 2, (one_acc, two_acc)
-        for g, w in zip(two_acc, one_acc):
-            assert abs(g["val_loss"] - w["val_loss"]) < 1e-4 and abs(g["train_loss"] - w["train_loss"]) < 1e-4, (
-                one_acc, two_acc)
+        assert_same_losses(two_acc, one_acc, 1e-4)
         print(f"lm_data_parallel: one process {[e['val_loss'] for e in one]}, two {[e['val_loss'] for e in two]}")
 
 
