@@ -96,9 +96,7 @@ TEST(ActivationCheckpoint, TheModelsGradientsAreThePlainOnes) {
         const auto recomputing = node_names(loss).count("bittorch::nn::RecomputeBackward");
         EXPECT_EQ(recomputing, checkpoint ? 3U : 0U) << "ternary " << ternary << " fused " << fused;
         loss.backward();
-        std::map<std::string, torch::Tensor> grads;
-        for (const auto& p : model->named_parameters()) grads[p.key()] = p.value().grad().clone();
-        return std::pair{loss.detach(), grads};
+        return std::pair{loss.detach(), bittorch::testing::gradients_by_name(*model)};
       };
       const auto [plain_loss, plain] = gradients(false);
       const auto [loss, recomputed] = gradients(true);

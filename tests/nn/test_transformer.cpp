@@ -155,9 +155,7 @@ TEST(Transformer, FusedOpsEqualThePlainComposition) {
       model->zero_grad();
       const auto logits = model->forward(tokens);
       (logits * torch::linspace(-1, 1, 11, logits.options())).sum().backward();
-      std::map<std::string, at::Tensor> grads;
-      for (const auto& p : model->named_parameters()) grads[p.key()] = p.value().grad().clone();
-      return std::pair{logits.detach(), grads};
+      return std::pair{logits.detach(), bittorch::testing::gradients_by_name(*model)};
     };
     const auto [fused_logits, fused_grads] = run(true);
     const auto [plain_logits, plain_grads] = run(false);
@@ -220,9 +218,7 @@ TEST(Transformer, FusedLossEqualsCrossEntropyOfTheLogits) {
     const auto gradients = [&](const at::Tensor& loss) {
       model->zero_grad();
       loss.backward();
-      std::map<std::string, at::Tensor> grads;
-      for (const auto& p : model->named_parameters()) grads[p.key()] = p.value().grad().clone();
-      return grads;
+      return bittorch::testing::gradients_by_name(*model);
     };
     const auto fused = model->loss(tokens, targets);
     const auto fused_grads = gradients(fused);

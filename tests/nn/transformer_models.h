@@ -5,6 +5,9 @@
 #include <bittorch/bittorch.h>
 #include <torch/torch.h>
 
+#include <map>
+#include <string>
+
 namespace bittorch::testing {
 
 inline nn::TransformerOptions toy_options(nn::MlpKind mlp = nn::MlpKind::SquaredReLU) {
@@ -21,6 +24,13 @@ inline nn::TransformerLM random_model(const nn::TransformerOptions& options, tor
   }
   model->to(dtype);
   return model;
+}
+
+/// Each parameter's gradient (a copy), by name: after a backward, to compare two paths.
+inline std::map<std::string, torch::Tensor> gradients_by_name(const torch::nn::Module& model) {
+  std::map<std::string, torch::Tensor> grads;
+  for (const auto& p : model.named_parameters()) grads[p.key()] = p.value().grad().clone();
+  return grads;
 }
 
 }  // namespace bittorch::testing

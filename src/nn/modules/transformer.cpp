@@ -75,7 +75,7 @@ at::Tensor ProjectionHolder::project_squared_relu(size_t index, const at::Tensor
 }
 
 size_t ProjectionHolder::add_projection_group(std::vector<size_t> members) {
-  groups_.push_back({std::move(members), std::nullopt});
+  groups_.push_back({std::move(members), std::nullopt, {}});
   return groups_.size() - 1;
 }
 
@@ -110,7 +110,10 @@ int64_t ProjectionHolder::fuse_projection_groups() {
   int64_t joined = 0;
   for (auto& group : groups_) {
     const auto members = members_of(group);
-    if (!group.joined || !detail::still_joined(*group.joined, members)) group.joined = detail::join_rows(members);
+    if (!group.joined || !detail::still_joined(*group.joined, members)) {
+      group.joined = detail::join_rows(members);
+      group.widths = detail::output_widths(members);
+    }
     joined += group.joined.has_value();
   }
   return joined;
@@ -121,7 +124,7 @@ std::vector<at::Tensor> ProjectionHolder::project_group(size_t index, const at::
   const auto members = members_of(group);
   if (group.joined && !at::GradMode::is_enabled()) {
     if (detail::still_joined(*group.joined, members)) {
-      return group.joined->forward(x).split_with_sizes(detail::output_widths(members), -1);
+      return group.joined->forward(x).split_with_sizes(group.widths, -1);
     }
     group.joined.reset();  // no longer the members' storage: they compute alone
   }

@@ -88,6 +88,7 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
   struct ProjectionGroup {
     std::vector<size_t> members;
     std::optional<torch::nn::AnyModule> joined;  // not registered: the members hold the state
+    std::vector<int64_t> widths;                 // each member's outputs in the joined layer's
   };
   std::vector<torch::nn::AnyModule> members_of(const ProjectionGroup& group) const;
   void drop_stale_joins();
