@@ -27,7 +27,8 @@
 # "lmbench" also trains the same models in plain PyTorch, eager and compiled
 # (bench/lm_pytorch_reference.py, lm_pytorch_<preset>.json);
 # "lmprofile" profiles training steps of medium and large, ours (bittorch-lm bench --profile)
-# and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred;
+# and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred,
+# their kernels grouped by bench/lm_profile_breakdown.py in lm_profile_breakdown.json;
 # BITTORCH_PROFILE_PRESETS picks the presets, default "medium large");
 # "lmload" exports a `large` model and times `bittorch-lm sample --packed` on it (load, prefill,
 # 64 tokens; the baseline's too), lm_load.json;
@@ -238,6 +239,7 @@ for preset in ${BITTORCH_PROFILE_PRESETS:-medium large}; do
     --profile "/tmp/profile_$preset" --json "$out/lm_pytorch_profile_$preset.json" || status=1
 done
 tar -czf "$out/lm_profile_traces.tar.gz" -C /tmp $(cd /tmp && ls -d profile_medium profile_large 2>/dev/null) || status=1
+python3 bench/lm_profile_breakdown.py "$out/lm_profile_traces.tar.gz" --json "$out/lm_profile_breakdown.json" || status=1
 fi
 
 if wants lmload; then
