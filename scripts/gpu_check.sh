@@ -24,7 +24,8 @@
 # BITTORCH_BASELINE_SRC, a source tree of an earlier commit (`git archive`), is built beside
 # (bittorch-lm and bittorch-bench) and timed in the same steps, "bench" and "lmbench" writing
 # its figures to *_baseline.json: before and after in one run on one machine;
-# "lmbench" also trains the same models in plain PyTorch, eager and compiled
+# "lmbench" also trains the same models with the step replayed from a CUDA graph
+# (lm_bench_<preset>_cuda_graph.json) and in plain PyTorch, eager and compiled
 # (bench/lm_pytorch_reference.py, lm_pytorch_<preset>.json);
 # "lmprofile" profiles training steps of medium and large, ours (bittorch-lm bench --profile)
 # and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred,
@@ -191,6 +192,14 @@ for build in build-gpu $baseline; do
     --log-level warn | python3 -c "$summary" || status=1
   "./$build/apps/lm/bittorch-lm" bench --cuda --preset large --batch-size 16 --json "$out/lm_bench_large$suffix.json" \
     --log-level warn | python3 -c "$summary" || status=1
+done
+# Training again with each step's forward and backward replayed from a CUDA graph.
+for preset in medium large; do
+  batch=32
+  [[ $preset == large ]] && batch=16
+  "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train --cuda-graph \
+    --json "$out/lm_bench_${preset}_cuda_graph.json" --log-level warn |
+    python3 -c 'import json,sys; print("cuda graph:", json.dumps(json.load(sys.stdin)["train"]))' || status=1
 done
 # Generation again with plain launches instead of programmatic dependent ones: the effect of
 # overlapping each kernel's launch with the end of the one before it, in this run.

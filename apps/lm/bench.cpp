@@ -34,7 +34,7 @@ struct BenchConfig {
   std::vector<std::string> parts;
   std::string json_path;
   std::string profile_dir;  // where the profiler's traces go; empty: no profile
-  bool checkpoint_activations = false;
+  bool checkpoint_activations = false, cuda_graph = false;
 };
 
 // The sequences of the batched decoding figure.
@@ -80,11 +80,13 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
                              .unit("tokens")
                              .progress(train::ProgressStyle::None)
                              .loss_check_every(config.train_steps)
-                             .device(device));
+                             .device(device)
+                             .cuda_graph(config.cuda_graph));
   const int64_t context = config.model.context();
   const auto inputs =
       torch::randint(256, {config.batch_size, context + 1}, torch::TensorOptions().dtype(torch::kLong).device(device));
   train::TrainerHooks hooks;
+  hooks.load_batch = [](const train::StepContext&) {};  // one batch, the same every step
   hooks.step = [&](const train::StepContext&) {
     return train::StepOutput{
         next_byte_loss(model, inputs.narrow(1, 0, context), inputs.narrow(1, 1, context), device.is_cuda()),
@@ -107,7 +109,8 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
                                 .unit("tokens")
                                 .progress(train::ProgressStyle::None)
                                 .loss_check_every(kProfiledSteps)
-                                .device(device));
+                                .device(device)
+                                .cuda_graph(config.cuda_graph));
     const auto trace = (std::filesystem::path(config.profile_dir) / ("train_" + variant + ".trace.json")).string();
     const auto summary = train::profile_ops([&] { profiled.fit(hooks); }, device, trace);
     spdlog::info("train {}: {} steps profiled ({:.1f} ms, the GPU busy {:.1f} ms), trace {}", variant, kProfiledSteps,
@@ -247,7 +250,8 @@ int bench_command(int argc, char** argv) {
     ("json", "Write the results to PATH", text_flag(""))
     ("profile", "Profile " + std::to_string(kProfiledSteps) + " more training steps of each variant (LibTorch's "
      "Kineto profiler): Chrome traces in directory DIR, each op's host and GPU time in the results", text_flag(""))
-    ("checkpoint-activations", "Train with each block recomputed in the backward (as train --checkpoint-activations)");
+    ("checkpoint-activations", "Train with each block recomputed in the backward (as train --checkpoint-activations)")
+    ("cuda-graph", "Train with each step's forward and backward replayed from a CUDA graph (as train --cuda-graph)");
   // clang-format on
   add_model_options(options);
   add_common_options(options);
@@ -270,6 +274,11 @@ int bench_command(int argc, char** argv) {
     check_path_flags(args, {"json"});
     config.profile_dir = args["profile"].as<std::string>();
     config.checkpoint_activations = args.count("checkpoint-activations") > 0;
+    config.cuda_graph = args.count("cuda-graph") > 0;
+    if (config.cuda_graph && !config.profile_dir.empty()) {
+      // A profile's few steps would be the eager ones and the recording, not replays.
+      throw UsageError("--profile profiles eager steps: drop --cuda-graph");
+    }
     if (!config.profile_dir.empty()) {
       if (!wants(config, "train")) throw UsageError("--profile profiles training: --parts must include train");
       std::error_code error;
@@ -280,12 +289,14 @@ int bench_command(int argc, char** argv) {
       }
     }
     const auto device = selected_device(args);
+    if (config.cuda_graph && !device.is_cuda()) throw UsageError("--cuda-graph needs a CUDA device (--cuda)");
     if (wants(config, "train")) check_training_fits(config.model, config.batch_size, device);
     nlohmann::json result = {{"device", device.str()},
                              {"model", nlohmann::json::parse(nn::to_json(config.model))},
                              {"batch_size", config.batch_size},
                              {"train_precision", device.is_cuda() ? "bf16 autocast" : "fp32"},
-                             {"activation_checkpointing", config.checkpoint_activations}};
+                             {"activation_checkpointing", config.checkpoint_activations},
+                             {"cuda_graph", config.cuda_graph}};
 #ifdef BITTORCH_LM_CUDA
     if (device.is_cuda()) result["gpu"] = at::cuda::getCurrentDeviceProperties()->name;
 #endif

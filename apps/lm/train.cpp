@@ -36,7 +36,7 @@ struct TrainConfig {
   double lr = 0, ternary_lr = 0, final_lr_factor = 0, weight_decay = 0, ternary_decay_until = 1, grad_clip = 0;
   uint64_t seed = 0;
   bool bf16 = false, progress = true, bf16_gradients = false, checkpoint_activations = false, shard_optimizer = false,
-       shard_gradients = false;
+       shard_gradients = false, cuda_graph = false;
 };
 
 constexpr double kLn2 = 0.6931471805599453;
@@ -136,7 +136,8 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
                       .loss_check_every(50)
                       .checkpoint_path(config.save_path)
                       .divergence_hint(ternary ? "try a lower --ternary-lr" : "try a lower --lr")
-                      .device(device),
+                      .device(device)
+                      .cuda_graph(config.cuda_graph),
                   ranks, metrics,
                   {{"model", kind},
                    {"parameters", parameter_count(*model)},
@@ -164,13 +165,29 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
             config.resume_path);
 
   train::TrainerHooks hooks;
-  hooks.step = [&](const train::StepContext& c) {
+  // Each micro-step's batch, where the step reads it: with --cuda-graph the step is recorded
+  // once and replayed, reading these same tensors.
+  std::vector<torch::Tensor> batch_inputs(static_cast<size_t>(config.accumulation)), batch_targets(batch_inputs);
+  hooks.load_batch = [&](const train::StepContext& c) {
     if (c.micro_step == 0) {
       set_weight_decay(*optimizer, config.weight_decay, c.step < decay_until * static_cast<double>(config.steps));
     }
     const auto [inputs, targets] = train.random(config.batch_size, config.seed,
                                                 c.step * config.accumulation + c.micro_step, ranks.rank, ranks.count);
-    return train::StepOutput{next_byte_loss(model, inputs, targets, config.bf16), inputs.numel()};
+    auto& slot_inputs = batch_inputs[static_cast<size_t>(c.micro_step)];
+    auto& slot_targets = batch_targets[static_cast<size_t>(c.micro_step)];
+    if (!slot_inputs.defined()) {
+      slot_inputs = inputs.clone();
+      slot_targets = targets.clone();
+    } else {
+      slot_inputs.copy_(inputs);
+      slot_targets.copy_(targets);
+    }
+  };
+  hooks.step = [&](const train::StepContext& c) {
+    const auto& inputs = batch_inputs[static_cast<size_t>(c.micro_step)];
+    return train::StepOutput{
+        next_byte_loss(model, inputs, batch_targets[static_cast<size_t>(c.micro_step)], config.bf16), inputs.numel()};
   };
   hooks.evaluate = [&] {
     const double loss = validation_loss(model, val, config, run.parallel());
@@ -294,6 +311,7 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   c.progress = !args.count("no-progress");
   c.bf16_gradients = args.count("bf16-gradients") > 0;
   c.checkpoint_activations = args.count("checkpoint-activations") > 0;
+  c.cuda_graph = args.count("cuda-graph") > 0;
   c.shard_gradients = args.count("shard-gradients") > 0;
   c.shard_optimizer = args.count("shard-optimizer") > 0 || c.shard_gradients;
   if (args.count("compare") && (!c.save_path.empty() || !c.resume_path.empty())) {
@@ -356,6 +374,8 @@ int train_command(int argc, char** argv) {
                         "on the others (ZeRO stage 2; implies --shard-optimizer)")
     ("checkpoint-activations", "Keep only each block's inputs for the backward and recompute the block there: "
                                "less memory, a second forward of the blocks; the same gradients")
+    ("cuda-graph", "Record each step's forward and backward in a CUDA graph (after two eager steps) and replay it: "
+                   "one launch instead of thousands; the same arithmetic (with --cuda, one process)")
     ("no-progress", "No progress bar, even on a terminal");
   // clang-format on
   // BitNet b1.58's ternary recipe: absmean scales (the threshold applies to max scales only).
@@ -373,6 +393,8 @@ int train_command(int argc, char** argv) {
     }
     auto device = selected_device(args);
     const ProcessRanks ranks = join_launch(device, args);
+    if (config.cuda_graph && !device.is_cuda()) throw UsageError("--cuda-graph needs a CUDA device (--cuda)");
+    if (config.cuda_graph && ranks.count > 1) throw UsageError("--cuda-graph does not yet work under torchrun");
     // Rank 0 writes the metrics; its Trainer alone checkpoints and shows progress, and the
     // other ranks return before exporting.
     if (!ranks.leader()) config.metrics_json.clear();

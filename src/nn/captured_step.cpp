@@ -2,6 +2,7 @@
 
 #ifdef BITTORCH_CUDA_KERNELS
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -14,8 +15,12 @@ namespace {
 
 class CudaGraphStep final : public CapturedStep {
  public:
-  CudaGraphStep(c10::Device device, const std::function<void()>& step) : device_(device) {
+  CudaGraphStep(c10::Device device, const std::function<void()>& step, bool release_cached_memory) : device_(device) {
     const c10::cuda::CUDAGuard device_guard(device);
+    if (release_cached_memory) {
+      C10_CUDA_CHECK(cudaDeviceSynchronize());  // the eager work that frees blocks has finished
+      c10::cuda::CUDACachingAllocator::emptyCache();
+    }
     {
       // A graph is captured on a stream other than the default one; it replays on any.
       const c10::cuda::CUDAStreamGuard side(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index()));
@@ -53,11 +58,13 @@ class CudaGraphStep final : public CapturedStep {
 
 }  // namespace
 
-std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device device, const std::function<void()>& step) {
-  return std::make_unique<CudaGraphStep>(device, step);
+std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device device, const std::function<void()>& step,
+                                                 bool release_cached_memory) {
+  return std::make_unique<CudaGraphStep>(device, step, release_cached_memory);
 }
 #else
-std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device /*device*/, const std::function<void()>& /*step*/) {
+std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device /*device*/, const std::function<void()>& /*step*/,
+                                                 bool /*release_cached_memory*/) {
   return nullptr;
 }
 #endif

@@ -1,8 +1,11 @@
 #pragma once
 
 // A step of fixed shapes recorded once in a CUDA graph and then launched whole: each replay
-// is one call instead of one launch per kernel (the decode step of nn::Decoder). The CUDA
-// types stay in captured_step.cpp, so the device-independent code includes this alone.
+// is one call instead of one launch per kernel (the decode step of nn::Decoder, a training
+// step of train::Trainer). The CUDA types stay in captured_step.cpp, so the
+// device-independent code includes this alone.
+
+#include <bittorch/export.h>
 
 #include <c10/core/Device.h>
 
@@ -12,7 +15,7 @@
 
 namespace bittorch::nn::detail {
 
-class CapturedStep {
+class BITTORCH_API CapturedStep {
  public:
   virtual ~CapturedStep() = default;
   /// Runs the recorded kernels again, on the current stream, reading and writing the same
@@ -25,7 +28,10 @@ class CapturedStep {
 /// `step` recorded on a side stream of `device` (captured, not run), or null where this build
 /// has no CUDA kernels. Its lazy set-up (tables, workspaces, kept weights) must have run
 /// before: call it once eagerly first. Tensors it allocates come from the graph's own pool and
-/// are overwritten by each replay.
-std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device device, const std::function<void()>& step);
+/// are overwritten by each replay. With `release_cached_memory` the caching allocator first
+/// returns the blocks it holds unused, so that the graph's pool does not come on top of the
+/// eager steps' cache (a training step's activations).
+BITTORCH_API std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device device, const std::function<void()>& step,
+                                                              bool release_cached_memory = false);
 
 }  // namespace bittorch::nn::detail

@@ -1,5 +1,7 @@
 #include <bittorch/train/trainer.h>
 
+#include "nn/captured_step.h"
+
 #include <bittorch/nn/modules/ternary_linear.h>
 #include <bittorch/train/device.h>
 #include <bittorch/train/progress.h>
@@ -93,6 +95,11 @@ Trainer::Trainer(torch::nn::Module& model, torch::optim::Optimizer& optimizer, T
                   sharded_optimizer_ != nullptr,
               "bittorch::train::Trainer: the data parallelism shards the gradients (gradient_owner): the optimizer "
               "must be a ShardedAdamW, which updates the parameters a rank owns");
+  TORCH_CHECK(!options_.cuda_graph() || options_.device().is_cuda(),
+              "bittorch::train::Trainer: cuda_graph needs a CUDA device, not ", options_.device());
+  TORCH_CHECK(!options_.cuda_graph() || options_.data_parallel() == nullptr,
+              "bittorch::train::Trainer: cuda_graph does not yet work with data parallelism (its collectives and "
+              "hooks run outside a recorded step)");
   scheduler_ = std::make_unique<WarmupDecayLR>(optimizer_, options_.schedule());
   set_settings(nlohmann::json::object());
 }
@@ -114,6 +121,9 @@ CheckpointMetadata Trainer::resume(const std::string& path) {
                                 &settings_);
   // A whole state loaded: a sharded optimizer keeps its own part.
   if (sharded_optimizer_ != nullptr) sharded_optimizer_->drop_unowned_state();
+  // The loaded tensors may not be the ones a recorded step reads: record it again.
+  graph_.reset();
+  eager_steps_ = 0;
   epochs_done_ = stored.epochs_done;
   steps_done_ = stored.steps_done;
   history_ = stored.metrics;
@@ -135,6 +145,9 @@ double Trainer::current_lr() const {
 
 const nlohmann::json& Trainer::fit(const TrainerHooks& hooks) {
   TORCH_CHECK(hooks.step, "bittorch::train::Trainer::fit: hooks.step is not set");
+  TORCH_CHECK(!options_.cuda_graph() || hooks.load_batch,
+              "bittorch::train::Trainer::fit: cuda_graph needs hooks.load_batch, to write each step's batch where the "
+              "recorded step reads it");
   const int64_t last_epoch =
       options_.stop_after_epoch() > 0 ? std::min(epochs(), options_.stop_after_epoch()) : epochs();
   if (epochs_done_ < last_epoch && reports()) {
@@ -176,6 +189,62 @@ const nlohmann::json& Trainer::fit(const TrainerHooks& hooks) {
   return history_;
 }
 
+std::pair<torch::Tensor, int64_t> Trainer::forward_backward(const StepContext& context, const TrainerHooks& hooks) {
+  auto* const parallel = options_.data_parallel();
+  const int64_t micro_steps = options_.accumulation_steps();
+  auto step_loss = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(options_.device()));
+  int64_t items = 0;
+  // Ternary layers quantize their weights once per step, not once per micro-batch; the scope
+  // ends before the optimizer changes them.
+  nn::KeepQuantizedWeights keep_for_the_step;
+  for (int64_t micro = 0; micro < micro_steps; ++micro) {
+    StepContext micro_context = context;
+    micro_context.micro_step = micro;
+    const StepOutput output = hooks.step(micro_context);
+    TORCH_CHECK(output.loss.defined() && output.loss.numel() == 1,
+                "bittorch::train::Trainer: hooks.step must return a one-element loss");
+    const auto loss = micro_steps == 1 ? output.loss : output.loss / static_cast<double>(micro_steps);
+    if (parallel != nullptr) {
+      parallel->backward(loss, /*sync=*/micro == micro_steps - 1);
+    } else {
+      loss.backward();
+    }
+    step_loss.add_(output.loss.detach().to(torch::kDouble).reshape({}) / static_cast<double>(micro_steps));
+    items += output.items;
+  }
+  return {step_loss, items};
+}
+
+std::pair<torch::Tensor, int64_t> Trainer::run_step(const StepContext& context, const TrainerHooks& hooks) {
+  if (hooks.load_batch) {
+    for (int64_t micro = 0; micro < options_.accumulation_steps(); ++micro) {
+      StepContext micro_context = context;
+      micro_context.micro_step = micro;
+      hooks.load_batch(micro_context);
+    }
+  }
+  if (!options_.cuda_graph() || (graph_ == nullptr && eager_steps_ < kEagerStepsBeforeGraph)) {
+    ++eager_steps_;
+    optimizer_.zero_grad();
+    return forward_backward(context, hooks);
+  }
+  if (graph_ == nullptr) {
+    // The gradients set to none: the recorded backward makes them in the graph's memory, where
+    // each replay writes them whole, so that no step needs them zeroed again.
+    optimizer_.zero_grad();
+    graph_ = nn::detail::capture_cuda_graph(
+        options_.device(), [&] { std::tie(graph_loss_, graph_items_) = forward_backward(context, hooks); },
+        /*release_cached_memory=*/true);
+    TORCH_CHECK(graph_ != nullptr, "bittorch::train::Trainer: cuda_graph needs a build with CUDA kernels");
+    if (reports()) {
+      spdlog::debug("{}: the step recorded in a CUDA graph of {} nodes after {} eager steps", options_.label(),
+                    graph_->nodes(), eager_steps_);
+    }
+  }
+  graph_->replay();
+  return {graph_loss_, graph_items_};
+}
+
 nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
   const int64_t steps = std::min(options_.steps_per_epoch(), options_.total_steps() - steps_done_);
   model_.train();
@@ -188,29 +257,11 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
   // read only every loss_check_every steps, and the losses themselves at the end of the epoch.
   auto step_losses = torch::zeros({steps}, torch::TensorOptions().dtype(torch::kDouble).device(options_.device()));
   int64_t items = 0;
-  const int64_t micro_steps = options_.accumulation_steps();
   for (int64_t step = 0; step < steps; ++step) {
     scheduler_->step();  // the rate of step steps_done_
-    optimizer_.zero_grad();
-    {
-      // Ternary layers quantize their weights once per step, not once per micro-batch; the
-      // scope ends before the optimizer changes them.
-      nn::KeepQuantizedWeights keep_for_the_step;
-      for (int64_t micro = 0; micro < micro_steps; ++micro) {
-        const StepOutput output = hooks.step({epoch, steps_done_, step, micro});
-        TORCH_CHECK(output.loss.defined() && output.loss.numel() == 1,
-                    "bittorch::train::Trainer: hooks.step must return a one-element loss");
-        const auto loss = micro_steps == 1 ? output.loss : output.loss / static_cast<double>(micro_steps);
-        if (parallel != nullptr) {
-          parallel->backward(loss, /*sync=*/micro == micro_steps - 1);
-        } else {
-          loss.backward();
-        }
-        step_losses.select(0, step).add_(output.loss.detach().to(torch::kDouble).reshape({}) /
-                                         static_cast<double>(micro_steps));
-        items += output.items;
-      }
-    }
+    const auto [step_loss, step_items] = run_step({epoch, steps_done_, step, 0}, hooks);
+    step_losses.select(0, step).copy_(step_loss);
+    items += step_items;
     if (options_.max_grad_norm() > 0) clip_gradients(parameters_, options_.max_grad_norm(), parallel);
     optimizer_.step();
     ++steps_done_;

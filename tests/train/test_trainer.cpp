@@ -112,6 +112,31 @@ TEST(Trainer, StepsAsTheLoopWrittenOut) {
   EXPECT_EQ(trainer.steps_done(), kSteps);
 }
 
+// load_batch runs for each micro-batch of a step before any of them, with their contexts.
+TEST(Trainer, LoadBatchRunsFirstForEachMicroBatch) {
+  torch::manual_seed(0);
+  const Problem problem;
+  auto model = make_model(1);
+  torch::optim::SGD optimizer(model->parameters(), 0.1);
+  train::Trainer trainer(*model, optimizer,
+                         train::TrainerOptions(3, 2).accumulation_steps(2).progress(train::ProgressStyle::None));
+  std::vector<std::string> calls;
+  const auto name = [](const char* what, const train::StepContext& c) {
+    return std::string(what) + " " + std::to_string(c.epoch) + "/" + std::to_string(c.step) + "/" +
+           std::to_string(c.step_in_epoch) + "/" + std::to_string(c.micro_step);
+  };
+  train::TrainerHooks hooks;
+  hooks.load_batch = [&](const train::StepContext& c) { calls.push_back(name("load", c)); };
+  hooks.step = [&](const train::StepContext& c) {
+    calls.push_back(name("step", c));
+    return train::StepOutput{problem.loss(model, batch_of(c, 2)), 4};
+  };
+  trainer.fit(hooks);
+  EXPECT_EQ(calls, (std::vector<std::string>{"load 1/0/0/0", "load 1/0/0/1", "step 1/0/0/0", "step 1/0/0/1",
+                                             "load 1/1/1/0", "load 1/1/1/1", "step 1/1/1/0", "step 1/1/1/1",
+                                             "load 2/2/0/0", "load 2/2/0/1", "step 2/2/0/0", "step 2/2/0/1"}));
+}
+
 // Trains 3 epochs of 2 steps with Adam and a linear decay, evaluating after each.
 struct RegressionRun {
   torch::nn::Linear model;
@@ -229,6 +254,8 @@ TEST(Trainer, BadOptionsAndHooksAreRefused) {
   EXPECT_TRUE(throws_error_mentioning(
       [&] { make(train::TrainerOptions(10, 2).schedule(train::LrScheduleOptions().decay(train::LrDecay::Cosine))); },
       {"total_steps"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { make(train::TrainerOptions(10, 2).cuda_graph(true)); },
+                                      {"cuda_graph", "CUDA device", "cpu"}));
   train::Trainer trainer(*model, optimizer, train::TrainerOptions(2, 1).progress(train::ProgressStyle::None));
   EXPECT_TRUE(throws_error_mentioning([&] { trainer.fit({}); }, {"hooks.step"}));
   train::TrainerHooks hooks;

@@ -30,7 +30,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
+
+namespace bittorch::nn::detail {
+class CapturedStep;
+}
 
 namespace bittorch::train {
 
@@ -88,7 +93,16 @@ struct BITTORCH_TRAIN_API TrainerOptions {
   /// the ranks); only rank 0 logs, shows progress and writes checkpoints. Every rank runs the
   /// same steps; step hooks give each rank its own shard of the batch.
   TORCH_ARG(DataParallelHandle, data_parallel) = nullptr;
+  /// Record the forward and backward of a step (all its micro-batches) in a CUDA graph once
+  /// kEagerStepsBeforeGraph steps have run eagerly, and replay it for every step after: one
+  /// launch instead of one per kernel. Clipping and the optimizer step run eagerly after each
+  /// replay. Needs a CUDA device, no data parallelism, and hooks.load_batch (see there).
+  TORCH_ARG(bool, cuda_graph) = false;
 };
+
+/// Steps a cuda_graph trainer runs eagerly before it records one: the lazy set-up of the
+/// first steps (optimizer state, tables, workspaces) must not land in the graph.
+constexpr int64_t kEagerStepsBeforeGraph = 2;
 
 /// A c10::Error naming the field of `options` that is unusable.
 BITTORCH_TRAIN_API void check_trainer_options(const TrainerOptions& options);
@@ -97,6 +111,12 @@ struct TrainerHooks {
   /// Computes the loss of step `context` (required). The loop does the rest: zero_grad,
   /// backward, clipping, the learning rate and the optimizer step.
   std::function<StepOutput(const StepContext& context)> step;
+  /// Called before each (micro-)step, first, to write that step's batch into tensors that
+  /// `step` reads, and for host-side settings that change from step to step; optional, but
+  /// required with TrainerOptions::cuda_graph. There `step` runs once per micro-step, while
+  /// the graph is recorded, and its kernels are replayed at every step after: it must read
+  /// the batch from the same tensors every time and leave per-step host work to load_batch.
+  std::function<void(const StepContext& context)> load_batch;
   /// Fields to add to each epoch's record (say {"test_loss": 0.3}), called after every epoch
   /// with the model in eval mode and gradients off; optional.
   std::function<nlohmann::json()> evaluate;
@@ -140,6 +160,12 @@ class BITTORCH_TRAIN_API Trainer {
   double current_lr() const;
   bool reports() const;  // whether this rank logs, shows progress and writes checkpoints
   nlohmann::json train_epoch(int64_t epoch, const TrainerHooks& hooks);
+  // The forward and backward of one step, its micro-batches' losses and gradients
+  // accumulated: the mean loss as a 0-dim float64 tensor on the device, and the items.
+  std::pair<torch::Tensor, int64_t> forward_backward(const StepContext& context, const TrainerHooks& hooks);
+  // A step's forward and backward, eagerly or by replaying the recorded graph (recording it
+  // first where cuda_graph asks): the step's mean loss, and its items.
+  std::pair<torch::Tensor, int64_t> run_step(const StepContext& context, const TrainerHooks& hooks);
 
   torch::nn::Module& model_;
   torch::optim::Optimizer& optimizer_;
@@ -150,6 +176,12 @@ class BITTORCH_TRAIN_API Trainer {
   nlohmann::json settings_;
   nlohmann::json history_ = nlohmann::json::array();
   int64_t epochs_done_ = 0, steps_done_ = 0;
+  // cuda_graph: the steps run eagerly by this trainer, and the recorded step with the loss
+  // tensor and items it yields at each replay.
+  int64_t eager_steps_ = 0;
+  std::unique_ptr<nn::detail::CapturedStep> graph_;
+  torch::Tensor graph_loss_;
+  int64_t graph_items_ = 0;
 };
 
 }  // namespace bittorch::train
