@@ -26,7 +26,8 @@
 # its figures to *_baseline.json: before and after in one run on one machine;
 # "lmbench" also trains the same models with the step replayed from a CUDA graph
 # (lm_bench_<preset>_cuda_graph.json) and in plain PyTorch, eager and compiled
-# (bench/lm_pytorch_reference.py, lm_pytorch_<preset>.json);
+# (bench/lm_pytorch_reference.py, lm_pytorch_<preset>.json; BITTORCH_PYTORCH_MODES=compile
+# leaves eager out);
 # "lmprofile" profiles training steps of medium and large, ours (bittorch-lm bench --profile)
 # and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred,
 # their kernels grouped by bench/lm_profile_breakdown.py in lm_profile_breakdown.json;
@@ -211,8 +212,8 @@ done
 # The same models and batches in plain PyTorch, eager and torch.compile (bench/lm_pytorch_reference.py),
 # so that every comparison is a ratio from this one run.
 for preset in medium large; do
-  python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_bench_$preset.json" --json "$out/lm_pytorch_$preset.json" ||
-    status=1
+  python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_bench_$preset.json" --json "$out/lm_pytorch_$preset.json" \
+    --modes "${BITTORCH_PYTORCH_MODES:-eager,compile}" || status=1
 done
 "$lm" bench --preset medium --parts generate --generate-tokens 64 --json "$out/lm_bench_medium_cpu.json" --log-level warn \
   | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["generate"]))' || status=1
