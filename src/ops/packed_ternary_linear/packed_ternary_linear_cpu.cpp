@@ -53,28 +53,56 @@ void dot_rows_portable(const uint32_t* codes, int64_t words, const float* x, int
 }
 
 #if defined(__x86_64__)
+// Eight codes of a word (`word` broadcast to every lane) times each input row's eight
+// activations at `column`, added to chain `chain` of the row's accumulators. `left` moves
+// each lane's field to the top two bits; the arithmetic shift back gives the sign: -1, 0 or
+// +1, as a float that multiplies the input (see dot_rows_portable).
+template <int kRows, int kChains>
+__attribute__((target("avx2,fma"))) inline void accumulate_codes(__m256i word, __m256i left, const float* x,
+                                                                 int64_t stride, int64_t column, int chain,
+                                                                 __m256 (&acc)[kRows][kChains]) {
+  const __m256 code = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_sllv_epi32(word, left), 30));
+  for (int m = 0; m < kRows; ++m) {
+    const __m256 v = _mm256_loadu_ps(x + m * stride + column);
+    // One rounding either way: the product of a code and an input is exact.
+    acc[m][chain] = _mm256_fmadd_ps(v, code, acc[m][chain]);
+  }
+}
+
+// Each row's sum is split over kChains accumulators, so that the additions of a pass do not
+// wait on one another: one row alone would otherwise be bound by the latency of one chain of
+// vector adds.
 template <int kRows>
-__attribute__((target("avx2"))) void dot_rows_avx2(const uint32_t* codes, int64_t words, const float* x, int64_t stride,
-                                                   float* sums) {
-  __m256 acc[kRows];
-  for (int m = 0; m < kRows; ++m) acc[m] = _mm256_setzero_ps();
-  const __m256i shifts = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-  for (int64_t w = 0; w < words; ++w) {
-    const uint32_t word = codes[w];
-    for (int half = 0; half < 2; ++half) {
-      // Each lane's field in its top two bits, shifted back with the sign: -1, 0 or +1, as a
-      // float that multiplies the input (see dot_rows_portable).
-      const __m256i fields = _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int32_t>(word >> (16 * half))), shifts);
-      const __m256 code = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(fields, 30), 30));
-      for (int m = 0; m < kRows; ++m) {
-        const __m256 v = _mm256_loadu_ps(x + m * stride + w * 16 + half * 8);
-        acc[m] = _mm256_add_ps(acc[m], _mm256_mul_ps(v, code));
-      }
+__attribute__((target("avx2,fma"))) void dot_rows_avx2(const uint32_t* codes, int64_t words, const float* x,
+                                                       int64_t stride, float* sums) {
+  constexpr int kChains = kRows >= 4 ? 1 : 4 / kRows;
+  constexpr int kWordsPerGroup = kChains >= 2 ? kChains / 2 : 1;  // two halves of 8 codes per word
+  // Field i (bits 2i, 2i + 1) to bits 30-31: codes 0-7, then 8-15.
+  const __m256i left_low = _mm256_setr_epi32(30, 28, 26, 24, 22, 20, 18, 16);
+  const __m256i left_high = _mm256_setr_epi32(14, 12, 10, 8, 6, 4, 2, 0);
+  __m256 acc[kRows][kChains];
+  for (int m = 0; m < kRows; ++m) {
+    for (int c = 0; c < kChains; ++c) acc[m][c] = _mm256_setzero_ps();
+  }
+  const auto word_at = [codes](int64_t w) { return static_cast<int32_t>(codes[w]); };
+  int64_t w = 0;
+  for (; w + kWordsPerGroup <= words; w += kWordsPerGroup) {
+    for (int g = 0; g < kWordsPerGroup; ++g) {
+      const __m256i word = _mm256_set1_epi32(word_at(w + g));
+      accumulate_codes(word, left_low, x, stride, (w + g) * 16, (2 * g) % kChains, acc);
+      accumulate_codes(word, left_high, x, stride, (w + g) * 16 + 8, (2 * g + 1) % kChains, acc);
     }
   }
+  for (; w < words; ++w) {
+    const __m256i word = _mm256_set1_epi32(word_at(w));
+    accumulate_codes(word, left_low, x, stride, w * 16, 0, acc);
+    accumulate_codes(word, left_high, x, stride, w * 16 + 8, 1 % kChains, acc);
+  }
   for (int m = 0; m < kRows; ++m) {
+    __m256 total = acc[m][0];
+    for (int c = 1; c < kChains; ++c) total = _mm256_add_ps(total, acc[m][c]);
     alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, acc[m]);
+    _mm256_store_ps(lanes, total);
     sums[m] = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
   }
 }
@@ -225,7 +253,8 @@ __attribute__((target("avx2"))) float quantize_row_int8_avx2(const float* row, i
 }
 
 // BITTORCH_NO_AVX2=1 forces the portable loop (the tests run both).
-const bool kHasAvx2 = __builtin_cpu_supports("avx2") && std::getenv("BITTORCH_NO_AVX2") == nullptr;
+const bool kHasAvx2 =
+    __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && std::getenv("BITTORCH_NO_AVX2") == nullptr;
 #endif
 
 void dot_rows(const uint32_t* codes, int64_t words, const float* x, int64_t stride, int64_t rows, float* sums) {
