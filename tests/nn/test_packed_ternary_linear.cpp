@@ -37,9 +37,9 @@ struct Case {
   int64_t out_features;
 };
 
-const std::vector<Case> kCases = {{{1, 1}, 1},     {{3, 5}, 7},     {{2, 16}, 3},    {{4, 17}, 9},
-                                  {{9, 37}, 5},    {{1, 64}, 65},   {{2, 3, 40}, 6}, {{0, 8}, 4},
-                                  {{11, 100}, 33}, {{1, 784}, 256}, {{70, 129}, 17}, {{8}, 3}};
+const std::vector<Case> kCases = {{{1, 1}, 1},     {{3, 5}, 7},     {{2, 16}, 3},    {{4, 17}, 9},    {{9, 37}, 5},
+                                  {{1, 64}, 65},   {{2, 3, 40}, 6}, {{0, 8}, 4},     {{11, 100}, 33}, {{1, 784}, 256},
+                                  {{70, 129}, 17}, {{8}, 3},        {{24, 300}, 130}};
 
 TEST(PackedTernaryLinear, EqualsTheTernaryLinearItCameFrom) {
   torch::manual_seed(41);
@@ -232,28 +232,31 @@ TEST(Pack, RefusesNonFiniteWeightsNamingTheLayer) {
 // non-finite wherever it is (the unpacked layer multiplies zero codes too: 0 * Inf is NaN).
 // With 8-bit activations a row holding one has no finite scale: all its outputs are NaN.
 // CTest runs this once more through the portable loop (BITTORCH_NO_AVX2=1).
+// Five rows (passes over the packed rows) and thirty (tiles decoded for the BLAS on the CPU).
 TEST(PackedTernaryLinear, NonFiniteInputsPropagateAsInTheUnpackedLayer) {
   torch::manual_seed(43);
-  for (const int64_t bits : {0, 8}) {
-    for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
-      TernaryLinear layer(TernaryLinearOptions(40, 9).quant(bittorch::quant::QuantConfig().activation_bits(bits)));
-      layer->to(dtype);
-      PackedTernaryLinear packed(*layer);
-      auto x = torch::randn({5, 40}).to(dtype);
-      x[0][3] = std::nanf("");
-      x[1][5] = INFINITY;
-      x[2][7] = -INFINITY;
-      x[3][0] = INFINITY;
-      x[3][1] = -INFINITY;  // row 4 stays finite
-      const auto expected = layer(x).to(torch::kDouble);
-      const auto actual = packed(x).to(torch::kDouble);
-      const auto what = c10::str("bits ", bits, " ", dtype);
-      EXPECT_TRUE(torch::equal(torch::isfinite(actual), torch::isfinite(expected))) << what << "\n"
-                                                                                    << actual << expected;
-      EXPECT_TRUE(torch::equal(torch::isnan(actual), torch::isnan(expected))) << what << "\n" << actual << expected;
-      EXPECT_TRUE(torch::isnan(actual[0]).all().item<bool>()) << what;
-      if (bits == 8) EXPECT_TRUE(torch::isnan(actual.slice(0, 0, 4)).all().item<bool>()) << what;
-      expect_close(packed(x.slice(0, 4)), layer(x.slice(0, 4)), dtype, what + " finite row");
+  for (const int64_t rows : {5, 30}) {
+    for (const int64_t bits : {0, 8}) {
+      for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+        TernaryLinear layer(TernaryLinearOptions(40, 9).quant(bittorch::quant::QuantConfig().activation_bits(bits)));
+        layer->to(dtype);
+        PackedTernaryLinear packed(*layer);
+        auto x = torch::randn({rows, 40}).to(dtype);
+        x[0][3] = std::nanf("");
+        x[1][5] = INFINITY;
+        x[2][7] = -INFINITY;
+        x[3][0] = INFINITY;
+        x[3][1] = -INFINITY;  // row 4 stays finite
+        const auto expected = layer(x).to(torch::kDouble);
+        const auto actual = packed(x).to(torch::kDouble);
+        const auto what = c10::str(rows, " rows, bits ", bits, " ", dtype);
+        EXPECT_TRUE(torch::equal(torch::isfinite(actual), torch::isfinite(expected))) << what << "\n"
+                                                                                      << actual << expected;
+        EXPECT_TRUE(torch::equal(torch::isnan(actual), torch::isnan(expected))) << what << "\n" << actual << expected;
+        EXPECT_TRUE(torch::isnan(actual[0]).all().item<bool>()) << what;
+        if (bits == 8) EXPECT_TRUE(torch::isnan(actual.slice(0, 0, 4)).all().item<bool>()) << what;
+        expect_close(packed(x.slice(0, 4)), layer(x.slice(0, 4)), dtype, what + " finite rows");
+      }
     }
   }
 }

@@ -1,6 +1,7 @@
 // CPU kernel of bittorch::packed_ternary_linear: for edge devices without a GPU. Output rows
 // are spread over threads with at::parallel_for; each packed row is decoded once per pass
-// and applied to up to kRowsPerPass input rows. AVX2 where the CPU has it (checked at run
+// and applied to up to kRowsPerPass input rows, or, from kGemmMinRows input rows on, decoded
+// once per tile to float32 for the BLAS. AVX2 where the CPU has it (checked at run
 // time), a portable loop elsewhere. Codes only add or subtract activations: a sign flip and
 // a mask, no multiplication.
 
@@ -49,6 +50,13 @@ void dot_rows_portable(const uint32_t* codes, int64_t words, const float* x, int
       const auto code = static_cast<float>(code_at(word, i));
       for (int64_t m = 0; m < rows; ++m) sums[m] += code * x[m * stride + w * 16 + i];
     }
+  }
+}
+
+// Packed rows decoded to float32 codes (-1, 0, +1), `words` * 16 per row, into `out`.
+void decode_rows_portable(const uint32_t* codes, int64_t words, int64_t rows, float* out) {
+  for (int64_t i = 0; i < rows * words; ++i) {
+    for (int k = 0; k < 16; ++k) out[i * 16 + k] = static_cast<float>(code_at(codes[i], k));
   }
 }
 
@@ -104,6 +112,16 @@ __attribute__((target("avx2,fma"))) void dot_rows_avx2(const uint32_t* codes, in
     alignas(32) float lanes[8];
     _mm256_store_ps(lanes, total);
     sums[m] = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+  }
+}
+
+__attribute__((target("avx2"))) void decode_rows_avx2(const uint32_t* codes, int64_t words, int64_t rows, float* out) {
+  const __m256i left_low = _mm256_setr_epi32(30, 28, 26, 24, 22, 20, 18, 16);
+  const __m256i left_high = _mm256_setr_epi32(14, 12, 10, 8, 6, 4, 2, 0);
+  for (int64_t i = 0; i < rows * words; ++i) {
+    const __m256i word = _mm256_set1_epi32(static_cast<int32_t>(codes[i]));
+    _mm256_storeu_ps(out + i * 16, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_sllv_epi32(word, left_low), 30)));
+    _mm256_storeu_ps(out + i * 16 + 8, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_sllv_epi32(word, left_high), 30)));
   }
 }
 
@@ -268,6 +286,55 @@ void dot_rows(const uint32_t* codes, int64_t words, const float* x, int64_t stri
   dot_rows_portable(codes, words, x, stride, rows, sums);
 }
 
+void decode_rows(const uint32_t* codes, int64_t words, int64_t rows, float* out) {
+#if defined(__x86_64__)
+  if (kHasAvx2) {
+    decode_rows_avx2(codes, words, rows, out);
+    return;
+  }
+#endif
+  decode_rows_portable(codes, words, rows, out);
+}
+
+// sums[:, n] for every input row, fewer than kGemmMinRows: each packed row decoded in passes
+// over up to kRowsPerPass input rows.
+void dot_rows_by_passes(const uint32_t* codes, int64_t words, const at::Tensor& x, at::Tensor& sums) {
+  const int64_t num_rows = x.size(0), stride = x.size(1), out_features = sums.size(1);
+  const float* x_data = x.data_ptr<float>();
+  float* sum_data = sums.data_ptr<float>();
+  at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
+    std::array<float, kRowsPerPass> row_sums{};
+    for (int64_t n = begin; n < end; ++n) {
+      for (int64_t m0 = 0; m0 < num_rows; m0 += kRowsPerPass) {
+        const int64_t rows = std::min(kRowsPerPass, num_rows - m0);
+        dot_rows(codes + n * words, words, x_data + m0 * stride, stride, rows, row_sums.data());
+        for (int64_t m = 0; m < rows; ++m) sum_data[(m0 + m) * out_features + n] = row_sums[m];
+      }
+    }
+  });
+}
+
+// sums[:, n] for every input row, where there are at least kGemmMinRows of them: each tile of
+// packed rows decoded once to float32 and multiplied with all input rows by the BLAS (at::mm),
+// which at that many rows outruns decoding the tile in every pass of eight. Tiles of up to
+// kGemmMaxTileRows rows, smaller where that leaves threads without two tiles each.
+constexpr int64_t kGemmMinRows = 24, kGemmMinTileRows = 16, kGemmMaxTileRows = 128;
+
+void sums_by_tiles(const uint32_t* codes, int64_t words, const at::Tensor& x, at::Tensor& sums) {
+  const int64_t out_features = sums.size(1), stride = x.size(1);
+  const int64_t per_thread = (out_features + 2 * at::get_num_threads() - 1) / (2 * at::get_num_threads());
+  const int64_t tile_rows = std::clamp((per_thread + 15) / 16 * 16, kGemmMinTileRows, kGemmMaxTileRows);
+  const int64_t tiles = (out_features + tile_rows - 1) / tile_rows;
+  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    at::Tensor weight = at::empty({tile_rows, stride}, x.options());
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t first = tile * tile_rows, rows = std::min(tile_rows, out_features - first);
+      decode_rows(codes + first * words, words, rows, weight.data_ptr<float>());
+      sums.narrow(1, first, rows).copy_(at::mm(x, weight.narrow(0, 0, rows).t()));
+    }
+  });
+}
+
 #if defined(__x86_64__)
 // The INT8-activation layer in one pass over the input and one parallel pass over the codes:
 // each row quantized as quantize_activations_reference does (same float operations, so the
@@ -346,19 +413,11 @@ at::Tensor packed_ternary_linear_cpu(const at::Tensor& input, const at::Tensor& 
   at::Tensor sums = at::empty({num_rows, out_features}, x.options());
   const at::Tensor codes = packed.contiguous();
   const auto* code_data = reinterpret_cast<const uint32_t*>(codes.data_ptr<int32_t>());
-  const float* x_data = x.data_ptr<float>();
-  float* sum_data = sums.data_ptr<float>();
-  const int64_t stride = x.size(1);
-  at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
-    std::array<float, kRowsPerPass> row_sums{};
-    for (int64_t n = begin; n < end; ++n) {
-      for (int64_t m0 = 0; m0 < num_rows; m0 += kRowsPerPass) {
-        const int64_t rows = std::min(kRowsPerPass, num_rows - m0);
-        dot_rows(code_data + n * words, words, x_data + m0 * stride, stride, rows, row_sums.data());
-        for (int64_t m = 0; m < rows; ++m) sum_data[(m0 + m) * out_features + n] = row_sums[m];
-      }
-    }
-  });
+  if (num_rows >= kGemmMinRows) {
+    sums_by_tiles(code_data, words, x, sums);
+  } else {
+    dot_rows_by_passes(code_data, words, x, sums);
+  }
   if (!squared_relu) {
     return scale_accumulator(sums, input_scale, scale, bias, input.scalar_type())
         .view(linear_output_shape(input, out_features));
