@@ -24,7 +24,8 @@
 # BITTORCH_BASELINE_SRC, a source tree of an earlier commit (`git archive`), is built beside
 # (bittorch-lm and bittorch-bench) and timed in the same steps, "bench" and "lmbench" writing
 # its figures to *_baseline.json: before and after in one run on one machine;
-# "lmbench" also trains the same models with the step replayed from a CUDA graph
+# "lmbench" (BITTORCH_LMBENCH_PRESETS, default "medium large") also trains the same models
+# with the step replayed from a CUDA graph
 # (lm_bench_<preset>_cuda_graph.json) and in plain PyTorch, eager and compiled
 # (bench/lm_pytorch_reference.py, lm_pytorch_<preset>.json; BITTORCH_PYTORCH_MODES=compile
 # leaves eager out);
@@ -186,34 +187,29 @@ fi
 if wants lmbench; then
 step "bittorch-lm bench: medium (batch 32 x 512) and large (16 x 1024) on the GPU, medium generation on the CPU"
 summary='import json,sys; d=json.load(sys.stdin); print(json.dumps({"train": d["train"], "generate": d["generate"]}))'
-for build in build-gpu $baseline; do
-  suffix=""
-  [[ $build == "$baseline" ]] && suffix=_baseline && echo "--- the baseline"
-  "./$build/apps/lm/bittorch-lm" bench --cuda --preset medium --batch-size 32 --json "$out/lm_bench_medium$suffix.json" \
-    --log-level warn | python3 -c "$summary" || status=1
-  "./$build/apps/lm/bittorch-lm" bench --cuda --preset large --batch-size 16 --json "$out/lm_bench_large$suffix.json" \
-    --log-level warn | python3 -c "$summary" || status=1
-done
-# Training again with each step's forward and backward replayed from a CUDA graph.
-for preset in medium large; do
+# Preset by preset, each one's figures whole before the next (BITTORCH_LMBENCH_PRESETS).
+for preset in ${BITTORCH_LMBENCH_PRESETS:-medium large}; do
   batch=32
   [[ $preset == large ]] && batch=16
+  for build in build-gpu $baseline; do
+    suffix=""
+    [[ $build == "$baseline" ]] && suffix=_baseline && echo "--- the baseline"
+    "./$build/apps/lm/bittorch-lm" bench --cuda --preset "$preset" --batch-size "$batch" \
+      --json "$out/lm_bench_$preset$suffix.json" --log-level warn | python3 -c "$summary" || status=1
+  done
+  # Training again with each step's forward and backward replayed from a CUDA graph.
   "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train --cuda-graph \
     --json "$out/lm_bench_${preset}_cuda_graph.json" --log-level warn |
     python3 -c 'import json,sys; print("cuda graph:", json.dumps(json.load(sys.stdin)["train"]))' || status=1
-done
-# Generation again with plain launches instead of programmatic dependent ones: the effect of
-# overlapping each kernel's launch with the end of the one before it, in this run.
-for preset in medium large; do
+  # The same model and batch in plain PyTorch, eager and torch.compile (bench/lm_pytorch_reference.py),
+  # so that every comparison is a ratio from this one run.
+  python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_bench_$preset.json" --json "$out/lm_pytorch_$preset.json" \
+    --modes "${BITTORCH_PYTORCH_MODES:-eager,compile}" || status=1
+  # Generation again with plain launches instead of programmatic dependent ones: the effect of
+  # overlapping each kernel's launch with the end of the one before it, in this run.
   BITTORCH_NO_DEPENDENT_LAUNCH=1 "$lm" bench --cuda --preset "$preset" --parts generate \
     --json "$out/lm_bench_${preset}_plain_launches.json" --log-level warn |
     python3 -c 'import json,sys; print("plain launches:", json.dumps(json.load(sys.stdin)["generate"]))' || status=1
-done
-# The same models and batches in plain PyTorch, eager and torch.compile (bench/lm_pytorch_reference.py),
-# so that every comparison is a ratio from this one run.
-for preset in medium large; do
-  python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_bench_$preset.json" --json "$out/lm_pytorch_$preset.json" \
-    --modes "${BITTORCH_PYTORCH_MODES:-eager,compile}" || status=1
 done
 "$lm" bench --preset medium --parts generate --generate-tokens 64 --json "$out/lm_bench_medium_cpu.json" --log-level warn \
   | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["generate"]))' || status=1
