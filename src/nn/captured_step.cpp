@@ -15,7 +15,9 @@ namespace {
 
 class CudaGraphStep final : public CapturedStep {
  public:
-  CudaGraphStep(c10::Device device, const std::function<void()>& step, bool release_cached_memory) : device_(device) {
+  CudaGraphStep(c10::Device device, const std::function<void()>& step, bool release_cached_memory,
+                const std::vector<at::Generator>& generators)
+      : device_(device) {
     const c10::cuda::CUDAGuard device_guard(device);
     if (release_cached_memory) {
       C10_CUDA_CHECK(cudaDeviceSynchronize());  // the eager work that frees blocks has finished
@@ -24,6 +26,7 @@ class CudaGraphStep final : public CapturedStep {
     {
       // A graph is captured on a stream other than the default one; it replays on any.
       const c10::cuda::CUDAStreamGuard side(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index()));
+      for (const auto& generator : generators) graph_.register_generator_state(generator);
       graph_.capture_begin();
       try {
         step();
@@ -59,12 +62,14 @@ class CudaGraphStep final : public CapturedStep {
 }  // namespace
 
 std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device device, const std::function<void()>& step,
-                                                 bool release_cached_memory) {
-  return std::make_unique<CudaGraphStep>(device, step, release_cached_memory);
+                                                 bool release_cached_memory,
+                                                 const std::vector<at::Generator>& generators) {
+  return std::make_unique<CudaGraphStep>(device, step, release_cached_memory, generators);
 }
 #else
 std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device /*device*/, const std::function<void()>& /*step*/,
-                                                 bool /*release_cached_memory*/) {
+                                                 bool /*release_cached_memory*/,
+                                                 const std::vector<at::Generator>& /*generators*/) {
   return nullptr;
 }
 #endif

@@ -7,11 +7,13 @@
 
 #include <bittorch/export.h>
 
+#include <ATen/core/Generator.h>
 #include <c10/core/Device.h>
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 namespace bittorch::nn::detail {
 
@@ -30,8 +32,11 @@ class BITTORCH_API CapturedStep {
 /// before: call it once eagerly first. Tensors it allocates come from the graph's own pool and
 /// are overwritten by each replay. With `release_cached_memory` the caching allocator first
 /// returns the blocks it holds unused, so that the graph's pool does not come on top of the
-/// eager steps' cache (a training step's activations).
+/// eager steps' cache (a training step's activations). Random numbers the step draws come
+/// from the device's default generator or one of `generators`, which the graph advances at
+/// each replay as the same calls would without it.
 BITTORCH_API std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device device, const std::function<void()>& step,
-                                                              bool release_cached_memory = false);
+                                                              bool release_cached_memory = false,
+                                                              const std::vector<at::Generator>& generators = {});
 
 }  // namespace bittorch::nn::detail

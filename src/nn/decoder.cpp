@@ -66,6 +66,20 @@ at::Tensor Decoder::prefill(int64_t index, const at::Tensor& tokens) {
 void Decoder::fused_step() {
   logits_ = model_.decode_step(tokens_, positions_, cache_).squeeze(1);
   positions_.add_(1);
+  if (sampler_) sampled_ = sampler_(logits_);
+}
+
+void Decoder::set_sampler(std::function<at::Tensor(const at::Tensor& logits)> sampler, at::Generator generator) {
+  TORCH_CHECK(steps_ == 0, "Decoder::set_sampler: set it before the first step (", steps_, " taken)");
+  TORCH_CHECK(sampler, "Decoder::set_sampler: the sampler is empty");
+  sampler_ = std::move(sampler);
+  sampler_generator_ = std::move(generator);
+}
+
+const at::Tensor& Decoder::sampled() const {
+  TORCH_CHECK(sampler_ && sampled_.defined(),
+              "Decoder::sampled: ", sampler_ ? "no step has run yet" : "no sampler is set (set_sampler)");
+  return sampled_;
 }
 
 at::Tensor Decoder::step(const at::Tensor& tokens) {
@@ -83,7 +97,9 @@ at::Tensor Decoder::step(const at::Tensor& tokens) {
     tokens_.copy_(tokens.unsqueeze(1));
     if (graph_ == nullptr && cuda_graph_ && steps_ > 0) {
       // The first step ran eagerly: the tables, workspaces and kept weights it made exist.
-      graph_ = detail::capture_cuda_graph(tokens_.device(), [this] { fused_step(); });
+      graph_ = detail::capture_cuda_graph(
+          tokens_.device(), [this] { fused_step(); }, /*release_cached_memory=*/false,
+          sampler_ ? std::vector<at::Generator>{sampler_generator_} : std::vector<at::Generator>{});
     }
     if (graph_ != nullptr) {
       graph_->replay();
@@ -98,6 +114,7 @@ at::Tensor Decoder::step(const at::Tensor& tokens) {
       each.push_back(model_.forward(tokens.narrow(0, i, 1).unsqueeze(1), &slot).view({-1}));
     }
     logits = at::stack(each);
+    if (sampler_) sampled_ = sampler_(logits);
   }
   for (auto& length : lengths_) ++length;
   ++steps_;

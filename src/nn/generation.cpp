@@ -95,13 +95,19 @@ std::vector<at::Tensor> generate(TransformerLMImpl& model, const std::vector<at:
     prompt_tokens.emplace_back(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + prompt.numel());
     last_logits.push_back(decoder.prefill(i, last_tokens(prompt_tokens.back(), std::min(prompt.numel(), context))));
   }
-  auto logits = at::stack(last_logits);
   auto generated = at::empty({batch, new_tokens}, at::TensorOptions().dtype(at::kLong).device(device));
   // A sequence that fills the context goes on from its last half, the newest token included:
   // its cache refilled with the `keep` tokens before that one.
   const int64_t keep = std::max<int64_t>(1, context / 2) - 1;
+  // Every token after the first is sampled inside the decoder's step (in its CUDA graph):
+  // the same draws from the generator, in the same order, as sampling after each step.
+  decoder.set_sampler(
+      [generator, temperature = options.temperature(), top_k = options.top_k()](const at::Tensor& step_logits) mutable {
+        return sample_tokens(step_logits, temperature, top_k, generator);
+      },
+      generator);
+  auto next = sample_tokens(at::stack(last_logits), options.temperature(), options.top_k(), generator);
   for (int64_t step = 0; step < new_tokens; ++step) {
-    const auto next = sample_tokens(logits, options.temperature(), options.top_k(), generator);
     generated.select(1, step).copy_(next);
     if (step + 1 == new_tokens) break;
     // (The tokens so far are read back from the device: once per half context.)
@@ -112,7 +118,8 @@ std::vector<at::Tensor> generate(TransformerLMImpl& model, const std::vector<at:
       tokens.insert(tokens.end(), so_far.data_ptr<int64_t>(), so_far.data_ptr<int64_t>() + so_far.numel());
       decoder.prefill(i, last_tokens(tokens, keep));
     }
-    logits = decoder.step(next);
+    decoder.step(next);
+    next = decoder.sampled();
   }
   const auto on_host = generated.cpu();
   std::vector<at::Tensor> continuations;

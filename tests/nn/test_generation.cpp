@@ -72,6 +72,42 @@ TEST(Generation, SamplingIsDeterministicForASeed) {
 
 // Draws follow softmax(logits / temperature) over the top k: frequencies of many draws
 // against the probabilities from the formula.
+// The decoder samples inside its step (set_sampler): the tokens are the draws a loop of whole
+// forward passes and sample_tokens makes with a generator seeded alike, in the same order.
+TEST(Generation, SampledTokensAreTheDrawsOfAForwardLoop) {
+  auto model = random_model(toy_options(), torch::kDouble, 7);
+  model->eval();
+  const std::vector<int64_t> prompt = {4, 1, 7};
+  const auto options = bn::GenerateOptions().max_new_tokens(12).temperature(0.8).top_k(5).seed(11);
+  const auto generated = bn::generate(*model, torch::tensor(prompt), options);
+  auto generator = at::globalContext().defaultGenerator(torch::kCPU).clone();
+  generator.set_current_seed(11);
+  std::vector<int64_t> tokens = prompt;
+  const torch::NoGradGuard no_grad;
+  for (int64_t i = 0; i < options.max_new_tokens(); ++i) {  // 3 + 12 tokens: within the context of 16
+    const auto logits = model->forward(torch::tensor(tokens).unsqueeze(0)).select(1, -1);
+    tokens.push_back(bn::sample_tokens(logits, 0.8, 5, generator).item<int64_t>());
+  }
+  EXPECT_TRUE(torch::equal(generated, torch::tensor(std::vector<int64_t>(tokens.begin() + 3, tokens.end()))))
+      << generated << tokens;
+}
+
+// set_sampler comes before the first step; sampled() needs a sampler and a step.
+TEST(Generation, TheDecodersSamplerIsSetFirst) {
+  auto model = random_model(toy_options(), torch::kFloat, 8);
+  model->eval();
+  bn::Decoder decoder(*model, 1, torch::kFloat);
+  const auto argmax = [](const at::Tensor& logits) { return logits.argmax(-1); };
+  auto generator = at::globalContext().defaultGenerator(torch::kCPU).clone();
+  EXPECT_TRUE(throws_error_mentioning([&] { decoder.sampled(); }, {"no sampler"}));
+  decoder.set_sampler(argmax, generator);
+  EXPECT_TRUE(throws_error_mentioning([&] { decoder.sampled(); }, {"no step"}));
+  decoder.prefill(0, torch::tensor(std::vector<int64_t>{1, 2}));
+  const auto logits = decoder.step(torch::tensor(std::vector<int64_t>{3}));
+  EXPECT_TRUE(torch::equal(decoder.sampled(), logits.argmax(-1)));
+  EXPECT_TRUE(throws_error_mentioning([&] { decoder.set_sampler(argmax, generator); }, {"before the first step"}));
+}
+
 TEST(Generation, SampleTokensDrawsFromTheTemperedSoftmaxOfTheTopK) {
   const auto logits = torch::tensor({1.0, 0.5, -0.5, 2.0, 0.0}, torch::kDouble);
   const int64_t draws = 40000;

@@ -8,14 +8,19 @@
 //   auto first = decoder.prefill(0, prompt_a);          // logits [vocab] of its last token
 //   decoder.prefill(1, prompt_b);                       // another length
 //   auto logits = decoder.step(next_tokens);            // [2] -> [2, vocab]
+//
+// A sampler set before the first step runs inside the step (in its graph on CUDA), so that
+// a token costs one launch: decoder.sampled() is then the next token of each sequence.
 
 #include <bittorch/export.h>
 #include <bittorch/nn/modules/transformer.h>
 #include <bittorch/nn/quantized_weight_cache.h>
 
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -56,6 +61,16 @@ class BITTORCH_API Decoder {
   /// Nodes (kernels, copies) of the captured step, 0 before the capture or without one.
   int64_t graph_nodes() const;
 
+  /// Runs `sampler` on each step's logits [batch, vocab] as part of the step (captured with it
+  /// in the CUDA graph): it must return int64 [batch] on the model's device without waiting
+  /// for it, and draw random numbers from `generator` alone (registered with the graph, so
+  /// that each replay draws new ones, as the same calls without a graph would). Set before the
+  /// first step.
+  void set_sampler(std::function<at::Tensor(const at::Tensor& logits)> sampler, at::Generator generator);
+  /// The sampler's tokens of the last step, int64 [batch] (replayed from a graph: its output
+  /// tensor, overwritten by the next step).
+  const at::Tensor& sampled() const;
+
  private:
   KVCache sequence_cache(int64_t index) const;
   void fused_step();  // decode_step at the positions tensor, which then moves on by one
@@ -68,6 +83,9 @@ class BITTORCH_API Decoder {
   bool cuda_graph_;
   int64_t steps_ = 0;
   at::Tensor tokens_, positions_, logits_;  // the fused step's inputs and output, at fixed addresses
+  std::function<at::Tensor(const at::Tensor&)> sampler_;
+  at::Generator sampler_generator_;
+  at::Tensor sampled_;
   std::unique_ptr<detail::CapturedStep> graph_;
 };
 
