@@ -2,8 +2,7 @@
 // are spread over threads with at::parallel_for; each packed row is decoded once per pass
 // and applied to up to kRowsPerPass input rows, or, from kGemmMinRows input rows on, decoded
 // once per tile to float32 for the BLAS. AVX2 where the CPU has it (checked at run
-// time), a portable loop elsewhere. Codes only add or subtract activations: a sign flip and
-// a mask, no multiplication.
+// time), a portable loop elsewhere.
 
 #include "ops/common/checks.h"
 #include "ops/packed_ternary_linear/packed_ternary_linear.h"
@@ -61,15 +60,23 @@ void decode_rows_portable(const uint32_t* codes, int64_t words, int64_t rows, fl
 }
 
 #if defined(__x86_64__)
-// Eight codes of a word (`word` broadcast to every lane) times each input row's eight
-// activations at `column`, added to chain `chain` of the row's accumulators. `left` moves
-// each lane's field to the top two bits; the arithmetic shift back gives the sign: -1, 0 or
-// +1, as a float that multiplies the input (see dot_rows_portable).
+// Codes 0-7 (half 0) or 8-15 (half 1) of a packed word broadcast to every lane, as floats -1,
+// 0 or +1: each lane's field moved to the top two bits by a variable shift, and shifted back
+// with the sign.
+__attribute__((target("avx2"))) inline __m256 eight_codes(__m256i word, int half) {
+  const __m256i left =
+      half == 0 ? _mm256_setr_epi32(30, 28, 26, 24, 22, 20, 18, 16) : _mm256_setr_epi32(14, 12, 10, 8, 6, 4, 2, 0);
+  return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_sllv_epi32(word, left), 30));
+}
+
+// Eight codes of a word (`word` broadcast to every lane; `half` as eight_codes) times each
+// input row's eight activations at `column`, added to chain `chain` of the row's accumulators.
+// Each code multiplies its input, as in dot_rows_portable.
 template <int kRows, int kChains>
-__attribute__((target("avx2,fma"))) inline void accumulate_codes(__m256i word, __m256i left, const float* x,
-                                                                 int64_t stride, int64_t column, int chain,
+__attribute__((target("avx2,fma"))) inline void accumulate_codes(__m256i word, int half, const float* x, int64_t stride,
+                                                                 int64_t column, int chain,
                                                                  __m256 (&acc)[kRows][kChains]) {
-  const __m256 code = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_sllv_epi32(word, left), 30));
+  const __m256 code = eight_codes(word, half);
   for (int m = 0; m < kRows; ++m) {
     const __m256 v = _mm256_loadu_ps(x + m * stride + column);
     // One rounding either way: the product of a code and an input is exact.
@@ -85,9 +92,6 @@ __attribute__((target("avx2,fma"))) void dot_rows_avx2(const uint32_t* codes, in
                                                        int64_t stride, float* sums) {
   constexpr int kChains = kRows >= 4 ? 1 : 4 / kRows;
   constexpr int kWordsPerGroup = kChains >= 2 ? kChains / 2 : 1;  // two halves of 8 codes per word
-  // Field i (bits 2i, 2i + 1) to bits 30-31: codes 0-7, then 8-15.
-  const __m256i left_low = _mm256_setr_epi32(30, 28, 26, 24, 22, 20, 18, 16);
-  const __m256i left_high = _mm256_setr_epi32(14, 12, 10, 8, 6, 4, 2, 0);
   __m256 acc[kRows][kChains];
   for (int m = 0; m < kRows; ++m) {
     for (int c = 0; c < kChains; ++c) acc[m][c] = _mm256_setzero_ps();
@@ -97,14 +101,14 @@ __attribute__((target("avx2,fma"))) void dot_rows_avx2(const uint32_t* codes, in
   for (; w + kWordsPerGroup <= words; w += kWordsPerGroup) {
     for (int g = 0; g < kWordsPerGroup; ++g) {
       const __m256i word = _mm256_set1_epi32(word_at(w + g));
-      accumulate_codes(word, left_low, x, stride, (w + g) * 16, (2 * g) % kChains, acc);
-      accumulate_codes(word, left_high, x, stride, (w + g) * 16 + 8, (2 * g + 1) % kChains, acc);
+      accumulate_codes(word, 0, x, stride, (w + g) * 16, (2 * g) % kChains, acc);
+      accumulate_codes(word, 1, x, stride, (w + g) * 16 + 8, (2 * g + 1) % kChains, acc);
     }
   }
   for (; w < words; ++w) {
     const __m256i word = _mm256_set1_epi32(word_at(w));
-    accumulate_codes(word, left_low, x, stride, w * 16, 0, acc);
-    accumulate_codes(word, left_high, x, stride, w * 16 + 8, 1 % kChains, acc);
+    accumulate_codes(word, 0, x, stride, w * 16, 0, acc);
+    accumulate_codes(word, 1, x, stride, w * 16 + 8, 1 % kChains, acc);
   }
   for (int m = 0; m < kRows; ++m) {
     __m256 total = acc[m][0];
@@ -116,12 +120,10 @@ __attribute__((target("avx2,fma"))) void dot_rows_avx2(const uint32_t* codes, in
 }
 
 __attribute__((target("avx2"))) void decode_rows_avx2(const uint32_t* codes, int64_t words, int64_t rows, float* out) {
-  const __m256i left_low = _mm256_setr_epi32(30, 28, 26, 24, 22, 20, 18, 16);
-  const __m256i left_high = _mm256_setr_epi32(14, 12, 10, 8, 6, 4, 2, 0);
   for (int64_t i = 0; i < rows * words; ++i) {
     const __m256i word = _mm256_set1_epi32(static_cast<int32_t>(codes[i]));
-    _mm256_storeu_ps(out + i * 16, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_sllv_epi32(word, left_low), 30)));
-    _mm256_storeu_ps(out + i * 16 + 8, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_sllv_epi32(word, left_high), 30)));
+    _mm256_storeu_ps(out + i * 16, eight_codes(word, 0));
+    _mm256_storeu_ps(out + i * 16 + 8, eight_codes(word, 1));
   }
 }
 
