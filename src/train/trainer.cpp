@@ -189,10 +189,10 @@ const nlohmann::json& Trainer::fit(const TrainerHooks& hooks) {
   return history_;
 }
 
-std::pair<torch::Tensor, int64_t> Trainer::forward_backward(const StepContext& context, const TrainerHooks& hooks) {
+int64_t Trainer::forward_backward(const StepContext& context, const TrainerHooks& hooks,
+                                  const torch::Tensor& loss_sum) {
   auto* const parallel = options_.data_parallel();
   const int64_t micro_steps = options_.accumulation_steps();
-  auto step_loss = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(options_.device()));
   int64_t items = 0;
   // Ternary layers quantize their weights once per step, not once per micro-batch; the scope
   // ends before the optimizer changes them.
@@ -209,13 +209,13 @@ std::pair<torch::Tensor, int64_t> Trainer::forward_backward(const StepContext& c
     } else {
       loss.backward();
     }
-    step_loss.add_(output.loss.detach().to(torch::kDouble).reshape({}) / static_cast<double>(micro_steps));
+    loss_sum.add_(output.loss.detach().to(torch::kDouble).reshape({}) / static_cast<double>(micro_steps));
     items += output.items;
   }
-  return {step_loss, items};
+  return items;
 }
 
-std::pair<torch::Tensor, int64_t> Trainer::run_step(const StepContext& context, const TrainerHooks& hooks) {
+int64_t Trainer::run_step(const StepContext& context, const TrainerHooks& hooks, const torch::Tensor& step_loss) {
   if (hooks.load_batch) {
     for (int64_t micro = 0; micro < options_.accumulation_steps(); ++micro) {
       StepContext micro_context = context;
@@ -226,14 +226,19 @@ std::pair<torch::Tensor, int64_t> Trainer::run_step(const StepContext& context, 
   if (!options_.cuda_graph() || (graph_ == nullptr && eager_steps_ < kEagerStepsBeforeGraph)) {
     ++eager_steps_;
     optimizer_.zero_grad();
-    return forward_backward(context, hooks);
+    return forward_backward(context, hooks, step_loss);
   }
   if (graph_ == nullptr) {
     // The gradients set to none: the recorded backward makes them in the graph's memory, where
     // each replay writes them whole, so that no step needs them zeroed again.
     optimizer_.zero_grad();
+    graph_loss_ = torch::zeros_like(step_loss);  // where each replay sums its loss
     graph_ = nn::detail::capture_cuda_graph(
-        options_.device(), [&] { std::tie(graph_loss_, graph_items_) = forward_backward(context, hooks); },
+        options_.device(),
+        [&] {
+          graph_loss_.zero_();
+          graph_items_ = forward_backward(context, hooks, graph_loss_);
+        },
         /*release_cached_memory=*/true);
     TORCH_CHECK(graph_ != nullptr, "bittorch::train::Trainer: cuda_graph needs a build with CUDA kernels");
     if (reports()) {
@@ -242,7 +247,8 @@ std::pair<torch::Tensor, int64_t> Trainer::run_step(const StepContext& context, 
     }
   }
   graph_->replay();
-  return {graph_loss_, graph_items_};
+  step_loss.copy_(graph_loss_);
+  return graph_items_;
 }
 
 nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
@@ -259,9 +265,7 @@ nlohmann::json Trainer::train_epoch(int64_t epoch, const TrainerHooks& hooks) {
   int64_t items = 0;
   for (int64_t step = 0; step < steps; ++step) {
     scheduler_->step();  // the rate of step steps_done_
-    const auto [step_loss, step_items] = run_step({epoch, steps_done_, step, 0}, hooks);
-    step_losses.select(0, step).copy_(step_loss);
-    items += step_items;
+    items += run_step({epoch, steps_done_, step, 0}, hooks, step_losses.select(0, step));
     if (options_.max_grad_norm() > 0) clip_gradients(parameters_, options_.max_grad_norm(), parallel);
     optimizer_.step();
     ++steps_done_;

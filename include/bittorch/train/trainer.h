@@ -30,7 +30,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace bittorch::nn::detail {
@@ -160,12 +159,13 @@ class BITTORCH_TRAIN_API Trainer {
   double current_lr() const;
   bool reports() const;  // whether this rank logs, shows progress and writes checkpoints
   nlohmann::json train_epoch(int64_t epoch, const TrainerHooks& hooks);
-  // The forward and backward of one step, its micro-batches' losses and gradients
-  // accumulated: the mean loss as a 0-dim float64 tensor on the device, and the items.
-  std::pair<torch::Tensor, int64_t> forward_backward(const StepContext& context, const TrainerHooks& hooks);
+  // The forward and backward of one step, its micro-batches' gradients accumulated and their
+  // mean loss added to `loss_sum` (0-dim float64 on the device); returns the step's items.
+  int64_t forward_backward(const StepContext& context, const TrainerHooks& hooks, const torch::Tensor& loss_sum);
   // A step's forward and backward, eagerly or by replaying the recorded graph (recording it
-  // first where cuda_graph asks): the step's mean loss, and its items.
-  std::pair<torch::Tensor, int64_t> run_step(const StepContext& context, const TrainerHooks& hooks);
+  // first where cuda_graph asks): its mean loss added to `step_loss` (zero before), its items
+  // returned.
+  int64_t run_step(const StepContext& context, const TrainerHooks& hooks, const torch::Tensor& step_loss);
 
   torch::nn::Module& model_;
   torch::optim::Optimizer& optimizer_;
@@ -177,7 +177,7 @@ class BITTORCH_TRAIN_API Trainer {
   nlohmann::json history_ = nlohmann::json::array();
   int64_t epochs_done_ = 0, steps_done_ = 0;
   // cuda_graph: the steps run eagerly by this trainer, and the recorded step with the loss
-  // tensor and items it yields at each replay.
+  // tensor it writes and the items it yields at each replay.
   int64_t eager_steps_ = 0;
   std::unique_ptr<nn::detail::CapturedStep> graph_;
   torch::Tensor graph_loss_;
