@@ -112,10 +112,31 @@ TEST(HfInterop, WritesAFileForTheSafetensorsPackage) {
   bittorch::io::write_safetensors(interop_dir() + "/from_cpp.safetensors", tensors, {{"written_by", "bittorch"}});
 }
 
-// Our model of each checkpoint against transformers' logits on the same tokens, in float32: to
-// 1e-5 of the logits' scale for full precision; with 8-bit activations (int8 per token, as
-// transformers quantizes them) to 2e-3, since a value at a rounding tie may round the other way
-// (x * 127 / max against x / (max / 127)). Measured: 3e-6, 2e-6 and 2e-6 of logits up to 6.
+// Logits [sequences, positions, vocab] against transformers', within 1e-5 of their scale. With
+// 8-bit activations (int8 per token, as transformers quantizes them) a value within rounding
+// error of the midpoint between two codes can take the neighbouring code on one side (we divide
+// by max / 127, transformers multiplies by 127 / max, and the values before differ in their last
+// bits); that sequence's later logits then move by about 2e-3 of the scale. So there, two of
+// the eight sequences may differ by up to 2e-2, the others not: a wrong formula moves them all.
+// hf_interop.py's check_logits checks the same.
+void expect_logits_match(const std::string& name, const torch::Tensor& logits, const torch::Tensor& expected,
+                         bool eight_bit) {
+  const double scale = expected.abs().max().item<double>();
+  const auto errors = (logits - expected).abs().flatten(1).amax(1);
+  const int64_t sequences = errors.size(0);
+  const int64_t near = (errors <= 1e-5 * scale).sum().item<int64_t>();
+  std::cout << name << ": largest difference " << errors.max().item<double>() << " of logits up to " << scale << "; "
+            << near << " of " << sequences << " sequences within 1e-5 of it\n";
+  if (eight_bit) {
+    EXPECT_GE(near, sequences - 2) << name << ": " << errors;
+    EXPECT_LE(errors.max().item<double>(), 2e-2 * scale) << name;
+  } else {
+    EXPECT_EQ(near, sequences) << name << ": " << errors;
+  }
+}
+
+// Our model of each checkpoint against transformers' logits on the same tokens, in float32.
+// Measured: 3e-6, 2e-6 and 2e-6 of logits up to 6.
 TEST(HfInterop, ImportedModelsGiveTransformersLogits) {
   SKIP_WITHOUT_FIXTURE();
   const auto references = bittorch::io::read_safetensors(interop_dir() + "/reference_logits.safetensors");
@@ -125,10 +146,7 @@ TEST(HfInterop, ImportedModelsGiveTransformersLogits) {
     const auto expected = references.at(name);
     const torch::NoGradGuard no_grad;
     const auto logits = model->forward(tokens);
-    const double scale = expected.abs().max().item<double>();
-    const double error = (logits - expected).abs().max().item<double>();
-    std::cout << name << ": largest difference " << error << " of logits up to " << scale << "\n";
-    EXPECT_LE(error, name == "fp" ? 1e-5 * scale : 2e-3 * scale) << name;
+    expect_logits_match(name, logits, expected, name != "fp");
     EXPECT_EQ(model->options.kv_heads(), 2) << name;
     EXPECT_TRUE(model->options.sub_norms()) << name;
     EXPECT_EQ(model->options.tied_embeddings(), name == "online") << name;
@@ -147,7 +165,8 @@ TEST(HfInterop, ExportsModelsForTransformers) {
   SKIP_WITHOUT_FIXTURE();
   namespace bn = bittorch::nn;
   const auto options = bitnet_options(64, 32, 48, 32);
-  const auto tokens = torch::randint(0, 64, {2, 12});
+  torch::manual_seed(12);
+  const auto tokens = torch::randint(0, 64, {8, 12});
   std::vector<std::pair<std::string, at::Tensor>> logits = {{"tokens", tokens}};
   const auto export_model = [&](bn::TransformerLM& model, const std::string& name) {
     model->eval();

@@ -22,10 +22,30 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKENS = [[5, 17, 33, 2, 60, 41, 8, 8, 19, 50, 1, 27], [63, 0, 12, 12, 44, 3, 36, 21, 9, 58, 30, 14]]
+# Eight sequences of 12 tokens, drawn once by a seeded generator (the same on every machine).
+TOKENS = torch.randint(0, 64, (8, 12), generator=torch.Generator().manual_seed(12)).tolist()
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
           "BOOL": torch.bool}
+
+
+def check_logits(what, theirs, ours, eight_bit):
+    """Another implementation's logits [sequences, positions, vocab] against ours: within 1e-5 of
+    their scale. With 8-bit activations a value within rounding error of the midpoint between two
+    codes can take the neighbouring code on one side (we divide by max / 127, transformers
+    multiplies by 127 / max, and the values before differ in their last bits); that sequence's
+    later logits then move by about 2e-3 of the scale. So there, two of the eight sequences may
+    differ by up to 2e-2, the others not: a wrong formula moves them all. The C++ half checks the
+    same (expect_logits_match)."""
+    scale = ours.abs().max().item()
+    errors = (theirs - ours).abs().flatten(1).amax(1)
+    near = int((errors <= 1e-5 * scale).sum())
+    print(f"hf_interop.py: {what}: logits differ by {errors.max().item():.2e} of up to {scale:.2f}; "
+          f"{near} of {len(errors)} sequences within 1e-5 of it")
+    if eight_bit:
+        assert near >= len(errors) - 2 and errors.max().item() <= 2e-2 * scale, (what, errors.tolist(), scale)
+    else:
+        assert near == len(errors), (what, errors.tolist(), scale)
 
 
 def dtype_values(name, numel):
@@ -197,10 +217,7 @@ def check(out, lm):
         model = AutoModelForCausalLM.from_pretrained(out / f"export_{name}", dtype=torch.float32).eval()
         with torch.no_grad():
             theirs = model(ours["tokens"]).logits
-        scale = ours[name].abs().max().item()
-        error = (theirs - ours[name]).abs().max().item()
-        print(f"hf_interop.py: export {name}: transformers' logits differ by {error:.2e} of up to {scale:.2f}")
-        assert error <= (1e-5 if name == "fp" else 2e-3) * scale, (name, error, scale)
+        check_logits(f"export {name}, transformers", theirs, ours[name], eight_bit=name != "fp")
     output = out / "cli.btp"
     log = run_lm(lm, "import", "--hf", out / "packed", "--output", output)
     assert output.stat().st_size > 0 and "gated_squared_relu" in log, log
@@ -219,10 +236,7 @@ def check(out, lm):
         assert isinstance(model, bittorch.nn.TransformerLM), type(model)
         with torch.no_grad():
             logits = model(references["tokens"])
-        scale = references[name].abs().max().item()
-        error = (logits - references[name]).abs().max().item()
-        print(f"hf_interop.py: Python bittorch.load_packed({name}.btp): transformers' logits to {error:.2e} of {scale:.2f}")
-        assert error <= (1e-5 if name == "fp" else 2e-3) * scale, (name, error, scale)
+        check_logits(f"Python bittorch.load_packed({name}.btp)", logits, references[name], eight_bit=name != "fp")
     # A published-style folder (weights and tokenizer.json) imported and sampled greedily with its
     # tokenizer: transformers' greedy text.
     output = out / "with_tokenizer.btp"
