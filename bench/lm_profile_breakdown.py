@@ -6,9 +6,9 @@ by phase (forward, backward, optimizer), with the time the GPU sat idle between 
 
     python3 bench/lm_profile_breakdown.py gpu-out/lm_profile_traces.tar.gz --json breakdown.json
 
-A kernel's phase is that of the host op that launched it: backward when the op ran inside an
-autograd engine node (autograd::engine::evaluate_function), optimizer when inside an
-optimizer's step or when the kernel is an optimizer's, else forward. Kinds are read from the
+A kernel's phase is where the host launched it (the runtime call of the same correlation id):
+backward inside an autograd engine node (autograd::engine::evaluate_function), optimizer
+inside an optimizer's step or when the kernel is an optimizer's, else forward. Kinds are read from the
 kernel's name (our ops', ATen's, cuBLAS's and the compiler's Triton kernels), so the same
 table reads for all traces. Not part of the library.
 """
@@ -25,6 +25,7 @@ import tarfile
 # (kind, pattern on the kernel's name), first match wins. Triton kernels (torch.compile) carry
 # the ops they fuse in their names.
 KINDS = [
+    ("communication", r"^nccl|gloo"),
     ("optimizer", r"adam|fused_adamw|multi_tensor_apply_kernel.*(Adam|adam)"),
     ("gradient clipping", r"foreach_tensor_norm|multi_tensor_apply.*(Norm|norm)|lpnorm|foreach.*mul"),
     ("attention", r"flash|fmha|attention|sdpa|softmax_warp"),
@@ -106,24 +107,20 @@ def breakdown(trace):
         return None
     backward = Enclosing((e["tid"], e["ts"], e["ts"] + e["dur"]) for e in host if e["name"].startswith(BACKWARD_OP))
     optimizer = Enclosing((e["tid"], e["ts"], e["ts"] + e["dur"]) for e in host if OPTIMIZER_OP.search(e["name"]))
-    # The launching op: the innermost host op of the kernel's external id (its correlation).
-    launcher = {}
-    for e in host:
-        external = e.get("args", {}).get("External id")
-        if external is not None:
-            previous = launcher.get(external)
-            if previous is None or e["dur"] <= previous["dur"]:
-                launcher[external] = e
+    # Where each kernel was launched: the host thread and time of its runtime call (the
+    # cudaLaunchKernel of the same correlation id), inside the ops that issued it.
+    launches = {e["args"]["correlation"]: e for e in events
+                if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})}
     table = collections.defaultdict(lambda: {"ms": 0.0, "kernels": 0})
     phases = collections.defaultdict(float)
     for e in device:
         kind = kind_of(e["name"]) if e.get("cat") == "kernel" else (
             "casts and copies" if e.get("cat") == "gpu_memcpy" else "memset and fill")
-        op = launcher.get(e.get("args", {}).get("External id"))
+        launch = launches.get(e.get("args", {}).get("correlation"))
         phase = "forward"
-        if kind == "optimizer" or (op is not None and optimizer.contains(op["tid"], op["ts"])):
+        if kind == "optimizer" or (launch is not None and optimizer.contains(launch["tid"], launch["ts"])):
             phase = "optimizer"
-        elif op is not None and backward.contains(op["tid"], op["ts"]):
+        elif launch is not None and backward.contains(launch["tid"], launch["ts"]):
             phase = "backward"
         entry = table[(phase, kind)]
         entry["ms"] += e["dur"] / 1e3

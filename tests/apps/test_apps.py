@@ -889,6 +889,50 @@ def case_lm_bench_profile():
         assert "--profile" in output and "file" in output, output
 
 
+def case_lm_profile_breakdown_reads_kineto_traces():
+    """bench/lm_profile_breakdown.py on a trace laid out as Kineto writes them (the kernels tied
+    to their launches by correlation id, not to the ops' external ids, as in real traces): each
+    kernel's phase from where it was launched (an autograd node on another thread: backward; an
+    optimizer step: optimizer), its kind from its name, and the GPU's idle time between them."""
+    def op(name, tid, ts, dur, external):
+        return {"ph": "X", "cat": "cpu_op", "name": name, "pid": 1, "tid": tid, "ts": ts, "dur": dur,
+                "args": {"External id": external}}
+
+    def launch(tid, ts, correlation):
+        return {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": tid, "ts": ts,
+                "dur": 2, "args": {"External id": correlation, "correlation": correlation}}
+
+    def kernel(name, ts, dur, correlation):
+        return {"ph": "X", "cat": "kernel", "name": name, "pid": 0, "tid": 7, "ts": ts, "dur": dur,
+                "args": {"External id": correlation, "correlation": correlation, "stream": 7}}
+
+    events = [
+        op("aten::mm", 1, 0, 10, 1), launch(1, 5, 101), kernel("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_TNT", 20, 300, 101),
+        op("bittorch::add_rms_norm", 1, 10, 10, 2), launch(1, 15, 102), kernel("add_rms_norm_kernel<bf16>", 320, 50, 102),
+        op("autograd::engine::evaluate_function: MmBackward0", 2, 30, 20, 3), op("aten::mm", 2, 32, 15, 4),
+        launch(2, 40, 103), kernel("sm90_xmma_gemm_bf16bf16_bf16f32", 400, 600, 103),
+        {"ph": "X", "cat": "user_annotation", "name": "Optimizer.step#AdamW.step", "pid": 1, "tid": 1, "ts": 60,
+         "dur": 30, "args": {"External id": 5}},
+        launch(1, 70, 104), kernel("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<float>",
+                                   1100, 100, 104),
+        launch(1, 95, 105), kernel("ncclDevKernel_AllReduce_Sum_f32_RING_LL", 1250, 50, 105),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        trace, out = os.path.join(tmp, "train_ternary.trace.json"), os.path.join(tmp, "breakdown.json")
+        with open(trace, "w") as f:
+            json.dump({"traceEvents": events}, f)
+        script = os.path.join(SCRIPTS, "..", "bench", "lm_profile_breakdown.py")
+        output = run(sys.executable, script, trace, "--json", out)
+        result = json.load(open(out))["train_ternary.trace.json"]
+        rows = {(row["phase"], row["kind"]): (row["ms"], row["kernels"]) for row in result["rows"]}
+        assert rows == {("forward", "projections (GEMM)"): (0.3, 1), ("forward", "norms"): (0.05, 1),
+                        ("backward", "projections (GEMM)"): (0.6, 1), ("optimizer", "other"): (0.1, 1),
+                        ("forward", "communication"): (0.05, 1)}, (rows, output)
+        # Kernels from 20 to 1300 us, busy 300 + 50 + 600 + 100 + 50: idle 30 + 0 + 100 + 50.
+        assert result["span_ms"] == 1.28 and result["busy_ms"] == 1.1 and result["idle_ms"] == 0.18, result
+        assert result["phases_ms"] == {"forward": 0.4, "backward": 0.6, "optimizer": 0.1}, result
+
+
 def case_lm_pytorch_reference_has_the_same_model():
     """bench/lm_pytorch_reference.py (the plain-PyTorch model bittorch-lm's training speed is
     compared with) on the sizes of a bittorch-lm bench file: a model of the parameter count the
