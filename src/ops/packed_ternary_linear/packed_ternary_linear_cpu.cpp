@@ -298,21 +298,47 @@ void decode_rows(const uint32_t* codes, int64_t words, int64_t rows, float* out)
   decode_rows_portable(codes, words, rows, out);
 }
 
-// sums[:, n] for every input row, fewer than kGemmMinRows: each packed row decoded in passes
-// over up to kRowsPerPass input rows.
-void dot_rows_by_passes(const uint32_t* codes, int64_t words, const at::Tensor& x, at::Tensor& sums) {
-  const int64_t num_rows = x.size(0), stride = x.size(1), out_features = sums.size(1);
+// What the passes write for output (m, n): the sum scaled as scale_accumulator scales it (the
+// same float operations in the same order, so the same values), the epilogue, the output dtype.
+struct PassOutput {
+  const float* input_scale;   // [rows] with 8-bit activations, else null
+  const float* weight_scale;  // [out_features], or [1] when not per channel
+  bool per_channel;
+  const float* bias;  // [out_features] in float32, or null
+  bool squared_relu;
+};
+
+// Output features per task of the passes: about kCodesPerTask products each, so that a layer
+// too small to share out is not forked over every thread (a fork and join of 16 threads costs
+// more than the 2-3 microseconds that many products take one core).
+constexpr int64_t kCodesPerTask = int64_t{1} << 16;
+
+// out[:, n] for every input row, fewer than kGemmMinRows: each packed row decoded in passes
+// over up to kRowsPerPass input rows, the sums scaled and written in the same loop.
+void outputs_by_passes(const uint32_t* codes, int64_t words, const at::Tensor& x, const PassOutput& how,
+                       at::Tensor& out) {
+  const int64_t num_rows = x.size(0), stride = x.size(1), out_features = out.size(1);
   const float* x_data = x.data_ptr<float>();
-  float* sum_data = sums.data_ptr<float>();
-  at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
-    std::array<float, kRowsPerPass> row_sums{};
-    for (int64_t n = begin; n < end; ++n) {
-      for (int64_t m0 = 0; m0 < num_rows; m0 += kRowsPerPass) {
-        const int64_t rows = std::min(kRowsPerPass, num_rows - m0);
-        dot_rows(codes + n * words, words, x_data + m0 * stride, stride, rows, row_sums.data());
-        for (int64_t m = 0; m < rows; ++m) sum_data[(m0 + m) * out_features + n] = row_sums[m];
+  const int64_t products_per_feature = std::max<int64_t>(words * quant::kCodesPerWord * num_rows, 1);
+  const int64_t grain = std::max<int64_t>(16, kCodesPerTask / products_per_feature);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "bittorch_packed_passes_cpu", [&] {
+    scalar_t* out_data = out.data_ptr<scalar_t>();
+    at::parallel_for(0, out_features, grain, [&](int64_t begin, int64_t end) {
+      std::array<float, kRowsPerPass> row_sums{};
+      for (int64_t n = begin; n < end; ++n) {
+        for (int64_t m0 = 0; m0 < num_rows; m0 += kRowsPerPass) {
+          const int64_t rows = std::min(kRowsPerPass, num_rows - m0);
+          dot_rows(codes + n * words, words, x_data + m0 * stride, stride, rows, row_sums.data());
+          for (int64_t m = 0; m < rows; ++m) {
+            float y = row_sums[m];
+            if (how.input_scale != nullptr) y = y * how.input_scale[m0 + m];
+            y = y * how.weight_scale[how.per_channel ? n : 0];
+            if (how.bias != nullptr) y = y + how.bias[n];
+            out_data[(m0 + m) * out_features + n] = static_cast<scalar_t>(apply_packed_epilogue(y, how.squared_relu));
+          }
+        }
       }
-    }
+    });
   });
 }
 
@@ -409,17 +435,30 @@ at::Tensor packed_ternary_linear_cpu(const at::Tensor& input, const at::Tensor& 
   if (format != quant::ActivationFormat::None) {
     std::tie(values, input_scale) = quantize_activations_reference(rows_in, format);
   }
-  // Rows padded with zeros to whole words, so that the kernels never test for the end.
-  at::Tensor x = at::zeros({num_rows, words * quant::kCodesPerWord}, input.options().dtype(at::kFloat));
-  x.narrow(1, 0, in_features).copy_(values);
-  at::Tensor sums = at::empty({num_rows, out_features}, x.options());
+  // Rows padded with zeros to whole words, so that the kernels never test for the end: a copy
+  // unless the rows already are float32 of whole words.
+  const int64_t columns = words * quant::kCodesPerWord;
+  at::Tensor x = values;
+  if (values.scalar_type() != at::kFloat || in_features != columns || !values.is_contiguous()) {
+    x = at::zeros({num_rows, columns}, input.options().dtype(at::kFloat));
+    x.narrow(1, 0, in_features).copy_(values);
+  }
   const at::Tensor codes = packed.contiguous();
   const auto* code_data = reinterpret_cast<const uint32_t*>(codes.data_ptr<int32_t>());
-  if (num_rows >= kGemmMinRows) {
-    sums_by_tiles(code_data, words, x, sums);
-  } else {
-    dot_rows_by_passes(code_data, words, x, sums);
+  if (num_rows < kGemmMinRows) {
+    const at::Tensor weight_scale = scale.to(at::kFloat).contiguous();
+    const at::Tensor bias_float =
+        bias.has_value() && bias->defined() ? bias->to(at::kFloat).contiguous() : at::Tensor();
+    const at::Tensor row_scale = input_scale.defined() ? input_scale.contiguous() : at::Tensor();
+    const PassOutput how{row_scale.defined() ? row_scale.data_ptr<float>() : nullptr, weight_scale.data_ptr<float>(),
+                         weight_scale.numel() > 1, bias_float.defined() ? bias_float.data_ptr<float>() : nullptr,
+                         squared_relu};
+    at::Tensor out = at::empty({num_rows, out_features}, input.options());
+    outputs_by_passes(code_data, words, x, how, out);
+    return out.view(linear_output_shape(input, out_features));
   }
+  at::Tensor sums = at::empty({num_rows, out_features}, x.options());
+  sums_by_tiles(code_data, words, x, sums);
   if (!squared_relu) {
     return scale_accumulator(sums, input_scale, scale, bias, input.scalar_type())
         .view(linear_output_shape(input, out_features));
