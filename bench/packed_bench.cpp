@@ -137,7 +137,8 @@ int main(int argc, char** argv) {
           if (args.count("kernels") != 0) {
             for (const auto& kernel : bittorch::ops::packed_kernel_names(torch::kCUDA)) {
               // gemv takes float32 activations; mma at most 8 rows.
-              if (kernel == "auto" || kernel == "gemv" || (kernel == "mma" && m > 8)) continue;
+              if (kernel == "auto" || kernel == "gemv" || ((kernel == "mma" || kernel == "mma_prefetch") && m > 8))
+                continue;
               const double ms = graph_ms_per_forward(
                   [&](int i) {
                     const auto& layer = packed[i % copies_packed];

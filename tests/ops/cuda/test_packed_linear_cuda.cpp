@@ -87,7 +87,8 @@ TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
               return bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), bias.cuda(), in,
                                                           format, kernel);
             };
-            const bool runs = (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
+            const bool runs = (kernel == "gemv" && !tensor_cores) ||
+                              ((kernel == "mma" || kernel == "mma_prefetch") && tensor_cores && rows <= 8) ||
                               (kernel == "split_k" && tensor_cores) ||
                               (kernel == "tiled" && tensor_cores && (format != "float8_e4m3" || fp8_tensor_cores)) ||
                               kernel == "expand";
@@ -132,7 +133,8 @@ TEST(PackedLinearCuda, EveryVariantAppliesTheSquaredReluEpilogue) {
           const auto scale = torch::rand({out}) + 0.1;
           const auto bias = torch::randn({out}).to(dtype);
           for (const int64_t rows : {1, 9, 65}) {
-            const bool runs = (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
+            const bool runs = (kernel == "gemv" && !tensor_cores) ||
+                              ((kernel == "mma" || kernel == "mma_prefetch") && tensor_cores && rows <= 8) ||
                               ((kernel == "split_k" || kernel == "tiled") && tensor_cores) || kernel == "expand";
             if (!runs) continue;
             const auto x = torch::randn({rows, in}).to(dtype);

@@ -15,7 +15,9 @@ namespace {
 
 // Up to 8 rows: block = one mma tile of output features, warps interleaved over the chunks of K.
 // At most 96 registers for one tile per warp: five blocks per multiprocessor (100 gives four).
-template <typename in_t, typename out_t, int kWarps, int kStages, int kTiles>
+// kPrefetch: each group's code loads issued before the previous group's products
+// (WarpProduct::run<true>).
+template <typename in_t, typename out_t, int kWarps, int kStages, int kTiles, bool kPrefetch>
 __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
     packed_mma_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows, const uint32_t* __restrict__ packed,
                       int64_t words, int64_t out_features, bool vector_loads, const float* __restrict__ scale,
@@ -27,7 +29,7 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t n0 = int64_t{blockIdx.x} * Product::kFeatures;
   Product product(x, x_stride, rows, 0, packed, words, out_features, n0);
-  product.run(warp, (words + kWordsPerChunk - 1) / kWordsPerChunk, kWarps, words, vector_loads);
+  product.template run<kPrefetch>(warp, (words + kWordsPerChunk - 1) / kWordsPerChunk, kWarps, words, vector_loads);
   product.remove_offset();
 #pragma unroll
   for (int r = 0; r < kTiles; ++r) {
@@ -47,13 +49,13 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
   }
 }
 
-template <typename in_t, typename out_t, int kTiles, int kStages>
+template <typename in_t, typename out_t, int kTiles, int kStages, bool kPrefetch>
 void small_batch_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
                          const float* row_scale, const out_t* bias, bool squared_relu, at::Tensor& out) {
   const int64_t out_features = packed.size(0), words = packed.size(1);
   constexpr int kWarps = 4;
   constexpr int kFeatures = tile_features<in_t, kTiles>();
-  launch_dependent(packed_mma_kernel<in_t, out_t, kWarps, kStages, kTiles>,
+  launch_dependent(packed_mma_kernel<in_t, out_t, kWarps, kStages, kTiles, kPrefetch>,
                    dim3(static_cast<unsigned>((out_features + kFeatures - 1) / kFeatures)), dim3(kWarps * 32), 0,
                    at::cuda::getCurrentCUDAStream(), reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows,
                    reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
@@ -62,9 +64,10 @@ void small_batch_product(const at::Tensor& x, int64_t rows, const at::Tensor& pa
 
 }  // namespace
 
-void mma_product(const PackedProduct& p) {
+void mma_product(const PackedProduct& p, bool prefetch) {
   const int64_t rows = p.x.size(0), out_features = p.packed.size(0);
-  TORCH_CHECK(rows <= kMaxMmaVariantRows, "bittorch::packed_ternary_linear: kernel \"mma\" takes at most ",
+  const char* name = prefetch ? "mma_prefetch" : "mma";
+  TORCH_CHECK(rows <= kMaxMmaVariantRows, "bittorch::packed_ternary_linear: kernel \"", name, "\" takes at most ",
               kMaxMmaVariantRows, " rows, not ", rows);
   const float* row_scale = p.row_scale.defined() ? p.row_scale.data_ptr<float>() : nullptr;
   at::Tensor out = p.out;
@@ -72,12 +75,18 @@ void mma_product(const PackedProduct& p) {
     using in_t = decltype(in_tag);
     using out_t = decltype(out_tag);
     // Two tiles per warp share each input fragment, but halve the blocks: only where there
-    // are still about six blocks per multiprocessor.
+    // are still about six blocks per multiprocessor. With prefetching, the codes of two groups
+    // are held at once: groups of half as many chunks, in the same registers.
     const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-    if (out_features >= 6 * multiprocessors * tile_features<in_t, 2>()) {
-      small_batch_product<in_t, out_t, 2, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
+    const bool two_tiles = out_features >= 6 * multiprocessors * tile_features<in_t, 2>();
+    if (two_tiles && prefetch) {
+      small_batch_product<in_t, out_t, 2, 1, true>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
+    } else if (two_tiles) {
+      small_batch_product<in_t, out_t, 2, 2, false>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
+    } else if (prefetch) {
+      small_batch_product<in_t, out_t, 1, 2, true>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
     } else {
-      small_batch_product<in_t, out_t, 1, 3>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
+      small_batch_product<in_t, out_t, 1, 3, false>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
     }
   });
 }
