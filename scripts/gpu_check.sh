@@ -29,8 +29,9 @@
 # (lm_bench_<preset>_cuda_graph.json) and in plain PyTorch, eager and compiled
 # (bench/lm_pytorch_reference.py, lm_pytorch_<preset>.json; BITTORCH_PYTORCH_MODES=compile
 # leaves eager out);
-# "lmprofile" profiles training steps of medium and large, ours (bittorch-lm bench --profile)
-# and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred,
+# "lmprofile" profiles training steps of medium and large, ours (bittorch-lm bench --profile,
+# which also profiles 16 decode steps of the BF16 and the packed model: the GPU's busy time
+# per token against the token's) and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred,
 # their kernels grouped by bench/lm_profile_breakdown.py in lm_profile_breakdown.json;
 # BITTORCH_PROFILE_PRESETS picks the presets, default "medium large");
 # "lmload" exports a `large` model and times `bittorch-lm sample --packed` on it (load, prefill,
@@ -235,12 +236,13 @@ fi
 fi
 
 if wants lmprofile; then
-step "profiles of training steps: bittorch-lm (Kineto, each kernel under the op that launched it) and the PyTorch reference, eager and compiled"
+step "profiles of training steps: bittorch-lm (Kineto, each kernel under the op that launched it; and of decode steps) and the PyTorch reference, eager and compiled"
 for preset in ${BITTORCH_PROFILE_PRESETS:-medium large}; do
   batch=32
   [[ $preset == large ]] && batch=16
-  "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train --train-steps 3 \
-    --profile "/tmp/profile_$preset" --json "$out/lm_profile_$preset.json" --log-level warn >/dev/null || status=1
+  "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train,generate --train-steps 3 \
+    --generate-tokens 64 --profile "/tmp/profile_$preset" --json "$out/lm_profile_$preset.json" \
+    --log-level warn >/dev/null || status=1
   python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_profile_$preset.json" --steps 3 --warmup 3 \
     --profile "/tmp/profile_$preset" --json "$out/lm_pytorch_profile_$preset.json" || status=1
 done

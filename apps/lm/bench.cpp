@@ -41,10 +41,12 @@ struct BenchConfig {
 constexpr int64_t kBatchedSequences = 64;
 // How many training steps a profile records (after the timed ones).
 constexpr int64_t kProfiledSteps = 3;
+// How many decode steps (batch 1) a profile records, after the timed ones.
+constexpr int64_t kProfiledTokens = 16;
 // How many ops of a profile the JSON keeps (the trace has them all).
 constexpr size_t kProfiledOpsKept = 40;
 
-nlohmann::json profile_json(const train::ProfileSummary& summary) {
+nlohmann::json profile_json(const train::ProfileSummary& summary, int64_t steps) {
   nlohmann::json ops = nlohmann::json::array();
   for (size_t i = 0; i < std::min(summary.ops.size(), kProfiledOpsKept); ++i) {
     const auto& op = summary.ops[i];
@@ -54,10 +56,7 @@ nlohmann::json profile_json(const train::ProfileSummary& summary) {
                    {"device_ms", op.device_ms},
                    {"kernels", op.kernels}});
   }
-  return {{"steps", kProfiledSteps},
-          {"wall_ms", summary.wall_ms},
-          {"device_busy_ms", summary.device_busy_ms},
-          {"ops", ops}};
+  return {{"steps", steps}, {"wall_ms", summary.wall_ms}, {"device_busy_ms", summary.device_busy_ms}, {"ops", ops}};
 }
 
 bool wants(const BenchConfig& config, const std::string& part) {
@@ -115,7 +114,7 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
     const auto summary = train::profile_ops([&] { profiled.fit(hooks); }, device, trace);
     spdlog::info("train {}: {} steps profiled ({:.1f} ms, the GPU busy {:.1f} ms), trace {}", variant, kProfiledSteps,
                  summary.wall_ms, summary.device_busy_ms, trace);
-    result["profile"] = profile_json(summary);
+    result["profile"] = profile_json(summary, kProfiledSteps);
   }
   return result;
 }
@@ -130,6 +129,7 @@ int64_t weight_bytes(const torch::nn::Module& model) {
 struct DecodeRate {
   double tokens_per_second = 0;  // over the batch
   int64_t graph_nodes = 0;       // kernels and copies per step in the captured graph (0 without one)
+  nlohmann::json profile;        // of kProfiledTokens more steps, where asked for
 };
 
 double seconds_for(torch::Device device, const std::function<void()>& run) {
@@ -142,9 +142,11 @@ double seconds_for(torch::Device device, const std::function<void()>& run) {
 
 // Greedy decoding of `batch` sequences from position 0 through nn::Decoder, as generate runs
 // it (on CUDA the step replayed from a CUDA graph): `tokens` steps, each fed the previous
-// argmax, after a warm-up (the eager step and the capture).
+// argmax, after a warm-up (the eager step and the capture). With a trace path, kProfiledTokens
+// more steps from position 0 under the profiler: how much of a token's time the GPU is busy,
+// and with what.
 DecodeRate decode_throughput(nn::TransformerLM& model, torch::Device device, torch::Dtype dtype, int64_t tokens,
-                             int64_t batch) {
+                             int64_t batch, const std::string& trace_path = "") {
   torch::NoGradGuard no_grad;
   nn::Decoder decoder(*model, batch, dtype);
   auto next = torch::zeros({batch}, torch::TensorOptions().dtype(torch::kLong).device(device));
@@ -154,7 +156,22 @@ DecodeRate decode_throughput(nn::TransformerLM& model, torch::Device device, tor
   run(3);
   for (int64_t i = 0; i < batch; ++i) decoder.prefill(i, torch::empty({0}, torch::kLong));
   const double seconds = seconds_for(device, [&] { run(tokens); });
-  return {static_cast<double>(batch * tokens) / seconds, decoder.graph_nodes()};
+  DecodeRate rate{static_cast<double>(batch * tokens) / seconds, decoder.graph_nodes(), nullptr};
+  if (!trace_path.empty()) {
+    for (int64_t i = 0; i < batch; ++i) decoder.prefill(i, torch::empty({0}, torch::kLong));
+    const auto summary = train::profile_ops([&] { run(kProfiledTokens); }, device, trace_path);
+    rate.profile = profile_json(summary, kProfiledTokens);
+    spdlog::info("decode: {} steps profiled ({:.1f} us a token, the GPU busy {:.1f} us of it), trace {}",
+                 kProfiledTokens, 1e3 * summary.wall_ms / kProfiledTokens,
+                 1e3 * summary.device_busy_ms / kProfiledTokens, trace_path);
+  }
+  return rate;
+}
+
+// Where a decode profile's trace goes: `name` in the profile directory, or nowhere.
+std::string decode_trace(const BenchConfig& config, const std::string& name) {
+  return config.profile_dir.empty() ? ""
+                                    : (std::filesystem::path(config.profile_dir) / (name + ".trace.json")).string();
 }
 
 nlohmann::json generation(const BenchConfig& config, torch::Device device) {
@@ -166,7 +183,8 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
   auto baseline = make_lm(config.model, std::nullopt);
   baseline->eval();
   baseline->to(device, dtype);
-  const auto baseline_decode = decode_throughput(baseline, device, dtype, tokens, 1);
+  const auto baseline_decode =
+      decode_throughput(baseline, device, dtype, tokens, 1, decode_trace(config, "generate_baseline"));
   const double baseline_rate = baseline_decode.tokens_per_second;
   const auto baseline_batch_rate = decode_throughput(baseline, device, dtype, tokens, kBatchedSequences);
   const int64_t baseline_bytes = weight_bytes(*baseline);
@@ -186,7 +204,8 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
   nn::TransformerLM packed{nullptr};
   const double load_seconds = seconds_for(device, [&] { packed = io::load_packed_transformer(file, device); });
   std::remove(file.c_str());
-  const auto packed_decode = decode_throughput(packed, device, dtype, tokens, 1);
+  const auto packed_decode =
+      decode_throughput(packed, device, dtype, tokens, 1, decode_trace(config, "generate_packed"));
   const double packed_rate = packed_decode.tokens_per_second;
   const auto packed_batch_rate = decode_throughput(packed, device, dtype, tokens, kBatchedSequences);
   const int64_t packed_bytes = weight_bytes(*packed);
@@ -219,28 +238,33 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
       sample_rate_after_setup, kBatchedSequences, baseline_batch_rate.tokens_per_second,
       packed_batch_rate.tokens_per_second, baseline_bytes, packed_bytes,
       static_cast<double>(baseline_bytes) / packed_bytes, file_bytes, load_seconds);
-  return {{"tokens", tokens},
-          {"dtype", device.is_cuda() ? "bfloat16" : "float32"},
-          {"cuda_graphs", device.is_cuda()},
-          {"threads", at::get_num_threads()},
-          {"baseline_tokens_per_second", baseline_rate},
-          {"packed_tokens_per_second", packed_rate},
-          {"speedup", packed_rate / baseline_rate},
-          {"sample_tokens_per_second", sample_rate},
-          {"sample_setup_tokens", setup_tokens},
-          {"sample_setup_seconds", setup_seconds},
-          {"sample_tokens_per_second_after_setup", sample_rate_after_setup},
-          {"batch", kBatchedSequences},
-          {"baseline_batch_tokens_per_second", baseline_batch_rate.tokens_per_second},
-          {"packed_batch_tokens_per_second", packed_batch_rate.tokens_per_second},
-          {"baseline_graph_nodes_per_token", baseline_decode.graph_nodes},
-          {"packed_graph_nodes_per_token", packed_decode.graph_nodes},
-          {"baseline_weight_bytes", baseline_bytes},
-          {"packed_weight_bytes", packed_bytes},
-          {"packed_file_bytes", file_bytes},
-          {"packed_load_seconds", load_seconds},
-          {"memory_ratio", static_cast<double>(baseline_bytes) / packed_bytes},
-          {"file_ratio", static_cast<double>(baseline_bytes) / file_bytes}};
+  nlohmann::json result = {{"tokens", tokens},
+                           {"dtype", device.is_cuda() ? "bfloat16" : "float32"},
+                           {"cuda_graphs", device.is_cuda()},
+                           {"threads", at::get_num_threads()},
+                           {"baseline_tokens_per_second", baseline_rate},
+                           {"packed_tokens_per_second", packed_rate},
+                           {"speedup", packed_rate / baseline_rate},
+                           {"sample_tokens_per_second", sample_rate},
+                           {"sample_setup_tokens", setup_tokens},
+                           {"sample_setup_seconds", setup_seconds},
+                           {"sample_tokens_per_second_after_setup", sample_rate_after_setup},
+                           {"batch", kBatchedSequences},
+                           {"baseline_batch_tokens_per_second", baseline_batch_rate.tokens_per_second},
+                           {"packed_batch_tokens_per_second", packed_batch_rate.tokens_per_second},
+                           {"baseline_graph_nodes_per_token", baseline_decode.graph_nodes},
+                           {"packed_graph_nodes_per_token", packed_decode.graph_nodes},
+                           {"baseline_weight_bytes", baseline_bytes},
+                           {"packed_weight_bytes", packed_bytes},
+                           {"packed_file_bytes", file_bytes},
+                           {"packed_load_seconds", load_seconds},
+                           {"memory_ratio", static_cast<double>(baseline_bytes) / packed_bytes},
+                           {"file_ratio", static_cast<double>(baseline_bytes) / file_bytes}};
+  if (!config.profile_dir.empty()) {
+    result["baseline_profile"] = baseline_decode.profile;
+    result["packed_profile"] = packed_decode.profile;
+  }
+  return result;
 }
 
 }  // namespace
@@ -254,8 +278,9 @@ int bench_command(int argc, char** argv) {
     ("generate-tokens", "Generated tokens timed (per sequence)", text_flag("256"))
     ("parts", "train, generate or both (comma-separated)", text_flag("train,generate"))
     ("json", "Write the results to PATH", text_flag(""))
-    ("profile", "Profile " + std::to_string(kProfiledSteps) + " more training steps of each variant (LibTorch's "
-     "Kineto profiler): Chrome traces in directory DIR, each op's host and GPU time in the results", text_flag(""))
+    ("profile", "Profile " + std::to_string(kProfiledSteps) + " more training steps of each variant and " +
+     std::to_string(kProfiledTokens) + " more decode steps (batch 1) of each model (LibTorch's Kineto profiler): "
+     "Chrome traces in directory DIR, each op's host and GPU time in the results", text_flag(""))
     ("checkpoint-activations", "Train with each block recomputed in the backward (as train --checkpoint-activations)")
     ("cuda-graph", "Train with each step's forward and backward replayed from a CUDA graph (as train --cuda-graph)");
   // clang-format on
@@ -281,12 +306,11 @@ int bench_command(int argc, char** argv) {
     config.profile_dir = args["profile"].as<std::string>();
     config.checkpoint_activations = args.count("checkpoint-activations") > 0;
     config.cuda_graph = args.count("cuda-graph") > 0;
-    if (config.cuda_graph && !config.profile_dir.empty()) {
-      // A profile's few steps would be the eager ones and the recording, not replays.
-      throw UsageError("--profile profiles eager steps: drop --cuda-graph");
+    if (config.cuda_graph && !config.profile_dir.empty() && wants(config, "train")) {
+      // A profile's few training steps would be the eager ones and the recording, not replays.
+      throw UsageError("--profile profiles eager training steps: drop --cuda-graph");
     }
     if (!config.profile_dir.empty()) {
-      if (!wants(config, "train")) throw UsageError("--profile profiles training: --parts must include train");
       std::error_code error;
       std::filesystem::create_directories(config.profile_dir, error);
       if (error || !std::filesystem::is_directory(config.profile_dir)) {

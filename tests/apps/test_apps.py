@@ -863,9 +863,10 @@ def case_lm_data_parallel():
 
 
 def case_lm_bench_profile():
-    """bittorch-lm bench --profile: a Chrome trace per variant and each outermost op's time in
-    the results, the fused classifier and the fused AdamW among them; refused without training
-    or where the directory cannot be."""
+    """bittorch-lm bench --profile: a Chrome trace per training variant and per decoded model, and
+    each outermost op's time in the results (the fused classifier and the fused AdamW in
+    training, the decode attention and the packed kernel in generation); refused where the
+    directory cannot be."""
     with tempfile.TemporaryDirectory() as tmp:
         traces, out = os.path.join(tmp, "traces"), os.path.join(tmp, "bench.json")
         run(LM, "bench", "--preset", "tiny", "--parts", "train", "--train-steps", "1", "--batch-size", "2",
@@ -882,8 +883,17 @@ def case_lm_bench_profile():
             assert calls["bittorch::linear_cross_entropy"] == 3, calls  # one per profiled step
             # One thread: the outermost ops do not overlap, so their time fits in the profile's.
             assert sum(op["host_ms"] for op in profile["ops"]) <= profile["wall_ms"] * 1.01, profile
-        output = run(LM, "bench", "--parts", "generate", "--profile", traces, expect_code=2)
-        assert "--profile" in output and "--parts" in output, output
+        # Generation: 16 more decode steps of each model at batch 1 under the profiler.
+        run(LM, "bench", "--preset", "tiny", "--parts", "generate", "--generate-tokens", "4", "--profile", traces,
+            "--json", out, "--log-level", "warn", "--threads", "1")
+        generate = json.load(open(out))["generate"]
+        for model in ("baseline", "packed"):
+            profile = generate[f"{model}_profile"]
+            assert profile["steps"] == 16 and profile["wall_ms"] > 0 and profile["device_busy_ms"] == 0, profile
+            names = [op["name"] for op in profile["ops"]]
+            assert "bittorch::decode_attention" in names, (model, names)
+            assert len(json.load(open(os.path.join(traces, f"generate_{model}.trace.json")))["traceEvents"]) > 100
+        assert "bittorch::packed_ternary_linear" in [op["name"] for op in generate["packed_profile"]["ops"]]
         open(os.path.join(tmp, "file"), "w").close()
         output = run(LM, "bench", "--parts", "train", "--profile", os.path.join(tmp, "file"), expect_code=2)
         assert "--profile" in output and "file" in output, output
