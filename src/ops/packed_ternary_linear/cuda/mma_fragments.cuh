@@ -220,12 +220,12 @@ __device__ __forceinline__ uint32_t load_streaming(const uint32_t* p) {
 // from first_feature, and the offset row) times kNTiles x 8 input rows (from first_row), over
 // chunks [begin, end) of K taken every `step`. x rows are x_stride elements apart, padded with
 // zeros to words * 16 columns and 16-byte aligned.
-template <typename in_t, int kNTiles, int kStages, int kTiles>
+template <typename in_t, int kNTiles, int kStages, int kTiles, bool kStaged = (kNTiles > 1)>
 struct WarpProduct {
   using mma_t = mma_operand_t<in_t>;
-  // Several n-tiles: the block has staged its inputs as mma pairs in shared memory
-  // (stage_inputs); one: each lane reads its row's inputs from global memory (L1).
-  static constexpr bool kStagedInputs = kNTiles > 1;
+  // kStaged: the block has staged its inputs as mma pairs in shared memory (the split-K kernel
+  // does); else each lane reads its rows' inputs from global memory (L1).
+  static constexpr bool kStagedInputs = kStaged;
   static constexpr bool kStridedWords = kStagedInputs;
   static constexpr bool kHasOffset = CodeDecoder<mma_t>::kHasOffset;
   // Output features: kTiles mma tiles of 16 rows, less the offset row (row 15 of tile 0).
