@@ -298,14 +298,35 @@ void decode_rows(const uint32_t* codes, int64_t words, int64_t rows, float* out)
   decode_rows_portable(codes, words, rows, out);
 }
 
-// What the passes write for output (m, n): the sum scaled as scale_accumulator scales it (the
-// same float operations in the same order, so the same values), the epilogue, the output dtype.
-struct PassOutput {
+// How the sum of output (m, n) becomes that output, for every path of this kernel: scaled as
+// scale_accumulator scales it (the same float operations in the same order, so the same
+// values), then the epilogue; the caller rounds it to the output dtype.
+struct OutputScaling {
   const float* input_scale;   // [rows] with 8-bit activations, else null
   const float* weight_scale;  // [out_features], or [1] when not per channel
   bool per_channel;
   const float* bias;  // [out_features] in float32, or null
   bool squared_relu;
+
+  float operator()(float sum, int64_t m, int64_t n) const {
+    float y = sum;
+    if (input_scale != nullptr) y = y * input_scale[m];
+    y = y * weight_scale[per_channel ? n : 0];
+    if (bias != nullptr) y = y + bias[n];
+    return apply_packed_epilogue(y, squared_relu);
+  }
+};
+
+// The float32 weight scale and bias an OutputScaling reads, kept alive by the caller.
+struct ScalingTensors {
+  at::Tensor weight_scale, bias;
+  ScalingTensors(const at::Tensor& scale, const std::optional<at::Tensor>& bias_in)
+      : weight_scale(scale.to(at::kFloat).contiguous()),
+        bias(bias_in.has_value() && bias_in->defined() ? bias_in->to(at::kFloat).contiguous() : at::Tensor()) {}
+  OutputScaling scaling(const float* input_scale, bool squared_relu) const {
+    return {input_scale, weight_scale.data_ptr<float>(), weight_scale.numel() > 1,
+            bias.defined() ? bias.data_ptr<float>() : nullptr, squared_relu};
+  }
 };
 
 // Output features per task of the passes: about kCodesPerTask products each, so that a layer
@@ -315,7 +336,7 @@ constexpr int64_t kCodesPerTask = int64_t{1} << 16;
 
 // out[:, n] for every input row, fewer than kGemmMinRows: each packed row decoded in passes
 // over up to kRowsPerPass input rows, the sums scaled and written in the same loop.
-void outputs_by_passes(const uint32_t* codes, int64_t words, const at::Tensor& x, const PassOutput& how,
+void outputs_by_passes(const uint32_t* codes, int64_t words, const at::Tensor& x, const OutputScaling& scaling,
                        at::Tensor& out) {
   const int64_t num_rows = x.size(0), stride = x.size(1), out_features = out.size(1);
   const float* x_data = x.data_ptr<float>();
@@ -330,11 +351,7 @@ void outputs_by_passes(const uint32_t* codes, int64_t words, const at::Tensor& x
           const int64_t rows = std::min(kRowsPerPass, num_rows - m0);
           dot_rows(codes + n * words, words, x_data + m0 * stride, stride, rows, row_sums.data());
           for (int64_t m = 0; m < rows; ++m) {
-            float y = row_sums[m];
-            if (how.input_scale != nullptr) y = y * how.input_scale[m0 + m];
-            y = y * how.weight_scale[how.per_channel ? n : 0];
-            if (how.bias != nullptr) y = y + how.bias[n];
-            out_data[(m0 + m) * out_features + n] = static_cast<scalar_t>(apply_packed_epilogue(y, how.squared_relu));
+            out_data[(m0 + m) * out_features + n] = static_cast<scalar_t>(scaling(row_sums[m], m0 + m, n));
           }
         }
       }
@@ -342,32 +359,44 @@ void outputs_by_passes(const uint32_t* codes, int64_t words, const at::Tensor& x
   });
 }
 
-// sums[:, n] for every input row, where there are at least kGemmMinRows of them: each tile of
+// out[:, n] for every input row, where there are at least kGemmMinRows of them: each tile of
 // packed rows decoded once to float32 and multiplied with all input rows by the BLAS (at::mm),
-// which at that many rows outruns decoding the tile in every pass of eight. Tiles of up to
-// kGemmMaxTileRows rows, smaller where that leaves threads without two tiles each.
+// which at that many rows outruns decoding the tile in every pass of eight; the tile's sums
+// scaled and written in the same task. Tiles of up to kGemmMaxTileRows rows, smaller where
+// that leaves threads without two tiles each.
 constexpr int64_t kGemmMinRows = 24, kGemmMinTileRows = 16, kGemmMaxTileRows = 128;
 
-void sums_by_tiles(const uint32_t* codes, int64_t words, const at::Tensor& x, at::Tensor& sums) {
-  const int64_t out_features = sums.size(1), stride = x.size(1);
+void outputs_by_tiles(const uint32_t* codes, int64_t words, const at::Tensor& x, const OutputScaling& scaling,
+                      at::Tensor& out) {
+  const int64_t num_rows = x.size(0), out_features = out.size(1), stride = x.size(1);
   const int64_t per_thread = (out_features + 2 * at::get_num_threads() - 1) / (2 * at::get_num_threads());
   const int64_t tile_rows = std::clamp((per_thread + 15) / 16 * 16, kGemmMinTileRows, kGemmMaxTileRows);
   const int64_t tiles = (out_features + tile_rows - 1) / tile_rows;
-  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
-    at::Tensor weight = at::empty({tile_rows, stride}, x.options());
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t first = tile * tile_rows, rows = std::min(tile_rows, out_features - first);
-      decode_rows(codes + first * words, words, rows, weight.data_ptr<float>());
-      sums.narrow(1, first, rows).copy_(at::mm(x, weight.narrow(0, 0, rows).t()));
-    }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "bittorch_packed_tiles_cpu", [&] {
+    scalar_t* out_data = out.data_ptr<scalar_t>();
+    at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+      at::Tensor weight = at::empty({tile_rows, stride}, x.options());
+      for (int64_t tile = begin; tile < end; ++tile) {
+        const int64_t first = tile * tile_rows, rows = std::min(tile_rows, out_features - first);
+        decode_rows(codes + first * words, words, rows, weight.data_ptr<float>());
+        const at::Tensor sums = at::mm(x, weight.narrow(0, 0, rows).t()).contiguous();
+        const float* sum_data = sums.data_ptr<float>();
+        for (int64_t m = 0; m < num_rows; ++m) {
+          for (int64_t j = 0; j < rows; ++j) {
+            out_data[m * out_features + first + j] =
+                static_cast<scalar_t>(scaling(sum_data[m * rows + j], m, first + j));
+          }
+        }
+      }
+    });
   });
 }
 
 #if defined(__x86_64__)
 // The INT8-activation layer in one pass over the input and one parallel pass over the codes:
 // each row quantized as quantize_activations_reference does (same float operations, so the
-// same values and scale) straight into dot_int8_avx2's layout, and each sum scaled as
-// scale_accumulator does ((sum * input scale) * weight scale + bias, then the output dtype).
+// same values and scale) straight into dot_int8_avx2's layout, and each sum scaled by
+// OutputScaling in the same task.
 at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& scale,
                      const std::optional<at::Tensor>& bias, bool squared_relu) {
   const at::Tensor x = input.to(at::kFloat).contiguous();
@@ -389,12 +418,9 @@ at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at
     }
   });
   const at::Tensor codes = packed.contiguous();
-  const at::Tensor weight_scale = scale.to(at::kFloat).contiguous();
-  const at::Tensor bias_float = bias.has_value() && bias->defined() ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const ScalingTensors scaling_tensors(scale, bias);
+  const OutputScaling scaling = scaling_tensors.scaling(input_scale.data(), squared_relu);
   const auto* code_bytes = reinterpret_cast<const uint8_t*>(codes.data_ptr<int32_t>());
-  const float* weight_scale_data = weight_scale.data_ptr<float>();
-  const float* bias_data = bias_float.defined() ? bias_float.data_ptr<float>() : nullptr;
-  const bool per_channel = weight_scale.numel() > 1;
   at::Tensor output = at::empty({rows, out_features}, input.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "bittorch_packed_int8_cpu", [&] {
     scalar_t* out_data = output.data_ptr<scalar_t>();
@@ -403,10 +429,7 @@ at::Tensor int8_avx2(const at::Tensor& input, const at::Tensor& packed, const at
         for (int64_t m = 0; m < rows; ++m) {
           const int32_t sum =
               dot_int8_avx2(code_bytes + n * words * 4, blocks, tail_words, value_data + m * stride, block_sums[m]);
-          float y = static_cast<float>(sum) * input_scale[m];
-          y = y * weight_scale_data[per_channel ? n : 0];
-          if (bias_data != nullptr) y = y + bias_data[n];
-          out_data[m * out_features + n] = static_cast<scalar_t>(apply_packed_epilogue(y, squared_relu));
+          out_data[m * out_features + n] = static_cast<scalar_t>(scaling(static_cast<float>(sum), m, n));
         }
       }
     });
@@ -445,31 +468,17 @@ at::Tensor packed_ternary_linear_cpu(const at::Tensor& input, const at::Tensor& 
   }
   const at::Tensor codes = packed.contiguous();
   const auto* code_data = reinterpret_cast<const uint32_t*>(codes.data_ptr<int32_t>());
+  const ScalingTensors scaling_tensors(scale, bias);
+  const at::Tensor row_scale = input_scale.defined() ? input_scale.contiguous() : at::Tensor();
+  const OutputScaling scaling =
+      scaling_tensors.scaling(row_scale.defined() ? row_scale.data_ptr<float>() : nullptr, squared_relu);
+  at::Tensor out = at::empty({num_rows, out_features}, input.options());
   if (num_rows < kGemmMinRows) {
-    const at::Tensor weight_scale = scale.to(at::kFloat).contiguous();
-    const at::Tensor bias_float =
-        bias.has_value() && bias->defined() ? bias->to(at::kFloat).contiguous() : at::Tensor();
-    const at::Tensor row_scale = input_scale.defined() ? input_scale.contiguous() : at::Tensor();
-    const PassOutput how{row_scale.defined() ? row_scale.data_ptr<float>() : nullptr, weight_scale.data_ptr<float>(),
-                         weight_scale.numel() > 1, bias_float.defined() ? bias_float.data_ptr<float>() : nullptr,
-                         squared_relu};
-    at::Tensor out = at::empty({num_rows, out_features}, input.options());
-    outputs_by_passes(code_data, words, x, how, out);
-    return out.view(linear_output_shape(input, out_features));
+    outputs_by_passes(code_data, words, x, scaling, out);
+  } else {
+    outputs_by_tiles(code_data, words, x, scaling, out);
   }
-  at::Tensor sums = at::empty({num_rows, out_features}, x.options());
-  sums_by_tiles(code_data, words, x, sums);
-  if (!squared_relu) {
-    return scale_accumulator(sums, input_scale, scale, bias, input.scalar_type())
-        .view(linear_output_shape(input, out_features));
-  }
-  // The epilogue on the float32 outputs in place, then one rounding to the input's dtype.
-  auto outputs = scale_accumulator(sums, input_scale, scale, bias, at::kFloat).contiguous();
-  float* output_data = outputs.data_ptr<float>();
-  at::parallel_for(0, outputs.numel(), 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) output_data[i] = apply_packed_epilogue(output_data[i], true);
-  });
-  return outputs.to(input.scalar_type()).view(linear_output_shape(input, out_features));
+  return out.view(linear_output_shape(input, out_features));
 }
 
 }  // namespace
