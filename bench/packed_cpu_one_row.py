@@ -1,31 +1,25 @@
 """The CPU packed layer alone at one input row, as the decode step calls it: microseconds per
 bittorch::packed_ternary_linear call (float32 activations, best of 7 x 300 calls) on the
 language models' shapes. For A/B runs of two builds of the library on a machine without the
-CUDA toolkit that bittorch-bench-packed needs.
+CUDA toolkit that bittorch-bench-packed needs; the Python package loads the library named.
 
-    python3 bench/packed_cpu_one_row.py build/libbittorch.so.0 THREADS [LABEL]
+    PYTHONPATH=python python3 bench/packed_cpu_one_row.py build/libbittorch.so.0 THREADS [LABEL]
 """
+import os
 import sys
 import time
 
 import torch
 
 
-def packed_codes(codes):
-    """int32 [out, in / 16] words of 2-bit fields (docs/packed-format.md) from codes in {-1, 0, 1}."""
-    words = torch.zeros(codes.shape[0], codes.shape[1] // 16, dtype=torch.int64)
-    for i in range(16):
-        words |= (codes[:, i::16].to(torch.int64) & 3) << (2 * i)
-    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
-
-
 def main():
-    torch.ops.load_library(sys.argv[1])
+    os.environ["BITTORCH_LIBRARY"] = sys.argv[1]
+    from bittorch import pack_ternary
     torch.set_num_threads(int(sys.argv[2]))
     label = sys.argv[3] if len(sys.argv) > 3 else sys.argv[1]
     figures = []
     for k, n in [(384, 384), (384, 1152), (768, 768), (768, 3072), (3072, 768)]:
-        packed = packed_codes(torch.randint(-1, 2, (n, k)))
+        packed = pack_ternary(torch.randint(-1, 2, (n, k)))
         scale, x = torch.rand(n) + 0.5, torch.randn(1, k)
 
         def call():
