@@ -6,7 +6,8 @@ by phase (forward, backward, optimizer), with the time the GPU sat idle between 
 
     python3 bench/lm_profile_breakdown.py gpu-out/lm_profile_traces.tar.gz --json breakdown.json
 
-A kernel's phase is where the host launched it (the runtime call of the same correlation id):
+A kernel's phase is where the host launched it (the runtime or driver call of the same
+correlation id):
 backward inside an autograd engine node (autograd::engine::evaluate_function), optimizer
 inside an optimizer's step or when the kernel is an optimizer's, else forward. Kinds are read from the
 kernel's name (our ops', ATen's, cuBLAS's and the compiler's Triton kernels), so the same
@@ -107,10 +108,11 @@ def breakdown(trace):
         return None
     backward = Enclosing((e["tid"], e["ts"], e["ts"] + e["dur"]) for e in host if e["name"].startswith(BACKWARD_OP))
     optimizer = Enclosing((e["tid"], e["ts"], e["ts"] + e["dur"]) for e in host if OPTIMIZER_OP.search(e["name"]))
-    # Where each kernel was launched: the host thread and time of its runtime call (the
-    # cudaLaunchKernel of the same correlation id), inside the ops that issued it.
+    # Where each kernel was launched: the host thread and time of its runtime or driver call
+    # (cudaLaunchKernel, or cuLaunchKernelEx as cuBLAS's kernels are, of the same correlation
+    # id), inside the ops that issued it.
     launches = {e["args"]["correlation"]: e for e in events
-                if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})}
+                if e.get("cat") in ("cuda_runtime", "cuda_driver") and "correlation" in e.get("args", {})}
     table = collections.defaultdict(lambda: {"ms": 0.0, "kernels": 0})
     phases = collections.defaultdict(float)
     for e in device:
