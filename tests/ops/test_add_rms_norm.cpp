@@ -107,6 +107,32 @@ TEST(AddRmsNorm, GradientsEqualAutogradOfThePlainComposition) {
   EXPECT_TRUE(torch::allclose(only_sum[0], gs, 1e-12, 1e-12));
 }
 
+// output_dtype rounds the arithmetic's float32 result once, to the same values as the float32
+// output cast after; a gradient arriving in that dtype gives the gradients it gives cast up.
+TEST(AddRmsNorm, OutputDtypeRoundsTheFloatOutputOnce) {
+  torch::manual_seed(23);
+  const auto x = torch::randn({5, 3, 72});
+  const auto r = torch::randn({5, 3, 72}).to(torch::kBFloat16);
+  const auto w = 1 + 0.3 * torch::randn({72});
+  const auto run = [&](std::optional<torch::ScalarType> output_dtype, const torch::Tensor& gy,
+                       const torch::Tensor& gs) {
+    auto xg = x.clone().requires_grad_(), rg = r.clone().requires_grad_(), wg = w.clone().requires_grad_();
+    auto [output, sum] = bittorch::ops::add_rms_norm(xg, rg, wg, 1e-6, output_dtype);
+    torch::autograd::backward({output, sum}, {gy, gs});
+    return std::vector<torch::Tensor>{output.detach(), sum.detach(), xg.grad(), rg.grad(), wg.grad()};
+  };
+  const auto gs = torch::randn({5, 3, 72});
+  for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kDouble}) {
+    const auto gy = torch::randn({5, 3, 72}).to(dtype);
+    const auto narrowed = run(dtype, gy, gs), plain = run(std::nullopt, gy.to(torch::kFloat), gs);
+    const std::string where = c10::toString(dtype);
+    EXPECT_EQ(narrowed[0].scalar_type(), dtype) << where;
+    EXPECT_EQ(narrowed[1].scalar_type(), torch::kFloat) << where;
+    EXPECT_TRUE(torch::equal(narrowed[0], plain[0].to(dtype))) << where;
+    for (size_t i = 1; i < narrowed.size(); ++i) EXPECT_TRUE(torch::equal(narrowed[i], plain[i])) << where << " " << i;
+  }
+}
+
 TEST(AddRmsNorm, MetaTensorsGiveShapesAndDtypes) {
   const auto meta = torch::TensorOptions().device(torch::kMeta);
   const auto [output, sum, rstd] = bittorch::ops::_add_rms_norm_forward(
@@ -115,6 +141,9 @@ TEST(AddRmsNorm, MetaTensorsGiveShapesAndDtypes) {
   EXPECT_EQ(output.sizes(), torch::IntArrayRef({2, 3, 8}));
   EXPECT_EQ(sum.scalar_type(), torch::kFloat);
   EXPECT_EQ(rstd.sizes(), torch::IntArrayRef({2, 3}));
+  const auto narrowed = std::get<0>(bittorch::ops::_add_rms_norm_forward(
+      torch::empty({2, 8}, meta), torch::empty({2, 8}, meta), torch::empty({8}, meta), 1e-6, torch::kBFloat16));
+  EXPECT_EQ(narrowed.scalar_type(), torch::kBFloat16);
 }
 
 TEST(AddRmsNorm, RefusesBadArgumentsNamingThem) {
@@ -130,6 +159,8 @@ TEST(AddRmsNorm, RefusesBadArgumentsNamingThem) {
                                       {"float32 weight or one of the sum's dtype"}));
   EXPECT_TRUE(
       throws_error_mentioning([&] { add_rms_norm(x, x, torch::ones({6}), 0.0); }, {"eps must be finite and > 0"}));
+  EXPECT_TRUE(throws_error_mentioning([&] { add_rms_norm(x, x, torch::ones({6}), 1e-6, torch::kInt); },
+                                      {"output_dtype float32, float64, float16 or bfloat16", "Int"}));
   EXPECT_TRUE(throws_error_mentioning([&] { add_rms_norm(x.to(torch::kInt), x.to(torch::kInt), torch::ones({6})); },
                                       {"bittorch::add_rms_norm"}));
 }

@@ -110,6 +110,8 @@ def check_opcheck(device):
                                     torch.rand(16, device=device).requires_grad_(), 1e-6)),
         (ops.add_rms_norm.default, (x.clone().requires_grad_(), x.bfloat16().requires_grad_(),
                                     torch.rand(16, device=device).requires_grad_(), 1e-5)),
+        (ops.add_rms_norm.default, (x.clone().requires_grad_(), torch.randn(3, 2, 16, device=device).requires_grad_(),
+                                    torch.rand(16, device=device).requires_grad_(), 1e-6, torch.bfloat16)),
         (ops.squared_relu.default, (x.clone().requires_grad_(),)),
         (ops.squared_relu.default, (x.bfloat16().requires_grad_(),)),
         (ops._squared_relu_backward.default, (torch.randn(3, 2, 16, device=device), x.square())),
@@ -123,6 +125,7 @@ def check_opcheck(device):
                                                   torch.randn(1, 1, 3, 4, device=device),
                                                   torch.rand(3, 4, device=device), torch.rand(3, 4, device=device))),
         (ops._add_rms_norm_forward.default, (x, x.half(), torch.rand(16, device=device), 1e-6)),
+        (ops._add_rms_norm_forward.default, (x, x, torch.rand(16, device=device), 1e-6, torch.half)),
         (ops._linear_cross_entropy_forward.default, (x, w, torch.randint(0, 8, (3, 2), device=device), -100, 2,
                                                      True)),
     ]

@@ -13,10 +13,12 @@
 
 TORCH_LIBRARY_FRAGMENT(bittorch, m) {
   // sum = input + residual and output = rms_norm(sum) * weight, in one op.
-  m.def("add_rms_norm(Tensor input, Tensor residual, Tensor weight, float eps=1e-06) -> (Tensor output, Tensor sum)");
   m.def(
-      "_add_rms_norm_forward(Tensor input, Tensor residual, Tensor weight, float eps) -> (Tensor output, Tensor sum, "
-      "Tensor rstd)");
+      "add_rms_norm(Tensor input, Tensor residual, Tensor weight, float eps=1e-06, ScalarType? output_dtype=None) -> "
+      "(Tensor output, Tensor sum)");
+  m.def(
+      "_add_rms_norm_forward(Tensor input, Tensor residual, Tensor weight, float eps, ScalarType? output_dtype=None) "
+      "-> (Tensor output, Tensor sum, Tensor rstd)");
   m.def(
       "_add_rms_norm_backward(Tensor grad_output, Tensor? grad_sum_in, Tensor sum, Tensor weight, Tensor rstd, "
       "bool[2] output_mask) -> (Tensor grad_sum, Tensor grad_weight)");
@@ -25,16 +27,18 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
 namespace bittorch::ops {
 
 std::tuple<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& input, const at::Tensor& residual,
-                                                const at::Tensor& weight, double eps) {
+                                                const at::Tensor& weight, double eps,
+                                                std::optional<at::ScalarType> output_dtype) {
   static const auto op = find_op<decltype(add_rms_norm)>("bittorch::add_rms_norm");
-  return op.call(input, residual, weight, eps);
+  return op.call(input, residual, weight, eps, output_dtype);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> _add_rms_norm_forward(const at::Tensor& input,
                                                                      const at::Tensor& residual,
-                                                                     const at::Tensor& weight, double eps) {
+                                                                     const at::Tensor& weight, double eps,
+                                                                     std::optional<at::ScalarType> output_dtype) {
   static const auto op = find_op<decltype(_add_rms_norm_forward)>("bittorch::_add_rms_norm_forward");
-  return op.call(input, residual, weight, eps);
+  return op.call(input, residual, weight, eps, output_dtype);
 }
 
 std::tuple<at::Tensor, at::Tensor> _add_rms_norm_backward(const at::Tensor& grad_output,
@@ -55,8 +59,9 @@ at::Tensor add_rms_norm_weight_grad(const at::Tensor& grad_output, const at::Ten
 // The op without autograd (inference, and what the Autograd kernel's Function wraps): the
 // forward's first two outputs.
 std::tuple<at::Tensor, at::Tensor> add_rms_norm_composite(const at::Tensor& input, const at::Tensor& residual,
-                                                          const at::Tensor& weight, double eps) {
-  auto [output, sum, rstd] = _add_rms_norm_forward(input, residual, weight, eps);
+                                                          const at::Tensor& weight, double eps,
+                                                          std::optional<at::ScalarType> output_dtype) {
+  auto [output, sum, rstd] = _add_rms_norm_forward(input, residual, weight, eps, output_dtype);
   return {output, sum};
 }
 
@@ -65,7 +70,8 @@ at::ScalarType add_rms_norm_accumulate_dtype(at::ScalarType sum_dtype) {
 }
 
 at::ScalarType check_add_rms_norm_args(const char* op, const at::Tensor& input, const at::Tensor& residual,
-                                       const at::Tensor& weight, double eps) {
+                                       const at::Tensor& weight, double eps,
+                                       std::optional<at::ScalarType> output_dtype) {
   check_input(op, input);
   TORCH_CHECK(input.size(-1) >= 1, op, ": expected at least one feature, but got input ", input.sizes());
   TORCH_CHECK(residual.defined() && residual.sizes() == input.sizes() && residual.device() == input.device(), op,
@@ -83,6 +89,9 @@ at::ScalarType check_add_rms_norm_args(const char* op, const at::Tensor& input, 
   TORCH_CHECK(weight.scalar_type() == at::kFloat || weight.scalar_type() == sum_dtype, op,
               ": expected a float32 weight or one of the sum's dtype ", sum_dtype, ", but got ", weight.scalar_type());
   TORCH_CHECK(std::isfinite(eps) && eps > 0, op, ": eps must be finite and > 0, not ", eps);
+  TORCH_CHECK(!output_dtype || *output_dtype == at::kFloat || *output_dtype == at::kDouble ||
+                  *output_dtype == at::kHalf || *output_dtype == at::kBFloat16,
+              op, ": expected output_dtype float32, float64, float16 or bfloat16, but got ", *output_dtype);
   return sum_dtype;
 }
 
@@ -93,8 +102,8 @@ void check_add_rms_norm_backward_args(const char* op, const at::Tensor& grad_out
       sum.defined() && sum.dim() >= 1 && weight.defined() && weight.dim() == 1 && weight.size(0) == sum.size(-1), op,
       ": expected sum [*, features] and weight [features]");
   TORCH_CHECK(
-      grad_output.defined() && grad_output.sizes() == sum.sizes() && grad_output.scalar_type() == sum.scalar_type(), op,
-      ": expected grad_output of the sum's shape and dtype");
+      grad_output.defined() && grad_output.sizes() == sum.sizes() && at::isFloatingType(grad_output.scalar_type()), op,
+      ": expected a floating grad_output of the sum's shape");
   TORCH_CHECK(!grad_sum_in.has_value() || !grad_sum_in->defined() ||
                   (grad_sum_in->sizes() == sum.sizes() && grad_sum_in->scalar_type() == sum.scalar_type()),
               op, ": expected grad_sum_in of the sum's shape and dtype");

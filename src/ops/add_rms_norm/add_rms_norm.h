@@ -7,11 +7,14 @@
 namespace bittorch::ops {
 
 /// The shapes and dtypes of bittorch::add_rms_norm's arguments (see
-/// include/bittorch/ops/add_rms_norm.h); returns the dtype of sum and output.
+/// include/bittorch/ops/add_rms_norm.h); returns the dtype of sum (and of the output unless
+/// output_dtype names another).
 at::ScalarType check_add_rms_norm_args(const char* op, const at::Tensor& input, const at::Tensor& residual,
-                                       const at::Tensor& weight, double eps);
+                                       const at::Tensor& weight, double eps,
+                                       std::optional<at::ScalarType> output_dtype);
 
-/// The backward's arguments against the forward's shapes.
+/// The backward's arguments against the forward's shapes (grad_output in any floating dtype:
+/// the sum's, or the output's where output_dtype made it another).
 void check_add_rms_norm_backward_args(const char* op, const at::Tensor& grad_output,
                                       const std::optional<at::Tensor>& grad_sum_in, const at::Tensor& sum,
                                       const at::Tensor& weight, const at::Tensor& rstd);

@@ -14,9 +14,10 @@ namespace {
 class AddRmsNormFunction : public torch::autograd::Function<AddRmsNormFunction> {
  public:
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
-                                                const at::Tensor& residual, const at::Tensor& weight, double eps) {
+                                                const at::Tensor& residual, const at::Tensor& weight, double eps,
+                                                std::optional<at::ScalarType> output_dtype) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, sum, rstd] = _add_rms_norm_forward(input, residual, weight, eps);
+    auto [output, sum, rstd] = _add_rms_norm_forward(input, residual, weight, eps, output_dtype);
     ctx->save_for_backward({sum, weight, rstd});
     ctx->saved_data["input_dtype"] = static_cast<int64_t>(input.scalar_type());
     ctx->saved_data["residual_dtype"] = static_cast<int64_t>(residual.scalar_type());
@@ -35,21 +36,23 @@ class AddRmsNormFunction : public torch::autograd::Function<AddRmsNormFunction> 
     const auto as = [&](const char* key) {
       return grad_sum.defined() ? grad_sum.to(static_cast<at::ScalarType>(ctx->saved_data[key].toInt())) : at::Tensor();
     };
-    return {as("input_dtype"), as("residual_dtype"), grad_weight, at::Tensor()};
+    return {as("input_dtype"), as("residual_dtype"), grad_weight, at::Tensor(), at::Tensor()};
   }
 };
 
 std::tuple<at::Tensor, at::Tensor> add_rms_norm_autograd(const at::Tensor& input, const at::Tensor& residual,
-                                                         const at::Tensor& weight, double eps) {
-  const auto outputs = AddRmsNormFunction::apply(input, residual, weight, eps);
+                                                         const at::Tensor& weight, double eps,
+                                                         std::optional<at::ScalarType> output_dtype) {
+  const auto outputs = AddRmsNormFunction::apply(input, residual, weight, eps, output_dtype);
   return {outputs[0], outputs[1]};
 }
 
 // The forward and backward halves are leaves of the graph: not differentiable themselves.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_autograd(const at::Tensor& input, const at::Tensor& residual,
-                                                                const at::Tensor& weight, double eps) {
+                                                                const at::Tensor& weight, double eps,
+                                                                std::optional<at::ScalarType> output_dtype) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  return _add_rms_norm_forward(input, residual, weight, eps);
+  return _add_rms_norm_forward(input, residual, weight, eps, output_dtype);
 }
 
 std::tuple<at::Tensor, at::Tensor> backward_autograd(const at::Tensor& grad_output,

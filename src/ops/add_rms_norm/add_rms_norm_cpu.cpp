@@ -19,31 +19,37 @@ constexpr const char* kOp = "bittorch::add_rms_norm";
 constexpr int64_t kRowsPerTask = 16;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& input, const at::Tensor& residual,
-                                                           const at::Tensor& weight, double eps) {
-  const auto sum_dtype = check_add_rms_norm_args(kOp, input, residual, weight, eps);
+                                                           const at::Tensor& weight, double eps,
+                                                           std::optional<at::ScalarType> output_dtype) {
+  const auto sum_dtype = check_add_rms_norm_args(kOp, input, residual, weight, eps, output_dtype);
   const auto sum = at::add(input, residual).contiguous();  // in the promoted dtype, one pass
   const int64_t features = sum.size(-1), rows = sum.numel() / features;
   const auto accumulate = add_rms_norm_accumulate_dtype(sum_dtype);
-  auto output = at::empty_like(sum);
+  auto output = at::empty_like(sum, sum.options().dtype(output_dtype.value_or(sum_dtype)));
   auto rstd = at::empty(sum.sizes().slice(0, sum.dim() - 1), sum.options().dtype(accumulate));
   const auto gain = weight.to(accumulate).contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, sum_dtype, "add_rms_norm_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto* s = sum.const_data_ptr<scalar_t>();
-    const auto* w = gain.const_data_ptr<acc_t>();
-    auto* out = output.mutable_data_ptr<scalar_t>();
-    auto* r = rstd.mutable_data_ptr<acc_t>();
-    at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        const scalar_t* x = s + row * features;
-        acc_t squares = 0;
-        for (int64_t c = 0; c < features; ++c) squares += static_cast<acc_t>(x[c]) * static_cast<acc_t>(x[c]);
-        const acc_t reciprocal = acc_t(1) / std::sqrt(squares / static_cast<acc_t>(features) + static_cast<acc_t>(eps));
-        r[row] = reciprocal;
-        for (int64_t c = 0; c < features; ++c) {
-          out[row * features + c] = static_cast<scalar_t>(static_cast<acc_t>(x[c]) * reciprocal * w[c]);
+    using sum_t = scalar_t;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, output.scalar_type(), "add_rms_norm_cpu_output", [&] {
+      using out_t = scalar_t;
+      const auto* s = sum.const_data_ptr<sum_t>();
+      const auto* w = gain.const_data_ptr<acc_t>();
+      auto* out = output.mutable_data_ptr<out_t>();
+      auto* r = rstd.mutable_data_ptr<acc_t>();
+      at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          const sum_t* x = s + row * features;
+          acc_t squares = 0;
+          for (int64_t c = 0; c < features; ++c) squares += static_cast<acc_t>(x[c]) * static_cast<acc_t>(x[c]);
+          const acc_t reciprocal =
+              acc_t(1) / std::sqrt(squares / static_cast<acc_t>(features) + static_cast<acc_t>(eps));
+          r[row] = reciprocal;
+          for (int64_t c = 0; c < features; ++c) {
+            out[row * features + c] = static_cast<out_t>(static_cast<acc_t>(x[c]) * reciprocal * w[c]);
+          }
         }
-      }
+      });
     });
   });
   return {output, sum, rstd};
@@ -56,7 +62,8 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_output,
   check_add_rms_norm_backward_args(kOp, grad_output, grad_sum_in, sum, weight, rstd);
   const int64_t features = sum.size(-1), rows = sum.numel() / features;
   const auto accumulate = rstd.scalar_type();
-  const auto s_all = sum.contiguous(), gy_all = grad_output.contiguous(), r_all = rstd.contiguous();
+  const auto s_all = sum.contiguous(), r_all = rstd.contiguous();
+  const auto gy_all = grad_output.to(sum.scalar_type()).contiguous();  // from the output's dtype where it differs
   at::Tensor grad_sum, grad_weight;
   if (output_mask[0]) {
     const bool has_in = grad_sum_in.has_value() && grad_sum_in->defined();

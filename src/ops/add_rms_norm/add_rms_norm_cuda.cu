@@ -1,9 +1,10 @@
 // bittorch::add_rms_norm on CUDA: one block of 256 threads per row. The forward adds the two
 // inputs, writes the sum and sums its squares in one pass, reduces them over the block, and
-// writes the normalized row in a second pass over the sum it just wrote (in L1/L2); the
-// backward reduces (grad_output * weight) . n per row and writes the sum's gradient in one
-// more pass. The weight's gradient, a reduction over rows, is the shared ATen expression.
-
+// writes the normalized row (in the sum's dtype or output_dtype) in a second pass over the sum
+// it just wrote (in L1/L2). The backward's blocks each take every gridDim-th row: per row they
+// reduce (grad_output * weight) . n and write the sum's gradient in one more pass, adding
+// grad_output * n into the block's own column sums of the weight's gradient (in shared
+// memory); the host sums the blocks' column sums.
 #include "ops/add_rms_norm/add_rms_norm.h"
 #include "ops/common/cuda/dependent_launch.cuh"
 
@@ -25,10 +26,10 @@ constexpr int kThreads = 256;
 
 // The weight is read in its own dtype (the sum's or the accumulation's), so that a bfloat16
 // model's norm needs no cast of its weight first.
-template <typename scalar_t, typename residual_t, typename weight_t, typename acc_t>
+template <typename scalar_t, typename residual_t, typename weight_t, typename output_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     add_rms_norm_forward_kernel(const scalar_t* input, const residual_t* residual, const weight_t* weight,
-                                scalar_t* sum, scalar_t* output, acc_t* rstd, int64_t features, acc_t eps) {
+                                scalar_t* sum, output_t* output, acc_t* rstd, int64_t features, acc_t eps) {
   wait_for_prior_grid_and_allow_next();
   using Reduce = cub::BlockReduce<acc_t, kThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
@@ -49,39 +50,60 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const acc_t r = row_rstd;
   for (int64_t c = threadIdx.x; c < features; c += kThreads) {  // each thread rereads what it wrote
-    output[base + c] = static_cast<scalar_t>(static_cast<acc_t>(sum[base + c]) * r * static_cast<acc_t>(weight[c]));
+    output[base + c] = static_cast<output_t>(static_cast<acc_t>(sum[base + c]) * r * static_cast<acc_t>(weight[c]));
   }
 }
 
-template <typename scalar_t, typename acc_t>
+// weight_grad_partials [gridDim.x, features], or null where the weight's gradient is not
+// wanted; then no dynamic shared memory either. Each thread keeps the columns c = threadIdx.x
+// (mod kThreads) of the block's sums, so they need no synchronization.
+template <typename scalar_t, typename grad_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
-    add_rms_norm_backward_kernel(const scalar_t* grad_output, const scalar_t* grad_sum_in, const scalar_t* sum,
-                                 const acc_t* weight, const acc_t* rstd, scalar_t* grad_sum, int64_t features) {
+    add_rms_norm_backward_kernel(const grad_t* grad_output, const scalar_t* grad_sum_in, const scalar_t* sum,
+                                 const acc_t* weight, const acc_t* rstd, scalar_t* grad_sum,
+                                 acc_t* weight_grad_partials, int64_t rows, int64_t features) {
   wait_for_prior_grid_and_allow_next();
   using Reduce = cub::BlockReduce<acc_t, kThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ acc_t row_mean;
-  const int64_t base = static_cast<int64_t>(blockIdx.x) * features;
-  const acc_t r = rstd[blockIdx.x];
-  acc_t dot = 0;
-  for (int64_t c = threadIdx.x; c < features; c += kThreads) {
-    dot += static_cast<acc_t>(grad_output[base + c]) * weight[c] * static_cast<acc_t>(sum[base + c]) * r;
+  extern __shared__ unsigned char column_bytes[];
+  acc_t* weight_grad = reinterpret_cast<acc_t*>(column_bytes);
+  const bool wants_weight_grad = weight_grad_partials != nullptr;
+  if (wants_weight_grad) {
+    for (int64_t c = threadIdx.x; c < features; c += kThreads) weight_grad[c] = 0;
   }
-  const acc_t total = Reduce(reduce_storage).Sum(dot);
-  if (threadIdx.x == 0) row_mean = total / static_cast<acc_t>(features);
-  __syncthreads();
-  const acc_t mean = row_mean;
-  for (int64_t c = threadIdx.x; c < features; c += kThreads) {
-    const acc_t n = static_cast<acc_t>(sum[base + c]) * r;
-    acc_t g = r * (static_cast<acc_t>(grad_output[base + c]) * weight[c] - n * mean);
-    if (grad_sum_in != nullptr) g += static_cast<acc_t>(grad_sum_in[base + c]);
-    grad_sum[base + c] = static_cast<scalar_t>(g);
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const int64_t base = row * features;
+    const acc_t r = rstd[row];
+    acc_t dot = 0;
+    for (int64_t c = threadIdx.x; c < features; c += kThreads) {
+      dot += static_cast<acc_t>(grad_output[base + c]) * weight[c] * static_cast<acc_t>(sum[base + c]) * r;
+    }
+    // The reduction's storage and row_mean are reused by the next row only after its
+    // reduction's own barrier, which every thread reaches after reading this row's mean.
+    const acc_t total = Reduce(reduce_storage).Sum(dot);
+    if (threadIdx.x == 0) row_mean = total / static_cast<acc_t>(features);
+    __syncthreads();
+    const acc_t mean = row_mean;
+    for (int64_t c = threadIdx.x; c < features; c += kThreads) {
+      const acc_t n = static_cast<acc_t>(sum[base + c]) * r, gy = static_cast<acc_t>(grad_output[base + c]);
+      acc_t g = r * (gy * weight[c] - n * mean);
+      if (grad_sum_in != nullptr) g += static_cast<acc_t>(grad_sum_in[base + c]);
+      grad_sum[base + c] = static_cast<scalar_t>(g);
+      if (wants_weight_grad) weight_grad[c] += gy * n;
+    }
+  }
+  if (wants_weight_grad) {
+    for (int64_t c = threadIdx.x; c < features; c += kThreads) {
+      weight_grad_partials[blockIdx.x * features + c] = weight_grad[c];
+    }
   }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const at::Tensor& residual,
-                                                            const at::Tensor& weight, double eps) {
-  const auto sum_dtype = check_add_rms_norm_args(kOp, input, residual, weight, eps);
+                                                            const at::Tensor& weight, double eps,
+                                                            std::optional<at::ScalarType> output_dtype) {
+  const auto sum_dtype = check_add_rms_norm_args(kOp, input, residual, weight, eps, output_dtype);
   const c10::cuda::CUDAGuard device_guard(input.device());
   // The operand in the sum's dtype first (addition commutes); the other may be narrower.
   const bool input_first = input.scalar_type() == sum_dtype;
@@ -94,29 +116,44 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& in
   }
   const int64_t features = first.size(-1), rows = first.numel() / features;
   const auto accumulate = add_rms_norm_accumulate_dtype(sum_dtype);
+  // The kernels write the sum's dtype, or a narrower output from a float32 sum (autocast's
+  // case); any other output dtype is a cast after.
+  const auto wanted_output = output_dtype.value_or(sum_dtype);
+  const bool narrower_output =
+      sum_dtype == at::kFloat && (wanted_output == at::kBFloat16 || wanted_output == at::kHalf);
   auto sum = at::empty_like(first);
-  auto output = at::empty_like(first);
+  auto output = at::empty_like(first, first.options().dtype(narrower_output ? wanted_output : sum_dtype));
   auto rstd = at::empty(first.sizes().slice(0, first.dim() - 1), first.options().dtype(accumulate));
-  if (rows == 0) return {output, sum, rstd};
+  if (rows == 0) return {output.to(wanted_output).view(input.sizes()), sum.view(input.sizes()), rstd};
   const bool weight_as_sum = weight.scalar_type() == sum_dtype;
   const auto gain = (weight_as_sum ? weight : weight.to(accumulate)).contiguous();
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, sum_dtype, "add_rms_norm_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto launch_with = [&](auto residual_zero, auto weight_zero) {
+    const auto launch_with = [&](auto residual_zero, auto weight_zero, auto output_zero) {
       using residual_t = decltype(residual_zero);
       using weight_t = decltype(weight_zero);
-      launch_dependent(add_rms_norm_forward_kernel<scalar_t, residual_t, weight_t, acc_t>,
+      using output_t = decltype(output_zero);
+      launch_dependent(add_rms_norm_forward_kernel<scalar_t, residual_t, weight_t, output_t, acc_t>,
                        dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, stream, first.const_data_ptr<scalar_t>(),
                        second.const_data_ptr<residual_t>(), gain.const_data_ptr<weight_t>(),
-                       sum.mutable_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(),
+                       sum.mutable_data_ptr<scalar_t>(), output.mutable_data_ptr<output_t>(),
                        rstd.mutable_data_ptr<acc_t>(), features, static_cast<acc_t>(eps));
+    };
+    const auto with_output = [&](auto residual_zero, auto weight_zero) {
+      if (output.scalar_type() == at::kBFloat16 && sum_dtype == at::kFloat) {
+        launch_with(residual_zero, weight_zero, at::BFloat16());
+      } else if (output.scalar_type() == at::kHalf && sum_dtype == at::kFloat) {
+        launch_with(residual_zero, weight_zero, at::Half());
+      } else {
+        launch_with(residual_zero, weight_zero, scalar_t());
+      }
     };
     const auto launch = [&](auto residual_zero) {
       if (weight_as_sum) {
-        launch_with(residual_zero, scalar_t());
+        with_output(residual_zero, scalar_t());
       } else {
-        launch_with(residual_zero, acc_t());
+        with_output(residual_zero, acc_t());
       }
     };
     if (second.scalar_type() == at::kBFloat16 && sum_dtype == at::kFloat) {
@@ -127,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& in
       launch(scalar_t());
     }
   });
-  return {output.view(input.sizes()), sum.view(input.sizes()), rstd};
+  return {output.to(wanted_output).view(input.sizes()), sum.view(input.sizes()), rstd};
 }
 
 std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output,
@@ -136,26 +173,53 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output,
                                                  std::array<bool, 2> output_mask) {
   check_add_rms_norm_backward_args(kOp, grad_output, grad_sum_in, sum, weight, rstd);
   const c10::cuda::CUDAGuard device_guard(sum.device());
-  const auto s = sum.contiguous(), gy = grad_output.contiguous(), r = rstd.contiguous();
+  const auto s = sum.contiguous(), r = rstd.contiguous();
+  // The kernel reads the gradient in the sum's dtype, or a narrower one with a float32 sum.
+  const bool narrower_grad = s.scalar_type() == at::kFloat &&
+                             (grad_output.scalar_type() == at::kBFloat16 || grad_output.scalar_type() == at::kHalf);
+  const auto gy = (narrower_grad ? grad_output : grad_output.to(s.scalar_type())).contiguous();
   at::Tensor grad_sum, grad_weight;
   const int64_t features = s.size(-1), rows = s.numel() / features;
+  const auto accumulate = r.scalar_type();
+  const int64_t column_bytes = features * static_cast<int64_t>(c10::elementSize(accumulate));
+  // The weight's gradient comes with the sum's where the block's column sums fit its shared
+  // memory (48 KiB: 12288 float32 features); else, and alone, from the ATen expression.
+  const bool weight_grad_in_kernel = output_mask[0] && output_mask[1] && rows > 0 && column_bytes <= 48 * 1024;
   if (output_mask[0]) {
     const bool has_in = grad_sum_in.has_value() && grad_sum_in->defined();
     const auto gs = has_in ? grad_sum_in->contiguous() : at::Tensor();
     grad_sum = at::empty_like(s);
-    const auto gain = weight.to(r.scalar_type()).contiguous();
+    const auto gain = weight.to(accumulate).contiguous();
+    // Enough blocks to fill every SM (8 of 256 threads each), each taking rows in turn.
+    const int64_t blocks =
+        std::min<int64_t>(rows, static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 8);
+    at::Tensor partials;
+    if (weight_grad_in_kernel) partials = at::empty({blocks, features}, s.options().dtype(accumulate));
     if (rows > 0) {
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "add_rms_norm_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        launch_dependent(add_rms_norm_backward_kernel<scalar_t, acc_t>, dim3(static_cast<unsigned>(rows)),
-                         dim3(kThreads), 0, at::cuda::getCurrentCUDAStream(), gy.const_data_ptr<scalar_t>(),
-                         has_in ? gs.const_data_ptr<scalar_t>() : nullptr, s.const_data_ptr<scalar_t>(),
-                         gain.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(), grad_sum.mutable_data_ptr<scalar_t>(),
-                         features);
+        const auto launch = [&](auto grad_zero) {
+          using grad_t = decltype(grad_zero);
+          launch_dependent(add_rms_norm_backward_kernel<scalar_t, grad_t, acc_t>, dim3(static_cast<unsigned>(blocks)),
+                           dim3(kThreads), weight_grad_in_kernel ? static_cast<size_t>(column_bytes) : 0,
+                           at::cuda::getCurrentCUDAStream(), gy.const_data_ptr<grad_t>(),
+                           has_in ? gs.const_data_ptr<scalar_t>() : nullptr, s.const_data_ptr<scalar_t>(),
+                           gain.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(),
+                           grad_sum.mutable_data_ptr<scalar_t>(),
+                           weight_grad_in_kernel ? partials.mutable_data_ptr<acc_t>() : nullptr, rows, features);
+        };
+        if (gy.scalar_type() == at::kBFloat16 && s.scalar_type() == at::kFloat) {
+          launch(at::BFloat16());
+        } else if (gy.scalar_type() == at::kHalf && s.scalar_type() == at::kFloat) {
+          launch(at::Half());
+        } else {
+          launch(scalar_t());
+        }
       });
     }
+    if (weight_grad_in_kernel) grad_weight = partials.sum(0).to(weight.scalar_type());
   }
-  if (output_mask[1]) grad_weight = add_rms_norm_weight_grad(gy, s, weight, r);
+  if (output_mask[1] && !weight_grad_in_kernel) grad_weight = add_rms_norm_weight_grad(gy, s, weight, r);
   return {grad_sum, grad_weight};
 }
 

@@ -9,10 +9,11 @@ namespace {
 constexpr const char* kOp = "bittorch::add_rms_norm";
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_meta(const at::Tensor& input, const at::Tensor& residual,
-                                                            const at::Tensor& weight, double eps) {
-  const auto sum_dtype = check_add_rms_norm_args(kOp, input, residual, weight, eps);
+                                                            const at::Tensor& weight, double eps,
+                                                            std::optional<at::ScalarType> output_dtype) {
+  const auto sum_dtype = check_add_rms_norm_args(kOp, input, residual, weight, eps, output_dtype);
   const auto options = input.options().dtype(sum_dtype);
-  return {at::empty(input.sizes(), options), at::empty(input.sizes(), options),
+  return {at::empty(input.sizes(), options.dtype(output_dtype.value_or(sum_dtype))), at::empty(input.sizes(), options),
           at::empty(input.sizes().slice(0, input.dim() - 1), options.dtype(add_rms_norm_accumulate_dtype(sum_dtype)))};
 }
 

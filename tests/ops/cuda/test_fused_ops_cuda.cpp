@@ -28,23 +28,30 @@ TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
   struct Case {
     int64_t rows, features;
     torch::ScalarType input, residual;
+    std::optional<torch::ScalarType> output = std::nullopt;
   };
-  for (const auto& c : {Case{1, 1, torch::kFloat, torch::kFloat}, Case{7, 33, torch::kFloat, torch::kFloat},
-                        Case{64, 256, torch::kFloat, torch::kBFloat16}, Case{5, 1536, torch::kFloat, torch::kHalf},
-                        Case{9, 770, torch::kBFloat16, torch::kBFloat16}, Case{3, 300, torch::kHalf, torch::kHalf},
-                        Case{4, 96, torch::kBFloat16, torch::kFloat}, Case{2, 130, torch::kDouble, torch::kDouble}}) {
+  // Past a few thousand rows each backward block takes several rows in turn (its column sums of
+  // the weight's gradient); 13000 features leave the weight's gradient to the ATen expression.
+  for (const auto& c :
+       {Case{1, 1, torch::kFloat, torch::kFloat}, Case{7, 33, torch::kFloat, torch::kFloat},
+        Case{64, 256, torch::kFloat, torch::kBFloat16}, Case{5, 1536, torch::kFloat, torch::kHalf},
+        Case{9, 770, torch::kBFloat16, torch::kBFloat16}, Case{3, 300, torch::kHalf, torch::kHalf},
+        Case{4, 96, torch::kBFloat16, torch::kFloat}, Case{2, 130, torch::kDouble, torch::kDouble},
+        Case{3000, 96, torch::kFloat, torch::kBFloat16, torch::kBFloat16},
+        Case{2500, 770, torch::kFloat, torch::kFloat, torch::kHalf}, Case{1100, 33, torch::kDouble, torch::kDouble},
+        Case{40, 64, torch::kFloat, torch::kFloat, torch::kDouble}, Case{3, 13000, torch::kFloat, torch::kFloat}}) {
     torch::manual_seed(31);
     const auto x = torch::randn({c.rows, c.features}).to(c.input);
     const auto r = torch::randn({c.rows, c.features}).to(c.residual);
     const auto w = 1 + 0.3 * torch::randn({c.features});
-    const auto gy_dtype = torch::promote_types(c.input, c.residual);
-    const auto gy = torch::randn({c.rows, c.features}).to(gy_dtype),
-               gs = torch::randn({c.rows, c.features}).to(gy_dtype);
+    const auto sum_dtype = torch::promote_types(c.input, c.residual);
+    const auto gy = torch::randn({c.rows, c.features}).to(c.output.value_or(sum_dtype)),
+               gs = torch::randn({c.rows, c.features}).to(sum_dtype);
     const auto run = [&](torch::Device device) {
       auto xd = x.to(device).detach().requires_grad_(), rd = r.to(device).detach().requires_grad_(),
            wd = w.to(device).detach().requires_grad_();
-      auto [output, sum] = bittorch::ops::add_rms_norm(xd, rd, wd, 1e-6);
-      ((output * gy.to(device)).sum() + (sum * gs.to(device)).sum()).backward();
+      auto [output, sum] = bittorch::ops::add_rms_norm(xd, rd, wd, 1e-6, c.output);
+      torch::autograd::backward({output, sum}, {gy.to(device), gs.to(device)});
       return std::vector<torch::Tensor>{output.detach(), sum.detach(), xd.grad(), rd.grad(), wd.grad()};
     };
     const auto cpu = run(torch::kCPU), cuda = run(torch::kCUDA);
@@ -53,7 +60,7 @@ TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
     const auto tolerance_of = [](torch::ScalarType dtype) {
       return dtype == torch::kDouble ? 1e-10 : dtype == torch::kFloat ? 1e-4 : dtype == torch::kHalf ? 2e-3 : 1.6e-2;
     };
-    const double computed = gy_dtype == torch::kDouble ? 1e-10 : gy_dtype == torch::kFloat ? 1e-4 : 3e-2;
+    const double computed = sum_dtype == torch::kDouble ? 1e-10 : sum_dtype == torch::kFloat ? 1e-4 : 3e-2;
     const char* names[] = {"output", "sum", "grad_input", "grad_residual", "grad_weight"};
     for (size_t i = 0; i < cpu.size(); ++i) {
       EXPECT_EQ(cuda[i].scalar_type(), cpu[i].scalar_type()) << names[i];
@@ -61,9 +68,34 @@ TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
       const double tol = std::max(computed, tolerance_of(cpu[i].scalar_type()));
       EXPECT_LE(max_error(cuda[i], cpu[i]), tol * scale)
           << names[i] << ", " << c.rows << " x " << c.features << ", " << c10::toString(c.input) << " + "
-          << c10::toString(c.residual);
+          << c10::toString(c.residual) << " -> " << c10::toString(c.output.value_or(sum_dtype));
     }
+    EXPECT_EQ(cuda[0].scalar_type(), c.output.value_or(sum_dtype));
   }
+}
+
+// Under autocast the norm writes the autocast dtype (the values of the float32 output rounded
+// once) and keeps a float32 sum; float64 inputs are left as they are.
+TEST(FusedOpsCuda, AddRmsNormUnderAutocastWritesTheAutocastDtype) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(32);
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  const auto x = torch::randn({6, 4, 96}, cuda), w = 1 + 0.3 * torch::randn({96}, cuda);
+  const auto r = torch::randn({6, 4, 96}, cuda.dtype(torch::kBFloat16));
+  const auto [plain_output, plain_sum] = bittorch::ops::add_rms_norm(x, r, w);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  const auto [output, sum] = bittorch::ops::add_rms_norm(x, r, w);
+  const auto [double_output, double_sum] =
+      bittorch::ops::add_rms_norm(x.to(torch::kDouble), r.to(torch::kDouble), w.to(torch::kDouble));
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+  at::autocast::clear_cache();
+  EXPECT_EQ(output.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(sum.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(output, plain_output.to(torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(sum, plain_sum));
+  EXPECT_EQ(double_output.scalar_type(), torch::kDouble);
+  EXPECT_EQ(double_sum.scalar_type(), torch::kDouble);
 }
 
 TEST(FusedOpsCuda, RotaryEmbeddingMatchesTheFormula) {
