@@ -1,7 +1,9 @@
 // bittorch::rotary_embedding on CUDA: one launch rotates the query and the key. Each thread
-// owns a pair (d, d + head_size / 2) of one row (a position of one head): it reads both
-// elements and their table entries once and writes both results, so each element is read and
-// written exactly once; rows of the query come first in the grid, then rows of the key.
+// owns kVec pairs (d, d + head_size / 2) of one row (a position of one head): it reads both
+// runs of kVec elements and their table entries in vector loads and writes both results, so
+// each element is read and written exactly once; rows of the query come first in the grid,
+// then rows of the key. kVec fills 16 bytes where the head size and the layout allow it
+// (8 bfloat16 elements: 4 threads per row of 64), else 1.
 
 #include "ops/rotary_embedding/rotary_embedding.h"
 
@@ -13,61 +15,95 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdint>
+#include <limits>
+
 namespace bittorch::ops::cuda {
 namespace {
 
+constexpr int kThreads = 256;
+
 // Where a [batch, heads, positions, head_size] tensor's rows start: its sizes and strides.
 struct RowLayout {
-  int64_t heads, positions;
+  uint32_t heads, positions;
   int64_t in_strides[3], out_strides[3];
 };
 
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t>
 struct RotaryOperand {
   const scalar_t* in;
   scalar_t* out;
   RowLayout layout;
-  int64_t rows;
+  uint32_t rows;
 };
 
-template <typename scalar_t, typename acc_t>
-__device__ void rotate_row(const RotaryOperand<scalar_t, acc_t>& x, int64_t row, const acc_t* cos,
-                           const acc_t* signed_sin, int64_t half, acc_t sign) {
-  const int64_t t = row % x.layout.positions, h = (row / x.layout.positions) % x.layout.heads,
-                b = row / (x.layout.positions * x.layout.heads);
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Run {
+  T v[N];
+};
+
+template <int kVec, typename T>
+__device__ __forceinline__ Run<T, kVec> load_run(const T* p) {
+  return *reinterpret_cast<const Run<T, kVec>*>(p);
+}
+
+template <int kVec, typename scalar_t, typename acc_t>
+__device__ void rotate_run(const RotaryOperand<scalar_t>& x, uint32_t row, uint32_t j, const acc_t* cos,
+                           const acc_t* signed_sin, uint32_t half, acc_t sign) {
+  const uint32_t t = row % x.layout.positions, head_row = row / x.layout.positions;
+  const uint32_t h = head_row % x.layout.heads, b = head_row / x.layout.heads;
   const scalar_t* in = x.in + b * x.layout.in_strides[0] + h * x.layout.in_strides[1] + t * x.layout.in_strides[2];
   scalar_t* out = x.out + b * x.layout.out_strides[0] + h * x.layout.out_strides[1] + t * x.layout.out_strides[2];
-  const acc_t* c = cos + t * 2 * half;
-  const acc_t* s = signed_sin + t * 2 * half;
-  for (int64_t j = threadIdx.x; j < half; j += blockDim.x) {
-    const acc_t x1 = static_cast<acc_t>(in[j]), x2 = static_cast<acc_t>(in[j + half]);
-    out[j] = static_cast<scalar_t>(x1 * c[j] + x2 * sign * s[j]);
-    out[j + half] = static_cast<scalar_t>(x2 * c[j + half] + x1 * sign * s[j + half]);
+  const acc_t* c = cos + static_cast<int64_t>(t) * 2 * half;
+  const acc_t* s = signed_sin + static_cast<int64_t>(t) * 2 * half;
+  const auto first = load_run<kVec>(in + j), second = load_run<kVec>(in + j + half);
+  const auto c1 = load_run<kVec>(c + j), c2 = load_run<kVec>(c + j + half);
+  const auto s1 = load_run<kVec>(s + j), s2 = load_run<kVec>(s + j + half);
+  Run<scalar_t, kVec> out1, out2;
+#pragma unroll
+  for (int i = 0; i < kVec; ++i) {
+    const acc_t x1 = static_cast<acc_t>(first.v[i]), x2 = static_cast<acc_t>(second.v[i]);
+    out1.v[i] = static_cast<scalar_t>(x1 * c1.v[i] + x2 * sign * s1.v[i]);
+    out2.v[i] = static_cast<scalar_t>(x2 * c2.v[i] + x1 * sign * s2.v[i]);
   }
+  *reinterpret_cast<Run<scalar_t, kVec>*>(out + j) = out1;
+  *reinterpret_cast<Run<scalar_t, kVec>*>(out + j + half) = out2;
 }
 
-template <typename scalar_t, typename acc_t>
-__global__ void rotary_embedding_kernel(RotaryOperand<scalar_t, acc_t> query, RotaryOperand<scalar_t, acc_t> key,
-                                        const acc_t* cos, const acc_t* signed_sin, int64_t half, acc_t sign) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
+template <int kVec, typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    rotary_embedding_kernel(RotaryOperand<scalar_t> query, RotaryOperand<scalar_t> key, const acc_t* cos,
+                            const acc_t* signed_sin, uint32_t half, acc_t sign) {
+  const uint32_t runs_per_row = half / kVec;
+  const uint32_t thread = blockIdx.x * kThreads + threadIdx.x;
+  const uint32_t row = thread / runs_per_row, j = (thread % runs_per_row) * kVec;
   if (row < query.rows) {
-    rotate_row(query, row, cos, signed_sin, half, sign);
-  } else if (row < query.rows + key.rows) {
-    rotate_row(key, row - query.rows, cos, signed_sin, half, sign);
+    rotate_run<kVec>(query, row, j, cos, signed_sin, half, sign);
+  } else if (row - query.rows < key.rows) {
+    rotate_run<kVec>(key, row - query.rows, j, cos, signed_sin, half, sign);
   }
 }
 
-template <typename scalar_t, typename acc_t>
-RotaryOperand<scalar_t, acc_t> operand(const at::Tensor& in, at::Tensor& out) {
-  RotaryOperand<scalar_t, acc_t> x{in.const_data_ptr<scalar_t>(),
-                                   out.mutable_data_ptr<scalar_t>(),
-                                   {in.size(1), in.size(2), {}, {}},
-                                   in.size(0) * in.size(1) * in.size(2)};
+template <typename scalar_t>
+RotaryOperand<scalar_t> operand(const at::Tensor& in, at::Tensor& out) {
+  RotaryOperand<scalar_t> x{in.const_data_ptr<scalar_t>(),
+                            out.mutable_data_ptr<scalar_t>(),
+                            {static_cast<uint32_t>(in.size(1)), static_cast<uint32_t>(in.size(2)), {}, {}},
+                            static_cast<uint32_t>(in.size(0) * in.size(1) * in.size(2))};
   for (int i = 0; i < 3; ++i) {
     x.layout.in_strides[i] = in.stride(i);
     x.layout.out_strides[i] = out.stride(i);
   }
   return x;
+}
+
+// Whether runs of `elements` elements of every row of t start on a multiple of `bytes`.
+bool rows_aligned(const at::Tensor& t, int64_t elements, int64_t bytes) {
+  if (reinterpret_cast<uintptr_t>(t.const_data_ptr()) % bytes != 0) return false;
+  for (int i = 0; i < 3; ++i) {
+    if (t.size(i) > 1 && t.stride(i) % elements != 0) return false;
+  }
+  return true;
 }
 
 std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor& query, const at::Tensor& key,
@@ -77,18 +113,33 @@ std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor&
   const int64_t half = query.size(3) / 2;
   const int64_t rows = query.size(0) * query.size(1) * query.size(2) + key.size(0) * key.size(1) * key.size(2);
   if (rows == 0 || half == 0) return {o.rotated_query, o.rotated_key};
-  // Threads across a row's pairs (a warp multiple, at most 128), rows across the rest of 256.
-  const int pair_threads = static_cast<int>(std::min<int64_t>(128, (half + 31) / 32 * 32));
-  const dim3 block(pair_threads, 256 / pair_threads);
-  const int64_t blocks = (rows + block.y - 1) / block.y;
-  TORCH_CHECK(blocks <= std::numeric_limits<int32_t>::max(), op, ": ", rows, " rows exceed one launch");
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, query.scalar_type(), "rotary_embedding_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    rotary_embedding_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), block, 0, stream>>>(
-        operand<scalar_t, acc_t>(o.query, o.rotated_query), operand<scalar_t, acc_t>(o.key, o.rotated_key),
-        o.cos.const_data_ptr<acc_t>(), o.signed_sin.const_data_ptr<acc_t>(), half, static_cast<acc_t>(sign));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    constexpr int kWide = 16 / sizeof(scalar_t);
+    const auto launch = [&](auto vec) {
+      constexpr int kVec = decltype(vec)::value;
+      const int64_t threads = rows * (half / kVec);
+      TORCH_CHECK(threads <= std::numeric_limits<uint32_t>::max() - kThreads, op, ": ", rows, " rows of ", 2 * half,
+                  " exceed one launch");
+      rotary_embedding_kernel<kVec, scalar_t, acc_t>
+          <<<static_cast<unsigned>((threads + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+              operand<scalar_t>(o.query, o.rotated_query), operand<scalar_t>(o.key, o.rotated_key),
+              o.cos.const_data_ptr<acc_t>(), o.signed_sin.const_data_ptr<acc_t>(), static_cast<uint32_t>(half),
+              static_cast<acc_t>(sign));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    // The tables' runs are kWide elements of acc_t: aligned like the inputs' when their rows are.
+    const bool wide = half % kWide == 0 && rows_aligned(o.query, kWide, 16) &&
+                      rows_aligned(o.rotated_query, kWide, 16) && rows_aligned(o.key, kWide, 16) &&
+                      rows_aligned(o.rotated_key, kWide, 16) &&
+                      reinterpret_cast<uintptr_t>(o.cos.const_data_ptr()) % (kWide * sizeof(acc_t)) == 0 &&
+                      reinterpret_cast<uintptr_t>(o.signed_sin.const_data_ptr()) % (kWide * sizeof(acc_t)) == 0;
+    if (wide) {
+      launch(std::integral_constant<int, kWide>());
+    } else {
+      launch(std::integral_constant<int, 1>());
+    }
   });
   return {o.rotated_query, o.rotated_key};
 }
