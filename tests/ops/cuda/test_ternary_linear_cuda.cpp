@@ -198,8 +198,19 @@ TEST(QuantizeActivationsCuda, BitIdenticalToCpu) {
   torch::manual_seed(25);
   for (const auto format : {ActivationFormat::Int8, ActivationFormat::Float8E4M3}) {
     for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
-      for (const auto& shape : std::vector<std::vector<int64_t>>{
-               {1, 1}, {3, 7}, {0, 8}, {2, 3, 33}, {64, 4096}, {5, 13001}, {4, 30000}, {1000, 64}}) {
+      // Rows of up to 128 packs go a warp per row (1,024 16-bit features; 1,001 rows leave the
+      // last block part empty), longer ones a block per row.
+      for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 1},
+                                                                 {3, 7},
+                                                                 {0, 8},
+                                                                 {2, 3, 33},
+                                                                 {64, 4096},
+                                                                 {5, 13001},
+                                                                 {4, 30000},
+                                                                 {1000, 64},
+                                                                 {1001, 768},
+                                                                 {9, 1024},
+                                                                 {9, 1032}}) {
         auto x = (torch::randn(shape) * torch::logspace(-4, 4, shape.back())).to(dtype);
         const auto cpu = bittorch::nn::functional::quantize_activations(x, format);
         const auto gpu = bittorch::nn::functional::quantize_activations(x.cuda(), format);

@@ -5,7 +5,9 @@
 // thread in registers, reduces a statistic of |x| (max or sum, in double, in a fixed order:
 // deterministic), turns it into the row's scale, then writes the row's outputs from the
 // registers (longer rows re-read their tail, from L2). Few registers per thread, so that
-// enough blocks share an SM to keep HBM busy.
+// enough blocks share an SM to keep HBM busy. Short rows under a max statistic (activations
+// of up to 1,024 bfloat16 features) go one warp per row instead: a block per row would leave
+// most of its threads idle and spend its time in the block's barriers, not in loads.
 //
 // A Quantizer provides:
 //   bool max_statistic;                                  max|x| (true) or sum|x|
@@ -104,6 +106,46 @@ __global__ void __launch_bounds__(kRowThreads, kMinRowBlocksPerSm)
   }
 }
 
+constexpr int kWarpRowsPerBlock = kRowThreads / 32;
+
+/// quantize_rows_kernel with a warp per row, for rows of at most 32 * kCachedPacks packs: the
+/// statistic is reduced across the warp's lanes (a butterfly: every lane ends with the same
+/// value), lane 0 finishes the row, and the scale reaches the other lanes by shuffle.
+template <typename in_t, int N, typename Quantizer>
+__global__ void __launch_bounds__(kRowThreads)
+    quantize_warp_rows_kernel(const in_t* __restrict__ input, int64_t rows, int64_t cols, Quantizer quantizer) {
+  wait_for_prior_grid_and_allow_next();
+  using InPack = Pack<in_t, N>;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int64_t row = int64_t{blockIdx.x} * kWarpRowsPerBlock + threadIdx.x / 32;
+  if (row >= rows) return;  // a whole warp: the shuffles below involve no lane that left
+  const auto* packs = reinterpret_cast<const InPack*>(input + row * cols);
+  const int64_t num_packs = cols / N;
+  InPack cache[kCachedPacks];
+  double acc = 0.0;
+#pragma unroll
+  for (int j = 0; j < kCachedPacks; ++j) {
+    const int64_t p = lane + int64_t{j} * 32;
+    if (p < num_packs) {
+      cache[j] = packs[p];
+      acc = accumulate(acc, cache[j], quantizer.max_statistic);
+    }
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const double other = __shfl_xor_sync(0xffffffffU, acc, offset);
+    acc = quantizer.max_statistic ? max_keeping_nan(acc, other) : acc + other;
+  }
+  typename Quantizer::scale_t scale{};
+  if (lane == 0) scale = quantizer.finish_row(row, acc, cols);
+  scale = __shfl_sync(0xffffffffU, scale, 0);
+#pragma unroll
+  for (int j = 0; j < kCachedPacks; ++j) {
+    const int64_t p = lane + int64_t{j} * 32;
+    if (p < num_packs) quantizer.write(row * cols + p * N, cache[j], scale);
+  }
+}
+
 /// Elements per 16-byte pack of in_t.
 template <typename in_t>
 constexpr int pack_size() {
@@ -124,8 +166,16 @@ void quantize_rows(const in_t* input, int64_t rows, int64_t cols, const Quantize
   TORCH_CHECK(rows <= std::numeric_limits<int32_t>::max(), "bittorch: more rows (", rows,
               ") than one CUDA grid can hold");
   const auto stream = at::cuda::getCurrentCUDAStream();
-  const auto kernel = packs_fit(input, cols) ? quantize_rows_kernel<in_t, pack_size<in_t>(), Quantizer>
-                                             : quantize_rows_kernel<in_t, 1, Quantizer>;
+  const bool packed = packs_fit(input, cols);
+  // A maximum is the same in any order, so the warp's reduction gives the block's bits.
+  if (packed && quantizer.max_statistic && cols / pack_size<in_t>() <= 32 * kCachedPacks) {
+    launch_dependent(quantize_warp_rows_kernel<in_t, pack_size<in_t>(), Quantizer>,
+                     dim3(static_cast<unsigned>((rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock)), dim3(kRowThreads),
+                     0, stream, input, rows, cols, quantizer);
+    return;
+  }
+  const auto kernel =
+      packed ? quantize_rows_kernel<in_t, pack_size<in_t>(), Quantizer> : quantize_rows_kernel<in_t, 1, Quantizer>;
   launch_dependent(kernel, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, stream, input, cols, quantizer);
 }
 
