@@ -136,10 +136,8 @@ int main(int argc, char** argv) {
                                                                         {"packed_a8", time_packed(8), packed_bytes}};
           if (args.count("kernels") != 0) {
             for (const auto& kernel : bittorch::ops::packed_kernel_names(torch::kCUDA)) {
-              // gemv takes float32 activations; mma at most 8 rows, mma_prefetch 16.
-              if (kernel == "auto" || kernel == "gemv" || (kernel == "mma" && m > 8) ||
-                  (kernel == "mma_prefetch" && m > 16))
-                continue;
+              // gemv takes float32 activations; mma at most 8 rows.
+              if (kernel == "auto" || kernel == "gemv" || (kernel == "mma" && m > 8)) continue;
               const double ms = graph_ms_per_forward(
                   [&](int i) {
                     const auto& layer = packed[i % copies_packed];

@@ -87,12 +87,10 @@ TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
               return bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), bias.cuda(), in,
                                                           format, kernel);
             };
-            const bool runs =
-                (kernel == "gemv" && !tensor_cores) ||
-                (((kernel == "mma" && rows <= 8) || (kernel == "mma_prefetch" && rows <= 16)) && tensor_cores) ||
-                (kernel == "split_k" && tensor_cores) ||
-                (kernel == "tiled" && tensor_cores && (format != "float8_e4m3" || fp8_tensor_cores)) ||
-                kernel == "expand";
+            const bool runs = (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
+                              (kernel == "split_k" && tensor_cores) ||
+                              (kernel == "tiled" && tensor_cores && (format != "float8_e4m3" || fp8_tensor_cores)) ||
+                              kernel == "expand";
             const auto what = c10::str(kernel, " ", dtype, " ", format, " rows ", rows, " in ", in, " out ", out);
             if (!runs) {
               try {
@@ -134,10 +132,8 @@ TEST(PackedLinearCuda, EveryVariantAppliesTheSquaredReluEpilogue) {
           const auto scale = torch::rand({out}) + 0.1;
           const auto bias = torch::randn({out}).to(dtype);
           for (const int64_t rows : {1, 9, 65}) {
-            const bool runs =
-                (kernel == "gemv" && !tensor_cores) ||
-                (((kernel == "mma" && rows <= 8) || (kernel == "mma_prefetch" && rows <= 16)) && tensor_cores) ||
-                ((kernel == "split_k" || kernel == "tiled") && tensor_cores) || kernel == "expand";
+            const bool runs = (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
+                              ((kernel == "split_k" || kernel == "tiled") && tensor_cores) || kernel == "expand";
             if (!runs) continue;
             const auto x = torch::randn({rows, in}).to(dtype);
             const auto cpu =

@@ -220,12 +220,12 @@ __device__ __forceinline__ uint32_t load_streaming(const uint32_t* p) {
 // from first_feature, and the offset row) times kNTiles x 8 input rows (from first_row), over
 // chunks [begin, end) of K taken every `step`. x rows are x_stride elements apart, padded with
 // zeros to words * 16 columns and 16-byte aligned.
-template <typename in_t, int kNTiles, int kStages, int kTiles, bool kStaged = (kNTiles > 1)>
+template <typename in_t, int kNTiles, int kStages, int kTiles>
 struct WarpProduct {
   using mma_t = mma_operand_t<in_t>;
-  // kStaged: the block has staged its inputs as mma pairs in shared memory (the split-K kernel
-  // does); else each lane reads its rows' inputs from global memory (L1).
-  static constexpr bool kStagedInputs = kStaged;
+  // Several n-tiles: the block has staged its inputs as mma pairs in shared memory
+  // (stage_inputs); one: each lane reads its row's inputs from global memory (L1).
+  static constexpr bool kStagedInputs = kNTiles > 1;
   static constexpr bool kStridedWords = kStagedInputs;
   static constexpr bool kHasOffset = CodeDecoder<mma_t>::kHasOffset;
   // Output features: kTiles mma tiles of 16 rows, less the offset row (row 15 of tile 0).
@@ -281,101 +281,66 @@ struct WarpProduct {
     return v;
   }
 
-  using CodeGroup = uint4[kStages][kTiles][2];
-
-  // The codes of the kStages chunks first, first + step, ... (zeros from `end` on).
-  __device__ __forceinline__ void load_group(CodeGroup& codes, int64_t first, int64_t end, int64_t step, int64_t words,
-                                             bool vector_loads) const {
-    const int quad = threadIdx.x % 4;
-#pragma unroll
-    for (int s = 0; s < kStages; ++s) {
-      const int64_t chunk = first + s * step;
-#pragma unroll
-      for (int r = 0; r < kTiles; ++r) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          codes[s][r][h] = load_codes(code_rows[r][h], chunk, chunk < end, quad, words, vector_loads);
-        }
-      }
-    }
-  }
-
-  // The products of a loaded group. `staged` (kStagedInputs): the pairs of words
-  // [begin * 16, end * 16) of the 8 * kNTiles input rows.
-  __device__ __forceinline__ void multiply_group(const CodeGroup& codes, int64_t first, int64_t begin, int64_t end,
-                                                 int64_t step, int64_t words, const uint4* staged) {
+  // The code loads of kStages chunks are issued before the first of them is decoded. `staged`
+  // (kStagedInputs): the pairs of words [begin * 16, end * 16) of the 8 * kNTiles input rows.
+  __device__ __forceinline__ void run(int64_t begin, int64_t end, int64_t step, int64_t words, bool vector_loads,
+                                      const uint4* staged = nullptr) {
     const CodeDecoder<mma_t> decoder;
     const int quad = threadIdx.x % 4, group = threadIdx.x % 32 / 4;
     const int64_t staged_words = (end - begin) * kWordsPerChunk;
+    for (int64_t first = begin; first < end; first += kStages * step) {
+      uint4 codes[kStages][kTiles][2];
 #pragma unroll
-    for (int s = 0; s < kStages; ++s) {
-      const int64_t chunk = first + s * step;
-      if (chunk >= end) break;
-      const bool whole_chunk = (chunk + 1) * kWordsPerChunk <= words;
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const int64_t word = word_index<kStridedWords>(chunk, quad, q);
-        uint32_t a[kTiles][2][8];
+      for (int s = 0; s < kStages; ++s) {
+        const int64_t chunk = first + s * step;
 #pragma unroll
         for (int r = 0; r < kTiles; ++r) {
 #pragma unroll
-          for (int h = 0; h < 2; ++h) decoder.decode(reinterpret_cast<const uint32_t*>(&codes[s][r][h])[q], a[r][h]);
-        }
-#pragma unroll
-        for (int t = 0; t < kNTiles; ++t) {
-          uint32_t b[8];
-          if constexpr (kStagedInputs) {
-            const uint4* pairs = staged + ((8 * t + group) * staged_words + word - begin * kWordsPerChunk) * 2;
-            *reinterpret_cast<uint4*>(&b[0]) = pairs[0];
-            *reinterpret_cast<uint4*>(&b[4]) = pairs[1];
-          } else {
-            InputWord<in_t> input;
-            const auto* src = reinterpret_cast<const uint4*>(x_rows[t] + word * 16);
-            const bool present = has_row[t] && (whole_chunk || word < words);
-#pragma unroll
-            for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v)
-              input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
-            pair_inputs<in_t>(input, b);
-          }
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-#pragma unroll
-            for (int r = 0; r < kTiles; ++r) {
-              mma_16x8x16<mma_t>(acc[r][t], a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1],
-                                 b[2 * i], b[2 * i + 1]);
-            }
+          for (int h = 0; h < 2; ++h) {
+            codes[s][r][h] = load_codes(code_rows[r][h], chunk, chunk < end, quad, words, vector_loads);
           }
         }
       }
-    }
-  }
-
-  // Chunks [begin, end) taken every `step`, kStages at a time. kOverlapLoads: the next group's
-  // code loads are issued before this group's products, so that they are in flight while the
-  // tensor cores work (twice the registers for codes); else each group's loads come first and
-  // its products wait for them. The loads and the mma are volatile asm, which the compiler
-  // keeps in program order, so the order written here is the order issued.
-  template <bool kOverlapLoads = false>
-  __device__ __forceinline__ void run(int64_t begin, int64_t end, int64_t step, int64_t words, bool vector_loads,
-                                      const uint4* staged = nullptr) {
-    CodeGroup codes;
-    if constexpr (kOverlapLoads) load_group(codes, begin, end, step, words, vector_loads);
-    for (int64_t first = begin; first < end; first += kStages * step) {
-      if constexpr (kOverlapLoads) {
-        CodeGroup next;
-        load_group(next, first + kStages * step, end, step, words, vector_loads);
-        multiply_group(codes, first, begin, end, step, words, staged);
 #pragma unroll
-        for (int s = 0; s < kStages; ++s) {
+      for (int s = 0; s < kStages; ++s) {
+        const int64_t chunk = first + s * step;
+        if (chunk >= end) break;
+        const bool whole_chunk = (chunk + 1) * kWordsPerChunk <= words;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const int64_t word = word_index<kStridedWords>(chunk, quad, q);
+          uint32_t a[kTiles][2][8];
 #pragma unroll
           for (int r = 0; r < kTiles; ++r) {
-            codes[s][r][0] = next[s][r][0];
-            codes[s][r][1] = next[s][r][1];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) decoder.decode(reinterpret_cast<const uint32_t*>(&codes[s][r][h])[q], a[r][h]);
+          }
+#pragma unroll
+          for (int t = 0; t < kNTiles; ++t) {
+            uint32_t b[8];
+            if constexpr (kStagedInputs) {
+              const uint4* pairs = staged + ((8 * t + group) * staged_words + word - begin * kWordsPerChunk) * 2;
+              *reinterpret_cast<uint4*>(&b[0]) = pairs[0];
+              *reinterpret_cast<uint4*>(&b[4]) = pairs[1];
+            } else {
+              InputWord<in_t> input;
+              const auto* src = reinterpret_cast<const uint4*>(x_rows[t] + word * 16);
+              const bool present = has_row[t] && (whole_chunk || word < words);
+#pragma unroll
+              for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v)
+                input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
+              pair_inputs<in_t>(input, b);
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+#pragma unroll
+              for (int r = 0; r < kTiles; ++r) {
+                mma_16x8x16<mma_t>(acc[r][t], a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1],
+                                   b[2 * i], b[2 * i + 1]);
+              }
+            }
           }
         }
-      } else {
-        load_group(codes, first, end, step, words, vector_loads);
-        multiply_group(codes, first, begin, end, step, words, staged);
       }
     }
   }

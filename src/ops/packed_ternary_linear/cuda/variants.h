@@ -7,10 +7,6 @@
 //            float32 (tensor cores would round the input). Any number of rows.
 //   mma      16-bit or 8-bit activations, up to 8 rows: codes decoded straight into mma
 //            fragments, one block per tile of output features.
-//   mma_prefetch  the same, each group of code loads issued before the products of the group
-//            before it, so that the loads are in flight while the tensor cores work (Nsight
-//            Compute found the batch-1 mma kernel waiting on its loads: long scoreboard stalls);
-//            up to 16 rows, two n-tiles of 8 sharing each decoded code fragment beyond 8.
 //   split_k  16-bit or 8-bit activations, any rows: the mma loop over ranges of K, partial
 //            sums added in float32, then scaled.
 //   tiled    16-bit or 8-bit activations, many rows: a tensor-core GEMM whose blocks decode the
@@ -50,10 +46,8 @@ struct PackedProduct {
 /// Needs a float32 x.
 void gemv_product(const PackedProduct& p);
 /// Needs a float16, bfloat16, int8 or float8_e4m3fn x of at most kMaxMmaVariantRows rows.
-/// prefetch: the mma_prefetch variant.
-void mma_product(const PackedProduct& p, bool prefetch);
+void mma_product(const PackedProduct& p);
 constexpr int64_t kMaxMmaVariantRows = 8;
-constexpr int64_t kMaxMmaPrefetchVariantRows = 16;
 /// Needs a float16, bfloat16, int8 or float8_e4m3fn x.
 void split_k_product(const PackedProduct& p);
 
