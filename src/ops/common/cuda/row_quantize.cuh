@@ -5,9 +5,11 @@
 // thread in registers, reduces a statistic of |x| (max or sum, in double, in a fixed order:
 // deterministic), turns it into the row's scale, then writes the row's outputs from the
 // registers (longer rows re-read their tail, from L2). Few registers per thread, so that
-// enough blocks share an SM to keep HBM busy. Short rows under a max statistic (activations
-// of up to 1,024 bfloat16 features) go one warp per row instead: a block per row would leave
-// most of its threads idle and spend its time in the block's barriers, not in loads.
+// enough blocks share an SM to keep HBM busy. Under a max statistic, short rows (activations
+// of up to 1,024 bfloat16 features) and the rows of large batches go one warp per row
+// instead: a block per row would leave most of a short row's threads idle, and a block takes
+// its rows one wave of 8 per SM at a time (load, reduce, write), where warps keep 64 rows per
+// SM in flight.
 //
 // A Quantizer provides:
 //   bool max_statistic;                                  max|x| (true) or sum|x|
@@ -107,10 +109,11 @@ __global__ void __launch_bounds__(kRowThreads, kMinRowBlocksPerSm)
 }
 
 constexpr int kWarpRowsPerBlock = kRowThreads / 32;
+constexpr int64_t kWarpRowsFromRows = 4096;  // longer rows too go a warp per row from this many
 
-/// quantize_rows_kernel with a warp per row, for rows of at most 32 * kCachedPacks packs: the
-/// statistic is reduced across the warp's lanes (a butterfly: every lane ends with the same
-/// value), lane 0 finishes the row, and the scale reaches the other lanes by shuffle.
+/// quantize_rows_kernel with a warp per row: the statistic is reduced across the warp's lanes
+/// (a butterfly: every lane ends with the same value), lane 0 finishes the row, and the scale
+/// reaches the other lanes by shuffle. Packs past 32 * kCachedPacks are read again to write.
 template <typename in_t, int N, typename Quantizer>
 __global__ void __launch_bounds__(kRowThreads)
     quantize_warp_rows_kernel(const in_t* __restrict__ input, int64_t rows, int64_t cols, Quantizer quantizer) {
@@ -131,6 +134,9 @@ __global__ void __launch_bounds__(kRowThreads)
       acc = accumulate(acc, cache[j], quantizer.max_statistic);
     }
   }
+  for (int64_t p = lane + int64_t{kCachedPacks} * 32; p < num_packs; p += 32) {
+    acc = accumulate(acc, packs[p], quantizer.max_statistic);
+  }
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) {
     const double other = __shfl_xor_sync(0xffffffffU, acc, offset);
@@ -143,6 +149,9 @@ __global__ void __launch_bounds__(kRowThreads)
   for (int j = 0; j < kCachedPacks; ++j) {
     const int64_t p = lane + int64_t{j} * 32;
     if (p < num_packs) quantizer.write(row * cols + p * N, cache[j], scale);
+  }
+  for (int64_t p = lane + int64_t{kCachedPacks} * 32; p < num_packs; p += 32) {
+    quantizer.write(row * cols + p * N, packs[p], scale);
   }
 }
 
@@ -168,7 +177,8 @@ void quantize_rows(const in_t* input, int64_t rows, int64_t cols, const Quantize
   const auto stream = at::cuda::getCurrentCUDAStream();
   const bool packed = packs_fit(input, cols);
   // A maximum is the same in any order, so the warp's reduction gives the block's bits.
-  if (packed && quantizer.max_statistic && cols / pack_size<in_t>() <= 32 * kCachedPacks) {
+  if (packed && quantizer.max_statistic &&
+      (cols / pack_size<in_t>() <= 32 * kCachedPacks || rows >= kWarpRowsFromRows)) {
     launch_dependent(quantize_warp_rows_kernel<in_t, pack_size<in_t>(), Quantizer>,
                      dim3(static_cast<unsigned>((rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock)), dim3(kRowThreads),
                      0, stream, input, rows, cols, quantizer);
