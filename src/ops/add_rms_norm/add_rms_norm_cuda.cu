@@ -1,10 +1,11 @@
-// bittorch::add_rms_norm on CUDA: one block of 256 threads per row. The forward adds the two
+// bittorch::add_rms_norm on CUDA. The forward, one block of 256 threads per row, adds the two
 // inputs, writes the sum and sums its squares in one pass, reduces them over the block, and
 // writes the normalized row (in the sum's dtype or output_dtype) in a second pass over the sum
-// it just wrote (in L1/L2). The backward's blocks each take every gridDim-th row: per row they
-// reduce (grad_output * weight) . n and write the sum's gradient in one more pass, adding
-// grad_output * n into the block's own column sums of the weight's gradient (in shared
-// memory); the host sums the blocks' column sums.
+// it just wrote (in L1/L2). The backward's blocks (as many as fit the GPU at once) each take
+// every gridDim-th row: per row they reduce (grad_output * weight) . n and write the sum's
+// gradient in one more pass, adding grad_output * n into the block's own column sums of the
+// weight's gradient (in shared memory); the host sums the blocks' column sums.
+
 #include "ops/add_rms_norm/add_rms_norm.h"
 #include "ops/common/cuda/dependent_launch.cuh"
 
@@ -18,11 +19,26 @@
 
 #include <cub/block/block_reduce.cuh>
 
+#include <algorithm>
+#include <type_traits>
+
 namespace bittorch::ops::cuda {
 namespace {
 
 constexpr const char* kOp = "bittorch::add_rms_norm";
 constexpr int kThreads = 256;
+
+// Calls f with a value of the element type of an operand of `dtype`: a float32 sum's kernels
+// read a bfloat16 or float16 operand (and write such an output) as it is; every other operand
+// is in the sum's dtype. Only float32 sums instantiate the narrower types.
+template <typename scalar_t, typename F>
+void with_operand_type(at::ScalarType dtype, const F& f) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (dtype == at::kBFloat16) return f(at::BFloat16());
+    if (dtype == at::kHalf) return f(at::Half());
+  }
+  f(scalar_t());
+}
 
 // The weight is read in its own dtype (the sum's or the accumulation's), so that a bfloat16
 // model's norm needs no cast of its weight first.
@@ -140,29 +156,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& in
                        sum.mutable_data_ptr<scalar_t>(), output.mutable_data_ptr<output_t>(),
                        rstd.mutable_data_ptr<acc_t>(), features, static_cast<acc_t>(eps));
     };
-    const auto with_output = [&](auto residual_zero, auto weight_zero) {
-      if (output.scalar_type() == at::kBFloat16 && sum_dtype == at::kFloat) {
-        launch_with(residual_zero, weight_zero, at::BFloat16());
-      } else if (output.scalar_type() == at::kHalf && sum_dtype == at::kFloat) {
-        launch_with(residual_zero, weight_zero, at::Half());
-      } else {
-        launch_with(residual_zero, weight_zero, scalar_t());
-      }
-    };
-    const auto launch = [&](auto residual_zero) {
-      if (weight_as_sum) {
-        with_output(residual_zero, scalar_t());
-      } else {
-        with_output(residual_zero, acc_t());
-      }
-    };
-    if (second.scalar_type() == at::kBFloat16 && sum_dtype == at::kFloat) {
-      launch(at::BFloat16());
-    } else if (second.scalar_type() == at::kHalf && sum_dtype == at::kFloat) {
-      launch(at::Half());
-    } else {
-      launch(scalar_t());
-    }
+    with_operand_type<scalar_t>(second.scalar_type(), [&](auto residual_zero) {
+      with_operand_type<scalar_t>(output.scalar_type(), [&](auto output_zero) {
+        if (weight_as_sum) {
+          launch_with(residual_zero, scalar_t(), output_zero);
+        } else {
+          launch_with(residual_zero, acc_t(), output_zero);
+        }
+      });
+    });
   });
   return {output.to(wanted_output).view(input.sizes()), sum.view(input.sizes()), rstd};
 }
@@ -190,31 +192,29 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output,
     const auto gs = has_in ? grad_sum_in->contiguous() : at::Tensor();
     grad_sum = at::empty_like(s);
     const auto gain = weight.to(accumulate).contiguous();
-    // Enough blocks to fill every SM (8 of 256 threads each), each taking rows in turn.
-    const int64_t blocks =
-        std::min<int64_t>(rows, static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 8);
+    const size_t shared_bytes = weight_grad_in_kernel ? static_cast<size_t>(column_bytes) : 0;
     at::Tensor partials;
-    if (weight_grad_in_kernel) partials = at::empty({blocks, features}, s.options().dtype(accumulate));
     if (rows > 0) {
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "add_rms_norm_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const auto launch = [&](auto grad_zero) {
+        with_operand_type<scalar_t>(gy.scalar_type(), [&](auto grad_zero) {
           using grad_t = decltype(grad_zero);
-          launch_dependent(add_rms_norm_backward_kernel<scalar_t, grad_t, acc_t>, dim3(static_cast<unsigned>(blocks)),
-                           dim3(kThreads), weight_grad_in_kernel ? static_cast<size_t>(column_bytes) : 0,
+          const auto kernel = add_rms_norm_backward_kernel<scalar_t, grad_t, acc_t>;
+          // As many blocks as can be resident at once, each taking rows in turn: a block
+          // beyond them would wait for a whole block's rows before it starts.
+          int blocks_per_sm = 0;
+          C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, kThreads, shared_bytes));
+          const int64_t blocks = std::min<int64_t>(
+              rows, std::max(1, blocks_per_sm) *
+                        static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount));
+          if (weight_grad_in_kernel) partials = at::empty({blocks, features}, s.options().dtype(accumulate));
+          launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), shared_bytes,
                            at::cuda::getCurrentCUDAStream(), gy.const_data_ptr<grad_t>(),
                            has_in ? gs.const_data_ptr<scalar_t>() : nullptr, s.const_data_ptr<scalar_t>(),
                            gain.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(),
                            grad_sum.mutable_data_ptr<scalar_t>(),
                            weight_grad_in_kernel ? partials.mutable_data_ptr<acc_t>() : nullptr, rows, features);
-        };
-        if (gy.scalar_type() == at::kBFloat16 && s.scalar_type() == at::kFloat) {
-          launch(at::BFloat16());
-        } else if (gy.scalar_type() == at::kHalf && s.scalar_type() == at::kFloat) {
-          launch(at::Half());
-        } else {
-          launch(scalar_t());
-        }
+        });
       });
     }
     if (weight_grad_in_kernel) grad_weight = partials.sum(0).to(weight.scalar_type());
