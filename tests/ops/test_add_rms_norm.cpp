@@ -133,6 +133,29 @@ TEST(AddRmsNorm, OutputDtypeRoundsTheFloatOutputOnce) {
   }
 }
 
+// narrow_dtype: the sum's gradient rounded to it, the same values as the cast after; not
+// written where the sum's gradient is not wanted.
+TEST(AddRmsNorm, BackwardWritesTheNarrowGradientAsTheCast) {
+  torch::manual_seed(24);
+  const auto sum = torch::randn({6, 40}), gy = torch::randn({6, 40}).to(torch::kBFloat16), gs = torch::randn({6, 40});
+  const auto w = 1 + 0.3 * torch::randn({40});
+  const auto rstd = 1.0 / (sum.square().mean(-1) + 1e-6).sqrt();
+  for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kDouble}) {
+    const auto [grad_sum, grad_weight, narrow] =
+        bittorch::ops::_add_rms_norm_backward(gy, gs, sum, w, rstd, {true, true}, dtype);
+    EXPECT_EQ(narrow.scalar_type(), dtype);
+    EXPECT_TRUE(torch::equal(narrow, grad_sum.to(dtype))) << c10::toString(dtype);
+  }
+  const auto [unused, grad_weight, none] =
+      bittorch::ops::_add_rms_norm_backward(gy, gs, sum, w, rstd, {false, true}, torch::kBFloat16);
+  EXPECT_FALSE(none.defined());
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        bittorch::ops::_add_rms_norm_backward(gy, gs, sum, w, rstd, {true, true}, torch::kInt);
+      },
+      {"narrow_dtype float32, float64, float16 or bfloat16"}));
+}
+
 TEST(AddRmsNorm, MetaTensorsGiveShapesAndDtypes) {
   const auto meta = torch::TensorOptions().device(torch::kMeta);
   const auto [output, sum, rstd] = bittorch::ops::_add_rms_norm_forward(

@@ -126,6 +126,8 @@ def check_opcheck(device):
                                                   torch.rand(3, 4, device=device), torch.rand(3, 4, device=device))),
         (ops._add_rms_norm_forward.default, (x, x.half(), torch.rand(16, device=device), 1e-6)),
         (ops._add_rms_norm_forward.default, (x, x, torch.rand(16, device=device), 1e-6, torch.half)),
+        (ops._add_rms_norm_backward.default, (x.bfloat16(), x, x, torch.rand(16, device=device),
+                                              torch.rand(3, 2, device=device) + 0.5, [True, True], torch.bfloat16)),
         (ops._linear_cross_entropy_forward.default, (x, w, torch.randint(0, 8, (3, 2), device=device), -100, 2,
                                                      True)),
     ]

@@ -34,14 +34,15 @@ BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> _add_rms_norm_forwar
     const at::Tensor& input, const at::Tensor& residual, const at::Tensor& weight, double eps,
     std::optional<at::ScalarType> output_dtype = std::nullopt);
 
-/// (grad_sum, grad_weight): the gradient reaching sum (grad_sum_in, which may be undefined,
-/// plus the norm's: rstd * (g - n * mean(g * n)) with n = sum * rstd and g = grad_output *
-/// weight; grad_output in the output's dtype or sum's) in sum's dtype, and grad_weight = the sum over rows of
-/// grad_output * n in weight's dtype; output_mask says which are wanted.
-BITTORCH_API std::tuple<at::Tensor, at::Tensor> _add_rms_norm_backward(const at::Tensor& grad_output,
-                                                                       const std::optional<at::Tensor>& grad_sum_in,
-                                                                       const at::Tensor& sum, const at::Tensor& weight,
-                                                                       const at::Tensor& rstd,
-                                                                       std::array<bool, 2> output_mask);
+/// (grad_sum, grad_weight, grad_sum_narrow): the gradient reaching sum (grad_sum_in, which may
+/// be undefined, plus the norm's: rstd * (g - n * mean(g * n)) with n = sum * rstd and g =
+/// grad_output * weight; grad_output in the output's dtype or sum's) in sum's dtype; grad_weight
+/// = the sum over rows of grad_output * n in weight's dtype; and where narrow_dtype is given
+/// and grad_sum wanted, grad_sum rounded to it (the gradient of an operand narrower than the sum, written in the
+/// same pass; else undefined). output_mask says which of the first two are wanted.
+BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> _add_rms_norm_backward(
+    const at::Tensor& grad_output, const std::optional<at::Tensor>& grad_sum_in, const at::Tensor& sum,
+    const at::Tensor& weight, const at::Tensor& rstd, std::array<bool, 2> output_mask,
+    std::optional<at::ScalarType> narrow_dtype = std::nullopt);
 
 }  // namespace bittorch::ops

@@ -21,7 +21,8 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
       "-> (Tensor output, Tensor sum, Tensor rstd)");
   m.def(
       "_add_rms_norm_backward(Tensor grad_output, Tensor? grad_sum_in, Tensor sum, Tensor weight, Tensor rstd, "
-      "bool[2] output_mask) -> (Tensor grad_sum, Tensor grad_weight)");
+      "bool[2] output_mask, ScalarType? narrow_dtype=None) -> (Tensor grad_sum, Tensor grad_weight, Tensor "
+      "grad_sum_narrow)");
 }
 
 namespace bittorch::ops {
@@ -41,12 +42,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> _add_rms_norm_forward(const at::T
   return op.call(input, residual, weight, eps, output_dtype);
 }
 
-std::tuple<at::Tensor, at::Tensor> _add_rms_norm_backward(const at::Tensor& grad_output,
-                                                          const std::optional<at::Tensor>& grad_sum_in,
-                                                          const at::Tensor& sum, const at::Tensor& weight,
-                                                          const at::Tensor& rstd, std::array<bool, 2> output_mask) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> _add_rms_norm_backward(const at::Tensor& grad_output,
+                                                                      const std::optional<at::Tensor>& grad_sum_in,
+                                                                      const at::Tensor& sum, const at::Tensor& weight,
+                                                                      const at::Tensor& rstd,
+                                                                      std::array<bool, 2> output_mask,
+                                                                      std::optional<at::ScalarType> narrow_dtype) {
   static const auto op = find_op<decltype(_add_rms_norm_backward)>("bittorch::_add_rms_norm_backward");
-  return op.call(grad_output, grad_sum_in, sum, weight, rstd, output_mask);
+  return op.call(grad_output, grad_sum_in, sum, weight, rstd, output_mask, narrow_dtype);
 }
 
 at::Tensor add_rms_norm_weight_grad(const at::Tensor& grad_output, const at::Tensor& sum, const at::Tensor& weight,
@@ -69,6 +72,15 @@ at::ScalarType add_rms_norm_accumulate_dtype(at::ScalarType sum_dtype) {
   return sum_dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+namespace {
+
+void check_floating_dtype(const char* op, const char* name, std::optional<at::ScalarType> dtype) {
+  TORCH_CHECK(!dtype || *dtype == at::kFloat || *dtype == at::kDouble || *dtype == at::kHalf || *dtype == at::kBFloat16,
+              op, ": expected ", name, " float32, float64, float16 or bfloat16, but got ", *dtype);
+}
+
+}  // namespace
+
 at::ScalarType check_add_rms_norm_args(const char* op, const at::Tensor& input, const at::Tensor& residual,
                                        const at::Tensor& weight, double eps,
                                        std::optional<at::ScalarType> output_dtype) {
@@ -89,15 +101,15 @@ at::ScalarType check_add_rms_norm_args(const char* op, const at::Tensor& input, 
   TORCH_CHECK(weight.scalar_type() == at::kFloat || weight.scalar_type() == sum_dtype, op,
               ": expected a float32 weight or one of the sum's dtype ", sum_dtype, ", but got ", weight.scalar_type());
   TORCH_CHECK(std::isfinite(eps) && eps > 0, op, ": eps must be finite and > 0, not ", eps);
-  TORCH_CHECK(!output_dtype || *output_dtype == at::kFloat || *output_dtype == at::kDouble ||
-                  *output_dtype == at::kHalf || *output_dtype == at::kBFloat16,
-              op, ": expected output_dtype float32, float64, float16 or bfloat16, but got ", *output_dtype);
+  check_floating_dtype(op, "output_dtype", output_dtype);
   return sum_dtype;
 }
 
 void check_add_rms_norm_backward_args(const char* op, const at::Tensor& grad_output,
                                       const std::optional<at::Tensor>& grad_sum_in, const at::Tensor& sum,
-                                      const at::Tensor& weight, const at::Tensor& rstd) {
+                                      const at::Tensor& weight, const at::Tensor& rstd,
+                                      std::optional<at::ScalarType> narrow_dtype) {
+  check_floating_dtype(op, "narrow_dtype", narrow_dtype);
   TORCH_CHECK(
       sum.defined() && sum.dim() >= 1 && weight.defined() && weight.dim() == 1 && weight.size(0) == sum.size(-1), op,
       ": expected sum [*, features] and weight [features]");

@@ -17,7 +17,8 @@ at::ScalarType check_add_rms_norm_args(const char* op, const at::Tensor& input, 
 /// the sum's, or the output's where output_dtype made it another).
 void check_add_rms_norm_backward_args(const char* op, const at::Tensor& grad_output,
                                       const std::optional<at::Tensor>& grad_sum_in, const at::Tensor& sum,
-                                      const at::Tensor& weight, const at::Tensor& rstd);
+                                      const at::Tensor& weight, const at::Tensor& rstd,
+                                      std::optional<at::ScalarType> narrow_dtype);
 
 /// The weight's gradient, the sum over rows of grad_output * sum * rstd, in weight's dtype (an
 /// ATen reduction every backend shares).

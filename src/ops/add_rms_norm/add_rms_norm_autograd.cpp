@@ -31,10 +31,18 @@ class AddRmsNormFunction : public torch::autograd::Function<AddRmsNormFunction> 
     // An unused output's gradient arrives undefined.
     const auto grad_output = grad_outputs[0].defined() ? grad_outputs[0] : at::zeros_like(sum);
     const bool wants_inputs = ctx->needs_input_grad(0) || ctx->needs_input_grad(1);
-    auto [grad_sum, grad_weight] = _add_rms_norm_backward(grad_output, grad_outputs[1], sum, saved[1], saved[2],
-                                                          {wants_inputs, ctx->needs_input_grad(2)});
+    const auto dtype_of = [&](const char* key) { return static_cast<at::ScalarType>(ctx->saved_data[key].toInt()); };
+    // An operand narrower than the sum (the branch under autocast) has its gradient written
+    // in its dtype by the backward's own pass.
+    std::optional<at::ScalarType> narrow;
+    for (const char* key : {"input_dtype", "residual_dtype"}) {
+      if (!narrow && dtype_of(key) != sum.scalar_type()) narrow = dtype_of(key);
+    }
+    auto [grad_sum, grad_weight, grad_sum_narrow] = _add_rms_norm_backward(
+        grad_output, grad_outputs[1], sum, saved[1], saved[2], {wants_inputs, ctx->needs_input_grad(2)}, narrow);
     const auto as = [&](const char* key) {
-      return grad_sum.defined() ? grad_sum.to(static_cast<at::ScalarType>(ctx->saved_data[key].toInt())) : at::Tensor();
+      if (!grad_sum.defined()) return at::Tensor();
+      return dtype_of(key) == narrow ? grad_sum_narrow : grad_sum.to(dtype_of(key));
     };
     return {as("input_dtype"), as("residual_dtype"), grad_weight, at::Tensor(), at::Tensor()};
   }
@@ -55,12 +63,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_autograd(const at::Tensor
   return _add_rms_norm_forward(input, residual, weight, eps, output_dtype);
 }
 
-std::tuple<at::Tensor, at::Tensor> backward_autograd(const at::Tensor& grad_output,
-                                                     const std::optional<at::Tensor>& grad_sum_in,
-                                                     const at::Tensor& sum, const at::Tensor& weight,
-                                                     const at::Tensor& rstd, std::array<bool, 2> output_mask) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_autograd(const at::Tensor& grad_output,
+                                                                 const std::optional<at::Tensor>& grad_sum_in,
+                                                                 const at::Tensor& sum, const at::Tensor& weight,
+                                                                 const at::Tensor& rstd,
+                                                                 std::array<bool, 2> output_mask,
+                                                                 std::optional<at::ScalarType> narrow_dtype) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  return _add_rms_norm_backward(grad_output, grad_sum_in, sum, weight, rstd, output_mask);
+  return _add_rms_norm_backward(grad_output, grad_sum_in, sum, weight, rstd, output_mask, narrow_dtype);
 }
 
 }  // namespace

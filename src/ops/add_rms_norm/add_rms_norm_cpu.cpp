@@ -55,11 +55,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& inp
   return {output, sum, rstd};
 }
 
-std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_output,
-                                                const std::optional<at::Tensor>& grad_sum_in, const at::Tensor& sum,
-                                                const at::Tensor& weight, const at::Tensor& rstd,
-                                                std::array<bool, 2> output_mask) {
-  check_add_rms_norm_backward_args(kOp, grad_output, grad_sum_in, sum, weight, rstd);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_output,
+                                                            const std::optional<at::Tensor>& grad_sum_in,
+                                                            const at::Tensor& sum, const at::Tensor& weight,
+                                                            const at::Tensor& rstd, std::array<bool, 2> output_mask,
+                                                            std::optional<at::ScalarType> narrow_dtype) {
+  check_add_rms_norm_backward_args(kOp, grad_output, grad_sum_in, sum, weight, rstd, narrow_dtype);
   const int64_t features = sum.size(-1), rows = sum.numel() / features;
   const auto accumulate = rstd.scalar_type();
   const auto s_all = sum.contiguous(), r_all = rstd.contiguous();
@@ -98,7 +99,8 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_output,
     });
   }
   if (output_mask[1]) grad_weight = add_rms_norm_weight_grad(gy_all, s_all, weight, rstd);
-  return {grad_sum, grad_weight};
+  const auto grad_sum_narrow = grad_sum.defined() && narrow_dtype ? grad_sum.to(*narrow_dtype) : at::Tensor();
+  return {grad_sum, grad_weight, grad_sum_narrow};
 }
 
 }  // namespace

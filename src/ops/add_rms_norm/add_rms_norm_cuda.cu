@@ -4,7 +4,8 @@
 // it just wrote (in L1/L2). The backward's blocks (as many as fit the GPU at once) each take
 // every gridDim-th row: per row they reduce (grad_output * weight) . n and write the sum's
 // gradient in one more pass, adding grad_output * n into the block's own column sums of the
-// weight's gradient (in shared memory); the host sums the blocks' column sums.
+// weight's gradient (in shared memory); the host sums the blocks' column sums. Where an operand
+// is narrower than the sum, its copy of the gradient is written in the same pass.
 
 #include "ops/add_rms_norm/add_rms_norm.h"
 #include "ops/common/cuda/dependent_launch.cuh"
@@ -72,11 +73,12 @@ __global__ void __launch_bounds__(kThreads)
 
 // weight_grad_partials [gridDim.x, features], or null where the weight's gradient is not
 // wanted; then no dynamic shared memory either. Each thread keeps the columns c = threadIdx.x
-// (mod kThreads) of the block's sums, so they need no synchronization.
-template <typename scalar_t, typename grad_t, typename acc_t>
+// (mod kThreads) of the block's sums, so they need no synchronization. grad_sum_narrow, or
+// null: the sum's gradient rounded to narrow_t as well.
+template <typename scalar_t, typename grad_t, typename narrow_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     add_rms_norm_backward_kernel(const grad_t* grad_output, const scalar_t* grad_sum_in, const scalar_t* sum,
-                                 const acc_t* weight, const acc_t* rstd, scalar_t* grad_sum,
+                                 const acc_t* weight, const acc_t* rstd, scalar_t* grad_sum, narrow_t* grad_sum_narrow,
                                  acc_t* weight_grad_partials, int64_t rows, int64_t features) {
   wait_for_prior_grid_and_allow_next();
   using Reduce = cub::BlockReduce<acc_t, kThreads>;
@@ -106,6 +108,7 @@ __global__ void __launch_bounds__(kThreads)
       acc_t g = r * (gy * weight[c] - n * mean);
       if (grad_sum_in != nullptr) g += static_cast<acc_t>(grad_sum_in[base + c]);
       grad_sum[base + c] = static_cast<scalar_t>(g);
+      if (grad_sum_narrow != nullptr) grad_sum_narrow[base + c] = static_cast<narrow_t>(static_cast<scalar_t>(g));
       if (wants_weight_grad) weight_grad[c] += gy * n;
     }
   }
@@ -169,18 +172,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& in
   return {output.to(wanted_output).view(input.sizes()), sum.view(input.sizes()), rstd};
 }
 
-std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output,
-                                                 const std::optional<at::Tensor>& grad_sum_in, const at::Tensor& sum,
-                                                 const at::Tensor& weight, const at::Tensor& rstd,
-                                                 std::array<bool, 2> output_mask) {
-  check_add_rms_norm_backward_args(kOp, grad_output, grad_sum_in, sum, weight, rstd);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output,
+                                                             const std::optional<at::Tensor>& grad_sum_in,
+                                                             const at::Tensor& sum, const at::Tensor& weight,
+                                                             const at::Tensor& rstd, std::array<bool, 2> output_mask,
+                                                             std::optional<at::ScalarType> narrow_dtype) {
+  check_add_rms_norm_backward_args(kOp, grad_output, grad_sum_in, sum, weight, rstd, narrow_dtype);
   const c10::cuda::CUDAGuard device_guard(sum.device());
   const auto s = sum.contiguous(), r = rstd.contiguous();
   // The kernel reads the gradient in the sum's dtype, or a narrower one with a float32 sum.
   const bool narrower_grad = s.scalar_type() == at::kFloat &&
                              (grad_output.scalar_type() == at::kBFloat16 || grad_output.scalar_type() == at::kHalf);
   const auto gy = (narrower_grad ? grad_output : grad_output.to(s.scalar_type())).contiguous();
-  at::Tensor grad_sum, grad_weight;
+  at::Tensor grad_sum, grad_weight, grad_sum_narrow;
   const int64_t features = s.size(-1), rows = s.numel() / features;
   const auto accumulate = r.scalar_type();
   const int64_t column_bytes = features * static_cast<int64_t>(c10::elementSize(accumulate));
@@ -191,6 +195,10 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output,
     const bool has_in = grad_sum_in.has_value() && grad_sum_in->defined();
     const auto gs = has_in ? grad_sum_in->contiguous() : at::Tensor();
     grad_sum = at::empty_like(s);
+    // The kernel writes a narrower copy of a float32 sum's gradient; any other is a cast after.
+    const bool narrow_in_kernel =
+        narrow_dtype && s.scalar_type() == at::kFloat && (*narrow_dtype == at::kBFloat16 || *narrow_dtype == at::kHalf);
+    if (narrow_in_kernel) grad_sum_narrow = at::empty_like(s, s.options().dtype(*narrow_dtype));
     const auto gain = weight.to(accumulate).contiguous();
     const size_t shared_bytes = weight_grad_in_kernel ? static_cast<size_t>(column_bytes) : 0;
     at::Tensor partials;
@@ -198,29 +206,35 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output,
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "add_rms_norm_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         with_operand_type<scalar_t>(gy.scalar_type(), [&](auto grad_zero) {
-          using grad_t = decltype(grad_zero);
-          const auto kernel = add_rms_norm_backward_kernel<scalar_t, grad_t, acc_t>;
-          // As many blocks as can be resident at once, each taking rows in turn: a block
-          // beyond them would wait for a whole block's rows before it starts.
-          int blocks_per_sm = 0;
-          C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, kThreads, shared_bytes));
-          const int64_t blocks = std::min<int64_t>(
-              rows, std::max(1, blocks_per_sm) *
-                        static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount));
-          if (weight_grad_in_kernel) partials = at::empty({blocks, features}, s.options().dtype(accumulate));
-          launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), shared_bytes,
-                           at::cuda::getCurrentCUDAStream(), gy.const_data_ptr<grad_t>(),
-                           has_in ? gs.const_data_ptr<scalar_t>() : nullptr, s.const_data_ptr<scalar_t>(),
-                           gain.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(),
-                           grad_sum.mutable_data_ptr<scalar_t>(),
-                           weight_grad_in_kernel ? partials.mutable_data_ptr<acc_t>() : nullptr, rows, features);
+          with_operand_type<scalar_t>(narrow_in_kernel ? *narrow_dtype : s.scalar_type(), [&](auto narrow_zero) {
+            using grad_t = decltype(grad_zero);
+            using narrow_t = decltype(narrow_zero);
+            const auto kernel = add_rms_norm_backward_kernel<scalar_t, grad_t, narrow_t, acc_t>;
+            // As many blocks as can be resident at once, each taking rows in turn: a block
+            // beyond them would wait for a whole block's rows before it starts.
+            int blocks_per_sm = 0;
+            C10_CUDA_CHECK(
+                cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, kThreads, shared_bytes));
+            const int64_t blocks = std::min<int64_t>(
+                rows, std::max(1, blocks_per_sm) *
+                          static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount));
+            if (weight_grad_in_kernel) partials = at::empty({blocks, features}, s.options().dtype(accumulate));
+            launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), shared_bytes,
+                             at::cuda::getCurrentCUDAStream(), gy.const_data_ptr<grad_t>(),
+                             has_in ? gs.const_data_ptr<scalar_t>() : nullptr, s.const_data_ptr<scalar_t>(),
+                             gain.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(),
+                             grad_sum.mutable_data_ptr<scalar_t>(),
+                             narrow_in_kernel ? grad_sum_narrow.mutable_data_ptr<narrow_t>() : nullptr,
+                             weight_grad_in_kernel ? partials.mutable_data_ptr<acc_t>() : nullptr, rows, features);
+          });
         });
       });
     }
+    if (narrow_dtype && !narrow_in_kernel) grad_sum_narrow = grad_sum.to(*narrow_dtype);
     if (weight_grad_in_kernel) grad_weight = partials.sum(0).to(weight.scalar_type());
   }
   if (output_mask[1] && !weight_grad_in_kernel) grad_weight = add_rms_norm_weight_grad(gy, s, weight, r);
-  return {grad_sum, grad_weight};
+  return {grad_sum, grad_weight, grad_sum_narrow};
 }
 
 }  // namespace

@@ -17,12 +17,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_meta(const at::Tensor& in
           at::empty(input.sizes().slice(0, input.dim() - 1), options.dtype(add_rms_norm_accumulate_dtype(sum_dtype)))};
 }
 
-std::tuple<at::Tensor, at::Tensor> backward_meta(const at::Tensor& grad_output,
-                                                 const std::optional<at::Tensor>& grad_sum_in, const at::Tensor& sum,
-                                                 const at::Tensor& weight, const at::Tensor& rstd,
-                                                 std::array<bool, 2> output_mask) {
-  check_add_rms_norm_backward_args(kOp, grad_output, grad_sum_in, sum, weight, rstd);
-  return {output_mask[0] ? at::empty_like(sum) : at::Tensor(), output_mask[1] ? at::empty_like(weight) : at::Tensor()};
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_meta(const at::Tensor& grad_output,
+                                                             const std::optional<at::Tensor>& grad_sum_in,
+                                                             const at::Tensor& sum, const at::Tensor& weight,
+                                                             const at::Tensor& rstd, std::array<bool, 2> output_mask,
+                                                             std::optional<at::ScalarType> narrow_dtype) {
+  check_add_rms_norm_backward_args(kOp, grad_output, grad_sum_in, sum, weight, rstd, narrow_dtype);
+  return {output_mask[0] ? at::empty_like(sum) : at::Tensor(), output_mask[1] ? at::empty_like(weight) : at::Tensor(),
+          output_mask[0] && narrow_dtype ? at::empty_like(sum, sum.options().dtype(*narrow_dtype)) : at::Tensor()};
 }
 
 }  // namespace

@@ -74,6 +74,25 @@ TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
   }
 }
 
+// The backward's narrower copy of the sum's gradient, written by the kernel, equals the cast
+// of its float32 gradient (and the CPU's within the arithmetic's tolerance).
+TEST(FusedOpsCuda, AddRmsNormNarrowGradientIsTheCast) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(33);
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  for (const int64_t rows : {5, 3000}) {
+    const auto sum = torch::randn({rows, 200}, cuda), gs = torch::randn({rows, 200}, cuda);
+    const auto gy = torch::randn({rows, 200}, cuda.dtype(torch::kBFloat16)), w = 1 + 0.3 * torch::randn({200}, cuda);
+    const auto rstd = 1.0 / (sum.square().mean(-1) + 1e-6).sqrt();
+    for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kDouble}) {
+      const auto [grad_sum, grad_weight, narrow] =
+          bittorch::ops::_add_rms_norm_backward(gy, gs, sum, w, rstd, {true, true}, dtype);
+      EXPECT_EQ(narrow.scalar_type(), dtype);
+      EXPECT_TRUE(torch::equal(narrow, grad_sum.to(dtype))) << rows << " rows, " << c10::toString(dtype);
+    }
+  }
+}
+
 // Under autocast the norm writes the autocast dtype (the values of the float32 output rounded
 // once) and keeps a float32 sum; float64 inputs are left as they are.
 TEST(FusedOpsCuda, AddRmsNormUnderAutocastWritesTheAutocastDtype) {
