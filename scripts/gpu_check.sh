@@ -2,7 +2,8 @@
 # Everything the GPU machine has to do, in one run: build (with bittorch-bench), the whole
 # test suite including the CUDA tests, compute-sanitizer memcheck and racecheck on the CUDA
 # test binary, the benchmark, and the MNIST comparison on the GPU and on the CPU.
-# Results go to $OUT (default: ./gpu-out). Needs torch in python3 (the GPU image has it).
+# Results go to $OUT (default: ./gpu-out; more than 8 files go back as one results.tar.gz).
+# Needs torch in python3 (the GPU image has it).
 # BITTORCH_GPU_STEPS picks the steps after the build (default: all of
 # "tests sanitizer bench packed mnist"; "cudatests" runs the CUDA test binary alone,
 # "checkpoint" saves, resumes and loads an MNIST checkpoint across GPU and CPU; "lmdp" trains
@@ -428,5 +429,14 @@ for gpus in ("1gpu", "2gpu"):
 json.dump(summary, open(os.path.join(out, "mnist_data_parallel.json"), "w"), indent=1)
 print(json.dumps(summary, indent=1))
 PY
+fi
+
+# Only 8 files come back from the GPU machine (the device tool's limit): past that, everything
+# goes back as one archive (results.tar.gz; `tar -xzf` it), so that no figure is left behind.
+results=("$out"/*)
+if (( ${#results[@]} > 8 )); then
+  names=("${results[@]##*/}")
+  tar -czf "$out/results.tar.gz" -C "$out" "${names[@]}" && rm -f "${results[@]}"
+  echo "${#names[@]} files in $out/results.tar.gz"
 fi
 exit $status
