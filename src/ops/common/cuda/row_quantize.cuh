@@ -70,42 +70,61 @@ __device__ __forceinline__ double accumulate(double acc, const Pack<in_t, N>& pa
   return acc;
 }
 
+/// One thread's packs of a row: first, first + kStride, ... (kStride threads share the row).
+/// read() keeps the first kCachedPacks in registers and returns their statistic; write()
+/// writes the outputs of all of them, reading the rest again.
+template <int kStride, typename in_t, int N>
+struct RowShare {
+  const Pack<in_t, N>* packs;
+  int64_t num_packs, first;
+  Pack<in_t, N> cache[kCachedPacks];  // filled by read()
+
+  __device__ __forceinline__ RowShare(const in_t* row, int64_t cols, int64_t first_pack)
+      : packs(reinterpret_cast<const Pack<in_t, N>*>(row)), num_packs(cols / N), first(first_pack) {}
+
+  __device__ __forceinline__ double read(bool max_statistic) {
+    double acc = 0.0;
+#pragma unroll
+    for (int j = 0; j < kCachedPacks; ++j) {
+      const int64_t p = first + int64_t{j} * kStride;
+      if (p < num_packs) {
+        cache[j] = packs[p];
+        acc = accumulate(acc, cache[j], max_statistic);
+      }
+    }
+    for (int64_t p = first + int64_t{kCachedPacks} * kStride; p < num_packs; p += kStride) {
+      acc = accumulate(acc, packs[p], max_statistic);
+    }
+    return acc;
+  }
+
+  template <typename Quantizer>
+  __device__ __forceinline__ void write(const Quantizer& quantizer, int64_t row_start,
+                                        typename Quantizer::scale_t scale) const {
+#pragma unroll
+    for (int j = 0; j < kCachedPacks; ++j) {
+      const int64_t p = first + int64_t{j} * kStride;
+      if (p < num_packs) quantizer.write(row_start + p * N, cache[j], scale);
+    }
+    for (int64_t p = first + int64_t{kCachedPacks} * kStride; p < num_packs; p += kStride) {
+      quantizer.write(row_start + p * N, packs[p], scale);
+    }
+  }
+};
+
 template <typename in_t, int N, typename Quantizer>
 __global__ void __launch_bounds__(kRowThreads, kMinRowBlocksPerSm)
     quantize_rows_kernel(const in_t* __restrict__ input, int64_t cols, Quantizer quantizer) {
   wait_for_prior_grid_and_allow_next();
-  using InPack = Pack<in_t, N>;
   __shared__ typename RowReduce::TempStorage storage;
   __shared__ typename Quantizer::scale_t row_scale;
   const int64_t row = blockIdx.x;
-  const auto* packs = reinterpret_cast<const InPack*>(input + row * cols);
-  const int64_t num_packs = cols / N;
-
-  InPack cache[kCachedPacks];
-  double acc = 0.0;
-#pragma unroll
-  for (int j = 0; j < kCachedPacks; ++j) {
-    const int64_t p = threadIdx.x + int64_t{j} * kRowThreads;
-    if (p < num_packs) {
-      cache[j] = packs[p];
-      acc = accumulate(acc, cache[j], quantizer.max_statistic);
-    }
-  }
-  for (int64_t p = threadIdx.x + int64_t{kCachedPacks} * kRowThreads; p < num_packs; p += kRowThreads) {
-    acc = accumulate(acc, packs[p], quantizer.max_statistic);
-  }
+  RowShare<kRowThreads, in_t, N> share(input + row * cols, cols, threadIdx.x);
+  const double acc = share.read(quantizer.max_statistic);
   const double total = quantizer.max_statistic ? RowReduce(storage).Reduce(acc, MaxOp()) : RowReduce(storage).Sum(acc);
   if (threadIdx.x == 0) row_scale = quantizer.finish_row(row, total, cols);
   __syncthreads();
-  const auto scale = row_scale;
-#pragma unroll
-  for (int j = 0; j < kCachedPacks; ++j) {
-    const int64_t p = threadIdx.x + int64_t{j} * kRowThreads;
-    if (p < num_packs) quantizer.write(row * cols + p * N, cache[j], scale);
-  }
-  for (int64_t p = threadIdx.x + int64_t{kCachedPacks} * kRowThreads; p < num_packs; p += kRowThreads) {
-    quantizer.write(row * cols + p * N, packs[p], scale);
-  }
+  share.write(quantizer, row * cols, row_scale);
 }
 
 constexpr int kWarpRowsPerBlock = kRowThreads / 32;
@@ -113,30 +132,16 @@ constexpr int64_t kWarpRowsFromRows = 4096;  // longer rows too go a warp per ro
 
 /// quantize_rows_kernel with a warp per row: the statistic is reduced across the warp's lanes
 /// (a butterfly: every lane ends with the same value), lane 0 finishes the row, and the scale
-/// reaches the other lanes by shuffle. Packs past 32 * kCachedPacks are read again to write.
+/// reaches the other lanes by shuffle.
 template <typename in_t, int N, typename Quantizer>
 __global__ void __launch_bounds__(kRowThreads)
     quantize_warp_rows_kernel(const in_t* __restrict__ input, int64_t rows, int64_t cols, Quantizer quantizer) {
   wait_for_prior_grid_and_allow_next();
-  using InPack = Pack<in_t, N>;
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int64_t row = int64_t{blockIdx.x} * kWarpRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // a whole warp: the shuffles below involve no lane that left
-  const auto* packs = reinterpret_cast<const InPack*>(input + row * cols);
-  const int64_t num_packs = cols / N;
-  InPack cache[kCachedPacks];
-  double acc = 0.0;
-#pragma unroll
-  for (int j = 0; j < kCachedPacks; ++j) {
-    const int64_t p = lane + int64_t{j} * 32;
-    if (p < num_packs) {
-      cache[j] = packs[p];
-      acc = accumulate(acc, cache[j], quantizer.max_statistic);
-    }
-  }
-  for (int64_t p = lane + int64_t{kCachedPacks} * 32; p < num_packs; p += 32) {
-    acc = accumulate(acc, packs[p], quantizer.max_statistic);
-  }
+  RowShare<32, in_t, N> share(input + row * cols, cols, lane);
+  double acc = share.read(quantizer.max_statistic);
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) {
     const double other = __shfl_xor_sync(0xffffffffU, acc, offset);
@@ -144,15 +149,7 @@ __global__ void __launch_bounds__(kRowThreads)
   }
   typename Quantizer::scale_t scale{};
   if (lane == 0) scale = quantizer.finish_row(row, acc, cols);
-  scale = __shfl_sync(0xffffffffU, scale, 0);
-#pragma unroll
-  for (int j = 0; j < kCachedPacks; ++j) {
-    const int64_t p = lane + int64_t{j} * 32;
-    if (p < num_packs) quantizer.write(row * cols + p * N, cache[j], scale);
-  }
-  for (int64_t p = lane + int64_t{kCachedPacks} * 32; p < num_packs; p += 32) {
-    quantizer.write(row * cols + p * N, packs[p], scale);
-  }
+  share.write(quantizer, row * cols, __shfl_sync(0xffffffffU, scale, 0));
 }
 
 /// Elements per 16-byte pack of in_t.
