@@ -902,14 +902,15 @@ def case_lm_bench_profile():
 def case_lm_profile_breakdown_reads_kineto_traces():
     """bench/lm_profile_breakdown.py on a trace laid out as Kineto writes them (the kernels tied
     to their launches by correlation id, not to the ops' external ids, as in real traces): each
-    kernel's phase from where it was launched (an autograd node on another thread: backward; an
-    optimizer step: optimizer), its kind from its name, and the GPU's idle time between them."""
+    kernel's phase from where it was launched, through the runtime or, as cuBLAS launches, the
+    driver (an autograd node on another thread: backward; an optimizer step: optimizer), its kind
+    from its name, and the GPU's idle time between them."""
     def op(name, tid, ts, dur, external):
         return {"ph": "X", "cat": "cpu_op", "name": name, "pid": 1, "tid": tid, "ts": ts, "dur": dur,
                 "args": {"External id": external}}
 
-    def launch(tid, ts, correlation):
-        return {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": tid, "ts": ts,
+    def launch(tid, ts, correlation, category="cuda_runtime", name="cudaLaunchKernel"):
+        return {"ph": "X", "cat": category, "name": name, "pid": 1, "tid": tid, "ts": ts,
                 "dur": 2, "args": {"External id": correlation, "correlation": correlation}}
 
     def kernel(name, ts, dur, correlation):
@@ -920,7 +921,8 @@ def case_lm_profile_breakdown_reads_kineto_traces():
         op("aten::mm", 1, 0, 10, 1), launch(1, 5, 101), kernel("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_TNT", 20, 300, 101),
         op("bittorch::add_rms_norm", 1, 10, 10, 2), launch(1, 15, 102), kernel("add_rms_norm_kernel<bf16>", 320, 50, 102),
         op("autograd::engine::evaluate_function: MmBackward0", 2, 30, 20, 3), op("aten::mm", 2, 32, 15, 4),
-        launch(2, 40, 103), kernel("sm90_xmma_gemm_bf16bf16_bf16f32", 400, 600, 103),
+        launch(2, 40, 103, "cuda_driver", "cuLaunchKernelEx"),
+        kernel("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT", 400, 600, 103),
         {"ph": "X", "cat": "user_annotation", "name": "Optimizer.step#AdamW.step", "pid": 1, "tid": 1, "ts": 60,
          "dur": 30, "args": {"External id": 5}},
         launch(1, 70, 104), kernel("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<float>",
