@@ -5,6 +5,7 @@ summed by kind (projections, attention, norms, rotary, activation, loss, optimiz
 by phase (forward, backward, optimizer), with the time the GPU sat idle between kernels.
 
     python3 bench/lm_profile_breakdown.py gpu-out/lm_profile_traces.tar.gz --json breakdown.json
+    python3 bench/lm_profile_breakdown.py traces.tar.gz --top 20   # and each trace's 20 costliest kernels
 
 A kernel's phase is where the host launched it (the runtime or driver call of the same
 correlation id):
@@ -114,6 +115,7 @@ def breakdown(trace):
     launches = {e["args"]["correlation"]: e for e in events
                 if e.get("cat") in ("cuda_runtime", "cuda_driver") and "correlation" in e.get("args", {})}
     table = collections.defaultdict(lambda: {"ms": 0.0, "kernels": 0})
+    by_name = collections.defaultdict(lambda: {"ms": 0.0, "kernels": 0})
     phases = collections.defaultdict(float)
     for e in device:
         kind = kind_of(e["name"]) if e.get("cat") == "kernel" else (
@@ -124,9 +126,9 @@ def breakdown(trace):
             phase = "optimizer"
         elif launch is not None and backward.contains(launch["tid"], launch["ts"]):
             phase = "backward"
-        entry = table[(phase, kind)]
-        entry["ms"] += e["dur"] / 1e3
-        entry["kernels"] += 1
+        for entry in (table[(phase, kind)], by_name[(kind, e["name"])]):
+            entry["ms"] += e["dur"] / 1e3
+            entry["kernels"] += 1
         phases[phase] += e["dur"] / 1e3
     # Idle: the span from the first kernel's start to the last one's end less the union of
     # the kernels' intervals.
@@ -139,15 +141,22 @@ def breakdown(trace):
     span = (max(stop for _, stop in intervals) - intervals[0][0]) / 1e3
     rows = [{"phase": phase, "kind": kind, "ms": round(v["ms"], 3), "kernels": v["kernels"]}
             for (phase, kind), v in sorted(table.items(), key=lambda item: -item[1]["ms"])]
+    top = [{"kind": kind, "name": name, "ms": round(v["ms"], 3), "kernels": v["kernels"]}
+           for (kind, name), v in sorted(by_name.items(), key=lambda item: -item[1]["ms"])]
     return {"span_ms": round(span, 3), "busy_ms": round(busy / 1e3, 3), "idle_ms": round(span - busy / 1e3, 3),
-            "kernels": len(device), "phases_ms": {k: round(v, 3) for k, v in phases.items()}, "rows": rows}
+            "kernels": len(device), "phases_ms": {k: round(v, 3) for k, v in phases.items()}, "rows": rows,
+            "by_kernel": top}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("traces", help="a .tar.gz of Chrome traces, a folder of them, or one trace (.json)")
     parser.add_argument("--json", help="write the breakdowns here")
+    parser.add_argument("--top", type=int, default=0, metavar="N",
+                        help="also print each trace's N kernels of the most time (all of them go to --json)")
     args = parser.parse_args()
+    if args.top < 0:
+        sys.exit(f"lm_profile_breakdown.py: --top must be >= 0, not {args.top}")
     if not os.path.exists(args.traces):
         sys.exit(f"lm_profile_breakdown.py: {args.traces}: no such file or folder")
     results = {}
@@ -162,6 +171,11 @@ def main():
               ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(result["phases_ms"].items())))
         for row in result["rows"]:
             print(f"  {row['phase']:<9} {row['kind']:<24} {row['ms']:9.2f} ms  {row['kernels']:6d} kernels")
+        if args.top:
+            print(f"  the {min(args.top, len(result['by_kernel']))} costliest kernels (us per launch):")
+        for row in result["by_kernel"][:args.top]:
+            print(f"  {row['ms']:9.2f} ms {row['kernels']:6d} x {1e3 * row['ms'] / row['kernels']:8.1f} us  "
+                  f"{row['kind']:<20.20} {row['name'][:100]}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -248,7 +248,8 @@ for preset in ${BITTORCH_PROFILE_PRESETS:-medium large}; do
     --profile "/tmp/profile_$preset" --json "$out/lm_pytorch_profile_$preset.json" || status=1
 done
 tar -czf "$out/lm_profile_traces.tar.gz" -C /tmp $(cd /tmp && ls -d profile_medium profile_large 2>/dev/null) || status=1
-python3 bench/lm_profile_breakdown.py "$out/lm_profile_traces.tar.gz" --json "$out/lm_profile_breakdown.json" || status=1
+python3 bench/lm_profile_breakdown.py "$out/lm_profile_traces.tar.gz" --json "$out/lm_profile_breakdown.json" \
+  --top 25 || status=1
 fi
 
 if wants lmload; then

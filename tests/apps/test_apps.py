@@ -904,7 +904,7 @@ def case_lm_profile_breakdown_reads_kineto_traces():
     to their launches by correlation id, not to the ops' external ids, as in real traces): each
     kernel's phase from where it was launched, through the runtime or, as cuBLAS launches, the
     driver (an autograd node on another thread: backward; an optimizer step: optimizer), its kind
-    from its name, and the GPU's idle time between them."""
+    from its name, the GPU's idle time between them, and the costliest kernels by name."""
     def op(name, tid, ts, dur, external):
         return {"ph": "X", "cat": "cpu_op", "name": name, "pid": 1, "tid": tid, "ts": ts, "dur": dur,
                 "args": {"External id": external}}
@@ -934,8 +934,12 @@ def case_lm_profile_breakdown_reads_kineto_traces():
         with open(trace, "w") as f:
             json.dump({"traceEvents": events}, f)
         script = os.path.join(SCRIPTS, "..", "bench", "lm_profile_breakdown.py")
-        output = run(sys.executable, script, trace, "--json", out)
+        output = run(sys.executable, script, trace, "--json", out, "--top", "2")
         result = json.load(open(out))["train_ternary.trace.json"]
+        # The costliest kernels by name, the first two printed.
+        assert [(k["name"][:12], k["ms"], k["kernels"]) for k in result["by_kernel"][:2]] == [
+            ("nvjet_sm90_t", 0.6, 1), ("nvjet_tst_12", 0.3, 1)], result["by_kernel"]
+        assert "the 2 costliest kernels" in output and "600.0 us" in output, output
         rows = {(row["phase"], row["kind"]): (row["ms"], row["kernels"]) for row in result["rows"]}
         assert rows == {("forward", "projections (GEMM)"): (0.3, 1), ("forward", "norms"): (0.05, 1),
                         ("backward", "projections (GEMM)"): (0.6, 1), ("optimizer", "other"): (0.1, 1),
