@@ -5,7 +5,9 @@
 // every gridDim-th row: per row they reduce (grad_output * weight) . n and write the sum's
 // gradient in one more pass, adding grad_output * n into the block's own column sums of the
 // weight's gradient (in shared memory); the host sums the blocks' column sums. Where an operand
-// is narrower than the sum, its copy of the gradient is written in the same pass.
+// is narrower than the sum, its copy of the gradient is written in the same pass. Float32 sums
+// of the transformer's widths (512 to 1536 features) take a warp per row instead, the row in
+// registers: one read of each operand and no barrier per row.
 
 #include "ops/add_rms_norm/add_rms_norm.h"
 #include "ops/common/cuda/dependent_launch.cuh"
@@ -21,6 +23,7 @@
 #include <cub/block/block_reduce.cuh>
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 
 namespace bittorch::ops::cuda {
@@ -119,6 +122,143 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+constexpr int kWarpsPerBlock = kThreads / 32;
+
+// Four consecutive elements as float32, in one load: 16 bytes of float32, 8 of a 16-bit type.
+template <typename T>
+__device__ __forceinline__ void load4(const T* p, float (&v)[4]) {
+  if constexpr (std::is_same_v<T, float>) {
+    const float4 f = *reinterpret_cast<const float4*>(p);
+    v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+  } else {
+    static_assert(sizeof(T) == 2, "a 16-bit type");
+    T t[4];
+    const uint2 bits = *reinterpret_cast<const uint2*>(p);
+    memcpy(t, &bits, sizeof(bits));
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v[i] = static_cast<float>(t[i]);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void store4(T* p, const float (&v)[4]) {
+  if constexpr (std::is_same_v<T, float>) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+    T t[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) t[i] = static_cast<T>(v[i]);
+    uint2 bits;
+    memcpy(&bits, t, sizeof(bits));
+    *reinterpret_cast<uint2*>(p) = bits;
+  }
+}
+
+// The backward of a float32 sum of kChunks * 128 features, a warp per row: lane l reads
+// features j * 128 + 4l .. 4l + 3 of each chunk j once, in one load per operand, and keeps
+// them in registers for the dot product (a warp shuffle: no barrier per row), the sum's
+// gradient and the weight's, whose column sums stay in the lane's registers over all the
+// warp's rows. At the end the block's warps add theirs in shared memory, one warp after
+// another (a fixed order: deterministic). grad_sum_narrow, or null: the gradient rounded to
+// grad_t as well.
+template <int kChunks, typename grad_t>
+__global__ void __launch_bounds__(kThreads)
+    add_rms_norm_backward_warp_kernel(const grad_t* grad_output, const float* grad_sum_in, const float* sum,
+                                      const float* weight, const float* rstd, float* grad_sum, grad_t* grad_sum_narrow,
+                                      float* weight_grad_partials, int64_t rows) {
+  wait_for_prior_grid_and_allow_next();
+  constexpr int kFeatures = kChunks * 128;
+  __shared__ float block_columns[kFeatures];
+  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
+  float column_sums[kChunks][4] = {};
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
+    const int64_t base = row * kFeatures;
+    const float r = rstd[row];
+    float n[kChunks][4], gy[kChunks][4];
+    float dot = 0;
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      const int c = j * 128 + lane * 4;
+      float s[4], w[4];
+      load4(sum + base + c, s);
+      load4(grad_output + base + c, gy[j]);
+      load4(weight + c, w);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        n[j][i] = s[i] * r;
+        dot += gy[j][i] * w[i] * n[j][i];
+      }
+    }
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+    const float mean = dot / static_cast<float>(kFeatures);
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      const int c = j * 128 + lane * 4;
+      float w[4], g[4], in[4] = {};
+      load4(weight + c, w);
+      if (grad_sum_in != nullptr) load4(grad_sum_in + base + c, in);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        g[i] = r * (gy[j][i] * w[i] - n[j][i] * mean) + in[i];
+        column_sums[j][i] += gy[j][i] * n[j][i];
+      }
+      store4(grad_sum + base + c, g);
+      if (grad_sum_narrow != nullptr) store4(grad_sum_narrow + base + c, g);
+    }
+  }
+  if (weight_grad_partials == nullptr) return;  // the same for every thread
+  for (int c = static_cast<int>(threadIdx.x); c < kFeatures; c += kThreads) block_columns[c] = 0;
+  __syncthreads();
+  for (int turn = 0; turn < kWarpsPerBlock; ++turn) {
+    if (warp == turn) {
+#pragma unroll
+      for (int j = 0; j < kChunks; ++j) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) block_columns[j * 128 + lane * 4 + i] += column_sums[j][i];
+      }
+    }
+    __syncthreads();
+  }
+  for (int c = static_cast<int>(threadIdx.x); c < kFeatures; c += kThreads) {
+    weight_grad_partials[static_cast<int64_t>(blockIdx.x) * kFeatures + c] = block_columns[c];
+  }
+}
+
+// Calls f with std::integral_constant<int, chunks> for the row widths the warp kernel takes
+// (512, 768, 1024 and 1536 features: 4 to 12 chunks of 128; wider rows would spill its
+// registers) and returns true; false for any other width.
+template <typename F>
+bool with_warp_chunks(int64_t features, const F& f) {
+  switch (features) {
+    case 512:
+      return f(std::integral_constant<int, 4>()), true;
+    case 768:
+      return f(std::integral_constant<int, 6>()), true;
+    case 1024:
+      return f(std::integral_constant<int, 8>()), true;
+    case 1536:
+      return f(std::integral_constant<int, 12>()), true;
+    default:
+      return false;
+  }
+}
+
+// As many blocks as can be resident at once, at most `wanted`: each takes rows in turn, so a
+// block beyond them would wait for a whole block's rows before it starts.
+template <typename Kernel>
+int64_t resident_blocks(Kernel kernel, size_t shared_bytes, int64_t wanted) {
+  int blocks_per_sm = 0;
+  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, kThreads, shared_bytes));
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  return std::min<int64_t>(wanted, std::max(1, blocks_per_sm) * sms);
+}
+
+bool aligned(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const at::Tensor& residual,
                                                             const at::Tensor& weight, double eps,
                                                             std::optional<at::ScalarType> output_dtype) {
@@ -202,7 +342,36 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
     const auto gain = weight.to(accumulate).contiguous();
     const size_t shared_bytes = weight_grad_in_kernel ? static_cast<size_t>(column_bytes) : 0;
     at::Tensor partials;
-    if (rows > 0) {
+    // The warp kernel: a float32 sum of a width it takes, the gradient read (and its narrow
+    // copy written) as float32, bfloat16 or float16, every row aligned for its loads.
+    const bool warp_rows = rows > 0 && s.scalar_type() == at::kFloat &&
+                           (gy.scalar_type() == at::kFloat || narrower_grad) &&
+                           (!narrow_in_kernel || *narrow_dtype == gy.scalar_type()) &&
+                           aligned(s.const_data_ptr(), 16) && aligned(gy.const_data_ptr(), 16) &&
+                           (!has_in || aligned(gs.const_data_ptr(), 16)) && with_warp_chunks(features, [](auto) {});
+    if (warp_rows) {
+      const auto launch = [&](auto grad_zero) {
+        using grad_t = decltype(grad_zero);
+        with_warp_chunks(features, [&](auto chunks) {
+          const auto kernel = add_rms_norm_backward_warp_kernel<decltype(chunks)::value, grad_t>;
+          const int64_t blocks = resident_blocks(kernel, 0, (rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+          if (weight_grad_in_kernel) partials = at::empty({blocks, features}, s.options());
+          launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0,
+                           at::cuda::getCurrentCUDAStream(), gy.const_data_ptr<grad_t>(),
+                           has_in ? gs.const_data_ptr<float>() : nullptr, s.const_data_ptr<float>(),
+                           gain.const_data_ptr<float>(), r.const_data_ptr<float>(), grad_sum.mutable_data_ptr<float>(),
+                           narrow_in_kernel ? grad_sum_narrow.mutable_data_ptr<grad_t>() : nullptr,
+                           weight_grad_in_kernel ? partials.mutable_data_ptr<float>() : nullptr, rows);
+        });
+      };
+      if (gy.scalar_type() == at::kBFloat16) {
+        launch(at::BFloat16());
+      } else if (gy.scalar_type() == at::kHalf) {
+        launch(at::Half());
+      } else {
+        launch(float());
+      }
+    } else if (rows > 0) {
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "add_rms_norm_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         with_operand_type<scalar_t>(gy.scalar_type(), [&](auto grad_zero) {
@@ -210,14 +379,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
             using grad_t = decltype(grad_zero);
             using narrow_t = decltype(narrow_zero);
             const auto kernel = add_rms_norm_backward_kernel<scalar_t, grad_t, narrow_t, acc_t>;
-            // As many blocks as can be resident at once, each taking rows in turn: a block
-            // beyond them would wait for a whole block's rows before it starts.
-            int blocks_per_sm = 0;
-            C10_CUDA_CHECK(
-                cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, kThreads, shared_bytes));
-            const int64_t blocks = std::min<int64_t>(
-                rows, std::max(1, blocks_per_sm) *
-                          static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount));
+            const int64_t blocks = resident_blocks(kernel, shared_bytes, rows);
             if (weight_grad_in_kernel) partials = at::empty({blocks, features}, s.options().dtype(accumulate));
             launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), shared_bytes,
                              at::cuda::getCurrentCUDAStream(), gy.const_data_ptr<grad_t>(),

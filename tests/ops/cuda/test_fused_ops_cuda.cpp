@@ -12,6 +12,8 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <tuple>
+
 namespace {
 
 #define SKIP_WITHOUT_CUDA()                                                             \
@@ -39,7 +41,14 @@ TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
         Case{4, 96, torch::kBFloat16, torch::kFloat}, Case{2, 130, torch::kDouble, torch::kDouble},
         Case{3000, 96, torch::kFloat, torch::kBFloat16, torch::kBFloat16},
         Case{2500, 770, torch::kFloat, torch::kFloat, torch::kHalf}, Case{1100, 33, torch::kDouble, torch::kDouble},
-        Case{40, 64, torch::kFloat, torch::kFloat, torch::kDouble}, Case{3, 13000, torch::kFloat, torch::kFloat}}) {
+        Case{40, 64, torch::kFloat, torch::kFloat, torch::kDouble}, Case{3, 13000, torch::kFloat, torch::kFloat},
+        // A warp per row (float32 sums of 512, 768, 1024 or 1536 features), its gradient read
+        // as float32, bfloat16 or float16 with the narrow copy in the same dtype; a narrow copy
+        // in another dtype goes to the block kernel.
+        Case{3000, 768, torch::kFloat, torch::kBFloat16, torch::kBFloat16},
+        Case{2500, 512, torch::kFloat, torch::kFloat, torch::kHalf}, Case{33, 1536, torch::kFloat, torch::kBFloat16},
+        Case{700, 1024, torch::kFloat, torch::kHalf, torch::kBFloat16},
+        Case{1, 768, torch::kBFloat16, torch::kFloat}}) {
     torch::manual_seed(31);
     const auto x = torch::randn({c.rows, c.features}).to(c.input);
     const auto r = torch::randn({c.rows, c.features}).to(c.residual);
@@ -75,20 +84,33 @@ TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
 }
 
 // The backward's narrower copy of the sum's gradient, written by the kernel, equals the cast
-// of its float32 gradient (and the CPU's within the arithmetic's tolerance).
+// of its float32 gradient, and both gradients the CPU's within the arithmetic's tolerance.
 TEST(FusedOpsCuda, AddRmsNormNarrowGradientIsTheCast) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(33);
   const auto cuda = torch::TensorOptions().device(torch::kCUDA);
-  for (const int64_t rows : {5, 3000}) {
-    const auto sum = torch::randn({rows, 200}, cuda), gs = torch::randn({rows, 200}, cuda);
-    const auto gy = torch::randn({rows, 200}, cuda.dtype(torch::kBFloat16)), w = 1 + 0.3 * torch::randn({200}, cuda);
+  // 200 features: the block kernel; 768: a warp per row, unless the sum starts off a 16-byte
+  // boundary (offset by one element), which the block kernel takes.
+  for (const auto& [rows, features, offset] :
+       {std::tuple{5, 200, 0}, std::tuple{3000, 200, 0}, std::tuple{3000, 768, 0}, std::tuple{5, 768, 1}}) {
+    const auto sum =
+        torch::randn({rows * features + offset}, cuda).narrow(0, offset, rows * features).view({rows, features});
+    const auto gs = torch::randn({rows, features}, cuda);
+    const auto gy = torch::randn({rows, features}, cuda.dtype(torch::kBFloat16));
+    const auto w = 1 + 0.3 * torch::randn({features}, cuda);
     const auto rstd = 1.0 / (sum.square().mean(-1) + 1e-6).sqrt();
+    const auto expected = bittorch::ops::_add_rms_norm_backward(gy.cpu(), gs.cpu(), sum.cpu(), w.cpu(), rstd.cpu(),
+                                                                {true, true}, std::nullopt);
     for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kDouble}) {
       const auto [grad_sum, grad_weight, narrow] =
           bittorch::ops::_add_rms_norm_backward(gy, gs, sum, w, rstd, {true, true}, dtype);
+      const auto what = c10::str(rows, " x ", features, " offset ", offset, ", ", c10::toString(dtype));
       EXPECT_EQ(narrow.scalar_type(), dtype);
-      EXPECT_TRUE(torch::equal(narrow, grad_sum.to(dtype))) << rows << " rows, " << c10::toString(dtype);
+      EXPECT_TRUE(torch::equal(narrow, grad_sum.to(dtype))) << what;
+      EXPECT_LE(max_error(grad_sum, std::get<0>(expected)), 1e-4 * std::get<0>(expected).abs().max().item<double>())
+          << what;
+      EXPECT_LE(max_error(grad_weight, std::get<1>(expected)), 1e-4 * std::get<1>(expected).abs().max().item<double>())
+          << what;
     }
   }
 }
