@@ -1,6 +1,7 @@
 #include "nn/joined_rows.h"
 
 #include <bittorch/nn/modules/packed_ternary_linear.h>
+#include <bittorch/nn/modules/ternary_linear.h>
 
 #include <ATen/ATen.h>
 #include <torch/nn/modules/linear.h>
@@ -104,6 +105,37 @@ std::optional<torch::nn::AnyModule> join_rows(const std::vector<torch::nn::AnyMo
     }
   }
   return joined;
+}
+
+std::optional<std::vector<at::Tensor>> joined_outputs(const std::vector<torch::nn::AnyModule>& parts,
+                                                      const at::Tensor& x) {
+  if (parts.size() < 2) return std::nullopt;
+  if (as<TernaryLinearImpl>(parts.front()) != nullptr) {
+    std::vector<TernaryLinearImpl*> layers;
+    for (const auto& part : parts) {
+      auto* layer = as<TernaryLinearImpl>(part);
+      if (layer == nullptr) return std::nullopt;
+      layers.push_back(layer);
+    }
+    return TernaryLinearImpl::forward_joined(layers, x);
+  }
+  const auto* first = as<torch::nn::LinearImpl>(parts.front());
+  if (first == nullptr) return std::nullopt;
+  std::vector<at::Tensor> weights, biases;
+  std::vector<int64_t> widths;
+  for (const auto& part : parts) {
+    const auto* linear = as<torch::nn::LinearImpl>(part);
+    if (linear == nullptr || linear->options.in_features() != first->options.in_features() ||
+        linear->bias.defined() != first->bias.defined() || linear->weight.device() != first->weight.device() ||
+        linear->weight.scalar_type() != first->weight.scalar_type()) {
+      return std::nullopt;
+    }
+    weights.push_back(linear->weight);
+    if (linear->bias.defined()) biases.push_back(linear->bias);
+    widths.push_back(linear->options.out_features());
+  }
+  // at::cat's backward hands each weight its rows of the one gradient.
+  return at::linear(x, at::cat(weights), biases.empty() ? at::Tensor() : at::cat(biases)).split_with_sizes(widths, -1);
 }
 
 bool still_joined(const torch::nn::AnyModule& joined, const std::vector<torch::nn::AnyModule>& parts) {

@@ -1,7 +1,9 @@
 #pragma once
 
-// The layer behind nn::fuse_projections: projections that read the same input joined into one
-// of their rows concatenated, the parts' tensors re-pointed to views of the joined layer's.
+// Projections that read the same input, computed as one of their rows stacked: for inference
+// the layer behind nn::fuse_projections, the parts' tensors re-pointed to views of the joined
+// layer's; for training (and any call while not so joined) one product of the parts' own
+// tensors stacked per call.
 
 #include <torch/nn/modules/container/any.h>
 
@@ -15,6 +17,12 @@ namespace bittorch::nn::detail {
 /// part's weight, scale and bias are views of the joined layer's.
 std::optional<torch::nn::AnyModule> join_rows(const std::vector<torch::nn::AnyModule>& parts);
 
+/// The parts' outputs for input `x` from one product of their stacked rows, in order, with
+/// gradients for each part's weight and bias: TernaryLinear alike
+/// (TernaryLinearImpl::forward_joined) or torch::nn::Linear alike (their weights concatenated);
+/// nullopt when the parts are not alike. Training's join: the parts keep their own tensors.
+std::optional<std::vector<at::Tensor>> joined_outputs(const std::vector<torch::nn::AnyModule>& parts,
+                                                      const at::Tensor& x);
 /// Whether every part's tensors are still views of `joined`'s (not moved, not replaced).
 bool still_joined(const torch::nn::AnyModule& joined, const std::vector<torch::nn::AnyModule>& parts);
 

@@ -8,6 +8,10 @@
 #include <torch/autograd.h>
 #include <torch/nn/functional/linear.h>
 
+#include <numeric>
+#include <optional>
+#include <vector>
+
 namespace bittorch::nn::functional {
 namespace {
 
@@ -46,6 +50,53 @@ class QuantizeActivationsSte : public torch::autograd::Function<QuantizeActivati
   }
 };
 
+// The product's `weight` argument in joined_ternary_linear, which only receives grad_w (the op
+// never reads it): the weights' stacked shape without data, whose backward hands each weight
+// its rows of the gradient (views, not copies).
+class StackedRowsGradient : public torch::autograd::Function<StackedRowsGradient> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, at::TensorList weights) {
+    std::vector<int64_t> rows;
+    for (const auto& weight : weights) rows.push_back(weight.size(0));
+    ctx->saved_data["rows"] = rows;
+    const int64_t stacked = std::accumulate(rows.begin(), rows.end(), int64_t{0});
+    return at::empty({}, weights.front().options()).expand({stacked, weights.front().size(1)});
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    return grad_outputs[0].split_with_sizes(ctx->saved_data["rows"].toIntVector(), 0);
+  }
+};
+
+std::optional<at::Tensor> optional(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
+// Under CUDA autocast an input or bias in the autocast dtype, cast as the op's Autocast kernels
+// cast them (the weight stays as it is: a float32 master weight is quantized straight into
+// that dtype).
+at::Tensor autocast_operand(const at::Tensor& t) {
+  if (!t.defined() || !t.is_cuda() || !at::isFloatingType(t.scalar_type()) ||
+      !at::autocast::is_autocast_enabled(at::kCUDA)) {
+    return t;
+  }
+  return at::autocast::cached_cast(at::autocast::get_autocast_dtype(at::kCUDA), t, c10::DeviceType::CUDA);
+}
+
+void check_fused_args(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                      const TernaryLinearFuncOptions& options, quant::ActivationFormat activation_format) {
+  const auto& config = options.quant();
+  ops::check_ternary_linear_args(x, weight, optional(bias), config.threshold_factor(),
+                                 quant::to_string(config.scale_mode()), quant::to_string(activation_format),
+                                 quant::to_string(gradient_format_for(config)));
+}
+
+QuantizedLinearWeight quantize_for(const at::Tensor& weight, const quant::QuantConfig& config, at::ScalarType dtype,
+                                   quant::ActivationFormat format, bool keep_operand, QuantizedWeightCache* cache) {
+  return cache != nullptr ? cache->get(weight, config, dtype, format, keep_operand)
+                          : quantize_linear_weight(weight, config, dtype, format, keep_operand);
+}
+
 }  // namespace
 
 quant::GradientFormat gradient_format_for(const quant::QuantConfig& config) {
@@ -71,27 +122,59 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, con
                                       : QuantizeActivationsSte::apply(input, activation_format);
     return torch::nn::functional::linear(used_input, DequantizeSte::apply(weight, config, input.scalar_type()), bias);
   }
-  // Under CUDA autocast the input and bias in the autocast dtype, cast as the op's Autocast
-  // kernels cast them; the weight as it is (a float32 master weight is quantized straight into
-  // that dtype).
-  at::Tensor x = input, b = bias;
-  if (input.is_cuda() && at::isFloatingType(input.scalar_type()) && at::autocast::is_autocast_enabled(at::kCUDA)) {
-    const auto dtype = at::autocast::get_autocast_dtype(at::kCUDA);
-    x = at::autocast::cached_cast(dtype, input, c10::DeviceType::CUDA);
-    if (b.defined()) b = at::autocast::cached_cast(dtype, bias, c10::DeviceType::CUDA);
-  }
-  const auto optional = [](const at::Tensor& t) { return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt; };
-  const std::string scale_mode = quant::to_string(config.scale_mode()), format = quant::to_string(activation_format),
-                    gradient_format = quant::to_string(gradient_format_for(config));
-  ops::check_ternary_linear_args(x, weight, optional(b), config.threshold_factor(), scale_mode, format,
-                                 gradient_format);
+  const at::Tensor x = autocast_operand(input), b = autocast_operand(bias);
+  check_fused_args(x, weight, b, options, activation_format);
   // grad_input needs the operand.
   const bool keep_operand = at::GradMode::is_enabled() && x.requires_grad();
-  const auto quantized = cache != nullptr
-                             ? cache->get(weight, config, x.scalar_type(), activation_format, keep_operand)
-                             : quantize_linear_weight(weight, config, x.scalar_type(), activation_format, keep_operand);
+  const auto quantized = quantize_for(weight, config, x.scalar_type(), activation_format, keep_operand, cache);
   return ops::ternary_linear_quantized(x, weight, optional(quantized.operand), optional(quantized.codes),
-                                       quantized.scale, optional(b), format, gradient_format);
+                                       quantized.scale, optional(b), quant::to_string(activation_format),
+                                       quant::to_string(gradient_format_for(config)));
+}
+
+bool joinable_ternary_linear(const TernaryLinearFuncOptions& options) {
+  return options.quantize() && options.fused() && gradient_format_for(options.quant()) == quant::GradientFormat::None;
+}
+
+std::vector<at::Tensor> joined_ternary_linear(const at::Tensor& input, const std::vector<at::Tensor>& weights,
+                                              const std::vector<at::Tensor>& biases,
+                                              const TernaryLinearFuncOptions& options,
+                                              const std::vector<QuantizedWeightCache*>& caches) {
+  TORCH_CHECK(joinable_ternary_linear(options),
+              "bittorch::joined_ternary_linear: expected options that quantize on the fused path without FP8 "
+              "gradients (quantize(true), fused(true), gradient_bits(0))");
+  TORCH_CHECK(!weights.empty() && (biases.empty() || biases.size() == weights.size()) &&
+                  (caches.empty() || caches.size() == weights.size()),
+              "bittorch::joined_ternary_linear: expected at least one weight, and as many biases and caches (or "
+              "none), but got ",
+              weights.size(), " weights, ", biases.size(), " biases and ", caches.size(), " caches");
+  const auto& config = options.quant();
+  const auto activation_format = ops::activation_format_for(config.activation_bits(), input.device());
+  const at::Tensor x = autocast_operand(input);
+  const bool keep_operand = at::GradMode::is_enabled() && x.requires_grad();
+  std::vector<at::Tensor> operands, codes, scales, used_biases;
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const at::Tensor b = biases.empty() ? at::Tensor() : autocast_operand(biases[i]);
+    TORCH_CHECK(biases.empty() || biases[i].defined() == biases.front().defined(),
+                "bittorch::joined_ternary_linear: expected a bias for every weight or for none");
+    check_fused_args(x, weights[i], b, options, activation_format);
+    const auto quantized = quantize_for(weights[i], config, x.scalar_type(), activation_format, keep_operand,
+                                        caches.empty() ? nullptr : caches[i]);
+    rows.push_back(weights[i].size(0));
+    if (quantized.operand.defined()) operands.push_back(quantized.operand);
+    if (quantized.codes.defined()) codes.push_back(quantized.codes);
+    scales.push_back(quantized.scale.expand({rows.back()}));  // [1] (one per layer) or [rows]
+    if (b.defined()) used_biases.push_back(b);
+  }
+  const auto joined = [](const std::vector<at::Tensor>& parts) {
+    return parts.empty() ? at::Tensor() : at::cat(parts);
+  };
+  const at::Tensor output =
+      ops::ternary_linear_quantized(x, StackedRowsGradient::apply(at::TensorList(weights)), optional(joined(operands)),
+                                    optional(joined(codes)), at::cat(scales), optional(joined(used_biases)),
+                                    quant::to_string(activation_format), quant::to_string(quant::GradientFormat::None));
+  return output.split_with_sizes(rows, -1);
 }
 
 QuantizedLinearWeight quantize_linear_weight(const at::Tensor& weight, const quant::QuantConfig& config,

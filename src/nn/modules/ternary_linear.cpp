@@ -50,13 +50,39 @@ void TernaryLinearImpl::pretty_print(std::ostream& stream) const {
   stream.flags(flags);
 }
 
-at::Tensor TernaryLinearImpl::forward(const at::Tensor& input) {
+void TernaryLinearImpl::check_placement(const at::Tensor& input) const {
   TORCH_CHECK(!options.cuda_only() || (input.is_cuda() && weight.is_cuda()), module_name(options),
               ": expected the input and the module on a CUDA device, but got input on ", input.device(),
               " and weight on ", weight.device(),
               "; move both with .to(torch::kCUDA), or use bittorch::nn::TernaryLinear on the CPU");
+}
+
+at::Tensor TernaryLinearImpl::forward(const at::Tensor& input) {
+  check_placement(input);
   return functional::ternary_linear(input, weight, bias, options,
                                     options.keep_quantized_weight() ? &quantized_weight_ : nullptr);
+}
+
+std::optional<std::vector<at::Tensor>> TernaryLinearImpl::forward_joined(const std::vector<TernaryLinearImpl*>& layers,
+                                                                         const at::Tensor& input) {
+  if (layers.size() < 2 || !functional::joinable_ternary_linear(layers.front()->options)) return std::nullopt;
+  const auto& first = layers.front()->options;
+  std::vector<at::Tensor> weights, biases;
+  std::vector<QuantizedWeightCache*> caches;
+  for (auto* layer : layers) {
+    const auto& options = layer->options;
+    if (options.in_features() != first.in_features() || options.bias() != first.bias() ||
+        !(options.quant() == first.quant()) || options.quantize() != first.quantize() ||
+        options.fused() != first.fused() || options.cuda_only() != first.cuda_only() ||
+        options.keep_quantized_weight() != first.keep_quantized_weight()) {
+      return std::nullopt;
+    }
+    layer->check_placement(input);
+    weights.push_back(layer->weight);
+    if (options.bias()) biases.push_back(layer->bias);
+    caches.push_back(options.keep_quantized_weight() ? &layer->quantized_weight_ : nullptr);
+  }
+  return functional::joined_ternary_linear(input, weights, biases, first, caches);
 }
 
 quant::TernarizedWeight TernaryLinearImpl::get_quantized_weight() const {

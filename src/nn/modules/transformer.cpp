@@ -128,6 +128,9 @@ std::vector<at::Tensor> ProjectionHolder::project_group(size_t index, const at::
     }
     group.joined.reset();  // no longer the members' storage: they compute alone
   }
+  if (joined_products) {
+    if (auto outputs = detail::joined_outputs(members, x)) return *std::move(outputs);
+  }
   std::vector<at::Tensor> outputs;
   for (const size_t member : group.members) outputs.push_back(project(member, x));
   return outputs;
@@ -392,8 +395,11 @@ void TransformerLMImpl::set_activation_checkpointing(bool checkpointing) {
 void TransformerLMImpl::set_fused_ops(bool fused) {
   fused_ops_ = fused;
   for (const auto& block : *blocks) {
-    block->as<TransformerBlockImpl>()->attention->fused_rotary = fused;
-    block->as<TransformerBlockImpl>()->mlp->fused_activation = fused;
+    auto* parts = block->as<TransformerBlockImpl>();
+    parts->attention->fused_rotary = fused;
+    parts->attention->joined_products = fused;
+    parts->mlp->fused_activation = fused;
+    parts->mlp->joined_products = fused;
   }
 }
 

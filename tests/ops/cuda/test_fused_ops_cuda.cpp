@@ -2,7 +2,7 @@
 // against the formulas) over widths below, at and above the block's 256 threads and mixed
 // dtypes; squared_relu's against the CPU's on strided inputs; linear_cross_entropy under BF16
 // autocast against the CPU in float64; rotary_embedding against its formula; a language model
-// with fused ops against its plain composition.
+// with fused ops against its plain composition, and its q, k and v joined against separate.
 
 #include "ops/rotary_embedding_check.h"
 
@@ -207,6 +207,44 @@ TEST(FusedOpsCuda, FusedOpsEqualThePlainCompositionOnTheGpu) {
   };
   const auto fused = run(true), plain = run(false);
   for (size_t i = 0; i < fused.size(); ++i) EXPECT_TRUE(torch::allclose(fused[i], plain[i], 1e-4, 1e-5)) << i;
+}
+
+// The ternary model's q, k and v as one product (ProjectionHolder::joined_products, the
+// default) against each on its own, under BF16 autocast with 16-bit and 8-bit activations:
+// loss and every gradient. The joined input gradient is summed in float32 inside one GEMM
+// where the separate ones add three bfloat16 gradients, hence a bfloat16 tolerance.
+TEST(FusedOpsCuda, JoinedProjectionsEqualSeparateOnesUnderAutocast) {
+  SKIP_WITHOUT_CUDA();
+  for (const int64_t bits : {0, 8}) {
+    torch::manual_seed(34);
+    bittorch::nn::TransformerLM model(
+        bittorch::nn::TransformerOptions().vocab_size(64).width(128).heads(4).layers(2).context(64));
+    bittorch::nn::convert_to_ternary(*model, bittorch::quant::QuantConfig().activation_bits(bits),
+                                     bittorch::nn::is_transformer_projection);
+    model->to(torch::kCUDA);
+    const auto options = torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA);
+    const auto tokens = torch::randint(0, 64, {4, 48}, options), targets = torch::randint(0, 64, {4, 48}, options);
+    const auto run = [&](bool joined) {
+      for (const auto& block : *model->blocks) {
+        block->as<bittorch::nn::TransformerBlockImpl>()->attention->joined_products = joined;
+      }
+      model->zero_grad();
+      at::autocast::set_autocast_enabled(at::kCUDA, true);
+      const auto loss = model->loss(tokens, targets);
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+      at::autocast::clear_cache();
+      loss.backward();
+      std::vector<torch::Tensor> result = {loss.detach()};
+      for (const auto& p : model->parameters()) result.push_back(p.grad().clone());
+      return result;
+    };
+    const auto joined = run(true), separate = run(false);
+    for (size_t i = 0; i < joined.size(); ++i) {
+      EXPECT_EQ(joined[i].scalar_type(), separate[i].scalar_type()) << "bits " << bits << ", tensor " << i;
+      EXPECT_LE(max_error(joined[i], separate[i]), 2e-2 * separate[i].abs().max().item<double>() + 1e-5)
+          << "bits " << bits << ", tensor " << i;
+    }
+  }
 }
 
 }  // namespace

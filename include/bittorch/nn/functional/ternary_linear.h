@@ -8,6 +8,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <vector>
+
 namespace bittorch::nn::functional {
 
 /// y = x @ (w_tern * scale)^T + bias, with w_tern, scale = ternarize(weight) and
@@ -26,6 +28,22 @@ BITTORCH_API at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor
                                        const TernaryLinearFuncOptions& options = {},
                                        QuantizedWeightCache* cache = nullptr);
 
+/// ternary_linear of one input by several layers that share `options` (q, k and v) as one
+/// product: each weight quantized as ternary_linear quantizes it (by its cache when given), the
+/// quantized rows stacked with each layer's scale on its rows, then one ternary_linear_quantized.
+/// The forward and the input's gradient are one matrix product each (the layers' input
+/// gradients summed inside it, not added up afterwards); each weight gets its rows of grad_w.
+/// Returns each layer's output in order: slices of one [*, sum of out_features] tensor.
+/// `biases` is empty or one per weight; `caches` empty or one (or nullptr) per weight.
+/// The options must pass joinable_ternary_linear.
+BITTORCH_API std::vector<at::Tensor> joined_ternary_linear(const at::Tensor& input,
+                                                           const std::vector<at::Tensor>& weights,
+                                                           const std::vector<at::Tensor>& biases,
+                                                           const TernaryLinearFuncOptions& options,
+                                                           const std::vector<QuantizedWeightCache*>& caches = {});
+/// Whether layers with `options` can be joined by joined_ternary_linear: quantized on the fused
+/// path without FP8 gradients (whose scale is one per gradient tensor, so per layer).
+BITTORCH_API bool joinable_ternary_linear(const TernaryLinearFuncOptions& options);
 /// The weight's half of ternary_linear for a call in `dtype` with activations of `format`
 /// (bittorch::ops::ternary_linear_quantize_weight): the operand when `keep_operand` or the
 /// format is None. Not differentiable.

@@ -8,7 +8,9 @@
 #include <torch/nn/pimpl.h>
 #include <torch/serialize/input-archive.h>
 
+#include <optional>
 #include <ostream>
+#include <vector>
 
 namespace bittorch::nn {
 
@@ -31,6 +33,13 @@ class BITTORCH_API TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinear
   /// Input [*, in_features] -> output [*, out_features].
   at::Tensor forward(const at::Tensor& input);
 
+  /// The outputs of `layers` (two or more, reading the same input: q, k and v) from one product
+  /// of their stacked rows (functional::joined_ternary_linear), in order; nullopt when the layers
+  /// differ in anything but out_features, or their options are not joinable_ternary_linear. The
+  /// same values as each layer's forward, up to the order of a GEMM's sums.
+  static std::optional<std::vector<at::Tensor>> forward_joined(const std::vector<TernaryLinearImpl*>& layers,
+                                                               const at::Tensor& input);
+
   /// The ternary codes (weight's dtype, values in {-1, 0, 1}) and scale that forward uses. A
   /// weight holding NaN or Inf is a c10::Error.
   quant::TernarizedWeight get_quantized_weight() const;
@@ -46,6 +55,8 @@ class BITTORCH_API TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinear
   at::Tensor bias;
 
  private:
+  // A clear error when a cuda_only layer gets an input or weight off the GPU.
+  void check_placement(const at::Tensor& input) const;
   // The quantized weight, kept inside a KeepQuantizedWeights scope.
   QuantizedWeightCache quantized_weight_;
 };

@@ -68,6 +68,12 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
   void to(torch::Dtype dtype, bool non_blocking = false) override;
   void to(torch::Device device, bool non_blocking = false) override;
 
+  /// Whether a group of projections (q, k and v; a gated MLP's gate and up) not joined by
+  /// fuse_projections computes as one product of its members' stacked rows, training included
+  /// (TernaryLinear alike or torch::nn::Linear alike); false: each member its own product, the
+  /// reference the joined one is tested against.
+  bool joined_products = true;
+
  protected:
   /// `make_projection` builds the projections, with `path_prefix` before their names.
   explicit ProjectionHolder(ProjectionFactory make_projection = {}, std::string path_prefix = "");
@@ -81,7 +87,8 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
   /// the index project_group takes.
   size_t add_projection_group(std::vector<size_t> members);
   /// Each member's projection of `x`, in order: slices of the joined layer's output when the
-  /// group is joined and gradients are off, else each projection's own output.
+  /// group is joined and gradients are off, else of one product of the members' stacked rows
+  /// (joined_products), else each projection's own output.
   std::vector<at::Tensor> project_group(size_t group, const at::Tensor& x);
 
  private:
@@ -211,7 +218,8 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   /// Whether forward, loss and decode_step run the fused ops: each residual add with the norm
   /// after it (ops::add_rms_norm), the attention's rotary embedding (ops::rotary_embedding;
   /// the decode step has its own in ops::decode_attention) and a packed up projection's squared
-  /// ReLU (in its kernel). False runs the blocks' plain
+  /// ReLU (in its kernel), and q, k and v (a gated MLP's gate and up) as one product of their
+  /// stacked rows (ProjectionHolder::joined_products). False runs the blocks' plain
   /// composition, the reference the fused path is tested against. Not part of the model: the
   /// same weights give the same outputs. On by default.
   void set_fused_ops(bool fused);
