@@ -13,7 +13,7 @@ at::ScalarType loss_dtype(const at::Tensor& input) {
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_meta(const at::Tensor& input, const at::Tensor& weight,
-                                                            const at::Tensor& target, int64_t ignore_index,
+                                                            const at::Tensor& target, int64_t /*ignore_index*/,
                                                             int64_t chunk_rows, bool compute_grad) {
   check_linear_cross_entropy_args(kOp, input, weight, target, chunk_rows);
   const auto loss = at::empty({}, input.options().dtype(loss_dtype(input)));
@@ -21,8 +21,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_meta(const at::Tensor& in
   return {loss, at::empty_like(input), at::empty_like(weight)};
 }
 
-at::Tensor loss_meta(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target, int64_t ignore_index,
-                     int64_t chunk_rows) {
+at::Tensor loss_meta(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target,
+                     int64_t /*ignore_index*/, int64_t chunk_rows) {
   check_linear_cross_entropy_args(kOp, input, weight, target, chunk_rows);
   return at::empty({}, input.options().dtype(loss_dtype(input)));
 }
