@@ -101,6 +101,9 @@ void ShardedGradients::retire_oldest() {
   } else if (!done.buffer.is_same(gradient)) {
     gradient.copy_(done.buffer);
   }
+  // A gradient viewing rows of a bigger tensor (a joined product's backward hands q, k and v
+  // rows of one gradient) would keep all of it alive: the owner keeps a copy of its rows only.
+  if (gradient.defined() && gradient.storage().nbytes() > gradient.nbytes()) gradient = gradient.clone();
 }
 
 }  // namespace bittorch::distributed::detail

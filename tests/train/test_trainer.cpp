@@ -1,6 +1,7 @@
 // bittorch::train::Trainer against a loop written out by hand (schedule, gradient
 // accumulation, clipping), resume against an uninterrupted run, and its refusals.
 
+#include <bittorch/bittorch.h>
 #include <bittorch/distributed/data_parallel.h>
 #include <bittorch/distributed/process_group.h>
 #include <bittorch/io/files.h>
@@ -314,6 +315,35 @@ TEST(Trainer, ShardedGradientsRefuseWhatWouldTrainWrongly) {
   // The second layer takes no part in this loss: its gradients never come.
   const auto loss = model.first->forward(torch::randn({2, 3})).sum();
   EXPECT_TRUE(throws_error_mentioning([&] { parallel.backward(loss); }, {"second.", "received no gradient"}));
+  bittorch::distributed::finish_process_group(*group, torch::kCPU);
+}
+
+// With ZeRO stage 2 a gradient kept by its owner holds its own memory, also where the backward
+// handed it out as rows of a bigger one (q, k and v's joined product), so that the gradients
+// of the parameters a rank does not own are freed.
+TEST(Trainer, ShardedGradientsOfJoinedProjectionsHoldOnlyTheirRows) {
+  bittorch::distributed::LaunchEnvironment launch;
+  launch.master_addr = "127.0.0.1";
+  launch.master_port = free_port();
+  const auto group = bittorch::distributed::init_process_group(
+      launch, torch::kCPU, bittorch::distributed::ProcessGroupOptions().rendezvous_timeout(std::chrono::seconds(20)));
+  torch::manual_seed(3);
+  bittorch::nn::TransformerLM model(
+      bittorch::nn::TransformerOptions().vocab_size(11).width(16).heads(2).layers(1).context(8));
+  bittorch::nn::convert_to_ternary(*model, bittorch::quant::QuantConfig(), bittorch::nn::is_transformer_projection);
+  const std::vector<torch::optim::OptimizerParamGroup> groups = {
+      torch::optim::OptimizerParamGroup(model->parameters())};
+  train::ShardedAdamW sharded(groups, torch::optim::AdamWOptions(0.01), group);
+  bittorch::distributed::DataParallel parallel(*model, group,
+                                               bittorch::distributed::DataParallelOptions().gradient_owner(
+                                                   [&](const at::Tensor& p) { return sharded.owner(p); }));
+  const auto tokens = torch::randint(0, 11, {2, 8});
+  parallel.backward(model->loss(tokens, tokens.roll(1, 1)));
+  for (const auto& parameter : model->named_parameters()) {
+    const auto& grad = parameter.value().grad();
+    ASSERT_TRUE(grad.defined()) << parameter.key();
+    EXPECT_EQ(grad.storage().nbytes(), grad.nbytes()) << parameter.key();
+  }
   bittorch::distributed::finish_process_group(*group, torch::kCPU);
 }
 
