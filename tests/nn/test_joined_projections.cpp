@@ -142,6 +142,21 @@ TEST(JoinedTernaryLinear, UsesEachLayersKeptWeight) {
   expect_close(outputs_and_gradients(layers, x, /*joined=*/true), every_call, 0, "kept");
 }
 
+// In a scope where one layer kept its weight with the operand (an earlier call with grad_input)
+// and the others quantize without it (no gradients), the joined product still runs.
+TEST(JoinedTernaryLinear, MixedKeptOperands) {
+  torch::manual_seed(9);
+  auto layers = qkv_layers(bn::TernaryLinearOptions(24, 1).quant(QuantConfig().activation_bits(8)));
+  const auto x = torch::randn({3, 24});
+  bn::KeepQuantizedWeights keep;
+  layers[0](x.detach().requires_grad_());
+  const torch::NoGradGuard no_grad;
+  const auto joined = bn::TernaryLinearImpl::forward_joined(pointers(layers), x).value();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(joined[i], layers[i](x), 1e-5, 1e-6)) << "layer " << i;
+  }
+}
+
 // Layers that differ in anything but their outputs, or whose options rule the join out (the
 // unfused path, no quantization, FP8 gradients), are not joined; the functional form says why.
 TEST(JoinedTernaryLinear, WhatCannotBeJoined) {

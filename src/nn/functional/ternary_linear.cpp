@@ -167,6 +167,9 @@ std::vector<at::Tensor> joined_ternary_linear(const at::Tensor& input, const std
     scales.push_back(quantized.scale.expand({rows.back()}));  // [1] (one per layer) or [rows]
     if (b.defined()) used_biases.push_back(b);
   }
+  // A kept weight may hold its operand where a fresh one has none (8-bit activations without
+  // grad_input): the operand only where every layer has it.
+  if (operands.size() != weights.size()) operands.clear();
   const auto joined = [](const std::vector<at::Tensor>& parts) {
     return parts.empty() ? at::Tensor() : at::cat(parts);
   };
