@@ -30,6 +30,23 @@ std::vector<at::Tensor*> row_tensors(const torch::nn::AnyModule& layer) {
   return tensors;
 }
 
+// The parts as torch::nn::Linear layers alike (one in_features, all with a bias or none, one
+// dtype and device), or empty when they are not.
+std::vector<const torch::nn::LinearImpl*> alike_linears(const std::vector<torch::nn::AnyModule>& parts) {
+  std::vector<const torch::nn::LinearImpl*> linears;
+  const auto* first = as<torch::nn::LinearImpl>(parts.front());
+  for (const auto& part : parts) {
+    const auto* linear = as<torch::nn::LinearImpl>(part);
+    if (linear == nullptr || linear->options.in_features() != first->options.in_features() ||
+        linear->bias.defined() != first->bias.defined() || linear->weight.device() != first->weight.device() ||
+        linear->weight.scalar_type() != first->weight.scalar_type()) {
+      return {};
+    }
+    linears.push_back(linear);
+  }
+  return linears;
+}
+
 // An empty layer of the parts' kind for `rows` outputs, on their device; nullopt when the parts
 // are not alike.
 std::optional<torch::nn::AnyModule> empty_joined_layer(const std::vector<torch::nn::AnyModule>& parts, int64_t rows) {
@@ -47,15 +64,8 @@ std::optional<torch::nn::AnyModule> empty_joined_layer(const std::vector<torch::
     joined->to(packed->packed.device());
     return torch::nn::AnyModule(joined);
   }
-  if (const auto* linear = as<torch::nn::LinearImpl>(parts.front())) {
-    for (const auto& part : parts) {
-      const auto* other = as<torch::nn::LinearImpl>(part);
-      if (other == nullptr || other->options.in_features() != linear->options.in_features() ||
-          other->bias.defined() != linear->bias.defined() ||
-          other->weight.scalar_type() != linear->weight.scalar_type()) {
-        return std::nullopt;
-      }
-    }
+  if (const auto linears = alike_linears(parts); !linears.empty()) {
+    const auto* linear = linears.front();
     torch::nn::Linear joined(
         torch::nn::LinearOptions(linear->options.in_features(), rows).bias(linear->bias.defined()));
     joined->to(linear->weight.device(), linear->weight.scalar_type());
@@ -119,17 +129,11 @@ std::optional<std::vector<at::Tensor>> joined_outputs(const std::vector<torch::n
     }
     return TernaryLinearImpl::forward_joined(layers, x);
   }
-  const auto* first = as<torch::nn::LinearImpl>(parts.front());
-  if (first == nullptr) return std::nullopt;
+  const auto linears = alike_linears(parts);
+  if (linears.empty()) return std::nullopt;
   std::vector<at::Tensor> weights, biases;
   std::vector<int64_t> widths;
-  for (const auto& part : parts) {
-    const auto* linear = as<torch::nn::LinearImpl>(part);
-    if (linear == nullptr || linear->options.in_features() != first->options.in_features() ||
-        linear->bias.defined() != first->bias.defined() || linear->weight.device() != first->weight.device() ||
-        linear->weight.scalar_type() != first->weight.scalar_type()) {
-      return std::nullopt;
-    }
+  for (const auto* linear : linears) {
     weights.push_back(linear->weight);
     if (linear->bias.defined()) biases.push_back(linear->bias);
     widths.push_back(linear->options.out_features());
