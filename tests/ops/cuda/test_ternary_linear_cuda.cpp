@@ -198,9 +198,9 @@ TEST(QuantizeActivationsCuda, BitIdenticalToCpu) {
   torch::manual_seed(25);
   for (const auto format : {ActivationFormat::Int8, ActivationFormat::Float8E4M3}) {
     for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
-      // Rows of up to 128 packs go a warp per row (1,024 16-bit features; 1,001 rows leave the
-      // last block part empty), longer ones a block per row, or a warp from 4,096 rows (the
-      // packs past the warp's registers read twice).
+      // Rows of up to 512 packs go a warp per row, 4, 8 or 16 packs a lane (4,096 16-bit or
+      // 2,048 float32 features; 1,001 rows leave the last block part empty), longer ones a
+      // block per row, or a warp from 4,096 rows (the packs past the lane's 16 read twice).
       for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 1},
                                                                  {3, 7},
                                                                  {0, 8},
@@ -212,7 +212,9 @@ TEST(QuantizeActivationsCuda, BitIdenticalToCpu) {
                                                                  {1001, 768},
                                                                  {9, 1024},
                                                                  {9, 1032},
-                                                                 {4100, 3072}}) {
+                                                                 {4100, 3072},
+                                                                 {300, 2048},
+                                                                 {4100, 6144}}) {
         auto x = (torch::randn(shape) * torch::logspace(-4, 4, shape.back())).to(dtype);
         const auto cpu = bittorch::nn::functional::quantize_activations(x, format);
         const auto gpu = bittorch::nn::functional::quantize_activations(x.cuda(), format);
@@ -308,8 +310,18 @@ TEST(TernarizeCuda, BitIdenticalToCpu) {
   for (auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16, torch::kDouble}) {
     for (auto mode : {ScaleMode::Max, ScaleMode::AbsMean}) {
       for (bool per_channel : {true, false}) {
-        for (const auto& shape : std::vector<std::vector<int64_t>>{
-                 {1, 1}, {3, 7}, {65, 129}, {4096, 4096}, {11008, 37}, {7, 30000}, {5, 11008}}) {
+        for (const auto& shape :
+             std::vector<std::vector<int64_t>>{{1, 1},
+                                               {3, 7},
+                                               {65, 129},
+                                               {4096, 4096},
+                                               {11008, 37},
+                                               {7, 30000},
+                                               {5, 11008},
+                                               // a warp per row, 4, 8 and 16 packs a lane (float32 and 16-bit weights)
+                                               {97, 768},
+                                               {40, 1000},
+                                               {33, 2048}}) {
           for (double threshold_factor : {0.0, 0.05, 0.5, 1.0}) {
             const auto w = torch::randn(shape).to(dtype);
             const auto opts = bittorch::quant::QuantConfig()
