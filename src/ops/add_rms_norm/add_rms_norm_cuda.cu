@@ -6,8 +6,8 @@
 // gradient in one more pass, adding grad_output * n into the block's own column sums of the
 // weight's gradient (in shared memory); the host sums the blocks' column sums. Where an operand
 // is narrower than the sum, its copy of the gradient is written in the same pass. Float32 sums
-// of the transformer's widths (512 to 1536 features) take a warp per row instead, the row in
-// registers: one read of each operand and no barrier per row.
+// of the transformer's widths (512 to 1536 features) take a warp per row instead, both ways,
+// the row in registers: one read of each operand and no barrier per row.
 
 #include "ops/add_rms_norm/add_rms_norm.h"
 #include "ops/common/cuda/dependent_launch.cuh"
@@ -226,7 +226,51 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Calls f with std::integral_constant<int, chunks> for the row widths the warp kernel takes
+// The forward of a float32 sum of kChunks * 128 features, a warp per row: lane l adds features
+// j * 128 + 4l .. 4l + 3 of each chunk j (one load per operand), writes them to the sum and
+// keeps them in registers for the sum of squares (a warp shuffle) and the normalized output.
+// The weight is float32 (a float32 sum's norm reads its weight in float32).
+template <int kChunks, typename residual_t, typename output_t>
+__global__ void __launch_bounds__(kThreads)
+    add_rms_norm_forward_warp_kernel(const float* input, const residual_t* residual, const float* weight, float* sum,
+                                     output_t* output, float* rstd, int64_t rows, float eps) {
+  wait_for_prior_grid_and_allow_next();
+  constexpr int kFeatures = kChunks * 128;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + static_cast<int>(threadIdx.x) / 32;
+  if (row >= rows) return;  // a whole warp: the shuffles below involve no lane that left
+  const int64_t base = row * kFeatures;
+  float s[kChunks][4];
+  float squares = 0;
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+    const int c = j * 128 + lane * 4;
+    float a[4], b[4];
+    load4(input + base + c, a);
+    load4(residual + base + c, b);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      s[j][i] = a[i] + b[i];
+      squares += s[j][i] * s[j][i];
+    }
+    store4(sum + base + c, s[j]);
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) squares += __shfl_xor_sync(0xffffffffu, squares, offset);
+  const float r = 1.0F / sqrtf(squares / static_cast<float>(kFeatures) + eps);
+  if (lane == 0) rstd[row] = r;
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+    const int c = j * 128 + lane * 4;
+    float w[4], out[4];
+    load4(weight + c, w);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) out[i] = s[j][i] * r * w[i];
+    store4(output + base + c, out);
+  }
+}
+
+// Calls f with std::integral_constant<int, chunks> for the row widths the warp kernels take
 // (512, 768, 1024 and 1536 features: 4 to 12 chunks of 128; wider rows would spill its
 // registers) and returns true; false for any other width.
 template <typename F>
@@ -287,6 +331,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& in
   const bool weight_as_sum = weight.scalar_type() == sum_dtype;
   const auto gain = (weight_as_sum ? weight : weight.to(accumulate)).contiguous();
   const auto stream = at::cuda::getCurrentCUDAStream();
+  // The warp kernel: a float32 sum of a width it takes, every row aligned for its loads.
+  const bool warp_rows = sum_dtype == at::kFloat && aligned(first.const_data_ptr(), 16) &&
+                         aligned(second.const_data_ptr(), 16) && with_warp_chunks(features, [](auto) {});
+  if (warp_rows) {
+    with_operand_type<float>(second.scalar_type(), [&](auto residual_zero) {
+      with_operand_type<float>(output.scalar_type(), [&](auto output_zero) {
+        with_warp_chunks(features, [&](auto chunks) {
+          using residual_t = decltype(residual_zero);
+          using output_t = decltype(output_zero);
+          launch_dependent(add_rms_norm_forward_warp_kernel<decltype(chunks)::value, residual_t, output_t>,
+                           dim3(static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock)), dim3(kThreads), 0,
+                           stream, first.const_data_ptr<float>(), second.const_data_ptr<residual_t>(),
+                           gain.const_data_ptr<float>(), sum.mutable_data_ptr<float>(),
+                           output.mutable_data_ptr<output_t>(), rstd.mutable_data_ptr<float>(), rows,
+                           static_cast<float>(eps));
+        });
+      });
+    });
+    return {output.to(wanted_output).view(input.sizes()), sum.view(input.sizes()), rstd};
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, sum_dtype, "add_rms_norm_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto launch_with = [&](auto residual_zero, auto weight_zero, auto output_zero) {

@@ -42,9 +42,10 @@ TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
         Case{3000, 96, torch::kFloat, torch::kBFloat16, torch::kBFloat16},
         Case{2500, 770, torch::kFloat, torch::kFloat, torch::kHalf}, Case{1100, 33, torch::kDouble, torch::kDouble},
         Case{40, 64, torch::kFloat, torch::kFloat, torch::kDouble}, Case{3, 13000, torch::kFloat, torch::kFloat},
-        // A warp per row (float32 sums of 512, 768, 1024 or 1536 features), its gradient read
-        // as float32, bfloat16 or float16 with the narrow copy in the same dtype; a narrow copy
-        // in another dtype goes to the block kernel.
+        // A warp per row (float32 sums of 512, 768, 1024 or 1536 features): forward with a
+        // float32, bfloat16 or float16 operand and output; backward with the gradient read as
+        // float32, bfloat16 or float16 and the narrow copy in the same dtype (a narrow copy in
+        // another dtype goes to the block kernel).
         Case{3000, 768, torch::kFloat, torch::kBFloat16, torch::kBFloat16},
         Case{2500, 512, torch::kFloat, torch::kFloat, torch::kHalf}, Case{33, 1536, torch::kFloat, torch::kBFloat16},
         Case{700, 1024, torch::kFloat, torch::kHalf, torch::kBFloat16},
@@ -112,6 +113,30 @@ TEST(FusedOpsCuda, AddRmsNormNarrowGradientIsTheCast) {
       EXPECT_LE(max_error(grad_weight, std::get<1>(expected)), 1e-4 * std::get<1>(expected).abs().max().item<double>())
           << what;
     }
+  }
+}
+
+// The forward's warp kernel reads rows on 16-byte boundaries: a sum operand off one (a view
+// starting one element in) goes to the block kernel, with the same results.
+TEST(FusedOpsCuda, AddRmsNormForwardOffTheBoundary) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(35);
+  const int64_t rows = 300, features = 768;
+  const auto x = torch::randn({rows * features + 1}).narrow(0, 1, rows * features).view({rows, features});
+  const auto r = torch::randn({rows, features}).to(torch::kBFloat16);
+  const auto w = 1 + 0.3 * torch::randn({features});
+  for (const int64_t offset : {0, 1}) {
+    const auto xd = offset == 0 ? x.contiguous().cuda()
+                                : torch::randn({rows * features + 1}, torch::kCUDA)
+                                      .narrow(0, 1, rows * features)
+                                      .copy_(x.reshape(-1).cuda())
+                                      .view({rows, features});
+    const auto [output, sum, rstd] =
+        bittorch::ops::_add_rms_norm_forward(xd, r.cuda(), w.cuda(), 1e-6, torch::kBFloat16);
+    const auto [cpu_output, cpu_sum, cpu_rstd] = bittorch::ops::_add_rms_norm_forward(x, r, w, 1e-6, torch::kBFloat16);
+    EXPECT_LE(max_error(sum, cpu_sum), 1e-6) << "offset " << offset;
+    EXPECT_LE(max_error(rstd, cpu_rstd), 1e-5 * cpu_rstd.abs().max().item<double>()) << "offset " << offset;
+    EXPECT_LE(max_error(output, cpu_output), 1.6e-2 * cpu_output.abs().max().item<double>()) << "offset " << offset;
   }
 }
 
