@@ -102,4 +102,62 @@ inline void expect_rotary_embedding_matches_the_formula(torch::Device device) {
   }
 }
 
+/// rotary_embedding_split on `device` against the formula, every case and dtype: the query and
+/// key heads of a joined projection rotated, the value heads as they are, each laid out [B, T,
+/// heads, D]; the joined gradient holds the query's and key's gradients rotated back and the
+/// value's, side by side. An offset case's joined tensor starts one element into its storage.
+inline void expect_rotary_embedding_split_matches_the_formula(torch::Device device) {
+  for (const auto dtype : {torch::kDouble, torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    for (const auto& c : rotary_cases()) {
+      torch::manual_seed(9);
+      const int64_t width = (c.heads + 2 * c.key_heads) * c.head_size;
+      const bool offset = c.layout == RotaryLayout::kOffset;
+      const auto storage = torch::randn({c.batch, c.positions, width + (offset ? 1 : 0)}, torch::kDouble)
+                               .to(dtype)
+                               .to(device)
+                               .requires_grad_();
+      const auto joined = storage.narrow(2, offset ? 1 : 0, width);
+      const auto table_dtype = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
+      const auto [cos, sin] = formula_rotary_tables(c.start + c.positions, c.head_size, table_dtype);
+      const auto [q, k, v] =
+          bittorch::ops::rotary_embedding_split(joined, c.heads, cos.narrow(0, c.start, c.positions).to(device),
+                                                sin.narrow(0, c.start, c.positions).to(device));
+      // Heads first..first + count of a [B, T, width] tensor, as [B, heads, T, D] in double.
+      const auto heads = [&](const torch::Tensor& t, int64_t first, int64_t count) {
+        return t.detach()
+            .cpu()
+            .to(torch::kDouble)
+            .narrow(2, first * c.head_size, count * c.head_size)
+            .reshape({c.batch, c.positions, count, c.head_size})
+            .transpose(1, 2);
+      };
+      const auto gq = torch::randn(q.sizes(), torch::kDouble).to(dtype).to(device);
+      const auto gk = torch::randn(k.sizes(), torch::kDouble).to(dtype).to(device);
+      const auto gv = torch::randn(v.sizes(), torch::kDouble).to(dtype).to(device);
+      torch::autograd::backward({q, k, v}, {gq, gk, gv});
+      const auto grad = storage.grad().narrow(2, offset ? 1 : 0, width);
+      const double tol = rotary_tolerance(dtype);
+      const std::string what = std::string(c10::toString(dtype)) + " heads " + std::to_string(c.heads) + "+" +
+                               std::to_string(c.key_heads) + " head " + std::to_string(c.head_size) + " positions " +
+                               std::to_string(c.positions) + (offset ? " offset" : "");
+      const auto near = [&](const torch::Tensor& got, const torch::Tensor& want) {
+        return torch::allclose(got.cpu().to(torch::kDouble), want, tol, tol);
+      };
+      EXPECT_EQ(q.scalar_type(), dtype) << what;
+      EXPECT_EQ(q.sizes(), torch::IntArrayRef({c.batch, c.heads, c.positions, c.head_size})) << what;
+      EXPECT_EQ(v.sizes(), torch::IntArrayRef({c.batch, c.key_heads, c.positions, c.head_size})) << what;
+      for (const auto& out : {q, k, v}) EXPECT_TRUE(out.transpose(1, 2).is_contiguous()) << what;
+      EXPECT_TRUE(near(q, reference_rotate_positions(heads(joined, 0, c.heads), c.start))) << what;
+      EXPECT_TRUE(near(k, reference_rotate_positions(heads(joined, c.heads, c.key_heads), c.start))) << what;
+      EXPECT_TRUE(torch::equal(v.cpu().to(torch::kDouble), heads(joined, c.heads + c.key_heads, c.key_heads))) << what;
+      EXPECT_TRUE(near(heads(grad, 0, c.heads), reference_rotate_positions(gq.cpu().to(torch::kDouble), c.start, -1)))
+          << what;
+      EXPECT_TRUE(
+          near(heads(grad, c.heads, c.key_heads), reference_rotate_positions(gk.cpu().to(torch::kDouble), c.start, -1)))
+          << what;
+      EXPECT_TRUE(torch::equal(heads(grad, c.heads + c.key_heads, c.key_heads), gv.cpu().to(torch::kDouble))) << what;
+    }
+  }
+}
+
 }  // namespace bittorch::testing

@@ -1,7 +1,8 @@
 #pragma once
 
 // bittorch::rotary_embedding: the rotary position embedding of queries and keys, both in one
-// op (one kernel each way on CUDA); schema in src/ops/rotary_embedding/rotary_embedding.cpp.
+// op (one kernel each way on CUDA), and rotary_embedding_split, the same on the heads of a
+// joined q, k, v projection; schemas in src/ops/rotary_embedding/rotary_embedding.cpp.
 
 #include <bittorch/export.h>
 
@@ -29,5 +30,25 @@ BITTORCH_API std::tuple<at::Tensor, at::Tensor> _rotary_embedding_backward(const
                                                                            const at::Tensor& grad_key,
                                                                            const at::Tensor& cos,
                                                                            const at::Tensor& signed_sin);
+
+/// The heads of one joined projection (q, k and v side by side): `joined` [batch, positions,
+/// (query_heads + 2 key_heads) * head_size] holds query_heads query heads, then key_heads key
+/// heads, then as many value heads, of the tables' head size. Returns the query and key heads
+/// rotated as rotary_embedding does and the value heads as they are, each a new [batch, heads,
+/// positions, head_size] tensor laid out [batch, positions, heads, head_size]. Differentiable in
+/// `joined`: the backward (_rotary_embedding_split_backward) writes the three gradients, the
+/// query's and key's rotated back, side by side into one tensor of joined's shape, so that a
+/// joined projection's backward takes it without a concatenation.
+BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> rotary_embedding_split(const at::Tensor& joined,
+                                                                                   int64_t query_heads,
+                                                                                   const at::Tensor& cos,
+                                                                                   const at::Tensor& signed_sin);
+
+/// The backward of rotary_embedding_split: [batch, positions, (query_heads + 2 key_heads) *
+/// head_size], the gradients of grad_query [batch, query_heads, positions, head_size] rotated
+/// back, of grad_key rotated back, and grad_value, side by side.
+BITTORCH_API at::Tensor _rotary_embedding_split_backward(const at::Tensor& grad_query, const at::Tensor& grad_key,
+                                                         const at::Tensor& grad_value, const at::Tensor& cos,
+                                                         const at::Tensor& signed_sin);
 
 }  // namespace bittorch::ops

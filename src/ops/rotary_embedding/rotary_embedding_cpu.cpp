@@ -41,8 +41,10 @@ void rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& signed
 }
 
 std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor& query, const at::Tensor& key,
-                                               const at::Tensor& cos, const at::Tensor& signed_sin, double sign) {
-  auto o = rotary_operands(op, query, key, cos, signed_sin);
+                                               const at::Tensor& cos, const at::Tensor& signed_sin, double sign,
+                                               const at::Tensor& rotated_query = {},
+                                               const at::Tensor& rotated_key = {}) {
+  auto o = rotary_operands(op, query, key, cos, signed_sin, rotated_query, rotated_key);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, query.scalar_type(), "rotary_embedding_cpu", [&] {
     rotate<scalar_t>(o.query, o.cos, o.signed_sin, sign, o.rotated_query);
     rotate<scalar_t>(o.key, o.cos, o.signed_sin, sign, o.rotated_key);
@@ -60,11 +62,32 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_query, co
   return rotate_both("bittorch::_rotary_embedding_backward", grad_query, grad_key, cos, signed_sin, -1.0);
 }
 
+RotateInto rotate_into(const char* op, const at::Tensor& cos, const at::Tensor& signed_sin) {
+  return [=](const at::Tensor& query, const at::Tensor& key, double sign, const at::Tensor& rotated_query,
+             const at::Tensor& rotated_key) {
+    rotate_both(op, query, key, cos, signed_sin, sign, rotated_query, rotated_key);
+  };
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> split_forward_cpu(const at::Tensor& joined, int64_t query_heads,
+                                                                 const at::Tensor& cos, const at::Tensor& signed_sin) {
+  constexpr const char* op = "bittorch::rotary_embedding_split";
+  return rotary_split_forward(op, joined, query_heads, cos, signed_sin, rotate_into(op, cos, signed_sin));
+}
+
+at::Tensor split_backward_cpu(const at::Tensor& grad_query, const at::Tensor& grad_key, const at::Tensor& grad_value,
+                              const at::Tensor& cos, const at::Tensor& signed_sin) {
+  constexpr const char* op = "bittorch::_rotary_embedding_split_backward";
+  return rotary_split_backward(op, grad_query, grad_key, grad_value, cos, signed_sin, rotate_into(op, cos, signed_sin));
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
   m.impl("rotary_embedding", &forward_cpu);
   m.impl("_rotary_embedding_backward", &backward_cpu);
+  m.impl("rotary_embedding_split", &split_forward_cpu);
+  m.impl("_rotary_embedding_split_backward", &split_backward_cpu);
 }
 
 }  // namespace bittorch::ops

@@ -107,9 +107,11 @@ bool rows_aligned(const at::Tensor& t, int64_t elements, int64_t bytes) {
 }
 
 std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor& query, const at::Tensor& key,
-                                               const at::Tensor& cos, const at::Tensor& signed_sin, double sign) {
+                                               const at::Tensor& cos, const at::Tensor& signed_sin, double sign,
+                                               const at::Tensor& rotated_query = {},
+                                               const at::Tensor& rotated_key = {}) {
   const c10::cuda::CUDAGuard device_guard(query.device());
-  auto o = rotary_operands(op, query, key, cos, signed_sin);
+  auto o = rotary_operands(op, query, key, cos, signed_sin, rotated_query, rotated_key);
   const int64_t half = query.size(3) / 2;
   const int64_t rows = query.size(0) * query.size(1) * query.size(2) + key.size(0) * key.size(1) * key.size(2);
   if (rows == 0 || half == 0) return {o.rotated_query, o.rotated_key};
@@ -154,11 +156,35 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_query, c
   return rotate_both("bittorch::_rotary_embedding_backward", grad_query, grad_key, cos, signed_sin, -1.0);
 }
 
+RotateInto rotate_into(const char* op, const at::Tensor& cos, const at::Tensor& signed_sin) {
+  return [=](const at::Tensor& query, const at::Tensor& key, double sign, const at::Tensor& rotated_query,
+             const at::Tensor& rotated_key) {
+    rotate_both(op, query, key, cos, signed_sin, sign, rotated_query, rotated_key);
+  };
+}
+
+// The value heads are copied by ATen's copy kernel (one launch each way, beside the rotation's).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> split_forward_cuda(const at::Tensor& joined, int64_t query_heads,
+                                                                  const at::Tensor& cos, const at::Tensor& signed_sin) {
+  const c10::cuda::CUDAGuard device_guard(joined.device());
+  constexpr const char* op = "bittorch::rotary_embedding_split";
+  return rotary_split_forward(op, joined, query_heads, cos, signed_sin, rotate_into(op, cos, signed_sin));
+}
+
+at::Tensor split_backward_cuda(const at::Tensor& grad_query, const at::Tensor& grad_key, const at::Tensor& grad_value,
+                               const at::Tensor& cos, const at::Tensor& signed_sin) {
+  const c10::cuda::CUDAGuard device_guard(grad_query.device());
+  constexpr const char* op = "bittorch::_rotary_embedding_split_backward";
+  return rotary_split_backward(op, grad_query, grad_key, grad_value, cos, signed_sin, rotate_into(op, cos, signed_sin));
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
   m.impl("rotary_embedding", &forward_cuda);
   m.impl("_rotary_embedding_backward", &backward_cuda);
+  m.impl("rotary_embedding_split", &split_forward_cuda);
+  m.impl("_rotary_embedding_split_backward", &split_backward_cuda);
 }
 
 }  // namespace bittorch::ops::cuda

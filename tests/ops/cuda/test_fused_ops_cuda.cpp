@@ -169,6 +169,11 @@ TEST(FusedOpsCuda, RotaryEmbeddingMatchesTheFormula) {
   bittorch::testing::expect_rotary_embedding_matches_the_formula(torch::kCUDA);
 }
 
+TEST(FusedOpsCuda, RotaryEmbeddingSplitMatchesTheFormula) {
+  SKIP_WITHOUT_CUDA();
+  bittorch::testing::expect_rotary_embedding_split_matches_the_formula(torch::kCUDA);
+}
+
 TEST(FusedOpsCuda, SquaredReluMatchesTheCpuKernel) {
   SKIP_WITHOUT_CUDA();
   for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf, torch::kDouble}) {
