@@ -79,8 +79,16 @@ std::optional<torch::nn::AnyModule> empty_joined_layer(const std::vector<torch::
 std::vector<int64_t> output_widths(const std::vector<torch::nn::AnyModule>& parts) {
   std::vector<int64_t> widths;
   for (const auto& part : parts) {
-    const auto tensors = row_tensors(part);
-    widths.push_back(tensors.empty() ? 0 : tensors.front()->size(0));
+    if (const auto* packed = as<PackedTernaryLinearImpl>(part)) {
+      widths.push_back(packed->options.out_features());
+    } else if (const auto* ternary = as<TernaryLinearImpl>(part)) {
+      widths.push_back(ternary->options.out_features());
+    } else if (const auto* linear = as<torch::nn::LinearImpl>(part)) {
+      widths.push_back(linear->options.out_features());
+    } else {
+      TORCH_CHECK(false, "bittorch: a projection of type ", part.ptr()->name(),
+                  " in a group: expected torch::nn::Linear, TernaryLinear or PackedTernaryLinear");
+    }
   }
   return widths;
 }
@@ -117,8 +125,7 @@ std::optional<torch::nn::AnyModule> join_rows(const std::vector<torch::nn::AnyMo
   return joined;
 }
 
-std::optional<std::vector<at::Tensor>> joined_outputs(const std::vector<torch::nn::AnyModule>& parts,
-                                                      const at::Tensor& x) {
+std::optional<at::Tensor> joined_output(const std::vector<torch::nn::AnyModule>& parts, const at::Tensor& x) {
   if (parts.size() < 2) return std::nullopt;
   if (as<TernaryLinearImpl>(parts.front()) != nullptr) {
     std::vector<TernaryLinearImpl*> layers;
@@ -132,14 +139,12 @@ std::optional<std::vector<at::Tensor>> joined_outputs(const std::vector<torch::n
   const auto linears = alike_linears(parts);
   if (linears.empty()) return std::nullopt;
   std::vector<at::Tensor> weights, biases;
-  std::vector<int64_t> widths;
   for (const auto* linear : linears) {
     weights.push_back(linear->weight);
     if (linear->bias.defined()) biases.push_back(linear->bias);
-    widths.push_back(linear->options.out_features());
   }
   // at::cat's backward hands each weight its rows of the one gradient.
-  return at::linear(x, at::cat(weights), biases.empty() ? at::Tensor() : at::cat(biases)).split_with_sizes(widths, -1);
+  return at::linear(x, at::cat(weights), biases.empty() ? at::Tensor() : at::cat(biases));
 }
 
 bool still_joined(const torch::nn::AnyModule& joined, const std::vector<torch::nn::AnyModule>& parts) {

@@ -17,12 +17,12 @@ namespace bittorch::nn::detail {
 /// part's weight, scale and bias are views of the joined layer's.
 std::optional<torch::nn::AnyModule> join_rows(const std::vector<torch::nn::AnyModule>& parts);
 
-/// The parts' outputs for input `x` from one product of their stacked rows, in order, with
-/// gradients for each part's weight and bias: TernaryLinear alike
-/// (TernaryLinearImpl::forward_joined) or torch::nn::Linear alike (their weights concatenated);
-/// nullopt when the parts are not alike. Training's join: the parts keep their own tensors.
-std::optional<std::vector<at::Tensor>> joined_outputs(const std::vector<torch::nn::AnyModule>& parts,
-                                                      const at::Tensor& x);
+/// The parts' outputs for input `x` side by side (in order, in the last dimension) from one
+/// product of their stacked rows, with gradients for each part's weight and bias: TernaryLinear
+/// alike (TernaryLinearImpl::forward_joined) or torch::nn::Linear alike (their weights
+/// concatenated); nullopt when the parts are not alike. Training's join: the parts keep their
+/// own tensors.
+std::optional<at::Tensor> joined_output(const std::vector<torch::nn::AnyModule>& parts, const at::Tensor& x);
 /// Whether every part's tensors are still views of `joined`'s (not moved, not replaced).
 bool still_joined(const torch::nn::AnyModule& joined, const std::vector<torch::nn::AnyModule>& parts);
 

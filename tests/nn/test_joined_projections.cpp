@@ -32,6 +32,16 @@ std::vector<bn::TernaryLinearImpl*> pointers(std::vector<bn::TernaryLinear>& lay
   return raw;
 }
 
+// forward_joined's outputs side by side, split into each layer's.
+std::optional<std::vector<torch::Tensor>> joined_forward(std::vector<bn::TernaryLinear>& layers,
+                                                         const torch::Tensor& x) {
+  const auto joined = bn::TernaryLinearImpl::forward_joined(pointers(layers), x);
+  if (!joined) return std::nullopt;
+  std::vector<int64_t> widths;
+  for (auto& layer : layers) widths.push_back(layer->options.out_features());
+  return joined->split_with_sizes(widths, -1);
+}
+
 // The outputs, then the input's gradient, then each layer's weight and bias gradients, of a
 // loss that weights every output differently.
 std::vector<torch::Tensor> outputs_and_gradients(std::vector<bn::TernaryLinear>& layers, const torch::Tensor& x,
@@ -40,7 +50,7 @@ std::vector<torch::Tensor> outputs_and_gradients(std::vector<bn::TernaryLinear>&
   const auto input = x.detach().requires_grad_();
   std::vector<torch::Tensor> outputs;
   if (joined) {
-    const auto joined_outputs = bn::TernaryLinearImpl::forward_joined(pointers(layers), input);
+    const auto joined_outputs = joined_forward(layers, input);
     EXPECT_TRUE(joined_outputs.has_value());
     if (!joined_outputs) return {};
     outputs = *joined_outputs;
@@ -119,7 +129,7 @@ TEST(JoinedTernaryLinear, GradientsAccumulate) {
   for (auto& layer : layers) layer->zero_grad();
   for (int pass = 0; pass < 2; ++pass) {
     auto loss = torch::zeros({});
-    const auto outputs = bn::TernaryLinearImpl::forward_joined(pointers(layers), x).value();
+    const auto outputs = joined_forward(layers, x).value();
     for (const auto& y : outputs) {
       loss = loss + (y * torch::linspace(-1, 2, y.numel()).view_as(y)).sum();
     }
@@ -151,7 +161,7 @@ TEST(JoinedTernaryLinear, MixedKeptOperands) {
   bn::KeepQuantizedWeights keep;
   layers[0](x.detach().requires_grad_());
   const torch::NoGradGuard no_grad;
-  const auto joined = bn::TernaryLinearImpl::forward_joined(pointers(layers), x).value();
+  const auto joined = joined_forward(layers, x).value();
   for (size_t i = 0; i < layers.size(); ++i) {
     EXPECT_TRUE(torch::allclose(joined[i], layers[i](x), 1e-5, 1e-6)) << "layer " << i;
   }

@@ -140,12 +140,20 @@ std::vector<at::Tensor> joined_ternary_linear(const at::Tensor& input, const std
                                               const std::vector<at::Tensor>& biases,
                                               const TernaryLinearFuncOptions& options,
                                               const std::vector<QuantizedWeightCache*>& caches) {
+  std::vector<int64_t> rows;
+  for (const auto& weight : weights) rows.push_back(weight.size(0));
+  return stacked_ternary_linear(input, weights, biases, options, caches).split_with_sizes(rows, -1);
+}
+
+at::Tensor stacked_ternary_linear(const at::Tensor& input, const std::vector<at::Tensor>& weights,
+                                  const std::vector<at::Tensor>& biases, const TernaryLinearFuncOptions& options,
+                                  const std::vector<QuantizedWeightCache*>& caches) {
   TORCH_CHECK(joinable_ternary_linear(options),
-              "bittorch::joined_ternary_linear: expected options that quantize on the fused path without FP8 "
+              "bittorch::stacked_ternary_linear: expected options that quantize on the fused path without FP8 "
               "gradients (quantize(true), fused(true), gradient_bits(0))");
   TORCH_CHECK(!weights.empty() && (biases.empty() || biases.size() == weights.size()) &&
                   (caches.empty() || caches.size() == weights.size()),
-              "bittorch::joined_ternary_linear: expected at least one weight, and as many biases and caches (or "
+              "bittorch::stacked_ternary_linear: expected at least one weight, and as many biases and caches (or "
               "none), but got ",
               weights.size(), " weights, ", biases.size(), " biases and ", caches.size(), " caches");
   const auto& config = options.quant();
@@ -153,18 +161,16 @@ std::vector<at::Tensor> joined_ternary_linear(const at::Tensor& input, const std
   const at::Tensor x = autocast_operand(input);
   const bool keep_operand = at::GradMode::is_enabled() && x.requires_grad();
   std::vector<at::Tensor> operands, codes, scales, used_biases;
-  std::vector<int64_t> rows;
   for (size_t i = 0; i < weights.size(); ++i) {
     const at::Tensor b = biases.empty() ? at::Tensor() : autocast_operand(biases[i]);
     TORCH_CHECK(biases.empty() || biases[i].defined() == biases.front().defined(),
-                "bittorch::joined_ternary_linear: expected a bias for every weight or for none");
+                "bittorch::stacked_ternary_linear: expected a bias for every weight or for none");
     check_fused_args(x, weights[i], b, options, activation_format);
     const auto quantized = quantize_for(weights[i], config, x.scalar_type(), activation_format, keep_operand,
                                         caches.empty() ? nullptr : caches[i]);
-    rows.push_back(weights[i].size(0));
     if (quantized.operand.defined()) operands.push_back(quantized.operand);
     if (quantized.codes.defined()) codes.push_back(quantized.codes);
-    scales.push_back(quantized.scale.expand({rows.back()}));  // [1] (one per layer) or [rows]
+    scales.push_back(quantized.scale.expand({weights[i].size(0)}));  // [1] (one per layer) or [rows]
     if (b.defined()) used_biases.push_back(b);
   }
   // A kept weight may hold its operand where a fresh one has none (8-bit activations without
@@ -173,11 +179,10 @@ std::vector<at::Tensor> joined_ternary_linear(const at::Tensor& input, const std
   const auto joined = [](const std::vector<at::Tensor>& parts) {
     return parts.empty() ? at::Tensor() : at::cat(parts);
   };
-  const at::Tensor output =
-      ops::ternary_linear_quantized(x, StackedRowsGradient::apply(at::TensorList(weights)), optional(joined(operands)),
-                                    optional(joined(codes)), at::cat(scales), optional(joined(used_biases)),
-                                    quant::to_string(activation_format), quant::to_string(quant::GradientFormat::None));
-  return output.split_with_sizes(rows, -1);
+  return ops::ternary_linear_quantized(x, StackedRowsGradient::apply(at::TensorList(weights)),
+                                       optional(joined(operands)), optional(joined(codes)), at::cat(scales),
+                                       optional(joined(used_biases)), quant::to_string(activation_format),
+                                       quant::to_string(quant::GradientFormat::None));
 }
 
 QuantizedLinearWeight quantize_linear_weight(const at::Tensor& weight, const quant::QuantConfig& config,

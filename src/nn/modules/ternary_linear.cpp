@@ -63,8 +63,8 @@ at::Tensor TernaryLinearImpl::forward(const at::Tensor& input) {
                                     options.keep_quantized_weight() ? &quantized_weight_ : nullptr);
 }
 
-std::optional<std::vector<at::Tensor>> TernaryLinearImpl::forward_joined(const std::vector<TernaryLinearImpl*>& layers,
-                                                                         const at::Tensor& input) {
+std::optional<at::Tensor> TernaryLinearImpl::forward_joined(const std::vector<TernaryLinearImpl*>& layers,
+                                                            const at::Tensor& input) {
   if (layers.size() < 2 || !functional::joinable_ternary_linear(layers.front()->options)) return std::nullopt;
   const auto& first = layers.front()->options;
   std::vector<at::Tensor> weights, biases;
@@ -82,7 +82,7 @@ std::optional<std::vector<at::Tensor>> TernaryLinearImpl::forward_joined(const s
     if (options.bias()) biases.push_back(layer->bias);
     caches.push_back(options.keep_quantized_weight() ? &layer->quantized_weight_ : nullptr);
   }
-  return functional::joined_ternary_linear(input, weights, biases, first, caches);
+  return functional::stacked_ternary_linear(input, weights, biases, first, caches);
 }
 
 quant::TernarizedWeight TernaryLinearImpl::get_quantized_weight() const {

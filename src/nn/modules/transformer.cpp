@@ -75,7 +75,7 @@ at::Tensor ProjectionHolder::project_squared_relu(size_t index, const at::Tensor
 }
 
 size_t ProjectionHolder::add_projection_group(std::vector<size_t> members) {
-  groups_.push_back({std::move(members), std::nullopt, {}});
+  groups_.push_back({std::move(members), std::nullopt});
   return groups_.size() - 1;
 }
 
@@ -110,29 +110,29 @@ int64_t ProjectionHolder::fuse_projection_groups() {
   int64_t joined = 0;
   for (auto& group : groups_) {
     const auto members = members_of(group);
-    if (!group.joined || !detail::still_joined(*group.joined, members)) {
-      group.joined = detail::join_rows(members);
-      group.widths = detail::output_widths(members);
-    }
+    if (!group.joined || !detail::still_joined(*group.joined, members)) group.joined = detail::join_rows(members);
     joined += group.joined.has_value();
   }
   return joined;
 }
 
-std::vector<at::Tensor> ProjectionHolder::project_group(size_t index, const at::Tensor& x) {
+std::optional<at::Tensor> ProjectionHolder::project_group_joined(size_t index, const at::Tensor& x) {
   auto& group = groups_[index];
   const auto members = members_of(group);
   if (group.joined && !at::GradMode::is_enabled()) {
-    if (detail::still_joined(*group.joined, members)) {
-      return group.joined->forward(x).split_with_sizes(group.widths, -1);
-    }
+    if (detail::still_joined(*group.joined, members)) return group.joined->forward(x);
     group.joined.reset();  // no longer the members' storage: they compute alone
   }
-  if (joined_products) {
-    if (auto outputs = detail::joined_outputs(members, x)) return *std::move(outputs);
+  if (joined_products) return detail::joined_output(members, x);
+  return std::nullopt;
+}
+
+std::vector<at::Tensor> ProjectionHolder::project_group(size_t index, const at::Tensor& x) {
+  if (auto joined = project_group_joined(index, x)) {
+    return joined->split_with_sizes(detail::output_widths(members_of(groups_[index])), -1);
   }
   std::vector<at::Tensor> outputs;
-  for (const size_t member : group.members) outputs.push_back(project(member, x));
+  for (const size_t member : groups_[index].members) outputs.push_back(project(member, x));
   return outputs;
 }
 
@@ -166,6 +166,16 @@ const std::pair<at::Tensor, at::Tensor>& CausalSelfAttentionImpl::rotary(c10::De
 std::tuple<at::Tensor, at::Tensor, at::Tensor> CausalSelfAttentionImpl::rotated_heads(const at::Tensor& x,
                                                                                       int64_t start) {
   const int64_t batch = x.size(0), steps = x.size(1), head_size = options.width() / options.heads();
+  if (fused_rotary) {
+    // One product's q, k and v side by side: the split op's backward hands that product its
+    // gradient whole, where the slices' would be concatenated.
+    if (const auto joined = project_group_joined(qkv_, x)) {
+      const auto& [cos, sin] = rotary(joined->device(), joined->scalar_type());
+      auto [q, k, v] = ops::rotary_embedding_split(*joined, options.heads(), cos.narrow(0, start, steps),
+                                                   sin.narrow(0, start, steps));
+      return {q, k, v};
+    }
+  }
   const auto split_heads = [&](const at::Tensor& t) {
     return t.view({batch, steps, t.size(2) / head_size, head_size}).transpose(1, 2);
   };

@@ -33,14 +33,20 @@ BITTORCH_API at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor
 /// quantized rows stacked with each layer's scale on its rows, then one ternary_linear_quantized.
 /// The forward and the input's gradient are one matrix product each (the layers' input
 /// gradients summed inside it, not added up afterwards); each weight gets its rows of grad_w.
-/// Returns each layer's output in order: slices of one [*, sum of out_features] tensor.
-/// `biases` is empty or one per weight; `caches` empty or one (or nullptr) per weight.
-/// The options must pass joinable_ternary_linear.
+/// Returns each layer's output in order: slices of one [*, sum of out_features] tensor
+/// (stacked_ternary_linear's). `biases` is empty or one per weight; `caches` empty or one (or
+/// nullptr) per weight. The options must pass joinable_ternary_linear.
 BITTORCH_API std::vector<at::Tensor> joined_ternary_linear(const at::Tensor& input,
                                                            const std::vector<at::Tensor>& weights,
                                                            const std::vector<at::Tensor>& biases,
                                                            const TernaryLinearFuncOptions& options,
                                                            const std::vector<QuantizedWeightCache*>& caches = {});
+/// joined_ternary_linear's product itself: the layers' outputs side by side, [*, sum of
+/// out_features], for a consumer that takes them joined (ops::rotary_embedding_split).
+BITTORCH_API at::Tensor stacked_ternary_linear(const at::Tensor& input, const std::vector<at::Tensor>& weights,
+                                               const std::vector<at::Tensor>& biases,
+                                               const TernaryLinearFuncOptions& options,
+                                               const std::vector<QuantizedWeightCache*>& caches = {});
 /// Whether layers with `options` can be joined by joined_ternary_linear: quantized on the fused
 /// path without FP8 gradients (whose scale is one per gradient tensor, so per layer).
 BITTORCH_API bool joinable_ternary_linear(const TernaryLinearFuncOptions& options);

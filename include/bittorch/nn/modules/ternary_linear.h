@@ -33,12 +33,13 @@ class BITTORCH_API TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinear
   /// Input [*, in_features] -> output [*, out_features].
   at::Tensor forward(const at::Tensor& input);
 
-  /// The outputs of `layers` (two or more, reading the same input: q, k and v) from one product
-  /// of their stacked rows (functional::joined_ternary_linear), in order; nullopt when the layers
-  /// differ in anything but out_features, or their options are not joinable_ternary_linear. The
-  /// same values as each layer's forward, up to the order of a GEMM's sums.
-  static std::optional<std::vector<at::Tensor>> forward_joined(const std::vector<TernaryLinearImpl*>& layers,
-                                                               const at::Tensor& input);
+  /// The outputs of `layers` (two or more, reading the same input: q, k and v) side by side,
+  /// [*, sum of out_features] in order, from one product of their stacked rows
+  /// (functional::stacked_ternary_linear); nullopt when the layers differ in anything but
+  /// out_features, or their options are not joinable_ternary_linear. The same values as each
+  /// layer's forward, up to the order of a GEMM's sums.
+  static std::optional<at::Tensor> forward_joined(const std::vector<TernaryLinearImpl*>& layers,
+                                                  const at::Tensor& input);
 
   /// The ternary codes (weight's dtype, values in {-1, 0, 1}) and scale that forward uses. A
   /// weight holding NaN or Inf is a c10::Error.

@@ -86,16 +86,18 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
   /// Declares projections `members` (add_projection's indices) as reading one input; returns
   /// the index project_group takes.
   size_t add_projection_group(std::vector<size_t> members);
-  /// Each member's projection of `x`, in order: slices of the joined layer's output when the
-  /// group is joined and gradients are off, else of one product of the members' stacked rows
-  /// (joined_products), else each projection's own output.
+  /// Each member's projection of `x`, in order: slices of project_group_joined's output where
+  /// there is one, else each projection's own output.
   std::vector<at::Tensor> project_group(size_t group, const at::Tensor& x);
+  /// The members' projections of `x` side by side (in the last dimension): the joined layer's
+  /// output when the group is joined and gradients are off, else one product of the members'
+  /// stacked rows (joined_products); nullopt where the members compute alone.
+  std::optional<at::Tensor> project_group_joined(size_t group, const at::Tensor& x);
 
  private:
   struct ProjectionGroup {
     std::vector<size_t> members;
     std::optional<torch::nn::AnyModule> joined;  // not registered: the members hold the state
-    std::vector<int64_t> widths;                 // each member's outputs in the joined layer's
   };
   std::vector<torch::nn::AnyModule> members_of(const ProjectionGroup& group) const;
   void drop_stale_joins();
