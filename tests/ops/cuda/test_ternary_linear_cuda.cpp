@@ -198,9 +198,9 @@ TEST(QuantizeActivationsCuda, BitIdenticalToCpu) {
   torch::manual_seed(25);
   for (const auto format : {ActivationFormat::Int8, ActivationFormat::Float8E4M3}) {
     for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
-      // Rows of up to 512 packs go a warp per row, 4, 8 or 16 packs a lane (4,096 16-bit or
-      // 2,048 float32 features; 1,001 rows leave the last block part empty), longer ones a
-      // block per row, or a warp from 4,096 rows (the packs past the lane's 16 read twice).
+      // Rows of up to 128 packs go a warp per row (1,024 16-bit features; 1,001 rows leave the
+      // last block part empty), longer ones a block per row, or a warp from 4,096 rows (the
+      // packs past the warp's registers read twice).
       for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 1},
                                                                  {3, 7},
                                                                  {0, 8},

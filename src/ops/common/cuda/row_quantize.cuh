@@ -1,16 +1,15 @@
 #pragma once
 
-// The skeleton both quantization kernels share (ternary weights, 8-bit activations): a row is
-// read once with 16-byte loads into registers, a statistic of |x| is reduced (max or sum, in
-// a fixed order: deterministic), turned into the row's scale, and the row's outputs are
-// written from the registers. Rows of up to 512 packs (4,096 bfloat16 or 2,048 float32
-// features) go a warp per row, the whole row in the lanes' registers (4, 8 or 16 packs a lane,
-// the fewest that hold it): a block per row would leave most of a short row's threads idle,
-// and takes its rows one wave of a few blocks per SM at a time (load, reduce, write), where
-// warps keep tens of rows per SM in flight. Longer rows go a block per row, up to kCachedPacks
-// packs per thread in registers and the tail read again from L2; under a max statistic and
-// from kWarpRowsFromRows rows, a warp per row instead (re-reading its tail). Sums are taken in
-// double; a maximum in float on the warp path (exact either way: max only picks a value).
+// The skeleton both quantization kernels share (ternary weights, 8-bit activations): one
+// block per row reads the row once with 16-byte loads, keeping up to kCachedPacks packs per
+// thread in registers, reduces a statistic of |x| (max or sum, in double, in a fixed order:
+// deterministic), turns it into the row's scale, then writes the row's outputs from the
+// registers (longer rows re-read their tail, from L2). Few registers per thread, so that
+// enough blocks share an SM to keep HBM busy. Under a max statistic, short rows (activations
+// of up to 1,024 bfloat16 features) and the rows of large batches go one warp per row
+// instead: a block per row would leave most of a short row's threads idle, and a block takes
+// its rows one wave of 8 per SM at a time (load, reduce, write), where warps keep 64 rows per
+// SM in flight.
 //
 // A Quantizer provides:
 //   bool max_statistic;                                  max|x| (true) or sum|x|
@@ -26,7 +25,6 @@
 #include <cub/block/block_reduce.cuh>
 
 #include <cstdint>
-#include <type_traits>
 
 namespace bittorch::ops::cuda {
 
@@ -37,8 +35,7 @@ struct alignas(sizeof(T) * N) Pack {
 };
 
 constexpr int kRowThreads = 256;
-constexpr int kCachedPacks = 4;       // 4 x 16 bytes per thread: 4,096 float32 columns per row
-constexpr int kWarpCachedPacks = 16;  // 16 x 16 bytes per lane: a warp holds 512 packs
+constexpr int kCachedPacks = 4;  // 4 x 16 bytes per thread: 4,096 float32 columns per row
 constexpr int kMinRowBlocksPerSm = 4;
 
 using RowReduce = cub::BlockReduce<double, kRowThreads>;
@@ -63,44 +60,39 @@ struct MaxOp {
   }
 };
 
-/// The statistic of a pack added to `acc`: max|x| or sum|x| in acc_t (double, or float for a
-/// maximum, which is exact in any type that holds the values).
-template <typename acc_t, typename in_t, int N>
-__device__ __forceinline__ acc_t accumulate(acc_t acc, const Pack<in_t, N>& pack, bool max_statistic) {
+template <typename in_t, int N>
+__device__ __forceinline__ double accumulate(double acc, const Pack<in_t, N>& pack, bool max_statistic) {
 #pragma unroll
   for (int i = 0; i < N; ++i) {
-    const acc_t v = fabs(static_cast<acc_t>(pack.v[i]));
+    const double v = fabs(static_cast<double>(pack.v[i]));
     acc = max_statistic ? max_keeping_nan(acc, v) : acc + v;
   }
   return acc;
 }
 
 /// One thread's packs of a row: first, first + kStride, ... (kStride threads share the row).
-/// read() keeps the first kCached in registers and returns their statistic; write() writes
-/// the outputs of all of them, reading the rest again.
-template <int kStride, typename in_t, int N, int kCached = kCachedPacks>
+/// read() keeps the first kCachedPacks in registers and returns their statistic; write()
+/// writes the outputs of all of them, reading the rest again.
+template <int kStride, typename in_t, int N>
 struct RowShare {
   const Pack<in_t, N>* packs;
   int64_t num_packs, first;
-  Pack<in_t, N> cache[kCached];  // filled by read()
+  Pack<in_t, N> cache[kCachedPacks];  // filled by read()
 
   __device__ __forceinline__ RowShare(const in_t* row, int64_t cols, int64_t first_pack)
       : packs(reinterpret_cast<const Pack<in_t, N>*>(row)), num_packs(cols / N), first(first_pack) {}
 
-  template <typename acc_t = double>
-  __device__ __forceinline__ acc_t read(bool max_statistic) {
-    // All loads first, then the arithmetic: the loads of a thread's packs are in flight at once.
+  __device__ __forceinline__ double read(bool max_statistic) {
+    double acc = 0.0;
 #pragma unroll
-    for (int j = 0; j < kCached; ++j) {
+    for (int j = 0; j < kCachedPacks; ++j) {
       const int64_t p = first + int64_t{j} * kStride;
-      if (p < num_packs) cache[j] = packs[p];
+      if (p < num_packs) {
+        cache[j] = packs[p];
+        acc = accumulate(acc, cache[j], max_statistic);
+      }
     }
-    acc_t acc = 0;
-#pragma unroll
-    for (int j = 0; j < kCached; ++j) {
-      if (first + int64_t{j} * kStride < num_packs) acc = accumulate(acc, cache[j], max_statistic);
-    }
-    for (int64_t p = first + int64_t{kCached} * kStride; p < num_packs; p += kStride) {
+    for (int64_t p = first + int64_t{kCachedPacks} * kStride; p < num_packs; p += kStride) {
       acc = accumulate(acc, packs[p], max_statistic);
     }
     return acc;
@@ -110,11 +102,11 @@ struct RowShare {
   __device__ __forceinline__ void write(const Quantizer& quantizer, int64_t row_start,
                                         typename Quantizer::scale_t scale) const {
 #pragma unroll
-    for (int j = 0; j < kCached; ++j) {
+    for (int j = 0; j < kCachedPacks; ++j) {
       const int64_t p = first + int64_t{j} * kStride;
       if (p < num_packs) quantizer.write(row_start + p * N, cache[j], scale);
     }
-    for (int64_t p = first + int64_t{kCached} * kStride; p < num_packs; p += kStride) {
+    for (int64_t p = first + int64_t{kCachedPacks} * kStride; p < num_packs; p += kStride) {
       quantizer.write(row_start + p * N, packs[p], scale);
     }
   }
@@ -138,35 +130,25 @@ __global__ void __launch_bounds__(kRowThreads, kMinRowBlocksPerSm)
 constexpr int kWarpRowsPerBlock = kRowThreads / 32;
 constexpr int64_t kWarpRowsFromRows = 4096;  // longer rows too go a warp per row from this many
 
-/// The butterfly reduction of a warp's statistic: every lane ends with the same value (a sum
-/// too: each step adds the same two values in either lane).
-template <typename acc_t>
-__device__ __forceinline__ acc_t warp_reduce(acc_t acc, bool max_statistic) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) {
-    const acc_t other = __shfl_xor_sync(0xffffffffU, acc, offset);
-    acc = max_statistic ? max_keeping_nan(acc, other) : acc + other;
-  }
-  return acc;
-}
-
-/// quantize_rows_kernel with a warp per row and kCached packs a lane in registers: the
-/// statistic is reduced across the warp's lanes, lane 0 finishes the row, and the scale
+/// quantize_rows_kernel with a warp per row: the statistic is reduced across the warp's lanes
+/// (a butterfly: every lane ends with the same value), lane 0 finishes the row, and the scale
 /// reaches the other lanes by shuffle.
-template <typename in_t, int N, int kCached, typename Quantizer>
+template <typename in_t, int N, typename Quantizer>
 __global__ void __launch_bounds__(kRowThreads)
     quantize_warp_rows_kernel(const in_t* __restrict__ input, int64_t rows, int64_t cols, Quantizer quantizer) {
   wait_for_prior_grid_and_allow_next();
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int64_t row = int64_t{blockIdx.x} * kWarpRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // a whole warp: the shuffles below involve no lane that left
-  RowShare<32, in_t, N, kCached> share(input + row * cols, cols, lane);
-  using max_t = std::conditional_t<sizeof(in_t) <= sizeof(float), float, double>;  // holds every value
-  const double total = quantizer.max_statistic
-                           ? static_cast<double>(warp_reduce(share.template read<max_t>(true), true))
-                           : warp_reduce(share.template read<double>(false), false);
+  RowShare<32, in_t, N> share(input + row * cols, cols, lane);
+  double acc = share.read(quantizer.max_statistic);
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const double other = __shfl_xor_sync(0xffffffffU, acc, offset);
+    acc = quantizer.max_statistic ? max_keeping_nan(acc, other) : acc + other;
+  }
   typename Quantizer::scale_t scale{};
-  if (lane == 0) scale = quantizer.finish_row(row, total, cols);
+  if (lane == 0) scale = quantizer.finish_row(row, acc, cols);
   share.write(quantizer, row * cols, __shfl_sync(0xffffffffU, scale, 0));
 }
 
@@ -191,16 +173,12 @@ void quantize_rows(const in_t* input, int64_t rows, int64_t cols, const Quantize
               ") than one CUDA grid can hold");
   const auto stream = at::cuda::getCurrentCUDAStream();
   const bool packed = packs_fit(input, cols);
-  const int64_t packs_per_lane = (cols / pack_size<in_t>() + 31) / 32;
-  // A warp per row where a warp's registers hold the row, and for a maximum (exact in any
-  // order and precision) from kWarpRowsFromRows rows whatever their length.
-  if (packed && (packs_per_lane <= kWarpCachedPacks || (quantizer.max_statistic && rows >= kWarpRowsFromRows))) {
-    constexpr int N = pack_size<in_t>();
-    const auto kernel = packs_per_lane <= 4   ? quantize_warp_rows_kernel<in_t, N, 4, Quantizer>
-                        : packs_per_lane <= 8 ? quantize_warp_rows_kernel<in_t, N, 8, Quantizer>
-                                              : quantize_warp_rows_kernel<in_t, N, kWarpCachedPacks, Quantizer>;
-    launch_dependent(kernel, dim3(static_cast<unsigned>((rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock)),
-                     dim3(kRowThreads), 0, stream, input, rows, cols, quantizer);
+  // A maximum is the same in any order, so the warp's reduction gives the block's bits.
+  if (packed && quantizer.max_statistic &&
+      (cols / pack_size<in_t>() <= 32 * kCachedPacks || rows >= kWarpRowsFromRows)) {
+    launch_dependent(quantize_warp_rows_kernel<in_t, pack_size<in_t>(), Quantizer>,
+                     dim3(static_cast<unsigned>((rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock)), dim3(kRowThreads),
+                     0, stream, input, rows, cols, quantizer);
     return;
   }
   const auto kernel =
