@@ -149,8 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rotary_split_forward(const char* 
   auto query = joined_heads_output(joined, batch, query_heads, positions, head_size);
   auto key = joined_heads_output(joined, batch, key_heads, positions, head_size);
   auto value = joined_heads_output(joined, batch, key_heads, positions, head_size);
-  rotate(in.query, in.key, 1.0, query, key);
-  value.copy_(in.value);
+  rotate(in.query, in.key, in.value.stride(3) == 1 ? in.value : in.value.contiguous(), 1.0, query, key, value);
   return {query, key, value};
 }
 
@@ -162,8 +161,9 @@ at::Tensor rotary_split_backward(const char* op, const at::Tensor& grad_query, c
   const int64_t query_heads = grad_query.size(1), key_heads = grad_key.size(1);
   auto grad = at::empty({batch, positions, (query_heads + 2 * key_heads) * head_size}, grad_query.options());
   auto out = joined_heads(grad, query_heads, key_heads, head_size);
-  rotate(grad_query, grad_key, -1.0, out.query, out.key);
-  out.value.copy_(grad_value);
+  // The head dimension contiguous, as the rotation reads its inputs (a copy only if not).
+  rotate(grad_query, grad_key, grad_value.stride(3) == 1 ? grad_value : grad_value.contiguous(), -1.0, out.query,
+         out.key, out.value);
   return grad;
 }
 

@@ -52,9 +52,11 @@ void check_rotary_split_backward_args(const char* op, const at::Tensor& grad_que
                                       const at::Tensor& grad_value, const at::Tensor& cos,
                                       const at::Tensor& signed_sin);
 
-/// A backend's rotation of query and key into the given outputs (sign -1: the inverse).
-using RotateInto = std::function<void(const at::Tensor& query, const at::Tensor& key, double sign,
-                                      const at::Tensor& rotated_query, const at::Tensor& rotated_key)>;
+/// A backend's rotation of query and key into the given outputs (sign -1: the inverse), and
+/// copy of value (the key's shape, head dimension contiguous) into value_out.
+using RotateInto =
+    std::function<void(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value, double sign,
+                       const at::Tensor& rotated_query, const at::Tensor& rotated_key, const at::Tensor& value_out)>;
 
 /// rotary_embedding_split and its backward on a backend, through its rotation: the forward
 /// rotates the query and key heads of `joined` into new tensors and copies the value heads; the

@@ -63,9 +63,10 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_query, co
 }
 
 RotateInto rotate_into(const char* op, const at::Tensor& cos, const at::Tensor& signed_sin) {
-  return [=](const at::Tensor& query, const at::Tensor& key, double sign, const at::Tensor& rotated_query,
-             const at::Tensor& rotated_key) {
+  return [=](const at::Tensor& query, const at::Tensor& key, const at::Tensor& value, double sign,
+             const at::Tensor& rotated_query, const at::Tensor& rotated_key, const at::Tensor& value_out) {
     rotate_both(op, query, key, cos, signed_sin, sign, rotated_query, rotated_key);
+    value_out.copy_(value);
   };
 }
 

@@ -47,13 +47,26 @@ __device__ __forceinline__ Run<T, kVec> load_run(const T* p) {
   return *reinterpret_cast<const Run<T, kVec>*>(p);
 }
 
+// Where row `row` of x starts in its input and its output; its position.
+template <typename scalar_t>
+struct RowPointers {
+  const scalar_t* in;
+  scalar_t* out;
+  uint32_t t;
+};
+
+template <typename scalar_t>
+__device__ __forceinline__ RowPointers<scalar_t> row_pointers(const RotaryOperand<scalar_t>& x, uint32_t row) {
+  const uint32_t t = row % x.layout.positions, head_row = row / x.layout.positions;
+  const uint32_t h = head_row % x.layout.heads, b = head_row / x.layout.heads;
+  return {x.in + b * x.layout.in_strides[0] + h * x.layout.in_strides[1] + t * x.layout.in_strides[2],
+          x.out + b * x.layout.out_strides[0] + h * x.layout.out_strides[1] + t * x.layout.out_strides[2], t};
+}
+
 template <int kVec, typename scalar_t, typename acc_t>
 __device__ void rotate_run(const RotaryOperand<scalar_t>& x, uint32_t row, uint32_t j, const acc_t* cos,
                            const acc_t* signed_sin, uint32_t half, acc_t sign) {
-  const uint32_t t = row % x.layout.positions, head_row = row / x.layout.positions;
-  const uint32_t h = head_row % x.layout.heads, b = head_row / x.layout.heads;
-  const scalar_t* in = x.in + b * x.layout.in_strides[0] + h * x.layout.in_strides[1] + t * x.layout.in_strides[2];
-  scalar_t* out = x.out + b * x.layout.out_strides[0] + h * x.layout.out_strides[1] + t * x.layout.out_strides[2];
+  const auto [in, out, t] = row_pointers(x, row);
   const acc_t* c = cos + static_cast<int64_t>(t) * 2 * half;
   const acc_t* s = signed_sin + static_cast<int64_t>(t) * 2 * half;
   const auto first = load_run<kVec>(in + j), second = load_run<kVec>(in + j + half);
@@ -70,10 +83,18 @@ __device__ void rotate_run(const RotaryOperand<scalar_t>& x, uint32_t row, uint3
   *reinterpret_cast<Run<scalar_t, kVec>*>(out + j + half) = out2;
 }
 
+// The same runs copied as they are (rotary_embedding_split's value heads).
+template <int kVec, typename scalar_t>
+__device__ void copy_run(const RotaryOperand<scalar_t>& x, uint32_t row, uint32_t j, uint32_t half) {
+  const auto [in, out, t] = row_pointers(x, row);
+  *reinterpret_cast<Run<scalar_t, kVec>*>(out + j) = load_run<kVec>(in + j);
+  *reinterpret_cast<Run<scalar_t, kVec>*>(out + j + half) = load_run<kVec>(in + j + half);
+}
+
 template <int kVec, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
-    rotary_embedding_kernel(RotaryOperand<scalar_t> query, RotaryOperand<scalar_t> key, const acc_t* cos,
-                            const acc_t* signed_sin, uint32_t half, acc_t sign) {
+    rotary_embedding_kernel(RotaryOperand<scalar_t> query, RotaryOperand<scalar_t> key, RotaryOperand<scalar_t> value,
+                            const acc_t* cos, const acc_t* signed_sin, uint32_t half, acc_t sign) {
   const uint32_t runs_per_row = half / kVec;
   const uint32_t thread = blockIdx.x * kThreads + threadIdx.x;
   const uint32_t row = thread / runs_per_row, j = (thread % runs_per_row) * kVec;
@@ -81,11 +102,13 @@ __global__ void __launch_bounds__(kThreads)
     rotate_run<kVec>(query, row, j, cos, signed_sin, half, sign);
   } else if (row - query.rows < key.rows) {
     rotate_run<kVec>(key, row - query.rows, j, cos, signed_sin, half, sign);
+  } else if (row - query.rows - key.rows < value.rows) {
+    copy_run<kVec>(value, row - query.rows - key.rows, j, half);
   }
 }
 
 template <typename scalar_t>
-RotaryOperand<scalar_t> operand(const at::Tensor& in, at::Tensor& out) {
+RotaryOperand<scalar_t> operand(const at::Tensor& in, const at::Tensor& out) {
   RotaryOperand<scalar_t> x{in.const_data_ptr<scalar_t>(),
                             out.mutable_data_ptr<scalar_t>(),
                             {static_cast<uint32_t>(in.size(1)), static_cast<uint32_t>(in.size(2)), {}, {}},
@@ -106,14 +129,17 @@ bool rows_aligned(const at::Tensor& t, int64_t elements, int64_t bytes) {
   return true;
 }
 
+// The rotation of query and key in one launch; with `value` (head dimension contiguous, the
+// key's shape), its rows are copied into value_out in the same launch.
 std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor& query, const at::Tensor& key,
                                                const at::Tensor& cos, const at::Tensor& signed_sin, double sign,
-                                               const at::Tensor& rotated_query = {},
-                                               const at::Tensor& rotated_key = {}) {
+                                               const at::Tensor& rotated_query = {}, const at::Tensor& rotated_key = {},
+                                               const at::Tensor& value = {}, const at::Tensor& value_out = {}) {
   const c10::cuda::CUDAGuard device_guard(query.device());
   auto o = rotary_operands(op, query, key, cos, signed_sin, rotated_query, rotated_key);
   const int64_t half = query.size(3) / 2;
-  const int64_t rows = query.size(0) * query.size(1) * query.size(2) + key.size(0) * key.size(1) * key.size(2);
+  const int64_t key_rows = key.size(0) * key.size(1) * key.size(2);
+  const int64_t rows = query.size(0) * query.size(1) * query.size(2) + key_rows * (value.defined() ? 2 : 1);
   if (rows == 0 || half == 0) return {o.rotated_query, o.rotated_key};
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, query.scalar_type(), "rotary_embedding_cuda", [&] {
@@ -127,6 +153,7 @@ std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor&
       rotary_embedding_kernel<kVec, scalar_t, acc_t>
           <<<static_cast<unsigned>((threads + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
               operand<scalar_t>(o.query, o.rotated_query), operand<scalar_t>(o.key, o.rotated_key),
+              value.defined() ? operand<scalar_t>(value, value_out) : RotaryOperand<scalar_t>{},
               o.cos.const_data_ptr<acc_t>(), o.signed_sin.const_data_ptr<acc_t>(), static_cast<uint32_t>(half),
               static_cast<acc_t>(sign));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -135,6 +162,7 @@ std::tuple<at::Tensor, at::Tensor> rotate_both(const char* op, const at::Tensor&
     const bool wide = half % kWide == 0 && rows_aligned(o.query, kWide, 16) &&
                       rows_aligned(o.rotated_query, kWide, 16) && rows_aligned(o.key, kWide, 16) &&
                       rows_aligned(o.rotated_key, kWide, 16) &&
+                      (!value.defined() || (rows_aligned(value, kWide, 16) && rows_aligned(value_out, kWide, 16))) &&
                       reinterpret_cast<uintptr_t>(o.cos.const_data_ptr()) % (kWide * sizeof(acc_t)) == 0 &&
                       reinterpret_cast<uintptr_t>(o.signed_sin.const_data_ptr()) % (kWide * sizeof(acc_t)) == 0;
     if (wide) {
@@ -157,13 +185,13 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_query, c
 }
 
 RotateInto rotate_into(const char* op, const at::Tensor& cos, const at::Tensor& signed_sin) {
-  return [=](const at::Tensor& query, const at::Tensor& key, double sign, const at::Tensor& rotated_query,
-             const at::Tensor& rotated_key) {
-    rotate_both(op, query, key, cos, signed_sin, sign, rotated_query, rotated_key);
+  return [=](const at::Tensor& query, const at::Tensor& key, const at::Tensor& value, double sign,
+             const at::Tensor& rotated_query, const at::Tensor& rotated_key, const at::Tensor& value_out) {
+    rotate_both(op, query, key, cos, signed_sin, sign, rotated_query, rotated_key, value, value_out);
   };
 }
 
-// The value heads are copied by ATen's copy kernel (one launch each way, beside the rotation's).
+// One launch each way: the value heads' rows are copied by the rotation's threads.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> split_forward_cuda(const at::Tensor& joined, int64_t query_heads,
                                                                   const at::Tensor& cos, const at::Tensor& signed_sin) {
   const c10::cuda::CUDAGuard device_guard(joined.device());
