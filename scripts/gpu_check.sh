@@ -35,6 +35,10 @@
 # per token against the token's) and the PyTorch reference's (lm_profile_*.json, lm_pytorch_profile_*.json, the traces tarred,
 # their kernels grouped by bench/lm_profile_breakdown.py in lm_profile_breakdown.json;
 # BITTORCH_PROFILE_PRESETS picks the presets, default "medium large");
+# "lmcompare" is lmbench's training comparison alone: bittorch-lm bench --parts train and the
+# compiled PyTorch reference per preset, with the ratios (BITTORCH_LMBENCH_PRESETS);
+# BITTORCH_GPU_TARGETS names the ninja targets to build (default: all), e.g. "bittorch-lm
+# bittorch_cuda_tests" where only those run;
 # "lmload" exports a `large` model and times `bittorch-lm sample --packed` on it (load, prefill,
 # 64 tokens; the baseline's too), lm_load.json;
 # "bigmodel" trains the bitnet-2b4t shape (2.41B parameters) on one GPU with and without
@@ -56,7 +60,9 @@ step configure and build
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BENCH=ON \
   -DBITTORCH_PYTHON="$python" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
 grep "BitTorch:" "$out/configure.log"
-ninja -C build-gpu -j16 >"$out/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$out/build.log" | head -60; exit 1; }
+# shellcheck disable=SC2086
+ninja -C build-gpu -j16 ${BITTORCH_GPU_TARGETS:-} >"$out/build.log" 2>&1 ||
+  { grep -E "error|FAILED" -A5 "$out/build.log" | head -60; exit 1; }
 rm -f "$out/configure.log" "$out/build.log"  # only 8 files come back from the GPU machine
 baseline=""
 if [[ -n ${BITTORCH_BASELINE_SRC:-} ]]; then
@@ -215,6 +221,34 @@ for preset in ${BITTORCH_LMBENCH_PRESETS:-medium large}; do
 done
 "$lm" bench --preset medium --parts generate --generate-tokens 64 --json "$out/lm_bench_medium_cpu.json" --log-level warn \
   | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["generate"]))' || status=1
+fi
+
+if wants lmcompare; then
+step "issue 26's comparison alone: bittorch-lm training against PyTorch torch.compile, BF16 and BitNet, per preset"
+# Ours (BF16, ternary, 8-bit activations), then the compiled reference of the same model and
+# batch: the ratios of one run in about 100 s a preset (lmbench also times eager PyTorch, the
+# CUDA-graph step and generation).
+for preset in ${BITTORCH_LMBENCH_PRESETS:-medium large}; do
+  batch=32
+  [[ $preset == large ]] && batch=16
+  timeout 120 "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train \
+    --json "$out/lm_bench_$preset.json" --log-level warn >/dev/null || status=1
+  timeout 240 python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_bench_$preset.json" --modes compile \
+    --json "$out/lm_pytorch_$preset.json" >/dev/null || status=1
+  python3 - "$out/lm_bench_$preset.json" "$out/lm_pytorch_$preset.json" "$preset" <<'PY' || status=1
+import json, sys
+ours, theirs = (json.load(open(path)) for path in sys.argv[1:3])
+compiled = {run["variant"]: run for run in theirs["runs"]}
+for run in ours["train"]:
+    ratios = ", ".join(f"{run['tokens_per_second'] / other['tokens_per_second']:.3f}x compile {name}"
+                       for name, other in compiled.items())
+    print(f"{sys.argv[3]:<7} {run['variant']:<11} {run['tokens_per_second']:>10.0f} tokens/s "
+          f"{run['peak_memory_bytes'] / 2**30:6.2f} GiB  {ratios}")
+for name, other in compiled.items():
+    print(f"{sys.argv[3]:<7} compile {name:<7} {other['tokens_per_second']:>10.0f} tokens/s "
+          f"{other['peak_memory_bytes'] / 2**30:6.2f} GiB")
+PY
+done
 fi
 
 if wants bigmodel; then
