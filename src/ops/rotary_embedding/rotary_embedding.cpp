@@ -113,8 +113,8 @@ at::Tensor joined_heads_output(const at::Tensor& like, int64_t batch, int64_t he
   return at::empty({batch, positions, heads, head_size}, like.options()).transpose(1, 2);
 }
 
-int64_t check_rotary_split_args(const char* op, const at::Tensor& joined, int64_t query_heads, const at::Tensor& cos,
-                                const at::Tensor& signed_sin) {
+JoinedHeads check_rotary_split_args(const char* op, const at::Tensor& joined, int64_t query_heads,
+                                    const at::Tensor& cos, const at::Tensor& signed_sin) {
   TORCH_CHECK(joined.dim() == 3, op, ": expected joined [batch, positions, width], but got ", joined.sizes());
   TORCH_CHECK(cos.dim() == 2 && cos.size(1) > 0, op, ": expected cos [positions, head_size], but got ", cos.sizes());
   const int64_t head_size = cos.size(1), width = joined.size(2);
@@ -123,9 +123,9 @@ int64_t check_rotary_split_args(const char* op, const at::Tensor& joined, int64_
               op, ": a joined width of ", width, " is not ", query_heads,
               " query heads and as many key as value heads of ", head_size, " (the tables' head size)");
   const int64_t key_heads = (width / head_size - query_heads) / 2;
-  const auto heads = joined_heads(joined, query_heads, key_heads, head_size);
+  auto heads = joined_heads(joined, query_heads, key_heads, head_size);
   check_rotary_embedding_args(op, heads.query, heads.key, cos, signed_sin);
-  return key_heads;
+  return heads;
 }
 
 void check_rotary_split_backward_args(const char* op, const at::Tensor& grad_query, const at::Tensor& grad_key,
@@ -143,9 +143,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rotary_split_forward(const char* 
                                                                     int64_t query_heads, const at::Tensor& cos,
                                                                     const at::Tensor& signed_sin,
                                                                     const RotateInto& rotate) {
-  const int64_t key_heads = check_rotary_split_args(op, joined, query_heads, cos, signed_sin);
+  const auto in = check_rotary_split_args(op, joined, query_heads, cos, signed_sin);
   const int64_t batch = joined.size(0), positions = joined.size(1), head_size = cos.size(1);
-  const auto in = joined_heads(joined, query_heads, key_heads, head_size);
+  const int64_t key_heads = in.key.size(1);
   auto query = joined_heads_output(joined, batch, query_heads, positions, head_size);
   auto key = joined_heads_output(joined, batch, key_heads, positions, head_size);
   auto value = joined_heads_output(joined, batch, key_heads, positions, head_size);

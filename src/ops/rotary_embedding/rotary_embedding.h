@@ -42,9 +42,9 @@ at::Tensor joined_heads_output(const at::Tensor& like, int64_t batch, int64_t he
 
 /// rotary_embedding_split's checks: joined [batch, positions, width] with width = (query_heads
 /// + 2 key_heads) * head_size for the tables' head_size, and its query and key heads as
-/// check_rotary_embedding_args takes them. Returns key_heads.
-int64_t check_rotary_split_args(const char* op, const at::Tensor& joined, int64_t query_heads, const at::Tensor& cos,
-                                const at::Tensor& signed_sin);
+/// check_rotary_embedding_args takes them. Returns joined's heads (joined_heads).
+JoinedHeads check_rotary_split_args(const char* op, const at::Tensor& joined, int64_t query_heads,
+                                    const at::Tensor& cos, const at::Tensor& signed_sin);
 
 /// _rotary_embedding_split_backward's checks: grad_query and grad_key as
 /// check_rotary_embedding_args takes them, grad_value like grad_key.

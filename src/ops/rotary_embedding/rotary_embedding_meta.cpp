@@ -21,7 +21,7 @@ std::tuple<at::Tensor, at::Tensor> backward_meta(const at::Tensor& grad_query, c
 std::tuple<at::Tensor, at::Tensor, at::Tensor> split_forward_meta(const at::Tensor& joined, int64_t query_heads,
                                                                   const at::Tensor& cos, const at::Tensor& signed_sin) {
   const int64_t key_heads =
-      check_rotary_split_args("bittorch::rotary_embedding_split", joined, query_heads, cos, signed_sin);
+      check_rotary_split_args("bittorch::rotary_embedding_split", joined, query_heads, cos, signed_sin).key.size(1);
   const int64_t batch = joined.size(0), positions = joined.size(1), head_size = cos.size(1);
   return {joined_heads_output(joined, batch, query_heads, positions, head_size),
           joined_heads_output(joined, batch, key_heads, positions, head_size),
