@@ -37,6 +37,8 @@
 # BITTORCH_PROFILE_PRESETS picks the presets, default "medium large");
 # "lmcompare" is lmbench's training comparison alone: bittorch-lm bench --parts train and the
 # compiled PyTorch reference per preset, with the ratios (BITTORCH_LMBENCH_PRESETS);
+# BITTORCH_CUTLASS_INCLUDE_DIR: CUTLASS's headers, carried to the GPU machine (which has no
+# nvidia-cutlass wheel), for the Hopper kernels built on them;
 # BITTORCH_GPU_TARGETS names the ninja targets to build (default: all), e.g. "bittorch-lm
 # bittorch_cuda_tests" where only those run;
 # "lmload" exports a `large` model and times `bittorch-lm sample --packed` on it (load, prefill,
@@ -57,7 +59,9 @@ step() { echo "=== $* ==="; }
 wants() { [[ " $steps " == *" $1 "* ]]; }
 
 step configure and build
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BENCH=ON \
+# The GPU image has no nvidia-cutlass: BITTORCH_CUTLASS_INCLUDE_DIR names headers carried along.
+cutlass=(${BITTORCH_CUTLASS_INCLUDE_DIR:+-DBITTORCH_CUTLASS_INCLUDE_DIR="$(realpath "$BITTORCH_CUTLASS_INCLUDE_DIR")"})
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BENCH=ON "${cutlass[@]}" \
   -DBITTORCH_PYTHON="$python" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
 grep "BitTorch:" "$out/configure.log"
 # shellcheck disable=SC2086
@@ -67,7 +71,7 @@ rm -f "$out/configure.log" "$out/build.log"  # only 8 files come back from the G
 baseline=""
 if [[ -n ${BITTORCH_BASELINE_SRC:-} ]]; then
   step "build the baseline ($BITTORCH_BASELINE_SRC)"
-  cmake -S "$BITTORCH_BASELINE_SRC" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BENCH=ON \
+  cmake -S "$BITTORCH_BASELINE_SRC" -B build-baseline -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITTORCH_BUILD_BENCH=ON "${cutlass[@]}" \
     -DBITTORCH_BUILD_TESTS=OFF -DBITTORCH_PYTHON="$python" >"$out/baseline.log" 2>&1 &&
     ninja -C build-baseline -j16 bittorch-lm bittorch-bench >>"$out/baseline.log" 2>&1 &&
     baseline=build-baseline || { grep -E "error|FAILED" -A5 "$out/baseline.log" | head -30; status=1; }

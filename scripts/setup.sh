@@ -5,6 +5,7 @@
 #   - LibTorch from the pinned pip wheel torch==2.11.0 (CUDA 13.0 build) in a virtual
 #     environment outside the checkout, keyed by the torch version, so reruns and CI reuse it;
 #   - in that environment, scikit-build-core (the Python package's build backend) and pytest,
+#     CUTLASS's headers (nvidia-cutlass, without its Python dependencies),
 #     and the reference packages of the interoperability tests (transformers, safetensors,
 #     tokenizers, gguf, accelerate);
 #   - Fashion-MNIST decompressed into the cache (where torch::data::datasets::MNIST reads it).
@@ -55,6 +56,14 @@ if ! "${BITTORCH_PYTHON}" -c 'import scikit_build_core, pytest' 2>/dev/null; the
   echo "setup.sh: installing scikit-build-core==${BITTORCH_SCIKIT_BUILD_CORE_VERSION} and pytest==${BITTORCH_PYTEST_VERSION}"
   "${BITTORCH_PYTHON}" -m pip install -q --no-cache-dir "scikit-build-core==${BITTORCH_SCIKIT_BUILD_CORE_VERSION}" \
     "pytest==${BITTORCH_PYTEST_VERSION}" || die "pip install scikit-build-core and pytest failed"
+fi
+# CUTLASS's C++ headers for the CUDA kernels built on it (pinned; the wheel's Python
+# dependencies are not needed for the headers, so they are not installed).
+if ! "${BITTORCH_PYTHON}" -c "from importlib.metadata import version; import sys
+sys.exit(version('nvidia-cutlass') != '${BITTORCH_CUTLASS_VERSION}')" 2>/dev/null; then
+  echo "setup.sh: installing nvidia-cutlass==${BITTORCH_CUTLASS_VERSION} (headers)"
+  "${BITTORCH_PYTHON}" -m pip install -q --no-cache-dir --no-deps "nvidia-cutlass==${BITTORCH_CUTLASS_VERSION}" \
+    || die "pip install nvidia-cutlass==${BITTORCH_CUTLASS_VERSION} failed"
 fi
 # The reference implementations of the interoperability tests (pinned): installed unless every
 # one is there at its pinned version.
