@@ -12,5 +12,6 @@
 #include <bittorch/ops/quantize_activations.h>
 #include <bittorch/ops/rotary_embedding.h>
 #include <bittorch/ops/squared_relu.h>
+#include <bittorch/ops/squared_relu_mlp.h>
 #include <bittorch/ops/ternarize.h>
 #include <bittorch/ops/ternary_linear.h>

@@ -1,10 +1,12 @@
 // The fused training ops on CUDA: add_rms_norm's kernels against the CPU kernel (itself tested
 // against the formulas) over widths below, at and above the block's 256 threads and mixed
 // dtypes; squared_relu's against the CPU's on strided inputs; linear_cross_entropy under BF16
-// autocast against the CPU in float64; rotary_embedding against its formula; a language model
-// with fused ops against its plain composition, and its q, k and v joined against separate.
+// autocast against the CPU in float64; rotary_embedding and squared_relu_mlp against their
+// formulas; a language model with fused ops against its plain composition, its q, k and v
+// joined against separate, and its MLP as one op against the plain one under autocast.
 
 #include "ops/rotary_embedding_check.h"
+#include "ops/squared_relu_mlp_check.h"
 
 #include <ATen/autocast_mode.h>
 #include <bittorch/bittorch.h>
@@ -190,6 +192,59 @@ TEST(FusedOpsCuda, SquaredReluMatchesTheCpuKernel) {
     const auto [y_cuda, grad_cuda] = run(torch::kCUDA);
     EXPECT_TRUE(torch::equal(y_cuda, y_cpu)) << c10::toString(dtype);  // the same float32 arithmetic
     EXPECT_TRUE(torch::equal(grad_cuda, grad_cpu)) << c10::toString(dtype);
+  }
+}
+
+// Shapes that take the Hopper kernels with the activation in their epilogues (bfloat16, a
+// wave of 128 x 128 output tiles or more; rows, columns and K that end in a partial tile) and
+// shapes that take the composed path (other dtypes, few rows, widths not multiples of 8).
+TEST(FusedOpsCuda, SquaredReluMlpMatchesTheFormula) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(63);
+  const std::vector<bittorch::testing::SquaredReluMlpCase> cases = {
+      {{4, 600, 256}, 1024, 256}, {{2400, 200}, 1000, 200}, {{5, 12}, 20, 7}, {{3, 7, 16}, 24, 16}};
+  for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kFloat}) {
+    const double tol = dtype == torch::kFloat ? 1e-5 : 3e-2;
+    for (const auto& c : cases) {
+      bittorch::testing::expect_squared_relu_mlp_matches_the_formula(c, dtype, torch::kCUDA, tol);
+    }
+  }
+}
+
+// A model's MLP as one squared_relu_mlp (MlpImpl::fused_activation) against its two projections
+// and the squared ReLU, under BF16 autocast, BF16 and ternary: loss and every gradient, at a
+// size whose MLP products take the Hopper kernels (4,096 rows of 256 -> 1,024 -> 256).
+TEST(FusedOpsCuda, SquaredReluMlpEqualsThePlainMlpUnderAutocast) {
+  SKIP_WITHOUT_CUDA();
+  for (const bool ternary : {false, true}) {
+    torch::manual_seed(35);
+    bittorch::nn::TransformerLM model(
+        bittorch::nn::TransformerOptions().vocab_size(64).width(256).heads(4).layers(2).context(256));
+    if (ternary) {
+      bittorch::nn::convert_to_ternary(*model, bittorch::quant::QuantConfig(), bittorch::nn::is_transformer_projection);
+    }
+    model->to(torch::kCUDA);
+    const auto options = torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA);
+    const auto tokens = torch::randint(0, 64, {16, 256}, options), targets = torch::randint(0, 64, {16, 256}, options);
+    const auto run = [&](bool fused) {
+      for (const auto& block : *model->blocks)
+        block->as<bittorch::nn::TransformerBlockImpl>()->mlp->fused_activation = fused;
+      model->zero_grad();
+      at::autocast::set_autocast_enabled(at::kCUDA, true);
+      const auto loss = model->loss(tokens, targets);
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+      at::autocast::clear_cache();
+      loss.backward();
+      std::vector<torch::Tensor> result = {loss.detach()};
+      for (const auto& p : model->parameters()) result.push_back(p.grad().clone());
+      return result;
+    };
+    const auto fused = run(true), plain = run(false);
+    for (size_t i = 0; i < fused.size(); ++i) {
+      EXPECT_EQ(fused[i].scalar_type(), plain[i].scalar_type()) << "ternary " << ternary << ", tensor " << i;
+      EXPECT_LE(max_error(fused[i], plain[i]), 2e-2 * plain[i].abs().max().item<double>() + 1e-5)
+          << "ternary " << ternary << ", tensor " << i;
+    }
   }
 }
 

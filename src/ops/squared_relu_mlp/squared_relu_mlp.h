@@ -1,0 +1,42 @@
+#pragma once
+
+// squared_relu_mlp's argument checks and the composed path every backend shares (the CPU's
+// whole implementation, and CUDA's where the epilogue products do not apply).
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <tuple>
+
+namespace bittorch::ops {
+
+/// input [*, features], up_weight [hidden, features], down_weight [out, hidden]: one floating
+/// dtype the op takes, one device.
+void check_squared_relu_mlp_args(const char* op, const at::Tensor& input, const at::Tensor& up_weight,
+                                 const at::Tensor& down_weight);
+
+/// The forward's arguments, hidden [*, hidden] and grad_output [*, out] of their dtype.
+void check_squared_relu_mlp_backward_args(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
+                                          const at::Tensor& hidden, const at::Tensor& up_weight,
+                                          const at::Tensor& down_weight);
+
+/// The shape of hidden, or of the output: input's with the last size replaced.
+std::vector<int64_t> squared_relu_mlp_shape(const at::Tensor& input, int64_t features);
+
+/// hidden @ down_weight^T, shaped as the output.
+at::Tensor squared_relu_mlp_output(const at::Tensor& input, const at::Tensor& hidden, const at::Tensor& down_weight);
+
+/// hidden = ops::squared_relu(input @ up_weight^T), as rows [M, hidden].
+at::Tensor squared_relu_mlp_hidden_composed(const at::Tensor& input_rows, const at::Tensor& up_weight);
+
+/// grad_hidden = ops::_squared_relu_backward(grad_output @ down_weight, hidden), as rows.
+at::Tensor squared_relu_mlp_grad_hidden_composed(const at::Tensor& grad_rows, const at::Tensor& hidden_rows,
+                                                 const at::Tensor& down_weight);
+
+/// The backward's other three products from grad_hidden (undefined when neither grad_input
+/// nor grad_up_weight is wanted).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> squared_relu_mlp_backward_from(
+    const at::Tensor& grad_rows, const at::Tensor& input, const at::Tensor& hidden_rows,
+    const at::Tensor& grad_hidden, const at::Tensor& up_weight, std::array<bool, 3> output_mask);
+
+}  // namespace bittorch::ops

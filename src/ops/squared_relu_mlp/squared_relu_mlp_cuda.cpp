@@ -1,0 +1,99 @@
+// bittorch::squared_relu_mlp on CUDA: on Hopper with bfloat16 operands of widths that are
+// multiples of 8, the up projection with the squared ReLU in its epilogue and the down
+// projection's input gradient with the activation's derivative in its epilogue (CUTLASS,
+// cuda/sm90_*.cu); the other products are cuBLAS's (at::mm). Elsewhere the composed path.
+
+#include "ops/squared_relu_mlp/squared_relu_mlp.h"
+
+#include "ops/common/cuda/device.h"
+#include "ops/squared_relu_mlp/cuda/sm90_epilogue_gemm.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+namespace bittorch::ops::cuda {
+
+namespace {
+
+constexpr const char* kOp = "bittorch::squared_relu_mlp";
+
+#ifdef BITTORCH_WITH_CUTLASS
+// Whether the SM90 products run on this device with these tensors: compute capability 9.0,
+// bfloat16, contiguous 2-D tensors with rows, whose rows are whole 16-byte groups (TMA's
+// granule) and whose data starts on a 16-byte boundary; and an output of at least a wave of
+// 128 x 128 tiles (below that, decoding's few rows, cuBLAS's kernels spread the weight's
+// reads over more SMs).
+bool sm90_epilogue_gemm_takes(const at::Tensor& output, std::initializer_list<at::Tensor> operands) {
+  if (!output.is_cuda() || !runs_sm90a(output.device())) return false;
+  const auto tiles = [](int64_t size) { return (size + 127) / 128; };
+  if (output.dim() != 2 ||
+      tiles(output.size(0)) * tiles(output.size(1)) <
+          at::cuda::getDeviceProperties(output.get_device())->multiProcessorCount) {
+    return false;
+  }
+  for (const auto& t : operands) {
+    if (t.scalar_type() != at::kBFloat16 || t.dim() != 2 || !t.is_contiguous() || t.size(0) == 0 ||
+        t.size(1) % 8 != 0 || reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 != 0 || t.size(0) > INT32_MAX ||
+        t.size(1) > INT32_MAX) {
+      return false;
+    }
+  }
+  return true;
+}
+#endif
+
+std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const at::Tensor& up_weight,
+                                                const at::Tensor& down_weight) {
+  check_squared_relu_mlp_args(kOp, input, up_weight, down_weight);
+  const c10::cuda::CUDAGuard device_guard(input.device());
+  const at::Tensor input_rows = input.reshape({-1, input.size(-1)}).contiguous();
+  const at::Tensor weight = up_weight.contiguous();
+  at::Tensor hidden_rows = at::empty({input_rows.size(0), up_weight.size(0)}, input.options());
+#ifdef BITTORCH_WITH_CUTLASS
+  if (sm90_epilogue_gemm_takes(hidden_rows, {input_rows, weight, hidden_rows})) {
+    sm90_gemm_squared_relu(input_rows, weight, hidden_rows);
+  } else
+#endif
+  {
+    hidden_rows = squared_relu_mlp_hidden_composed(input_rows, up_weight);
+  }
+  const at::Tensor hidden = hidden_rows.view(squared_relu_mlp_shape(input, up_weight.size(0)));
+  return {squared_relu_mlp_output(input, hidden, down_weight), hidden};
+}
+
+at::Tensor grad_hidden_cuda(const at::Tensor& grad_rows, const at::Tensor& hidden_rows,
+                            const at::Tensor& down_weight) {
+#ifdef BITTORCH_WITH_CUTLASS
+  const at::Tensor weight = down_weight.contiguous();
+  at::Tensor grad_hidden = at::empty_like(hidden_rows);
+  if (sm90_epilogue_gemm_takes(grad_hidden, {grad_rows, weight, hidden_rows, grad_hidden})) {
+    sm90_gemm_times_squared_relu_grad(grad_rows, weight, hidden_rows, grad_hidden);
+    return grad_hidden;
+  }
+#endif
+  return squared_relu_mlp_grad_hidden_composed(grad_rows, hidden_rows, down_weight);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
+                                                             const at::Tensor& hidden, const at::Tensor& up_weight,
+                                                             const at::Tensor& down_weight,
+                                                             std::array<bool, 3> output_mask) {
+  check_squared_relu_mlp_backward_args(kOp, grad_output, input, hidden, up_weight, down_weight);
+  const c10::cuda::CUDAGuard device_guard(input.device());
+  const at::Tensor grad_rows = grad_output.reshape({-1, grad_output.size(-1)}).contiguous();
+  const at::Tensor hidden_rows = hidden.reshape({-1, hidden.size(-1)}).contiguous();
+  const at::Tensor grad_hidden =
+      output_mask[0] || output_mask[1] ? grad_hidden_cuda(grad_rows, hidden_rows, down_weight) : at::Tensor();
+  return squared_relu_mlp_backward_from(grad_rows, input, hidden_rows, grad_hidden, up_weight, output_mask);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
+  m.impl("_squared_relu_mlp_forward", &forward_cuda);
+  m.impl("_squared_relu_mlp_backward", &backward_cuda);
+}
+
+}  // namespace bittorch::ops::cuda
