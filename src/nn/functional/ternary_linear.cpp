@@ -1,6 +1,7 @@
 #include <bittorch/nn/functional/ternary_linear.h>
 
 #include <bittorch/ops/quantize_activations.h>
+#include <bittorch/ops/squared_relu_mlp.h>
 #include <bittorch/ops/ternarize.h>
 #include <bittorch/ops/ternary_linear.h>
 
@@ -65,6 +66,25 @@ class StackedRowsGradient : public torch::autograd::Function<StackedRowsGradient
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     return grad_outputs[0].split_with_sizes(ctx->saved_data["rows"].toIntVector(), 0);
+  }
+};
+
+// The quantized operand codes * scale standing for the master weight in a product that takes
+// the operand (ops::squared_relu_mlp): the straight-through estimator gives the weight the
+// operand's gradient times the scale, in the weight's dtype, as ternary_linear's backward does.
+class OperandSte : public torch::autograd::Function<OperandSte> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight, const at::Tensor& operand,
+                            const at::Tensor& scale) {
+    ctx->save_for_backward({scale});
+    ctx->saved_data["weight_dtype"] = weight.scalar_type();
+    return operand;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const at::Tensor scale = ctx->get_saved_variables()[0];
+    const auto weight_dtype = ctx->saved_data["weight_dtype"].toScalarType();
+    return {(grad_outputs[0] * scale.unsqueeze(1)).to(weight_dtype), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -134,6 +154,26 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, con
 
 bool joinable_ternary_linear(const TernaryLinearFuncOptions& options) {
   return options.quantize() && options.fused() && gradient_format_for(options.quant()) == quant::GradientFormat::None;
+}
+
+std::optional<at::Tensor> ternary_squared_relu_mlp(const at::Tensor& input, const at::Tensor& up_weight,
+                                                   const at::Tensor& down_weight,
+                                                   const TernaryLinearFuncOptions& options,
+                                                   QuantizedWeightCache* up_cache, QuantizedWeightCache* down_cache) {
+  const auto& config = options.quant();
+  if (!joinable_ternary_linear(options) ||
+      ops::activation_format_for(config.activation_bits(), input.device()) != quant::ActivationFormat::None) {
+    return std::nullopt;
+  }
+  const at::Tensor x = autocast_operand(input);
+  const auto operand = [&](const at::Tensor& weight, QuantizedWeightCache* cache) {
+    // The layer's checks, for an input of its width (the down projection's is the hidden one).
+    check_fused_args(x.new_empty({0, weight.size(-1)}), weight, at::Tensor(), options, quant::ActivationFormat::None);
+    const auto quantized =
+        quantize_for(weight, config, x.scalar_type(), quant::ActivationFormat::None, /*keep_operand=*/true, cache);
+    return OperandSte::apply(weight, quantized.operand, quantized.scale);
+  };
+  return ops::squared_relu_mlp(x, operand(up_weight, up_cache), operand(down_weight, down_cache));
 }
 
 std::vector<at::Tensor> joined_ternary_linear(const at::Tensor& input, const std::vector<at::Tensor>& weights,

@@ -14,6 +14,12 @@ const char* module_name(const TernaryLinearOptions& options) {
   return options.cuda_only() ? "bittorch::nn::TernaryLinearCUDA" : "bittorch::nn::TernaryLinear";
 }
 
+// Whether two layers' options give the same computation for their shapes.
+bool computes_alike(const TernaryLinearOptions& a, const TernaryLinearOptions& b) {
+  return a.bias() == b.bias() && a.quant() == b.quant() && a.quantize() == b.quantize() && a.fused() == b.fused() &&
+         a.cuda_only() == b.cuda_only() && a.keep_quantized_weight() == b.keep_quantized_weight();
+}
+
 }  // namespace
 
 TernaryLinearImpl::TernaryLinearImpl(const TernaryLinearOptions& options_) : options(options_) {
@@ -71,18 +77,24 @@ std::optional<at::Tensor> TernaryLinearImpl::forward_joined(const std::vector<Te
   std::vector<QuantizedWeightCache*> caches;
   for (auto* layer : layers) {
     const auto& options = layer->options;
-    if (options.in_features() != first.in_features() || options.bias() != first.bias() ||
-        !(options.quant() == first.quant()) || options.quantize() != first.quantize() ||
-        options.fused() != first.fused() || options.cuda_only() != first.cuda_only() ||
-        options.keep_quantized_weight() != first.keep_quantized_weight()) {
-      return std::nullopt;
-    }
+    if (options.in_features() != first.in_features() || !computes_alike(options, first)) return std::nullopt;
     layer->check_placement(input);
     weights.push_back(layer->weight);
     if (options.bias()) biases.push_back(layer->bias);
     caches.push_back(options.keep_quantized_weight() ? &layer->quantized_weight_ : nullptr);
   }
   return functional::stacked_ternary_linear(input, weights, biases, first, caches);
+}
+
+std::optional<at::Tensor> TernaryLinearImpl::forward_squared_relu_mlp(TernaryLinearImpl& up, TernaryLinearImpl& down,
+                                                                      const at::Tensor& input) {
+  if (up.options.bias() || !computes_alike(up.options, down.options)) return std::nullopt;
+  up.check_placement(input);
+  down.check_placement(input);
+  const bool keep = up.options.keep_quantized_weight();
+  return functional::ternary_squared_relu_mlp(input, up.weight, down.weight, up.options,
+                                              keep ? &up.quantized_weight_ : nullptr,
+                                              keep ? &down.quantized_weight_ : nullptr);
 }
 
 quant::TernarizedWeight TernaryLinearImpl::get_quantized_weight() const {

@@ -9,6 +9,7 @@
 #include <bittorch/ops/linear_cross_entropy.h>
 #include <bittorch/ops/rotary_embedding.h>
 #include <bittorch/ops/squared_relu.h>
+#include <bittorch/ops/squared_relu_mlp.h>
 
 #include "nn/joined_rows.h"
 
@@ -72,6 +73,20 @@ at::Tensor ProjectionHolder::project_squared_relu(size_t index, const at::Tensor
     }
   }
   return ops::squared_relu(project(index, x));
+}
+
+std::optional<at::Tensor> ProjectionHolder::project_squared_relu_mlp(size_t up, size_t down, const at::Tensor& x) {
+  const auto& up_module = projections_[up].second.ptr();
+  const auto& down_module = projections_[down].second.ptr();
+  if (auto* up_linear = up_module->as<torch::nn::LinearImpl>()) {
+    auto* down_linear = down_module->as<torch::nn::LinearImpl>();
+    if (down_linear == nullptr || up_linear->options.bias() || down_linear->options.bias()) return std::nullopt;
+    return ops::squared_relu_mlp(x, up_linear->weight, down_linear->weight);
+  }
+  auto* up_ternary = up_module->as<TernaryLinearImpl>();
+  auto* down_ternary = down_module->as<TernaryLinearImpl>();
+  if (up_ternary == nullptr || down_ternary == nullptr) return std::nullopt;
+  return TernaryLinearImpl::forward_squared_relu_mlp(*up_ternary, *down_ternary, x);
 }
 
 size_t ProjectionHolder::add_projection_group(std::vector<size_t> members) {
@@ -262,6 +277,9 @@ MlpImpl::MlpImpl(const TransformerOptions& options_, const ProjectionFactory& ma
 at::Tensor MlpImpl::forward(const at::Tensor& x) {
   at::Tensor hidden;
   if (options.mlp() == MlpKind::SquaredReLU) {
+    if (fused_activation && !sub_norm) {
+      if (auto output = project_squared_relu_mlp(up_, down_, x)) return *output;
+    }
     hidden = project_squared_relu(up_, x, fused_activation);
   } else {
     const auto gate_up = project_group(gate_up_, x);

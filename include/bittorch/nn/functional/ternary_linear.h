@@ -8,6 +8,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <vector>
 
 namespace bittorch::nn::functional {
@@ -47,6 +48,18 @@ BITTORCH_API at::Tensor stacked_ternary_linear(const at::Tensor& input, const st
                                                const std::vector<at::Tensor>& biases,
                                                const TernaryLinearFuncOptions& options,
                                                const std::vector<QuantizedWeightCache*>& caches = {});
+/// down(max(up(input), 0)^2) for two bias-free ternary layers that share `options`, as one
+/// ops::squared_relu_mlp of their quantized weights (codes * scale; by their caches when given),
+/// so that on Hopper the activation runs in the products' epilogues. Gradients reach the weights
+/// by ternary_linear's straight-through estimator (the operand's gradient times the scale).
+/// nullopt where the options are not joinable_ternary_linear or quantize activations to 8 bits
+/// (whose products are the 8-bit kernels'). The same values as the two layers and
+/// ops::squared_relu, up to the hidden activation's rounding (once here, twice there).
+BITTORCH_API std::optional<at::Tensor> ternary_squared_relu_mlp(const at::Tensor& input, const at::Tensor& up_weight,
+                                                                const at::Tensor& down_weight,
+                                                                const TernaryLinearFuncOptions& options,
+                                                                QuantizedWeightCache* up_cache = nullptr,
+                                                                QuantizedWeightCache* down_cache = nullptr);
 /// Whether layers with `options` can be joined by joined_ternary_linear: quantized on the fused
 /// path without FP8 gradients (whose scale is one per gradient tensor, so per layer).
 BITTORCH_API bool joinable_ternary_linear(const TernaryLinearFuncOptions& options);

@@ -41,6 +41,12 @@ class BITTORCH_API TernaryLinearImpl : public torch::nn::Cloneable<TernaryLinear
   static std::optional<at::Tensor> forward_joined(const std::vector<TernaryLinearImpl*>& layers,
                                                   const at::Tensor& input);
 
+  /// down->forward(max(up->forward(input), 0)^2) as one op (functional::ternary_squared_relu_mlp);
+  /// nullopt when the layers differ in anything but their shapes, have a bias, or their options
+  /// are not what that function takes.
+  static std::optional<at::Tensor> forward_squared_relu_mlp(TernaryLinearImpl& up, TernaryLinearImpl& down,
+                                                            const at::Tensor& input);
+
   /// The ternary codes (weight's dtype, values in {-1, 0, 1}) and scale that forward uses. A
   /// weight holding NaN or Inf is a c10::Error.
   quant::TernarizedWeight get_quantized_weight() const;

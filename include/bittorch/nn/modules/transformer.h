@@ -83,6 +83,10 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
   /// ops::squared_relu(project(index, x)); a PackedTernaryLinear projection computes both in
   /// one kernel when `fused`.
   at::Tensor project_squared_relu(size_t index, const at::Tensor& x, bool fused);
+  /// project(down, ops::squared_relu(project(up, x))) as one ops::squared_relu_mlp where the two
+  /// projections are torch::nn::Linear without bias, or TernaryLinear alike
+  /// (TernaryLinearImpl::forward_squared_relu_mlp); nullopt where they are not.
+  std::optional<at::Tensor> project_squared_relu_mlp(size_t up, size_t down, const at::Tensor& x);
   /// Declares projections `members` (add_projection's indices) as reading one input; returns
   /// the index project_group takes.
   size_t add_projection_group(std::vector<size_t> members);
@@ -157,8 +161,10 @@ class BITTORCH_API MlpImpl : public ProjectionHolder {
   TransformerOptions options;
   /// With options.sub_norms: the RMSNorm of the hidden activations before the down projection.
   RMSNorm sub_norm{nullptr};
-  /// Whether a packed up projection applies the squared ReLU in its kernel; false: the op
-  /// after it, the reference the fused path is tested against.
+  /// Whether the squared ReLU is fused with the projections around it: one
+  /// ops::squared_relu_mlp for the whole MLP (training included; on Hopper the activation runs
+  /// in the products' epilogues), or a packed up projection's kernel; false: the op between the
+  /// projections, the reference the fused path is tested against.
   bool fused_activation = true;
 
  private:
