@@ -58,22 +58,30 @@ TEST(SquaredReluMlp, MetaTensorsAndErrors) {
 
   const auto x = torch::randn({2, 8});
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { bittorch::ops::squared_relu_mlp(x, torch::randn({16, 7}), torch::randn({8, 16})); },
+      [&] {
+        bittorch::ops::squared_relu_mlp(x, torch::randn({16, 7}), torch::randn({8, 16}));
+      },
       {"bittorch::squared_relu_mlp", "up_weight [hidden, 8]"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { bittorch::ops::squared_relu_mlp(x, torch::randn({16, 8}), torch::randn({8, 15})); },
+      [&] {
+        bittorch::ops::squared_relu_mlp(x, torch::randn({16, 8}), torch::randn({8, 15}));
+      },
       {"down_weight [out, 16]"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { bittorch::ops::squared_relu_mlp(x, torch::randn({16, 8}, torch::kDouble), torch::randn({8, 16})); },
+      [&] {
+        bittorch::ops::squared_relu_mlp(x, torch::randn({16, 8}, torch::kDouble), torch::randn({8, 16}));
+      },
       {"weights of the input's dtype"}));
   EXPECT_TRUE(throws_error_mentioning(
-      [&] { bittorch::ops::squared_relu_mlp(torch::ones({2, 8}, torch::kInt), torch::ones({16, 8}, torch::kInt),
-                                            torch::ones({8, 16}, torch::kInt)); },
+      [&] {
+        bittorch::ops::squared_relu_mlp(torch::ones({2, 8}, torch::kInt), torch::ones({16, 8}, torch::kInt),
+                                        torch::ones({8, 16}, torch::kInt));
+      },
       {"bittorch::squared_relu_mlp"}));
   EXPECT_TRUE(throws_error_mentioning(
       [&] {
-        bittorch::ops::_squared_relu_mlp_backward(torch::randn({2, 8}), x, torch::randn({2, 15}),
-                                                  torch::randn({16, 8}), torch::randn({8, 16}), {true, true, true});
+        bittorch::ops::_squared_relu_mlp_backward(torch::randn({2, 8}), x, torch::randn({2, 15}), torch::randn({16, 8}),
+                                                  torch::randn({8, 16}), {true, true, true});
       },
       {"expected hidden of shape"}));
 }

@@ -30,8 +30,8 @@ BITTORCH_API at::Tensor squared_relu_mlp(const at::Tensor& input, const at::Tens
 /// (output, hidden): the forward, with hidden = max(input @ up_weight^T, 0)^2 [*, hidden] kept
 /// for the backward.
 BITTORCH_API std::tuple<at::Tensor, at::Tensor> _squared_relu_mlp_forward(const at::Tensor& input,
-                                                                         const at::Tensor& up_weight,
-                                                                         const at::Tensor& down_weight);
+                                                                          const at::Tensor& up_weight,
+                                                                          const at::Tensor& down_weight);
 
 /// (grad_input, grad_up_weight, grad_down_weight) from the forward's input and hidden: with
 /// grad_hidden = (grad_output @ down_weight) * 2 * sqrt(hidden), grad_input = grad_hidden @

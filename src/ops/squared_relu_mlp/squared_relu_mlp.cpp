@@ -93,8 +93,8 @@ at::Tensor squared_relu_mlp_grad_hidden_composed(const at::Tensor& grad_rows, co
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> squared_relu_mlp_backward_from(
-    const at::Tensor& grad_rows, const at::Tensor& input, const at::Tensor& hidden_rows,
-    const at::Tensor& grad_hidden, const at::Tensor& up_weight, std::array<bool, 3> output_mask) {
+    const at::Tensor& grad_rows, const at::Tensor& input, const at::Tensor& hidden_rows, const at::Tensor& grad_hidden,
+    const at::Tensor& up_weight, std::array<bool, 3> output_mask) {
   at::Tensor grad_input, grad_up_weight, grad_down_weight;
   if (output_mask[0]) grad_input = at::mm(grad_hidden, up_weight).view(input.sizes());
   if (output_mask[1]) grad_up_weight = at::mm(grad_hidden.t(), input.reshape({-1, input.size(-1)}));

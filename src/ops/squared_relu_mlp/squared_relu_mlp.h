@@ -36,7 +36,7 @@ at::Tensor squared_relu_mlp_grad_hidden_composed(const at::Tensor& grad_rows, co
 /// The backward's other three products from grad_hidden (undefined when neither grad_input
 /// nor grad_up_weight is wanted).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> squared_relu_mlp_backward_from(
-    const at::Tensor& grad_rows, const at::Tensor& input, const at::Tensor& hidden_rows,
-    const at::Tensor& grad_hidden, const at::Tensor& up_weight, std::array<bool, 3> output_mask);
+    const at::Tensor& grad_rows, const at::Tensor& input, const at::Tensor& hidden_rows, const at::Tensor& grad_hidden,
+    const at::Tensor& up_weight, std::array<bool, 3> output_mask);
 
 }  // namespace bittorch::ops

@@ -13,8 +13,8 @@ namespace {
 
 class SquaredReluMlpFunction : public torch::autograd::Function<SquaredReluMlpFunction> {
  public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
-                            const at::Tensor& up_weight, const at::Tensor& down_weight) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input, const at::Tensor& up_weight,
+                            const at::Tensor& down_weight) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [output, hidden] = _squared_relu_mlp_forward(input, up_weight, down_weight);
     ctx->save_for_backward({input, hidden, up_weight, down_weight});
@@ -43,9 +43,8 @@ std::tuple<at::Tensor, at::Tensor> forward_autograd(const at::Tensor& input, con
   return _squared_relu_mlp_forward(input, up_weight, down_weight);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_autograd(const at::Tensor& grad_output,
-                                                                 const at::Tensor& input, const at::Tensor& hidden,
-                                                                 const at::Tensor& up_weight,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_autograd(const at::Tensor& grad_output, const at::Tensor& input,
+                                                                 const at::Tensor& hidden, const at::Tensor& up_weight,
                                                                  const at::Tensor& down_weight,
                                                                  std::array<bool, 3> output_mask) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;

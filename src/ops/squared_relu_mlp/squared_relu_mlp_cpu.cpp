@@ -14,9 +14,8 @@ constexpr const char* kOp = "bittorch::squared_relu_mlp";
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& input, const at::Tensor& up_weight,
                                                const at::Tensor& down_weight) {
   check_squared_relu_mlp_args(kOp, input, up_weight, down_weight);
-  const at::Tensor hidden =
-      squared_relu_mlp_hidden_composed(input.reshape({-1, input.size(-1)}), up_weight)
-          .view(squared_relu_mlp_shape(input, up_weight.size(0)));
+  const at::Tensor hidden = squared_relu_mlp_hidden_composed(input.reshape({-1, input.size(-1)}), up_weight)
+                                .view(squared_relu_mlp_shape(input, up_weight.size(0)));
   return {squared_relu_mlp_output(input, hidden, down_weight), hidden};
 }
 

@@ -28,9 +28,8 @@ constexpr const char* kOp = "bittorch::squared_relu_mlp";
 bool sm90_epilogue_gemm_takes(const at::Tensor& output, std::initializer_list<at::Tensor> operands) {
   if (!output.is_cuda() || !runs_sm90a(output.device())) return false;
   const auto tiles = [](int64_t size) { return (size + 127) / 128; };
-  if (output.dim() != 2 ||
-      tiles(output.size(0)) * tiles(output.size(1)) <
-          at::cuda::getDeviceProperties(output.get_device())->multiProcessorCount) {
+  if (output.dim() != 2 || tiles(output.size(0)) * tiles(output.size(1)) <
+                               at::cuda::getDeviceProperties(output.get_device())->multiProcessorCount) {
     return false;
   }
   for (const auto& t : operands) {
@@ -63,8 +62,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const a
   return {squared_relu_mlp_output(input, hidden, down_weight), hidden};
 }
 
-at::Tensor grad_hidden_cuda(const at::Tensor& grad_rows, const at::Tensor& hidden_rows,
-                            const at::Tensor& down_weight) {
+at::Tensor grad_hidden_cuda(const at::Tensor& grad_rows, const at::Tensor& hidden_rows, const at::Tensor& down_weight) {
 #ifdef BITTORCH_WITH_CUTLASS
   const at::Tensor weight = down_weight.contiguous();
   at::Tensor grad_hidden = at::empty_like(hidden_rows);

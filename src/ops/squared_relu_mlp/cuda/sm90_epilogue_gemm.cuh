@@ -12,12 +12,12 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 
-#include <cute/tensor.hpp>
 #include <cutlass/cutlass.h>
+#include <cutlass/gemm/device/gemm_universal_adapter.h>
+#include <cute/tensor.hpp>
 #include <cutlass/epilogue/collective/collective_builder.hpp>
 #include <cutlass/epilogue/fusion/sm90_callbacks_tma_warpspecialized.hpp>
 #include <cutlass/gemm/collective/collective_builder.hpp>
-#include <cutlass/gemm/device/gemm_universal_adapter.h>
 #include <cutlass/gemm/kernel/gemm_universal.hpp>
 
 namespace bittorch::ops::cuda::sm90 {
@@ -69,13 +69,13 @@ void run(const char* op, typename Gemm::Arguments& arguments, const at::Tensor& 
   TORCH_CHECK(gemm.can_implement(arguments) == cutlass::Status::kSuccess, op,
               ": the SM90 product cannot take these operands");
   const size_t workspace_bytes = Gemm::get_workspace_size(arguments);
-  const at::Tensor workspace =
-      workspace_bytes ? at::empty({static_cast<int64_t>(workspace_bytes)}, like.options().dtype(at::kByte))
-                      : at::Tensor();
+  const at::Tensor workspace = workspace_bytes
+                                   ? at::empty({static_cast<int64_t>(workspace_bytes)}, like.options().dtype(at::kByte))
+                                   : at::Tensor();
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  TORCH_CHECK(gemm.initialize(arguments, workspace_bytes ? workspace.data_ptr() : nullptr, stream) ==
-                  cutlass::Status::kSuccess,
-              op, ": initializing the SM90 product failed");
+  TORCH_CHECK(
+      gemm.initialize(arguments, workspace_bytes ? workspace.data_ptr() : nullptr, stream) == cutlass::Status::kSuccess,
+      op, ": initializing the SM90 product failed");
   TORCH_CHECK(gemm.run(stream) == cutlass::Status::kSuccess, op, ": launching the SM90 product failed");
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

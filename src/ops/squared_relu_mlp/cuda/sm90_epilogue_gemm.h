@@ -16,7 +16,7 @@ void sm90_gemm_squared_relu(const at::Tensor& input, const at::Tensor& weight, a
 /// output[M, N] = (grad @ weight) * 2 * sqrt(activation), rounded once: grad [M, K], weight
 /// [K, N] (the next layer's, as it is stored), activation [M, N] (a squared ReLU's output,
 /// whose square root is max(x, 0)).
-void sm90_gemm_times_squared_relu_grad(const at::Tensor& grad, const at::Tensor& weight,
-                                       const at::Tensor& activation, at::Tensor& output);
+void sm90_gemm_times_squared_relu_grad(const at::Tensor& grad, const at::Tensor& weight, const at::Tensor& activation,
+                                       at::Tensor& output);
 
 }  // namespace bittorch::ops::cuda

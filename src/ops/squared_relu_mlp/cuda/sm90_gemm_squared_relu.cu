@@ -39,8 +39,7 @@ void sm90_gemm_squared_relu(const at::Tensor& input, const at::Tensor& weight, a
   typename Gemm::Arguments arguments{
       cutlass::gemm::GemmUniversalMode::kGemm,
       {m, n, k, 1},
-      {static_cast<const sm90::Element*>(input.data_ptr()),
-       sm90::packed_stride<typename Gemm::GemmKernel::StrideA>(k),
+      {static_cast<const sm90::Element*>(input.data_ptr()), sm90::packed_stride<typename Gemm::GemmKernel::StrideA>(k),
        static_cast<const sm90::Element*>(weight.data_ptr()),
        sm90::packed_stride<typename Gemm::GemmKernel::StrideB>(k)},
       {{},

@@ -42,8 +42,7 @@ void sm90_gemm_times_squared_relu_grad(const at::Tensor& grad, const at::Tensor&
   typename Gemm::Arguments arguments{
       cutlass::gemm::GemmUniversalMode::kGemm,
       {m, n, k, 1},
-      {static_cast<const sm90::Element*>(grad.data_ptr()),
-       sm90::packed_stride<typename Gemm::GemmKernel::StrideA>(k),
+      {static_cast<const sm90::Element*>(grad.data_ptr()), sm90::packed_stride<typename Gemm::GemmKernel::StrideA>(k),
        static_cast<const sm90::Element*>(weight.data_ptr()),
        sm90::packed_stride<typename Gemm::GemmKernel::StrideB>(n)},
       {{},
