@@ -27,6 +27,30 @@ double max_error(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.cpu().to(torch::kDouble) - b.cpu().to(torch::kDouble)).abs().max().item<double>();
 }
 
+// The model's loss under BF16 autocast, then every parameter's gradient.
+std::vector<torch::Tensor> autocast_loss_and_gradients(bittorch::nn::TransformerLM& model, const torch::Tensor& tokens,
+                                                       const torch::Tensor& targets) {
+  model->zero_grad();
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  const auto loss = model->loss(tokens, targets);
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+  at::autocast::clear_cache();
+  loss.backward();
+  std::vector<torch::Tensor> result = {loss.detach()};
+  for (const auto& p : model->parameters()) result.push_back(p.grad().clone());
+  return result;
+}
+
+// Each tensor of the same dtype as the reference's and within 2% of its largest magnitude.
+void expect_within_bfloat16(const std::vector<torch::Tensor>& got, const std::vector<torch::Tensor>& reference,
+                            const std::string& what) {
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].scalar_type(), reference[i].scalar_type()) << what << ", tensor " << i;
+    EXPECT_LE(max_error(got[i], reference[i]), 2e-2 * reference[i].abs().max().item<double>() + 1e-5)
+        << what << ", tensor " << i;
+  }
+}
+
 TEST(FusedOpsCuda, AddRmsNormMatchesTheCpuKernel) {
   SKIP_WITHOUT_CUDA();
   struct Case {
@@ -227,24 +251,13 @@ TEST(FusedOpsCuda, SquaredReluMlpEqualsThePlainMlpUnderAutocast) {
     const auto options = torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA);
     const auto tokens = torch::randint(0, 64, {16, 256}, options), targets = torch::randint(0, 64, {16, 256}, options);
     const auto run = [&](bool fused) {
-      for (const auto& block : *model->blocks)
+      for (const auto& block : *model->blocks) {
         block->as<bittorch::nn::TransformerBlockImpl>()->mlp->fused_activation = fused;
-      model->zero_grad();
-      at::autocast::set_autocast_enabled(at::kCUDA, true);
-      const auto loss = model->loss(tokens, targets);
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-      at::autocast::clear_cache();
-      loss.backward();
-      std::vector<torch::Tensor> result = {loss.detach()};
-      for (const auto& p : model->parameters()) result.push_back(p.grad().clone());
-      return result;
+      }
+      return autocast_loss_and_gradients(model, tokens, targets);
     };
-    const auto fused = run(true), plain = run(false);
-    for (size_t i = 0; i < fused.size(); ++i) {
-      EXPECT_EQ(fused[i].scalar_type(), plain[i].scalar_type()) << "ternary " << ternary << ", tensor " << i;
-      EXPECT_LE(max_error(fused[i], plain[i]), 2e-2 * plain[i].abs().max().item<double>() + 1e-5)
-          << "ternary " << ternary << ", tensor " << i;
-    }
+    const auto fused = run(true);
+    expect_within_bfloat16(fused, run(false), ternary ? "ternary" : "bfloat16");
   }
 }
 
@@ -313,22 +326,10 @@ TEST(FusedOpsCuda, JoinedProjectionsEqualSeparateOnesUnderAutocast) {
       for (const auto& block : *model->blocks) {
         block->as<bittorch::nn::TransformerBlockImpl>()->attention->joined_products = joined;
       }
-      model->zero_grad();
-      at::autocast::set_autocast_enabled(at::kCUDA, true);
-      const auto loss = model->loss(tokens, targets);
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-      at::autocast::clear_cache();
-      loss.backward();
-      std::vector<torch::Tensor> result = {loss.detach()};
-      for (const auto& p : model->parameters()) result.push_back(p.grad().clone());
-      return result;
+      return autocast_loss_and_gradients(model, tokens, targets);
     };
-    const auto joined = run(true), separate = run(false);
-    for (size_t i = 0; i < joined.size(); ++i) {
-      EXPECT_EQ(joined[i].scalar_type(), separate[i].scalar_type()) << "bits " << bits << ", tensor " << i;
-      EXPECT_LE(max_error(joined[i], separate[i]), 2e-2 * separate[i].abs().max().item<double>() + 1e-5)
-          << "bits " << bits << ", tensor " << i;
-    }
+    const auto joined = run(true);
+    expect_within_bfloat16(joined, run(false), "bits " + std::to_string(bits));
   }
 }
 
