@@ -1,5 +1,7 @@
 #include <bittorch/nn/activation_checkpoint.h>
 
+#include "nn/autocast_cache_off.h"
+
 #include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 #include <torch/csrc/autograd/function.h>
@@ -56,6 +58,7 @@ class RecomputeBackward final : public torch::autograd::Node {
       const auto before = AutocastState::current();
       autocast_.apply();
       const torch::AutoGradMode enable_grad(true);
+      const detail::AutocastCacheOff fresh_casts;  // no cast of this step's weights outlives it
       try {
         outputs = run(leaves);
       } catch (...) {

@@ -1,6 +1,8 @@
 #include <bittorch/nn/decoder.h>
 #include <bittorch/nn/generation.h>
 
+#include "nn/autocast_cache_off.h"
+
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <torch/utils.h>
@@ -23,21 +25,6 @@ at::Generator seeded_generator(c10::Device device, uint64_t seed) {
   generator.set_current_seed(seed);
   return generator;
 }
-
-// Autocast's cache of cast weights off while it lives: a captured graph must not read casts
-// that the cache frees when its scope ends.
-class AutocastCacheOff {
- public:
-  AutocastCacheOff() : was_enabled_(at::autocast::is_autocast_cache_enabled()) {
-    at::autocast::set_autocast_cache_enabled(false);
-  }
-  ~AutocastCacheOff() { at::autocast::set_autocast_cache_enabled(was_enabled_); }
-  AutocastCacheOff(const AutocastCacheOff&) = delete;
-  AutocastCacheOff& operator=(const AutocastCacheOff&) = delete;
-
- private:
-  bool was_enabled_;
-};
 
 // The last `count` tokens of `tokens`.
 at::Tensor last_tokens(const std::vector<int64_t>& tokens, int64_t count) {
@@ -80,7 +67,7 @@ std::vector<at::Tensor> generate(TransformerLMImpl& model, const std::vector<at:
   if (new_tokens == 0) return std::vector<at::Tensor>(prompts.size(), at::empty({0}, at::kLong));
 
   const torch::NoGradGuard no_grad;
-  const AutocastCacheOff autocast_cache_off;
+  const detail::AutocastCacheOff autocast_cache_off;
   const auto device = model.embedding->weight.device();
   const auto dtype = at::autocast::is_autocast_enabled(device.type()) ? at::autocast::get_autocast_dtype(device.type())
                                                                       : model.embedding->weight.scalar_type();

@@ -64,10 +64,10 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const a
 
 at::Tensor grad_hidden_cuda(const at::Tensor& grad_rows, const at::Tensor& hidden_rows, const at::Tensor& down_weight) {
 #ifdef BITTORCH_WITH_CUTLASS
-  const at::Tensor weight = down_weight.contiguous();
   at::Tensor grad_hidden = at::empty_like(hidden_rows);
-  if (sm90_epilogue_gemm_takes(grad_hidden, {grad_rows, weight, hidden_rows, grad_hidden})) {
-    sm90_gemm_times_squared_relu_grad(grad_rows, weight, hidden_rows, grad_hidden);
+  const at::Tensor weight_t = down_weight.t().contiguous();  // [hidden, out], K-major: a few MB
+  if (sm90_epilogue_gemm_takes(grad_hidden, {grad_rows, weight_t, hidden_rows, grad_hidden})) {
+    sm90_gemm_times_squared_relu_grad(grad_rows, weight_t, hidden_rows, grad_hidden);
     return grad_hidden;
   }
 #endif

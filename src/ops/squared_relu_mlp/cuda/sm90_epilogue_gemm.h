@@ -13,10 +13,10 @@ namespace bittorch::ops::cuda {
 /// input [M, K], weight [N, K].
 void sm90_gemm_squared_relu(const at::Tensor& input, const at::Tensor& weight, at::Tensor& output);
 
-/// output[M, N] = (grad @ weight) * 2 * sqrt(activation), rounded once: grad [M, K], weight
-/// [K, N] (the next layer's, as it is stored), activation [M, N] (a squared ReLU's output,
-/// whose square root is max(x, 0)).
-void sm90_gemm_times_squared_relu_grad(const at::Tensor& grad, const at::Tensor& weight, const at::Tensor& activation,
+/// output[M, N] = (grad @ weight_t^T) * 2 * sqrt(activation), rounded once: grad [M, K],
+/// weight_t [N, K] (the next layer's weight transposed: K-major as the forward's is),
+/// activation [M, N] (a squared ReLU's output, whose square root is max(x, 0)).
+void sm90_gemm_times_squared_relu_grad(const at::Tensor& grad, const at::Tensor& weight_t, const at::Tensor& activation,
                                        at::Tensor& output);
 
 }  // namespace bittorch::ops::cuda

@@ -1,4 +1,4 @@
-// (grad @ weight) * 2 * sqrt(activation) with the activation's gradient in the epilogue, which
+// (grad @ weight_t^T) * 2 * sqrt(activation) with the activation's gradient in the epilogue, which
 // reads the squared ReLU's output as its source tensor (sm90_epilogue_gemm.cuh).
 
 #include "ops/squared_relu_mlp/cuda/sm90_epilogue_gemm.cuh"
@@ -29,22 +29,22 @@ struct TimesSquaredReluGrad<cutlass::Array<T, N>> {
 using Epilogue = cutlass::epilogue::fusion::Sm90EVT<
     cutlass::epilogue::fusion::Sm90Compute<TimesSquaredReluGrad, Element, Accumulator, kRound>,
     cutlass::epilogue::fusion::Sm90AccFetch, cutlass::epilogue::fusion::Sm90SrcFetch<Element>>;
-using Gemm = EpilogueGemm<cutlass::layout::RowMajor, Element, Epilogue>::Gemm;
+using Gemm = EpilogueGemm<Element, Epilogue>::Gemm;
 
 }  // namespace
 }  // namespace sm90
 
-void sm90_gemm_times_squared_relu_grad(const at::Tensor& grad, const at::Tensor& weight, const at::Tensor& activation,
+void sm90_gemm_times_squared_relu_grad(const at::Tensor& grad, const at::Tensor& weight_t, const at::Tensor& activation,
                                        at::Tensor& output) {
   using Gemm = sm90::Gemm;
   const int m = static_cast<int>(grad.size(0)), k = static_cast<int>(grad.size(1));
-  const int n = static_cast<int>(weight.size(1));
+  const int n = static_cast<int>(weight_t.size(0));
   typename Gemm::Arguments arguments{
       cutlass::gemm::GemmUniversalMode::kGemm,
       {m, n, k, 1},
       {static_cast<const sm90::Element*>(grad.data_ptr()), sm90::packed_stride<typename Gemm::GemmKernel::StrideA>(k),
-       static_cast<const sm90::Element*>(weight.data_ptr()),
-       sm90::packed_stride<typename Gemm::GemmKernel::StrideB>(n)},
+       static_cast<const sm90::Element*>(weight_t.data_ptr()),
+       sm90::packed_stride<typename Gemm::GemmKernel::StrideB>(k)},
       {{},
        static_cast<const sm90::Element*>(activation.data_ptr()),
        sm90::packed_stride<typename Gemm::GemmKernel::StrideC>(n),
