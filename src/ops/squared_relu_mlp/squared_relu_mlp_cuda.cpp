@@ -1,5 +1,5 @@
 // bittorch::squared_relu_mlp on CUDA: on Hopper with bfloat16 operands of widths that are
-// multiples of 8, the up projection with the squared ReLU in its epilogue and the down
+// multiples of 8, the up projection with the squared ReLU in its epilogue and (opt-in) the down
 // projection's input gradient with the activation's derivative in its epilogue (CUTLASS,
 // cuda/sm90_*.cu); the other products are cuBLAS's (at::mm). Elsewhere the composed path.
 
@@ -12,6 +12,9 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
+
+#include <cstdlib>
+#include <string>
 
 namespace bittorch::ops::cuda {
 
@@ -62,8 +65,19 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const a
   return {squared_relu_mlp_output(input, hidden, down_weight), hidden};
 }
 
+#ifdef BITTORCH_WITH_CUTLASS
+// The input gradient's epilogue kernel is opt-in until it is measured on a GPU in its K-major
+// form (the MN-major one cost 367 us a call on medium against 200 for the composed path):
+// BITTORCH_SQUARED_RELU_MLP_GRAD_EPILOGUE=1 selects it. The forward's kernel is on by default.
+bool grad_epilogue_selected() {
+  const char* value = std::getenv("BITTORCH_SQUARED_RELU_MLP_GRAD_EPILOGUE");
+  return value != nullptr && std::string(value) == "1";
+}
+#endif
+
 at::Tensor grad_hidden_cuda(const at::Tensor& grad_rows, const at::Tensor& hidden_rows, const at::Tensor& down_weight) {
 #ifdef BITTORCH_WITH_CUTLASS
+  if (!grad_epilogue_selected()) return squared_relu_mlp_grad_hidden_composed(grad_rows, hidden_rows, down_weight);
   at::Tensor grad_hidden = at::empty_like(hidden_rows);
   const at::Tensor weight_t = down_weight.t().contiguous();  // [hidden, out], K-major: a few MB
   if (sm90_epilogue_gemm_takes(grad_hidden, {grad_rows, weight_t, hidden_rows, grad_hidden})) {
