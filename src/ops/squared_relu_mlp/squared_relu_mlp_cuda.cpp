@@ -23,16 +23,18 @@ namespace {
 constexpr const char* kOp = "bittorch::squared_relu_mlp";
 
 #ifdef BITTORCH_WITH_CUTLASS
-// Whether the SM90 products run on this device with these tensors: compute capability 9.0,
-// bfloat16, contiguous 2-D tensors with rows, whose rows are whole 16-byte groups (TMA's
-// granule) and whose data starts on a 16-byte boundary; and an output of at least a wave of
-// 128 x 128 tiles (below that, decoding's few rows, cuBLAS's kernels spread the weight's
-// reads over more SMs).
-bool sm90_epilogue_gemm_takes(const at::Tensor& output, std::initializer_list<at::Tensor> operands) {
-  if (!output.is_cuda() || !runs_sm90a(output.device())) return false;
+// Whether the SM90 products run on this device with these operands and an output of `rows` x
+// `columns` (written into a fresh allocation: contiguous, aligned): compute capability 9.0,
+// bfloat16, contiguous 2-D operands with rows, whose rows are whole 16-byte groups (TMA's
+// granule) and whose data starts on a 16-byte boundary; output rows of whole 16-byte groups
+// too, and at least a wave of 128 x 128 output tiles (below that, decoding's few rows,
+// cuBLAS's kernels spread the weight's reads over more SMs).
+bool sm90_epilogue_gemm_takes(int64_t rows, int64_t columns, std::initializer_list<at::Tensor> operands) {
+  const auto& first = *operands.begin();
+  if (!first.is_cuda() || !runs_sm90a(first.device())) return false;
   const auto tiles = [](int64_t size) { return (size + 127) / 128; };
-  if (output.dim() != 2 || tiles(output.size(0)) * tiles(output.size(1)) <
-                               at::cuda::getDeviceProperties(output.get_device())->multiProcessorCount) {
+  if (columns % 8 != 0 || rows > INT32_MAX || columns > INT32_MAX ||
+      tiles(rows) * tiles(columns) < at::cuda::getDeviceProperties(first.get_device())->multiProcessorCount) {
     return false;
   }
   for (const auto& t : operands) {
@@ -51,16 +53,16 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const a
   check_squared_relu_mlp_args(kOp, input, up_weight, down_weight);
   const c10::cuda::CUDAGuard device_guard(input.device());
   const at::Tensor input_rows = input.reshape({-1, input.size(-1)}).contiguous();
-  const at::Tensor weight = up_weight.contiguous();
-  at::Tensor hidden_rows = at::empty({input_rows.size(0), up_weight.size(0)}, input.options());
+  const int64_t rows = input_rows.size(0), hidden_features = up_weight.size(0);
+  at::Tensor hidden_rows;
 #ifdef BITTORCH_WITH_CUTLASS
-  if (sm90_epilogue_gemm_takes(hidden_rows, {input_rows, weight, hidden_rows})) {
+  const at::Tensor weight = up_weight.contiguous();
+  if (sm90_epilogue_gemm_takes(rows, hidden_features, {input_rows, weight})) {
+    hidden_rows = at::empty({rows, hidden_features}, input.options());
     sm90_gemm_squared_relu(input_rows, weight, hidden_rows);
-  } else
-#endif
-  {
-    hidden_rows = squared_relu_mlp_hidden_composed(input_rows, up_weight);
   }
+#endif
+  if (!hidden_rows.defined()) hidden_rows = squared_relu_mlp_hidden_composed(input_rows, up_weight);
   const at::Tensor hidden = hidden_rows.view(squared_relu_mlp_shape(input, up_weight.size(0)));
   return {squared_relu_mlp_output(input, hidden, down_weight), hidden};
 }
@@ -78,9 +80,10 @@ bool grad_epilogue_selected() {
 at::Tensor grad_hidden_cuda(const at::Tensor& grad_rows, const at::Tensor& hidden_rows, const at::Tensor& down_weight) {
 #ifdef BITTORCH_WITH_CUTLASS
   if (!grad_epilogue_selected()) return squared_relu_mlp_grad_hidden_composed(grad_rows, hidden_rows, down_weight);
-  at::Tensor grad_hidden = at::empty_like(hidden_rows);
-  const at::Tensor weight_t = down_weight.t().contiguous();  // [hidden, out], K-major: a few MB
-  if (sm90_epilogue_gemm_takes(grad_hidden, {grad_rows, weight_t, hidden_rows, grad_hidden})) {
+  // The transposed weight [hidden, out] (a few MB) is contiguous and aligned as it is made.
+  if (sm90_epilogue_gemm_takes(hidden_rows.size(0), hidden_rows.size(1), {grad_rows, hidden_rows, down_weight})) {
+    const at::Tensor weight_t = down_weight.t().contiguous();
+    at::Tensor grad_hidden = at::empty_like(hidden_rows);
     sm90_gemm_times_squared_relu_grad(grad_rows, weight_t, hidden_rows, grad_hidden);
     return grad_hidden;
   }
