@@ -65,22 +65,18 @@ void check_squared_relu_mlp_backward_args(const char* op, const at::Tensor& grad
                                           const at::Tensor& down_weight) {
   check_squared_relu_mlp_args(op, input, up_weight, down_weight);
   const auto expect = [&](const char* name, const at::Tensor& t, int64_t features) {
-    TORCH_CHECK(t.defined() && t.sizes() == at::IntArrayRef(squared_relu_mlp_shape(input, features)) &&
+    TORCH_CHECK(t.defined() && t.sizes() == at::IntArrayRef(linear_output_shape(input, features)) &&
                     t.scalar_type() == input.scalar_type() && t.device() == input.device(),
-                op, ": expected ", name, " of shape ", squared_relu_mlp_shape(input, features), ", dtype ",
+                op, ": expected ", name, " of shape ", linear_output_shape(input, features), ", dtype ",
                 input.scalar_type(), " and device ", input.device());
   };
   expect("hidden", hidden, up_weight.size(0));
   expect("grad_output", grad_output, down_weight.size(0));
 }
 
-std::vector<int64_t> squared_relu_mlp_shape(const at::Tensor& input, int64_t features) {
-  return linear_output_shape(input, features);
-}
-
 at::Tensor squared_relu_mlp_output(const at::Tensor& input, const at::Tensor& hidden, const at::Tensor& down_weight) {
   const at::Tensor hidden_rows = hidden.reshape({-1, hidden.size(-1)});
-  return at::mm(hidden_rows, down_weight.t()).view(squared_relu_mlp_shape(input, down_weight.size(0)));
+  return at::mm(hidden_rows, down_weight.t()).view(linear_output_shape(input, down_weight.size(0)));
 }
 
 at::Tensor squared_relu_mlp_hidden_composed(const at::Tensor& input_rows, const at::Tensor& up_weight) {

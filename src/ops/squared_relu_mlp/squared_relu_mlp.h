@@ -20,9 +20,6 @@ void check_squared_relu_mlp_backward_args(const char* op, const at::Tensor& grad
                                           const at::Tensor& hidden, const at::Tensor& up_weight,
                                           const at::Tensor& down_weight);
 
-/// The shape of hidden, or of the output: input's with the last size replaced.
-std::vector<int64_t> squared_relu_mlp_shape(const at::Tensor& input, int64_t features);
-
 /// hidden @ down_weight^T, shaped as the output.
 at::Tensor squared_relu_mlp_output(const at::Tensor& input, const at::Tensor& hidden, const at::Tensor& down_weight);
 

@@ -3,6 +3,8 @@
 
 #include "ops/squared_relu_mlp/squared_relu_mlp.h"
 
+#include "ops/common/checks.h"
+
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -15,7 +17,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& input, const at
                                                const at::Tensor& down_weight) {
   check_squared_relu_mlp_args(kOp, input, up_weight, down_weight);
   const at::Tensor hidden = squared_relu_mlp_hidden_composed(input.reshape({-1, input.size(-1)}), up_weight)
-                                .view(squared_relu_mlp_shape(input, up_weight.size(0)));
+                                .view(linear_output_shape(input, up_weight.size(0)));
   return {squared_relu_mlp_output(input, hidden, down_weight), hidden};
 }
 

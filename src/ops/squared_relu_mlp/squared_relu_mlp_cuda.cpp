@@ -5,6 +5,8 @@
 
 #include "ops/squared_relu_mlp/squared_relu_mlp.h"
 
+#include "ops/common/checks.h"
+
 #include "ops/common/cuda/device.h"
 #include "ops/squared_relu_mlp/cuda/sm90_epilogue_gemm.h"
 
@@ -63,7 +65,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const a
   }
 #endif
   if (!hidden_rows.defined()) hidden_rows = squared_relu_mlp_hidden_composed(input_rows, up_weight);
-  const at::Tensor hidden = hidden_rows.view(squared_relu_mlp_shape(input, up_weight.size(0)));
+  const at::Tensor hidden = hidden_rows.view(linear_output_shape(input, up_weight.size(0)));
   return {squared_relu_mlp_output(input, hidden, down_weight), hidden};
 }
 

@@ -2,6 +2,8 @@
 
 #include "ops/squared_relu_mlp/squared_relu_mlp.h"
 
+#include "ops/common/checks.h"
+
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -13,8 +15,8 @@ constexpr const char* kOp = "bittorch::squared_relu_mlp";
 std::tuple<at::Tensor, at::Tensor> forward_meta(const at::Tensor& input, const at::Tensor& up_weight,
                                                 const at::Tensor& down_weight) {
   check_squared_relu_mlp_args(kOp, input, up_weight, down_weight);
-  return {at::empty(squared_relu_mlp_shape(input, down_weight.size(0)), input.options()),
-          at::empty(squared_relu_mlp_shape(input, up_weight.size(0)), input.options())};
+  return {at::empty(linear_output_shape(input, down_weight.size(0)), input.options()),
+          at::empty(linear_output_shape(input, up_weight.size(0)), input.options())};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_meta(const at::Tensor& grad_output, const at::Tensor& input,
