@@ -1,12 +1,9 @@
 #pragma once
 
-// squared_relu_mlp's argument checks and the composed path every backend shares (the CPU's
-// whole implementation, and CUDA's where the epilogue products do not apply).
+// squared_relu_mlp's argument checks and the composed forward's pieces every backend shares
+// (the CPU's whole forward, and CUDA's where the epilogue product does not apply).
 
 #include <ATen/core/Tensor.h>
-
-#include <array>
-#include <tuple>
 
 namespace bittorch::ops {
 
@@ -25,15 +22,5 @@ at::Tensor squared_relu_mlp_output(const at::Tensor& input, const at::Tensor& hi
 
 /// hidden = ops::squared_relu(input @ up_weight^T), as rows [M, hidden].
 at::Tensor squared_relu_mlp_hidden_composed(const at::Tensor& input_rows, const at::Tensor& up_weight);
-
-/// grad_hidden = ops::_squared_relu_backward(grad_output @ down_weight, hidden), as rows.
-at::Tensor squared_relu_mlp_grad_hidden_composed(const at::Tensor& grad_rows, const at::Tensor& hidden_rows,
-                                                 const at::Tensor& down_weight);
-
-/// The backward's other three products from grad_hidden (undefined when neither grad_input
-/// nor grad_up_weight is wanted).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> squared_relu_mlp_backward_from(
-    const at::Tensor& grad_rows, const at::Tensor& input, const at::Tensor& hidden_rows, const at::Tensor& grad_hidden,
-    const at::Tensor& up_weight, std::array<bool, 3> output_mask);
 
 }  // namespace bittorch::ops

@@ -1,7 +1,7 @@
-// bittorch::squared_relu_mlp on CUDA: on Hopper with bfloat16 operands of widths that are
-// multiples of 8, the up projection with the squared ReLU in its epilogue and (opt-in) the down
-// projection's input gradient with the activation's derivative in its epilogue (CUTLASS,
-// cuda/sm90_*.cu); the other products are cuBLAS's (at::mm). Elsewhere the composed path.
+// bittorch::squared_relu_mlp's forward on CUDA: on Hopper with bfloat16 operands of widths that
+// are multiples of 8, the up projection with the squared ReLU in its epilogue (CUTLASS,
+// cuda/sm90_gemm_squared_relu.cu); elsewhere, and for the down projection, the composed path.
+// The backward is one composition for every device (squared_relu_mlp.cpp).
 
 #include "ops/squared_relu_mlp/squared_relu_mlp.h"
 
@@ -14,9 +14,6 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
-
-#include <cstdlib>
-#include <string>
 
 namespace bittorch::ops::cuda {
 
@@ -69,48 +66,10 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const a
   return {squared_relu_mlp_output(input, hidden, down_weight), hidden};
 }
 
-#ifdef BITTORCH_WITH_CUTLASS
-// The input gradient's epilogue kernel is opt-in until it is measured on a GPU in its K-major
-// form (the MN-major one cost 367 us a call on medium against 200 for the composed path):
-// BITTORCH_SQUARED_RELU_MLP_GRAD_EPILOGUE=1 selects it. The forward's kernel is on by default.
-bool grad_epilogue_selected() {
-  const char* value = std::getenv("BITTORCH_SQUARED_RELU_MLP_GRAD_EPILOGUE");
-  return value != nullptr && std::string(value) == "1";
-}
-#endif
-
-at::Tensor grad_hidden_cuda(const at::Tensor& grad_rows, const at::Tensor& hidden_rows, const at::Tensor& down_weight) {
-#ifdef BITTORCH_WITH_CUTLASS
-  if (!grad_epilogue_selected()) return squared_relu_mlp_grad_hidden_composed(grad_rows, hidden_rows, down_weight);
-  // The transposed weight [hidden, out] (a few MB) is contiguous and aligned as it is made.
-  if (sm90_epilogue_gemm_takes(hidden_rows.size(0), hidden_rows.size(1), {grad_rows, hidden_rows, down_weight})) {
-    const at::Tensor weight_t = down_weight.t().contiguous();
-    at::Tensor grad_hidden = at::empty_like(hidden_rows);
-    sm90_gemm_times_squared_relu_grad(grad_rows, weight_t, hidden_rows, grad_hidden);
-    return grad_hidden;
-  }
-#endif
-  return squared_relu_mlp_grad_hidden_composed(grad_rows, hidden_rows, down_weight);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
-                                                             const at::Tensor& hidden, const at::Tensor& up_weight,
-                                                             const at::Tensor& down_weight,
-                                                             std::array<bool, 3> output_mask) {
-  check_squared_relu_mlp_backward_args(kOp, grad_output, input, hidden, up_weight, down_weight);
-  const c10::cuda::CUDAGuard device_guard(input.device());
-  const at::Tensor grad_rows = grad_output.reshape({-1, grad_output.size(-1)}).contiguous();
-  const at::Tensor hidden_rows = hidden.reshape({-1, hidden.size(-1)}).contiguous();
-  const at::Tensor grad_hidden =
-      output_mask[0] || output_mask[1] ? grad_hidden_cuda(grad_rows, hidden_rows, down_weight) : at::Tensor();
-  return squared_relu_mlp_backward_from(grad_rows, input, hidden_rows, grad_hidden, up_weight, output_mask);
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
   m.impl("_squared_relu_mlp_forward", &forward_cuda);
-  m.impl("_squared_relu_mlp_backward", &backward_cuda);
 }
 
 }  // namespace bittorch::ops::cuda

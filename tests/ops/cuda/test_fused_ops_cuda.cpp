@@ -223,23 +223,16 @@ TEST(FusedOpsCuda, SquaredReluMatchesTheCpuKernel) {
 // Shapes that take the Hopper kernels with the activation in their epilogues (bfloat16, a
 // wave of 128 x 128 output tiles or more; rows, columns and K that end in a partial tile) and
 // shapes that take the composed path (other dtypes, few rows, widths not multiples of 8).
-// With the input gradient's epilogue kernel and without.
 TEST(FusedOpsCuda, SquaredReluMlpMatchesTheFormula) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(63);
   const std::vector<bittorch::testing::SquaredReluMlpCase> cases = {
       {{4, 600, 256}, 1024, 256}, {{2400, 200}, 1000, 200}, {{5, 12}, 20, 7}, {{3, 7, 16}, 24, 16}};
-  // The input gradient's epilogue kernel is opt-in (BITTORCH_SQUARED_RELU_MLP_GRAD_EPILOGUE):
-  // both paths.
-  for (const bool grad_epilogue : {false, true}) {
-    if (grad_epilogue) setenv("BITTORCH_SQUARED_RELU_MLP_GRAD_EPILOGUE", "1", 1);
-    for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kFloat}) {
-      const double tol = dtype == torch::kFloat ? 1e-5 : 3e-2;
-      for (const auto& c : cases) {
-        bittorch::testing::expect_squared_relu_mlp_matches_the_formula(c, dtype, torch::kCUDA, tol);
-      }
+  for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kFloat}) {
+    const double tol = dtype == torch::kFloat ? 1e-5 : 3e-2;
+    for (const auto& c : cases) {
+      bittorch::testing::expect_squared_relu_mlp_matches_the_formula(c, dtype, torch::kCUDA, tol);
     }
-    unsetenv("BITTORCH_SQUARED_RELU_MLP_GRAD_EPILOGUE");
   }
 }
 
