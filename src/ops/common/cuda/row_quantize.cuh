@@ -25,6 +25,7 @@
 #include <cub/block/block_reduce.cuh>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace bittorch::ops::cuda {
 
@@ -60,13 +61,19 @@ struct MaxOp {
   }
 };
 
+// A maximum is taken in the input's own precision (float32 for narrower types: exact, and one
+// conversion to double per pack instead of one per element), a sum in double.
 template <typename in_t, int N>
 __device__ __forceinline__ double accumulate(double acc, const Pack<in_t, N>& pack, bool max_statistic) {
+  if (max_statistic) {
+    using max_t = std::conditional_t<std::is_same_v<in_t, double>, double, float>;
+    max_t pack_max = 0;
 #pragma unroll
-  for (int i = 0; i < N; ++i) {
-    const double v = fabs(static_cast<double>(pack.v[i]));
-    acc = max_statistic ? max_keeping_nan(acc, v) : acc + v;
+    for (int i = 0; i < N; ++i) pack_max = max_keeping_nan(pack_max, fabs(static_cast<max_t>(pack.v[i])));
+    return max_keeping_nan(acc, static_cast<double>(pack_max));
   }
+#pragma unroll
+  for (int i = 0; i < N; ++i) acc += fabs(static_cast<double>(pack.v[i]));
   return acc;
 }
 
