@@ -26,8 +26,8 @@
 # (bittorch-lm and bittorch-bench) and timed in the same steps, "bench" and "lmbench" writing
 # its figures to *_baseline.json: before and after in one run on one machine;
 # "lmbench" (BITTORCH_LMBENCH_PRESETS, default "medium large") also trains the same models
-# with the step replayed from a CUDA graph
-# (lm_bench_<preset>_cuda_graph.json) and in plain PyTorch, eager and compiled
+# with eager steps instead of steps replayed from a CUDA graph
+# (lm_bench_<preset>_eager.json) and in plain PyTorch, eager and compiled
 # (bench/lm_pytorch_reference.py, lm_pytorch_<preset>.json; BITTORCH_PYTORCH_MODES=compile
 # leaves eager out);
 # "lmprofile" profiles training steps of medium and large, ours (bittorch-lm bench --profile,
@@ -209,10 +209,10 @@ for preset in ${BITTORCH_LMBENCH_PRESETS:-medium large}; do
     "./$build/apps/lm/bittorch-lm" bench --cuda --preset "$preset" --batch-size "$batch" \
       --json "$out/lm_bench_$preset$suffix.json" --log-level warn | python3 -c "$summary" || status=1
   done
-  # Training again with each step's forward and backward replayed from a CUDA graph.
-  "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train --cuda-graph \
-    --json "$out/lm_bench_${preset}_cuda_graph.json" --log-level warn |
-    python3 -c 'import json,sys; print("cuda graph:", json.dumps(json.load(sys.stdin)["train"]))' || status=1
+  # Training again with eager steps (the default replays each step from a CUDA graph).
+  "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train --no-cuda-graph \
+    --json "$out/lm_bench_${preset}_eager.json" --log-level warn |
+    python3 -c 'import json,sys; print("eager steps:", json.dumps(json.load(sys.stdin)["train"]))' || status=1
   # The same model and batch in plain PyTorch, eager and torch.compile (bench/lm_pytorch_reference.py),
   # so that every comparison is a ratio from this one run.
   python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_bench_$preset.json" --json "$out/lm_pytorch_$preset.json" \

@@ -100,7 +100,8 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
                            {"step_ms", 1e3 * config.batch_size * context / tokens_per_second},
                            {"peak_memory_bytes", peak_memory_bytes(device)}};
   if (!config.profile_dir.empty()) {
-    // The same Trainer steps again, under the profiler.
+    // The same Trainer steps again, under the profiler, eagerly: a profile's few steps would
+    // otherwise be the eager ones and the recording, not replays, and a replay shows no ops.
     train::Trainer profiled(*model, *optimizer,
                             train::TrainerOptions(kProfiledSteps, kProfiledSteps)
                                 .max_grad_norm(1.0)
@@ -108,8 +109,7 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
                                 .unit("tokens")
                                 .progress(train::ProgressStyle::None)
                                 .loss_check_every(kProfiledSteps)
-                                .device(device)
-                                .cuda_graph(config.cuda_graph));
+                                .device(device));
     const auto trace = (std::filesystem::path(config.profile_dir) / ("train_" + variant + ".trace.json")).string();
     const auto summary = train::profile_ops([&] { profiled.fit(hooks); }, device, trace);
     spdlog::info("train {}: {} steps profiled ({:.1f} ms, the GPU busy {:.1f} ms), trace {}", variant, kProfiledSteps,
@@ -282,7 +282,8 @@ int bench_command(int argc, char** argv) {
      std::to_string(kProfiledTokens) + " more decode steps (batch 1) of each model (LibTorch's Kineto profiler): "
      "Chrome traces in directory DIR, each op's host and GPU time in the results", text_flag(""))
     ("checkpoint-activations", "Train with each block recomputed in the backward (as train --checkpoint-activations)")
-    ("cuda-graph", "Train with each step's forward and backward replayed from a CUDA graph (as train --cuda-graph)");
+    ("no-cuda-graph", "Time eager training steps (as train --no-cuda-graph); by default on a GPU each step is "
+                      "replayed from a CUDA graph, as train does (--profile's steps are eager either way)");
   // clang-format on
   add_model_options(options);
   add_common_options(options);
@@ -305,11 +306,7 @@ int bench_command(int argc, char** argv) {
     check_path_flags(args, {"json"});
     config.profile_dir = args["profile"].as<std::string>();
     config.checkpoint_activations = args.count("checkpoint-activations") > 0;
-    config.cuda_graph = args.count("cuda-graph") > 0;
-    if (config.cuda_graph && !config.profile_dir.empty() && wants(config, "train")) {
-      // A profile's few training steps would be the eager ones and the recording, not replays.
-      throw UsageError("--profile profiles eager training steps: drop --cuda-graph");
-    }
+    config.cuda_graph = !args.count("no-cuda-graph");
     if (!config.profile_dir.empty()) {
       std::error_code error;
       std::filesystem::create_directories(config.profile_dir, error);
@@ -319,7 +316,7 @@ int bench_command(int argc, char** argv) {
       }
     }
     const auto device = selected_device(args);
-    if (config.cuda_graph && !device.is_cuda()) throw UsageError("--cuda-graph needs a CUDA device (--cuda)");
+    config.cuda_graph = config.cuda_graph && device.is_cuda();
     if (wants(config, "train")) check_training_fits(config.model, config.batch_size, device);
     nlohmann::json result = {{"device", device.str()},
                              {"model", nlohmann::json::parse(nn::to_json(config.model))},

@@ -165,7 +165,7 @@ void train_one(const std::string& kind, const TrainConfig& config, const TextBat
             config.resume_path);
 
   train::TrainerHooks hooks;
-  // Each micro-step's batch, where the step reads it: with --cuda-graph the step is recorded
+  // Each micro-step's batch, where the step reads it: with a CUDA graph the step is recorded
   // once and replayed, reading these same tensors.
   std::vector<torch::Tensor> batch_inputs(static_cast<size_t>(config.accumulation)), batch_targets(batch_inputs);
   hooks.load_batch = [&](const train::StepContext& c) {
@@ -311,7 +311,7 @@ TrainConfig parse_config(const cxxopts::ParseResult& args) {
   c.progress = !args.count("no-progress");
   c.bf16_gradients = args.count("bf16-gradients") > 0;
   c.checkpoint_activations = args.count("checkpoint-activations") > 0;
-  c.cuda_graph = args.count("cuda-graph") > 0;
+  c.cuda_graph = !args.count("no-cuda-graph");
   c.shard_gradients = args.count("shard-gradients") > 0;
   c.shard_optimizer = args.count("shard-optimizer") > 0 || c.shard_gradients;
   if (args.count("compare") && (!c.save_path.empty() || !c.resume_path.empty())) {
@@ -374,8 +374,9 @@ int train_command(int argc, char** argv) {
                         "on the others (ZeRO stage 2; implies --shard-optimizer)")
     ("checkpoint-activations", "Keep only each block's inputs for the backward and recompute the block there: "
                                "less memory, a second forward of the blocks; the same gradients")
-    ("cuda-graph", "Record each step's forward and backward in a CUDA graph (after two eager steps) and replay it: "
-                   "one launch instead of thousands; the same arithmetic (with --cuda, one process)")
+    ("no-cuda-graph", "Run every step eagerly. By default, on one CUDA GPU in one process, each step's forward and "
+                      "backward are recorded in a CUDA graph after two eager steps and replayed: one launch instead "
+                      "of thousands, the same arithmetic")
     ("no-progress", "No progress bar, even on a terminal");
   // clang-format on
   // BitNet b1.58's ternary recipe: absmean scales (the threshold applies to max scales only).
@@ -393,8 +394,8 @@ int train_command(int argc, char** argv) {
     }
     auto device = selected_device(args);
     const ProcessRanks ranks = join_launch(device, args);
-    if (config.cuda_graph && !device.is_cuda()) throw UsageError("--cuda-graph needs a CUDA device (--cuda)");
-    if (config.cuda_graph && ranks.count > 1) throw UsageError("--cuda-graph does not yet work under torchrun");
+    // The recorded step is CUDA's, and does not yet take data parallelism's collectives.
+    config.cuda_graph = config.cuda_graph && device.is_cuda() && ranks.count == 1;
     // Rank 0 writes the metrics; its Trainer alone checkpoints and shows progress, and the
     // other ranks return before exporting.
     if (!ranks.leader()) config.metrics_json.clear();
