@@ -100,8 +100,7 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
                            {"step_ms", 1e3 * config.batch_size * context / tokens_per_second},
                            {"peak_memory_bytes", peak_memory_bytes(device)}};
   if (!config.profile_dir.empty()) {
-    // The same Trainer steps again, under the profiler, eagerly: a profile's few steps would
-    // otherwise be the eager ones and the recording, not replays, and a replay shows no ops.
+    // The same Trainer steps again, under the profiler.
     train::Trainer profiled(*model, *optimizer,
                             train::TrainerOptions(kProfiledSteps, kProfiledSteps)
                                 .max_grad_norm(1.0)
@@ -109,7 +108,8 @@ nlohmann::json train_throughput(const BenchConfig& config, const std::string& va
                                 .unit("tokens")
                                 .progress(train::ProgressStyle::None)
                                 .loss_check_every(kProfiledSteps)
-                                .device(device));
+                                .device(device)
+                                .cuda_graph(config.cuda_graph));
     const auto trace = (std::filesystem::path(config.profile_dir) / ("train_" + variant + ".trace.json")).string();
     const auto summary = train::profile_ops([&] { profiled.fit(hooks); }, device, trace);
     spdlog::info("train {}: {} steps profiled ({:.1f} ms, the GPU busy {:.1f} ms), trace {}", variant, kProfiledSteps,
@@ -283,7 +283,7 @@ int bench_command(int argc, char** argv) {
      "Chrome traces in directory DIR, each op's host and GPU time in the results", text_flag(""))
     ("checkpoint-activations", "Train with each block recomputed in the backward (as train --checkpoint-activations)")
     ("no-cuda-graph", "Time eager training steps (as train --no-cuda-graph); by default on a GPU each step is "
-                      "replayed from a CUDA graph, as train does (--profile's steps are eager either way)");
+                      "replayed from a CUDA graph, as train does (under --profile the steps are eager)");
   // clang-format on
   add_model_options(options);
   add_common_options(options);
@@ -306,7 +306,9 @@ int bench_command(int argc, char** argv) {
     check_path_flags(args, {"json"});
     config.profile_dir = args["profile"].as<std::string>();
     config.checkpoint_activations = args.count("checkpoint-activations") > 0;
-    config.cuda_graph = !args.count("no-cuda-graph");
+    // A profile is of eager steps (a replayed graph shows no ops), and so are the steps timed
+    // beside it, so that its breakdown and the figure are of one path.
+    config.cuda_graph = !args.count("no-cuda-graph") && config.profile_dir.empty();
     if (!config.profile_dir.empty()) {
       std::error_code error;
       std::filesystem::create_directories(config.profile_dir, error);
