@@ -27,7 +27,7 @@ struct SquaredRelu<cutlass::Array<T, N>> {
 using Epilogue = cutlass::epilogue::fusion::Sm90EVT<
     cutlass::epilogue::fusion::Sm90Compute<SquaredRelu, Element, Accumulator, kRound>,
     cutlass::epilogue::fusion::Sm90AccFetch>;
-using Gemm = EpilogueGemm<void, Epilogue>::Gemm;
+using Gemm = EpilogueGemm<Epilogue>::Gemm;
 
 }  // namespace
 }  // namespace sm90
