@@ -22,28 +22,23 @@ namespace {
 constexpr const char* kOp = "bittorch::squared_relu_mlp";
 
 #ifdef BITTORCH_WITH_CUTLASS
-// Whether the SM90 products run on this device with these operands and an output of `rows` x
-// `columns` (written into a fresh allocation: contiguous, aligned): compute capability 9.0,
-// bfloat16, contiguous 2-D operands with rows, whose rows are whole 16-byte groups (TMA's
-// granule) and whose data starts on a 16-byte boundary; output rows of whole 16-byte groups
-// too, and at least a wave of 128 x 128 output tiles (below that, decoding's few rows,
-// cuBLAS's kernels spread the weight's reads over more SMs).
-bool sm90_epilogue_gemm_takes(int64_t rows, int64_t columns, std::initializer_list<at::Tensor> operands) {
-  const auto& first = *operands.begin();
-  if (!first.is_cuda() || !runs_sm90a(first.device())) return false;
-  const auto tiles = [](int64_t size) { return (size + 127) / 128; };
-  if (columns % 8 != 0 || rows > INT32_MAX || columns > INT32_MAX ||
-      tiles(rows) * tiles(columns) < at::cuda::getDeviceProperties(first.get_device())->multiProcessorCount) {
-    return false;
-  }
-  for (const auto& t : operands) {
+// Whether the SM90 product takes input_rows [M, K] and weight [N, K] on this device: compute
+// capability 9.0, bfloat16, contiguous operands with rows, whose rows are whole 16-byte groups
+// (TMA's granule) and whose data starts on a 16-byte boundary; output rows (N, written into a
+// fresh allocation) of whole 16-byte groups too, and at least a wave of 128 x 128 output tiles
+// (below that, decoding's few rows, cuBLAS's kernels spread the weight's reads over more SMs).
+bool sm90_squared_relu_takes(const at::Tensor& input_rows, const at::Tensor& weight) {
+  if (!input_rows.is_cuda() || !runs_sm90a(input_rows.device())) return false;
+  for (const auto& t : {input_rows, weight}) {
     if (t.scalar_type() != at::kBFloat16 || t.dim() != 2 || !t.is_contiguous() || t.size(0) == 0 ||
         t.size(1) % 8 != 0 || reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 != 0 || t.size(0) > INT32_MAX ||
         t.size(1) > INT32_MAX) {
       return false;
     }
   }
-  return true;
+  const auto tiles = [](int64_t size) { return (size + 127) / 128; };
+  return weight.size(0) % 8 == 0 && tiles(input_rows.size(0)) * tiles(weight.size(0)) >=
+                                        at::cuda::getDeviceProperties(input_rows.get_device())->multiProcessorCount;
 }
 #endif
 
@@ -52,17 +47,17 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const a
   check_squared_relu_mlp_args(kOp, input, up_weight, down_weight);
   const c10::cuda::CUDAGuard device_guard(input.device());
   const at::Tensor input_rows = input.reshape({-1, input.size(-1)}).contiguous();
-  const int64_t rows = input_rows.size(0), hidden_features = up_weight.size(0);
+  const int64_t hidden_features = up_weight.size(0);
   at::Tensor hidden_rows;
 #ifdef BITTORCH_WITH_CUTLASS
   const at::Tensor weight = up_weight.contiguous();
-  if (sm90_epilogue_gemm_takes(rows, hidden_features, {input_rows, weight})) {
-    hidden_rows = at::empty({rows, hidden_features}, input.options());
+  if (sm90_squared_relu_takes(input_rows, weight)) {
+    hidden_rows = at::empty({input_rows.size(0), hidden_features}, input.options());
     sm90_gemm_squared_relu(input_rows, weight, hidden_rows);
   }
 #endif
   if (!hidden_rows.defined()) hidden_rows = squared_relu_mlp_hidden_composed(input_rows, up_weight);
-  const at::Tensor hidden = hidden_rows.view(linear_output_shape(input, up_weight.size(0)));
+  const at::Tensor hidden = hidden_rows.view(linear_output_shape(input, hidden_features));
   return {squared_relu_mlp_output(input, hidden, down_weight), hidden};
 }
 
