@@ -184,6 +184,26 @@ TEST(Transformer, FusedOpsEqualThePlainComposition) {
   }
 }
 
+// With 8-bit activations the MLP's squared ReLU hands the down projection its rows quantized
+// (ops::squared_relu_quantized, MlpImpl::fused_activation) where the plain MLP quantizes them
+// in the projection: the same operations, so logits and every gradient bit for bit.
+TEST(Transformer, EightBitMlpQuantizesInTheActivationAsThePlainMlp) {
+  auto model = random_model(toy_options(), torch::kFloat, 8);
+  bn::convert_to_ternary(*model, bittorch::quant::QuantConfig().activation_bits(8), bn::is_transformer_projection);
+  const auto tokens = torch::randint(0, 11, {2, 10});
+  const auto run = [&](bool fused) {
+    for (const auto& block : *model->blocks) block->as<bn::TransformerBlockImpl>()->mlp->fused_activation = fused;
+    model->zero_grad();
+    const auto logits = model->forward(tokens);
+    (logits * torch::linspace(-1, 1, 11, logits.options())).sum().backward();
+    return std::pair{logits.detach(), bittorch::testing::gradients_by_name(*model)};
+  };
+  const auto [fused_logits, fused_grads] = run(true);
+  const auto [plain_logits, plain_grads] = run(false);
+  EXPECT_TRUE(torch::equal(fused_logits, plain_logits));
+  for (const auto& [name, grad] : plain_grads) EXPECT_TRUE(torch::equal(fused_grads.at(name), grad)) << name;
+}
+
 // A packed model's fused ops (the up projection's squared ReLU in its kernel, beside the
 // fused norms) against the plain composition: prefill and decode step.
 TEST(Transformer, PackedFusedOpsEqualThePlainComposition) {

@@ -1,6 +1,7 @@
 // bittorch::squared_relu against its formula in float64 (max(x, 0)^2 and 2 * max(x, 0) * grad,
 // the backward from the saved output), every dtype, a strided input, zeros and negative
 // inputs, NaN; the output is the tensor saved, not the input; Meta shapes; argument checks.
+// squared_relu_quantized: the same output and gradient, with quantize_activations' bits of it.
 
 #include "reference.h"
 
@@ -9,6 +10,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
+#include <string>
 #include <vector>
 
 namespace {
@@ -67,6 +70,60 @@ TEST(SquaredRelu, SavesTheOutputNotTheInput) {
     z.mul_(2.0);
   }
   EXPECT_TRUE(throws_error_mentioning([&] { z.sum().backward(); }, {"modified by an inplace operation"}));
+}
+
+// The output is the formula's (exact: a square of a 16-bit or float32 value rounded once), the
+// 8-bit rows are quantize_activations' of that output, bit for bit, and the gradient flows
+// through the output only: rows of all-negative values (the scale's floor), NaN and +-Inf rows,
+// a strided 3-D input, both formats.
+TEST(SquaredReluQuantized, IsTheActivationThenItsQuantization) {
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    for (const std::string format : {"int8", "float8_e4m3"}) {
+      torch::manual_seed(42);
+      auto base = torch::randn({2, 5, 66}, torch::kDouble);
+      base.index_put_({0, 0}, -torch::rand({66}, torch::kDouble) - 0.1);  // all negative
+      base.index_put_({0, 1, 3}, std::nan(""));
+      base.index_put_({1, 2, 7}, std::numeric_limits<double>::infinity());
+      const auto x = base.to(dtype).slice(2, 0, 66, 2).detach().requires_grad_();
+      const auto [y, values, scale] = bittorch::ops::squared_relu_quantized(x, format);
+      const std::string what = std::string(c10::toString(dtype)) + ", " + format;
+      const auto positive = x.detach().to(torch::kDouble).clamp_min(0);
+      EXPECT_TRUE(torch::equal(y, (positive * positive).to(dtype))) << what;
+      const auto [expected_values, expected_scale] = bittorch::ops::quantize_activations(y.detach(), format);
+      EXPECT_TRUE(torch::equal(values.view(torch::kByte), expected_values.view(torch::kByte))) << what;
+      EXPECT_TRUE(torch::equal(scale.isnan(), expected_scale.isnan())) << what;
+      EXPECT_TRUE(torch::equal(scale.nan_to_num(0), expected_scale.nan_to_num(0))) << what;
+      EXPECT_FALSE(values.requires_grad() || scale.requires_grad()) << what;
+      const auto g = torch::randn(y.sizes(), torch::kDouble).to(dtype);
+      y.backward(g);
+      const auto expected_grad = (2 * positive * g.to(torch::kDouble)).to(dtype);
+      EXPECT_TRUE(torch::allclose(x.grad().nan_to_num(0), expected_grad.nan_to_num(0), 1e-2, 1e-2)) << what;
+    }
+  }
+}
+
+TEST(SquaredReluQuantized, MetaTensorsAndErrors) {
+  const auto [y, values, scale] = bittorch::ops::squared_relu_quantized(
+      torch::empty({2, 3, 5}, torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kMeta)), "float8_e4m3");
+  EXPECT_EQ(y.sizes(), torch::IntArrayRef({2, 3, 5}));
+  EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(values.scalar_type(), torch::kFloat8_e4m3fn);
+  EXPECT_EQ(scale.sizes(), torch::IntArrayRef({2, 3, 1}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [] {
+        bittorch::ops::squared_relu_quantized(torch::ones({2, 3}), "none");
+      },
+      {"bittorch::squared_relu_quantized", "none"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [] {
+        bittorch::ops::squared_relu_quantized(torch::ones({2, 3}, torch::kDouble), "int8");
+      },
+      {"bittorch::squared_relu_quantized", "Double"}));
+  EXPECT_TRUE(throws_error_mentioning(
+      [] {
+        bittorch::ops::squared_relu_quantized(torch::ones({2, 3}), "int4");
+      },
+      {"int4"}));
 }
 
 }  // namespace

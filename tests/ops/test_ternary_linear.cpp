@@ -8,6 +8,10 @@
 
 #include "reference.h"
 
+#include <optional>
+#include <string>
+#include <tuple>
+
 namespace {
 
 namespace F = bittorch::nn::functional;
@@ -259,6 +263,62 @@ TEST(TernaryLinear, EightBitWithoutInputGradient) {
   auto reference_weight = weight.detach().clone().requires_grad_();
   F::ternary_linear(input, reference_weight).sum().backward();
   EXPECT_TRUE(torch::allclose(weight.grad(), reference_weight.grad()));
+}
+
+// ternary_linear_quantized with its input given quantized (input_values, input_scale) is the
+// op that quantizes the input itself, output and gradients bit for bit, for both formats and
+// a 3-D input; the product reads the values given (another input's values give another
+// output), and the checks name the arguments.
+TEST(TernaryLinear, TakesItsInputQuantized) {
+  torch::manual_seed(12);
+  for (const std::string format : {"int8", "float8_e4m3"}) {
+    const auto input = torch::randn({2, 3, 16}).requires_grad_();
+    const auto weight = torch::randn({5, 16}).requires_grad_();
+    const auto bias = torch::randn({5});
+    const auto [operand, codes, scale] = bittorch::ops::ternary_linear_quantize_weight(
+        weight.detach(), 0.05, true, "max", format, torch::kFloat, /*keep_operand=*/true);
+    const auto run = [&, &operand = operand, &codes = codes, &scale = scale](const std::optional<at::Tensor>& values,
+                                                                             const std::optional<at::Tensor>& rows) {
+      input.mutable_grad() = torch::Tensor();
+      weight.mutable_grad() = torch::Tensor();
+      const auto y = bittorch::ops::ternary_linear_quantized(input, weight, operand, codes, scale, bias, format, "none",
+                                                             values, rows);
+      (y * torch::linspace(-1, 1, 5)).sum().backward();
+      return std::tuple{y.detach(), input.grad().clone(), weight.grad().clone()};
+    };
+    const auto [y, grad_input, grad_weight] = run(std::nullopt, std::nullopt);
+    const auto [values, rows] = bittorch::ops::quantize_activations(input.detach(), format);
+    const auto [given_y, given_grad_input, given_grad_weight] = run(values, rows);
+    EXPECT_TRUE(torch::equal(given_y, y)) << format;
+    EXPECT_TRUE(torch::equal(given_grad_input, grad_input)) << format;
+    EXPECT_TRUE(torch::equal(given_grad_weight, grad_weight)) << format;
+    const auto [other_values, other_rows] = bittorch::ops::quantize_activations(input.detach().flip(-1), format);
+    EXPECT_FALSE(torch::allclose(std::get<0>(run(other_values, other_rows)), y)) << format;
+
+    const auto call = [&, &operand = operand, &codes = codes, &scale = scale](const std::optional<at::Tensor>& v,
+                                                                              const std::optional<at::Tensor>& r,
+                                                                              const std::string& activation_format) {
+      return [&, v, r, activation_format] {
+        bittorch::ops::ternary_linear_quantized(input, weight, operand, codes, scale, bias, activation_format, "none",
+                                                v, r);
+      };
+    };
+    EXPECT_TRUE(throws_error_mentioning(call(values, std::nullopt, format),
+                                        {"bittorch::ternary_linear_quantized", "input_values and input_scale"}));
+    EXPECT_TRUE(throws_error_mentioning(call(values.narrow(1, 0, 2), rows, format), {"input_values", "[2, 3, 16]"}));
+    EXPECT_TRUE(throws_error_mentioning(call(values, rows.squeeze(-1), format), {"input_scale", "[2, 3, 1]"}));
+    EXPECT_TRUE(throws_error_mentioning(call(values.to(torch::kFloat), rows, format), {"input_values", "dtype"}));
+  }
+  const auto input = torch::randn({2, 16});
+  const auto [operand, codes, scale] = bittorch::ops::ternary_linear_quantize_weight(
+      torch::randn({5, 16}), 0.05, true, "max", "none", torch::kFloat, true);
+  const auto [values, rows] = bittorch::ops::quantize_activations(input, "int8");
+  EXPECT_TRUE(throws_error_mentioning(
+      [&, &operand = operand, &codes = codes, &scale = scale, &values = values, &rows = rows] {
+        bittorch::ops::ternary_linear_quantized(input, torch::randn({5, 16}), operand, codes, scale, std::nullopt,
+                                                "none", "none", values, rows);
+      },
+      {"need an 8-bit activation format"}));
 }
 
 // A transposed input against its contiguous copy and against the reference. Not bit for bit:

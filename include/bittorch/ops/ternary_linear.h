@@ -44,12 +44,19 @@ BITTORCH_API std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_quant
 /// dtype and this activation_format): the same output and gradients, without quantizing
 /// `weight` again. `weight` is the master weight it came from: it receives grad_weight by the
 /// straight-through estimator and is not read. grad_input needs the operand.
+/// With an 8-bit format, input_values and input_scale may pass the input already quantized
+/// (ops::quantize_activations(input, activation_format), as a fused op such as
+/// ops::squared_relu_quantized returns it): the product reads them instead of quantizing the
+/// input, which the backward still takes for grad_weight. They are taken as given: values of
+/// another input give another output.
 BITTORCH_API at::Tensor ternary_linear_quantized(const at::Tensor& input, const at::Tensor& weight,
                                                  const std::optional<at::Tensor>& operand,
                                                  const std::optional<at::Tensor>& codes, const at::Tensor& scale,
                                                  const std::optional<at::Tensor>& bias,
                                                  c10::string_view activation_format,
-                                                 c10::string_view gradient_format = "none");
+                                                 c10::string_view gradient_format = "none",
+                                                 const std::optional<at::Tensor>& input_values = std::nullopt,
+                                                 const std::optional<at::Tensor>& input_scale = std::nullopt);
 
 /// The checks ternary_linear makes of its arguments, with its messages: for a caller that
 /// composes it from its halves (nn::functional::ternary_linear with a kept weight).

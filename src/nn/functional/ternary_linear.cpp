@@ -1,6 +1,7 @@
 #include <bittorch/nn/functional/ternary_linear.h>
 
 #include <bittorch/ops/quantize_activations.h>
+#include <bittorch/ops/squared_relu.h>
 #include <bittorch/ops/squared_relu_mlp.h>
 #include <bittorch/ops/ternarize.h>
 #include <bittorch/ops/ternary_linear.h>
@@ -117,6 +118,23 @@ QuantizedLinearWeight quantize_for(const at::Tensor& weight, const quant::QuantC
                           : quantize_linear_weight(weight, config, dtype, format, keep_operand);
 }
 
+// The fused path of ternary_linear for an input already in its dtype (autocast_operand), from
+// input_values and input_scale where the input came quantized.
+at::Tensor fused_ternary_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
+                                const TernaryLinearFuncOptions& options, quant::ActivationFormat activation_format,
+                                QuantizedWeightCache* cache, const at::Tensor& input_values = {},
+                                const at::Tensor& input_scale = {}) {
+  const auto& config = options.quant();
+  check_fused_args(x, weight, b, options, activation_format);
+  // grad_input needs the operand.
+  const bool keep_operand = at::GradMode::is_enabled() && x.requires_grad();
+  const auto quantized = quantize_for(weight, config, x.scalar_type(), activation_format, keep_operand, cache);
+  return ops::ternary_linear_quantized(x, weight, optional(quantized.operand), optional(quantized.codes),
+                                       quantized.scale, optional(b), quant::to_string(activation_format),
+                                       quant::to_string(gradient_format_for(config)), optional(input_values),
+                                       optional(input_scale));
+}
+
 }  // namespace
 
 quant::GradientFormat gradient_format_for(const quant::QuantConfig& config) {
@@ -142,14 +160,8 @@ at::Tensor ternary_linear(const at::Tensor& input, const at::Tensor& weight, con
                                       : QuantizeActivationsSte::apply(input, activation_format);
     return torch::nn::functional::linear(used_input, DequantizeSte::apply(weight, config, input.scalar_type()), bias);
   }
-  const at::Tensor x = autocast_operand(input), b = autocast_operand(bias);
-  check_fused_args(x, weight, b, options, activation_format);
-  // grad_input needs the operand.
-  const bool keep_operand = at::GradMode::is_enabled() && x.requires_grad();
-  const auto quantized = quantize_for(weight, config, x.scalar_type(), activation_format, keep_operand, cache);
-  return ops::ternary_linear_quantized(x, weight, optional(quantized.operand), optional(quantized.codes),
-                                       quantized.scale, optional(b), quant::to_string(activation_format),
-                                       quant::to_string(gradient_format_for(config)));
+  return fused_ternary_linear(autocast_operand(input), weight, autocast_operand(bias), options, activation_format,
+                              cache);
 }
 
 bool joinable_ternary_linear(const TernaryLinearFuncOptions& options) {
@@ -161,11 +173,16 @@ std::optional<at::Tensor> ternary_squared_relu_mlp(const at::Tensor& input, cons
                                                    const TernaryLinearFuncOptions& options,
                                                    QuantizedWeightCache* up_cache, QuantizedWeightCache* down_cache) {
   const auto& config = options.quant();
-  if (!joinable_ternary_linear(options) ||
-      ops::activation_format_for(config.activation_bits(), input.device()) != quant::ActivationFormat::None) {
-    return std::nullopt;
-  }
+  if (!joinable_ternary_linear(options)) return std::nullopt;
   const at::Tensor x = autocast_operand(input);
+  const auto activation_format = ops::activation_format_for(config.activation_bits(), input.device());
+  if (activation_format != quant::ActivationFormat::None) {
+    // The squared ReLU quantizes the hidden rows as it writes them, for the down projection.
+    const at::Tensor up = fused_ternary_linear(x, up_weight, at::Tensor(), options, activation_format, up_cache);
+    const auto [hidden, values, scale] = ops::squared_relu_quantized(up, quant::to_string(activation_format));
+    return fused_ternary_linear(hidden, down_weight, at::Tensor(), options, activation_format, down_cache, values,
+                                scale);
+  }
   const auto operand = [&](const at::Tensor& weight, QuantizedWeightCache* cache) {
     // The layer's checks, for an input of its width (the down projection's is the hidden one).
     check_fused_args(x.new_empty({0, weight.size(-1)}), weight, at::Tensor(), options, quant::ActivationFormat::None);

@@ -60,12 +60,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_linear_weight_reference(
 
 at::Tensor quantized_linear_forward_reference(const at::Tensor& input, const at::Tensor& operand,
                                               const at::Tensor& codes, const at::Tensor& scale,
-                                              const std::optional<at::Tensor>& bias, quant::ActivationFormat format) {
+                                              const std::optional<at::Tensor>& bias, quant::ActivationFormat format,
+                                              const at::Tensor& input_values, const at::Tensor& input_scale) {
   if (format == quant::ActivationFormat::None) return at::linear(input, operand, bias);
-  auto [values, input_scale] = quantize_activations_reference(input, format);
+  const auto [values, row_scale] =
+      input_values.defined() ? std::tuple(input_values, input_scale) : quantize_activations_reference(input, format);
   // Products of 8-bit values and ternary codes, summed in float32: exact for int8.
   const at::Tensor accumulator = at::matmul(values.to(at::kFloat), codes.to(at::kFloat).t());
-  return scale_accumulator(accumulator, input_scale, scale, bias, input.scalar_type());
+  return scale_accumulator(accumulator, row_scale, scale, bias, input.scalar_type());
 }
 
 at::Tensor scale_accumulator(const at::Tensor& accumulator, const at::Tensor& input_scale,

@@ -42,10 +42,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_linear_weight_reference(
     quant::ActivationFormat format, at::ScalarType dtype, bool keep_operand);
 
 /// The output of _ternary_linear_quantized_forward: input @ operand^T + bias (format none), or
-/// the input quantized per row times the 8-bit codes, scaled (scale_accumulator).
+/// the input quantized per row times the 8-bit codes, scaled (scale_accumulator); the
+/// quantized input is input_values and input_scale where defined.
 at::Tensor quantized_linear_forward_reference(const at::Tensor& input, const at::Tensor& operand,
                                               const at::Tensor& codes, const at::Tensor& scale,
-                                              const std::optional<at::Tensor>& bias, quant::ActivationFormat format);
+                                              const std::optional<at::Tensor>& bias, quant::ActivationFormat format,
+                                              const at::Tensor& input_values, const at::Tensor& input_scale);
 
 /// The epilogue of products with ternary codes: accumulator [*, out] (sums of value * code)
 /// times the input's row scales [*, 1] (if defined: 8-bit activations) and the weight scale

@@ -7,6 +7,8 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <string>
+
 namespace bittorch::ops {
 namespace {
 
@@ -25,6 +27,29 @@ class SquaredReluFunction : public torch::autograd::Function<SquaredReluFunction
   }
 };
 
+// The same node with the quantized output beside it (not differentiable).
+class SquaredReluQuantizedFunction : public torch::autograd::Function<SquaredReluQuantizedFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
+                                                const std::string& format) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    auto [output, values, scale] = squared_relu_quantized(input, format);
+    ctx->save_for_backward({output});
+    ctx->mark_non_differentiable({values, scale});
+    return {output, values, scale};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    return {_squared_relu_backward(grad_outputs[0], ctx->get_saved_variables()[0]), at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantized_autograd(const at::Tensor& input, c10::string_view format) {
+  auto outputs = SquaredReluQuantizedFunction::apply(input, std::string(format));
+  return {outputs[0], outputs[1], outputs[2]};
+}
+
 at::Tensor squared_relu_autograd(const at::Tensor& input) {
   return SquaredReluFunction::apply(input);
 }
@@ -39,6 +64,7 @@ at::Tensor backward_autograd(const at::Tensor& grad_output, const at::Tensor& ou
 TORCH_LIBRARY_IMPL(bittorch, Autograd, m) {
   m.impl("squared_relu", &squared_relu_autograd);
   m.impl("_squared_relu_backward", &backward_autograd);
+  m.impl("squared_relu_quantized", &quantized_autograd);
 }
 
 }  // namespace bittorch::ops

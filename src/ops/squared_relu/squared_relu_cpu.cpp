@@ -1,5 +1,6 @@
 // bittorch::squared_relu on the CPU, from its formulas, element by element over threads.
 
+#include "ops/reference/reference.h"
 #include "ops/squared_relu/squared_relu.h"
 
 #include <ATen/ATen.h>
@@ -51,11 +52,20 @@ at::Tensor backward_cpu(const at::Tensor& grad_output, const at::Tensor& output)
   return grad_input;
 }
 
+// The two ops' formulas one after the other.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantized_cpu(const at::Tensor& input, c10::string_view format) {
+  const auto parsed = check_squared_relu_quantized_args("bittorch::squared_relu_quantized", input, format);
+  auto output = forward_cpu(input);
+  auto [values, scale] = quantize_activations_reference(output, parsed);
+  return {std::move(output), std::move(values), std::move(scale)};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, CPU, m) {
   m.impl("squared_relu", &forward_cpu);
   m.impl("_squared_relu_backward", &backward_cpu);
+  m.impl("squared_relu_quantized", &quantized_cpu);
 }
 
 }  // namespace bittorch::ops

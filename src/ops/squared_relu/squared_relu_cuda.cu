@@ -1,6 +1,10 @@
 // bittorch::squared_relu on CUDA: ATen's elementwise loop (TensorIterator and gpu_kernel:
 // vectorized loads, any layout, any size) over one functor each way, in float32 arithmetic.
+// squared_relu_quantized: the activation quantizer's row kernel (row_quantize.cuh) applying
+// the same functor to each pack as it reads the input, writing the output and its 8-bit rows.
 
+#include "ops/common/checks.h"
+#include "ops/quantize_activations/activation_quantizer.cuh"
 #include "ops/squared_relu/squared_relu.h"
 
 #include <ATen/ATen.h>
@@ -10,6 +14,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 #include <ATen/native/cuda/Loops.cuh>
+
+#include <cstdint>
+#include <tuple>
 
 namespace bittorch::ops::cuda {
 namespace {
@@ -35,6 +42,33 @@ struct SquaredReluBackward {
   }
 };
 
+// The activation quantizer over the rows of squared_relu(input), which it writes too.
+template <typename in_t>
+struct SquaredReluQuantizer {
+  using scale_t = float;
+  static constexpr bool max_statistic = true;
+  ActivationQuantizer<in_t> quantize;
+  in_t* output;
+
+  template <int N>
+  __device__ Pack<in_t, N> prepare(const Pack<in_t, N>& x) const {
+    Pack<in_t, N> y;
+#pragma unroll
+    for (int i = 0; i < N; ++i) y.v[i] = SquaredRelu<in_t>()(x.v[i]);
+    return y;
+  }
+
+  __device__ float finish_row(int64_t row, double total, int64_t cols) const {
+    return quantize.finish_row(row, total, cols);
+  }
+
+  template <int N>
+  __device__ void write(int64_t index, const Pack<in_t, N>& y, float s) const {
+    *reinterpret_cast<Pack<in_t, N>*>(output + index) = y;
+    quantize.write(index, y, s);
+  }
+};
+
 at::Tensor forward_cuda(const at::Tensor& input) {
   check_squared_relu_input(kOp, input);
   const c10::cuda::CUDAGuard device_guard(input.device());
@@ -56,11 +90,37 @@ at::Tensor backward_cuda(const at::Tensor& grad_output, const at::Tensor& output
   return grad_input;
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantized_cuda(const at::Tensor& input_in, c10::string_view format) {
+  const auto parsed = check_squared_relu_quantized_args("bittorch::squared_relu_quantized", input_in, format);
+  const c10::cuda::CUDAGuard device_guard(input_in.device());
+  const at::Tensor input = input_in.contiguous();
+  auto output = at::empty_like(input);
+  auto values = at::empty(input.sizes(), input.options().dtype(eight_bit_dtype(parsed)));
+  auto scale_shape = input.sizes().vec();
+  scale_shape.back() = 1;
+  auto scale = at::empty(scale_shape, input.options().dtype(at::kFloat));
+  const int64_t cols = input.size(-1);
+  const int64_t rows = input.numel() / cols;  // cols >= 1 (checked)
+  const auto quantize = [&](auto zero) {
+    using in_t = decltype(zero);
+    const ActivationQuantizer<in_t> rows_quantizer{parsed == quant::ActivationFormat::Int8, max_activation_code(parsed),
+                                                   scale.data_ptr<float>(), static_cast<uint8_t*>(values.data_ptr())};
+    quantize_rows(input.data_ptr<in_t>(), rows, cols,
+                  SquaredReluQuantizer<in_t>{rows_quantizer, output.data_ptr<in_t>()});
+  };
+  AT_DISPATCH_SWITCH(input.scalar_type(), "bittorch_squared_relu_quantized_cuda",
+                     AT_DISPATCH_CASE(at::kFloat, [&] { quantize(scalar_t{}); })
+                         AT_DISPATCH_CASE(at::kHalf, [&] { quantize(scalar_t{}); })
+                             AT_DISPATCH_CASE(at::kBFloat16, [&] { quantize(scalar_t{}); }));
+  return {output, values, scale};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, CUDA, m) {
   m.impl("squared_relu", &forward_cuda);
   m.impl("_squared_relu_backward", &backward_cuda);
+  m.impl("squared_relu_quantized", &quantized_cuda);
 }
 
 }  // namespace bittorch::ops::cuda

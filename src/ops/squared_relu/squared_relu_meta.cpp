@@ -1,3 +1,4 @@
+#include "ops/common/checks.h"
 #include "ops/squared_relu/squared_relu.h"
 
 #include <ATen/ATen.h>
@@ -18,11 +19,21 @@ at::Tensor backward_meta(const at::Tensor& grad_output, const at::Tensor& output
   return at::empty_like(output, at::MemoryFormat::Contiguous);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantized_meta(const at::Tensor& input, c10::string_view format) {
+  const auto parsed = check_squared_relu_quantized_args("bittorch::squared_relu_quantized", input, format);
+  auto scale_shape = input.sizes().vec();
+  scale_shape.back() = 1;
+  return {at::empty_like(input, at::MemoryFormat::Contiguous),
+          at::empty(input.sizes(), input.options().dtype(eight_bit_dtype(parsed))),
+          at::empty(scale_shape, input.options().dtype(at::kFloat))};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bittorch, Meta, m) {
   m.impl("squared_relu", &forward_meta);
   m.impl("_squared_relu_backward", &backward_meta);
+  m.impl("squared_relu_quantized", &quantized_meta);
 }
 
 }  // namespace bittorch::ops

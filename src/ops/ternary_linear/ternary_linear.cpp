@@ -36,13 +36,16 @@ TORCH_LIBRARY_FRAGMENT(bittorch, m) {
       "str activation_format, ScalarType dtype, bool keep_operand) -> (Tensor operand, Tensor codes, Tensor scale)");
   // y from that quantized weight, differentiable: grad_input from the operand (needed only
   // then and for format "none"), grad_weight for `weight` (the master weight the quantized one
-  // came from, which it does not read) by the straight-through estimator, grad_bias.
+  // came from, which it does not read) by the straight-through estimator, grad_bias. With an
+  // 8-bit format, input_values and input_scale may give the input already quantized (by the
+  // op that made it, as quantize_activations would): the product reads them, not the input.
   m.def(
       "ternary_linear_quantized(Tensor input, Tensor weight, Tensor? operand, Tensor? codes, Tensor scale, "
-      "Tensor? bias=None, str activation_format=\"none\", str gradient_format=\"none\") -> Tensor");
+      "Tensor? bias=None, str activation_format=\"none\", str gradient_format=\"none\", "
+      "Tensor? input_values=None, Tensor? input_scale=None) -> Tensor");
   m.def(
       "_ternary_linear_quantized_forward(Tensor input, Tensor? operand, Tensor? codes, Tensor scale, Tensor? bias, "
-      "str activation_format) -> Tensor");
+      "str activation_format, Tensor? input_values=None, Tensor? input_scale=None) -> Tensor");
 }
 
 namespace bittorch::ops {
@@ -73,17 +76,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_quantize_weight(co
 at::Tensor ternary_linear_quantized(const at::Tensor& input, const at::Tensor& weight,
                                     const std::optional<at::Tensor>& operand, const std::optional<at::Tensor>& codes,
                                     const at::Tensor& scale, const std::optional<at::Tensor>& bias,
-                                    c10::string_view activation_format, c10::string_view gradient_format) {
+                                    c10::string_view activation_format, c10::string_view gradient_format,
+                                    const std::optional<at::Tensor>& input_values,
+                                    const std::optional<at::Tensor>& input_scale) {
   static const auto op = find_op<decltype(ternary_linear_quantized)>("bittorch::ternary_linear_quantized");
-  return op.call(input, weight, operand, codes, scale, bias, activation_format, gradient_format);
+  return op.call(input, weight, operand, codes, scale, bias, activation_format, gradient_format, input_values,
+                 input_scale);
 }
 
 at::Tensor ternary_linear_quantized_forward(const at::Tensor& input, const std::optional<at::Tensor>& operand,
                                             const std::optional<at::Tensor>& codes, const at::Tensor& scale,
-                                            const std::optional<at::Tensor>& bias, c10::string_view activation_format) {
+                                            const std::optional<at::Tensor>& bias, c10::string_view activation_format,
+                                            const std::optional<at::Tensor>& input_values,
+                                            const std::optional<at::Tensor>& input_scale) {
   static const auto op =
       find_op<decltype(ternary_linear_quantized_forward)>("bittorch::_ternary_linear_quantized_forward");
-  return op.call(input, operand, codes, scale, bias, activation_format);
+  return op.call(input, operand, codes, scale, bias, activation_format, input_values, input_scale);
 }
 
 namespace {
@@ -108,6 +116,30 @@ void check_matrix(const char* op, const char* name, const std::optional<at::Tens
               dtype, " on ", device, ", but got ", tensor->scalar_type(), " on ", tensor->device());
 }
 
+// The input given already quantized: both or neither of values (the format's 8-bit dtype, the
+// input's shape) and row scales (float32, the input's shape with a last dimension of 1), on
+// the input's device, and only with an 8-bit format.
+void check_quantized_input(const char* op, const at::Tensor& input, quant::ActivationFormat format,
+                           const std::optional<at::Tensor>& values, const std::optional<at::Tensor>& scale) {
+  const bool has_values = values.has_value() && values->defined(), has_scale = scale.has_value() && scale->defined();
+  TORCH_CHECK(has_values == has_scale, op, ": expected input_values and input_scale together, but got only ",
+              has_values ? "input_values" : "input_scale");
+  if (!has_values) return;
+  TORCH_CHECK(format != quant::ActivationFormat::None, op,
+              ": input_values and input_scale need an 8-bit activation format, not none");
+  TORCH_CHECK(values->sizes() == input.sizes() && values->scalar_type() == eight_bit_dtype(format) &&
+                  values->device() == input.device(),
+              op, ": expected input_values of the input's shape ", input.sizes(), ", dtype ", eight_bit_dtype(format),
+              " and device ", input.device(), ", but got ", values->sizes(), ", ", values->scalar_type(), " and ",
+              values->device());
+  auto scale_shape = input.sizes().vec();
+  scale_shape.back() = 1;
+  TORCH_CHECK(scale->sizes() == at::IntArrayRef(scale_shape) && scale->scalar_type() == at::kFloat &&
+                  scale->device() == input.device(),
+              op, ": expected input_scale of shape ", at::IntArrayRef(scale_shape), ", dtype float32 and device ",
+              input.device(), ", but got ", scale->sizes(), ", ", scale->scalar_type(), " and ", scale->device());
+}
+
 }  // namespace
 
 LinearArgs check_quantize_weight_args(const char* op, const at::Tensor& weight, double threshold_factor,
@@ -125,7 +157,9 @@ quant::ActivationFormat check_quantized_linear_args(const char* op, const at::Te
                                                     const std::optional<at::Tensor>& operand,
                                                     const std::optional<at::Tensor>& codes, const at::Tensor& scale,
                                                     const std::optional<at::Tensor>& bias,
-                                                    c10::string_view activation_format) {
+                                                    c10::string_view activation_format,
+                                                    const std::optional<at::Tensor>& input_values,
+                                                    const std::optional<at::Tensor>& input_scale) {
   check_input(op, input);
   const auto format = parse_activation_format(activation_format);
   if (format != quant::ActivationFormat::None) check_quantizable_input(op, input);
@@ -158,6 +192,7 @@ quant::ActivationFormat check_quantized_linear_args(const char* op, const at::Te
                 ": expected bias on ", input.device(), " with dtype ", input.scalar_type(), " like input, but got ",
                 bias->device(), " and ", bias->scalar_type());
   }
+  check_quantized_input(op, input, format, input_values, input_scale);
   return format;
 }
 
@@ -219,9 +254,12 @@ at::Tensor ternary_linear_quantized_no_autograd(const at::Tensor& input, const a
                                                 const std::optional<at::Tensor>& operand,
                                                 const std::optional<at::Tensor>& codes, const at::Tensor& scale,
                                                 const std::optional<at::Tensor>& bias,
-                                                c10::string_view activation_format, c10::string_view gradient_format) {
+                                                c10::string_view activation_format, c10::string_view gradient_format,
+                                                const std::optional<at::Tensor>& input_values,
+                                                const std::optional<at::Tensor>& input_scale) {
   parse_gradient_format(gradient_format);  // refused here as with autograd, though unused
-  return ternary_linear_quantized_forward(input, operand, codes, scale, bias, activation_format);
+  return ternary_linear_quantized_forward(input, operand, codes, scale, bias, activation_format, input_values,
+                                          input_scale);
 }
 
 }  // namespace

@@ -24,12 +24,15 @@ LinearArgs check_quantize_weight_args(const char* op, const at::Tensor& weight, 
 /// The quantized weight's forward: input [*, in_features]; `operand` [out, in] in the input's
 /// dtype (needed for format none), `codes` [out, in] in the format's 8-bit dtype (needed for
 /// an 8-bit format), scale [out] or [1] in scale_dtype(input), bias [out] in the input's
-/// dtype, all on the input's device. Returns the format.
+/// dtype, all on the input's device; input_values and input_scale (the input quantized, an
+/// 8-bit format only) both or neither. Returns the format.
 quant::ActivationFormat check_quantized_linear_args(const char* op, const at::Tensor& input,
                                                     const std::optional<at::Tensor>& operand,
                                                     const std::optional<at::Tensor>& codes, const at::Tensor& scale,
                                                     const std::optional<at::Tensor>& bias,
-                                                    c10::string_view activation_format);
+                                                    c10::string_view activation_format,
+                                                    const std::optional<at::Tensor>& input_values,
+                                                    const std::optional<at::Tensor>& input_scale);
 
 /// The backward's gradient format: "none", or "float8_e5m2" for a float32, float16 or bfloat16
 /// grad_output.
@@ -39,6 +42,8 @@ quant::GradientFormat check_backward_args(const char* op, const at::Tensor& grad
 /// The typed entry of the private _ternary_linear_quantized_forward.
 at::Tensor ternary_linear_quantized_forward(const at::Tensor& input, const std::optional<at::Tensor>& operand,
                                             const std::optional<at::Tensor>& codes, const at::Tensor& scale,
-                                            const std::optional<at::Tensor>& bias, c10::string_view activation_format);
+                                            const std::optional<at::Tensor>& bias, c10::string_view activation_format,
+                                            const std::optional<at::Tensor>& input_values,
+                                            const std::optional<at::Tensor>& input_scale);
 
 }  // namespace bittorch::ops

@@ -24,17 +24,21 @@ at::Tensor ternary_linear_autocast(const at::Tensor& input, const at::Tensor& we
                         per_channel, scale_mode, activation_format, gradient_format);
 }
 
-// The input and bias in the autocast dtype; the quantized weight must have been made for it.
+// The input and bias in the autocast dtype; the quantized weight must have been made for it (and
+// a quantized input, which is not cast, from the input in that dtype).
 at::Tensor ternary_linear_quantized_autocast(const at::Tensor& input, const at::Tensor& weight,
                                              const std::optional<at::Tensor>& operand,
                                              const std::optional<at::Tensor>& codes, const at::Tensor& scale,
                                              const std::optional<at::Tensor>& bias, c10::string_view activation_format,
-                                             c10::string_view gradient_format) {
+                                             c10::string_view gradient_format,
+                                             const std::optional<at::Tensor>& input_values,
+                                             const std::optional<at::Tensor>& input_scale) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
   const auto dtype = at::autocast::get_autocast_dtype(at::kCUDA);
   const auto cast = [&](const at::Tensor& t) { return at::autocast::cached_cast(dtype, t, c10::DeviceType::CUDA); };
   return ternary_linear_quantized(cast(input), weight, operand, codes, scale,
-                                  bias ? std::optional(cast(*bias)) : std::nullopt, activation_format, gradient_format);
+                                  bias ? std::optional(cast(*bias)) : std::nullopt, activation_format, gradient_format,
+                                  input_values, input_scale);
 }
 
 }  // namespace

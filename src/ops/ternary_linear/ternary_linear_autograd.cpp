@@ -28,10 +28,13 @@ class TernaryLinearQuantizedFunction : public torch::autograd::Function<TernaryL
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& /*weight*/,
                             const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& operand,
                             const std::optional<at::Tensor>& codes, const at::Tensor& scale,
-                            const std::string& activation_format, const std::string& gradient_format) {
+                            const std::string& activation_format, const std::string& gradient_format,
+                            const std::optional<at::Tensor>& input_values,
+                            const std::optional<at::Tensor>& input_scale) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     parse_gradient_format(gradient_format);  // refused at the forward, not in the backward
-    at::Tensor output = ternary_linear_quantized_forward(input, operand, codes, scale, bias, activation_format);
+    at::Tensor output = ternary_linear_quantized_forward(input, operand, codes, scale, bias, activation_format,
+                                                         input_values, input_scale);
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
     ctx->saved_data["gradient_format"] = gradient_format;
     // The scale is a constant of the estimator: the quantized operand and the scale are kept,
@@ -55,8 +58,10 @@ class TernaryLinearQuantizedFunction : public torch::autograd::Function<TernaryL
                 "quantize the weight with keep_operand");
     auto [grad_input, grad_weight, grad_bias] = ternary_linear_backward(
         grad_outputs[0], saved[0], saved[1], saved[2], output_mask, ctx->saved_data["gradient_format"].toStringRef());
-    // operand, codes, scale, activation_format, gradient_format: no gradients.
-    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    // operand, codes, scale, activation_format, gradient_format, input_values, input_scale: no
+    // gradients (the input's comes through the straight-through estimator).
+    return {grad_input,   grad_weight,  grad_bias,    at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -64,9 +69,12 @@ at::Tensor ternary_linear_quantized_autograd(const at::Tensor& input, const at::
                                              const std::optional<at::Tensor>& operand,
                                              const std::optional<at::Tensor>& codes, const at::Tensor& scale,
                                              const std::optional<at::Tensor>& bias, c10::string_view activation_format,
-                                             c10::string_view gradient_format) {
+                                             c10::string_view gradient_format,
+                                             const std::optional<at::Tensor>& input_values,
+                                             const std::optional<at::Tensor>& input_scale) {
   return TernaryLinearQuantizedFunction::apply(input, weight, bias, operand, codes, scale,
-                                               std::string(activation_format), std::string(gradient_format));
+                                               std::string(activation_format), std::string(gradient_format),
+                                               input_values, input_scale);
 }
 
 // Not differentiable: its outputs never require grad, whatever the weight does (the product's

@@ -20,11 +20,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_weight_cpu(const at::Ten
 
 at::Tensor quantized_forward_cpu(const at::Tensor& input, const std::optional<at::Tensor>& operand,
                                  const std::optional<at::Tensor>& codes, const at::Tensor& scale,
-                                 const std::optional<at::Tensor>& bias, c10::string_view activation_format) {
+                                 const std::optional<at::Tensor>& bias, c10::string_view activation_format,
+                                 const std::optional<at::Tensor>& input_values,
+                                 const std::optional<at::Tensor>& input_scale) {
   const auto format = check_quantized_linear_args("bittorch::ternary_linear_quantized", input, operand, codes, scale,
-                                                  bias, activation_format);
+                                                  bias, activation_format, input_values, input_scale);
   return quantized_linear_forward_reference(input, operand.value_or(at::Tensor()), codes.value_or(at::Tensor()), scale,
-                                            bias, format);
+                                            bias, format, input_values.value_or(at::Tensor()),
+                                            input_scale.value_or(at::Tensor()));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ternary_linear_backward_cpu(

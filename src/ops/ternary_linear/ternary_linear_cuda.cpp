@@ -34,13 +34,16 @@ TernarizedOnDevice quantize_weight(const at::Tensor& weight, double threshold_fa
       {eight_bit_dtype(args.activation_format), keep_operand ? std::optional(dtype) : std::nullopt});
 }
 
-// The product with the quantized weight (_ternary_linear_quantized_forward).
+// The product with the quantized weight (_ternary_linear_quantized_forward), from the input
+// quantized here unless it came quantized (input_values defined).
 at::Tensor quantized_forward(const at::Tensor& input, const at::Tensor& operand, const at::Tensor& codes,
                              const at::Tensor& scale, const std::optional<at::Tensor>& bias,
-                             quant::ActivationFormat format) {
+                             quant::ActivationFormat format, const at::Tensor& input_values,
+                             const at::Tensor& input_scale) {
   if (format == quant::ActivationFormat::None) return at::linear(input, operand, bias);
-  const auto [values, input_scale] = quantize_activation_rows(input, format);
-  return eight_bit_product(values, input_scale, codes, scale, bias, format, input.scalar_type());
+  const auto [values, row_scale] =
+      input_values.defined() ? std::tuple(input_values, input_scale) : quantize_activation_rows(input, format);
+  return eight_bit_product(values, row_scale, codes, scale, bias, format, input.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_weight_cuda(const at::Tensor& weight, double threshold_factor,
@@ -56,11 +59,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_weight_cuda(const at::Te
 
 at::Tensor quantized_forward_cuda(const at::Tensor& input, const std::optional<at::Tensor>& operand,
                                   const std::optional<at::Tensor>& codes, const at::Tensor& scale,
-                                  const std::optional<at::Tensor>& bias, c10::string_view activation_format) {
+                                  const std::optional<at::Tensor>& bias, c10::string_view activation_format,
+                                  const std::optional<at::Tensor>& input_values,
+                                  const std::optional<at::Tensor>& input_scale) {
   const auto format = check_quantized_linear_args("bittorch::ternary_linear_quantized", input, operand, codes, scale,
-                                                  bias, activation_format);
+                                                  bias, activation_format, input_values, input_scale);
   const c10::cuda::CUDAGuard device_guard(input.device());
-  return quantized_forward(input, operand.value_or(at::Tensor()), codes.value_or(at::Tensor()), scale, bias, format);
+  return quantized_forward(input, operand.value_or(at::Tensor()), codes.value_or(at::Tensor()), scale, bias, format,
+                           input_values.value_or(at::Tensor()), input_scale.value_or(at::Tensor()));
 }
 
 // grad_input from FP8 e5m2 gradients times the codes in e4m3 (exact), both tensor-scaled,

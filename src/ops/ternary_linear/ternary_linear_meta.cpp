@@ -37,9 +37,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_weight_meta(const at::Te
 
 at::Tensor quantized_forward_meta(const at::Tensor& input, const std::optional<at::Tensor>& operand,
                                   const std::optional<at::Tensor>& codes, const at::Tensor& scale,
-                                  const std::optional<at::Tensor>& bias, c10::string_view activation_format) {
+                                  const std::optional<at::Tensor>& bias, c10::string_view activation_format,
+                                  const std::optional<at::Tensor>& input_values,
+                                  const std::optional<at::Tensor>& input_scale) {
   const auto format = check_quantized_linear_args("bittorch::ternary_linear_quantized", input, operand, codes, scale,
-                                                  bias, activation_format);
+                                                  bias, activation_format, input_values, input_scale);
   const int64_t out_features = (format == quant::ActivationFormat::None ? *operand : *codes).size(0);
   return at::empty(linear_output_shape(input, out_features), input.options());
 }

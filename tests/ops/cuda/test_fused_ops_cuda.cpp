@@ -2,8 +2,9 @@
 // against the formulas) over widths below, at and above the block's 256 threads and mixed
 // dtypes; squared_relu's against the CPU's on strided inputs; linear_cross_entropy under BF16
 // autocast against the CPU in float64; rotary_embedding and squared_relu_mlp against their
-// formulas; a language model with fused ops against its plain composition, its q, k and v
-// joined against separate, and its MLP as one op against the plain one under autocast.
+// formulas; squared_relu_quantized against the CPU; a language model with fused ops against
+// its plain composition, its q, k and v joined against separate, and its MLP as one op (or,
+// with 8-bit activations, quantized in the activation) against the plain one under autocast.
 
 #include "ops/rotary_embedding_check.h"
 #include "ops/squared_relu_mlp_check.h"
@@ -15,6 +16,8 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
+#include <limits>
+#include <string>
 #include <tuple>
 
 namespace {
@@ -220,6 +223,43 @@ TEST(FusedOpsCuda, SquaredReluMatchesTheCpuKernel) {
   }
 }
 
+// squared_relu_quantized's one pass against the CPU's two ops, bit for bit: output, 8-bit
+// values and row scales, every dtype and format, over the row kernel's paths (unaligned rows
+// read one element at a time, a block per row, a warp per row from 4,096 rows, rows longer
+// than the registers keep), with all-negative, NaN and infinite rows; the gradient as
+// squared_relu's.
+TEST(FusedOpsCuda, SquaredReluQuantizedMatchesTheCpu) {
+  SKIP_WITHOUT_CUDA();
+  const std::vector<std::vector<int64_t>> shapes = {{37, 65}, {2, 33, 256}, {4100, 96}, {64, 3072}, {4096, 3072}};
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    for (const std::string format : {"int8", "float8_e4m3"}) {
+      for (const auto& shape : shapes) {
+        torch::manual_seed(36);
+        auto base = torch::randn(shape);
+        auto rows = base.view({-1, shape.back()});
+        rows[0] = -rows[0].abs() - 0.1;
+        rows[1][5] = std::numeric_limits<float>::quiet_NaN();
+        rows[2][3] = -std::numeric_limits<float>::infinity();
+        const auto x = base.to(dtype);
+        const auto g = torch::randn(shape).to(dtype);
+        const auto run = [&](torch::Device device) {
+          const auto input = x.to(device).requires_grad_();
+          auto [y, values, scale] = bittorch::ops::squared_relu_quantized(input, format);
+          y.backward(g.to(device));
+          return std::tuple{y.detach().cpu(), values.cpu().view(torch::kByte), scale.cpu(), input.grad().cpu()};
+        };
+        const auto [y_cpu, values_cpu, scale_cpu, grad_cpu] = run(torch::kCPU);
+        const auto [y_cuda, values_cuda, scale_cuda, grad_cuda] = run(torch::kCUDA);
+        const auto what = ::testing::Message() << c10::toString(dtype) << ", " << format << ", " << y_cpu.sizes();
+        EXPECT_TRUE(torch::equal(y_cuda, y_cpu)) << what;
+        EXPECT_TRUE(torch::equal(values_cuda, values_cpu)) << what;
+        EXPECT_TRUE(torch::equal(scale_cuda.nan_to_num(-1), scale_cpu.nan_to_num(-1))) << what;
+        EXPECT_TRUE(torch::equal(grad_cuda.nan_to_num(-1), grad_cpu.nan_to_num(-1))) << what;
+      }
+    }
+  }
+}
+
 // Shapes that take the Hopper kernels with the activation in their epilogues (bfloat16, a
 // wave of 128 x 128 output tiles or more; rows, columns and K that end in a partial tile) and
 // shapes that take the composed path (other dtypes, few rows, widths not multiples of 8).
@@ -260,6 +300,30 @@ TEST(FusedOpsCuda, SquaredReluMlpEqualsThePlainMlpUnderAutocast) {
     const auto fused = run(true);
     expect_within_bfloat16(fused, run(false), ternary ? "ternary" : "bfloat16");
   }
+}
+
+// With 8-bit activations the MLP's squared ReLU quantizes the down projection's rows
+// (squared_relu_quantized) where the plain MLP's projection does: under BF16 autocast, at a
+// size that takes the warp-per-row kernel (4,096 rows of 1,024 hidden features), loss and
+// every gradient bit for bit.
+TEST(FusedOpsCuda, EightBitMlpQuantizesInTheActivationAsThePlainMlp) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(37);
+  bittorch::nn::TransformerLM model(
+      bittorch::nn::TransformerOptions().vocab_size(64).width(256).heads(4).layers(2).context(256));
+  bittorch::nn::convert_to_ternary(*model, bittorch::quant::QuantConfig().activation_bits(8),
+                                   bittorch::nn::is_transformer_projection);
+  model->to(torch::kCUDA);
+  const auto options = torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA);
+  const auto tokens = torch::randint(0, 64, {16, 256}, options), targets = torch::randint(0, 64, {16, 256}, options);
+  const auto run = [&](bool fused) {
+    for (const auto& block : *model->blocks) {
+      block->as<bittorch::nn::TransformerBlockImpl>()->mlp->fused_activation = fused;
+    }
+    return autocast_loss_and_gradients(model, tokens, targets);
+  };
+  const auto fused = run(true), plain = run(false);
+  for (size_t i = 0; i < fused.size(); ++i) EXPECT_TRUE(torch::equal(fused[i], plain[i])) << "tensor " << i;
 }
 
 TEST(FusedOpsCuda, LinearCrossEntropyUnderAutocastMatchesTheCpu) {

@@ -52,9 +52,11 @@ BITTORCH_API at::Tensor stacked_ternary_linear(const at::Tensor& input, const st
 /// ops::squared_relu_mlp of their quantized weights (codes * scale; by their caches when given),
 /// so that on Hopper the activation runs in the products' epilogues. Gradients reach the weights
 /// by ternary_linear's straight-through estimator (the operand's gradient times the scale).
-/// nullopt where the options are not joinable_ternary_linear or quantize activations to 8 bits
-/// (whose products are the 8-bit kernels'). The same values as the two layers and
-/// ops::squared_relu, up to the hidden activation's rounding (once here, twice there).
+/// The same values as the two layers and ops::squared_relu, up to the hidden activation's
+/// rounding (once here, twice there). With 8-bit activations the two layers' 8-bit products
+/// with ops::squared_relu_quantized between them, which hands the down projection its input
+/// already quantized: the same bits as the two layers and ops::squared_relu. nullopt where the
+/// options are not joinable_ternary_linear.
 BITTORCH_API std::optional<at::Tensor> ternary_squared_relu_mlp(const at::Tensor& input, const at::Tensor& up_weight,
                                                                 const at::Tensor& down_weight,
                                                                 const TernaryLinearFuncOptions& options,

@@ -15,6 +15,10 @@
 //   bool max_statistic;                                  max|x| (true) or sum|x|
 //   scale_t finish_row(int64_t row, double total, int64_t cols);   stores and returns the scale
 //   template <int N> void write(int64_t index, const Pack<in_t, N>& x, scale_t scale);
+// and may provide
+//   template <int N> Pack<in_t, N> prepare(const Pack<in_t, N>& x);
+// the row's values computed from the input as it is read (an activation applied on the way):
+// the statistic and write() then see prepare(x), not x.
 
 #include "ops/common/cuda/dependent_launch.cuh"
 
@@ -26,6 +30,7 @@
 
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 namespace bittorch::ops::cuda {
 
@@ -61,6 +66,22 @@ struct MaxOp {
   }
 };
 
+template <typename Quantizer, typename P, typename = void>
+struct PreparesInput : std::false_type {};
+template <typename Quantizer, typename P>
+struct PreparesInput<Quantizer, P, std::void_t<decltype(std::declval<const Quantizer&>().prepare(std::declval<P>()))>>
+    : std::true_type {};
+
+/// The row's values from an input pack: the Quantizer's prepare() if it has one.
+template <typename Quantizer, typename P>
+__device__ __forceinline__ P prepared(const Quantizer& quantizer, const P& pack) {
+  if constexpr (PreparesInput<Quantizer, P>::value) {
+    return quantizer.prepare(pack);
+  } else {
+    return pack;
+  }
+}
+
 // A maximum is taken in the input's own precision (float32 for narrower types: exact, and one
 // conversion to double per pack instead of one per element), a sum in double.
 template <typename in_t, int N>
@@ -78,8 +99,9 @@ __device__ __forceinline__ double accumulate(double acc, const Pack<in_t, N>& pa
 }
 
 /// One thread's packs of a row: first, first + kStride, ... (kStride threads share the row).
-/// read() keeps the first kCachedPacks in registers and returns their statistic; write()
-/// writes the outputs of all of them, reading the rest again.
+/// read() keeps the first kCachedPacks (prepared) in registers and returns the statistic of
+/// all of them; write() writes the outputs of all of them, reading (and preparing) the rest
+/// again.
 template <int kStride, typename in_t, int N>
 struct RowShare {
   const Pack<in_t, N>* packs;
@@ -89,18 +111,19 @@ struct RowShare {
   __device__ __forceinline__ RowShare(const in_t* row, int64_t cols, int64_t first_pack)
       : packs(reinterpret_cast<const Pack<in_t, N>*>(row)), num_packs(cols / N), first(first_pack) {}
 
-  __device__ __forceinline__ double read(bool max_statistic) {
+  template <typename Quantizer>
+  __device__ __forceinline__ double read(const Quantizer& quantizer) {
     double acc = 0.0;
 #pragma unroll
     for (int j = 0; j < kCachedPacks; ++j) {
       const int64_t p = first + int64_t{j} * kStride;
       if (p < num_packs) {
-        cache[j] = packs[p];
-        acc = accumulate(acc, cache[j], max_statistic);
+        cache[j] = prepared(quantizer, packs[p]);
+        acc = accumulate(acc, cache[j], quantizer.max_statistic);
       }
     }
     for (int64_t p = first + int64_t{kCachedPacks} * kStride; p < num_packs; p += kStride) {
-      acc = accumulate(acc, packs[p], max_statistic);
+      acc = accumulate(acc, prepared(quantizer, packs[p]), quantizer.max_statistic);
     }
     return acc;
   }
@@ -114,7 +137,7 @@ struct RowShare {
       if (p < num_packs) quantizer.write(row_start + p * N, cache[j], scale);
     }
     for (int64_t p = first + int64_t{kCachedPacks} * kStride; p < num_packs; p += kStride) {
-      quantizer.write(row_start + p * N, packs[p], scale);
+      quantizer.write(row_start + p * N, prepared(quantizer, packs[p]), scale);
     }
   }
 };
@@ -127,7 +150,7 @@ __global__ void __launch_bounds__(kRowThreads, kMinRowBlocksPerSm)
   __shared__ typename Quantizer::scale_t row_scale;
   const int64_t row = blockIdx.x;
   RowShare<kRowThreads, in_t, N> share(input + row * cols, cols, threadIdx.x);
-  const double acc = share.read(quantizer.max_statistic);
+  const double acc = share.read(quantizer);
   const double total = quantizer.max_statistic ? RowReduce(storage).Reduce(acc, MaxOp()) : RowReduce(storage).Sum(acc);
   if (threadIdx.x == 0) row_scale = quantizer.finish_row(row, total, cols);
   __syncthreads();
@@ -148,7 +171,7 @@ __global__ void __launch_bounds__(kRowThreads)
   const int64_t row = int64_t{blockIdx.x} * kWarpRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // a whole warp: the shuffles below involve no lane that left
   RowShare<32, in_t, N> share(input + row * cols, cols, lane);
-  double acc = share.read(quantizer.max_statistic);
+  double acc = share.read(quantizer);
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) {
     const double other = __shfl_xor_sync(0xffffffffU, acc, offset);
