@@ -36,11 +36,15 @@ class SquaredReluQuantizedFunction : public torch::autograd::Function<SquaredRel
     auto [output, values, scale] = squared_relu_quantized(input, format);
     ctx->save_for_backward({output});
     ctx->mark_non_differentiable({values, scale});
+    // No zeros for the 8-bit outputs' gradients, which are never read (nor for an output
+    // without a gradient: then the input has none).
+    ctx->set_materialize_grads(false);
     return {output, values, scale};
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
+    if (!grad_outputs[0].defined()) return {at::Tensor(), at::Tensor()};
     return {_squared_relu_backward(grad_outputs[0], ctx->get_saved_variables()[0]), at::Tensor()};
   }
 };

@@ -47,6 +47,7 @@ template <typename in_t>
 struct SquaredReluQuantizer {
   using scale_t = float;
   static constexpr bool max_statistic = true;
+  static constexpr bool prepares_input = true;
   ActivationQuantizer<in_t> quantize;
   in_t* output;
 
@@ -68,6 +69,8 @@ struct SquaredReluQuantizer {
     quantize.write(index, y, s);
   }
 };
+
+static_assert(PreparesInput<SquaredReluQuantizer<float>>::value, "the quantizer must see the activation's output");
 
 at::Tensor forward_cuda(const at::Tensor& input) {
   check_squared_relu_input(kOp, input);

@@ -243,7 +243,7 @@ TEST(FusedOpsCuda, SquaredReluQuantizedMatchesTheCpu) {
         const auto x = base.to(dtype);
         const auto g = torch::randn(shape).to(dtype);
         const auto run = [&](torch::Device device) {
-          const auto input = x.to(device).requires_grad_();
+          const auto input = x.to(device).detach().requires_grad_();
           auto [y, values, scale] = bittorch::ops::squared_relu_quantized(input, format);
           y.backward(g.to(device));
           return std::tuple{y.detach().cpu(), values.cpu().view(torch::kByte), scale.cpu(), input.grad().cpu()};
@@ -251,7 +251,8 @@ TEST(FusedOpsCuda, SquaredReluQuantizedMatchesTheCpu) {
         const auto [y_cpu, values_cpu, scale_cpu, grad_cpu] = run(torch::kCPU);
         const auto [y_cuda, values_cuda, scale_cuda, grad_cuda] = run(torch::kCUDA);
         const auto what = ::testing::Message() << c10::toString(dtype) << ", " << format << ", " << y_cpu.sizes();
-        EXPECT_TRUE(torch::equal(y_cuda, y_cpu)) << what;
+        EXPECT_TRUE(torch::equal(y_cuda.nan_to_num(-1), y_cpu.nan_to_num(-1))) << what;
+        EXPECT_TRUE(y_cpu.isnan().any().item<bool>()) << what;
         EXPECT_TRUE(torch::equal(values_cuda, values_cpu)) << what;
         EXPECT_TRUE(torch::equal(scale_cuda.nan_to_num(-1), scale_cpu.nan_to_num(-1))) << what;
         EXPECT_TRUE(torch::equal(grad_cuda.nan_to_num(-1), grad_cpu.nan_to_num(-1))) << what;
@@ -322,8 +323,14 @@ TEST(FusedOpsCuda, EightBitMlpQuantizesInTheActivationAsThePlainMlp) {
     }
     return autocast_loss_and_gradients(model, tokens, targets);
   };
-  const auto fused = run(true), plain = run(false);
-  for (size_t i = 0; i < fused.size(); ++i) EXPECT_TRUE(torch::equal(fused[i], plain[i])) << "tensor " << i;
+  const auto fused = run(true), plain = run(false), plain_again = run(false);
+  for (size_t i = 0; i < fused.size(); ++i) {
+    // Exact where the plain model repeats itself exactly (ATen's embedding backward may not).
+    const bool deterministic = torch::equal(plain[i], plain_again[i]);
+    EXPECT_TRUE(deterministic ? torch::equal(fused[i], plain[i]) : torch::allclose(fused[i], plain[i], 1e-5, 1e-7))
+        << "tensor " << i << (deterministic ? "" : " (the plain model's own runs differ)") << ", largest difference "
+        << max_error(fused[i], plain[i]);
+  }
 }
 
 TEST(FusedOpsCuda, LinearCrossEntropyUnderAutocastMatchesTheCpu) {

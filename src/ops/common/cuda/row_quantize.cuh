@@ -15,7 +15,7 @@
 //   bool max_statistic;                                  max|x| (true) or sum|x|
 //   scale_t finish_row(int64_t row, double total, int64_t cols);   stores and returns the scale
 //   template <int N> void write(int64_t index, const Pack<in_t, N>& x, scale_t scale);
-// and may provide
+// and may provide, with `static constexpr bool prepares_input = true;`,
 //   template <int N> Pack<in_t, N> prepare(const Pack<in_t, N>& x);
 // the row's values computed from the input as it is read (an activation applied on the way):
 // the statistic and write() then see prepare(x), not x.
@@ -30,7 +30,6 @@
 
 #include <cstdint>
 #include <type_traits>
-#include <utility>
 
 namespace bittorch::ops::cuda {
 
@@ -66,16 +65,18 @@ struct MaxOp {
   }
 };
 
-template <typename Quantizer, typename P, typename = void>
+// Whether a Quantizer declares prepares_input (a flag, not the call: nvcc's host pass does not
+// see a __device__ member call as well-formed, even unevaluated).
+template <typename Quantizer, typename = void>
 struct PreparesInput : std::false_type {};
-template <typename Quantizer, typename P>
-struct PreparesInput<Quantizer, P, std::void_t<decltype(std::declval<const Quantizer&>().prepare(std::declval<P>()))>>
-    : std::true_type {};
+template <typename Quantizer>
+struct PreparesInput<Quantizer, std::void_t<decltype(Quantizer::prepares_input)>>
+    : std::bool_constant<Quantizer::prepares_input> {};
 
 /// The row's values from an input pack: the Quantizer's prepare() if it has one.
 template <typename Quantizer, typename P>
 __device__ __forceinline__ P prepared(const Quantizer& quantizer, const P& pack) {
-  if constexpr (PreparesInput<Quantizer, P>::value) {
+  if constexpr (PreparesInput<Quantizer>::value) {
     return quantizer.prepare(pack);
   } else {
     return pack;
