@@ -23,11 +23,13 @@ namespace {
 
 constexpr const char* kOp = "bittorch::squared_relu";
 
+// NaN stays NaN (as the CPU's std::max(x, 0) and torch.relu keep it), not 0.
 template <typename scalar_t>
 struct SquaredRelu {
   __device__ scalar_t operator()(scalar_t x) const {
     using acc_t = at::opmath_type<scalar_t>;
-    const acc_t positive = static_cast<acc_t>(x) > acc_t(0) ? static_cast<acc_t>(x) : acc_t(0);
+    const acc_t value = static_cast<acc_t>(x);
+    const acc_t positive = value > acc_t(0) || isnan(value) ? value : acc_t(0);
     return static_cast<scalar_t>(positive * positive);
   }
 };
