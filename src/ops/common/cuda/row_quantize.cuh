@@ -73,13 +73,14 @@ template <typename Quantizer>
 struct PreparesInput<Quantizer, std::void_t<decltype(Quantizer::prepares_input)>>
     : std::bool_constant<Quantizer::prepares_input> {};
 
-/// The row's values from an input pack: the Quantizer's prepare() if it has one.
+/// The row's values from an input pack: the Quantizer's prepare() if it has one, else the pack
+/// itself (a reference: no copy, so the other quantizers' code is what it was without this).
 template <typename Quantizer, typename P>
-__device__ __forceinline__ P prepared(const Quantizer& quantizer, const P& pack) {
+__device__ __forceinline__ decltype(auto) prepared(const Quantizer& quantizer, const P& pack) {
   if constexpr (PreparesInput<Quantizer>::value) {
     return quantizer.prepare(pack);
   } else {
-    return pack;
+    return (pack);  // decltype(auto) of a parenthesized name: const P&
   }
 }
 
