@@ -142,6 +142,15 @@ TEST(Transformer, TheCacheGivesTheLogitsOfWholeForwardPasses) {
   EXPECT_TRUE(torch::allclose(torch::cat(steps, 1), whole, 1e-4, 1e-5));
 }
 
+// The model's logits for `tokens`, then every parameter's gradient of a fixed weighting of them.
+std::pair<torch::Tensor, std::map<std::string, torch::Tensor>> logits_and_gradients(bn::TransformerLM& model,
+                                                                                    const torch::Tensor& tokens) {
+  model->zero_grad();
+  const auto logits = model->forward(tokens);
+  (logits * torch::linspace(-1, 1, logits.size(-1), logits.options())).sum().backward();
+  return {logits.detach(), bittorch::testing::gradients_by_name(*model)};
+}
+
 // The fused ops (residual adds with the next norm, rotary embeddings) against the blocks' plain
 // composition: logits and every gradient, float64 and the ternary model in float32, with and
 // without a KV cache.
@@ -150,15 +159,10 @@ TEST(Transformer, FusedOpsEqualThePlainComposition) {
     auto model = random_model(toy_options(), ternary ? torch::kFloat : torch::kDouble, 6);
     if (ternary) bn::convert_to_ternary(*model, bittorch::quant::QuantConfig(), bn::is_transformer_projection);
     const auto tokens = torch::randint(0, 11, {2, 10});
-    const auto run = [&](bool fused) {
-      model->set_fused_ops(fused);
-      model->zero_grad();
-      const auto logits = model->forward(tokens);
-      (logits * torch::linspace(-1, 1, 11, logits.options())).sum().backward();
-      return std::pair{logits.detach(), bittorch::testing::gradients_by_name(*model)};
-    };
-    const auto [fused_logits, fused_grads] = run(true);
-    const auto [plain_logits, plain_grads] = run(false);
+    model->set_fused_ops(true);
+    const auto [fused_logits, fused_grads] = logits_and_gradients(model, tokens);
+    model->set_fused_ops(false);
+    const auto [plain_logits, plain_grads] = logits_and_gradients(model, tokens);
     const double tol = ternary ? 1e-5 : 1e-12;
     const std::string what = ternary ? "ternary" : "float64";
     EXPECT_TRUE(torch::allclose(fused_logits, plain_logits, tol, tol)) << what;
@@ -193,10 +197,7 @@ TEST(Transformer, EightBitMlpQuantizesInTheActivationAsThePlainMlp) {
   const auto tokens = torch::randint(0, 11, {2, 10});
   const auto run = [&](bool fused) {
     for (const auto& block : *model->blocks) block->as<bn::TransformerBlockImpl>()->mlp->fused_activation = fused;
-    model->zero_grad();
-    const auto logits = model->forward(tokens);
-    (logits * torch::linspace(-1, 1, 11, logits.options())).sum().backward();
-    return std::pair{logits.detach(), bittorch::testing::gradients_by_name(*model)};
+    return logits_and_gradients(model, tokens);
   };
   const auto [fused_logits, fused_grads] = run(true);
   const auto [plain_logits, plain_grads] = run(false);

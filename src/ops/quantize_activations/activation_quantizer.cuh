@@ -7,6 +7,7 @@
 #include "ops/common/cuda/row_quantize.cuh"
 #include "ops/reference/reference.h"
 
+#include <ATen/core/Tensor.h>
 #include <cuda_fp8.h>
 
 #include <cstdint>
@@ -56,5 +57,12 @@ struct ActivationQuantizer {
     *reinterpret_cast<Pack<uint8_t, N>*>(values + index) = bytes;
   }
 };
+
+/// The quantizer writing `format`'s rows into values and scale (from empty_quantized_rows).
+template <typename in_t>
+ActivationQuantizer<in_t> activation_quantizer(quant::ActivationFormat format, at::Tensor& values, at::Tensor& scale) {
+  return {format == quant::ActivationFormat::Int8, max_activation_code(format), scale.data_ptr<float>(),
+          static_cast<uint8_t*>(values.data_ptr())};
+}
 
 }  // namespace bittorch::ops::cuda

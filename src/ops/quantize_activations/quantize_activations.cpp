@@ -10,6 +10,7 @@
 #include "ops/common/cuda/device.h"
 #endif
 
+#include <ATen/ATen.h>
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(bittorch, m) {
@@ -45,6 +46,13 @@ quant::ActivationFormat check_activation_args(const char* op, const at::Tensor& 
               input.sizes());
   check_quantizable_input(op, input);
   return parsed;
+}
+
+std::tuple<at::Tensor, at::Tensor> empty_quantized_rows(const at::Tensor& input, quant::ActivationFormat format) {
+  auto scale_shape = input.sizes().vec();
+  scale_shape.back() = 1;
+  return {at::empty(input.sizes(), input.options().dtype(eight_bit_dtype(format))),
+          at::empty(scale_shape, input.options().dtype(at::kFloat))};
 }
 
 }  // namespace bittorch::ops

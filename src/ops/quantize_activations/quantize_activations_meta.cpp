@@ -8,12 +8,7 @@ namespace bittorch::ops {
 namespace {
 
 std::tuple<at::Tensor, at::Tensor> quantize_activations_meta(const at::Tensor& input, c10::string_view format) {
-  const auto parsed = check_activation_args("bittorch::quantize_activations", input, format);
-  auto scale_shape = input.sizes().vec();
-  scale_shape.back() = 1;
-  const auto values_dtype = eight_bit_dtype(parsed);
-  return {at::empty(input.sizes(), input.options().dtype(values_dtype)),
-          at::empty(scale_shape, input.options().dtype(at::kFloat))};
+  return empty_quantized_rows(input, check_activation_args("bittorch::quantize_activations", input, format));
 }
 
 }  // namespace

@@ -3,8 +3,8 @@
 // squared_relu_quantized: the activation quantizer's row kernel (row_quantize.cuh) applying
 // the same functor to each pack as it reads the input, writing the output and its 8-bit rows.
 
-#include "ops/common/checks.h"
 #include "ops/quantize_activations/activation_quantizer.cuh"
+#include "ops/quantize_activations/quantize_activations.h"
 #include "ops/squared_relu/squared_relu.h"
 
 #include <ATen/ATen.h>
@@ -100,18 +100,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantized_cuda(const at::Tensor& 
   const c10::cuda::CUDAGuard device_guard(input_in.device());
   const at::Tensor input = input_in.contiguous();
   auto output = at::empty_like(input);
-  auto values = at::empty(input.sizes(), input.options().dtype(eight_bit_dtype(parsed)));
-  auto scale_shape = input.sizes().vec();
-  scale_shape.back() = 1;
-  auto scale = at::empty(scale_shape, input.options().dtype(at::kFloat));
+  auto [values, scale] = empty_quantized_rows(input, parsed);
   const int64_t cols = input.size(-1);
   const int64_t rows = input.numel() / cols;  // cols >= 1 (checked)
-  const auto quantize = [&](auto zero) {
+  const auto quantize = [&, &values = values, &scale = scale](auto zero) {
     using in_t = decltype(zero);
-    const ActivationQuantizer<in_t> rows_quantizer{parsed == quant::ActivationFormat::Int8, max_activation_code(parsed),
-                                                   scale.data_ptr<float>(), static_cast<uint8_t*>(values.data_ptr())};
-    quantize_rows(input.data_ptr<in_t>(), rows, cols,
-                  SquaredReluQuantizer<in_t>{rows_quantizer, output.data_ptr<in_t>()});
+    quantize_rows(
+        input.data_ptr<in_t>(), rows, cols,
+        SquaredReluQuantizer<in_t>{activation_quantizer<in_t>(parsed, values, scale), output.data_ptr<in_t>()});
   };
   AT_DISPATCH_SWITCH(input.scalar_type(), "bittorch_squared_relu_quantized_cuda",
                      AT_DISPATCH_CASE(at::kFloat, [&] { quantize(scalar_t{}); })

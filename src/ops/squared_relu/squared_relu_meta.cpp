@@ -1,4 +1,4 @@
-#include "ops/common/checks.h"
+#include "ops/quantize_activations/quantize_activations.h"
 #include "ops/squared_relu/squared_relu.h"
 
 #include <ATen/ATen.h>
@@ -21,11 +21,8 @@ at::Tensor backward_meta(const at::Tensor& grad_output, const at::Tensor& output
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantized_meta(const at::Tensor& input, c10::string_view format) {
   const auto parsed = check_squared_relu_quantized_args("bittorch::squared_relu_quantized", input, format);
-  auto scale_shape = input.sizes().vec();
-  scale_shape.back() = 1;
-  return {at::empty_like(input, at::MemoryFormat::Contiguous),
-          at::empty(input.sizes(), input.options().dtype(eight_bit_dtype(parsed))),
-          at::empty(scale_shape, input.options().dtype(at::kFloat))};
+  auto [values, scale] = empty_quantized_rows(input, parsed);
+  return {at::empty_like(input, at::MemoryFormat::Contiguous), std::move(values), std::move(scale)};
 }
 
 }  // namespace

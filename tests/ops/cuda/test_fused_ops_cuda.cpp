@@ -17,6 +17,7 @@
 
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -283,15 +284,21 @@ TEST(FusedOpsCuda, SquaredReluMlpMatchesTheFormula) {
 
 // A model's MLP as one squared_relu_mlp (MlpImpl::fused_activation) against its two projections
 // and the squared ReLU, under BF16 autocast, BF16 and ternary: loss and every gradient, at a
-// size whose MLP products take the Hopper kernels (4,096 rows of 256 -> 1,024 -> 256).
+// size whose MLP products take the Hopper kernels (4,096 rows of 256 -> 1,024 -> 256). With
+// 8-bit activations the fused MLP's squared ReLU quantizes the down projection's rows
+// (squared_relu_quantized, the warp-per-row kernel here) where the plain MLP's projection
+// does: the same operations, so bit for bit.
 TEST(FusedOpsCuda, SquaredReluMlpEqualsThePlainMlpUnderAutocast) {
   SKIP_WITHOUT_CUDA();
-  for (const bool ternary : {false, true}) {
+  // nullopt: torch::nn::Linear projections; else ternary ones with these activation bits.
+  for (const std::optional<int64_t> ternary_bits :
+       {std::optional<int64_t>(), std::optional<int64_t>(0), std::optional<int64_t>(8)}) {
     torch::manual_seed(35);
     bittorch::nn::TransformerLM model(
         bittorch::nn::TransformerOptions().vocab_size(64).width(256).heads(4).layers(2).context(256));
-    if (ternary) {
-      bittorch::nn::convert_to_ternary(*model, bittorch::quant::QuantConfig(), bittorch::nn::is_transformer_projection);
+    if (ternary_bits) {
+      bittorch::nn::convert_to_ternary(*model, bittorch::quant::QuantConfig().activation_bits(*ternary_bits),
+                                       bittorch::nn::is_transformer_projection);
     }
     model->to(torch::kCUDA);
     const auto options = torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA);
@@ -302,38 +309,19 @@ TEST(FusedOpsCuda, SquaredReluMlpEqualsThePlainMlpUnderAutocast) {
       }
       return autocast_loss_and_gradients(model, tokens, targets);
     };
-    const auto fused = run(true);
-    expect_within_bfloat16(fused, run(false), ternary ? "ternary" : "bfloat16");
-  }
-}
-
-// With 8-bit activations the MLP's squared ReLU quantizes the down projection's rows
-// (squared_relu_quantized) where the plain MLP's projection does: under BF16 autocast, at a
-// size that takes the warp-per-row kernel (4,096 rows of 1,024 hidden features), loss and
-// every gradient bit for bit.
-TEST(FusedOpsCuda, EightBitMlpQuantizesInTheActivationAsThePlainMlp) {
-  SKIP_WITHOUT_CUDA();
-  torch::manual_seed(37);
-  bittorch::nn::TransformerLM model(
-      bittorch::nn::TransformerOptions().vocab_size(64).width(256).heads(4).layers(2).context(256));
-  bittorch::nn::convert_to_ternary(*model, bittorch::quant::QuantConfig().activation_bits(8),
-                                   bittorch::nn::is_transformer_projection);
-  model->to(torch::kCUDA);
-  const auto options = torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA);
-  const auto tokens = torch::randint(0, 64, {16, 256}, options), targets = torch::randint(0, 64, {16, 256}, options);
-  const auto run = [&](bool fused) {
-    for (const auto& block : *model->blocks) {
-      block->as<bittorch::nn::TransformerBlockImpl>()->mlp->fused_activation = fused;
+    const auto fused = run(true), plain = run(false);
+    if (ternary_bits != 8) {
+      expect_within_bfloat16(fused, plain, ternary_bits ? "ternary" : "bfloat16");
+      continue;
     }
-    return autocast_loss_and_gradients(model, tokens, targets);
-  };
-  const auto fused = run(true), plain = run(false), plain_again = run(false);
-  for (size_t i = 0; i < fused.size(); ++i) {
-    // Exact where the plain model repeats itself exactly (ATen's embedding backward may not).
-    const bool deterministic = torch::equal(plain[i], plain_again[i]);
-    EXPECT_TRUE(deterministic ? torch::equal(fused[i], plain[i]) : torch::allclose(fused[i], plain[i], 1e-5, 1e-7))
-        << "tensor " << i << (deterministic ? "" : " (the plain model's own runs differ)") << ", largest difference "
-        << max_error(fused[i], plain[i]);
+    const auto plain_again = run(false);
+    for (size_t i = 0; i < fused.size(); ++i) {
+      // Exact where the plain model repeats itself exactly (ATen's embedding backward may not).
+      const bool deterministic = torch::equal(plain[i], plain_again[i]);
+      EXPECT_TRUE(deterministic ? torch::equal(fused[i], plain[i]) : torch::allclose(fused[i], plain[i], 1e-5, 1e-7))
+          << "8-bit activations, tensor " << i << (deterministic ? "" : " (the plain model's own runs differ)")
+          << ", largest difference " << max_error(fused[i], plain[i]);
+    }
   }
 }
 
