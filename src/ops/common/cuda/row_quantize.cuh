@@ -65,8 +65,7 @@ struct MaxOp {
   }
 };
 
-// Whether a Quantizer declares prepares_input (a flag, not the call: nvcc's host pass does not
-// see a __device__ member call as well-formed, even unevaluated).
+// Whether a Quantizer declares prepares_input.
 template <typename Quantizer, typename = void>
 struct PreparesInput : std::false_type {};
 template <typename Quantizer>
