@@ -20,6 +20,9 @@
 # global batch, ternary with 8-bit activations and the BF16 baseline (lm_scaling.json;
 # BITTORCH_SCALING_RUNS picks presets, global batches and steps);
 # "ncu" takes Nsight Compute's figures of the packed batch-1 and batch-64 kernels;
+# "lmncu" times the quantization kernels of medium's training step each alone under Nsight
+# Compute (ncu_lm_*.csv, summarized by bench/ncu_kernel_summary.py; BITTORCH_NCU_LAUNCHES
+# launches of each kind, default 96);
 # "pyoverhead" times the Python module against the op on the GPU and runs the package's tests;
 # BITTORCH_COMMIT names the commit for the JSON where the copy's git metadata is stale;
 # BITTORCH_BASELINE_SRC, a source tree of an earlier commit (`git archive`), is built beside
@@ -78,6 +81,7 @@ if [[ -n ${BITTORCH_BASELINE_SRC:-} ]]; then
   rm -f "$out/baseline.log"
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+lm=./build-gpu/apps/lm/bittorch-lm
 
 if wants tests || wants cudatests; then
 step CUDA tests
@@ -152,6 +156,23 @@ for rows in 1 64; do
 done
 fi
 
+if wants lmncu; then
+step "Nsight Compute: the quantization kernels of a medium training step, each kernel alone"
+# The Kineto trace's durations of dependent launches include their wait for the kernel before;
+# ncu replays each kernel alone. The weights' ternarization (the ternary model's warm-up step
+# comes first), then the activations' quantization and squared_relu_quantized (8-bit
+# activations), eager steps.
+for kind in weights activations; do
+  regex='RowTernaryQuantizer'
+  [[ $kind == activations ]] && regex='ActivationQuantizer|SquaredReluQuantizer'
+  ncu --clock-control none --print-units base --kernel-name-base demangled --kernel-name "regex:$regex" \
+    --launch-count "${BITTORCH_NCU_LAUNCHES:-96}" --metrics gpu__time_duration.sum,dram__bytes.sum --csv --page raw \
+    "$lm" bench --cuda --preset medium --batch-size 32 --parts train --train-steps 1 --no-cuda-graph \
+    --log-level warn >"$out/ncu_lm_$kind.csv" 2>&1 || status=1
+  python3 bench/ncu_kernel_summary.py "$out/ncu_lm_$kind.csv" | head -12 || status=1
+done
+fi
+
 if wants pyoverhead; then
 step "Python package: TernaryLinear against the op called directly (bench/python_overhead.py)"
 BITTORCH_LIBRARY="$root/build-gpu/libbittorch.so" PYTHONPATH="$root/python" python3 bench/python_overhead.py \
@@ -184,7 +205,6 @@ step MNIST on the GPU and the CPU
 ./build-gpu/apps/mnist/bittorch-mnist --compare --no-progress 2>&1 | tail -4
 ./build-gpu/apps/mnist/bittorch-mnist --cuda --activation-bits 8 --no-progress --metrics-json "$out/mnist_gpu_a8.json" 2>&1 | tail -3
 fi
-lm=./build-gpu/apps/lm/bittorch-lm
 if wants lmcheck; then
 step "bittorch-lm on the GPU: train, export, sample the packed file on the GPU and the CPU"
 "$lm" train --cuda --preset tiny --compare --steps 200 --eval-interval 100 --no-progress --export "$out/tiny.btp" \
