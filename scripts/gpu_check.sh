@@ -159,16 +159,15 @@ fi
 if wants lmncu; then
 step "Nsight Compute: the quantization kernels of a medium training step, each kernel alone"
 # The Kineto trace's durations of dependent launches include their wait for the kernel before;
-# ncu replays each kernel alone. The weights' ternarization (the ternary model's warm-up step
-# comes first), then the activations' quantization and squared_relu_quantized (8-bit
-# activations), eager steps.
+# ncu replays each kernel alone. The weights' ternarization (the ternary model), then the
+# activations' quantization and squared_relu_quantized (8-bit activations), eager steps.
 for kind in weights activations; do
-  regex='RowTernaryQuantizer'
-  [[ $kind == activations ]] && regex='ActivationQuantizer|SquaredReluQuantizer'
+  regex='RowTernaryQuantizer' variant=ternary
+  [[ $kind == activations ]] && regex='ActivationQuantizer|SquaredReluQuantizer' variant=ternary_a8
   ncu --clock-control none --print-units base --kernel-name-base demangled --kernel-name "regex:$regex" \
     --launch-count "${BITTORCH_NCU_LAUNCHES:-96}" --metrics gpu__time_duration.sum,dram__bytes.sum --csv --page raw \
-    "$lm" bench --cuda --preset medium --batch-size 32 --parts train --train-steps 1 --no-cuda-graph \
-    --log-level warn >"$out/ncu_lm_$kind.csv" 2>&1 || status=1
+    "$lm" bench --cuda --preset medium --batch-size 32 --parts train --variants "$variant" --train-steps 1 \
+    --no-cuda-graph --log-level warn >"$out/ncu_lm_$kind.csv" 2>&1 || status=1
   python3 bench/ncu_kernel_summary.py "$out/ncu_lm_$kind.csv" | head -12 || status=1
 done
 fi

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
+#include <sstream>
 
 namespace bittorch::apps {
 namespace {
@@ -160,17 +161,43 @@ int64_t integer_flag(const cxxopts::ParseResult& args, const std::string& name, 
   return value;
 }
 
-std::string choice_flag(const cxxopts::ParseResult& args, const std::string& name,
-                        const std::vector<std::string>& choices) {
-  const std::string value = flag_text(args, name);
-  for (const auto& choice : choices) {
-    if (value == choice) return value;
-  }
+namespace {
+
+// "a, b or c".
+std::string listed(const std::vector<std::string>& choices) {
   std::string list;
   for (size_t i = 0; i < choices.size(); ++i) {
     list += (i == 0 ? "" : (i + 1 == choices.size() ? " or " : ", ")) + choices[i];
   }
-  throw UsageError("--" + name + " must be " + list + ", not '" + value + "'");
+  return list;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+}  // namespace
+
+std::string choice_flag(const cxxopts::ParseResult& args, const std::string& name,
+                        const std::vector<std::string>& choices) {
+  const std::string value = flag_text(args, name);
+  if (contains(choices, value)) return value;
+  throw UsageError("--" + name + " must be " + listed(choices) + ", not '" + value + "'");
+}
+
+std::vector<std::string> choices_flag(const cxxopts::ParseResult& args, const std::string& name,
+                                      const std::vector<std::string>& choices) {
+  const std::string value = flag_text(args, name);
+  std::vector<std::string> chosen;
+  std::stringstream names(value);
+  for (std::string part; std::getline(names, part, ',');) {
+    if (!contains(choices, part)) {
+      throw UsageError("--" + name + " takes " + listed(choices) + " (comma-separated), not '" + value + "'");
+    }
+    if (!contains(chosen, part)) chosen.push_back(part);
+  }
+  if (chosen.empty()) throw UsageError("--" + name + " must name one of " + listed(choices) + ", not '" + value + "'");
+  return chosen;
 }
 
 uint32_t tensor_crc32(const torch::Tensor& tensor) {

@@ -52,6 +52,10 @@ int64_t integer_flag(const cxxopts::ParseResult& args, const std::string& name, 
 /// --name as a string, one of `choices`; "--name must be a or b, not 'c'" otherwise.
 std::string choice_flag(const cxxopts::ParseResult& args, const std::string& name,
                         const std::vector<std::string>& choices);
+/// --name as a comma-separated list of `choices`, each once, in the order given; at least one.
+/// "--name takes a, b or c (comma-separated), not 'x'" otherwise.
+std::vector<std::string> choices_flag(const cxxopts::ParseResult& args, const std::string& name,
+                                      const std::vector<std::string>& choices);
 
 /// The data set `name` the project embeds (data/<name>): installed beside the executable
 /// (<prefix>/share/bittorch/<name> for <prefix>/bin/app), else the source checkout's (a build

@@ -1,5 +1,5 @@
 // bittorch-lm bench: training tokens/s (BF16 baseline, ternary, ternary with 8-bit
-// activations) and generation tokens/s (BF16 model against the packed ternary one) as the
+// activations, and with FP8 gradients too: --variants) and generation tokens/s (BF16 model against the packed ternary one) as the
 // library decodes (nn::Decoder: the step replayed from a CUDA graph on the GPU) at batch 1 and
 // 64, and as bittorch-lm sample runs it end to end, with weight memory and file size.
 
@@ -23,7 +23,6 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
-#include <sstream>
 
 namespace bittorch::apps {
 namespace {
@@ -31,7 +30,7 @@ namespace {
 struct BenchConfig {
   nn::TransformerOptions model;
   int64_t batch_size = 0, train_steps = 0, generate_tokens = 0;
-  std::vector<std::string> parts;
+  std::vector<std::string> parts, variants;
   std::string json_path;
   std::string profile_dir;  // where the profiler's traces go; empty: no profile
   bool checkpoint_activations = false, cuda_graph = false;
@@ -63,12 +62,21 @@ bool wants(const BenchConfig& config, const std::string& part) {
   return std::find(config.parts.begin(), config.parts.end(), part) != config.parts.end();
 }
 
+// The training variants: the full-precision model, then ternary ones by their quantization.
+const std::vector<std::string> kTrainVariants = {"baseline", "ternary", "ternary_a8", "ternary_a8_g8"};
+
+// A variant's quantization (nullopt: the full-precision baseline): ternary_a8 with 8-bit
+// activations, ternary_a8_g8 with FP8 e5m2 gradients in grad_input's product too.
+std::optional<quant::QuantConfig> variant_config(const std::string& variant) {
+  if (variant == "baseline") return std::nullopt;
+  const bool eight_bit = variant == "ternary_a8" || variant == "ternary_a8_g8";
+  return bitnet_config(eight_bit ? 8 : 0).gradient_bits(variant == "ternary_a8_g8" ? 8 : 0);
+}
+
 // Training tokens/s of one variant: an epoch of `steps` steps to warm up, then one timed.
 nlohmann::json train_throughput(const BenchConfig& config, const std::string& variant, torch::Device device) {
-  const bool ternary = variant != "baseline";
   torch::manual_seed(0);
-  auto model =
-      make_lm(config.model, ternary ? std::optional(bitnet_config(variant == "ternary_a8" ? 8 : 0)) : std::nullopt);
+  auto model = make_lm(config.model, variant_config(variant));
   model->set_activation_checkpointing(config.checkpoint_activations);
   model->to(device);
   auto optimizer = make_optimizer(*model, 1e-4, 0.1);
@@ -277,6 +285,8 @@ int bench_command(int argc, char** argv) {
     ("train-steps", "Timed training steps (after as many to warm up)", text_flag("10"))
     ("generate-tokens", "Generated tokens timed (per sequence)", text_flag("256"))
     ("parts", "train, generate or both (comma-separated)", text_flag("train,generate"))
+    ("variants", "Training variants (comma-separated): baseline (full precision), ternary, ternary_a8 (8-bit "
+                 "activations), ternary_a8_g8 (and FP8 gradients)", text_flag("baseline,ternary,ternary_a8"))
     ("json", "Write the results to PATH", text_flag(""))
     ("profile", "Profile " + std::to_string(kProfiledSteps) + " more training steps of each variant and " +
      std::to_string(kProfiledTokens) + " more decode steps (batch 1) of each model (LibTorch's Kineto profiler): "
@@ -293,15 +303,8 @@ int bench_command(int argc, char** argv) {
     config.batch_size = integer_flag(args, "batch-size", 1);
     config.train_steps = integer_flag(args, "train-steps", 1);
     config.generate_tokens = integer_flag(args, "generate-tokens", 1);
-    const std::string parts = args["parts"].as<std::string>();
-    std::stringstream names(parts);
-    for (std::string part; std::getline(names, part, ',');) {
-      if (part != "train" && part != "generate") {
-        throw UsageError("--parts takes train, generate or both (comma-separated), not '" + parts + "'");
-      }
-      if (!wants(config, part)) config.parts.push_back(part);
-    }
-    if (config.parts.empty()) throw UsageError("--parts must name train, generate or both, not '" + parts + "'");
+    config.parts = choices_flag(args, "parts", {"train", "generate"});
+    config.variants = choices_flag(args, "variants", kTrainVariants);
     config.json_path = args["json"].as<std::string>();
     check_path_flags(args, {"json"});
     config.profile_dir = args["profile"].as<std::string>();
@@ -331,9 +334,7 @@ int bench_command(int argc, char** argv) {
 #endif
     if (wants(config, "train")) {
       result["train"] = nlohmann::json::array();
-      for (const std::string variant : {"baseline", "ternary", "ternary_a8"}) {
-        result["train"].push_back(train_throughput(config, variant, device));
-      }
+      for (const auto& variant : config.variants) result["train"].push_back(train_throughput(config, variant, device));
     }
     if (wants(config, "generate")) result["generate"] = generation(config, device);
     std::cout << result.dump(2) << std::endl;

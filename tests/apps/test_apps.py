@@ -899,6 +899,21 @@ def case_lm_bench_profile():
         assert "--profile" in output and "file" in output, output
 
 
+def case_lm_bench_variants():
+    """bittorch-lm bench --variants: the training variants named, in that order, each once
+    (ternary_a8_g8: 8-bit activations and FP8 gradients); an unknown name is refused."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "bench.json")
+        run(LM, "bench", "--preset", "tiny", "--parts", "train", "--train-steps", "1", "--batch-size", "2",
+            "--variants", "ternary_a8_g8,baseline,ternary_a8_g8", "--json", out, "--log-level", "warn",
+            "--threads", "1")
+        runs = json.load(open(out))["train"]
+        assert [r["variant"] for r in runs] == ["ternary_a8_g8", "baseline"], runs
+        assert all(r["tokens_per_second"] > 0 for r in runs), runs
+    output = run(LM, "bench", "--variants", "ternary,fp8", expect_code=2)
+    assert "--variants takes" in output and "ternary_a8_g8" in output and "'ternary,fp8'" in output, output
+
+
 def case_lm_profile_breakdown_reads_kineto_traces():
     """bench/lm_profile_breakdown.py on a trace laid out as Kineto writes them (the kernels tied
     to their launches by correlation id, not to the ops' external ids, as in real traces): each
