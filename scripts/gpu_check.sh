@@ -39,7 +39,8 @@
 # their kernels grouped by bench/lm_profile_breakdown.py in lm_profile_breakdown.json;
 # BITTORCH_PROFILE_PRESETS picks the presets, default "medium large");
 # "lmcompare" is lmbench's training comparison alone: bittorch-lm bench --parts train and the
-# compiled PyTorch reference per preset, with the ratios (BITTORCH_LMBENCH_PRESETS);
+# compiled PyTorch reference per preset, with the ratios (BITTORCH_LMBENCH_PRESETS;
+# BITTORCH_LMBENCH_VARIANTS: bench's --variants, e.g. "baseline,ternary_a8,ternary_a8_g8");
 # BITTORCH_CUTLASS_INCLUDE_DIR: CUTLASS's headers, carried to the GPU machine (which has no
 # nvidia-cutlass wheel), for the Hopper kernels built on them;
 # BITTORCH_GPU_TARGETS names the ninja targets to build (default: all), e.g. "bittorch-lm
@@ -254,7 +255,8 @@ step "issue 26's comparison alone: bittorch-lm training against PyTorch torch.co
 for preset in ${BITTORCH_LMBENCH_PRESETS:-medium large}; do
   batch=32
   [[ $preset == large ]] && batch=16
-  timeout 120 "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train \
+  timeout 160 "$lm" bench --cuda --preset "$preset" --batch-size "$batch" --parts train \
+    --variants "${BITTORCH_LMBENCH_VARIANTS:-baseline,ternary,ternary_a8}" \
     --json "$out/lm_bench_$preset.json" --log-level warn >/dev/null || status=1
   timeout 240 python3 bench/lm_pytorch_reference.py --from-bench "$out/lm_bench_$preset.json" --modes compile \
     --json "$out/lm_pytorch_$preset.json" >/dev/null || status=1
