@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -60,6 +62,21 @@ inline void expect_squared_relu_mlp_matches_the_formula(const SquaredReluMlpCase
   EXPECT_LE(relative_error(x_op.grad().reshape({-1, features}), grad_h.mm(ud)), tol) << "grad_input, " << what;
   EXPECT_LE(relative_error(up_op.grad(), grad_h.t().mm(xd)), tol) << "grad_up_weight, " << what;
   EXPECT_LE(relative_error(down_op.grad(), gd.t().mm(a)), tol) << "grad_down_weight, " << what;
+}
+
+/// A NaN in one input row makes that row's output NaN (the activation keeps NaN, as
+/// torch.relu does, rather than turning it into 0) and leaves the other rows finite.
+inline void expect_squared_relu_mlp_keeps_nan(const SquaredReluMlpCase& c, torch::Dtype dtype, torch::Device device) {
+  const int64_t features = c.input_shape.back();
+  const auto on = torch::TensorOptions().dtype(dtype).device(device);
+  auto x = torch::randn(c.input_shape).to(on);
+  x.view({-1, features})[1][features / 2] = std::numeric_limits<float>::quiet_NaN();
+  const auto up = (torch::randn({c.hidden, features}) / std::sqrt(features)).to(on);
+  const auto down = (torch::randn({c.out, c.hidden}) / std::sqrt(c.hidden)).to(on);
+  const auto y = bittorch::ops::squared_relu_mlp(x, up, down).reshape({-1, c.out}).cpu();
+  const std::string what = std::string(c10::toString(dtype)) + " on " + device.str();
+  EXPECT_TRUE(y[1].isnan().all().item<bool>()) << what;
+  EXPECT_TRUE(y[0].isfinite().all().item<bool>() && y.slice(0, 2).isfinite().all().item<bool>()) << what;
 }
 
 }  // namespace bittorch::testing

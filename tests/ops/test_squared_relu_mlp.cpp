@@ -24,6 +24,13 @@ TEST(SquaredReluMlp, MatchesTheFormulaForwardAndBackward) {
   }
 }
 
+TEST(SquaredReluMlp, KeepsNaN) {
+  torch::manual_seed(64);
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    bittorch::testing::expect_squared_relu_mlp_keeps_nan({{6, 16}, 24, 8}, dtype, torch::kCPU);
+  }
+}
+
 TEST(SquaredReluMlp, OutputMaskLeavesTheRestUndefined) {
   torch::manual_seed(62);
   const auto x = torch::randn({4, 6}), up = torch::randn({10, 6}), down = torch::randn({3, 10});

@@ -29,7 +29,7 @@ struct SquaredRelu {
   __device__ scalar_t operator()(scalar_t x) const {
     using acc_t = at::opmath_type<scalar_t>;
     const acc_t value = static_cast<acc_t>(x);
-    const acc_t positive = value > acc_t(0) || isnan(value) ? value : acc_t(0);
+    const acc_t positive = value < acc_t(0) ? acc_t(0) : value;
     return static_cast<scalar_t>(positive * positive);
   }
 };

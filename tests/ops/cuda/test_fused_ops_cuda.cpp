@@ -282,6 +282,16 @@ TEST(FusedOpsCuda, SquaredReluMlpMatchesTheFormula) {
   }
 }
 
+// A NaN stays NaN through the MLP: on the Hopper kernel's path (bfloat16, 2,400 rows) and the
+// composed one (float32).
+TEST(FusedOpsCuda, SquaredReluMlpKeepsNaN) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(65);
+  for (const auto dtype : {torch::kBFloat16, torch::kFloat}) {
+    bittorch::testing::expect_squared_relu_mlp_keeps_nan({{2400, 200}, 1000, 200}, dtype, torch::kCUDA);
+  }
+}
+
 // A model's MLP as one squared_relu_mlp (MlpImpl::fused_activation) against its two projections
 // and the squared ReLU, under BF16 autocast, BF16 and ternary: loss and every gradient, at a
 // size whose MLP products take the Hopper kernels (4,096 rows of 256 -> 1,024 -> 256). With

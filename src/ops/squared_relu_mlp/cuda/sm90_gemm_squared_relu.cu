@@ -6,10 +6,11 @@ namespace bittorch::ops::cuda {
 namespace sm90 {
 namespace {
 
+// NaN stays NaN (not `x > 0 ? x : 0`, which makes it 0), as in ops::squared_relu.
 template <class T>
 struct SquaredRelu {
   CUTLASS_HOST_DEVICE T operator()(const T& x) const {
-    const T positive = x > T(0) ? x : T(0);
+    const T positive = x < T(0) ? T(0) : x;
     return positive * positive;
   }
 };
