@@ -1,7 +1,8 @@
 // bittorch-lm bench: training tokens/s (BF16 baseline, ternary, ternary with 8-bit
-// activations, and with FP8 gradients too: --variants) and generation tokens/s (BF16 model against the packed ternary
-// one) as the library decodes (nn::Decoder: the step replayed from a CUDA graph on the GPU) at batch 1 and 64, and as
-// bittorch-lm sample runs it end to end, with weight memory and file size.
+// activations, and with FP8 gradients too: --variants) and generation tokens/s (BF16 model
+// against the packed ternary one) as the library decodes (nn::Decoder: the step replayed from
+// a CUDA graph on the GPU) at batch 1 and 64, and as bittorch-lm sample runs it end to end,
+// with weight memory and file size.
 
 #include "common/cli.h"
 #include "lm/commands.h"

@@ -48,11 +48,15 @@ quant::ActivationFormat check_activation_args(const char* op, const at::Tensor& 
   return parsed;
 }
 
+std::vector<int64_t> row_scale_shape(const at::Tensor& input) {
+  auto shape = input.sizes().vec();
+  shape.back() = 1;
+  return shape;
+}
+
 std::tuple<at::Tensor, at::Tensor> empty_quantized_rows(const at::Tensor& input, quant::ActivationFormat format) {
-  auto scale_shape = input.sizes().vec();
-  scale_shape.back() = 1;
   return {at::empty(input.sizes(), input.options().dtype(eight_bit_dtype(format))),
-          at::empty(scale_shape, input.options().dtype(at::kFloat))};
+          at::empty(row_scale_shape(input), input.options().dtype(at::kFloat))};
 }
 
 }  // namespace bittorch::ops

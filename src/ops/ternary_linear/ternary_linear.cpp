@@ -6,6 +6,7 @@
 #include <bittorch/ops/ternary_linear.h>
 
 #include "ops/common/checks.h"
+#include "ops/quantize_activations/quantize_activations.h"
 #include "ops/ternarize/ternarize.h"
 
 #include <ATen/ATen.h>
@@ -132,8 +133,7 @@ void check_quantized_input(const char* op, const at::Tensor& input, quant::Activ
               op, ": expected input_values of the input's shape ", input.sizes(), ", dtype ", eight_bit_dtype(format),
               " and device ", input.device(), ", but got ", values->sizes(), ", ", values->scalar_type(), " and ",
               values->device());
-  auto scale_shape = input.sizes().vec();
-  scale_shape.back() = 1;
+  const auto scale_shape = row_scale_shape(input);
   TORCH_CHECK(scale->sizes() == at::IntArrayRef(scale_shape) && scale->scalar_type() == at::kFloat &&
                   scale->device() == input.device(),
               op, ": expected input_scale of shape ", at::IntArrayRef(scale_shape), ", dtype float32 and device ",
