@@ -11,6 +11,7 @@
 #include <bittorch/ops/packed_ternary_linear.h>
 #include <bittorch/ops/quantize_activations.h>
 #include <bittorch/ops/rotary_embedding.h>
+#include <bittorch/ops/sample_tokens.h>
 #include <bittorch/ops/squared_relu.h>
 #include <bittorch/ops/squared_relu_mlp.h>
 #include <bittorch/ops/ternarize.h>

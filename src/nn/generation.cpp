@@ -1,5 +1,6 @@
 #include <bittorch/nn/decoder.h>
 #include <bittorch/nn/generation.h>
+#include <bittorch/ops/sample_tokens.h>
 
 #include "nn/autocast_cache_off.h"
 
@@ -8,7 +9,6 @@
 #include <torch/utils.h>
 
 #include <algorithm>
-#include <limits>
 #include <mutex>
 
 namespace bittorch::nn {
@@ -32,23 +32,6 @@ at::Tensor last_tokens(const std::vector<int64_t>& tokens, int64_t count) {
 }
 
 }  // namespace
-
-at::Tensor sample_tokens(const at::Tensor& logits, double temperature, int64_t top_k, at::Generator& generator) {
-  TORCH_CHECK(logits.dim() == 2 && logits.size(0) >= 1 && logits.size(1) >= 1,
-              "sample_tokens: expected logits [batch, vocab], got ", logits.sizes());
-  TORCH_CHECK(temperature >= 0, "sample_tokens: temperature must be >= 0, not ", temperature);
-  TORCH_CHECK(top_k >= 0, "sample_tokens: top_k must be >= 0, not ", top_k);
-  if (temperature == 0) return logits.argmax(-1);
-  auto scores = logits.detach().to(at::kFloat) / temperature;
-  if (top_k > 0 && top_k < scores.size(1)) {
-    const auto kth = std::get<0>(scores.topk(top_k, -1)).narrow(1, top_k - 1, 1);
-    scores = scores.masked_fill(scores < kth, -std::numeric_limits<float>::infinity());
-  }
-  const auto probabilities = scores.softmax(-1);
-  // The exponential race: with E_i ~ Exp(1), argmax p_i / E_i is i with probability p_i. It is
-  // what at::multinomial draws one sample with, less its checks that wait for the device.
-  return probabilities.div(at::empty_like(probabilities).exponential_(1, generator)).argmax(-1);
-}
 
 std::vector<at::Tensor> generate(TransformerLMImpl& model, const std::vector<at::Tensor>& prompts,
                                  const GenerateOptions& options) {
@@ -90,10 +73,10 @@ std::vector<at::Tensor> generate(TransformerLMImpl& model, const std::vector<at:
   // the same draws from the generator, in the same order, as sampling after each step.
   decoder.set_sampler(
       [generator, temperature = options.temperature(), top_k = options.top_k()](const at::Tensor& step_logits) mutable {
-        return sample_tokens(step_logits, temperature, top_k, generator);
+        return ops::sample_tokens(step_logits, temperature, top_k, generator);
       },
       generator);
-  auto next = sample_tokens(at::stack(last_logits), options.temperature(), options.top_k(), generator);
+  auto next = ops::sample_tokens(at::stack(last_logits), options.temperature(), options.top_k(), generator);
   for (int64_t step = 0; step < new_tokens; ++step) {
     generated.select(1, step).copy_(next);
     if (step + 1 == new_tokens) break;

@@ -1,7 +1,8 @@
 // nn::generate and nn::Decoder on the CPU: batched greedy generation against whole forward
 // passes (past the context, prompts of different lengths, the fused decode step and the path
 // through forward for grouped-query attention, full-precision, ternary and packed models), a
-// batch against each sequence alone, sampling's distribution, determinism, and bad input.
+// batch against each sequence alone, sampled tokens as a forward loop draws them, determinism,
+// and bad input (the sampler's own cases: tests/ops/test_sample_tokens.cpp).
 
 #include <bittorch/bittorch.h>
 
@@ -70,8 +71,6 @@ TEST(Generation, SamplingIsDeterministicForASeed) {
       torch::equal(bn::generate(*model, prompt, bn::GenerateOptions().max_new_tokens(8).top_k(1).seed(3)), greedy));
 }
 
-// Draws follow softmax(logits / temperature) over the top k: frequencies of many draws
-// against the probabilities from the formula.
 // The decoder samples inside its step (set_sampler): the tokens are the draws a loop of whole
 // forward passes and sample_tokens makes with a generator seeded alike, in the same order.
 TEST(Generation, SampledTokensAreTheDrawsOfAForwardLoop) {
@@ -106,27 +105,6 @@ TEST(Generation, TheDecodersSamplerIsSetFirst) {
   const auto logits = decoder.step(torch::tensor(std::vector<int64_t>{3}));
   EXPECT_TRUE(torch::equal(decoder.sampled(), logits.argmax(-1)));
   EXPECT_TRUE(throws_error_mentioning([&] { decoder.set_sampler(argmax, generator); }, {"before the first step"}));
-}
-
-TEST(Generation, SampleTokensDrawsFromTheTemperedSoftmaxOfTheTopK) {
-  const auto logits = torch::tensor({1.0, 0.5, -0.5, 2.0, 0.0}, torch::kDouble);
-  const int64_t draws = 40000;
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(7);
-  for (const auto& [temperature, top_k] : std::vector<std::pair<double, int64_t>>{{1.0, 0}, {0.5, 0}, {1.5, 3}}) {
-    auto want = (logits / temperature).exp();
-    if (top_k > 0) want.masked_fill_(logits < std::get<0>(logits.topk(top_k)).min(), 0.0);
-    want = want / want.sum();
-    const auto tokens = bn::sample_tokens(logits.to(torch::kBFloat16).unsqueeze(0).expand({draws, 5}).contiguous(),
-                                          temperature, top_k, generator);
-    ASSERT_EQ(tokens.sizes(), torch::IntArrayRef({draws}));
-    ASSERT_EQ(tokens.scalar_type(), torch::kLong);
-    const auto got = torch::bincount(tokens, {}, 5).to(torch::kDouble) / draws;
-    // Five standard deviations of a frequency, plus bfloat16's rounding of the logits.
-    const auto bound = 5 * (want * (1 - want) / draws).sqrt() + 0.01 * want;
-    EXPECT_TRUE((got - want).abs().le(bound).all().item<bool>())
-        << "temperature " << temperature << " top_k " << top_k << ": " << got << " against " << want;
-  }
-  EXPECT_TRUE(torch::equal(bn::sample_tokens(logits.view({1, 5}), 0.0, 0, generator), torch::tensor({3})));
 }
 
 TEST(Generation, BadInputIsAnErrorNamingIt) {

@@ -152,6 +152,9 @@ def check_opcheck(device):
                                               torch.rand(3, 2, device=device) + 0.5, [True, True], torch.bfloat16)),
         (ops._linear_cross_entropy_forward.default, (x, w, torch.randint(0, 8, (3, 2), device=device), -100, 2,
                                                      True)),
+        # Greedy only: opcheck compares calls whose random draws would differ.
+        (ops.sample_tokens.default, (torch.randn(3, 20, device=device), 0.0)),
+        (ops.sample_tokens.default, (torch.randn(3, 20, device=device, dtype=torch.bfloat16), 0.0, 5)),
     ]
     for op, args in cases:
         try:

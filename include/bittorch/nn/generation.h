@@ -6,6 +6,7 @@
 // at the end.
 
 #include <bittorch/nn/modules/transformer.h>
+#include <bittorch/ops/sample_tokens.h>
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -29,12 +30,9 @@ struct BITTORCH_API GenerateOptions {
   TORCH_ARG(bool, cuda_graph) = true;
 };
 
-/// The next token of each row of `logits` [batch, vocab] (any device and dtype), as int64
-/// [batch] on that device, without waiting for it: the argmax at temperature 0, else a draw
-/// from softmax(logits / temperature) restricted to the top_k (0: all) with `generator` (one
-/// of the logits' device).
-BITTORCH_API at::Tensor sample_tokens(const at::Tensor& logits, double temperature, int64_t top_k,
-                                      at::Generator& generator);
+/// The sampler generate uses (ops::sample_tokens: argmax at temperature 0, else a draw from
+/// the tempered softmax of the top k; on CUDA one kernel), under the name it had here.
+using ops::sample_tokens;
 
 /// max_new_tokens tokens that continue each of `prompts` (int64 [T], T >= 1, lengths may
 /// differ), as int64 CPU tensors. The KV cache lives in the model's dtype (the autocast dtype
