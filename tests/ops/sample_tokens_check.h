@@ -58,7 +58,7 @@ inline void expect_greedy_picks_the_first_largest(torch::Device device) {
       want.push_back(first_largest(std::vector<double>(data, data + host.size(1))));
     }
     const auto got = ops::sample_tokens(logits.to(dtype).to(device), 0.0, 0);
-    EXPECT_EQ(got.device(), device);
+    EXPECT_EQ(got.device().type(), device.type());
     EXPECT_TRUE(torch::equal(got.cpu(), torch::tensor(want))) << dtype << ": " << got;
     EXPECT_EQ(want[2], 9);
   }
