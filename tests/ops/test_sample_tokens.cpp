@@ -48,10 +48,16 @@ TEST(SampleTokens, BadInputIsAnErrorNamingIt) {
   const auto logits = torch::randn({2, 5});
   EXPECT_TRUE(bt::throws_error_mentioning([&] { bittorch::ops::sample_tokens(logits.view({10}), 1.0, 0); },
                                           {"logits [batch, vocab]", "[10]"}));
-  EXPECT_TRUE(bt::throws_error_mentioning([&] { bittorch::ops::sample_tokens(torch::randn({2, 0}), 1.0, 0); },
-                                          {"logits [batch, vocab]"}));
   EXPECT_TRUE(bt::throws_error_mentioning(
-      [&] { bittorch::ops::sample_tokens(torch::ones({2, 5}, torch::kLong), 1.0, 0); }, {"logits"}));
+      [&] {
+        bittorch::ops::sample_tokens(torch::randn({2, 0}), 1.0, 0);
+      },
+      {"logits [batch, vocab]"}));
+  EXPECT_TRUE(bt::throws_error_mentioning(
+      [&] {
+        bittorch::ops::sample_tokens(torch::ones({2, 5}, torch::kLong), 1.0, 0);
+      },
+      {"logits"}));
   EXPECT_TRUE(bt::throws_error_mentioning([&] { bittorch::ops::sample_tokens(logits, -1.0, 0); },
                                           {"temperature must be finite and >= 0"}));
   EXPECT_TRUE(bt::throws_error_mentioning(

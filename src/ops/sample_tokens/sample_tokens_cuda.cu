@@ -14,12 +14,12 @@
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
-#include <ATen/cuda/detail/UnpackRaw.cuh>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
+#include <ATen/cuda/detail/UnpackRaw.cuh>
 
-#include <cub/block/block_reduce.cuh>
 #include <curand_philox4x32_x.h>
+#include <cub/block/block_reduce.cuh>
 
 #include <cstdint>
 #include <limits>

@@ -58,10 +58,9 @@ std::vector<int64_t> reference_tokens(const torch::Tensor& logits, double temper
     }
     std::vector<double> keys;
     for (int64_t i = 0; i < vocab; ++i) {
-      const auto words = bt::philox4x32_10(
-          {static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32), static_cast<uint32_t>(i),
-           static_cast<uint32_t>(row)},
-          {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
+      const auto words = bt::philox4x32_10({static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32),
+                                            static_cast<uint32_t>(i), static_cast<uint32_t>(row)},
+                                           {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
       const double uniform = (static_cast<double>(words[0]) + 0.5) * 0x1p-32;
       keys.push_back(scores[static_cast<size_t>(i)] >= threshold
                          ? static_cast<double>(scores[static_cast<size_t>(i)]) - std::log(-std::log(uniform))
@@ -91,15 +90,14 @@ TEST(SampleTokensCuda, DrawsArePhiloxAndTheFormulas) {
           const uint64_t seed = 1000 + static_cast<uint64_t>(vocab + top_k);
           auto generator = cuda_generator(seed);
           for (const uint64_t offset : {0, 4}) {  // each call moves the offset by 4
-            const auto got =
-                bittorch::ops::sample_tokens(logits.to(dtype).cuda(), temperature, top_k, generator).cpu();
+            const auto got = bittorch::ops::sample_tokens(logits.to(dtype).cuda(), temperature, top_k, generator).cpu();
             const auto want = reference_tokens(logits, temperature, top_k, seed, offset);
             for (int64_t row = 0; row < 3; ++row) {
               if (want[static_cast<size_t>(row)] < 0) continue;
               ++compared;
               EXPECT_EQ(got[row].item<int64_t>(), want[static_cast<size_t>(row)])
-                  << dtype << " vocab " << vocab << " top_k " << top_k << " temperature " << temperature
-                  << " offset " << offset << " row " << row;
+                  << dtype << " vocab " << vocab << " top_k " << top_k << " temperature " << temperature << " offset "
+                  << offset << " row " << row;
             }
           }
         }
