@@ -51,6 +51,9 @@
 # activation checkpointing (bittorch-lm bench: tokens/s and peak memory, lm_big_*.json) and,
 # with 2 GPUs, under torchrun with ZeRO stage 2 and checkpointing (peak memory per rank,
 # lm_big_2gpu.json).
+# The steps bound their own long commands (timeout inside): an outer `timeout` on this script
+# stops the script but not the command it is waiting for, which then runs on beside whatever
+# comes next on the GPU (a benchmark measured that way is void).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${OUT:-${root}/gpu-out}"
