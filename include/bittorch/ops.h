@@ -6,6 +6,7 @@
 // "float8_e4m3" (quant::to_string).
 
 #include <bittorch/ops/add_rms_norm.h>
+#include <bittorch/ops/add_rms_norm_packed_linear.h>
 #include <bittorch/ops/decode_attention.h>
 #include <bittorch/ops/linear_cross_entropy.h>
 #include <bittorch/ops/packed_ternary_linear.h>

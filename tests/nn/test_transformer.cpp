@@ -206,11 +206,13 @@ TEST(Transformer, EightBitMlpQuantizesInTheActivationAsThePlainMlp) {
 }
 
 // A packed model's fused ops (the up projection's squared ReLU in its kernel, beside the
-// fused norms) against the plain composition: prefill and decode step.
+// fused norms; in the decode step q, k and v joined and each add and norm handed to the
+// packed projection after it) against the plain composition: prefill and decode step.
 TEST(Transformer, PackedFusedOpsEqualThePlainComposition) {
   auto model = random_model(toy_options(), torch::kFloat, 7);
   bn::convert_to_ternary(*model, bittorch::quant::QuantConfig(), bn::is_transformer_projection);
   bn::pack(*model);
+  ASSERT_EQ(bn::fuse_projections(*model), toy_options().layers());
   model->eval();
   const torch::NoGradGuard no_grad;
   const auto tokens = torch::randint(0, 11, {2, 10});

@@ -1,5 +1,6 @@
 #include <bittorch/nn/functional/ternary_linear.h>
 #include <bittorch/nn/modules/packed_ternary_linear.h>
+#include <bittorch/ops/add_rms_norm_packed_linear.h>
 #include <bittorch/ops/packed_ternary_linear.h>
 #include <bittorch/ops/quantize_activations.h>
 #include <bittorch/quant/packing.h>
@@ -54,11 +55,26 @@ at::Tensor PackedTernaryLinearImpl::forward_squared_relu(const at::Tensor& input
   return compute(input, "squared_relu");
 }
 
+std::tuple<at::Tensor, at::Tensor> PackedTernaryLinearImpl::forward_after_norm(const at::Tensor& input,
+                                                                               const at::Tensor& residual,
+                                                                               const at::Tensor& norm_weight,
+                                                                               double eps, bool squared_relu) {
+  return ops::add_rms_norm_packed_linear(input, residual, norm_weight, eps, packed, scale, bias_for(input),
+                                         options.in_features(), activation_format_for(input),
+                                         squared_relu ? "squared_relu" : "none");
+}
+
 at::Tensor PackedTernaryLinearImpl::compute(const at::Tensor& input, c10::string_view epilogue) {
-  const auto format = ops::activation_format_for(options.quant().activation_bits(), input.device());
-  return ops::packed_ternary_linear(
-      input, packed, scale, bias.defined() ? std::optional<at::Tensor>(bias.to(input.scalar_type())) : std::nullopt,
-      options.in_features(), quant::to_string(format), "auto", epilogue);
+  return ops::packed_ternary_linear(input, packed, scale, bias_for(input), options.in_features(),
+                                    activation_format_for(input), "auto", epilogue);
+}
+
+std::optional<at::Tensor> PackedTernaryLinearImpl::bias_for(const at::Tensor& input) const {
+  return bias.defined() ? std::optional<at::Tensor>(bias.to(input.scalar_type())) : std::nullopt;
+}
+
+std::string PackedTernaryLinearImpl::activation_format_for(const at::Tensor& input) const {
+  return quant::to_string(ops::activation_format_for(options.quant().activation_bits(), input.device()));
 }
 
 void PackedTernaryLinearImpl::to(torch::Device device, torch::Dtype /*dtype*/, bool non_blocking) {

@@ -39,6 +39,24 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
   return functional::rms_norm(x, weight, options.eps());
 }
 
+std::tuple<at::Tensor, at::Tensor> add_and_norm(const ResidualNorm& in) {
+  if (!in.residual.defined()) return {in.norm->forward(in.input), in.input};
+  return ops::add_rms_norm(in.input, in.residual, in.norm->weight, in.norm->options.eps());
+}
+
+namespace {
+
+// The packed layer behind `module` where `in` can go through its forward_after_norm: gradients
+// off, a residual of the input's dtype.
+PackedTernaryLinearImpl* packed_after_norm(const torch::nn::AnyModule& module, const ResidualNorm& in) {
+  if (!in.residual.defined() || in.residual.scalar_type() != in.input.scalar_type() || at::GradMode::is_enabled()) {
+    return nullptr;
+  }
+  return dynamic_cast<PackedTernaryLinearImpl*>(module.ptr().get());
+}
+
+}  // namespace
+
 void ProjectionHolder::replace_child(const std::string& name, const torch::nn::AnyModule& module) {
   for (auto& [child, holder] : projections_) {
     if (child != name) continue;
@@ -142,6 +160,25 @@ std::optional<at::Tensor> ProjectionHolder::project_group_joined(size_t index, c
   return std::nullopt;
 }
 
+std::optional<std::pair<std::vector<at::Tensor>, at::Tensor>> ProjectionHolder::project_group_after_norm(
+    size_t index, const ResidualNorm& in) {
+  auto& group = groups_[index];
+  const auto members = members_of(group);
+  if (!group.joined || !detail::still_joined(*group.joined, members)) return std::nullopt;
+  auto* packed = packed_after_norm(*group.joined, in);
+  if (packed == nullptr) return std::nullopt;
+  auto [joined, sum] = packed->forward_after_norm(in.input, in.residual, in.norm->weight, in.norm->options.eps());
+  return std::make_pair(joined.split_with_sizes(detail::output_widths(members), -1), sum);
+}
+
+std::optional<std::tuple<at::Tensor, at::Tensor>> ProjectionHolder::project_squared_relu_after_norm(
+    size_t index, const ResidualNorm& in) {
+  auto* packed = packed_after_norm(projections_[index].second, in);
+  if (packed == nullptr) return std::nullopt;
+  return packed->forward_after_norm(in.input, in.residual, in.norm->weight, in.norm->options.eps(),
+                                    /*squared_relu=*/true);
+}
+
 std::vector<at::Tensor> ProjectionHolder::project_group(size_t index, const at::Tensor& x) {
   if (auto joined = project_group_joined(index, x)) {
     return joined->split_with_sizes(detail::output_widths(members_of(groups_[index])), -1);
@@ -243,12 +280,28 @@ at::Tensor CausalSelfAttentionImpl::forward_at(const at::Tensor& x, const at::Te
                                                at::Tensor& cached_values) {
   TORCH_CHECK(x.dim() == 3 && x.size(1) == 1 && x.size(2) == options.width(),
               "CausalSelfAttention::forward_at: expected input [batch, 1, ", options.width(), "], got ", x.sizes());
-  const int64_t batch = x.size(0), heads = options.heads();
+  return attend_at(project_group(qkv_, x), position, cached_keys, cached_values);
+}
+
+std::tuple<at::Tensor, at::Tensor> CausalSelfAttentionImpl::forward_at(const ResidualNorm& in,
+                                                                       const at::Tensor& position,
+                                                                       at::Tensor& cached_keys,
+                                                                       at::Tensor& cached_values) {
+  if (auto joined = project_group_after_norm(qkv_, in)) {
+    const auto& [qkv, sum] = *joined;
+    return {attend_at(qkv, position, cached_keys, cached_values), sum};
+  }
+  const auto [normed, sum] = add_and_norm(in);
+  return {forward_at(normed, position, cached_keys, cached_values), sum};
+}
+
+at::Tensor CausalSelfAttentionImpl::attend_at(const std::vector<at::Tensor>& qkv, const at::Tensor& position,
+                                              at::Tensor& cached_keys, at::Tensor& cached_values) {
+  const int64_t batch = qkv[0].size(0), heads = options.heads();
   const auto heads_of = [&](const at::Tensor& projected) {
     return projected.view({batch, heads, options.width() / heads}).to(cached_keys.scalar_type());
   };
-  const auto qkv = project_group(qkv_, x);
-  const auto& [cos, sin] = rotary(x.device(), qkv[0].scalar_type());
+  const auto& [cos, sin] = rotary(qkv[0].device(), qkv[0].scalar_type());
   const auto y = ops::decode_attention(heads_of(qkv[0]), heads_of(qkv[1]), heads_of(qkv[2]), cached_keys, cached_values,
                                        position, cos, sin);
   return output_projection(y.view({batch, 1, options.width()}).to(qkv[0].scalar_type()));
@@ -287,6 +340,17 @@ at::Tensor MlpImpl::forward(const at::Tensor& x) {
                                               : ops::squared_relu(gate_up[0]) * gate_up[1];
   }
   return project(down_, sub_norm ? sub_norm->forward(hidden) : hidden);
+}
+
+std::tuple<at::Tensor, at::Tensor> MlpImpl::forward(const ResidualNorm& in) {
+  if (options.mlp() == MlpKind::SquaredReLU && fused_activation && !sub_norm) {
+    if (auto up = project_squared_relu_after_norm(up_, in)) {
+      auto& [hidden, sum] = *up;
+      return {project(down_, hidden), sum};
+    }
+  }
+  const auto [normed, sum] = add_and_norm(in);
+  return {forward(normed), sum};
 }
 
 TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& options, const ProjectionFactory& make_projection,
@@ -460,14 +524,18 @@ at::Tensor TransformerLMImpl::decode_step(const at::Tensor& tokens, const at::Te
     }
     return at::linear(norm->forward(x), head_weight());
   }
-  const auto features = fused_blocks(
-      x,
-      [&](size_t i, const at::Tensor& normed) {
-        return blocks[i]->as<TransformerBlockImpl>()->attention->forward_at(normed, position, cache.keys[i],
-                                                                            cache.values[i]);
-      },
-      /*checkpoint=*/false);
-  return at::linear(features, head_weight());
+  // Each residual add and the norm after it go into the next part's call (ResidualNorm): a
+  // packed projection computes them in its own kernel, so a block launches none for them.
+  ResidualNorm in{x, {}, blocks[0]->as<TransformerBlockImpl>()->attention_norm.get()};
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    auto* block = blocks[i]->as<TransformerBlockImpl>();
+    const auto [attended, h] = block->attention->forward_at(in, position, cache.keys[i], cache.values[i]);
+    const auto [mlp_output, out] = block->mlp->forward(ResidualNorm{h, attended, block->mlp_norm.get()});
+    RMSNormImpl* next =
+        i + 1 < blocks->size() ? blocks[i + 1]->as<TransformerBlockImpl>()->attention_norm.get() : norm.get();
+    in = ResidualNorm{out, mlp_output, next};
+  }
+  return at::linear(std::get<0>(add_and_norm(in)), head_weight());
 }
 
 KVCache TransformerLMImpl::make_cache(int64_t batch, const at::TensorOptions& tensor_options) const {

@@ -90,6 +90,37 @@ TEST(GenerationCuda, ABatchDecodesAsEachSequenceAlone) {
   bittorch::testing::expect_batch_decoding_equals_each_sequence_alone(*packed, torch::kBFloat16, 5e-2);
 }
 
+// The packed decode step with each residual add and norm inside the next projection's kernel
+// (ops::add_rms_norm_packed_linear, replayed from a graph) against the plain blocks (a norm
+// kernel each, eager), fed the same tokens: logits within bfloat16's rounding over
+// 64 steps.
+TEST(GenerationCuda, NormsInsideThePackedProjectionsFollowThePlainBlocks) {
+  SKIP_WITHOUT_CUDA();
+  auto model = cuda_model(true, torch::kBFloat16, 99);
+  torch::manual_seed(100);
+  const auto prompt = torch::randint(0, 40, {5}, torch::kLong);
+  bn::Decoder fused(*model, 1, torch::kBFloat16), plain(*model, 1, torch::kBFloat16, /*cuda_graph=*/false);
+  fused.prefill(0, prompt);
+  plain.prefill(0, prompt);
+  double largest_error = 0;
+  for (int step = 0; step < 64; ++step) {
+    const auto tokens = torch::randint(0, 40, {1}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
+    model->set_fused_ops(true);
+    const auto fused_logits = fused.step(tokens).to(torch::kDouble);
+    model->set_fused_ops(false);
+    const auto plain_logits = plain.step(tokens).to(torch::kDouble);
+    const double magnitude = std::max(1.0, plain_logits.abs().max().item<double>());
+    largest_error = std::max(largest_error, (fused_logits - plain_logits).abs().max().item<double>() / magnitude);
+    if (fused.length(0) == 32) {  // the context is full: both go on from the same window
+      fused.prefill(0, prompt);
+      plain.prefill(0, prompt);
+    }
+  }
+  model->set_fused_ops(true);
+  EXPECT_LE(largest_error, 5e-2);
+  EXPECT_GT(fused.graph_nodes(), 0);
+}
+
 TEST(GenerationCuda, JoinedProjectionsGiveThePartsLogits) {
   SKIP_WITHOUT_CUDA();
   for (const bool packed : {false, true}) {

@@ -6,8 +6,10 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include <optional>
 #include <ostream>
 #include <string>
+#include <tuple>
 
 namespace bittorch::nn {
 
@@ -29,6 +31,12 @@ class BITTORCH_API PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedT
   /// max(forward(input), 0)^2 in one kernel (the op's "squared_relu" epilogue, on the float32
   /// outputs before they are rounded): an MLP's up-projection and squared ReLU.
   at::Tensor forward_squared_relu(const at::Tensor& input);
+  /// (forward(normed) or forward_squared_relu(normed), sum) for (normed, sum) =
+  /// ops::add_rms_norm(input, residual, norm_weight, eps): on CUDA one kernel for a decode
+  /// step's few rows (ops::add_rms_norm_packed_linear).
+  std::tuple<at::Tensor, at::Tensor> forward_after_norm(const at::Tensor& input, const at::Tensor& residual,
+                                                        const at::Tensor& norm_weight, double eps,
+                                                        bool squared_relu = false);
 
   /// Moves the layer; its buffers keep their formats whatever the dtype asked for (int32
   /// codes, float32 scale and bias), as its kernels read them: a model holding it casts to
@@ -53,6 +61,9 @@ class BITTORCH_API PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedT
 
  private:
   at::Tensor compute(const at::Tensor& input, c10::string_view epilogue);
+  // The op's arguments for inputs of `input`'s dtype and device.
+  std::optional<at::Tensor> bias_for(const at::Tensor& input) const;
+  std::string activation_format_for(const at::Tensor& input) const;
 };
 
 TORCH_MODULE(PackedTernaryLinear);

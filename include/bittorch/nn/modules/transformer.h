@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace bittorch::nn {
@@ -45,6 +46,19 @@ struct KVCache {
   std::vector<at::Tensor> keys, values;
   int64_t length = 0;
 };
+
+/// A block part's input in a decode step as the pre-norm computes it: `norm` of input +
+/// residual (ops::add_rms_norm: the residual add before the norm), or of input alone where
+/// residual is undefined. The parts return the sum beside their output (the residual stream
+/// goes on from it), so that a packed projection can take the add and the norm into its own
+/// kernel (ops::add_rms_norm_packed_linear).
+struct ResidualNorm {
+  at::Tensor input, residual;
+  RMSNormImpl* norm = nullptr;
+};
+
+/// (the norm's output, the sum it normed) of `in`, as ops::add_rms_norm computes them.
+BITTORCH_API std::tuple<at::Tensor, at::Tensor> add_and_norm(const ResidualNorm& in);
 
 /// Makes the bias-free projection at `path` (from the model's root: "blocks.0.attention.q";
 /// from the part's own when the part is built alone: "q") of in_features -> out_features.
@@ -97,6 +111,16 @@ class BITTORCH_API ProjectionHolder : public torch::nn::Module, public Replaceab
   /// output when the group is joined and gradients are off, else one product of the members'
   /// stacked rows (joined_products); nullopt where the members compute alone.
   std::optional<at::Tensor> project_group_joined(size_t group, const at::Tensor& x);
+  /// (project_group(group, the norm of `in`), the sum) from one
+  /// PackedTernaryLinearImpl::forward_after_norm where the group is joined into a packed layer,
+  /// gradients are off and in has a residual of the input's dtype; nullopt elsewhere.
+  std::optional<std::pair<std::vector<at::Tensor>, at::Tensor>> project_group_after_norm(size_t group,
+                                                                                         const ResidualNorm& in);
+  /// (project_squared_relu(index, the norm of `in`, true), the sum) in one
+  /// PackedTernaryLinearImpl::forward_after_norm where projection `index` is packed and in has
+  /// a residual of the input's dtype; nullopt elsewhere.
+  std::optional<std::tuple<at::Tensor, at::Tensor>> project_squared_relu_after_norm(size_t index,
+                                                                                    const ResidualNorm& in);
 
  private:
   struct ProjectionGroup {
@@ -128,6 +152,10 @@ class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
   /// any position. Inference only.
   at::Tensor forward_at(const at::Tensor& x, const at::Tensor& position, at::Tensor& cached_keys,
                         at::Tensor& cached_values);
+  /// forward_at of the norm of `in`, and the sum it normed: with a packed q, k and v joined
+  /// (nn::fuse_projections), the add and the norm run in their projection's kernel.
+  std::tuple<at::Tensor, at::Tensor> forward_at(const ResidualNorm& in, const at::Tensor& position,
+                                                at::Tensor& cached_keys, at::Tensor& cached_values);
 
   TransformerOptions options;
   /// With options.sub_norms: the RMSNorm of the attention's output before the o projection.
@@ -141,6 +169,9 @@ class BITTORCH_API CausalSelfAttentionImpl : public ProjectionHolder {
   // for positions start.. .
   std::tuple<at::Tensor, at::Tensor, at::Tensor> rotated_heads(const at::Tensor& x, int64_t start);
   at::Tensor merged_output(const at::Tensor& y);
+  // forward_at after the q, k and v projections [batch, 1, width] each.
+  at::Tensor attend_at(const std::vector<at::Tensor>& qkv, const at::Tensor& position, at::Tensor& cached_keys,
+                       at::Tensor& cached_values);
   // The o projection of the heads' merged outputs [batch, T, width], after the sub-norm if any.
   at::Tensor output_projection(const at::Tensor& merged);
 
@@ -157,6 +188,9 @@ class BITTORCH_API MlpImpl : public ProjectionHolder {
   explicit MlpImpl(const TransformerOptions& options, const ProjectionFactory& make_projection = {},
                    const std::string& path_prefix = "");
   at::Tensor forward(const at::Tensor& x);
+  /// forward of the norm of `in`, and the sum it normed: with a packed up projection and the
+  /// fused activation, the add and the norm run in the up projection's kernel.
+  std::tuple<at::Tensor, at::Tensor> forward(const ResidualNorm& in);
 
   TransformerOptions options;
   /// With options.sub_norms: the RMSNorm of the hidden activations before the down projection.
@@ -224,8 +258,9 @@ class BITTORCH_API TransformerLMImpl : public torch::nn::Module, public PackedNu
   KVCache make_cache(int64_t batch, const at::TensorOptions& options) const;
 
   /// Whether forward, loss and decode_step run the fused ops: each residual add with the norm
-  /// after it (ops::add_rms_norm), the attention's rotary embedding (ops::rotary_embedding;
-  /// the decode step has its own in ops::decode_attention) and a packed up projection's squared
+  /// after it (ops::add_rms_norm; in decode_step, with packed projections joined by
+  /// nn::fuse_projections, inside the next projection's kernel), the attention's rotary embedding
+  /// (ops::rotary_embedding; the decode step has its own in ops::decode_attention) and a packed up projection's squared
   /// ReLU (in its kernel), and q, k and v (a gated MLP's gate and up) as one product of their
   /// stacked rows (ProjectionHolder::joined_products). False runs the blocks' plain
   /// composition, the reference the fused path is tested against. Not part of the model: the

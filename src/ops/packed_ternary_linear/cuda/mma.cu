@@ -1,5 +1,6 @@
 // The mma variant of packed_ternary_linear (variants.h): up to 8 rows of 16-bit or 8-bit
-// activations on tensor cores.
+// activations on tensor cores, optionally after a residual add and RMSNorm of the rows
+// (add_rms_norm_packed_linear's one kernel).
 
 #include "ops/common/cuda/dependent_launch.cuh"
 #include "ops/packed_ternary_linear/cuda/variants.h"
@@ -13,20 +14,92 @@
 namespace bittorch::ops::cuda {
 namespace {
 
+// The residual add and RMSNorm before the product (PackedProduct::norm_residual), or none
+// (residual null).
+template <typename in_t>
+struct RowNorm {
+  const in_t* residual = nullptr;
+  const in_t* weight = nullptr;
+  in_t* sum = nullptr;
+  int64_t features = 0;
+  float eps = 0;
+};
+
+__device__ __forceinline__ float warp_sum(float value) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffU, value, offset);
+  return value;
+}
+
+// staged[m, :padded] = add_rms_norm's output for rows m of x and norm.residual (zero past
+// norm.features), with add_rms_norm's arithmetic: the sum rounded to in_t, float32 squares of
+// it, output = in_t(sum * rstd * weight). Block 0 also writes the sum.
+template <typename in_t, int kThreads>
+__device__ __forceinline__ void stage_normed_rows(const in_t* __restrict__ x, const RowNorm<in_t>& norm, int64_t rows,
+                                                  int64_t padded, in_t* staged) {
+  __shared__ float warp_squares[kThreads / 32][kMaxMmaVariantRows];
+  __shared__ float row_rstd[kMaxMmaVariantRows];
+  const int64_t features = norm.features;
+  const bool writes_sum = blockIdx.x == 0;
+  for (int64_t m = 0; m < rows; ++m) {
+    float squares = 0.0F;
+    for (int64_t c = threadIdx.x; c < padded; c += kThreads) {
+      in_t s = static_cast<in_t>(0.0F);
+      if (c < features) {
+        s = static_cast<in_t>(static_cast<float>(x[m * features + c]) +
+                              static_cast<float>(norm.residual[m * features + c]));
+        if (writes_sum) norm.sum[m * features + c] = s;
+        squares += static_cast<float>(s) * static_cast<float>(s);
+      }
+      staged[m * padded + c] = s;
+    }
+    squares = warp_sum(squares);
+    if (threadIdx.x % 32 == 0) warp_squares[threadIdx.x / 32][m] = squares;
+  }
+  __syncthreads();
+  if (threadIdx.x < rows) {
+    float total = 0.0F;
+#pragma unroll
+    for (int w = 0; w < kThreads / 32; ++w) total += warp_squares[w][threadIdx.x];
+    row_rstd[threadIdx.x] = 1.0F / sqrtf(total / static_cast<float>(features) + norm.eps);
+  }
+  __syncthreads();
+  for (int64_t m = 0; m < rows; ++m) {
+    const float r = row_rstd[m];
+    for (int64_t c = threadIdx.x; c < features; c += kThreads) {  // each thread rewrites what it wrote
+      staged[m * padded + c] =
+          static_cast<in_t>(static_cast<float>(staged[m * padded + c]) * r * static_cast<float>(norm.weight[c]));
+    }
+  }
+  __syncthreads();
+}
+
 // Up to 8 rows: block = one mma tile of output features, warps interleaved over the chunks of K.
 // At most 96 registers for one tile per warp: five blocks per multiprocessor (100 gives four).
-template <typename in_t, typename out_t, int kWarps, int kStages, int kTiles>
+// The block's codes are constants of a decode step: their L2 fetch starts before the wait for
+// the kernel before (whose output x is). kNormed: x is the rows before add_rms_norm, whose
+// output the block stages in shared memory (dynamic, rows x words * 16 elements) and multiplies.
+template <typename in_t, typename out_t, int kWarps, int kStages, int kTiles, bool kNormed>
 __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
     packed_mma_kernel(const in_t* __restrict__ x, int64_t x_stride, int64_t rows, const uint32_t* __restrict__ packed,
                       int64_t words, int64_t out_features, bool vector_loads, const float* __restrict__ scale,
                       bool per_channel, const float* __restrict__ row_scale, const out_t* __restrict__ bias,
-                      bool squared_relu, out_t* __restrict__ out) {
+                      bool squared_relu, out_t* __restrict__ out, RowNorm<in_t> norm) {
+  using Product = WarpProduct<in_t, 1, kStages, kTiles, kNormed>;
+  const int64_t n0 = int64_t{blockIdx.x} * Product::kFeatures;
+  const int64_t block_features = out_features - n0 < Product::kFeatures ? out_features - n0 : Product::kFeatures;
+  prefetch_to_l2(packed + n0 * words, block_features * words * 4);
   wait_for_prior_grid_and_allow_next();
-  using Product = WarpProduct<in_t, 1, kStages, kTiles>;
   __shared__ float partial[kWarps][kTiles * 4][32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t n0 = int64_t{blockIdx.x} * Product::kFeatures;
-  Product product(x, x_stride, rows, 0, packed, words, out_features, n0);
+  const in_t* rows_in = x;
+  if constexpr (kNormed) {
+    extern __shared__ uint4 normed_rows[];  // 16-byte aligned, as the product's loads need
+    auto* staged = reinterpret_cast<in_t*>(normed_rows);
+    stage_normed_rows<in_t, kWarps * 32>(x, norm, rows, x_stride, staged);
+    rows_in = staged;
+  }
+  Product product(rows_in, x_stride, rows, 0, packed, words, out_features, n0);
   product.run(warp, (words + kWordsPerChunk - 1) / kWordsPerChunk, kWarps, words, vector_loads);
   product.remove_offset();
 #pragma unroll
@@ -48,16 +121,38 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
 }
 
 template <typename in_t, typename out_t, int kTiles, int kStages>
-void small_batch_product(const at::Tensor& x, int64_t rows, const at::Tensor& packed, const at::Tensor& scale,
-                         const float* row_scale, const out_t* bias, bool squared_relu, at::Tensor& out) {
-  const int64_t out_features = packed.size(0), words = packed.size(1);
+void small_batch_product(const PackedProduct& p, int64_t rows, const float* row_scale, const out_t* bias) {
+  const int64_t out_features = p.packed.size(0), words = p.packed.size(1);
   constexpr int kWarps = 4;
   constexpr int kFeatures = tile_features<in_t, kTiles>();
-  launch_dependent(packed_mma_kernel<in_t, out_t, kWarps, kStages, kTiles>,
-                   dim3(static_cast<unsigned>((out_features + kFeatures - 1) / kFeatures)), dim3(kWarps * 32), 0,
-                   at::cuda::getCurrentCUDAStream(), reinterpret_cast<const in_t*>(x.data_ptr()), x.size(1), rows,
-                   reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), words, out_features, words % 4 == 0,
-                   scale.data_ptr<float>(), scale.size(0) > 1, row_scale, bias, squared_relu, out.data_ptr<out_t>());
+  const dim3 grid(static_cast<unsigned>((out_features + kFeatures - 1) / kFeatures));
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto* x = reinterpret_cast<const in_t*>(p.x.data_ptr());
+  const auto* codes = reinterpret_cast<const uint32_t*>(p.packed.data_ptr<int32_t>());
+  const float* scale = p.scale.data_ptr<float>();
+  auto* out = p.out.data_ptr<out_t>();
+  if (!p.norm_residual.defined()) {
+    launch_dependent(packed_mma_kernel<in_t, out_t, kWarps, kStages, kTiles, false>, grid, dim3(kWarps * 32), 0, stream,
+                     x, p.x.size(1), rows, codes, words, out_features, words % 4 == 0, scale, p.scale.size(0) > 1,
+                     row_scale, bias, p.squared_relu, out, RowNorm<in_t>{});
+    return;
+  }
+  if constexpr (sizeof(in_t) == 2) {
+    RowNorm<in_t> norm;
+    norm.residual = reinterpret_cast<const in_t*>(p.norm_residual.data_ptr());
+    norm.weight = reinterpret_cast<const in_t*>(p.norm_weight.data_ptr());
+    norm.sum = reinterpret_cast<in_t*>(p.norm_sum.data_ptr());
+    norm.features = p.x.size(1);
+    norm.eps = static_cast<float>(p.norm_eps);
+    // The staged rows are padded to whole words, as the product reads them.
+    const int64_t padded = words * kWordsPerChunk;
+    launch_dependent(packed_mma_kernel<in_t, out_t, kWarps, kStages, kTiles, true>, grid, dim3(kWarps * 32),
+                     static_cast<size_t>(rows * padded * sizeof(in_t)), stream, x, padded, rows, codes, words,
+                     out_features, words % 4 == 0, scale, p.scale.size(0) > 1, row_scale, bias, p.squared_relu, out,
+                     norm);
+  } else {
+    TORCH_CHECK(false, "bittorch::packed_ternary_linear: the norm prologue takes 16-bit activations");
+  }
 }
 
 }  // namespace
@@ -66,8 +161,11 @@ void mma_product(const PackedProduct& p) {
   const int64_t rows = p.x.size(0), out_features = p.packed.size(0);
   TORCH_CHECK(rows <= kMaxMmaVariantRows, "bittorch::packed_ternary_linear: kernel \"mma\" takes at most ",
               kMaxMmaVariantRows, " rows, not ", rows);
+  TORCH_CHECK(
+      !p.norm_residual.defined() ||
+          rows * p.packed.size(1) * kWordsPerChunk * static_cast<int64_t>(p.x.element_size()) <= kMaxNormedRowsBytes,
+      "bittorch::packed_ternary_linear: the norm prologue's rows exceed ", kMaxNormedRowsBytes, " bytes");
   const float* row_scale = p.row_scale.defined() ? p.row_scale.data_ptr<float>() : nullptr;
-  at::Tensor out = p.out;
   dispatch_packed_product(p, "bittorch_packed_mma", [&](auto in_tag, auto out_tag, const auto* bias) {
     using in_t = decltype(in_tag);
     using out_t = decltype(out_tag);
@@ -75,9 +173,9 @@ void mma_product(const PackedProduct& p) {
     // are still about six blocks per multiprocessor.
     const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
     if (out_features >= 6 * multiprocessors * tile_features<in_t, 2>()) {
-      small_batch_product<in_t, out_t, 2, 2>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
+      small_batch_product<in_t, out_t, 2, 2>(p, rows, row_scale, bias);
     } else {
-      small_batch_product<in_t, out_t, 1, 3>(p.x, rows, p.packed, p.scale, row_scale, bias, p.squared_relu, out);
+      small_batch_product<in_t, out_t, 1, 3>(p, rows, row_scale, bias);
     }
   });
 }

@@ -216,11 +216,24 @@ __device__ __forceinline__ uint32_t load_streaming(const uint32_t* p) {
   return v;
 }
 
+// Asks the L2 to fetch [begin, begin + bytes) from memory, the block's threads a 128-byte line
+// each in turn: a hint that returns nothing, so a kernel may issue it for constants (its
+// codes) before it waits for the kernel before it (dependent_launch.cuh).
+__device__ __forceinline__ void prefetch_to_l2(const void* begin, int64_t bytes) {
+  const auto first = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t{127};
+  const auto end = reinterpret_cast<uintptr_t>(begin) + static_cast<uintptr_t>(bytes);
+  for (uintptr_t line = first + uintptr_t{threadIdx.x} * 128; line < end; line += uintptr_t{blockDim.x} * 128) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(line));
+  }
+}
+
 // What one warp accumulates: kTiles 16-row mma tiles of output features (kFeatures of them
 // from first_feature, and the offset row) times kNTiles x 8 input rows (from first_row), over
 // chunks [begin, end) of K taken every `step`. x rows are x_stride elements apart, padded with
 // zeros to words * 16 columns and 16-byte aligned.
-template <typename in_t, int kNTiles, int kStages, int kTiles>
+// kSharedRows (one n-tile): the x rows are in shared memory (the normed rows of the mma
+// kernel's prologue), read with plain loads rather than through the read-only cache.
+template <typename in_t, int kNTiles, int kStages, int kTiles, bool kSharedRows = false>
 struct WarpProduct {
   using mma_t = mma_operand_t<in_t>;
   // Several n-tiles: the block has staged its inputs as mma pairs in shared memory
@@ -328,7 +341,7 @@ struct WarpProduct {
               const bool present = has_row[t] && (whole_chunk || word < words);
 #pragma unroll
               for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v)
-                input.raw[v] = present ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
+                input.raw[v] = !present ? make_uint4(0, 0, 0, 0) : (kSharedRows ? src[v] : __ldg(src + v));
               pair_inputs<in_t>(input, b);
             }
 #pragma unroll

@@ -41,6 +41,12 @@ struct PackedProduct {
   at::Tensor out;
   /// Each output y written as max(y, 0)^2 (apply_packed_epilogue).
   bool squared_relu = false;
+  /// Where defined (the mma variant, 16-bit activations): the rows multiplied are
+  /// add_rms_norm's output for x and norm_residual (norm_weight in x's dtype, norm_eps), which
+  /// each block computes into shared memory first; one block writes the sum to norm_sum. x,
+  /// norm_residual and norm_sum are then [rows, in_features], contiguous, unpadded.
+  at::Tensor norm_residual, norm_weight, norm_sum;
+  double norm_eps = 0;
 };
 
 /// Needs a float32 x.
@@ -48,6 +54,9 @@ void gemv_product(const PackedProduct& p);
 /// Needs a float16, bfloat16, int8 or float8_e4m3fn x of at most kMaxMmaVariantRows rows.
 void mma_product(const PackedProduct& p);
 constexpr int64_t kMaxMmaVariantRows = 8;
+/// The most bytes of normed rows (rows x in_features padded to whole words, 16-bit) that
+/// mma_product's norm prologue stages in shared memory.
+constexpr int64_t kMaxNormedRowsBytes = 48 * 1024;
 /// Needs a float16, bfloat16, int8 or float8_e4m3fn x.
 void split_k_product(const PackedProduct& p);
 
