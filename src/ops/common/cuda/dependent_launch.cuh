@@ -5,10 +5,10 @@
 // graph). A kernel launched with launch_dependent may be scheduled while the kernel before it
 // is still running: its blocks start, and wait in wait_for_prior_grid_and_allow_next() until
 // that kernel has completed and its writes are visible. Every kernel launched so calls it
-// first, before it reads or writes any memory (it may ask the L2 to prefetch constants, such as
-// a layer's weights, which reads nothing), so the chain computes exactly as with plain
-// launches; only the launch, scheduling and those fetches overlap. It then lets the next
-// kernel be scheduled.
+// first, before it reads or writes any memory (except constants written before the chain
+// began, such as a layer's weights, which it may load or prefetch before), so the chain
+// computes exactly as with plain launches; only the launch, scheduling and those loads
+// overlap. It then lets the next kernel be scheduled.
 // Elsewhere (older GPUs, BITTORCH_NO_DEPENDENT_LAUNCH set) the launch is a plain one.
 
 #include "ops/common/cuda/device.h"

@@ -76,8 +76,8 @@ __device__ __forceinline__ void stage_normed_rows(const in_t* __restrict__ x, co
 
 // Up to 8 rows: block = one mma tile of output features, warps interleaved over the chunks of K.
 // At most 96 registers for one tile per warp: five blocks per multiprocessor (100 gives four).
-// The block's codes are constants of a decode step: their L2 fetch starts before the wait for
-// the kernel before (whose output x is). kNormed: x is the rows before add_rms_norm, whose
+// The block's codes are constants of a decode step: their loads start before the wait for the
+// kernel before (whose output x is). kNormed: x is the rows before add_rms_norm, whose
 // output the block stages in shared memory (dynamic, rows x words * 16 elements) and multiplies.
 template <typename in_t, typename out_t, int kWarps, int kStages, int kTiles, bool kNormed>
 __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
@@ -86,21 +86,22 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
                       bool per_channel, const float* __restrict__ row_scale, const out_t* __restrict__ bias,
                       bool squared_relu, out_t* __restrict__ out, RowNorm<in_t> norm) {
   using Product = WarpProduct<in_t, 1, kStages, kTiles, kNormed>;
-  const int64_t n0 = int64_t{blockIdx.x} * Product::kFeatures;
-  const int64_t block_features = out_features - n0 < Product::kFeatures ? out_features - n0 : Product::kFeatures;
-  prefetch_to_l2(packed + n0 * words, block_features * words * 4);
-  wait_for_prior_grid_and_allow_next();
   __shared__ float partial[kWarps][kTiles * 4][32];
+  extern __shared__ uint4 normed_rows[];  // kNormed: 16-byte aligned, as the product's loads need
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const in_t* rows_in = x;
+  const int64_t n0 = int64_t{blockIdx.x} * Product::kFeatures, chunks = (words + kWordsPerChunk - 1) / kWordsPerChunk;
+  const int64_t block_features = out_features - n0 < Product::kFeatures ? out_features - n0 : Product::kFeatures;
+  // Before the wait: the codes of each warp's first stage on their way to registers (all of
+  // them at a decode step's widths), the block's codes to L2 where there are more.
+  Product product(kNormed ? reinterpret_cast<const in_t*>(normed_rows) : x, x_stride, rows, 0, packed, words,
+                  out_features, n0);
+  product.load_stage(warp, chunks, kWarps, words, vector_loads);
+  if (chunks > kWarps * kStages) prefetch_to_l2(packed + n0 * words, block_features * words * 4);
+  wait_for_prior_grid_and_allow_next();
   if constexpr (kNormed) {
-    extern __shared__ uint4 normed_rows[];  // 16-byte aligned, as the product's loads need
-    auto* staged = reinterpret_cast<in_t*>(normed_rows);
-    stage_normed_rows<in_t, kWarps * 32>(x, norm, rows, x_stride, staged);
-    rows_in = staged;
+    stage_normed_rows<in_t, kWarps * 32>(x, norm, rows, x_stride, reinterpret_cast<in_t*>(normed_rows));
   }
-  Product product(rows_in, x_stride, rows, 0, packed, words, out_features, n0);
-  product.run(warp, (words + kWordsPerChunk - 1) / kWordsPerChunk, kWarps, words, vector_loads);
+  product.run(warp, chunks, kWarps, words, vector_loads, nullptr, /*first_stage_loaded=*/true);
   product.remove_offset();
 #pragma unroll
   for (int r = 0; r < kTiles; ++r) {

@@ -247,6 +247,7 @@ struct WarpProduct {
   const in_t* x_rows[kNTiles];
   bool has_row[kNTiles];
   float acc[kTiles][kNTiles][4] = {};
+  uint4 codes[kStages][kTiles][2];  // the stage of code loads in flight
 
   // The feature of fragment row `index` (16 * tile + row) of the warp, -1 for the offset row.
   __device__ __forceinline__ static constexpr int feature_of(int index) {
@@ -294,26 +295,34 @@ struct WarpProduct {
     return v;
   }
 
-  // The code loads of kStages chunks are issued before the first of them is decoded. `staged`
+  // Issues the code loads of the kStages chunks from `first` (every `step`, below `end`).
+  __device__ __forceinline__ void load_stage(int64_t first, int64_t end, int64_t step, int64_t words,
+                                             bool vector_loads) {
+    const int quad = threadIdx.x % 4;
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) {
+      const int64_t chunk = first + s * step;
+#pragma unroll
+      for (int r = 0; r < kTiles; ++r) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          codes[s][r][h] = load_codes(code_rows[r][h], chunk, chunk < end, quad, words, vector_loads);
+        }
+      }
+    }
+  }
+
+  // The code loads of kStages chunks are issued before the first of them is decoded; with
+  // `first_stage_loaded`, load_stage(begin, ...) has issued the first stage's already (a kernel
+  // does it before it waits for the kernel before it: codes are constants). `staged`
   // (kStagedInputs): the pairs of words [begin * 16, end * 16) of the 8 * kNTiles input rows.
   __device__ __forceinline__ void run(int64_t begin, int64_t end, int64_t step, int64_t words, bool vector_loads,
-                                      const uint4* staged = nullptr) {
+                                      const uint4* staged = nullptr, bool first_stage_loaded = false) {
     const CodeDecoder<mma_t> decoder;
     const int quad = threadIdx.x % 4, group = threadIdx.x % 32 / 4;
     const int64_t staged_words = (end - begin) * kWordsPerChunk;
     for (int64_t first = begin; first < end; first += kStages * step) {
-      uint4 codes[kStages][kTiles][2];
-#pragma unroll
-      for (int s = 0; s < kStages; ++s) {
-        const int64_t chunk = first + s * step;
-#pragma unroll
-        for (int r = 0; r < kTiles; ++r) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            codes[s][r][h] = load_codes(code_rows[r][h], chunk, chunk < end, quad, words, vector_loads);
-          }
-        }
-      }
+      if (!first_stage_loaded || first != begin) load_stage(first, end, step, words, vector_loads);
 #pragma unroll
       for (int s = 0; s < kStages; ++s) {
         const int64_t chunk = first + s * step;

@@ -55,8 +55,9 @@ void gemv_product(const PackedProduct& p);
 void mma_product(const PackedProduct& p);
 constexpr int64_t kMaxMmaVariantRows = 8;
 /// The most bytes of normed rows (rows x in_features padded to whole words, 16-bit) that
-/// mma_product's norm prologue stages in shared memory.
-constexpr int64_t kMaxNormedRowsBytes = 48 * 1024;
+/// mma_product's norm prologue stages in shared memory: with the kernel's static shared memory
+/// (at most 5 KB), within the 48 KB a launch may take without opting in to more.
+constexpr int64_t kMaxNormedRowsBytes = 40 * 1024;
 /// Needs a float16, bfloat16, int8 or float8_e4m3fn x.
 void split_k_product(const PackedProduct& p);
 
