@@ -39,7 +39,7 @@ TEST(AddRmsNormPackedLinearCuda, MatchesTheReferenceAndTheTwoOps) {
   // in: below a word, not whole words, the decode widths, wide rows (7 and more of 3072, 2 and
   // more of 16384 exceed the one kernel's shared memory); out: partial tiles, the two-tile
   // kernel.
-  const std::vector<Shape> shapes = {{16, 1},     {40, 15},    {64, 16},   {100, 31},       {768, 2304},
+  const std::vector<Shape> shapes = {{16, 1},     {40, 15},    {64, 16},    {100, 31},       {768, 2304},
                                      {3072, 768}, {768, 3072}, {16384, 40}, {768, two_tiles}};
   for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kFloat}) {
     for (const auto& [in, out] : shapes) {
