@@ -15,7 +15,8 @@ namespace bittorch::ops::cuda {
 namespace {
 
 // The residual add and RMSNorm before the product (PackedProduct::norm_residual), or none
-// (residual null).
+// (residual null). vector_loads: x, residual, weight and sum are 16-byte aligned with rows of
+// whole 16-byte vectors (features a multiple of 8).
 template <typename in_t>
 struct RowNorm {
   const in_t* residual = nullptr;
@@ -23,6 +24,13 @@ struct RowNorm {
   in_t* sum = nullptr;
   int64_t features = 0;
   float eps = 0;
+  bool vector_loads = false;
+};
+
+// kWidth consecutive elements, loaded and stored as one access.
+template <typename in_t, int kWidth>
+struct alignas(sizeof(in_t) * kWidth) ElementPack {
+  in_t v[kWidth];
 };
 
 __device__ __forceinline__ float warp_sum(float value) {
@@ -31,48 +39,73 @@ __device__ __forceinline__ float warp_sum(float value) {
   return value;
 }
 
-// staged[m, :padded] = add_rms_norm's output for rows m of x and norm.residual (zero past
-// norm.features), with add_rms_norm's arithmetic: the sum rounded to in_t, float32 squares of
-// it, output = in_t(sum * rstd * weight). Block 0 also writes the sum.
-template <typename in_t, int kThreads>
-__device__ __forceinline__ void stage_normed_rows(const in_t* __restrict__ x, const RowNorm<in_t>& norm, int64_t rows,
-                                                  int64_t padded, in_t* staged) {
-  __shared__ float warp_squares[kThreads / 32][kMaxMmaVariantRows];
-  __shared__ float row_rstd[kMaxMmaVariantRows];
-  const int64_t features = norm.features;
-  const bool writes_sum = blockIdx.x == 0;
-  for (int64_t m = 0; m < rows; ++m) {
-    float squares = 0.0F;
-    for (int64_t c = threadIdx.x; c < padded; c += kThreads) {
-      in_t s = static_cast<in_t>(0.0F);
-      if (c < features) {
-        s = static_cast<in_t>(static_cast<float>(x[m * features + c]) +
-                              static_cast<float>(norm.residual[m * features + c]));
-        if (writes_sum) norm.sum[m * features + c] = s;
-        squares += static_cast<float>(s) * static_cast<float>(s);
-      }
-      staged[m * padded + c] = s;
-    }
-    squares = warp_sum(squares);
-    if (threadIdx.x % 32 == 0) warp_squares[threadIdx.x / 32][m] = squares;
+// The mma kernel's norm prologue: staged[m, :padded] = add_rms_norm's output for rows m of x
+// and norm.residual (zero past norm.features), with add_rms_norm's arithmetic (the sum rounded
+// to in_t, float32 squares of it, output = in_t(sum * rstd * weight)); block 0 also writes the
+// sum. Elements go kWidth at a time (8: 16-byte accesses, so that a decode row is one load per
+// thread; else 1). Each thread's first pack of the weight is loaded before the block waits for
+// the kernel before it (preload_weight: the weight is a constant).
+template <typename in_t, int kThreads, int kWidth>
+struct NormPrologue {
+  using Pack = ElementPack<in_t, kWidth>;
+  Pack first_weight;  // the weight's pack threadIdx.x
+
+  __device__ __forceinline__ void preload_weight(const RowNorm<in_t>& norm) {
+    const int64_t packs = norm.features / kWidth;
+    if (threadIdx.x < packs) first_weight = reinterpret_cast<const Pack*>(norm.weight)[threadIdx.x];
   }
-  __syncthreads();
-  if (threadIdx.x < rows) {
-    float total = 0.0F;
+
+  __device__ __forceinline__ void stage(const in_t* __restrict__ x, const RowNorm<in_t>& norm, int64_t rows,
+                                        int64_t padded, in_t* staged) const {
+    __shared__ float warp_squares[kThreads / 32][kMaxMmaVariantRows];
+    __shared__ float row_rstd[kMaxMmaVariantRows];
+    const int64_t features = norm.features, packs = features / kWidth, pad = padded - features;
+    const bool writes_sum = blockIdx.x == 0;
+    for (int64_t i = threadIdx.x; i < rows * pad; i += kThreads) {
+      staged[i / pad * padded + features + i % pad] = static_cast<in_t>(0.0F);
+    }
+    for (int64_t m = 0; m < rows; ++m) {
+      const auto* x_row = reinterpret_cast<const Pack*>(x + m * features);
+      const auto* residual_row = reinterpret_cast<const Pack*>(norm.residual + m * features);
+      float squares = 0.0F;
+      for (int64_t p = threadIdx.x; p < packs; p += kThreads) {
+        const Pack a = x_row[p], b = residual_row[p];
+        Pack sum;
 #pragma unroll
-    for (int w = 0; w < kThreads / 32; ++w) total += warp_squares[w][threadIdx.x];
-    row_rstd[threadIdx.x] = 1.0F / sqrtf(total / static_cast<float>(features) + norm.eps);
-  }
-  __syncthreads();
-  for (int64_t m = 0; m < rows; ++m) {
-    const float r = row_rstd[m];
-    for (int64_t c = threadIdx.x; c < features; c += kThreads) {  // each thread rewrites what it wrote
-      staged[m * padded + c] =
-          static_cast<in_t>(static_cast<float>(staged[m * padded + c]) * r * static_cast<float>(norm.weight[c]));
+        for (int j = 0; j < kWidth; ++j) {
+          sum.v[j] = static_cast<in_t>(static_cast<float>(a.v[j]) + static_cast<float>(b.v[j]));
+          squares += static_cast<float>(sum.v[j]) * static_cast<float>(sum.v[j]);
+        }
+        reinterpret_cast<Pack*>(staged + m * padded)[p] = sum;
+        if (writes_sum) reinterpret_cast<Pack*>(norm.sum + m * features)[p] = sum;
+      }
+      squares = warp_sum(squares);
+      if (threadIdx.x % 32 == 0) warp_squares[threadIdx.x / 32][m] = squares;
     }
+    __syncthreads();
+    if (threadIdx.x < rows) {
+      float total = 0.0F;
+#pragma unroll
+      for (int w = 0; w < kThreads / 32; ++w) total += warp_squares[w][threadIdx.x];
+      row_rstd[threadIdx.x] = 1.0F / sqrtf(total / static_cast<float>(features) + norm.eps);
+    }
+    __syncthreads();
+    for (int64_t m = 0; m < rows; ++m) {
+      const float r = row_rstd[m];
+      auto* row = reinterpret_cast<Pack*>(staged + m * padded);
+      for (int64_t p = threadIdx.x; p < packs; p += kThreads) {  // each thread rewrites what it wrote
+        const Pack w = p == threadIdx.x ? first_weight : reinterpret_cast<const Pack*>(norm.weight)[p];
+        Pack out = row[p];
+#pragma unroll
+        for (int j = 0; j < kWidth; ++j) {
+          out.v[j] = static_cast<in_t>(static_cast<float>(out.v[j]) * r * static_cast<float>(w.v[j]));
+        }
+        row[p] = out;
+      }
+    }
+    __syncthreads();
   }
-  __syncthreads();
-}
+};
 
 // Up to 8 rows: block = one mma tile of output features, warps interleaved over the chunks of K.
 // At most 96 registers for one tile per warp: five blocks per multiprocessor (100 gives four).
@@ -97,9 +130,21 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
                   out_features, n0);
   product.load_stage(warp, chunks, kWarps, words, vector_loads);
   if (chunks > kWarps * kStages) prefetch_to_l2(packed + n0 * words, block_features * words * 4);
-  wait_for_prior_grid_and_allow_next();
   if constexpr (kNormed) {
-    stage_normed_rows<in_t, kWarps * 32>(x, norm, rows, x_stride, reinterpret_cast<in_t*>(normed_rows));
+    auto* staged = reinterpret_cast<in_t*>(normed_rows);
+    if (norm.vector_loads) {
+      NormPrologue<in_t, kWarps * 32, 16 / sizeof(in_t)> prologue;
+      prologue.preload_weight(norm);
+      wait_for_prior_grid_and_allow_next();
+      prologue.stage(x, norm, rows, x_stride, staged);
+    } else {
+      NormPrologue<in_t, kWarps * 32, 1> prologue;
+      prologue.preload_weight(norm);
+      wait_for_prior_grid_and_allow_next();
+      prologue.stage(x, norm, rows, x_stride, staged);
+    }
+  } else {
+    wait_for_prior_grid_and_allow_next();
   }
   product.run(warp, chunks, kWarps, words, vector_loads, nullptr, /*first_stage_loaded=*/true);
   product.remove_offset();
@@ -145,6 +190,9 @@ void small_batch_product(const PackedProduct& p, int64_t rows, const float* row_
     norm.sum = reinterpret_cast<in_t*>(p.norm_sum.data_ptr());
     norm.features = p.x.size(1);
     norm.eps = static_cast<float>(p.norm_eps);
+    const auto aligned = [](const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; };
+    norm.vector_loads = norm.features % 8 == 0 && aligned(p.x) && aligned(p.norm_residual) && aligned(p.norm_weight) &&
+                        aligned(p.norm_sum);
     // The staged rows are padded to whole words, as the product reads them.
     const int64_t padded = words * kWordsPerChunk;
     launch_dependent(packed_mma_kernel<in_t, out_t, kWarps, kStages, kTiles, true>, grid, dim3(kWarps * 32),
