@@ -53,6 +53,18 @@ int64_t shared_floats(int64_t context, int64_t head_size, int vec) {
 
 template <typename scalar_t, int VEC>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(DecodeArgs<scalar_t> a) {
+  {
+    // Before the wait: the row's cached keys and values of the earlier positions (written by
+    // earlier steps) on their way to L2, while the projection before makes this position's
+    // query, key and value. Only a hint: the position is read again after the wait.
+    const int64_t row = static_cast<int64_t>(blockIdx.y) * a.heads + blockIdx.x;
+    const int64_t p = a.position[a.position_per_sequence ? blockIdx.y : 0];
+    if (p > 0 && p < a.context) {
+      const int64_t bytes = p * a.head_size * static_cast<int64_t>(sizeof(scalar_t));
+      prefetch_to_l2(a.key_cache + row * a.context * a.head_size, bytes);
+      prefetch_to_l2(a.value_cache + row * a.context * a.head_size, bytes);
+    }
+  }
   wait_for_prior_grid_and_allow_next();
   using Reduce = cub::BlockReduce<float, kThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;

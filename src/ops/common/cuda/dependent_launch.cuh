@@ -16,6 +16,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <utility>
 
 namespace bittorch::ops::cuda {
@@ -25,6 +26,17 @@ __device__ __forceinline__ void wait_for_prior_grid_and_allow_next() {
   asm volatile("griddepcontrol.wait;" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+// Asks the L2 to fetch [begin, begin + bytes) from memory, the block's threads a 128-byte line
+// each in turn: a hint that returns nothing, which a kernel may issue for constants (a layer's
+// weights, a KV cache's earlier rows) before wait_for_prior_grid_and_allow_next().
+__device__ __forceinline__ void prefetch_to_l2(const void* begin, int64_t bytes) {
+  const auto first = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t{127};
+  const auto end = reinterpret_cast<uintptr_t>(begin) + static_cast<uintptr_t>(bytes);
+  for (uintptr_t line = first + uintptr_t{threadIdx.x} * 128; line < end; line += uintptr_t{blockDim.x} * 128) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(line));
+  }
 }
 
 /// kernel<<<grid, block, shared_bytes, stream>>>(args...), as a programmatic dependent where

@@ -216,17 +216,6 @@ __device__ __forceinline__ uint32_t load_streaming(const uint32_t* p) {
   return v;
 }
 
-// Asks the L2 to fetch [begin, begin + bytes) from memory, the block's threads a 128-byte line
-// each in turn: a hint that returns nothing, so a kernel may issue it for constants (its
-// codes) before it waits for the kernel before it (dependent_launch.cuh).
-__device__ __forceinline__ void prefetch_to_l2(const void* begin, int64_t bytes) {
-  const auto first = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t{127};
-  const auto end = reinterpret_cast<uintptr_t>(begin) + static_cast<uintptr_t>(bytes);
-  for (uintptr_t line = first + uintptr_t{threadIdx.x} * 128; line < end; line += uintptr_t{blockDim.x} * 128) {
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(line));
-  }
-}
-
 // What one warp accumulates: kTiles 16-row mma tiles of output features (kFeatures of them
 // from first_feature, and the offset row) times kNTiles x 8 input rows (from first_row), over
 // chunks [begin, end) of K taken every `step`. x rows are x_stride elements apart, padded with
