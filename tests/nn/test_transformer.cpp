@@ -227,6 +227,17 @@ TEST(Transformer, PackedFusedOpsEqualThePlainComposition) {
   const auto [plain_prefill, plain_step] = run(false);
   EXPECT_TRUE(torch::allclose(fused_prefill, plain_prefill, 1e-5, 1e-5)) << (fused_prefill - plain_prefill).abs().max();
   EXPECT_TRUE(torch::allclose(fused_step, plain_step, 1e-5, 1e-5)) << (fused_step - plain_step).abs().max();
+  // A decode step's part takes one position per sequence.
+  auto* block = (*model->blocks)[0]->as<bn::TransformerBlockImpl>();
+  auto cache = model->make_cache(2, torch::TensorOptions().dtype(torch::kFloat));
+  const int64_t width = toy_options().width();
+  const bn::ResidualNorm two_steps{torch::randn({2, 2, width}), torch::randn({2, 2, width}),
+                                   block->attention_norm.get()};
+  EXPECT_TRUE(throws_error_mentioning(
+      [&] {
+        block->attention->forward_at(two_steps, torch::tensor({1, 1}), cache.keys[0], cache.values[0]);
+      },
+      {"forward_at", "[batch, 1, "}));
 }
 
 // The fused head and loss against cross_entropy of the logits: the loss and every parameter's

@@ -287,6 +287,9 @@ std::tuple<at::Tensor, at::Tensor> CausalSelfAttentionImpl::forward_at(const Res
                                                                        const at::Tensor& position,
                                                                        at::Tensor& cached_keys,
                                                                        at::Tensor& cached_values) {
+  TORCH_CHECK(in.input.dim() == 3 && in.input.size(1) == 1 && in.input.size(2) == options.width(),
+              "CausalSelfAttention::forward_at: expected input [batch, 1, ", options.width(), "], got ",
+              in.input.sizes());
   if (auto joined = project_group_after_norm(qkv_, in)) {
     const auto& [qkv, sum] = *joined;
     return {attend_at(qkv, position, cached_keys, cached_values), sum};
