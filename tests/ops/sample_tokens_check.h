@@ -81,6 +81,34 @@ inline void expect_nan_rows_give_their_first_nan(torch::Device device) {
   }
 }
 
+/// Temperatures so small that logits / T overflow float32 draw the largest logit, and logits
+/// of +inf share the draws among themselves: the scores are (x - max) / T, 0 at the largest.
+inline void expect_tiny_temperatures_and_infinite_logits_draw_the_largest(torch::Device device,
+                                                                          at::Generator generator) {
+  torch::manual_seed(125);
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    const auto logits = (10 * torch::randn({64, 1000})).to(dtype);
+    const auto largest = std::get<0>(logits.max(-1));
+    for (const double temperature : {1e-30, 1e-38, 1e-45}) {
+      for (const int64_t top_k : {int64_t{0}, int64_t{5}}) {
+        const auto got = ops::sample_tokens(logits.to(device), temperature, top_k, generator).cpu();
+        // bfloat16 rows may hold the largest twice: either is right.
+        EXPECT_TRUE(torch::equal(logits.gather(1, got.unsqueeze(1)).squeeze(1), largest))
+            << dtype << " temperature " << temperature << " top_k " << top_k;
+      }
+    }
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  auto logits = torch::randn({2000, 10});
+  logits.select(1, 3).fill_(inf);
+  logits.select(1, 7).fill_(inf);
+  const auto got = ops::sample_tokens(logits.to(device), 1.0, 0, generator).cpu();
+  const auto counts = torch::bincount(got, {}, 10);
+  EXPECT_EQ(counts[3].item<int64_t>() + counts[7].item<int64_t>(), 2000) << counts;
+  EXPECT_GT(counts[3].item<int64_t>(), 800) << counts;  // an even share: 1000 +- 22
+  EXPECT_GT(counts[7].item<int64_t>(), 800) << counts;
+}
+
 /// The frequencies of many draws (a row each) against softmax(logits / temperature) over the
 /// scores at least the k-th largest (ties with it kept), from the formula.
 inline void expect_draws_follow_the_tempered_top_k_softmax(torch::Device device, at::Generator generator) {

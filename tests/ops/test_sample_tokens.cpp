@@ -26,6 +26,11 @@ TEST(SampleTokens, DrawsFollowTheTemperedSoftmaxOfTheTopK) {
   bt::expect_draws_follow_the_tempered_top_k_softmax(torch::kCPU, at::make_generator<at::CPUGeneratorImpl>(7));
 }
 
+TEST(SampleTokens, TinyTemperaturesAndInfiniteLogitsDrawTheLargest) {
+  bt::expect_tiny_temperatures_and_infinite_logits_draw_the_largest(torch::kCPU,
+                                                                    at::make_generator<at::CPUGeneratorImpl>(8));
+}
+
 TEST(SampleTokens, TheSameSeedDrawsTheSameTokens) {
   torch::manual_seed(122);
   const auto logits = torch::randn({16, 100});

@@ -444,6 +444,9 @@ def test_language_model_from_cpp():
     sampled = subprocess.run([lm, "sample", "--packed", str(model_file), "--prompt", prompt.decode(), "--tokens", "40",
                               "--temperature", "0", "--log-level", "off"], capture_output=True, check=True).stdout
     assert sampled == prompt + bytes(generated.tolist()) + b"\n", (sampled, generated)
+    # A temperature whose logits / T would overflow float32 samples the greedy continuation.
+    tiny = model.generate(torch.tensor(list(prompt)), 40, temperature=1e-38, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(tiny, generated), (tiny, generated)
     example = subprocess.run([sys.executable, str(ROOT / "examples" / "lm_generate.py"), str(model_file), "--prompt",
                               prompt.decode(), "--tokens", "40", "--temperature", "0"],
                              capture_output=True, check=True).stdout

@@ -107,7 +107,10 @@ class TransformerLM(torch.nn.Module):
                 if top_k > 0:
                     threshold = logits.topk(min(top_k, logits.numel())).values[-1]
                     logits = logits.masked_fill(logits < threshold, -math.inf)
-                token = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)[0]
+                # Shifted so that the largest is 0: no temperature overflows the scores.
+                largest = logits.max()
+                scores = torch.where(logits == largest, 0.0, (logits - largest) / temperature)
+                token = torch.multinomial(scores.softmax(-1), 1, generator=generator)[0]
             sequence = torch.cat([sequence, token.view(1)])
         return sequence[prompt.numel():]
 

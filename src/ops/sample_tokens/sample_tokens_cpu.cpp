@@ -14,7 +14,11 @@ at::Tensor sample_tokens_cpu(const at::Tensor& logits, double temperature, int64
                              std::optional<at::Generator> generator) {
   check_sample_tokens_args("bittorch::sample_tokens", logits, temperature, top_k);
   if (temperature == 0) return logits.argmax(-1);  // NaN counts as the largest: its first index
-  auto scores = logits.to(at::kFloat) / temperature;
+  // Scores (x - max) / T in float32: the largest is 0, so no temperature overflows them, and
+  // logits equal to an infinite largest share its probability.
+  const auto x = logits.to(at::kFloat);
+  const auto largest = std::get<0>(x.max(-1, /*keepdim=*/true));
+  auto scores = at::where(x == largest, at::zeros({}, x.options()), (x - largest) / temperature);
   if (top_k > 0 && top_k < scores.size(1)) {
     const auto kth = std::get<0>(scores.topk(top_k, -1)).narrow(1, top_k - 1, 1);
     scores = scores.masked_fill(scores < kth, -std::numeric_limits<float>::infinity());

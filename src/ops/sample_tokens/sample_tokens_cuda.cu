@@ -1,8 +1,10 @@
 // bittorch::sample_tokens on CUDA: one kernel, a block of 256 threads per row. The block finds
 // the row's first NaN (its answer, if any); at a temperature with top_k below the vocabulary,
-// the k-th largest score by a radix select (four passes of a 256-bin histogram over the
+// the row's largest logit m, the scores s_i = (x_i - m) / T (0 where x_i = m, so that no
+// temperature overflows them and equal infinite logits share the draw) and, with top_k below
+// the vocabulary, the k-th largest score by a radix select (four passes of a 256-bin histogram over the
 // scores' order-preserving bits); then each thread keeps the best (key, index) of its scores,
-// the key s_i - log E_i (s_i the score, E_i an exponential draw) or at temperature 0 the
+// the key s_i - log E_i (E_i an exponential draw) or at temperature 0 the
 // logit itself, and the block reduces them (ties to the smaller index). Random numbers come
 // from Philox4x32-10 at the generator's seed and offset, read through ATen's PhiloxCudaState:
 // inside a CUDA graph from device memory, so each replay draws anew.
@@ -46,6 +48,10 @@ struct BetterCandidate {
 
 struct MinIndex {
   __device__ int64_t operator()(int64_t a, int64_t b) const { return a < b ? a : b; }
+};
+
+struct MaxValue {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
 // The float's bits as an unsigned integer in the float's order (NaN excluded; -0 is taken as
@@ -119,11 +125,14 @@ __global__ void __launch_bounds__(kThreads)
   wait_for_prior_grid_and_allow_next();
   using IndexReduce = cub::BlockReduce<int64_t, kThreads>;
   using CandidateReduce = cub::BlockReduce<Candidate, kThreads>;
+  using ValueReduce = cub::BlockReduce<float, kThreads>;
   __shared__ union {
     typename IndexReduce::TempStorage index;
     typename CandidateReduce::TempStorage candidate;
+    typename ValueReduce::TempStorage value;
   } storage;
   __shared__ int64_t first_nan;
+  __shared__ float row_largest;
   const int64_t row = blockIdx.x;
   const scalar_t* x = logits + row * vocab;
 
@@ -149,8 +158,16 @@ __global__ void __launch_bounds__(kThreads)
       best = better(best, Candidate{static_cast<double>(x[i]), i});
     }
   } else {
-    // Scores in float32 as the CPU's; + 0 turns -0 into +0.
-    const auto score = [&](int64_t i) { return static_cast<float>(x[i]) / temperature + 0.0F; };
+    float largest = -std::numeric_limits<float>::infinity();
+    for (int64_t i = threadIdx.x; i < vocab; i += kThreads) largest = fmaxf(largest, static_cast<float>(x[i]));
+    largest = ValueReduce(storage.value).Reduce(largest, MaxValue());
+    if (threadIdx.x == 0) row_largest = largest;
+    __syncthreads();
+    // Scores in float32 as the CPU's: x_i - m is +0 or below, never -0.
+    const auto score = [&, m = row_largest](int64_t i) {
+      const float value = static_cast<float>(x[i]);
+      return value == m ? 0.0F : (value - m) / temperature;
+    };
     uint32_t threshold = 0;  // every score's bits are at least this
     if (top_k > 0 && top_k < vocab) {
       threshold = kth_largest_bits([&](int64_t i) { return ordered_bits(score(i)); }, vocab, top_k);

@@ -35,7 +35,8 @@ at::Generator cuda_generator(uint64_t seed) {
 }
 
 // The token of each row of `logits` (float64 holding the dtype's values) at Philox's (seed,
-// offset), from the formulas: scores s_i = float(x_i) / float(temperature) in float32, those
+// offset), from the formulas: scores s_i = (float(x_i) - m) / float(temperature) in float32
+// (m the row's largest, s_i = 0 where x_i = m), those
 // at least the top_k-th largest kept, then the first argmax of s_i - log(-log U_i), U_i =
 // (x + 1/2) / 2^32 for x the first word of Philox4x32-10 at counter (offset, i, row) and key
 // seed. A row whose two best keys are closer than double rounding can separate gets -1: either
@@ -46,9 +47,12 @@ std::vector<int64_t> reference_tokens(const torch::Tensor& logits, double temper
   const auto vocab = logits.size(1);
   for (int64_t row = 0; row < logits.size(0); ++row) {
     const auto* x = logits[row].data_ptr<double>();
+    float largest = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < vocab; ++i) largest = std::max(largest, static_cast<float>(x[i]));
     std::vector<float> scores;
     for (int64_t i = 0; i < vocab; ++i) {
-      scores.push_back(static_cast<float>(x[i]) / static_cast<float>(temperature) + 0.0F);
+      const float value = static_cast<float>(x[i]);
+      scores.push_back(value == largest ? 0.0F : (value - largest) / static_cast<float>(temperature));
     }
     float threshold = -std::numeric_limits<float>::infinity();
     if (top_k > 0 && top_k < vocab) {
@@ -115,6 +119,11 @@ TEST(SampleTokensCuda, GreedyPicksTheFirstLargest) {
 TEST(SampleTokensCuda, NanRowsGiveTheirFirstNan) {
   SKIP_WITHOUT_CUDA();
   bt::expect_nan_rows_give_their_first_nan(torch::kCUDA);
+}
+
+TEST(SampleTokensCuda, TinyTemperaturesAndInfiniteLogitsDrawTheLargest) {
+  SKIP_WITHOUT_CUDA();
+  bt::expect_tiny_temperatures_and_infinite_logits_draw_the_largest(torch::kCUDA, cuda_generator(8));
 }
 
 TEST(SampleTokensCuda, DrawsFollowTheTemperedSoftmaxOfTheTopK) {
