@@ -376,14 +376,17 @@ struct WarpProduct {
   }
 };
 
-// y = sum (* row_scale[m]) * scale[n] (+ bias[n]), then the epilogue, in out_t.
+// y = sum (* row_scale[m]) * scale[n] (+ bias[n]), then the epilogue, in out_t. The product
+// and the bias are rounded apart (__fmul_rn, __fadd_rn): left to the compiler, the two might be
+// one fused multiply-add in one kernel and not in another, and kernels that multiply the same
+// rows would round their outputs differently.
 template <typename out_t>
 __device__ __forceinline__ out_t scaled_output(float sum, int64_t m, int64_t n, const float* __restrict__ row_scale,
                                                const float* __restrict__ scale, bool per_channel,
                                                const out_t* __restrict__ bias, bool squared_relu) {
-  if (row_scale != nullptr) sum *= row_scale[m];
-  sum *= scale[per_channel ? n : 0];
-  if (bias != nullptr) sum += static_cast<float>(bias[n]);
+  if (row_scale != nullptr) sum = __fmul_rn(sum, row_scale[m]);
+  sum = __fmul_rn(sum, scale[per_channel ? n : 0]);
+  if (bias != nullptr) sum = __fadd_rn(sum, static_cast<float>(bias[n]));
   return static_cast<out_t>(apply_packed_epilogue(sum, squared_relu));
 }
 
