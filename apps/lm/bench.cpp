@@ -31,6 +31,7 @@ namespace {
 struct BenchConfig {
   nn::TransformerOptions model;
   int64_t batch_size = 0, train_steps = 0, generate_tokens = 0;
+  int64_t packed_activation_bits = 0;  // the generated-from packed model's: 0 (16-bit) or 8
   std::vector<std::string> parts, variants;
   std::string json_path;
   std::string profile_dir;  // where the profiler's traces go; empty: no profile
@@ -204,7 +205,7 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
   const std::string file = fmt::format("/tmp/bittorch-lm-bench-{}.btp", ::getpid());
   {
     torch::manual_seed(0);
-    auto trained = make_lm(config.model, bitnet_config());
+    auto trained = make_lm(config.model, bitnet_config(config.packed_activation_bits));
     trained->eval();
     nn::pack(*trained);
     io::save_packed(*trained, file, torch::kBFloat16);
@@ -249,6 +250,7 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
       static_cast<double>(baseline_bytes) / packed_bytes, file_bytes, load_seconds);
   nlohmann::json result = {{"tokens", tokens},
                            {"dtype", device.is_cuda() ? "bfloat16" : "float32"},
+                           {"packed_activation_bits", config.packed_activation_bits},
                            {"cuda_graphs", device.is_cuda()},
                            {"threads", at::get_num_threads()},
                            {"baseline_tokens_per_second", baseline_rate},
@@ -285,6 +287,8 @@ int bench_command(int argc, char** argv) {
     ("batch-size", "Training sequences per step", text_flag("8"))
     ("train-steps", "Timed training steps (after as many to warm up)", text_flag("10"))
     ("generate-tokens", "Generated tokens timed (per sequence)", text_flag("256"))
+    ("packed-activation-bits", "Activations of the packed model generation times: 0 (as the layer's input "
+                               "dtype) or 8 (quantized per row)", text_flag("0"))
     ("parts", "train, generate or both (comma-separated)", text_flag("train,generate"))
     ("variants", "Training variants (comma-separated): baseline (full precision), ternary, ternary_a8 (8-bit "
                  "activations), ternary_a8_g8 (and FP8 gradients)", text_flag("baseline,ternary,ternary_a8"))
@@ -304,6 +308,11 @@ int bench_command(int argc, char** argv) {
     config.batch_size = integer_flag(args, "batch-size", 1);
     config.train_steps = integer_flag(args, "train-steps", 1);
     config.generate_tokens = integer_flag(args, "generate-tokens", 1);
+    config.packed_activation_bits = integer_flag(args, "packed-activation-bits", 0);
+    if (config.packed_activation_bits != 0 && config.packed_activation_bits != 8) {
+      throw UsageError("--packed-activation-bits: expected 0 or 8, got " +
+                       std::to_string(config.packed_activation_bits));
+    }
     config.parts = choices_flag(args, "parts", {"train", "generate"});
     config.variants = choices_flag(args, "variants", kTrainVariants);
     config.json_path = args["json"].as<std::string>();

@@ -901,7 +901,9 @@ def case_lm_bench_profile():
 
 def case_lm_bench_variants():
     """bittorch-lm bench --variants: the training variants named, in that order, each once
-    (ternary_a8_g8: 8-bit activations and FP8 gradients); an unknown name is refused."""
+    (ternary_a8_g8: 8-bit activations and FP8 gradients); an unknown name is refused. And
+    --packed-activation-bits 8: generation timed on a packed model of 8-bit activations; other
+    widths refused."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
         run(LM, "bench", "--preset", "tiny", "--parts", "train", "--train-steps", "1", "--batch-size", "2",
@@ -912,6 +914,14 @@ def case_lm_bench_variants():
         assert all(r["tokens_per_second"] > 0 for r in runs), runs
     output = run(LM, "bench", "--variants", "ternary,fp8", expect_code=2)
     assert "--variants takes" in output and "ternary_a8_g8" in output and "'ternary,fp8'" in output, output
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "bench.json")
+        run(LM, "bench", "--preset", "tiny", "--parts", "generate", "--generate-tokens", "4",
+            "--packed-activation-bits", "8", "--json", out, "--log-level", "warn", "--threads", "1")
+        generate = json.load(open(out))["generate"]
+        assert generate["packed_activation_bits"] == 8 and generate["packed_tokens_per_second"] > 0, generate
+    output = run(LM, "bench", "--parts", "generate", "--packed-activation-bits", "4", expect_code=2)
+    assert "--packed-activation-bits" in output and "4" in output, output
 
 
 def case_lm_profile_breakdown_reads_kineto_traces():
