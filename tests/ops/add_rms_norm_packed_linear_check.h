@@ -3,6 +3,8 @@
 // The float64 reference of bittorch::add_rms_norm_packed_linear, from the formulas, for the
 // CPU and CUDA tests.
 
+#include <bittorch/ops/quantize_activations.h>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -28,6 +30,26 @@ inline NormedProjection reference_add_rms_norm_packed_linear(const torch::Tensor
   const auto rstd = 1.0 / (sum.square().mean(-1, true) + eps).sqrt();
   const auto normed = (sum * rstd * w.to(torch::kDouble)).to(dtype).to(torch::kDouble);
   auto y = torch::matmul(normed, codes.to(torch::kDouble).t()) * scale.to(torch::kDouble);
+  if (bias.defined()) y = y + bias.to(torch::kDouble);
+  if (squared_relu) y = torch::clamp_min(y, 0).square();
+  return {y, sum};
+}
+
+/// As reference_add_rms_norm_packed_linear, with the normed rows quantized to `format`
+/// ("int8" | "float8_e4m3") by the CPU's quantize_activations before the product: output =
+/// (values @ codes^T) * row_scale * scale + bias.
+inline NormedProjection reference_add_rms_norm_quantized_linear(const torch::Tensor& x, const torch::Tensor& r,
+                                                                const torch::Tensor& w, double eps,
+                                                                const torch::Tensor& codes, const torch::Tensor& scale,
+                                                                const torch::Tensor& bias, bool squared_relu,
+                                                                const std::string& format) {
+  const auto dtype = x.scalar_type();
+  const auto sum = (x.to(torch::kDouble) + r.to(torch::kDouble)).to(dtype).to(torch::kDouble);
+  const auto rstd = 1.0 / (sum.square().mean(-1, true) + eps).sqrt();
+  const auto normed = (sum * rstd * w.to(torch::kDouble)).to(dtype);
+  const auto [values, row_scale] = ops::quantize_activations(normed, format);
+  auto y = torch::matmul(values.to(torch::kDouble), codes.to(torch::kDouble).t()) * row_scale.to(torch::kDouble) *
+           scale.to(torch::kDouble);
   if (bias.defined()) y = y + bias.to(torch::kDouble);
   if (squared_relu) y = torch::clamp_min(y, 0).square();
   return {y, sum};

@@ -1,14 +1,12 @@
 // bittorch::add_rms_norm_packed_linear on CUDA: up to 8 rows of float16 or bfloat16 (a decode
-// step's) in the packed mma kernel with its norm prologue (one launch); anything else as
-// add_rms_norm, then packed_ternary_linear.
+// step's), 16-bit or quantized to 8 bits, in the packed mma kernel with its norm prologue (one
+// launch); anything else as add_rms_norm, then packed_ternary_linear.
 
 #include "ops/add_rms_norm_packed_linear/add_rms_norm_packed_linear.h"
 
 #include "ops/common/checks.h"
 #include "ops/packed_ternary_linear/cuda/variants.h"
 #include "ops/packed_ternary_linear/packed_ternary_linear.h"
-
-#include <bittorch/quant/packing.h>
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -28,10 +26,11 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const a
                                         activation_format, epilogue);
   const int64_t rows = input.numel() / in_features, words = packed.size(1);
   const auto dtype = input.scalar_type();
-  const bool one_kernel = parse_activation_format(activation_format) == quant::ActivationFormat::None &&
-                          (dtype == at::kHalf || dtype == at::kBFloat16) && norm_weight.scalar_type() == dtype &&
-                          rows >= 1 && rows <= kMaxMmaVariantRows &&
-                          rows * words * quant::kCodesPerWord * input.element_size() <= kMaxNormedRowsBytes;
+  const auto format = parse_activation_format(activation_format);
+  const bool one_kernel =
+      (dtype == at::kHalf || dtype == at::kBFloat16) && norm_weight.scalar_type() == dtype && rows >= 1 &&
+      rows <= kMaxMmaVariantRows &&
+      prologue_bytes(rows, words, input.element_size(), /*normed=*/true, format) <= kMaxPrologueBytes;
   if (!one_kernel) {
     return add_rms_norm_packed_linear_composite(input, residual, norm_weight, eps, packed, scale, bias, in_features,
                                                 activation_format, epilogue);
@@ -42,6 +41,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& input, const a
   p.norm_residual = residual.reshape({rows, in_features}).contiguous();
   p.norm_weight = norm_weight.contiguous();
   p.norm_eps = eps;
+  p.prologue_format = format;
   p.norm_sum = at::empty_like(p.x);
   p.packed = packed.contiguous();
   p.scale = scale.contiguous();

@@ -116,6 +116,36 @@ TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
   EXPECT_GT(checked, 300);
 }
 
+// 16-bit rows with int8 activations: the mma kernel quantizes them in its prologue, split_k
+// after quantize_activations' kernel. Their integer sums are exact, so the outputs are equal.
+TEST(PackedLinearCuda, TheMmaPrologueQuantizesAsQuantizeActivations) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(52);
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{16, 5}, {40, 31}, {768, 2304}, {3072, 768}, {4100, 70}};
+  for (const auto dtype : {torch::kHalf, torch::kBFloat16}) {
+    for (const auto& [in, out] : shapes) {
+      const auto packed = bittorch::quant::pack_ternary(torch::randint(-1, 2, {out, in}, torch::kChar)).cuda();
+      const auto scale = (torch::rand({out}) + 0.1).cuda();
+      const auto bias = torch::randn({out}).to(dtype).cuda();
+      for (const int64_t rows : {1, 2, 5, 8}) {
+        for (const bool offset : {false, true}) {  // rows one element in: the prologue's 2-byte loads
+          const auto flat = torch::randn({rows * in + 1}).to(dtype).cuda();
+          const auto x = flat.narrow(0, offset ? 1 : 0, rows * in).view({rows, in});
+          x.select(0, 0).mul_(1000);  // rows of different scales
+          for (const std::string epilogue : {"none", "squared_relu"}) {
+            const auto call = [&](const std::string& kernel) {
+              return bittorch::ops::packed_ternary_linear(x, packed, scale, bias, in, "int8", kernel, epilogue);
+            };
+            EXPECT_TRUE(torch::equal(call("mma"), call("split_k")))
+                << dtype << " rows " << rows << " in " << in << " out " << out << " " << epilogue
+                << (offset ? " offset" : "");
+          }
+        }
+      }
+    }
+  }
+}
+
 // The "squared_relu" epilogue in each variant that runs the call, against the CPU kernel's.
 TEST(PackedLinearCuda, EveryVariantAppliesTheSquaredReluEpilogue) {
   SKIP_WITHOUT_CUDA();

@@ -88,7 +88,13 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   p.squared_relu = squared_relu;
   p.out = at::empty({rows, out_features}, input.options());
   if (rows == 0) return p.out.view(out_shape);
-  if (eight_bit) {
+  const bool sixteen_bit = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16;
+  if (eight_bit && kernel == "mma" && sixteen_bit &&
+      prologue_bytes(rows, words, input.element_size(), /*normed=*/false, format) <= kMaxPrologueBytes) {
+    // The kernel's blocks quantize the rows themselves: no kernel of its own.
+    p.x = rows_in.contiguous();
+    p.prologue_format = format;
+  } else if (eight_bit) {
     auto [values, input_scale] = quantize_activation_rows(rows_in, format);
     p.x = word_aligned_rows(values, words);
     p.row_scale = input_scale;

@@ -33,7 +33,7 @@ struct PackedProduct {
   at::Tensor packed;
   /// float32 [out_features] or [1], contiguous.
   at::Tensor scale;
-  /// float32 [rows, 1] with 8-bit activations, else undefined.
+  /// float32 [rows, 1] with 8-bit activations quantized before the kernel, else undefined.
   at::Tensor row_scale;
   /// [out_features] in out's dtype, contiguous, or undefined.
   at::Tensor bias;
@@ -41,12 +41,16 @@ struct PackedProduct {
   at::Tensor out;
   /// Each output y written as max(y, 0)^2 (apply_packed_epilogue).
   bool squared_relu = false;
-  /// Where defined (the mma variant, 16-bit activations): the rows multiplied are
-  /// add_rms_norm's output for x and norm_residual (norm_weight in x's dtype, norm_eps), which
-  /// each block computes into shared memory first; one block writes the sum to norm_sum. x,
-  /// norm_residual and norm_sum are then [rows, in_features], contiguous, unpadded.
+  /// Where defined (the mma variant, 16-bit x): the rows multiplied are add_rms_norm's output
+  /// for x and norm_residual (norm_weight in x's dtype, norm_eps), which each block computes
+  /// into shared memory first; one block writes the sum to norm_sum. x, norm_residual and
+  /// norm_sum are then [rows, in_features], contiguous, unpadded, and the output is x's dtype.
   at::Tensor norm_residual, norm_weight, norm_sum;
   double norm_eps = 0;
+  /// Not None (the mma variant, 16-bit x, [rows, in_features] contiguous and unpadded; the
+  /// output in x's dtype, no row_scale): each block quantizes the rows it multiplies (x's, or
+  /// the normed ones) to this 8-bit format in shared memory, as quantize_activations does.
+  quant::ActivationFormat prologue_format = quant::ActivationFormat::None;
 };
 
 /// Needs a float32 x.
@@ -54,10 +58,16 @@ void gemv_product(const PackedProduct& p);
 /// Needs a float16, bfloat16, int8 or float8_e4m3fn x of at most kMaxMmaVariantRows rows.
 void mma_product(const PackedProduct& p);
 constexpr int64_t kMaxMmaVariantRows = 8;
-/// The most bytes of normed rows (rows x in_features padded to whole words, 16-bit) that
-/// mma_product's norm prologue stages in shared memory: with the kernel's static shared memory
-/// (at most 5 KB), within the 48 KB a launch may take without opting in to more.
-constexpr int64_t kMaxNormedRowsBytes = 40 * 1024;
+/// The most bytes of rows that mma_product's prologue stages in shared memory
+/// (prologue_bytes): with the kernel's static shared memory (at most 5 KB), within the 48 KB a
+/// launch may take without opting in to more.
+constexpr int64_t kMaxPrologueBytes = 40 * 1024;
+/// The shared memory of the mma prologue: rows x words * 16 elements (the rows padded to whole
+/// words) of element_size bytes where they are normed, and of one byte where `format` is 8-bit.
+constexpr int64_t prologue_bytes(int64_t rows, int64_t words, int64_t element_size, bool normed,
+                                 quant::ActivationFormat format) {
+  return rows * words * 16 * ((normed ? element_size : 0) + (format == quant::ActivationFormat::None ? 0 : 1));
+}
 /// Needs a float16, bfloat16, int8 or float8_e4m3fn x.
 void split_k_product(const PackedProduct& p);
 
