@@ -183,15 +183,15 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
   const int64_t block_features = out_features - n0 < Product::kFeatures ? out_features - n0 : Product::kFeatures;
   // The prologue's rows: the normed ones (with a residual), then the quantized ones.
   [[maybe_unused]] auto* normed = reinterpret_cast<std::conditional_t<kPrologue, row_t, in_t>*>(prologue_rows);
-  const in_t* product_rows = x;
+  in_t* staged = nullptr;  // the rows the product multiplies, where the prologue computes them
   if constexpr (kQuantizes) {
-    product_rows = reinterpret_cast<const in_t*>(args.residual != nullptr ? normed + rows * x_stride : normed);
+    staged = reinterpret_cast<in_t*>(args.residual != nullptr ? normed + rows * x_stride : normed);
   } else if constexpr (kPrologue) {
-    product_rows = normed;
+    staged = normed;
   }
   // Before the wait: the codes of each warp's first stage on their way to registers (all of
   // them at a decode step's widths), the block's codes to L2 where there are more.
-  Product product(product_rows, x_stride, rows, 0, packed, words, out_features, n0);
+  Product product(kPrologue ? staged : x, x_stride, rows, 0, packed, words, out_features, n0);
   product.load_stage(warp, chunks, kWarps, words, vector_loads);
   if (chunks > kWarps * kStages) prefetch_to_l2(packed + n0 * words, block_features * words * 4);
   if constexpr (kPrologue) {
@@ -199,7 +199,7 @@ __global__ void __launch_bounds__(kWarps * 32, kTiles == 1 ? 5 : 4)
       RowPrologue<row_t, in_t, kWarps * 32, decltype(width)::value> prologue;
       prologue.preload_weight(args);
       wait_for_prior_grid_and_allow_next();
-      prologue.stage(args, rows, x_stride, normed, const_cast<in_t*>(product_rows), quantized_row_scale);
+      prologue.stage(args, rows, x_stride, normed, staged, quantized_row_scale);
     };
     if (args.vector_loads) {
       run_prologue(std::integral_constant<int, 16 / sizeof(row_t)>{});
@@ -261,7 +261,7 @@ void launch_small_batch_product(const PackedProduct& p, int64_t rows, const floa
     args.features = p.x.size(1);
     args.eps = static_cast<float>(p.norm_eps);
     args.max_code = max_activation_code(p.prologue_format);
-    const auto aligned = [&](const at::Tensor& t) {
+    const auto aligned = [](const at::Tensor& t) {
       return !t.defined() || reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
     };
     args.vector_loads = args.features % 8 == 0 && aligned(p.x) && aligned(p.norm_residual) && aligned(p.norm_weight) &&
