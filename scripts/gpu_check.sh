@@ -19,7 +19,7 @@
 # bittorch-lm medium and large on 1 GPU and on 2, 4, 8 (as many as there are) at the same
 # global batch, ternary with 8-bit activations and the BF16 baseline (lm_scaling.json;
 # BITTORCH_SCALING_RUNS picks presets, global batches and steps);
-# "ncu" takes Nsight Compute's figures of the packed batch-1 and batch-64 kernels;
+# "ncu" takes Nsight Compute's figures of the packed kernels at batch 1, 16 and 64 (BITTORCH_NCU_ROWS);
 # "lmncu" times the quantization kernels of medium's training step each alone under Nsight
 # Compute (ncu_lm_*.csv, summarized by bench/ncu_kernel_summary.py; BITTORCH_NCU_LAUNCHES
 # launches of each kind, default 96);
@@ -148,10 +148,10 @@ step packed inference benchmark
 fi
 
 if wants ncu; then
-step "Nsight Compute: the packed kernels of batch 1 (mma) and batch 64 (tiled), 8192 x 8192, BF16"
+step "Nsight Compute: the packed kernels the dispatch picks at batch 1, 16 and 64, 8192 x 8192, BF16"
 # One launch each, after warm-up; --clock-control none leaves the clocks as they are (METHOD.md).
-for rows in 1 64; do
-  ncu --clock-control none --kernel-name regex:'packed_(mma|tiled)_kernel' --launch-skip 10 --launch-count 1 \
+for rows in ${BITTORCH_NCU_ROWS:-1 16 64}; do
+  ncu --clock-control none --kernel-name regex:'packed_(mma|mma_split|stream|tiled)_kernel' --launch-skip 10 --launch-count 1 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
     --section WarpStateStats --section ComputeWorkloadAnalysis --csv --page raw \
     ./build-gpu/bench/bittorch-bench-packed --rows "$rows" --shapes 8192x8192 --cpu-shapes 256x256 --repeats 3 \

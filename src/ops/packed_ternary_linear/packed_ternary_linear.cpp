@@ -39,7 +39,8 @@ namespace {
 
 // The CUDA variants: src/ops/packed_ternary_linear/cuda/ (one file per family). Views of
 // literals, so that checking a call's kernel name allocates nothing.
-constexpr std::array<std::string_view, 6> kCudaKernels = {"auto", "gemv", "mma", "split_k", "tiled", "expand"};
+constexpr std::array<std::string_view, 7> kCudaKernels = {"auto",   "gemv",  "mma",   "split_k",
+                                                          "stream", "tiled", "expand"};
 constexpr std::array<std::string_view, 1> kCpuKernels = {"auto"};
 
 c10::ArrayRef<std::string_view> kernel_names(c10::DeviceType device) {

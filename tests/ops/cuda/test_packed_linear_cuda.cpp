@@ -88,7 +88,7 @@ TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
                                                           format, kernel);
             };
             const bool runs = (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
-                              (kernel == "split_k" && tensor_cores) ||
+                              ((kernel == "split_k" || kernel == "stream") && tensor_cores) ||
                               (kernel == "tiled" && tensor_cores && (format != "float8_e4m3" || fp8_tensor_cores)) ||
                               kernel == "expand";
             const auto what = c10::str(kernel, " ", dtype, " ", format, " rows ", rows, " in ", in, " out ", out);
@@ -163,7 +163,8 @@ TEST(PackedLinearCuda, EveryVariantAppliesTheSquaredReluEpilogue) {
           const auto bias = torch::randn({out}).to(dtype);
           for (const int64_t rows : {1, 9, 65}) {
             const bool runs = (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
-                              ((kernel == "split_k" || kernel == "tiled") && tensor_cores) || kernel == "expand";
+                              ((kernel == "split_k" || kernel == "stream" || kernel == "tiled") && tensor_cores) ||
+                              kernel == "expand";
             if (!runs) continue;
             const auto x = torch::randn({rows, in}).to(dtype);
             const auto cpu =
@@ -205,6 +206,37 @@ TEST(PackedLinearCuda, WideLayersMatchTheCpuKernel) {
         const double magnitude = std::max(1.0, cpu.to(torch::kDouble).abs().max().item<double>());
         const double error = (gpu.cpu().to(torch::kDouble) - cpu.to(torch::kDouble)).abs().max().item<double>();
         EXPECT_LE(error, tolerance(dtype, format) * magnitude) << dtype << " " << format << " rows " << rows;
+      }
+    }
+  }
+}
+
+// The stream kernel where its blocks split K (a long K and few features) and where they do not
+// (many features), on each of its row slices: the CPU kernel's outputs, and the same outputs
+// on every run (the split sums are added in a fixed order).
+TEST(PackedLinearCuda, StreamSplitsAddTheSameSumsOnEveryRun) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(56);
+  for (const auto& [in, out] : std::vector<std::pair<int64_t, int64_t>>{{16384, 300}, {768, 20000}}) {
+    const auto packed = bittorch::quant::pack_ternary(torch::randint(-1, 2, {out, in}, torch::kChar));
+    const auto scale = torch::rand({out}) + 0.1;
+    for (const auto dtype : {torch::kHalf, torch::kBFloat16}) {
+      for (const std::string format : {"none", "int8"}) {
+        const auto bias = torch::randn({out}).to(dtype);
+        for (const int64_t rows : {2, 16, 31, 64, 100}) {
+          const auto x = torch::randn({rows, in}).to(dtype);
+          const auto run = [&] {
+            return bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), bias.cuda(), in, format,
+                                                        "stream");
+          };
+          const auto what = c10::str(dtype, " ", format, " rows ", rows, " in ", in, " out ", out);
+          const auto cpu = bittorch::ops::packed_ternary_linear(x, packed, scale, bias, in, format);
+          const auto gpu = run();
+          const double magnitude = std::max(1.0, cpu.to(torch::kDouble).abs().max().item<double>());
+          const double error = (gpu.cpu().to(torch::kDouble) - cpu.to(torch::kDouble)).abs().max().item<double>();
+          EXPECT_LE(error, tolerance(dtype, format) * magnitude) << what << ": max error " << error;
+          EXPECT_TRUE(torch::equal(gpu, run())) << what;
+        }
       }
     }
   }

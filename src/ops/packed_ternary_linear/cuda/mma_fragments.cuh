@@ -138,6 +138,14 @@ constexpr int tile_features() {
   return 16 * kTiles - (CodeDecoder<mma_operand_t<in_t>>::kHasOffset ? 1 : 0);
 }
 
+// The feature of fragment row `index` (16 * tile + row) of a warp's tiles, -1 for the offset
+// row (row 15 of the first tile, where the decoder has one).
+template <typename in_t>
+__device__ __forceinline__ constexpr int tile_feature_of(int index) {
+  if constexpr (!CodeDecoder<mma_operand_t<in_t>>::kHasOffset) return index;
+  return index < 15 ? index : (index == 15 ? -1 : index - 1);
+}
+
 // 16 consecutive input elements as loaded (16-byte vectors).
 template <typename in_t>
 struct InputWord {
@@ -216,6 +224,26 @@ __device__ __forceinline__ uint32_t load_streaming(const uint32_t* p) {
   return v;
 }
 
+// Takes the offset row's sums off the accumulators of kTiles mma tiles x kNTiles n-tiles of
+// codes decoded for mma_t (all lanes must call it). Accumulator i of tile r of a lane:
+// fragment row 16r + group + 8 * (i / 2), input row 8t + 2 * quad + i % 2.
+template <typename mma_t, int kTiles, int kNTiles>
+__device__ __forceinline__ void remove_code_offset(float (&acc)[kTiles][kNTiles][4]) {
+  if constexpr (CodeDecoder<mma_t>::kHasOffset) {
+    const int offset_lane = 28 + threadIdx.x % 4;  // group 7: accumulators 2, 3 of tile 0 are row 15
+#pragma unroll
+    for (int t = 0; t < kNTiles; ++t) {
+      const float offset[2] = {__shfl_sync(0xffffffffU, acc[0][t][2], offset_lane),
+                               __shfl_sync(0xffffffffU, acc[0][t][3], offset_lane)};
+#pragma unroll
+      for (int r = 0; r < kTiles; ++r) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[r][t][i] -= offset[i % 2];
+      }
+    }
+  }
+}
+
 // What one warp accumulates: kTiles 16-row mma tiles of output features (kFeatures of them
 // from first_feature, and the offset row) times kNTiles x 8 input rows (from first_row), over
 // chunks [begin, end) of K taken every `step`. x rows are x_stride elements apart, padded with
@@ -238,10 +266,7 @@ struct WarpProduct {
   float acc[kTiles][kNTiles][4] = {};
   uint4 codes[kStages][kTiles][2];  // the stage of code loads in flight
 
-  // The feature of fragment row `index` (16 * tile + row) of the warp, -1 for the offset row.
-  __device__ __forceinline__ static constexpr int feature_of(int index) {
-    return !kHasOffset ? index : (index < 15 ? index : (index == 15 ? -1 : index - 1));
-  }
+  __device__ __forceinline__ static constexpr int feature_of(int index) { return tile_feature_of<in_t>(index); }
 
   __device__ WarpProduct(const in_t* x, int64_t x_stride, int64_t rows, int64_t first_row, const uint32_t* packed,
                          int64_t words, int64_t out_features, int64_t first_feature) {
@@ -360,19 +385,7 @@ struct WarpProduct {
   // tile r of a lane: fragment row 16r + group + 8 * (i / 2) (feature first_feature +
   // feature_of(that), if below out_features), input row first_row + 8t + 2 * quad + i % 2.
   __device__ __forceinline__ void remove_offset() {
-    if constexpr (kHasOffset) {
-      const int offset_lane = 28 + threadIdx.x % 4;  // group 7: accumulators 2, 3 of tile 0 are row 15
-#pragma unroll
-      for (int t = 0; t < kNTiles; ++t) {
-        const float offset[2] = {__shfl_sync(0xffffffffU, acc[0][t][2], offset_lane),
-                                 __shfl_sync(0xffffffffU, acc[0][t][3], offset_lane)};
-#pragma unroll
-        for (int r = 0; r < kTiles; ++r) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) acc[r][t][i] -= offset[i % 2];
-        }
-      }
-    }
+    remove_code_offset<mma_t>(acc);
   }
 };
 

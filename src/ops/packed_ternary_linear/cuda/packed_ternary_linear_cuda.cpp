@@ -75,8 +75,8 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
                                                         : std::string_view(kernel_name.data(), kernel_name.size());
   TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
-  TORCH_CHECK((kernel != "mma" && kernel != "split_k" && kernel != "tiled") || tensor_cores, op, ": kernel \"", kernel,
-              "\" takes float16/bfloat16 or 8-bit activations, not float32 ones");
+  TORCH_CHECK((kernel != "mma" && kernel != "split_k" && kernel != "stream" && kernel != "tiled") || tensor_cores, op,
+              ": kernel \"", kernel, "\" takes float16/bfloat16 or 8-bit activations, not float32 ones");
   if (kernel == "expand") {
     // cuBLAS rounds first; the epilogue follows on the rounded outputs.
     auto y = expand_product(rows_in, packed, scale, bias, in_features, format);
@@ -111,6 +111,8 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
     mma_product(p);
   } else if (kernel == "split_k") {
     split_k_product(p);
+  } else if (kernel == "stream") {
+    stream_product(p);
   } else {
     tiled_product(p);
   }

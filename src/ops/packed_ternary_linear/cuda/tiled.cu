@@ -13,6 +13,7 @@
 // float32 sums), 16-bit ones with m16n8k16. Where the tiles would not fill the GPU, blocks
 // also split K and add their sums into a buffer that scale_sums then scales.
 
+#include "ops/common/cuda/async_copy.cuh"
 #include "ops/common/cuda/dependent_launch.cuh"
 #include "ops/common/cuda/device.h"
 #include "ops/packed_ternary_linear/cuda/variants.h"
@@ -20,14 +21,11 @@
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAFunctions.h>
 
 #include "ops/packed_ternary_linear/cuda/mma_fragments.cuh"
 
 #include <algorithm>
-#include <array>
 #include <cstdint>
-#include <mutex>
 #include <type_traits>
 
 namespace bittorch::ops::cuda {
@@ -43,32 +41,6 @@ constexpr int64_t kMinStagesPerSplit = 4;
 // The byte offset of chunk `chunk` (16 bytes) of row `row` in a tile of 128-byte rows.
 __device__ __forceinline__ int swizzled(int row, int chunk) {
   return row * kRowBytes + ((chunk ^ (row % 8)) * 16);
-}
-
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 (or 4) bytes from global to shared memory, or zeros where !valid (src is then not read).
-__device__ __forceinline__ void copy_async_16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-
-__device__ __forceinline__ void copy_async_4(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(shared_address(dst)), "l"(src), "r"(valid ? 4 : 0)
-               : "memory");
-}
-
-__device__ __forceinline__ void commit_copies() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-// Waits until at most kPending groups of copies of this thread are in flight.
-template <int kPending>
-__device__ __forceinline__ void wait_copies() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 __device__ __forceinline__ void load_matrix_x4(uint32_t (&r)[4], const void* p) {
@@ -340,11 +312,7 @@ void tiled_product_of(const PackedProduct& p, const out_t* bias, at::Tensor& out
   }
   constexpr int kShared = shared_bytes<kRows, in_t>();
   const auto kernel = packed_tiled_kernel<in_t, out_t, kRows>;
-  // The shared-memory opt-in beyond 48 KB: once per device, not on every call.
-  static std::array<std::once_flag, C10_COMPILE_TIME_MAX_GPUS> opted_in;
-  std::call_once(opted_in.at(static_cast<size_t>(c10::cuda::current_device())), [&] {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
-  });
+  opt_in_shared_memory<packed_tiled_kernel<in_t, out_t, kRows>>(kThreads, kShared);
   launch_dependent(kernel, dim3(static_cast<unsigned>(tiles * args.splits)), dim3(kThreads), kShared,
                    at::cuda::getCurrentCUDAStream(), args, bias, out.data_ptr<out_t>(),
                    sums.defined() ? sums.data_ptr<sum_t<in_t>>() : nullptr);

@@ -9,6 +9,9 @@
 //            fragments, one block per tile of output features.
 //   split_k  16-bit or 8-bit activations, any rows: the mma loop over ranges of K, partial
 //            sums added in float32, then scaled.
+//   stream   16-bit or 8-bit activations, any rows (64 a block): codes and rows streamed through
+//            shared memory by a cp.async pipeline, each decoded fragment serving every row;
+//            K split across blocks where they would not fill the GPU.
 //   tiled    16-bit or 8-bit activations, many rows: a tensor-core GEMM whose blocks decode the
 //            codes of a tile once into shared memory (32, 64 or 128 rows x 128 features a block;
 //            e4m3 activations on FP8 tensor cores only).
@@ -70,6 +73,9 @@ constexpr int64_t prologue_bytes(int64_t rows, int64_t words, int64_t element_si
 }
 /// Needs a float16, bfloat16, int8 or float8_e4m3fn x.
 void split_k_product(const PackedProduct& p);
+
+/// Needs a float16, bfloat16, int8 or float8_e4m3fn x.
+void stream_product(const PackedProduct& p);
 
 /// Needs a float16, bfloat16, int8 or (on FP8 tensor cores) float8_e4m3fn x.
 void tiled_product(const PackedProduct& p);
