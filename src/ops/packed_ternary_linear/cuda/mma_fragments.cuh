@@ -200,6 +200,59 @@ __device__ __forceinline__ void mma_16x8x16(float (&c)[4], uint32_t a0, uint32_t
   }
 }
 
+// The fields of the 16 codes of `word`, one per byte in K order: byte i of fields[b] is the
+// 2-bit field of code 4b + i (00, 01 or 11).
+__device__ __forceinline__ void code_fields(uint32_t word, uint32_t (&fields)[4]) {
+  uint32_t f[4];  // byte b of f[j]: the field of code 4b + j
+#pragma unroll
+  for (int j = 0; j < 4; ++j) f[j] = (word >> (2 * j)) & 0x03030303U;
+  const uint32_t low01 = __byte_perm(f[0], f[1], 0x5140), low23 = __byte_perm(f[2], f[3], 0x5140);
+  const uint32_t high01 = __byte_perm(f[0], f[1], 0x7362), high23 = __byte_perm(f[2], f[3], 0x7362);
+  fields[0] = __byte_perm(low01, low23, 0x5410);
+  fields[1] = __byte_perm(low01, low23, 0x7632);
+  fields[2] = __byte_perm(high01, high23, 0x5410);
+  fields[3] = __byte_perm(high01, high23, 0x7632);
+}
+
+// The operand bits of one code field per byte (8-bit types) or per 16-bit half.
+template <typename in_t>
+__device__ __forceinline__ uint32_t operand_bits(uint32_t fields) {
+  if constexpr (std::is_same_v<in_t, int8_t>) {
+    return fields | ((fields & 0x02020202U) * 0x7EU);  // 11 -> 0xFF
+  } else if constexpr (std::is_same_v<in_t, c10::Float8_e4m3fn>) {
+    return ((fields & 0x01010101U) * 0x38U) | ((fields & 0x02020202U) << 6);  // 1.0 = 0x38, sign 0x80
+  } else {
+    constexpr uint32_t kOne = std::is_same_v<in_t, c10::BFloat16> ? 0x3F80U : 0x3C00U;
+    return ((fields & 0x00010001U) * kOne) | ((fields & 0x00020002U) << 14);
+  }
+}
+
+template <typename in_t>
+using sum_t = std::conditional_t<std::is_same_v<in_t, int8_t>, int32_t, float>;
+
+// c += a * b on one 16 x 8 tile and 32 bytes of K.
+template <typename in_t>
+__device__ __forceinline__ void mma_tile(sum_t<in_t> (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same_v<in_t, int8_t>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else if constexpr (std::is_same_v<in_t, c10::Float8_e4m3fn>) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    __trap();  // the host runs e4m3 here only on FP8 tensor cores
+#endif
+  } else {
+    mma_16x8x16<mma_operand_t<in_t>>(c, a[0], a[1], a[2], a[3], b0, b1);
+  }
+}
+
 // Word q (0..3) of lane `quad` in chunk `chunk`: with kStridedWords the four lanes of a row
 // group read consecutive words (their inputs are consecutive: fewer cache lines per load of
 // many input rows), else each lane reads four consecutive words (one 16-byte code load).

@@ -5,14 +5,18 @@
 // rows, over one range of K. Every stage holds one chunk of K (256 elements): the block's input
 // rows as they are (one copy for all its warps) and each lane's own codes (16 bytes of each of
 // its code rows, read by that lane only), brought kStages - 1 chunks ahead, the codes with an
-// L2 evict-first policy (read once; the rows are read by every block). The codes decode in
-// registers into A fragments as in the mma variant (mma_fragments.cuh); each decoded fragment
-// serves every 8-row n-tile. Where the blocks would not fill the GPU, they split K; each writes
-// its float32 sums to a buffer of its own, and the last block of a tile to arrive adds them in
-// split order (the same sums on every run) and writes the output.
+// L2 evict-first policy (read once; the rows are read by every block). Each lane decodes its
+// own code words in registers (no codes move between lanes; the K order inside an mma is the
+// lane's word order) and each decoded fragment serves every 8-row n-tile: 16-bit rows as in
+// the mma variant (pairs {f, f + 8}, m16n8k16), 8-bit rows (int8, or e4m3 on FP8 tensor cores)
+// on the 8-bit tensor cores (m16n8k32), the codes turned to operand bytes in K order so that
+// the rows' own 32-bit words are the B operands. Where the blocks would not fill the GPU, they
+// split K; each writes its float32 sums to a buffer of its own, and the last block of a tile
+// to arrive adds them in split order (the same sums on every run) and writes the output.
 
 #include "ops/common/cuda/async_copy.cuh"
 #include "ops/common/cuda/dependent_launch.cuh"
+#include "ops/common/cuda/device.h"
 #include "ops/packed_ternary_linear/cuda/variants.h"
 
 #include <ATen/ATen.h>
@@ -75,6 +79,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     packed_stream_kernel(StreamArgs args, const out_t* __restrict__ bias, out_t* __restrict__ out) {
   using Tile = StreamTile<in_t, kNTiles, kTiles, kWarps>;
   using mma_t = mma_operand_t<in_t>;
+  // 8-bit rows multiply on the 8-bit tensor cores (m16n8k32), 16-bit ones with m16n8k16.
+  constexpr bool kByteMma = sizeof(in_t) == 1;
   constexpr int kStages = Tile::kStages;
   extern __shared__ uint4 shared[];
   auto* stages = reinterpret_cast<uint8_t*>(shared);
@@ -150,7 +156,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 
   const CodeDecoder<mma_t> decoder;
-  float acc[kTiles][kNTiles][4] = {};
+  sum_t<in_t> acc[kTiles][kNTiles][4] = {};
   for (int64_t chunk = begin; chunk < end; ++chunk) {
     const int stage = static_cast<int>((chunk - begin) % kStages);
     wait_copies<kStages - 2>();
@@ -172,37 +178,65 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      uint32_t a[kTiles][2][8];
-#pragma unroll
-      for (int r = 0; r < kTiles; ++r) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) decoder.decode(reinterpret_cast<const uint32_t*>(&codes[r][h])[q], a[r][h]);
-      }
       const int word = 4 * quad + q;  // of the chunk: the one this lane's codes hold
+      if constexpr (kByteMma) {
+        // Codes in K order, 4 a register (code_fields), and the rows' bytes as they are: each
+        // register of the input word is a B operand.
+        uint32_t a[kTiles][2][4];
 #pragma unroll
-      for (int t = 0; t < kNTiles; ++t) {
-        const uint8_t* row = rows + (8 * t + group) * Tile::kRowBytes;
-        InputWord<in_t> input;
+        for (int r = 0; r < kTiles; ++r) {
 #pragma unroll
-        for (int v = 0; v < static_cast<int>(sizeof(in_t)); ++v) {
-          input.raw[v] =
-              *reinterpret_cast<const uint4*>(row + swizzled_piece(word * static_cast<int>(sizeof(in_t)) + v) * 16);
+          for (int h = 0; h < 2; ++h) {
+            uint32_t fields[4];
+            code_fields(reinterpret_cast<const uint32_t*>(&codes[r][h])[q], fields);
+#pragma unroll
+            for (int b = 0; b < 4; ++b) a[r][h][b] = operand_bits<in_t>(fields[b]);
+          }
         }
-        uint32_t b[8];
-        pair_inputs<in_t>(input, b);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int t = 0; t < kNTiles; ++t) {
+          const uint4 input =
+              *reinterpret_cast<const uint4*>(rows + (8 * t + group) * Tile::kRowBytes + swizzled_piece(word) * 16);
+          const uint32_t* x_words = reinterpret_cast<const uint32_t*>(&input);
 #pragma unroll
-          for (int r = 0; r < kTiles; ++r) {
-            mma_16x8x16<mma_t>(acc[r][t], a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1],
-                               b[2 * i], b[2 * i + 1]);
+          for (int i = 0; i < 2; ++i) {
+#pragma unroll
+            for (int r = 0; r < kTiles; ++r) {
+              const uint32_t fragment[4] = {a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1]};
+              mma_tile<in_t>(acc[r][t], fragment, x_words[2 * i], x_words[2 * i + 1]);
+            }
+          }
+        }
+      } else {
+        uint32_t a[kTiles][2][8];
+#pragma unroll
+        for (int r = 0; r < kTiles; ++r) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) decoder.decode(reinterpret_cast<const uint32_t*>(&codes[r][h])[q], a[r][h]);
+        }
+#pragma unroll
+        for (int t = 0; t < kNTiles; ++t) {
+          const uint8_t* row = rows + (8 * t + group) * Tile::kRowBytes;
+          InputWord<in_t> input;
+#pragma unroll
+          for (int v = 0; v < 2; ++v)
+            input.raw[v] = *reinterpret_cast<const uint4*>(row + swizzled_piece(2 * word + v) * 16);
+          uint32_t b[8];
+          pair_inputs<in_t>(input, b);
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+#pragma unroll
+            for (int r = 0; r < kTiles; ++r) {
+              mma_16x8x16<mma_t>(acc[r][t], a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1],
+                                 b[2 * i], b[2 * i + 1]);
+            }
           }
         }
       }
     }
   }
   wait_copies<0>();
-  remove_code_offset<mma_t>(acc);
+  if constexpr (!kByteMma) remove_code_offset<mma_t>(acc);
 
   // Accumulator i of tile r, n-tile t: feature n0 + tile_feature_of(16r + group + 8(i / 2)),
   // row m0 + 8t + 2 * quad + i % 2.
@@ -215,7 +249,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int i = 0; i < 4; ++i) {
           const int feature = tile_feature_of<in_t>(16 * r + group + 8 * (i / 2));
           const int64_t n = n0 + feature, m = m0 + 8 * t + 2 * quad + i % 2;
-          if (feature >= 0 && n < args.out_features && m < args.rows) f(m, n, acc[r][t][i]);
+          if (feature >= 0 && n < args.out_features && m < args.rows) f(m, n, static_cast<float>(acc[r][t][i]));
         }
       }
     }
@@ -311,6 +345,9 @@ void stream_product_of(const PackedProduct& p, const float* row_scale, const out
 // Rows in slices of 8, 16, 32 or 64 (each decoded fragment serves all of them); 64-row slices
 // in blocks of eight warps (their rows are a block's largest reads), the others in four.
 void stream_product(const PackedProduct& p) {
+  TORCH_CHECK(p.x.scalar_type() != at::kFloat8_e4m3fn || has_fp8_tensor_cores(),
+              "bittorch::packed_ternary_linear: kernel \"stream\" takes float8_e4m3 activations only on GPUs with FP8 "
+              "tensor cores (compute capability 8.9 and later)");
   const int64_t rows = p.x.size(0);
   const float* row_scale = p.row_scale.defined() ? p.row_scale.data_ptr<float>() : nullptr;
   dispatch_packed_product(p, "bittorch_packed_stream", [&](auto in_tag, auto out_tag, const auto* bias) {
