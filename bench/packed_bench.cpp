@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
     ("cpu-shapes", "CPU in x out shapes at batch 1 (empty: no CPU part)", cxxopts::value<std::vector<std::string>>()->default_value("4096x4096,4096x11008"))
     ("repeats", "Timed repeats per figure (median)", cxxopts::value<int>()->default_value("20"))
     ("kernels", "Also time each CUDA kernel variant by name on BF16 activations (rows kernel_<name>)")
+    ("kernel-activations", "The 8-bit format of --kernels' activations: none, int8 or float8_e4m3 (rows kernel_<name>_<format>)", cxxopts::value<std::string>()->default_value("none"))
     ("json", "Write the results to PATH", cxxopts::value<std::string>()->default_value(""))
     ("commit", "Commit to record in the JSON", cxxopts::value<std::string>()->default_value(""))
     ("h,help", "Print this help");
@@ -95,6 +96,9 @@ int main(int argc, char** argv) {
     if (const auto path = args["json"].as<std::string>(); !path.empty())
       bittorch::io::check_writable_path(path, "--json");
     const int repeats = args["repeats"].as<int>();
+    const auto kernel_format = args["kernel-activations"].as<std::string>();
+    if (kernel_format != "none" && kernel_format != "int8" && kernel_format != "float8_e4m3")
+      throw std::invalid_argument("--kernel-activations must be none, int8 or float8_e4m3, not " + kernel_format);
     if (repeats < 1) throw std::invalid_argument("--repeats must be >= 1");
     torch::NoGradGuard no_grad;
     nlohmann::json results = nlohmann::json::array();
@@ -142,10 +146,11 @@ int main(int argc, char** argv) {
                   [&](int i) {
                     const auto& layer = packed[i % copies_packed];
                     bittorch::ops::packed_ternary_linear(x, layer->packed, layer->scale,
-                                                         layer->bias.to(torch::kBFloat16), in, "none", kernel);
+                                                         layer->bias.to(torch::kBFloat16), in, kernel_format, kernel);
                   },
                   forwards, repeats);
-              rows.emplace_back("kernel_" + kernel, ms, packed_bytes);
+              rows.emplace_back("kernel_" + kernel + (kernel_format == "none" ? "" : "_" + kernel_format), ms,
+                                packed_bytes);
             }
           }
           for (const auto& [name, ms, bytes] : rows) {

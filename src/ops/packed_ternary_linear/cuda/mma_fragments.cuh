@@ -457,30 +457,33 @@ __device__ __forceinline__ out_t scaled_output(float sum, int64_t m, int64_t n, 
 }
 
 // out = sums (* row_scale[m]) * scale[n] (+ bias[n]): the last pass of the kernels that add
-// partial sums of ranges of K (float32 sums, or int32 for int8 activations).
+// partial sums of ranges of K (float32 sums, or int32 for int8 activations). sums holds
+// `splits` buffers of rows x out_features, added in order (the same result on every run).
 template <typename sum_t, typename out_t>
-__global__ void scale_sums_kernel(const sum_t* __restrict__ sums, int64_t rows, int64_t out_features,
+__global__ void scale_sums_kernel(const sum_t* __restrict__ sums, int64_t splits, int64_t rows, int64_t out_features,
                                   const float* __restrict__ row_scale, const float* __restrict__ scale,
                                   bool per_channel, const out_t* __restrict__ bias, bool squared_relu,
                                   out_t* __restrict__ out) {
   wait_for_prior_grid_and_allow_next();
-  for (int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; index < rows * out_features;
+  const int64_t outputs = rows * out_features;
+  for (int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; index < outputs;
        index += int64_t{gridDim.x} * blockDim.x) {
     const int64_t m = index / out_features, n = index % out_features;
-    out[index] =
-        scaled_output(static_cast<float>(sums[index]), m, n, row_scale, scale, per_channel, bias, squared_relu);
+    float sum = static_cast<float>(sums[index]);
+    for (int64_t s = 1; s < splits; ++s) sum += static_cast<float>(sums[s * outputs + index]);
+    out[index] = scaled_output(sum, m, n, row_scale, scale, per_channel, bias, squared_relu);
   }
 }
 
 template <typename out_t, typename sum_t>
 void scale_sums(const sum_t* sums, int64_t rows, int64_t out_features, const float* row_scale, const at::Tensor& scale,
-                const out_t* bias, bool squared_relu, at::Tensor& out) {
+                const out_t* bias, bool squared_relu, at::Tensor& out, int64_t splits = 1) {
   const int64_t outputs = rows * out_features;
   const int64_t max_blocks = 16 * int64_t{at::cuda::getCurrentDeviceProperties()->multiProcessorCount};
   launch_dependent(scale_sums_kernel<sum_t, out_t>,
                    dim3(static_cast<unsigned>(std::min<int64_t>((outputs + 255) / 256, max_blocks))), dim3(256), 0,
-                   at::cuda::getCurrentCUDAStream(), sums, rows, out_features, row_scale, scale.data_ptr<float>(),
-                   scale.size(0) > 1, bias, squared_relu, out.data_ptr<out_t>());
+                   at::cuda::getCurrentCUDAStream(), sums, splits, rows, out_features, row_scale,
+                   scale.data_ptr<float>(), scale.size(0) > 1, bias, squared_relu, out.data_ptr<out_t>());
 }
 
 // Calls f(in_t{}, out_t{}, bias) with the kernel types of p's input and output dtypes and p's

@@ -11,8 +11,8 @@
 // the mma variant (pairs {f, f + 8}, m16n8k16), 8-bit rows (int8, or e4m3 on FP8 tensor cores)
 // on the 8-bit tensor cores (m16n8k32), the codes turned to operand bytes in K order so that
 // the rows' own 32-bit words are the B operands. Where the blocks would not fill the GPU, they
-// split K; each writes its float32 sums to a buffer of its own, and the last block of a tile
-// to arrive adds them in split order (the same sums on every run) and writes the output.
+// split K; each writes its float32 sums to a buffer of its own, and scale_sums adds the
+// buffers in split order (the same sums on every run) and writes the output.
 
 #include "ops/common/cuda/async_copy.cuh"
 #include "ops/common/cuda/dependent_launch.cuh"
@@ -69,11 +69,11 @@ struct StreamArgs {
   bool per_channel;
   const float* row_scale;
   bool squared_relu;
-  float* partials;  // [k_splits][rows][out_features] where k_splits > 1
-  int* arrivals;    // [row slices][feature_blocks], zero
+  float* partials;  // [k_splits][rows][out_features] where k_splits > 1, else null
 };
 
-// blockIdx.x = split * feature_blocks + feature block, blockIdx.y = slice of kRows rows.
+// blockIdx.x = split * feature_blocks + feature block, blockIdx.y = slice of kRows rows. Writes
+// out, or (args.partials) the split's float32 sums.
 template <typename in_t, typename out_t, int kNTiles, int kTiles, int kWarps>
 __global__ void __launch_bounds__(kWarps * 32)
     packed_stream_kernel(StreamArgs args, const out_t* __restrict__ bias, out_t* __restrict__ out) {
@@ -254,49 +254,41 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   };
-  if (args.k_splits == 1) {
+  if (args.partials == nullptr) {
     for_each_sum([&](int64_t m, int64_t n, float sum) {
       out[m * args.out_features + n] =
           scaled_output(sum, m, n, args.row_scale, args.scale, args.per_channel, bias, args.squared_relu);
     });
-    return;
-  }
-  const int64_t outputs = args.rows * args.out_features;
-  for_each_sum(
-      [&](int64_t m, int64_t n, float sum) { args.partials[split * outputs + m * args.out_features + n] = sum; });
-  __threadfence();
-  __syncthreads();
-  __shared__ bool last;
-  if (threadIdx.x == 0) {
-    last = atomicAdd(args.arrivals + blockIdx.y * args.feature_blocks + feature_block, 1) == args.k_splits - 1;
-    __threadfence();
-  }
-  __syncthreads();
-  if (!last) return;
-  for (int i = threadIdx.x; i < Tile::kRows * Tile::kBlockFeatures; i += Tile::kThreads) {
-    const int64_t m = m0 + i / Tile::kBlockFeatures, n = block_n0 + i % Tile::kBlockFeatures;
-    if (m >= args.rows || n >= args.out_features) continue;
-    float sum = 0.0F;
-    for (int64_t s = 0; s < args.k_splits; ++s) sum += __ldcg(args.partials + s * outputs + m * args.out_features + n);
-    out[m * args.out_features + n] =
-        scaled_output(sum, m, n, args.row_scale, args.scale, args.per_channel, bias, args.squared_relu);
+  } else {
+    float* partials = args.partials + split * args.rows * args.out_features;
+    for_each_sum([&](int64_t m, int64_t n, float sum) { partials[m * args.out_features + n] = sum; });
   }
 }
 
-// At most this many ranges of K (their sums cost a pass over rows x out_features each).
+// At most this many ranges of K.
 constexpr int64_t kMaxSplits = 16;
+// The sums' pass (scale_sums) costs about two chunks of a block (its launch and the wait for
+// it), plus its reads and writes.
+constexpr double kSumPassChunks = 2.0;
 
-// The number of ranges of K for `tiles` blocks of `chunks` chunks each: the fewest that give the
-// least work on the busiest multiprocessor (chunks per block x blocks per multiprocessor,
-// rounded up), a split costing one chunk more (its sums' pass).
-int64_t chosen_splits(int64_t tiles, int64_t chunks, int64_t multiprocessors) {
-  int64_t best = 1, best_cost = -1;
+// The number of ranges of K for `tiles` blocks of `chunks` chunks, each chunk moving
+// `chunk_bytes` (codes and rows): the one of least estimated time, counted in chunks of one
+// block: the busiest multiprocessor's chunks (blocks per multiprocessor rounded up, times
+// chunks per block), and with splits the sums' pass (writing and reading splits x `outputs`
+// float32 sums, at the GPU's rate of chunks).
+int64_t chosen_splits(int64_t tiles, int64_t chunks, int64_t chunk_bytes, int64_t outputs, int64_t multiprocessors) {
+  int64_t best = 1;
+  double best_cost = 0;
   for (int64_t splits = 1; splits <= std::min(chunks, kMaxSplits); ++splits) {
     const int64_t per_split = (chunks + splits - 1) / splits, used = (chunks + per_split - 1) / per_split;
     if (used != splits) continue;  // the same ranges as a smaller count
     const int64_t blocks = tiles * splits;
-    const int64_t cost = (blocks + multiprocessors - 1) / multiprocessors * per_split + (splits > 1 ? 1 : 0);
-    if (best_cost < 0 || cost < best_cost) {
+    double cost = static_cast<double>((blocks + multiprocessors - 1) / multiprocessors * per_split);
+    if (splits > 1) {
+      cost += kSumPassChunks +
+              static_cast<double>(splits * outputs * 8) / static_cast<double>(chunk_bytes * multiprocessors);
+    }
+    if (splits == 1 || cost < best_cost) {
       best = splits;
       best_cost = cost;
     }
@@ -325,19 +317,24 @@ void stream_product_of(const PackedProduct& p, const float* row_scale, const out
   args.squared_relu = p.squared_relu;
   const int64_t slices = (args.rows + Tile::kRows - 1) / Tile::kRows;
   const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t splits = chosen_splits(args.feature_blocks * slices, args.chunks, multiprocessors);
+  const int64_t chunk_bytes = int64_t{Tile::kBlockFeatures} * kWordsPerChunk * 4 + int64_t{Tile::kInputBytes};
+  const int64_t splits = chosen_splits(args.feature_blocks * slices, args.chunks, chunk_bytes,
+                                       args.rows * args.out_features, multiprocessors);
   args.chunks_per_split = (args.chunks + splits - 1) / splits;
   args.k_splits = (args.chunks + args.chunks_per_split - 1) / args.chunks_per_split;
-  at::Tensor partials, arrivals;
+  at::Tensor partials;
   if (args.k_splits > 1) {
     partials = at::empty({args.k_splits, args.rows, args.out_features}, p.x.options().dtype(at::kFloat));
-    arrivals = at::zeros({slices, args.feature_blocks}, p.x.options().dtype(at::kInt));
     args.partials = partials.data_ptr<float>();
-    args.arrivals = arrivals.data_ptr<int>();
   }
+  at::Tensor out = p.out;
   launch_dependent(
       kernel, dim3(static_cast<unsigned>(args.feature_blocks * args.k_splits), static_cast<unsigned>(slices)),
-      dim3(Tile::kThreads), Tile::kSharedBytes, at::cuda::getCurrentCUDAStream(), args, bias, p.out.data_ptr<out_t>());
+      dim3(Tile::kThreads), Tile::kSharedBytes, at::cuda::getCurrentCUDAStream(), args, bias, out.data_ptr<out_t>());
+  if (args.k_splits > 1) {
+    scale_sums<out_t>(args.partials, args.rows, args.out_features, row_scale, p.scale, bias, p.squared_relu, out,
+                      args.k_splits);
+  }
 }
 
 }  // namespace
