@@ -253,6 +253,21 @@ __device__ __forceinline__ void mma_tile(sum_t<in_t> (&c)[4], const uint32_t (&a
   }
 }
 
+// acc[r][t] += one word of K (four m16n8k16): tile r's decoded code pairs a[r][fragment row
+// group, group + 8][8] times the 8 input rows' pairs b[8] (pair_inputs) of n-tile t.
+template <typename mma_t, int kTiles, int kNTiles>
+__device__ __forceinline__ void multiply_word(float (&acc)[kTiles][kNTiles][4], int t,
+                                              const uint32_t (&a)[kTiles][2][8], const uint32_t (&b)[8]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+#pragma unroll
+    for (int r = 0; r < kTiles; ++r) {
+      mma_16x8x16<mma_t>(acc[r][t], a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1], b[2 * i],
+                         b[2 * i + 1]);
+    }
+  }
+}
+
 // Word q (0..3) of lane `quad` in chunk `chunk`: with kStridedWords the four lanes of a row
 // group read consecutive words (their inputs are consecutive: fewer cache lines per load of
 // many input rows), else each lane reads four consecutive words (one 16-byte code load).
@@ -420,14 +435,7 @@ struct WarpProduct {
                 input.raw[v] = !present ? make_uint4(0, 0, 0, 0) : (kSharedRows ? src[v] : __ldg(src + v));
               pair_inputs<in_t>(input, b);
             }
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-#pragma unroll
-              for (int r = 0; r < kTiles; ++r) {
-                mma_16x8x16<mma_t>(acc[r][t], a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1],
-                                   b[2 * i], b[2 * i + 1]);
-              }
-            }
+            multiply_word<mma_t>(acc, t, a, b);
           }
         }
       }

@@ -223,14 +223,7 @@ __global__ void __launch_bounds__(kWarps * 32)
             input.raw[v] = *reinterpret_cast<const uint4*>(row + swizzled_piece(2 * word + v) * 16);
           uint32_t b[8];
           pair_inputs<in_t>(input, b);
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-#pragma unroll
-            for (int r = 0; r < kTiles; ++r) {
-              mma_16x8x16<mma_t>(acc[r][t], a[r][0][2 * i], a[r][1][2 * i], a[r][0][2 * i + 1], a[r][1][2 * i + 1],
-                                 b[2 * i], b[2 * i + 1]);
-            }
-          }
+          multiply_word<mma_t>(acc, t, a, b);
         }
       }
     }
