@@ -175,6 +175,7 @@ int main(int argc, char** argv) {
     doc["cpu_threads"] = threads;
     std::printf("\nCPU, batch 1, %d threads\n%-12s %-16s %10s %8s\n", threads, "in x out", "variant", "us", "x fp32");
     for (const auto& shape : args["cpu-shapes"].as<std::vector<std::string>>()) {
+      if (shape.empty()) continue;  // --cpu-shapes "": no CPU part
       const auto [in, out] = bittorch::bench::parse_shape(shape);
       torch::manual_seed(0);
       torch::nn::Linear dense(in, out);

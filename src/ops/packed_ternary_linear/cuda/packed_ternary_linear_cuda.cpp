@@ -22,24 +22,32 @@ namespace {
 // Beyond 4 rows the GEMV's arithmetic costs more than expanding the codes for cuBLAS.
 constexpr int64_t kMaxGemvRows = 4;
 // Measured on the H100 (docs/results.md, issue 28): from 9 to 64 rows the stream kernel is the
-// fastest (16 rows of 8192 x 8192: 21 us against split_k's 30; 64 rows: 48 against tiled's 61,
-// int8 29 against 44); up to 8 rows the mma kernel stays (as fast at 4096 x 4096, and the one
-// with the decode step's norm and quantization prologues). Beyond 64 rows the tiled GEMM, up to
-// 128 rows for layers of 2^25 weights and more; beyond, cuBLAS on the expanded codes.
+// fastest on layers of 2^24 weights and more (16 rows of 8192 x 8192: 21 us against split_k's
+// 30; 64 rows: 48 against tiled's 61, int8 29 against 44). On smaller layers its few blocks
+// leave the GPU idle (the language model's 768 x 3072 at 64 rows: 20.5 us against BF16's 5.3;
+// medium's batch-64 generation 56.6k tokens/s against 72.3k with tiled), so they keep split_k
+// up to 32 rows and tiled up to 64. Up to 8 rows the mma kernel stays (as fast at 4096 x 4096,
+// and the one with the decode step's norm and quantization prologues). Beyond 64 rows tiled,
+// up to 128 rows for layers of 2^25 weights and more; beyond, cuBLAS on the expanded codes.
 constexpr int64_t kMaxStreamRows = 64;
+constexpr int64_t kMinStreamWeights = int64_t{1} << 24;
+constexpr int64_t kMaxSplitKRows = 32;
+constexpr int64_t kMaxTiledRows = 64;
 constexpr int64_t kMaxTiledRowsOfLargeLayers = 128;
 constexpr int64_t kLargeLayerWeights = int64_t{1} << 25;
 
 // The variant for `rows` rows of a layer of `weights` weights: float32 activations run the
 // GEMV (tensor cores would round them) and beyond it cuBLAS on the expanded codes; 16-bit and
-// 8-bit ones the mma kernel, then stream, then the tiled GEMM (e4m3 activations in those two
-// need FP8 tensor cores; without, split_k up to 64 rows), then cuBLAS.
+// 8-bit ones the mma kernel, then stream (large layers) or split_k, then the tiled GEMM (e4m3
+// activations in stream and tiled need FP8 tensor cores), then cuBLAS.
 std::string_view chosen_kernel(int64_t rows, int64_t weights, bool tensor_cores, bool e4m3) {
   if (!tensor_cores) return rows <= kMaxGemvRows ? "gemv" : "expand";
   if (rows <= kMaxMmaVariantRows) return "mma";
   const bool eight_bit_cores = !e4m3 || has_fp8_tensor_cores();
-  if (rows <= kMaxStreamRows) return eight_bit_cores ? "stream" : "split_k";
-  const bool tiled_rows = rows <= kMaxTiledRowsOfLargeLayers && weights >= kLargeLayerWeights;
+  if (rows <= kMaxStreamRows && weights >= kMinStreamWeights && eight_bit_cores) return "stream";
+  if (rows <= kMaxSplitKRows) return "split_k";
+  const bool tiled_rows =
+      rows <= kMaxTiledRows || (rows <= kMaxTiledRowsOfLargeLayers && weights >= kLargeLayerWeights);
   return tiled_rows && eight_bit_cores ? "tiled" : "expand";
 }
 
