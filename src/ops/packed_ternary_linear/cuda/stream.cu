@@ -309,6 +309,8 @@ void stream_product_of(const PackedProduct& p, const float* row_scale, const out
   args.row_scale = row_scale;
   args.squared_relu = p.squared_relu;
   const int64_t slices = (args.rows + Tile::kRows - 1) / Tile::kRows;
+  TORCH_CHECK(slices <= 65535, "bittorch::packed_ternary_linear: kernel \"stream\" takes at most ", 65535 * Tile::kRows,
+              " rows (a grid of 65535 slices), not ", args.rows);
   const int64_t multiprocessors = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   const int64_t chunk_bytes = int64_t{Tile::kBlockFeatures} * kWordsPerChunk * 4 + int64_t{Tile::kInputBytes};
   const int64_t splits = chosen_splits(args.feature_blocks * slices, args.chunks, chunk_bytes,
