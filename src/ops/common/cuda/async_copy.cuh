@@ -56,20 +56,14 @@ __device__ __forceinline__ void wait_copies() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
-// Lets `kernel` launch with `shared_bytes` of dynamic shared memory (beyond the default 48 KB
-// where needed) and returns how many of its blocks of `threads` fit a multiprocessor: once per
-// device and kernel, not on every call.
+// Lets `kernel` launch with `shared_bytes` of dynamic shared memory beyond the default 48 KB:
+// once per device and kernel, not on every call.
 template <auto kernel>
-int opt_in_shared_memory(int threads, int shared_bytes) {
-  static std::array<std::once_flag, C10_COMPILE_TIME_MAX_GPUS> done;
-  static std::array<int, C10_COMPILE_TIME_MAX_GPUS> resident_blocks;
-  const auto device = static_cast<size_t>(c10::cuda::current_device());
-  std::call_once(done.at(device), [&] {
+void opt_in_shared_memory(int shared_bytes) {
+  static std::array<std::once_flag, C10_COMPILE_TIME_MAX_GPUS> opted_in;
+  std::call_once(opted_in.at(static_cast<size_t>(c10::cuda::current_device())), [&] {
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
-    C10_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident_blocks.at(device), kernel, threads, shared_bytes));
   });
-  return resident_blocks.at(device);
 }
 
 }  // namespace bittorch::ops::cuda

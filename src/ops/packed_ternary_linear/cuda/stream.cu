@@ -64,12 +64,12 @@ struct StreamArgs {
   const uint32_t* packed;
   int64_t words, out_features;
   bool vector_codes;  // code rows of whole 16-byte vectors (words % 4 == 0, aligned)
-  int64_t chunks, chunks_per_split, k_splits, feature_blocks;
+  int64_t chunks, chunks_per_split, feature_blocks;
   const float* scale;
   bool per_channel;
   const float* row_scale;
   bool squared_relu;
-  float* partials;  // [k_splits][rows][out_features] where k_splits > 1, else null
+  float* partials;  // [splits][rows][out_features] where K is split, else null
 };
 
 // blockIdx.x = split * feature_blocks + feature block, blockIdx.y = slice of kRows rows. Writes
@@ -274,7 +274,7 @@ int64_t chosen_splits(int64_t tiles, int64_t chunks, int64_t chunk_bytes, int64_
   double best_cost = 0;
   for (int64_t splits = 1; splits <= std::min(chunks, kMaxSplits); ++splits) {
     const int64_t per_split = (chunks + splits - 1) / splits, used = (chunks + per_split - 1) / per_split;
-    if (used != splits) continue;  // the same ranges as a smaller count
+    if (used != splits) continue;  // the same ranges as a smaller count: the count returned covers them exactly
     const int64_t blocks = tiles * splits;
     double cost = static_cast<double>((blocks + multiprocessors - 1) / multiprocessors * per_split);
     if (splits > 1) {
@@ -293,7 +293,7 @@ template <typename in_t, typename out_t, int kNTiles, int kTiles, int kWarps>
 void stream_product_of(const PackedProduct& p, const float* row_scale, const out_t* bias) {
   using Tile = StreamTile<in_t, kNTiles, kTiles, kWarps>;
   constexpr auto kernel = packed_stream_kernel<in_t, out_t, kNTiles, kTiles, kWarps>;
-  opt_in_shared_memory<kernel>(Tile::kThreads, Tile::kSharedBytes);
+  opt_in_shared_memory<kernel>(Tile::kSharedBytes);
   StreamArgs args{};
   args.x = p.x.data_ptr();
   args.x_stride = p.x.size(1);
@@ -315,20 +315,19 @@ void stream_product_of(const PackedProduct& p, const float* row_scale, const out
   const int64_t chunk_bytes = int64_t{Tile::kBlockFeatures} * kWordsPerChunk * 4 + int64_t{Tile::kInputBytes};
   const int64_t splits = chosen_splits(args.feature_blocks * slices, args.chunks, chunk_bytes,
                                        args.rows * args.out_features, multiprocessors);
-  args.chunks_per_split = (args.chunks + splits - 1) / splits;
-  args.k_splits = (args.chunks + args.chunks_per_split - 1) / args.chunks_per_split;
+  args.chunks_per_split = (args.chunks + splits - 1) / splits;  // splits such ranges cover the chunks
   at::Tensor partials;
-  if (args.k_splits > 1) {
-    partials = at::empty({args.k_splits, args.rows, args.out_features}, p.x.options().dtype(at::kFloat));
+  if (splits > 1) {
+    partials = at::empty({splits, args.rows, args.out_features}, p.x.options().dtype(at::kFloat));
     args.partials = partials.data_ptr<float>();
   }
   at::Tensor out = p.out;
-  launch_dependent(
-      kernel, dim3(static_cast<unsigned>(args.feature_blocks * args.k_splits), static_cast<unsigned>(slices)),
-      dim3(Tile::kThreads), Tile::kSharedBytes, at::cuda::getCurrentCUDAStream(), args, bias, out.data_ptr<out_t>());
-  if (args.k_splits > 1) {
+  launch_dependent(kernel, dim3(static_cast<unsigned>(args.feature_blocks * splits), static_cast<unsigned>(slices)),
+                   dim3(Tile::kThreads), Tile::kSharedBytes, at::cuda::getCurrentCUDAStream(), args, bias,
+                   out.data_ptr<out_t>());
+  if (splits > 1) {
     scale_sums<out_t>(args.partials, args.rows, args.out_features, row_scale, p.scale, bias, p.squared_relu, out,
-                      args.k_splits);
+                      splits);
   }
 }
 

@@ -259,7 +259,7 @@ void tiled_product_of(const PackedProduct& p, const out_t* bias, at::Tensor& out
   }
   constexpr int kShared = shared_bytes<kRows, in_t>();
   const auto kernel = packed_tiled_kernel<in_t, out_t, kRows>;
-  opt_in_shared_memory<packed_tiled_kernel<in_t, out_t, kRows>>(kThreads, kShared);
+  opt_in_shared_memory<packed_tiled_kernel<in_t, out_t, kRows>>(kShared);
   launch_dependent(kernel, dim3(static_cast<unsigned>(tiles * args.splits)), dim3(kThreads), kShared,
                    at::cuda::getCurrentCUDAStream(), args, bias, out.data_ptr<out_t>(),
                    sums.defined() ? sums.data_ptr<sum_t<in_t>>() : nullptr);
