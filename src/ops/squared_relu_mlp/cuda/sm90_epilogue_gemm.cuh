@@ -8,13 +8,8 @@
 
 #include "ops/squared_relu_mlp/cuda/sm90_epilogue_gemm.h"
 
-#include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
+#include "ops/common/cuda/sm90_gemm.cuh"
 
-#include <cutlass/cutlass.h>
-#include <cutlass/gemm/device/gemm_universal_adapter.h>
-#include <cute/tensor.hpp>
 #include <cutlass/epilogue/collective/collective_builder.hpp>
 #include <cutlass/epilogue/fusion/sm90_callbacks_tma_warpspecialized.hpp>
 #include <cutlass/gemm/collective/collective_builder.hpp>
@@ -50,42 +45,5 @@ struct EpilogueGemm {
       cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, CollectiveMainloop, CollectiveEpilogue>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 };
-
-// A packed stride for one batch: the leading dimension in whichever of the first two modes is
-// not the contiguous one (mode 0 for row-major A, C and D and a [N, K] weight).
-template <class Stride>
-Stride packed_stride(int64_t leading_dimension) {
-  Stride stride{};
-  if constexpr (cute::is_static<cute::remove_cvref_t<decltype(cute::get<0>(stride))>>::value) {
-    cute::get<1>(stride) = leading_dimension;
-  } else {
-    cute::get<0>(stride) = leading_dimension;
-  }
-  return stride;
-}
-
-template <class Gemm>
-void run(const char* op, typename Gemm::Arguments& arguments, const at::Tensor& like) {
-  Gemm gemm;
-  TORCH_CHECK(gemm.can_implement(arguments) == cutlass::Status::kSuccess, op,
-              ": the SM90 product cannot take these operands");
-  const size_t workspace_bytes = Gemm::get_workspace_size(arguments);
-  const at::Tensor workspace = workspace_bytes
-                                   ? at::empty({static_cast<int64_t>(workspace_bytes)}, like.options().dtype(at::kByte))
-                                   : at::Tensor();
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  TORCH_CHECK(
-      gemm.initialize(arguments, workspace_bytes ? workspace.data_ptr() : nullptr, stream) == cutlass::Status::kSuccess,
-      op, ": initializing the SM90 product failed");
-  TORCH_CHECK(gemm.run(stream) == cutlass::Status::kSuccess, op, ": launching the SM90 product failed");
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-inline cutlass::KernelHardwareInfo hardware_info(const at::Tensor& like) {
-  cutlass::KernelHardwareInfo info;
-  info.device_id = like.get_device();
-  info.sm_count = at::cuda::getDeviceProperties(like.get_device())->multiProcessorCount;
-  return info;
-}
 
 }  // namespace bittorch::ops::cuda::sm90

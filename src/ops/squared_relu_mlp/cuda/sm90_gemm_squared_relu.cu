@@ -6,25 +6,6 @@ namespace bittorch::ops::cuda {
 namespace sm90 {
 namespace {
 
-// NaN stays NaN (not `x > 0 ? x : 0`, which makes it 0), as in ops::squared_relu.
-template <class T>
-struct SquaredRelu {
-  CUTLASS_HOST_DEVICE T operator()(const T& x) const {
-    const T positive = x < T(0) ? T(0) : x;
-    return positive * positive;
-  }
-};
-
-template <class T, int N>
-struct SquaredRelu<cutlass::Array<T, N>> {
-  CUTLASS_HOST_DEVICE cutlass::Array<T, N> operator()(const cutlass::Array<T, N>& x) const {
-    cutlass::Array<T, N> y;
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < N; ++i) y[i] = SquaredRelu<T>()(x[i]);
-    return y;
-  }
-};
-
 using Epilogue = cutlass::epilogue::fusion::Sm90EVT<
     cutlass::epilogue::fusion::Sm90Compute<SquaredRelu, Element, Accumulator, kRound>,
     cutlass::epilogue::fusion::Sm90AccFetch>;
