@@ -143,8 +143,11 @@ int main(int argc, char** argv) {
             std::vector<torch::Tensor> biases;
             for (const auto& layer : packed) biases.push_back(layer->bias.to(torch::kBFloat16));
             for (const auto& kernel : bittorch::ops::packed_kernel_names(torch::kCUDA)) {
-              // gemv takes float32 activations; mma at most 8 rows.
-              if (kernel == "auto" || kernel == "gemv" || (kernel == "mma" && m > 8)) continue;
+              // gemv takes float32 activations; mma at most 8 rows; wgmma 16-bit ones.
+              if (kernel == "auto" || kernel == "gemv" || (kernel == "mma" && m > 8) ||
+                  (kernel == "wgmma" && kernel_format != "none")) {
+                continue;
+              }
               const double ms = graph_ms_per_forward(
                   [&](int i) {
                     const auto& layer = packed[i % copies_packed];

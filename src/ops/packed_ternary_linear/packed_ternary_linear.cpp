@@ -37,10 +37,16 @@ at::Tensor packed_ternary_linear(const at::Tensor& input, const at::Tensor& pack
 
 namespace {
 
-// The CUDA variants: src/ops/packed_ternary_linear/cuda/ (one file per family). Views of
-// literals, so that checking a call's kernel name allocates nothing.
+// The CUDA variants: src/ops/packed_ternary_linear/cuda/ (one file per family); wgmma where
+// CUTLASS's headers were found. Views of literals, so that checking a call's kernel name
+// allocates nothing.
+#ifdef BITTORCH_WITH_CUTLASS
+constexpr std::array<std::string_view, 8> kCudaKernels = {"auto",   "gemv",  "mma",   "split_k",
+                                                          "stream", "tiled", "wgmma", "expand"};
+#else
 constexpr std::array<std::string_view, 7> kCudaKernels = {"auto",   "gemv",  "mma",   "split_k",
                                                           "stream", "tiled", "expand"};
+#endif
 constexpr std::array<std::string_view, 1> kCpuKernels = {"auto"};
 
 c10::ArrayRef<std::string_view> kernel_names(c10::DeviceType device) {

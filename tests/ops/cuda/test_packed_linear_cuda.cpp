@@ -14,6 +14,8 @@
 
 #include "temp_dir.h"
 
+#include <algorithm>
+
 namespace {
 
 #define SKIP_WITHOUT_CUDA()                                                             \
@@ -69,6 +71,7 @@ TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
   ASSERT_EQ(names.front(), "auto");
   const auto* device = at::cuda::getCurrentDeviceProperties();
   const bool fp8_tensor_cores = device->major * 10 + device->minor >= 89;
+  const bool sm90a = device->major == 9 && device->minor == 0;
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {17, 3}, {64, 65}, {1000, 130}, {8192, 40}};
   const std::vector<int64_t> row_counts = {1, 3, 8, 9, 17, 65, 130};
   int checked = 0;
@@ -91,6 +94,8 @@ TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
                               (kernel == "split_k" && tensor_cores) ||
                               ((kernel == "stream" || kernel == "tiled") && tensor_cores &&
                                (format != "float8_e4m3" || fp8_tensor_cores)) ||
+                              (kernel == "wgmma" && sm90a && dtype != torch::kFloat && format == "none" &&
+                               packed.size(1) % 4 == 0 && out % 8 == 0) ||
                               kernel == "expand";
             const auto what = c10::str(kernel, " ", dtype, " ", format, " rows ", rows, " in ", in, " out ", out);
             if (!runs) {
@@ -244,6 +249,58 @@ TEST(PackedLinearCuda, StreamSplitsAddTheSameSumsOnEveryRun) {
       }
     }
   }
+}
+
+// The wgmma variant (listed where it is built; it runs on compute capability 9.0) on the
+// shapes it takes: partial 128-feature and 64/128-row tiles, K from one 64-element stage to
+// many (stream-K splits them where the tiles do not fill the GPU), the language model's widths;
+// per-channel and single scales, with and without bias, both epilogues; the same outputs on a
+// second run (stream-K adds its partial sums in a fixed order).
+TEST(PackedLinearCuda, WgmmaMatchesTheCpuKernel) {
+  SKIP_WITHOUT_CUDA();
+  const auto names = bittorch::ops::packed_kernel_names(torch::kCUDA);
+  if (std::find(names.begin(), names.end(), "wgmma") == names.end()) {
+    GTEST_SKIP() << "the wgmma variant is not built (CUTLASS's headers were not found): test skipped";
+  }
+  const auto* device = at::cuda::getCurrentDeviceProperties();
+  if (device->major != 9 || device->minor != 0) {
+    GTEST_SKIP() << "the wgmma variant runs on compute capability 9.0 GPUs only: test skipped";
+  }
+  torch::manual_seed(57);
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{64, 8},     {1020, 136},  {768, 3072},
+                                                           {3072, 768}, {8192, 1000}, {256, 20000}};
+  int checked = 0;
+  for (const auto& [in, out] : shapes) {
+    const auto packed = bittorch::quant::pack_ternary(torch::randint(-1, 2, {out, in}, torch::kChar));
+    for (const auto dtype : {torch::kHalf, torch::kBFloat16}) {
+      for (const int64_t rows : {1, 9, 64, 65, 130, 300}) {
+        const bool single_scale = rows % 2 == 1;
+        const auto scale = single_scale ? torch::rand({1}) + 0.1 : torch::rand({out}) + 0.1;
+        const auto bias = rows == 9 ? std::optional<torch::Tensor>() : torch::randn({out}).to(dtype);
+        const auto x = torch::randn({rows, in}).to(dtype);
+        for (const std::string epilogue : {"none", "squared_relu"}) {
+          const auto run = [&] {
+            return bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(),
+                                                        bias ? std::optional(bias->cuda()) : std::nullopt, in, "none",
+                                                        "wgmma", epilogue);
+          };
+          const auto what = c10::str(dtype, " rows ", rows, " in ", in, " out ", out, " ", epilogue,
+                                     single_scale ? " one scale" : "", bias ? "" : " no bias");
+          const auto cpu = bittorch::ops::packed_ternary_linear(x, packed, scale, bias, in, "none", "auto", epilogue);
+          const auto gpu = run();
+          ASSERT_EQ(gpu.sizes(), cpu.sizes()) << what;
+          ASSERT_EQ(gpu.scalar_type(), dtype) << what;
+          const double magnitude = std::max(1.0, cpu.to(torch::kDouble).abs().max().item<double>());
+          const double error = (gpu.cpu().to(torch::kDouble) - cpu.to(torch::kDouble)).abs().max().item<double>();
+          const double allowed = (epilogue == "squared_relu" ? 2 : 1) * tolerance(dtype, "none") * magnitude;
+          EXPECT_LE(error, allowed) << what << ": max error " << error;
+          EXPECT_TRUE(torch::equal(gpu, run())) << what;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 6 * 2 * 6 * 2);
 }
 
 // The tiled GEMM with enough tiles to fill the GPU without splitting K (every multiprocessor

@@ -15,6 +15,9 @@
 //   tiled    16-bit or 8-bit activations, many rows: a tensor-core GEMM whose blocks decode the
 //            codes of a tile once into shared memory (32, 64 or 128 rows x 128 features a block;
 //            e4m3 activations on FP8 tensor cores only).
+//   wgmma    16-bit activations on Hopper (built where CUTLASS's headers were found): a CUTLASS 3
+//            mixed-input GEMM, the codes as its int2b_t operand, widened in registers for wgmma;
+//            TMA, warp-specialized, stream-K; 64- or 128-row tiles.
 //   expand   anything: codes expanded to the layer's operand (codes * scale in the input
 //            dtype, or 8-bit codes), then cuBLAS's product.
 
@@ -79,6 +82,16 @@ void stream_product(const PackedProduct& p);
 
 /// Needs a float16, bfloat16, int8 or (on FP8 tensor cores) float8_e4m3fn x.
 void tiled_product(const PackedProduct& p);
+
+#ifdef BITTORCH_WITH_CUTLASS
+/// Whether wgmma_product takes `packed` [out_features, words] with `input` activations: float16
+/// or bfloat16 ones (no 8-bit format), on a compute capability 9.0 device, words a multiple of 4
+/// (TMA's 16-byte rows of codes), out_features a multiple of 8 (16-byte output columns), the
+/// codes 16-byte aligned.
+bool wgmma_takes(const at::Tensor& packed, at::ScalarType input, quant::ActivationFormat format);
+/// Needs what wgmma_takes says (checked).
+void wgmma_product(const PackedProduct& p);
+#endif
 
 /// The expand variant on the input rows [rows, in_features] themselves: (x @ codes^T) * scale
 /// + bias in the input's dtype, 8-bit activations quantized here.

@@ -1,0 +1,132 @@
+// The wgmma variant of packed_ternary_linear (variants.h), for Hopper: a CUTLASS 3 mixed-input
+// GEMM (wgmma fed by TMA, warp-specialized, persistent with a stream-K schedule) whose A
+// operand is the packed codes themselves. The 2-bit format (docs/packed-format.md) is
+// cutlass::int2b_t's: code k of a row at bits 2 (k % 16) of word k / 16, two's complement, so
+// the [out_features, words] int32 codes are a K-major int2b_t matrix as they are, and need no
+// shuffle. TMA brings codes and rows into shared memory; the consumer warpgroups widen the codes
+// in registers to the rows' 16-bit type (CUTLASS's int2b -> bf16/fp16 converter: a byte
+// permute and a masked XOR a pair of codes, then one subtraction) and multiply them on wgmma
+// with the rows from shared memory. The problem is transposed (M = output features, N =
+// rows), so the codes are the operand that passes through registers; the output [rows,
+// out_features] is then D column-major. The epilogue scales each output feature, adds the bias
+// and applies the squared ReLU where asked, in float32, and rounds once.
+
+#include "ops/common/cuda/device.h"
+#include "ops/common/cuda/sm90_gemm.cuh"
+#include "ops/packed_ternary_linear/cuda/variants.h"
+
+#include <cutlass/epilogue/collective/collective_builder.hpp>
+#include <cutlass/epilogue/fusion/sm90_callbacks_tma_warpspecialized.hpp>
+#include <cutlass/gemm/collective/collective_builder.hpp>
+#include <cutlass/gemm/kernel/gemm_universal.hpp>
+#include <cutlass/gemm/kernel/tile_scheduler.hpp>
+
+namespace bittorch::ops::cuda {
+namespace {
+
+namespace fusion = cutlass::epilogue::fusion;
+using Codes = cutlass::int2b_t;
+using Accumulator = float;
+constexpr auto kRound = cutlass::FloatRoundStyle::round_to_nearest;
+constexpr int kCodeAlignment = 128 / 2;  // 16 bytes of codes: what TMA needs
+constexpr int kRowAlignment = 8;         // 16 bytes of 16-bit values
+
+// acc * scale[feature] + bias[feature] in float32 (scale: a vector, or one value where the
+// stride's bool is false), then max(y, 0)^2 where asked, rounded once to Element.
+template <class Element, class TileShape, bool kSquaredRelu>
+struct ScaledOutput {
+  using Scale = fusion::Sm90ColBroadcast<0, TileShape, float, float, cute::Stride<bool, cute::_0, cute::_0>>;
+  using Bias = fusion::Sm90ColBroadcast<0, TileShape, Element, float>;
+  template <class Output>
+  using Affine = fusion::Sm90EVT<fusion::Sm90Compute<cutlass::homogeneous_multiply_add, Output, float, kRound>,
+                                 fusion::Sm90AccFetch, Scale, Bias>;
+  using Callbacks =
+      std::conditional_t<kSquaredRelu,
+                         fusion::Sm90EVT<fusion::Sm90Compute<sm90::SquaredRelu, Element, float, kRound>, Affine<float>>,
+                         Affine<Element>>;
+  // The EVT's arguments, in the tree's order.
+  static typename Callbacks::Arguments arguments(const float* scale, bool per_channel, const Element* bias) {
+    typename Affine<std::conditional_t<kSquaredRelu, float, Element>>::Arguments affine{
+        {}, {scale, 0.0f, {per_channel, {}, {}}}, {bias}, {}};
+    if constexpr (kSquaredRelu) {
+      return {affine, {}};
+    } else {
+      return affine;
+    }
+  }
+};
+
+// TileRows rows (N) by 128 output features (M) a tile, 64 of K a stage.
+template <class Element, int TileRows, bool kSquaredRelu>
+struct WgmmaGemm {
+  using TileShape = cute::Shape<cute::_128, cute::Int<TileRows>, cute::_64>;
+  using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
+  using Output = ScaledOutput<Element, TileShape, kSquaredRelu>;
+  using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
+      cutlass::epilogue::collective::EpilogueTileAuto, Accumulator, Accumulator, void, cutlass::layout::ColumnMajor,
+      kRowAlignment, Element, cutlass::layout::ColumnMajor, kRowAlignment,
+      cutlass::epilogue::TmaWarpSpecializedCooperative, typename Output::Callbacks>::CollectiveOp;
+  using CollectiveMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Codes, cutlass::layout::RowMajor, kCodeAlignment, Element,
+      cutlass::layout::ColumnMajor, kRowAlignment, Accumulator, TileShape, ClusterShape,
+      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
+          sizeof(typename CollectiveEpilogue::SharedStorage))>,
+      cutlass::gemm::KernelTmaWarpSpecializedCooperative>::CollectiveOp;
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, CollectiveMainloop,
+                                                      CollectiveEpilogue, cutlass::gemm::StreamKScheduler>;
+  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+};
+
+template <class Element, int TileRows, bool kSquaredRelu>
+void wgmma_product_of(const PackedProduct& p) {
+  using Config = WgmmaGemm<Element, TileRows, kSquaredRelu>;
+  using Gemm = typename Config::Gemm;
+  using Kernel = typename Gemm::GemmKernel;
+  const int features = static_cast<int>(p.packed.size(0));
+  const int rows = static_cast<int>(p.x.size(0));
+  const int depth = static_cast<int>(p.x.size(1));  // words * 16
+  typename Gemm::Arguments arguments{
+      cutlass::gemm::GemmUniversalMode::kGemm,
+      {features, rows, depth, 1},
+      {static_cast<const Codes*>(p.packed.data_ptr()), sm90::packed_stride<typename Kernel::StrideA>(depth),
+       static_cast<const Element*>(p.x.data_ptr()), sm90::packed_stride<typename Kernel::StrideB>(depth)},
+      {Config::Output::arguments(p.scale.data_ptr<float>(), p.scale.size(0) > 1,
+                                 p.bias.defined() ? static_cast<const Element*>(p.bias.data_ptr()) : nullptr),
+       nullptr, sm90::packed_stride<typename Kernel::StrideC>(features), static_cast<Element*>(p.out.data_ptr()),
+       sm90::packed_stride<typename Kernel::StrideD>(features)},
+      sm90::hardware_info(p.x)};
+  sm90::run<Gemm>("bittorch::packed_ternary_linear (kernel \"wgmma\")", arguments, p.x);
+}
+
+template <class Element>
+void wgmma_product_in(const PackedProduct& p) {
+  // 64-row tiles up to 64 rows (a 128-row tile would multiply as many padding rows), 128 beyond.
+  if (p.x.size(0) <= 64) {
+    p.squared_relu ? wgmma_product_of<Element, 64, true>(p) : wgmma_product_of<Element, 64, false>(p);
+  } else {
+    p.squared_relu ? wgmma_product_of<Element, 128, true>(p) : wgmma_product_of<Element, 128, false>(p);
+  }
+}
+
+}  // namespace
+
+bool wgmma_takes(const at::Tensor& packed, at::ScalarType input, quant::ActivationFormat format) {
+  return (input == at::kHalf || input == at::kBFloat16) && format == quant::ActivationFormat::None &&
+         packed.size(1) % 4 == 0 && packed.size(0) % 8 == 0 && packed.size(0) > 0 &&
+         reinterpret_cast<uintptr_t>(packed.data_ptr()) % 16 == 0 && runs_sm90a(packed.device());
+}
+
+void wgmma_product(const PackedProduct& p) {
+  TORCH_CHECK(wgmma_takes(p.packed, p.x.scalar_type(), quant::ActivationFormat::None),
+              "bittorch::packed_ternary_linear: kernel \"wgmma\" takes float16 or bfloat16 activations (no 8-bit "
+              "format) on a compute capability 9.0 GPU, with in_features padded to a multiple of 64 (packed words a "
+              "multiple of 4), out_features a multiple of 8 and 16-byte aligned codes");
+  if (p.x.scalar_type() == at::kHalf) {
+    wgmma_product_in<cutlass::half_t>(p);
+  } else {
+    wgmma_product_in<cutlass::bfloat16_t>(p);
+  }
+}
+
+}  // namespace bittorch::ops::cuda
