@@ -101,8 +101,11 @@ void wgmma_product_of(const PackedProduct& p) {
 
 template <class Element>
 void wgmma_product_in(const PackedProduct& p) {
-  // 64-row tiles up to 64 rows (a 128-row tile would multiply as many padding rows), 128 beyond.
-  if (p.x.size(0) <= 64) {
+  // The smallest tile of 32, 64 or 128 rows that holds them (wgmma multiplies a tile's padding
+  // rows too), 128 beyond.
+  if (p.x.size(0) <= 32) {
+    p.squared_relu ? wgmma_product_of<Element, 32, true>(p) : wgmma_product_of<Element, 32, false>(p);
+  } else if (p.x.size(0) <= 64) {
     p.squared_relu ? wgmma_product_of<Element, 64, true>(p) : wgmma_product_of<Element, 64, false>(p);
   } else {
     p.squared_relu ? wgmma_product_of<Element, 128, true>(p) : wgmma_product_of<Element, 128, false>(p);
