@@ -21,9 +21,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 
 namespace bittorch::apps {
 namespace {
@@ -44,6 +46,8 @@ constexpr int64_t kBatchedSequences = 64;
 constexpr int64_t kProfiledSteps = 3;
 // How many decode steps (batch 1) a profile records, after the timed ones.
 constexpr int64_t kProfiledTokens = 16;
+// Timed prefills of a whole-context prompt per model (the best one counts).
+constexpr int kPrefillRepeats = 5;
 // How many ops of a profile the JSON keeps (the trace has them all).
 constexpr size_t kProfiledOpsKept = 40;
 
@@ -178,6 +182,21 @@ DecodeRate decode_throughput(nn::TransformerLM& model, torch::Device device, tor
   return rate;
 }
 
+// A prompt of the whole context (random token ids) prefilled through nn::Decoder, as sample
+// prefills its prompt: one forward of `context` rows through every projection. Tokens per
+// second of the best of kPrefillRepeats timed passes, after one untimed.
+double prefill_throughput(nn::TransformerLM& model, torch::Device device, torch::Dtype dtype) {
+  torch::NoGradGuard no_grad;
+  nn::Decoder decoder(*model, 1, dtype);
+  const int64_t context = model->options.context();
+  const auto prompt = torch::randint(model->options.vocab_size(), {context}, torch::kLong);
+  decoder.prefill(0, prompt);
+  double best = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < kPrefillRepeats; ++i)
+    best = std::min(best, seconds_for(device, [&] { decoder.prefill(0, prompt); }));
+  return static_cast<double>(context) / best;
+}
+
 // Where a decode profile's trace goes: `name` in the profile directory, or nowhere.
 std::string decode_trace(const BenchConfig& config, const std::string& name) {
   return config.profile_dir.empty() ? ""
@@ -197,6 +216,7 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
       decode_throughput(baseline, device, dtype, tokens, 1, decode_trace(config, "generate_baseline"));
   const double baseline_rate = baseline_decode.tokens_per_second;
   const auto baseline_batch_rate = decode_throughput(baseline, device, dtype, tokens, kBatchedSequences);
+  const double baseline_prefill_rate = prefill_throughput(baseline, device, dtype);
   const int64_t baseline_bytes = weight_bytes(*baseline);
   baseline = nullptr;
 
@@ -218,6 +238,7 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
       decode_throughput(packed, device, dtype, tokens, 1, decode_trace(config, "generate_packed"));
   const double packed_rate = packed_decode.tokens_per_second;
   const auto packed_batch_rate = decode_throughput(packed, device, dtype, tokens, kBatchedSequences);
+  const double packed_prefill_rate = prefill_throughput(packed, device, dtype);
   const int64_t packed_bytes = weight_bytes(*packed);
   // What bittorch-lm sample runs after loading: prefill, then sampling with its default
   // temperature and top-k, the text back on the host. Timed whole, and for its first three
@@ -242,12 +263,12 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
   spdlog::info(
       "generate: baseline {:.0f} tokens/s, packed {:.0f} tokens/s ({:.2f}x), sample end to end {:.0f} tokens/s "
       "({:.1f} ms to the first {} tokens, {:.0f} tokens/s after them); "
-      "batch {}: baseline {:.0f}, packed {:.0f} tokens/s; weights {} -> {} bytes ({:.1f}x), file {} bytes, loaded in "
-      "{:.3f} s",
+      "batch {}: baseline {:.0f}, packed {:.0f} tokens/s; prefill of {} tokens: baseline {:.0f}, packed {:.0f} "
+      "tokens/s; weights {} -> {} bytes ({:.1f}x), file {} bytes, loaded in {:.3f} s",
       baseline_rate, packed_rate, packed_rate / baseline_rate, sample_rate, 1e3 * setup_seconds, setup_tokens,
       sample_rate_after_setup, kBatchedSequences, baseline_batch_rate.tokens_per_second,
-      packed_batch_rate.tokens_per_second, baseline_bytes, packed_bytes,
-      static_cast<double>(baseline_bytes) / packed_bytes, file_bytes, load_seconds);
+      packed_batch_rate.tokens_per_second, config.model.context(), baseline_prefill_rate, packed_prefill_rate,
+      baseline_bytes, packed_bytes, static_cast<double>(baseline_bytes) / packed_bytes, file_bytes, load_seconds);
   nlohmann::json result = {{"tokens", tokens},
                            {"dtype", device.is_cuda() ? "bfloat16" : "float32"},
                            {"packed_activation_bits", config.packed_activation_bits},
@@ -263,6 +284,9 @@ nlohmann::json generation(const BenchConfig& config, torch::Device device) {
                            {"batch", kBatchedSequences},
                            {"baseline_batch_tokens_per_second", baseline_batch_rate.tokens_per_second},
                            {"packed_batch_tokens_per_second", packed_batch_rate.tokens_per_second},
+                           {"prefill_tokens", config.model.context()},
+                           {"baseline_prefill_tokens_per_second", baseline_prefill_rate},
+                           {"packed_prefill_tokens_per_second", packed_prefill_rate},
                            {"baseline_graph_nodes_per_token", baseline_decode.graph_nodes},
                            {"packed_graph_nodes_per_token", packed_decode.graph_nodes},
                            {"baseline_weight_bytes", baseline_bytes},
