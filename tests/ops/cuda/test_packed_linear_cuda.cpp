@@ -252,10 +252,10 @@ TEST(PackedLinearCuda, StreamSplitsAddTheSameSumsOnEveryRun) {
 }
 
 // The wgmma variant (listed where it is built; it runs on compute capability 9.0) on the
-// shapes it takes: partial 128-feature and 64/128-row tiles, K from one 64-element stage to
+// shapes it takes: partial 128-feature and 32/64/128-row tiles, K from one 64-element stage to
 // many (stream-K splits them where the tiles do not fill the GPU), the language model's widths;
-// per-channel and single scales, with and without bias, both epilogues; the same outputs on a
-// second run (stream-K adds its partial sums in a fixed order).
+// per-channel and single scales, with and without bias (one misaligned), both epilogues; the
+// same outputs on a second run (stream-K adds its partial sums in a fixed order).
 TEST(PackedLinearCuda, WgmmaMatchesTheCpuKernel) {
   SKIP_WITHOUT_CUDA();
   const auto names = bittorch::ops::packed_kernel_names(torch::kCUDA);
@@ -276,12 +276,16 @@ TEST(PackedLinearCuda, WgmmaMatchesTheCpuKernel) {
       for (const int64_t rows : {1, 9, 64, 65, 130, 300}) {
         const bool single_scale = rows % 2 == 1;
         const auto scale = single_scale ? torch::rand({1}) + 0.1 : torch::rand({out}) + 0.1;
-        const auto bias = rows == 9 ? std::optional<torch::Tensor>() : torch::randn({out}).to(dtype);
+        // No bias at 9 rows; at 130 one that starts 2 bytes into its storage (the epilogue's
+        // vector loads need a copy).
+        const auto gpu_bias = rows == 9     ? std::optional<torch::Tensor>()
+                              : rows == 130 ? torch::randn({out + 1}).to(dtype).cuda().narrow(0, 1, out)
+                                            : torch::randn({out}).to(dtype).cuda();
+        const auto bias = gpu_bias ? std::optional(gpu_bias->cpu()) : std::nullopt;
         const auto x = torch::randn({rows, in}).to(dtype);
         for (const std::string epilogue : {"none", "squared_relu"}) {
           const auto run = [&] {
-            return bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(),
-                                                        bias ? std::optional(bias->cuda()) : std::nullopt, in, "none",
+            return bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), gpu_bias, in, "none",
                                                         "wgmma", epilogue);
           };
           const auto what = c10::str(dtype, " rows ", rows, " in ", in, " out ", out, " ", epilogue,

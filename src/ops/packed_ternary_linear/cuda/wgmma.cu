@@ -78,6 +78,12 @@ struct WgmmaGemm {
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 };
 
+// The epilogue reads the scales and the bias in 16-byte vectors: a view that starts elsewhere
+// (a slice of a joined layer's) is copied first.
+at::Tensor vector_aligned(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 ? t : t.clone();
+}
+
 template <class Element, int TileRows, bool kSquaredRelu>
 void wgmma_product_of(const PackedProduct& p) {
   using Config = WgmmaGemm<Element, TileRows, kSquaredRelu>;
@@ -86,13 +92,15 @@ void wgmma_product_of(const PackedProduct& p) {
   const int features = static_cast<int>(p.packed.size(0));
   const int rows = static_cast<int>(p.x.size(0));
   const int depth = static_cast<int>(p.x.size(1));  // words * 16
+  const at::Tensor scale = vector_aligned(p.scale);
+  const at::Tensor bias = p.bias.defined() ? vector_aligned(p.bias) : at::Tensor();
   typename Gemm::Arguments arguments{
       cutlass::gemm::GemmUniversalMode::kGemm,
       {features, rows, depth, 1},
       {static_cast<const Codes*>(p.packed.data_ptr()), sm90::packed_stride<typename Kernel::StrideA>(depth),
        static_cast<const Element*>(p.x.data_ptr()), sm90::packed_stride<typename Kernel::StrideB>(depth)},
-      {Config::Output::arguments(p.scale.data_ptr<float>(), p.scale.size(0) > 1,
-                                 p.bias.defined() ? static_cast<const Element*>(p.bias.data_ptr()) : nullptr),
+      {Config::Output::arguments(scale.data_ptr<float>(), scale.size(0) > 1,
+                                 bias.defined() ? static_cast<const Element*>(bias.data_ptr()) : nullptr),
        nullptr, sm90::packed_stride<typename Kernel::StrideC>(features), static_cast<Element*>(p.out.data_ptr()),
        sm90::packed_stride<typename Kernel::StrideD>(features)},
       sm90::hardware_info(p.x)};
