@@ -120,16 +120,17 @@ void wgmma_product_in(const PackedProduct& p) {
   }
 }
 
-}  // namespace
-
-bool wgmma_takes(const at::Tensor& packed, at::ScalarType input, quant::ActivationFormat format) {
-  return (input == at::kHalf || input == at::kBFloat16) && format == quant::ActivationFormat::None &&
-         packed.size(1) % 4 == 0 && packed.size(0) % 8 == 0 && packed.size(0) > 0 &&
-         reinterpret_cast<uintptr_t>(packed.data_ptr()) % 16 == 0 && runs_sm90a(packed.device());
+// What the kernel needs of the operands: 16-bit rows, TMA's 16-byte rows of codes (words a
+// multiple of 4) and 16-byte output columns (out_features a multiple of 8), aligned codes.
+bool wgmma_takes(const at::Tensor& packed, at::ScalarType input) {
+  return (input == at::kHalf || input == at::kBFloat16) && packed.size(1) % 4 == 0 && packed.size(0) % 8 == 0 &&
+         packed.size(0) > 0 && reinterpret_cast<uintptr_t>(packed.data_ptr()) % 16 == 0 && runs_sm90a(packed.device());
 }
 
+}  // namespace
+
 void wgmma_product(const PackedProduct& p) {
-  TORCH_CHECK(wgmma_takes(p.packed, p.x.scalar_type(), quant::ActivationFormat::None),
+  TORCH_CHECK(wgmma_takes(p.packed, p.x.scalar_type()),
               "bittorch::packed_ternary_linear: kernel \"wgmma\" takes float16 or bfloat16 activations (no 8-bit "
               "format) on a compute capability 9.0 GPU, with in_features padded to a multiple of 64 (packed words a "
               "multiple of 4), out_features a multiple of 8 and 16-byte aligned codes");
