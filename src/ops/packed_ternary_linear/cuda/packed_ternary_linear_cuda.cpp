@@ -85,10 +85,8 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
                                                         : std::string_view(kernel_name.data(), kernel_name.size());
   TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
-  TORCH_CHECK(
-      (kernel != "mma" && kernel != "split_k" && kernel != "stream" && kernel != "tiled" && kernel != "wgmma") ||
-          tensor_cores,
-      op, ": kernel \"", kernel, "\" takes float16/bfloat16 or 8-bit activations, not float32 ones");
+  TORCH_CHECK((kernel != "mma" && kernel != "split_k" && kernel != "stream" && kernel != "tiled") || tensor_cores, op,
+              ": kernel \"", kernel, "\" takes float16/bfloat16 or 8-bit activations, not float32 ones");
   if (kernel == "expand") {
     // cuBLAS rounds first; the epilogue follows on the rounded outputs.
     auto y = expand_product(rows_in, packed, scale, bias, in_features, format);
