@@ -90,13 +90,14 @@ TEST(PackedLinearCuda, EveryVariantByNameMatchesTheCpuKernel) {
               return bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), bias.cuda(), in,
                                                           format, kernel);
             };
-            const bool runs = (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
-                              (kernel == "split_k" && tensor_cores) ||
-                              ((kernel == "stream" || kernel == "tiled") && tensor_cores &&
-                               (format != "float8_e4m3" || fp8_tensor_cores)) ||
-                              (kernel == "wgmma" && sm90a && dtype != torch::kFloat && format == "none" &&
-                               packed.size(1) % 4 == 0 && out % 8 == 0) ||
-                              kernel == "expand";
+            const bool runs =
+                (kernel == "gemv" && !tensor_cores) || (kernel == "mma" && tensor_cores && rows <= 8) ||
+                (kernel == "split_k" && tensor_cores) ||
+                ((kernel == "stream" || kernel == "tiled") && tensor_cores &&
+                 (format != "float8_e4m3" || fp8_tensor_cores)) ||
+                (kernel == "wgmma" && sm90a && dtype != torch::kFloat &&
+                 (format == "none" || format == "float8_e4m3") && packed.size(1) % 4 == 0 && out % 8 == 0) ||
+                kernel == "expand";
             const auto what = c10::str(kernel, " ", dtype, " ", format, " rows ", rows, " in ", in, " out ", out);
             if (!runs) {
               try {
@@ -254,8 +255,9 @@ TEST(PackedLinearCuda, StreamSplitsAddTheSameSumsOnEveryRun) {
 // The wgmma variant (listed where it is built; it runs on compute capability 9.0) on the
 // shapes it takes: partial 128-feature and 32/64/128-row tiles, K from one 64-element stage to
 // many (stream-K splits them where the tiles do not fill the GPU), the language model's widths;
-// per-channel and single scales, with and without bias (one misaligned), both epilogues; the
-// same outputs on a second run (stream-K adds its partial sums in a fixed order).
+// 16-bit rows and e4m3 ones (a scale per row in the epilogue); per-channel and single scales,
+// with and without bias (one misaligned), both epilogues; the same outputs on a second run
+// (stream-K adds its partial sums in a fixed order).
 TEST(PackedLinearCuda, WgmmaMatchesTheCpuKernel) {
   SKIP_WITHOUT_CUDA();
   const auto names = bittorch::ops::packed_kernel_names(torch::kCUDA);
@@ -273,38 +275,43 @@ TEST(PackedLinearCuda, WgmmaMatchesTheCpuKernel) {
   for (const auto& [in, out] : shapes) {
     const auto packed = bittorch::quant::pack_ternary(torch::randint(-1, 2, {out, in}, torch::kChar));
     for (const auto dtype : {torch::kHalf, torch::kBFloat16}) {
-      for (const int64_t rows : {1, 9, 64, 65, 130, 300}) {
-        const bool single_scale = rows % 2 == 1;
-        const auto scale = single_scale ? torch::rand({1}) + 0.1 : torch::rand({out}) + 0.1;
-        // No bias at 9 rows; at 130 one that starts 2 bytes into its storage (the epilogue's
-        // vector loads need a copy).
-        const auto gpu_bias = rows == 9     ? std::optional<torch::Tensor>()
-                              : rows == 130 ? torch::randn({out + 1}).to(dtype).cuda().narrow(0, 1, out)
-                                            : torch::randn({out}).to(dtype).cuda();
-        const auto bias = gpu_bias ? std::optional(gpu_bias->cpu()) : std::nullopt;
-        const auto x = torch::randn({rows, in}).to(dtype);
-        for (const std::string epilogue : {"none", "squared_relu"}) {
-          const auto run = [&] {
-            return bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), gpu_bias, in, "none",
-                                                        "wgmma", epilogue);
-          };
-          const auto what = c10::str(dtype, " rows ", rows, " in ", in, " out ", out, " ", epilogue,
-                                     single_scale ? " one scale" : "", bias ? "" : " no bias");
-          const auto cpu = bittorch::ops::packed_ternary_linear(x, packed, scale, bias, in, "none", "auto", epilogue);
-          const auto gpu = run();
-          ASSERT_EQ(gpu.sizes(), cpu.sizes()) << what;
-          ASSERT_EQ(gpu.scalar_type(), dtype) << what;
-          const double magnitude = std::max(1.0, cpu.to(torch::kDouble).abs().max().item<double>());
-          const double error = (gpu.cpu().to(torch::kDouble) - cpu.to(torch::kDouble)).abs().max().item<double>();
-          const double allowed = (epilogue == "squared_relu" ? 2 : 1) * tolerance(dtype, "none") * magnitude;
-          EXPECT_LE(error, allowed) << what << ": max error " << error;
-          EXPECT_TRUE(torch::equal(gpu, run())) << what;
-          ++checked;
+      for (const std::string format : {"none", "float8_e4m3"}) {
+        for (const int64_t rows : {1, 9, 64, 65, 130, 300}) {
+          const bool single_scale = rows % 2 == 1;
+          const auto scale = single_scale ? torch::rand({1}) + 0.1 : torch::rand({out}) + 0.1;
+          // No bias at 9 rows; at 130 one that starts 2 bytes into its storage (the epilogue's
+          // vector loads need a copy).
+          const auto gpu_bias = rows == 9     ? std::optional<torch::Tensor>()
+                                : rows == 130 ? torch::randn({out + 1}).to(dtype).cuda().narrow(0, 1, out)
+                                              : torch::randn({out}).to(dtype).cuda();
+          const auto bias = gpu_bias ? std::optional(gpu_bias->cpu()) : std::nullopt;
+          // Rows of different magnitudes: each e4m3 row has its own scale.
+          const auto x = (torch::randn({rows, in}) * torch::logspace(-2, 2, rows).unsqueeze(1)).to(dtype);
+          for (const std::string epilogue : {"none", "squared_relu"}) {
+            const auto run = [&] {
+              return bittorch::ops::packed_ternary_linear(x.cuda(), packed.cuda(), scale.cuda(), gpu_bias, in, format,
+                                                          "wgmma", epilogue);
+            };
+            const auto what = c10::str(dtype, " ", format, " rows ", rows, " in ", in, " out ", out, " ", epilogue,
+                                       single_scale ? " one scale" : "", bias ? "" : " no bias");
+            const auto cpu = bittorch::ops::packed_ternary_linear(x, packed, scale, bias, in, format, "auto", epilogue);
+            const auto gpu = run();
+            ASSERT_EQ(gpu.sizes(), cpu.sizes()) << what;
+            ASSERT_EQ(gpu.scalar_type(), dtype) << what;
+            // Each output row against its own magnitude (the rows span four orders of them).
+            const auto cpu64 = cpu.to(torch::kDouble);
+            const auto magnitude = cpu64.abs().amax(1, true).clamp_min(1.0);
+            const double error = ((gpu.cpu().to(torch::kDouble) - cpu64).abs() / magnitude).max().item<double>();
+            const double allowed = (epilogue == "squared_relu" ? 2 : 1) * tolerance(dtype, format);
+            EXPECT_LE(error, allowed) << what << ": max error " << error << " of a row's largest output";
+            EXPECT_TRUE(torch::equal(gpu, run())) << what;
+            ++checked;
+          }
         }
       }
     }
   }
-  EXPECT_EQ(checked, 6 * 2 * 6 * 2);
+  EXPECT_EQ(checked, 6 * 2 * 2 * 6 * 2);
 }
 
 // The tiled GEMM with enough tiles to fill the GPU without splitting K (every multiprocessor

@@ -15,10 +15,9 @@
 //   tiled    16-bit or 8-bit activations, many rows: a tensor-core GEMM whose blocks decode the
 //            codes of a tile once into shared memory (32, 64 or 128 rows x 128 features a block;
 //            e4m3 activations on FP8 tensor cores only).
-//   wgmma    16-bit activations on Hopper (built where CUTLASS's headers were found): a CUTLASS 3
-//            mixed-input GEMM, the codes as its int2b_t operand, widened in registers for wgmma;
-//            TMA, warp-specialized, stream-K; 32-, 64- or 128-row tiles. By name only: not
-//            routed until it has run on a GPU.
+//   wgmma    16-bit or e4m3 activations on Hopper (built where CUTLASS's headers were found): a
+//            CUTLASS 3 mixed-input GEMM, the codes as its int2b_t operand, widened in registers
+//            for wgmma; TMA, warp-specialized, stream-K; 32-, 64- or 128-row tiles.
 //   expand   anything: codes expanded to the layer's operand (codes * scale in the input
 //            dtype, or 8-bit codes), then cuBLAS's product.
 
@@ -85,9 +84,12 @@ void stream_product(const PackedProduct& p);
 void tiled_product(const PackedProduct& p);
 
 #ifdef BITTORCH_WITH_CUTLASS
-/// Needs float16 or bfloat16 x (no row_scale) on a compute capability 9.0 device, words a
-/// multiple of 4 (TMA's 16-byte rows of codes), out_features a multiple of 8 (16-byte output
-/// columns) and 16-byte aligned codes (checked).
+/// Whether wgmma_product takes these codes with `input` activations (the output's dtype) in
+/// `format`: float16 or bfloat16, as they are or as float8_e4m3 (with row_scale), on a compute
+/// capability 9.0 device, words a multiple of 4 (TMA's 16-byte rows of codes), out_features a
+/// multiple of 8 (16-byte output columns) and 16-byte aligned codes.
+bool wgmma_takes(const at::Tensor& packed, at::ScalarType input, quant::ActivationFormat format);
+/// Needs what wgmma_takes says (checked).
 void wgmma_product(const PackedProduct& p);
 #endif
 
