@@ -143,9 +143,9 @@ int main(int argc, char** argv) {
             std::vector<torch::Tensor> biases;
             for (const auto& layer : packed) biases.push_back(layer->bias.to(torch::kBFloat16));
             for (const auto& kernel : bittorch::ops::packed_kernel_names(torch::kCUDA)) {
-              // gemv takes float32 activations; mma at most 8 rows; wgmma 16-bit ones.
+              // gemv takes float32 activations; mma at most 8 rows; wgmma no int8 ones.
               if (kernel == "auto" || kernel == "gemv" || (kernel == "mma" && m > 8) ||
-                  (kernel == "wgmma" && kernel_format != "none")) {
+                  (kernel == "wgmma" && kernel_format == "int8")) {
                 continue;
               }
               const double ms = graph_ms_per_forward(
