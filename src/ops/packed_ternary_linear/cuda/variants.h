@@ -17,7 +17,7 @@
 //            e4m3 activations on FP8 tensor cores only).
 //   wgmma    16-bit or e4m3 activations on Hopper (built where CUTLASS's headers were found): a
 //            CUTLASS 3 mixed-input GEMM, the codes as its int2b_t operand, widened in registers
-//            for wgmma; TMA, warp-specialized, stream-K; 32-, 64- or 128-row tiles.
+//            for wgmma; TMA, warp-specialized, stream-K; 64- or 128-row tiles.
 //   expand   anything: codes expanded to the layer's operand (codes * scale in the input
 //            dtype, or 8-bit codes), then cuBLAS's product.
 

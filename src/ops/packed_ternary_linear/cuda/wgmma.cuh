@@ -125,11 +125,10 @@ void product_of(const PackedProduct& p) {
 
 template <class Input, class Output>
 void product(const PackedProduct& p) {
-  // The smallest tile of 32, 64 or 128 rows that holds them (wgmma multiplies a tile's padding
-  // rows too), 128 beyond.
-  if (p.x.size(0) <= 32) {
-    p.squared_relu ? product_of<Input, Output, 32, true>(p) : product_of<Input, Output, 32, false>(p);
-  } else if (p.x.size(0) <= 64) {
+  // 64-row tiles up to 64 rows (wgmma multiplies a tile's padding rows too), 128-row ones
+  // beyond. No 32-row tile: up to 64 rows the dispatch takes mma, stream or split_k, and each
+  // tile size is four instantiations more to compile.
+  if (p.x.size(0) <= 64) {
     p.squared_relu ? product_of<Input, Output, 64, true>(p) : product_of<Input, Output, 64, false>(p);
   } else {
     p.squared_relu ? product_of<Input, Output, 128, true>(p) : product_of<Input, Output, 128, false>(p);
