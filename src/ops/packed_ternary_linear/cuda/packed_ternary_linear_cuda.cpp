@@ -35,22 +35,18 @@ constexpr int64_t kMaxSplitKRows = 32;
 constexpr int64_t kMaxTiledRows = 64;
 constexpr int64_t kMaxTiledRowsOfLargeLayers = 128;
 constexpr int64_t kLargeLayerWeights = int64_t{1} << 25;
-// On Hopper, where it is built and takes the call (16-bit or e4m3 rows), wgmma from 65 rows on,
-// in place of tiled and cuBLAS.
-constexpr int64_t kMinWgmmaRows = 65;
 
 // The variant for `rows` rows of a layer of `weights` weights: float32 activations run the
 // GEMV (tensor cores would round them) and beyond it cuBLAS on the expanded codes; 16-bit and
-// 8-bit ones the mma kernel, then stream (large layers) or split_k, then wgmma where it takes
-// them (`wgmma`), else the tiled GEMM (e4m3 activations in stream and tiled need FP8 tensor
-// cores), then cuBLAS.
-std::string_view chosen_kernel(int64_t rows, int64_t weights, bool tensor_cores, bool e4m3, bool wgmma) {
+// 8-bit ones the mma kernel, then stream (large layers) or split_k, then the tiled GEMM (e4m3
+// activations in stream and tiled need FP8 tensor cores), then cuBLAS. The wgmma variant runs
+// by name only: it has not yet run on a GPU (issue 28), so no route depends on it.
+std::string_view chosen_kernel(int64_t rows, int64_t weights, bool tensor_cores, bool e4m3) {
   if (!tensor_cores) return rows <= kMaxGemvRows ? "gemv" : "expand";
   if (rows <= kMaxMmaVariantRows) return "mma";
   const bool eight_bit_cores = !e4m3 || has_fp8_tensor_cores();
   if (rows <= kMaxStreamRows && weights >= kMinStreamWeights && eight_bit_cores) return "stream";
   if (rows <= kMaxSplitKRows) return "split_k";
-  if (wgmma && rows >= kMinWgmmaRows) return "wgmma";
   const bool tiled_rows =
       rows <= kMaxTiledRows || (rows <= kMaxTiledRowsOfLargeLayers && weights >= kLargeLayerWeights);
   return tiled_rows && eight_bit_cores ? "tiled" : "expand";
@@ -84,15 +80,9 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const auto out_shape = linear_output_shape(input, out_features);
   const bool eight_bit = format != quant::ActivationFormat::None;
   const bool tensor_cores = eight_bit || input.scalar_type() != at::kFloat;
-#ifdef BITTORCH_WITH_CUTLASS
-  const bool wgmma = wgmma_takes(packed, input.scalar_type(), format);
-#else
-  const bool wgmma = false;
-#endif
-  const std::string_view kernel = kernel_name == "auto"
-                                      ? chosen_kernel(rows, out_features * in_features, tensor_cores,
-                                                      format == quant::ActivationFormat::Float8E4M3, wgmma)
-                                      : std::string_view(kernel_name.data(), kernel_name.size());
+  const std::string_view kernel = kernel_name == "auto" ? chosen_kernel(rows, out_features * in_features, tensor_cores,
+                                                                        format == quant::ActivationFormat::Float8E4M3)
+                                                        : std::string_view(kernel_name.data(), kernel_name.size());
   TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
   TORCH_CHECK((kernel != "mma" && kernel != "split_k" && kernel != "stream" && kernel != "tiled") || tensor_cores, op,
