@@ -84,12 +84,10 @@ void stream_product(const PackedProduct& p);
 void tiled_product(const PackedProduct& p);
 
 #ifdef BITTORCH_WITH_CUTLASS
-/// Whether wgmma_product takes these codes with `input` activations (the output's dtype) in
-/// `format`: float16 or bfloat16, as they are or as float8_e4m3 (with row_scale), on a compute
-/// capability 9.0 device, words a multiple of 4 (TMA's 16-byte rows of codes), out_features a
-/// multiple of 8 (16-byte output columns) and 16-byte aligned codes.
-bool wgmma_takes(const at::Tensor& packed, at::ScalarType input, quant::ActivationFormat format);
-/// Needs what wgmma_takes says (checked).
+/// Needs float16 or bfloat16 x with the same output dtype, or float8_e4m3fn x (with row_scale)
+/// and a float16 or bfloat16 output, on a compute capability 9.0 device, words a multiple of 4
+/// (TMA's 16-byte rows of codes), out_features a multiple of 8 (16-byte output columns) and
+/// 16-byte aligned codes (checked).
 void wgmma_product(const PackedProduct& p);
 #endif
 
