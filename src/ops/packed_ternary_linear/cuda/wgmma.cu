@@ -1,19 +1,146 @@
-// The wgmma variant of packed_ternary_linear (variants.h): which calls it takes, and the
-// instantiation of wgmma.cuh's GEMM for the rows' and the output's types.
+// The wgmma variant of packed_ternary_linear (variants.h) for Hopper: a CUTLASS 3 mixed-input
+// GEMM (wgmma fed by TMA, warp-specialized, persistent with a stream-K schedule) whose A operand
+// is the packed codes themselves. The 2-bit format (docs/packed-format.md) is cutlass::int2b_t's:
+// code k of a row at bits 2 (k % 16) of word k / 16, two's complement, so the [out_features,
+// words] int32 codes are a K-major int2b_t matrix as they are, and need no shuffle. TMA brings
+// codes and rows into shared memory; the consumer warpgroups widen the codes in registers to the
+// rows' type (CUTLASS's int2b -> bf16/fp16/e4m3 converters: a byte permute and a masked XOR a
+// pair of codes, then one subtraction, or a byte lookup) and multiply them on wgmma with the rows
+// from shared memory: 16-bit rows, or e4m3 ones on the FP8 tensor cores. The problem is
+// transposed (M = output features, N = rows), so the codes are the operand that passes through
+// registers; the output [rows, out_features] is then D column-major. The epilogue multiplies by
+// each e4m3 row's scale, scales each output feature, adds the bias and applies the squared ReLU
+// where asked, in float32, and rounds once to the 16-bit output.
+// One file: the CUTLASS headers and the first instantiation cost most of its compile time (split
+// in two, each half took as long as the whole).
 
 #include "ops/common/cuda/device.h"
-#include "ops/packed_ternary_linear/cuda/wgmma.cuh"
+#include "ops/common/cuda/sm90_gemm.cuh"
+#include "ops/packed_ternary_linear/cuda/variants.h"
+
+#include <cutlass/epilogue/collective/collective_builder.hpp>
+#include <cutlass/epilogue/fusion/sm90_callbacks_tma_warpspecialized.hpp>
+#include <cutlass/gemm/collective/collective_builder.hpp>
+#include <cutlass/gemm/kernel/gemm_universal.hpp>
+#include <cutlass/gemm/kernel/tile_scheduler.hpp>
 
 namespace bittorch::ops::cuda {
-
 namespace {
+
+namespace fusion = cutlass::epilogue::fusion;
+using Codes = cutlass::int2b_t;
+using Accumulator = float;
+constexpr auto kRound = cutlass::FloatRoundStyle::round_to_nearest;
+constexpr int kCodeAlignment = 128 / 2;  // 16 bytes of codes: what TMA needs
+
+// acc (* row_scale[row] for 8-bit rows) * scale[feature] + bias[feature] in float32 (scale: a
+// vector, or one value where the stride's bool is false), then max(y, 0)^2 where asked, rounded
+// once to Output.
+template <class Output, class TileShape, bool kRowScaled, bool kSquaredRelu>
+struct ScaledOutput {
+  using RowScale = fusion::Sm90RowBroadcast<0, TileShape, float, float>;
+  using Scale = fusion::Sm90ColBroadcast<0, TileShape, float, float, cute::Stride<bool, cute::_0, cute::_0>>;
+  using Bias = fusion::Sm90ColBroadcast<0, TileShape, Output, float>;
+  using Sums = std::conditional_t<
+      kRowScaled,
+      fusion::Sm90EVT<fusion::Sm90Compute<cutlass::multiplies, float, float, kRound>, fusion::Sm90AccFetch, RowScale>,
+      fusion::Sm90AccFetch>;
+  template <class Result>
+  using Affine =
+      fusion::Sm90EVT<fusion::Sm90Compute<cutlass::homogeneous_multiply_add, Result, float, kRound>, Sums, Scale, Bias>;
+  using Callbacks =
+      std::conditional_t<kSquaredRelu,
+                         fusion::Sm90EVT<fusion::Sm90Compute<sm90::SquaredRelu, Output, float, kRound>, Affine<float>>,
+                         Affine<Output>>;
+  // The EVT's arguments, in the tree's order.
+  static typename Callbacks::Arguments arguments(const float* row_scale, const float* scale, bool per_channel,
+                                                 const Output* bias) {
+    typename Sums::Arguments sums{};
+    if constexpr (kRowScaled) sums = {{}, {row_scale}, {}};
+    typename Affine<std::conditional_t<kSquaredRelu, float, Output>>::Arguments affine{
+        sums, {scale, 0.0f, {per_channel, {}, {}}}, {bias}, {}};
+    if constexpr (kSquaredRelu) {
+      return {affine, {}};
+    } else {
+      return affine;
+    }
+  }
+};
+
+// TileRows rows (N) by 128 output features (M) a tile, 128 bytes of rows' K a stage. Input: the
+// rows' type (16-bit, or e4m3 with a scale per row); Output: the output's (16-bit).
+template <class Input, class Output, int TileRows, bool kSquaredRelu>
+struct WgmmaGemm {
+  static constexpr bool kRowScaled = sizeof(Input) == 1;
+  using TileShape = cute::Shape<cute::_128, cute::Int<TileRows>, cute::Int<128 / sizeof(Input)>>;
+  using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
+  using Epilogue = ScaledOutput<Output, TileShape, kRowScaled, kSquaredRelu>;
+  static constexpr int kInputAlignment = 16 / sizeof(Input);
+  static constexpr int kOutputAlignment = 16 / sizeof(Output);
+  using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
+      cutlass::epilogue::collective::EpilogueTileAuto, Accumulator, Accumulator, void, cutlass::layout::ColumnMajor,
+      kOutputAlignment, Output, cutlass::layout::ColumnMajor, kOutputAlignment,
+      cutlass::epilogue::TmaWarpSpecializedCooperative, typename Epilogue::Callbacks>::CollectiveOp;
+  using CollectiveMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Codes, cutlass::layout::RowMajor, kCodeAlignment, Input,
+      cutlass::layout::ColumnMajor, kInputAlignment, Accumulator, TileShape, ClusterShape,
+      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
+          sizeof(typename CollectiveEpilogue::SharedStorage))>,
+      cutlass::gemm::KernelTmaWarpSpecializedCooperative>::CollectiveOp;
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, CollectiveMainloop,
+                                                      CollectiveEpilogue, cutlass::gemm::StreamKScheduler>;
+  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+};
+
+// The epilogue reads the scales and the bias in 16-byte vectors: a view that starts elsewhere
+// (a slice of a joined layer's) is copied first.
+at::Tensor vector_aligned(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 ? t : t.clone();
+}
+
+template <class Input, class Output, int TileRows, bool kSquaredRelu>
+void product_of(const PackedProduct& p) {
+  using Config = WgmmaGemm<Input, Output, TileRows, kSquaredRelu>;
+  using Gemm = typename Config::Gemm;
+  using Kernel = typename Gemm::GemmKernel;
+  const int features = static_cast<int>(p.packed.size(0));
+  const int rows = static_cast<int>(p.x.size(0));
+  const int depth = static_cast<int>(p.x.size(1));  // words * 16
+  const at::Tensor scale = vector_aligned(p.scale);
+  const at::Tensor bias = p.bias.defined() ? vector_aligned(p.bias) : at::Tensor();
+  typename Gemm::Arguments arguments{
+      cutlass::gemm::GemmUniversalMode::kGemm,
+      {features, rows, depth, 1},
+      {static_cast<const Codes*>(p.packed.data_ptr()), sm90::packed_stride<typename Kernel::StrideA>(depth),
+       static_cast<const Input*>(p.x.data_ptr()), sm90::packed_stride<typename Kernel::StrideB>(depth)},
+      {Config::Epilogue::arguments(p.row_scale.defined() ? p.row_scale.data_ptr<float>() : nullptr,
+                                   scale.data_ptr<float>(), scale.size(0) > 1,
+                                   bias.defined() ? static_cast<const Output*>(bias.data_ptr()) : nullptr),
+       nullptr, sm90::packed_stride<typename Kernel::StrideC>(features), static_cast<Output*>(p.out.data_ptr()),
+       sm90::packed_stride<typename Kernel::StrideD>(features)},
+      sm90::hardware_info(p.x)};
+  sm90::run<Gemm>("bittorch::packed_ternary_linear (kernel \"wgmma\")", arguments, p.x);
+}
+
+template <class Input, class Output>
+void product(const PackedProduct& p) {
+  // 64-row tiles up to 64 rows (wgmma multiplies a tile's padding rows too), 128-row ones
+  // beyond. No 32-row tile: up to 64 rows the dispatch takes mma, stream or split_k, and each
+  // tile size is four instantiations more to compile.
+  if (p.x.size(0) <= 64) {
+    p.squared_relu ? product_of<Input, Output, 64, true>(p) : product_of<Input, Output, 64, false>(p);
+  } else {
+    p.squared_relu ? product_of<Input, Output, 128, true>(p) : product_of<Input, Output, 128, false>(p);
+  }
+}
 
 template <class Output>
 void product_into(const PackedProduct& p) {
   if (p.x.scalar_type() == at::kFloat8_e4m3fn) {
-    wgmma::product<cutlass::float_e4m3_t, Output>(p);
+    product<cutlass::float_e4m3_t, Output>(p);
   } else {
-    wgmma::product<Output, Output>(p);
+    product<Output, Output>(p);
   }
 }
 
