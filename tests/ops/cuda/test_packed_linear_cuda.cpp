@@ -253,7 +253,7 @@ TEST(PackedLinearCuda, StreamSplitsAddTheSameSumsOnEveryRun) {
 }
 
 // The wgmma variant (listed where it is built; it runs on compute capability 9.0) on the
-// shapes it takes: partial 128-feature and 32/64/128-row tiles, K from one 64-element stage to
+// shapes it takes: partial 128-feature and 64/128-row tiles, K from one 64-element stage to
 // many (stream-K splits them where the tiles do not fill the GPU), the language model's widths;
 // 16-bit rows and e4m3 ones (a scale per row in the epilogue); per-channel and single scales,
 // with and without bias (one misaligned), both epilogues; the same outputs on a second run
