@@ -87,6 +87,10 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
   TORCH_CHECK((kernel != "mma" && kernel != "split_k" && kernel != "stream" && kernel != "tiled") || tensor_cores, op,
               ": kernel \"", kernel, "\" takes float16/bfloat16 or 8-bit activations, not float32 ones");
+  const bool sixteen_bit = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16;
+  // Refused before the rows are quantized for it: its output has the input's dtype, 16-bit only.
+  TORCH_CHECK(kernel != "wgmma" || sixteen_bit, op, ": kernel \"wgmma\" takes float16/bfloat16 activations, not ",
+              input.scalar_type());
   if (kernel == "expand") {
     // cuBLAS rounds first; the epilogue follows on the rounded outputs.
     auto y = expand_product(rows_in, packed, scale, bias, in_features, format);
@@ -98,7 +102,6 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   p.squared_relu = squared_relu;
   p.out = at::empty({rows, out_features}, input.options());
   if (rows == 0) return p.out.view(out_shape);
-  const bool sixteen_bit = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16;
   if (eight_bit && kernel == "mma" && sixteen_bit &&
       prologue_bytes(rows, words, input.element_size(), /*normed=*/false, format) <= kMaxPrologueBytes) {
     // The kernel's blocks quantize the rows themselves: no kernel of its own.
