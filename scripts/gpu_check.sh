@@ -15,6 +15,9 @@
 # BITTORCH_SANITIZER_TOOLS picks compute-sanitizer's tools (default: memcheck racecheck) and
 # BITTORCH_SANITIZER_FILTER the tests they run (a gtest filter);
 # BITTORCH_PACKED_ARGS is passed on to bittorch-bench-packed (--kernels times each variant);
+# "kernels" times every packed variant by name, with 16-bit rows and then each 8-bit format of
+# BITTORCH_KERNEL_FORMATS (default "none float8_e4m3"), on the bench's shapes and the LM's
+# widths (BITTORCH_KERNEL_ARGS replaces rows, shapes and repeats), packed_kernels_<format>.json;
 # BITTORCH_CUDA_TEST_FILTER narrows the CUDA tests (a gtest filter); "scaling" trains
 # bittorch-lm medium and large on 1 GPU and on 2, 4, 8 (as many as there are) at the same
 # global batch, ternary with 8-bit activations and the BF16 baseline (lm_scaling.json;
@@ -153,6 +156,23 @@ step packed inference benchmark
 ./build-gpu/bench/bittorch-bench-packed ${BITTORCH_PACKED_ARGS:-} --json "$out/bench_packed.json" \
   --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
   2>&1 | tee "$out/bench_packed.txt" || status=1
+fi
+
+if wants kernels; then
+step "packed kernel variants by name"
+# shellcheck disable=SC2054  # the commas are within the values
+kernel_args=(--rows 1,16,64,128,256,1024 --shapes 4096x4096,8192x8192,768x3072,3072x768,1536x6144,6144x1536
+             --cpu-shapes "" --repeats 10)
+[[ -n ${BITTORCH_KERNEL_ARGS:-} ]] && read -ra kernel_args <<<"$BITTORCH_KERNEL_ARGS"
+for format in ${BITTORCH_KERNEL_FORMATS:-none float8_e4m3}; do
+  timeout 180 ./build-gpu/bench/bittorch-bench-packed --kernels --kernel-activations "$format" "${kernel_args[@]}" \
+    --json "$out/packed_kernels_$format.json" \
+    --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
+    >"$out/packed_kernels_$format.txt" 2>&1
+  code=$?
+  echo "$format: exit $code, $(grep -c kernel_ "$out/packed_kernels_$format.txt") kernel rows"
+  [[ $code -eq 0 ]] || status=1
+done
 fi
 
 if wants ncu; then
