@@ -66,11 +66,22 @@ std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device device, const std::
                                                  const std::vector<at::Generator>& generators) {
   return std::make_unique<CudaGraphStep>(device, step, release_cached_memory, generators);
 }
+
+bool stream_is_capturing(c10::Device device) {
+  if (!device.is_cuda()) return false;
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  C10_CUDA_CHECK(cudaStreamIsCapturing(c10::cuda::getCurrentCUDAStream(device.index()), &status));
+  return status != cudaStreamCaptureStatusNone;
+}
 #else
 std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device /*device*/, const std::function<void()>& /*step*/,
                                                  bool /*release_cached_memory*/,
                                                  const std::vector<at::Generator>& /*generators*/) {
   return nullptr;
+}
+
+bool stream_is_capturing(c10::Device /*device*/) {
+  return false;
 }
 #endif
 

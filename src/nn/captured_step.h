@@ -39,4 +39,8 @@ BITTORCH_API std::unique_ptr<CapturedStep> capture_cuda_graph(c10::Device device
                                                               bool release_cached_memory = false,
                                                               const std::vector<at::Generator>& generators = {});
 
+/// Whether the current stream of `device` is being captured into a CUDA graph: work enqueued
+/// now runs only when the graph is replayed (false on other devices and without CUDA kernels).
+BITTORCH_API bool stream_is_capturing(c10::Device device);
+
 }  // namespace bittorch::nn::detail

@@ -65,6 +65,42 @@ TEST(PackedTernaryLinear, EqualsTheTernaryLinearItCameFrom) {
   }
 }
 
+// 16-bit inputs take the float32 bias converted once and kept: a change of the bias in place,
+// a new bias tensor and a clone's own bias are each seen by the next forward, which equals the
+// layer without bias plus the bias rounded to the input's dtype.
+TEST(PackedTernaryLinear, SixteenBitForwardsSeeEveryChangeOfTheBias) {
+  torch::manual_seed(47);
+  const int64_t in = 40, out = 6;
+  TernaryLinear layer(TernaryLinearOptions(in, out));
+  PackedTernaryLinear packed(*layer);
+  PackedTernaryLinear without_bias(*TernaryLinear(TernaryLinearOptions(in, out).bias(false)));
+  without_bias->packed.copy_(packed->packed);
+  without_bias->scale.copy_(packed->scale);
+  const auto x = torch::randn({3, in});
+  for (const auto dtype : {torch::kHalf, torch::kBFloat16}) {
+    const auto expect_bias = [&](PackedTernaryLinear model, const torch::Tensor& bias, const std::string& what) {
+      const auto expected = (without_bias(x.to(dtype)).to(torch::kFloat) + bias.to(dtype).to(torch::kFloat)).to(dtype);
+      expect_close(model(x.to(dtype)), expected, dtype, c10::str(dtype, " ", what));
+    };
+    expect_bias(packed, packed->bias, "first forward");
+    expect_bias(packed, packed->bias, "second forward");
+    {
+      torch::NoGradGuard no_grad;
+      packed->bias.add_(100.0);  // in place: the same tensor, a new version
+    }
+    expect_bias(packed, packed->bias, "after add_");
+    packed->bias = torch::full({out}, -50.0);  // another tensor (as a move to another device makes)
+    expect_bias(packed, packed->bias, "after a new bias");
+    const auto copy = std::dynamic_pointer_cast<bittorch::nn::PackedTernaryLinearImpl>(packed->clone());
+    {
+      torch::NoGradGuard no_grad;
+      copy->bias.fill_(7.0);
+    }
+    expect_bias(PackedTernaryLinear(copy), copy->bias, "clone");
+    expect_bias(packed, packed->bias, "original after the clone's change");
+  }
+}
+
 // forward_squared_relu: max(y, 0)^2 of the TernaryLinear's output y, every dtype and
 // activation format; NaN stays NaN; an unknown epilogue is an error naming it.
 TEST(PackedTernaryLinear, SquaredReluEpilogueSquaresThePositiveOutputs) {

@@ -5,6 +5,7 @@
 #include <bittorch/ops/quantize_activations.h>
 #include <bittorch/quant/packing.h>
 
+#include "nn/captured_step.h"
 #include "nn/checked_load.h"
 
 namespace bittorch::nn {
@@ -70,7 +71,30 @@ at::Tensor PackedTernaryLinearImpl::compute(const at::Tensor& input, c10::string
 }
 
 std::optional<at::Tensor> PackedTernaryLinearImpl::bias_for(const at::Tensor& input) const {
-  return bias.defined() ? std::optional<at::Tensor>(bias.to(input.scalar_type())) : std::nullopt;
+  if (!bias.defined()) return std::nullopt;
+  // An inference tensor has no version counter: converted in every call.
+  if (input.scalar_type() == bias.scalar_type() || bias.is_inference()) return bias.to(input.scalar_type());
+  const std::lock_guard<std::mutex> lock(converted_bias_.mutex);
+  auto& cached = converted_bias_;
+  if (cached.converted.defined() && cached.source.is_same(bias) && cached.source_version == bias._version() &&
+      cached.converted.scalar_type() == input.scalar_type()) {
+    return cached.converted;
+  }
+  at::Tensor converted = bias.to(input.scalar_type());
+  // Inside a CUDA graph's capture the cast runs only at replay: not kept for eager calls.
+  if (!detail::stream_is_capturing(bias.device())) {
+    cached.source = bias;
+    cached.source_version = bias._version();
+    cached.converted = converted;
+  }
+  return converted;
+}
+
+PackedTernaryLinearImpl::ConvertedBias& PackedTernaryLinearImpl::ConvertedBias::operator=(
+    const ConvertedBias& /*other*/) {
+  const std::lock_guard<std::mutex> lock(mutex);
+  source = converted = at::Tensor();
+  return *this;
 }
 
 std::string PackedTernaryLinearImpl::activation_format_for(const at::Tensor& input) const {

@@ -6,6 +6,7 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -64,6 +65,21 @@ class BITTORCH_API PackedTernaryLinearImpl : public torch::nn::Cloneable<PackedT
   // The op's arguments for inputs of `input`'s dtype and device.
   std::optional<at::Tensor> bias_for(const at::Tensor& input) const;
   std::string activation_format_for(const at::Tensor& input) const;
+
+  // The float32 bias converted to the dtype of 16-bit inputs, kept while `bias` is the same
+  // tensor at the same version (no in-place change): a cast in every forward is a kernel more
+  // per call, between the packed kernels that otherwise overlap their launches. A copy of the
+  // layer (clone) starts without one.
+  struct ConvertedBias {
+    ConvertedBias() = default;
+    ConvertedBias(const ConvertedBias& /*other*/) {}
+    ConvertedBias& operator=(const ConvertedBias& /*other*/);
+    std::mutex mutex;
+    at::Tensor source;  // the bias it was converted from, held so that it is not another one at the same address
+    int64_t source_version = 0;
+    at::Tensor converted;
+  };
+  mutable ConvertedBias converted_bias_;
 };
 
 TORCH_MODULE(PackedTernaryLinear);
