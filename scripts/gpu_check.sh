@@ -161,11 +161,11 @@ fi
 if wants kernels; then
 step "packed kernel variants by name"
 # shellcheck disable=SC2054  # the commas are within the values
-kernel_args=(--rows 1,16,64,128,256,1024 --shapes 4096x4096,8192x8192,768x3072,3072x768,1536x6144,6144x1536
+kernel_args=(--rows 1,16,32,48,64,96,128,256,512,1024 --shapes 4096x4096,8192x8192,768x3072,3072x768,1536x6144,6144x1536
              --cpu-shapes "" --repeats 10)
 [[ -n ${BITTORCH_KERNEL_ARGS:-} ]] && read -ra kernel_args <<<"$BITTORCH_KERNEL_ARGS"
 for format in ${BITTORCH_KERNEL_FORMATS:-none float8_e4m3}; do
-  timeout 180 ./build-gpu/bench/bittorch-bench-packed --kernels --kernel-activations "$format" "${kernel_args[@]}" \
+  timeout 240 ./build-gpu/bench/bittorch-bench-packed --kernels --kernel-activations "$format" "${kernel_args[@]}" \
     --json "$out/packed_kernels_$format.json" \
     --commit "${BITTORCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
     >"$out/packed_kernels_$format.txt" 2>&1

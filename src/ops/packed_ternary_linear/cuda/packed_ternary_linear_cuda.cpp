@@ -21,31 +21,60 @@ namespace {
 
 // Beyond 4 rows the GEMV's arithmetic costs more than expanding the codes for cuBLAS.
 constexpr int64_t kMaxGemvRows = 4;
-// Measured on the H100 (docs/results.md, issue 28): from 9 to 64 rows the stream kernel is the
-// fastest on layers of 2^24 weights and more (16 rows of 8192 x 8192: 21 us against split_k's
-// 30; 64 rows: 48 against tiled's 61, int8 29 against 44). On smaller layers its few blocks
-// leave the GPU idle (the language model's 768 x 3072 at 64 rows: 20.5 us against BF16's 5.3;
-// medium's batch-64 generation 56.6k tokens/s against 72.3k with tiled), so they keep split_k
-// up to 32 rows and tiled up to 64. Up to 8 rows the mma kernel stays (as fast at 4096 x 4096,
-// and the one with the decode step's norm and quantization prologues). Beyond 64 rows tiled,
-// up to 128 rows for layers of 2^25 weights and more; beyond, cuBLAS on the expanded codes.
+// Measured on the H100 (docs/results.md, issue 28: every variant by name at 1-1024 rows on
+// 4096^2, 8192^2 and the language model's widths, commit 2ab0328). Up to 8 rows the mma kernel
+// (the fastest or within 2% everywhere, and the one with the decode step's norm and
+// quantization prologues). At 9-16 rows of 16-bit activations stream, on every layer (16 rows:
+// 5.4 us on 768 x 3072 against split_k's 6.1, 19.4 on 8192^2 against 29.2). Beyond, and for
+// 8-bit rows from 9, stream on layers of 2^24 weights and more up to 64 rows; smaller layers,
+// where its few blocks leave the GPU idle (768 x 3072 at 64 rows: 17.2 us against BF16's 5.2),
+// split_k up to 32 rows and tiled up to 64. On Hopper, from 64 rows, wgmma where it takes the
+// call and the layer has enough output features for its 128-feature tiles to fill the GPU:
+// 4096 and more for 16-bit rows (8192^2: 40.2 us at 64 rows against stream's 45.9, 75.2 at 256
+// against tiled's 160), up to 256 rows (at 1024 rows cuBLAS on the expanded codes is faster on
+// every shape); 3072 and more for e4m3 rows, at any count (8192^2: 27.7 us at 64 rows against
+// stream's 44.3, 155.7 at 1024 against BF16's 190). Then tiled up to 64 rows, up to 128 for
+// layers of 2^25 weights and more; beyond, cuBLAS on the expanded codes.
+constexpr int64_t kMaxStreamRowsOfEveryLayer = 16;
 constexpr int64_t kMaxStreamRows = 64;
 constexpr int64_t kMinStreamWeights = int64_t{1} << 24;
 constexpr int64_t kMaxSplitKRows = 32;
+constexpr int64_t kMinWgmmaRows = 64;
+constexpr int64_t kMaxWgmmaSixteenBitRows = 256;
+constexpr int64_t kMinWgmmaSixteenBitFeatures = 4096;
+constexpr int64_t kMinWgmmaE4m3Features = 3072;
 constexpr int64_t kMaxTiledRows = 64;
 constexpr int64_t kMaxTiledRowsOfLargeLayers = 128;
 constexpr int64_t kLargeLayerWeights = int64_t{1} << 25;
 
-// The variant for `rows` rows of a layer of `weights` weights: float32 activations run the
-// GEMV (tensor cores would round them) and beyond it cuBLAS on the expanded codes; 16-bit and
-// 8-bit ones the mma kernel, then stream (large layers) or split_k, then the tiled GEMM (e4m3
-// activations in stream and tiled need FP8 tensor cores), then cuBLAS. The wgmma variant runs
-// by name only: it has not yet run on a GPU (issue 28), so no route depends on it.
-std::string_view chosen_kernel(int64_t rows, int64_t weights, bool tensor_cores, bool e4m3) {
-  if (!tensor_cores) return rows <= kMaxGemvRows ? "gemv" : "expand";
+// What the choice of a variant depends on.
+struct PackedCall {
+  int64_t rows, in_features, out_features;
+  quant::ActivationFormat format;
+  bool tensor_cores;  // 16-bit or 8-bit rows
+  bool wgmma;         // wgmma_takes the operands (Hopper, where it is built)
+};
+
+// The variant for a call (the figures above): float32 activations run the GEMV (tensor cores
+// would round them) and beyond it cuBLAS on the expanded codes; 16-bit and 8-bit ones the mma
+// kernel, then stream or split_k, wgmma, the tiled GEMM (e4m3 activations in stream and tiled
+// need FP8 tensor cores), then cuBLAS.
+std::string_view chosen_kernel(const PackedCall& call) {
+  const int64_t rows = call.rows, weights = call.in_features * call.out_features;
+  if (!call.tensor_cores) return rows <= kMaxGemvRows ? "gemv" : "expand";
   if (rows <= kMaxMmaVariantRows) return "mma";
+  const bool sixteen_bit = call.format == quant::ActivationFormat::None;
+  const bool e4m3 = call.format == quant::ActivationFormat::Float8E4M3;
   const bool eight_bit_cores = !e4m3 || has_fp8_tensor_cores();
-  if (rows <= kMaxStreamRows && weights >= kMinStreamWeights && eight_bit_cores) return "stream";
+  if (call.wgmma && rows >= kMinWgmmaRows &&
+      (sixteen_bit ? call.out_features >= kMinWgmmaSixteenBitFeatures && rows <= kMaxWgmmaSixteenBitRows
+                   : call.out_features >= kMinWgmmaE4m3Features)) {
+    return "wgmma";
+  }
+  if (eight_bit_cores && rows <= kMaxStreamRows &&
+      (weights >= kMinStreamWeights || (sixteen_bit && rows <= kMaxStreamRowsOfEveryLayer))) {
+    return "stream";
+  }
   if (rows <= kMaxSplitKRows) return "split_k";
   const bool tiled_rows =
       rows <= kMaxTiledRows || (rows <= kMaxTiledRowsOfLargeLayers && weights >= kLargeLayerWeights);
@@ -80,9 +109,17 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const auto out_shape = linear_output_shape(input, out_features);
   const bool eight_bit = format != quant::ActivationFormat::None;
   const bool tensor_cores = eight_bit || input.scalar_type() != at::kFloat;
-  const std::string_view kernel = kernel_name == "auto" ? chosen_kernel(rows, out_features * in_features, tensor_cores,
-                                                                        format == quant::ActivationFormat::Float8E4M3)
-                                                        : std::string_view(kernel_name.data(), kernel_name.size());
+  const bool e4m3 = format == quant::ActivationFormat::Float8E4M3;
+#ifdef BITTORCH_WITH_CUTLASS
+  // int8 rows are not wgmma's; e4m3 ones are, as float8_e4m3fn.
+  const bool wgmma = (format == quant::ActivationFormat::None || e4m3) &&
+                     wgmma_takes(packed, e4m3 ? at::kFloat8_e4m3fn : input.scalar_type(), input.scalar_type());
+#else
+  const bool wgmma = false;
+#endif
+  const std::string_view kernel = kernel_name == "auto"
+                                      ? chosen_kernel({rows, in_features, out_features, format, tensor_cores, wgmma})
+                                      : std::string_view(kernel_name.data(), kernel_name.size());
   TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
   TORCH_CHECK((kernel != "mma" && kernel != "split_k" && kernel != "stream" && kernel != "tiled") || tensor_cores, op,

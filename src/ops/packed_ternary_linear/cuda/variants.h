@@ -89,6 +89,9 @@ void tiled_product(const PackedProduct& p);
 /// (TMA's 16-byte rows of codes), out_features a multiple of 8 (16-byte output columns) and
 /// 16-byte aligned codes (checked).
 void wgmma_product(const PackedProduct& p);
+/// Whether wgmma_product takes `packed` with rows of dtype `rows` (the input's, or
+/// float8_e4m3fn) and an output of dtype `output`.
+bool wgmma_takes(const at::Tensor& packed, at::ScalarType rows, at::ScalarType output);
 #endif
 
 /// The expand variant on the input rows [rows, in_features] themselves: (x @ codes^T) * scale

@@ -144,19 +144,18 @@ void product_into(const PackedProduct& p) {
   }
 }
 
-// What the kernel needs of the operands (variants.h): a 16-bit output, and rows of its dtype or
-// e4m3 ones; TMA's 16-byte rows of codes and 16-byte output columns; aligned codes; sm_90a.
-bool wgmma_takes(const PackedProduct& p) {
-  const at::ScalarType rows = p.x.scalar_type(), output = p.out.scalar_type();
-  return (output == at::kHalf || output == at::kBFloat16) && (rows == output || rows == at::kFloat8_e4m3fn) &&
-         p.packed.size(1) % 4 == 0 && p.packed.size(0) % 8 == 0 && p.packed.size(0) > 0 &&
-         reinterpret_cast<uintptr_t>(p.packed.data_ptr()) % 16 == 0 && runs_sm90a(p.packed.device());
-}
-
 }  // namespace
 
+// A 16-bit output, and rows of its dtype or e4m3 ones; TMA's 16-byte rows of codes and 16-byte
+// output columns; aligned codes; sm_90a.
+bool wgmma_takes(const at::Tensor& packed, at::ScalarType rows, at::ScalarType output) {
+  return (output == at::kHalf || output == at::kBFloat16) && (rows == output || rows == at::kFloat8_e4m3fn) &&
+         packed.size(1) % 4 == 0 && packed.size(0) % 8 == 0 && packed.size(0) > 0 &&
+         reinterpret_cast<uintptr_t>(packed.data_ptr()) % 16 == 0 && runs_sm90a(packed.device());
+}
+
 void wgmma_product(const PackedProduct& p) {
-  TORCH_CHECK(wgmma_takes(p),
+  TORCH_CHECK(wgmma_takes(p.packed, p.x.scalar_type(), p.out.scalar_type()),
               "bittorch::packed_ternary_linear: kernel \"wgmma\" takes float16 or bfloat16 activations, as they are "
               "or in the float8_e4m3 format, on a compute capability 9.0 GPU, with in_features padded to a multiple "
               "of 64 (packed words a multiple of 4), out_features a multiple of 8 and 16-byte aligned codes");
