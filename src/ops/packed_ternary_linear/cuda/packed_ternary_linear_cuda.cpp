@@ -21,64 +21,85 @@ namespace {
 
 // Beyond 4 rows the GEMV's arithmetic costs more than expanding the codes for cuBLAS.
 constexpr int64_t kMaxGemvRows = 4;
-// Measured on the H100 (docs/results.md, issue 28: every variant by name at 1-1024 rows on
-// 4096^2, 8192^2 and the language model's widths, commit 2ab0328). Up to 8 rows the mma kernel
-// (the fastest or within 2% everywhere, and the one with the decode step's norm and
-// quantization prologues). At 9-16 rows of 16-bit activations stream, on every layer (16 rows:
-// 5.4 us on 768 x 3072 against split_k's 6.1, 19.4 on 8192^2 against 29.2). Beyond, and for
-// 8-bit rows from 9, stream on layers of 2^24 weights and more up to 64 rows; smaller layers,
-// where its few blocks leave the GPU idle (768 x 3072 at 64 rows: 17.2 us against BF16's 5.2),
-// split_k up to 32 rows and tiled up to 64. On Hopper, from 64 rows, wgmma where it takes the
-// call and the layer has enough output features for its 128-feature tiles to fill the GPU:
-// 4096 and more for 16-bit rows (8192^2: 40.2 us at 64 rows against stream's 45.9, 75.2 at 256
-// against tiled's 160), up to 256 rows (at 1024 rows cuBLAS on the expanded codes is faster on
-// every shape); 3072 and more for e4m3 rows, at any count (8192^2: 27.7 us at 64 rows against
-// stream's 44.3, 155.7 at 1024 against BF16's 190). Then tiled up to 64 rows, up to 128 for
-// layers of 2^25 weights and more; beyond, cuBLAS on the expanded codes.
-constexpr int64_t kMaxStreamRowsOfEveryLayer = 16;
-constexpr int64_t kMaxStreamRows = 64;
-constexpr int64_t kMinStreamWeights = int64_t{1} << 24;
-constexpr int64_t kMaxSplitKRows = 32;
-constexpr int64_t kMinWgmmaRows = 64;
-constexpr int64_t kMaxWgmmaSixteenBitRows = 256;
-constexpr int64_t kMinWgmmaSixteenBitFeatures = 4096;
-constexpr int64_t kMinWgmmaE4m3Features = 3072;
-constexpr int64_t kMaxTiledRows = 64;
-constexpr int64_t kMaxTiledRowsOfLargeLayers = 128;
-constexpr int64_t kLargeLayerWeights = int64_t{1} << 25;
+// The routes below come from every variant timed by name on the H100 at 1-1024 rows on
+// 4096^2, 8192^2 and the language model's widths, with 16-bit and with e4m3 rows
+// (docs/results.md, issue 28, commit 53849a1; microseconds in the comments). The mma kernel
+// takes up to 8 rows everywhere (the fastest or within 2%, and the one with the decode step's
+// norm and quantization prologues).
+constexpr int64_t kMaxStreamRowsOfEveryLayer = 32;
+constexpr int64_t kLayerWeights23 = int64_t{1} << 23;
+constexpr int64_t kLayerWeights24 = int64_t{1} << 24;
+constexpr int64_t kLayerWeights25 = int64_t{1} << 25;
 
-// What the choice of a variant depends on.
+// What the choice of a variant depends on, beyond the activations' format.
 struct PackedCall {
   int64_t rows, in_features, out_features;
-  quant::ActivationFormat format;
-  bool tensor_cores;  // 16-bit or 8-bit rows
-  bool wgmma;         // wgmma_takes the operands (Hopper, where it is built)
+  bool wgmma;  // wgmma_takes the operands (Hopper, where it is built)
+  int64_t weights() const { return in_features * out_features; }
 };
 
-// The variant for a call (the figures above): float32 activations run the GEMV (tensor cores
-// would round them) and beyond it cuBLAS on the expanded codes; 16-bit and 8-bit ones the mma
-// kernel, then stream or split_k, wgmma, the tiled GEMM (e4m3 activations in stream and tiled
-// need FP8 tensor cores), then cuBLAS.
-std::string_view chosen_kernel(const PackedCall& call) {
-  const int64_t rows = call.rows, weights = call.in_features * call.out_features;
-  if (!call.tensor_cores) return rows <= kMaxGemvRows ? "gemv" : "expand";
-  if (rows <= kMaxMmaVariantRows) return "mma";
-  const bool sixteen_bit = call.format == quant::ActivationFormat::None;
-  const bool e4m3 = call.format == quant::ActivationFormat::Float8E4M3;
-  const bool eight_bit_cores = !e4m3 || has_fp8_tensor_cores();
-  if (call.wgmma && rows >= kMinWgmmaRows &&
-      (sixteen_bit ? call.out_features >= kMinWgmmaSixteenBitFeatures && rows <= kMaxWgmmaSixteenBitRows
-                   : call.out_features >= kMinWgmmaE4m3Features)) {
+// 16-bit rows, 9 and more. stream up to 32 rows on every layer (32 rows of 6144 x 1536: 8.2
+// against split_k's 15.9). wgmma on layers of 4096 output features and more, whose 128-feature
+// tiles fill the GPU, from 96 rows (48 on layers of 2^25 weights: 8192^2 at 48 rows 40.4
+// against stream's 44.7; 4096^2 at 64 rows stream 19.5 against 21.9), up to 256 (512 on layers
+// of 2^24 weights: 8192^2 at 512 rows 150 against cuBLAS's 174; 1536 x 6144 at 512 cuBLAS 26.4
+// against 35.6); at 1024 rows cuBLAS on the expanded codes is the fastest on every shape.
+// Elsewhere stream up to 128 rows on layers of 2^23 weights and more (6144 x 1536 at 128 rows:
+// 20.2 against cuBLAS's 23.0); on smaller ones split_k up to 64 rows (3072 x 768: 9.5 against
+// cuBLAS's 11.7, 768 x 3072: 10.0 against 8.6), then cuBLAS. The tiled GEMM is not the fastest
+// at any of these points.
+std::string_view sixteen_bit_kernel(const PackedCall& call) {
+  const int64_t rows = call.rows, weights = call.weights();
+  if (rows <= kMaxStreamRowsOfEveryLayer) return "stream";
+  if (call.wgmma && call.out_features >= 4096 && (rows >= 96 || (weights >= kLayerWeights25 && rows >= 48)) &&
+      (rows <= 256 || (weights >= kLayerWeights24 && rows <= 512))) {
     return "wgmma";
   }
-  if (eight_bit_cores && rows <= kMaxStreamRows &&
-      (weights >= kMinStreamWeights || (sixteen_bit && rows <= kMaxStreamRowsOfEveryLayer))) {
-    return "stream";
+  if (weights >= kLayerWeights23) return rows <= 128 ? "stream" : "expand";
+  return rows <= 64 ? "split_k" : "expand";
+}
+
+// e4m3 rows (quantized by the op), 9 and more, on FP8 tensor cores. wgmma from 32 rows on
+// layers of 3072 output features and more (8192^2 at 64 rows: 27.2 against stream's 44.1;
+// 768 x 3072 at 32 rows 10.8 against split_k's 11.0; on 4096^2 at 32-64 rows stream is about
+// 10% faster), and from 256 rows on layers of 2^23 weights (6144 x 1536: 26.5 against stream's
+// 30.3). Elsewhere stream up to 256 rows, but split_k below 32 rows on layers of 2^25 weights
+// (8192^2 at 16 rows: 28.9 against stream's 39.0); then cuBLAS.
+std::string_view e4m3_kernel(const PackedCall& call) {
+  const int64_t rows = call.rows, weights = call.weights();
+  if (call.wgmma && ((call.out_features >= 3072 && rows >= 32) || (weights >= kLayerWeights23 && rows >= 256))) {
+    return "wgmma";
   }
-  if (rows <= kMaxSplitKRows) return "split_k";
-  const bool tiled_rows =
-      rows <= kMaxTiledRows || (rows <= kMaxTiledRowsOfLargeLayers && weights >= kLargeLayerWeights);
-  return tiled_rows && eight_bit_cores ? "tiled" : "expand";
+  if (weights >= kLayerWeights25 && rows < 32) return "split_k";
+  return rows <= 256 ? "stream" : "expand";
+}
+
+// int8 rows, 9 and more (not timed since stream came; the H100's figures of commit e93eb23):
+// stream up to 64 rows on layers of 2^24 weights and more, else split_k up to 32; then the tiled
+// GEMM up to 64 rows, 128 on layers of 2^25 weights and more; then cuBLAS.
+std::string_view int8_kernel(const PackedCall& call) {
+  const int64_t rows = call.rows, weights = call.weights();
+  if (rows <= 64 && weights >= kLayerWeights24) return "stream";
+  if (rows <= 32) return "split_k";
+  return rows <= 64 || (rows <= 128 && weights >= kLayerWeights25) ? "tiled" : "expand";
+}
+
+// The variant for a call: float32 activations run the GEMV (tensor cores would round them),
+// then cuBLAS on the expanded codes; 16-bit and 8-bit ones the mma kernel up to 8 rows, then as
+// above. Without FP8 tensor cores, e4m3 rows go to split_k (which widens them) up to 32 rows,
+// then cuBLAS.
+std::string_view chosen_kernel(const PackedCall& call, bool tensor_cores, quant::ActivationFormat format) {
+  if (!tensor_cores) return call.rows <= kMaxGemvRows ? "gemv" : "expand";
+  if (call.rows <= kMaxMmaVariantRows) return "mma";
+  switch (format) {
+    case quant::ActivationFormat::None:
+      return sixteen_bit_kernel(call);
+    case quant::ActivationFormat::Float8E4M3:
+      return has_fp8_tensor_cores() ? e4m3_kernel(call) : (call.rows <= 32 ? "split_k" : "expand");
+    case quant::ActivationFormat::Int8:
+      return int8_kernel(call);
+  }
+  return "expand";
 }
 
 // The kernels read whole words of 16 elements in 16-byte loads: `rows` itself where it has
@@ -109,8 +130,8 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const auto out_shape = linear_output_shape(input, out_features);
   const bool eight_bit = format != quant::ActivationFormat::None;
   const bool tensor_cores = eight_bit || input.scalar_type() != at::kFloat;
-  const bool e4m3 = format == quant::ActivationFormat::Float8E4M3;
 #ifdef BITTORCH_WITH_CUTLASS
+  const bool e4m3 = format == quant::ActivationFormat::Float8E4M3;
   // int8 rows are not wgmma's; e4m3 ones are, as float8_e4m3fn.
   const bool wgmma = (format == quant::ActivationFormat::None || e4m3) &&
                      wgmma_takes(packed, e4m3 ? at::kFloat8_e4m3fn : input.scalar_type(), input.scalar_type());
@@ -118,7 +139,7 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const bool wgmma = false;
 #endif
   const std::string_view kernel = kernel_name == "auto"
-                                      ? chosen_kernel({rows, in_features, out_features, format, tensor_cores, wgmma})
+                                      ? chosen_kernel({rows, in_features, out_features, wgmma}, tensor_cores, format)
                                       : std::string_view(kernel_name.data(), kernel_name.size());
   TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
