@@ -31,11 +31,24 @@ constexpr int64_t kLayerWeights23 = int64_t{1} << 23;
 constexpr int64_t kLayerWeights24 = int64_t{1} << 24;
 constexpr int64_t kLayerWeights25 = int64_t{1} << 25;
 
-// What the choice of a variant depends on, beyond the activations' format.
+// What the choice of a variant depends on.
 struct PackedCall {
   int64_t rows, in_features, out_features;
-  bool wgmma;  // wgmma_takes the operands (Hopper, where it is built)
+  const at::Tensor& packed;
+  at::ScalarType input_dtype;
+  quant::ActivationFormat format;
   int64_t weights() const { return in_features * out_features; }
+  // Whether wgmma_takes the operands (Hopper, where it is built; e4m3 rows as float8_e4m3fn,
+  // int8 ones not at all). Asked last, only where a route would take it.
+  bool wgmma() const {
+#ifdef BITTORCH_WITH_CUTLASS
+    const bool e4m3 = format == quant::ActivationFormat::Float8E4M3;
+    return (format == quant::ActivationFormat::None || e4m3) &&
+           wgmma_takes(packed, e4m3 ? at::kFloat8_e4m3fn : input_dtype, input_dtype);
+#else
+    return false;
+#endif
+  }
 };
 
 // 16-bit rows, 9 and more. stream up to 32 rows on every layer (32 rows of 6144 x 1536: 8.2
@@ -51,8 +64,8 @@ struct PackedCall {
 std::string_view sixteen_bit_kernel(const PackedCall& call) {
   const int64_t rows = call.rows, weights = call.weights();
   if (rows <= kMaxStreamRowsOfEveryLayer) return "stream";
-  if (call.wgmma && call.out_features >= 4096 && (rows >= 96 || (weights >= kLayerWeights25 && rows >= 48)) &&
-      (rows <= 256 || (weights >= kLayerWeights24 && rows <= 512))) {
+  if (call.out_features >= 4096 && (rows >= 96 || (weights >= kLayerWeights25 && rows >= 48)) &&
+      (rows <= 256 || (weights >= kLayerWeights24 && rows <= 512)) && call.wgmma()) {
     return "wgmma";
   }
   if (weights >= kLayerWeights23) return rows <= 128 ? "stream" : "expand";
@@ -67,7 +80,7 @@ std::string_view sixteen_bit_kernel(const PackedCall& call) {
 // (8192^2 at 16 rows: 28.9 against stream's 39.0); then cuBLAS.
 std::string_view e4m3_kernel(const PackedCall& call) {
   const int64_t rows = call.rows, weights = call.weights();
-  if (call.wgmma && ((call.out_features >= 3072 && rows >= 32) || (weights >= kLayerWeights23 && rows >= 256))) {
+  if (((call.out_features >= 3072 && rows >= 32) || (weights >= kLayerWeights23 && rows >= 256)) && call.wgmma()) {
     return "wgmma";
   }
   if (weights >= kLayerWeights25 && rows < 32) return "split_k";
@@ -88,10 +101,10 @@ std::string_view int8_kernel(const PackedCall& call) {
 // then cuBLAS on the expanded codes; 16-bit and 8-bit ones the mma kernel up to 8 rows, then as
 // above. Without FP8 tensor cores, e4m3 rows go to split_k (which widens them) up to 32 rows,
 // then cuBLAS.
-std::string_view chosen_kernel(const PackedCall& call, bool tensor_cores, quant::ActivationFormat format) {
+std::string_view chosen_kernel(const PackedCall& call, bool tensor_cores) {
   if (!tensor_cores) return call.rows <= kMaxGemvRows ? "gemv" : "expand";
   if (call.rows <= kMaxMmaVariantRows) return "mma";
-  switch (format) {
+  switch (call.format) {
     case quant::ActivationFormat::None:
       return sixteen_bit_kernel(call);
     case quant::ActivationFormat::Float8E4M3:
@@ -130,17 +143,10 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const auto out_shape = linear_output_shape(input, out_features);
   const bool eight_bit = format != quant::ActivationFormat::None;
   const bool tensor_cores = eight_bit || input.scalar_type() != at::kFloat;
-#ifdef BITTORCH_WITH_CUTLASS
-  const bool e4m3 = format == quant::ActivationFormat::Float8E4M3;
-  // int8 rows are not wgmma's; e4m3 ones are, as float8_e4m3fn.
-  const bool wgmma = (format == quant::ActivationFormat::None || e4m3) &&
-                     wgmma_takes(packed, e4m3 ? at::kFloat8_e4m3fn : input.scalar_type(), input.scalar_type());
-#else
-  const bool wgmma = false;
-#endif
-  const std::string_view kernel = kernel_name == "auto"
-                                      ? chosen_kernel({rows, in_features, out_features, wgmma}, tensor_cores, format)
-                                      : std::string_view(kernel_name.data(), kernel_name.size());
+  const std::string_view kernel =
+      kernel_name == "auto"
+          ? chosen_kernel({rows, in_features, out_features, packed, input.scalar_type(), format}, tensor_cores)
+          : std::string_view(kernel_name.data(), kernel_name.size());
   TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
   TORCH_CHECK((kernel != "mma" && kernel != "split_k" && kernel != "stream" && kernel != "tiled") || tensor_cores, op,
