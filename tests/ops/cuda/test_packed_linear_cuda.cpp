@@ -321,6 +321,60 @@ TEST(PackedLinearCuda, WgmmaMatchesTheCpuKernel) {
   EXPECT_EQ(checked, 6 * 2 * 2 * 6 * 2);
 }
 
+// The wgmma variant keeps its copy of the codes in fragment order per packed tensor: a change
+// in place (the version counter), another tensor, another stream and an inference tensor (whose
+// codes are ordered in every call) each give the product of the codes as they are then.
+TEST(PackedLinearCuda, WgmmaSeesEveryChangeOfTheCodes) {
+  SKIP_WITHOUT_CUDA();
+  const auto names = bittorch::ops::packed_kernel_names(torch::kCUDA);
+  if (std::find(names.begin(), names.end(), "wgmma") == names.end()) {
+    GTEST_SKIP() << "the wgmma variant is not built (CUTLASS's headers were not found): test skipped";
+  }
+  const auto* device = at::cuda::getCurrentDeviceProperties();
+  if (device->major != 9 || device->minor != 0) {
+    GTEST_SKIP() << "the wgmma variant runs on compute capability 9.0 GPUs only: test skipped";
+  }
+  torch::manual_seed(58);
+  const int64_t rows = 64, in = 512, out = 200;
+  const auto codes_of = [&] { return bittorch::quant::pack_ternary(torch::randint(-1, 2, {out, in}, torch::kChar)); };
+  const auto scale = torch::rand({out}) + 0.1;
+  const auto x = torch::randn({rows, in}).to(torch::kBFloat16);
+  const auto expect_product_of = [&](const torch::Tensor& gpu_codes, const torch::Tensor& cpu_codes,
+                                     const std::string& what) {
+    for (const std::string format : {"none", "float8_e4m3"}) {
+      const auto gpu =
+          bittorch::ops::packed_ternary_linear(x.cuda(), gpu_codes, scale.cuda(), std::nullopt, in, format, "wgmma");
+      const auto cpu = bittorch::ops::packed_ternary_linear(x, cpu_codes, scale, std::nullopt, in, format, "auto");
+      const auto cpu64 = cpu.to(torch::kDouble);
+      const double error = ((gpu.cpu().to(torch::kDouble) - cpu64).abs() / cpu64.abs().amax(1, true).clamp_min(1.0))
+                               .max()
+                               .item<double>();
+      EXPECT_LE(error, tolerance(torch::kBFloat16, format)) << what << " " << format;
+    }
+  };
+  const auto first = codes_of();
+  auto codes = first.cuda();
+  expect_product_of(codes, first, "first codes");
+  const auto second = codes_of();
+  codes.copy_(second);  // in place: same tensor, same storage, next version
+  expect_product_of(codes, second, "codes changed in place");
+  const auto third = codes_of();
+  expect_product_of(third.cuda(), third, "another tensor");
+  {
+    const auto stream = c10::cuda::getStreamFromPool();
+    const c10::cuda::CUDAStreamGuard guard(stream);
+    expect_product_of(codes, second, "the kept codes on another stream");
+  }
+  torch::Tensor inference_codes;
+  {
+    const c10::InferenceMode inference;
+    inference_codes = first.cuda();
+    expect_product_of(inference_codes, first, "an inference tensor");
+    inference_codes.copy_(third);
+    expect_product_of(inference_codes, third, "an inference tensor changed in place");
+  }
+}
+
 // The tiled GEMM with enough tiles to fill the GPU without splitting K (every multiprocessor
 // up to 140: 3 x 48 tiles of 128 rows x 128 features), partial tiles on both sides.
 TEST(PackedLinearCuda, TiledWithoutSplitsMatchesTheCpuKernel) {

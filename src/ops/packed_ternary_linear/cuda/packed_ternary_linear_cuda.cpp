@@ -39,11 +39,13 @@ struct PackedCall {
   quant::ActivationFormat format;
   int64_t weights() const { return in_features * out_features; }
   // Whether wgmma_takes the operands (Hopper, where it is built; e4m3 rows as float8_e4m3fn,
-  // int8 ones not at all). Asked last, only where a route would take it.
+  // int8 ones not at all). Asked last, only where a route would take it. Not for inference
+  // tensors: wgmma's copy of their codes in fragment order would be made in every call
+  // (wgmma_codes.h).
   bool wgmma() const {
 #ifdef BITTORCH_WITH_CUTLASS
     const bool e4m3 = format == quant::ActivationFormat::Float8E4M3;
-    return (format == quant::ActivationFormat::None || e4m3) &&
+    return (format == quant::ActivationFormat::None || e4m3) && !packed.is_inference() &&
            wgmma_takes(packed, e4m3 ? at::kFloat8_e4m3fn : input_dtype, input_dtype);
 #else
     return false;

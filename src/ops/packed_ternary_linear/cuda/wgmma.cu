@@ -1,22 +1,24 @@
 // The wgmma variant of packed_ternary_linear (variants.h) for Hopper: a CUTLASS 3 mixed-input
 // GEMM (wgmma fed by TMA, warp-specialized, persistent with a stream-K schedule) whose A operand
-// is the packed codes themselves. The 2-bit format (docs/packed-format.md) is cutlass::int2b_t's:
-// code k of a row at bits 2 (k % 16) of word k / 16, two's complement, so the [out_features,
-// words] int32 codes are a K-major int2b_t matrix as they are, and need no shuffle. TMA brings
-// codes and rows into shared memory; the consumer warpgroups widen the codes in registers to the
-// rows' type (CUTLASS's int2b -> bf16/fp16/e4m3 converters: a byte permute and a masked XOR a
-// pair of codes, then one subtraction, or a byte lookup) and multiply them on wgmma with the rows
-// from shared memory: 16-bit rows, or e4m3 ones on the FP8 tensor cores. The problem is
-// transposed (M = output features, N = rows), so the codes are the operand that passes through
-// registers; the output [rows, out_features] is then D column-major. The epilogue multiplies by
-// each e4m3 row's scale, scales each output feature, adds the bias and applies the squared ReLU
-// where asked, in float32, and rounds once to the 16-bit output.
+// is the packed codes. The 2-bit format (docs/packed-format.md) is cutlass::int2b_t's (code k of
+// a row at bits 2 (k % 16) of word k / 16, two's complement); the GEMM reads a copy of the codes
+// in the order of its A fragments (wgmma_codes.h, kept per packed tensor), so that each thread
+// loads a k-block's codes in one shared-memory access. TMA brings codes and rows into shared
+// memory; the consumer warpgroups widen the codes in registers to the rows' type (CUTLASS's
+// int2b -> bf16/fp16/e4m3 converters: a byte permute and a masked XOR a pair of codes, then one
+// subtraction, or a byte lookup) and multiply them on wgmma with the rows from shared memory:
+// 16-bit rows, or e4m3 ones on the FP8 tensor cores. The problem is transposed (M = output
+// features, N = rows), so the codes are the operand that passes through registers; the output
+// [rows, out_features] is then D column-major. The epilogue multiplies by each e4m3 row's scale,
+// scales each output feature, adds the bias and applies the squared ReLU where asked, in
+// float32, and rounds once to the 16-bit output.
 // One file: the CUTLASS headers and the first instantiation cost most of its compile time (split
 // in two, each half took as long as the whole).
 
 #include "ops/common/cuda/device.h"
 #include "ops/common/cuda/sm90_gemm.cuh"
 #include "ops/packed_ternary_linear/cuda/variants.h"
+#include "ops/packed_ternary_linear/cuda/wgmma_codes.h"
 
 #include <cutlass/epilogue/collective/collective_builder.hpp>
 #include <cutlass/epilogue/fusion/sm90_callbacks_tma_warpspecialized.hpp>
@@ -67,6 +69,27 @@ struct ScaledOutput {
   }
 };
 
+// The layout of the codes in fragment order (wgmma_codes.h) for rows of type Input, as CuTe
+// sees it: a block of 16 features x 8v codes (v values of Input in a 32-bit register), each
+// thread's 4v values contiguous, blocks tiled along the features first. Given to the
+// collective in place of a stride, it makes each thread's shared-memory load of a k-block one
+// access (4 byte loads and their reassembly per k-block without it).
+template <class Input>
+struct FragmentOrder {
+  static constexpr int kValues = 4 / sizeof(Input);
+  // (feature, code) -> element: feature (8, 2) : (16v, v); code (v, 4, 2) : (1, 4v, 2v).
+  using Atom = cute::Layout<
+      cute::Shape<cute::Shape<cute::Shape<cute::_8, cute::_2>, cute::_1>,
+                  cute::Shape<cute::Shape<cute::Int<kValues>, cute::_4, cute::_2>, cute::_1>>,
+      cute::Stride<cute::Stride<cute::Stride<cute::Int<16 * kValues>, cute::Int<kValues>>, cute::_0>,
+                   cute::Stride<cute::Stride<cute::_1, cute::Int<4 * kValues>, cute::Int<2 * kValues>>, cute::_0>>>;
+  using Layout = decltype(cute::tile_to_shape(
+      Atom{}, cute::Layout<cute::Shape<int, int, int>, cute::Stride<int64_t, cute::_1, int64_t>>{}));
+  static Layout of(int features, int depth) {
+    return cute::tile_to_shape(Atom{}, cute::make_shape(features, depth, 1));
+  }
+};
+
 // TileRows rows (N) by 128 output features (M) a tile, 128 bytes of rows' K a stage. Input: the
 // rows' type (16-bit, or e4m3 with a scale per row); Output: the output's (16-bit).
 template <class Input, class Output, int TileRows, bool kSquaredRelu>
@@ -83,8 +106,8 @@ struct WgmmaGemm {
       kOutputAlignment, Output, cutlass::layout::ColumnMajor, kOutputAlignment,
       cutlass::epilogue::TmaWarpSpecializedCooperative, typename Epilogue::Callbacks>::CollectiveOp;
   using CollectiveMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Codes, cutlass::layout::RowMajor, kCodeAlignment, Input,
-      cutlass::layout::ColumnMajor, kInputAlignment, Accumulator, TileShape, ClusterShape,
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Codes, typename FragmentOrder<Input>::Layout, kCodeAlignment,
+      Input, cutlass::layout::ColumnMajor, kInputAlignment, Accumulator, TileShape, ClusterShape,
       cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
           sizeof(typename CollectiveEpilogue::SharedStorage))>,
       cutlass::gemm::KernelTmaWarpSpecializedCooperative>::CollectiveOp;
@@ -109,10 +132,12 @@ void product_of(const PackedProduct& p) {
   const int depth = static_cast<int>(p.x.size(1));  // words * 16
   const at::Tensor scale = vector_aligned(p.scale);
   const at::Tensor bias = p.bias.defined() ? vector_aligned(p.bias) : at::Tensor();
+  // The codes in fragment order, their features rounded up to a multiple of 16.
+  const at::Tensor codes = fragment_ordered_codes(p.packed, FragmentOrder<Input>::kValues);
   typename Gemm::Arguments arguments{
       cutlass::gemm::GemmUniversalMode::kGemm,
       {features, rows, depth, 1},
-      {static_cast<const Codes*>(p.packed.data_ptr()), sm90::packed_stride<typename Kernel::StrideA>(depth),
+      {static_cast<const Codes*>(codes.data_ptr()), FragmentOrder<Input>::of(static_cast<int>(codes.size(0)), depth),
        static_cast<const Input*>(p.x.data_ptr()), sm90::packed_stride<typename Kernel::StrideB>(depth)},
       {Config::Epilogue::arguments(p.row_scale.defined() ? p.row_scale.data_ptr<float>() : nullptr,
                                    scale.data_ptr<float>(), scale.size(0) > 1,
