@@ -23,9 +23,10 @@ namespace {
 constexpr int64_t kMaxGemvRows = 4;
 // The routes below come from every variant timed by name on the H100 at 1-1024 rows on
 // 4096^2, 8192^2 and the language model's widths, with 16-bit and with e4m3 rows
-// (docs/results.md, issue 28, commit 53849a1; microseconds in the comments). The mma kernel
-// takes up to 8 rows everywhere (the fastest or within 2%, and the one with the decode step's
-// norm and quantization prologues).
+// (docs/results.md, issue 28, commit 53849a1), and for wgmma with its codes in fragment order
+// at 16-1024 rows of 4096^2, 8192^2 and 8192 x 28672 (commit 5e167bd; microseconds in the
+// comments). The mma kernel takes up to 8 rows everywhere (the fastest or within 2%, and the
+// one with the decode step's norm and quantization prologues).
 constexpr int64_t kMaxStreamRowsOfEveryLayer = 32;
 constexpr int64_t kLayerWeights23 = int64_t{1} << 23;
 constexpr int64_t kLayerWeights24 = int64_t{1} << 24;
@@ -54,20 +55,21 @@ struct PackedCall {
 };
 
 // 16-bit rows, 9 and more. stream up to 32 rows on every layer (32 rows of 6144 x 1536: 8.2
-// against split_k's 15.9). wgmma on layers of 4096 output features and more, whose 128-feature
-// tiles fill the GPU, from 96 rows (48 on layers of 2^25 weights: 8192^2 at 48 rows 40.4
-// against stream's 44.7; 4096^2 at 64 rows stream 19.5 against 21.9), up to 256 (512 on layers
-// of 2^24 weights: 8192^2 at 512 rows 150 against cuBLAS's 174; 1536 x 6144 at 512 cuBLAS 26.4
-// against 35.6); at 1024 rows cuBLAS on the expanded codes is the fastest on every shape.
-// Elsewhere stream up to 128 rows on layers of 2^23 weights and more (6144 x 1536 at 128 rows:
-// 20.2 against cuBLAS's 23.0); on smaller ones split_k up to 64 rows (3072 x 768: 9.5 against
-// cuBLAS's 11.7, 768 x 3072: 10.0 against 8.6), then cuBLAS. The tiled GEMM is not the fastest
-// at any of these points.
+// against split_k's 15.9; 8192^2: 29.0 against wgmma's 30.0). wgmma on layers of 4096 output
+// features and more, whose 128-feature tiles fill the GPU, from 64 rows (48 on layers of 2^25
+// weights; 4096^2 at 64 rows: 18.0 against stream's 19.6; 8192^2: 28.9 against 46.1), at any
+// number of rows on layers of 2^24 weights and more (at 1024 rows against cuBLAS on the
+// expanded codes: 4096^2 49.1 against 62.8, 8192^2 214 against 265, 8192 x 28672 746 against
+// 928), up to 256 on smaller ones (1536 x 6144 at 512 rows, before the fragment order: cuBLAS
+// 26.4 against 35.6). Elsewhere stream up to 128 rows on layers of 2^23 weights and more
+// (6144 x 1536 at 128 rows: 20.2 against cuBLAS's 23.0); on smaller ones split_k up to 64 rows
+// (3072 x 768: 9.5 against cuBLAS's 11.7, 768 x 3072: 10.0 against 8.6), then cuBLAS. The
+// tiled GEMM is not the fastest at any of these points.
 std::string_view sixteen_bit_kernel(const PackedCall& call) {
   const int64_t rows = call.rows, weights = call.weights();
   if (rows <= kMaxStreamRowsOfEveryLayer) return "stream";
-  if (call.out_features >= 4096 && (rows >= 96 || (weights >= kLayerWeights25 && rows >= 48)) &&
-      (rows <= 256 || (weights >= kLayerWeights24 && rows <= 512)) && call.wgmma()) {
+  if (call.out_features >= 4096 && (rows >= 64 || (weights >= kLayerWeights25 && rows >= 48)) &&
+      (rows <= 256 || weights >= kLayerWeights24) && call.wgmma()) {
     return "wgmma";
   }
   if (weights >= kLayerWeights23) return rows <= 128 ? "stream" : "expand";
@@ -75,14 +77,18 @@ std::string_view sixteen_bit_kernel(const PackedCall& call) {
 }
 
 // e4m3 rows (quantized by the op), 9 and more, on FP8 tensor cores. wgmma from 32 rows on
-// layers of 3072 output features and more (8192^2 at 64 rows: 27.2 against stream's 44.1;
+// layers of 3072 output features and more (8192^2 at 64 rows: 25.0 against stream's 44.2;
 // 768 x 3072 at 32 rows 10.8 against split_k's 11.0; on 4096^2 at 32-64 rows stream is about
-// 10% faster), and from 256 rows on layers of 2^23 weights (6144 x 1536: 26.5 against stream's
-// 30.3). Elsewhere stream up to 256 rows, but split_k below 32 rows on layers of 2^25 weights
-// (8192^2 at 16 rows: 28.9 against stream's 39.0); then cuBLAS.
+// 5% faster), from 16 rows on layers of 2^25 weights (8192 x 28672 at 16 rows: 50.2 against
+// split_k's 78.2; 8192^2: 28.9 against 28.7) and from 256 rows on layers of 2^23 weights
+// (6144 x 1536: 26.5 against stream's 30.3). Elsewhere stream up to 256 rows, but split_k
+// below 32 rows on layers of 2^25 weights (8192^2 at 16 rows, where wgmma is not built: 28.7
+// against stream's 39.5); then cuBLAS.
 std::string_view e4m3_kernel(const PackedCall& call) {
   const int64_t rows = call.rows, weights = call.weights();
-  if (((call.out_features >= 3072 && rows >= 32) || (weights >= kLayerWeights23 && rows >= 256)) && call.wgmma()) {
+  if (((call.out_features >= 3072 && rows >= 32) || (weights >= kLayerWeights25 && rows >= 16) ||
+       (weights >= kLayerWeights23 && rows >= 256)) &&
+      call.wgmma()) {
     return "wgmma";
   }
   if (weights >= kLayerWeights25 && rows < 32) return "split_k";
