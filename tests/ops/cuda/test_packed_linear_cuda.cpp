@@ -252,6 +252,18 @@ TEST(PackedLinearCuda, StreamSplitsAddTheSameSumsOnEveryRun) {
   }
 }
 
+// Why the wgmma variant cannot run here (it is listed where it is built, and runs on compute
+// capability 9.0), or empty.
+std::string wgmma_unavailable() {
+  const auto names = bittorch::ops::packed_kernel_names(torch::kCUDA);
+  if (std::find(names.begin(), names.end(), "wgmma") == names.end()) {
+    return "the wgmma variant is not built (CUTLASS's headers were not found)";
+  }
+  const auto* device = at::cuda::getCurrentDeviceProperties();
+  if (device->major != 9 || device->minor != 0) return "the wgmma variant runs on compute capability 9.0 GPUs only";
+  return "";
+}
+
 // The wgmma variant (listed where it is built; it runs on compute capability 9.0) on the
 // shapes it takes: partial 128-feature and 64/128-row tiles, K from one 64-element stage to
 // many (stream-K splits them where the tiles do not fill the GPU), the language model's widths;
@@ -260,14 +272,7 @@ TEST(PackedLinearCuda, StreamSplitsAddTheSameSumsOnEveryRun) {
 // (stream-K adds its partial sums in a fixed order).
 TEST(PackedLinearCuda, WgmmaMatchesTheCpuKernel) {
   SKIP_WITHOUT_CUDA();
-  const auto names = bittorch::ops::packed_kernel_names(torch::kCUDA);
-  if (std::find(names.begin(), names.end(), "wgmma") == names.end()) {
-    GTEST_SKIP() << "the wgmma variant is not built (CUTLASS's headers were not found): test skipped";
-  }
-  const auto* device = at::cuda::getCurrentDeviceProperties();
-  if (device->major != 9 || device->minor != 0) {
-    GTEST_SKIP() << "the wgmma variant runs on compute capability 9.0 GPUs only: test skipped";
-  }
+  if (const std::string why = wgmma_unavailable(); !why.empty()) GTEST_SKIP() << why << ": test skipped";
   torch::manual_seed(57);
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{64, 8},     {1020, 136},  {768, 3072},
                                                            {3072, 768}, {8192, 1000}, {256, 20000}};
@@ -326,14 +331,7 @@ TEST(PackedLinearCuda, WgmmaMatchesTheCpuKernel) {
 // codes are ordered in every call) each give the product of the codes as they are then.
 TEST(PackedLinearCuda, WgmmaSeesEveryChangeOfTheCodes) {
   SKIP_WITHOUT_CUDA();
-  const auto names = bittorch::ops::packed_kernel_names(torch::kCUDA);
-  if (std::find(names.begin(), names.end(), "wgmma") == names.end()) {
-    GTEST_SKIP() << "the wgmma variant is not built (CUTLASS's headers were not found): test skipped";
-  }
-  const auto* device = at::cuda::getCurrentDeviceProperties();
-  if (device->major != 9 || device->minor != 0) {
-    GTEST_SKIP() << "the wgmma variant runs on compute capability 9.0 GPUs only: test skipped";
-  }
+  if (const std::string why = wgmma_unavailable(); !why.empty()) GTEST_SKIP() << why << ": test skipped";
   torch::manual_seed(58);
   const int64_t rows = 64, in = 512, out = 200;
   const auto codes_of = [&] { return bittorch::quant::pack_ternary(torch::randint(-1, 2, {out, in}, torch::kChar)); };
