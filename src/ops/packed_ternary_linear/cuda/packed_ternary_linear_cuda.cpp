@@ -35,18 +35,18 @@ constexpr int64_t kLayerWeights25 = int64_t{1} << 25;
 // What the choice of a variant depends on.
 struct PackedCall {
   int64_t rows, in_features, out_features;
-  const at::Tensor& packed;
+  const at::Tensor& packed;  // the codes as the caller gave them
   at::ScalarType input_dtype;
   quant::ActivationFormat format;
   int64_t weights() const { return in_features * out_features; }
   // Whether wgmma_takes the operands (Hopper, where it is built; e4m3 rows as float8_e4m3fn,
   // int8 ones not at all). Asked last, only where a route would take it. Not for inference
-  // tensors: wgmma's copy of their codes in fragment order would be made in every call
-  // (wgmma_codes.h).
+  // tensors nor for codes that are not contiguous (the op multiplies a contiguous copy): wgmma's
+  // copy of their codes in fragment order would be made in every call (wgmma_codes.h).
   bool wgmma() const {
 #ifdef BITTORCH_WITH_CUTLASS
     const bool e4m3 = format == quant::ActivationFormat::Float8E4M3;
-    return (format == quant::ActivationFormat::None || e4m3) && !packed.is_inference() &&
+    return (format == quant::ActivationFormat::None || e4m3) && packed.is_contiguous() && !packed.is_inference() &&
            wgmma_takes(packed, e4m3 ? at::kFloat8_e4m3fn : input_dtype, input_dtype);
 #else
     return false;
@@ -153,7 +153,7 @@ at::Tensor packed_ternary_linear_cuda(const at::Tensor& input, const at::Tensor&
   const bool tensor_cores = eight_bit || input.scalar_type() != at::kFloat;
   const std::string_view kernel =
       kernel_name == "auto"
-          ? chosen_kernel({rows, in_features, out_features, packed, input.scalar_type(), format}, tensor_cores)
+          ? chosen_kernel({rows, in_features, out_features, packed_in, input.scalar_type(), format}, tensor_cores)
           : std::string_view(kernel_name.data(), kernel_name.size());
   TORCH_CHECK(kernel != "gemv" || !tensor_cores, op,
               ": kernel \"gemv\" takes float32 activations without 8-bit quantization");
