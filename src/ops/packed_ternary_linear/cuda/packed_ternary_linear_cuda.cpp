@@ -56,19 +56,21 @@ struct PackedCall {
 
 // 16-bit rows, 9 and more. stream up to 32 rows on every layer (32 rows of 6144 x 1536: 8.2
 // against split_k's 15.9; 8192^2: 29.0 against wgmma's 30.0). wgmma on layers of 4096 output
-// features and more, whose 128-feature tiles fill the GPU, from 64 rows (48 on layers of 2^25
-// weights; 4096^2 at 64 rows: 18.0 against stream's 19.6; 8192^2: 28.9 against 46.1), up to
-// 1024 rows (the most measured) on layers of 2^24 weights and more (at 1024 rows against cuBLAS
-// on the expanded codes: 4096^2 49.1 against 62.8, 8192^2 214 against 265, 8192 x 28672 746
-// against 928), up to 256 on smaller ones (1536 x 6144 at 512 rows, before the fragment order:
-// cuBLAS 26.4 against 35.6). Elsewhere stream up to 128 rows on layers of 2^23 weights and more
+// features and more, whose 128-feature tiles fill the GPU, from 96 rows, 64 on layers of 2^24
+// weights and 48 on layers of 2^25 (4096^2 at 64 rows: 18.0 against stream's 19.6; 8192^2:
+// 28.9 against 46.1; smaller layers were not timed below 96 rows with the codes in fragment
+// order), up to 1024 rows (the most measured) on layers of 2^24 weights and more (at 1024 rows
+// against cuBLAS on the expanded codes: 4096^2 49.1 against 62.8, 8192^2 214 against 265,
+// 8192 x 28672 746 against 928), up to 256 on smaller ones (1536 x 6144 at 512 rows, before the
+// fragment order: cuBLAS 26.4 against 35.6). Elsewhere stream up to 128 rows on layers of 2^23 weights and more
 // (6144 x 1536 at 128 rows: 20.2 against cuBLAS's 23.0); on smaller ones split_k up to 64 rows
 // (3072 x 768: 9.5 against cuBLAS's 11.7, 768 x 3072: 10.0 against 8.6), then cuBLAS. The
 // tiled GEMM is not the fastest at any of these points.
 std::string_view sixteen_bit_kernel(const PackedCall& call) {
   const int64_t rows = call.rows, weights = call.weights();
   if (rows <= kMaxStreamRowsOfEveryLayer) return "stream";
-  if (call.out_features >= 4096 && (rows >= 64 || (weights >= kLayerWeights25 && rows >= 48)) &&
+  if (call.out_features >= 4096 &&
+      (rows >= 96 || (weights >= kLayerWeights24 && rows >= 64) || (weights >= kLayerWeights25 && rows >= 48)) &&
       (rows <= 256 || (weights >= kLayerWeights24 && rows <= 1024)) && call.wgmma()) {
     return "wgmma";
   }
