@@ -41,10 +41,10 @@ __global__ void order_codes_kernel(const uint32_t* __restrict__ packed, int64_t 
   }
 }
 
-at::Tensor order_codes(const at::Tensor& packed, int values_per_register) {
+// The ordered codes of `packed` into `ordered` [fragment_ordered_features(out_features), words].
+void order_codes_into(const at::Tensor& packed, int values_per_register, at::Tensor& ordered) {
   const int64_t out_features = packed.size(0), words = packed.size(1);
   const int64_t total = fragment_ordered_features(out_features) * words;
-  at::Tensor ordered = at::empty({fragment_ordered_features(out_features), words}, packed.options());
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>((total + threads - 1) / threads,
                                            int64_t{32} * at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
@@ -57,6 +57,11 @@ at::Tensor order_codes(const at::Tensor& packed, int values_per_register) {
     order_codes_kernel<4><<<blocks, threads, 0, stream>>>(source, out_features, words, target);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+at::Tensor order_codes(const at::Tensor& packed, int values_per_register) {
+  at::Tensor ordered = at::empty({fragment_ordered_features(packed.size(0)), packed.size(1)}, packed.options());
+  order_codes_into(packed, values_per_register, ordered);
   return ordered;
 }
 
@@ -104,8 +109,9 @@ at::Tensor fragment_ordered_codes(const at::Tensor& packed, int values_per_regis
   const auto key =
       std::make_pair(static_cast<const c10::TensorImpl*>(packed.unsafeGetTensorImpl()), values_per_register);
   const auto found = kept.entries.find(key);
-  if (found != kept.entries.end() && !found->second->source.expired() && found->second->data == packed.data_ptr() &&
-      found->second->version == packed._version()) {
+  const bool same_codes =
+      found != kept.entries.end() && !found->second->source.expired() && found->second->data == packed.data_ptr();
+  if (same_codes && found->second->version == packed._version()) {
     // Read on another stream: its memory is not reused before that stream's work is done.
     const c10::Stream stream = at::cuda::getCurrentCUDAStream();
     if (stream != found->second->made_on) found->second->ordered.record_stream(stream);
@@ -113,6 +119,15 @@ at::Tensor fragment_ordered_codes(const at::Tensor& packed, int values_per_regis
   }
   // Inside a capture the ordering kernel runs only at replay: its output is not kept.
   if (capturing()) return order_codes(packed, values_per_register);
+  if (same_codes) {
+    // Changed in place: ordered again into the same memory, which graphs captured earlier read.
+    OrderedCodes& entry = *found->second;
+    order_codes_into(packed, values_per_register, entry.ordered);
+    at::cuda::stream_synchronize(at::cuda::getCurrentCUDAStream());
+    entry.version = packed._version();
+    entry.made_on = at::cuda::getCurrentCUDAStream();
+    return entry.ordered;
+  }
   // A miss: copies of tensors that are gone are freed first.
   for (auto it = kept.entries.begin(); it != kept.entries.end();) {
     it = it->second->source.expired() ? kept.entries.erase(it) : std::next(it);

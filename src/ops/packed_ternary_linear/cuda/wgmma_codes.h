@@ -22,11 +22,13 @@ constexpr int64_t fragment_ordered_features(int64_t out_features) {
 }
 
 /// The codes of `packed` (int32 [out_features, words], CUDA; words * 16 a multiple of
-/// 8 * values_per_register) in that order, [fragment_ordered_features(out_features), words]. Kept per packed
-/// tensor while it lives and is not modified (its version counter), and made again otherwise:
-/// for an inference tensor (no version counter) and inside a CUDA graph's capture (the kernel
-/// that orders them runs only at replay) in every call. The kept copy takes as many bytes as
-/// the codes (1/8 of a BF16 weight); it is freed at the first call after its tensor is.
+/// 8 * values_per_register) in that order, [fragment_ordered_features(out_features), words].
+/// Kept per packed tensor while it lives; ordered again, into the same memory, at the first call
+/// after the codes change in place (their version counter). Made in every call for an inference
+/// tensor (no version counter), and inside a CUDA graph's capture where none is kept (the kernel
+/// that orders them then runs at each replay). A graph that read a kept copy reads it as the
+/// last eager call left it. The copy takes as many bytes as the codes (1/8 of a BF16 weight);
+/// it is freed at the first miss after its tensor is.
 at::Tensor fragment_ordered_codes(const at::Tensor& packed, int values_per_register);
 
 }  // namespace bittorch::ops::cuda
