@@ -62,10 +62,10 @@ struct PackedCall {
 // order), up to 1024 rows (the most measured) on layers of 2^24 weights and more (at 1024 rows
 // against cuBLAS on the expanded codes: 4096^2 49.1 against 62.8, 8192^2 214 against 265,
 // 8192 x 28672 746 against 928), up to 256 on smaller ones (1536 x 6144 at 512 rows, before the
-// fragment order: cuBLAS 26.4 against 35.6). Elsewhere stream up to 128 rows on layers of 2^23 weights and more
-// (6144 x 1536 at 128 rows: 20.2 against cuBLAS's 23.0); on smaller ones split_k up to 64 rows
-// (3072 x 768: 9.5 against cuBLAS's 11.7, 768 x 3072: 10.0 against 8.6), then cuBLAS. The
-// tiled GEMM is not the fastest at any of these points.
+// fragment order: cuBLAS 26.4 against 35.6). Elsewhere stream up to 128 rows on layers of 2^23
+// weights and more (6144 x 1536 at 128 rows: 20.2 against cuBLAS's 23.0); on smaller ones
+// split_k up to 64 rows (3072 x 768: 9.5 against cuBLAS's 11.7, 768 x 3072: 10.0 against 8.6),
+// then cuBLAS. The tiled GEMM is not the fastest at any of these points.
 std::string_view sixteen_bit_kernel(const PackedCall& call) {
   const int64_t rows = call.rows, weights = call.weights();
   if (rows <= kMaxStreamRowsOfEveryLayer) return "stream";

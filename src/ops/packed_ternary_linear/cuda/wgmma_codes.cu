@@ -65,16 +65,23 @@ at::Tensor order_codes(const at::Tensor& packed, int values_per_register) {
   return ordered;
 }
 
-// A kept copy: its source tensor (weakly: the copy goes when the source is gone), and the
-// source's data and version when it was made.
+// A kept copy: its source tensor (weakly: the copy goes when the source is gone), the source's
+// data, and its version and the stream when the copy was last ordered.
 struct OrderedCodes {
   explicit OrderedCodes(const at::Tensor& packed)
-      : source(packed.getIntrusivePtr()), data(packed.data_ptr()), version(packed._version()) {}
+      : source(packed.getIntrusivePtr()),
+        data(packed.data_ptr()),
+        ordered(at::empty({fragment_ordered_features(packed.size(0)), packed.size(1)}, packed.options())) {}
+  // Whether `packed` is still this copy's source, with the same memory and shape.
+  bool orders(const at::Tensor& packed) const {
+    return !source.expired() && data == packed.data_ptr() &&
+           ordered.size(0) == fragment_ordered_features(packed.size(0)) && ordered.size(1) == packed.size(1);
+  }
   c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> source;
   const void* data;
-  int64_t version;
   at::Tensor ordered;
-  c10::Stream made_on = c10::Stream(c10::Stream::DEFAULT, c10::Device(c10::DeviceType::CUDA));
+  int64_t version = -1;
+  cudaStream_t ordered_on = nullptr;
 };
 
 struct OrderedCodesCache {
@@ -87,9 +94,9 @@ OrderedCodesCache& cache() {
   return *instance;
 }
 
-bool capturing() {
+bool capturing(cudaStream_t stream) {
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-  C10_CUDA_CHECK(cudaStreamIsCapturing(at::cuda::getCurrentCUDAStream(), &status));
+  C10_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
   return status != cudaStreamCaptureStatusNone;
 }
 
@@ -108,38 +115,31 @@ at::Tensor fragment_ordered_codes(const at::Tensor& packed, int values_per_regis
   const std::lock_guard<std::mutex> lock(kept.mutex);
   const auto key =
       std::make_pair(static_cast<const c10::TensorImpl*>(packed.unsafeGetTensorImpl()), values_per_register);
-  const auto found = kept.entries.find(key);
-  const bool same_codes =
-      found != kept.entries.end() && !found->second->source.expired() && found->second->data == packed.data_ptr();
-  if (same_codes && found->second->version == packed._version()) {
+  auto found = kept.entries.find(key);
+  const bool kept_for_these_codes = found != kept.entries.end() && found->second->orders(packed);
+  const at::cuda::CUDAStream stream = at::cuda::getCurrentCUDAStream();
+  if (kept_for_these_codes && found->second->version == packed._version()) {
     // Read on another stream: its memory is not reused before that stream's work is done.
-    const c10::Stream stream = at::cuda::getCurrentCUDAStream();
-    if (stream != found->second->made_on) found->second->ordered.record_stream(stream);
+    if (stream.stream() != found->second->ordered_on) found->second->ordered.record_stream(stream);
     return found->second->ordered;
   }
   // Inside a capture the ordering kernel runs only at replay: its output is not kept.
-  if (capturing()) return order_codes(packed, values_per_register);
-  if (same_codes) {
-    // Changed in place: ordered again into the same memory, which graphs captured earlier read.
-    OrderedCodes& entry = *found->second;
-    order_codes_into(packed, values_per_register, entry.ordered);
-    at::cuda::stream_synchronize(at::cuda::getCurrentCUDAStream());
-    entry.version = packed._version();
-    entry.made_on = at::cuda::getCurrentCUDAStream();
-    return entry.ordered;
+  if (capturing(stream)) return order_codes(packed, values_per_register);
+  if (!kept_for_these_codes) {
+    // A new copy; copies of tensors that are gone are freed first.
+    for (auto it = kept.entries.begin(); it != kept.entries.end();) {
+      it = it->second->source.expired() ? kept.entries.erase(it) : std::next(it);
+    }
+    found = kept.entries.insert_or_assign(key, std::make_unique<OrderedCodes>(packed)).first;
   }
-  // A miss: copies of tensors that are gone are freed first.
-  for (auto it = kept.entries.begin(); it != kept.entries.end();) {
-    it = it->second->source.expired() ? kept.entries.erase(it) : std::next(it);
-  }
-  auto entry = std::make_unique<OrderedCodes>(packed);
-  entry->ordered = order_codes(packed, values_per_register);
-  // Complete before it is kept: calls on any stream (or in a graph captured later) may read it.
-  at::cuda::stream_synchronize(at::cuda::getCurrentCUDAStream());
-  entry->made_on = at::cuda::getCurrentCUDAStream();
-  at::Tensor ordered = entry->ordered;
-  kept.entries[key] = std::move(entry);
-  return ordered;
+  // Ordered (again, after a change in place: into the same memory, which graphs captured earlier
+  // read), and complete before it is kept: calls on any stream may read it.
+  OrderedCodes& entry = *found->second;
+  order_codes_into(packed, values_per_register, entry.ordered);
+  at::cuda::stream_synchronize(stream);
+  entry.version = packed._version();
+  entry.ordered_on = stream.stream();
+  return entry.ordered;
 }
 
 }  // namespace bittorch::ops::cuda
